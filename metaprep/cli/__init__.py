@@ -1,0 +1,68 @@
+"""The `metaprep` command: a click group whose commands live one per module in this package.
+
+Each module ``metaprep/cli/<name>.py`` defines ``command`` (a click.Command named like the module,
+with ``_`` read as ``-``). Modules are imported only when their command runs or its help is asked
+for, and each command imports the heavy library inside its callback, so ``metaprep --help`` stays
+instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import MetaprepError
+
+__all__ = ["cli", "main"]
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+        return sorted(n.replace("_", "-") for n in names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.list_commands(ctx):
+            return None
+        module = importlib.import_module(f"{__name__}.{cmd_name.replace('-', '_')}")
+        return module.command  # type: ignore[no-any-return]
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="metaprep")
+def cli() -> None:
+    """metaprep: combine pretrained word embeddings into one learned meta-embedding.
+
+    \b
+    Typical flow:
+      metaprep align glove=glove.txt ft=crawl.vec -o store.h5   # align + pack into HDF5
+      metaprep inspect store.h5                                 # coverage and overlap
+      metaprep train --store store.h5 --train t.tsv --dev d.tsv --method dme -o run/
+      metaprep export-onnx run/ -o model/                       # ONNX + parity gate
+      metaprep predict model/ texts.txt                         # onnxruntime, no torch
+      metaprep run pipelines/quickstart.toml                    # all stages from one file
+    """
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except MetaprepError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

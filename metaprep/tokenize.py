@@ -1,0 +1,61 @@
+"""The one tokenizer. align, train and the production runtime all use it, so the words aligned
+are exactly the words the model sees. Pure standard library: the runtime imports it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+__all__ = ["DEFAULT_PATTERN", "Tokenizer", "TokenizerConfig"]
+
+# Words (with inner hyphens/apostrophes), numbers, and single punctuation marks: close to what
+# GloVe/word2vec vocabularies contain, without a language-specific dependency.
+DEFAULT_PATTERN = r"\w+(?:[-'’]\w+)*|[^\w\s]"
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    mode: str = "regex"  # "regex" (pattern below) or "whitespace" (str.split)
+    pattern: str = DEFAULT_PATTERN  # used when mode == "regex"
+    lowercase: bool = False  # off: cased sources (GloVe 840B, word2vec) keep case information
+    max_tokens: int | None = None  # truncate longer texts (None: no limit)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("regex", "whitespace"):
+            raise ValueError(f"tokenizer mode must be 'regex' or 'whitespace', not {self.mode!r}")
+        if self.mode == "regex":
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"tokenizer pattern does not compile: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenizerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown tokenizer key(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+class Tokenizer:
+    """Split text into tokens according to a TokenizerConfig."""
+
+    def __init__(self, config: TokenizerConfig | None = None) -> None:
+        self.config = config or TokenizerConfig()
+        self._regex = re.compile(self.config.pattern) if self.config.mode == "regex" else None
+
+    def __call__(self, text: str) -> list[str]:
+        return self.tokenize(text)
+
+    def tokenize(self, text: str) -> list[str]:
+        if self.config.lowercase:
+            text = text.lower()
+        tokens = self._regex.findall(text) if self._regex is not None else text.split()
+        if self.config.max_tokens is not None:
+            tokens = tokens[: self.config.max_tokens]
+        return tokens
