@@ -1,0 +1,325 @@
+"""Build the ONNX graphs of a meta-embedding classifier from plain numpy weights.
+
+The graph is written op by op with ``onnx.helper`` (no torch exporter): that keeps padding out of
+every computation explicitly (the ONNX ``LSTM`` op's ``sequence_lens``, masked max and mean),
+keeps big tables in memory-mappable external data, and works for any batch size and length.
+``metaprep.export`` turns a torch model into a :class:`GraphSpec`; this module knows ONNX only.
+
+Graph inputs: ``ids`` (B,T) int64 and ``lengths`` (B,) int64 (pairs add ``ids_b``, ``lengths_b``).
+A length is clamped to [1, T], as the torch model does. Outputs of the classifier graph:
+``logits`` and ``probabilities`` (B,C), plus ``sentence_embedding`` (B,E) for single sentences;
+of the front-end graph: ``token_embeddings`` (B,T,D) and ``sentence_embedding`` (B,E).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+__all__ = ["OPSET", "FrontSpec", "GraphSpec", "LSTMSpec", "build_graph", "save_graph"]
+
+OPSET = 17
+_ALIGN = 1 << 16  # external tensors start on 64 KiB boundaries, so onnxruntime can mmap them
+_MASKED = -1e9  # same masked score as the torch model: softmax gives exactly 0, never NaN
+
+
+@dataclass
+class LSTMSpec:
+    """One bidirectional LSTM layer in ONNX layout (gates i, o, f, c; forward then reverse)."""
+
+    W: np.ndarray  # (2, 4h, in)
+    R: np.ndarray  # (2, 4h, h)
+    B: np.ndarray  # (2, 8h): input bias then recurrent bias
+
+    @property
+    def hidden(self) -> int:
+        return int(self.R.shape[2])
+
+
+@dataclass
+class FrontSpec:
+    """ids -> meta-embeddings. Either ``folded`` (one (N,D) table: the whole front end per id) or
+    the per-source pieces, with everything that depends on the word alone precomputed."""
+
+    method: str  # dme | cdme | concat | sum | single
+    dim: int  # D
+    folded: np.ndarray | None = None  # (N, D)
+    tables: list[np.ndarray] = field(default_factory=list)  # (N, D) projected (raw for concat)
+    use: np.ndarray | None = None  # (N, S) float32: 1 where source k counts for the word
+    known: np.ndarray | None = None  # (N,) bool: some source has the word (else the UNK vector)
+    unk: np.ndarray | None = None  # (D,)
+    gating: str = "softmax"
+    scorer_w: np.ndarray | None = None  # (D or 2h, 1)
+    scorer_b: np.ndarray | None = None  # (1,)
+    context: LSTMSpec | None = None  # cdme
+    relu: bool = False
+
+
+@dataclass
+class GraphSpec:
+    front: FrontSpec
+    encoder: str  # bilstm | pool
+    encoder_lstm: LSTMSpec | None
+    hidden_w: np.ndarray  # (F, H) (transposed torch weight: x @ W)
+    hidden_b: np.ndarray
+    out_w: np.ndarray  # (H, C)
+    out_b: np.ndarray
+    pair: bool = False
+    table_dtype: str = "float32"  # float32 | float16 (cast to float32 after the gather)
+
+
+class _Builder:
+    """Accumulates nodes and initializers; big tensors go straight to the external data file."""
+
+    def __init__(self, data_path: Path, *, table_dtype: str) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.data_path = data_path
+        self.table_dtype = np.dtype(table_dtype)
+        self._data = None if data_path is None else open(data_path, "wb")  # noqa: SIM115
+        self._n = 0
+        self._consts: dict[tuple[Any, ...], str] = {}
+        self._names: set[str] = set()
+
+    def close(self) -> None:
+        if self._data is not None:
+            self._data.close()
+
+    def fresh(self, hint: str) -> str:
+        self._n += 1
+        return f"{hint}_{self._n}"
+
+    def rename(self, src: str, dst: str) -> None:
+        self.nodes.append(helper.make_node("Identity", [src], [dst]))
+
+    def init(self, name: str, array: np.ndarray, *, external: bool = False) -> str:
+        """Add an initializer once: a second sentence (pairs) reuses the first one's."""
+        if name in self._names:
+            return name
+        self._names.add(name)
+        array = np.ascontiguousarray(array)
+        if not external or self._data is None:
+            self.inits.append(numpy_helper.from_array(array, name))
+            return name
+        pos = self._data.tell()
+        pad = (-pos) % _ALIGN
+        self._data.write(b"\0" * pad)
+        offset = pos + pad
+        self._data.write(memoryview(array.reshape(-1).view(np.uint8)))
+        t = TensorProto()
+        t.name = name
+        t.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+        t.dims.extend(array.shape)
+        t.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", self.data_path.name), ("offset", str(offset)),
+                           ("length", str(array.nbytes))):
+            entry = t.external_data.add()
+            entry.key, entry.value = key, value
+        self.inits.append(t)
+        return name
+
+    def const(self, values: Any, dtype: Any = np.int64) -> str:
+        arr = np.asarray(values, dtype=dtype)
+        key = (arr.dtype.str, arr.shape, arr.tobytes())
+        if key not in self._consts:
+            self._consts[key] = self.init(self.fresh("const"), arr)
+        return self._consts[key]
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, n_out: int = 1,
+           **attrs: Any) -> Any:
+        outs = [self.fresh(hint or op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    def table(self, name: str, array: np.ndarray) -> str:
+        if name in self._names:
+            return name
+        return self.init(name, array.astype(self.table_dtype, copy=False), external=True)
+
+    def gather_table(self, table: str, ids: str, hint: str) -> str:
+        g = self.op("Gather", [table, ids], hint)
+        return g if self.table_dtype == np.float32 else self.op("Cast", [g], hint, to=1)
+
+
+# --- pieces ----------------------------------------------------------------------------------
+def _lengths(b: _Builder, ids: str, lengths: str) -> tuple[str, str, str]:
+    """-> clamped lengths (B,), step mask (B,T) bool, and T as a (1,) tensor."""
+    t1 = b.op("Shape", [ids], "T", start=1, end=2)  # (1,)
+    clamped = b.op("Min", [b.op("Max", [lengths, b.const([1])]), t1], "len")
+    steps = b.op("Range", [b.const(0), b.op("Squeeze", [t1, b.const([0])]), b.const(1)], "steps")
+    mask = b.op("Less", [b.op("Unsqueeze", [steps, b.const([0])]),
+                         b.op("Unsqueeze", [clamped, b.const([1])])], "stepmask")
+    return clamped, mask, t1
+
+
+def _lstm(b: _Builder, x_btd: str, lengths: str, spec: LSTMSpec, name: str) -> str:
+    """(N,T,d) -> (N,T,2h), zeros after each length; padding is never read."""
+    w = b.init(f"{name}.W", spec.W.astype(np.float32))
+    r = b.init(f"{name}.R", spec.R.astype(np.float32))
+    bias = b.init(f"{name}.B", spec.B.astype(np.float32))
+    x = b.op("Transpose", [x_btd], perm=[1, 0, 2])  # (T,N,d)
+    seq = b.op("Cast", [lengths], "seq_lens", to=TensorProto.INT32)
+    y = b.op("LSTM", [x, w, r, bias, seq], "lstm", hidden_size=spec.hidden,
+             direction="bidirectional")  # (T,2,N,h)
+    y = b.op("Transpose", [y], perm=[2, 0, 1, 3])  # (N,T,2,h)
+    return b.op("Reshape", [y, b.const([0, 0, -1])], "lstm_out")  # (N,T,2h)
+
+
+def _front(b: _Builder, f: FrontSpec, ids: str, lengths: str, stepmask: str, t1: str) -> str:
+    stepf = b.op("Unsqueeze", [b.op("Cast", [stepmask], to=1), b.const([2])], "stepf")  # (B,T,1)
+    if f.folded is not None:
+        folded = b.table("front.folded", f.folded)
+        return b.op("Mul", [b.gather_table(folded, ids, "meta"), stepf], "meta")
+
+    assert f.use is not None and f.known is not None and f.unk is not None
+    use_tab = b.init("front.use", f.use.astype(np.float32), external=True)  # (N,S)
+    known_tab = b.init("front.known", f.known.astype(bool), external=True)  # (N,)
+    unk = b.init("front.unk", f.unk.astype(np.float32))
+    tables = [b.table(f"front.table_{k}", t) for k, t in enumerate(f.tables)]
+    valid = b.op("And", [stepmask, b.op("Not", [b.op("Equal", [ids, b.const(0)])])], "valid")
+    validf = b.op("Unsqueeze", [b.op("Cast", [valid], to=1), b.const([2])], "validf")  # (B,T,1)
+    use = b.op("Mul", [b.op("Gather", [use_tab, ids]), validf], "use")  # (B,T,S)
+    known = b.op("And", [b.op("Gather", [known_tab, ids]), valid], "known")  # (B,T)
+    emb = [b.gather_table(t, ids, f"e{k}") for k, t in enumerate(tables)]  # (B,T,d_k)
+
+    def use_k(k: int) -> str:
+        return b.op("Slice", [use, b.const([k]), b.const([k + 1]), b.const([2])], f"use{k}")
+
+    if f.method in ("concat", "sum", "single"):
+        parts = [b.op("Mul", [e, use_k(k)]) for k, e in enumerate(emb)]
+        if f.method == "concat":
+            meta = b.op("Concat", parts, "meta", axis=2) if len(parts) > 1 else parts[0]
+        else:
+            meta = parts[0] if len(parts) == 1 else b.op("Sum", parts, "meta")
+    else:
+        stacked = b.op("Concat", [b.op("Unsqueeze", [e, b.const([2])]) for e in emb],
+                       "proj", axis=2)  # (B,T,S,D)
+        assert f.scorer_w is not None and f.scorer_b is not None
+        sw = b.init("front.scorer.w", f.scorer_w.astype(np.float32))
+        sb = b.init("front.scorer.b", f.scorer_b.astype(np.float32))
+        if f.method == "dme":
+            scores = b.op("Add", [b.op("MatMul", [stacked, sw]), sb])  # (B,T,S,1)
+            scores = b.op("Squeeze", [scores, b.const([3])], "scores")  # (B,T,S)
+        else:
+            assert f.context is not None
+            scores = _context_scores(b, f, stacked, lengths, t1, sw, sb)
+        if f.gating == "sigmoid":
+            w = b.op("Mul", [b.op("Sigmoid", [scores]), use], "weights")
+        else:
+            used = b.op("Greater", [use, b.const(0.0, np.float32)])
+            masked = b.op("Where", [used, scores, b.const(_MASKED, np.float32)])
+            w = b.op("Mul", [b.op("Softmax", [masked], axis=-1), use], "weights")  # (B,T,S)
+        mixed = b.op("Mul", [stacked, b.op("Unsqueeze", [w, b.const([3])])])
+        meta = b.op("ReduceSum", [mixed, b.const([2])], "meta", keepdims=0)  # (B,T,D)
+    meta = b.op("Where", [b.op("Unsqueeze", [known, b.const([2])]), meta, unk], "meta")
+    if f.relu:
+        meta = b.op("Relu", [meta], "meta")
+    return b.op("Mul", [meta, validf], "meta")
+
+
+def _context_scores(b: _Builder, f: FrontSpec, stacked: str, lengths: str, t1: str, sw: str,
+                    sb: str) -> str:
+    """CDME: each source's projected sentence through the context BiLSTM -> scores (B,T,S)."""
+    bts = b.op("Slice", [b.op("Shape", [stacked]), b.const([0]), b.const([3])], "bts")  # [B,T,S]
+    seqs = b.op("Transpose", [stacked], perm=[0, 2, 1, 3])  # (B,S,T,D): row b*S + s below
+    seqs = b.op("Reshape", [seqs, b.op("Concat", [b.const([-1]), t1, b.const([f.dim])], axis=0)],
+                "seqs")  # (B*S,T,D)
+    bs = b.op("Gather", [bts, b.const([0, 2])])  # [B,S]
+    rep = b.op("Expand", [b.op("Unsqueeze", [lengths, b.const([1])]), bs])  # (B,S)
+    rep = b.op("Reshape", [rep, b.const([-1])], "seq_lens")  # (B*S,)
+    assert f.context is not None
+    ctx = _lstm(b, seqs, rep, f.context, "front.context")  # (B*S,T,2h)
+    s = b.op("Add", [b.op("MatMul", [ctx, sw]), sb])  # (B*S,T,1)
+    s = b.op("Reshape", [s, b.op("Gather", [bts, b.const([0, 2, 1])])])  # (B,S,T)
+    return b.op("Transpose", [s], "scores", perm=[0, 2, 1])  # (B,T,S)
+
+
+def _encode(b: _Builder, spec: GraphSpec, ids: str, lengths: str) -> tuple[str, str]:
+    """-> (meta (B,T,D), sentence (B,E)) for one input sentence."""
+    clamped, stepmask, t1 = _lengths(b, ids, lengths)
+    meta = _front(b, spec.front, ids, clamped, stepmask, t1)
+    step3 = b.op("Unsqueeze", [stepmask, b.const([2])], "step3")  # (B,T,1)
+    neg = b.const(-np.inf, np.float32)
+    if spec.encoder == "bilstm":
+        assert spec.encoder_lstm is not None
+        out = _lstm(b, meta, clamped, spec.encoder_lstm, "encoder.lstm")
+        sent = b.op("ReduceMax", [b.op("Where", [step3, out, neg])], "sentence", axes=[1],
+                    keepdims=0)
+    else:
+        mx = b.op("ReduceMax", [b.op("Where", [step3, meta, neg])], "max", axes=[1], keepdims=0)
+        total = b.op("ReduceSum", [meta, b.const([1])], "sum", keepdims=0)  # meta is 0 at pads
+        count = b.op("Unsqueeze", [b.op("Cast", [clamped], to=1), b.const([1])], "count")
+        sent = b.op("Concat", [mx, b.op("Div", [total, count], "mean")], "sentence", axis=1)
+    return meta, sent
+
+
+def build_graph(spec: GraphSpec, data_path: Path, *, front_end: bool = False) -> onnx.ModelProto:
+    """The classifier graph (or, with ``front_end``, the ids -> embeddings graph); big tables are
+    written to ``data_path`` as they are met."""
+    b = _Builder(data_path, table_dtype=spec.table_dtype)
+    try:
+        i64 = TensorProto.INT64
+        inputs = [helper.make_tensor_value_info("ids", i64, ["batch", "tokens"]),
+                  helper.make_tensor_value_info("lengths", i64, ["batch"])]
+        d, f32 = spec.front.dim, TensorProto.FLOAT
+        meta, u = _encode(b, spec, "ids", "lengths")
+        e = _sentence_dim(spec)
+        if front_end:
+            b.rename(meta, "token_embeddings")
+            b.rename(u, "sentence_embedding")
+            outputs = [helper.make_tensor_value_info("token_embeddings", f32,
+                                                     ["batch", "tokens", d]),
+                       helper.make_tensor_value_info("sentence_embedding", f32, ["batch", e])]
+        else:
+            feats = u
+            if spec.pair:
+                inputs += [helper.make_tensor_value_info("ids_b", i64, ["batch", "tokens_b"]),
+                           helper.make_tensor_value_info("lengths_b", i64, ["batch"])]
+                _, v = _encode(b, spec, "ids_b", "lengths_b")
+                diff = b.op("Abs", [b.op("Sub", [u, v])])
+                feats = b.op("Concat", [u, v, diff, b.op("Mul", [u, v])], "features", axis=1)
+            hw = b.init("classifier.hidden.w", spec.hidden_w.astype(np.float32))
+            hb = b.init("classifier.hidden.b", spec.hidden_b.astype(np.float32))
+            ow = b.init("classifier.out.w", spec.out_w.astype(np.float32))
+            ob = b.init("classifier.out.b", spec.out_b.astype(np.float32))
+            h = b.op("Relu", [b.op("Add", [b.op("MatMul", [feats, hw]), hb])], "hidden")
+            c = spec.out_w.shape[1]
+            b.nodes.append(helper.make_node("MatMul", [h, ow], ["logits_mm"]))
+            b.nodes.append(helper.make_node("Add", ["logits_mm", ob], ["logits"]))
+            b.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1))
+            outputs = [helper.make_tensor_value_info("logits", f32, ["batch", c]),
+                       helper.make_tensor_value_info("probabilities", f32, ["batch", c])]
+            if not spec.pair:
+                b.rename(u, "sentence_embedding")
+                outputs.append(helper.make_tensor_value_info("sentence_embedding", f32,
+                                                             ["batch", e]))
+        graph = helper.make_graph(b.nodes, "metaprep", inputs, outputs, b.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                  producer_name="metaprep")
+        model.ir_version = 8  # readable by onnxruntime >= 1.14
+        return model
+    finally:
+        b.close()
+
+
+def _sentence_dim(spec: GraphSpec) -> int:
+    if spec.encoder == "bilstm":
+        assert spec.encoder_lstm is not None
+        return 2 * spec.encoder_lstm.hidden
+    return 2 * spec.front.dim
+
+
+def save_graph(model: onnx.ModelProto, path: Path) -> None:
+    """Write the graph (its external data is already on disk) and check it by path, which is
+    how the checker handles models over 2 GB."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(model.SerializeToString())
+    os.replace(tmp, path)
+    onnx.checker.check_model(str(path))
