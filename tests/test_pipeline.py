@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from metaprep.errors import ConfigError
+from metaprep.pipeline import load_pipeline, run_pipeline
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(f"__label__{'ab'[i % 2]} text {i}\n" for i in range(40)))
+    p = tmp_path / "p.toml"
+    p.write_text(body)
+    return p
+
+
+def test_keys_become_the_commands_own_options(tmp_path: Path) -> None:
+    p = _write(tmp_path, '[pipeline]\nname = "t"\n[split]\ndata = "c.txt"\ndev = 0.25\n')
+    pipe = load_pipeline(p, artifacts=tmp_path / "art")
+    (plan,) = pipe.stages
+    assert plan.argv[0] == str(tmp_path / "c.txt")
+    assert "--dev" in plan.argv and plan.argv[plan.argv.index("--dev") + 1] == "0.25"
+    assert plan.argv[plan.argv.index("--output") + 1] == str(tmp_path / "art" / "t" / "split")
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('[split]\ndata = "c.txt"\nfraction = 2\n', "unknown key 'fraction'"),
+        ('[splat]\ndata = "c.txt"\n', "unknown section"),
+        ('[pipeline]\nname = "x"\ncolour = 1\n', "unknown key"),
+        ("[split\n", "not valid TOML"),
+        ('[pipeline]\nname = "x"\n', "names no stage"),
+        ('[split]\ndata = "{train}/x"\n', "not an earlier stage"),
+    ],
+)
+def test_bad_pipeline_files_name_the_key_and_file(tmp_path: Path, body: str, message: str) -> None:
+    p = _write(tmp_path, body)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_pipeline(p, artifacts=tmp_path / "art")
+    assert str(p) in str(info.value)
+
+
+def test_rerun_skips_unchanged_and_force_reruns(tmp_path: Path) -> None:
+    p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
+    art = tmp_path / "art"
+    first = run_pipeline(p, artifacts=art, echo=lambda s: None)
+    assert first.stages[0].action == "run"
+    assert first.stages[0].figures == {"train": 28, "dev": 6, "test": 6}
+    second = run_pipeline(p, artifacts=art, echo=lambda s: None)
+    assert second.stages[0].action == "skip"
+    assert second.stages[0].figures == first.stages[0].figures
+    forced = run_pipeline(p, artifacts=art, force="split", echo=lambda s: None)
+    assert forced.stages[0].action == "force"
+    (tmp_path / "c.txt").write_text("".join(f"__label__{'ab'[i % 2]} t {i}\n" for i in range(40)))
+    changed = run_pipeline(p, artifacts=art, echo=lambda s: None)
+    assert changed.stages[0].action == "run"  # the input file's hash changed
+    with pytest.raises(ConfigError, match="no such stage"):
+        run_pipeline(p, artifacts=art, force="train", echo=lambda s: None)
+
+
+def test_dry_run_runs_nothing(tmp_path: Path) -> None:
+    p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
+    lines: list[str] = []
+    run_pipeline(p, artifacts=tmp_path / "art", dry_run=True, echo=lines.append)
+    assert lines and lines[0].startswith("[split] run: metaprep split")
+    assert not (tmp_path / "art" / "p" / "split" / "train.tsv").exists()
+
+
+def test_pkg_paths_resolve_inside_installed_packages(tmp_path: Path) -> None:
+    p = _write(tmp_path, '[split]\ndata = "pkg:gensim/test/test_data/pang_lee_polarity.cor"\n'
+               'encoding = "latin-1"\n')
+    (plan,) = load_pipeline(p, artifacts=tmp_path / "art").stages
+    assert Path(plan.argv[0]).is_file()
+    q = _write(tmp_path, '[split]\ndata = "pkg:no_such_pkg_xyz/a.txt"\n')
+    with pytest.raises(ConfigError, match="not installed"):
+        load_pipeline(q, artifacts=tmp_path / "art")
