@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,7 +19,15 @@ import numpy as np
 
 from .errors import StoreError
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Store", "StoreWriter", "file_sha256", "open_store"]
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "RowSink",
+    "Store",
+    "StoreWriter",
+    "file_sha256",
+    "open_store",
+]
 
 FORMAT_NAME = "metaprep-store"
 FORMAT_VERSION = 1
@@ -27,11 +35,26 @@ _JSON_KEYS = "_json_keys"  # attribute listing which attributes hold JSON text
 _CHUNK_BYTES = 1 << 20  # ~1 MiB chunks: small enough for lazy row reads, big enough for throughput
 
 
-def file_sha256(path: str | Path, *, block: int = 1 << 22) -> str:
+_BLOCK_BYTES = 1 << 24  # ~16 MiB of rows per block in whole-dataset passes
+
+
+def file_sha256(
+    path: str | Path, *, block: int = 1 << 22, progress: bool = False, desc: str | None = None
+) -> str:
     h = hashlib.sha256()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, leave=False,
+                   desc=desc or f"sha256 {Path(path).name}")
     with open(path, "rb") as f:
         while chunk := f.read(block):
             h.update(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     return h.hexdigest()
 
 
@@ -121,6 +144,26 @@ class StoreWriter:
         order = np.argsort(rows, kind="stable")
         self.vectors(name)[rows[order]] = vectors[order]
 
+    def read_block(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start .. stop`` as float32 (the store being written can be read back)."""
+        return np.asarray(self.vectors(name)[start:stop], dtype=np.float32)
+
+    def block_rows(self, name: str) -> int:
+        """Rows per block for whole-dataset passes: whole HDF5 chunks, about 16 MiB."""
+        ds = self.vectors(name)
+        chunk = ds.chunks[0] if ds.chunks else 1
+        per_row = ds.shape[1] * ds.dtype.itemsize
+        return max(1, _BLOCK_BYTES // (per_row * chunk)) * chunk
+
+    def iter_blocks(self, name: str) -> Iterator[tuple[int, int]]:
+        step = self.block_rows(name)
+        for start in range(0, self.vocab_size, step):
+            yield start, min(start + step, self.vocab_size)
+
+    def row_sink(self, name: str) -> RowSink:
+        """A writer for rows arriving in any order (see RowSink)."""
+        return RowSink(self, name)
+
     def set_present(self, name: str, mask: np.ndarray) -> None:
         self._f["sources"][name]["present"][...] = mask.astype(bool)
 
@@ -142,6 +185,8 @@ class StoreWriter:
             self._f.close()
         finally:
             self.tmp_path.unlink(missing_ok=True)
+            for stage in self.tmp_path.parent.glob(f"{self.tmp_path.name}.*.stage"):
+                stage.unlink(missing_ok=True)
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -156,6 +201,99 @@ class StoreWriter:
             self.close()
         else:
             self.abort()
+
+
+class RowSink:
+    """Writes one source's vectors to rows that arrive in any order, with sequential I/O only.
+
+    Rows that continue a run from row 0 (the first source of a union: file order is row order)
+    go straight to the dataset. Any other rows are appended to a staging file beside the store
+    and put in place by ``finish()``, one block of consecutive rows at a time: HDF5 writes of
+    scattered rows into a chunked dataset are slow. A row written twice keeps its last vector.
+    """
+
+    def __init__(self, writer: StoreWriter, name: str) -> None:
+        self._writer = writer
+        self._name = name
+        self._dim = int(writer.vectors(name).shape[1])
+        self._next = 0  # rows 0 .. _next were written directly
+        self._stage_path = writer.tmp_path.with_name(f"{writer.tmp_path.name}.{name}.stage")
+        self._stage: Any = None
+        self._staged_rows: list[np.ndarray] = []
+
+    def write(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        """``vectors[k]`` goes to row ``rows[k]``; rows unique within one call."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n = len(rows)
+        if n == 0:
+            return
+        if self._stage is None and rows[0] == self._next and rows[-1] == self._next + n - 1 and (
+            n == 1 or bool(np.all(np.diff(rows) == 1))
+        ):
+            self._writer.write_block(self._name, self._next, vectors)
+            self._next += n
+            return
+        if self._stage is None:
+            self._stage = open(self._stage_path, "wb")  # noqa: SIM115 - closed in finish()
+        self._stage.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+        self._staged_rows.append(rows)
+
+    def finish(self, *, progress: bool = False) -> None:
+        """Move staged rows into place and remove the staging file."""
+        if self._stage is None:
+            return
+        self._stage.close()
+        try:
+            self._place(progress)
+        finally:
+            self._stage = None
+            self._staged_rows = []
+            self._stage_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Drop the staging file if ``finish()`` did not run (the run failed midway)."""
+        if self._stage is not None:
+            self._stage.close()
+            self._stage = None
+        self._stage_path.unlink(missing_ok=True)
+
+    def _place(self, progress: bool) -> None:
+        import mmap
+
+        rows = np.concatenate(self._staged_rows)
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        last = np.append(rows[1:] != rows[:-1], True)  # of repeated rows keep the latest
+        rows, pos = rows[last], order[last]
+        w, name = self._writer, self._name
+        with (
+            open(self._stage_path, "rb") as f,
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm,
+        ):
+            staged = np.frombuffer(mm, dtype=np.float32).reshape(-1, self._dim)
+            blocks = list(w.iter_blocks(name))
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(rows), unit="row", leave=False, desc=f"placing {name}")
+            for start, stop in blocks:
+                i, j = np.searchsorted(rows, [start, stop])
+                if i == j:
+                    continue
+                if start < self._next:
+                    buf = w.read_block(name, start, stop)
+                else:
+                    buf = np.zeros((stop - start, self._dim), dtype=np.float32)
+                buf[rows[i:j] - start] = staged[pos[i:j]]
+                w.write_block(name, start, buf)
+                # pages of the staging file read so far stay in the page cache, not in our RSS
+                mm.madvise(mmap.MADV_DONTNEED)
+                if bar is not None:
+                    bar.update(int(j - i))
+            del staged
+            if bar is not None:
+                bar.close()
 
 
 class Store:
