@@ -1,0 +1,153 @@
+"""Byte-level helpers shared by the readers: opening (with transparent gzip), line-aligned chunks,
+progress bars, and turning OS errors into FormatError."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import FormatError
+from .base import ReadStats
+
+__all__ = [
+    "GZIP_MAGIC",
+    "MAX_EXAMPLES",
+    "Progress",
+    "is_gzip",
+    "line_chunks",
+    "note_bad_line",
+    "open_binary",
+]
+
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_EXAMPLES = 5  # how many "line N: reason" examples stats.examples keeps
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise FormatError("no such file", path=path, hint="check the path")
+    if path.is_dir():
+        raise FormatError("is a directory, not an embedding file", path=path)
+
+
+def is_gzip(path: Path) -> bool:
+    _check_path(path)
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == GZIP_MAGIC
+    except OSError as exc:
+        raise FormatError(f"cannot read: {exc.strerror or exc}", path=path) from exc
+
+
+class _Opened:
+    """A readable byte stream plus the raw file under it (for byte-position progress)."""
+
+    def __init__(self, path: Path) -> None:
+        _check_path(path)
+        try:
+            self.raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise FormatError(f"cannot open: {exc.strerror or exc}", path=path) from exc
+        self.size = os.fstat(self.raw.fileno()).st_size
+        self.gzipped = self.raw.read(2) == GZIP_MAGIC
+        self.raw.seek(0)
+        self.stream: IO[bytes] = (
+            gzip.GzipFile(fileobj=self.raw, mode="rb") if self.gzipped else self.raw
+        )
+        self.path = path
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.stream.read(n)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise FormatError(
+                f"cannot read ({'corrupt or truncated gzip data: ' if self.gzipped else ''}"
+                f"{exc})",
+                path=self.path,
+                offset=self.position(),
+            ) from exc
+
+    def position(self) -> int:
+        """Bytes consumed from the file on disk (compressed bytes for .gz)."""
+        try:
+            return self.raw.tell()
+        except (OSError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        if self.stream is not self.raw:
+            self.stream.close()
+        self.raw.close()
+
+
+def open_binary(path: Path) -> _Opened:
+    """Open ``path`` for reading, decompressing gzip transparently (detected by magic bytes)."""
+    return _Opened(path)
+
+
+class Progress:
+    """A tqdm byte bar on stderr (rows/s in the postfix), or nothing when disabled."""
+
+    def __init__(self, *, total: int, desc: str, enabled: bool) -> None:
+        self._bar: Any = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+                file=sys.stderr, leave=False, dynamic_ncols=True,
+            )
+        self._last = 0
+
+    def update(self, position: int, rows: int) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(max(0, position - self._last))
+        self._last = position
+        self._bar.set_postfix(rows=rows, refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def line_chunks(f: _Opened, *, chunk_bytes: int, first: bytes = b"") -> Iterator[bytes]:
+    """Yield pieces of about ``chunk_bytes`` that end at a newline (the last may lack one).
+
+    ``first`` is data already read from the stream (e.g. while sniffing the header). A line
+    longer than ``chunk_bytes`` makes its piece longer; memory stays bounded by the chunk size
+    plus the longest line.
+    """
+    carry = first
+    eof = False
+    while True:
+        if not eof and len(carry) < chunk_bytes:
+            block = f.read(chunk_bytes)
+            if block:
+                carry += block
+            else:
+                eof = True
+        if not carry:
+            return
+        cut = carry.rfind(b"\n") + 1
+        if cut == 0:
+            if not eof:  # no newline yet: a line longer than the chunk, keep reading
+                block = f.read(chunk_bytes)
+                if block:
+                    carry += block
+                    continue
+                eof = True
+            cut = len(carry)
+        piece, carry = carry[:cut], carry[cut:]
+        yield piece
+
+
+def note_bad_line(stats: ReadStats, where: str, reason: str) -> None:
+    stats.bad_lines += 1
+    if len(stats.examples) < MAX_EXAMPLES:
+        stats.examples.append(f"{where}: {reason}")

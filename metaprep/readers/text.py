@@ -1,0 +1,436 @@
+"""GloVe text (no header) and word2vec text / fastText .vec (a ``count dim`` header line).
+
+Each line is a word followed by ``dim`` numbers separated by single spaces. Real files bend that:
+GloVe 840B has words containing spaces or non-breaking spaces (so the LAST ``dim`` fields are the
+vector and the rest is the word), fastText .vec ends every line with a space, some files have
+CRLF line ends or a UTF-8 BOM, and words like ``NaN``, ``null``, ``"x,`` or ``1.5`` are ordinary
+words. So we never hand the word column to a CSV engine's type inference.
+
+How it stays fast: the file is read in line-aligned chunks of ``ReadOptions.chunk_bytes``; each
+chunk goes to pyarrow's multithreaded CSV parser with the word column typed as a string and the
+numbers as float32 (no quoting, no null values). A chunk the engine cannot take whole (a word
+with spaces, a bad value, bad UTF-8) is re-read by an exact line-by-line path, which also finds
+the line number for error messages. With ``wanted``, the words of a chunk are found first and only
+the wanted lines' numbers are parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FormatError
+from ._io import Progress, line_chunks, note_bad_line, open_binary
+from .base import Chunk, ReadOptions, ReadStats, Source
+
+__all__ = ["TEXT_FORMATS", "TextSource", "parse_header"]
+
+TEXT_FORMATS = ("glove", "word2vec-text")
+BOM = b"\xef\xbb\xbf"
+_SNIFF_BYTES = 1 << 20  # read this much (more if lines are long) to find the header and dim
+_SNIFF_LINES = 200  # data lines used to find the usual field count
+_SKIP_HINT = "fix or delete the line, or read with on_bad_line='skip' to skip such lines"
+
+
+class _NeedExact(Exception):
+    """The fast engine cannot take this block whole; use the exact line-by-line path."""
+
+
+def parse_header(line: bytes) -> tuple[int, int] | None:
+    """``(count, dim)`` when ``line`` is a word2vec header (two non-negative integers)."""
+    parts = line.strip(b" \t\r\n").split()
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+def _strip_end(line: bytes) -> bytes:
+    """Drop a CR and trailing spaces (fastText .vec ends each line with one)."""
+    return line.rstrip(b"\r").rstrip(b" ")
+
+
+class TextSource(Source):
+    """A GloVe or word2vec text file (optionally gzip-compressed)."""
+
+    def __init__(
+        self, path: str | Path, *, fmt: str | None = None, options: ReadOptions | None = None
+    ) -> None:
+        if fmt is not None and fmt not in TEXT_FORMATS:
+            raise ValueError(f"fmt must be one of {TEXT_FORMATS}, not {fmt!r}")
+        if options is None:
+            options = ReadOptions()
+        if options.on_bad_line not in ("error", "skip"):
+            raise ValueError("on_bad_line must be 'error' or 'skip'")
+        if options.encoding_errors not in ("strict", "replace"):
+            raise ValueError("encoding_errors must be 'strict' or 'replace'")
+        self.path = Path(path)
+        self.options = options
+        self.stats = ReadStats()
+        self._sniff(fmt)
+
+    # --- opening -------------------------------------------------------------------------------
+    def _sniff(self, fmt: str | None) -> None:
+        f = open_binary(self.path)
+        try:
+            head = f.read(_SNIFF_BYTES)
+            while head.count(b"\n") <= _SNIFF_LINES and len(head) < 16 * _SNIFF_BYTES:
+                more = f.read(_SNIFF_BYTES)
+                if not more:
+                    break
+                head += more
+        finally:
+            f.close()
+        self._bom = head.startswith(BOM)
+        if self._bom:
+            head = head[len(BOM) :]
+        if not head.strip():
+            raise FormatError("the file is empty", path=self.path, hint="check the download")
+        lines = head.split(b"\n")
+        if len(lines) > 1 and not head.endswith(b"\n"):
+            lines = lines[:-1]  # the last line may be cut by the sniff window
+        header = parse_header(lines[0]) if fmt != "glove" else None
+        if fmt == "word2vec-text" and header is None:
+            raise FormatError(
+                "expected a 'count dim' header line for word2vec text",
+                path=self.path, line=1, hint="for a file without a header use the glove format",
+            )
+        self.has_header = header is not None
+        self.format = "word2vec-text" if self.has_header else "glove"
+        body = [s for s in (_strip_end(x) for x in lines[1 if self.has_header else 0 :]) if s]
+        body = body[:_SNIFF_LINES]
+        counts: dict[int, int] = {}
+        for s in body:
+            n = s.count(b" ")
+            counts[n] = counts.get(n, 0) + 1
+        usual = max(counts, key=lambda k: counts[k]) if counts else None
+        if header is not None:
+            self.declared_count, self.dim = header
+            if not body:
+                raise FormatError(
+                    "the file has a header line but no vectors",
+                    path=self.path, hint="check the download",
+                )
+            if usual != self.dim:
+                raise FormatError(
+                    f"the header declares {self.dim} dimensions but the rows have {usual} numbers",
+                    path=self.path, line=1, hint="fix the header line's second number",
+                )
+        else:
+            self.declared_count = None
+            if usual is None or usual == 0:
+                raise FormatError(
+                    "no vectors found: expected lines of a word followed by numbers",
+                    path=self.path, line=1,
+                )
+            self.dim = usual
+
+    def _pieces(self) -> Iterator[tuple[bytes, int]]:
+        """Line-aligned byte pieces of the data rows, each with the line number it starts at."""
+        f = open_binary(self.path)
+        bar = Progress(total=f.size, desc=self.path.name, enabled=self.options.progress)
+        try:
+            first = f.read(min(self.options.chunk_bytes, _SNIFF_BYTES))
+            if first.startswith(BOM):
+                first = first[len(BOM) :]
+            line_no = 1
+            if self.has_header:
+                nl = first.find(b"\n")
+                while nl < 0:  # an absurdly long first line: read until it ends
+                    more = f.read(_SNIFF_BYTES)
+                    if not more:
+                        break
+                    first += more
+                    nl = first.find(b"\n")
+                first = first[nl + 1 :] if nl >= 0 else b""
+                line_no = 2
+            for piece in line_chunks(f, chunk_bytes=self.options.chunk_bytes, first=first):
+                yield piece, line_no
+                line_no += piece.count(b"\n")
+                bar.update(f.position(), self.stats.rows_read)
+        finally:
+            bar.close()
+            f.close()
+
+    def _limited(self) -> Iterator[tuple[bytes, int]]:
+        """_pieces() cut so that at most ``limit`` data rows come out."""
+        limit = self.options.limit
+        if limit is None:
+            yield from self._pieces()
+            return
+        for piece, line0 in self._pieces():
+            while piece:
+                left = limit - self.stats.rows_read
+                if left <= 0:
+                    return
+                if piece.count(b"\n") < left:
+                    yield piece, line0
+                    break
+                cut = -1
+                for _ in range(left):
+                    cut = piece.index(b"\n", cut + 1)
+                part, piece = piece[: cut + 1], piece[cut + 1 :]
+                yield part, line0
+                line0 += left
+        # callers update stats.rows_read as they go, which is what stops the loop above
+
+    # --- the Source contract -------------------------------------------------------------------
+    def iter_chunks(self, wanted: Collection[str] | None = None) -> Iterator[Chunk]:
+        self.stats = ReadStats()
+        seen: set[str] = set()
+        for piece, line0 in self._limited():
+            if wanted is None:
+                words, vectors = self._parse_piece(piece, line0)
+            else:
+                words, vectors = self._parse_wanted(piece, line0, wanted)
+            keep = self._dedupe(words, seen)
+            if keep is not None:
+                words, vectors = [words[i] for i in keep], vectors[keep]
+            if words:
+                yield Chunk(words, vectors)
+        self._check_count()
+
+    def iter_words(self) -> Iterator[list[str]]:
+        self.stats = ReadStats()
+        seen: set[str] = set()
+        for piece, line0 in self._limited():
+            lines = piece.split(b"\n")
+            words: list[str] = []
+            for i, line in enumerate(lines):
+                word = self._quick_word(line)
+                if word is not None:
+                    words.append(self._decode(word, line0 + i))
+                elif line.strip():  # irregular: the exact path finds the word (or the error)
+                    words.extend(self._exact([line], [line0 + i])[0])
+                else:
+                    continue
+                self.stats.rows_read += 1
+            keep = self._dedupe(words, seen)
+            if keep is not None:
+                words = [words[i] for i in keep]
+            if words:
+                yield words
+        self._check_count()
+
+    # --- parsing -------------------------------------------------------------------------------
+    def _quick_word(self, line: bytes) -> bytes | None:
+        """The word of a well-formed line (dim spaces, plus an optional trailing space and CR),
+        or None when the line needs the exact path (blank, word with spaces, wrong count)."""
+        sp = line.find(b" ")
+        if sp <= 0:
+            return None
+        s = line.rstrip(b"\r")
+        n = s.count(b" ", sp)
+        if n == self.dim or (n == self.dim + 1 and s.endswith(b" ")):
+            return line[:sp]
+        return None
+
+    def _parse_piece(self, piece: bytes, line0: int) -> tuple[list[str], np.ndarray]:
+        try:
+            words, vectors = _parse_fast(piece, self.dim)
+        except _NeedExact:
+            lines = piece.split(b"\n")
+            self.stats.rows_read += sum(1 for line in lines if line.strip())
+            return self._exact(lines, range(line0, line0 + len(lines)))
+        self.stats.rows_read += len(words)
+        return words, vectors
+
+    def _parse_wanted(
+        self, piece: bytes, line0: int, wanted: Collection[str]
+    ) -> tuple[list[str], np.ndarray]:
+        """Find each line's word first; parse numbers only on wanted (or irregular) lines."""
+        lines = piece.split(b"\n")
+        keep: list[int] = []
+        odd = False
+        for i, line in enumerate(lines):
+            word = self._quick_word(line)
+            if word is None:
+                if line.strip():
+                    self.stats.rows_read += 1
+                    keep.append(i)  # irregular: the exact path decides its word and validity
+                    odd = True
+                continue
+            self.stats.rows_read += 1
+            if self._decode(word, line0 + i) in wanted:
+                keep.append(i)
+        if not keep:
+            return [], np.zeros((0, self.dim), np.float32)
+        if not odd:
+            try:
+                return _parse_fast(b"\n".join([lines[i] for i in keep]), self.dim)
+            except _NeedExact:
+                pass
+        words, vectors = self._exact([lines[i] for i in keep], [line0 + i for i in keep])
+        mask = [w in wanted for w in words]
+        if all(mask):
+            return words, vectors
+        return [w for w, m in zip(words, mask, strict=True) if m], vectors[
+            np.asarray(mask, dtype=bool)
+        ]
+
+    def _decode(self, word: bytes, line_no: int) -> str:
+        try:
+            return word.decode("utf-8", errors=self.options.encoding_errors)
+        except UnicodeDecodeError as exc:
+            raise FormatError(
+                f"the word is not valid UTF-8 (byte {word[exc.start]:#04x} at column "
+                f"{exc.start + 1})",
+                path=self.path, line=line_no,
+                hint="read with encoding_errors='replace' to substitute U+FFFD",
+            ) from exc
+
+    def _bad(self, line_no: int, reason: str, hint: str = _SKIP_HINT) -> None:
+        if self.options.on_bad_line == "error":
+            raise FormatError(reason, path=self.path, line=line_no, hint=hint)
+        note_bad_line(self.stats, f"line {line_no}", reason)
+
+    def _exact(
+        self, lines: Sequence[bytes], line_nos: Sequence[int]
+    ) -> tuple[list[str], np.ndarray]:
+        """Line by line: the last ``dim`` fields are the vector, the rest is the word.
+        Blank lines are ignored; the caller counts rows."""
+        dim = self.dim
+        words: list[str] = []
+        rows: list[np.ndarray] = []
+        for raw, line_no in zip(lines, line_nos, strict=True):
+            line = _strip_end(raw)
+            if not line.strip():
+                continue
+            fields = line.count(b" ") + 1
+            if fields < dim + 1:
+                self._bad(
+                    line_no,
+                    f"expected a word and {dim} numbers separated by spaces, found {fields} "
+                    "field(s)",
+                )
+                continue
+            parts = line.rsplit(b" ", dim)
+            if not parts[0]:
+                self._bad(line_no, "the line has no word before its numbers")
+                continue
+            try:
+                vec = np.array(parts[1:], dtype=np.float32)
+            except ValueError:
+                k = next(j for j, x in enumerate(parts[1:]) if not _is_float(x))
+                self._bad(
+                    line_no,
+                    f"value {k + 1} of {dim} is not a number: {parts[k + 1][:40]!r}",
+                )
+                continue
+            finite = np.isfinite(vec)
+            if not finite.all():
+                k = int(np.argmin(finite))
+                value = parts[k + 1].decode()
+                self._bad(line_no, f"value {k + 1} of {dim} is {value} (not finite)")
+                continue
+            try:
+                word = parts[0].decode("utf-8", errors=self.options.encoding_errors)
+            except UnicodeDecodeError as exc:
+                self._bad(
+                    line_no,
+                    f"the word is not valid UTF-8 (byte {parts[0][exc.start]:#04x} at column "
+                    f"{exc.start + 1})",
+                    hint="read with encoding_errors='replace' to substitute U+FFFD, or "
+                    "on_bad_line='skip'",
+                )
+                continue
+            words.append(word)
+            rows.append(vec)
+        vectors = np.stack(rows) if rows else np.zeros((0, dim), np.float32)
+        return words, vectors
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+    def _dedupe(self, words: list[str], seen: set[str]) -> list[int] | None:
+        """Indices of the words met for the first time (None: all of them); adds them to
+        ``seen`` and counts the others in stats.duplicates."""
+        fresh = set(words)
+        if len(fresh) == len(words) and seen.isdisjoint(fresh):
+            seen |= fresh
+            return None
+        keep = []
+        for i, w in enumerate(words):
+            if w in seen:
+                self.stats.duplicates += 1
+            else:
+                seen.add(w)
+                keep.append(i)
+        return keep
+
+    def _check_count(self) -> None:
+        if self.declared_count is None or self.options.limit is not None:
+            return
+        if self.stats.rows_read != self.declared_count:
+            reason = (
+                f"the header declares {self.declared_count} rows but the file has "
+                f"{self.stats.rows_read}"
+            )
+            if self.options.on_bad_line == "error":
+                raise FormatError(
+                    reason, path=self.path, line=1,
+                    hint="the file may be truncated; otherwise fix the header's first number",
+                )
+            note_bad_line(self.stats, "line 1", reason)
+
+
+def _is_float(x: bytes) -> bool:
+    try:
+        float(x)
+    except ValueError:
+        return False
+    return True
+
+
+_ARROW_CACHE: dict[tuple[int, bool], tuple[object, object, object]] = {}
+
+
+def _arrow_options(dim: int, tail: bool) -> tuple[object, object, object]:
+    key = (dim, tail)
+    if key not in _ARROW_CACHE:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        names = ["w"] + [f"v{j}" for j in range(dim)] + (["tail"] if tail else [])
+        types = {n: pa.float32() for n in names[1 : dim + 1]}
+        types["w"] = pa.string()
+        if tail:
+            types["tail"] = pa.string()
+        _ARROW_CACHE[key] = (
+            pacsv.ReadOptions(column_names=names, block_size=16 << 20, use_threads=True),
+            pacsv.ParseOptions(delimiter=" ", quote_char=False, escape_char=False),
+            pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False),
+        )
+    return _ARROW_CACHE[key]
+
+
+def _parse_fast(buf: bytes, dim: int) -> tuple[list[str], np.ndarray]:
+    """Parse a block of regular lines with pyarrow, or raise _NeedExact."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    nl = buf.find(b"\n")
+    first = _strip_cr(buf[: nl if nl >= 0 else len(buf)])
+    tail = first.endswith(b" ")
+    read_opts, parse_opts, convert_opts = _arrow_options(dim, tail)
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(buf), read_options=read_opts, parse_options=parse_opts,
+            convert_options=convert_opts,
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise _NeedExact from exc
+    if tail and table.num_rows and not pc.all(pc.equal(table.column("tail"), "")).as_py():
+        raise _NeedExact
+    words: list[str] = table.column(0).to_pylist()
+    vectors = np.empty((table.num_rows, dim), dtype=np.float32)
+    for j in range(dim):
+        vectors[:, j] = table.column(j + 1).to_numpy()
+    if "" in words or not np.isfinite(vectors).all():
+        raise _NeedExact
+    return words, vectors
+
+
+def _strip_cr(line: bytes) -> bytes:
+    return line[:-1] if line.endswith(b"\r") else line
+

@@ -1,0 +1,242 @@
+"""The GloVe / word2vec text reader: real files, round trips, odd tokens, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metaprep.errors import FormatError
+from metaprep.readers import ReadOptions, open_source
+from metaprep.readers.text import TextSource
+
+gensim = pytest.importorskip("gensim")
+from gensim.models import KeyedVectors  # noqa: E402
+
+DATA = Path(os.path.dirname(gensim.__file__)) / "test" / "test_data"
+QUIET = ReadOptions(progress=False)
+
+
+def read_all(path: Path, *, fmt: str | None = None, wanted=None, **opts) -> tuple:
+    src = open_source(path, fmt=fmt, options=ReadOptions(progress=False, **opts))
+    words: list[str] = []
+    vecs = []
+    for chunk in src.iter_chunks(wanted):
+        assert chunk.vectors.dtype == np.float32
+        assert chunk.vectors.shape == (len(chunk.words), src.dim)
+        words += chunk.words
+        vecs.append(chunk.vectors)
+    matrix = np.concatenate(vecs) if vecs else np.zeros((0, src.dim), np.float32)
+    return src, words, matrix
+
+
+def write_lines(path: Path, lines: list[str], *, end: str = "\n", encoding: str = "utf-8") -> Path:
+    path.write_bytes((end.join(lines) + end).encode(encoding))
+    return path
+
+
+# --- real files shipped with gensim ---------------------------------------------------------------
+@pytest.mark.parametrize("chunk_bytes", [64 << 20, 700])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [("test_glove.txt", {"no_header": True}), ("lee_fasttext.vec", {}),
+     ("crime-and-punishment.vec", {})],
+)
+def test_matches_gensim_on_bundled_files(name: str, kwargs: dict, chunk_bytes: int) -> None:
+    path = DATA / name
+    kv = KeyedVectors.load_word2vec_format(path, **kwargs)
+    src, words, matrix = read_all(path, chunk_bytes=chunk_bytes)
+    assert src.format == ("glove" if kwargs else "word2vec-text")
+    assert words == list(kv.index_to_key)
+    np.testing.assert_array_equal(matrix, kv.vectors)
+    assert src.stats.rows_read == len(kv) and src.stats.duplicates == 0
+    assert [w for ws in src.iter_words() for w in ws] == words
+
+
+def test_latin1_file_strict_and_replace() -> None:
+    path = DATA / "pang_lee_polarity_fasttext.vec"
+    with pytest.raises(FormatError, match=r"pang_lee_polarity_fasttext\.vec:\d+: .*UTF-8"):
+        read_all(path)
+    kv = KeyedVectors.load_word2vec_format(path, unicode_errors="replace")
+    _, words, matrix = read_all(path, encoding_errors="replace")
+    assert words == list(kv.index_to_key)
+    np.testing.assert_array_equal(matrix, kv.vectors)
+
+
+# --- round trips through gensim's writer ------------------------------------------------------------
+def _random_kv(n: int = 300, dim: int = 7, seed: int = 0) -> KeyedVectors:
+    rng = np.random.default_rng(seed)
+    kv = KeyedVectors(dim)
+    kv.add_vectors([f"w{i}" for i in range(n)], rng.standard_normal((n, dim)).astype(np.float32))
+    return kv
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".txt.gz"])
+def test_round_trip_gensim_text(tmp_path: Path, suffix: str) -> None:
+    kv = _random_kv()
+    path = tmp_path / f"v{suffix}"
+    kv.save_word2vec_format(str(path), binary=False)
+    if suffix.endswith(".gz"):
+        with gzip.open(path, "rb") as f:  # gensim's smart_open compresses by extension
+            assert f.read(2)
+    back = KeyedVectors.load_word2vec_format(str(path))
+    src, words, matrix = read_all(path, chunk_bytes=512)
+    assert src.format == "word2vec-text" and src.declared_count == len(kv)
+    assert words == list(kv.index_to_key)
+    np.testing.assert_array_equal(matrix, back.vectors)
+
+
+# --- the tokens and layouts that break naive readers ------------------------------------------------
+ODD_WORDS = ["NaN", "null", '"x,', "#x", "NA", "", "1.5", "-", ". . .", "a\u00a0b", "N/A", "'",
+             "nan", "inf", "\u00e9t\u00e9", "x y z"]
+
+
+@pytest.mark.parametrize("chunk_bytes", [64 << 20, 37])
+@pytest.mark.parametrize("header", [False, True])
+@pytest.mark.parametrize("end", ["\n", "\r\n", " \n", " \r\n"])
+def test_odd_tokens_and_layouts(tmp_path: Path, header: bool, end: str, chunk_bytes: int) -> None:
+    words = [w for w in ODD_WORDS if w]  # an empty word cannot be told from a bad line
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((len(words), 3)).astype(np.float32)
+    lines = [f"{w} " + " ".join(repr(float(x)) for x in v) for w, v in zip(words, vecs, strict=True)]
+    if header:
+        lines.insert(0, f"{len(words)} 3")
+    path = write_lines(tmp_path / "odd.txt", lines, end=end)
+    src, got, matrix = read_all(path, chunk_bytes=chunk_bytes)
+    assert got == words
+    np.testing.assert_array_equal(matrix, vecs)
+    assert [w for ws in src.iter_words() for w in ws] == words
+    want = {"NaN", ". . .", "a\u00a0b", "1.5"}
+    _, sel, sub = read_all(path, wanted=want, chunk_bytes=chunk_bytes)
+    assert sel == [w for w in words if w in want]
+    np.testing.assert_array_equal(sub, vecs[[words.index(w) for w in sel]])
+
+
+def test_bom_and_no_final_newline(tmp_path: Path) -> None:
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbfthe 1 2\nof 3 4")
+    src, words, matrix = read_all(path)
+    assert src.format == "glove" and words == ["the", "of"]
+    np.testing.assert_array_equal(matrix, [[1, 2], [3, 4]])
+
+
+def test_duplicates_first_wins(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "d.txt", ["a 1 1", "b 2 2", "a 3 3", "c 4 4", "b 5 5"])
+    for chunk_bytes in (64 << 20, 8):
+        src, words, matrix = read_all(path, chunk_bytes=chunk_bytes)
+        assert words == ["a", "b", "c"]
+        np.testing.assert_array_equal(matrix[:, 0], [1, 2, 4])
+        assert src.stats.duplicates == 2 and src.stats.rows_read == 5
+        assert [w for ws in src.iter_words() for w in ws] == ["a", "b", "c"]
+
+
+def test_limit_and_wanted(tmp_path: Path) -> None:
+    lines = [f"w{i} {i} {-i}" for i in range(50)]
+    path = write_lines(tmp_path / "l.txt", lines[:10] + [""] + lines[10:])
+    for chunk_bytes in (64 << 20, 20):
+        src, words, matrix = read_all(path, limit=12, chunk_bytes=chunk_bytes)
+        assert words == [f"w{i}" for i in range(12)] and src.stats.rows_read == 12
+        src, words, matrix = read_all(path, wanted={"w3", "w40", "zz"}, chunk_bytes=chunk_bytes)
+        assert words == ["w3", "w40"]
+        np.testing.assert_array_equal(matrix, [[3, -3], [40, -40]])
+        assert src.stats.rows_read == 50
+        _, words, _ = read_all(path, wanted={"w3", "w40"}, limit=20, chunk_bytes=chunk_bytes)
+        assert words == ["w3"]
+
+
+def test_forced_format(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "h.txt", ["2 1", "x 1", "y 2"])
+    assert read_all(path)[1] == ["x", "y"]
+    with pytest.raises(FormatError, match="expected a 'count dim' header"):
+        TextSource(write_lines(tmp_path / "g.txt", ["x 1 2"]), fmt="word2vec-text", options=QUIET)
+
+
+# --- bad input -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("chunk_bytes", [64 << 20, 16])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("c 1", r"bad\.txt:3: expected a word and 2 numbers .* found 2 field"),
+        ("c 1 x", r"bad\.txt:3: value 2 of 2 is not a number: b'x'"),
+        ("c 1 nan", r"bad\.txt:3: value 2 of 2 is nan \(not finite\)"),
+        ("c inf 1", r"bad\.txt:3: value 1 of 2 is inf \(not finite\)"),
+        ("c 1  2", r"bad\.txt:3: value 1 of 2 is not a number: b''"),
+        (" 1 2", r"bad\.txt:3: the line has no word"),
+    ],
+)
+def test_bad_rows(tmp_path: Path, bad: str, message: str, chunk_bytes: int) -> None:
+    rows = ["a 1 2", "b 3 4", bad, "d 5 6"]
+    path = write_lines(tmp_path / "bad.txt", rows)
+    with pytest.raises(FormatError, match=message) as info:
+        read_all(path, chunk_bytes=chunk_bytes)
+    assert info.value.line == 3 and "on_bad_line='skip'" in str(info.value)
+    src, words, matrix = read_all(path, on_bad_line="skip", chunk_bytes=chunk_bytes)
+    assert words == ["a", "b", "d"] and src.stats.bad_lines == 1
+    assert src.stats.examples[0].startswith("line 3: ") and src.stats.rows_read == 4
+    np.testing.assert_array_equal(matrix[-1], [5, 6])
+
+
+def test_bad_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "u.txt"
+    path.write_bytes(b"a 1 2\nb\xff 3 4\nc 5 6\n")
+    with pytest.raises(FormatError, match=r"u\.txt:2: the word is not valid UTF-8 .*0xff") as info:
+        read_all(path)
+    assert "encoding_errors='replace'" in str(info.value)
+    with pytest.raises(FormatError, match=r"u\.txt:2: .*UTF-8"):
+        list(TextSource(path, options=QUIET).iter_words())
+    _, words, _ = read_all(path, encoding_errors="replace")
+    assert words == ["a", "b\ufffd", "c"]
+    src, words, _ = read_all(path, on_bad_line="skip")
+    assert words == ["a", "c"] and src.stats.bad_lines == 1
+
+
+def test_header_disagrees_with_body(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "h.vec", ["3 2", "a 1 2", "b 3 4"])
+    with pytest.raises(FormatError, match=r"h\.vec:1: the header declares 3 rows but the file has 2"):
+        read_all(path)
+    src, words, _ = read_all(path, on_bad_line="skip")
+    assert words == ["a", "b"] and "declares 3 rows" in src.stats.examples[0]
+    assert read_all(path, limit=1)[1] == ["a"]  # a limit reads only part: no count check
+    path = write_lines(tmp_path / "d.vec", ["2 3", "a 1 2", "b 3 4"])
+    with pytest.raises(FormatError, match=r"d\.vec:1: the header declares 3 dimensions .* 2"):
+        open_source(path, options=QUIET)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "empty"), (b"\n \n", "empty"), (b"5 3\n", "header line but no vectors"),
+     (b"\xef\xbb\xbf", "empty"), (b"justwords\nhere\n", "no vectors found")],
+)
+def test_empty_or_header_only(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "e.txt"
+    path.write_bytes(content)
+    with pytest.raises(FormatError, match=message):
+        TextSource(path, options=QUIET)
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(FormatError, match=r"nope\.txt: no such file"):
+        open_source(tmp_path / "nope.txt")
+    with pytest.raises(FormatError, match="nope.txt: no such file"):
+        TextSource(tmp_path / "nope.txt")
+    with pytest.raises(FormatError, match="is a directory"):
+        open_source(tmp_path)
+
+
+def test_truncated_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "t.txt.gz"
+    data = gzip.compress(("\n".join(f"w{i} {i} {i}" for i in range(5000)) + "\n").encode())
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FormatError, match=r"t\.txt\.gz .*gzip"):
+        read_all(path, chunk_bytes=1024)
+
+
+def test_progress_bar_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_lines(tmp_path / "p.txt", [f"w{i} {i}" for i in range(100)])
+    src = open_source(path, options=ReadOptions(progress=True, chunk_bytes=64))
+    assert sum(len(c.words) for c in src.iter_chunks()) == 100
+    out = capsys.readouterr()
+    assert out.out == "" and "p.txt" in out.err
