@@ -12,7 +12,9 @@ max/mean) so it can be rebuilt in ONNX.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -36,11 +38,14 @@ __all__ = [
     "MetaEmbeddingClassifier",
     "RunConfig",
     "StoreRef",
+    "atomic_path",
     "build_model",
     "load_run",
     "load_tables",
     "read_json",
+    "read_run_info",
     "weights_state_dict",
+    "write_json",
 ]
 
 METHODS = ("dme", "cdme", "concat", "sum", "single")
@@ -402,6 +407,23 @@ def weights_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 # --- the run directory --------------------------------------------------------------------------
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path beside ``path``; renamed over it only if the block succeeds."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def read_json(path: Path) -> Any:
     if not path.exists():
         raise ModelError(f"missing {path.name}", path=path.parent, hint="is this a run directory?")
@@ -428,17 +450,7 @@ def load_run(
     from .store import Store
 
     run = Path(run_dir)
-    if not run.is_dir():
-        raise ModelError("no such run directory", path=run)
-    cfg = RunConfig.from_dict(read_json(run / "config.json"), path=run / "config.json")
-    labels = read_json(run / "labels.json")
-    if not isinstance(labels, list) or len(labels) != cfg.num_labels:
-        raise ModelError(f"expected a list of {cfg.num_labels} labels", path=run / "labels.json")
-    try:
-        tok = TokenizerConfig.from_dict(read_json(run / "tokenizer.json"))
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"bad tokenizer config: {exc}", path=run / "tokenizer.json") from exc
-    ref = StoreRef.from_dict(read_json(run / "store.json"), path=run / "store.json")
+    cfg, labels, tok, ref = read_run_info(run)
     spath = Path(store_path) if store_path is not None else Path(ref.path)
     with Store(spath) as store:
         if verify_store and store.sha256() != ref.sha256:
@@ -457,4 +469,23 @@ def load_run(
     except (OSError, RuntimeError, ValueError) as exc:
         raise ModelError(f"weights do not fit the config: {exc}", path=wpath) from exc
     model.eval()
-    return model, cfg, [str(x) for x in labels], tok
+    return model, cfg, labels, tok
+
+
+def read_run_info(
+    run_dir: str | Path,
+) -> tuple[RunConfig, list[str], TokenizerConfig, StoreRef]:
+    """The small files of a run: config, labels, tokenizer and store reference (no weights)."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ModelError("no such run directory", path=run)
+    cfg = RunConfig.from_dict(read_json(run / "config.json"), path=run / "config.json")
+    labels = read_json(run / "labels.json")
+    if not isinstance(labels, list) or len(labels) != cfg.num_labels:
+        raise ModelError(f"expected a list of {cfg.num_labels} labels", path=run / "labels.json")
+    try:
+        tok = TokenizerConfig.from_dict(read_json(run / "tokenizer.json"))
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"bad tokenizer config: {exc}", path=run / "tokenizer.json") from exc
+    ref = StoreRef.from_dict(read_json(run / "store.json"), path=run / "store.json")
+    return cfg, [str(x) for x in labels], tok, ref
