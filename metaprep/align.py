@@ -49,8 +49,10 @@ __all__ = [
     "AlignOptions",
     "SourceSpec",
     "align",
+    "options_from_cli",
     "parse_assignments",
     "parse_source_args",
+    "specs_from_cli",
 ]
 
 DTYPES = ("float32", "float16")
@@ -133,6 +135,45 @@ def parse_assignments(
                               hint=f"sources are: {', '.join(names)}")
         out[name] = value
     return out
+
+
+def specs_from_cli(kw: Mapping[str, Any]) -> list[SourceSpec]:
+    """SourceSpecs from `metaprep align`'s parameters (positional sources plus NAME=VALUE
+    options)."""
+    pairs = parse_source_args(list(kw["sources"]))
+    names = [n for n, _ in pairs]
+    fmt = parse_assignments(kw.get("formats", ()), "--format", names)
+    tensor = parse_assignments(kw.get("tensors", ()), "--tensor", names)
+    vfile = parse_assignments(kw.get("vocab_files", ()), "--vocab-file", names)
+    oov = parse_assignments(kw.get("oov", ()), "--oov", names)
+    norm = parse_assignments(kw.get("normalize", ()), "--normalize", names, allow_all=True)
+    default_oov = str(kw.get("oov_default", "zero"))
+    return [
+        SourceSpec(name=n, path=p, format=fmt.get(n), tensor=tensor.get(n),
+                   vocab_file=Path(vfile[n]) if n in vfile else None,
+                   oov=oov.get(n, default_oov), normalize=norm.get(n, norm.get("*", "none")))
+        for n, p in pairs
+    ]
+
+
+def options_from_cli(kw: Mapping[str, Any]) -> AlignOptions:
+    """AlignOptions from `metaprep align`'s parameters."""
+    from .tokenize import DEFAULT_PATTERN
+
+    try:
+        tok = TokenizerConfig(mode="whitespace" if kw.get("whitespace") else "regex",
+                              pattern=kw.get("token_pattern") or DEFAULT_PATTERN,
+                              lowercase=bool(kw.get("lowercase")))
+    except ValueError as exc:
+        raise ConfigError(f"--token-pattern: {exc}") from exc
+    return AlignOptions(
+        vocab=tuple(kw.get("vocab") or ("union",)), case=kw.get("case", "exact"), tokenizer=tok,
+        data_encoding=kw.get("data_encoding", "utf-8"), min_count=kw.get("min_count", 1),
+        max_vocab=kw.get("max_vocab"), dtype=kw.get("dtype", "float32"),
+        seed=kw.get("seed", 0), limit=kw.get("limit"),
+        on_bad_line=kw.get("on_bad_line", "error"),
+        encoding_errors=kw.get("encoding_errors", "strict"), progress=not kw.get("quiet"),
+    )
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -234,7 +275,7 @@ def _pooled_words(sources: Sequence[Source], opt: AlignOptions, mode: str) -> di
 def _default_opener(spec: SourceSpec, options: ReadOptions) -> Source:
     from .readers import open_source
 
-    return open_source(spec.path, spec.format, options)
+    return open_source(spec.path, fmt=spec.format, options=options)
 
 
 def _stream(

@@ -290,7 +290,7 @@ def fill_map(
         "from": list(predictors),
         "train_words": n_train,
         "heldout_words": n_held,
-        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else None,
         "cosine": cos_sum / n_held,
         "filled": int(fillable.sum()),
         "unmapped": int((~have_all & ~present[target]).sum()),

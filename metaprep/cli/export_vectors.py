@@ -1,0 +1,32 @@
+"""`metaprep export-vectors`: one aligned source (or all, concatenated) as a word2vec file."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["command"]
+
+
+@click.command("export-vectors")
+@click.argument("store", metavar="STORE.h5", type=click.Path(dir_okay=False))
+@click.argument("source", required=False, metavar="[NAME]")
+@click.option("--concat", is_flag=True, help="All sources side by side, in store order.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The file to write (temp file first, then renamed).")
+@click.option("--binary", is_flag=True, help="word2vec binary instead of text.")
+@click.option("--only-present", is_flag=True,
+              help="Only words the source's file had (with --concat: every source's).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def command(store: str, source: str | None, concat: bool, output: str, binary: bool,
+            only_present: bool, quiet: bool) -> None:
+    """Write source NAME of STORE.h5 (or --concat) as word2vec text or --binary, loadable with
+    gensim's KeyedVectors.load_word2vec_format (binary=True for --binary)."""
+    from ..exportvec import export_vectors
+
+    r = export_vectors(store, output, source=source, concat=concat, binary=binary,
+                       only_present=only_present, progress=not quiet)
+    click.echo(f"wrote {r['rows']:,} vectors of dim {r['dim']} ({'+'.join(r['sources'])}) "
+               f"to {r['path']}")
+    if r["skipped_whitespace"]:
+        click.echo(f"left out {r['skipped_whitespace']:,} word(s) containing whitespace, e.g. "
+                   + ", ".join(repr(w) for w in r["skipped_examples"]), err=True)
