@@ -22,7 +22,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["OPSET", "FrontSpec", "GraphSpec", "LSTMSpec", "build_graph", "save_graph"]
+__all__ = [
+    "OPSET",
+    "ExternalData",
+    "FrontSpec",
+    "GraphSpec",
+    "LSTMSpec",
+    "build_graph",
+    "save_graph",
+]
 
 OPSET = 17
 _ALIGN = 1 << 16  # external tensors start on 64 KiB boundaries, so onnxruntime can mmap them
@@ -74,22 +82,52 @@ class GraphSpec:
     table_dtype: str = "float32"  # float32 | float16 (cast to float32 after the gather)
 
 
-class _Builder:
-    """Accumulates nodes and initializers; big tensors go straight to the external data file."""
+class ExternalData:
+    """One external data file shared by the graphs of a model directory: a tensor written once
+    (by name) is referenced by every graph that uses it."""
 
-    def __init__(self, data_path: Path, *, table_dtype: str) -> None:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._f = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+        self._written: dict[str, tuple[int, int, int, tuple[int, ...]]] = {}
+
+    def tensor(self, name: str, array: np.ndarray) -> TensorProto:
+        if name not in self._written:
+            pos = self._f.tell()
+            offset = pos + (-pos) % _ALIGN
+            self._f.write(b"\0" * (offset - pos))
+            self._f.write(memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8)))
+            self._written[name] = (offset, array.nbytes,
+                                   helper.np_dtype_to_tensor_dtype(array.dtype), array.shape)
+        offset, length, dtype, shape = self._written[name]
+        t = TensorProto()
+        t.name, t.data_type = name, dtype
+        t.dims.extend(shape)
+        t.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", self.path.name), ("offset", str(offset)),
+                           ("length", str(length))):
+            entry = t.external_data.add()
+            entry.key, entry.value = key, value
+        return t
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class _Builder:
+    """Accumulates nodes and initializers; tables go to the external data file."""
+
+    def __init__(self, data: ExternalData, *, table_dtype: str) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
-        self.data_path = data_path
+        self.data = data
         self.table_dtype = np.dtype(table_dtype)
-        self._data = None if data_path is None else open(data_path, "wb")  # noqa: SIM115
         self._n = 0
         self._consts: dict[tuple[Any, ...], str] = {}
         self._names: set[str] = set()
-
-    def close(self) -> None:
-        if self._data is not None:
-            self._data.close()
 
     def fresh(self, hint: str) -> str:
         self._n += 1
@@ -103,25 +141,10 @@ class _Builder:
         if name in self._names:
             return name
         self._names.add(name)
-        array = np.ascontiguousarray(array)
-        if not external or self._data is None:
-            self.inits.append(numpy_helper.from_array(array, name))
-            return name
-        pos = self._data.tell()
-        pad = (-pos) % _ALIGN
-        self._data.write(b"\0" * pad)
-        offset = pos + pad
-        self._data.write(memoryview(array.reshape(-1).view(np.uint8)))
-        t = TensorProto()
-        t.name = name
-        t.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
-        t.dims.extend(array.shape)
-        t.data_location = TensorProto.EXTERNAL
-        for key, value in (("location", self.data_path.name), ("offset", str(offset)),
-                           ("length", str(array.nbytes))):
-            entry = t.external_data.add()
-            entry.key, entry.value = key, value
-        self.inits.append(t)
+        if external:
+            self.inits.append(self.data.tensor(name, array))
+        else:
+            self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
     def const(self, values: Any, dtype: Any = np.int64) -> str:
@@ -259,53 +282,51 @@ def _encode(b: _Builder, spec: GraphSpec, ids: str, lengths: str) -> tuple[str, 
     return meta, sent
 
 
-def build_graph(spec: GraphSpec, data_path: Path, *, front_end: bool = False) -> onnx.ModelProto:
-    """The classifier graph (or, with ``front_end``, the ids -> embeddings graph); big tables are
-    written to ``data_path`` as they are met."""
-    b = _Builder(data_path, table_dtype=spec.table_dtype)
-    try:
-        i64 = TensorProto.INT64
-        inputs = [helper.make_tensor_value_info("ids", i64, ["batch", "tokens"]),
-                  helper.make_tensor_value_info("lengths", i64, ["batch"])]
-        d, f32 = spec.front.dim, TensorProto.FLOAT
-        meta, u = _encode(b, spec, "ids", "lengths")
-        e = _sentence_dim(spec)
-        if front_end:
-            b.rename(meta, "token_embeddings")
+def build_graph(spec: GraphSpec, data: ExternalData, *, front_end: bool = False
+                ) -> onnx.ModelProto:
+    """The classifier graph (or, with ``front_end``, the ids -> embeddings graph); tables are
+    written to ``data`` as they are met (once, whichever graph meets them first)."""
+    b = _Builder(data, table_dtype=spec.table_dtype)
+    i64 = TensorProto.INT64
+    inputs = [helper.make_tensor_value_info("ids", i64, ["batch", "tokens"]),
+              helper.make_tensor_value_info("lengths", i64, ["batch"])]
+    d, f32 = spec.front.dim, TensorProto.FLOAT
+    meta, u = _encode(b, spec, "ids", "lengths")
+    e = _sentence_dim(spec)
+    if front_end:
+        b.rename(meta, "token_embeddings")
+        b.rename(u, "sentence_embedding")
+        outputs = [helper.make_tensor_value_info("token_embeddings", f32,
+                                                 ["batch", "tokens", d]),
+                   helper.make_tensor_value_info("sentence_embedding", f32, ["batch", e])]
+    else:
+        feats = u
+        if spec.pair:
+            inputs += [helper.make_tensor_value_info("ids_b", i64, ["batch", "tokens_b"]),
+                       helper.make_tensor_value_info("lengths_b", i64, ["batch"])]
+            _, v = _encode(b, spec, "ids_b", "lengths_b")
+            diff = b.op("Abs", [b.op("Sub", [u, v])])
+            feats = b.op("Concat", [u, v, diff, b.op("Mul", [u, v])], "features", axis=1)
+        hw = b.init("classifier.hidden.w", spec.hidden_w.astype(np.float32))
+        hb = b.init("classifier.hidden.b", spec.hidden_b.astype(np.float32))
+        ow = b.init("classifier.out.w", spec.out_w.astype(np.float32))
+        ob = b.init("classifier.out.b", spec.out_b.astype(np.float32))
+        h = b.op("Relu", [b.op("Add", [b.op("MatMul", [feats, hw]), hb])], "hidden")
+        c = spec.out_w.shape[1]
+        b.nodes.append(helper.make_node("MatMul", [h, ow], ["logits_mm"]))
+        b.nodes.append(helper.make_node("Add", ["logits_mm", ob], ["logits"]))
+        b.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1))
+        outputs = [helper.make_tensor_value_info("logits", f32, ["batch", c]),
+                   helper.make_tensor_value_info("probabilities", f32, ["batch", c])]
+        if not spec.pair:
             b.rename(u, "sentence_embedding")
-            outputs = [helper.make_tensor_value_info("token_embeddings", f32,
-                                                     ["batch", "tokens", d]),
-                       helper.make_tensor_value_info("sentence_embedding", f32, ["batch", e])]
-        else:
-            feats = u
-            if spec.pair:
-                inputs += [helper.make_tensor_value_info("ids_b", i64, ["batch", "tokens_b"]),
-                           helper.make_tensor_value_info("lengths_b", i64, ["batch"])]
-                _, v = _encode(b, spec, "ids_b", "lengths_b")
-                diff = b.op("Abs", [b.op("Sub", [u, v])])
-                feats = b.op("Concat", [u, v, diff, b.op("Mul", [u, v])], "features", axis=1)
-            hw = b.init("classifier.hidden.w", spec.hidden_w.astype(np.float32))
-            hb = b.init("classifier.hidden.b", spec.hidden_b.astype(np.float32))
-            ow = b.init("classifier.out.w", spec.out_w.astype(np.float32))
-            ob = b.init("classifier.out.b", spec.out_b.astype(np.float32))
-            h = b.op("Relu", [b.op("Add", [b.op("MatMul", [feats, hw]), hb])], "hidden")
-            c = spec.out_w.shape[1]
-            b.nodes.append(helper.make_node("MatMul", [h, ow], ["logits_mm"]))
-            b.nodes.append(helper.make_node("Add", ["logits_mm", ob], ["logits"]))
-            b.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1))
-            outputs = [helper.make_tensor_value_info("logits", f32, ["batch", c]),
-                       helper.make_tensor_value_info("probabilities", f32, ["batch", c])]
-            if not spec.pair:
-                b.rename(u, "sentence_embedding")
-                outputs.append(helper.make_tensor_value_info("sentence_embedding", f32,
-                                                             ["batch", e]))
-        graph = helper.make_graph(b.nodes, "metaprep", inputs, outputs, b.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  producer_name="metaprep")
-        model.ir_version = 8  # readable by onnxruntime >= 1.14
-        return model
-    finally:
-        b.close()
+            outputs.append(helper.make_tensor_value_info("sentence_embedding", f32,
+                                                         ["batch", e]))
+    graph = helper.make_graph(b.nodes, "metaprep", inputs, outputs, b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="metaprep")
+    model.ir_version = 8  # readable by onnxruntime >= 1.14
+    return model
 
 
 def _sentence_dim(spec: GraphSpec) -> int:

@@ -1,0 +1,132 @@
+"""The export's checks: does the ONNX model compute what the torch model computes?
+
+Framework-free on purpose: the checks take two callables that map a feed (``ids``, ``lengths``
+[, ``ids_b``, ``lengths_b``] as numpy arrays) to named numpy outputs, one for the reference (torch)
+and one for the candidate (onnxruntime), so the comparison itself has no torch in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Feed", "accuracy_change", "compare", "pad_batch", "parity_feeds"]
+
+Feed = dict[str, np.ndarray]
+Runner = Callable[[Feed], dict[str, np.ndarray]]
+_REAL_BATCH_SIZES = (1, 7, 32, 64)  # cycled over the dev examples: batch 1 and padded batches
+
+
+def pad_batch(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad with id 0 -> ids (B,T) int64, lengths (B,) int64 (T >= 1)."""
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    ids = np.zeros((len(seqs), max(1, int(lengths.max(initial=0)))), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+    return ids, lengths
+
+
+def _random_case(rng: np.random.Generator, num_ids: int, batch: int, width: int,
+                 lengths: Sequence[int] | None, *, garbage_pad: bool) -> tuple[np.ndarray, ...]:
+    lens = (np.asarray(lengths, dtype=np.int64) if lengths is not None
+            else rng.integers(1, width + 1, size=batch))
+    ids = rng.integers(1, num_ids, size=(batch, width), dtype=np.int64)
+    if not garbage_pad:
+        ids[np.arange(width)[None, :] >= lens[:, None]] = 0
+    return ids, lens
+
+
+def parity_feeds(
+    examples: Sequence[tuple[Sequence[int], Sequence[int] | None]],
+    *,
+    num_ids: int,
+    pair: bool,
+    limit: int = 512,
+    seed: int = 0,
+) -> list[tuple[str, Feed]]:
+    """Named feeds: real examples at several batch sizes, then random ids with awkward shapes
+    (batch 1 x length 1, heavy padding, non-pad ids past the length, pad ids inside the length,
+    a length of 0 and one longer than the batch)."""
+    feeds: list[tuple[str, Feed]] = []
+    real = list(examples[:limit])
+    i = k = 0
+    while i < len(real):
+        size = _REAL_BATCH_SIZES[k % len(_REAL_BATCH_SIZES)]
+        chunk, i, k = real[i : i + size], i + size, k + 1
+        ids, lens = pad_batch([a for a, _ in chunk])
+        feed: Feed = {"ids": ids, "lengths": lens}
+        if pair:
+            feed["ids_b"], feed["lengths_b"] = pad_batch([b or [] for _, b in chunk])
+        feeds.append((f"dev batch {k} ({len(chunk)} x {ids.shape[1]})", feed))
+
+    rng = np.random.default_rng(seed)
+    cases: list[tuple[str, int, int, Sequence[int] | None, bool]] = [
+        ("random 1 x 1", 1, 1, None, False),
+        ("random 1 x 20", 1, 20, [20], False),
+        ("random 32 x 30", 32, 30, None, False),
+        ("heavily padded 16 x 64 (lengths 1-3)", 16, 64, list(rng.integers(1, 4, 16)), False),
+        ("non-pad ids past the length 8 x 24", 8, 24, None, True),
+        ("lengths 0 and over T, 5 x 6", 5, 6, [0, 6, 9, 1, 3], False),
+    ]
+    for name, batch, width, lens, garbage in cases:
+        ids, lengths = _random_case(rng, num_ids, batch, width, lens, garbage_pad=garbage)
+        feed = {"ids": ids, "lengths": lengths}
+        if pair:
+            feed["ids_b"], feed["lengths_b"] = _random_case(
+                rng, num_ids, batch, max(1, width // 2), None, garbage_pad=garbage)
+        feeds.append((name, feed))
+    ids, lengths = _random_case(rng, num_ids, 6, 12, None, garbage_pad=False)
+    ids[:, ::3] = 0  # padding ids inside the length: zero vectors, never an error
+    feed = {"ids": ids, "lengths": lengths}
+    if pair:
+        feed["ids_b"], feed["lengths_b"] = ids.copy(), lengths.copy()
+    feeds.append(("pad ids inside the length 6 x 12", feed))
+    return feeds
+
+
+def compare(reference: Runner, candidate: Runner, feeds: Sequence[tuple[str, Feed]],
+            outputs: Sequence[str]) -> dict[str, Any]:
+    """Max abs difference per output over all feeds, and which feed was worst."""
+    worst: dict[str, float] = {name: 0.0 for name in outputs}
+    where: dict[str, str] = {name: "" for name in outputs}
+    scale: dict[str, float] = {name: 0.0 for name in outputs}
+    for case, feed in feeds:
+        ref, got = reference(feed), candidate(feed)
+        for name in outputs:
+            a, b = np.asarray(ref[name], np.float64), np.asarray(got[name], np.float64)
+            if a.shape != b.shape:
+                raise ValueError(f"{case}: {name} has shape {b.shape}, expected {a.shape}")
+            diff = float(np.max(np.abs(a - b), initial=0.0))
+            if not np.isfinite(diff):
+                diff = float("inf")
+            scale[name] = max(scale[name], float(np.max(np.abs(a), initial=0.0)))
+            if diff > worst[name] or not where[name]:
+                worst[name], where[name] = max(worst[name], diff), case
+    return {
+        "cases": len(feeds),
+        "max_abs_diff": worst,
+        "worst_case": where,
+        "max_abs_value": scale,
+        "case_names": [c for c, _ in feeds],
+    }
+
+
+def _predict(run: Runner, feeds: Sequence[Feed]) -> np.ndarray:
+    return np.concatenate([np.argmax(run(f)["logits"], axis=1) for f in feeds])
+
+
+def accuracy_change(reference: Runner, candidate: Runner, feeds: Sequence[Feed],
+                    gold: np.ndarray) -> dict[str, Any]:
+    """Accuracy of both on labelled feeds (in order), the change, and how often they agree."""
+    ref, got = _predict(reference, feeds), _predict(candidate, feeds)
+    n = len(gold)
+    ref_acc, got_acc = float(np.mean(ref == gold)), float(np.mean(got == gold))
+    return {
+        "examples": n,
+        "torch_accuracy": round(ref_acc, 6),
+        "onnx_accuracy": round(got_acc, 6),
+        "change": round(got_acc - ref_acc, 6),
+        "agreement": round(float(np.mean(ref == got)), 6),
+    }

@@ -1,0 +1,91 @@
+"""Small run directories for the export and runtime tests: a random-vector store, a model with
+random weights (metaprep.model), and the files a run directory holds (docs/model.md)."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "Paris", "ran", "fast", "slow", "big",
+         "small", "red", "blue", "green", "house", "tree", "river", "sky", "good", "bad", "very",
+         "not", "and", "or", "it", "is", "was", ".", ",", "!", "?", "New", "York", "été"]
+LABELS = ["neg", "pos"]
+
+
+def make_store(path: Path, *, dims: tuple[int, ...] = (6, 4), seed: int = 0,
+               case_policy: str = "fallback") -> Path:
+    from metaprep.store import StoreWriter
+
+    rng = np.random.default_rng(seed)
+    with StoreWriter(path, WORDS, attrs={"case_policy": case_policy, "tokenizer": {}}) as w:
+        for k, d in enumerate(dims):
+            name = f"s{k}"
+            w.add_source(name, d)
+            w.write_block(name, 0, rng.standard_normal((len(WORDS), d)).astype(np.float32))
+            present = rng.random(len(WORDS)) < 0.75
+            present[k] = False  # "the" / "a" missing from one source each
+            present[-1] = False  # "été" in no source: the UNK vector
+            w.set_present(name, present)
+    return path
+
+
+def sentences(n: int, seed: int = 1, oov: bool = True) -> list[str]:
+    rng = random.Random(seed)
+    extra = ["zebra", "qwerty"] if oov else []
+    return [" ".join(rng.choice(WORDS + extra) for _ in range(rng.randint(1, 12)))
+            for _ in range(n)]
+
+
+def write_task(path: Path, n: int, *, pair: bool = False, seed: int = 1) -> Path:
+    texts = sentences(n, seed)
+    other = sentences(n, seed + 100)
+    rows = []
+    for i, t in enumerate(texts):
+        label = LABELS[(len(t) + i) % 2]
+        rows.append(f"{t}\t{other[i]}\t{label}" if pair else f"{t}\t{label}")
+    header = "text_a\ttext_b\tlabel" if pair else "text\tlabel"
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: bool = False,
+             seed: int = 0, dev: bool = True, **cfg_kw: Any) -> Path:
+    """A run directory whose weights are random (seeded) but scaled so outputs vary."""
+    import torch
+    from safetensors.torch import save_file
+
+    from metaprep.model import RunConfig, build_model, weights_state_dict
+    from metaprep.store import Store
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    store_path = make_store(tmp / "store.h5")
+    sources = ["s0"] if method == "single" else ["s0", "s1"]
+    cfg = RunConfig(method=method, sources=sources, source_dims=[6, 4][: len(sources)],
+                    vocab_size=len(WORDS), proj_dim=5, hidden=4, mlp_hidden=6, context_hidden=2,
+                    encoder=encoder, pair=pair, num_labels=2, seed=seed)
+    cfg = replace(cfg, **cfg_kw)
+    torch.manual_seed(seed)
+    with Store(store_path) as store:
+        model = build_model(store, cfg, progress=False)
+        sha = store.sha256()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)  # livelier than the default init: logits that differ between inputs
+    run = tmp / f"run-{method}-{encoder}{'-pair' if pair else ''}"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    (run / "labels.json").write_text(json.dumps(LABELS))
+    (run / "tokenizer.json").write_text(json.dumps({}))
+    (run / "store.json").write_text(json.dumps({
+        "path": str(store_path), "sha256": sha, "vocab_size": len(WORDS),
+        "case_policy": "fallback"}))
+    save_file(weights_state_dict(model), str(run / "best.safetensors"))
+    if dev:
+        dev_path = write_task(tmp / f"dev{'-pair' if pair else ''}.tsv", 40, pair=pair)
+        (run / "data.json").write_text(json.dumps({"dev": {"path": str(dev_path)}}))
+    return run
