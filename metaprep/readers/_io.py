@@ -4,6 +4,7 @@ progress bars, and turning OS errors into FormatError."""
 from __future__ import annotations
 
 import gzip
+import mmap
 import os
 import sys
 from collections.abc import Iterator
@@ -59,6 +60,7 @@ class _Opened:
             gzip.GzipFile(fileobj=self.raw, mode="rb") if self.gzipped else self.raw
         )
         self.path = path
+        self.mapped_pos: int | None = None  # set while a plain file is read through mmap
 
     def read(self, n: int = -1) -> bytes:
         try:
@@ -73,6 +75,8 @@ class _Opened:
 
     def position(self) -> int:
         """Bytes consumed from the file on disk (compressed bytes for .gz)."""
+        if self.mapped_pos is not None:
+            return self.mapped_pos
         try:
             return self.raw.tell()
         except (OSError, ValueError):
@@ -116,34 +120,67 @@ class Progress:
             self._bar = None
 
 
-def line_chunks(f: _Opened, *, chunk_bytes: int, first: bytes = b"") -> Iterator[bytes]:
-    """Yield pieces of about ``chunk_bytes`` that end at a newline (the last may lack one).
+def line_chunks(f: _Opened, *, chunk_bytes: int, start: int = 0) -> Iterator[bytes]:
+    """Yield pieces of about ``chunk_bytes`` that end at a newline (the last may lack one),
+    beginning at byte ``start`` of the (decompressed) content.
 
-    ``first`` is data already read from the stream (e.g. while sniffing the header). A line
-    longer than ``chunk_bytes`` makes its piece longer; memory stays bounded by the chunk size
-    plus the longest line.
+    A line longer than ``chunk_bytes`` makes its piece longer; memory stays bounded by the chunk
+    size plus the longest line. Plain files are memory-mapped so each piece costs one copy.
     """
-    carry = first
-    eof = False
-    while True:
-        if not eof and len(carry) < chunk_bytes:
-            block = f.read(chunk_bytes)
-            if block:
-                carry += block
+    if f.gzipped:
+        yield from _stream_chunks(f, chunk_bytes, start)
+    else:
+        yield from _mapped_chunks(f, chunk_bytes, start)
+
+
+def _mapped_chunks(f: _Opened, chunk_bytes: int, start: int) -> Iterator[bytes]:
+    size = f.size
+    if size <= start:
+        return
+    try:
+        mm = mmap.mmap(f.raw.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"cannot map the file: {exc}", path=f.path) from exc
+    try:
+        pos = start
+        while pos < size:
+            end = pos + chunk_bytes
+            if end >= size:
+                end = size
             else:
-                eof = True
-        if not carry:
+                nl = mm.rfind(b"\n", pos, end)
+                if nl < 0:  # a line longer than the chunk
+                    nl = mm.find(b"\n", end)
+                end = size if nl < 0 else nl + 1
+            piece = mm[pos:end]
+            pos = f.mapped_pos = end
+            yield piece
+    finally:
+        mm.close()
+
+
+def _stream_chunks(f: _Opened, chunk_bytes: int, start: int) -> Iterator[bytes]:
+    while start > 0:  # skip what the caller already looked at (header, BOM)
+        skipped = f.read(min(start, chunk_bytes))
+        if not skipped:
             return
-        cut = carry.rfind(b"\n") + 1
-        if cut == 0:
-            if not eof:  # no newline yet: a line longer than the chunk, keep reading
-                block = f.read(chunk_bytes)
-                if block:
-                    carry += block
-                    continue
-                eof = True
-            cut = len(carry)
-        piece, carry = carry[:cut], carry[cut:]
+        start -= len(skipped)
+    carry = b""
+    while True:
+        block = f.read(chunk_bytes)
+        if not block:
+            if carry:
+                yield carry
+            return
+        cut = block.rfind(b"\n") + 1
+        if cut == 0:  # no newline yet: a line longer than the chunk, keep reading
+            carry += block
+            continue
+        if carry or cut < len(block):
+            piece = b"".join((carry, memoryview(block)[:cut]))
+        else:
+            piece = block
+        carry = block[cut:]
         yield piece
 
 

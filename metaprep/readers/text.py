@@ -7,11 +7,11 @@ CRLF line ends or a UTF-8 BOM, and words like ``NaN``, ``null``, ``"x,`` or ``1.
 words. So we never hand the word column to a CSV engine's type inference.
 
 How it stays fast: the file is read in line-aligned chunks of ``ReadOptions.chunk_bytes``; each
-chunk goes to pyarrow's multithreaded CSV parser with the word column typed as a string and the
-numbers as float32 (no quoting, no null values). A chunk the engine cannot take whole (a word
-with spaces, a bad value, bad UTF-8) is re-read by an exact line-by-line path, which also finds
-the line number for error messages. With ``wanted``, the words of a chunk are found first and only
-the wanted lines' numbers are parsed.
+chunk goes to a multithreaded CSV engine (polars by default, see _engines.py) with the word
+column typed as a string and the numbers as float32 (no quoting, no null markers). A chunk the
+engine cannot take whole (a word with spaces, a bad value, bad UTF-8) is re-read by an exact
+line-by-line path, which also finds the line number for error messages. With ``wanted``, the
+words of a chunk are found first and only the wanted lines' numbers are parsed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError
+from ._engines import ENGINES, NeedExact, parse_block
 from ._io import Progress, line_chunks, note_bad_line, open_binary
 from .base import Chunk, ReadOptions, ReadStats, Source
 
@@ -32,10 +33,6 @@ BOM = b"\xef\xbb\xbf"
 _SNIFF_BYTES = 1 << 20  # read this much (more if lines are long) to find the header and dim
 _SNIFF_LINES = 200  # data lines used to find the usual field count
 _SKIP_HINT = "fix or delete the line, or read with on_bad_line='skip' to skip such lines"
-
-
-class _NeedExact(Exception):
-    """The fast engine cannot take this block whole; use the exact line-by-line path."""
 
 
 def parse_header(line: bytes) -> tuple[int, int] | None:
@@ -55,10 +52,18 @@ class TextSource(Source):
     """A GloVe or word2vec text file (optionally gzip-compressed)."""
 
     def __init__(
-        self, path: str | Path, *, fmt: str | None = None, options: ReadOptions | None = None
+        self,
+        path: str | Path,
+        *,
+        fmt: str | None = None,
+        options: ReadOptions | None = None,
+        engine: str = "polars",
     ) -> None:
         if fmt is not None and fmt not in TEXT_FORMATS:
             raise ValueError(f"fmt must be one of {TEXT_FORMATS}, not {fmt!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+        self.engine = engine
         if options is None:
             options = ReadOptions()
         if options.on_bad_line not in ("error", "skip"):
@@ -97,6 +102,9 @@ class TextSource(Source):
                 path=self.path, line=1, hint="for a file without a header use the glove format",
             )
         self.has_header = header is not None
+        self._data_start = (len(BOM) if self._bom else 0) + (
+            len(lines[0]) + 1 if self.has_header else 0
+        )
         self.format = "word2vec-text" if self.has_header else "glove"
         body = [s for s in (_strip_end(x) for x in lines[1 if self.has_header else 0 :]) if s]
         body = body[:_SNIFF_LINES]
@@ -130,26 +138,15 @@ class TextSource(Source):
         """Line-aligned byte pieces of the data rows, each with the line number it starts at."""
         f = open_binary(self.path)
         bar = Progress(total=f.size, desc=self.path.name, enabled=self.options.progress)
+        chunks = line_chunks(f, chunk_bytes=self.options.chunk_bytes, start=self._data_start)
         try:
-            first = f.read(min(self.options.chunk_bytes, _SNIFF_BYTES))
-            if first.startswith(BOM):
-                first = first[len(BOM) :]
-            line_no = 1
-            if self.has_header:
-                nl = first.find(b"\n")
-                while nl < 0:  # an absurdly long first line: read until it ends
-                    more = f.read(_SNIFF_BYTES)
-                    if not more:
-                        break
-                    first += more
-                    nl = first.find(b"\n")
-                first = first[nl + 1 :] if nl >= 0 else b""
-                line_no = 2
-            for piece in line_chunks(f, chunk_bytes=self.options.chunk_bytes, first=first):
+            line_no = 2 if self.has_header else 1
+            for piece in chunks:
                 yield piece, line_no
                 line_no += piece.count(b"\n")
                 bar.update(f.position(), self.stats.rows_read)
         finally:
+            chunks.close()
             bar.close()
             f.close()
 
@@ -228,8 +225,8 @@ class TextSource(Source):
 
     def _parse_piece(self, piece: bytes, line0: int) -> tuple[list[str], np.ndarray]:
         try:
-            words, vectors = _parse_fast(piece, self.dim)
-        except _NeedExact:
+            words, vectors = parse_block(piece, self.dim, engine=self.engine)
+        except NeedExact:
             lines = piece.split(b"\n")
             self.stats.rows_read += sum(1 for line in lines if line.strip())
             return self._exact(lines, range(line0, line0 + len(lines)))
@@ -258,8 +255,9 @@ class TextSource(Source):
             return [], np.zeros((0, self.dim), np.float32)
         if not odd:
             try:
-                return _parse_fast(b"\n".join([lines[i] for i in keep]), self.dim)
-            except _NeedExact:
+                block = b"\n".join([lines[i] for i in keep])
+                return parse_block(block, self.dim, engine=self.engine)
+            except NeedExact:
                 pass
         words, vectors = self._exact([lines[i] for i in keep], [line0 + i for i in keep])
         mask = [w in wanted for w in words]
@@ -379,58 +377,3 @@ def _is_float(x: bytes) -> bool:
     except ValueError:
         return False
     return True
-
-
-_ARROW_CACHE: dict[tuple[int, bool], tuple[object, object, object]] = {}
-
-
-def _arrow_options(dim: int, tail: bool) -> tuple[object, object, object]:
-    key = (dim, tail)
-    if key not in _ARROW_CACHE:
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-
-        names = ["w"] + [f"v{j}" for j in range(dim)] + (["tail"] if tail else [])
-        types = {n: pa.float32() for n in names[1 : dim + 1]}
-        types["w"] = pa.string()
-        if tail:
-            types["tail"] = pa.string()
-        _ARROW_CACHE[key] = (
-            pacsv.ReadOptions(column_names=names, block_size=16 << 20, use_threads=True),
-            pacsv.ParseOptions(delimiter=" ", quote_char=False, escape_char=False),
-            pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False),
-        )
-    return _ARROW_CACHE[key]
-
-
-def _parse_fast(buf: bytes, dim: int) -> tuple[list[str], np.ndarray]:
-    """Parse a block of regular lines with pyarrow, or raise _NeedExact."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-
-    nl = buf.find(b"\n")
-    first = _strip_cr(buf[: nl if nl >= 0 else len(buf)])
-    tail = first.endswith(b" ")
-    read_opts, parse_opts, convert_opts = _arrow_options(dim, tail)
-    try:
-        table = pacsv.read_csv(
-            pa.py_buffer(buf), read_options=read_opts, parse_options=parse_opts,
-            convert_options=convert_opts,
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise _NeedExact from exc
-    if tail and table.num_rows and not pc.all(pc.equal(table.column("tail"), "")).as_py():
-        raise _NeedExact
-    words: list[str] = table.column(0).to_pylist()
-    vectors = np.empty((table.num_rows, dim), dtype=np.float32)
-    for j in range(dim):
-        vectors[:, j] = table.column(j + 1).to_numpy()
-    if "" in words or not np.isfinite(vectors).all():
-        raise _NeedExact
-    return words, vectors
-
-
-def _strip_cr(line: bytes) -> bytes:
-    return line[:-1] if line.endswith(b"\r") else line
-
