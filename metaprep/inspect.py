@@ -85,11 +85,12 @@ def format_summary(s: dict[str, Any]) -> str:
         rows.append([
             src["name"], str(src["format"]), f"{src['rows_read'] or 0:,}", str(src["dim"]),
             src["dtype"], f"{src['present']:,}", f"{100 * src['coverage']:.1f}%",
-            f"{src['oov_count']:,}", f"{src['oov']}: {filled}", f"{src['duplicates'] or 0:,}",
+            f"{src['oov_count']:,}", str(src["oov"]), filled, f"{src['duplicates'] or 0:,}",
             f"{src['bad_lines'] or 0:,}", str(src["normalize"]), steps,
         ])
     lines += _table(["source", "format", "rows read", "dim", "dtype", "present", "coverage",
-                     "OOV", "OOV filled by", "dups", "bad", "normalize", "case steps"], rows)
+                     "OOV", "strategy", "filled", "dups", "bad", "normalize", "case steps"],
+                    rows)
     for src in s["sources"]:
         fit = src.get("map_fit")
         if fit:
