@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 _D = {  # defaults shown in --help; the same as metaprep.model.RunConfig's
@@ -90,6 +92,8 @@ def command(store: str, train_path: str, dev: str, test: str | None, out: str | 
     cfg = RunConfig(method=name, sources=chosen, source_dims=dims, **options)  # type: ignore[arg-type]
     metrics = train(cfg, store=store, train=train_path, dev=dev, test=test, out=out,
                     resume=resume, progress=not quiet, encoding=data_encoding)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     if metrics.get("run_dir"):
         click.echo(f"run: {metrics['run_dir']}")
     click.echo(f"best epoch {metrics['best_epoch']}: dev accuracy {metrics['dev']['accuracy']:.4f}"
