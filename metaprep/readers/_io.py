@@ -17,6 +17,7 @@ from .base import ReadStats
 __all__ = [
     "GZIP_MAGIC",
     "MAX_EXAMPLES",
+    "OpenedFile",
     "Progress",
     "is_gzip",
     "line_chunks",
@@ -44,7 +45,7 @@ def is_gzip(path: Path) -> bool:
         raise FormatError(f"cannot read: {exc.strerror or exc}", path=path) from exc
 
 
-class _Opened:
+class OpenedFile:
     """A readable byte stream plus the raw file under it (for byte-position progress)."""
 
     def __init__(self, path: Path) -> None:
@@ -88,9 +89,9 @@ class _Opened:
         self.raw.close()
 
 
-def open_binary(path: Path) -> _Opened:
+def open_binary(path: Path) -> OpenedFile:
     """Open ``path`` for reading, decompressing gzip transparently (detected by magic bytes)."""
-    return _Opened(path)
+    return OpenedFile(path)
 
 
 class Progress:
@@ -120,7 +121,7 @@ class Progress:
             self._bar = None
 
 
-def line_chunks(f: _Opened, *, chunk_bytes: int, start: int = 0) -> Iterator[bytes]:
+def line_chunks(f: OpenedFile, *, chunk_bytes: int, start: int = 0) -> Iterator[bytes]:
     """Yield pieces of about ``chunk_bytes`` that end at a newline (the last may lack one),
     beginning at byte ``start`` of the (decompressed) content.
 
@@ -133,7 +134,7 @@ def line_chunks(f: _Opened, *, chunk_bytes: int, start: int = 0) -> Iterator[byt
         yield from _mapped_chunks(f, chunk_bytes, start)
 
 
-def _mapped_chunks(f: _Opened, chunk_bytes: int, start: int) -> Iterator[bytes]:
+def _mapped_chunks(f: OpenedFile, chunk_bytes: int, start: int) -> Iterator[bytes]:
     size = f.size
     if size <= start:
         return
@@ -159,7 +160,7 @@ def _mapped_chunks(f: _Opened, chunk_bytes: int, start: int) -> Iterator[bytes]:
         mm.close()
 
 
-def _stream_chunks(f: _Opened, chunk_bytes: int, start: int) -> Iterator[bytes]:
+def _stream_chunks(f: OpenedFile, chunk_bytes: int, start: int) -> Iterator[bytes]:
     while start > 0:  # skip what the caller already looked at (header, BOM)
         skipped = f.read(min(start, chunk_bytes))
         if not skipped:

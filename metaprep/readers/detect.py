@@ -9,7 +9,7 @@ from ..errors import FormatError
 from ._io import open_binary
 from .text import BOM, parse_header
 
-__all__ = ["FASTTEXT_MAGIC", "FORMATS", "detect_format"]
+__all__ = ["FASTTEXT_MAGIC", "FORMATS", "detect_format", "is_fasttext_head"]
 
 FORMATS = ("glove", "word2vec-text", "word2vec-binary", "fasttext-bin", "npy", "safetensors")
 FASTTEXT_MAGIC = 793712314  # int32 at the start of every fastText .bin model
@@ -33,11 +33,28 @@ def detect_format(path: str | Path) -> str:
         return _detect_text_or_binary(path, head)
     if head.startswith(_NPY_MAGIC):
         return "npy"
-    if len(head) >= 4 and struct.unpack("<i", head[:4])[0] == FASTTEXT_MAGIC:
+    if is_fasttext_head(head):
         return "fasttext-bin"
     if _looks_like_safetensors(head):
         return "safetensors"
     return _detect_text_or_binary(path, head)
+
+
+def is_fasttext_head(head: bytes) -> bool:
+    """fastText .bin: the magic number, or (models from before it existed) twelve int32
+    training arguments whose values only fastText writes."""
+    if len(head) >= 4 and struct.unpack("<i", head[:4])[0] == FASTTEXT_MAGIC:
+        return True
+    if len(head) < 48:
+        return False
+    dim, ws, epoch, min_count, neg, ngrams, loss, model, bucket, minn, maxn, lr_update = (
+        struct.unpack("<12i", head[:48])
+    )
+    return (
+        0 < dim <= 100_000 and 0 < ws < 1000 and 0 < epoch < 100_000 and 0 <= min_count
+        and 0 <= neg < 10_000 and 0 < ngrams < 100 and 1 <= loss <= 4 and 1 <= model <= 3
+        and 0 <= bucket and 0 <= minn <= maxn < 1000 and 0 < lr_update
+    )
 
 
 def _looks_like_safetensors(head: bytes) -> bool:
