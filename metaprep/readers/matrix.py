@@ -104,13 +104,11 @@ class MatrixSource(Source):
     def _open_npy(self) -> np.ndarray:
         try:
             matrix = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:  # object arrays need pickle: refused
+        except (ValueError, OSError, EOFError) as exc:  # object arrays (pickle) are refused too
             raise FormatError(
-                f"cannot read as a plain .npy array ({exc})", path=self.path,
-                hint="save a numeric array with np.save (no object dtype)",
+                f"not a readable .npy array ({exc})", path=self.path,
+                hint="save a numeric matrix with np.save; the file may also be truncated",
             ) from exc
-        except (OSError, EOFError) as exc:
-            raise FormatError(f"not a readable .npy file ({exc})", path=self.path) from exc
         if not isinstance(matrix, np.ndarray):
             raise FormatError("expected a .npy array, found an .npz archive", path=self.path)
         if matrix.dtype.kind not in "fiu":

@@ -135,9 +135,10 @@ class Word2VecBinarySource(Source):
                     rows += 1
                     try:
                         word = raw.decode("utf-8", errors)
-                    except UnicodeDecodeError:
+                    except UnicodeDecodeError as exc:
                         stats.rows_read = rows
-                        self._bad(base + pos, f"the word of row {rows} is not valid UTF-8", True)
+                        at = base + sp - len(raw) + exc.start
+                        self._bad(at, f"the word of row {rows} is not valid UTF-8", True)
                         pos = nxt
                         continue
                     if not word:
@@ -195,19 +196,20 @@ class Word2VecBinarySource(Source):
             reason = f"value {k + 1} of the vector of {words[i]!r} is {matrix[i, k]} (not finite)"
             if self.options.on_bad_line == "error":
                 raise FormatError(
-                    reason, path=self.path, offset=offsets[i],
+                    reason, path=self.path, offset=offsets[i] + 4 * k,
                     hint="the header's dimension may be wrong, or read with on_bad_line='skip'",
                 )
-            note_bad_line(self.stats, f"byte {offsets[i]}", reason)
+            note_bad_line(self.stats, f"byte {offsets[i] + 4 * k}", reason)
             seen.discard(words[i])
         keep = np.flatnonzero(ok)
         return Chunk([words[i] for i in keep], matrix[keep])
 
     def _bad(self, offset: int, reason: str, encoding: bool) -> None:
         if self.options.on_bad_line == "error":
-            hint = "or read with on_bad_line='skip'"
+            hint = "read with on_bad_line='skip' to skip the row"
             if encoding:
-                hint = "read with encoding_errors='replace' to substitute U+FFFD, " + hint
+                hint = "read with encoding_errors='replace' to substitute U+FFFD, or with "
+                hint += "on_bad_line='skip' to skip the row"
             raise FormatError(reason, path=self.path, offset=offset, hint=hint)
         note_bad_line(self.stats, f"byte {offset}", reason)
 
