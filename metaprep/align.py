@@ -281,10 +281,12 @@ def _default_opener(spec: SourceSpec, options: ReadOptions) -> Source:
 def _stream(
     writer: StoreWriter, spec: SourceSpec, src: Source, matcher: CaseMatcher, wanted: Any,
     progress: bool,
-) -> np.ndarray:
-    """Write the source's rows; returns its present mask."""
+) -> tuple[np.ndarray, RowStats | None]:
+    """Write the source's rows; returns its present mask and, when every row is written once
+    (exact / lower policies), the statistics of the rows as stored."""
     matcher.reset()
     sink = writer.row_sink(spec.name)
+    stats = RowStats(src.dim) if matcher.policy != "fallback" else None
     try:
         for chunk in src.iter_chunks(wanted):
             if chunk.vectors.ndim != 2 or chunk.vectors.shape[1] != src.dim:
@@ -297,10 +299,12 @@ def _stream(
             if spec.normalize == "l2":
                 vecs = l2_rows(vecs)
             sink.write(np.asarray(rows), vecs)
+            if stats is not None:  # of the values as stored (float16 rounds)
+                stats.update(vecs.astype(writer.vectors(spec.name).dtype, copy=False))
         sink.finish(progress=progress)
     finally:
         sink.close()
-    return np.asarray(matcher.matched(), dtype=bool)
+    return np.asarray(matcher.matched(), dtype=bool), stats
 
 
 def align(
@@ -360,15 +364,18 @@ def align(
         }
         with StoreWriter(out, words, attrs=root) as writer:
             present: dict[str, np.ndarray] = {}
+            streamed: dict[str, RowStats | None] = {}
             for s, src in zip(sources, srcs, strict=True):
                 writer.add_source(s.name, src.dim, dtype=opt.dtype)
-                present[s.name] = _stream(writer, s, src, matcher, wanted, opt.progress)
+                present[s.name], streamed[s.name] = _stream(writer, s, src, matcher, wanted,
+                                                            opt.progress)
                 writer.set_present(s.name, present[s.name])
                 writer.set_source_attrs(s.name, _source_attrs(s, src, hashes[s.name], matcher,
                                                               present[s.name], oov[s.name]))
             transforms = {}
             for s in sources:
-                transforms[s.name] = _normalize(writer, s, present[s.name], oov[s.name], opt)
+                transforms[s.name] = _normalize(writer, s, present[s.name], oov[s.name], opt,
+                                                streamed[s.name])
             for s, src in zip(sources, srcs, strict=True):
                 attrs = _fill_oov(writer, s, src, words, present, oov[s.name], transforms[s.name],
                                   opt, [x.name for x in sources])
@@ -405,10 +412,12 @@ def _source_attrs(s: SourceSpec, src: Source, sha: str, matcher: CaseMatcher,
 
 
 def _normalize(
-    writer: StoreWriter, s: SourceSpec, present: np.ndarray, spec: OovSpec, opt: AlignOptions
+    writer: StoreWriter, s: SourceSpec, present: np.ndarray, spec: OovSpec, opt: AlignOptions,
+    streamed: RowStats | None,
 ) -> tuple[Callable[[np.ndarray], np.ndarray] | None, RowStats | None]:
-    """Centre present rows if asked; returns (the transform new rows need, present statistics)."""
-    stats = None
+    """Centre present rows if asked; returns (the transform new rows need, present statistics).
+    Statistics gathered while streaming are used when centring did not change the rows."""
+    stats = None if s.normalize == "center" else streamed
     transform: Callable[[np.ndarray], np.ndarray] | None = None
     if s.normalize == "center":
         mean = present_stats(writer, s.name, present, progress=opt.progress).mean
