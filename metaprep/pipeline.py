@@ -58,7 +58,7 @@ _WIRING: dict[str, dict[str, str]] = {
               "test": "{split}/test.tsv"},
     "export": {"run_dir": "{train}/run"},
     "evaluate": {"run_dir": "{train}/run", "data": "{split}/test.tsv"},
-    "predict": {"model_dir": "{export}/model", "input": "{split}/test.tsv"},
+    "predict": {"model_dir": "{export}/model", "input_path": "{split}/test.tsv"},
 }
 
 
@@ -98,10 +98,18 @@ def _resolve_path(value: str, base: Path, where: str, file: Path) -> str:
     return str(candidate) if ("/" in value or candidate.exists()) else value
 
 
+def _keys(p: click.Parameter) -> list[str]:
+    """The TOML keys that name a parameter: its long option names (``--proj-dim`` is
+    ``proj_dim``) or, for an argument, its name."""
+    if isinstance(p, click.Option):
+        return [o.lstrip("-").replace("-", "_") for o in p.opts if o.startswith("--")]
+    return [p.name or ""]
+
+
 def _option_for(command: click.Command, key: str) -> click.Parameter | None:
     name = key.replace("-", "_")
     for p in command.params:
-        if p.name == name:
+        if name in _keys(p):
             return p
     return None
 
@@ -126,7 +134,7 @@ def _to_argv(
     for key, value in options.items():
         p = _option_for(command, key)
         if p is None:
-            known = sorted(q.name for q in command.params if q.name and q.name != "help")
+            known = sorted(k for q in command.params for k in _keys(q)[:1] if k != "help")
             raise ConfigError(
                 f"[{section}] unknown key {key!r}; `metaprep {command.name}` takes: "
                 + ", ".join(known), path=file)
@@ -203,8 +211,8 @@ def load_pipeline(path: str | Path, *, artifacts: str | Path = "artifacts") -> P
                 if _option_for(command, key) is not None:
                     options[key] = template
         out = _output_param(command)
-        if out is not None and out.name not in options:
-            options[out.name or "output"] = str(Path(dirs[stage]) / _OUTPUT[stage])
+        if out is not None and not any(k in options for k in _keys(out)):
+            options[_keys(out)[0]] = str(Path(dirs[stage]) / _OUTPUT[stage])
         options = {k: _expand(v, dirs, present, stage, file) for k, v in options.items()}
         argv = _to_argv(command, stage, options, file)
         stages.append(StagePlan(stage, command, argv, Path(dirs[stage])))
@@ -253,7 +261,9 @@ def _inputs_hash(plan: StagePlan, upstream: str, root: Path, cache: dict[str, An
     for arg in plan.argv:
         candidate = arg.split("=", 1)[-1] if "=" in arg and not arg.startswith("-") else arg
         p = Path(candidate)
-        if p.is_file() and not p.is_relative_to(plan.out_dir):
+        # Outputs of earlier stages are covered by their stage's hash (chained in `upstream`),
+        # so only files from outside the pipeline's own directory are hashed by content.
+        if p.is_file() and not p.resolve().is_relative_to(root.resolve()):
             files[candidate] = _file_hash(p, cache)
     record = {"stage": plan.name, "argv": plan.argv, "files": files, "upstream": upstream}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()

@@ -77,3 +77,19 @@ def test_pkg_paths_resolve_inside_installed_packages(tmp_path: Path) -> None:
     q = _write(tmp_path, '[split]\ndata = "pkg:no_such_pkg_xyz/a.txt"\n')
     with pytest.raises(ConfigError, match="not installed"):
         load_pipeline(q, artifacts=tmp_path / "art")
+
+
+def test_upstream_outputs_do_not_invalidate_downstream(tmp_path: Path) -> None:
+    # A stage reading an earlier stage's output must be skipped on a plain rerun, even though that
+    # output did not exist when the first run was planned.
+    p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
+    p.write_text('[split]\ndata = "c.txt"\n[align]\nvocab = "{split}/train.tsv"\n'
+                 'quiet = true\n[align.sources]\nv = "v.txt"\n')
+    (tmp_path / "v.txt").write_text("text 0.1 0.2\nt 0.3 0.4\n")
+    art = tmp_path / "art"
+    first = run_pipeline(p, artifacts=art, echo=lambda s: None)
+    assert [s.action for s in first.stages] == ["run", "run"]
+    again = run_pipeline(p, artifacts=art, echo=lambda s: None)
+    assert [s.action for s in again.stages] == ["skip", "skip"]
+    forced = run_pipeline(p, artifacts=art, force="align", echo=lambda s: None)
+    assert [s.action for s in forced.stages] == ["skip", "force"]
