@@ -17,7 +17,6 @@ temporary name and renamed.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import sys
@@ -32,6 +31,8 @@ from . import __version__
 from .errors import ExportError
 from .modeldir import GRAPH_FILES, Manifest, file_sha256, write_vocab
 from .onnx_graph import OPSET, ExternalData, FrontSpec, GraphSpec, LSTMSpec, build_graph, save_graph
+from .quantize import choose_int8
+from .triton import write_triton
 
 __all__ = ["ExportOptions", "export_run", "lstm_spec", "spec_from_model"]
 
@@ -257,65 +258,6 @@ def _accuracy_feeds(dev: _Dev, pair: bool) -> tuple[list[dict[str, np.ndarray]],
     return feeds, dev.gold[order]
 
 
-# --- variants ----------------------------------------------------------------------------------
-def _quantize(src: Path, dst: Path, *, tables: bool) -> Path:
-    """dst/model.onnx (+ model.onnx.data): src's model with int8 MatMul / LSTM weights (and
-    tables, with ``tables``), dynamically quantized."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    dst.mkdir()
-    ops = ["MatMul", "LSTM"] + (["Gather"] if tables else [])
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantizer logs advice about image models on the root logger
-    try:
-        quantize_dynamic(src / GRAPH_FILES["model"], dst / GRAPH_FILES["model"],
-                         op_types_to_quantize=ops, weight_type=QuantType.QInt8,
-                         use_external_data_format=True)
-    except Exception as exc:  # the quantizer raises assorted untyped errors
-        raise ExportError(f"int8 quantization failed: {exc}", path=src) from exc
-    finally:
-        root.setLevel(level)
-    return dst / GRAPH_FILES["model"]
-
-
-def _write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> Path:
-    """A Triton model repository: REPO/NAME/config.pbtxt and REPO/NAME/1/<graph + data>."""
-    target = repo / name
-    if target.exists():
-        raise ExportError("a Triton model of that name already exists", path=target,
-                          hint="remove it or pass --triton-name")
-    tmp = repo / f".{name}.{os.getpid()}.tmp"
-    (tmp / "1").mkdir(parents=True)
-    graph = manifest.graphs["model"]
-    for fname in [graph["file"], *graph["data_files"]]:
-        try:  # a hard link costs nothing for multi-GB tables; copy across file systems
-            os.link(model_dir / fname, tmp / "1" / fname)
-        except OSError:
-            shutil.copy2(model_dir / fname, tmp / "1" / fname)
-
-    def tensor(n: str, dims: str, extra: str = "") -> str:
-        dtype = "TYPE_INT64" if n.startswith(("ids", "lengths")) else "TYPE_FP32"
-        return f'  {{ name: "{n}" data_type: {dtype} dims: [ {dims} ]{extra} }}'
-
-    dims = {"ids": "-1", "ids_b": "-1", "lengths": "1", "lengths_b": "1",
-            "logits": str(len(manifest.task["labels"])),
-            "probabilities": str(len(manifest.task["labels"])),
-            "sentence_embedding": str(manifest.task["sentence_dim"])}
-    scalar = " reshape: { shape: [ ] }"
-    inputs = ",\n".join(tensor(n, dims[n], scalar if n.startswith("lengths") else "")
-                        for n in graph["inputs"])
-    outputs = ",\n".join(tensor(n, dims[n]) for n in graph["outputs"])
-    (tmp / "config.pbtxt").write_text(
-        f'name: "{name}"\nbackend: "onnxruntime"\nmax_batch_size: 64\n'
-        f"input [\n{inputs}\n]\noutput [\n{outputs}\n]\n"
-        "dynamic_batching { max_queue_delay_microseconds: 1000 }\n"
-        "instance_group [ { kind: KIND_CPU count: 1 } ]\n"
-    )
-    os.replace(tmp, target)
-    return target
-
-
 # --- the export ------------------------------------------------------------------------------
 def _log(message: str) -> None:
     print(message, file=sys.stderr)
@@ -390,7 +332,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if opts.triton is not None:
-        path = _write_triton(out, Path(opts.triton), opts.triton_name, manifest)
+        path = write_triton(out, Path(opts.triton), opts.triton_name, manifest)
         log(f"Triton model repository entry: {path}")
     return manifest
 
@@ -432,7 +374,7 @@ def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: 
         spec.table_dtype = "float16"
         _write_graphs(spec, tmp, front_end=opts.front_end)
     if opts.quantize == "int8":
-        quantized = _choose_int8(tmp, reference, dev, cfg.pair, opts, log)
+        quantized = choose_int8(tmp, reference, dev, cfg.pair, opts, log)
     checks: dict[str, Any] = {"parity": parity, "tolerance": opts.tolerance}
     if dev is not None:
         acc_feeds, gold = _accuracy_feeds(dev, cfg.pair)
@@ -475,31 +417,3 @@ def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: 
     )
     manifest.record_files(tmp, files)
     return manifest
-
-
-def _choose_int8(tmp: Path, reference: Any, dev: _Dev | None, pair: bool, opts: ExportOptions,
-                 log: Callable[[str], None]) -> list[str]:
-    """Quantize MatMul/LSTM weights; also the tables when dev accuracy stays within
-    ``max_accuracy_drop`` of the weights-only model (never without dev data to check on)."""
-    from .parity import accuracy_change
-
-    chosen = ["MatMul", "LSTM"]
-    pick = _quantize(tmp, tmp / "int8", tables=False).parent
-    if dev is not None:
-        feeds, gold = _accuracy_feeds(dev, pair)
-        weights_only = accuracy_change(reference, _ort_runner(pick / GRAPH_FILES["model"]),
-                                       feeds, gold)
-        tabled = _quantize(tmp, tmp / "int8-tables", tables=True).parent
-        with_tables = accuracy_change(reference, _ort_runner(tabled / GRAPH_FILES["model"]),
-                                      feeds, gold)
-        log(f"int8 tables: dev accuracy {with_tables['onnx_accuracy']:.4f} vs "
-            f"{weights_only['onnx_accuracy']:.4f} with float32 tables")
-        drop = weights_only["onnx_accuracy"] - with_tables["onnx_accuracy"]
-        if drop <= opts.max_accuracy_drop:
-            pick = tabled
-            chosen.append("Gather")
-    for p in pick.iterdir():
-        os.replace(p, tmp / p.name)
-    for d in ("int8", "int8-tables"):
-        shutil.rmtree(tmp / d, ignore_errors=True)
-    return chosen
