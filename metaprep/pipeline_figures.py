@@ -57,11 +57,13 @@ def _train(out: Path) -> dict[str, Any]:
 def _export(out: Path) -> dict[str, Any]:
     manifest = _json(out / "model" / "manifest.json") or {}
     figures: dict[str, Any] = {"model_mb": round(dir_size(out / "model") / 1e6, 2)}
-    parity = manifest.get("parity")
-    if isinstance(parity, dict):
-        diff = parity.get("max_abs_diff")
-        if diff is not None:
-            figures["parity_max_abs_diff"] = diff
+    checks = manifest.get("checks", {})
+    diff = checks.get("parity", {}).get("model", {}).get("max_abs_diff", {}).get("logits")
+    if diff is not None:
+        figures["parity_logits_max_diff"] = diff
+    accuracy = checks.get("accuracy", {})
+    if "onnx_accuracy" in accuracy:
+        figures["onnx_dev_acc"] = accuracy["onnx_accuracy"]
     return figures
 
 
