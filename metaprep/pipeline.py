@@ -93,7 +93,7 @@ def _resolve_path(value: str, base: Path, where: str, file: Path) -> str:
         return str(Path(list(spec.submodule_search_locations)[0]) / rel)
     if _PLACEHOLDER.search(value) or value.startswith("/"):
         return value
-    candidate = base / value
+    candidate = Path(os.path.normpath(base / value))
     # Only values that look like paths are rebased; plain words ("dme", "union") stay as they are.
     return str(candidate) if ("/" in value or candidate.exists()) else value
 
