@@ -41,7 +41,7 @@ from .readers.base import ReadOptions, Source
 from .store import StoreWriter, file_sha256
 from .taskdata import count_words, looks_like_task_data, read_word_list
 from .tokenize import Tokenizer, TokenizerConfig
-from .vocab import CASE_POLICIES, CaseMatcher, case_variants, target_vocab
+from .vocab import CASE_POLICIES, CaseMatcher, pool_vocab, target_vocab
 
 __all__ = [
     "DTYPES",
@@ -236,41 +236,6 @@ def _target_words(opt: AlignOptions) -> list[str]:
                         max_vocab=opt.max_vocab)
 
 
-def _pooled_words(sources: Sequence[Source], opt: AlignOptions, mode: str) -> dict[str, int]:
-    """Union or intersection of the sources' words, as word -> row."""
-    fold = str.lower if opt.case == "lower" else None
-    index: dict[str, int] = {}
-    seen_in: dict[str, int] = {}  # word -> number of sources holding it
-    last: dict[str, int] = {}
-    word_sets: list[set[str]] = []
-    for k, src in enumerate(sources):
-        keep_set = mode == "intersection" and opt.case == "fallback"
-        own: set[str] = set()
-        for words in src.iter_words():
-            for w in words:
-                if keep_set:
-                    own.add(w)
-                if fold is not None:
-                    w = fold(w)
-                if w not in index:
-                    index[w] = len(index)
-                if mode == "intersection" and last.get(w) != k:
-                    last[w] = k
-                    seen_in[w] = seen_in.get(w, 0) + 1
-        word_sets.append(own)
-    if mode == "intersection":
-        n = len(sources)
-        if opt.case == "fallback":
-            keep = [w for w in index if all(
-                any(form in s for _, form in case_variants(w, "fallback")) for s in word_sets)]
-        else:
-            keep = [w for w in index if seen_in.get(w) == n]
-        index = {w: i for i, w in enumerate(keep)}
-    if opt.max_vocab is not None and len(index) > opt.max_vocab:
-        index = {w: i for w, i in index.items() if i < opt.max_vocab}
-    return index
-
-
 # --- the run -----------------------------------------------------------------------------------
 def _default_opener(spec: SourceSpec, options: ReadOptions) -> Source:
     from .readers import open_source
@@ -344,7 +309,8 @@ def align(
             words = target
             matcher = CaseMatcher(words, opt.case)
         else:
-            index = _pooled_words(srcs, opt, mode)
+            index = pool_vocab((src.iter_words() for src in srcs), mode=mode,
+                               case_policy=opt.case, max_vocab=opt.max_vocab)
             words = list(index)
             matcher = CaseMatcher(words, opt.case, index=index)
             del index

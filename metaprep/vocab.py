@@ -17,6 +17,7 @@ __all__ = [
     "CaseMatcher",
     "VocabIndex",
     "case_variants",
+    "pool_vocab",
     "target_vocab",
 ]
 
@@ -109,6 +110,53 @@ def target_vocab(
                 out.setdefault(w)
     words = list(out)
     return words if max_vocab is None else words[:max_vocab]
+
+
+def pool_vocab(
+    streams: Iterable[Iterable[Sequence[str]]],
+    *,
+    mode: str = "union",
+    case_policy: str = "exact",
+    max_vocab: int | None = None,
+) -> dict[str, int]:
+    """Union or intersection of several sources' words (each stream yields lists of words, as
+    ``Source.iter_words()`` does), as word -> row in order: the first source's words, then each
+    next source's new words. Lowercased under ``lower``. Under ``fallback`` the intersection
+    keeps the words every source can provide through the fallback chain."""
+    if mode not in ("union", "intersection"):
+        raise ValueError(f"mode must be union or intersection, not {mode!r}")
+    lower = case_policy == "lower"
+    keep_sets = mode == "intersection" and case_policy == "fallback"
+    index: dict[str, int] = {}
+    seen_in: dict[str, int] = {}  # word -> number of sources holding it
+    last: dict[str, int] = {}  # word -> last source that counted it
+    word_sets: list[set[str]] = []
+    n = 0
+    for k, stream in enumerate(streams):
+        n += 1
+        own: set[str] = set()
+        for words in stream:
+            for w in words:
+                if keep_sets:
+                    own.add(w)
+                if lower:
+                    w = w.lower()
+                if w not in index:
+                    index[w] = len(index)
+                if mode == "intersection" and last.get(w) != k:
+                    last[w] = k
+                    seen_in[w] = seen_in.get(w, 0) + 1
+        word_sets.append(own)
+    if mode == "intersection":
+        if keep_sets:
+            keep = [w for w in index if all(
+                any(form in s for _, form in case_variants(w, "fallback")) for s in word_sets)]
+        else:
+            keep = [w for w in index if seen_in.get(w) == n]
+        index = {w: i for i, w in enumerate(keep)}
+    if max_vocab is not None and len(index) > max_vocab:
+        index = {w: i for w, i in index.items() if i < max_vocab}
+    return index
 
 
 class _LowerKeys(Collection[str]):

@@ -19,6 +19,7 @@ from metaprep.readers.base import Chunk
 from metaprep.readers.memory import MemorySource
 from metaprep.store import Store
 from metaprep.tokenize import TokenizerConfig
+from metaprep.vocab import pool_vocab
 
 GENSIM_DATA = Path(os.path.dirname(gensim.__file__)) / "test" / "test_data"
 QUIET = AlignOptions(progress=False)
@@ -116,6 +117,21 @@ def test_task_data_vocabulary_counts_and_tokenizer(tmp_path: Path) -> None:
     s2 = _run(tmp_path / "second", {"a": (["the"], _vecs(1))},
               AlignOptions(vocab=(str(tmp_path / "train.tsv"),), max_vocab=2, progress=False))
     assert s2.vocab == ["the", "cat"] and TokenizerConfig.from_dict(s2.tokenizer).lowercase is False
+
+
+def test_pool_vocab_modes_and_case() -> None:
+    def streams() -> list[list[list[str]]]:
+        return [[["Paris", "the"]], [["paris"], ["THE", "x"]]]
+
+    assert list(pool_vocab(streams())) == ["Paris", "the", "paris", "THE", "x"]
+    assert list(pool_vocab(streams(), max_vocab=2)) == ["Paris", "the"]
+    assert list(pool_vocab(streams(), mode="intersection")) == []
+    assert list(pool_vocab(streams(), case_policy="lower")) == ["paris", "the", "x"]
+    assert list(pool_vocab(streams(), mode="intersection", case_policy="lower")) == [
+        "paris", "the"]
+    # fallback: kept when every source finds the word through exact/lower/Title/UPPER
+    assert pool_vocab(streams(), mode="intersection", case_policy="fallback") == {
+        "Paris": 0, "the": 1, "paris": 2, "THE": 3}
 
 
 # --- case policies -------------------------------------------------------------------------
