@@ -18,8 +18,8 @@ from .base import Chunk, ReadOptions, ReadStats, Source
 from .detect import FORMATS, detect_format
 
 __all__ = [
-    "FORMATS",
     "Chunk",
+    "FORMATS",
     "ReadOptions",
     "ReadStats",
     "Source",

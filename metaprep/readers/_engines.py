@@ -135,7 +135,7 @@ def _parse_pandas(buf: bytes, dim: int) -> tuple[list[str], np.ndarray]:
     try:
         df = pd.read_csv(
             io.BytesIO(buf), sep=" ", header=None, quoting=csv.QUOTE_NONE, dtype=dtypes,
-            na_filter=False, engine="c", encoding="utf-8", names=list(dtypes),
+            na_filter=False, engine="c", encoding="utf-8", names=list(dtypes), index_col=False,
         )
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise NeedExact from exc
@@ -155,4 +155,6 @@ _PARSERS: dict[str, Callable[[bytes, int], tuple[list[str], np.ndarray]]] = {
 
 def parse_block(buf: bytes, dim: int, *, engine: str = "polars") -> tuple[list[str], np.ndarray]:
     """``(words, (n, dim) float32 vectors)`` of a block of regular rows, or raise NeedExact."""
+    if buf.startswith(b" "):  # pandas drops a leading space on the first row: never guess
+        raise NeedExact
     return _PARSERS[engine](buf, dim)

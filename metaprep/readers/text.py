@@ -48,6 +48,37 @@ def _strip_end(line: bytes) -> bytes:
     return line.rstrip(b"\r").rstrip(b" ")
 
 
+def _numeric_tail(fields: list[bytes]) -> int:
+    """How many fields at the end of a row are numbers."""
+    k = 0
+    for x in reversed(fields):
+        if not _is_float(x):
+            break
+        k += 1
+    return k
+
+
+def _usual_dim(rows: list[bytes]) -> int | None:
+    """The most common vector length among sample rows (a row may be a word with spaces, or
+    a number used as a word, so count the trailing numbers, not the fields)."""
+    counts: dict[int, int] = {}
+    for row in rows:
+        fields = row.split(b" ")
+        k = _numeric_tail(fields)
+        d = k - 1 if k == len(fields) else k  # every field a number: the first is the word
+        counts[d] = counts.get(d, 0) + 1
+    return max(counts, key=lambda d: counts[d]) if counts else None
+
+
+def _fits(row: bytes, dim: int) -> bool:
+    """Whether a sample row reads as a word and ``dim`` numbers (the word may hold spaces but
+    then must not end in something numeric, or the split would be ambiguous)."""
+    n = row.count(b" ")
+    if n == dim:
+        return True
+    return n > dim and not _is_float(row.rsplit(b" ", dim + 1)[1])
+
+
 class TextSource(Source):
     """A GloVe or word2vec text file (optionally gzip-compressed)."""
 
@@ -80,10 +111,10 @@ class TextSource(Source):
         f = open_binary(self.path)
         try:
             head = f.read(_SNIFF_BYTES)
-            while head.count(b"\n") <= _SNIFF_LINES and len(head) < 16 * _SNIFF_BYTES:
+            eof = len(head) < _SNIFF_BYTES
+            while not eof and head.count(b"\n") <= _SNIFF_LINES and len(head) < 16 * _SNIFF_BYTES:
                 more = f.read(_SNIFF_BYTES)
-                if not more:
-                    break
+                eof = len(more) < _SNIFF_BYTES
                 head += more
         finally:
             f.close()
@@ -93,7 +124,7 @@ class TextSource(Source):
         if not head.strip():
             raise FormatError("the file is empty", path=self.path, hint="check the download")
         lines = head.split(b"\n")
-        if len(lines) > 1 and not head.endswith(b"\n"):
+        if not eof and len(lines) > 1:
             lines = lines[:-1]  # the last line may be cut by the sniff window
         header = parse_header(lines[0]) if fmt != "glove" else None
         if fmt == "word2vec-text" and header is None:
@@ -108,11 +139,6 @@ class TextSource(Source):
         self.format = "word2vec-text" if self.has_header else "glove"
         body = [s for s in (_strip_end(x) for x in lines[1 if self.has_header else 0 :]) if s]
         body = body[:_SNIFF_LINES]
-        counts: dict[int, int] = {}
-        for s in body:
-            n = s.count(b" ")
-            counts[n] = counts.get(n, 0) + 1
-        usual = max(counts, key=lambda k: counts[k]) if counts else None
         if header is not None:
             self.declared_count, self.dim = header
             if not body:
@@ -120,14 +146,16 @@ class TextSource(Source):
                     "the file has a header line but no vectors",
                     path=self.path, hint="check the download",
                 )
-            if usual != self.dim:
+            if not any(_fits(row, self.dim) for row in body):
                 raise FormatError(
-                    f"the header declares {self.dim} dimensions but the rows have {usual} numbers",
+                    f"the header declares {self.dim} dimensions but the rows have "
+                    f"{_usual_dim(body)} numbers",
                     path=self.path, line=1, hint="fix the header line's second number",
                 )
         else:
             self.declared_count = None
-            if usual is None or usual == 0:
+            usual = _usual_dim(body)
+            if not usual:
                 raise FormatError(
                     "no vectors found: expected lines of a word followed by numbers",
                     path=self.path, line=1,
