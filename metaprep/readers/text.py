@@ -256,8 +256,9 @@ class TextSource(Source):
             words, vectors = parse_block(piece, self.dim, engine=self.engine)
         except NeedExact:
             lines = piece.split(b"\n")
-            self.stats.rows_read += sum(1 for line in lines if line.strip())
-            return self._exact(lines, range(line0, line0 + len(lines)))
+            rows = [i for i, line in enumerate(lines) if line.strip()]
+            self.stats.rows_read += len(rows)
+            return self._parse_lines(lines, line0, rows)
         self.stats.rows_read += len(words)
         return words, vectors
 
@@ -279,21 +280,42 @@ class TextSource(Source):
             self.stats.rows_read += 1
             if self._decode(word, line0 + i) in wanted:
                 keep.append(i)
-        if not keep:
-            return [], np.zeros((0, self.dim), np.float32)
+        words, vectors = self._parse_lines(lines, line0, keep)
         if not odd:
-            try:
-                block = b"\n".join([lines[i] for i in keep])
-                return parse_block(block, self.dim, engine=self.engine)
-            except NeedExact:
-                pass
-        words, vectors = self._exact([lines[i] for i in keep], [line0 + i for i in keep])
-        mask = [w in wanted for w in words]
-        if all(mask):
             return words, vectors
+        mask = [w in wanted for w in words]
         return [w for w, m in zip(words, mask, strict=True) if m], vectors[
             np.asarray(mask, dtype=bool)
         ]
+
+    def _parse_lines(
+        self, lines: list[bytes], line0: int, rows: list[int]
+    ) -> tuple[list[str], np.ndarray]:
+        """Parse ``lines[i] for i in rows`` (in order): the regular ones through the engine in
+        one block, the irregular ones (words with spaces, errors) line by line. So a few odd
+        rows cost a few slow lines, not a slow chunk."""
+        regular: list[int] = []
+        odd: list[int] = []
+        for i in rows:
+            (regular if self._quick_word(lines[i]) is not None else odd).append(i)
+        fast_words: list[str] = []
+        fast_vectors = np.zeros((0, self.dim), np.float32)
+        if regular:
+            try:
+                block = b"\n".join([lines[i] for i in regular])
+                fast_words, fast_vectors = parse_block(block, self.dim, engine=self.engine)
+            except NeedExact:  # a bad value or bad UTF-8 among them: every row line by line
+                regular, odd = [], rows
+        words, vectors, kept = self._exact([lines[i] for i in odd], [line0 + i for i in odd])
+        if not regular:
+            return words, vectors
+        if not kept:
+            return fast_words, fast_vectors
+        # merge both back into file order
+        where = np.concatenate([np.asarray(regular), np.asarray(odd)[kept]])
+        order = np.argsort(where, kind="stable")
+        merged = fast_words + words
+        return [merged[j] for j in order], np.concatenate([fast_vectors, vectors])[order]
 
     def _decode(self, word: bytes, line_no: int) -> str:
         try:
@@ -313,13 +335,15 @@ class TextSource(Source):
 
     def _exact(
         self, lines: Sequence[bytes], line_nos: Sequence[int]
-    ) -> tuple[list[str], np.ndarray]:
-        """Line by line: the last ``dim`` fields are the vector, the rest is the word.
-        Blank lines are ignored; the caller counts rows."""
+    ) -> tuple[list[str], np.ndarray, list[int]]:
+        """Line by line: the last ``dim`` fields are the vector, the rest is the word. Returns
+        the words, vectors and the positions in ``lines`` they came from (bad lines skipped
+        under on_bad_line="skip", blank lines ignored; the caller counts rows)."""
         dim = self.dim
         words: list[str] = []
         rows: list[np.ndarray] = []
-        for raw, line_no in zip(lines, line_nos, strict=True):
+        kept: list[int] = []
+        for pos, (raw, line_no) in enumerate(zip(lines, line_nos, strict=True)):
             line = _strip_end(raw)
             if not line.strip():
                 continue
@@ -363,8 +387,9 @@ class TextSource(Source):
                 continue
             words.append(word)
             rows.append(vec)
+            kept.append(pos)
         vectors = np.stack(rows) if rows else np.zeros((0, dim), np.float32)
-        return words, vectors
+        return words, vectors, kept
 
     # --- bookkeeping ---------------------------------------------------------------------------
     def _dedupe(self, words: list[str], seen: set[str]) -> list[int] | None:
