@@ -96,7 +96,7 @@ class ExternalData:
             pos = self._f.tell()
             offset = pos + (-pos) % _ALIGN
             self._f.write(b"\0" * (offset - pos))
-            self._f.write(memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8)))
+            self._f.write(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
             self._written[name] = (offset, array.nbytes,
                                    helper.np_dtype_to_tensor_dtype(array.dtype), array.shape)
         offset, length, dtype, shape = self._written[name]

@@ -62,16 +62,17 @@ def parity_feeds(
         feeds.append((f"dev batch {k} ({len(chunk)} x {ids.shape[1]})", feed))
 
     rng = np.random.default_rng(seed)
+    heavy = [int(x) for x in rng.integers(1, 4, 16)]
     cases: list[tuple[str, int, int, Sequence[int] | None, bool]] = [
         ("random 1 x 1", 1, 1, None, False),
         ("random 1 x 20", 1, 20, [20], False),
         ("random 32 x 30", 32, 30, None, False),
-        ("heavily padded 16 x 64 (lengths 1-3)", 16, 64, list(rng.integers(1, 4, 16)), False),
+        ("heavily padded 16 x 64 (lengths 1-3)", 16, 64, heavy, False),
         ("non-pad ids past the length 8 x 24", 8, 24, None, True),
         ("lengths 0 and over T, 5 x 6", 5, 6, [0, 6, 9, 1, 3], False),
     ]
-    for name, batch, width, lens, garbage in cases:
-        ids, lengths = _random_case(rng, num_ids, batch, width, lens, garbage_pad=garbage)
+    for name, batch, width, given, garbage in cases:
+        ids, lengths = _random_case(rng, num_ids, batch, width, given, garbage_pad=garbage)
         feed = {"ids": ids, "lengths": lengths}
         if pair:
             feed["ids_b"], feed["lengths_b"] = _random_case(

@@ -85,7 +85,7 @@ def atomic_output(path: str | None, mode: str = "w") -> Iterator[IO[Any]]:
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
         os.replace(tmp, target)
     finally:
