@@ -26,7 +26,7 @@ _D = {  # defaults shown in --help; the same as metaprep.model.RunConfig's
 @click.option("-o", "--out", type=click.Path(file_okay=False),
               help="Run directory [default: artifacts/runs/<timestamp>-<method>].")
 @click.option("--method", default="dme", show_default=True,
-              help="dme, cdme, concat, sum, or single:NAME (one source).")
+              help="dme, cdme, concat, sum, or single:NAME (one source; or single --sources NAME).")
 @click.option("--sources", help="Comma-separated store sources to use [default: all].")
 @click.option("--proj-dim", type=int, default=_D["proj_dim"], show_default=True,
               help="Size d' of the projected embeddings.")
@@ -83,9 +83,11 @@ def command(store: str, train_path: str, dev: str, test: str | None, out: str | 
     name, _, single = method.partition(":")
     chosen = [s.strip() for s in sources.split(",") if s.strip()] if sources else []
     if name == "single":
-        if not single or chosen:
-            raise ConfigError("use --method single:NAME (and no --sources) for one source")
-        chosen = [single]
+        if single and chosen and chosen != [single]:
+            raise ConfigError(f"--method {method} and --sources {sources} disagree")
+        chosen = [single] if single else chosen
+        if len(chosen) != 1:
+            raise ConfigError("method single needs one source: --method single:NAME")
     elif single:
         raise ConfigError(f"--method {method}: only single takes a :NAME")
     dims = [0] * len(chosen)  # filled from the store
