@@ -199,7 +199,11 @@ class Batch(NamedTuple):
     labels: torch.Tensor  # (B,) int64
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(None if t is None else t.to(device) for t in self))
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return Batch(self.ids.to(device), self.lengths.to(device), move(self.ids_b),
+                     move(self.lengths_b), self.labels.to(device))
 
     @property
     def size(self) -> int:

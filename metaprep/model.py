@@ -130,10 +130,11 @@ class RunConfig:
                 hint="the run was written by another metaprep version, or edited by hand",
             )
         for key, value in data.items():
-            want = {"str": str, "int": int, "float": (int, float), "bool": bool}.get(
-                str(types[key]), list
-            )
-            ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+            kinds: dict[str, type | tuple[type, ...]] = {
+                "str": str, "int": int, "float": (int, float), "bool": bool
+            }
+            want = kinds.get(str(types[key]), list)
+            ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
             if not ok:
                 raise ConfigError(f"config key {key!r} has the wrong type: {value!r}", path=path)
         try:
@@ -189,6 +190,8 @@ class MetaEmbedder(nn.Module):
     Linear(d_k -> D) (not for concat), ``scorer`` Linear(D -> 1) (dme) or Linear(2h -> 1) (cdme),
     ``context`` BiLSTM(D -> h) (cdme), ``unk`` (D,), the vector of words no used source has.
     """
+
+    present: torch.Tensor  # (V+2, S) bool buffer
 
     def __init__(
         self, cfg: RunConfig, tables: Sequence[torch.Tensor], present: torch.Tensor
