@@ -1,0 +1,241 @@
+"""Compare meta-embedding methods on real data, each run exactly as a user would run it.
+
+    python benchmarks/bench_methods.py [--seeds 0,1,2] [--encoder bilstm --hidden 128]
+
+1. prepares the data if needed (``benchmarks/realdata.py``: GloVe 6B 50d, the MiniLM WordPiece
+   table, the fortunes topic task);
+2. ``metaprep align`` GloVe + MiniLM into one store, restricted to the words of the task's
+   train/dev/test files, lowercase case policy (GloVe 6B and MiniLM are both uncased);
+3. ``metaprep train`` every method x seed (dme, cdme, concat, sum, single:glove, single:minilm)
+   with the test file attached, then reads each run's ``metrics.json``;
+4. prints a markdown table (accuracy and macro-F1 mean +- sample std over the seeds, train time)
+   and writes it to ``benchmarks/results/methods.{md,json}`` with the date, commit and settings.
+
+Every ``metaprep`` call is a subprocess (``python -m metaprep ...``), so each run pays what a
+user's run pays (interpreter and torch start-up, reading the store). Finished runs are kept in
+``--work``; rerunning reuses a run whose settings match (``--fresh`` retrains everything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realdata  # noqa: E402 - the sibling script, importable once its folder is on the path
+
+from metaprep.errors import MetaprepError, ModelError  # noqa: E402
+
+METHODS = ("dme", "cdme", "concat", "sum", "single:glove", "single:minilm")
+RECORD = "bench_record.json"  # our own file in each run directory: settings, time, test metrics
+
+
+class BenchError(MetaprepError):
+    """A benchmark step failed (the message names the command and its log)."""
+
+
+# --- running metaprep ------------------------------------------------------------------------
+
+
+def run_metaprep(args: Sequence[str], *, log: Path, echo: bool = True) -> float:
+    """Run ``python -m metaprep ARGS``; stdout+stderr go to ``log``. Returns wall seconds."""
+    cmd = [sys.executable, "-m", "metaprep", *args]
+    if echo:
+        print("$ metaprep " + " ".join(args), file=sys.stderr, flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+        raise BenchError(f"`metaprep {args[0]}` exited with {proc.returncode}: "
+                         + " | ".join(tail), path=log)
+    return seconds
+
+
+def align_store(manifest: Mapping[str, Any], work: Path, *, fresh: bool) -> tuple[Path, float]:
+    """The GloVe + MiniLM store over the task's words (reused when present)."""
+    store = work / "store.h5"
+    if store.is_file() and not fresh:
+        return store, 0.0
+    g, m, files = manifest["glove"], manifest["minilm"], manifest["task"]["files"]
+    args = [
+        "align",
+        f"glove={g['matrix']}", "--vocab-file", f"glove={g['vocab']}",
+        f"minilm={m['table']}", "--tensor", f"minilm={m['tensor']}",
+        "--vocab-file", f"minilm={m['vocab']}",
+        "--vocab", files["train"], "--vocab", files["dev"], "--vocab", files["test"],
+        "--case", "lower", "--lowercase", "--quiet",
+        "-o", str(store),
+    ]
+    seconds = run_metaprep(args, log=work / "align.log")
+    return store, seconds
+
+
+def train_args(settings: Mapping[str, Any]) -> list[str]:
+    return [
+        "--encoder", settings["encoder"], "--hidden", str(settings["hidden"]),
+        "--epochs", str(settings["epochs"]), "--batch-size", str(settings["batch_size"]),
+    ]
+
+
+def read_test_metrics(run_dir: Path) -> dict[str, float]:
+    """Test accuracy and macro-F1 from a run's metrics.json."""
+    path = run_dir / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read metrics: {exc}", path=path) from exc
+    test = metrics.get("test")
+    if not isinstance(test, dict) or "accuracy" not in test or "macro_f1" not in test:
+        raise ModelError("no test accuracy / macro_f1 in metrics", path=path,
+                         hint="was the run trained with --test?")
+    return {"accuracy": float(test["accuracy"]), "macro_f1": float(test["macro_f1"])}
+
+
+def train_one(
+    store: Path, files: Mapping[str, str], method: str, seed: int, settings: Mapping[str, Any],
+    work: Path, *, fresh: bool,
+) -> dict[str, Any]:
+    run_dir = work / "runs" / f"{method.replace(':', '-')}-seed{seed}"
+    record_path = run_dir / RECORD
+    wanted = {"method": method, "seed": seed, "settings": dict(settings)}
+    if record_path.is_file() and not fresh:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if {k: record.get(k) for k in wanted} == wanted:
+            print(f"reusing {run_dir}", file=sys.stderr)
+            return dict(record)
+    args = [
+        "train", "--store", str(store), "--train", files["train"], "--dev", files["dev"],
+        "--test", files["test"], "--method", method, *train_args(settings),
+        "--seed", str(seed), "-o", str(run_dir),
+    ]
+    seconds = run_metaprep(args, log=work / "logs" / f"{run_dir.name}.log")
+    record = {**wanted, "run_dir": str(run_dir), "seconds": round(seconds, 2),
+              **read_test_metrics(run_dir)}
+    tmp = record_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, record_path)
+    return record
+
+
+# --- summarising -----------------------------------------------------------------------------
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(records: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> list[dict[str, Any]]:
+    rows = []
+    for method in methods:
+        runs = [r for r in records if r["method"] == method]
+        if not runs:
+            continue
+        acc = _mean_std([100 * r["accuracy"] for r in runs])
+        f1 = _mean_std([100 * r["macro_f1"] for r in runs])
+        secs = statistics.fmean(r["seconds"] for r in runs)
+        rows.append({"method": method, "runs": len(runs), "accuracy_mean": acc[0],
+                     "accuracy_std": acc[1], "macro_f1_mean": f1[0], "macro_f1_std": f1[1],
+                     "seconds_mean": secs})
+    return rows
+
+
+def markdown(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> str:
+    s = meta["settings"]
+    lines = [
+        f"Fortunes topic task ({meta['task_sizes']}), GloVe 6B 50d + MiniLM WordPiece table "
+        f"aligned over the task words; encoder `{s['encoder']}` hidden {s['hidden']}, "
+        f"up to {s['epochs']} epochs, batch {s['batch_size']}; seeds {meta['seeds']}. "
+        f"Test accuracy and macro-F1 in %, mean +- sample std over seeds; train time is the "
+        f"wall time of one `metaprep train` process (start-up included), mean over seeds.",
+        "",
+        f"Measured {meta['date']} at commit `{meta['commit']}` on {meta['machine']}.",
+        "",
+        "| method | accuracy | macro-F1 | train time (s) |",
+        "|--------|---------:|---------:|---------------:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['accuracy_mean']:.1f} +- {r['accuracy_std']:.1f} "
+                     f"| {r['macro_f1_mean']:.1f} +- {r['macro_f1_std']:.1f} "
+                     f"| {r['seconds_mean']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True, cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="benchmarks/data/real", help="realdata.py output")
+    parser.add_argument("--work", default="benchmarks/data/methods", help="store, runs, logs")
+    parser.add_argument("--results", default="benchmarks/results", help="methods.{md,json}")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--encoder", default="bilstm", choices=("bilstm", "pool"))
+    parser.add_argument("--hidden", type=int, default=256, help="BiLSTM units per direction")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--fresh", action="store_true", help="realign and retrain everything")
+    args = parser.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    settings = {"encoder": args.encoder, "hidden": args.hidden, "epochs": args.epochs,
+                "batch_size": args.batch_size}
+    work = Path(args.work)
+    try:
+        manifest = realdata.prepare(args.data, progress=False)
+        files = manifest["task"]["files"]
+        store, align_seconds = align_store(manifest, work, fresh=args.fresh)
+        records = [train_one(store, files, method, seed, settings, work, fresh=args.fresh)
+                   for method in methods for seed in seeds]
+    except MetaprepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    counts = manifest["task"]["counts"]
+    meta = {
+        "date": dt.date.today().isoformat(), "commit": _commit(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
+        "settings": settings, "seeds": seeds, "align_seconds": round(align_seconds, 1),
+        "task_sizes": ", ".join(f"{k} {sum(counts[k].values())}" for k in ("train", "dev", "test")),
+    }
+    rows = summarise(records, methods)
+    table = markdown(rows, meta)
+    print(table)
+    results = Path(args.results)
+    _write_atomic(results / "methods.md", table)
+    _write_atomic(results / "methods.json", json.dumps(
+        {"meta": meta, "summary": rows, "runs": records}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
