@@ -32,6 +32,7 @@ TEXT_FORMATS = ("glove", "word2vec-text")
 BOM = b"\xef\xbb\xbf"
 _SNIFF_BYTES = 1 << 20  # read this much (more if lines are long) to find the header and dim
 _SNIFF_LINES = 200  # data lines used to find the usual field count
+_FULL_PARSE_SHARE = 0.4  # with ``wanted``, above this share of wanted rows parse whole chunks
 _SKIP_HINT = "fix or delete the line, or read with on_bad_line='skip' to skip such lines"
 
 
@@ -204,11 +205,28 @@ class TextSource(Source):
     def iter_chunks(self, wanted: Collection[str] | None = None) -> Iterator[Chunk]:
         self.stats = ReadStats()
         seen: set[str] = set()
+        # Without decoding, unwanted words are skipped by their bytes (strict UTF-8 only:
+        # with "replace" a bad word decodes to something that might be wanted).
+        wanted_bytes = None
+        if wanted is not None and self.options.encoding_errors == "strict":
+            wanted_bytes = {w.encode("utf-8") for w in wanted}
+        share = 0.0  # share of the previous chunk's rows that were wanted
         for piece, line0 in self._limited():
             if wanted is None:
                 words, vectors = self._parse_piece(piece, line0)
+            elif share > _FULL_PARSE_SHARE:
+                # most rows are wanted: parsing everything beats finding the words first
+                rows = self.stats.rows_read
+                words, vectors = self._parse_piece(piece, line0)
+                mask = [w in wanted for w in words]
+                share = sum(mask) / max(1, self.stats.rows_read - rows)
+                if not all(mask):
+                    words = [w for w, m in zip(words, mask, strict=True) if m]
+                    vectors = vectors[np.asarray(mask, dtype=bool)]
             else:
-                words, vectors = self._parse_wanted(piece, line0, wanted)
+                rows = self.stats.rows_read
+                words, vectors = self._parse_wanted(piece, line0, wanted, wanted_bytes)
+                share = len(words) / max(1, self.stats.rows_read - rows)
             keep = self._dedupe(words, seen)
             if keep is not None:
                 words, vectors = [words[i] for i in keep], vectors[keep]
@@ -245,9 +263,8 @@ class TextSource(Source):
         sp = line.find(b" ")
         if sp <= 0:
             return None
-        s = line.rstrip(b"\r")
-        n = s.count(b" ", sp)
-        if n == self.dim or (n == self.dim + 1 and s.endswith(b" ")):
+        n = line.count(b" ", sp)
+        if n == self.dim or (n == self.dim + 1 and line.endswith((b" ", b" \r"))):
             return line[:sp]
         return None
 
@@ -263,23 +280,29 @@ class TextSource(Source):
         return words, vectors
 
     def _parse_wanted(
-        self, piece: bytes, line0: int, wanted: Collection[str]
+        self, piece: bytes, line0: int, wanted: Collection[str], wanted_bytes: set[bytes] | None
     ) -> tuple[list[str], np.ndarray]:
         """Find each line's word first; parse numbers only on wanted (or irregular) lines."""
         lines = piece.split(b"\n")
         keep: list[int] = []
         odd = False
+        quick_word = self._quick_word
+        rows = 0
         for i, line in enumerate(lines):
-            word = self._quick_word(line)
+            word = quick_word(line)
             if word is None:
                 if line.strip():
-                    self.stats.rows_read += 1
+                    rows += 1
                     keep.append(i)  # irregular: the exact path decides its word and validity
                     odd = True
                 continue
-            self.stats.rows_read += 1
-            if self._decode(word, line0 + i) in wanted:
+            rows += 1
+            if wanted_bytes is not None:
+                if word in wanted_bytes:
+                    keep.append(i)
+            elif self._decode(word, line0 + i) in wanted:
                 keep.append(i)
+        self.stats.rows_read += rows
         words, vectors = self._parse_lines(lines, line0, keep)
         if not odd:
             return words, vectors

@@ -1,0 +1,264 @@
+"""Reader throughput: metaprep's readers against gensim and the bare CSV engines, one run.
+
+    python benchmarks/bench_readers.py                 # 200k x 300 text, 1M x 300 binary
+    python benchmarks/bench_readers.py --quick         # 50k x 300 text, 200k x 300 binary
+
+Makes its own synthetic files in ``benchmarks/data/readers/`` (git-ignored; reused when present):
+
+* ``glove-<rows>x<dim>.txt``: GloVe text (no header, 6 decimals), words ``w<i>`` plus every few
+  hundred rows a token that trips naive readers (``NaN``, ``null``, ``"x,``, ``#x``, ``1.5``,
+  ``-``, a word with a non-breaking space) but that gensim and a plain CSV read still accept;
+* ``glove-<rows>x<dim>-spaces.txt``: the same with one row in 2,000 whose word contains ASCII
+  spaces (like GloVe 840B's ``. . .``): only the exact fallback path reads those;
+* ``w2v-<rows>x<dim>.bin``: word2vec binary as gensim writes it.
+
+Every contender reads the same file from a warm page cache; each time is the best of
+``--repeat`` runs (the gensim loads run once: they are the slow side). Figures are MB/s of file
+bytes. The ratios are the ones the project quotes: ours / gensim and ours / bare polars for text,
+gensim / ours for binary (full read, and with a target vocabulary of ``--wanted`` words).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parent / "data" / "readers"
+ODD_TOKENS = ["NaN", "null", '"x,', "#x", "1.5", "-", "a\u00a0b", "NA", "''", "nan"]
+
+
+# --- synthetic files -----------------------------------------------------------------------------
+def _words(n: int, *, spaces_every: int = 0) -> list[str]:
+    words = [f"w{i}" for i in range(n)]
+    for k, i in enumerate(range(137, n, 397)):
+        words[i] = f"{ODD_TOKENS[k % len(ODD_TOKENS)]}{i}"
+    if spaces_every:
+        for i in range(spaces_every // 2, n, spaces_every):
+            words[i] = f". . {i}."
+    return words
+
+
+def make_text(path: Path, rows: int, dim: int, *, spaces_every: int = 0) -> Path:
+    if path.exists():
+        return path
+    import polars as pl
+
+    rng = np.random.default_rng(0)
+    tmp = path.with_name(path.name + ".tmp")
+    words = _words(rows, spaces_every=spaces_every)
+    with open(tmp, "wb") as f:
+        for start in range(0, rows, 50_000):
+            block = rng.standard_normal((min(50_000, rows - start), dim)).astype(np.float32)
+            frame = pl.DataFrame({"w": words[start : start + len(block)]}).hstack(
+                pl.DataFrame(block, schema=[f"v{j}" for j in range(dim)])
+            )
+            frame.write_csv(f, separator=" ", include_header=False, float_precision=6,
+                            quote_style="never")
+    os.replace(tmp, path)
+    return path
+
+
+def make_binary(path: Path, rows: int, dim: int) -> Path:
+    if path.exists():
+        return path
+    rng = np.random.default_rng(1)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(f"{rows} {dim}\n".encode())
+        for start in range(0, rows, 50_000):
+            block = rng.standard_normal((min(50_000, rows - start), dim)).astype("<f4")
+            f.write(b"".join(f"w{start + i} ".encode() + v.tobytes() for i, v in enumerate(block)))
+    os.replace(tmp, path)
+    return path
+
+
+def warm(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(64 << 20):
+            pass
+
+
+# --- timing --------------------------------------------------------------------------------------
+def best_of(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def report(rows: list[tuple[str, float, float]], ref: dict[str, float]) -> None:
+    width = max(len(name) for name, _, _ in rows)
+    for name, seconds, mb in rows:
+        print(f"  {name:<{width}}  {seconds:8.2f} s  {mb / seconds:8.1f} MB/s", flush=True)
+    for label, value in ref.items():
+        print(f"  {label}: {value:.2f}x", flush=True)
+
+
+# --- the contenders ------------------------------------------------------------------------------
+def ours(path: Path, *, engine: str = "polars", wanted: set[str] | None = None,
+         fmt: str | None = None) -> int:
+    from metaprep.readers import ReadOptions, open_source
+    from metaprep.readers.text import TextSource
+
+    options = ReadOptions(progress=False)
+    if fmt in ("glove", "word2vec-text"):
+        src = TextSource(path, fmt=fmt, options=options, engine=engine)
+    else:
+        src = open_source(path, fmt=fmt, options=options)
+    n = 0
+    for chunk in src.iter_chunks(wanted):
+        n += len(chunk.words)
+    return n
+
+
+def ours_words(path: Path) -> int:
+    from metaprep.readers import ReadOptions, open_source
+
+    return sum(len(w) for w in open_source(path, options=ReadOptions(progress=False)).iter_words())
+
+
+def bare_polars(path: Path) -> int:
+    import polars as pl
+
+    return pl.read_csv(path, separator=" ", has_header=False, quote_char=None).height
+
+
+def bare_pyarrow(path: Path) -> int:
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(
+        path, read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+        parse_options=pacsv.ParseOptions(delimiter=" ", quote_char=False),
+    )
+    return table.num_rows
+
+
+def bare_pandas(path: Path) -> int:
+    import csv
+
+    import pandas as pd
+
+    return len(pd.read_csv(path, sep=" ", header=None, quoting=csv.QUOTE_NONE, engine="c"))
+
+
+def gensim_load(path: Path, **kwargs: object) -> int:
+    from gensim.models import KeyedVectors
+
+    return len(KeyedVectors.load_word2vec_format(str(path), **kwargs))
+
+
+# --- the runs ------------------------------------------------------------------------------------
+def check_equal(path: Path, n: int) -> None:
+    """Our first rows equal polars' reading of them (a benchmark of wrong numbers is worthless)."""
+    import polars as pl
+
+    from metaprep.readers import ReadOptions
+    from metaprep.readers.text import TextSource
+
+    chunk = next(TextSource(path, fmt="glove", options=ReadOptions(progress=False)).iter_chunks())
+    ref = pl.read_csv(path, separator=" ", has_header=False, quote_char=None, n_rows=n)
+    words = ref.to_series(0).to_list()
+    vectors = ref.drop(ref.columns[0]).to_numpy().astype(np.float32)
+    if chunk.words[:n] != words or not np.array_equal(chunk.vectors[:n], vectors):
+        sys.exit("ours and polars disagree on the first rows: not benchmarking")
+
+
+def bench_text(rows: int, dim: int, repeat: int, n_wanted: int) -> None:
+    path = make_text(DATA / f"glove-{rows}x{dim}.txt", rows, dim)
+    messy = make_text(DATA / f"glove-{rows}x{dim}-spaces.txt", rows, dim, spaces_every=2000)
+    mb = path.stat().st_size / 1e6
+    print(f"\nGloVe text {rows:,} x {dim}: {mb:.0f} MB ({path})", flush=True)
+    warm(path)
+    check_equal(path, 1000)
+    wanted = set(random.Random(0).sample(_words(rows), min(n_wanted, rows)))
+    results: list[tuple[str, float, float]] = []
+    timed: dict[str, float] = {}
+    contenders: list[tuple[str, Callable[[], object]]] = [
+        ("bare polars read_csv", lambda: bare_polars(path)),
+        ("bare pyarrow.csv", lambda: bare_pyarrow(path)),
+        ("bare pandas read_csv (c)", lambda: bare_pandas(path)),
+        ("metaprep engine=polars", lambda: ours(path, fmt="glove")),
+        ("metaprep engine=pyarrow", lambda: ours(path, fmt="glove", engine="pyarrow")),
+        ("metaprep engine=pandas", lambda: ours(path, fmt="glove", engine="pandas")),
+        ("metaprep iter_words", lambda: ours_words(path)),
+        (f"metaprep wanted={len(wanted):,}", lambda: ours(path, fmt="glove", wanted=wanted)),
+    ]
+    for name, fn in contenders:
+        seconds, n = best_of(fn, repeat)
+        results.append((name, seconds, mb))
+        timed[name] = seconds
+        print(f"  .. {name}: {seconds:.2f} s ({n:,} rows)", file=sys.stderr, flush=True)
+    seconds, _ = best_of(lambda: gensim_load(path, no_header=True), 1)
+    results.append(("gensim load_word2vec_format(no_header)", seconds, mb))
+    timed["gensim"] = seconds
+    warm(messy)
+    seconds, n = best_of(lambda: ours(messy, fmt="glove"), repeat)
+    spaced = rows // 2000
+    results.append((f"metaprep, {spaced} spaced-word rows", seconds, messy.stat().st_size / 1e6))
+    if n != rows:
+        sys.exit(f"the spaced-word file gave {n} rows, expected {rows}")
+    ours_t = timed["metaprep engine=polars"]
+    report(results, {
+        "metaprep / gensim": timed["gensim"] / ours_t,
+        "metaprep / bare polars": timed["bare polars read_csv"] / ours_t,
+        "metaprep wanted / full": ours_t / timed[f"metaprep wanted={len(wanted):,}"],
+    })
+
+
+def bench_binary(rows: int, dim: int, repeat: int, n_wanted: int) -> None:
+    path = make_binary(DATA / f"w2v-{rows}x{dim}.bin", rows, dim)
+    mb = path.stat().st_size / 1e6
+    print(f"\nword2vec binary {rows:,} x {dim}: {mb:.0f} MB ({path})", flush=True)
+    warm(path)
+    wanted = {f"w{i}" for i in random.Random(0).sample(range(rows), min(n_wanted, rows))}
+    results: list[tuple[str, float, float]] = []
+    seconds_g, n = best_of(lambda: gensim_load(path, binary=True), 1)
+    results.append(("gensim load_word2vec_format(binary)", seconds_g, mb))
+    seconds_o, n = best_of(lambda: ours(path), repeat)
+    results.append(("metaprep full read", seconds_o, mb))
+    seconds_w, n_w = best_of(lambda: ours(path, wanted=wanted), repeat)
+    results.append((f"metaprep wanted={len(wanted):,}", seconds_w, mb))
+    seconds_v, _ = best_of(lambda: ours_words(path), repeat)
+    results.append(("metaprep iter_words", seconds_v, mb))
+    if n != rows or n_w != len(wanted):
+        sys.exit(f"binary: read {n} rows / {n_w} wanted, expected {rows} / {len(wanted)}")
+    report(results, {
+        "gensim / metaprep (full)": seconds_g / seconds_o,
+        f"gensim full / metaprep wanted={len(wanted):,}": seconds_g / seconds_w,
+    })
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=200_000, help="text rows (default 200k)")
+    ap.add_argument("--bin-rows", type=int, default=1_000_000, help="binary rows (default 1M)")
+    ap.add_argument("--dim", type=int, default=300)
+    ap.add_argument("--wanted", type=int, default=50_000, help="target vocabulary size")
+    ap.add_argument("--repeat", type=int, default=3, help="best of N for the fast contenders")
+    ap.add_argument("--quick", action="store_true", help="50k text, 200k binary rows, 10k wanted")
+    ap.add_argument("--only", choices=["text", "binary"], help="run one half")
+    args = ap.parse_args()
+    if args.quick:
+        args.rows, args.bin_rows, args.wanted = 50_000, 200_000, 10_000
+    DATA.mkdir(parents=True, exist_ok=True)
+    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} "
+          f"load average={os.getloadavg()[0]:.1f}", flush=True)
+    if args.only != "binary":
+        bench_text(args.rows, args.dim, args.repeat, args.wanted)
+    if args.only != "text":
+        bench_binary(args.bin_rows, args.dim, args.repeat, args.wanted)
+
+
+if __name__ == "__main__":
+    main()
