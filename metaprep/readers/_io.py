@@ -16,6 +16,8 @@ from .base import ReadStats
 
 __all__ = [
     "GZIP_MAGIC",
+    "HINT_REPLACE",
+    "HINT_SKIP",
     "MAX_EXAMPLES",
     "OpenedFile",
     "Progress",
@@ -26,6 +28,11 @@ __all__ = [
 ]
 
 GZIP_MAGIC = b"\x1f\x8b"
+# What to do about a bad row, in the words of the CLI and of the Python API.
+HINT_SKIP = "or skip such rows: --on-bad-line skip / ReadOptions(on_bad_line='skip')"
+HINT_REPLACE = (
+    "to substitute U+FFFD: --encoding-errors replace / ReadOptions(encoding_errors='replace')"
+)
 MAX_EXAMPLES = 5  # how many "line N: reason" examples stats.examples keeps
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError
-from ._io import Progress, note_bad_line, open_binary
+from ._io import HINT_REPLACE, HINT_SKIP, Progress, note_bad_line, open_binary
 from .base import Chunk, ReadOptions, ReadStats, Source
 from .detect import is_fasttext_head
 
@@ -121,8 +121,7 @@ class FastTextBinSource(Source):
                     if self.options.on_bad_line == "error":
                         raise FormatError(
                             reason, path=self.path,
-                            hint="read with encoding_errors='replace' to substitute U+FFFD, "
-                            "or on_bad_line='skip'",
+                            hint=f"{HINT_REPLACE}, {HINT_SKIP}",
                         )
                     note_bad_line(stats, f"word {row + 1}", reason)
                     continue

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError
-from ._io import Progress, note_bad_line
+from ._io import HINT_REPLACE, HINT_SKIP, Progress, note_bad_line
 from .base import Chunk, ReadOptions, ReadStats, Source
 
 __all__ = ["MatrixSource", "default_vocab_paths", "read_safetensors_header"]
@@ -125,7 +125,7 @@ class MatrixSource(Source):
             if len(names) > 1:
                 raise FormatError(
                     f"the file holds {len(names)} tensors; choose one: {', '.join(names)}",
-                    path=self.path, hint="pass the tensor name (ReadOptions.tensor)",
+                    path=self.path, hint="name one: --tensor NAME=TENSOR / ReadOptions(tensor=...)",
                 )
             name = names[0]
         elif name not in header:
@@ -170,7 +170,8 @@ class MatrixSource(Source):
                 raise FormatError(
                     "no vocab file found; looked for "
                     + ", ".join(p.name for p in candidates),
-                    path=self.path, hint="pass the vocab file (ReadOptions.vocab_file)",
+                    path=self.path,
+                    hint="name it: --vocab-file NAME=PATH / ReadOptions(vocab_file=...)",
                 )
             vocab_path = found[0]
         try:
@@ -192,7 +193,7 @@ class MatrixSource(Source):
                 raise FormatError(
                     f"the token is not valid UTF-8 (byte {line[exc.start]:#04x})",
                     path=vocab_path, line=i + 1,
-                    hint="read with encoding_errors='replace' to substitute U+FFFD",
+                    hint=HINT_REPLACE,
                 ) from exc
         if tokens and all(_looks_like_token_count(t) for t in tokens[:1000]):
             raise FormatError(
@@ -260,7 +261,7 @@ class MatrixSource(Source):
         for i in np.flatnonzero(~ok):
             reason = f"row {rows[i]} ({words[i]!r}) has a NaN or infinite value"
             if self.options.on_bad_line == "error":
-                raise FormatError(reason, path=self.path, hint="or read with on_bad_line='skip'")
+                raise FormatError(reason, path=self.path, hint="fix the matrix, " + HINT_SKIP)
             note_bad_line(self.stats, f"row {rows[i]}", reason)
         keep = np.flatnonzero(ok)
         return [words[i] for i in keep], block[keep]

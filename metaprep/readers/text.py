@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import FormatError
 from ._engines import ENGINES, NeedExact, parse_block
-from ._io import Progress, line_chunks, note_bad_line, open_binary
+from ._io import HINT_REPLACE, HINT_SKIP, Progress, line_chunks, note_bad_line, open_binary
 from .base import Chunk, ReadOptions, ReadStats, Source
 
 __all__ = ["TEXT_FORMATS", "TextSource", "parse_header"]
@@ -33,7 +33,7 @@ BOM = b"\xef\xbb\xbf"
 _SNIFF_BYTES = 1 << 20  # read this much (more if lines are long) to find the header and dim
 _SNIFF_LINES = 200  # data lines used to find the usual field count
 _FULL_PARSE_SHARE = 0.4  # with ``wanted``, above this share of wanted rows parse whole chunks
-_SKIP_HINT = "fix or delete the line, or read with on_bad_line='skip' to skip such lines"
+_SKIP_HINT = "fix or delete the line, " + HINT_SKIP
 
 
 def parse_header(line: bytes) -> tuple[int, int] | None:
@@ -348,7 +348,7 @@ class TextSource(Source):
                 f"the word is not valid UTF-8 (byte {word[exc.start]:#04x} at column "
                 f"{exc.start + 1})",
                 path=self.path, line=line_no,
-                hint="read with encoding_errors='replace' to substitute U+FFFD",
+                hint=HINT_REPLACE,
             ) from exc
 
     def _bad(self, line_no: int, reason: str, hint: str = _SKIP_HINT) -> None:
@@ -404,8 +404,7 @@ class TextSource(Source):
                     line_no,
                     f"the word is not valid UTF-8 (byte {parts[0][exc.start]:#04x} at column "
                     f"{exc.start + 1})",
-                    hint="read with encoding_errors='replace' to substitute U+FFFD, or "
-                    "on_bad_line='skip'",
+                    hint=f"{HINT_REPLACE}, {HINT_SKIP}",
                 )
                 continue
             words.append(word)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError
-from ._io import OpenedFile, Progress, note_bad_line, open_binary
+from ._io import HINT_REPLACE, HINT_SKIP, OpenedFile, Progress, note_bad_line, open_binary
 from .base import Chunk, ReadOptions, ReadStats, Source
 from .text import parse_header
 
@@ -50,7 +50,8 @@ class Word2VecBinarySource(Source):
         if header is None:
             raise FormatError(
                 "expected a 'count dim' header line for word2vec binary",
-                path=self.path, line=1, hint="is this a text (GloVe) file? try fmt='glove'",
+                path=self.path, line=1,
+                hint="for a text file use --format NAME=glove / fmt='glove'",
             )
         self.declared_count, self.dim = header
         self._data_start = nl + 1
@@ -197,7 +198,7 @@ class Word2VecBinarySource(Source):
             if self.options.on_bad_line == "error":
                 raise FormatError(
                     reason, path=self.path, offset=offsets[i] + 4 * k,
-                    hint="the header's dimension may be wrong, or read with on_bad_line='skip'",
+                    hint="the header's dimension may be wrong; " + HINT_SKIP,
                 )
             note_bad_line(self.stats, f"byte {offsets[i] + 4 * k}", reason)
             seen.discard(words[i])
@@ -206,10 +207,7 @@ class Word2VecBinarySource(Source):
 
     def _bad(self, offset: int, reason: str, encoding: bool) -> None:
         if self.options.on_bad_line == "error":
-            hint = "read with on_bad_line='skip' to skip the row"
-            if encoding:
-                hint = "read with encoding_errors='replace' to substitute U+FFFD, or with "
-                hint += "on_bad_line='skip' to skip the row"
+            hint = f"{HINT_REPLACE}, {HINT_SKIP}" if encoding else HINT_SKIP.removeprefix("or ")
             raise FormatError(reason, path=self.path, offset=offset, hint=hint)
         note_bad_line(self.stats, f"byte {offset}", reason)
 
