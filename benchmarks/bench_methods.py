@@ -151,6 +151,18 @@ def train_one(
     return record
 
 
+def read_source_weights(run_dir: Path) -> dict[str, float] | None:
+    """Mean mixing weight per source over the dev tokens (dme/cdme runs' analysis.json)."""
+    path = run_dir / "analysis.json"
+    try:
+        analysis = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    overall = analysis.get("overall", {}) if analysis.get("has_weights") else {}
+    weights = overall.get("mean_weight")
+    return {k: round(float(v), 4) for k, v in weights.items()} if weights else None
+
+
 # --- summarising -----------------------------------------------------------------------------
 
 
@@ -167,7 +179,10 @@ def summarise(records: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> l
             continue
         acc = _mean_std([100 * r["accuracy"] for r in runs])
         f1 = _mean_std([100 * r["macro_f1"] for r in runs])
-        rows.append({"method": method, "runs": len(runs),
+        weights = [r["source_weights"] for r in runs if r.get("source_weights")]
+        mean_weights = ({k: round(statistics.fmean(w[k] for w in weights), 3)
+                         for k in weights[0]} if len(weights) == len(runs) else None)
+        rows.append({"method": method, "runs": len(runs), "source_weights": mean_weights,
                      "accuracy_mean": round(acc[0], 2), "accuracy_std": round(acc[1], 2),
                      "macro_f1_mean": round(f1[0], 2), "macro_f1_std": round(f1[1], 2),
                      "seconds_mean": round(statistics.fmean(r["seconds"] for r in runs), 1)})
@@ -183,17 +198,20 @@ def markdown(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> str:
         f"--lr {s['lr']}` (other options at their defaults), seeds {meta['seeds']}. "
         f"Test accuracy and macro-F1 in %, mean +- sample std over the seeds. Train time: wall "
         f"seconds of one `metaprep train` process (start-up and test scoring included), mean "
-        f"over the seeds, {s['jobs']} run(s) at a time with {s['threads']} torch thread(s) each.",
+        f"over the seeds, {s['jobs']} run(s) at a time with {s['threads']} torch thread(s) each. "
+        f"Source weights: mean mixing weight per source over the dev tokens (dme, cdme).",
         "",
         f"Measured {meta['date']} at commit `{meta['commit']}` on {meta['machine']}.",
         "",
-        "| method | accuracy | macro-F1 | train time (s) |",
-        "|--------|---------:|---------:|---------------:|",
+        "| method | accuracy | macro-F1 | train time (s) | source weights |",
+        "|--------|---------:|---------:|---------------:|----------------|",
     ]
     for r in rows:
+        w = r.get("source_weights")
+        weights = ", ".join(f"{k} {v:.2f}" for k, v in w.items()) if w else "-"
         lines.append(f"| {r['method']} | {r['accuracy_mean']:.1f} +- {r['accuracy_std']:.1f} "
                      f"| {r['macro_f1_mean']:.1f} +- {r['macro_f1_std']:.1f} "
-                     f"| {r['seconds_mean']:.0f} |")
+                     f"| {r['seconds_mean']:.0f} | {weights} |")
     return "\n".join(lines) + "\n"
 
 
@@ -257,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MetaprepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for r in records:
+        r["source_weights"] = read_source_weights(Path(r["run_dir"]))
     counts = manifest["task"]["counts"]
     meta = {
         "date": dt.date.today().isoformat(), "commit": _commit(),
