@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import DataError, StoreError
 from .tokenize import Tokenizer, TokenizerConfig
 from .vocab import PAD_ID, VocabIndex
 
@@ -71,10 +71,11 @@ class TextEncoder:
 
     @classmethod
     def from_store(cls, store: Any) -> TextEncoder:
-        return cls(
-            store.vocab, case_policy=store.case_policy,
-            tokenizer=TokenizerConfig.from_dict(store.tokenizer),
-        )
+        try:
+            return cls(store.vocab, case_policy=store.case_policy,
+                       tokenizer=TokenizerConfig.from_dict(store.tokenizer))
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"bad tokenizer or case policy: {exc}", path=store.path) from exc
 
     def tokens(self, text: str) -> list[str]:
         return self.tokenizer(text)

@@ -94,7 +94,38 @@ def _resolve_config(cfg: RunConfig, store: Store) -> RunConfig:
 
 
 def _file_record(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise DataError("no such task data file", path=path)
     return {"path": str(path.resolve()), "sha256": file_sha256(path)}
+
+
+def _prepare(
+    cfg: RunConfig, st: Store, out: Path, paths: dict[str, Any], *, resume: bool,
+    write: bool, encoding: str, progress: bool,
+) -> tuple[RunConfig, LabelMap, tuple[TaskData, TaskData, TaskData | None]]:
+    """Check the inputs, read the data, settle the config; write the run's description files
+    (``write``: rank 0, new runs). Nothing is written before every input checks out."""
+    files = {k: _file_record(Path(p)) for k, p in paths.items() if p is not None}
+    cfg = _check_resume(out, st, files) if resume else _resolve_config(cfg, st)
+    encoder = TextEncoder.from_store(st)
+    labels = LabelMap(read_json(out / "labels.json")) if resume else None
+
+    def read(split: str, labels: LabelMap | None) -> tuple[TaskData, LabelMap]:
+        return load_task(files[split]["path"], encoder, labels=labels, encoding=encoding,
+                         progress=progress)
+
+    train_data, labels = read("train", labels)
+    dev_data = read("dev", labels)[0]
+    test_data = read("test", labels)[0] if "test" in files else None
+    for d in (dev_data, test_data):
+        if d is not None and d.pair != train_data.pair:
+            raise DataError("pairs here, single sentences in the train file (or the reverse)",
+                            path=d.path)
+    if not resume:
+        cfg = replace(cfg, num_labels=len(labels), pair=train_data.pair)
+        if write:
+            _start_run(out, cfg, labels, st, encoder.tokenizer.config.to_dict(), files)
+    return cfg, labels, (train_data, dev_data, test_data)
 
 
 def _start_run(
@@ -196,35 +227,16 @@ def train(
         raise ConfigError("already holds a run", path=out,
                           hint="pass --resume to continue it, or choose another -o")
 
-    # --- data and config
-    st = Store(store)
-    files = {"train": _file_record(Path(train)), "dev": _file_record(Path(dev))}
-    if test is not None:
-        files["test"] = _file_record(Path(test))
-    cfg = _check_resume(out, st, files) if resume else _resolve_config(cfg, st)
-    tok = st.tokenizer
-    encoder = TextEncoder.from_store(st)
-    labels = LabelMap(read_json(out / "labels.json")) if resume else None
-    def read(path: str | Path, labels: LabelMap | None) -> tuple[TaskData, LabelMap]:
-        return load_task(path, encoder, labels=labels, encoding=encoding, progress=show)
+    # --- data, config, model
+    with Store(store) as st:
+        cfg, labels, (train_data, dev_data, test_data) = _prepare(
+            cfg, st, out, {"train": train, "dev": dev, "test": test}, resume=resume,
+            write=main, encoding=encoding, progress=show,
+        )
+        torch.manual_seed(cfg.seed)
+        model = build_model(st, cfg, progress=show).to(device)
 
-    train_data, labels = read(train, labels)
-    dev_data = read(dev, labels)[0]
-    test_data = read(test, labels)[0] if test is not None else None
-    for d in (dev_data, test_data):
-        if d is not None and d.pair != train_data.pair:
-            raise DataError("pairs in one file and single sentences in another", path=d.path)
-    if not resume:
-        cfg = replace(cfg, num_labels=len(labels), pair=train_data.pair)
-        if main:
-            from .tokenize import TokenizerConfig
-
-            _start_run(out, cfg, labels, st, TokenizerConfig.from_dict(tok).to_dict(), files)
-
-    # --- model and optimizer
-    torch.manual_seed(cfg.seed)
-    model = build_model(st, cfg, progress=show).to(device)
-    st.close()
+    # --- optimizer, resume state, DDP
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "lr": cfg.lr, "best": -1.0,
                              "best_epoch": -1, "bad_epochs": 0, "stopped": False,

@@ -143,6 +143,13 @@ def test_bad_inputs_are_typed_errors(task: dict[str, Path], tmp_path: Path) -> N
     with pytest.raises(StoreError, match="no source named 'glove'"):
         run(task, tmp_path / "r2", tiny("single", sources=["glove"], source_dims=[0]))
     assert not (tmp_path / "r2").exists()  # nothing written before the inputs check out
+    with pytest.raises(DataError, match=r"missing\.tsv: no such task data file"):
+        train(tiny(), store=task["store"], train=tmp_path / "missing.tsv", dev=task["dev"],
+              out=tmp_path / "r3", progress=False)
+    with pytest.raises(StoreError, match="no such store"):
+        train(tiny(), store=tmp_path / "nope.h5", train=task["train"], dev=task["dev"],
+              out=tmp_path / "r4", progress=False)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r3").exists()
 
 
 def test_baseline_without_weights_and_pairs(task: dict[str, Path], tmp_path: Path) -> None:
