@@ -64,10 +64,12 @@ _D = {  # defaults shown in --help; the same as metaprep.model.RunConfig's
               help="Continue the run in -o from its last checkpoint (its saved config is used).")
 @click.option("--data-encoding", default="utf-8", show_default=True,
               help="Text encoding of the data files.")
+@click.option("--threads", type=int, help="torch CPU threads [default: torch's choice]. Runs are "
+              "bit-identical only at the same thread count.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(store: str, train_path: str, dev: str, test: str | None, out: str | None,
             method: str, sources: str | None, quiet: bool, resume: bool, data_encoding: str,
-            **options: object) -> None:
+            threads: int | None, **options: object) -> None:
     """Train DME / CDME (or a baseline) plus a sentence encoder and classifier.
 
     \b
@@ -76,9 +78,16 @@ def command(store: str, train_path: str, dev: str, test: str | None, out: str | 
       metaprep train --store store.h5 --train t.tsv --dev d.tsv --method single:glove
       torchrun --nproc_per_node 2 -m metaprep train --store store.h5 ...   # DDP (gloo on CPU)
     """
+    import torch
+
     from ..errors import ConfigError
     from ..model import RunConfig
     from ..train import train
+
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError("--threads must be at least 1")
+        torch.set_num_threads(threads)
 
     name, _, single = method.partition(":")
     chosen = [s.strip() for s in sources.split(",") if s.strip()] if sources else []
