@@ -169,3 +169,14 @@ def test_text_round_trip_property(tmp_path: Path, engine: str, case: tuple) -> N
     wanted = set(list(first)[::2])
     sel = [w for c in src.iter_chunks(wanted) for w in c.words]
     assert sel == [w for w in first if w in wanted]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [ReadOptions(on_bad_line="ignore"), ReadOptions(encoding_errors="latin-1"),
+     ReadOptions(limit=-1), ReadOptions(chunk_bytes=0)],
+)
+def test_bad_options_are_config_errors(options: ReadOptions) -> None:
+    for name in ("test_glove.txt", "euclidean_vectors.bin"):
+        with pytest.raises(ConfigError):
+            open_source(DATA / name, options=options)

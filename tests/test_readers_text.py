@@ -240,3 +240,17 @@ def test_progress_bar_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert sum(len(c.words) for c in src.iter_chunks()) == 100
     out = capsys.readouterr()
     assert out.out == "" and "p.txt" in out.err
+
+
+@pytest.mark.parametrize("engine", ["polars", "pyarrow", "pandas"])
+@pytest.mark.parametrize("chunk_bytes", [64 << 20, 20, 9])
+def test_line_numbers_survive_blank_lines_and_chunks(
+    tmp_path: Path, engine: str, chunk_bytes: int
+) -> None:
+    path = write_lines(tmp_path / "n.txt", ["a 1 2", "", "", "b 3 4", "c 5 6", "", "d 7 x"])
+    options = ReadOptions(progress=False, chunk_bytes=chunk_bytes)
+    src = TextSource(path, engine=engine, options=options)
+    with pytest.raises(FormatError, match=r"n\.txt:7: value 2 of 2 is not a number"):
+        list(src.iter_chunks())
+    with pytest.raises(FormatError, match=r"n\.txt:7: value 2 of 2 is not a number"):
+        list(src.iter_chunks(wanted={"d"}))

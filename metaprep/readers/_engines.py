@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -36,24 +37,27 @@ def _has_tail(buf: bytes) -> bool:
     return first.endswith(b" ")
 
 
-def _finish(words: list[str], vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
+Parsed = tuple[list[str], np.ndarray, "int | None"]
+
+
+def _finish(words: list[str], vectors: np.ndarray, lines: int | None = None) -> Parsed:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if "" in words or not np.isfinite(vectors).all():
         raise NeedExact
-    return words, vectors
+    return words, vectors, lines
 
 
 # --- polars --------------------------------------------------------------------------------------
-_POLARS_SCHEMAS: dict[tuple[int, bool], dict[str, object]] = {}
+_POLARS_SCHEMAS: dict[tuple[int, bool], dict[str, Any]] = {}
 
 
-def _parse_polars(buf: bytes, dim: int) -> tuple[list[str], np.ndarray]:
+def _parse_polars(buf: bytes, dim: int) -> Parsed:
     import polars as pl
 
     tail = _has_tail(buf)
     key = (dim, tail)
     if key not in _POLARS_SCHEMAS:
-        schema: dict[str, object] = {"w": pl.String}
+        schema: dict[str, Any] = {"w": pl.String}
         schema.update({f"v{j}": pl.Float32 for j in range(dim)})
         if tail:
             schema["tail"] = pl.String
@@ -69,6 +73,7 @@ def _parse_polars(buf: bytes, dim: int) -> tuple[list[str], np.ndarray]:
         if df["tail"].null_count() != df.height:  # an extra number hid in the tail column
             raise NeedExact
         df = df.drop("tail")
+    lines = df.height  # blank lines read as rows of nulls, so this counts every line
     nulls = df.null_count().row(0)
     if any(nulls):
         # a blank line reads as a row of nulls; drop those, anything else is irregular
@@ -77,14 +82,14 @@ def _parse_polars(buf: bytes, dim: int) -> tuple[list[str], np.ndarray]:
         if any(df.null_count().row(0)):
             raise NeedExact
     words: list[str] = df["w"].to_list()
-    return _finish(words, df.drop("w").to_numpy(order="c"))
+    return _finish(words, df.drop("w").to_numpy(order="c"), lines)
 
 
 # --- pyarrow -------------------------------------------------------------------------------------
 _ARROW_OPTIONS: dict[tuple[int, bool], tuple[object, object, object]] = {}
 
 
-def _parse_pyarrow(buf: bytes, dim: int) -> tuple[list[str], np.ndarray]:
+def _parse_pyarrow(buf: bytes, dim: int) -> Parsed:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
@@ -123,7 +128,7 @@ def _parse_pyarrow(buf: bytes, dim: int) -> tuple[list[str], np.ndarray]:
 
 
 # --- pandas --------------------------------------------------------------------------------------
-def _parse_pandas(buf: bytes, dim: int) -> tuple[list[str], np.ndarray]:
+def _parse_pandas(buf: bytes, dim: int) -> Parsed:
     import csv
 
     import pandas as pd
@@ -146,15 +151,17 @@ def _parse_pandas(buf: bytes, dim: int) -> tuple[list[str], np.ndarray]:
     return _finish(words, df.iloc[:, 1 : dim + 1].to_numpy(dtype=np.float32))
 
 
-_PARSERS: dict[str, Callable[[bytes, int], tuple[list[str], np.ndarray]]] = {
+_PARSERS: dict[str, Callable[[bytes, int], Parsed]] = {
     "polars": _parse_polars,
     "pyarrow": _parse_pyarrow,
     "pandas": _parse_pandas,
 }
 
 
-def parse_block(buf: bytes, dim: int, *, engine: str = "polars") -> tuple[list[str], np.ndarray]:
-    """``(words, (n, dim) float32 vectors)`` of a block of regular rows, or raise NeedExact."""
+def parse_block(buf: bytes, dim: int, *, engine: str = "polars") -> Parsed:
+    """``(words, (n, dim) float32 vectors, lines)`` of a block of regular rows, or raise
+    NeedExact. ``lines`` counts the block's lines (blank ones included) when the engine knows
+    it, else None."""
     if buf.startswith(b" "):  # pandas drops a leading space on the first row: never guess
         raise NeedExact
     return _PARSERS[engine](buf, dim)

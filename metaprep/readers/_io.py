@@ -7,12 +7,13 @@ import gzip
 import mmap
 import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import FormatError
-from .base import ReadStats
+from ..errors import ConfigError, FormatError
+from .base import ReadOptions, ReadStats
 
 __all__ = [
     "GZIP_MAGIC",
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_EXAMPLES",
     "OpenedFile",
     "Progress",
+    "check_options",
     "is_gzip",
     "line_chunks",
     "note_bad_line",
@@ -64,9 +66,9 @@ class OpenedFile:
         self.size = os.fstat(self.raw.fileno()).st_size
         self.gzipped = self.raw.read(2) == GZIP_MAGIC
         self.raw.seek(0)
-        self.stream: IO[bytes] = (
-            gzip.GzipFile(fileobj=self.raw, mode="rb") if self.gzipped else self.raw
-        )
+        self.stream: IO[bytes] = self.raw
+        if self.gzipped:
+            self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb")  # type: ignore[assignment]
         self.path = path
         self.mapped_pos: int | None = None  # set while a plain file is read through mmap
 
@@ -114,13 +116,15 @@ class Progress:
                 file=sys.stderr, leave=False, dynamic_ncols=True,
             )
         self._last = 0
+        self._start = time.monotonic()
 
     def update(self, position: int, rows: int) -> None:
         if self._bar is None:
             return
         self._bar.update(max(0, position - self._last))
         self._last = position
-        self._bar.set_postfix(rows=rows, refresh=False)
+        rate = rows / max(1e-9, time.monotonic() - self._start)
+        self._bar.set_postfix_str(f"{rows:,} rows, {rate:,.0f} rows/s", refresh=False)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -128,7 +132,7 @@ class Progress:
             self._bar = None
 
 
-def line_chunks(f: OpenedFile, *, chunk_bytes: int, start: int = 0) -> Iterator[bytes]:
+def line_chunks(f: OpenedFile, *, chunk_bytes: int, start: int = 0) -> Generator[bytes, None, None]:
     """Yield pieces of about ``chunk_bytes`` that end at a newline (the last may lack one),
     beginning at byte ``start`` of the (decompressed) content.
 
@@ -190,6 +194,21 @@ def _stream_chunks(f: OpenedFile, chunk_bytes: int, start: int) -> Iterator[byte
             piece = block
         carry = block[cut:]
         yield piece
+
+
+def check_options(options: ReadOptions) -> ReadOptions:
+    """The options every reader understands, checked once (a typo is a ConfigError)."""
+    if options.on_bad_line not in ("error", "skip"):
+        raise ConfigError(f"on_bad_line must be 'error' or 'skip', not {options.on_bad_line!r}")
+    if options.encoding_errors not in ("strict", "replace"):
+        raise ConfigError(
+            f"encoding_errors must be 'strict' or 'replace', not {options.encoding_errors!r}"
+        )
+    if options.limit is not None and options.limit < 0:
+        raise ConfigError(f"limit must be >= 0, not {options.limit}")
+    if options.chunk_bytes < 1:
+        raise ConfigError(f"chunk_bytes must be positive, not {options.chunk_bytes}")
+    return options
 
 
 def note_bad_line(stats: ReadStats, where: str, reason: str) -> None:

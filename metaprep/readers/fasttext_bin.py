@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError
-from ._io import HINT_REPLACE, HINT_SKIP, Progress, note_bad_line, open_binary
+from ._io import HINT_REPLACE, HINT_SKIP, Progress, check_options, note_bad_line, open_binary
 from .base import Chunk, ReadOptions, ReadStats, Source
 from .detect import is_fasttext_head
 
@@ -53,7 +53,7 @@ class FastTextBinSource(Source):
 
     def __init__(self, path: str | Path, *, options: ReadOptions | None = None) -> None:
         self.path = Path(path)
-        self.options = options or ReadOptions()
+        self.options = check_options(options or ReadOptions())
         self.stats = ReadStats()
         self.declared_count = None
         f = open_binary(self.path)

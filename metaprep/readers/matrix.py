@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError
-from ._io import HINT_REPLACE, HINT_SKIP, Progress, note_bad_line
+from ._io import HINT_REPLACE, HINT_SKIP, Progress, check_options, note_bad_line
 from .base import Chunk, ReadOptions, ReadStats, Source
 
 __all__ = ["MatrixSource", "default_vocab_paths", "read_safetensors_header"]
@@ -75,7 +75,7 @@ class MatrixSource(Source):
             raise ValueError("fmt must be 'npy' or 'safetensors'")
         self.path = Path(path)
         self.format = fmt
-        self.options = options or ReadOptions()
+        self.options = check_options(options or ReadOptions())
         self.stats = ReadStats()
         if not self.path.is_file():
             raise FormatError(

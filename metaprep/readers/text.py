@@ -23,7 +23,15 @@ import numpy as np
 
 from ..errors import FormatError
 from ._engines import ENGINES, NeedExact, parse_block
-from ._io import HINT_REPLACE, HINT_SKIP, Progress, line_chunks, note_bad_line, open_binary
+from ._io import (
+    HINT_REPLACE,
+    HINT_SKIP,
+    Progress,
+    check_options,
+    line_chunks,
+    note_bad_line,
+    open_binary,
+)
 from .base import Chunk, ReadOptions, ReadStats, Source
 
 __all__ = ["TEXT_FORMATS", "TextSource", "parse_header"]
@@ -96,12 +104,7 @@ class TextSource(Source):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
         self.engine = engine
-        if options is None:
-            options = ReadOptions()
-        if options.on_bad_line not in ("error", "skip"):
-            raise ValueError("on_bad_line must be 'error' or 'skip'")
-        if options.encoding_errors not in ("strict", "replace"):
-            raise ValueError("encoding_errors must be 'strict' or 'replace'")
+        options = check_options(options or ReadOptions())
         self.path = Path(path)
         self.options = options
         self.stats = ReadStats()
@@ -134,6 +137,7 @@ class TextSource(Source):
                 path=self.path, line=1, hint="for a file without a header use the glove format",
             )
         self.has_header = header is not None
+        self._first_line = 2 if self.has_header else 1
         self._data_start = (len(BOM) if self._bom else 0) + (
             len(lines[0]) + 1 if self.has_header else 0
         )
@@ -163,42 +167,39 @@ class TextSource(Source):
                 )
             self.dim = usual
 
-    def _pieces(self) -> Iterator[tuple[bytes, int]]:
-        """Line-aligned byte pieces of the data rows, each with the line number it starts at."""
+    def _pieces(self) -> Iterator[bytes]:
+        """Line-aligned byte pieces of the data rows (the caller counts their lines)."""
         f = open_binary(self.path)
         bar = Progress(total=f.size, desc=self.path.name, enabled=self.options.progress)
         chunks = line_chunks(f, chunk_bytes=self.options.chunk_bytes, start=self._data_start)
         try:
-            line_no = 2 if self.has_header else 1
             for piece in chunks:
-                yield piece, line_no
-                line_no += piece.count(b"\n")
+                yield piece
                 bar.update(f.position(), self.stats.rows_read)
         finally:
             chunks.close()
             bar.close()
             f.close()
 
-    def _limited(self) -> Iterator[tuple[bytes, int]]:
+    def _limited(self) -> Iterator[bytes]:
         """_pieces() cut so that at most ``limit`` data rows come out."""
         limit = self.options.limit
         if limit is None:
             yield from self._pieces()
             return
-        for piece, line0 in self._pieces():
+        for piece in self._pieces():
             while piece:
                 left = limit - self.stats.rows_read
                 if left <= 0:
                     return
                 if piece.count(b"\n") < left:
-                    yield piece, line0
+                    yield piece
                     break
                 cut = -1
                 for _ in range(left):
                     cut = piece.index(b"\n", cut + 1)
                 part, piece = piece[: cut + 1], piece[cut + 1 :]
-                yield part, line0
-                line0 += left
+                yield part
         # callers update stats.rows_read as they go, which is what stops the loop above
 
     # --- the Source contract -------------------------------------------------------------------
@@ -211,13 +212,14 @@ class TextSource(Source):
         if wanted is not None and self.options.encoding_errors == "strict":
             wanted_bytes = {w.encode("utf-8") for w in wanted}
         share = 0.0  # share of the previous chunk's rows that were wanted
-        for piece, line0 in self._limited():
+        line0 = self._first_line
+        for piece in self._limited():
             if wanted is None:
-                words, vectors = self._parse_piece(piece, line0)
+                words, vectors, lines = self._parse_piece(piece, line0)
             elif share > _FULL_PARSE_SHARE:
                 # most rows are wanted: parsing everything beats finding the words first
                 rows = self.stats.rows_read
-                words, vectors = self._parse_piece(piece, line0)
+                words, vectors, lines = self._parse_piece(piece, line0)
                 mask = [w in wanted for w in words]
                 share = sum(mask) / max(1, self.stats.rows_read - rows)
                 if not all(mask):
@@ -225,8 +227,9 @@ class TextSource(Source):
                     vectors = vectors[np.asarray(mask, dtype=bool)]
             else:
                 rows = self.stats.rows_read
-                words, vectors = self._parse_wanted(piece, line0, wanted, wanted_bytes)
+                words, vectors, lines = self._parse_wanted(piece, line0, wanted, wanted_bytes)
                 share = len(words) / max(1, self.stats.rows_read - rows)
+            line0 += lines
             keep = self._dedupe(words, seen)
             if keep is not None:
                 words, vectors = [words[i] for i in keep], vectors[keep]
@@ -237,7 +240,8 @@ class TextSource(Source):
     def iter_words(self) -> Iterator[list[str]]:
         self.stats = ReadStats()
         seen: set[str] = set()
-        for piece, line0 in self._limited():
+        line0 = self._first_line
+        for piece in self._limited():
             lines = piece.split(b"\n")
             words: list[str] = []
             for i, line in enumerate(lines):
@@ -249,6 +253,7 @@ class TextSource(Source):
                 else:
                     continue
                 self.stats.rows_read += 1
+            line0 += len(lines) - 1
             keep = self._dedupe(words, seen)
             if keep is not None:
                 words = [words[i] for i in keep]
@@ -268,20 +273,23 @@ class TextSource(Source):
             return line[:sp]
         return None
 
-    def _parse_piece(self, piece: bytes, line0: int) -> tuple[list[str], np.ndarray]:
+    def _parse_piece(self, piece: bytes, line0: int) -> tuple[list[str], np.ndarray, int]:
+        """Words, vectors and the number of line ends in the piece."""
         try:
-            words, vectors = parse_block(piece, self.dim, engine=self.engine)
+            words, vectors, lines = parse_block(piece, self.dim, engine=self.engine)
         except NeedExact:
-            lines = piece.split(b"\n")
-            rows = [i for i, line in enumerate(lines) if line.strip()]
+            split = piece.split(b"\n")
+            rows = [i for i, line in enumerate(split) if line.strip()]
             self.stats.rows_read += len(rows)
-            return self._parse_lines(lines, line0, rows)
+            return (*self._parse_lines(split, line0, rows), len(split) - 1)
         self.stats.rows_read += len(words)
-        return words, vectors
+        if lines is None or not piece.endswith(b"\n"):
+            lines = piece.count(b"\n")
+        return words, vectors, lines
 
     def _parse_wanted(
         self, piece: bytes, line0: int, wanted: Collection[str], wanted_bytes: set[bytes] | None
-    ) -> tuple[list[str], np.ndarray]:
+    ) -> tuple[list[str], np.ndarray, int]:
         """Find each line's word first; parse numbers only on wanted (or irregular) lines."""
         lines = piece.split(b"\n")
         keep: list[int] = []
@@ -304,12 +312,11 @@ class TextSource(Source):
                 keep.append(i)
         self.stats.rows_read += rows
         words, vectors = self._parse_lines(lines, line0, keep)
-        if not odd:
-            return words, vectors
-        mask = [w in wanted for w in words]
-        return [w for w, m in zip(words, mask, strict=True) if m], vectors[
-            np.asarray(mask, dtype=bool)
-        ]
+        if odd:
+            mask = [w in wanted for w in words]
+            words = [w for w, m in zip(words, mask, strict=True) if m]
+            vectors = vectors[np.asarray(mask, dtype=bool)]
+        return words, vectors, len(lines) - 1
 
     def _parse_lines(
         self, lines: list[bytes], line0: int, rows: list[int]
@@ -326,7 +333,7 @@ class TextSource(Source):
         if regular:
             try:
                 block = b"\n".join([lines[i] for i in regular])
-                fast_words, fast_vectors = parse_block(block, self.dim, engine=self.engine)
+                fast_words, fast_vectors, _ = parse_block(block, self.dim, engine=self.engine)
             except NeedExact:  # a bad value or bad UTF-8 among them: every row line by line
                 regular, odd = [], rows
         words, vectors, kept = self._exact([lines[i] for i in odd], [line0 + i for i in odd])

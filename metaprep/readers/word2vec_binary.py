@@ -16,7 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError
-from ._io import HINT_REPLACE, HINT_SKIP, OpenedFile, Progress, note_bad_line, open_binary
+from ._io import (
+    HINT_REPLACE,
+    HINT_SKIP,
+    OpenedFile,
+    Progress,
+    check_options,
+    note_bad_line,
+    open_binary,
+)
 from .base import Chunk, ReadOptions, ReadStats, Source
 from .text import parse_header
 
@@ -34,9 +42,7 @@ class Word2VecBinarySource(Source):
 
     def __init__(self, path: str | Path, *, options: ReadOptions | None = None) -> None:
         self.path = Path(path)
-        self.options = options or ReadOptions()
-        if self.options.on_bad_line not in ("error", "skip"):
-            raise ValueError("on_bad_line must be 'error' or 'skip'")
+        self.options = check_options(options or ReadOptions())
         self.stats = ReadStats()
         f = open_binary(self.path)
         try:
@@ -53,7 +59,8 @@ class Word2VecBinarySource(Source):
                 path=self.path, line=1,
                 hint="for a text file use --format NAME=glove / fmt='glove'",
             )
-        self.declared_count, self.dim = header
+        self.declared_count: int = header[0]
+        self.dim = header[1]
         self._data_start = nl + 1
         if self.dim <= 0:
             raise FormatError("the header declares 0 dimensions", path=self.path, line=1)
