@@ -108,6 +108,7 @@ class TextSource(Source):
         self.path = Path(path)
         self.options = options
         self.stats = ReadStats()
+        self._irregular = False  # whether the last piece had rows the engine could not take
         self._sniff(fmt)
 
     # --- opening -------------------------------------------------------------------------------
@@ -205,6 +206,7 @@ class TextSource(Source):
     # --- the Source contract -------------------------------------------------------------------
     def iter_chunks(self, wanted: Collection[str] | None = None) -> Iterator[Chunk]:
         self.stats = ReadStats()
+        self._irregular = False
         seen: set[str] = set()
         # Without decoding, unwanted words are skipped by their bytes (strict UTF-8 only:
         # with "replace" a bad word decodes to something that might be wanted).
@@ -276,6 +278,8 @@ class TextSource(Source):
     def _parse_piece(self, piece: bytes, line0: int) -> tuple[list[str], np.ndarray, int]:
         """Words, vectors and the number of line ends in the piece."""
         try:
+            if self._irregular:  # the last piece had odd rows: this one likely has too
+                raise NeedExact
             words, vectors, lines = parse_block(piece, self.dim, engine=self.engine)
         except NeedExact:
             split = piece.split(b"\n")
@@ -328,6 +332,7 @@ class TextSource(Source):
         odd: list[int] = []
         for i in rows:
             (regular if self._quick_word(lines[i]) is not None else odd).append(i)
+        self._irregular = bool(odd)
         fast_words: list[str] = []
         fast_vectors = np.zeros((0, self.dim), np.float32)
         if regular:
