@@ -167,6 +167,11 @@ def _mapped_chunks(f: OpenedFile, chunk_bytes: int, start: int) -> Iterator[byte
             piece = mm[pos:end]
             pos = f.mapped_pos = end
             yield piece
+            # Pages already copied out would otherwise stay mapped and count in our RSS until
+            # the file is closed (the whole file, for a full scan); they stay in the page cache.
+            done = pos - pos % mmap.PAGESIZE
+            if done and hasattr(mmap, "MADV_DONTNEED"):
+                mm.madvise(mmap.MADV_DONTNEED, 0, done)
     finally:
         mm.close()
 
