@@ -317,7 +317,8 @@ def align(
         if not words:
             raise VocabError(f"the {mode} vocabulary is empty",
                              hint="check --vocab, --min-count and the sources' case")
-        wanted = None if mode == "union" else matcher.wanted()
+        # a full union reads every row anyway; otherwise let readers skip unwanted numbers
+        wanted = None if mode == "union" and opt.max_vocab is None else matcher.wanted()
         root = {
             "metaprep_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
