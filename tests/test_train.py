@@ -189,3 +189,19 @@ def test_cli_train_and_errors(task: dict[str, Path], tmp_path: Path,
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_frequency_bands_and_plots(tmp_path: Path) -> None:
+    import numpy as np
+
+    from metaprep.analysis import FREQUENCY_BANDS, _band_of, plot_attention, plot_learning_curves
+
+    bands = _band_of(np.array([0, 1, 2, 9, 10, 99, 100, 5000]))
+    assert [FREQUENCY_BANDS[b][0] for b in bands] == [
+        "unseen", "1", "2-9", "2-9", "10-99", "10-99", "100+", "100+"]
+    assert not plot_attention({"has_weights": False}, tmp_path / "a.png")
+    assert not (tmp_path / "a.png").exists()
+    history = [{"epoch": 1, "train_loss": 0.7, "train_accuracy": 0.5, "dev_accuracy": 0.6},
+               {"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.7, "dev_accuracy": 0.65}]
+    plot_learning_curves(history, tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
