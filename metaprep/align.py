@@ -57,6 +57,7 @@ __all__ = [
 
 DTYPES = ("float32", "float16")
 NORMALIZE = ("none", "l2", "center")
+_F16_MAX = float(np.finfo(np.float16).max)
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")  # HDF5-safe: no '/', no leading '.'
 
 Opener = Callable[["SourceSpec", ReadOptions], Source]
@@ -252,6 +253,7 @@ def _stream(
     matcher.reset()
     sink = writer.row_sink(spec.name)
     stats = RowStats(src.dim) if matcher.policy != "fallback" else None
+    dtype = writer.vectors(spec.name).dtype
     try:
         for chunk in src.iter_chunks(wanted):
             if chunk.vectors.ndim != 2 or chunk.vectors.shape[1] != src.dim:
@@ -263,9 +265,14 @@ def _stream(
             vecs = np.asarray(chunk.vectors[pos], dtype=np.float32)
             if spec.normalize == "l2":
                 vecs = l2_rows(vecs)
+            if dtype == np.float16 and len(vecs) and float(np.abs(vecs).max()) > _F16_MAX:
+                raise ConfigError(
+                    f"values up to {float(np.abs(vecs).max()):.4g} do not fit float16 "
+                    f"(max {_F16_MAX:.0f})", path=spec.path,
+                    hint="use --dtype float32, or --normalize l2")
             sink.write(np.asarray(rows), vecs)
             if stats is not None:  # of the values as stored (float16 rounds)
-                stats.update(vecs.astype(writer.vectors(spec.name).dtype, copy=False))
+                stats.update(vecs.astype(dtype, copy=False))
         sink.finish(progress=progress)
     finally:
         sink.close()

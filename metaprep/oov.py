@@ -195,7 +195,7 @@ def fill_subword(
 
     def make(a: int, b: int, m: np.ndarray) -> np.ndarray:
         nonlocal zero
-        words = [vocab[i] for i in np.flatnonzero(m) + a]
+        words = [vocab[int(i)] for i in np.flatnonzero(m) + a]
         vecs = np.asarray(source.subword_vectors(words), dtype=np.float32)
         if normalize is not None:
             vecs = normalize(vecs)

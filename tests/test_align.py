@@ -193,6 +193,12 @@ def test_float16_and_source_stats(tmp_path: Path) -> None:
     assert len(attrs["sha256"]) == 64 and attrs["format"] == "memory"
 
 
+def test_float16_overflow_is_an_error(tmp_path: Path) -> None:
+    _expect(tmp_path, ConfigError, "do not fit float16",
+            data={"a": (["x"], np.array([[1e6, 0.0]], dtype=np.float32))},
+            options=AlignOptions(dtype="float16", progress=False))
+
+
 def test_limit_rows_per_source(tmp_path: Path) -> None:
     s = _run(tmp_path, {"a": (["x", "y", "z"], _vecs(3)), "b": (["z", "q"], _vecs(2))},
              AlignOptions(limit=1, progress=False))

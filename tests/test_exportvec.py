@@ -23,7 +23,7 @@ RNG = np.random.default_rng(3)
 
 def _store(tmp_path: Path, dtype: str = "float32") -> Path:
     data = {"a": (["the", "Ünïcode", "two words", "x"], RNG.normal(size=(4, 3)) * 1e-3),
-            "b": (["x", "y"], RNG.normal(size=(2, 2)) * 1e5)}
+            "b": (["x", "y"], RNG.normal(size=(2, 2)) * 1e3)}
     specs = []
     for name in data:
         (tmp_path / f"{name}.vec").write_text(name)

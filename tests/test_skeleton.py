@@ -13,7 +13,8 @@ def test_public_api_is_sorted_and_importable() -> None:
 
 def test_tokenizer_regex_and_whitespace() -> None:
     tok = Tokenizer()
-    assert tok("Don't stop, well-known U.S.") == ["Don't", "stop", ",", "well-known", "U", ".", "S", "."]
+    assert tok("Don't stop, well-known U.S.") == [
+        "Don't", "stop", ",", "well-known", "U", ".", "S", "."]
     ws = Tokenizer(TokenizerConfig(mode="whitespace", lowercase=True, max_tokens=2))
     assert ws("A  b\tc") == ["a", "b"]
     assert TokenizerConfig.from_dict(tok.config.to_dict()) == tok.config
