@@ -27,6 +27,7 @@ with the results: other processes on a shared machine slow both sides.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import platform
@@ -69,6 +70,14 @@ def windows(stream: Sequence[int], batch: int, length: int, seed: int = 0) -> np
     starts = rng.integers(0, len(stream) - length, size=batch)
     arr = np.asarray(stream, dtype=np.int64)
     return np.stack([arr[s : s + length] for s in starts])
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def metaprep_cli(args: list[str], work: Path, name: str) -> None:
@@ -356,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pool-epochs", type=int, default=10)
     parser.add_argument("--rows", type=int, default=2_000_000, help="synthetic table rows")
     parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--results", default="benchmarks/results", help="runtime.md goes here")
     parser.add_argument("--fresh", action="store_true")
     args = parser.parse_args(argv)
     work = Path(args.work)
@@ -382,57 +392,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     lat = latency_section(bilstm, models, test, gold, args.threads)
     ft = fasttext_section(models["pool"], files, store, work, args.threads)
     load = load_section(work, args.rows, args.dim)
-    report(lat, ft, load, args, load_before)
+    text = report(lat, ft, load, args, load_before)
+    print(text)
+    stamp = f"Measured {dt.date.today().isoformat()} at commit {_commit()}.\n\n"
+    out = Path(args.results) / "runtime.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(stamp + text, encoding="utf-8")
     return 0
 
 
 def report(lat: dict[str, Any], ft: dict[str, Any], load: dict[str, Any], args: Any,
-           load_before: tuple[float, ...]) -> None:
-    print(f"# bench_runtime: {platform.machine()}, {os.cpu_count()} cores, "
+           load_before: tuple[float, ...]) -> str:
+    lines: list[str] = []
+    say = lines.append  # the report is printed and saved as one text
+    say(f"# bench_runtime: {platform.machine()}, {os.cpu_count()} cores, "
           f"{args.threads} intra-op threads each side; load average "
           f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
-    print("\n## A/B. whole classifier (dme + BiLSTM-max, proj 256, hidden 512), median latency")
-    print("| batch x tokens | torch eager ms | ort fp32 ms (speed-up) | ort int8 ms (speed-up) |")
-    print("|---|---:|---:|---:|")
+    say("\n## A/B. whole classifier (dme + BiLSTM-max, proj 256, hidden 512), median latency")
+    say("| batch x tokens | torch eager ms | ort fp32 ms (speed-up) | ort int8 ms (speed-up) |")
+    say("|---|---:|---:|---:|")
     for key in ("1x20", "32x30"):
         r = lat[key]
-        print(f"| {key} | {r['torch_ms']:.2f} | {r['fp32_ms']:.2f} ({r['fp32_speedup']:.1f}x) "
+        say(f"| {key} | {r['torch_ms']:.2f} | {r['fp32_ms']:.2f} ({r['fp32_speedup']:.1f}x) "
               f"| {r['int8_ms']:.2f} ({r['int8_speedup']:.1f}x) |")
     acc = lat["test_accuracy"]
-    print(f"test accuracy: torch {acc['torch']:.4f}, ort fp32 {acc['fp32']:.4f}, "
+    say(f"test accuracy: torch {acc['torch']:.4f}, ort fp32 {acc['fp32']:.4f}, "
           f"ort int8 {acc['int8']:.4f} (change {acc['int8'] - acc['fp32']:+.4f})")
     if lat.get("int8_dev_check"):
         d = lat["int8_dev_check"]
-        print(f"int8 export check on dev: torch {d['torch_accuracy']:.4f} -> int8 "
+        say(f"int8 export check on dev: torch {d['torch_accuracy']:.4f} -> int8 "
               f"{d['onnx_accuracy']:.4f} (change {d['change']:+.4f}, "
               f"agreement {d['agreement']:.4f})")
     fe = lat["front_end_32x30_ms"]
-    print("\n## C. front end alone (ids -> meta-embeddings), 32 x 30, median latency")
-    print(f"folded (one Gather) {fe['fp32']:.3f} ms; unfolded ONNX {fe['unfolded']:.3f} ms "
+    say("\n## C. front end alone (ids -> meta-embeddings), 32 x 30, median latency")
+    say(f"folded (one Gather) {fe['fp32']:.3f} ms; unfolded ONNX {fe['unfolded']:.3f} ms "
           f"({fe['unfolded'] / fe['fp32']:.1f}x slower); torch eager {fe['torch']:.3f} ms "
           f"({fe['torch'] / fe['fp32']:.1f}x slower)")
-    print("\n## D. folded dme + pool encoder vs fastText supervised, same train file, test set")
+    say("\n## D. folded dme + pool encoder vs fastText supervised, same train file, test set")
     o = ft["ours"]
-    print(f"ours: accuracy {o['accuracy']:.4f}; {o['sentences_per_s_end_to_end']:,.0f} "
+    say(f"ours: accuracy {o['accuracy']:.4f}; {o['sentences_per_s_end_to_end']:,.0f} "
           f"sentences/s end to end (text -> labels, batch 64), "
           f"{o['sentences_per_s_onnxruntime_only']:,.0f} sentences/s onnxruntime only")
     for name in ("fasttext", "fasttext+glove"):
         f = ft.get(name)
         if isinstance(f, dict):
-            print(f"{name}: accuracy {f['accuracy']:.4f}; {f['sentences_per_s_end_to_end']:,.0f}"
+            say(f"{name}: accuracy {f['accuracy']:.4f}; {f['sentences_per_s_end_to_end']:,.0f}"
                   f" sentences/s with the same tokenizer, {f['sentences_per_s_predict_only']:,.0f}"
                   f" predict only; trained in {f['train_s']:.1f} s")
         elif f is not None or name == "fasttext":
-            print(f"{name}: {ft.get('fasttext')}")
-    print(f"\n## E. opening a model directory: {args.rows:,} x {args.dim} float16 folded table "
+            say(f"{name}: {ft.get('fasttext')}")
+    say(f"\n## E. opening a model directory: {args.rows:,} x {args.dim} float16 folded table "
           f"({load['table_bytes'] / 2**30:.2f} GiB), best of 3 fresh processes, warm page cache")
     ours, naive = load["ours"], load["naive"]
-    print(f"ours (mmapped external data + mmapped vocabulary index): open {ours['open_s']:.3f} s "
+    say(f"ours (mmapped external data + mmapped vocabulary index): open {ours['open_s']:.3f} s "
           f"(+ import {ours['import_s']:.2f} s), RSS before first batch "
           f"{ours['rss_mb_before_first_batch']} MB, after {ours['rss_mb_after_first_batch']} MB, "
           f"first batch {1e3 * ours['first_batch_s']:.1f} ms")
-    print(f"naive (dict vocabulary + table read into memory): open {naive['open_s']:.3f} s, "
+    say(f"naive (dict vocabulary + table read into memory): open {naive['open_s']:.3f} s, "
           f"RSS {naive['rss_mb']} MB")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
