@@ -333,8 +333,6 @@ def test_cli_error_exit_status_and_no_output(tmp_path: Path) -> None:
 
 
 def test_cli_binary_and_fasttext_subword(tmp_path: Path) -> None:
-    pytest.importorskip("metaprep.readers.word2vec_binary")
-    pytest.importorskip("metaprep.readers.fasttext_bin")
     out = tmp_path / "s.h5"
     res = CliRunner().invoke(cli, [
         "align", f"w2v={GENSIM_DATA / 'euclidean_vectors.bin'}",
@@ -348,3 +346,19 @@ def test_cli_binary_and_fasttext_subword(tmp_path: Path) -> None:
         assert np.linalg.norm(filled, axis=1).min() > 0  # composed from n-grams, not zeros
         assert s.source_attrs("ft")["oov_filled"] == {"subword": int((~ft_present).sum())}
         assert s.source_attrs("w2v")["format"] == "word2vec-binary"
+
+
+def test_cli_task_data_vocabulary_latin1(tmp_path: Path) -> None:
+    out = tmp_path / "s.h5"
+    cor = GENSIM_DATA / "pang_lee_polarity.cor"
+    args = ["align", f"glove={GENSIM_DATA / 'test_glove.txt'}", "--vocab", str(cor),
+            "--lowercase", "--min-count", "3", "--case", "lower", "-q", "-o", str(out)]
+    res = CliRunner().invoke(cli, args)
+    assert isinstance(res.exception, MetaprepError) and "latin-1" in str(res.exception)
+    res = CliRunner().invoke(cli, [*args, "--data-encoding", "latin-1"])
+    assert res.exit_code == 0, res.output
+    with Store(out) as s:
+        assert s.attrs["vocab_mode"] == "target" and s.tokenizer["lowercase"] is True
+        assert s.vocab[:3] == [".", "the", ","]  # most frequent first
+        assert "__label__neg" not in s.vocab and "__label__pos" not in s.vocab
+        assert 0 < s.source_attrs("glove")["present_count"] < s.vocab_size
