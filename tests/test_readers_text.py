@@ -254,3 +254,14 @@ def test_line_numbers_survive_blank_lines_and_chunks(
         list(src.iter_chunks())
     with pytest.raises(FormatError, match=r"n\.txt:7: value 2 of 2 is not a number"):
         list(src.iter_chunks(wanted={"d"}))
+
+
+@pytest.mark.parametrize("chunk_bytes", [64 << 20, 10])
+def test_wanted_prefix_of_a_spaced_word(tmp_path: Path, chunk_bytes: int) -> None:
+    # "a" is wanted and is also the text before the first space of the word "a b"
+    path = write_lines(tmp_path / "s.txt", ["a b 1 2", "x 0 0", "a 3 4", " a 5 6", "b 7 8"])
+    for wanted, words, first in [({"a"}, ["a"], [3, 4]), ({"a b"}, ["a b"], [1, 2]),
+                                 ({" a", "b"}, [" a", "b"], [5, 6])]:
+        _, got, matrix = read_all(path, wanted=wanted, chunk_bytes=chunk_bytes)
+        assert got == words
+        np.testing.assert_array_equal(matrix[0], first)

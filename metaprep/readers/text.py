@@ -109,6 +109,7 @@ class TextSource(Source):
         self.options = options
         self.stats = ReadStats()
         self._irregular = False  # whether the last piece had rows the engine could not take
+        self._spaced_wanted = False  # whether a wanted word contains a space
         self._sniff(fmt)
 
     # --- opening -------------------------------------------------------------------------------
@@ -213,6 +214,7 @@ class TextSource(Source):
         wanted_bytes = None
         if wanted is not None and self.options.encoding_errors == "strict":
             wanted_bytes = {w.encode("utf-8") for w in wanted}
+        self._spaced_wanted = wanted is not None and any(" " in w for w in wanted)
         share = 0.0  # share of the previous chunk's rows that were wanted
         line0 = self._first_line
         for piece in self._limited():
@@ -296,10 +298,27 @@ class TextSource(Source):
     ) -> tuple[list[str], np.ndarray, int]:
         """Find each line's word first; parse numbers only on wanted (or irregular) lines."""
         lines = piece.split(b"\n")
+        if wanted_bytes is not None and not self._spaced_wanted:
+            keep, odd, rows = self._select_by_prefix(lines, wanted_bytes)
+        else:
+            keep, odd, rows = self._select_by_word(lines, line0, wanted, wanted_bytes)
+        self.stats.rows_read += rows
+        words, vectors = self._parse_lines(lines, line0, keep)
+        if odd:  # an irregular line's real word is only known now
+            mask = [w in wanted for w in words]
+            words = [w for w, m in zip(words, mask, strict=True) if m]
+            vectors = vectors[np.asarray(mask, dtype=bool)]
+        return words, vectors, len(lines) - 1
+
+    def _select_by_word(
+        self, lines: list[bytes], line0: int, wanted: Collection[str],
+        wanted_bytes: set[bytes] | None,
+    ) -> tuple[list[int], bool, int]:
+        """Lines to parse: regular lines whose word is wanted, and every irregular line."""
         keep: list[int] = []
         odd = False
-        quick_word = self._quick_word
         rows = 0
+        quick_word = self._quick_word
         for i, line in enumerate(lines):
             word = quick_word(line)
             if word is None:
@@ -314,13 +333,29 @@ class TextSource(Source):
                     keep.append(i)
             elif self._decode(word, line0 + i) in wanted:
                 keep.append(i)
-        self.stats.rows_read += rows
-        words, vectors = self._parse_lines(lines, line0, keep)
-        if odd:
-            mask = [w in wanted for w in words]
-            words = [w for w, m in zip(words, mask, strict=True) if m]
-            vectors = vectors[np.asarray(mask, dtype=bool)]
-        return words, vectors, len(lines) - 1
+        return keep, odd, rows
+
+    def _select_by_prefix(
+        self, lines: list[bytes], wanted_bytes: set[bytes]
+    ) -> tuple[list[int], bool, int]:
+        """When no wanted word has a space, a line can only be wanted if the text before its
+        first space is, so the other lines need no field count (the bulk of the time)."""
+        keep: list[int] = []
+        odd = False
+        rows = 0
+        quick_word = self._quick_word
+        for i, line in enumerate(lines):
+            sp = line.find(b" ")
+            if sp > 0:
+                rows += 1
+                if line[:sp] in wanted_bytes:
+                    keep.append(i)
+                    odd = odd or quick_word(line) is None
+            elif line.strip():  # no space at all, or one first: let the exact path judge it
+                rows += 1
+                keep.append(i)
+                odd = True
+        return keep, odd, rows
 
     def _parse_lines(
         self, lines: list[bytes], line0: int, rows: list[int]

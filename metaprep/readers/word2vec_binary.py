@@ -35,6 +35,17 @@ _MAX_WORD_BYTES = 1 << 16  # a longer "word" means the file is not what the head
 _Window = tuple["bytes | mmap.mmap", int, int, bool, int]
 
 
+def _release(mm: mmap.mmap, done: int, upto: int) -> int:
+    """Unmap pages already scanned: they would otherwise count in the process's RSS until the
+    map closes (the whole file, for a full scan). They stay in the page cache, and a pending
+    view into them simply faults them back in."""
+    upto -= upto % mmap.PAGESIZE
+    if upto > done and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED, done, upto - done)
+        return upto
+    return done
+
+
 class Word2VecBinarySource(Source):
     """A word2vec binary file (optionally gzip-compressed)."""
 
@@ -126,6 +137,7 @@ class Word2VecBinarySource(Source):
             buf, pos, end, eof, base = next(windows)
             view = memoryview(buf)
             rows = 0
+            released = 0  # mapped bytes handed back to the page cache (see _release)
             while True:
                 find = buf.find
                 while rows < stop:
@@ -169,6 +181,8 @@ class Word2VecBinarySource(Source):
                     pos = nxt
                     if not rows & 0xFFFF:
                         bar.update(f.position() if f.gzipped else base + pos, rows)
+                        if isinstance(buf, mmap.mmap):
+                            released = _release(buf, released, pos)
                 stats.rows_read = rows
                 if rows >= stop or eof:
                     break
