@@ -40,7 +40,7 @@ class ReadOptions:
     progress: bool = True  # show a progress bar (bytes, rows/s) on stderr
     tensor: str | None = None  # matrix+vocab formats: which tensor in a .safetensors file
     vocab_file: Path | None = None  # matrix+vocab formats: one token per line
-    chunk_bytes: int = 16 << 20  # text formats: bytes parsed per step (bounds memory)
+    chunk_bytes: int = 8 << 20  # text formats: bytes parsed per step (bounds memory)
 
 
 class Source(ABC):

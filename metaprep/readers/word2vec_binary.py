@@ -30,7 +30,7 @@ from .text import parse_header
 
 __all__ = ["Word2VecBinarySource"]
 
-_ROWS_PER_CHUNK_BYTES = 32 << 20  # vector bytes gathered before a Chunk is yielded
+_ROWS_PER_CHUNK_BYTES = 8 << 20  # vector bytes per Chunk (small enough for malloc to reuse)
 _MAX_WORD_BYTES = 1 << 16  # a longer "word" means the file is not what the header says
 _Window = tuple["bytes | mmap.mmap", int, int, bool, int]
 
