@@ -246,13 +246,13 @@ def _default_opener(spec: SourceSpec, options: ReadOptions) -> Source:
 
 def _stream(
     writer: StoreWriter, spec: SourceSpec, src: Source, matcher: CaseMatcher, wanted: Any,
-    progress: bool,
+    progress: bool, need_stats: bool,
 ) -> tuple[np.ndarray, RowStats | None]:
     """Write the source's rows; returns its present mask and, when every row is written once
     (exact / lower policies), the statistics of the rows as stored."""
     matcher.reset()
     sink = writer.row_sink(spec.name)
-    stats = RowStats(src.dim) if matcher.policy != "fallback" else None
+    stats = RowStats(src.dim) if need_stats and matcher.policy != "fallback" else None
     dtype = writer.vectors(spec.name).dtype
     try:
         for chunk in src.iter_chunks(wanted):
@@ -341,8 +341,9 @@ def align(
             streamed: dict[str, RowStats | None] = {}
             for s, src in zip(sources, srcs, strict=True):
                 writer.add_source(s.name, src.dim, dtype=opt.dtype)
-                present[s.name], streamed[s.name] = _stream(writer, s, src, matcher, wanted,
-                                                            opt.progress)
+                present[s.name], streamed[s.name] = _stream(
+                    writer, s, src, matcher, wanted, opt.progress,
+                    need_stats=oov[s.name].kind in ("random", "mean"))
                 writer.set_present(s.name, present[s.name])
                 writer.set_source_attrs(s.name, _source_attrs(s, src, hashes[s.name], matcher,
                                                               present[s.name], oov[s.name]))

@@ -73,10 +73,9 @@ class RowStats:
 
     def update(self, rows: np.ndarray) -> None:
         if len(rows):
-            x = rows.astype(np.float64, copy=False)
-            self.count += len(x)
-            self._sum += x.sum(axis=0)
-            self._sumsq += np.square(x).sum(axis=0)
+            self.count += len(rows)
+            self._sum += rows.sum(axis=0, dtype=np.float64)
+            self._sumsq += np.einsum("ij,ij->j", rows, rows, dtype=np.float64)
 
     @property
     def mean(self) -> np.ndarray:
