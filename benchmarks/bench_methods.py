@@ -102,7 +102,8 @@ def train_args(settings: Mapping[str, Any]) -> list[str]:
     return [
         "--encoder", settings["encoder"], "--hidden", str(settings["hidden"]),
         "--epochs", str(settings["epochs"]), "--batch-size", str(settings["batch_size"]),
-        "--lr", str(settings["lr"]), "--quiet",
+        "--lr", str(settings["lr"]), "--lr-decay", str(settings["lr_decay"]),
+        "--patience", str(settings["patience"]), "--quiet",
     ]
 
 
@@ -124,9 +125,9 @@ def read_test_metrics(run_dir: Path) -> dict[str, Any]:
 
 def train_one(
     store: Path, store_key: str, files: Mapping[str, str], method: str, seed: int,
-    settings: Mapping[str, Any], work: Path, *, fresh: bool,
+    settings: Mapping[str, Any], runs: Path, work: Path, *, fresh: bool,
 ) -> dict[str, Any]:
-    run_dir = work / "runs" / f"{method.replace(':', '-')}-seed{seed}"
+    run_dir = runs / f"{method.replace(':', '-')}-seed{seed}"
     record_path = run_dir / RECORD
     wanted = {"method": method, "seed": seed, "settings": dict(settings), "store_key": store_key}
     if record_path.is_file() and not fresh:
@@ -139,9 +140,10 @@ def train_one(
         "--test", files["test"], "--method", method, *train_args(settings),
         "--seed", str(seed), "-o", str(run_dir),
     ]
-    seconds = run_metaprep(args, log=work / "logs" / f"{run_dir.name}.log",
+    seconds = run_metaprep(args, log=work / "logs" / f"{runs.name}-{run_dir.name}.log",
                            threads=settings["threads"])
     record = {**wanted, "run_dir": str(run_dir), "seconds": round(seconds, 1),
+              "date": dt.date.today().isoformat(), "commit": _commit(),
               **read_test_metrics(run_dir)}
     print(f"{method} seed {seed}: test accuracy {record['accuracy']:.4f} macro-F1 "
           f"{record['macro_f1']:.4f} ({seconds:.0f} s)", file=sys.stderr, flush=True)
@@ -195,13 +197,14 @@ def markdown(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> str:
         f"Fortunes topic task ({meta['task_sizes']}; 8 classes), GloVe 6B 50d + MiniLM "
         f"WordPiece table aligned over the task words. `metaprep train --encoder {s['encoder']} "
         f"--hidden {s['hidden']} --epochs {s['epochs']} --batch-size {s['batch_size']} "
-        f"--lr {s['lr']}` (other options at their defaults), seeds {meta['seeds']}. "
+        f"--lr {s['lr']} --lr-decay {s['lr_decay']} --patience {s['patience']}` (other options "
+        f"at their defaults), seeds {meta['seeds']}. "
         f"Test accuracy and macro-F1 in %, mean +- sample std over the seeds. Train time: wall "
         f"seconds of one `metaprep train` process (start-up and test scoring included), mean "
         f"over the seeds, {s['jobs']} run(s) at a time with {s['threads']} torch thread(s) each. "
         f"Source weights: mean mixing weight per source over the dev tokens (dme, cdme).",
         "",
-        f"Measured {meta['date']} at commit `{meta['commit']}` on {meta['machine']}.",
+        f"Runs trained {meta['date']} at commit `{meta['commit']}` on {meta['machine']}.",
         "",
         "| method | accuracy | macro-F1 | train time (s) | source weights |",
         "|--------|---------:|---------:|---------------:|----------------|",
@@ -252,16 +255,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3,
                         help="Adam learning rate (metaprep's default 4e-4 suits large data; "
                         "this task has 19 batches per epoch)")
+    parser.add_argument("--lr-decay", type=float, default=0.2,
+                        help="lr factor when dev accuracy does not improve (metaprep's default)")
+    parser.add_argument("--patience", type=int, default=3, help="(metaprep's default)")
     parser.add_argument("--jobs", type=int, default=2, help="training runs at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--tag", default="",
+                        help="name of this configuration: runs go to WORK/runs-TAG and results "
+                        "to methods-TAG.{md,json} (default: WORK/runs, methods.{md,json})")
     parser.add_argument("--fresh", action="store_true", help="realign and retrain everything")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = {"encoder": args.encoder, "hidden": args.hidden, "epochs": args.epochs,
-                "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads,
+                "batch_size": args.batch_size, "lr": args.lr, "lr_decay": args.lr_decay,
+                "patience": args.patience, "threads": args.threads,
                 "jobs": args.jobs}
     work = Path(args.work)
+    runs = work / (f"runs-{args.tag}" if args.tag else "runs")
+    name = f"methods-{args.tag}" if args.tag else "methods"
     wall = time.perf_counter()
     try:
         manifest = realdata.prepare(args.data)
@@ -270,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         jobs = [(method, seed) for method in methods for seed in seeds]
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             records = list(pool.map(
-                lambda job: train_one(store, key, files, job[0], job[1], settings, work,
+                lambda job: train_one(store, key, files, job[0], job[1], settings, runs, work,
                                       fresh=args.fresh), jobs))
     except MetaprepError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -279,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         r["source_weights"] = read_source_weights(Path(r["run_dir"]))
     counts = manifest["task"]["counts"]
     meta = {
-        "date": dt.date.today().isoformat(), "commit": _commit(),
+        "date": ", ".join(sorted({str(r.get("date")) for r in records})),
+        "commit": ", ".join(sorted({str(r.get("commit")) for r in records})),
         "machine": f"{platform.machine()} Linux, {os.cpu_count()} cores, CPU only",
         "settings": settings, "seeds": seeds, "align_seconds": round(align_seconds, 1),
         "total_seconds": round(time.perf_counter() - wall, 1),
@@ -289,8 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = markdown(rows, meta)
     print(table)
     results = Path(args.results)
-    _write_atomic(results / "methods.md", table)
-    _write_atomic(results / "methods.json", json.dumps(
+    _write_atomic(results / f"{name}.md", table)
+    _write_atomic(results / f"{name}.json", json.dumps(
         {"meta": meta, "summary": rows, "runs": records}, indent=2) + "\n")
     return 0
 
