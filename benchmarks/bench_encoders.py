@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -84,7 +85,19 @@ def polarity_task() -> dict[str, Path]:
     return {"store": store, **files}
 
 
-def inference_rate(run_dir: Path, test: Path) -> float:
+def finished_run(out: Path, cfg: Any) -> dict[str, Any] | None:
+    """The metrics of a finished run in ``out`` trained with ``cfg``'s settings, else None."""
+    try:
+        saved = json.loads((out / "config.json").read_text())
+        metrics = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    filled = ("sources", "source_dims", "vocab_size", "num_labels", "pair")  # from store/data
+    same = all(saved.get(k) == v for k, v in cfg.to_dict().items() if k not in filled)
+    return metrics if same and metrics.get("test") else None
+
+
+def inference_rate(run_dir: Path, test: Path, batch_size: int) -> float:
     from metaprep.data import LabelMap, TextEncoder, load_task
     from metaprep.evaluate import predict
     from metaprep.model import load_run
@@ -97,7 +110,7 @@ def inference_rate(run_dir: Path, test: Path) -> float:
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
-        predict(model, data, batch_size=256)
+        predict(model, data, batch_size=batch_size)
         best = min(best, time.perf_counter() - t0)
     return len(data) / best
 
@@ -116,6 +129,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--proj-dim", type=int, default=256)
+    ap.add_argument("--infer-batch", type=int, default=64, help="inference batch size")
+    ap.add_argument("--fresh", action="store_true",
+                    help="retrain runs that already exist with the same settings")
     args = ap.parse_args()
 
     from metaprep.model import RunConfig
@@ -134,20 +150,21 @@ def main() -> None:
     for encoder in ("pool", "bilstm"):
         for seed in seeds:
             out = WORK / "runs" / f"{task_name}-{args.method}-{encoder}-h{args.hidden}-s{seed}"
-            if out.exists():
-                import shutil
-
-                shutil.rmtree(out)
             cfg = RunConfig(method=args.method, encoder=encoder, hidden=args.hidden,
                             proj_dim=args.proj_dim, epochs=args.epochs, seed=seed)
-            t0 = time.perf_counter()
-            m = train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
-                      test=task["test"], out=out, progress=False)
-            wall = time.perf_counter() - t0
+            m = None if args.fresh else finished_run(out, cfg)
+            wall = float("nan")  # not measured for a reused run
+            if m is None:
+                if out.exists():
+                    shutil.rmtree(out)
+                t0 = time.perf_counter()
+                m = train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+                          test=task["test"], out=out, progress=False)
+                wall = time.perf_counter() - t0
             rec = {
                 "acc": m["test"]["accuracy"], "f1": m["test"]["macro_f1"],
                 "train_rate": statistics.mean(e["sentences_per_second"] for e in m["epochs"]),
-                "infer_rate": inference_rate(out, task["test"]),
+                "infer_rate": inference_rate(out, task["test"], args.infer_batch),
                 "epochs": len(m["epochs"]), "wall": wall,
             }
             print(f"  {encoder:<6} seed {seed}: test acc {rec['acc']:.3f} macro-F1 {rec['f1']:.3f}"
