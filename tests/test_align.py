@@ -362,3 +362,26 @@ def test_cli_task_data_vocabulary_latin1(tmp_path: Path) -> None:
         assert s.vocab[:3] == [".", "the", ","]  # most frequent first
         assert "__label__neg" not in s.vocab and "__label__pos" not in s.vocab
         assert 0 < s.source_attrs("glove")["present_count"] < s.vocab_size
+
+
+def test_cli_matrix_sources_with_vocab_file_and_tensor(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    m = RNG.normal(size=(3, 4)).astype(np.float32)
+    np.save(tmp_path / "m.npy", m)
+    (tmp_path / "words.list").write_text("the\ncat\nsat\n")
+    save_file({"emb": m[::-1].copy(), "other": np.zeros((1, 2), np.float32)},
+              str(tmp_path / "t.safetensors"))
+    out = tmp_path / "s.h5"
+    res = CliRunner().invoke(cli, [
+        "align", f"m={tmp_path / 'm.npy'}", f"t={tmp_path / 't.safetensors'}",
+        "--vocab-file", f"m={tmp_path / 'words.list'}", "--vocab-file",
+        f"t={tmp_path / 'words.list'}", "--tensor", "t=emb", "--format", "m=npy", "-q",
+        "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with Store(out) as s:
+        assert s.vocab == ["the", "cat", "sat"]
+        np.testing.assert_array_equal(s.read_vectors("m"), m)
+        np.testing.assert_array_equal(s.read_vectors("t"), m[::-1])
+        assert s.source_attrs("t")["tensor"] == "emb"
+        assert s.source_attrs("m")["vocab_file"].endswith("words.list")
