@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import FormatError
 from ._io import open_binary
-from .text import BOM, parse_header
+from .text_layout import BOM, parse_header
 
 __all__ = ["FASTTEXT_MAGIC", "FORMATS", "detect_format", "is_fasttext_head"]
 

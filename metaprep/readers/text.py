@@ -33,59 +33,12 @@ from ._io import (
     open_binary,
 )
 from .base import Chunk, ReadOptions, ReadStats, Source
+from .text_layout import TEXT_FORMATS, is_float, sniff_text, strip_end
 
-__all__ = ["TEXT_FORMATS", "TextSource", "parse_header"]
+__all__ = ["TEXT_FORMATS", "TextSource"]
 
-TEXT_FORMATS = ("glove", "word2vec-text")
-BOM = b"\xef\xbb\xbf"
-_SNIFF_BYTES = 1 << 20  # read this much (more if lines are long) to find the header and dim
-_SNIFF_LINES = 200  # data lines used to find the usual field count
 _FULL_PARSE_SHARE = 0.4  # with ``wanted``, above this share of wanted rows parse whole chunks
 _SKIP_HINT = "fix or delete the line, " + HINT_SKIP
-
-
-def parse_header(line: bytes) -> tuple[int, int] | None:
-    """``(count, dim)`` when ``line`` is a word2vec header (two non-negative integers)."""
-    parts = line.strip(b" \t\r\n").split()
-    if len(parts) == 2 and all(p.isdigit() for p in parts):
-        return int(parts[0]), int(parts[1])
-    return None
-
-
-def _strip_end(line: bytes) -> bytes:
-    """Drop a CR and trailing spaces (fastText .vec ends each line with one)."""
-    return line.rstrip(b"\r").rstrip(b" ")
-
-
-def _numeric_tail(fields: list[bytes]) -> int:
-    """How many fields at the end of a row are numbers."""
-    k = 0
-    for x in reversed(fields):
-        if not _is_float(x):
-            break
-        k += 1
-    return k
-
-
-def _usual_dim(rows: list[bytes]) -> int | None:
-    """The most common vector length among sample rows (a row may be a word with spaces, or
-    a number used as a word, so count the trailing numbers, not the fields)."""
-    counts: dict[int, int] = {}
-    for row in rows:
-        fields = row.split(b" ")
-        k = _numeric_tail(fields)
-        d = k - 1 if k == len(fields) else k  # every field a number: the first is the word
-        counts[d] = counts.get(d, 0) + 1
-    return max(counts, key=lambda d: counts[d]) if counts else None
-
-
-def _fits(row: bytes, dim: int) -> bool:
-    """Whether a sample row reads as a word and ``dim`` numbers (the word may hold spaces but
-    then must not end in something numeric, or the split would be ambiguous)."""
-    n = row.count(b" ")
-    if n == dim:
-        return True
-    return n > dim and not _is_float(row.rsplit(b" ", dim + 1)[1])
 
 
 class TextSource(Source):
@@ -110,64 +63,15 @@ class TextSource(Source):
         self.stats = ReadStats()
         self._irregular = False  # whether the last piece had rows the engine could not take
         self._spaced_wanted = False  # whether a wanted word contains a space
-        self._sniff(fmt)
+        layout = sniff_text(self.path, fmt)
+        self.format = layout.format
+        self.has_header = layout.has_header
+        self.dim = layout.dim
+        self.declared_count = layout.declared_count
+        self._first_line = 2 if layout.has_header else 1
+        self._data_start = layout.data_start
 
-    # --- opening -------------------------------------------------------------------------------
-    def _sniff(self, fmt: str | None) -> None:
-        f = open_binary(self.path)
-        try:
-            head = f.read(_SNIFF_BYTES)
-            eof = len(head) < _SNIFF_BYTES
-            while not eof and head.count(b"\n") <= _SNIFF_LINES and len(head) < 16 * _SNIFF_BYTES:
-                more = f.read(_SNIFF_BYTES)
-                eof = len(more) < _SNIFF_BYTES
-                head += more
-        finally:
-            f.close()
-        self._bom = head.startswith(BOM)
-        if self._bom:
-            head = head[len(BOM) :]
-        if not head.strip():
-            raise FormatError("the file is empty", path=self.path, hint="check the download")
-        lines = head.split(b"\n")
-        if not eof and len(lines) > 1:
-            lines = lines[:-1]  # the last line may be cut by the sniff window
-        header = parse_header(lines[0]) if fmt != "glove" else None
-        if fmt == "word2vec-text" and header is None:
-            raise FormatError(
-                "expected a 'count dim' header line for word2vec text",
-                path=self.path, line=1, hint="for a file without a header use the glove format",
-            )
-        self.has_header = header is not None
-        self._first_line = 2 if self.has_header else 1
-        self._data_start = (len(BOM) if self._bom else 0) + (
-            len(lines[0]) + 1 if self.has_header else 0
-        )
-        self.format = "word2vec-text" if self.has_header else "glove"
-        body = [s for s in (_strip_end(x) for x in lines[1 if self.has_header else 0 :]) if s]
-        body = body[:_SNIFF_LINES]
-        if header is not None:
-            self.declared_count, self.dim = header
-            if not body:
-                raise FormatError(
-                    "the file has a header line but no vectors",
-                    path=self.path, hint="check the download",
-                )
-            if not any(_fits(row, self.dim) for row in body):
-                raise FormatError(
-                    f"the header declares {self.dim} dimensions but the rows have "
-                    f"{_usual_dim(body)} numbers",
-                    path=self.path, line=1, hint="fix the header line's second number",
-                )
-        else:
-            self.declared_count = None
-            usual = _usual_dim(body)
-            if not usual:
-                raise FormatError(
-                    "no vectors found: expected lines of a word followed by numbers",
-                    path=self.path, line=1,
-                )
-            self.dim = usual
+    # --- reading -------------------------------------------------------------------------------
 
     def _pieces(self) -> Iterator[bytes]:
         """Line-aligned byte pieces of the data rows (the caller counts their lines)."""
@@ -414,7 +318,7 @@ class TextSource(Source):
         rows: list[np.ndarray] = []
         kept: list[int] = []
         for pos, (raw, line_no) in enumerate(zip(lines, line_nos, strict=True)):
-            line = _strip_end(raw)
+            line = strip_end(raw)
             if not line.strip():
                 continue
             fields = line.count(b" ") + 1
@@ -432,7 +336,7 @@ class TextSource(Source):
             try:
                 vec = np.array(parts[1:], dtype=np.float32)
             except ValueError:
-                k = next(j for j, x in enumerate(parts[1:]) if not _is_float(x))
+                k = next(j for j, x in enumerate(parts[1:]) if not is_float(x))
                 self._bad(
                     line_no,
                     f"value {k + 1} of {dim} is not a number: {parts[k + 1][:40]!r}",
@@ -491,11 +395,3 @@ class TextSource(Source):
                     hint="the file may be truncated; otherwise fix the header's first number",
                 )
             note_bad_line(self.stats, "line 1", reason)
-
-
-def _is_float(x: bytes) -> bool:
-    try:
-        float(x)
-    except ValueError:
-        return False
-    return True

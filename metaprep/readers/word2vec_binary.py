@@ -26,7 +26,7 @@ from ._io import (
     open_binary,
 )
 from .base import Chunk, ReadOptions, ReadStats, Source
-from .text import parse_header
+from .text_layout import parse_header
 
 __all__ = ["Word2VecBinarySource"]
 
