@@ -123,8 +123,12 @@ class MatrixSource(Source):
         name = self.options.tensor
         if name is None:
             if len(names) > 1:
+                # only matrices can be embedding tables: list those (a model has many vectors)
+                matrices = [n for n in names if len(header[n].get("shape", [])) == 2]
+                others = len(names) - len(matrices)
                 raise FormatError(
-                    f"the file holds {len(names)} tensors; choose one: {', '.join(names)}",
+                    f"the file holds {len(names)} tensors; choose one: {', '.join(matrices)}"
+                    + (f" ({others} tensors that are not 2-D not listed)" if others else ""),
                     path=self.path, hint="name one: --tensor NAME=TENSOR / ReadOptions(tensor=...)",
                 )
             name = names[0]
