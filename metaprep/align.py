@@ -189,8 +189,8 @@ def _validate(specs: Sequence[SourceSpec], out: Path, opt: AlignOptions) -> dict
         _check_name(s.name, str(s.path))
         _choice(s.normalize, NORMALIZE, f"--normalize for {s.name}")
         if not s.path.is_file():
-            raise ConfigError("no such embedding file", path=s.path,
-                              hint=f"check the path given for source {s.name!r}")
+            what = "not a file" if s.path.exists() else "no such embedding file"
+            raise ConfigError(what, path=s.path, hint=f"check the path given for source {s.name!r}")
         if out.resolve() == s.path.resolve():
             raise ConfigError("the output would overwrite an input", path=out)
     if len(set(names)) != len(names):

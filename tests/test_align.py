@@ -297,6 +297,14 @@ def test_source_arguments() -> None:
         parse_source_args(["/x/my vectors.txt"])
 
 
+def test_missing_or_directory_source(tmp_path: Path) -> None:
+    for path, msg in ((tmp_path / "none.vec", "no such embedding file"), (tmp_path, "not a file")):
+        with pytest.raises(ConfigError, match=msg) as info:
+            align([SourceSpec("a", path)], tmp_path / "o.h5", QUIET)
+        assert info.value.path == str(path)
+    assert not (tmp_path / "o.h5").exists()
+
+
 # --- the command on gensim's real files ----------------------------------------------------
 def test_cli_text_sources_and_summary(tmp_path: Path) -> None:
     out = tmp_path / "s.h5"
