@@ -112,6 +112,7 @@ def _fold(front: Any, dim: int, progress: bool) -> np.ndarray:
             ids = torch.arange(start, min(n, start + step)).unsqueeze(1)  # (n,1)
             meta, _ = front(ids, torch.ones(len(ids), dtype=torch.long))  # (n,1,D)
             out[start : start + len(ids)] = meta[:, 0].numpy()
+    out[0] = 0.0  # already zero (padding); the graph relies on it to zero padded steps
     return out
 
 

@@ -57,7 +57,7 @@ class FrontSpec:
 
     method: str  # dme | cdme | concat | sum | single
     dim: int  # D
-    folded: np.ndarray | None = None  # (N, D)
+    folded: np.ndarray | None = None  # (N, D); row 0 (padding) must be all zeros
     tables: list[np.ndarray] = field(default_factory=list)  # (N, D) projected (raw for concat)
     use: np.ndarray | None = None  # (N, S) float32: 1 where source k counts for the word
     known: np.ndarray | None = None  # (N,) bool: some source has the word (else the UNK vector)
@@ -195,10 +195,12 @@ def _lstm(b: _Builder, x_btd: str, lengths: str, spec: LSTMSpec, name: str) -> s
 
 
 def _front(b: _Builder, f: FrontSpec, ids: str, lengths: str, stepmask: str, t1: str) -> str:
-    stepf = b.op("Unsqueeze", [b.op("Cast", [stepmask], to=1), b.const([2])], "stepf")  # (B,T,1)
     if f.folded is not None:
+        # Row 0 of the folded table is the padding row, exactly zero: sending every id past the
+        # length there zeroes the padding without touching the (B,T,D) result again.
         folded = b.table("front.folded", f.folded)
-        return b.op("Mul", [b.gather_table(folded, ids, "meta"), stepf], "meta")
+        safe = b.op("Where", [stepmask, ids, b.const(0)], "ids_in_length")
+        return b.gather_table(folded, safe, "meta")
 
     assert f.use is not None and f.known is not None and f.unk is not None
     use_tab = b.init("front.use", f.use.astype(np.float32), external=True)  # (N,S)
