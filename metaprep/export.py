@@ -202,8 +202,11 @@ def _torch_runner(model: Any) -> Callable[[dict[str, np.ndarray]], dict[str, np.
 def _ort_runner(path: Path) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     import onnxruntime as ort
 
+    opts = ort.SessionOptions()
+    # no spinning: the torch reference runs between these calls and needs the cores
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ExportError(f"onnxruntime cannot load the exported graph: {exc}", path=path) from exc
     names = [i.name for i in sess.get_inputs()]
