@@ -436,5 +436,22 @@ def _fill_oov(
                        progress=opt.progress)
         counts = {"map": fit["filled"], "zero": fit["unmapped"]}
         attrs["map_fit"] = fit
+    if spec.kind in ("subword", "map"):
+        derived = _nonzero_rows(writer, s.name, ~mask)
+        writer.set_derived(s.name, derived)
+        attrs["derived_count"] = int(derived.sum())
     attrs["oov_filled"] = {k: v for k, v in counts.items() if v}
     return attrs
+
+
+def _nonzero_rows(writer: StoreWriter, name: str, rows: np.ndarray) -> np.ndarray:
+    """Which of ``rows`` hold a non-zero vector (a word with no known n-gram composes to zeros,
+    an unmappable word stays zero: those carry no information)."""
+    out = np.zeros(len(rows), dtype=bool)
+    step = writer.block_rows(name)
+    for start in range(0, len(rows), step):
+        sel = rows[start : start + step]
+        if sel.any():
+            block = writer.read_block(name, start, start + len(sel))
+            out[start : start + len(sel)] = sel & block.any(axis=1)
+    return out

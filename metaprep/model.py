@@ -67,6 +67,7 @@ class RunConfig:
     gating: str = "softmax"  # softmax over sources per token, or an independent sigmoid each
     context_hidden: int = 2  # CDME BiLSTM units per direction (2 in the paper: a tiny scorer)
     mask_missing: bool = True  # absent sources get weight 0 (False: the paper, zero vectors mix in)
+    use_derived: bool = True  # rows align derived from the word (subword, map) count as present
     mix_relu: bool = False  # ReLU after the mix (the paper's code has it as an option)
     mix_dropout: float = 0.0  # dropout on the meta-embeddings
     encoder: str = "bilstm"  # bilstm (BiLSTM-max) | pool (concatenated max and mean, no recurrence)
@@ -393,7 +394,10 @@ def load_tables(
             bar.update(len(block))
         bar.close()
         tables.append(table)
-        present[ID_OFFSET:, k] = torch.from_numpy(store.present(name))
+        have = store.present(name)
+        if cfg.use_derived:
+            have = have | store.derived(name)
+        present[ID_OFFSET:, k] = torch.from_numpy(have)
     return tables, present
 
 

@@ -167,6 +167,14 @@ class StoreWriter:
     def set_present(self, name: str, mask: np.ndarray) -> None:
         self._f["sources"][name]["present"][...] = mask.astype(bool)
 
+    def set_derived(self, name: str, mask: np.ndarray) -> None:
+        """Mark OOV rows composed from the word itself (subword n-grams, a map from the word's
+        vectors in other sources): informative, unlike zero/mean/random fillers."""
+        g = self._f["sources"][name]
+        if "derived" not in g:
+            g.create_dataset("derived", shape=(self.vocab_size,), dtype=bool, fillvalue=False)
+        g["derived"][...] = mask.astype(bool)
+
     def set_source_attrs(self, name: str, attrs: Mapping[str, Any]) -> None:
         _write_attrs(self._f["sources"][name], attrs)
 
@@ -374,6 +382,13 @@ class Store:
 
     def present(self, name: str) -> np.ndarray:
         return np.asarray(self._group(name)["present"][...], dtype=bool)
+
+    def derived(self, name: str) -> np.ndarray:
+        """Rows an OOV strategy derived from the word itself (all False when none were)."""
+        g = self._group(name)
+        if "derived" not in g:
+            return np.zeros(self.vocab_size, dtype=bool)
+        return np.asarray(g["derived"][...], dtype=bool)
 
     def source_attrs(self, name: str) -> dict[str, Any]:
         return _read_attrs(self._group(name))

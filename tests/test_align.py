@@ -231,6 +231,7 @@ def test_map_oov_through_align(tmp_path: Path) -> None:
     assert s.source_attrs("b")["oov_filled"] == {"map": 100}
     np.testing.assert_allclose(s.read_vectors("b")[300:], b[300:], atol=1e-3)
     assert not s.present("b")[300:].any()  # mapped rows are not present
+    assert s.derived("b")[300:].all() and not s.derived("b")[:300].any()
 
 
 def test_subword_oov_rows_are_not_present(tmp_path: Path) -> None:
@@ -240,6 +241,8 @@ def test_subword_oov_rows_are_not_present(tmp_path: Path) -> None:
     assert s.present("ft").tolist() == [True, False]
     np.testing.assert_array_equal(s.read_vectors("ft")[1], [6.0, 1.0])
     assert s.source_attrs("ft")["oov_filled"] == {"subword": 1}
+    assert s.derived("ft").tolist() == [False, True]  # composed from the word: informative
+    assert not s.derived("a").any()
 
 
 # --- bad input -----------------------------------------------------------------------------

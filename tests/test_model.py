@@ -260,3 +260,17 @@ def test_store_mismatches_are_store_errors(tmp_path: Path) -> None:
         cfg = RunConfig(method="dme", sources=["a"], source_dims=[5], vocab_size=V + 1)
         with pytest.raises(StoreError, match="words but the run expects"):
             load_tables(st, cfg, progress=False)
+
+
+@pytest.mark.parametrize("use_derived", [True, False])
+def test_derived_rows_count_as_present_unless_turned_off(tmp_path: Path, use_derived: bool) -> None:
+    path = tmp_path / "d.h5"
+    with StoreWriter(path, ["w0", "w1", "w2"]) as w:
+        w.add_source("a", 2)
+        w.set_present("a", torch.tensor([True, False, False]).numpy())
+        w.set_derived("a", torch.tensor([False, True, False]).numpy())  # w1: composed from n-grams
+    cfg = RunConfig(method="dme", sources=["a"], source_dims=[2], vocab_size=3,
+                    use_derived=use_derived)
+    with Store(path) as store:
+        _, present = load_tables(store, cfg, progress=False)
+    assert present[2:, 0].tolist() == [True, use_derived, False]

@@ -81,7 +81,13 @@ def test_schema_matches_the_documentation(tmp_path: Path) -> None:
         assert set(f.attrs) <= set(root_doc), "undocumented root attributes"
         assert json.loads(f.attrs["sources"]) == ["a", "b", "c"] == list(f["sources"])
         for name, g in f["sources"].items():
-            assert set(g.keys()) == {"vectors", "present"}
+            # derived: only for sources filled by subword or map (b maps, c composes)
+            expected = {"vectors", "present"} | ({"derived"} if name in ("b", "c") else set())
+            assert set(g.keys()) == expected
+            if "derived" in g:
+                derived = g["derived"][...]
+                assert derived.dtype == bool and not (derived & g["present"][...]).any()
+                assert g.attrs["derived_count"] == derived.sum()
             vec, present = g["vectors"], g["present"]
             assert vec.shape == (v, g.attrs["dim"]) and vec.dtype == np.float32
             assert vec.chunks is not None and vec.chunks[1] == g.attrs["dim"]
@@ -159,3 +165,18 @@ def test_file_sha256(tmp_path: Path) -> None:
     p = tmp_path / "f.bin"
     p.write_bytes(RNG.bytes(10_000))
     assert file_sha256(p, block=999) == hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_derived_mask_defaults_to_none_and_round_trips(tmp_path) -> None:
+    import numpy as np
+
+    from metaprep.store import Store, StoreWriter
+
+    path = tmp_path / "d.h5"
+    with StoreWriter(path, ["a", "b", "c"]) as w:
+        w.add_source("x", 2)
+        w.add_source("y", 2)
+        w.set_derived("y", np.array([False, True, False]))
+    with Store(path) as s:
+        assert s.derived("x").tolist() == [False, False, False]
+        assert s.derived("y").tolist() == [False, True, False]

@@ -36,6 +36,9 @@ _D = {  # defaults shown in --help; the same as metaprep.model.RunConfig's
               help="CDME scorer BiLSTM units per direction.")
 @click.option("--mask-missing/--no-mask-missing", default=True, show_default=True,
               help="Give sources without a word zero weight (off: the paper's zero vectors).")
+@click.option("--use-derived/--no-use-derived", default=True, show_default=True,
+              help="Count OOV rows that align derived from the word itself (--oov subword or "
+                   "map) as present; zero/mean/random fillers never are.")
 @click.option("--mix-relu", is_flag=True, help="ReLU after the mix.")
 @click.option("--mix-dropout", type=float, default=0.0, show_default=True,
               help="Dropout on the meta-embeddings.")
