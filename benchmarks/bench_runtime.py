@@ -144,8 +144,7 @@ def latency_section(bilstm_run: Path, models: dict[str, Path], test: list[str],
     import torch
 
     from metaprep.model import load_run
-    from metaprep.parity import pad_batch
-    from metaprep.runtime import Model
+    from metaprep.runtime import Model, pad_batch
 
     torch.set_num_threads(threads)
     model, *_ = load_run(bilstm_run)
@@ -220,7 +219,7 @@ def fasttext_section(pool_model: Path, files: dict[str, str], store: Path, work:
     rt.predict_proba(many)
     ours["sentences_per_s_end_to_end"] = len(many) / (time.perf_counter() - t)
     sess = rt._session("model")
-    from metaprep.parity import pad_batch
+    from metaprep.runtime import pad_batch
 
     enc = sorted((rt.encode(x) for x in many), key=len)
     feeds = [dict(zip(("ids", "lengths"), pad_batch(enc[s : s + 64]), strict=True))

@@ -248,7 +248,7 @@ def _dev_data(run: Path, options: ExportOptions, words: list[str], case_policy: 
 
 
 def _accuracy_feeds(dev: _Dev, pair: bool) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
-    from .parity import pad_batch
+    from .runtime import pad_batch
 
     order = np.argsort([len(a) for a, _ in dev.examples], kind="stable")
     feeds = []

@@ -12,20 +12,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Feed", "accuracy_change", "compare", "pad_batch", "parity_feeds"]
+from .runtime import pad_batch
+
+__all__ = ["Feed", "accuracy_change", "compare", "parity_feeds"]
 
 Feed = dict[str, np.ndarray]
 Runner = Callable[[Feed], dict[str, np.ndarray]]
 _REAL_BATCH_SIZES = (1, 7, 32, 64)  # cycled over the dev examples: batch 1 and padded batches
-
-
-def pad_batch(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad with id 0 -> ids (B,T) int64, lengths (B,) int64 (T >= 1)."""
-    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-    ids = np.zeros((len(seqs), max(1, int(lengths.max(initial=0)))), dtype=np.int64)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = s
-    return ids, lengths
 
 
 def _random_case(rng: np.random.Generator, num_ids: int, batch: int, width: int,

@@ -38,6 +38,7 @@ __all__ = [
     "Text",
     "chunked",
     "embed_stream",
+    "pad_batch",
     "predict_stream",
     "read_texts",
     "stats_notes",
@@ -146,9 +147,10 @@ class Model:
         result: np.ndarray | None = None
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            feed = dict(zip(("ids", "lengths"), _pad([encoded[i][0] for i in idx]), strict=True))
+            ids, lengths = pad_batch([encoded[i][0] for i in idx])
+            feed = {"ids": ids, "lengths": lengths}
             if "ids_b" in wanted:
-                feed["ids_b"], feed["lengths_b"] = _pad([encoded[i][1] for i in idx])
+                feed["ids_b"], feed["lengths_b"] = pad_batch([encoded[i][1] for i in idx])
             (out,) = sess.run([output], feed)
             if result is None:
                 result = np.empty((len(texts), *out.shape[1:]), dtype=np.float32)
@@ -181,7 +183,8 @@ class Model:
         return self._run(graph, texts, "sentence_embedding", pair=False)
 
 
-def _pad(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+def pad_batch(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad with id 0 -> ids (B,T) int64, lengths (B,) int64 (T >= 1)."""
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
     ids = np.zeros((len(seqs), max(1, int(lengths.max(initial=0)))), dtype=np.int64)
     for i, s in enumerate(seqs):

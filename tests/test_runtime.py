@@ -49,7 +49,7 @@ def _torch_probs(run: Path, texts: list, max_tokens: int | None = None) -> np.nd
 
     from metaprep.data import TextEncoder
     from metaprep.model import load_run
-    from metaprep.parity import pad_batch
+    from metaprep.runtime import pad_batch
     from metaprep.store import Store
 
     model, cfg, _, tok = load_run(run)
