@@ -58,7 +58,8 @@ class ExportOptions:
     force: bool = False  # replace an existing MODEL_DIR
     progress: bool = True
 
-    def validate(self, method: str) -> None:
+    def validate(self, method: str | None = None) -> None:
+        """Option errors; the method-dependent ones only once the run's method is known."""
         if self.table_dtype not in ("float32", "float16"):
             raise ExportError(f"--table-dtype must be float32 or float16, not {self.table_dtype}")
         if self.quantize not in (None, "int8"):
@@ -66,7 +67,7 @@ class ExportOptions:
         if self.quantize and self.table_dtype != "float32":
             raise ExportError("--quantize int8 and --table-dtype float16 cannot be combined",
                               hint="pick one of them")
-        if self.fold and method not in FOLDABLE:
+        if self.fold and method is not None and method not in FOLDABLE:
             raise ExportError(f"a {method} front end depends on context and cannot be folded",
                               hint="drop --fold (the projections are still baked)")
         if self.max_tokens is not None and self.max_tokens < 1:
@@ -298,6 +299,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
     from .store import Store
 
     opts = options or ExportOptions()
+    opts.validate()  # before the (possibly long) model load
     run, out = Path(run_dir), Path(out_dir)
     if out.exists() and not opts.force:
         raise ExportError("the model directory already exists", path=out,
