@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .checksum import file_sha256
 from .errors import ModelError
 from .vocab import CASE_POLICIES, ID_OFFSET, UNK_ID, case_variants
 
@@ -50,14 +51,6 @@ GRAPH_FILES = {"model": "model.onnx", "front_end": "front_end.onnx"}
 # Files larger than this are checked by size only unless a full check is asked for: hashing a
 # multi-GB table on every load would cost seconds, and onnxruntime memory-maps it anyway.
 LARGE_FILE_BYTES = 64 << 20
-
-
-def file_sha256(path: str | Path, *, block: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def word_hash(word: bytes) -> int:

@@ -39,6 +39,7 @@ from typing import Any
 
 import click
 
+from .checksum import file_sha256
 from .errors import ConfigError, MetaprepError
 
 __all__ = ["STAGES", "Pipeline", "StagePlan", "load_pipeline", "run_pipeline"]
@@ -248,11 +249,7 @@ def _file_hash(path: Path, cache: dict[str, Any]) -> str:
     st = path.stat()
     key = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
     if key not in cache:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(1 << 22):
-                h.update(block)
-        cache[key] = h.hexdigest()
+        cache[key] = file_sha256(path)
     return str(cache[key])
 
 

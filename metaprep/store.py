@@ -6,7 +6,6 @@ only when the writer exits cleanly. Reading is lazy: vectors stay on disk until 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,6 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .checksum import file_sha256
 from .errors import StoreError
 
 __all__ = [
@@ -36,26 +36,6 @@ _CHUNK_BYTES = 1 << 20  # ~1 MiB chunks: small enough for lazy row reads, big en
 
 
 _BLOCK_BYTES = 1 << 24  # ~16 MiB of rows per block in whole-dataset passes
-
-
-def file_sha256(
-    path: str | Path, *, block: int = 1 << 22, progress: bool = False, desc: str | None = None
-) -> str:
-    h = hashlib.sha256()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, leave=False,
-                   desc=desc or f"sha256 {Path(path).name}")
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-            if bar is not None:
-                bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
-    return h.hexdigest()
 
 
 def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
