@@ -46,8 +46,8 @@ def _train(out: Path) -> dict[str, Any]:
             if key in metrics:
                 figures[key.replace("_accuracy", "_acc")] = round(float(metrics[key]), 4)
     if not figures and isinstance(epochs, list) and epochs:
-        devs = [e.get("dev_accuracy") for e in epochs if isinstance(e, dict)]
-        devs = [d for d in devs if d is not None]
+        devs = [float(e["dev_accuracy"]) for e in epochs
+                if isinstance(e, dict) and e.get("dev_accuracy") is not None]
         if devs:
             figures["best_dev_acc"] = round(max(devs), 4)
         figures["epochs"] = len(epochs)
