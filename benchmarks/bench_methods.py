@@ -229,6 +229,14 @@ def _commit() -> str:
         return "unknown"
 
 
+def _commits(commits: Sequence[str]) -> str:
+    """The commit(s) runs were trained at, in run order; shortened when HEAD moved meanwhile."""
+    unique = list(dict.fromkeys(commits))
+    if len(unique) <= 2:
+        return ", ".join(unique)
+    return f"{unique[0]} ... {unique[-1]} ({len(unique)} commits: HEAD moved during the runs)"
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -294,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = manifest["task"]["counts"]
     meta = {
         "date": ", ".join(sorted({str(r.get("date")) for r in records})),
-        "commit": ", ".join(sorted({str(r.get("commit")) for r in records})),
+        "commit": _commits([str(r.get("commit")) for r in records]),
         "machine": f"{platform.machine()} Linux, {os.cpu_count()} cores, CPU only",
         "settings": settings, "seeds": seeds,
         # this invocation only: a reused store / reused runs cost nothing here
