@@ -25,8 +25,9 @@ _D = {  # defaults shown in --help; the same as metaprep.model.RunConfig's
               "weights at the end.")
 @click.option("-o", "--out", type=click.Path(file_okay=False),
               help="Run directory [default: artifacts/runs/<timestamp>-<method>].")
-@click.option("--method", default="dme", show_default=True,
-              help="dme, cdme, concat, sum, or single:NAME (one source; or single --sources NAME).")
+@click.option("--method", default="concat", show_default=True,
+              help="dme, cdme, concat, sum, or single:NAME (one source; or single --sources NAME). "
+                   "concat is the default: it won our multi-seed comparison (README).")
 @click.option("--sources", help="Comma-separated store sources to use [default: all].")
 @click.option("--proj-dim", type=int, default=_D["proj_dim"], show_default=True,
               help="Size d' of the projected embeddings.")
