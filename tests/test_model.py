@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,6 @@ V = 30  # words; ids run 0..V+1
 DIMS = [5, 7, 3]
 METHODS = ["dme", "cdme", "concat", "sum", "single"]
 ENCODERS = ["bilstm", "pool"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and spinning OpenMP threads slow down badly on a
-    busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_model(method: str = "dme", encoder: str = "bilstm", *, seed: int = 0,

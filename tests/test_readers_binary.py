@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from readkit import read_all
 
 from metaprep.errors import FormatError
 from metaprep.readers import ReadOptions, open_source
@@ -21,17 +22,6 @@ from gensim.models.fasttext import load_facebook_vectors  # noqa: E402
 DATA = Path(os.path.dirname(gensim.__file__)) / "test" / "test_data"
 
 
-def read_all(path: Path, *, wanted=None, **opts) -> tuple:
-    src = open_source(path, options=ReadOptions(progress=False, **opts))
-    words: list[str] = []
-    vecs = []
-    for chunk in src.iter_chunks(wanted):
-        assert chunk.vectors.dtype == np.float32
-        assert chunk.vectors.shape == (len(chunk.words), src.dim)
-        words += chunk.words
-        vecs.append(chunk.vectors)
-    matrix = np.concatenate(vecs) if vecs else np.zeros((0, src.dim), np.float32)
-    return src, words, matrix
 
 
 def write_w2v_binary(

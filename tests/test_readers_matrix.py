@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from readkit import read_all
 
 from metaprep.errors import FormatError
 from metaprep.readers import ReadOptions, open_source
@@ -15,16 +16,6 @@ from metaprep.readers import ReadOptions, open_source
 TOKENS = ["[PAD]", "the", "NaN", "##s", "caf\u00e9", "a b", "the", "1.5"]
 
 
-def read_all(path: Path, *, wanted=None, **opts) -> tuple:
-    src = open_source(path, options=ReadOptions(progress=False, **opts))
-    words: list[str] = []
-    vecs = []
-    for chunk in src.iter_chunks(wanted):
-        assert chunk.vectors.dtype == np.float32 and chunk.vectors.flags["C_CONTIGUOUS"]
-        words += chunk.words
-        vecs.append(chunk.vectors)
-    matrix = np.concatenate(vecs) if vecs else np.zeros((0, src.dim), np.float32)
-    return src, words, matrix
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from readkit import read_all
 
 from metaprep.errors import FormatError
 from metaprep.readers import ReadOptions, open_source
@@ -20,17 +21,6 @@ DATA = Path(os.path.dirname(gensim.__file__)) / "test" / "test_data"
 QUIET = ReadOptions(progress=False)
 
 
-def read_all(path: Path, *, fmt: str | None = None, wanted=None, **opts) -> tuple:
-    src = open_source(path, fmt=fmt, options=ReadOptions(progress=False, **opts))
-    words: list[str] = []
-    vecs = []
-    for chunk in src.iter_chunks(wanted):
-        assert chunk.vectors.dtype == np.float32
-        assert chunk.vectors.shape == (len(chunk.words), src.dim)
-        words += chunk.words
-        vecs.append(chunk.vectors)
-    matrix = np.concatenate(vecs) if vecs else np.zeros((0, src.dim), np.float32)
-    return src, words, matrix
 
 
 def write_lines(path: Path, lines: list[str], *, end: str = "\n", encoding: str = "utf-8") -> Path:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,6 @@ from metaprep.model import RunConfig, load_run
 from metaprep.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash, train
 
 TINY = {"proj_dim": 8, "hidden": 8, "mlp_hidden": 8, "batch_size": 8, "lr": 0.01}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and spinning OpenMP threads slow down badly on a
-    busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny(method: str = "dme", **kw: Any) -> RunConfig:
