@@ -84,7 +84,7 @@ class Pipeline:
 
 
 # --- loading --------------------------------------------------------------------------------
-def _resolve_path(value: str, base: Path, where: str, file: Path) -> str:
+def _resolve_path(value: str, base: Path, where: str, file: Path, is_path: bool) -> str:
     if value.startswith("pkg:"):
         package, _, rel = value[4:].partition("/")
         spec = importlib.util.find_spec(package)
@@ -95,8 +95,9 @@ def _resolve_path(value: str, base: Path, where: str, file: Path) -> str:
     if _PLACEHOLDER.search(value) or value.startswith("/"):
         return value
     candidate = Path(os.path.normpath(base / value))
-    # Only values that look like paths are rebased; plain words ("dme", "union") stay as they are.
-    return str(candidate) if ("/" in value or candidate.exists()) else value
+    # Path options are always rebased on the pipeline file's folder; other values ("dme",
+    # "union", a regex, NAME=PATH parts) only when they name an existing file there.
+    return str(candidate) if (is_path or candidate.exists()) else value
 
 
 def _keys(p: click.Parameter) -> list[str]:
@@ -205,7 +206,11 @@ def load_pipeline(path: str | Path, *, artifacts: str | Path = "artifacts") -> P
         if command is None:
             raise ConfigError(f"[{stage}] needs the `{_COMMANDS.get(stage, stage)}` command, "
                               "which this installation lacks", path=file)
-        options = {k: _resolve_value(v, base, f"[{stage}] {k}", file) for k, v in table.items()}
+        options = {}
+        for key, value in table.items():
+            param = _option_for(command, key)
+            is_path = param is not None and isinstance(param.type, (click.Path, click.File))
+            options[key] = _resolve_value(value, base, f"[{stage}] {key}", file, is_path)
         for key, template in _WIRING.get(stage, {}).items():
             upstream = _PLACEHOLDER.findall(template)
             if key not in options and all(u in present for u in upstream):
@@ -220,13 +225,13 @@ def load_pipeline(path: str | Path, *, artifacts: str | Path = "artifacts") -> P
     return Pipeline(file, name, root, stages)
 
 
-def _resolve_value(value: Any, base: Path, where: str, file: Path) -> Any:
+def _resolve_value(value: Any, base: Path, where: str, file: Path, is_path: bool) -> Any:
     if isinstance(value, str):
-        return _resolve_path(value, base, where, file)
+        return _resolve_path(value, base, where, file, is_path)
     if isinstance(value, dict):
-        return {k: _resolve_value(v, base, where, file) for k, v in value.items()}
+        return {k: _resolve_value(v, base, where, file, is_path) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve_value(v, base, where, file) for v in value]
+        return [_resolve_value(v, base, where, file, is_path) for v in value]
     return value
 
 

@@ -93,3 +93,16 @@ def test_upstream_outputs_do_not_invalidate_downstream(tmp_path: Path) -> None:
     assert [s.action for s in again.stages] == ["skip", "skip"]
     forced = run_pipeline(p, artifacts=art, force="align", echo=lambda s: None)
     assert [s.action for s in forced.stages] == ["skip", "force"]
+
+
+def test_only_paths_are_rebased_on_the_pipeline_folder(tmp_path: Path) -> None:
+    (tmp_path / "v.txt").write_text("a 0.1\n")
+    p = _write(tmp_path, '[align]\nvocab = "union"\ntoken_pattern = "\\\\w+/\\\\w+"\n'
+               'output = "out/store.h5"\n[align.sources]\nv = "v.txt"\n[align.oov]\nv = "zero"\n')
+    (plan,) = load_pipeline(p, artifacts=tmp_path / "art").stages
+    argv = plan.argv
+    assert argv[0] == f"v={tmp_path / 'v.txt'}"  # an existing file: rebased
+    assert argv[argv.index("--token-pattern") + 1] == "\\w+/\\w+"  # a regex with a slash: kept
+    assert argv[argv.index("--vocab") + 1] == "union"
+    assert argv[argv.index("--oov") + 1] == "v=zero"
+    assert argv[argv.index("--output") + 1] == str(tmp_path / "out" / "store.h5")  # a Path option
