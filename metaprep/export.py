@@ -233,7 +233,9 @@ def _dev_data(run: Path, options: ExportOptions, words: list[str], case_policy: 
 
     path: Path | None = None if options.dev is None else Path(options.dev)
     if path is None and (run / "data.json").exists():
-        recorded = json.loads((run / "data.json").read_text()).get("dev") or {}
+        from .model import read_json
+
+        recorded = read_json(run / "data.json").get("dev") or {}
         if recorded.get("path"):
             path = Path(recorded["path"])
             if not path.exists():
@@ -304,6 +306,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
     if out.exists() and not opts.force:
         raise ExportError("the model directory already exists", path=out,
                           hint="pass --force to replace it")
+    if opts.triton is not None and (Path(opts.triton) / opts.triton_name).exists():
+        raise ExportError("a Triton model of that name already exists",
+                          path=Path(opts.triton) / opts.triton_name,
+                          hint="remove it or pass --triton-name")
     model, cfg, labels, tok = load_run(run, store_path=opts.store,
                                        verify_store=opts.verify_store, progress=opts.progress)
     opts.validate(cfg.method)

@@ -107,9 +107,17 @@ class RunConfig:
             raise bad("sources", "method single uses exactly one source")
         if len(set(self.sources)) != len(self.sources):
             raise bad("sources", "a source is named twice")
-        for key in ("proj_dim", "context_hidden", "hidden", "mlp_hidden", "batch_size"):
+        for key in ("proj_dim", "context_hidden", "hidden", "mlp_hidden", "batch_size", "epochs",
+                    "patience"):
             if getattr(self, key) < 1:
                 raise bad(key, "must be at least 1")
+        if self.checkpoint_steps < 0:
+            raise bad("checkpoint_steps", "must be 0 (epoch ends only) or more")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise bad("lr_decay", "must be in (0, 1]")
+        for key in ("lr", "grad_clip"):
+            if not getattr(self, key) > 0:
+                raise bad(key, "must be above 0")
         if not 0.0 <= self.mix_dropout < 1.0:
             raise bad("mix_dropout", "must be in [0, 1)")
         if self.num_labels < 2:
@@ -372,12 +380,7 @@ def load_tables(
     tables: list[torch.Tensor] = []
     present = torch.zeros(cfg.vocab_size + ID_OFFSET, len(cfg.sources), dtype=torch.bool)
     for k, (name, dim) in enumerate(zip(cfg.sources, cfg.source_dims, strict=True)):
-        if name not in store.sources:
-            raise StoreError(
-                f"no source named {name!r}; the store has: {', '.join(store.sources)}",
-                path=store.path,
-            )
-        if store.dim(name) != dim:
+        if store.dim(name) != dim:  # store.dim names the store's sources when name is not one
             raise StoreError(
                 f"source {name!r} has dimension {store.dim(name)}, the run expects {dim}",
                 path=store.path,

@@ -40,7 +40,7 @@ from typing import Any
 import click
 
 from .checksum import file_sha256
-from .errors import ConfigError, MetaprepError
+from .errors import ConfigError
 
 __all__ = ["STAGES", "Pipeline", "StagePlan", "load_pipeline", "run_pipeline"]
 
@@ -54,7 +54,6 @@ _PLACEHOLDER = re.compile(r"\{(" + "|".join(STAGES) + r")\}")
 _OUTPUT = {"split": "", "align": "store.h5", "train": "run", "export": "model",
            "evaluate": "", "predict": "predictions.jsonl"}
 _WIRING: dict[str, dict[str, str]] = {
-    "align": {},
     "train": {"store": "{align}/store.h5", "train": "{split}/train.tsv", "dev": "{split}/dev.tsv",
               "test": "{split}/test.tsv"},
     "export": {"run_dir": "{train}/run"},
@@ -265,10 +264,23 @@ def _inputs_hash(plan: StagePlan, upstream: str, root: Path, cache: dict[str, An
         p = Path(candidate)
         # Outputs of earlier stages are covered by their stage's hash (chained in `upstream`),
         # so only files from outside the pipeline's own directory are hashed by content.
-        if p.is_file() and not p.resolve().is_relative_to(root.resolve()):
+        if p.resolve().is_relative_to(root.resolve()):
+            continue
+        if p.is_file():
             files[candidate] = _file_hash(p, cache)
+        elif p.is_dir():  # a run or model directory made elsewhere: what it holds, and when
+            files[candidate] = _dir_listing(p)
     record = {"stage": plan.name, "argv": plan.argv, "files": files, "upstream": upstream}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def _dir_listing(path: Path) -> str:
+    """A cheap fingerprint of a directory: every file's name, size and modification time."""
+    entries = sorted(
+        f"{f.relative_to(path)}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
+        for f in path.rglob("*") if f.is_file()
+    )
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
 def _read_record(out_dir: Path) -> dict[str, Any] | None:
@@ -279,7 +291,7 @@ def _read_record(out_dir: Path) -> dict[str, Any] | None:
 
 
 # --- running --------------------------------------------------------------------------------
-def plan_pipeline(pipe: Pipeline, *, force: str | None = None) -> None:
+def plan_pipeline(pipe: Pipeline, *, force: str | None = None, save: bool = True) -> None:
     """Fill in each stage's inputs hash and whether it runs, is forced or is skipped."""
     if force is not None and force not in [s.name for s in pipe.stages]:
         raise ConfigError(f"--force {force}: the pipeline has no such stage; it has "
@@ -304,8 +316,9 @@ def plan_pipeline(pipe: Pipeline, *, force: str | None = None) -> None:
             plan.seconds = float(record.get("seconds", 0.0))
         else:
             plan.action, rerun = "run", True
-    pipe.root.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps(cache))
+    if save:  # a dry run leaves no trace
+        pipe.root.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps(cache))
 
 
 def run_pipeline(
@@ -320,7 +333,7 @@ def run_pipeline(
     from .pipeline_figures import stage_figures
 
     pipe = load_pipeline(path, artifacts=artifacts)
-    plan_pipeline(pipe, force=force)
+    plan_pipeline(pipe, force=force, save=not dry_run)
     for plan in pipe.stages:
         label = {"skip": "skip (inputs unchanged)", "force": "run (forced)"}.get(plan.action, "run")
         echo(f"[{plan.name}] {label}: metaprep {plan.command.name} " + " ".join(plan.argv))
@@ -339,8 +352,6 @@ def run_pipeline(
                               standalone_mode=False)
         except click.ClickException as exc:
             raise ConfigError(f"[{plan.name}] {exc.format_message()}", path=pipe.path) from exc
-        except MetaprepError:
-            raise
         plan.seconds = time.perf_counter() - start
         plan.figures = stage_figures(plan.name, plan.out_dir)
         record = {"hash": plan.inputs_hash, "argv": plan.argv, "seconds": plan.seconds,

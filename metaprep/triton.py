@@ -27,6 +27,16 @@ def write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> 
         raise ExportError("a Triton model of that name already exists", path=target,
                           hint="remove it or pass --triton-name")
     tmp = repo / f".{name}.{os.getpid()}.tmp"
+    try:
+        _fill(tmp, model_dir, name, manifest)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _fill(tmp: Path, model_dir: Path, name: str, manifest: Manifest) -> None:
     (tmp / "1").mkdir(parents=True)
     graph = manifest.graphs["model"]
     for fname in [graph["file"], *graph["data_files"]]:
@@ -53,5 +63,3 @@ def write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> 
         "dynamic_batching { max_queue_delay_microseconds: 1000 }\n"
         "instance_group [ { kind: KIND_CPU count: 1 } ]\n"
     )
-    os.replace(tmp, target)
-    return target

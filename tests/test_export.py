@@ -189,3 +189,14 @@ def test_cli_export_with_triton(tmp_path: Path) -> None:
     bad = CliRunner().invoke(cli, ["export-onnx", str(tmp_path / "nope"), "-o",
                                    str(tmp_path / "x")])
     assert bad.exit_code != 0 and "no such run directory" in str(bad.exception)
+
+
+def test_existing_triton_entry_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    run = make_run(tmp_path, method="dme", dev=False)
+    (tmp_path / "repo" / "metaprep").mkdir(parents=True)
+    with pytest.raises(ExportError, match="Triton model of that name already exists"):
+        export_run(run, tmp_path / "m", options=ExportOptions(triton=tmp_path / "repo",
+                                                              progress=False),
+                   log=lambda _: None)
+    assert not (tmp_path / "m").exists()
+    assert [p.name for p in (tmp_path / "repo").iterdir()] == ["metaprep"]

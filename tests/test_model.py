@@ -263,3 +263,10 @@ def test_derived_rows_count_as_present_unless_turned_off(tmp_path: Path, use_der
     with Store(path) as store:
         _, present = load_tables(store, cfg, progress=False)
     assert present[2:, 0].tolist() == [True, use_derived, False]
+
+
+@pytest.mark.parametrize("key, value", [("epochs", 0), ("patience", 0), ("lr_decay", 0.0),
+                                        ("lr_decay", 1.5), ("checkpoint_steps", -1), ("lr", 0.0)])
+def test_training_settings_out_of_range_are_config_errors(key: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=key):
+        RunConfig(**{key: value})  # type: ignore[arg-type]

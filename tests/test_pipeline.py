@@ -106,3 +106,26 @@ def test_only_paths_are_rebased_on_the_pipeline_folder(tmp_path: Path) -> None:
     assert argv[argv.index("--vocab") + 1] == "union"
     assert argv[argv.index("--oov") + 1] == "v=zero"
     assert argv[argv.index("--output") + 1] == str(tmp_path / "out" / "store.h5")  # a Path option
+
+
+def test_a_retrained_run_outside_the_pipeline_reruns_export(tmp_path: Path) -> None:
+    # directories given from outside (a run made by hand) are fingerprinted, not ignored
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    p = _write(tmp_path, f'[export]\nrun_dir = "{run}"\n')
+    pipe = load_pipeline(p, artifacts=tmp_path / "art")
+    from metaprep.pipeline import plan_pipeline
+
+    plan_pipeline(pipe)
+    first = pipe.stages[0].inputs_hash
+    (run / "best.safetensors").write_text("new weights")
+    again = load_pipeline(p, artifacts=tmp_path / "art")
+    plan_pipeline(again)
+    assert again.stages[0].inputs_hash != first
+
+
+def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+    p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
+    run_pipeline(p, artifacts=tmp_path / "art", dry_run=True, echo=lambda s: None)
+    assert not (tmp_path / "art").exists()
