@@ -9,10 +9,18 @@ from pathlib import Path
 
 __all__ = ["file_sha256"]
 
+# (resolved path, size, mtime_ns) -> digest, for this process: `metaprep run` hashes a pipeline's
+# inputs and then runs align in the same process, which would otherwise read multi-GB sources twice.
+_MEMO: dict[tuple[str, int, int], str] = {}
+
 
 def file_sha256(
     path: str | Path, *, block: int = 1 << 22, progress: bool = False, desc: str | None = None
 ) -> str:
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key in _MEMO:
+        return _MEMO[key]
     h = hashlib.sha256()
     bar = None
     if progress:
@@ -27,4 +35,5 @@ def file_sha256(
                 bar.update(len(chunk))
     if bar is not None:
         bar.close()
-    return h.hexdigest()
+    _MEMO[key] = h.hexdigest()
+    return _MEMO[key]

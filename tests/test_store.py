@@ -180,3 +180,17 @@ def test_derived_mask_defaults_to_none_and_round_trips(tmp_path) -> None:
     with Store(path) as s:
         assert s.derived("x").tolist() == [False, False, False]
         assert s.derived("y").tolist() == [False, True, False]
+
+
+def test_file_sha256_is_remembered_until_the_file_changes(tmp_path) -> None:
+    import hashlib
+    import os
+
+    from metaprep.checksum import file_sha256
+
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"abc")
+    assert file_sha256(f) == hashlib.sha256(b"abc").hexdigest()
+    f.write_bytes(b"abcd")
+    os.utime(f, ns=(1, 10**18))  # a new mtime, whatever the clock's resolution
+    assert file_sha256(f) == hashlib.sha256(b"abcd").hexdigest()
