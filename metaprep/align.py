@@ -311,7 +311,6 @@ def align(
                 raise ConfigError(
                     f"--oov {s.name}=subword: {src.format} files have no subword information",
                     path=s.path, hint="subword needs a fastText .bin model; use zero/mean/map")
-        hashes = {s.name: file_sha256(s.path, progress=opt.progress) for s in sources}
         if target is not None:
             words = target
             matcher = CaseMatcher(words, opt.case)
@@ -324,6 +323,8 @@ def align(
         if not words:
             raise VocabError(f"the {mode} vocabulary is empty",
                              hint="check --vocab, --min-count and the sources' case")
+        # after the cheap checks: hashing reads every source in full
+        hashes = {s.name: file_sha256(s.path, progress=opt.progress) for s in sources}
         # a full union reads every row anyway; otherwise let readers skip unwanted numbers
         wanted = None if mode == "union" and opt.max_vocab is None else matcher.wanted()
         root = {
