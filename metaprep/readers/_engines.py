@@ -82,7 +82,9 @@ def _parse_polars(buf: bytes, dim: int) -> Parsed:
         if any(df.null_count().row(0)):
             raise NeedExact
     words: list[str] = df["w"].to_list()
-    return _finish(words, df.drop("w").to_numpy(order="c"), lines)
+    # polars' Fortran-order export plus one numpy transpose (in _finish) measured about 4x
+    # faster than to_numpy(order="c") on 8 MiB pieces
+    return _finish(words, df[:, 1:].to_numpy(), lines)
 
 
 # --- pyarrow -------------------------------------------------------------------------------------
