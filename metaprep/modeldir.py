@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_path
 from .checksum import file_sha256
 from .errors import ModelError
 from .vocab import CASE_POLICIES, ID_OFFSET, UNK_ID, case_variants
@@ -92,9 +93,8 @@ class Manifest:
 
     def write(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / MANIFEST
-        tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
         return path
 
     def record_files(self, model_dir: str | Path, names: Iterable[str]) -> None:

@@ -230,7 +230,7 @@ def fill_map(
     for p in predictors:
         have_all &= present[p]
     shared = have_all & present[target]
-    held = np.random.default_rng([seed, zlib.crc32(target.encode("utf-8"))]).random(v) < holdout
+    held = source_rng(seed, target).random(v) < holdout
     n_held = int((shared & held).sum())
     n_train = int((shared & ~held).sum())
     d_in = sum(int(writer.vectors(p).shape[1]) for p in predictors) + 1

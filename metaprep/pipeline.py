@@ -39,6 +39,7 @@ from typing import Any
 
 import click
 
+from .atomic import atomic_path
 from .checksum import file_sha256
 from .errors import ConfigError
 
@@ -356,8 +357,7 @@ def run_pipeline(
         plan.figures = stage_figures(plan.name, plan.out_dir)
         record = {"hash": plan.inputs_hash, "argv": plan.argv, "seconds": plan.seconds,
                   "figures": plan.figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        tmp = plan.out_dir / f"{_RECORD}.tmp"
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, plan.out_dir / _RECORD)
+        with atomic_path(plan.out_dir / _RECORD) as tmp:
+            tmp.write_text(json.dumps(record, indent=2))
         sys.stdout.flush()
     return pipe

@@ -6,14 +6,14 @@ torch.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import click
+
+from ..atomic import atomic_path
 
 __all__ = ["Warner", "atomic_output", "open_input", "serve_options"]
 
@@ -82,11 +82,5 @@ def atomic_output(path: str | None, mode: str = "w") -> Iterator[IO[Any]]:
     if path is None or path == "-":
         yield sys.stdout.buffer if "b" in mode else sys.stdout
         return
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
-            yield f
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
+        yield f
