@@ -255,3 +255,78 @@ def test_wanted_prefix_of_a_spaced_word(tmp_path: Path, chunk_bytes: int) -> Non
         _, got, matrix = read_all(path, wanted=wanted, chunk_bytes=chunk_bytes)
         assert got == words
         np.testing.assert_array_equal(matrix[0], first)
+
+
+# --- the streamed fast path (polars reads the whole file itself) ------------------------------
+def _mixed_lines(n: int) -> list[str]:
+    """n regular rows with, late in the file, what forces the exact path: blank lines, a word
+    with spaces, a duplicate and a non-breaking space."""
+    lines = [f"w{i} {i}.5 {-i}" for i in range(n)]
+    lines[n - 40 : n - 40] = ["", "", ". . . 1 2", "w3 9 9", "a\u00a0b 3 4", ""]
+    return lines
+
+
+def _read(path: Path, engine: str, **opts: object) -> tuple[TextSource, list[str], np.ndarray]:
+    src = TextSource(path, engine=engine, options=ReadOptions(progress=False, **opts))
+    chunks = list(src.iter_chunks())
+    return src, [w for c in chunks for w in c.words], np.concatenate([c.vectors for c in chunks])
+
+
+@pytest.mark.parametrize("chunk_bytes", [64 << 20, 300, 1])
+@pytest.mark.parametrize("header", [False, True])
+def test_stream_hands_over_to_the_exact_path_at_the_right_line(
+    tmp_path: Path, chunk_bytes: int, header: bool
+) -> None:
+    lines = _mixed_lines(400)
+    if header:
+        lines.insert(0, f"{sum(1 for x in lines if x.strip())} 2")
+    path = write_lines(tmp_path / "m.txt", lines, end="\r\n")
+    streamed = _read(path, "polars", chunk_bytes=chunk_bytes)
+    pieces = _read(path, "pyarrow", chunk_bytes=chunk_bytes)  # never streams
+    assert streamed[1] == pieces[1] and ". . ." in streamed[1] and "a\u00a0b" in streamed[1]
+    np.testing.assert_array_equal(streamed[2], pieces[2])
+    assert streamed[0].stats == pieces[0].stats
+    assert streamed[0].stats.duplicates == 1 and streamed[0].stats.rows_read == 403
+
+
+@pytest.mark.parametrize("chunk_bytes", [64 << 20, 200])
+def test_stream_errors_name_the_line_deep_in_the_file(tmp_path: Path, chunk_bytes: int) -> None:
+    lines = [f"w{i} {i} 1" for i in range(500)]
+    lines[300:300] = ["", "bad 1 x"]
+    path = write_lines(tmp_path / "d.txt", lines)
+    with pytest.raises(FormatError, match=r"d\.txt:302: value 2 of 2 is not a number"):
+        _read(path, "polars", chunk_bytes=chunk_bytes)
+    src, words, _ = _read(path, "polars", chunk_bytes=chunk_bytes, on_bad_line="skip")
+    assert len(words) == 500 and src.stats.bad_lines == 1
+    assert src.stats.examples == ["line 302: value 2 of 2 is not a number: b'x'"]
+
+
+def test_stream_bad_utf8_deep_in_the_file(tmp_path: Path) -> None:
+    body = b"".join(f"w{i} {i} 1\n".encode() for i in range(300))
+    path = tmp_path / "u.txt"
+    path.write_bytes(body + b"caf\xe9 1 2\n" + body.replace(b"w", b"v"))
+    with pytest.raises(FormatError, match=r"u\.txt:301: the word is not valid UTF-8"):
+        _read(path, "polars", chunk_bytes=100)
+    _, words, _ = _read(path, "polars", chunk_bytes=100, encoding_errors="replace")
+    assert len(words) == 601 and words[300] == "caf\ufffd"
+
+
+def test_stream_is_used_for_plain_files_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    from metaprep.readers import text
+
+    calls: list[str] = []
+    real = text.polars_file_batches
+
+    def spy(path: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        calls.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(text, "polars_file_batches", spy)
+    plain = write_lines(tmp_path / "p.txt", [f"w{i} {i} 1" for i in range(50)])
+    gz = tmp_path / "p.txt.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    for path in (plain, gz):
+        assert len(_read(path, "polars")[1]) == 50
+    assert len(read_all(plain, limit=7)[1]) == 7
+    assert calls == [str(plain)]

@@ -14,12 +14,13 @@ polars is the default: it was the fastest of the three on our benchmark
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ENGINES", "NeedExact", "parse_block"]
+__all__ = ["ENGINES", "NeedExact", "has_tail", "parse_block", "StreamFailed", "polars_file_batches",
+           "polars_frame"]
 
 ENGINES = ("polars", "pyarrow", "pandas")
 
@@ -28,7 +29,7 @@ class NeedExact(Exception):
     """This block is not entirely regular; parse it line by line instead."""
 
 
-def _has_tail(buf: bytes) -> bool:
+def has_tail(buf: bytes) -> bool:
     """Whether rows end with a space (fastText .vec), judged on the first row."""
     nl = buf.find(b"\n")
     first = buf[: nl if nl >= 0 else len(buf)]
@@ -51,10 +52,9 @@ def _finish(words: list[str], vectors: np.ndarray, lines: int | None = None) -> 
 _POLARS_SCHEMAS: dict[tuple[int, bool], dict[str, Any]] = {}
 
 
-def _parse_polars(buf: bytes, dim: int) -> Parsed:
+def _polars_schema(dim: int, tail: bool) -> dict[str, Any]:
     import polars as pl
 
-    tail = _has_tail(buf)
     key = (dim, tail)
     if key not in _POLARS_SCHEMAS:
         schema: dict[str, Any] = {"w": pl.String}
@@ -62,29 +62,82 @@ def _parse_polars(buf: bytes, dim: int) -> Parsed:
         if tail:
             schema["tail"] = pl.String
         _POLARS_SCHEMAS[key] = schema
+    return _POLARS_SCHEMAS[key]
+
+
+def _parse_polars(buf: bytes, dim: int) -> Parsed:
+    import polars as pl
+
+    tail = has_tail(buf)
     try:
         df = pl.read_csv(
-            buf, has_header=False, separator=" ", quote_char=None, schema=_POLARS_SCHEMAS[key],
-            null_values=None,
+            buf, has_header=False, separator=" ", quote_char=None,
+            schema=_polars_schema(dim, tail), null_values=None,
         )
     except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
         raise NeedExact from exc
+    return polars_frame(df, tail=tail)
+
+
+def polars_frame(df: Any, *, tail: bool) -> Parsed:
+    """``(words, vectors, lines)`` of a frame polars read with ``_polars_schema``, or raise
+    NeedExact when a row is irregular."""
+    import polars as pl
+
+    # Columns are taken as Series: dropping or selecting on a 300-column frame costs more than
+    # the copy into numpy.
+    cols = df.get_columns()
     if tail:
-        if df["tail"].null_count() != df.height:  # an extra number hid in the tail column
+        if cols[-1].null_count() != df.height:  # an extra number hid in the tail column
             raise NeedExact
-        df = df.drop("tail")
+        cols = cols[:-1]
     lines = df.height  # blank lines read as rows of nulls, so this counts every line
-    nulls = df.null_count().row(0)
-    if any(nulls):
+    if cols[0].null_count():
         # a blank line reads as a row of nulls; drop those, anything else is irregular
-        blank = pl.all_horizontal(pl.all().is_null())
-        df = df.filter(~blank)
-        if any(df.null_count().row(0)):
+        frame = pl.DataFrame(cols)
+        frame = frame.filter(~pl.all_horizontal(pl.all().is_null()))
+        if any(frame.null_count().row(0)):
             raise NeedExact
-    words: list[str] = df["w"].to_list()
-    # polars' Fortran-order export plus one numpy transpose (in _finish) measured about 4x
-    # faster than to_numpy(order="c") on 8 MiB pieces
-    return _finish(words, df[:, 1:].to_numpy(), lines)
+        cols = frame.get_columns()
+    # A null number (a short row) becomes NaN in to_numpy, which _finish refuses.
+    words: list[str] = cols[0].to_list()
+    return _finish(words, pl.DataFrame(cols[1:]).to_numpy(order="c"), lines)
+
+
+class StreamFailed(Exception):
+    """polars failed after it had handed out batches: what it gave may not be in file order."""
+
+
+def polars_file_batches(path: str, dim: int, *, skip_rows: int, batch_rows: int
+                        ) -> Iterator[Parsed]:
+    """A whole plain file read by polars itself (memory-mapped, parsed in parallel, batches in
+    file order): no Python-side copy of the bytes.
+
+    polars is told to never fail (bad numbers read as null, extra fields land in a ``tail``
+    column, bad UTF-8 becomes U+FFFD): when it raises, batches it already gave can come from
+    later in the file. So every irregularity shows up as a value instead, and the first batch
+    holding one raises NeedExact; the batches before it were regular and in order."""
+    import polars as pl
+
+    frames = pl.scan_csv(
+        path, has_header=False, separator=" ", quote_char=None, schema=_polars_schema(dim, True),
+        null_values=None, skip_rows=skip_rows, ignore_errors=True, truncate_ragged_lines=True,
+        encoding="utf8-lossy", missing_columns="insert",
+    ).collect_batches(chunk_size=batch_rows)
+    given = False
+    while True:
+        try:
+            df = next(frames)
+        except StopIteration:
+            return
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc:
+            if given:
+                raise StreamFailed(str(exc)) from exc
+            raise NeedExact from exc
+        if df["w"].str.contains("\ufffd", literal=True).any():
+            raise NeedExact  # bad UTF-8 (or a real U+FFFD): the exact path decides
+        given = True
+        yield polars_frame(df, tail=True)
 
 
 # --- pyarrow -------------------------------------------------------------------------------------
@@ -96,7 +149,7 @@ def _parse_pyarrow(buf: bytes, dim: int) -> Parsed:
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
-    tail = _has_tail(buf)
+    tail = has_tail(buf)
     key = (dim, tail)
     if key not in _ARROW_OPTIONS:
         names = ["w"] + [f"v{j}" for j in range(dim)] + (["tail"] if tail else [])
@@ -135,7 +188,7 @@ def _parse_pandas(buf: bytes, dim: int) -> Parsed:
 
     import pandas as pd
 
-    tail = _has_tail(buf)
+    tail = has_tail(buf)
     dtypes: dict[int, object] = {0: str, **{j: np.float32 for j in range(1, dim + 1)}}
     if tail:
         dtypes[dim + 1] = str

@@ -16,19 +16,21 @@ words of a chunk are found first and only the wanted lines' numbers are parsed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Generator, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FormatError
-from ._engines import ENGINES, NeedExact, parse_block
+from ._engines import ENGINES, NeedExact, StreamFailed, parse_block, polars_file_batches
 from ._io import (
     HINT_REPLACE,
     HINT_SKIP,
     Progress,
     check_options,
+    is_gzip,
     line_chunks,
+    line_offset,
     note_bad_line,
     open_binary,
 )
@@ -73,11 +75,13 @@ class TextSource(Source):
 
     # --- reading -------------------------------------------------------------------------------
 
-    def _pieces(self) -> Iterator[bytes]:
-        """Line-aligned byte pieces of the data rows (the caller counts their lines)."""
+    def _pieces(self, start: int) -> Iterator[bytes]:
+        """Line-aligned byte pieces of the data rows from byte ``start`` (the caller counts
+        their lines)."""
         f = open_binary(self.path)
         bar = Progress(total=f.size, desc=self.path.name, enabled=self.options.progress)
-        chunks = line_chunks(f, chunk_bytes=self.options.chunk_bytes, start=self._data_start)
+        bar.update(start, self.stats.rows_read)
+        chunks = line_chunks(f, chunk_bytes=self.options.chunk_bytes, start=start)
         try:
             for piece in chunks:
                 yield piece
@@ -87,13 +91,14 @@ class TextSource(Source):
             bar.close()
             f.close()
 
-    def _limited(self) -> Iterator[bytes]:
+    def _limited(self, start: int | None = None) -> Iterator[bytes]:
         """_pieces() cut so that at most ``limit`` data rows come out."""
         limit = self.options.limit
+        pieces = self._pieces(self._data_start if start is None else start)
         if limit is None:
-            yield from self._pieces()
+            yield from pieces
             return
-        for piece in self._pieces():
+        for piece in pieces:
             while piece:
                 left = limit - self.stats.rows_read
                 if left <= 0:
@@ -121,7 +126,16 @@ class TextSource(Source):
         self._spaced_wanted = wanted is not None and any(" " in w for w in wanted)
         share = 0.0  # share of the previous chunk's rows that were wanted
         line0 = self._first_line
-        for piece in self._limited():
+        start = self._data_start
+        if wanted is None and self._streamable():
+            done = yield from self._stream(seen)
+            if done is None:
+                self._check_count()
+                return
+            # an irregular batch: the piece path below takes over at its first line
+            start = line_offset(self.path, self._data_start, done)
+            line0 += done
+        for piece in self._limited(start):
             if wanted is None:
                 words, vectors, lines = self._parse_piece(piece, line0)
             elif share > _FULL_PARSE_SHARE:
@@ -144,6 +158,53 @@ class TextSource(Source):
             if words:
                 yield Chunk(words, vectors)
         self._check_count()
+
+    def _streamable(self) -> bool:
+        """Whether polars may read the file itself: a plain file read whole by the polars
+        engine (gzip, ``limit`` and the other engines take the piece path)."""
+        return (
+            self.engine == "polars" and self.options.limit is None and not is_gzip(self.path)
+            and self.dim > 0
+        )
+
+    def _stream(self, seen: set[str]) -> Generator[Chunk, None, int | None]:
+        """The whole file through polars' own reader, batch by batch. Returns None when it read
+        everything, else the number of lines (after the header) it consumed before the first
+        batch it could not take whole, where the exact piece path resumes."""
+        size = self.path.stat().st_size
+        with open(self.path, "rb") as f:
+            f.seek(self._data_start)
+            sample = f.read(1 << 16)
+        line_bytes = max(1.0, len(sample) / max(1, sample.count(b"\n")))
+        batch_rows = max(1, int(self.options.chunk_bytes / line_bytes))
+        bar = Progress(total=size, desc=self.path.name, enabled=self.options.progress)
+        done = 0
+        batches = polars_file_batches(
+            str(self.path), self.dim, skip_rows=1 if self.has_header else 0,
+            batch_rows=batch_rows,
+        )
+        try:
+            for words, vectors, lines in batches:
+                done += lines or 0
+                self.stats.rows_read += len(words)
+                bar.update(min(size, self._data_start + int(done * line_bytes)),
+                           self.stats.rows_read)
+                keep = self._dedupe(words, seen)
+                if keep is not None:
+                    words, vectors = [words[i] for i in keep], vectors[keep]
+                if words:
+                    yield Chunk(words, vectors)
+        except NeedExact:
+            return done
+        except StreamFailed as exc:
+            raise FormatError(
+                f"polars failed part-way through the file ({exc})", path=self.path,
+                hint="the file may have changed while it was read; otherwise please report it",
+            ) from exc
+        finally:
+            batches.close()
+            bar.close()
+        return None
 
     def iter_words(self) -> Iterator[list[str]]:
         self.stats = ReadStats()
