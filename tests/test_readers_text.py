@@ -287,6 +287,14 @@ def test_stream_hands_over_to_the_exact_path_at_the_right_line(
     np.testing.assert_array_equal(streamed[2], pieces[2])
     assert streamed[0].stats == pieces[0].stats
     assert streamed[0].stats.duplicates == 1 and streamed[0].stats.rows_read == 403
+    wanted = {"w3", "w250", "w399", ". . .", "a\u00a0b", "zz"}
+    for engine in ("polars", "pyarrow"):
+        src = TextSource(path, engine=engine,
+                         options=ReadOptions(progress=False, chunk_bytes=chunk_bytes))
+        got = [(w, v.tolist()) for c in src.iter_chunks(wanted)
+               for w, v in zip(c.words, c.vectors, strict=True)]
+        assert [w for w, _ in got] == ["w3", "w250", ". . .", "a\u00a0b", "w399"]
+        assert got[0][1] == [3.5, -3.0] and src.stats.rows_read == 403
 
 
 @pytest.mark.parametrize("chunk_bytes", [64 << 20, 200])
