@@ -338,3 +338,15 @@ def test_stream_is_used_for_plain_files_only(tmp_path: Path, monkeypatch: pytest
         assert len(_read(path, "polars")[1]) == 50
     assert len(read_all(plain, limit=7)[1]) == 7
     assert calls == [str(plain)]
+
+
+def test_line_offset_counts_newlines_from_a_start(tmp_path: Path) -> None:
+    from metaprep.readers._io import line_offset
+
+    data = b"hdr\n" + b"".join(f"w{i} {i}\n".encode() for i in range(20)) + b"\n\nlast 1"
+    path = tmp_path / "o.txt"
+    path.write_bytes(data)
+    starts = [0] + [i + 1 for i, b in enumerate(data) if b == 10]
+    for k in range(len(starts)):
+        assert line_offset(path, 4, k) == (starts[k + 1] if k + 1 < len(starts) else len(data))
+    assert line_offset(path, 4, 10_000) == len(data)
