@@ -194,6 +194,26 @@ def _lstm(b: _Builder, x_btd: str, lengths: str, spec: LSTMSpec, name: str) -> s
     return b.op("Reshape", [y, b.const([0, 0, -1])], "lstm_out")  # (N,T,2h)
 
 
+def _lstm_max(b: _Builder, x_btd: str, lengths: str, stepmask: str, spec: LSTMSpec,
+              name: str) -> str:
+    """(N,T,d) -> (N,2h): the max over each sentence's steps of the BiLSTM outputs. The max is
+    taken in the LSTM's own (T,2,N,h) layout, with -inf added at the padded steps: no
+    transpose or select of the whole output (about 1.3 ms of 24 at 32 x 30, hidden 512)."""
+    w = b.init(f"{name}.W", spec.W.astype(np.float32))
+    r = b.init(f"{name}.R", spec.R.astype(np.float32))
+    bias = b.init(f"{name}.B", spec.B.astype(np.float32))
+    x = b.op("Transpose", [x_btd], perm=[1, 0, 2])  # (T,N,d)
+    seq = b.op("Cast", [lengths], "seq_lens", to=TensorProto.INT32)
+    y = b.op("LSTM", [x, w, r, bias, seq], "lstm", hidden_size=spec.hidden,
+             direction="bidirectional")  # (T,2,N,h)
+    steps = b.op("Unsqueeze", [b.op("Transpose", [stepmask], perm=[1, 0]), b.const([1, 3])])
+    pad = b.op("Where", [steps, b.const(0.0, np.float32), b.const(-np.inf, np.float32)],
+               "pad")  # (T,1,N,1): 0 in the sentence, -inf after it
+    m = b.op("ReduceMax", [b.op("Add", [y, pad])], "lstm_max", axes=[0], keepdims=0)  # (2,N,h)
+    m = b.op("Transpose", [m], perm=[1, 0, 2])  # (N,2,h): forward then reverse, as torch
+    return b.op("Reshape", [m, b.const([0, -1])], "sentence")
+
+
 def _front(b: _Builder, f: FrontSpec, ids: str, lengths: str, stepmask: str, t1: str) -> str:
     if f.folded is not None:
         # Row 0 of the folded table is the padding row, exactly zero: sending every id past the
@@ -269,14 +289,12 @@ def _encode(b: _Builder, spec: GraphSpec, ids: str, lengths: str) -> tuple[str, 
     """-> (meta (B,T,D), sentence (B,E)) for one input sentence."""
     clamped, stepmask, t1 = _lengths(b, ids, lengths)
     meta = _front(b, spec.front, ids, clamped, stepmask, t1)
-    step3 = b.op("Unsqueeze", [stepmask, b.const([2])], "step3")  # (B,T,1)
-    neg = b.const(-np.inf, np.float32)
     if spec.encoder == "bilstm":
         assert spec.encoder_lstm is not None
-        out = _lstm(b, meta, clamped, spec.encoder_lstm, "encoder.lstm")
-        sent = b.op("ReduceMax", [b.op("Where", [step3, out, neg])], "sentence", axes=[1],
-                    keepdims=0)
+        sent = _lstm_max(b, meta, clamped, stepmask, spec.encoder_lstm, "encoder.lstm")
     else:
+        step3 = b.op("Unsqueeze", [stepmask, b.const([2])], "step3")  # (B,T,1)
+        neg = b.const(-np.inf, np.float32)
         mx = b.op("ReduceMax", [b.op("Where", [step3, meta, neg])], "max", axes=[1], keepdims=0)
         total = b.op("ReduceSum", [meta, b.const([1])], "sum", keepdims=0)  # meta is 0 at pads
         count = b.op("Unsqueeze", [b.op("Cast", [clamped], to=1), b.const([1])], "count")
