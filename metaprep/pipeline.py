@@ -344,15 +344,26 @@ def run_pipeline(
         if plan.action == "skip":
             continue
         echo(f"\n== {plan.name} ==")
+        # The last good output stays aside until the rerun succeeds, and comes back if it fails.
+        old = plan.out_dir.with_name(f".{plan.out_dir.name}.previous")
+        if old.exists():
+            shutil.rmtree(old)
         if plan.out_dir.exists():
-            shutil.rmtree(plan.out_dir)
+            plan.out_dir.rename(old)
         plan.out_dir.mkdir(parents=True)
         start = time.perf_counter()
         try:
             plan.command.main(args=list(plan.argv), prog_name=f"metaprep {plan.command.name}",
                               standalone_mode=False)
-        except click.ClickException as exc:
-            raise ConfigError(f"[{plan.name}] {exc.format_message()}", path=pipe.path) from exc
+        except BaseException as exc:
+            shutil.rmtree(plan.out_dir, ignore_errors=True)
+            if old.exists():
+                old.rename(plan.out_dir)
+            if isinstance(exc, click.ClickException):
+                raise ConfigError(f"[{plan.name}] {exc.format_message()}",
+                                  path=pipe.path) from exc
+            raise
+        shutil.rmtree(old, ignore_errors=True)
         plan.seconds = time.perf_counter() - start
         plan.figures = stage_figures(plan.name, plan.out_dir)
         record = {"hash": plan.inputs_hash, "argv": plan.argv, "seconds": plan.seconds,

@@ -129,3 +129,16 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
     run_pipeline(p, artifacts=tmp_path / "art", dry_run=True, echo=lambda s: None)
     assert not (tmp_path / "art").exists()
+
+
+def test_a_failed_rerun_keeps_the_last_good_output(tmp_path: Path) -> None:
+    p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
+    art = tmp_path / "art"
+    run_pipeline(p, artifacts=art, echo=lambda s: None)
+    out = art / "p" / "split"
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    (tmp_path / "c.txt").write_text("not a labelled line\n")  # the rerun's split fails
+    with pytest.raises(Exception, match="c.txt"):
+        run_pipeline(p, artifacts=art, echo=lambda s: None)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert not (out.parent / ".split.previous").exists()  # nothing left aside
