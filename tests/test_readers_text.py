@@ -324,13 +324,13 @@ def test_stream_is_used_for_plain_files_only(tmp_path: Path, monkeypatch: pytest
     from metaprep.readers import text
 
     calls: list[str] = []
-    real = text.polars_file_batches
+    real = text.polars_rows
 
     def spy(path: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         calls.append(path)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(text, "polars_file_batches", spy)
+    monkeypatch.setattr(text, "polars_rows", spy)
     plain = write_lines(tmp_path / "p.txt", [f"w{i} {i} 1" for i in range(50)])
     gz = tmp_path / "p.txt.gz"
     gz.write_bytes(gzip.compress(plain.read_bytes()))
@@ -340,13 +340,33 @@ def test_stream_is_used_for_plain_files_only(tmp_path: Path, monkeypatch: pytest
     assert calls == [str(plain)]
 
 
-def test_line_offset_counts_newlines_from_a_start(tmp_path: Path) -> None:
-    from metaprep.readers._io import line_offset
+def test_stream_keeps_regular_rows_and_rereads_odd_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metaprep.readers import text
 
-    data = b"hdr\n" + b"".join(f"w{i} {i}\n".encode() for i in range(20)) + b"\n\nlast 1"
+    reread: list[int] = []
+    real = TextSource._exact
+
+    def spy(self: TextSource, lines: list[bytes], line_nos: list[int]):  # type: ignore[no-untyped-def]
+        reread.extend(line_nos)
+        return real(self, lines, line_nos)
+
+    monkeypatch.setattr(text.TextSource, "_exact", spy)
+    path = write_lines(tmp_path / "m.txt", _mixed_lines(400))
+    _, words, _ = _read(path, "polars")
+    assert len(words) == 402 and reread == [361, 362, 363, 366]  # blank lines and ". . ."
+
+
+def test_line_cursor_reads_lines_forward(tmp_path: Path) -> None:
+    from metaprep.readers._io import LineCursor
+
+    lines = [b"hdr"] + [f"w{i} {i}".encode() for i in range(3000)] + [b"", b"x 1\r", b"last 1"]
     path = tmp_path / "o.txt"
-    path.write_bytes(data)
-    starts = [0] + [i + 1 for i, b in enumerate(data) if b == 10]
-    for k in range(len(starts)):
-        assert line_offset(path, 4, k) == (starts[k + 1] if k + 1 < len(starts) else len(data))
-    assert line_offset(path, 4, 10_000) == len(data)
+    path.write_bytes(b"\n".join(lines))
+    cursor = LineCursor(path, 4)
+    for k in (0, 1, 1, 2, 700, 2999, 3000, 3001, 3002):
+        assert cursor.line(k) == lines[k + 1]
+    with pytest.raises(ValueError, match="behind"):
+        cursor.line(5)
+    cursor.close()

@@ -14,13 +14,13 @@ polars is the default: it was the fastest of the three on our benchmark
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ENGINES", "NeedExact", "has_tail", "parse_block", "StreamFailed", "polars_file_batches",
-           "polars_frame"]
+__all__ = ["ENGINES", "NeedExact", "has_tail", "parse_block", "polars_frame",
+           "polars_schema"]
 
 ENGINES = ("polars", "pyarrow", "pandas")
 
@@ -52,7 +52,7 @@ def _finish(words: list[str], vectors: np.ndarray, lines: int | None = None) -> 
 _POLARS_SCHEMAS: dict[tuple[int, bool], dict[str, Any]] = {}
 
 
-def _polars_schema(dim: int, tail: bool) -> dict[str, Any]:
+def polars_schema(dim: int, tail: bool) -> dict[str, Any]:
     import polars as pl
 
     key = (dim, tail)
@@ -72,7 +72,7 @@ def _parse_polars(buf: bytes, dim: int) -> Parsed:
     try:
         df = pl.read_csv(
             buf, has_header=False, separator=" ", quote_char=None,
-            schema=_polars_schema(dim, tail), null_values=None,
+            schema=polars_schema(dim, tail), null_values=None,
         )
     except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
         raise NeedExact from exc
@@ -80,7 +80,7 @@ def _parse_polars(buf: bytes, dim: int) -> Parsed:
 
 
 def polars_frame(df: Any, *, tail: bool) -> Parsed:
-    """``(words, vectors, lines)`` of a frame polars read with ``_polars_schema``, or raise
+    """``(words, vectors, lines)`` of a frame polars read with ``polars_schema``, or raise
     NeedExact when a row is irregular."""
     import polars as pl
 
@@ -102,42 +102,6 @@ def polars_frame(df: Any, *, tail: bool) -> Parsed:
     # A null number (a short row) becomes NaN in to_numpy, which _finish refuses.
     words: list[str] = cols[0].to_list()
     return _finish(words, pl.DataFrame(cols[1:]).to_numpy(order="c"), lines)
-
-
-class StreamFailed(Exception):
-    """polars failed after it had handed out batches: what it gave may not be in file order."""
-
-
-def polars_file_batches(path: str, dim: int, *, skip_rows: int, batch_rows: int
-                        ) -> Iterator[Parsed]:
-    """A whole plain file read by polars itself (memory-mapped, parsed in parallel, batches in
-    file order): no Python-side copy of the bytes.
-
-    polars is told to never fail (bad numbers read as null, extra fields land in a ``tail``
-    column, bad UTF-8 becomes U+FFFD): when it raises, batches it already gave can come from
-    later in the file. So every irregularity shows up as a value instead, and the first batch
-    holding one raises NeedExact; the batches before it were regular and in order."""
-    import polars as pl
-
-    frames = pl.scan_csv(
-        path, has_header=False, separator=" ", quote_char=None, schema=_polars_schema(dim, True),
-        null_values=None, skip_rows=skip_rows, ignore_errors=True, truncate_ragged_lines=True,
-        encoding="utf8-lossy", missing_columns="insert",
-    ).collect_batches(chunk_size=batch_rows)
-    given = False
-    while True:
-        try:
-            df = next(frames)
-        except StopIteration:
-            return
-        except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc:
-            if given:
-                raise StreamFailed(str(exc)) from exc
-            raise NeedExact from exc
-        if df["w"].str.contains("\ufffd", literal=True).any():
-            raise NeedExact  # bad UTF-8 (or a real U+FFFD): the exact path decides
-        given = True
-        yield polars_frame(df, tail=True)
 
 
 # --- pyarrow -------------------------------------------------------------------------------------

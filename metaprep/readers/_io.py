@@ -19,13 +19,13 @@ __all__ = [
     "GZIP_MAGIC",
     "HINT_REPLACE",
     "HINT_SKIP",
+    "LineCursor",
     "MAX_EXAMPLES",
     "OpenedFile",
     "Progress",
     "check_options",
     "is_gzip",
     "line_chunks",
-    "line_offset",
     "note_bad_line",
     "open_binary",
 ]
@@ -177,27 +177,47 @@ def _mapped_chunks(f: OpenedFile, chunk_bytes: int, start: int) -> Iterator[byte
         mm.close()
 
 
-def line_offset(path: Path, start: int, lines: int) -> int:
-    """The byte offset of the line ``lines`` lines after byte ``start`` of a plain file (the
-    file's size if it has fewer), found by counting newlines block by block."""
-    import numpy as np
+class LineCursor:
+    """The raw bytes of given lines of a plain file (``\\n`` excluded), for line numbers asked
+    in increasing order: each call scans forward from the last one, so reaching every line of
+    the file costs one pass over it."""
 
-    if lines <= 0:
-        return start
-    size = path.stat().st_size
-    if size <= start:
-        return size
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        pos, left = start, lines
-        while pos < size:
-            block = np.frombuffer(mm, np.uint8, min(64 << 20, size - pos), pos)
-            ends = np.flatnonzero(block == 10)
-            del block  # the view must go before the map closes
+    def __init__(self, path: Path, start: int) -> None:
+        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._size = os.fstat(self._f.fileno()).st_size
+        self._mm = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if self._size else None
+        self._line, self._pos = 0, start  # line 0 starts at byte ``start``
+        self._start = start
+
+    def line(self, k: int) -> bytes:
+        """Line ``k`` (counted from ``start``, 0-based; ``k`` at least the last one asked)."""
+        import numpy as np
+
+        if k < self._line:
+            raise ValueError(f"line {k} is behind the cursor (line {self._line})")
+        mm, size = self._mm, self._size
+        if mm is None:
+            return b""
+        left, pos = k - self._line, self._pos
+        # scan about as many bytes as ``left`` lines of the mean length seen so far take
+        mean = (pos - self._start) / self._line if self._line else 4096.0
+        while left > 0 and pos < size:
+            n = min(size - pos, 64 << 20, max(1 << 16, int(left * mean * 1.25)))
+            ends = np.flatnonzero(np.frombuffer(mm, np.uint8, n, pos) == 10)
             if len(ends) >= left:
-                return pos + int(ends[left - 1]) + 1
-            left -= len(ends)
-            pos += min(64 << 20, size - pos)
-    return size
+                pos += int(ends[left - 1]) + 1
+                left = 0
+            else:
+                left -= len(ends)
+                pos += n
+        self._line, self._pos = k, pos
+        end = mm.find(b"\n", pos)
+        return mm[pos : size if end < 0 else end]
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mm.close()
+        self._f.close()
 
 
 def _stream_chunks(f: OpenedFile, chunk_bytes: int, start: int) -> Iterator[bytes]:

@@ -24,20 +24,21 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError
-from ._engines import ENGINES, NeedExact, StreamFailed, parse_block, polars_file_batches
+from ._engines import ENGINES, NeedExact, parse_block
 from ._io import (
     HINT_REPLACE,
     HINT_SKIP,
+    LineCursor,
     Progress,
     check_options,
     is_gzip,
     line_chunks,
-    line_offset,
     note_bad_line,
     open_binary,
 )
 from .base import Chunk, ReadOptions, ReadStats, Source
 from .text_layout import TEXT_FORMATS, is_float, sniff_text, strip_end
+from .text_stream import StreamFailed, polars_rows
 
 __all__ = ["TEXT_FORMATS", "TextSource"]
 
@@ -77,13 +78,11 @@ class TextSource(Source):
 
     # --- reading -------------------------------------------------------------------------------
 
-    def _pieces(self, start: int) -> Iterator[bytes]:
-        """Line-aligned byte pieces of the data rows from byte ``start`` (the caller counts
-        their lines)."""
+    def _pieces(self) -> Iterator[bytes]:
+        """Line-aligned byte pieces of the data rows (the caller counts their lines)."""
         f = open_binary(self.path)
         bar = Progress(total=f.size, desc=self.path.name, enabled=self.options.progress)
-        bar.update(start, self.stats.rows_read)
-        chunks = line_chunks(f, chunk_bytes=self.options.chunk_bytes, start=start)
+        chunks = line_chunks(f, chunk_bytes=self.options.chunk_bytes, start=self._data_start)
         try:
             for piece in chunks:
                 yield piece
@@ -93,14 +92,13 @@ class TextSource(Source):
             bar.close()
             f.close()
 
-    def _limited(self, start: int | None = None) -> Iterator[bytes]:
+    def _limited(self) -> Iterator[bytes]:
         """_pieces() cut so that at most ``limit`` data rows come out."""
         limit = self.options.limit
-        pieces = self._pieces(self._data_start if start is None else start)
         if limit is None:
-            yield from pieces
+            yield from self._pieces()
             return
-        for piece in pieces:
+        for piece in self._pieces():
             while piece:
                 left = limit - self.stats.rows_read
                 if left <= 0:
@@ -128,16 +126,12 @@ class TextSource(Source):
         self._spaced_wanted = wanted is not None and any(" " in w for w in wanted)
         share = 0.0  # share of the previous chunk's rows that were wanted
         line0 = self._first_line
-        start = self._data_start
         if self._streamable():
-            done = yield from self._stream(seen, wanted)
-            if done is None:
+            if (yield from self._stream(seen, wanted)):
                 self._check_count()
                 return
-            # an irregular batch: the piece path below takes over at its first line
-            start = line_offset(self.path, self._data_start, done)
-            line0 += done
-        for piece in self._limited(start):
+            # polars could not start on this file: the piece path reads all of it
+        for piece in self._limited():
             if wanted is None:
                 words, vectors, lines = self._parse_piece(piece, line0)
             elif share > _FULL_PARSE_SHARE:
@@ -171,50 +165,74 @@ class TextSource(Source):
 
     def _stream(
         self, seen: set[str], wanted: Collection[str] | None
-    ) -> Generator[Chunk, None, int | None]:
-        """The whole file through polars' own reader, batch by batch (filtered to ``wanted``:
-        parsing every row measured no slower than finding the wanted rows' words in Python).
-        Returns None when it read everything, else the number of lines (after the header) it
-        consumed before the first batch it could not take whole, where the piece path
-        resumes."""
+    ) -> Generator[Chunk, None, bool]:
+        """The whole file through polars' own reader (text_stream.py), batch by batch, the
+        irregular rows re-read by the exact path; filtered to ``wanted`` (parsing every row
+        measured no slower than finding the wanted rows' words in Python). False when polars
+        could not start, True when the file was read."""
         size = self.path.stat().st_size
         with open(self.path, "rb") as f:
             f.seek(self._data_start)
             sample = f.read(1 << 16)
         line_bytes = max(1.0, len(sample) / max(1, sample.count(b"\n")))
-        batch_rows = max(1, int(self.options.chunk_bytes / line_bytes))
         bar = Progress(total=size, desc=self.path.name, enabled=self.options.progress)
-        done = 0
-        batches = polars_file_batches(
+        batches = polars_rows(
             str(self.path), self.dim, skip_rows=1 if self.has_header else 0,
-            batch_rows=batch_rows,
+            batch_rows=max(1, int(self.options.chunk_bytes / line_bytes)),
         )
+        cursor: LineCursor | None = None
+        done = 0  # lines read so far, after the header
         try:
-            for words, vectors, lines in batches:
-                done += lines or 0
-                self.stats.rows_read += len(words)
+            for words, vectors, bad in batches:
+                if bad.any():
+                    cursor = cursor or LineCursor(self.path, self._data_start)
+                    words, vectors, rows = self._mend(words, vectors, bad, cursor, done)
+                else:
+                    rows = len(words)
+                done += len(bad)
+                self.stats.rows_read += rows
                 bar.update(min(size, self._data_start + int(done * line_bytes)),
                            self.stats.rows_read)
                 if wanted is not None:
                     mask = np.fromiter((w in wanted for w in words), bool, len(words))
                     words = [w for w, m in zip(words, mask, strict=True) if m]
                     vectors = vectors[mask]
-                keep = self._dedupe(words, seen)
+                keep = self._dedupe(words, seen)  # type: ignore[arg-type]
                 if keep is not None:
                     words, vectors = [words[i] for i in keep], vectors[keep]
                 if words:
-                    yield Chunk(words, vectors)
+                    yield Chunk(words, vectors)  # type: ignore[arg-type]
         except NeedExact:
-            return done
+            return False
         except StreamFailed as exc:
             raise FormatError(
                 f"polars failed part-way through the file ({exc})", path=self.path,
                 hint="the file may have changed while it was read; otherwise please report it",
             ) from exc
         finally:
-            batches.close()
+            batches.close()  # type: ignore[attr-defined]
+            if cursor is not None:
+                cursor.close()
             bar.close()
-        return None
+        return True
+
+    def _mend(
+        self, words: list[str | None], vectors: np.ndarray, bad: np.ndarray, cursor: LineCursor,
+        first: int,
+    ) -> tuple[list[str | None], np.ndarray, int]:
+        """A batch whose ``bad`` rows (lines ``first + i``) are re-read from the file by the
+        exact path: the words, vectors and row count in file order (blank lines dropped, bad
+        lines skipped or raised as the options say)."""
+        odd = np.flatnonzero(bad)
+        raw = [cursor.line(first + int(i)) for i in odd]
+        line_nos = [self._first_line + first + int(i) for i in odd]
+        ex_words, ex_vectors, kept = self._exact(raw, line_nos)
+        good = np.flatnonzero(~bad)
+        where = np.concatenate([good, odd[np.asarray(kept, dtype=np.intp)]])
+        order = np.argsort(where, kind="stable")
+        merged = [words[i] for i in good] + ex_words
+        rows = len(good) + sum(1 for r in raw if r.strip())
+        return [merged[j] for j in order], np.concatenate([vectors[good], ex_vectors])[order], rows
 
     def iter_words(self) -> Iterator[list[str]]:
         self.stats = ReadStats()
