@@ -6,14 +6,14 @@ vector and the rest is the word), fastText .vec ends every line with a space, so
 CRLF line ends or a UTF-8 BOM, and words like ``NaN``, ``null``, ``"x,`` or ``1.5`` are ordinary
 words. So we never hand the word column to a CSV engine's type inference.
 
-How it stays fast: a whole plain file goes to polars' own streaming reader (memory-mapped, parsed
-in parallel, batches in file order), told the exact column types and never to fail, so that every
-irregular row shows up as a value (see _engines.polars_file_batches). At the first irregular batch
-the piece path takes over from that batch's first line: line-aligned chunks of
-``ReadOptions.chunk_bytes`` parsed by the engine, and a chunk it cannot take whole (a word with
-spaces, a bad value, bad UTF-8) re-read by an exact line-by-line path, which also finds the line
-number for error messages. With ``wanted``, the words of a chunk are found first and only the
-wanted lines' numbers are parsed.
+How it stays fast: a whole plain file goes to polars' own streaming reader (text_stream.py:
+memory-mapped, parsed in parallel, batches in file order), told the exact column types and never
+to fail, so every irregular row shows up as a marked row; only those rows are re-read from the
+file's bytes by an exact line-by-line path, which also finds the line number for error messages.
+gzipped files, ``limit`` and the other engines take the piece path: line-aligned chunks of
+``ReadOptions.chunk_bytes`` parsed by the engine, and the lines of a chunk it cannot take whole
+sorted into regular ones (back to the engine) and irregular ones (the exact path). There, with
+``wanted``, the words of a chunk are found first and only the wanted lines' numbers are parsed.
 """
 
 from __future__ import annotations
