@@ -16,24 +16,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_runtime import timings  # noqa: E402 - sibling script
 
-def timed(fn: Callable[[], object], *, min_time: float = 1.0, min_reps: int = 20) -> float:
-    """Median seconds per call after warm-up."""
-    for _ in range(3):
-        fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_reps or time.perf_counter() - start < min_time:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+
+def timed(fn: Callable[[], object]) -> float:
+    """Median seconds per call after warm-up (bench_runtime's timing)."""
+    return timings(fn, min_time=1.0, min_reps=20)[0]
 
 
 def session(model: object, threads: int) -> object:
