@@ -309,8 +309,9 @@ def align(
         for s, src in zip(sources, srcs, strict=True):
             if oov[s.name].kind == "subword" and not src.has_subwords:
                 raise ConfigError(
-                    f"--oov {s.name}=subword: {src.format} files have no subword information",
-                    path=s.path, hint="subword needs a fastText .bin model; use zero/mean/map")
+                    f"--oov {s.name}=subword: this {src.format} file has no subword information",
+                    path=s.path, hint="subword needs a fastText .bin model or a matrix whose "
+                    "vocabulary has WordPiece ##pieces; use zero/mean/map")
         if target is not None:
             words = target
             matcher = CaseMatcher(words, opt.case)

@@ -6,7 +6,9 @@ Strategies (``--oov NAME=STRATEGY``):
     random    N(mean_d, std_d) per dimension d, the source's own statistics over present rows,
               drawn from a generator seeded by (seed, source name): reproducible
     mean      the mean of the source's present rows
-    subword   fastText n-gram composition (Source.subword_vectors); the source must have subwords
+    subword   composed from the word's pieces (Source.subword_vectors): fastText character
+              n-grams for a .bin model, the mean of WordPiece pieces for a matrix whose vocabulary
+              has ``##`` pieces (a transformer's input table)
     map       a least-squares linear map (with bias) from the other sources' vectors, fitted on
               words present everywhere; ``map:OTHER`` maps from one source only. Rows whose
               predictors are missing too stay zero and are counted as ``unmapped``.
@@ -188,8 +190,8 @@ def fill_subword(
     writer: StoreWriter, name: str, present: np.ndarray, vocab: Sequence[str], source: Any,
     *, normalize: Callable[[np.ndarray], np.ndarray] | None = None, progress: bool = False,
 ) -> tuple[int, int]:
-    """OOV rows composed from the source's character n-grams. Returns (filled, all-zero):
-    a word without any known n-gram composes to zeros."""
+    """OOV rows composed from the source's subword units (fastText n-grams, WordPiece pieces).
+    Returns (filled, all-zero): a word without any known unit composes to zeros."""
     zero = 0
 
     def make(a: int, b: int, m: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import mmap
 import struct
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import FormatError
 from ._io import HINT_REPLACE, HINT_SKIP, Progress, check_options, note_bad_line
 from .base import Chunk, ReadOptions, ReadStats, Source
+from .wordpiece import has_wordpieces, wordpieces
 
 __all__ = ["MatrixSource", "default_vocab_paths", "read_safetensors_header"]
 
@@ -99,6 +100,9 @@ class MatrixSource(Source):
                 path=self.path,
                 hint="the vocab file must have exactly one token per matrix row",
             )
+        # a transformer's WordPiece table composes missing words from its ##pieces
+        self.has_subwords = has_wordpieces(self._tokens)
+        self._piece_index: dict[str, int] | None = None
 
     # --- opening -------------------------------------------------------------------------------
     def _open_npy(self) -> np.ndarray:
@@ -269,6 +273,30 @@ class MatrixSource(Source):
             note_bad_line(self.stats, f"row {rows[i]}", reason)
         keep = np.flatnonzero(ok)
         return [words[i] for i in keep], block[keep]
+
+    def subword_vectors(self, words: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32: each word as the mean of its WordPiece pieces' rows (wordpiece.py);
+        zeros for a word with no pieces."""
+        if not self.has_subwords:
+            raise NotImplementedError(f"{self.path}'s vocabulary has no WordPiece pieces")
+        if self._piece_index is None:
+            n = len(self._tokens) if self.options.limit is None else self.options.limit
+            index: dict[str, int] = {}
+            for i, token in enumerate(self._tokens[:n]):
+                if token:
+                    index.setdefault(token, i)
+            self._piece_index = index
+        pieces = [wordpieces(w, self._piece_index) for w in words]
+        out = np.zeros((len(words), self.dim), np.float32)
+        needed = sorted({r for p in pieces for r in p})
+        if not needed:
+            return out
+        table = self._rows(needed)
+        where = {r: k for k, r in enumerate(needed)}
+        for i, p in enumerate(pieces):
+            if p:
+                out[i] = table[[where[r] for r in p]].mean(axis=0)
+        return out
 
     def iter_words(self) -> Iterator[list[str]]:
         _, words = self._selection(None)
