@@ -74,7 +74,8 @@ def _sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def align_store(manifest: Mapping[str, Any], work: Path, *, fresh: bool) -> tuple[Path, str, float]:
+def align_store(manifest: Mapping[str, Any], work: Path, *, fresh: bool,
+                oov: Sequence[str] = ()) -> tuple[Path, str, float]:
     """The GloVe + MiniLM store over the task's words: (path, key, seconds). The key hashes the
     align arguments and the task files; a store with the same key is reused (0 seconds)."""
     g, m, files = manifest["glove"], manifest["minilm"], manifest["task"]["files"]
@@ -86,6 +87,7 @@ def align_store(manifest: Mapping[str, Any], work: Path, *, fresh: bool) -> tupl
         "--vocab-file", f"minilm={m['vocab']}",
         "--vocab", files["train"], "--vocab", files["dev"], "--vocab", files["test"],
         "--case", "lower", "--lowercase", "--quiet",
+        *[a for spec in oov for a in ("--oov", spec)],
         "-o", str(store),
     ]
     key = hashlib.sha256(json.dumps(
@@ -273,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tag", default="",
                         help="name of this configuration: runs go to WORK/runs-TAG and results "
                         "to methods-TAG.{md,json} (default: WORK/runs, methods.{md,json})")
+    parser.add_argument("--oov", action="append", default=[], metavar="NAME=STRATEGY",
+                        help="passed to metaprep align (e.g. minilm=subword); use its own --work")
     parser.add_argument("--fresh", action="store_true", help="realign and retrain everything")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -280,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = {"encoder": args.encoder, "hidden": args.hidden, "epochs": args.epochs,
                 "batch_size": args.batch_size, "lr": args.lr, "lr_decay": args.lr_decay,
                 "patience": args.patience, "threads": args.threads,
-                "jobs": args.jobs}
+                "jobs": args.jobs, "oov": args.oov}
     work = Path(args.work)
     runs = work / (f"runs-{args.tag}" if args.tag else "runs")
     name = f"methods-{args.tag}" if args.tag else "methods"
@@ -288,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         manifest = realdata.prepare(args.data)
         files = manifest["task"]["files"]
-        store, key, align_seconds = align_store(manifest, work, fresh=args.fresh)
+        store, key, align_seconds = align_store(manifest, work, fresh=args.fresh, oov=args.oov)
         jobs = [(method, seed) for method in methods for seed in seeds]
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             records = list(pool.map(

@@ -447,8 +447,8 @@ def _fill_oov(
 
 
 def _nonzero_rows(writer: StoreWriter, name: str, rows: np.ndarray) -> np.ndarray:
-    """Which of ``rows`` hold a non-zero vector (a word with no known n-gram composes to zeros,
-    an unmappable word stays zero: those carry no information)."""
+    """Which of ``rows`` hold a non-zero vector (a word with no known subword unit composes to
+    zeros, an unmappable word stays zero: those carry no information)."""
     out = np.zeros(len(rows), dtype=bool)
     step = writer.block_rows(name)
     for start in range(0, len(rows), step):

@@ -100,7 +100,7 @@ def format_summary(s: dict[str, Any]) -> str:
                 f"(fitted on {fit['train_words']:,}); {fit['unmapped']:,} rows left zero")
         if src.get("subword_all_zero"):
             lines.append(f"{src['name']}: {src['subword_all_zero']:,} subword rows are all zero "
-                         "(no known n-gram)")
+                         "(no known n-gram or word piece)")
     names = s["overlap"]["names"]
     if len(names) > 1:
         lines += ["", "overlap (words present in both):"]
