@@ -370,3 +370,11 @@ def test_line_cursor_reads_lines_forward(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="behind"):
         cursor.line(5)
     cursor.close()
+
+
+def test_stream_takes_file_names_literally(tmp_path: Path) -> None:
+    # as a glob pattern "v[12].txt" would name v1.txt: polars must read the file named
+    write_lines(tmp_path / "v1.txt", ["x 9 9"])
+    path = write_lines(tmp_path / "v[12].txt", [f"w{i} {i} 1" for i in range(30)])
+    _, words, matrix = _read(path, "polars")
+    assert words == [f"w{i}" for i in range(30)] and matrix[29].tolist() == [29.0, 1.0]

@@ -33,18 +33,23 @@ def polars_rows(path: str, dim: int, *, skip_rows: int, batch_rows: int) -> Iter
     Raises NeedExact if polars fails before the first batch, StreamFailed after it."""
     import polars as pl
 
-    frames = pl.scan_csv(
-        path, has_header=False, separator=" ", quote_char=None, schema=polars_schema(dim, True),
-        null_values=None, skip_rows=skip_rows, ignore_errors=True, truncate_ragged_lines=True,
-        encoding="utf8-lossy", missing_columns="insert",
-    ).collect_batches(chunk_size=batch_rows)
+    failures = (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError)
+    try:
+        frames = pl.scan_csv(
+            path, has_header=False, separator=" ", quote_char=None, glob=False,
+            schema=polars_schema(dim, True), null_values=None, skip_rows=skip_rows,
+            ignore_errors=True, truncate_ragged_lines=True, encoding="utf8-lossy",
+            missing_columns="insert",
+        ).collect_batches(chunk_size=batch_rows)
+    except failures as exc:
+        raise NeedExact from exc
     given = False
     while True:
         try:
             df = next(frames)
         except StopIteration:
             return
-        except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc:
+        except failures as exc:
             if given:
                 raise StreamFailed(str(exc)) from exc
             raise NeedExact from exc
