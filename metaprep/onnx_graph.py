@@ -29,6 +29,7 @@ __all__ = [
     "GraphSpec",
     "LSTMSpec",
     "build_graph",
+    "realign_external_data",
     "save_graph",
 ]
 
@@ -363,3 +364,21 @@ def save_graph(model: onnx.ModelProto, path: Path) -> None:
         f.write(model.SerializeToString())
     os.replace(tmp, path)
     onnx.checker.check_model(str(path))
+
+
+def realign_external_data(path: Path, data_name: str) -> None:
+    """Re-save the graph at ``path`` with every initializer of 1 KiB or more in ``data_name``,
+    each on a 64 KiB boundary. onnx's own writer (used by onnxruntime's quantizer) packs tensors
+    unaligned, and onnxruntime then reads them into memory instead of mapping them."""
+    model = onnx.load(str(path))  # external data read into memory, so the file can be rewritten
+    # a new file, not the quantizer's (which it creates readable by its owner only)
+    path.with_name(data_name).unlink(missing_ok=True)
+    data = ExternalData(path.with_name(data_name))
+    try:
+        for t in model.graph.initializer:
+            array = numpy_helper.to_array(t)
+            if array.nbytes >= 1024:
+                t.CopyFrom(data.tensor(t.name, array))
+    finally:
+        data.close()
+    save_graph(model, path)

@@ -12,8 +12,13 @@ from typing import Any
 
 from .errors import ExportError
 from .modeldir import GRAPH_FILES
+from .onnx_graph import realign_external_data
 
-__all__ = ["choose_int8", "quantize_model"]
+__all__ = ["INT8_DATA", "choose_int8", "quantize_model"]
+
+# The int8 graph's own data file (the float32 tables in model.data may still serve the
+# front-end graph). The quantizer names it so; it is rewritten aligned under the same name.
+INT8_DATA = "model.onnx.data"
 
 
 # --- variants ----------------------------------------------------------------------------------
@@ -35,6 +40,7 @@ def quantize_model(src: Path, dst: Path, *, tables: bool) -> Path:
         raise ExportError(f"int8 quantization failed: {exc}", path=src) from exc
     finally:
         root.setLevel(level)
+    realign_external_data(dst / GRAPH_FILES["model"], INT8_DATA)
     return dst / GRAPH_FILES["model"]
 
 

@@ -160,6 +160,17 @@ def test_float16_tables_and_int8_report_accuracy(tmp_path: Path) -> None:
     assert "DynamicQuantizeLSTM" in m8.graphs["model"]["ops"]
     assert "MatMulInteger" in m8.graphs["model"]["ops"]
     assert set(m8.checks["accuracy"]) >= {"torch_accuracy", "onnx_accuracy", "change"}
+    # the quantizer's data file is rewritten so onnxruntime can map every tensor, and readable
+    # (a wider model than the one above, whose int8 tensors are all small enough to stay inline)
+    wide = make_run(tmp_path / "wide", method="dme", hidden=32, mlp_hidden=64)
+    export_run(wide, tmp_path / "i8w", options=ExportOptions(quantize="int8", progress=False),
+               log=lambda _: None)
+    g8 = onnx.load(str(tmp_path / "i8w" / "model.onnx"), load_external_data=False)
+    external = [{e.key: e.value for e in t.external_data} for t in g8.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert external and all(int(e.get("offset", 0)) % 65536 == 0 for e in external)
+    assert {e["location"] for e in external} == {"model.onnx.data"}
+    assert (tmp_path / "i8w" / "model.onnx.data").stat().st_mode & 0o777 == 0o644
 
 
 def test_export_refusals(tmp_path: Path) -> None:
