@@ -283,6 +283,9 @@ def test_stream_hands_over_to_the_exact_path_at_the_right_line(
     path = write_lines(tmp_path / "m.txt", lines, end="\r\n")
     streamed = _read(path, "polars", chunk_bytes=chunk_bytes)
     pieces = _read(path, "pyarrow", chunk_bytes=chunk_bytes)  # never streams
+    for src in (streamed[0], pieces[0]):  # the words-only pass agrees too
+        assert [w for ws in src.iter_words() for w in ws] == pieces[1]
+        assert src.stats.rows_read == 403 and src.stats.duplicates == 1
     assert streamed[1] == pieces[1] and ". . ." in streamed[1] and "a\u00a0b" in streamed[1]
     np.testing.assert_array_equal(streamed[2], pieces[2])
     assert streamed[0].stats == pieces[0].stats
@@ -378,3 +381,14 @@ def test_stream_takes_file_names_literally(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "v[12].txt", [f"w{i} {i} 1" for i in range(30)])
     _, words, matrix = _read(path, "polars")
     assert words == [f"w{i}" for i in range(30)] and matrix[29].tolist() == [29.0, 1.0]
+
+
+def test_stream_words_pass_names_a_short_row(tmp_path: Path) -> None:
+    lines = [f"w{i} {i} 1" for i in range(500)]
+    lines[400:400] = ["", "short 1"]
+    path = write_lines(tmp_path / "w.txt", lines)
+    src = TextSource(path, options=ReadOptions(progress=False, chunk_bytes=300))
+    with pytest.raises(FormatError, match=r"w\.txt:402: expected a word and 2 numbers"):
+        list(src.iter_words())
+    skip = TextSource(path, options=ReadOptions(progress=False, on_bad_line="skip"))
+    assert sum(len(ws) for ws in skip.iter_words()) == 500 and skip.stats.bad_lines == 1
