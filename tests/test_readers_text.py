@@ -324,16 +324,16 @@ def test_stream_bad_utf8_deep_in_the_file(tmp_path: Path) -> None:
 
 def test_stream_is_used_for_plain_files_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                              ) -> None:
-    from metaprep.readers import text
+    from metaprep.readers import text_stream
 
     calls: list[str] = []
-    real = text.polars_rows
+    real = text_stream.polars_rows
 
     def spy(path: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         calls.append(path)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(text, "polars_rows", spy)
+    monkeypatch.setattr(text_stream, "polars_rows", spy)
     plain = write_lines(tmp_path / "p.txt", [f"w{i} {i} 1" for i in range(50)])
     gz = tmp_path / "p.txt.gz"
     gz.write_bytes(gzip.compress(plain.read_bytes()))
