@@ -135,15 +135,22 @@ class StreamedText:
             and self.dim > 0
         )
 
+    def _line_bytes(self) -> float:
+        """Mean bytes per line over the first 64 KiB of data rows."""
+        with open(self.path, "rb") as f:
+            f.seek(self._data_start)
+            sample = f.read(1 << 16)
+        return max(1.0, len(sample) / max(1, sample.count(b"\n")))
+
+    def _rows_estimate(self) -> float:
+        return max(0, self.path.stat().st_size - self._data_start) / self._line_bytes()
+
     def _polars_batches(self, reader: Any) -> Iterator[tuple[Any, int]]:
         """``(batch, first)`` from a text_stream reader over the whole file, ``first`` the
         batch's first line (0-based, after the header); progress and clean-up included. Raises
         NeedExact when polars could not start on the file."""
         size = self.path.stat().st_size
-        with open(self.path, "rb") as f:
-            f.seek(self._data_start)
-            sample = f.read(1 << 16)
-        line_bytes = max(1.0, len(sample) / max(1, sample.count(b"\n")))
+        line_bytes = self._line_bytes()
         bar = Progress(total=size, desc=self.path.name, enabled=self.options.progress)
         batches = reader(str(self.path), self.dim, skip_rows=1 if self.has_header else 0,
                          batch_rows=max(1, int(self.options.chunk_bytes / line_bytes)))
@@ -178,10 +185,10 @@ class StreamedText:
     def _stream(
         self, seen: set[str], wanted: Collection[str] | None
     ) -> Generator[Chunk, None, bool]:
-        """The whole file through polars' own reader (text_stream.py), batch by batch, the
-        irregular rows re-read by the exact path; filtered to ``wanted`` (parsing every row
-        measured no slower than finding the wanted rows' words in Python). False when polars
-        could not start, True when the file was read."""
+        """The whole file through polars' own reader, batch by batch, the irregular rows
+        re-read by the exact path; filtered to ``wanted`` (TextSource streams only when enough
+        of the rows are wanted). False when polars could not start, True when the file was
+        read."""
         try:
             for (words, vectors, bad), first in self._polars_batches(polars_rows):
                 if bad.any():
