@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 
+from .readers.base import LowercaseWanted
+
 __all__ = [
     "CASE_POLICIES",
     "FALLBACK_STEPS",
@@ -159,22 +161,6 @@ def pool_vocab(
     return index
 
 
-class _LowerKeys(Collection[str]):
-    """``word in wanted`` for the lower policy: any casing of a vocabulary word is wanted."""
-
-    def __init__(self, keys: Collection[str]) -> None:
-        self._keys = keys
-
-    def __contains__(self, word: object) -> bool:
-        return isinstance(word, str) and word.lower() in self._keys
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-
 _NO_MATCH = 255
 
 
@@ -232,7 +218,7 @@ class CaseMatcher:
         if self.policy == "exact":
             return self._index.keys()
         if self.policy == "lower":
-            return _LowerKeys(self._index.keys())
+            return LowercaseWanted(self._index.keys())
         return {form for w in self._words for _, form in case_variants(w, "fallback")}
 
     def _candidates(self, word: str) -> Iterator[tuple[int, int]]:

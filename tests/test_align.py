@@ -396,3 +396,22 @@ def test_cli_matrix_sources_with_vocab_file_and_tensor(tmp_path: Path) -> None:
         np.testing.assert_array_equal(s.read_vectors("t"), m[::-1])
         assert s.source_attrs("t")["tensor"] == "emb"
         assert s.source_attrs("m")["vocab_file"].endswith("words.list")
+
+
+@pytest.mark.parametrize("filler", [3, 400])  # few wanted rows (piece path), many (streamed)
+def test_lower_policy_matches_capitalised_words_in_text_files(tmp_path: Path, filler: int
+                                                              ) -> None:
+    rows = ["Paris 1 2", "the 3 4", "\u00c9cole 5 6", "BERLIN 7 8"]
+    rows += [f"w{i} {i} 1" for i in range(filler)]
+    src = tmp_path / "src.txt"
+    src.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    words = tmp_path / "words.txt"
+    words.write_text("paris\nthe\n\u00e9cole\nberlin\nw1\nw2\n", encoding="utf-8")
+    out = tmp_path / "s.h5"
+    res = CliRunner().invoke(cli, ["align", f"g={src}", "--vocab", str(words), "--case", "lower",
+                                   "-q", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with Store(out) as s:
+        got = dict(zip(s.vocab, s.read_vectors("g").tolist(), strict=True))
+        assert s.present("g").all()
+    assert got["paris"] == [1, 2] and got["\u00e9cole"] == [5, 6] and got["berlin"] == [7, 8]

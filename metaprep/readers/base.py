@@ -15,7 +15,25 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Chunk", "ReadOptions", "ReadStats", "Source"]
+__all__ = ["Chunk", "LowercaseWanted", "ReadOptions", "ReadStats", "Source"]
+
+
+class LowercaseWanted(Collection[str]):
+    """A ``wanted`` set of lowercase words that any casing of a word matches (``"Paris" in w``
+    when ``"paris"`` is a key): what align's ``lower`` case policy asks readers for. Iterating
+    gives the lowercase keys, so a reader that matches raw bytes must lowercase them first."""
+
+    def __init__(self, keys: Collection[str]) -> None:
+        self._keys = keys
+
+    def __contains__(self, word: object) -> bool:
+        return isinstance(word, str) and word.lower() in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 @dataclass

@@ -35,7 +35,7 @@ from ._io import (
     note_bad_line,
     open_binary,
 )
-from .base import Chunk, ReadOptions, ReadStats, Source
+from .base import Chunk, LowercaseWanted, ReadOptions, ReadStats, Source
 from .text_layout import TEXT_FORMATS, is_float, sniff_text, strip_end
 from .text_stream import StreamedText
 
@@ -229,10 +229,12 @@ class TextSource(StreamedText, Source):
     ) -> tuple[list[str], np.ndarray, int]:
         """Find each line's word first; parse numbers only on wanted (or irregular) lines."""
         lines = piece.split(b"\n")
+        lower = isinstance(wanted, LowercaseWanted)  # any casing of its (lowercase) words
         if wanted_bytes is not None and not self._spaced_wanted:
-            keep, odd, rows = self._select_by_prefix(lines, wanted_bytes)
+            keep, odd, rows = self._select_by_prefix(lines, wanted_bytes, lower=lower)
         else:
-            keep, odd, rows = self._select_by_word(lines, line0, wanted, wanted_bytes)
+            keep, odd, rows = self._select_by_word(lines, line0, wanted,
+                                                   None if lower else wanted_bytes)
         self.stats.rows_read += rows
         words, vectors = self._parse_lines(lines, line0, keep)
         if odd:  # an irregular line's real word is only known now
@@ -267,10 +269,11 @@ class TextSource(StreamedText, Source):
         return keep, odd, rows
 
     def _select_by_prefix(
-        self, lines: list[bytes], wanted_bytes: set[bytes]
+        self, lines: list[bytes], wanted_bytes: set[bytes], *, lower: bool = False
     ) -> tuple[list[int], bool, int]:
         """When no wanted word has a space, a line can only be wanted if the text before its
-        first space is, so the other lines need no field count (the bulk of the time)."""
+        first space is (lowercased, with ``lower``), so the other lines need no field count
+        (the bulk of the time)."""
         keep: list[int] = []
         odd = False
         rows = 0
@@ -279,7 +282,11 @@ class TextSource(StreamedText, Source):
             sp = line.find(b" ")
             if sp > 0:
                 rows += 1
-                if line[:sp] in wanted_bytes:
+                key = line[:sp]
+                if lower:
+                    key = (key.lower() if key.isascii()
+                           else key.decode("utf-8", "replace").lower().encode("utf-8"))
+                if key in wanted_bytes:
                     keep.append(i)
                     odd = odd or quick_word(line) is None
             elif line.strip():  # no space at all, or one first: let the exact path judge it
