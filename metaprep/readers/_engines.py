@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ENGINES", "NeedExact", "has_tail", "parse_block", "polars_frame",
-           "polars_schema"]
+__all__ = ["ENGINES", "NeedExact", "parse_block", "polars_schema"]
 
 ENGINES = ("polars", "pyarrow", "pandas")
 
@@ -29,7 +28,7 @@ class NeedExact(Exception):
     """This block is not entirely regular; parse it line by line instead."""
 
 
-def has_tail(buf: bytes) -> bool:
+def _has_tail(buf: bytes) -> bool:
     """Whether rows end with a space (fastText .vec), judged on the first row."""
     nl = buf.find(b"\n")
     first = buf[: nl if nl >= 0 else len(buf)]
@@ -68,7 +67,7 @@ def polars_schema(dim: int, tail: bool) -> dict[str, Any]:
 def _parse_polars(buf: bytes, dim: int) -> Parsed:
     import polars as pl
 
-    tail = has_tail(buf)
+    tail = _has_tail(buf)
     try:
         df = pl.read_csv(
             buf, has_header=False, separator=" ", quote_char=None,
@@ -76,10 +75,10 @@ def _parse_polars(buf: bytes, dim: int) -> Parsed:
         )
     except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
         raise NeedExact from exc
-    return polars_frame(df, tail=tail)
+    return _polars_frame(df, tail=tail)
 
 
-def polars_frame(df: Any, *, tail: bool) -> Parsed:
+def _polars_frame(df: Any, *, tail: bool) -> Parsed:
     """``(words, vectors, lines)`` of a frame polars read with ``polars_schema``, or raise
     NeedExact when a row is irregular."""
     import polars as pl
@@ -113,7 +112,7 @@ def _parse_pyarrow(buf: bytes, dim: int) -> Parsed:
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
-    tail = has_tail(buf)
+    tail = _has_tail(buf)
     key = (dim, tail)
     if key not in _ARROW_OPTIONS:
         names = ["w"] + [f"v{j}" for j in range(dim)] + (["tail"] if tail else [])
@@ -152,7 +151,7 @@ def _parse_pandas(buf: bytes, dim: int) -> Parsed:
 
     import pandas as pd
 
-    tail = has_tail(buf)
+    tail = _has_tail(buf)
     dtypes: dict[int, object] = {0: str, **{j: np.float32 for j in range(1, dim + 1)}}
     if tail:
         dtypes[dim + 1] = str
