@@ -191,8 +191,9 @@ def _torch_runner(model: Any) -> Callable[[dict[str, np.ndarray]], dict[str, np.
         t = {k: torch.from_numpy(v) for k, v in feed.items()}
         with torch.inference_mode():
             enc = model.encode(t["ids"], t["lengths"])
-            logits = (model(t["ids"], t["lengths"], t["ids_b"], t["lengths_b"]) if "ids_b" in t
-                      else model.classifier(enc.sentence))
+            second = (model.encode(t["ids_b"], t["lengths_b"]).sentence if "ids_b" in t
+                      else None)  # a pair's first sentence is encoded once, above
+            logits = model.head(enc.sentence, second)
             return {"logits": logits.numpy(), "probabilities": logits.softmax(-1).numpy(),
                     "sentence_embedding": enc.sentence.numpy(),
                     "token_embeddings": enc.meta.numpy()}

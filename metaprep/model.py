@@ -356,10 +356,15 @@ class MetaEmbeddingClassifier(nn.Module):
     ) -> torch.Tensor:
         u = self.encode(ids, lengths).sentence  # (B,E)
         if not self.cfg.pair:
-            return self.classifier(u)  # type: ignore[no-any-return]
+            return self.head(u)
         if ids_b is None or lengths_b is None:
             raise ModelError("a sentence-pair model needs ids_b and lengths_b")
-        v = self.encode(ids_b, lengths_b).sentence  # (B,E)
+        return self.head(u, self.encode(ids_b, lengths_b).sentence)
+
+    def head(self, u: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B,C) from sentence vectors (B,E); a pair's features are [u, v, |u-v|, u*v]."""
+        if v is None:
+            return self.classifier(u)  # type: ignore[no-any-return]
         return self.classifier(torch.cat([u, v, (u - v).abs(), u * v], -1))  # type: ignore[no-any-return]
 
 
