@@ -161,6 +161,7 @@ class StreamedText:
                 done += len(batch[-1])  # every reader's last item is the per-row ``bad`` mask
                 bar.update(min(size, self._data_start + int(done * line_bytes)),
                            self.stats.rows_read)
+            bar.update(size, self.stats.rows_read)  # the position above is an estimate
         except StreamFailed as exc:
             raise FormatError(
                 f"polars failed part-way through the file ({exc})", path=self.path,
