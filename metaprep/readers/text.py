@@ -79,6 +79,8 @@ class TextSource(StreamedText, Source):
         self.declared_count = layout.declared_count
         self._first_line = 2 if layout.has_header else 1
         self._data_start = layout.data_start
+        self._gzipped = layout.gzipped
+        self._line_bytes = layout.line_bytes
 
     # --- reading -------------------------------------------------------------------------------
 

@@ -32,6 +32,8 @@ class TextLayout:
     dim: int
     declared_count: int | None  # the header's row count
     data_start: int  # byte offset of the first data row (after the BOM and header)
+    gzipped: bool = False
+    line_bytes: float = 1.0  # mean bytes per data line in the sniffed rows (for estimates)
 
 
 def parse_header(line: bytes) -> tuple[int, int] | None:
@@ -90,6 +92,7 @@ def sniff_text(path: Path, fmt: str | None = None) -> TextLayout:
     """Read the first rows of ``path``; ``fmt`` forces glove (no header) or word2vec-text."""
     f = open_binary(path)
     try:
+        gzipped = f.gzipped
         head = f.read(_SNIFF_BYTES)
         eof = len(head) < _SNIFF_BYTES
         while not eof and head.count(b"\n") <= _SNIFF_LINES and len(head) < 16 * _SNIFF_BYTES:
@@ -113,7 +116,9 @@ def sniff_text(path: Path, fmt: str | None = None) -> TextLayout:
             path=path, line=1, hint="for a file without a header use the glove format",
         )
     data_start = (len(BOM) if bom else 0) + (len(lines[0]) + 1 if header else 0)
-    body = [s for s in (strip_end(x) for x in lines[1 if header else 0 :]) if s][:_SNIFF_LINES]
+    data = lines[1 if header else 0 :]
+    line_bytes = max(1.0, sum(len(x) + 1 for x in data) / max(1, len(data)))
+    body = [s for s in (strip_end(x) for x in data) if s][:_SNIFF_LINES]
     if header is not None:
         count, dim = header
         if not body:
@@ -126,10 +131,10 @@ def sniff_text(path: Path, fmt: str | None = None) -> TextLayout:
                 "numbers",
                 path=path, line=1, hint="fix the header line's second number",
             )
-        return TextLayout("word2vec-text", True, dim, count, data_start)
+        return TextLayout("word2vec-text", True, dim, count, data_start, gzipped, line_bytes)
     usual = _usual_dim(body)
     if not usual:
         raise FormatError(
             "no vectors found: expected lines of a word followed by numbers", path=path, line=1
         )
-    return TextLayout("glove", False, usual, None, data_start)
+    return TextLayout("glove", False, usual, None, data_start, gzipped, line_bytes)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import FormatError
 from ._engines import NeedExact, polars_schema
-from ._io import LineCursor, Progress, is_gzip
+from ._io import LineCursor, Progress
 from .base import Chunk, ReadOptions, ReadStats
 
 __all__ = ["StreamFailed", "StreamedText", "polars_rows", "polars_words"]
@@ -115,6 +115,8 @@ class StreamedText:
     stats: ReadStats
     _data_start: int
     _first_line: int
+    _gzipped: bool
+    _line_bytes: float  # mean bytes per line, from the sniffed first rows
     _cursor: LineCursor | None
 
     def _exact(self, lines: Sequence[bytes], line_nos: Sequence[int]
@@ -131,26 +133,19 @@ class StreamedText:
         """Whether polars may read the file itself: a plain file read whole by the polars
         engine (gzip, ``limit`` and the other engines take the piece path)."""
         return (
-            self.engine == "polars" and self.options.limit is None and not is_gzip(self.path)
+            self.engine == "polars" and self.options.limit is None and not self._gzipped
             and self.dim > 0
         )
 
-    def _line_bytes(self) -> float:
-        """Mean bytes per line over the first 64 KiB of data rows."""
-        with open(self.path, "rb") as f:
-            f.seek(self._data_start)
-            sample = f.read(1 << 16)
-        return max(1.0, len(sample) / max(1, sample.count(b"\n")))
-
     def _rows_estimate(self) -> float:
-        return max(0, self.path.stat().st_size - self._data_start) / self._line_bytes()
+        return max(0, self.path.stat().st_size - self._data_start) / self._line_bytes
 
     def _polars_batches(self, reader: Any) -> Iterator[tuple[Any, int]]:
         """``(batch, first)`` from a text_stream reader over the whole file, ``first`` the
         batch's first line (0-based, after the header); progress and clean-up included. Raises
         NeedExact when polars could not start on the file."""
         size = self.path.stat().st_size
-        line_bytes = self._line_bytes()
+        line_bytes = self._line_bytes
         bar = Progress(total=size, desc=self.path.name, enabled=self.options.progress)
         batches = reader(str(self.path), self.dim, skip_rows=1 if self.has_header else 0,
                          batch_rows=max(1, int(self.options.chunk_bytes / line_bytes)))
