@@ -12,10 +12,11 @@ Tasks:
   140/30/30 here); sources gensim's ``lee_fasttext.vec`` and ``test_glove.txt``. Tiny: the
   accuracies are anecdotes, the speeds are real.
 
-Both encoders train with the same method, seeds, data and options through ``metaprep.train.train``
-(the library call behind ``metaprep train``). Printed per encoder: test accuracy and macro-F1 (mean
-and sample std over seeds, best-dev-epoch weights), training sentences/s (mean over epochs), and
-inference sentences/s on the test set (batch 256, best of 3 passes).
+Both encoders train with the same method, seeds, data and options through
+``metaprep.learn.train.train`` (the library call behind ``metaprep train``). Printed per
+encoder: test accuracy and macro-F1 (mean and sample std over seeds, best-dev-epoch weights),
+training sentences/s (mean over epochs), and inference sentences/s on the test set (batch 256,
+best of 3 passes).
 """
 
 from __future__ import annotations
@@ -98,10 +99,10 @@ def finished_run(out: Path, cfg: Any) -> dict[str, Any] | None:
 
 
 def inference_rate(run_dir: Path, test: Path, batch_size: int) -> float:
-    from metaprep.data import LabelMap, TextEncoder, load_task
-    from metaprep.evaluate import predict
-    from metaprep.model import load_run
-    from metaprep.store import Store
+    from metaprep.learn.data import LabelMap, TextEncoder, load_task
+    from metaprep.learn.evaluate import predict
+    from metaprep.learn.model import load_run
+    from metaprep.prep.store import Store
 
     model, _, labels, _ = load_run(run_dir, verify_store=False)
     with Store(json.loads((run_dir / "store.json").read_text())["path"]) as st:
@@ -134,8 +135,8 @@ def main() -> None:
                     help="retrain runs that already exist with the same settings")
     args = ap.parse_args()
 
-    from metaprep.model import RunConfig
-    from metaprep.train import train
+    from metaprep.learn.model import RunConfig
+    from metaprep.learn.train import train
 
     task_name = args.task
     if task_name == "auto":

@@ -128,8 +128,8 @@ def report(rows: list[tuple[str, float, float]], ref: dict[str, float]) -> None:
 # --- the contenders ------------------------------------------------------------------------------
 def ours(path: Path, *, engine: str = "polars", wanted: set[str] | None = None,
          fmt: str | None = None) -> int:
-    from metaprep.readers import ReadOptions, open_source
-    from metaprep.readers.text import TextSource
+    from metaprep.prep.readers import ReadOptions, open_source
+    from metaprep.prep.readers.text import TextSource
 
     options = ReadOptions(progress=False)
     if fmt in ("glove", "word2vec-text"):
@@ -143,7 +143,7 @@ def ours(path: Path, *, engine: str = "polars", wanted: set[str] | None = None,
 
 
 def ours_words(path: Path) -> int:
-    from metaprep.readers import ReadOptions, open_source
+    from metaprep.prep.readers import ReadOptions, open_source
 
     return sum(len(w) for w in open_source(path, options=ReadOptions(progress=False)).iter_words())
 
@@ -183,8 +183,8 @@ def check_equal(path: Path, n: int) -> None:
     """Our first rows equal polars' reading of them (a benchmark of wrong numbers is worthless)."""
     import polars as pl
 
-    from metaprep.readers import ReadOptions
-    from metaprep.readers.text import TextSource
+    from metaprep.prep.readers import ReadOptions
+    from metaprep.prep.readers.text import TextSource
 
     chunk = next(TextSource(path, fmt="glove", options=ReadOptions(progress=False)).iter_chunks())
     ref = pl.read_csv(path, separator=" ", has_header=False, quote_char=None, n_rows=n)

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metaprep.model import RunConfig, build_model
-from metaprep.store import Store, StoreWriter
+from metaprep.learn.model import RunConfig, build_model
+from metaprep.prep.store import Store, StoreWriter
 
 DIMS = {"s300a": 300, "s300b": 300, "s100": 100}
 METHODS = ("single", "dme", "cdme", "sum", "concat")
@@ -62,7 +62,7 @@ def make_batches(n: int, vocab: int, batch: int, seed: int = 1) -> list[tuple[to
 
 def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
                batch: tuple[torch.Tensor, ...]) -> tuple[float, float]:
-    """One step exactly as metaprep.train runs it; returns its (wall, process CPU) time."""
+    """One step exactly as metaprep.learn.train runs it; returns its (wall, process CPU) time."""
     ids, lengths, labels = batch
     t0, c0 = time.perf_counter(), time.process_time()
     loss = torch.nn.functional.cross_entropy(model(ids, lengths), labels)

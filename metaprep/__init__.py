@@ -1,13 +1,13 @@
 """metaprep: align pretrained word embeddings, train (contextual) dynamic meta-embeddings, and
 serve them with onnxruntime.
 
-Importing this package loads nothing heavy; import the submodule you need (``metaprep.align``,
+Importing this package loads nothing heavy; import the submodule you need (``metaprep.prep.align``,
 ``metaprep.train``, ``metaprep.export``, ``metaprep.runtime``).
 """
 
 from __future__ import annotations
 
-from .errors import (
+from metaprep.errors import (
     ConfigError,
     DataError,
     ExportError,

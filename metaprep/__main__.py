@@ -1,5 +1,5 @@
 """`python -m metaprep` (also what `torchrun -m metaprep` runs)."""
 
-from .cli import main
+from metaprep.cli import main
 
 main()

@@ -1,10 +1,11 @@
-"""sha256 of a file, streamed. Standard library only (tqdm only when asked for a bar), so the
-runtime can use it too."""
+"""sha256 of a file, streamed. Standard library only, so the runtime can use it too (a caller
+that wants a progress bar passes ``on_bytes``)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["file_sha256"]
@@ -15,25 +16,17 @@ _MEMO: dict[tuple[str, int, int], str] = {}
 
 
 def file_sha256(
-    path: str | Path, *, block: int = 1 << 22, progress: bool = False, desc: str | None = None
+    path: str | Path, *, block: int = 1 << 22, on_bytes: Callable[[int], object] | None = None
 ) -> str:
     st = os.stat(path)
     key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
     if key in _MEMO:
         return _MEMO[key]
     h = hashlib.sha256()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, leave=False,
-                   desc=desc or f"sha256 {Path(path).name}")
     with open(path, "rb") as f:
         while chunk := f.read(block):
             h.update(chunk)
-            if bar is not None:
-                bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
+            if on_bytes is not None:
+                on_bytes(len(chunk))
     _MEMO[key] = h.hexdigest()
     return _MEMO[key]

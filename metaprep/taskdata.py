@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import DataError
-from .tokenize import Tokenizer
+from metaprep.errors import DataError
+from metaprep.tokenize import Tokenizer
 
 __all__ = [
     "TASK_FORMATS",

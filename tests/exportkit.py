@@ -1,5 +1,5 @@
 """Small run directories for the export and runtime tests: a random-vector store, a model with
-random weights (metaprep.model), and the files a run directory holds (docs/model.md)."""
+random weights (metaprep.learn.model), and the files a run directory holds (docs/model.md)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ LABELS = ["neg", "pos"]
 
 def make_store(path: Path, *, dims: tuple[int, ...] = (6, 4), seed: int = 0,
                case_policy: str = "fallback") -> Path:
-    from metaprep.store import StoreWriter
+    from metaprep.prep.store import StoreWriter
 
     rng = np.random.default_rng(seed)
     with StoreWriter(path, WORDS, attrs={"case_policy": case_policy, "tokenizer": {}}) as w:
@@ -59,8 +59,8 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
     import torch
     from safetensors.torch import save_file
 
-    from metaprep.model import RunConfig, build_model, weights_state_dict
-    from metaprep.store import Store
+    from metaprep.learn.model import RunConfig, build_model, weights_state_dict
+    from metaprep.prep.store import Store
 
     tmp.mkdir(parents=True, exist_ok=True)
     store_path = make_store(tmp / "store.h5")

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from metaprep.readers import ReadOptions, open_source
-from metaprep.readers.base import Source
+from metaprep.prep.readers import ReadOptions, open_source
+from metaprep.prep.readers.base import Source
 
 
 def read_all(

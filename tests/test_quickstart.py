@@ -10,7 +10,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from metaprep.cli import cli
-from metaprep.store import Store
+from metaprep.prep.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

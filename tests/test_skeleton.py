@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import metaprep
+from metaprep.ids import UNK_ID, VocabIndex, case_variants
 from metaprep.tokenize import Tokenizer, TokenizerConfig
-from metaprep.vocab import UNK_ID, VocabIndex, case_variants
 
 
 def test_public_api_is_sorted_and_importable() -> None:

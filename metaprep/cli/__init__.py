@@ -14,8 +14,8 @@ import sys
 
 import click
 
-from .. import __version__
-from ..errors import MetaprepError
+from metaprep import __version__
+from metaprep.errors import MetaprepError
 
 __all__ = ["cli", "main"]
 

@@ -13,7 +13,7 @@ from typing import IO, Any, BinaryIO
 
 import click
 
-from ..atomic import atomic_path
+from metaprep.atomic import atomic_path
 
 __all__ = ["Warner", "atomic_output", "open_input", "serve_options"]
 
@@ -66,7 +66,7 @@ def open_input(path: str) -> Iterator[tuple[BinaryIO, str]]:
     if path == "-":
         yield sys.stdin.buffer, "<stdin>"
         return
-    from ..errors import DataError
+    from metaprep.errors import DataError
 
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below

@@ -76,8 +76,8 @@ def command(**kw: object) -> None:
     """
     import json
 
-    from ..align import align, options_from_cli, specs_from_cli
-    from ..inspect import format_summary, inspect_store
+    from metaprep.prep.align import align, options_from_cli, specs_from_cli
+    from metaprep.prep.inspect import format_summary, inspect_store
 
     specs = specs_from_cli(kw)
     out = align(specs, str(kw["output"]), options_from_cli(kw),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._serve import Warner, atomic_output, open_input, serve_options
+from metaprep.cli._serve import Warner, atomic_output, open_input, serve_options
 
 
 @click.command("embed")
@@ -25,8 +25,8 @@ def command(model_dir: str, input_path: str, output: str, fmt: str, columns: tup
 
     import numpy as np
 
-    from ..errors import ConfigError
-    from ..runtime import Model, embed_stream, read_texts, stats_notes
+    from metaprep.errors import ConfigError
+    from metaprep.serve.runtime import Model, embed_stream, read_texts, stats_notes
 
     if not output.endswith((".npy", ".jsonl")):
         raise ConfigError("the output must end in .npy or .jsonl", path=output)

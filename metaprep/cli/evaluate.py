@@ -26,8 +26,8 @@ def command(run_dir: str, data: str, store: str | None, as_json: bool, out: str 
             batch_size: int, no_verify_store: bool, data_encoding: str, quiet: bool) -> None:
     """Score the run in RUN_DIR on DATA (same formats as `metaprep train`; its labels must be
     among the run's)."""
-    from ..evaluate import evaluate_run, format_report
-    from ..model import write_json
+    from metaprep.learn.evaluate import evaluate_run, format_report
+    from metaprep.learn.model import write_json
 
     metrics = evaluate_run(run_dir, data, store_path=store, batch_size=batch_size,
                            verify_store=not no_verify_store, encoding=data_encoding,

@@ -48,7 +48,7 @@ def command(run_dir: str, out: str, front_end: bool, fold: bool | None, table_dt
     run's dev data and on random batches (batch 1, length 1, heavy padding); otherwise nothing
     is written. float16 and int8 variants report their dev accuracy change.
     """
-    from ..export import ExportOptions, export_run
+    from metaprep.serve.export import ExportOptions, export_run
 
     opts = ExportOptions(
         fold=fold, front_end=front_end, table_dtype=table_dtype, quantize=quantize,

@@ -21,7 +21,7 @@ def command(store: str, source: str | None, concat: bool, output: str, binary: b
             only_present: bool, quiet: bool) -> None:
     """Write source NAME of STORE.h5 (or --concat) as word2vec text or --binary, loadable with
     gensim's KeyedVectors.load_word2vec_format (binary=True for --binary)."""
-    from ..exportvec import export_vectors
+    from metaprep.prep.exportvec import export_vectors
 
     r = export_vectors(store, output, source=source, concat=concat, binary=binary,
                        only_present=only_present, progress=not quiet)

@@ -16,7 +16,7 @@ def command(store: str, as_json: bool) -> None:
     words present in both of each pair of sources."""
     import json
 
-    from ..inspect import format_summary, inspect_store
+    from metaprep.prep.inspect import format_summary, inspect_store
 
     summary = inspect_store(store)
     click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._serve import Warner, atomic_output, open_input, serve_options
+from metaprep.cli._serve import Warner, atomic_output, open_input, serve_options
 
 
 @click.command("predict")
@@ -26,7 +26,7 @@ def command(model_dir: str, input_path: str, output: str | None, fmt: str,
     """
     import json
 
-    from ..runtime import Model, predict_stream, read_texts, stats_notes
+    from metaprep.serve.runtime import Model, predict_stream, read_texts, stats_notes
 
     model = Model(model_dir, threads=threads, batch_size=batch_size, verify=verify)
     cols = columns or (("text_a", "text_b") if model.pair else ("text",))

@@ -20,8 +20,8 @@ def command(pipeline_file: str, artifacts: str, force: str | None, dry_run: bool
     for `--proj-dim 64`). A stage whose inputs (files, options, upstream stage) are unchanged since
     its last successful run is skipped. A summary table ends the run.
     """
-    from ..pipeline import run_pipeline
-    from ..pipeline_summary import summary_table
+    from metaprep.pipeline import run_pipeline
+    from metaprep.pipeline.summary import summary_table
 
     pipe = run_pipeline(pipeline_file, artifacts=artifacts, force=force, dry_run=dry_run,
                         echo=click.echo)

@@ -18,7 +18,7 @@ import click
 def command(data: str, out_dir: str, dev: float, test: float, seed: int, encoding: str) -> None:
     """Split a labelled file (TSV/CSV/JSONL/fastText __label__ lines) into train/dev/test TSVs,
     stratified by label and reproducible with --seed."""
-    from ..split import split_file
+    from metaprep.prep.split import split_file
 
     counts = split_file(data, out_dir, dev=dev, test=test, seed=seed, encoding=encoding)
     click.echo("  ".join(f"{k}: {v}" for k, v in counts.items()) + f"  -> {out_dir}")

@@ -84,9 +84,9 @@ def command(store: str, train_path: str, dev: str, test: str | None, out: str | 
     """
     import torch
 
-    from ..errors import ConfigError
-    from ..model import RunConfig
-    from ..train import train
+    from metaprep.errors import ConfigError
+    from metaprep.learn.model import RunConfig
+    from metaprep.learn.train import train
 
     if threads is not None:
         if threads < 1:

@@ -1,0 +1,229 @@
+"""Task data for training and evaluation: label maps, text -> ids, length-bucketed batches.
+
+Files are read by ``metaprep.taskdata`` (TSV/CSV/JSONL/fastText lines); this module tokenizes with
+the store's tokenizer, maps tokens through the store's vocabulary and case policy, and batches.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from metaprep.errors import DataError, StoreError
+from metaprep.ids import PAD_ID, VocabIndex
+from metaprep.tokenize import Tokenizer, TokenizerConfig
+
+__all__ = [
+    "Batch",
+    "Example",
+    "LabelMap",
+    "TaskData",
+    "TextEncoder",
+    "bucket_batches",
+    "collate",
+    "load_task",
+    "shard_batches",
+    "token_counts",
+]
+
+
+class LabelMap:
+    """Label strings <-> class ids; class id = position in the sorted training labels."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.labels = list(labels)
+        self.index = {label: i for i, label in enumerate(self.labels)}
+        if len(self.index) != len(self.labels):
+            raise ValueError("labels must be unique")
+
+    @classmethod
+    def from_labels(cls, labels: Iterable[str]) -> LabelMap:
+        return cls(sorted(set(labels)))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def encode(self, label: str, *, path: str | Path, line: int) -> int:
+        i = self.index.get(label)
+        if i is None:
+            shown = ", ".join(repr(x) for x in self.labels[:10])
+            raise DataError(
+                f"label {label!r} does not occur in the training data (known: {shown})",
+                path=path, line=line, hint="fix the label or add examples of it to the train file",
+            )
+        return i
+
+
+class TextEncoder:
+    """Text -> model ids with the store's tokenizer, vocabulary and case policy."""
+
+    def __init__(
+        self, words: Sequence[str], *, case_policy: str, tokenizer: TokenizerConfig
+    ) -> None:
+        self.tokenizer = Tokenizer(tokenizer)
+        self.vocab = VocabIndex(words, case_policy=case_policy)
+
+    @classmethod
+    def from_store(cls, store: Any) -> TextEncoder:
+        try:
+            return cls(store.vocab, case_policy=store.case_policy,
+                       tokenizer=TokenizerConfig.from_dict(store.tokenizer))
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"bad tokenizer or case policy: {exc}", path=store.path) from exc
+
+    def tokens(self, text: str) -> list[str]:
+        return self.tokenizer(text)
+
+    def encode(self, text: str) -> list[int]:
+        return self.vocab.encode(self.tokenizer(text))
+
+
+class Example(NamedTuple):
+    ids: list[int]
+    ids_b: list[int] | None  # second sentence of a pair
+    label: int
+    line: int  # where it came from, for messages
+
+
+@dataclass
+class TaskData:
+    path: Path
+    examples: list[Example]
+    pair: bool
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def lengths(self) -> np.ndarray:
+        """Per example, the longer sentence's length (what the batch is padded to)."""
+        return np.array(
+            [max(len(e.ids), len(e.ids_b or ())) for e in self.examples], dtype=np.int64
+        )
+
+
+def load_task(
+    path: str | Path,
+    encoder: TextEncoder,
+    *,
+    labels: LabelMap | None = None,
+    encoding: str = "utf-8",
+    progress: bool = True,
+) -> tuple[TaskData, LabelMap]:
+    """Read and encode a task file. Without ``labels`` the map is built from this file (train);
+    with it, an unknown label is a DataError naming the line."""
+    from tqdm import tqdm
+
+    from metaprep.taskdata import read_examples
+
+    path = Path(path)
+    raw = list(tqdm(read_examples(path, encoding=encoding), desc=f"reading {path.name}",
+                    unit=" ex", disable=not progress, leave=False))
+    if not raw:
+        raise DataError("no examples", path=path, hint="the file is empty or has only a header")
+    pair = isinstance(raw[0][0], tuple)
+    if labels is None:
+        labels = LabelMap.from_labels(str(label) for _, label, _ in raw)
+        if len(labels) < 2:
+            raise DataError(
+                f"only one label ({labels.labels[0]!r}) in the training data", path=path,
+                hint="a classifier needs at least two classes",
+            )
+    examples = []
+    for text, label, line in raw:
+        if isinstance(text, tuple) != pair:
+            raise DataError(
+                "mixes single sentences and sentence pairs", path=path, line=line,
+                hint="use either text,label or text_a,text_b,label throughout",
+            )
+        texts = text if isinstance(text, tuple) else (text,)
+        encoded = []
+        for t in texts:
+            ids = encoder.encode(t)
+            if not ids:
+                raise DataError("empty text (no tokens)", path=path, line=line,
+                                hint="remove the line or give it some text")
+            encoded.append(ids)
+        label_id = labels.encode(str(label), path=path, line=line)
+        examples.append(Example(encoded[0], encoded[1] if pair else None, label_id, line))
+    return TaskData(path, examples, pair), labels
+
+
+def token_counts(data: TaskData) -> Counter[int]:
+    """How often each id occurs in the data (both sentences of pairs)."""
+    counts: Counter[int] = Counter()
+    for e in data.examples:
+        counts.update(e.ids)
+        if e.ids_b is not None:
+            counts.update(e.ids_b)
+    return counts
+
+
+# --- batches ------------------------------------------------------------------------------------
+def bucket_batches(
+    lengths: np.ndarray, batch_size: int, *, seed: int | None = None, epoch: int = 0
+) -> list[np.ndarray]:
+    """Example indices grouped into batches of similar length (little padding).
+
+    With a seed: ties broken at random, batch order shuffled, all from (seed, epoch) alone, so a
+    resumed run sees the same batches. Without: sorted by length, for evaluation."""
+    n = len(lengths)
+    if seed is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    rng = np.random.default_rng([seed, epoch])
+    order = np.lexsort((rng.permutation(n), lengths))  # by length, random among equal lengths
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def shard_batches(batches: list[np.ndarray], rank: int, world: int) -> list[np.ndarray]:
+    """Rank ``rank``'s share: every ``world``-th batch, the list first padded by repeating its
+    start so each rank takes the same number of steps (as DistributedSampler does)."""
+    if world <= 1:
+        return batches
+    short = -len(batches) % world
+    padded = batches + [batches[i % len(batches)] for i in range(short)]
+    return padded[rank::world]
+
+
+class Batch(NamedTuple):
+    ids: torch.Tensor  # (B,T) int64, PAD_ID after each length
+    lengths: torch.Tensor  # (B,) int64
+    ids_b: torch.Tensor | None  # (B,T') for pairs
+    lengths_b: torch.Tensor | None
+    labels: torch.Tensor  # (B,) int64
+
+    def to(self, device: torch.device | str) -> Batch:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return Batch(self.ids.to(device), self.lengths.to(device), move(self.ids_b),
+                     move(self.lengths_b), self.labels.to(device))
+
+    @property
+    def size(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def _pad(seqs: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
+    ids = torch.full((len(seqs), int(lengths.max())), PAD_ID, dtype=torch.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.int64)
+    return ids, lengths
+
+
+def collate(data: TaskData, index: np.ndarray) -> Batch:
+    examples = [data.examples[i] for i in index]
+    ids, lengths = _pad([e.ids for e in examples])
+    ids_b = lengths_b = None
+    if data.pair:
+        ids_b, lengths_b = _pad([e.ids_b or [] for e in examples])
+    labels = torch.tensor([e.label for e in examples], dtype=torch.int64)
+    return Batch(ids, lengths, ids_b, lengths_b, labels)

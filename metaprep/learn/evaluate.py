@@ -1,0 +1,122 @@
+"""Scoring a trained run on labelled data: accuracy, macro-F1 and a confusion matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from metaprep.errors import DataError
+from metaprep.learn.data import LabelMap, TaskData, TextEncoder, bucket_batches, collate, load_task
+from metaprep.learn.model import load_run, read_run_info
+from metaprep.prep.store import Store
+
+__all__ = ["classification_metrics", "evaluate_run", "format_report", "predict"]
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module, data: TaskData, *, batch_size: int = 256, device: str = "cpu"
+) -> np.ndarray:
+    """Predicted class id for every example, in file order (batched by length)."""
+    was_training = model.training
+    model.eval()
+    out = np.empty(len(data), dtype=np.int64)
+    for index in bucket_batches(data.lengths(), batch_size):
+        b = collate(data, index).to(device)
+        logits = model(b.ids, b.lengths, b.ids_b, b.lengths_b)
+        out[index] = logits.argmax(-1).cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def classification_metrics(
+    gold: np.ndarray, pred: np.ndarray, labels: Sequence[str]
+) -> dict[str, Any]:
+    """accuracy, macro-F1 (over labels that occur in gold or pred), per-label P/R/F1, confusion
+    matrix (rows gold, columns predicted, in ``labels`` order)."""
+    n = len(labels)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (gold, pred), 1)
+    tp = np.diag(confusion).astype(np.float64)
+    pred_count = confusion.sum(0).astype(np.float64)
+    gold_count = confusion.sum(1).astype(np.float64)
+    precision = np.divide(tp, pred_count, out=np.zeros(n), where=pred_count > 0)
+    recall = np.divide(tp, gold_count, out=np.zeros(n), where=gold_count > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(n), where=denom > 0)
+    seen = (gold_count + pred_count) > 0
+    return {
+        "n": int(len(gold)),
+        "accuracy": float(tp.sum() / max(1, len(gold))),
+        "macro_f1": float(f1[seen].mean()) if seen.any() else 0.0,
+        "per_label": {
+            label: {"precision": float(precision[i]), "recall": float(recall[i]),
+                    "f1": float(f1[i]), "support": int(gold_count[i])}
+            for i, label in enumerate(labels)
+        },
+        "labels": list(labels),
+        "confusion": confusion.tolist(),
+    }
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data_path: str | Path,
+    *,
+    store_path: str | Path | None = None,
+    batch_size: int = 256,
+    verify_store: bool = True,
+    encoding: str = "utf-8",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Load a run, read ``data_path`` (its labels must be among the run's), return the metrics."""
+    cfg, labels, tok, ref = read_run_info(run_dir)
+    with Store(store_path or ref.path) as store:
+        encoder = TextEncoder(store.vocab, case_policy=ref.case_policy, tokenizer=tok)
+    data, _ = load_task(
+        data_path, encoder, labels=LabelMap(labels), encoding=encoding, progress=progress
+    )
+    if data.pair != cfg.pair:
+        want = "sentence pairs (text_a,text_b,label)" if cfg.pair else "single sentences"
+        raise DataError(f"the run was trained on {want}", path=data_path)
+    model = load_run(
+        run_dir, store_path=store_path, verify_store=verify_store, progress=progress
+    )[0]
+    pred = predict(model, data, batch_size=batch_size)
+    gold = np.array([e.label for e in data.examples], dtype=np.int64)
+    metrics = classification_metrics(gold, pred, labels)
+    metrics["data"] = str(data_path)
+    metrics["run"] = str(run_dir)
+    return metrics
+
+
+def format_report(metrics: dict[str, Any], *, top: int = 5) -> str:
+    """Human summary: accuracy, macro-F1, per-label F1 and the most frequent confusions."""
+    lines = [
+        f"examples  {metrics['n']}",
+        f"accuracy  {metrics['accuracy']:.4f}",
+        f"macro-F1  {metrics['macro_f1']:.4f}",
+        "",
+        f"{'label':<20} {'prec':>6} {'rec':>6} {'f1':>6} {'support':>8}",
+    ]
+    for label, m in metrics["per_label"].items():
+        lines.append(
+            f"{label[:20]:<20} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} "
+            f"{m['support']:8d}"
+        )
+    labels = metrics["labels"]
+    errors = [
+        (count, labels[g], labels[p])
+        for g, row in enumerate(metrics["confusion"])
+        for p, count in enumerate(row)
+        if g != p and count > 0
+    ]
+    if errors:
+        lines += ["", "most frequent confusions (gold -> predicted):"]
+        for count, g, p in sorted(errors, key=lambda x: -x[0])[:top]:
+            lines.append(f"  {g} -> {p}: {count}")
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""The key figures a pipeline summary shows for each stage, read back from the stage's outputs
+(so a skipped stage can show them too)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["dir_size", "stage_figures"]
+
+
+def dir_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _align(out: Path) -> dict[str, Any]:
+    from metaprep.prep.store import Store
+
+    store_path = out / "store.h5"
+    if not store_path.exists():
+        return {}
+    with Store(store_path) as store:
+        cov = {n: round(float(store.present(n).mean()), 3) for n in store.sources}
+        return {"vocab": store.vocab_size, "coverage": cov,
+                "size_mb": round(store_path.stat().st_size / 1e6, 2)}
+
+
+def _train(out: Path) -> dict[str, Any]:
+    metrics = _json(out / "run" / "metrics.json")
+    if not metrics:
+        return {}
+    epochs = metrics.get("epochs", metrics) if isinstance(metrics, dict) else metrics
+    figures: dict[str, Any] = {}
+    if isinstance(metrics, dict):
+        for key in ("best_dev_accuracy", "test_accuracy"):
+            if key in metrics:
+                figures[key.replace("_accuracy", "_acc")] = round(float(metrics[key]), 4)
+    if not figures and isinstance(epochs, list) and epochs:
+        devs = [float(e["dev_accuracy"]) for e in epochs
+                if isinstance(e, dict) and e.get("dev_accuracy") is not None]
+        if devs:
+            figures["best_dev_acc"] = round(max(devs), 4)
+        figures["epochs"] = len(epochs)
+    return figures
+
+
+def _export(out: Path) -> dict[str, Any]:
+    manifest = _json(out / "model" / "manifest.json") or {}
+    figures: dict[str, Any] = {"model_mb": round(dir_size(out / "model") / 1e6, 2)}
+    checks = manifest.get("checks", {})
+    diff = checks.get("parity", {}).get("model", {}).get("max_abs_diff", {}).get("logits")
+    if diff is not None:
+        figures["parity_logits_max_diff"] = diff
+    accuracy = checks.get("accuracy", {})
+    if "onnx_accuracy" in accuracy:
+        figures["onnx_dev_acc"] = accuracy["onnx_accuracy"]
+    return figures
+
+
+def _evaluate(out: Path) -> dict[str, Any]:
+    result = _json(out / "evaluation.json") or {}
+    return {k: round(float(v), 4) for k, v in result.items()
+            if k in ("accuracy", "macro_f1") and isinstance(v, (int, float))}
+
+
+def _predict(out: Path) -> dict[str, Any]:
+    path = out / "predictions.jsonl"
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return {"predictions": sum(1 for _ in f)}
+
+
+def _split(out: Path) -> dict[str, Any]:
+    figures = {}
+    for name in ("train", "dev", "test"):
+        p = out / f"{name}.tsv"
+        if p.exists():
+            with open(p, encoding="utf-8") as f:
+                figures[name] = sum(1 for _ in f) - 1
+    return figures
+
+
+_FIGURES = {"split": _split, "align": _align, "train": _train, "export": _export,
+            "evaluate": _evaluate, "predict": _predict}
+
+
+def stage_figures(stage: str, out_dir: Path) -> dict[str, Any]:
+    return _FIGURES[stage](out_dir)

@@ -1,0 +1,140 @@
+"""What a text embedding file looks like, from its first rows: a BOM, a ``count dim`` header
+(word2vec text, fastText .vec) or none (GloVe), and the vector length."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from metaprep.errors import FormatError
+from metaprep.prep.readers._io import open_binary
+
+__all__ = [
+    "BOM",
+    "TEXT_FORMATS",
+    "TextLayout",
+    "is_float",
+    "parse_header",
+    "sniff_text",
+    "strip_end",
+]
+
+TEXT_FORMATS = ("glove", "word2vec-text")
+BOM = b"\xef\xbb\xbf"
+_SNIFF_BYTES = 1 << 20  # read this much (more if lines are long) to find the header and dim
+_SNIFF_LINES = 200  # data lines used to find the usual vector length
+
+
+@dataclass(frozen=True)
+class TextLayout:
+    format: str  # "glove" or "word2vec-text"
+    has_header: bool
+    dim: int
+    declared_count: int | None  # the header's row count
+    data_start: int  # byte offset of the first data row (after the BOM and header)
+    gzipped: bool = False
+    line_bytes: float = 1.0  # mean bytes per data line in the sniffed rows (for estimates)
+
+
+def parse_header(line: bytes) -> tuple[int, int] | None:
+    """``(count, dim)`` when ``line`` is a word2vec header (two non-negative integers)."""
+    parts = line.strip(b" \t\r\n").split()
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+def strip_end(line: bytes) -> bytes:
+    """Drop a CR and trailing spaces (fastText .vec ends each line with one)."""
+    return line.rstrip(b"\r").rstrip(b" ")
+
+
+def _numeric_tail(fields: list[bytes]) -> int:
+    """How many fields at the end of a row are numbers."""
+    k = 0
+    for x in reversed(fields):
+        if not is_float(x):
+            break
+        k += 1
+    return k
+
+
+def _usual_dim(rows: list[bytes]) -> int | None:
+    """The most common vector length among sample rows (a row may be a word with spaces, or
+    a number used as a word, so count the trailing numbers, not the fields)."""
+    counts: dict[int, int] = {}
+    for row in rows:
+        fields = row.split(b" ")
+        k = _numeric_tail(fields)
+        d = k - 1 if k == len(fields) else k  # every field a number: the first is the word
+        counts[d] = counts.get(d, 0) + 1
+    return max(counts, key=lambda d: counts[d]) if counts else None
+
+
+def _fits(row: bytes, dim: int) -> bool:
+    """Whether a sample row reads as a word and ``dim`` numbers (the word may hold spaces but
+    then must not end in something numeric, or the split would be ambiguous)."""
+    n = row.count(b" ")
+    if n == dim:
+        return True
+    return n > dim and not is_float(row.rsplit(b" ", dim + 1)[1])
+
+
+def is_float(x: bytes) -> bool:
+    try:
+        float(x)
+    except ValueError:
+        return False
+    return True
+
+
+def sniff_text(path: Path, fmt: str | None = None) -> TextLayout:
+    """Read the first rows of ``path``; ``fmt`` forces glove (no header) or word2vec-text."""
+    f = open_binary(path)
+    try:
+        gzipped = f.gzipped
+        head = f.read(_SNIFF_BYTES)
+        eof = len(head) < _SNIFF_BYTES
+        while not eof and head.count(b"\n") <= _SNIFF_LINES and len(head) < 16 * _SNIFF_BYTES:
+            more = f.read(_SNIFF_BYTES)
+            eof = len(more) < _SNIFF_BYTES
+            head += more
+    finally:
+        f.close()
+    bom = head.startswith(BOM)
+    if bom:
+        head = head[len(BOM) :]
+    if not head.strip():
+        raise FormatError("the file is empty", path=path, hint="check the download")
+    lines = head.split(b"\n")
+    if not eof and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut by the sniff window
+    header = parse_header(lines[0]) if fmt != "glove" else None
+    if fmt == "word2vec-text" and header is None:
+        raise FormatError(
+            "expected a 'count dim' header line for word2vec text",
+            path=path, line=1, hint="for a file without a header use the glove format",
+        )
+    data_start = (len(BOM) if bom else 0) + (len(lines[0]) + 1 if header else 0)
+    data = lines[1 if header else 0 :]
+    line_bytes = max(1.0, sum(len(x) + 1 for x in data) / max(1, len(data)))
+    body = [s for s in (strip_end(x) for x in data) if s][:_SNIFF_LINES]
+    if header is not None:
+        count, dim = header
+        if not body:
+            raise FormatError(
+                "the file has a header line but no vectors", path=path, hint="check the download"
+            )
+        if not any(_fits(row, dim) for row in body):
+            raise FormatError(
+                f"the header declares {dim} dimensions but the rows have {_usual_dim(body)} "
+                "numbers",
+                path=path, line=1, hint="fix the header line's second number",
+            )
+        return TextLayout("word2vec-text", True, dim, count, data_start, gzipped, line_bytes)
+    usual = _usual_dim(body)
+    if not usual:
+        raise FormatError(
+            "no vectors found: expected lines of a word followed by numbers", path=path, line=1
+        )
+    return TextLayout("glove", False, usual, None, data_start, gzipped, line_bytes)

@@ -1,0 +1,392 @@
+"""The HDF5 store: the only module that knows its layout (documented in docs/store.md).
+
+Writing is atomic: everything goes to a temporary file beside the target, renamed over the target
+only when the writer exits cleanly. Reading is lazy: vectors stay on disk until asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import h5py
+import numpy as np
+
+from metaprep.checksum import file_sha256
+from metaprep.errors import StoreError
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "RowSink",
+    "Store",
+    "StoreWriter",
+    "file_sha256",
+    "open_store",
+]
+
+FORMAT_NAME = "metaprep-store"
+FORMAT_VERSION = 1
+_JSON_KEYS = "_json_keys"  # attribute listing which attributes hold JSON text
+_CHUNK_BYTES = 1 << 20  # ~1 MiB chunks: small enough for lazy row reads, big enough for throughput
+
+
+_BLOCK_BYTES = 1 << 24  # ~16 MiB of rows per block in whole-dataset passes
+
+
+def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+    json_keys = list(json.loads(obj.attrs.get(_JSON_KEYS, "[]")))
+    for key, value in attrs.items():
+        if value is None:
+            continue
+        if isinstance(value, (str, bool, int, float, np.integer, np.floating, np.bool_)):
+            obj.attrs[key] = value
+        else:
+            obj.attrs[key] = json.dumps(value, sort_keys=True, default=str)
+            if key not in json_keys:
+                json_keys.append(key)
+    obj.attrs[_JSON_KEYS] = json.dumps(json_keys)
+
+
+def _read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    json_keys = set(json.loads(obj.attrs.get(_JSON_KEYS, "[]")))
+    out: dict[str, Any] = {}
+    for key, value in obj.attrs.items():
+        if key == _JSON_KEYS:
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("utf-8")
+        if isinstance(value, np.generic):
+            value = value.item()
+        out[key] = json.loads(value) if key in json_keys else value
+    return out
+
+
+class StoreWriter:
+    """Builds a store in a temporary file; ``close()`` (or leaving the ``with``) publishes it."""
+
+    def __init__(
+        self, path: str | Path, vocab: Sequence[str], *, attrs: Mapping[str, Any] | None = None
+    ) -> None:
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self._f = h5py.File(self.tmp_path, "w")
+        except OSError as exc:
+            raise StoreError(f"cannot create the store: {exc}", path=self.path) from exc
+        self.vocab_size = len(vocab)
+        self._f.create_dataset(
+            "vocab", data=np.array(list(vocab), dtype=object), dtype=h5py.string_dtype("utf-8")
+        )
+        self._f.create_group("sources")
+        self._sources: list[str] = []
+        _write_attrs(
+            self._f,
+            {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "vocab_size": len(vocab)},
+        )
+        if attrs:
+            _write_attrs(self._f, attrs)
+
+    def add_source(
+        self, name: str, dim: int, *, dtype: str = "float32", attrs: Mapping[str, Any] | None = None
+    ) -> h5py.Dataset:
+        if name in self._sources:
+            raise StoreError(f"source {name!r} given twice", path=self.path)
+        g = self._f["sources"].create_group(name)
+        rows = max(1, min(self.vocab_size, _CHUNK_BYTES // (dim * np.dtype(dtype).itemsize)))
+        ds = g.create_dataset(
+            "vectors", shape=(self.vocab_size, dim), dtype=dtype, chunks=(rows, dim),
+            fillvalue=0,
+        )
+        g.create_dataset("present", shape=(self.vocab_size,), dtype=bool, fillvalue=False)
+        self._sources.append(name)
+        _write_attrs(self._f, {"sources": self._sources})
+        _write_attrs(g, {"dim": dim, "dtype": dtype, **(attrs or {})})
+        return ds
+
+    def vectors(self, name: str) -> h5py.Dataset:
+        return self._f["sources"][name]["vectors"]
+
+    def write_block(self, name: str, start: int, vectors: np.ndarray) -> None:
+        """Write consecutive rows ``start .. start+len(vectors)``."""
+        self.vectors(name)[start : start + len(vectors)] = vectors
+
+    def write_rows(self, name: str, rows: np.ndarray, vectors: np.ndarray) -> None:
+        """Write vectors at arbitrary (unique) rows."""
+        if len(rows) == 0:
+            return
+        order = np.argsort(rows, kind="stable")
+        self.vectors(name)[rows[order]] = vectors[order]
+
+    def read_block(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start .. stop`` as float32 (the store being written can be read back)."""
+        return np.asarray(self.vectors(name)[start:stop], dtype=np.float32)
+
+    def block_rows(self, name: str) -> int:
+        """Rows per block for whole-dataset passes: whole HDF5 chunks, about 16 MiB."""
+        ds = self.vectors(name)
+        chunk = ds.chunks[0] if ds.chunks else 1
+        per_row = ds.shape[1] * ds.dtype.itemsize
+        return max(1, _BLOCK_BYTES // (per_row * chunk)) * chunk
+
+    def iter_blocks(self, name: str) -> Iterator[tuple[int, int]]:
+        step = self.block_rows(name)
+        for start in range(0, self.vocab_size, step):
+            yield start, min(start + step, self.vocab_size)
+
+    def row_sink(self, name: str) -> RowSink:
+        """A writer for rows arriving in any order (see RowSink)."""
+        return RowSink(self, name)
+
+    def set_present(self, name: str, mask: np.ndarray) -> None:
+        self._f["sources"][name]["present"][...] = mask.astype(bool)
+
+    def set_derived(self, name: str, mask: np.ndarray) -> None:
+        """Mark OOV rows composed from the word itself (subword n-grams, a map from the word's
+        vectors in other sources): informative, unlike zero/mean/random fillers."""
+        g = self._f["sources"][name]
+        if "derived" not in g:
+            g.create_dataset("derived", shape=(self.vocab_size,), dtype=bool, fillvalue=False)
+        g["derived"][...] = mask.astype(bool)
+
+    def set_source_attrs(self, name: str, attrs: Mapping[str, Any]) -> None:
+        _write_attrs(self._f["sources"][name], attrs)
+
+    def set_attrs(self, attrs: Mapping[str, Any]) -> None:
+        _write_attrs(self._f, attrs)
+
+    def close(self) -> Path:
+        """Finish and atomically publish the store at ``path``."""
+        self._f.close()
+        os.replace(self.tmp_path, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file; nothing appears at ``path``."""
+        try:
+            self._f.close()
+        finally:
+            self.tmp_path.unlink(missing_ok=True)
+            for stage in self.tmp_path.parent.glob(f"{self.tmp_path.name}.*.stage"):
+                stage.unlink(missing_ok=True)
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class RowSink:
+    """Writes one source's vectors to rows that arrive in any order, with sequential I/O only.
+
+    Rows that continue a run from row 0 (the first source of a union: file order is row order)
+    go straight to the dataset. Any other rows are appended to a staging file beside the store
+    and put in place by ``finish()``, one block of consecutive rows at a time: HDF5 writes of
+    scattered rows into a chunked dataset are slow. A row written twice keeps its last vector.
+    """
+
+    def __init__(self, writer: StoreWriter, name: str) -> None:
+        self._writer = writer
+        self._name = name
+        self._dim = int(writer.vectors(name).shape[1])
+        self._next = 0  # rows 0 .. _next were written directly
+        self._stage_path = writer.tmp_path.with_name(f"{writer.tmp_path.name}.{name}.stage")
+        self._stage: Any = None
+        self._staged_rows: list[np.ndarray] = []
+
+    def write(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        """``vectors[k]`` goes to row ``rows[k]``; rows unique within one call."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n = len(rows)
+        if n == 0:
+            return
+        if self._stage is None and rows[0] == self._next and rows[-1] == self._next + n - 1 and (
+            n == 1 or bool(np.all(np.diff(rows) == 1))
+        ):
+            self._writer.write_block(self._name, self._next, vectors)
+            self._next += n
+            return
+        if self._stage is None:
+            self._stage = open(self._stage_path, "wb")  # noqa: SIM115 - closed in finish()
+        self._stage.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+        self._staged_rows.append(rows)
+
+    def finish(self, *, progress: bool = False) -> None:
+        """Move staged rows into place and remove the staging file."""
+        if self._stage is None:
+            return
+        self._stage.close()
+        try:
+            self._place(progress)
+        finally:
+            self._stage = None
+            self._staged_rows = []
+            self._stage_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Drop the staging file if ``finish()`` did not run (the run failed midway)."""
+        if self._stage is not None:
+            self._stage.close()
+            self._stage = None
+        self._stage_path.unlink(missing_ok=True)
+
+    def _place(self, progress: bool) -> None:
+        import mmap
+
+        rows = np.concatenate(self._staged_rows)
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        last = np.append(rows[1:] != rows[:-1], True)  # of repeated rows keep the latest
+        rows, pos = rows[last], order[last]
+        w, name = self._writer, self._name
+        with (
+            open(self._stage_path, "rb") as f,
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm,
+        ):
+            staged = np.frombuffer(mm, dtype=np.float32).reshape(-1, self._dim)
+            blocks = list(w.iter_blocks(name))
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(rows), unit="row", leave=False, desc=f"placing {name}")
+            for start, stop in blocks:
+                i, j = np.searchsorted(rows, [start, stop])
+                if i == j:
+                    continue
+                if start < self._next:
+                    buf = w.read_block(name, start, stop)
+                else:
+                    buf = np.zeros((stop - start, self._dim), dtype=np.float32)
+                buf[rows[i:j] - start] = staged[pos[i:j]]
+                w.write_block(name, start, buf)
+                # pages of the staging file read so far stay in the page cache, not in our RSS
+                mm.madvise(mmap.MADV_DONTNEED)
+                if bar is not None:
+                    bar.update(int(j - i))
+            del staged
+            if bar is not None:
+                bar.close()
+
+
+class Store:
+    """A lazy reader. Plain h5py users can read the same file: see docs/store.md."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError("no such store", path=self.path, hint="run `metaprep align` first")
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise StoreError(f"not a readable HDF5 file: {exc}", path=self.path) from exc
+        self.attrs = _read_attrs(self._f)
+        if self.attrs.get("format") != FORMAT_NAME:
+            self._f.close()
+            raise StoreError("not a metaprep store (no format attribute)", path=self.path)
+        version = self.attrs.get("format_version")
+        if version != FORMAT_VERSION:
+            self._f.close()
+            raise StoreError(
+                f"store format version {version} is not supported (this metaprep reads "
+                f"{FORMAT_VERSION})",
+                path=self.path,
+                hint="re-run `metaprep align` with this version",
+            )
+        self.sources: list[str] = list(self.attrs.get("sources", []))
+        self._vocab: list[str] | None = None
+        self._sha256: str | None = None
+
+    # --- vocabulary -------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return int(self._f["vocab"].shape[0])
+
+    @property
+    def vocab(self) -> list[str]:
+        if self._vocab is None:
+            self._vocab = [w for w in self._f["vocab"].asstr()[...]]
+        return self._vocab
+
+    @property
+    def case_policy(self) -> str:
+        return str(self.attrs.get("case_policy", "exact"))
+
+    @property
+    def tokenizer(self) -> dict[str, Any]:
+        return dict(self.attrs.get("tokenizer", {}))
+
+    # --- sources ----------------------------------------------------------------------------
+    def _group(self, name: str) -> h5py.Group:
+        if name not in self.sources:
+            raise StoreError(
+                f"no source named {name!r}; the store has: {', '.join(self.sources)}",
+                path=self.path,
+            )
+        return self._f["sources"][name]
+
+    def dim(self, name: str) -> int:
+        return int(self._group(name)["vectors"].shape[1])
+
+    def vectors(self, name: str) -> h5py.Dataset:
+        """The on-disk dataset (lazy; slice it to read)."""
+        return self._group(name)["vectors"]
+
+    def read_vectors(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Vectors as float32, all of them or the given rows."""
+        ds = self.vectors(name)
+        if rows is None:
+            return np.asarray(ds[...], dtype=np.float32)
+        rows = np.asarray(rows)
+        order = np.argsort(rows, kind="stable")
+        uniq, inverse = np.unique(rows[order], return_inverse=True)
+        block = np.asarray(ds[uniq], dtype=np.float32) if len(uniq) else np.zeros((0, ds.shape[1]))
+        out = np.empty((len(rows), ds.shape[1]), dtype=np.float32)
+        out[order] = block[inverse]
+        return out
+
+    def present(self, name: str) -> np.ndarray:
+        return np.asarray(self._group(name)["present"][...], dtype=bool)
+
+    def derived(self, name: str) -> np.ndarray:
+        """Rows an OOV strategy derived from the word itself (all False when none were)."""
+        g = self._group(name)
+        if "derived" not in g:
+            return np.zeros(self.vocab_size, dtype=bool)
+        return np.asarray(g["derived"][...], dtype=bool)
+
+    def source_attrs(self, name: str) -> dict[str, Any]:
+        return _read_attrs(self._group(name))
+
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.path)
+        return self._sha256
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_store(path: str | Path) -> Store:
+    return Store(path)

@@ -1,0 +1,395 @@
+"""`metaprep export-onnx`: a trained run -> a model directory that metaprep.runtime serves with
+onnxruntime alone (the layout is in docs/model-dir.md).
+
+    run dir --load_run--> torch model --spec_from_model--> GraphSpec (numpy: baked tables)
+            --onnx_graph.build_graph--> model.onnx (+ model.data) --parity gate--> MODEL_DIR
+
+Baking: every part of the front end that depends on the word alone is computed once per id.
+Projections are multiplied into the frozen tables (V x D per source); for front ends without
+context (dme, sum, single, concat) the whole front end folds into one V x D table, so the front
+end is a single Gather. The parity gate runs the exported float32 graphs against the torch model
+on the run's dev data and on awkward random batches; a variant (float16 tables, int8 weights) is
+built after the float32 graph passed, and its accuracy change on the dev set is reported.
+Nothing appears at MODEL_DIR unless everything passed: the directory is built beside it under a
+temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metaprep import __version__
+from metaprep.errors import ExportError
+from metaprep.serve.modeldir import GRAPH_FILES, Manifest, file_sha256, write_vocab
+from metaprep.serve.onnx_graph import (
+    OPSET,
+    ExternalData,
+    FrontSpec,
+    GraphSpec,
+    LSTMSpec,
+    build_graph,
+    save_graph,
+)
+from metaprep.serve.quantize import choose_int8
+from metaprep.serve.triton import write_triton
+
+__all__ = ["ExportOptions", "export_run", "lstm_spec", "spec_from_model"]
+
+DATA_FILE = "model.data"
+FOLDABLE = ("dme", "sum", "single", "concat")  # front ends that depend on the word alone
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    fold: bool | None = None  # None: fold whenever the method allows it (all but cdme)
+    front_end: bool = False  # also write front_end.onnx (ids -> token and sentence embeddings)
+    table_dtype: str = "float32"  # float16 halves the tables (cast back after the gather)
+    quantize: str | None = None  # "int8": dynamic quantization of MatMul / LSTM weights
+    max_accuracy_drop: float = 0.005  # int8 tables are kept only within this dev-accuracy drop
+    max_tokens: int | None = None  # runtime truncation; None: the tokenizer's limit, else 512
+    tolerance: float = 1e-5  # parity gate: max abs diff on logits, float32
+    dev: str | Path | None = None  # labelled data for the checks; None: the run's dev file
+    store: str | Path | None = None  # None: the store recorded in the run
+    verify_store: bool = True  # re-hash the store against the run's record
+    parity_examples: int = 512  # dev examples compared one by one (accuracy uses all)
+    triton: str | Path | None = None  # also write a Triton model repository here
+    triton_name: str = "metaprep"
+    force: bool = False  # replace an existing MODEL_DIR
+    progress: bool = True
+
+    def validate(self, method: str | None = None) -> None:
+        """Option errors; the method-dependent ones only once the run's method is known."""
+        if self.table_dtype not in ("float32", "float16"):
+            raise ExportError(f"--table-dtype must be float32 or float16, not {self.table_dtype}")
+        if self.quantize not in (None, "int8"):
+            raise ExportError(f"--quantize must be int8, not {self.quantize}")
+        if self.quantize and self.table_dtype != "float32":
+            raise ExportError("--quantize int8 and --table-dtype float16 cannot be combined",
+                              hint="pick one of them")
+        if self.fold and method is not None and method not in FOLDABLE:
+            raise ExportError(f"a {method} front end depends on context and cannot be folded",
+                              hint="drop --fold (the projections are still baked)")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ExportError("--max-tokens must be at least 1")
+
+
+# --- torch -> GraphSpec ----------------------------------------------------------------------
+def lstm_spec(lstm: Any) -> LSTMSpec:
+    """A one-layer bidirectional torch LSTM in ONNX layout (gates i,f,g,o -> i,o,f,c)."""
+    if lstm.num_layers != 1 or not lstm.bidirectional or getattr(lstm, "proj_size", 0):
+        raise ExportError("only one-layer bidirectional LSTMs without projection are exported")
+
+    def get(name: str) -> np.ndarray:
+        w = getattr(lstm, name).detach().cpu().float().numpy()
+        i, f, g, o = np.split(w, 4, axis=0)
+        return np.concatenate([i, o, f, g], axis=0)
+
+    sfx = ("_l0", "_l0_reverse")
+    return LSTMSpec(
+        W=np.stack([get(f"weight_ih{s}") for s in sfx]),
+        R=np.stack([get(f"weight_hh{s}") for s in sfx]),
+        B=np.stack([np.concatenate([get(f"bias_ih{s}"), get(f"bias_hh{s}")]) for s in sfx]),
+    )
+
+
+def _rows(n: int, width: int, progress: bool, desc: str) -> Any:
+    from tqdm import tqdm
+
+    step = max(1, (32 << 20) // max(1, 4 * width))  # ~32 MiB of output per block
+    return tqdm(range(0, n, step), desc=desc, unit="block", disable=not progress, leave=False,
+                file=sys.stderr), step
+
+
+def _fold(front: Any, dim: int, progress: bool) -> np.ndarray:
+    """The whole front end evaluated once per id: (V+2, D). Row 0 (padding) comes out zero."""
+    import torch
+
+    n = front.present.shape[0]
+    out = np.empty((n, dim), dtype=np.float32)
+    blocks, step = _rows(n, dim * max(1, front.num_sources), progress, "folding front end")
+    with torch.inference_mode():
+        for start in blocks:
+            ids = torch.arange(start, min(n, start + step)).unsqueeze(1)  # (n,1)
+            meta, _ = front(ids, torch.ones(len(ids), dtype=torch.long))  # (n,1,D)
+            out[start : start + len(ids)] = meta[:, 0].numpy()
+    out[0] = 0.0  # already zero (padding); the graph relies on it to zero padded steps
+    return out
+
+
+def _bake(front: Any, k: int, project: bool, progress: bool) -> np.ndarray:
+    """Source k's table times its projection (or the raw table for concat): (V+2, D)."""
+    import torch
+
+    table = front.table(k)
+    if not project:
+        return table.float().numpy()
+    proj = front.proj[k]
+    out = np.empty((table.shape[0], proj.out_features), dtype=np.float32)
+    blocks, step = _rows(table.shape[0], proj.out_features, progress, f"baking source {k}")
+    with torch.inference_mode():
+        for start in blocks:
+            out[start : start + step] = proj(table[start : start + step].float()).numpy()
+    return out
+
+
+def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
+                    progress: bool = False) -> GraphSpec:
+    """Numpy weights and baked tables of a MetaEmbeddingClassifier (see docs/model.md)."""
+    cfg, front = model.cfg, model.front
+    if fold:
+        fs = FrontSpec(method=cfg.method, dim=cfg.meta_dim,
+                       folded=_fold(front, cfg.meta_dim, progress))
+    else:
+        present = front.present.numpy()
+        tables = [_bake(front, k, cfg.method != "concat", progress)
+                  for k in range(front.num_sources)]
+        fs = FrontSpec(
+            method=cfg.method, dim=cfg.meta_dim, tables=tables,
+            use=present.astype(np.float32) if cfg.mask_missing
+            else np.ones(present.shape, np.float32),
+            known=present.any(axis=1), unk=front.unk.detach().numpy(), gating=cfg.gating,
+            relu=cfg.mix_relu,
+        )
+        if cfg.method in ("dme", "cdme"):
+            fs.scorer_w = front.scorer.weight.detach().numpy().T  # (D or 2h, 1)
+            fs.scorer_b = front.scorer.bias.detach().numpy()
+        if cfg.method == "cdme":
+            fs.context = lstm_spec(front.context)
+    cls = model.classifier
+    return GraphSpec(
+        front=fs,
+        encoder=cfg.encoder,
+        encoder_lstm=lstm_spec(model.encoder.lstm) if cfg.encoder == "bilstm" else None,
+        hidden_w=cls.hidden.weight.detach().numpy().T,
+        hidden_b=cls.hidden.bias.detach().numpy(),
+        out_w=cls.out.weight.detach().numpy().T,
+        out_b=cls.out.bias.detach().numpy(),
+        pair=cfg.pair,
+        table_dtype=table_dtype,
+    )
+
+
+def _write_graphs(spec: GraphSpec, out: Path, *, front_end: bool) -> list[str]:
+    data = ExternalData(out / DATA_FILE)
+    try:
+        names = ["model"] + (["front_end"] if front_end else [])
+        for name in names:
+            model = build_graph(spec, data, front_end=name == "front_end")
+            data.flush()
+            save_graph(model, out / GRAPH_FILES[name])
+    finally:
+        data.close()
+    return [GRAPH_FILES[n] for n in names] + [DATA_FILE]
+
+
+# --- dev data --------------------------------------------------------------------------------
+@dataclass
+class _Dev:
+    path: Path
+    examples: list[tuple[list[int], list[int] | None]]
+    gold: np.ndarray
+
+
+def _dev_data(run: Path, options: ExportOptions, words: list[str], case_policy: str,
+              tok: Any, labels: list[str], log: Callable[[str], None]) -> _Dev | None:
+    from metaprep.learn.data import LabelMap, TextEncoder, load_task
+
+    path: Path | None = None if options.dev is None else Path(options.dev)
+    if path is None and (run / "data.json").exists():
+        from metaprep.learn.model import read_json
+
+        recorded = read_json(run / "data.json").get("dev") or {}
+        if recorded.get("path"):
+            path = Path(recorded["path"])
+            if not path.exists():
+                log(f"note: the run's dev file {path} is gone; checking on random batches only")
+                return None
+    if path is None:
+        log("note: no dev data (give --dev); checking on random batches only")
+        return None
+    encoder = TextEncoder(words, case_policy=case_policy, tokenizer=tok)
+    data, _ = load_task(path, encoder, labels=LabelMap(labels), progress=options.progress)
+    return _Dev(path, [(e.ids, e.ids_b) for e in data.examples],
+                np.array([e.label for e in data.examples], dtype=np.int64))
+
+
+# --- the export ------------------------------------------------------------------------------
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _gate(parity: dict[str, Any], tol: float, graph: str) -> list[str]:
+    """Failures: logits beyond ``tol``; embeddings beyond ``tol`` times their scale (>= 1)."""
+    bad = []
+    for out, diff in parity["max_abs_diff"].items():
+        limit = tol if out in ("logits", "probabilities") else tol * max(
+            1.0, parity["max_abs_value"][out])
+        if not diff <= limit:
+            bad.append(f"{graph} {out}: max abs diff {diff:.3g} > {limit:.3g} "
+                       f"(worst: {parity['worst_case'][out]})")
+    return bad
+
+
+def _graph_record(path: Path) -> dict[str, Any]:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    data = sorted({e.value for t in m.graph.initializer for e in t.external_data
+                   if e.key == "location"})
+    return {"file": path.name, "data_files": data,
+            "inputs": [i.name for i in m.graph.input], "outputs": [o.name for o in m.graph.output],
+            "ops": sorted({n.op_type for n in m.graph.node})}
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, *,
+               options: ExportOptions | None = None,
+               log: Callable[[str], None] = _log) -> Manifest:
+    """Export a run to ``out_dir``; raises ExportError (and leaves nothing) if a check fails."""
+    from metaprep.learn.model import load_run, read_json
+    from metaprep.prep.store import Store
+
+    opts = options or ExportOptions()
+    opts.validate()  # before the (possibly long) model load
+    run, out = Path(run_dir), Path(out_dir)
+    if out.exists() and not opts.force:
+        raise ExportError("the model directory already exists", path=out,
+                          hint="pass --force to replace it")
+    if opts.triton is not None and (Path(opts.triton) / opts.triton_name).exists():
+        raise ExportError("a Triton model of that name already exists",
+                          path=Path(opts.triton) / opts.triton_name,
+                          hint="remove it or pass --triton-name")
+    model, cfg, labels, tok = load_run(run, store_path=opts.store,
+                                       verify_store=opts.verify_store, progress=opts.progress)
+    opts.validate(cfg.method)
+    store_ref = read_json(run / "store.json")
+    store_path = Path(opts.store or store_ref["path"])
+    with Store(store_path) as store:
+        words, case_policy = store.vocab, store.case_policy
+    dev = _dev_data(run, opts, words, case_policy, tok, labels, log)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.export-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        manifest = _build(tmp, model, cfg, labels, tok, words, case_policy, dev, opts, log)
+        manifest.source_run = {
+            "path": str(run.resolve()),
+            "config_sha256": file_sha256(run / "config.json"),
+            "weights_sha256": file_sha256(run / "best.safetensors"),
+            "store_path": str(store_path.resolve()),
+            "store_sha256": store_ref.get("sha256"),
+        }
+        manifest.write(tmp)
+        if out.exists():  # --force: swap the new directory in, then drop the old one
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if opts.triton is not None:
+        path = write_triton(out, Path(opts.triton), opts.triton_name, manifest)
+        log(f"Triton model repository entry: {path}")
+    return manifest
+
+
+def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: list[str],
+           case_policy: str, dev: _Dev | None, opts: ExportOptions,
+           log: Callable[[str], None]) -> Manifest:
+    from metaprep.serve.parity import (
+        accuracy_change,
+        accuracy_feeds,
+        compare,
+        ort_runner,
+        parity_feeds,
+        torch_runner,
+    )
+
+    fold = opts.fold if opts.fold is not None else cfg.method in FOLDABLE
+    spec = spec_from_model(model, fold=fold, progress=opts.progress)
+    _write_graphs(spec, tmp, front_end=opts.front_end)
+
+    # the parity gate, on the float32 graphs
+    feeds = parity_feeds(dev.examples if dev else [], num_ids=len(words) + 2, pair=cfg.pair,
+                         limit=opts.parity_examples)
+    reference = torch_runner(model)
+    outs = ["logits", "probabilities"] + ([] if cfg.pair else ["sentence_embedding"])
+    parity = {"model": compare(reference, ort_runner(tmp / GRAPH_FILES["model"]), feeds, outs)}
+    if opts.front_end:
+        single = [(n, {k: v for k, v in f.items() if not k.endswith("_b")}) for n, f in feeds]
+        parity["front_end"] = compare(reference, ort_runner(tmp / GRAPH_FILES["front_end"]),
+                                      single, ["token_embeddings", "sentence_embedding"])
+    failures = [msg for g, p in parity.items() for msg in _gate(p, opts.tolerance, g)]
+    for g, p in parity.items():
+        figures = ", ".join(f"{k} {v:.2e}" for k, v in p["max_abs_diff"].items())
+        log(f"parity {g} (float32, {p['cases']} batches): max abs diff {figures}")
+    if failures:
+        raise ExportError("parity gate failed: " + "; ".join(failures),
+                          hint="nothing was written; please report this with the run")
+    for p in parity.values():
+        p.pop("case_names")
+
+    # the variant actually shipped
+    quantized: list[str] = []
+    if opts.table_dtype == "float16":
+        for name in (*GRAPH_FILES.values(), DATA_FILE):
+            (tmp / name).unlink(missing_ok=True)
+        spec.table_dtype = "float16"
+        _write_graphs(spec, tmp, front_end=opts.front_end)
+    if opts.quantize == "int8":
+        quantized = choose_int8(tmp, reference, dev, cfg.pair, opts, log)
+    checks: dict[str, Any] = {"parity": parity, "tolerance": opts.tolerance}
+    if dev is not None:
+        acc_feeds, gold = accuracy_feeds(dev.examples, dev.gold, cfg.pair)
+        acc = accuracy_change(reference, ort_runner(tmp / GRAPH_FILES["model"]), acc_feeds, gold)
+        checks["accuracy"] = {"data": str(dev.path), **acc}
+        log(f"dev accuracy ({acc['examples']} examples): torch {acc['torch_accuracy']:.4f}, "
+            f"onnx {acc['onnx_accuracy']:.4f} (change {acc['change']:+.4f}, "
+            f"agreement {acc['agreement']:.4f})")
+    if opts.table_dtype != "float32" or quantized:
+        variant = compare(reference, ort_runner(tmp / GRAPH_FILES["model"]), feeds, ["logits"])
+        variant.pop("case_names")
+        checks["variant_logits"] = variant
+        log(f"{opts.quantize or opts.table_dtype} model: max abs logit diff vs torch "
+            f"{variant['max_abs_diff']['logits']:.3g}")
+
+    # the rest of the directory
+    names = ["model"] + (["front_end"] if opts.front_end else [])
+    graphs = {n: _graph_record(tmp / GRAPH_FILES[n]) for n in names}
+    used = {f for g in graphs.values() for f in g["data_files"]}
+    if DATA_FILE not in used:
+        (tmp / DATA_FILE).unlink(missing_ok=True)
+    files = [GRAPH_FILES[n] for n in names] + sorted(used)
+    files += write_vocab(tmp, words)
+    (tmp / "tokenizer.json").write_text(json.dumps(tok.to_dict(), indent=2) + "\n")
+    (tmp / "labels.json").write_text(json.dumps(labels, indent=2, ensure_ascii=False) + "\n")
+    files += ["tokenizer.json", "labels.json"]
+    enc_dim = 2 * cfg.hidden if cfg.encoder == "bilstm" else 2 * cfg.meta_dim
+    manifest = Manifest(
+        task={"pair": cfg.pair, "labels": labels, "method": cfg.method, "encoder": cfg.encoder,
+              "sources": list(cfg.sources), "meta_dim": cfg.meta_dim, "sentence_dim": enc_dim,
+              "vocab_size": len(words)},
+        graphs=graphs,
+        case_policy=case_policy,
+        max_tokens=int(opts.max_tokens or tok.max_tokens or 512),
+        export={"fold": fold, "table_dtype": opts.table_dtype, "quantize": opts.quantize,
+                "quantized_ops": quantized, "opset": OPSET, "front_end": opts.front_end},
+        source_run={},
+        checks=checks,
+        metaprep_version=__version__,
+    )
+    manifest.record_files(tmp, files)
+    return manifest

@@ -1,0 +1,190 @@
+"""The export's checks: does the ONNX model compute what the torch model computes?
+
+Framework-free on purpose: the checks take two callables that map a feed (``ids``, ``lengths``
+[, ``ids_b``, ``lengths_b``] as numpy arrays) to named numpy outputs, one for the reference (torch)
+and one for the candidate (onnxruntime), so the comparison itself has no torch in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metaprep.errors import ExportError
+from metaprep.serve.runtime import pad_batch
+
+__all__ = [
+    "Feed",
+    "accuracy_change",
+    "accuracy_feeds",
+    "compare",
+    "ort_runner",
+    "parity_feeds",
+    "torch_runner",
+]
+
+Feed = dict[str, np.ndarray]
+Runner = Callable[[Feed], dict[str, np.ndarray]]
+_REAL_BATCH_SIZES = (1, 7, 32, 64)  # cycled over the dev examples: batch 1 and padded batches
+
+
+def _random_case(rng: np.random.Generator, num_ids: int, batch: int, width: int,
+                 lengths: Sequence[int] | None, *, garbage_pad: bool) -> tuple[np.ndarray, ...]:
+    lens = (np.asarray(lengths, dtype=np.int64) if lengths is not None
+            else rng.integers(1, width + 1, size=batch))
+    ids = rng.integers(1, num_ids, size=(batch, width), dtype=np.int64)
+    if not garbage_pad:
+        ids[np.arange(width)[None, :] >= lens[:, None]] = 0
+    return ids, lens
+
+
+def parity_feeds(
+    examples: Sequence[tuple[Sequence[int], Sequence[int] | None]],
+    *,
+    num_ids: int,
+    pair: bool,
+    limit: int = 512,
+    seed: int = 0,
+) -> list[tuple[str, Feed]]:
+    """Named feeds: real examples at several batch sizes, then random ids with awkward shapes
+    (batch 1 x length 1, heavy padding, non-pad ids past the length, pad ids inside the length,
+    a length of 0 and one longer than the batch)."""
+    feeds: list[tuple[str, Feed]] = []
+    real = list(examples[:limit])
+    i = k = 0
+    while i < len(real):
+        size = _REAL_BATCH_SIZES[k % len(_REAL_BATCH_SIZES)]
+        chunk, i, k = real[i : i + size], i + size, k + 1
+        ids, lens = pad_batch([a for a, _ in chunk])
+        feed: Feed = {"ids": ids, "lengths": lens}
+        if pair:
+            feed["ids_b"], feed["lengths_b"] = pad_batch([b or [] for _, b in chunk])
+        feeds.append((f"dev batch {k} ({len(chunk)} x {ids.shape[1]})", feed))
+
+    rng = np.random.default_rng(seed)
+    heavy = [int(x) for x in rng.integers(1, 4, 16)]
+    cases: list[tuple[str, int, int, Sequence[int] | None, bool]] = [
+        ("random 1 x 1", 1, 1, None, False),
+        ("random 1 x 20", 1, 20, [20], False),
+        ("random 32 x 30", 32, 30, None, False),
+        ("heavily padded 16 x 64 (lengths 1-3)", 16, 64, heavy, False),
+        ("non-pad ids past the length 8 x 24", 8, 24, None, True),
+        ("lengths 0 and over T, 5 x 6", 5, 6, [0, 6, 9, 1, 3], False),
+    ]
+    for name, batch, width, given, garbage in cases:
+        ids, lengths = _random_case(rng, num_ids, batch, width, given, garbage_pad=garbage)
+        feed = {"ids": ids, "lengths": lengths}
+        if pair:
+            feed["ids_b"], feed["lengths_b"] = _random_case(
+                rng, num_ids, batch, max(1, width // 2), None, garbage_pad=garbage)
+        feeds.append((name, feed))
+    ids, lengths = _random_case(rng, num_ids, 6, 12, None, garbage_pad=False)
+    ids[:, ::3] = 0  # padding ids inside the length: zero vectors, never an error
+    feed = {"ids": ids, "lengths": lengths}
+    if pair:
+        feed["ids_b"], feed["lengths_b"] = ids.copy(), lengths.copy()
+    feeds.append(("pad ids inside the length 6 x 12", feed))
+    return feeds
+
+
+def compare(reference: Runner, candidate: Runner, feeds: Sequence[tuple[str, Feed]],
+            outputs: Sequence[str]) -> dict[str, Any]:
+    """Max abs difference per output over all feeds, and which feed was worst."""
+    worst: dict[str, float] = {name: 0.0 for name in outputs}
+    where: dict[str, str] = {name: "" for name in outputs}
+    scale: dict[str, float] = {name: 0.0 for name in outputs}
+    for case, feed in feeds:
+        ref, got = reference(feed), candidate(feed)
+        for name in outputs:
+            a, b = np.asarray(ref[name], np.float64), np.asarray(got[name], np.float64)
+            if a.shape != b.shape:
+                raise ValueError(f"{case}: {name} has shape {b.shape}, expected {a.shape}")
+            diff = float(np.max(np.abs(a - b), initial=0.0))
+            if not np.isfinite(diff):
+                diff = float("inf")
+            scale[name] = max(scale[name], float(np.max(np.abs(a), initial=0.0)))
+            if diff > worst[name] or not where[name]:
+                worst[name], where[name] = max(worst[name], diff), case
+    return {
+        "cases": len(feeds),
+        "max_abs_diff": worst,
+        "worst_case": where,
+        "max_abs_value": scale,
+        "case_names": [c for c, _ in feeds],
+    }
+
+
+def _predict(run: Runner, feeds: Sequence[Feed]) -> np.ndarray:
+    return np.concatenate([np.argmax(run(f)["logits"], axis=1) for f in feeds])
+
+
+def accuracy_change(reference: Runner, candidate: Runner, feeds: Sequence[Feed],
+                    gold: np.ndarray) -> dict[str, Any]:
+    """Accuracy of both on labelled feeds (in order), the change, and how often they agree."""
+    ref, got = _predict(reference, feeds), _predict(candidate, feeds)
+    n = len(gold)
+    ref_acc, got_acc = float(np.mean(ref == gold)), float(np.mean(got == gold))
+    return {
+        "examples": n,
+        "torch_accuracy": round(ref_acc, 6),
+        "onnx_accuracy": round(got_acc, 6),
+        "change": round(got_acc - ref_acc, 6),
+        "agreement": round(float(np.mean(ref == got)), 6),
+    }
+
+
+# --- runners for the checks: torch and onnxruntime behind the same callable -----------------
+def torch_runner(model: Any) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    import torch
+
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        t = {k: torch.from_numpy(v) for k, v in feed.items()}
+        with torch.inference_mode():
+            enc = model.encode(t["ids"], t["lengths"])
+            second = (model.encode(t["ids_b"], t["lengths_b"]).sentence if "ids_b" in t
+                      else None)  # a pair's first sentence is encoded once, above
+            logits = model.head(enc.sentence, second)
+            return {"logits": logits.numpy(), "probabilities": logits.softmax(-1).numpy(),
+                    "sentence_embedding": enc.sentence.numpy(),
+                    "token_embeddings": enc.meta.numpy()}
+
+    return run
+
+
+def ort_runner(path: Path) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # no spinning: the torch reference runs between these calls and needs the cores
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ExportError(f"onnxruntime cannot load the exported graph: {exc}", path=path) from exc
+    names = [i.name for i in sess.get_inputs()]
+    outs = [o.name for o in sess.get_outputs()]
+
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(outs, sess.run(None, {k: feed[k] for k in names}), strict=True))
+
+    return run
+
+
+def accuracy_feeds(examples: Sequence[tuple[list[int], list[int] | None]], gold: np.ndarray,
+                   pair: bool) -> tuple[list[Feed], np.ndarray]:
+    """Length-sorted batches of 64 over labelled examples, and the gold labels in that order."""
+    order = np.argsort([len(a) for a, _ in examples], kind="stable")
+    feeds = []
+    for start in range(0, len(order), 64):
+        idx = order[start : start + 64]
+        ids, lens = pad_batch([examples[i][0] for i in idx])
+        feed = {"ids": ids, "lengths": lens}
+        if pair:
+            feed["ids_b"], feed["lengths_b"] = pad_batch([examples[i][1] or [] for i in idx])
+        feeds.append(feed)
+    return feeds, gold[order]
+
+

@@ -1,0 +1,72 @@
+"""int8 variants of an exported model: onnxruntime's dynamic quantization of the MatMul and LSTM
+weights, and of the tables when the dev set says accuracy allows it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from metaprep.errors import ExportError
+from metaprep.serve.modeldir import GRAPH_FILES
+from metaprep.serve.onnx_graph import realign_external_data
+
+__all__ = ["INT8_DATA", "choose_int8", "quantize_model"]
+
+# The int8 graph's own data file (the float32 tables in model.data may still serve the
+# front-end graph). The quantizer names it so; it is rewritten aligned under the same name.
+INT8_DATA = "model.onnx.data"
+
+
+# --- variants ----------------------------------------------------------------------------------
+def quantize_model(src: Path, dst: Path, *, tables: bool) -> Path:
+    """dst/model.onnx (+ model.onnx.data): src's model with int8 MatMul / LSTM weights (and
+    tables, with ``tables``), dynamically quantized."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    dst.mkdir()
+    ops = ["MatMul", "LSTM"] + (["Gather"] if tables else [])
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs advice about image models on the root logger
+    try:
+        quantize_dynamic(src / GRAPH_FILES["model"], dst / GRAPH_FILES["model"],
+                         op_types_to_quantize=ops, weight_type=QuantType.QInt8,
+                         use_external_data_format=True)
+    except Exception as exc:  # the quantizer raises assorted untyped errors
+        raise ExportError(f"int8 quantization failed: {exc}", path=src) from exc
+    finally:
+        root.setLevel(level)
+    realign_external_data(dst / GRAPH_FILES["model"], INT8_DATA)
+    return dst / GRAPH_FILES["model"]
+
+
+def choose_int8(tmp: Path, reference: Any, dev: Any, pair: bool, opts: Any,
+                 log: Callable[[str], None]) -> list[str]:
+    """Quantize MatMul/LSTM weights; also the tables when dev accuracy stays within
+    ``max_accuracy_drop`` of the weights-only model (never without dev data to check on)."""
+    from metaprep.serve.parity import accuracy_change, accuracy_feeds, ort_runner
+
+    chosen = ["MatMul", "LSTM"]
+    pick = quantize_model(tmp, tmp / "int8", tables=False).parent
+    if dev is not None:
+        feeds, gold = accuracy_feeds(dev.examples, dev.gold, pair)
+        weights_only = accuracy_change(reference, ort_runner(pick / GRAPH_FILES["model"]),
+                                       feeds, gold)
+        tabled = quantize_model(tmp, tmp / "int8-tables", tables=True).parent
+        with_tables = accuracy_change(reference, ort_runner(tabled / GRAPH_FILES["model"]),
+                                      feeds, gold)
+        log(f"int8 tables: dev accuracy {with_tables['onnx_accuracy']:.4f} vs "
+            f"{weights_only['onnx_accuracy']:.4f} with float32 tables")
+        drop = weights_only["onnx_accuracy"] - with_tables["onnx_accuracy"]
+        if drop <= opts.max_accuracy_drop:
+            pick = tabled
+            chosen.append("Gather")
+    for p in pick.iterdir():
+        os.replace(p, tmp / p.name)
+    for d in ("int8", "int8-tables"):
+        shutil.rmtree(tmp / d, ignore_errors=True)
+    return chosen

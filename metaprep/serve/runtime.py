@@ -1,0 +1,321 @@
+"""Serve a model directory with numpy and onnxruntime only: no torch, gensim or h5py.
+
+    from metaprep.serve.runtime import Model
+    model = Model("model/", threads=2)
+    model.predict(["a fine film", "dull"])       # [("pos", {"neg": 0.1, "pos": 0.9}), ...]
+    model.predict_proba(texts)                   # (N, C) float32
+    model.embed(texts)                           # (N, E) float32 sentence vectors
+
+Texts go through the exported tokenizer, the memory-mapped vocabulary with the exported case
+policy (unknown words -> UNK), truncation at the manifest's ``max_tokens`` (counted in
+``model.stats``), then length buckets of ``batch_size``. An empty text is a defined input: the model
+reads it as one padding token. Sentence pairs are ``(text_a, text_b)`` tuples.
+
+Imports: the standard library, numpy, onnxruntime and metaprep's pure modules (errors, tokenize,
+vocab, modeldir). A test checks that using this module loads no torch, gensim or h5py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from metaprep.errors import DataError, ModelError
+from metaprep.ids import UNK_ID
+from metaprep.serve.modeldir import Manifest, MappedVocab, read_manifest, verify_files
+from metaprep.tokenize import Tokenizer, TokenizerConfig
+
+__all__ = [
+    "INPUT_FORMATS",
+    "Model",
+    "RunStats",
+    "Text",
+    "chunked",
+    "embed_stream",
+    "pad_batch",
+    "predict_stream",
+    "read_texts",
+    "stats_notes",
+]
+
+Text = str | tuple[str, str]
+INPUT_FORMATS = ("auto", "lines", "tsv", "jsonl")
+
+
+@dataclass
+class RunStats:
+    """Counts over everything a Model has encoded (the CLI reports them once at the end)."""
+
+    texts: int = 0
+    tokens: int = 0
+    unknown: int = 0  # tokens that became UNK
+    empty: int = 0  # texts without a single token
+    truncated: int = 0  # texts cut at max_tokens
+
+
+class Model:
+    """A loaded model directory. ``verify``: "fast" (sizes of all files, sha256 of files up to
+    64 MiB), "full" (sha256 of everything: reads multi-GB tables once) or "none"."""
+
+    def __init__(self, model_dir: str | Path, *, threads: int | None = None,
+                 batch_size: int = 64, verify: str = "fast") -> None:
+        if verify not in ("fast", "full", "none"):
+            raise ValueError("verify must be fast, full or none")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.path = Path(model_dir)
+        self.manifest: Manifest = read_manifest(self.path)
+        if verify != "none":
+            verify_files(self.path, self.manifest, full=verify == "full")
+        task = self.manifest.task
+        self.labels: list[str] = list(task["labels"])
+        self.pair: bool = bool(task["pair"])
+        self.max_tokens: int = int(self.manifest.max_tokens)
+        self.batch_size = batch_size
+        self.threads = threads
+        try:
+            tok = json.loads((self.path / "tokenizer.json").read_text(encoding="utf-8"))
+            self.tokenizer = Tokenizer(TokenizerConfig.from_dict({**tok, "max_tokens": None}))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ModelError(f"bad tokenizer.json: {exc}", path=self.path) from exc
+        self.vocab = MappedVocab(self.path, case_policy=self.manifest.case_policy)
+        self.stats = RunStats()
+        self._sessions: dict[str, Any] = {}
+        self._session("model")  # fail now, not at the first batch, if onnxruntime refuses it
+
+    # --- sessions ------------------------------------------------------------------------------
+    def _session(self, graph: str) -> Any:
+        if graph not in self._sessions:
+            import onnxruntime as ort
+
+            if graph not in self.manifest.graphs:
+                raise ModelError(f"this model directory has no {graph} graph", path=self.path,
+                                 hint="re-export with --front-end")
+            opts = ort.SessionOptions()
+            if self.threads:
+                opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+            path = self.path / self.manifest.graphs[graph]["file"]
+            try:
+                sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime's errors are not typed
+                raise ModelError(f"onnxruntime cannot load the graph: {exc}", path=path) from exc
+            self._sessions[graph] = sess
+        return self._sessions[graph]
+
+    # --- text -> ids ---------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        """Model ids of one text (truncated at max_tokens; counted in ``stats``)."""
+        tokens = self.tokenizer.tokenize(text)
+        st = self.stats
+        st.texts += 1
+        if len(tokens) > self.max_tokens:
+            st.truncated += 1
+            tokens = tokens[: self.max_tokens]
+        if not tokens:
+            st.empty += 1
+        ids = self.vocab.encode(tokens)
+        st.tokens += len(ids)
+        st.unknown += sum(1 for i in ids if i == UNK_ID)
+        return ids
+
+    def _encode_all(self, texts: Sequence[Text], pair: bool) -> list[tuple[list[int], list[int]]]:
+        out = []
+        for t in texts:
+            if pair:
+                if not isinstance(t, tuple) or len(t) != 2:
+                    raise DataError("this model reads sentence pairs: give (text_a, text_b)")
+                out.append((self.encode(t[0]), self.encode(t[1])))
+            else:
+                if not isinstance(t, str):
+                    raise DataError("this model reads single texts, not pairs")
+                out.append((self.encode(t), []))
+        return out
+
+    # --- batches -------------------------------------------------------------------------------
+    def _run(self, graph: str, texts: Sequence[Text], output: str, *, pair: bool) -> np.ndarray:
+        sess = self._session(graph)
+        encoded = self._encode_all(texts, pair)
+        wanted = {i.name for i in sess.get_inputs()}
+        order = np.argsort([max(len(a), len(b)) for a, b in encoded], kind="stable")
+        result: np.ndarray | None = None
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            ids, lengths = pad_batch([encoded[i][0] for i in idx])
+            feed = {"ids": ids, "lengths": lengths}
+            if "ids_b" in wanted:
+                feed["ids_b"], feed["lengths_b"] = pad_batch([encoded[i][1] for i in idx])
+            (out,) = sess.run([output], feed)
+            if result is None:
+                result = np.empty((len(texts), *out.shape[1:]), dtype=np.float32)
+            result[idx] = out
+        if result is None:  # no texts
+            width = self.manifest.task["sentence_dim"] if output == "sentence_embedding" \
+                else len(self.labels)
+            result = np.empty((0, width), dtype=np.float32)
+        return result
+
+    def predict_proba(self, texts: Sequence[Text]) -> np.ndarray:
+        """(N, C) class probabilities; columns follow ``labels``."""
+        return self._run("model", texts, "probabilities", pair=self.pair)
+
+    def predict(self, texts: Sequence[Text]) -> list[tuple[str, dict[str, float]]]:
+        probs = self.predict_proba(texts)
+        return [(self.labels[int(np.argmax(p))],
+                 {label: float(x) for label, x in zip(self.labels, p, strict=True)})
+                for p in probs]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, E) sentence vectors (the encoder's output, what the classifier reads)."""
+        if "front_end" in self.manifest.graphs:
+            graph = "front_end"
+        elif not self.pair:
+            graph = "model"
+        else:
+            raise ModelError("a sentence-pair model embeds single texts only with its front-end "
+                             "graph", path=self.path, hint="re-export with --front-end")
+        return self._run(graph, texts, "sentence_embedding", pair=False)
+
+
+def pad_batch(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad with id 0 -> ids (B,T) int64, lengths (B,) int64 (T >= 1)."""
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    ids = np.zeros((len(seqs), max(1, int(lengths.max(initial=0)))), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+    return ids, lengths
+
+
+# --- reading input texts -------------------------------------------------------------------------
+def _detect(name: str, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    suffix = os.path.splitext(name)[1].lower()
+    return {".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
+            ".ndjson": "jsonl"}.get(suffix, "lines")
+
+
+def read_texts(
+    stream: BinaryIO,
+    *,
+    name: str = "<stdin>",
+    fmt: str = "auto",
+    columns: Sequence[str] = ("text",),
+    warn: Callable[[str], None] | None = None,
+) -> Iterator[tuple[int, Text | None, str | None]]:
+    """(line number, text or pair, problem) for every input line, streamed.
+
+    ``lines``: one text per line (pairs: ``text_a<TAB>text_b``); ``tsv``: a header naming the
+    ``columns``; ``jsonl``: objects with those keys. Bytes that are not UTF-8 are replaced and
+    reported through ``warn`` with the line number. A record that cannot be read (bad JSON, a
+    missing key) yields ``None`` and the problem, so one bad line never stops a stream. Empty
+    lines are empty texts (in jsonl, blank lines are skipped).
+    """
+    fmt = _detect(name, fmt)
+    if fmt not in INPUT_FORMATS[1:]:
+        raise DataError(f"unknown input format {fmt!r}", path=name,
+                        hint=f"use one of {', '.join(INPUT_FORMATS)}")
+    pair = len(columns) == 2
+    index: list[int] | None = None
+    for no, raw in enumerate(stream, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.decode("utf-8", errors="replace")
+            if warn is not None:
+                warn(f"{name}:{no}: not valid UTF-8 (byte {exc.start}); undecodable bytes "
+                     "replaced by U+FFFD")
+        line = line.rstrip("\n").rstrip("\r")
+        if fmt == "lines":
+            if not pair:
+                yield no, line, None
+            else:
+                a, tab, b = line.partition("\t")
+                yield (no, (a, b), None) if tab else (no, None, "no TAB between the two texts")
+        elif fmt == "tsv":
+            fields = line.split("\t")
+            if index is None:
+                missing = [c for c in columns if c not in fields]
+                if missing:
+                    raise DataError(f"no column {', '.join(missing)} in the header {fields}",
+                                    path=name, line=no, hint="pass --column NAME")
+                index = [fields.index(c) for c in columns]
+                continue
+            if max(index) >= len(fields):
+                yield no, None, f"{len(fields)} fields, the header has more"
+                continue
+            vals = [fields[i] for i in index]
+            yield no, (vals[0], vals[1]) if pair else vals[0], None
+        else:
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                vals = [obj[c] for c in columns]
+            except (ValueError, KeyError, TypeError) as exc:
+                yield no, None, f"not a JSON object with {', '.join(columns)} ({exc})"
+                continue
+            if not all(isinstance(v, str) for v in vals):
+                yield no, None, f"{', '.join(columns)} must be strings"
+                continue
+            yield no, (vals[0], vals[1]) if pair else vals[0], None
+
+
+def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of up to ``size`` items, so a stream is processed (and written) as it arrives."""
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def predict_stream(model: Model, records: Iterable[tuple[int, Text | None, str | None]], *,
+                   chunk: int = 1024) -> Iterator[dict[str, Any]]:
+    """One JSON-ready record per input record, in order: {"line", "label", "probabilities"},
+    or {"line", "error"} for a record that could not be read."""
+    for part in chunked(records, chunk):
+        probs = iter(model.predict_proba([t for _, t, _ in part if t is not None]))
+        for no, text, problem in part:
+            if text is None:
+                yield {"line": no, "error": problem}
+                continue
+            p = next(probs)
+            yield {"line": no, "label": model.labels[int(np.argmax(p))],
+                   "probabilities": {k: round(float(x), 6)
+                                     for k, x in zip(model.labels, p, strict=True)}}
+
+
+def embed_stream(model: Model, records: Iterable[tuple[int, Text | None, str | None]], *,
+                 chunk: int = 1024) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+    """(line, sentence vector or None, problem) per input record, in order."""
+    for part in chunked(records, chunk):
+        texts = [t for _, t, _ in part if t is not None]
+        if any(not isinstance(t, str) for t in texts):
+            raise DataError("embed reads single texts, one per record")
+        vecs = iter(model.embed(texts))  # type: ignore[arg-type]
+        for no, text, problem in part:
+            yield (no, None, problem) if text is None else (no, next(vecs), None)
+
+
+def stats_notes(model: Model) -> list[str]:
+    """What a user should hear once, at the end: truncation, empty texts, unknown words."""
+    st, notes = model.stats, []
+    if st.truncated:
+        notes.append(f"{st.truncated} text(s) longer than {model.max_tokens} tokens were "
+                     f"truncated to the first {model.max_tokens}")
+    if st.empty:
+        notes.append(f"{st.empty} empty text(s) (no tokens): read as a single padding token")
+    if st.tokens:
+        notes.append(f"{st.unknown} of {st.tokens} tokens ({100 * st.unknown / st.tokens:.1f}%) "
+                     "are in no vocabulary (UNK)")
+    return notes

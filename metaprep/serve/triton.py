@@ -1,0 +1,65 @@
+"""A Triton Inference Server model repository entry for an exported model directory.
+
+    REPO/NAME/config.pbtxt      onnxruntime backend, dynamic batching, CPU instance
+    REPO/NAME/1/model.onnx      the classifier graph and its external data file(s)
+
+``lengths`` is one number per sentence: declared ``dims: [ 1 ]`` with ``reshape: { shape: [ ] }``
+so the model sees (B,). Triton batches requests of the same padded length together, so clients
+should pad ``ids`` to a few fixed lengths (e.g. 16, 32, 64, 128) to let dynamic batching work.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from metaprep.errors import ExportError
+from metaprep.serve.modeldir import Manifest
+
+__all__ = ["write_triton"]
+
+
+def write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> Path:
+    """A Triton model repository: REPO/NAME/config.pbtxt and REPO/NAME/1/<graph + data>."""
+    target = repo / name
+    if target.exists():
+        raise ExportError("a Triton model of that name already exists", path=target,
+                          hint="remove it or pass --triton-name")
+    tmp = repo / f".{name}.{os.getpid()}.tmp"
+    try:
+        _fill(tmp, model_dir, name, manifest)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _fill(tmp: Path, model_dir: Path, name: str, manifest: Manifest) -> None:
+    (tmp / "1").mkdir(parents=True)
+    graph = manifest.graphs["model"]
+    for fname in [graph["file"], *graph["data_files"]]:
+        try:  # a hard link costs nothing for multi-GB tables; copy across file systems
+            os.link(model_dir / fname, tmp / "1" / fname)
+        except OSError:
+            shutil.copy2(model_dir / fname, tmp / "1" / fname)
+
+    def tensor(n: str, dims: str, extra: str = "") -> str:
+        dtype = "TYPE_INT64" if n.startswith(("ids", "lengths")) else "TYPE_FP32"
+        return f'  {{ name: "{n}" data_type: {dtype} dims: [ {dims} ]{extra} }}'
+
+    dims = {"ids": "-1", "ids_b": "-1", "lengths": "1", "lengths_b": "1",
+            "logits": str(len(manifest.task["labels"])),
+            "probabilities": str(len(manifest.task["labels"])),
+            "sentence_embedding": str(manifest.task["sentence_dim"])}
+    scalar = " reshape: { shape: [ ] }"
+    inputs = ",\n".join(tensor(n, dims[n], scalar if n.startswith("lengths") else "")
+                        for n in graph["inputs"])
+    outputs = ",\n".join(tensor(n, dims[n]) for n in graph["outputs"])
+    (tmp / "config.pbtxt").write_text(
+        f'name: "{name}"\nbackend: "onnxruntime"\nmax_batch_size: 64\n'
+        f"input [\n{inputs}\n]\noutput [\n{outputs}\n]\n"
+        "dynamic_batching { max_queue_delay_microseconds: 1000 }\n"
+        "instance_group [ { kind: KIND_CPU count: 1 } ]\n"
+    )

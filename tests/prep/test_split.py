@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from metaprep.cli import cli
+from metaprep.errors import ConfigError, DataError
+from metaprep.prep.split import split_file
+from metaprep.taskdata import read_examples
+
+
+def _corpus(path: Path, n_per_label: int = 20) -> Path:
+    lines = []
+    for i in range(n_per_label):
+        lines.append(f"__label__pos good film number {i}\n")
+        lines.append(f"__label__neg bad\tfilm number {i}\n")
+    path.write_text("".join(lines), encoding="latin-1")
+    return path
+
+
+def test_split_is_stratified_complete_and_reproducible(tmp_path: Path) -> None:
+    src = _corpus(tmp_path / "c.txt")
+    counts = split_file(src, tmp_path / "a", dev=0.25, test=0.25, seed=3, encoding="latin-1")
+    assert counts == {"train": 20, "dev": 10, "test": 10}
+    labels = {name: [e.label for e in read_examples(tmp_path / "a" / f"{name}.tsv")]
+              for name in counts}
+    assert labels["dev"].count("pos") == labels["dev"].count("neg") == 5
+    texts = [e.text for name in counts for e in read_examples(tmp_path / "a" / f"{name}.tsv")]
+    assert len(set(texts)) == 40  # nothing lost or repeated; the tab became a space
+    assert "bad film number 0" in texts
+    split_file(src, tmp_path / "b", dev=0.25, test=0.25, seed=3, encoding="latin-1")
+    for name in counts:
+        assert (tmp_path / "a" / f"{name}.tsv").read_bytes() == (
+            tmp_path / "b" / f"{name}.tsv").read_bytes()
+
+
+def test_split_bad_fractions_and_tiny_data(tmp_path: Path) -> None:
+    src = _corpus(tmp_path / "c.txt", n_per_label=1)
+    with pytest.raises(ConfigError):
+        split_file(src, tmp_path / "o", dev=0.6, test=0.5)
+    with pytest.raises(DataError, match="too few"):
+        split_file(src, tmp_path / "o", dev=0.1, test=0.1, encoding="latin-1")
+
+
+def test_split_cli(tmp_path: Path) -> None:
+    src = _corpus(tmp_path / "c.txt")
+    result = CliRunner().invoke(cli, ["split", str(src), "-o", str(tmp_path / "o"),
+                                      "--encoding", "latin-1", "--test", "0"])
+    assert result.exit_code == 0, result.output
+    assert "train: 34" in result.output and not (tmp_path / "o" / "test.tsv").exists()

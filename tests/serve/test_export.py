@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from click.testing import CliRunner
+from exportkit import make_run
+
+from metaprep.cli import cli
+from metaprep.errors import ExportError
+from metaprep.learn.model import load_run
+from metaprep.serve.export import ExportOptions, export_run
+from metaprep.serve.modeldir import file_sha256, read_manifest
+
+QUIET = ExportOptions(progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> object:
+    """Tiny models: torch's thread pool only adds contention when tests share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("encoder", ["bilstm", "pool"])
+@pytest.mark.parametrize("method", ["dme", "cdme", "concat", "sum", "single"])
+@pytest.mark.parametrize("fold", [None, False])
+def test_parity_gate_passes_for_every_method(tmp_path: Path, method: str, encoder: str,
+                                             fold: bool | None) -> None:
+    run = make_run(tmp_path, method=method, encoder=encoder)
+    manifest = export_run(run, tmp_path / "m", options=ExportOptions(fold=fold, progress=False),
+                          log=lambda _: None)
+    assert manifest.export["fold"] == (fold is None and method != "cdme")
+    parity = manifest.checks["parity"]["model"]
+    assert parity["cases"] >= 10  # dev batches and the awkward random ones
+    assert parity["max_abs_diff"]["logits"] <= 1e-5
+    assert manifest.checks["accuracy"]["agreement"] == 1.0
+
+    # independently of the gate: the graph matches torch on a batch mixing lengths, with
+    # non-pad garbage after each length, and a sentence alone gives the same logits
+    model, *_ = load_run(run)
+    sess = _session(tmp_path / "m" / "model.onnx")
+    rng = np.random.default_rng(5)
+    ids = rng.integers(1, 38, size=(4, 9))
+    lengths = np.array([9, 1, 4, 0])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+    got = sess.run(["logits"], {"ids": ids, "lengths": lengths})[0]
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    alone = sess.run(["logits"], {"ids": ids[2:3, :4], "lengths": lengths[2:3]})[0]
+    np.testing.assert_allclose(alone[0], got[2], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kw", [
+    {"method": "dme", "pair": True},
+    {"method": "cdme", "pair": True, "encoder": "pool"},
+    {"method": "dme", "gating": "sigmoid", "mix_relu": True},
+    {"method": "cdme", "gating": "sigmoid", "mask_missing": False},
+    {"method": "dme", "mask_missing": False},
+])
+def test_parity_gate_variants_of_the_model(tmp_path: Path, kw: dict) -> None:
+    run = make_run(tmp_path, **kw)
+    for fold in (None, False):
+        m = export_run(run, tmp_path / f"m{fold}", options=ExportOptions(fold=fold, progress=False),
+                       log=lambda _: None)
+        assert m.checks["parity"]["model"]["max_abs_diff"]["logits"] <= 1e-5
+        assert m.graphs["model"]["inputs"] == (["ids", "lengths", "ids_b", "lengths_b"]
+                                               if kw.get("pair") else ["ids", "lengths"])
+
+
+def test_model_directory_layout_and_manifest(tmp_path: Path) -> None:
+    run = make_run(tmp_path, method="dme")
+    out = tmp_path / "model"
+    export_run(run, out, options=ExportOptions(front_end=True, max_tokens=7, progress=False),
+               log=lambda _: None)
+    m = read_manifest(out)
+    assert sorted(m.files) == sorted(["model.onnx", "front_end.onnx", "model.data", "vocab.txt",
+                                      "vocab.offsets.npy", "vocab.index.npy", "tokenizer.json",
+                                      "labels.json"])
+    for name, rec in m.files.items():
+        assert file_sha256(out / name) == rec["sha256"]
+    assert m.source_run["config_sha256"] == file_sha256(run / "config.json")
+    assert m.max_tokens == 7 and m.case_policy == "fallback"
+    assert m.task["labels"] == ["neg", "pos"]
+    assert (out / "vocab.txt").read_text(encoding="utf-8").split("\n")[:3] == ["the", "a", "cat"]
+    # folded dme: the front end is one Gather over one external, aligned table
+    g = onnx.load(str(out / "model.onnx"), load_external_data=False)
+    tables = [t for t in g.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert [t.name for t in tables] == ["front.folded"]
+    offset = int({e.key: e.value for e in tables[0].external_data}["offset"])
+    assert offset % 4096 == 0
+    onnx.checker.check_model(str(out / "model.onnx"))
+    # the front-end graph shares the table with the classifier (one data file)
+    assert m.graphs["front_end"]["data_files"] == ["model.data"]
+    assert m.graphs["front_end"]["outputs"] == ["token_embeddings", "sentence_embedding"]
+    assert not list(tmp_path.glob(".model.*"))  # no temporary directory left behind
+
+
+def test_front_end_graph_matches_model_encode(tmp_path: Path) -> None:
+    run = make_run(tmp_path, method="cdme")
+    export_run(run, tmp_path / "m", options=ExportOptions(front_end=True, progress=False),
+               log=lambda _: None)
+    model, *_ = load_run(run)
+    ids = np.array([[3, 4, 5, 0, 0], [7, 0, 9, 10, 11]])
+    lengths = np.array([3, 5])
+    with torch.no_grad():
+        enc = model.encode(torch.from_numpy(ids), torch.from_numpy(lengths))
+    tok, sent = _session(tmp_path / "m" / "front_end.onnx").run(
+        None, {"ids": ids, "lengths": lengths})
+    np.testing.assert_allclose(tok, enc.meta.numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(sent, enc.sentence.numpy(), atol=1e-5, rtol=0)
+    assert np.all(tok[0, 3:] == 0)  # padding is zero
+
+
+def test_failed_parity_gate_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import metaprep.serve.export as export
+
+    run = make_run(tmp_path, method="dme")
+    real = export.spec_from_model
+
+    def broken(*a: object, **kw: object) -> object:
+        spec = real(*a, **kw)
+        spec.out_b = spec.out_b + 1e-3  # a tiny bias error: the gate must see it
+        return spec
+
+    monkeypatch.setattr(export, "spec_from_model", broken)
+    with pytest.raises(ExportError, match="parity gate failed: model logits"):
+        export_run(run, tmp_path / "m", options=QUIET, log=lambda _: None)
+    assert not (tmp_path / "m").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m.")]
+
+
+def test_float16_tables_and_int8_report_accuracy(tmp_path: Path) -> None:
+    run = make_run(tmp_path, method="dme")
+    m16 = export_run(run, tmp_path / "f16", options=ExportOptions(table_dtype="float16",
+                                                                    progress=False),
+                     log=lambda _: None)
+    g = onnx.load(str(tmp_path / "f16" / "model.onnx"), load_external_data=False)
+    table = next(t for t in g.graph.initializer if t.name == "front.folded")
+    assert table.data_type == onnx.TensorProto.FLOAT16
+    assert (tmp_path / "f16" / "model.data").stat().st_size < 38 * 5 * 4  # half of float32
+    acc = m16.checks["accuracy"]
+    assert acc["examples"] == 40 and abs(acc["change"]) <= 0.1
+    assert 0 < m16.checks["variant_logits"]["max_abs_diff"]["logits"] < 0.05
+
+    m8 = export_run(run, tmp_path / "i8", options=ExportOptions(quantize="int8", progress=False),
+                    log=lambda _: None)
+    assert {"MatMul", "LSTM"} <= set(m8.export["quantized_ops"])
+    assert "DynamicQuantizeLSTM" in m8.graphs["model"]["ops"]
+    assert "MatMulInteger" in m8.graphs["model"]["ops"]
+    assert set(m8.checks["accuracy"]) >= {"torch_accuracy", "onnx_accuracy", "change"}
+    # the quantizer's data file is rewritten so onnxruntime can map every tensor, and readable
+    # (a wider model than the one above, whose int8 tensors are all small enough to stay inline)
+    wide = make_run(tmp_path / "wide", method="dme", hidden=32, mlp_hidden=64)
+    export_run(wide, tmp_path / "i8w", options=ExportOptions(quantize="int8", progress=False),
+               log=lambda _: None)
+    g8 = onnx.load(str(tmp_path / "i8w" / "model.onnx"), load_external_data=False)
+    external = [{e.key: e.value for e in t.external_data} for t in g8.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert external and all(int(e.get("offset", 0)) % 65536 == 0 for e in external)
+    assert {e["location"] for e in external} == {"model.onnx.data"}
+    assert (tmp_path / "i8w" / "model.onnx.data").stat().st_mode & 0o777 == 0o644
+
+
+def test_export_refusals(tmp_path: Path) -> None:
+    run = make_run(tmp_path, method="cdme")
+    with pytest.raises(ExportError, match="cannot be folded"):
+        export_run(run, tmp_path / "m", options=ExportOptions(fold=True, progress=False))
+    (tmp_path / "m").mkdir()
+    with pytest.raises(ExportError, match="already exists"):
+        export_run(run, tmp_path / "m", options=QUIET)
+    export_run(run, tmp_path / "m", options=ExportOptions(force=True, progress=False),
+               log=lambda _: None)
+    assert (tmp_path / "m" / "manifest.json").exists()
+
+
+def test_cli_export_with_triton(tmp_path: Path) -> None:
+    run = make_run(tmp_path, method="dme", dev=False)
+    result = CliRunner().invoke(cli, ["export-onnx", str(run), "-o", str(tmp_path / "m"),
+                                      "--triton", str(tmp_path / "repo"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "no dev data" in result.stderr and "parity model" in result.stderr
+    config = (tmp_path / "repo" / "metaprep" / "config.pbtxt").read_text()
+    assert 'name: "ids" data_type: TYPE_INT64 dims: [ -1 ]' in config
+    assert "dynamic_batching" in config and "max_batch_size: 64" in config
+    assert (tmp_path / "repo" / "metaprep" / "1" / "model.onnx").exists()
+    assert "accuracy" not in json.loads((tmp_path / "m" / "manifest.json").read_text())["checks"]
+
+    bad = CliRunner().invoke(cli, ["export-onnx", str(tmp_path / "nope"), "-o",
+                                   str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "no such run directory" in str(bad.exception)
+
+
+def test_existing_triton_entry_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    run = make_run(tmp_path, method="dme", dev=False)
+    (tmp_path / "repo" / "metaprep").mkdir(parents=True)
+    with pytest.raises(ExportError, match="Triton model of that name already exists"):
+        export_run(run, tmp_path / "m", options=ExportOptions(triton=tmp_path / "repo",
+                                                              progress=False),
+                   log=lambda _: None)
+    assert not (tmp_path / "m").exists()
+    assert [p.name for p in (tmp_path / "repo").iterdir()] == ["metaprep"]
