@@ -6,6 +6,7 @@ import pytest
 
 from metaprep.errors import ConfigError
 from metaprep.pipeline import load_pipeline, run_pipeline
+from metaprep.stages import SplitOptions
 
 
 def _write(tmp_path: Path, body: str) -> Path:
@@ -16,13 +17,14 @@ def _write(tmp_path: Path, body: str) -> Path:
     return p
 
 
-def test_keys_become_the_commands_own_options(tmp_path: Path) -> None:
+def test_keys_become_the_stages_own_options(tmp_path: Path) -> None:
     p = _write(tmp_path, '[pipeline]\nname = "t"\n[split]\ndata = "c.txt"\ndev = 0.25\n')
     pipe = load_pipeline(p, artifacts=tmp_path / "art")
     (plan,) = pipe.stages
-    assert plan.argv[0] == str(tmp_path / "c.txt")
-    assert "--dev" in plan.argv and plan.argv[plan.argv.index("--dev") + 1] == "0.25"
-    assert plan.argv[plan.argv.index("--output") + 1] == str(tmp_path / "art" / "t" / "split")
+    assert isinstance(plan.options, SplitOptions)
+    assert plan.options.data == str(tmp_path / "c.txt")
+    assert plan.options.dev == 0.25
+    assert plan.options.output == str(tmp_path / "art" / "t" / "split")
 
 
 @pytest.mark.parametrize(
@@ -34,6 +36,14 @@ def test_keys_become_the_commands_own_options(tmp_path: Path) -> None:
         ("[split\n", "not valid TOML"),
         ('[pipeline]\nname = "x"\n', "names no stage"),
         ('[split]\ndata = "{train}/x"\n', "not an earlier stage"),
+        ('[train]\nstore = "s.h5"\nepochs = "many"\n', "epochs must be a whole number"),
+        ('[train]\nstore = "s.h5"\nlr = true\n', "lr must be a number"),
+        ('[train]\nmask_missing = 1\n', "mask_missing must be true or false"),
+        ('[align]\nsources = ["a.txt"]\n', "sources must be a table"),
+        ('[pipeline]\nname = "../../x"\n[split]\ndata = "c.txt"\n', "one folder name"),
+        ('[pipeline]\nname = ".."\n[split]\ndata = "c.txt"\n', "one folder name"),
+        ('[split]\ndata = "c.txt"\noutput = "../../elsewhere"\n', "only inside its stage"),
+        ('[split]\ndata = "c.txt"\noutput = "/tmp/elsewhere"\n', "only inside its stage"),
     ],
 )
 def test_bad_pipeline_files_name_the_key_and_file(tmp_path: Path, body: str, message: str) -> None:
@@ -65,7 +75,7 @@ def test_dry_run_runs_nothing(tmp_path: Path) -> None:
     p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
     lines: list[str] = []
     run_pipeline(p, artifacts=tmp_path / "art", dry_run=True, echo=lines.append)
-    assert lines and lines[0].startswith("[split] run: metaprep split")
+    assert lines and lines[0].startswith("[split] run: data=")
     assert not (tmp_path / "art" / "p" / "split" / "train.tsv").exists()
 
 
@@ -73,7 +83,7 @@ def test_pkg_paths_resolve_inside_installed_packages(tmp_path: Path) -> None:
     p = _write(tmp_path, '[split]\ndata = "pkg:gensim/test/test_data/pang_lee_polarity.cor"\n'
                'encoding = "latin-1"\n')
     (plan,) = load_pipeline(p, artifacts=tmp_path / "art").stages
-    assert Path(plan.argv[0]).is_file()
+    assert Path(plan.options.data).is_file()
     q = _write(tmp_path, '[split]\ndata = "pkg:no_such_pkg_xyz/a.txt"\n')
     with pytest.raises(ConfigError, match="not installed"):
         load_pipeline(q, artifacts=tmp_path / "art")
@@ -100,12 +110,13 @@ def test_only_paths_are_rebased_on_the_pipeline_folder(tmp_path: Path) -> None:
     p = _write(tmp_path, '[align]\nvocab = "union"\ntoken_pattern = "\\\\w+/\\\\w+"\n'
                'output = "out/store.h5"\n[align.sources]\nv = "v.txt"\n[align.oov]\nv = "zero"\n')
     (plan,) = load_pipeline(p, artifacts=tmp_path / "art").stages
-    argv = plan.argv
-    assert argv[0] == f"v={tmp_path / 'v.txt'}"  # an existing file: rebased
-    assert argv[argv.index("--token-pattern") + 1] == "\\w+/\\w+"  # a regex with a slash: kept
-    assert argv[argv.index("--vocab") + 1] == "union"
-    assert argv[argv.index("--oov") + 1] == "v=zero"
-    assert argv[argv.index("--output") + 1] == str(tmp_path / "out" / "store.h5")  # a Path option
+    o = plan.options
+    assert o.sources == {"v": str(tmp_path / "v.txt")}  # an input path: rebased
+    assert o.token_pattern == "\\w+/\\w+"  # a regex with a slash: kept
+    assert o.vocab == ("union",)
+    assert o.oov == {"v": "zero"}
+    # an output named in the file lands inside the stage's directory
+    assert o.output == str(tmp_path / "art" / "p" / "align" / "out" / "store.h5")
 
 
 def test_a_retrained_run_outside_the_pipeline_reruns_export(tmp_path: Path) -> None:

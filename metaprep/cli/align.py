@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
+
+from metaprep.cli._common import assignments, output_option, quiet_option
 
 __all__ = ["command"]
 
@@ -16,8 +20,8 @@ Examples:
 
 @click.command("align", epilog=_EPILOG)
 @click.argument("sources", nargs=-1, required=True, metavar="NAME=PATH...")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="The store to write (HDF5; written to a temp file, then renamed).")
+@output_option("The store to write (HDF5; written to a temp file, then renamed).",
+               required=True, dir_okay=False)
 @click.option("--format", "formats", multiple=True, metavar="NAME=FMT",
               help="Override format detection for one source (glove, word2vec-text, "
                    "word2vec-binary, fasttext-bin, npy, safetensors).")
@@ -66,8 +70,8 @@ Examples:
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seed of random OOV rows and of the map's held-out split.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def command(**kw: object) -> None:
+@quiet_option()
+def command(**kw: Any) -> None:
     """Align embedding files into one HDF5 store over one vocabulary.
 
     Each source is NAME=PATH, or a bare PATH named by its file stem. Only the rows the
@@ -76,11 +80,26 @@ def command(**kw: object) -> None:
     """
     import json
 
-    from metaprep.prep.align import align, options_from_cli, specs_from_cli
-    from metaprep.prep.inspect import format_summary, inspect_store
+    from metaprep import stages
+    from metaprep.prep.align import parse_source_args
+    from metaprep.prep.inspect import format_summary
 
-    specs = specs_from_cli(kw)
-    out = align(specs, str(kw["output"]), options_from_cli(kw),
-                command={"command": "align", "params": kw})
-    summary = inspect_store(out)
-    click.echo(json.dumps(summary, indent=2) if kw["as_json"] else format_summary(summary))
+    options = stages.AlignOptions(
+        sources={n: str(p) for n, p in parse_source_args(list(kw["sources"]))},
+        output=str(kw["output"]), vocab=tuple(kw["vocab"]) or ("union",),
+        format=assignments(kw["formats"], "--format"),
+        tensor=assignments(kw["tensors"], "--tensor"),
+        vocab_file=assignments(kw["vocab_files"], "--vocab-file"),
+        oov=assignments(kw["oov"], "--oov"),
+        normalize=assignments(kw["normalize"], "--normalize", allow_all=True),
+        **{k: kw[k] for k in _PLAIN},
+    )
+    result = stages.align(options)
+    click.echo(json.dumps(result.summary, indent=2) if kw["as_json"]
+               else format_summary(result.summary))
+
+
+# options passed to the stage as they are
+_PLAIN = ("oov_default", "case", "dtype", "data_encoding", "lowercase", "token_pattern",
+          "whitespace", "min_count", "max_vocab", "limit", "on_bad_line", "encoding_errors",
+          "seed", "quiet")

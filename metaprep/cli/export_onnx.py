@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from metaprep.cli._common import output_option, quiet_option
 
-@click.command("export-onnx")
-@click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
-              help="Model directory to create (built beside it, renamed when all checks pass).")
+_EPILOG = """\b
+Examples:
+  metaprep export-onnx run/ -o model/
+  metaprep export-onnx run/ -o model-int8/ --quantize int8
+  metaprep export-onnx run/ -o model/ --front-end --triton triton-repo/
+"""
+
+
+@click.command("export-onnx", epilog=_EPILOG)
+@click.argument("run", metavar="RUN_DIR", type=click.Path(file_okay=False))
+@output_option("Model directory to create (built beside it, renamed when all checks pass).",
+               required=True, file_okay=False)
 @click.option("--front-end", is_flag=True,
               help="Also export the front end alone: ids + lengths -> per-token meta-embeddings "
                    "and the sentence vector (front_end.onnx).")
@@ -37,25 +48,16 @@ import click
 @click.option("--triton-name", default="metaprep", show_default=True,
               help="Model name in the Triton repository.")
 @click.option("--force", is_flag=True, help="Replace an existing model directory.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
-def command(run_dir: str, out: str, front_end: bool, fold: bool | None, table_dtype: str,
-            quantize: str | None, max_accuracy_drop: float, max_tokens: int | None,
-            dev: str | None, store: str | None, no_verify_store: bool, tolerance: float,
-            triton: str | None, triton_name: str, force: bool, no_progress: bool) -> None:
+@quiet_option()
+def command(no_verify_store: bool, **kw: Any) -> None:
     """Export RUN_DIR (from `metaprep train`) to an ONNX model directory.
 
     The export checks itself: onnxruntime must match the torch model within --tolerance on the
     run's dev data and on random batches (batch 1, length 1, heavy padding); otherwise nothing
     is written. float16 and int8 variants report their dev accuracy change.
     """
-    from metaprep.serve.export import ExportOptions, export_run
+    from metaprep import stages
 
-    opts = ExportOptions(
-        fold=fold, front_end=front_end, table_dtype=table_dtype, quantize=quantize,
-        max_accuracy_drop=max_accuracy_drop, max_tokens=max_tokens, tolerance=tolerance,
-        dev=dev, store=store, verify_store=not no_verify_store, triton=triton,
-        triton_name=triton_name, force=force, progress=not no_progress,
-    )
-    manifest = export_run(run_dir, out, options=opts)
-    size = sum(f["bytes"] for f in manifest.files.values())
-    click.echo(f"wrote {out} ({len(manifest.files)} files, {size / 1e6:.1f} MB)", err=True)
+    result = stages.export(stages.ExportOptions(verify_store=not no_verify_store, **kw))
+    click.echo(f"wrote {result.model} ({result.files} files, {result.bytes / 1e6:.1f} MB)",
+               err=True)

@@ -1,78 +1,77 @@
-"""Pipelines: one TOML file names the stages to run, in order, with the options the single
-commands take.
+"""Pipelines: one TOML file names the stages to run, in order, with the options of the same
+library stages the commands call (``metaprep.stages``).
 
     [pipeline]                   name = "quickstart"   (outputs under artifacts/<name>/)
-    [split]  data = ...          metaprep split     -> artifacts/<name>/split/{train,dev,test}.tsv
-    [align]  sources = {...}     metaprep align     -> artifacts/<name>/align/store.h5
-    [train]  method = "dme"      metaprep train     -> artifacts/<name>/train/run/
-    [export] fold = true         metaprep export-onnx -> artifacts/<name>/export/model/
-    [evaluate]                   metaprep evaluate  (the run on the test split)
-    [predict] input = ...        metaprep predict   -> artifacts/<name>/predict/predictions.jsonl
+    [split]  data = ...          stages.split     -> artifacts/<name>/split/{train,dev,test}.tsv
+    [align]  sources = {...}     stages.align     -> artifacts/<name>/align/store.h5
+    [train]  method = "dme"      stages.train     -> artifacts/<name>/train/run/
+    [export] fold = true         stages.export    -> artifacts/<name>/export/model/
+    [evaluate]                   stages.evaluate  (the run on the test split)
+    [predict] input = ...        stages.predict   -> artifacts/<name>/predict/predictions.jsonl
 
-There is one schema: each section's keys are the options of its command (``--proj-dim`` is
-``proj_dim``), checked against the command's own click parameters, so a pipeline accepts exactly
-what the command line accepts. Values may name upstream outputs as ``{split}``, ``{align}``, ...
-(the stage's output directory); obvious wiring (the store into train, the run into export) is
-filled in when a key is not given. A path starting ``pkg:`` resolves inside an installed package
-(``pkg:gensim/test/test_data/test_glove.txt``); other relative paths resolve against the pipeline
-file's directory.
+A section's keys are the fields of that stage's options dataclass (``proj_dim = 64``), checked
+with their types when the file is loaded, so a dry run catches ``epochs = "many"``. Values may
+name upstream outputs as ``{split}``, ``{align}``, ... (the stage's directory); the obvious
+wiring (the store into train, the run into export) is filled in when a key is not given. Input
+paths starting ``pkg:`` resolve inside an installed package without importing it
+(``pkg:gensim/test/test_data/test_glove.txt``); other relative input paths resolve against the
+pipeline file's folder. Outputs always land in the stage's own directory.
 
-Each stage records the hash of its inputs (its arguments, the sha256 of every input file, the
-upstream stage's hash); a rerun skips a stage whose hash did not change.
+Each stage records the hash of its inputs (its options, the sha256 of every input file from
+outside the pipeline's folder, the upstream stage's hash); a rerun skips a stage whose hash did
+not change.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import os
 import re
 import shutil
 import sys
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import click
 
 from metaprep.atomic import atomic_path
 from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError
+from metaprep.pipeline.options import StageSpec, build_options, stage_specs
 
-__all__ = ["STAGES", "Pipeline", "StagePlan", "load_pipeline", "run_pipeline"]
+__all__ = ["STAGES", "Pipeline", "StagePlan", "load_pipeline", "plan_pipeline", "run_pipeline"]
 
 STAGES = ("split", "align", "train", "export", "evaluate", "predict")
-_COMMANDS = {"export": "export-onnx"}
 _RECORD = ".metaprep-stage.json"
-_PLACEHOLDER = re.compile(r"\{(" + "|".join(STAGES) + r")\}")
-
-# Where each stage writes (relative to its stage directory) and what it takes from upstream when
-# the pipeline does not say. Values are templates over the stage directories.
-_OUTPUT = {"split": "", "align": "store.h5", "train": "run", "export": "model",
-           "evaluate": "", "predict": "predictions.jsonl"}
-_WIRING: dict[str, dict[str, str]] = {
-    "train": {"store": "{align}/store.h5", "train": "{split}/train.tsv", "dev": "{split}/dev.tsv",
-              "test": "{split}/test.tsv"},
-    "export": {"run_dir": "{train}/run"},
-    "evaluate": {"run_dir": "{train}/run", "data": "{split}/test.tsv"},
-    "predict": {"model_dir": "{export}/model", "input_path": "{split}/test.tsv"},
-}
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # one folder name: no '/', no '..'
 
 
 @dataclass
 class StagePlan:
     name: str
-    command: click.Command
-    argv: list[str]
+    spec: StageSpec
+    options: Any  # the stage's options dataclass, paths resolved
     out_dir: Path
     inputs_hash: str = ""
     action: str = "run"  # run | skip | force
     seconds: float = 0.0
     figures: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """The options that differ from their defaults, as key=value."""
+        default = asdict(type(self.options)())
+        given = {k: v for k, v in asdict(self.options).items() if v != default[k]}
+        return " ".join(f"{k}={_short(v)}" for k, v in given.items())
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={v}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 @dataclass
@@ -84,169 +83,63 @@ class Pipeline:
 
 
 # --- loading --------------------------------------------------------------------------------
-def _resolve_path(value: str, base: Path, where: str, file: Path, is_path: bool) -> str:
-    if value.startswith("pkg:"):
-        package, _, rel = value[4:].partition("/")
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ConfigError(f"{where}: package {package!r} is not installed", path=file,
-                              hint=f"pip install {package}")
-        return str(Path(list(spec.submodule_search_locations)[0]) / rel)
-    if _PLACEHOLDER.search(value) or value.startswith("/"):
-        return value
-    candidate = Path(os.path.normpath(base / value))
-    # Path options are always rebased on the pipeline file's folder; other values ("dme",
-    # "union", a regex, NAME=PATH parts) only when they name an existing file there.
-    return str(candidate) if (is_path or candidate.exists()) else value
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError("no such pipeline file", path=file,
+                          hint="give a PIPELINE.toml, or the name of a packaged pipeline "
+                               "(quickstart)") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the pipeline file: {exc}", path=file) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=file) from exc
 
 
-def _keys(p: click.Parameter) -> list[str]:
-    """The TOML keys that name a parameter: its long option names (``--proj-dim`` is
-    ``proj_dim``) or, for an argument, its name."""
-    if isinstance(p, click.Option):
-        return [o.lstrip("-").replace("-", "_") for o in p.opts if o.startswith("--")]
-    return [p.name or ""]
-
-
-def _option_for(command: click.Command, key: str) -> click.Parameter | None:
-    name = key.replace("-", "_")
-    for p in command.params:
-        if name in _keys(p):
-            return p
-    return None
-
-
-def _output_param(command: click.Command) -> click.Option | None:
-    for p in command.params:
-        if isinstance(p, click.Option) and "-o" in p.opts:
-            return p
-    return None
-
-
-def _long_opt(p: click.Option) -> str:
-    return max(p.opts, key=len)
-
-
-def _to_argv(
-    command: click.Command, section: str, options: dict[str, Any], file: Path
-) -> list[str]:
-    """Turn a TOML table into the command line its command would be given."""
-    argv: list[str] = []
-    positional: dict[str, list[str]] = {}
-    for key, value in options.items():
-        p = _option_for(command, key)
-        if p is None:
-            known = sorted(k for q in command.params for k in _keys(q)[:1] if k != "help")
-            raise ConfigError(
-                f"[{section}] unknown key {key!r}; `metaprep {command.name}` takes: "
-                + ", ".join(known), path=file)
-        if isinstance(value, dict):
-            values = [f"{k}={v}" for k, v in value.items()]
-        elif isinstance(value, list):
-            values = [str(v) for v in value]
-        else:
-            values = [value]  # type: ignore[list-item]
-        if isinstance(p, click.Argument):
-            positional[p.name or key] = [str(v) for v in values]
-            continue
-        if not isinstance(p, click.Option):
-            continue
-        if p.is_flag and not isinstance(value, bool):
-            raise ConfigError(f"[{section}] {key} must be true or false", path=file)
-        if p.is_flag:
-            if value:
-                argv.append(p.opts[0])
-            elif p.secondary_opts:
-                argv.append(p.secondary_opts[0])
-            continue
-        if len(values) > 1 and not p.multiple:
-            raise ConfigError(f"[{section}] {key} takes one value, not a list", path=file)
-        for v in values:
-            argv += [_long_opt(p), str(v).lower() if isinstance(v, bool) else str(v)]
-    # Arguments go first, in the command's order.
-    args = [v for p in command.params if isinstance(p, click.Argument) and p.name in positional
-            for v in positional[p.name]]
-    return args + argv
+def find_pipeline(name_or_path: str | Path) -> Path:
+    """A pipeline file, or the name of one shipped inside the package (``quickstart``)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix == ".toml" or "/" in str(name_or_path):
+        return path
+    packaged = Path(__file__).resolve().parents[1] / "pipelines" / f"{name_or_path}.toml"
+    if packaged.is_file():
+        return packaged
+    known = sorted(p.stem for p in packaged.parent.glob("*.toml"))
+    raise ConfigError(f"no pipeline file or packaged pipeline named {str(name_or_path)!r}",
+                      hint=f"packaged pipelines: {', '.join(known) or 'none'}")
 
 
 def load_pipeline(path: str | Path, *, artifacts: str | Path = "artifacts") -> Pipeline:
-    """Read and validate a pipeline file; nothing runs."""
-    from metaprep.cli import cli
-
-    file = Path(path)
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError("no such pipeline file", path=file) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", path=file) from exc
+    """Read and validate a pipeline file; nothing runs and nothing is imported from it."""
+    file = find_pipeline(path)
+    data = _read_toml(file)
     unknown = sorted(set(data) - set(STAGES) - {"pipeline"})
     if unknown:
         raise ConfigError(f"unknown section(s) {', '.join(unknown)}; known: pipeline, "
                           + ", ".join(STAGES), path=file)
     head = data.get("pipeline", {})
-    bad = sorted(set(head) - {"name"})
+    bad = sorted(set(head) - {"name"}) if isinstance(head, dict) else ["(not a table)"]
     if bad:
         raise ConfigError(f"[pipeline] unknown key(s) {', '.join(bad)}; known: name", path=file)
-    name = str(head.get("name", file.stem))
+    name = head.get("name", file.stem)
+    if not isinstance(name, str) or not _NAME.match(name) or name.strip(".") == "":
+        raise ConfigError(f"[pipeline] name {name!r} must be one folder name (letters, digits, "
+                          "_ . -), so its outputs stay under the artifacts folder", path=file)
     root = Path(artifacts) / name
-    base = file.resolve().parent
     present = [s for s in STAGES if s in data]
     if not present:
         raise ConfigError("the pipeline names no stage", path=file,
                           hint="add sections such as [align] and [train]")
-    stages: list[StagePlan] = []
-    dirs = {s: str(root / s) for s in STAGES}
+    specs = stage_specs()
+    dirs = {s: root / s for s in STAGES}
+    stages = []
     for stage in present:
-        table = data[stage]
-        if not isinstance(table, dict):
+        if not isinstance(data[stage], dict):
             raise ConfigError(f"[{stage}] must be a table", path=file)
-        ctx = click.Context(cli)
-        command = cli.get_command(ctx, _COMMANDS.get(stage, stage))
-        if command is None:
-            raise ConfigError(f"[{stage}] needs the `{_COMMANDS.get(stage, stage)}` command, "
-                              "which this installation lacks", path=file)
-        options = {}
-        for key, value in table.items():
-            param = _option_for(command, key)
-            is_path = param is not None and isinstance(param.type, (click.Path, click.File))
-            options[key] = _resolve_value(value, base, f"[{stage}] {key}", file, is_path)
-        for key, template in _WIRING.get(stage, {}).items():
-            upstream = _PLACEHOLDER.findall(template)
-            if key not in options and all(u in present for u in upstream):
-                if _option_for(command, key) is not None:
-                    options[key] = template
-        out = _output_param(command)
-        if out is not None and not any(k in options for k in _keys(out)):
-            options[_keys(out)[0]] = str(Path(dirs[stage]) / _OUTPUT[stage])
-        options = {k: _expand(v, dirs, present, stage, file) for k, v in options.items()}
-        argv = _to_argv(command, stage, options, file)
-        stages.append(StagePlan(stage, command, argv, Path(dirs[stage])))
+        options = build_options(specs[stage], stage, data[stage], file=file, dirs=dirs,
+                                present=present)
+        stages.append(StagePlan(stage, specs[stage], options, dirs[stage]))
     return Pipeline(file, name, root, stages)
-
-
-def _resolve_value(value: Any, base: Path, where: str, file: Path, is_path: bool) -> Any:
-    if isinstance(value, str):
-        return _resolve_path(value, base, where, file, is_path)
-    if isinstance(value, dict):
-        return {k: _resolve_value(v, base, where, file, is_path) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_value(v, base, where, file, is_path) for v in value]
-    return value
-
-
-def _expand(value: Any, dirs: dict[str, str], present: list[str], stage: str, file: Path) -> Any:
-    if isinstance(value, dict):
-        return {k: _expand(v, dirs, present, stage, file) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, dirs, present, stage, file) for v in value]
-    if not isinstance(value, str):
-        return value
-    for ref in _PLACEHOLDER.findall(value):
-        if ref not in present or STAGES.index(ref) >= STAGES.index(stage):
-            raise ConfigError(f"[{stage}] refers to {{{ref}}}, which is not an earlier stage "
-                              "of this pipeline", path=file)
-    return _PLACEHOLDER.sub(lambda m: dirs[m.group(1)], value)
 
 
 # --- hashing --------------------------------------------------------------------------------
@@ -258,20 +151,35 @@ def _file_hash(path: Path, cache: dict[str, Any]) -> str:
     return str(cache[key])
 
 
+def _input_paths(options: Any) -> list[str]:
+    """Every input path the options name (the fields marked ``{"path": "in"}``)."""
+    from metaprep.stages import path_fields
+
+    out: list[str] = []
+    for value in path_fields(options, "in").values():
+        if isinstance(value, dict):
+            out += [str(v) for v in value.values()]
+        elif isinstance(value, (list, tuple)):
+            out += [str(v) for v in value]
+        elif value is not None:
+            out.append(str(value))
+    return out
+
+
 def _inputs_hash(plan: StagePlan, upstream: str, root: Path, cache: dict[str, Any]) -> str:
     files = {}
-    for arg in plan.argv:
-        candidate = arg.split("=", 1)[-1] if "=" in arg and not arg.startswith("-") else arg
-        p = Path(candidate)
+    for name in _input_paths(plan.options):
+        p = Path(name)
         # Outputs of earlier stages are covered by their stage's hash (chained in `upstream`),
         # so only files from outside the pipeline's own directory are hashed by content.
         if p.resolve().is_relative_to(root.resolve()):
             continue
         if p.is_file():
-            files[candidate] = _file_hash(p, cache)
+            files[name] = _file_hash(p, cache)
         elif p.is_dir():  # a run or model directory made elsewhere: what it holds, and when
-            files[candidate] = _dir_listing(p)
-    record = {"stage": plan.name, "argv": plan.argv, "files": files, "upstream": upstream}
+            files[name] = _dir_listing(p)
+    options = json.loads(json.dumps(asdict(plan.options), default=str))
+    record = {"stage": plan.name, "options": options, "files": files, "upstream": upstream}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
@@ -287,7 +195,7 @@ def _dir_listing(path: Path) -> str:
 def _read_record(out_dir: Path) -> dict[str, Any] | None:
     try:
         return dict(json.loads((out_dir / _RECORD).read_text()))
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):
         return None
 
 
@@ -302,6 +210,8 @@ def plan_pipeline(pipe: Pipeline, *, force: str | None = None, save: bool = True
         cache = json.loads(cache_file.read_text())
     except (OSError, ValueError):
         cache = {}
+    if not isinstance(cache, dict):
+        cache = {}
     upstream, rerun = "", False
     for plan in pipe.stages:
         plan.inputs_hash = _inputs_hash(plan, upstream, pipe.root, cache)
@@ -314,12 +224,42 @@ def plan_pipeline(pipe: Pipeline, *, force: str | None = None, save: bool = True
         elif record is not None and record.get("hash") == plan.inputs_hash:
             plan.action = "skip"
             plan.figures = dict(record.get("figures", {}))
-            plan.seconds = float(record.get("seconds", 0.0))
         else:
             plan.action, rerun = "run", True
     if save:  # a dry run leaves no trace
         pipe.root.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(json.dumps(cache))
+        with atomic_path(cache_file) as tmp:
+            tmp.write_text(json.dumps(cache))
+
+
+def _run_stage(plan: StagePlan, pipe: Pipeline) -> None:
+    """Run one stage into a fresh stage directory; the last good output stays aside until the
+    rerun succeeds, and comes back if it fails."""
+    from metaprep.pipeline.figures import stage_figures
+
+    old = plan.out_dir.with_name(f".{plan.out_dir.name}.previous")
+    if old.exists() and not plan.out_dir.exists():
+        old.rename(plan.out_dir)  # a killed rerun left the good output aside: take it back
+    if old.exists():
+        shutil.rmtree(old)
+    if plan.out_dir.exists():
+        plan.out_dir.rename(old)
+    plan.out_dir.mkdir(parents=True)
+    start = time.perf_counter()
+    try:
+        plan.spec.run(plan.options)
+    except BaseException:
+        shutil.rmtree(plan.out_dir, ignore_errors=True)
+        if old.exists():
+            old.rename(plan.out_dir)
+        raise
+    plan.seconds = time.perf_counter() - start
+    plan.figures = stage_figures(plan.name, plan.out_dir)
+    record = {"hash": plan.inputs_hash, "seconds": plan.seconds, "figures": plan.figures,
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    with atomic_path(plan.out_dir / _RECORD) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def run_pipeline(
@@ -331,44 +271,23 @@ def run_pipeline(
     echo: Callable[[str], None] = print,
 ) -> Pipeline:
     """Run (or with ``dry_run`` only plan) a pipeline file; returns the plan with figures."""
-    from metaprep.pipeline.figures import stage_figures
-
     pipe = load_pipeline(path, artifacts=artifacts)
     plan_pipeline(pipe, force=force, save=not dry_run)
     for plan in pipe.stages:
         label = {"skip": "skip (inputs unchanged)", "force": "run (forced)"}.get(plan.action, "run")
-        echo(f"[{plan.name}] {label}: metaprep {plan.command.name} " + " ".join(plan.argv))
+        echo(f"[{plan.name}] {label}: {plan.describe()}")
     if dry_run:
         return pipe
     for plan in pipe.stages:
         if plan.action == "skip":
             continue
         echo(f"\n== {plan.name} ==")
-        # The last good output stays aside until the rerun succeeds, and comes back if it fails.
-        old = plan.out_dir.with_name(f".{plan.out_dir.name}.previous")
-        if old.exists():
-            shutil.rmtree(old)
-        if plan.out_dir.exists():
-            plan.out_dir.rename(old)
-        plan.out_dir.mkdir(parents=True)
-        start = time.perf_counter()
         try:
-            plan.command.main(args=list(plan.argv), prog_name=f"metaprep {plan.command.name}",
-                              standalone_mode=False)
-        except BaseException as exc:
-            shutil.rmtree(plan.out_dir, ignore_errors=True)
-            if old.exists():
-                old.rename(plan.out_dir)
-            if isinstance(exc, click.ClickException):
-                raise ConfigError(f"[{plan.name}] {exc.format_message()}",
-                                  path=pipe.path) from exc
+            _run_stage(plan, pipe)
+        except ConfigError as exc:
+            if exc.path is None:  # an option error: say which section it came from
+                raise ConfigError(f"[{plan.name}] {exc.message}", path=pipe.path,
+                                  hint=exc.hint) from exc
             raise
-        shutil.rmtree(old, ignore_errors=True)
-        plan.seconds = time.perf_counter() - start
-        plan.figures = stage_figures(plan.name, plan.out_dir)
-        record = {"hash": plan.inputs_hash, "argv": plan.argv, "seconds": plan.seconds,
-                  "figures": plan.figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        with atomic_path(plan.out_dir / _RECORD) as tmp:
-            tmp.write_text(json.dumps(record, indent=2))
         sys.stdout.flush()
     return pipe

@@ -24,7 +24,8 @@ def summary_table(pipe: Pipeline) -> str:
     rows = [("stage", "status", "time", "figures", "outputs")]
     for plan in pipe.stages:
         status = {"skip": "skipped", "force": "forced"}.get(plan.action, "ran")
-        rows.append((plan.name, status, f"{plan.seconds:.1f}s", _fmt(plan.figures),
+        took = "-" if plan.action == "skip" else f"{plan.seconds:.1f}s"
+        rows.append((plan.name, status, took, _fmt(plan.figures),
                      str(plan.out_dir)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = []

@@ -53,6 +53,7 @@ __all__ = [
     "options_from_cli",
     "parse_assignments",
     "parse_source_args",
+    "plan_from_options",
     "specs_from_cli",
 ]
 
@@ -176,6 +177,40 @@ def options_from_cli(kw: Mapping[str, Any]) -> AlignOptions:
         on_bad_line=kw.get("on_bad_line", "error"),
         encoding_errors=kw.get("encoding_errors", "strict"), progress=not kw.get("quiet"),
     )
+
+
+def plan_from_options(o: Any) -> tuple[list[SourceSpec], AlignOptions]:
+    """SourceSpecs and settings from the align stage's options (``metaprep.stages.AlignOptions``):
+    per-source tables checked against the source names."""
+    from metaprep.tokenize import DEFAULT_PATTERN
+
+    if not o.sources:
+        raise ConfigError("no source given", hint="metaprep align NAME=PATH [NAME=PATH ...] -o OUT")
+    names = [_check_name(str(n), str(p)) for n, p in o.sources.items()]
+
+    def table(values: Mapping[str, Any], option: str, allow_all: bool = False) -> dict[str, str]:
+        return parse_assignments([f"{k}={v}" if k != "*" else str(v) for k, v in values.items()],
+                                 option, names, allow_all=allow_all)
+
+    fmt, tensor = table(o.format, "--format"), table(o.tensor, "--tensor")
+    vfile, oov = table(o.vocab_file, "--vocab-file"), table(o.oov, "--oov")
+    norm = table(o.normalize, "--normalize", allow_all=True)
+    specs = [SourceSpec(name=n, path=Path(p), format=fmt.get(n), tensor=tensor.get(n),
+                        vocab_file=Path(vfile[n]) if n in vfile else None,
+                        oov=oov.get(n, o.oov_default), normalize=norm.get(n, norm.get("*", "none")))
+             for n, p in zip(names, o.sources.values(), strict=True)]
+    try:
+        tok = TokenizerConfig(mode="whitespace" if o.whitespace else "regex",
+                              pattern=o.token_pattern or DEFAULT_PATTERN, lowercase=o.lowercase)
+    except ValueError as exc:
+        raise ConfigError(f"--token-pattern: {exc}") from exc
+    vocab = (o.vocab,) if isinstance(o.vocab, (str, Path)) else tuple(o.vocab)
+    settings = AlignOptions(
+        vocab=tuple(str(v) for v in vocab) or ("union",), case=o.case, tokenizer=tok,
+        data_encoding=o.data_encoding, min_count=o.min_count, max_vocab=o.max_vocab,
+        dtype=o.dtype, seed=o.seed, limit=o.limit, on_bad_line=o.on_bad_line,
+        encoding_errors=o.encoding_errors, progress=not o.quiet)
+    return specs, settings
 
 
 # --- validation --------------------------------------------------------------------------------

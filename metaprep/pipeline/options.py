@@ -1,0 +1,185 @@
+"""A pipeline section -> the stage's options dataclass: keys checked against its fields, values
+against their types, input paths resolved, outputs placed in the stage's own directory."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from metaprep.errors import ConfigError
+
+__all__ = ["StageSpec", "build_options", "stage_specs"]
+
+_PLACEHOLDER = re.compile(r"\{(split|align|train|export|evaluate|predict)\}")
+_KEYWORDS = ("union", "intersection")  # --vocab values that are not files
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    options: type  # the stage's options dataclass
+    run: Callable[[Any], Any]  # the stage function (metaprep.stages)
+    output: str  # where the stage writes, inside its directory ("" = the directory itself)
+    wiring: Mapping[str, str]  # field -> default template over upstream stage directories
+    aliases: Mapping[str, str]  # older key -> field (the commands' former option names)
+
+
+def stage_specs() -> dict[str, StageSpec]:
+    from metaprep import stages
+    from metaprep.serve import predict
+
+    old = {"out": "output", "no_progress": "quiet"}
+    return {
+        "split": StageSpec(stages.SplitOptions, stages.split, "", {}, old),
+        "align": StageSpec(stages.AlignOptions, stages.align, "store.h5", {}, old),
+        "train": StageSpec(stages.TrainOptions, stages.train, "run", {
+            "store": "{align}/store.h5", "train": "{split}/train.tsv",
+            "dev": "{split}/dev.tsv", "test": "{split}/test.tsv"}, old),
+        "export": StageSpec(stages.ExportOptions, stages.export, "model",
+                            {"run": "{train}/run"}, {**old, "run_dir": "run"}),
+        "evaluate": StageSpec(stages.EvaluateOptions, stages.evaluate, "", {
+            "run": "{train}/run", "data": "{split}/test.tsv"}, {**old, "run_dir": "run"}),
+        "predict": StageSpec(predict.PredictOptions, predict.predict, "predictions.jsonl", {
+            "model": "{export}/model", "input": "{split}/test.tsv"},
+            {**old, "model_dir": "model", "input_path": "input"}),
+    }
+
+
+# --- types ----------------------------------------------------------------------------------
+def _check_type(value: Any, kind: Any, where: str, file: Path) -> Any:
+    """``value`` as the field type ``kind`` wants it, or a ConfigError naming the key."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _check_type(value, option, where, file)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is tuple:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise ConfigError(f"{where} must be a list of strings", path=file)
+        return tuple(_check_type(v, args[0], where, file) for v in items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table (name = value, ...)", path=file)
+        return {str(k): _check_type(v, args[1], f"{where}.{k}", file) for k, v in value.items()}
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}", path=file)
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, not {value!r}", path=file)
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, not {value!r}", path=file)
+        return float(value)
+    if kind in (str, Path):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, not {value!r}", path=file)
+        return value
+    raise ConfigError(f"{where}: unsupported option type {kind}", path=file)
+
+
+# --- paths ----------------------------------------------------------------------------------
+def _package_path(value: str, where: str, file: Path) -> str:
+    """``pkg:NAME/rel/path`` -> that path inside the installed top-level package NAME, found
+    without importing (and so without running) the package."""
+    package, _, rel = value[4:].partition("/")
+    spec = None
+    if package.isidentifier():
+        spec = importlib.util.find_spec(package)  # a top-level name: nothing is imported
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"{where}: package {package!r} is not installed", path=file,
+                          hint=f"pip install {package}")
+    return str(Path(list(spec.submodule_search_locations)[0]) / rel)
+
+
+def _input_path(value: str, where: str, file: Path, dirs: Mapping[str, Path],
+                present: list[str], stage: str) -> str:
+    if value in _KEYWORDS:
+        return value
+    if value.startswith("pkg:"):
+        return _package_path(value, where, file)
+    for ref in _PLACEHOLDER.findall(value):
+        order = list(dirs)
+        if ref not in present or order.index(ref) >= order.index(stage):
+            raise ConfigError(f"[{stage}] refers to {{{ref}}}, which is not an earlier stage "
+                              "of this pipeline", path=file)
+    value = _PLACEHOLDER.sub(lambda m: str(dirs[m.group(1)]), value)
+    if os.path.isabs(value):
+        return value
+    return os.path.normpath(file.resolve().parent / value)
+
+
+def _output_path(value: str, where: str, file: Path, stage_dir: Path) -> str:
+    """An output named in the file lands inside the stage's directory, never outside it."""
+    target = Path(os.path.normpath(stage_dir / value))
+    if os.path.isabs(value) or not target.is_relative_to(stage_dir):
+        raise ConfigError(f"{where} = {value!r}: a pipeline writes only inside its stage "
+                          f"directory ({stage_dir})", path=file,
+                          hint="give a relative path without '..', or leave the key out")
+    return str(target)
+
+
+def _resolve(value: Any, resolve: Callable[[str], str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve(v, resolve) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_resolve(v, resolve) for v in value)
+    return resolve(value) if isinstance(value, str) else value
+
+
+# --- the section ----------------------------------------------------------------------------
+def build_options(spec: StageSpec, stage: str, table: Mapping[str, Any], *, file: Path,
+                  dirs: Mapping[str, Path], present: list[str]) -> Any:
+    """The options dataclass for one pipeline section (nothing runs)."""
+    hints = typing.get_type_hints(spec.options)
+    known = {f.name: f for f in fields(spec.options)}
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        name = spec.aliases.get(key, key)
+        if name not in known:
+            raise ConfigError(f"[{stage}] unknown key {key!r}; `{stage}` takes: "
+                              + ", ".join(sorted(known)), path=file)
+        value = _check_type(raw, hints[name], f"[{stage}] {key}", file)
+        if key == "no_progress":  # the old spelling said the opposite of quiet's name
+            value = bool(value)
+        values[name] = value
+    for name, template in spec.wiring.items():
+        upstream = _PLACEHOLDER.findall(template)
+        if name not in values and all(u in present for u in upstream):
+            values[name] = template
+    stage_dir = dirs[stage]
+    for name, f in known.items():
+        kind = f.metadata.get("path")
+        where = f"[{stage}] {name}"
+        if kind == "in" and name in values:
+            def inp(v: str, w: str = where) -> str:
+                return _input_path(v, w, file, dirs, present, stage)
+            values[name] = _resolve(values[name], inp)
+        elif kind == "out":
+            if name in values and values[name] is not None:
+                def out(v: str, w: str = where) -> str:
+                    return _output_path(v, w, file, stage_dir)
+                values[name] = _resolve(values[name], out)
+            elif name == "output":
+                values[name] = str(stage_dir / spec.output) if spec.output else str(stage_dir)
+        if name not in values and f.default is MISSING and f.default_factory is MISSING:
+            raise ConfigError(f"[{stage}] needs {name}", path=file)
+    try:
+        return spec.options(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{stage}] {exc}", path=file) from exc

@@ -1,0 +1,350 @@
+"""metaprep's stages as library functions: the documented Python API.
+
+Each stage takes one typed options dataclass and returns a typed result. ``metaprep <command>``
+and ``metaprep run PIPELINE.toml`` are two thin faces over these same functions.
+
+    stage     options          result           implementation
+    split     SplitOptions     SplitResult      metaprep.prep.split
+    align     AlignOptions     AlignResult      metaprep.prep.align
+    train     TrainOptions     TrainResult      metaprep.learn.train
+    evaluate  EvaluateOptions  EvaluateResult   metaprep.learn.evaluate
+    export    ExportOptions    ExportResult     metaprep.serve.export
+    predict   PredictOptions   PredictResult    metaprep.serve.predict
+    embed     EmbedOptions     EmbedResult      metaprep.serve.predict
+
+A field that names a file says so in its metadata: ``{"path": "in"}`` for what a stage reads,
+``{"path": "out"}`` for what it writes. The pipeline hashes the first and fills the second.
+Importing this module is cheap: each stage imports its heavy libraries when it runs.
+
+    import metaprep as mp
+    mp.align(mp.AlignOptions(sources={"glove": "glove.txt"}, vocab=("train.tsv",),
+                             output="store.h5"))
+    run = mp.train(mp.TrainOptions(store="store.h5", train="train.tsv", dev="dev.tsv",
+                                   output="run"))
+    mp.export(mp.ExportOptions(run="run", output="model"))
+    mp.Model("model").predict(["a fine film"])
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from metaprep.errors import ConfigError
+
+__all__ = [
+    "AlignOptions",
+    "AlignResult",
+    "EvaluateOptions",
+    "EvaluateResult",
+    "ExportOptions",
+    "ExportResult",
+    "SplitOptions",
+    "SplitResult",
+    "TrainOptions",
+    "TrainResult",
+    "align",
+    "evaluate",
+    "export",
+    "path_fields",
+    "split",
+    "train",
+]
+
+PathLike = str | Path
+
+
+def _in(default: Any = None, *, many: bool = False) -> Any:
+    """A field naming input file(s): hashed by the pipeline, never an output's target."""
+    meta = {"path": "in", "many": many}
+    if isinstance(default, (dict, tuple)):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _out(default: Any = None) -> Any:
+    """A field naming what the stage writes: filled with the stage directory by the pipeline."""
+    return field(default=default, metadata={"path": "out"})
+
+
+def path_fields(options: Any, kind: str) -> dict[str, Any]:
+    """Field name -> value of the ``kind`` ("in" or "out") path fields of an options object."""
+    return {f.name: getattr(options, f.name) for f in fields(options)
+            if f.metadata.get("path") == kind}
+
+
+def _req(value: Any, name: str, stage: str) -> Any:
+    if value is None or value == "" or value == {}:
+        raise ConfigError(f"metaprep {stage}: {name} is required")
+    return value
+
+
+# --- split --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SplitOptions:
+    data: PathLike | None = _in()  # one labelled file: TSV/CSV/JSONL/fastText __label__ lines
+    output: PathLike | None = _out()  # directory for train.tsv, dev.tsv, test.tsv
+    dev: float = 0.15  # share of each label for dev
+    test: float = 0.15  # share of each label for test (0: no test.tsv)
+    seed: int = 0  # shuffle seed: the same seed gives the same files
+    encoding: str = "utf-8"  # of the data file (e.g. latin-1)
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    output: Path
+    counts: dict[str, int]  # examples per split
+
+
+def split(options: SplitOptions) -> SplitResult:
+    """One labelled file -> stratified, seeded train/dev/test TSV files."""
+    from metaprep.prep.split import split_file
+
+    o = options
+    out = Path(_req(o.output, "output", "split"))
+    counts = split_file(_req(o.data, "data", "split"), out, dev=o.dev, test=o.test,
+                        seed=o.seed, encoding=o.encoding)
+    return SplitResult(out, counts)
+
+
+# --- align --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AlignOptions:
+    sources: dict[str, str] = _in({}, many=True)  # name -> embedding file, in store order
+    output: PathLike | None = _out()  # the HDF5 store to write
+    vocab: tuple[str, ...] = _in(("union",), many=True)  # union, intersection, or word/task files
+    format: dict[str, str] = field(default_factory=dict)  # name -> format, instead of detection
+    tensor: dict[str, str] = field(default_factory=dict)  # name -> tensor in a .safetensors file
+    vocab_file: dict[str, str] = _in({}, many=True)  # name -> vocabulary of a matrix source
+    oov: dict[str, str] = field(default_factory=dict)  # name -> zero|random|mean|subword|map[:X]
+    oov_default: str = "zero"  # the OOV strategy of sources not in ``oov``
+    normalize: dict[str, str] = field(default_factory=dict)  # name (or "*") -> none|l2|center
+    case: str = "exact"  # exact | lower | fallback: how vocabulary words find source rows
+    dtype: str = "float32"  # float16 halves the store
+    data_encoding: str = "utf-8"  # of word lists and task data
+    lowercase: bool = False  # tokenizer: lowercase task data (stored for train and runtime)
+    token_pattern: str | None = None  # tokenizer regex; None: words, numbers, punctuation marks
+    whitespace: bool = False  # tokenizer: split on whitespace instead of the regex
+    min_count: int = 1  # task-data words seen fewer times are left out
+    max_vocab: int | None = None  # keep the first N words (task data: the N most frequent)
+    limit: int | None = None  # read at most N rows of each source
+    on_bad_line: str = "error"  # error | skip (and count) a malformed row
+    encoding_errors: str = "strict"  # strict | replace invalid UTF-8 in a source
+    seed: int = 0  # random OOV rows and the map's held-out split
+    quiet: bool = False  # no progress bars
+
+
+@dataclass(frozen=True)
+class AlignResult:
+    store: Path
+    summary: dict[str, Any]  # what `metaprep inspect` shows
+
+
+def align(options: AlignOptions) -> AlignResult:
+    """Embedding files -> one HDF5 store over one vocabulary (see docs/store.md)."""
+    from metaprep.prep.align import align as align_store
+    from metaprep.prep.align import plan_from_options
+    from metaprep.prep.inspect import inspect_store
+
+    out = Path(_req(options.output, "output", "align"))
+    specs, settings = plan_from_options(options)
+    record = {"command": "align",
+              "params": {k: v for k, v in _jsonable(asdict(options)).items()}}
+    store = align_store(specs, out, settings, command=record)
+    return AlignResult(store, inspect_store(store))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+# --- train --------------------------------------------------------------------------------------
+# Hyper-parameters left at None take the run config's defaults (metaprep.learn.model.RunConfig);
+# on --resume, the run's saved config, and a value given that differs from it is an error.
+HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", "mix_relu",
+         "mix_dropout", "encoder", "hidden", "mlp_hidden", "lr", "lr_decay", "min_lr",
+         "patience", "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    store: PathLike | None = _in()  # the aligned store (on resume: the run's, by default)
+    train: PathLike | None = _in()  # training data (on resume: the run's)
+    dev: PathLike | None = _in()  # dev data: lr decay, early stopping, best epoch
+    test: PathLike | None = _in()  # scored with the best weights at the end
+    output: PathLike | None = _out()  # the run directory [artifacts/runs/<time>-<method>]
+    method: str | None = None  # dme | cdme | concat | sum | single:NAME [concat]
+    sources: tuple[str, ...] = ()  # store sources to use [all]
+    proj_dim: int | None = None  # size d' of the projected embeddings [256]
+    gating: str | None = None  # softmax over sources, or a sigmoid gate per source [softmax]
+    context_hidden: int | None = None  # CDME scorer BiLSTM units per direction [2]
+    mask_missing: bool | None = None  # sources without a word get weight 0 [true]
+    use_derived: bool | None = None  # subword/map OOV rows count as present [true]
+    mix_relu: bool | None = None  # ReLU after the mix [false]
+    mix_dropout: float | None = None  # dropout on the meta-embeddings [0]
+    encoder: str | None = None  # bilstm (BiLSTM-max) | pool (max+mean) [bilstm]
+    hidden: int | None = None  # encoder BiLSTM units per direction [512]
+    mlp_hidden: int | None = None  # classifier hidden units [512]
+    lr: float | None = None  # Adam learning rate [4e-4]
+    lr_decay: float | None = None  # lr factor when dev accuracy does not improve [0.2]
+    min_lr: float | None = None  # stop once the lr falls below this [1e-5]
+    patience: int | None = None  # epochs without dev improvement before stopping [3]
+    epochs: int | None = None  # [10]
+    batch_size: int | None = None  # [64]
+    grad_clip: float | None = None  # max gradient norm [5.0]
+    seed: int | None = None  # weights, batch order and dropout: reruns are bit-identical [0]
+    checkpoint_steps: int | None = None  # also checkpoint every N steps (0: epoch ends) [0]
+    resume: bool = False  # continue the run in ``output`` from its last checkpoint
+    data_encoding: str = "utf-8"  # of the data files
+    threads: int | None = None  # torch CPU threads [torch's choice]
+    quiet: bool = False  # no progress bars
+
+    def given(self) -> dict[str, Any]:
+        """The hyper-parameters set explicitly (not None)."""
+        return {k: getattr(self, k) for k in HYPER if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run: Path
+    metrics: dict[str, Any]  # what metrics.json holds: epochs, best epoch, dev and test scores
+
+    @property
+    def dev_accuracy(self) -> float:
+        return float(self.metrics["dev"]["accuracy"])
+
+    @property
+    def test_accuracy(self) -> float | None:
+        test = self.metrics.get("test")
+        return None if not test else float(test["accuracy"])
+
+
+def _method(method: str | None, sources: tuple[str, ...]) -> tuple[str | None, list[str]]:
+    """``single:NAME`` -> ("single", [NAME]), checked against ``sources``."""
+    chosen = [s.strip() for s in sources if s.strip()]
+    if method is None:
+        return None, chosen
+    name, _, single = method.partition(":")
+    if name == "single":
+        if single and chosen and chosen != [single]:
+            raise ConfigError(f"method {method} and sources {','.join(chosen)} disagree")
+        chosen = [single] if single else chosen
+        if len(chosen) != 1:
+            raise ConfigError("method single needs one source: --method single:NAME")
+    elif single:
+        raise ConfigError(f"--method {method}: only single takes a :NAME")
+    return name, chosen
+
+
+def train(options: TrainOptions) -> TrainResult:
+    """An aligned store + labelled data -> a trained run directory (see docs/model.md)."""
+    import torch
+
+    from metaprep.learn.model import RunConfig
+    from metaprep.learn.train import train as train_run
+
+    o = options
+    if o.threads is not None:
+        if o.threads < 1:
+            raise ConfigError("--threads must be at least 1")
+        torch.set_num_threads(o.threads)
+    method, chosen = _method(o.method, o.sources)
+    if not o.resume:
+        for name in ("store", "train", "dev"):
+            _req(getattr(o, name), name, "train")
+    cfg = RunConfig(method=method or RunConfig.method, sources=chosen,
+                    source_dims=[0] * len(chosen), **o.given())
+    metrics = train_run(cfg, store=o.store, train=o.train, dev=o.dev, test=o.test,  # type: ignore[arg-type]
+                        out=o.output, resume=o.resume, progress=not o.quiet,
+                        encoding=o.data_encoding)
+    return TrainResult(Path(metrics["run_dir"]), metrics)
+
+
+# --- evaluate -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvaluateOptions:
+    run: PathLike | None = _in()  # the run directory to score
+    data: PathLike | None = _in()  # labelled data (its labels must be among the run's)
+    output: PathLike | None = _out()  # also write the metrics as JSON (a dir: evaluation.json)
+    store: PathLike | None = _in()  # the run's store, if it moved [the recorded path]
+    batch_size: int = 256
+    verify_store: bool = True  # re-hash the store against the run's record
+    data_encoding: str = "utf-8"  # of the data file
+    quiet: bool = False  # no progress bars
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    metrics: dict[str, Any]  # accuracy, macro_f1, per_label, confusion
+    output: Path | None  # where the JSON went, if anywhere
+
+
+def evaluate(options: EvaluateOptions) -> EvaluateResult:
+    """Accuracy, macro-F1, per-label scores and confusions of a run on labelled data."""
+    from metaprep.learn.evaluate import evaluate_run
+    from metaprep.learn.model import write_json
+
+    o = options
+    metrics = evaluate_run(_req(o.run, "run", "evaluate"), _req(o.data, "data", "evaluate"),
+                           store_path=o.store, batch_size=o.batch_size,
+                           verify_store=o.verify_store, encoding=o.data_encoding,
+                           progress=not o.quiet)
+    target = None
+    if o.output is not None:
+        target = Path(o.output)
+        if target.is_dir() or target.suffix != ".json":
+            target.mkdir(parents=True, exist_ok=True)
+            target = target / "evaluation.json"
+        write_json(target, metrics)
+    return EvaluateResult(metrics, target)
+
+
+# --- export -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportOptions:
+    run: PathLike | None = _in()  # the run directory to export
+    output: PathLike | None = _out()  # the model directory to create
+    front_end: bool = False  # also front_end.onnx: ids -> token and sentence embeddings
+    fold: bool | None = None  # fold the front end into one table [whenever the method allows]
+    table_dtype: str = "float32"  # float16 halves the tables (cast after the gather)
+    quantize: str | None = None  # int8: dynamic quantization of MatMul/LSTM weights
+    max_accuracy_drop: float = 0.005  # int8 tables are kept only within this dev-accuracy drop
+    max_tokens: int | None = None  # runtime truncation [the tokenizer's, else 512]
+    dev: PathLike | None = _in()  # labelled data for the checks [the run's dev file]
+    store: PathLike | None = _in()  # the run's store, if it moved [the recorded path]
+    verify_store: bool = True  # re-hash the store against the run's record
+    tolerance: float = 1e-5  # parity gate: max abs logit difference, onnxruntime vs torch
+    triton: PathLike | None = _out()  # also write a Triton model repository entry here
+    triton_name: str = "metaprep"  # the model's name in the Triton repository
+    force: bool = False  # replace an existing model directory written by metaprep
+    quiet: bool = False  # no progress bars
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    model: Path
+    files: int
+    bytes: int
+    manifest: Any  # metaprep.serve.modeldir.Manifest
+
+
+def export(options: ExportOptions) -> ExportResult:
+    """A trained run -> a model directory that onnxruntime serves alone (docs/model-dir.md)."""
+    from metaprep.serve.export import ExportOptions as GraphOptions
+    from metaprep.serve.export import export_run
+
+    o = options
+    settings = GraphOptions(
+        fold=o.fold, front_end=o.front_end, table_dtype=o.table_dtype, quantize=o.quantize,
+        max_accuracy_drop=o.max_accuracy_drop, max_tokens=o.max_tokens, tolerance=o.tolerance,
+        dev=o.dev, store=o.store, verify_store=o.verify_store, triton=o.triton,
+        triton_name=o.triton_name, force=o.force, progress=not o.quiet)
+    out = Path(_req(o.output, "output", "export"))
+    manifest = export_run(_req(o.run, "run", "export"), out, options=settings)
+    size = sum(int(f["bytes"]) for f in manifest.files.values())
+    return ExportResult(out, len(manifest.files), size, manifest)
