@@ -48,10 +48,24 @@ def cli() -> None:
     """
 
 
+# Packages of the full install that a runtime-only install (`metaprep[runtime]`) lacks.
+_FULL_ONLY = {"torch", "h5py", "gensim", "polars", "onnx", "safetensors", "tqdm", "matplotlib",
+              "pyarrow", "pandas"}
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit status 2."""
     try:
         cli.main(standalone_mode=False)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in _FULL_ONLY:
+            raise
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), "this command")
+        click.echo(f"error: `metaprep {command}` needs the full install (no module {missing!r} "
+                   "here): pip install 'metaprep[full]', with torch's CPU build (README, Set "
+                   "up); predict and embed need only 'metaprep[runtime]'", err=True)
+        sys.exit(2)
     except MetaprepError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

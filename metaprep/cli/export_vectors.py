@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import click
 
+from metaprep.cli._common import output_option, quiet_option
+
 __all__ = ["command"]
 
 
-@click.command("export-vectors")
+_EPILOG = """\b
+Examples:
+  metaprep export-vectors store.h5 glove -o glove.aligned.txt
+  metaprep export-vectors store.h5 --concat --binary -o all.bin
+"""
+
+
+@click.command("export-vectors", epilog=_EPILOG)
 @click.argument("store", metavar="STORE.h5", type=click.Path(dir_okay=False))
 @click.argument("source", required=False, metavar="[NAME]")
 @click.option("--concat", is_flag=True, help="All sources side by side, in store order.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="The file to write (temp file first, then renamed).")
+@output_option("The file to write (temp file first, then renamed).", required=True,
+               dir_okay=False)
 @click.option("--binary", is_flag=True, help="word2vec binary instead of text.")
 @click.option("--only-present", is_flag=True,
               help="Only words the source's file had (with --concat: every source's).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@quiet_option("No progress bar.")
 def command(store: str, source: str | None, concat: bool, output: str, binary: bool,
             only_present: bool, quiet: bool) -> None:
     """Write source NAME of STORE.h5 (or --concat) as word2vec text or --binary, loadable with

@@ -7,7 +7,14 @@ import click
 __all__ = ["command"]
 
 
-@click.command("inspect")
+_EPILOG = """\b
+Examples:
+  metaprep inspect store.h5
+  metaprep inspect store.h5 --json > summary.json
+"""
+
+
+@click.command("inspect", epilog=_EPILOG)
 @click.argument("store", metavar="STORE.h5", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def command(store: str, as_json: bool) -> None:

@@ -85,3 +85,18 @@ def test_predict_in_a_clean_venv(tmp_path: Path) -> None:
                          cwd=tmp_path)
     assert cli.returncode == 0, cli.stderr
     assert [json.loads(x)["line"] for x in cli.stdout.splitlines()] == [1, 2, 3]
+
+    # the runtime-only install says in one line what a full-install command needs
+    train = subprocess.run([str(venv / "bin" / "metaprep"), "train", "--store", "s.h5"],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert train.returncode == 2
+    assert "Traceback" not in train.stderr and len(train.stderr.strip().splitlines()) == 1
+    assert "`metaprep train` needs the full install" in train.stderr
+    assert "metaprep[full]" in train.stderr
+
+    # the packaged default pipeline is installed with the package, not only in the checkout
+    where = subprocess.run(
+        [str(py), "-c", "import importlib.resources as r; "
+         "print(r.files('metaprep').joinpath('pipelines/quickstart.toml').is_file())"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert where.stdout.strip() == "True", where.stderr

@@ -1,0 +1,96 @@
+"""The CLI feels like one tool: the same flag for the same idea, an example in every --help,
+every option described, old spellings still accepted."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from metaprep.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = cli.list_commands(click.Context(cli))
+WRITERS = {"split", "align", "train", "evaluate", "export-onnx", "export-vectors", "predict",
+           "embed"}
+WITH_BARS = {"align", "train", "evaluate", "export-onnx", "export-vectors", "predict", "embed"}
+
+
+def _command(name: str) -> click.Command:
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None
+    return command
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_command_has_an_example_and_described_options(name: str) -> None:
+    command = _command(name)
+    assert "Example" in (command.epilog or ""), f"{name} --help shows no example"
+    for p in command.params:
+        if isinstance(p, click.Option) and not p.hidden:
+            assert p.help, f"{name} {p.opts} has no help"
+
+
+@pytest.mark.parametrize("name", sorted(WRITERS))
+def test_outputs_are_dash_o_dash_dash_output(name: str) -> None:
+    opts = [p.opts for p in _command(name).params if isinstance(p, click.Option)]
+    assert ["-o", "--output"] in opts
+
+
+@pytest.mark.parametrize("name", sorted(WITH_BARS))
+def test_quiet_is_dash_q_dash_dash_quiet(name: str) -> None:
+    opts = [p.opts for p in _command(name).params if isinstance(p, click.Option)]
+    assert ["-q", "--quiet"] in opts
+
+
+def _corpus(tmp_path: Path) -> Path:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(f"__label__{'ab'[i % 2]} text {i}\n" for i in range(40)))
+    return corpus
+
+
+def test_old_spellings_still_work(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = runner.invoke(cli, ["split", str(_corpus(tmp_path)), "--out", str(tmp_path / "d")])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "d" / "train.tsv").is_file()
+    (tmp_path / "v.txt").write_text("text 0.1 0.2\nt 0.3 0.4\n")
+    out = runner.invoke(cli, ["align", f"v={tmp_path / 'v.txt'}", "--no-progress",
+                              "-o", str(tmp_path / "s.h5")])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "s.h5").is_file()
+    missing = runner.invoke(cli, ["split", str(_corpus(tmp_path))])
+    assert missing.exit_code == 2 and "-o/--output" in missing.output
+
+
+def test_run_help_lists_the_stages() -> None:
+    out = CliRunner().invoke(cli, ["run", "--help"])
+    assert out.exit_code == 0
+    for stage in ("split", "align", "train", "export", "evaluate", "predict"):
+        assert f"  {stage} " in out.output
+
+
+def test_the_packaged_quickstart_runs_from_any_directory(tmp_path: Path) -> None:
+    old = os.getcwd()
+    os.chdir(tmp_path)  # no pipelines/ folder here
+    try:
+        out = CliRunner().invoke(cli, ["run", "quickstart", "--dry-run"])
+    finally:
+        os.chdir(old)
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("[split] run: data=")
+    unknown = CliRunner().invoke(cli, ["run", "no-such-pipeline"])
+    assert unknown.exit_code != 0 and "packaged pipelines: quickstart" in str(unknown.exception)
+
+
+def test_a_skipped_stage_shows_no_stale_time(tmp_path: Path) -> None:
+    _corpus(tmp_path)
+    (tmp_path / "p.toml").write_text('[split]\ndata = "c.txt"\n')
+    args = ["run", str(tmp_path / "p.toml"), "--artifacts", str(tmp_path / "art")]
+    CliRunner().invoke(cli, args)
+    again = CliRunner().invoke(cli, args)
+    row = next(line for line in again.output.splitlines() if line.startswith("split "))
+    assert row.split()[1:3] == ["skipped", "-"]
