@@ -318,7 +318,8 @@ class ExportOptions:
     dev: PathLike | None = _in()  # labelled data for the checks [the run's dev file]
     store: PathLike | None = _in()  # the run's store, if it moved [the recorded path]
     verify_store: bool = True  # re-hash the store against the run's record
-    tolerance: float = 1e-5  # parity gate: max abs logit difference, onnxruntime vs torch
+    tolerance: float = 1e-5  # parity gate: |onnx - torch| <= tolerance + rtol * |torch|
+    rtol: float = 1e-5  # the gate's relative part: float32 rounding grows with the logits
     triton: PathLike | None = _out()  # also write a Triton model repository entry here
     triton_name: str = "metaprep"  # the model's name in the Triton repository
     force: bool = False  # replace an existing model directory written by metaprep
@@ -342,6 +343,7 @@ def export(options: ExportOptions) -> ExportResult:
     settings = GraphOptions(
         fold=o.fold, front_end=o.front_end, table_dtype=o.table_dtype, quantize=o.quantize,
         max_accuracy_drop=o.max_accuracy_drop, max_tokens=o.max_tokens, tolerance=o.tolerance,
+        rtol=o.rtol,
         dev=o.dev, store=o.store, verify_store=o.verify_store, triton=o.triton,
         triton_name=o.triton_name, force=o.force, progress=not o.quiet)
     out = Path(_req(o.output, "output", "export"))

@@ -42,7 +42,10 @@ Examples:
 @click.option("--no-verify-store", is_flag=True,
               help="Skip re-hashing the store (you trust it is the run's).")
 @click.option("--tolerance", type=float, default=1e-5, show_default=True,
-              help="Parity gate: max abs logit difference, onnxruntime vs torch (float32).")
+              help="Parity gate: |onnxruntime - torch| <= tolerance + rtol x |torch| for every "
+                   "logit and probability (float32).")
+@click.option("--rtol", type=float, default=1e-5, show_default=True,
+              help="The parity gate's relative part: float32 rounding grows with the logits.")
 @click.option("--triton", type=click.Path(file_okay=False),
               help="Also write a Triton model repository entry in this directory.")
 @click.option("--triton-name", default="metaprep", show_default=True,

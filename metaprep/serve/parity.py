@@ -91,9 +91,11 @@ def parity_feeds(
 
 
 def compare(reference: Runner, candidate: Runner, feeds: Sequence[tuple[str, Feed]],
-            outputs: Sequence[str]) -> dict[str, Any]:
-    """Max abs difference per output over all feeds, and which feed was worst."""
+            outputs: Sequence[str], *, rtol: float = 0.0) -> dict[str, Any]:
+    """Max abs difference per output over all feeds, and which feed was worst; ``max_excess``
+    is the largest ``|a - b| - rtol * |a|`` (``numpy.allclose`` passes where it is <= atol)."""
     worst: dict[str, float] = {name: 0.0 for name in outputs}
+    excess: dict[str, float] = {name: -float("inf") for name in outputs}
     where: dict[str, str] = {name: "" for name in outputs}
     scale: dict[str, float] = {name: 0.0 for name in outputs}
     for case, feed in feeds:
@@ -102,15 +104,20 @@ def compare(reference: Runner, candidate: Runner, feeds: Sequence[tuple[str, Fee
             a, b = np.asarray(ref[name], np.float64), np.asarray(got[name], np.float64)
             if a.shape != b.shape:
                 raise ValueError(f"{case}: {name} has shape {b.shape}, expected {a.shape}")
-            diff = float(np.max(np.abs(a - b), initial=0.0))
+            err = np.abs(a - b)
+            diff = float(np.max(err, initial=0.0))
+            over = float(np.max(err - rtol * np.abs(a), initial=-float("inf")))
             if not np.isfinite(diff):
-                diff = float("inf")
+                diff = over = float("inf")
+            excess[name] = max(excess[name], over)
             scale[name] = max(scale[name], float(np.max(np.abs(a), initial=0.0)))
             if diff > worst[name] or not where[name]:
                 worst[name], where[name] = max(worst[name], diff), case
     return {
         "cases": len(feeds),
         "max_abs_diff": worst,
+        "max_excess": {k: (v if np.isfinite(v) or v > 0 else 0.0) for k, v in excess.items()},
+        "rtol": rtol,
         "worst_case": where,
         "max_abs_value": scale,
         "case_names": [c for c, _ in feeds],

@@ -211,3 +211,28 @@ def test_existing_triton_entry_is_refused_before_anything_is_written(tmp_path: P
                    log=lambda _: None)
     assert not (tmp_path / "m").exists()
     assert [p.name for p in (tmp_path / "repo").iterdir()] == ["metaprep"]
+
+
+def test_the_gate_scales_with_the_logits_and_still_fails_a_real_mismatch() -> None:
+    import numpy as np
+
+    from metaprep.serve.export import gate_failures
+    from metaprep.serve.parity import compare
+
+    big = np.array([[34.0, -7.0, 0.5]], dtype=np.float32)  # logits as large as a real 41-class run
+    feeds = [("case", {"ids": np.zeros((1, 1), np.int64)})]
+
+    def ref(feed: dict) -> dict:
+        return {"logits": big}
+
+    def rounding(feed: dict) -> dict:  # float32 rounding: 1.14e-5 at 34, as measured
+        return {"logits": big + np.array([[1.14e-5, 0, 0]], np.float32)}
+
+    def broken(feed: dict) -> dict:  # a wrong bias: a real mismatch
+        return {"logits": big + np.float32(1e-3)}
+
+    ok = compare(ref, rounding, feeds, ["logits"], rtol=1e-5)
+    assert gate_failures(ok, 1e-5, "model") == []
+    assert gate_failures(compare(ref, rounding, feeds, ["logits"], rtol=0.0), 1e-5, "model")
+    bad = gate_failures(compare(ref, broken, feeds, ["logits"], rtol=1e-5), 1e-5, "model")
+    assert bad and "model logits: max abs diff 0.001" in bad[0]
