@@ -1,0 +1,144 @@
+"""What a stage may write, and how: an output is never one of the stage's inputs, never holds one
+and never sits inside one (through symlinks and hard links); a special file is refused, never
+renamed over; one process at a time writes an output (a lock beside it); and the temporary
+files a killed run left beside an output are cleared by the next run of the same output.
+
+Standard library only. The stages (``metaprep.stages``) call ``claim`` around their work, so the
+CLI and the pipeline both get it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import shutil
+import stat
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from metaprep.errors import ConfigError
+
+__all__ = ["check_paths", "claim", "clear_stale"]
+
+
+def _flatten(value: object) -> list[Path]:
+    if value is None or value == "-":
+        return []
+    if isinstance(value, Mapping):
+        return [p for v in value.values() for p in _flatten(v)]
+    if isinstance(value, (list, tuple)):
+        return [p for v in value for p in _flatten(v)]
+    if isinstance(value, (str, Path)):
+        return [Path(value)]
+    return []
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # a hard link or a symlink to the same file
+    except OSError:
+        return False
+
+
+def check_paths(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, object]) -> None:
+    """Refuse an output that is, holds or sits inside an input, or that is a special file."""
+    ins = [(name, p) for name, v in inputs.items() for p in _flatten(v)
+           if str(p) not in ("union", "intersection")]
+    for out_name, value in outputs.items():
+        for out in _flatten(value):
+            real = out.resolve()
+            if out.exists() or out.is_symlink():
+                mode = os.stat(out).st_mode if out.exists() else 0
+                if out.exists() and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    raise ConfigError(f"{stage}: {out_name} is not a regular file or folder "
+                                      "(a device, pipe or socket): metaprep writes only files",
+                                      path=out, hint="give a file or folder path")
+            for in_name, inp in ins:
+                src = inp.resolve()
+                clash = (real == src or _same(out, inp) or real.is_relative_to(src)
+                         or src.is_relative_to(real))
+                if clash:
+                    how = ("is" if real == src or _same(out, inp) else
+                           "sits inside" if real.is_relative_to(src) else "holds")
+                    raise ConfigError(f"{stage}: the output ({out_name}) {how} the input "
+                                      f"{in_name} ({inp}); nothing was written", path=out,
+                                      hint="write somewhere else")
+
+
+# `.NAME.<pid>.tmp` (files written then renamed), `.NAME.export-<pid>` (a model directory being
+# built), `.NAME.old-<pid>` (a model directory set aside while --force swaps in the new one)
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)\.tmp|export-(?P<epid>\d+)|"
+                   r"old-(?P<opid>\d+))$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clear_stale(output: Path) -> list[Path]:
+    """Remove what killed runs left beside ``output`` (their process is gone); a model directory
+    set aside by a killed ``--force`` comes back if nothing replaced it. Returns what it cleared."""
+    parent = output.parent if str(output.parent) else Path(".")
+    cleared: list[Path] = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return cleared
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if not m or m.group("name") != output.name:
+            continue
+        pid = int(m.group("pid") or m.group("epid") or m.group("opid"))
+        if _alive(pid):
+            continue
+        if m.group("opid") and not output.exists() and not output.is_symlink():
+            os.replace(entry, output)  # the previous model directory, never lost
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        cleared.append(entry)
+    return cleared
+
+
+@contextmanager
+def _lock(output: Path) -> Iterator[None]:
+    lock = output.with_name(f".{output.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise ConfigError("another metaprep process is writing this output",
+                                  path=output, hint="wait for it, or write elsewhere") from exc
+            raise
+        yield
+        lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def claim(stage: str, outputs: Mapping[str, object],
+          inputs: Mapping[str, object]) -> Iterator[None]:
+    """Check the paths, then hold every output's lock and clear its stale temporary files."""
+    check_paths(stage, outputs, inputs)
+    paths: Iterable[Path] = [p for v in outputs.values() for p in _flatten(v)]
+    with ExitStack() as stack:
+        for path in paths:
+            stack.enter_context(_lock(path))
+            clear_stale(path)
+        yield
