@@ -86,18 +86,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clear_stale(output: Path) -> list[Path]:
+def clear_stale(output: Path, *, inside: bool = False) -> list[Path]:
     """Remove what killed runs left beside ``output`` (their process is gone); a model directory
-    set aside by a killed ``--force`` comes back if nothing replaced it. Returns what it cleared."""
+    set aside by a killed ``--force`` comes back if nothing replaced it. With ``inside``, also
+    the temporary files in the folder ``output`` (a run directory, written file by file).
+    Returns what it cleared."""
     parent = output.parent if str(output.parent) else Path(".")
     cleared: list[Path] = []
     try:
         entries = list(parent.iterdir())
+        if inside and output.is_dir() and not output.is_symlink():
+            entries += list(output.iterdir())
     except OSError:
         return cleared
     for entry in entries:
         m = _TEMP.match(entry.name)
-        if not m or m.group("name") != output.name:
+        if not m or (entry.parent == parent and m.group("name") != output.name):
             continue
         pid = int(m.group("pid") or m.group("epid") or m.group("opid"))
         if _alive(pid):
@@ -125,20 +129,23 @@ def _lock(output: Path) -> Iterator[None]:
                 raise ConfigError("another metaprep process is writing this output",
                                   path=output, hint="wait for it, or write elsewhere") from exc
             raise
-        yield
-        lock.unlink(missing_ok=True)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)  # still held: no other process is between us
     finally:
         os.close(fd)
 
 
 @contextmanager
-def claim(stage: str, outputs: Mapping[str, object],
-          inputs: Mapping[str, object]) -> Iterator[None]:
-    """Check the paths, then hold every output's lock and clear its stale temporary files."""
+def claim(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, object], *,
+          folders: bool = False) -> Iterator[None]:
+    """Check the paths, then hold every output's lock and clear its stale temporary files
+    (``folders``: also those inside output folders written file by file, such as a run)."""
     check_paths(stage, outputs, inputs)
     paths: Iterable[Path] = [p for v in outputs.values() for p in _flatten(v)]
     with ExitStack() as stack:
         for path in paths:
             stack.enter_context(_lock(path))
-            clear_stale(path)
+            clear_stale(path, inside=folders)
         yield

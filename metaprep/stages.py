@@ -74,7 +74,7 @@ def path_fields(options: Any, kind: str) -> dict[str, Any]:
             if f.metadata.get("path") == kind}
 
 
-def _claim(stage: str, options: Any, outputs: dict[str, Any]) -> Any:
+def _claim(stage: str, options: Any, outputs: dict[str, Any], *, folders: bool = False) -> Any:
     """The output rules of metaprep.outputs: ``outputs`` are the paths the stage really writes
     (split's three files, not the folder they go in)."""
     import os
@@ -85,7 +85,7 @@ def _claim(stage: str, options: Any, outputs: dict[str, Any]) -> Any:
         check_paths(stage, outputs, path_fields(options, "in"))
         from contextlib import nullcontext
         return nullcontext()
-    return claim(stage, outputs, path_fields(options, "in"))
+    return claim(stage, outputs, path_fields(options, "in"), folders=folders)
 
 
 def _req(value: Any, name: str, stage: str) -> Any:
@@ -300,7 +300,7 @@ def train(options: TrainOptions) -> TrainResult:
         raise ConfigError("is a folder that holds other files, not a run: train writes a run "
                           "only into a new or empty folder, or its own run", path=out,
                           hint="choose another -o")
-    with _claim("train", o, {"output": out}):
+    with _claim("train", o, {"output": out}, folders=True):
         metrics = train_run(cfg, store=o.store, train=o.train, dev=o.dev, test=o.test,  # type: ignore[arg-type]
                             out=out, resume=o.resume, progress=not o.quiet,
                             encoding=o.data_encoding)

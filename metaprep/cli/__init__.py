@@ -69,6 +69,11 @@ def main() -> None:
     except MetaprepError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:  # a full disk, a file-size limit, a closed pipe, no permission...
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"error: {where}{exc.strerror or exc} (nothing was left half-written)",
+                   err=True)
+        sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

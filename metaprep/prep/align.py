@@ -39,7 +39,7 @@ from metaprep.prep.oov import (
     source_rng,
 )
 from metaprep.prep.readers.base import ReadOptions, Source
-from metaprep.prep.store import StoreWriter, file_sha256
+from metaprep.prep.store import StoreWriter, file_sha256, store_bytes
 from metaprep.prep.vocab import CaseMatcher, pool_vocab, target_vocab
 from metaprep.taskdata import count_words, looks_like_task_data, read_word_list
 from metaprep.tokenize import Tokenizer, TokenizerConfig
@@ -374,7 +374,8 @@ def align(
             "vocab_files": [str(Path(v).resolve()) for v in opt.vocab] if target else None,
             "seed": opt.seed,
         }
-        with StoreWriter(out, words, attrs=root) as writer:
+        room = store_bytes(words, [src.dim for src in srcs], opt.dtype)
+        with StoreWriter(out, words, attrs=root, expected_bytes=room) as writer:
             present: dict[str, np.ndarray] = {}
             streamed: dict[str, RowStats | None] = {}
             for s, src in zip(sources, srcs, strict=True):

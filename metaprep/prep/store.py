@@ -27,6 +27,7 @@ __all__ = [
     "StoreWriter",
     "file_sha256",
     "open_store",
+    "store_bytes",
 ]
 
 FORMAT_NAME = "metaprep-store"
@@ -66,15 +67,44 @@ def _read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     return out
 
 
+def _check_room(path: Path, need: int) -> None:
+    """Refuse up front a store the disk or the file-size limit cannot hold: HDF5 does not survive
+    a write that fails half-way (it can crash the process while closing the file)."""
+    import resource
+
+    if need <= 0:
+        return
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and need > limit:
+        raise StoreError(f"the store needs about {need / 1e6:,.1f} MB but this process may write "
+                         f"files of at most {limit / 1e6:,.1f} MB (ulimit -f)", path=path,
+                         hint="raise the limit, or align fewer words or sources")
+    st = os.statvfs(path.parent if str(path.parent) else ".")
+    free = st.f_bavail * st.f_frsize
+    if need > free:
+        raise StoreError(f"the store needs about {need / 1e6:,.1f} MB but only "
+                         f"{free / 1e6:,.1f} MB are free on its disk", path=path,
+                         hint="free some space, or write the store elsewhere")
+
+
+def store_bytes(vocab: Sequence[str], dims: Sequence[int], dtype: str) -> int:
+    """About how large a store of these sources will be (vectors, masks, words, headers)."""
+    words = sum(len(w.encode("utf-8", "surrogatepass")) + 32 for w in vocab)
+    rows = len(vocab) * (sum(dims) * np.dtype(dtype).itemsize + 2 * len(dims))
+    return int(words + rows + (1 << 20))
+
+
 class StoreWriter:
     """Builds a store in a temporary file; ``close()`` (or leaving the ``with``) publishes it."""
 
     def __init__(
-        self, path: str | Path, vocab: Sequence[str], *, attrs: Mapping[str, Any] | None = None
+        self, path: str | Path, vocab: Sequence[str], *, attrs: Mapping[str, Any] | None = None,
+        expected_bytes: int = 0,
     ) -> None:
         self.path = Path(path)
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        _check_room(self.path, expected_bytes)
         self.tmp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self._f = h5py.File(self.tmp_path, "w")

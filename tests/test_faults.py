@@ -1,0 +1,107 @@
+"""Crashes and faults cost nothing: a file-size limit (a full disk, as far as a process can tell)
+is one line naming the path with the previous output intact and no temp file left; kill -9 at
+random points leaves no incomplete output, and the next run of the same command succeeds and
+clears what the killed one left."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gensim
+import pytest
+from exportkit import make_run, make_store, write_task
+
+DATA = Path(os.path.dirname(gensim.__file__)) / "test" / "test_data"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _metaprep(args: list[str], *, fsize: int | None = None,
+              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def limit() -> None:
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    return subprocess.run([sys.executable, "-m", "metaprep", *args], capture_output=True,
+                          text=True, timeout=300, preexec_fn=limit, env=ENV, cwd=cwd)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()
+                  if p.name.startswith(".") and not p.name.startswith(".metaprep"))
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], path: Path) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr
+    assert str(path) in lines[0] or path.name in lines[0]
+
+
+def test_align_under_a_file_size_limit(tmp_path: Path) -> None:
+    out = tmp_path / "s.h5"
+    args = ["align", f"glove={DATA / 'test_glove.txt'}", f"lee={DATA / 'lee_fasttext.vec'}",
+            "-o", str(out), "-q"]
+    assert _metaprep(args).returncode == 0
+    before = out.read_bytes()
+    proc = _metaprep(args, fsize=20_000)
+    _one_line_error(proc, out)
+    assert out.read_bytes() == before and _leftovers(tmp_path) == []
+
+
+def _kill_at_random(args: list[str], seconds: float) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "metaprep", *args], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_loses_nothing(tmp_path: Path) -> None:
+    from metaprep.prep.store import Store
+    from metaprep.serve.runtime import Model
+
+    rng = random.Random(7)
+    store = tmp_path / "s.h5"
+    align = ["align", f"glove={DATA / 'test_glove.txt'}", f"lee={DATA / 'lee_fasttext.vec'}",
+             f"bin={DATA / 'lee_fasttext.bin'}", "--oov", "bin=subword", "-o", str(store), "-q"]
+    run = make_run(tmp_path / "w", method="dme", encoder="bilstm")
+    model = tmp_path / "model"
+    export = ["export-onnx", str(run), "-o", str(model), "-q", "--force"]
+    for _ in range(3):
+        _kill_at_random(align, rng.uniform(0.3, 2.5))
+        if store.exists():  # whatever is at the output path is a whole store
+            with Store(store) as s:
+                assert s.sources == ["glove", "lee", "bin"]
+        _kill_at_random(export, rng.uniform(0.3, 3.0))
+        if model.exists():
+            Model(model, verify="full")
+    assert _metaprep(align).returncode == 0 and _metaprep(export).returncode == 0
+    assert _leftovers(tmp_path) == []
+    Model(model, verify="full")
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_training_resumes(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "store.h5")
+    train, dev = write_task(tmp_path / "t.tsv", 200), write_task(tmp_path / "d.tsv", 20, seed=2)
+    run = tmp_path / "run"
+    args = ["train", "--store", str(store), "--train", str(train), "--dev", str(dev),
+            "--hidden", "8", "--mlp-hidden", "8", "--proj-dim", "8", "--epochs", "3",
+            "--batch-size", "4", "--checkpoint-steps", "5", "-o", str(run), "-q"]
+    rng = random.Random(3)
+    for _ in range(2):
+        _kill_at_random(args + (["--resume"] if (run / "checkpoint.pt").exists() else []),
+                        rng.uniform(1.0, 4.0))
+    final = _metaprep(args + (["--resume"] if (run / "checkpoint.pt").exists() else []))
+    assert final.returncode == 0, final.stderr
+    assert (run / "best.safetensors").is_file() and (run / "metrics.json").is_file()
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []
+    assert _leftovers(tmp_path) == []
