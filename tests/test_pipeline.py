@@ -153,3 +153,20 @@ def test_a_failed_rerun_keeps_the_last_good_output(tmp_path: Path) -> None:
         run_pipeline(p, artifacts=art, echo=lambda s: None)
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
     assert not (out.parent / ".split.previous").exists()  # nothing left aside
+
+
+def test_pkg_paths_never_run_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "site" / "sneaky_pkg_xyz"
+    pkg.mkdir(parents=True)
+    marker = tmp_path / "ran"
+    (pkg / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
+    (pkg / "data.txt").write_text("x")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    p = _write(tmp_path, '[split]\ndata = "pkg:sneaky_pkg_xyz/data.txt"\n')
+    lines: list[str] = []
+    run_pipeline(p, artifacts=tmp_path / "art", dry_run=True, echo=lines.append)
+    assert not marker.exists()  # found, not imported
+    assert str(pkg / "data.txt") in lines[0]
+    q = _write(tmp_path, '[split]\ndata = "pkg:os.path/x"\n')
+    with pytest.raises(ConfigError, match="not installed"):
+        load_pipeline(q, artifacts=tmp_path / "art")
