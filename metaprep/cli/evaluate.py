@@ -27,7 +27,7 @@ def command(run_dir: str, data: str, store: str | None, as_json: bool, out: str 
     """Score the run in RUN_DIR on DATA (same formats as `metaprep train`; its labels must be
     among the run's)."""
     from metaprep.learn.evaluate import evaluate_run, format_report
-    from metaprep.learn.model import write_json
+    from metaprep.learn.rundir import write_json
 
     metrics = evaluate_run(run_dir, data, store_path=store, batch_size=batch_size,
                            verify_store=not no_verify_store, encoding=data_encoding,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import click
+from click.core import ParameterSource
 
-_D = {  # defaults shown in --help; the same as metaprep.model.RunConfig's
+_D = {  # defaults shown in --help; the same as metaprep.learn.config.RunConfig's
     "proj_dim": 256, "context_hidden": 2, "hidden": 512, "mlp_hidden": 512, "lr": 4e-4,
     "lr_decay": 0.2, "min_lr": 1e-5, "patience": 3, "epochs": 10, "batch_size": 64,
     "grad_clip": 5.0, "seed": 0,
@@ -14,13 +15,13 @@ _D = {  # defaults shown in --help; the same as metaprep.model.RunConfig's
 
 
 @click.command("train")
-@click.option("--store", required=True, type=click.Path(dir_okay=False),
-              help="Aligned HDF5 store (from `metaprep align`).")
-@click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--store", type=click.Path(dir_okay=False),
+              help="Aligned HDF5 store (from `metaprep align`). Required for a new run.")
+@click.option("--train", "train_path", type=click.Path(dir_okay=False),
               help="Training data: TSV/CSV/JSONL with text,label (or text_a,text_b,label), "
-                   "or fastText __label__ lines.")
-@click.option("--dev", required=True, type=click.Path(dir_okay=False),
-              help="Dev data (lr decay, early stopping, best epoch).")
+                   "or fastText __label__ lines. Required for a new run.")
+@click.option("--dev", type=click.Path(dir_okay=False),
+              help="Dev data (lr decay, early stopping, best epoch). Required for a new run.")
 @click.option("--test", type=click.Path(dir_okay=False), help="Test data, scored with the best "
               "weights at the end.")
 @click.option("-o", "--out", type=click.Path(file_okay=False),
@@ -65,13 +66,15 @@ _D = {  # defaults shown in --help; the same as metaprep.model.RunConfig's
 @click.option("--checkpoint-steps", type=int, default=0, show_default=True,
               help="Also checkpoint every N steps inside an epoch (0: at epoch ends only).")
 @click.option("--resume", is_flag=True,
-              help="Continue the run in -o from its last checkpoint (its saved config is used).")
+              help="Continue the run in -o from its last checkpoint with its saved config, "
+                   "store and data (options and files given must match them).")
 @click.option("--data-encoding", default="utf-8", show_default=True,
               help="Text encoding of the data files.")
 @click.option("--threads", type=int, help="torch CPU threads [default: torch's choice]. Runs are "
               "bit-identical only at the same thread count.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def command(store: str, train_path: str, dev: str, test: str | None, out: str | None,
+def command(store: str | None, train_path: str | None, dev: str | None, test: str | None,
+            out: str | None,
             method: str, sources: str | None, quiet: bool, resume: bool, data_encoding: str,
             threads: int | None, **options: object) -> None:
     """Train DME / CDME (or a baseline) plus a sentence encoder and classifier.
@@ -80,6 +83,7 @@ def command(store: str, train_path: str, dev: str, test: str | None, out: str | 
     Examples:
       metaprep train --store store.h5 --train train.tsv --dev dev.tsv --method cdme -o run/
       metaprep train --store store.h5 --train t.tsv --dev d.tsv --method single:glove
+      metaprep train -o run/ --resume                                      # after a kill
       torchrun --nproc_per_node 2 -m metaprep train --store store.h5 ...   # DDP (gloo on CPU)
     """
     import torch
@@ -105,8 +109,16 @@ def command(store: str, train_path: str, dev: str, test: str | None, out: str | 
         raise ConfigError(f"--method {method}: only single takes a :NAME")
     dims = [0] * len(chosen)  # filled from the store
     cfg = RunConfig(method=name, sources=chosen, source_dims=dims, **options)  # type: ignore[arg-type]
+    # what the command line gave (not click's defaults): a resume checks these against the run
+    ctx = click.get_current_context()
+    given = {k: v for k, v in options.items()
+             if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+    if ctx.get_parameter_source("method") is not ParameterSource.DEFAULT:
+        given["method"] = name
+    if chosen:
+        given["sources"] = chosen
     metrics = train(cfg, store=store, train=train_path, dev=dev, test=test, out=out,
-                    resume=resume, progress=not quiet, encoding=data_encoding)
+                    resume=resume, progress=not quiet, encoding=data_encoding, overrides=given)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     if metrics.get("run_dir"):
