@@ -23,7 +23,7 @@ from metaprep.atomic import atomic_path
 from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError, DataError, ModelError, StoreError
 from metaprep.ids import CASE_POLICIES
-from metaprep.learn.config import FILLED, RunConfig
+from metaprep.learn.config import RunConfig
 from metaprep.tokenize import TokenizerConfig
 
 if TYPE_CHECKING:
@@ -33,26 +33,10 @@ if TYPE_CHECKING:
     from metaprep.learn.model import MetaEmbeddingClassifier
     from metaprep.prep.store import Store
 
-__all__ = [
-    "ANALYSIS",
-    "ATTENTION_PLOT",
-    "BEST",
-    "CHECKPOINT",
-    "CONFIG",
-    "DATA",
-    "LABELS",
-    "LEARNING_CURVES",
-    "METRICS",
-    "SPLITS",
-    "STORE",
-    "TOKENIZER",
-    "Checkpoint",
-    "DataRecord",
-    "FileRef",
-    "Run",
-    "StoreRef",
-    "run_state",
-    "write_json",
+__all__ = [  # the layout's file names, then the API
+    "ANALYSIS", "ATTENTION_PLOT", "BEST", "CHECKPOINT", "CONFIG", "DATA", "LABELS",
+    "LEARNING_CURVES", "METRICS", "SPLITS", "STORE", "TOKENIZER",
+    "Checkpoint", "DataRecord", "FileRef", "Run", "StoreRef", "run_state", "write_json",
 ]
 
 # --- the layout ---------------------------------------------------------------------------------
@@ -400,9 +384,9 @@ class Run:
         try:
             state = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as exc:  # empty, truncated, or holding more than tensors and numbers
-            # the loader's own message may suggest turning the safety off: not shown
+            # the loader's own message suggests turning the safety off: neither shown nor chained
             raise ModelError(f"not a readable checkpoint ({type(exc).__name__})", path=path,
-                             hint=damaged) from exc
+                             hint=damaged) from None
         ok = (isinstance(state, dict) and isinstance(state.get("model"), dict)
               and isinstance(state.get("optimizer"), dict)
               and isinstance(state.get("progress"), dict)
@@ -411,23 +395,6 @@ class Run:
             raise ModelError("not a metaprep checkpoint (model, optimizer, progress, history)",
                              path=path, hint=damaged)
         return Checkpoint(state["model"], state["optimizer"], state["progress"], state["history"])
-
-    def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
-                map_location: Any, progress_keys: set[str]) -> Checkpoint:
-        """Load the checkpoint into ``model`` and ``optimizer``; its progress must hold at least
-        ``progress_keys`` (the loop's counters)."""
-        ckpt = self.load_checkpoint(map_location=map_location)
-        try:
-            missing = sorted(progress_keys - set(ckpt.progress))
-            if missing:
-                raise ValueError(f"progress lacks {', '.join(missing)}")
-            model.load_state_dict(ckpt.model, strict=True)
-            optimizer.load_state_dict(ckpt.optimizer)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise ModelError(f"the checkpoint does not fit the run: {_one_line(exc)}",
-                             path=self.path / CHECKPOINT,
-                             hint="config.json was edited, or the checkpoint is damaged") from exc
-        return ckpt
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json(self.path / METRICS, metrics)
@@ -445,48 +412,3 @@ class Run:
         if not isinstance(data, dict) or not isinstance(data.get("epochs", []), list):
             raise ModelError("expected an object with a list of epochs", path=path)
         return data
-
-    # --- resuming
-    def check_options(self, given: dict[str, Any]) -> None:
-        """Options given to a resume must be the saved ones (sources: empty means all)."""
-        saved = self.config.to_dict()
-        for key, value in sorted(given.items()):
-            if key in FILLED or (key == "sources" and not value):
-                continue
-            if key not in saved:
-                raise ConfigError(f"unknown option {key!r}")
-            if value != saved[key]:
-                raise ConfigError(
-                    f"{key} is {value!r} here but {saved[key]!r} in the run being resumed",
-                    path=self.path / CONFIG,
-                    hint="drop the option to resume the run as it was, or start a new run")
-
-    def data_paths(self, given: dict[str, str | Path | None]) -> dict[str, Path]:
-        """The files to read on resume: the recorded ones, or the given ones if they are the
-        same bytes. Recorded files are re-hashed: a changed one would change the run."""
-        paths: dict[str, Path] = {}
-        for split in SPLITS:
-            rec, path = self.data.get(split), given.get(split)
-            if path is not None:
-                ref = FileRef.of(path)
-                if rec is None:
-                    raise DataError(f"the run was started without a {split} file", path=path,
-                                    hint=f"drop --{split} to resume it")
-                if ref.sha256 != rec.sha256:
-                    raise DataError(f"not the {split} file the run was started with", path=path,
-                                    hint=f"the run used {rec.path}")
-                paths[split] = Path(path)
-            elif rec is not None:
-                p = Path(rec.path)
-                if not p.is_file():
-                    raise DataError(f"the run's {split} file is gone", path=p,
-                                    hint=f"pass --{split} with its new location")
-                if file_sha256(p) != rec.sha256:
-                    raise DataError("changed since the run started (sha256 differs)", path=p,
-                                    hint="restore it, or start a new run")
-                paths[split] = p
-        for split in ("train", "dev"):
-            if split not in paths:
-                raise ModelError(f"records no {split} file", path=self.path / DATA,
-                                 hint="the file was edited by hand")
-        return paths

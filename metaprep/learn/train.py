@@ -2,8 +2,8 @@
 and DistributedDataParallel when started by torchrun. The run directory (learn/rundir.py) is
 described in docs/model.md.
 
-    train() = _setup (a new run: _start; a resume: _reopen) -> per epoch _train_epoch and
-              _end_epoch (dev, lr, best weights, checkpoint) -> _finish (test, analysis)
+    train() = _setup (learn/prepare.py: a new run, or the saved one) -> per epoch _train_epoch
+              and _end_epoch (dev, lr, best weights, checkpoint) -> _finish (test, analysis)
 
 Reproducibility: weights come from ``torch.manual_seed(seed)``, the batches of epoch ``e`` from
 (seed, e) alone, and dropout is reseeded from (seed, rank, step) before every step, so a rerun is
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,39 +22,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metaprep.errors import ConfigError, DataError, StoreError
 from metaprep.learn.config import RunConfig
-from metaprep.learn.data import (
-    LabelMap,
-    TaskData,
-    TextEncoder,
-    bucket_batches,
-    collate,
-    load_task,
-    shard_batches,
-    token_counts,
-)
+from metaprep.learn.data import TaskData, bucket_batches, collate, shard_batches, token_counts
 from metaprep.learn.evaluate import classification_metrics, predict
 from metaprep.learn.model import MetaEmbeddingClassifier, build_model, weights_state_dict
-from metaprep.learn.rundir import (
-    ATTENTION_PLOT,
-    LEARNING_CURVES,
-    SPLITS,
-    Checkpoint,
-    DataRecord,
-    FileRef,
-    Run,
-    StoreRef,
-    run_state,
-)
-from metaprep.prep.store import Store
+from metaprep.learn.prepare import Data, prepare, restore
+from metaprep.learn.rundir import ATTENTION_PLOT, LEARNING_CURVES, Checkpoint, Run
 
 __all__ = ["FAIL_AFTER_STEPS_ENV", "SimulatedCrash", "default_run_dir", "train"]
 
 # Testing hook: raise SimulatedCrash after this many optimizer steps (a kill mid-epoch).
 FAIL_AFTER_STEPS_ENV = "METAPREP_FAIL_AFTER_STEPS"
-
-_Data = tuple[TaskData, TaskData, "TaskData | None"]  # train, dev, test
 
 
 class SimulatedCrash(RuntimeError):
@@ -110,7 +88,7 @@ class _Loop:
 
     cfg: RunConfig
     run: Run
-    data: _Data
+    data: Data  # train, dev, test
     model: MetaEmbeddingClassifier
     net: torch.nn.Module  # the model, or its DDP wrapper
     opt: torch.optim.Optimizer
@@ -153,118 +131,20 @@ def _distributed() -> tuple[int, int, torch.device]:
 def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
            overrides: dict[str, Any] | None, encoding: str, show: bool, rank: int, world: int,
            device: torch.device) -> _Loop:
-    status = run_state(out)
-    if resume and status == "empty":
-        raise ConfigError("nothing to resume: no run here", path=out,
-                          hint="start the run without --resume")
-    if resume and status == "weights-only":
-        raise ConfigError("nothing to resume: best weights but no checkpoint", path=out,
-                          hint="start a new run in another directory")
-    if not resume and status in ("checkpointed", "weights-only"):
-        raise ConfigError("already holds a run", path=out,
-                          hint="pass --resume to continue it, or choose another -o")
-    if resume:
-        run, data = _reopen(out, cfg, overrides, inputs, encoding=encoding, show=show)
-    else:
-        run, data = _start(cfg, out, inputs, write=rank == 0, encoding=encoding, show=show)
+    ready = prepare(cfg, out, inputs, resume=resume, overrides=overrides, write=rank == 0,
+                    encoding=encoding, show=show)
+    run = ready.run
     cfg = run.config
     with run:  # the store is needed for the tables only
         torch.manual_seed(cfg.seed)
         model = build_model(run.store(), cfg, progress=show).to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    state, history = _fresh_state(cfg), []
-    if resume and status == "checkpointed":  # "started": from scratch, with the saved config
-        ckpt = run.restore(model, opt, map_location=device, progress_keys=set(state))
-        state, history = dict(ckpt.progress), list(ckpt.history)
-    return _Loop(cfg, run, data, model, _wrap_ddp(model, world), opt, device, rank, world, show,
-                 state, history)
-
-
-def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, encoding: str,
-           show: bool) -> tuple[Run, _Data]:
-    """A new run: check the inputs, read the data, settle the config, then (``write``: rank 0)
-    describe the run. Nothing is written before every input checks out."""
-    missing = [f"--{k}" for k in ("store", "train", "dev") if inputs[k] is None]
-    if missing:
-        raise ConfigError(f"a new run needs {', '.join(missing)}", path=out,
-                          hint="give them, or pass --resume to continue the run there")
-    st = Store(inputs["store"])
-    try:
-        files = {k: FileRef.of(inputs[k]) for k in SPLITS if inputs[k] is not None}
-        cfg = _resolve_config(cfg, st)
-        encoder = TextEncoder.from_store(st)
-        labels, data = _read_data({k: Path(inputs[k]) for k in files}, encoder, None,
-                                  encoding=encoding, show=show)
-        cfg = replace(cfg, num_labels=len(labels), pair=data[0].pair)
-        # other ranks never write or check the store record: they skip hashing the store
-        sha = st.sha256() if write else ""
-        ref = StoreRef(str(st.path.resolve()), sha, st.vocab_size, st.case_policy)
-        run = Run(out, config=cfg, labels=labels.labels, tokenizer=encoder.tokenizer.config,
-                  store_ref=ref, data=DataRecord(**files), opened=st)
-    except BaseException:
-        st.close()
-        raise
-    if write:
-        run.write_description()
-    return run, data
-
-
-def _reopen(out: Path, cfg: RunConfig, overrides: dict[str, Any] | None, inputs: dict[str, Any],
-            *, encoding: str, show: bool) -> tuple[Run, _Data]:
-    """The saved run, once what was given is checked against what it recorded."""
-    run = Run.open(out, store=inputs["store"])
-    try:
-        run.check_options(overrides if overrides is not None else _non_default(cfg))
-        run.store()  # its size and sha256 against store.json, before reading any data
-        paths = run.data_paths({k: inputs[k] for k in SPLITS})
-        _, data = _read_data(paths, run.encoder(), LabelMap(run.labels), encoding=encoding,
-                             show=show)
-    except BaseException:
-        run.close()
-        raise
-    return run, data
-
-
-def _non_default(cfg: RunConfig) -> dict[str, Any]:
-    """The options of ``cfg`` that differ from the defaults: the ones a caller surely gave (one
-    set to its default value cannot be told apart; the CLI passes ``overrides`` instead)."""
-    default = RunConfig().to_dict()
-    return {k: v for k, v in cfg.to_dict().items() if v != default[k]}
-
-
-def _resolve_config(cfg: RunConfig, store: Store) -> RunConfig:
-    """Fill what comes from the store: sources (all of them when none were named), dims, size."""
-    sources = list(cfg.sources) or list(store.sources)
-    if not sources:
-        raise StoreError("the store has no sources", path=store.path)
-    for name in sources:
-        if name not in store.sources:
-            raise StoreError(
-                f"no source named {name!r}; the store has: {', '.join(store.sources)}",
-                path=store.path, hint="check --method single:NAME / --sources",
-            )
-    if cfg.method == "single" and len(sources) != 1:
-        raise ConfigError("method single needs one source: --method single:NAME")
-    return replace(
-        cfg, sources=sources, source_dims=[store.dim(s) for s in sources],
-        vocab_size=store.vocab_size,
-    )
-
-
-def _read_data(paths: dict[str, Path], encoder: TextEncoder, labels: LabelMap | None, *,
-               encoding: str, show: bool) -> tuple[LabelMap, _Data]:
-    """Train, dev and (if given) test, encoded; without ``labels`` they come from train."""
-    def read(split: str, labels: LabelMap | None) -> tuple[TaskData, LabelMap]:
-        return load_task(paths[split], encoder, labels=labels, encoding=encoding, progress=show)
-
-    train_data, labels = read("train", labels)
-    dev_data = read("dev", labels)[0]
-    test_data = read("test", labels)[0] if "test" in paths else None
-    for d in (dev_data, test_data):
-        if d is not None and d.pair != train_data.pair:
-            raise DataError("pairs here, single sentences in the train file (or the reverse)",
-                            path=d.path)
-    return labels, (train_data, dev_data, test_data)
+    state = _fresh_state(cfg)
+    history: list[dict[str, Any]] = []
+    if ready.from_checkpoint:
+        state, history = restore(run, model, opt, map_location=device, progress_keys=set(state))
+    return _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
+                 show, state, history)
 
 
 def _wrap_ddp(model: MetaEmbeddingClassifier, world: int) -> torch.nn.Module:
