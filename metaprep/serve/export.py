@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from metaprep.serve.onnx_graph import (
 )
 from metaprep.serve.quantize import choose_int8
 from metaprep.serve.triton import write_triton
+
+if TYPE_CHECKING:
+    from metaprep.learn.rundir import Run
 
 __all__ = ["ExportOptions", "export_run", "lstm_spec", "spec_from_model"]
 
@@ -199,7 +202,7 @@ class _Dev:
     gold: np.ndarray
 
 
-def _dev_data(run: Any, options: ExportOptions, log: Callable[[str], None]) -> _Dev | None:
+def _dev_data(run: Run, options: ExportOptions, log: Callable[[str], None]) -> _Dev | None:
     """The labelled data for the checks: --dev, else the run's recorded dev file."""
     from metaprep.learn.data import LabelMap, load_task
 
