@@ -74,9 +74,8 @@ _D = {  # defaults shown in --help; the same as metaprep.learn.config.RunConfig'
               "bit-identical only at the same thread count.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(store: str | None, train_path: str | None, dev: str | None, test: str | None,
-            out: str | None,
-            method: str, sources: str | None, quiet: bool, resume: bool, data_encoding: str,
-            threads: int | None, **options: object) -> None:
+            out: str | None, method: str, sources: str | None, quiet: bool, resume: bool,
+            data_encoding: str, threads: int | None, **options: object) -> None:
     """Train DME / CDME (or a baseline) plus a sentence encoder and classifier.
 
     \b
@@ -89,7 +88,7 @@ def command(store: str | None, train_path: str | None, dev: str | None, test: st
     import torch
 
     from metaprep.errors import ConfigError
-    from metaprep.learn.model import RunConfig
+    from metaprep.learn.config import RunConfig
     from metaprep.learn.train import train
 
     if threads is not None:
