@@ -81,8 +81,8 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
     if dev:
         dev_path = write_task(tmp / f"dev{'-pair' if pair else ''}.tsv", 40, pair=pair)
         data = DataRecord(dev=FileRef.of(dev_path))
-    run = Run(tmp / f"run-{method}-{encoder}{'-pair' if pair else ''}", config=cfg,
-              labels=LABELS, tokenizer=TokenizerConfig.from_dict({}), store_ref=ref, data=data)
-    run.write_description()
+    run = Run.create(tmp / f"run-{method}-{encoder}{'-pair' if pair else ''}", config=cfg,
+                     labels=LABELS, tokenizer=TokenizerConfig.from_dict({}), store_ref=ref,
+                     data=data)
     run.save_best(weights_state_dict(model))
     return run.path

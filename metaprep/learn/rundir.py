@@ -1,7 +1,7 @@
 """The run directory: the only module that knows its files (docs/model.md, "The run directory").
 
-    Run(...) + .write_description()   train describes a new run once its inputs check out, then
-                                      writes checkpoints, best weights and metrics through the Run
+    Run(...).write_description()      train describes a new run once its inputs check out (on
+    Run.create(path, ...)             rank 0), then writes checkpoints, best weights and metrics
     Run.open(path, store=..., ...)    everyone else: the small files read and validated once, the
                                       store opened lazily and verified once, .encoder() and
                                       .load_model() built from them
@@ -261,6 +261,13 @@ class Run:
                    tokenizer=_read_tokenizer(run / TOKENIZER), store_ref=ref,
                    data=DataRecord.from_dict(_read_json(run / DATA), path=run / DATA),
                    store=store, verify_store=verify_store)
+
+    @classmethod
+    def create(cls, path: str | Path, **description: Any) -> Run:
+        """A new run directory, written at once (``description``: the keywords of Run())."""
+        run = cls(path, **description)
+        run.write_description()
+        return run
 
     def write_description(self) -> None:
         """Write the five description files (train, rank 0). config.json goes last: a directory
