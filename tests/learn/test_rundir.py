@@ -335,3 +335,20 @@ def test_cli_resume_with_the_run_directory_only(task: dict[str, Path], whole: di
     main()
     assert "best epoch" in capsys.readouterr().out
     same_as_whole(json.loads((tmp_path / "r" / "metrics.json").read_text()), tmp_path / "r", whole)
+
+
+def test_pipeline_train_figures_read_through_the_run(whole: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    from metaprep.pipeline.figures import stage_figures
+
+    run = shutil.copytree(whole["run"], tmp_path / "run")
+    metrics = whole["metrics"]
+    assert stage_figures("train", tmp_path) == {
+        "best_dev_acc": round(metrics["best_dev_accuracy"], 4),
+        "test_acc": round(metrics["test_accuracy"], 4)}
+    rundir.write_json(run / "metrics.json", {"epochs": metrics["epochs"][:1], "best_epoch": 1})
+    assert stage_figures("train", tmp_path) == {  # still training: the best epoch so far
+        "best_dev_acc": round(metrics["epochs"][0]["dev_accuracy"], 4), "epochs": 1}
+    (run / "config.json").write_text("{")  # damaged: no figures, and no failure
+    assert stage_figures("train", tmp_path) == {}
+    assert stage_figures("train", tmp_path / "nothing") == {}
