@@ -157,7 +157,7 @@ def test_baseline_without_weights_and_pairs(task: dict[str, Path], tmp_path: Pat
     metrics = train(tiny("dme"), store=task["store"], train=pairs, dev=pairs, out=tmp_path / "p",
                     progress=False)
     assert metrics["dev"]["n"] == 16
-    assert Run.open(tmp_path / "p").config.pair
+    assert Run.open(tmp_path / "p").load_model().cfg.pair
 
 
 def test_cli_train_and_errors(task: dict[str, Path], tmp_path: Path,
@@ -169,7 +169,7 @@ def test_cli_train_and_errors(task: dict[str, Path], tmp_path: Path,
     result = CliRunner().invoke(cli, [*args, "--method", "single:b", "-o", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert "best epoch 1: dev accuracy" in result.output
-    assert Run.open(tmp_path / "r").config.sources == ["b"]
+    assert Run.open(tmp_path / "r").load_model().cfg.sources == ["b"]
     assert "--no-mask-missing" in CliRunner().invoke(cli, ["train", "--help"]).output
     for extra, message in ((["--method", "single:nope"], "no source named 'nope'"),
                            (["--method", "dme:a"], "only single takes"),
