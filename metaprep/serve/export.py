@@ -266,9 +266,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
                           path=Path(opts.triton) / opts.triton_name,
                           hint="remove it or pass --triton-name")
     with Run.open(run, store=opts.store, verify_store=opts.verify_store) as source:
-        model = source.load_model(progress=opts.progress)
         cfg, labels, tok = source.config, source.labels, source.tokenizer
-        opts.validate(cfg.method)
+        opts.validate(cfg.method)  # the config is read: still before the model load
+        model = source.load_model(progress=opts.progress)
         words, case_policy = source.store().vocab, source.case_policy
         dev = _dev_data(source, opts, log)
 
