@@ -88,10 +88,15 @@ def polarity_task() -> dict[str, Path]:
 
 def finished_run(out: Path, cfg: Any) -> dict[str, Any] | None:
     """The metrics of a finished run in ``out`` trained with ``cfg``'s settings, else None."""
+    from metaprep.errors import MetaprepError
+    from metaprep.learn.rundir import Run
+
     try:
-        saved = json.loads((out / "config.json").read_text())
-        metrics = json.loads((out / "metrics.json").read_text())
-    except (OSError, ValueError):
+        run = Run.open(out)
+        saved, metrics = run.config.to_dict(), run.metrics
+    except MetaprepError:
+        return None
+    if metrics is None:
         return None
     filled = ("sources", "source_dims", "vocab_size", "num_labels", "pair")  # from store/data
     same = all(saved.get(k) == v for k, v in cfg.to_dict().items() if k not in filled)
@@ -99,15 +104,13 @@ def finished_run(out: Path, cfg: Any) -> dict[str, Any] | None:
 
 
 def inference_rate(run_dir: Path, test: Path, batch_size: int) -> float:
-    from metaprep.learn.data import LabelMap, TextEncoder, load_task
+    from metaprep.learn.data import LabelMap, load_task
     from metaprep.learn.evaluate import predict
-    from metaprep.learn.model import load_run
-    from metaprep.prep.store import Store
+    from metaprep.learn.rundir import Run
 
-    model, _, labels, _ = load_run(run_dir, verify_store=False)
-    with Store(json.loads((run_dir / "store.json").read_text())["path"]) as st:
-        data, _ = load_task(test, TextEncoder.from_store(st), labels=LabelMap(labels),
-                            progress=False)
+    with Run.open(run_dir, verify_store=False) as run:
+        model = run.load_model()
+        data, _ = load_task(test, run.encoder(), labels=LabelMap(run.labels), progress=False)
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
@@ -135,7 +138,7 @@ def main() -> None:
                     help="retrain runs that already exist with the same settings")
     args = ap.parse_args()
 
-    from metaprep.learn.model import RunConfig
+    from metaprep.learn.config import RunConfig
     from metaprep.learn.train import train
 
     task_name = args.task

@@ -143,11 +143,11 @@ def latency_section(bilstm_run: Path, models: dict[str, Path], test: list[str],
     import onnxruntime as ort
     import torch
 
-    from metaprep.learn.model import load_run
+    from metaprep.learn.rundir import Run
     from metaprep.serve.runtime import Model, pad_batch
 
     torch.set_num_threads(threads)
-    model, *_ = load_run(bilstm_run)
+    model = Run.open(bilstm_run).load_model()
     rt = {k: Model(v, threads=threads) for k, v in models.items() if k != "pool"}
     stream = [i for t in test for i in rt["fp32"].encode(t)]
     cases = {(b, n): windows(stream, b, n) for b, n in ((1, 20), (32, 30))}

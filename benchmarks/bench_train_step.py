@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metaprep.learn.model import RunConfig, build_model
+from metaprep.learn.config import RunConfig
+from metaprep.learn.model import build_model
 from metaprep.prep.store import Store, StoreWriter
 
 DIMS = {"s300a": 300, "s300b": 300, "s100": 100}

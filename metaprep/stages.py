@@ -199,7 +199,7 @@ def _jsonable(value: Any) -> Any:
 
 
 # --- train --------------------------------------------------------------------------------------
-# Hyper-parameters left at None take the run config's defaults (metaprep.learn.model.RunConfig);
+# Hyper-parameters left at None take the run config's defaults (metaprep.learn.config.RunConfig);
 # on --resume, the run's saved config, and a value given that differs from it is an error.
 HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", "mix_relu",
          "mix_dropout", "encoder", "hidden", "mlp_hidden", "lr", "lr_decay", "min_lr",
@@ -280,7 +280,7 @@ def train(options: TrainOptions) -> TrainResult:
     """An aligned store + labelled data -> a trained run directory (see docs/model.md)."""
     import torch
 
-    from metaprep.learn.model import RunConfig
+    from metaprep.learn.config import RunConfig
     from metaprep.learn.train import train as train_run
 
     o = options
@@ -292,6 +292,11 @@ def train(options: TrainOptions) -> TrainResult:
     if not o.resume:
         for name in ("store", "train", "dev"):
             _req(getattr(o, name), name, "train")
+    given = o.given()
+    if method is not None:
+        given["method"] = method
+    if chosen:
+        given["sources"] = chosen
     cfg = RunConfig(method=method or RunConfig.method, sources=chosen,
                     source_dims=[0] * len(chosen), **o.given())
     out = Path(o.output) if o.output is not None else None
@@ -303,7 +308,7 @@ def train(options: TrainOptions) -> TrainResult:
     with _claim("train", o, {"output": out}, folders=True):
         metrics = train_run(cfg, store=o.store, train=o.train, dev=o.dev, test=o.test,  # type: ignore[arg-type]
                             out=out, resume=o.resume, progress=not o.quiet,
-                            encoding=o.data_encoding)
+                            encoding=o.data_encoding, overrides=given)
     return TrainResult(Path(metrics["run_dir"]), metrics)
 
 
@@ -329,7 +334,7 @@ class EvaluateResult:
 def evaluate(options: EvaluateOptions) -> EvaluateResult:
     """Accuracy, macro-F1, per-label scores and confusions of a run on labelled data."""
     from metaprep.learn.evaluate import evaluate_run
-    from metaprep.learn.model import write_json
+    from metaprep.learn.rundir import write_json
 
     o = options
     metrics = evaluate_run(_req(o.run, "run", "evaluate"), _req(o.data, "data", "evaluate"),

@@ -3,7 +3,6 @@ random weights (metaprep.learn.model), and the files a run directory holds (docs
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -57,10 +56,12 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
              seed: int = 0, dev: bool = True, **cfg_kw: Any) -> Path:
     """A run directory whose weights are random (seeded) but scaled so outputs vary."""
     import torch
-    from safetensors.torch import save_file
 
-    from metaprep.learn.model import RunConfig, build_model, weights_state_dict
+    from metaprep.learn.config import RunConfig
+    from metaprep.learn.model import build_model, weights_state_dict
+    from metaprep.learn.rundir import DataRecord, FileRef, Run, StoreRef
     from metaprep.prep.store import Store
+    from metaprep.tokenize import TokenizerConfig
 
     tmp.mkdir(parents=True, exist_ok=True)
     store_path = make_store(tmp / "store.h5")
@@ -72,20 +73,16 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
     torch.manual_seed(seed)
     with Store(store_path) as store:
         model = build_model(store, cfg, progress=False)
-        sha = store.sha256()
+        ref = StoreRef.of(store)
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(3.0)  # livelier than the default init: logits that differ between inputs
-    run = tmp / f"run-{method}-{encoder}{'-pair' if pair else ''}"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
-    (run / "labels.json").write_text(json.dumps(LABELS))
-    (run / "tokenizer.json").write_text(json.dumps({}))
-    (run / "store.json").write_text(json.dumps({
-        "path": str(store_path), "sha256": sha, "vocab_size": len(WORDS),
-        "case_policy": "fallback"}))
-    save_file(weights_state_dict(model), str(run / "best.safetensors"))
+    data = DataRecord()
     if dev:
         dev_path = write_task(tmp / f"dev{'-pair' if pair else ''}.tsv", 40, pair=pair)
-        (run / "data.json").write_text(json.dumps({"dev": {"path": str(dev_path)}}))
-    return run
+        data = DataRecord(dev=FileRef.of(dev_path))
+    run = Run.create(tmp / f"run-{method}-{encoder}{'-pair' if pair else ''}", config=cfg,
+                     labels=LABELS, tokenizer=TokenizerConfig.from_dict({}), store_ref=ref,
+                     data=data)
+    run.save_best(weights_state_dict(model))
+    return run.path

@@ -14,7 +14,7 @@ import pytest
 import metaprep as mp
 from metaprep.cli import cli
 from metaprep.errors import ConfigError
-from metaprep.learn.model import RunConfig
+from metaprep.learn.config import RunConfig
 from metaprep.stages import HYPER, TrainOptions, path_fields
 
 DATA = Path(os.path.dirname(gensim.__file__)) / "test" / "test_data"

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from metaprep.atomic import atomic_path
 from metaprep.learn.data import TaskData, bucket_batches, collate
-from metaprep.learn.model import MetaEmbeddingClassifier, atomic_path
+from metaprep.learn.model import MetaEmbeddingClassifier
 
 __all__ = ["FREQUENCY_BANDS", "attention_analysis", "plot_attention", "plot_learning_curves"]
 

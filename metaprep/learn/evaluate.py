@@ -10,9 +10,8 @@ import numpy as np
 import torch
 
 from metaprep.errors import DataError
-from metaprep.learn.data import LabelMap, TaskData, TextEncoder, bucket_batches, collate, load_task
-from metaprep.learn.model import load_run, read_run_info
-from metaprep.prep.store import Store
+from metaprep.learn.data import LabelMap, TaskData, bucket_batches, collate, load_task
+from metaprep.learn.rundir import Run
 
 __all__ = ["classification_metrics", "evaluate_run", "format_report", "predict"]
 
@@ -74,18 +73,14 @@ def evaluate_run(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Load a run, read ``data_path`` (its labels must be among the run's), return the metrics."""
-    cfg, labels, tok, ref = read_run_info(run_dir)
-    with Store(store_path or ref.path) as store:
-        encoder = TextEncoder(store.vocab, case_policy=ref.case_policy, tokenizer=tok)
-    data, _ = load_task(
-        data_path, encoder, labels=LabelMap(labels), encoding=encoding, progress=progress
-    )
-    if data.pair != cfg.pair:
-        want = "sentence pairs (text_a,text_b,label)" if cfg.pair else "single sentences"
-        raise DataError(f"the run was trained on {want}", path=data_path)
-    model = load_run(
-        run_dir, store_path=store_path, verify_store=verify_store, progress=progress
-    )[0]
+    with Run.open(run_dir, store=store_path, verify_store=verify_store) as run:
+        data, _ = load_task(data_path, run.encoder(), labels=LabelMap(run.labels),
+                            encoding=encoding, progress=progress)
+        if data.pair != run.config.pair:
+            want = "sentence pairs (text_a,text_b,label)" if run.config.pair else "single sentences"
+            raise DataError(f"the run was trained on {want}", path=data_path)
+        model = run.load_model(progress=progress)
+    labels = run.labels
     pred = predict(model, data, batch_size=batch_size)
     gold = np.array([e.label for e in data.examples], dtype=np.int64)
     metrics = classification_metrics(gold, pred, labels)

@@ -1,5 +1,6 @@
 """Dynamic meta-embeddings (DME), contextual DME (CDME) and baselines, with a sentence encoder and
-a classifier head. The structure and the run directory are documented in docs/model.md.
+a classifier head: torch modules only (the config is in learn/config.py, the run directory in
+learn/rundir.py). The structure is documented in docs/model.md.
 
     ids (B,T) -> MetaEmbedder -> meta (B,T,D), weights (B,T,S) -> encoder -> sentence (B,E)
               -> Classifier([u] or [u, v, |u-v|, u*v]) -> logits (B,C)
@@ -11,10 +12,7 @@ max/mean) so it can be rebuilt in ONNX.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -23,151 +21,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from metaprep.atomic import atomic_path
-from metaprep.errors import ConfigError, ModelError, StoreError
+from metaprep.errors import ModelError, StoreError
 from metaprep.ids import ID_OFFSET, PAD_ID
-from metaprep.tokenize import TokenizerConfig
+from metaprep.learn.config import RunConfig
 
 __all__ = [
-    "ENCODERS",
-    "METHODS",
     "Classifier",
     "Encoded",
     "MetaEmbedder",
     "MetaEmbeddingClassifier",
-    "RunConfig",
-    "StoreRef",
-    "atomic_path",
     "build_model",
-    "load_run",
     "load_tables",
-    "read_json",
-    "read_run_info",
     "weights_state_dict",
-    "write_json",
 ]
 
-METHODS = ("dme", "cdme", "concat", "sum", "single")
-ENCODERS = ("bilstm", "pool")
 _MASKED = -1e9  # score given to masked sources: exp() underflows to exactly 0, never NaN
-
-
-# --- configuration ------------------------------------------------------------------------------
-@dataclass
-class RunConfig:
-    """Everything needed to rebuild the model and repeat the run (saved as config.json)."""
-
-    # model structure
-    # dme | cdme | concat | sum | single (one source's projection). concat is the default because
-    # it won our measured comparison (benchmarks/results/methods*.md: +2 to +4 points over dme).
-    method: str = "concat"
-    sources: list[str] = field(default_factory=list)  # store sources used, in this order
-    source_dims: list[int] = field(default_factory=list)  # their dimensions (checked at load)
-    vocab_size: int = 0  # store rows; model ids are 0 pad, 1 UNK, row + 2
-    proj_dim: int = 256  # d': the paper's projection size
-    gating: str = "softmax"  # softmax over sources per token, or an independent sigmoid each
-    context_hidden: int = 2  # CDME BiLSTM units per direction (2 in the paper: a tiny scorer)
-    mask_missing: bool = True  # absent sources get weight 0 (False: the paper, zero vectors mix in)
-    use_derived: bool = True  # rows align derived from the word (subword, map) count as present
-    mix_relu: bool = False  # ReLU after the mix (the paper's code has it as an option)
-    mix_dropout: float = 0.0  # dropout on the meta-embeddings
-    encoder: str = "bilstm"  # bilstm (BiLSTM-max) | pool (concatenated max and mean, no recurrence)
-    hidden: int = 512  # BiLSTM units per direction (InferSent / DME default)
-    mlp_hidden: int = 512  # classifier hidden layer
-    num_labels: int = 2  # filled from the training labels
-    pair: bool = False  # sentence-pair task: features [u, v, |u-v|, u*v]
-    # training
-    lr: float = 4e-4  # Adam, as in the paper
-    lr_decay: float = 0.2  # lr *= lr_decay when the dev metric does not improve
-    min_lr: float = 1e-5  # stop once the lr decays below this
-    patience: int = 3  # stop after this many epochs without dev improvement
-    epochs: int = 10
-    batch_size: int = 64
-    grad_clip: float = 5.0  # max gradient norm
-    seed: int = 0  # weights, batch order and dropout all derive from it
-    checkpoint_steps: int = 0  # also checkpoint every N steps inside an epoch (0: epoch ends only)
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self, *, path: str | Path | None = None) -> None:
-        def bad(key: str, why: str) -> ConfigError:
-            return ConfigError(f"config key {key!r}: {why}", path=path)
-
-        if self.method not in METHODS:
-            raise bad("method", f"must be one of {', '.join(METHODS)}, not {self.method!r}")
-        if self.encoder not in ENCODERS:
-            raise bad("encoder", f"must be one of {', '.join(ENCODERS)}, not {self.encoder!r}")
-        if self.gating not in ("softmax", "sigmoid"):
-            raise bad("gating", f"must be softmax or sigmoid, not {self.gating!r}")
-        if len(self.sources) != len(self.source_dims):
-            raise bad("source_dims", "needs one dimension per source")
-        if self.method == "single" and len(self.sources) != 1:
-            raise bad("sources", "method single uses exactly one source")
-        if len(set(self.sources)) != len(self.sources):
-            raise bad("sources", "a source is named twice")
-        for key in ("proj_dim", "context_hidden", "hidden", "mlp_hidden", "batch_size", "epochs",
-                    "patience"):
-            if getattr(self, key) < 1:
-                raise bad(key, "must be at least 1")
-        if self.checkpoint_steps < 0:
-            raise bad("checkpoint_steps", "must be 0 (epoch ends only) or more")
-        if not 0.0 < self.lr_decay <= 1.0:
-            raise bad("lr_decay", "must be in (0, 1]")
-        for key in ("lr", "grad_clip"):
-            if not getattr(self, key) > 0:
-                raise bad(key, "must be above 0")
-        if not 0.0 <= self.mix_dropout < 1.0:
-            raise bad("mix_dropout", "must be in [0, 1)")
-        if self.num_labels < 2:
-            raise bad("num_labels", "a classifier needs at least 2 labels")
-
-    @property
-    def meta_dim(self) -> int:
-        """D, the size of one meta-embedding."""
-        return sum(self.source_dims) if self.method == "concat" else self.proj_dim
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, path: str | Path | None = None) -> RunConfig:
-        types = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(data) - set(types))
-        if unknown:
-            raise ConfigError(
-                f"unknown config key(s): {', '.join(unknown)}", path=path,
-                hint="the run was written by another metaprep version, or edited by hand",
-            )
-        for key, value in data.items():
-            kinds: dict[str, type | tuple[type, ...]] = {
-                "str": str, "int": int, "float": (int, float), "bool": bool
-            }
-            want = kinds.get(str(types[key]), list)
-            ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
-            if not ok:
-                raise ConfigError(f"config key {key!r} has the wrong type: {value!r}", path=path)
-        try:
-            return cls(**data)
-        except ConfigError as exc:
-            raise ConfigError(exc.message, path=path) from exc
-
-
-@dataclass
-class StoreRef:
-    """Which store a run was trained on (saved as store.json)."""
-
-    path: str
-    sha256: str
-    vocab_size: int
-    case_policy: str
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, path: str | Path | None = None) -> StoreRef:
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ModelError(f"bad store reference: {exc}", path=path) from exc
 
 
 # --- modules ------------------------------------------------------------------------------------
@@ -420,76 +288,3 @@ def weights_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The trainable state (everything but the frozen tables), unwrapping DDP."""
     inner = getattr(model, "module", model)
     return {k: v.detach().clone().contiguous() for k, v in inner.state_dict().items()}
-
-
-# --- the run directory --------------------------------------------------------------------------
-def write_json(path: str | Path, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def read_json(path: Path) -> Any:
-    if not path.exists():
-        raise ModelError(f"missing {path.name}", path=path.parent, hint="is this a run directory?")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"unreadable JSON: {exc}", path=path) from exc
-
-
-def load_run(
-    run_dir: str | Path,
-    *,
-    store_path: str | Path | None = None,
-    weights: str = "best",
-    verify_store: bool = True,
-    progress: bool = False,
-) -> tuple[MetaEmbeddingClassifier, RunConfig, list[str], TokenizerConfig]:
-    """Rebuild a trained model: (model in eval mode, config, labels by class id, tokenizer).
-
-    The store is the recorded one unless ``store_path`` is given; its sha256 must match the
-    run's record (``verify_store=False`` skips hashing a multi-GB file you trust)."""
-    from safetensors.torch import load_file
-
-    from metaprep.prep.store import Store
-
-    run = Path(run_dir)
-    cfg, labels, tok, ref = read_run_info(run)
-    spath = Path(store_path) if store_path is not None else Path(ref.path)
-    with Store(spath) as store:
-        if verify_store and store.sha256() != ref.sha256:
-            raise StoreError(
-                f"sha256 {store.sha256()[:12]}... differs from the run's store "
-                f"({ref.sha256[:12]}...)", path=spath,
-                hint="pass the store the run was trained on (--store)",
-            )
-        model = build_model(store, cfg, progress=progress)
-    wpath = run / f"{weights}.safetensors"
-    if not wpath.exists():
-        raise ModelError(f"missing {wpath.name}", path=run, hint="did training finish an epoch?")
-    try:
-        state = load_file(str(wpath))
-        model.load_state_dict(state, strict=True)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ModelError(f"weights do not fit the config: {exc}", path=wpath) from exc
-    model.eval()
-    return model, cfg, labels, tok
-
-
-def read_run_info(
-    run_dir: str | Path,
-) -> tuple[RunConfig, list[str], TokenizerConfig, StoreRef]:
-    """The small files of a run: config, labels, tokenizer and store reference (no weights)."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise ModelError("no such run directory", path=run)
-    cfg = RunConfig.from_dict(read_json(run / "config.json"), path=run / "config.json")
-    labels = read_json(run / "labels.json")
-    if not isinstance(labels, list) or len(labels) != cfg.num_labels:
-        raise ModelError(f"expected a list of {cfg.num_labels} labels", path=run / "labels.json")
-    try:
-        tok = TokenizerConfig.from_dict(read_json(run / "tokenizer.json"))
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"bad tokenizer config: {exc}", path=run / "tokenizer.json") from exc
-    ref = StoreRef.from_dict(read_json(run / "store.json"), path=run / "store.json")
-    return cfg, [str(x) for x in labels], tok, ref

@@ -1,6 +1,9 @@
 """The training loop: Adam, lr decay on dev plateau, early stopping, atomic checkpoints, resume,
-and DistributedDataParallel when started by torchrun. The run directory is described in
-docs/model.md.
+and DistributedDataParallel when started by torchrun. The run directory (learn/rundir.py) is
+described in docs/model.md.
+
+    train() = _setup (learn/prepare.py: a new run, or the saved one) -> per epoch _train_epoch
+              and _end_epoch (dev, lr, best weights, checkpoint) -> _finish (test, analysis)
 
 Reproducibility: weights come from ``torch.manual_seed(seed)``, the batches of epoch ``e`` from
 (seed, e) alone, and dropout is reseeded from (seed, rank, step) before every step, so a rerun is
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +22,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metaprep.errors import ConfigError, DataError, StoreError
-from metaprep.learn.data import (
-    LabelMap,
-    TaskData,
-    TextEncoder,
-    bucket_batches,
-    collate,
-    load_task,
-    shard_batches,
-    token_counts,
-)
+from metaprep.learn.config import RunConfig
+from metaprep.learn.data import TaskData, bucket_batches, collate, shard_batches, token_counts
 from metaprep.learn.evaluate import classification_metrics, predict
-from metaprep.learn.model import (
-    MetaEmbeddingClassifier,
-    RunConfig,
-    atomic_path,
-    build_model,
-    read_json,
-    weights_state_dict,
-    write_json,
-)
-from metaprep.prep.store import Store, file_sha256
+from metaprep.learn.model import MetaEmbeddingClassifier, build_model, weights_state_dict
+from metaprep.learn.prepare import Data, prepare, restore
+from metaprep.learn.rundir import ATTENTION_PLOT, LEARNING_CURVES, Checkpoint, Run
 
 __all__ = ["FAIL_AFTER_STEPS_ENV", "SimulatedCrash", "default_run_dir", "train"]
 
 # Testing hook: raise SimulatedCrash after this many optimizer steps (a kill mid-epoch).
 FAIL_AFTER_STEPS_ENV = "METAPREP_FAIL_AFTER_STEPS"
-CHECKPOINT = "checkpoint.pt"
-BEST = "best.safetensors"
 
 
 class SimulatedCrash(RuntimeError):
@@ -57,6 +42,75 @@ class SimulatedCrash(RuntimeError):
 def default_run_dir(method: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("artifacts") / "runs" / f"{stamp}-{method.replace(':', '-')}"
+
+
+# --- the run ------------------------------------------------------------------------------------
+def train(
+    cfg: RunConfig | None = None,
+    *,
+    store: str | Path | None = None,
+    train: str | Path | None = None,
+    dev: str | Path | None = None,
+    test: str | Path | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    encoding: str = "utf-8",
+    progress: bool = True,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train (or, with ``resume``, continue) a run in ``out``; returns the metrics.json content.
+
+    A new run needs ``store``, ``train`` and ``dev``; ``cfg`` gives the method and options, and
+    sources (default: all), dims, vocabulary size, number of labels and pair-ness are filled from
+    the store and the data. A resume needs only ``out``: the saved config, store and data files
+    are used, and any of them given must be the same (files by sha256). The options given to a
+    resume are ``overrides`` (the CLI passes those on its command line), else the fields of
+    ``cfg`` that differ from the defaults; one that differs from the saved config is an error.
+
+    A run killed before its first checkpoint holds nothing to lose: a new run starts over it, and
+    a resume starts it from scratch with its saved config."""
+    rank, world, device = _distributed()
+    cfg = cfg or RunConfig()
+    out = Path(out) if out is not None else default_run_dir(cfg.method)
+    inputs = {"store": store, "train": train, "dev": dev, "test": test}
+    loop = _setup(cfg, out, inputs, resume=resume, overrides=overrides, encoding=encoding,
+                  show=progress and rank == 0, rank=rank, world=world, device=device)
+    fail_after = int(os.environ.get(FAIL_AFTER_STEPS_ENV, "0"))
+    while loop.state["epoch"] < loop.cfg.epochs and not loop.state["stopped"]:
+        elapsed = _train_epoch(loop, fail_after)
+        _end_epoch(loop, elapsed)
+    return _finish(loop)
+
+
+@dataclass
+class _Loop:
+    """What the epochs share, set up once."""
+
+    cfg: RunConfig
+    run: Run
+    data: Data  # train, dev, test
+    model: MetaEmbeddingClassifier
+    net: torch.nn.Module  # the model, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    device: torch.device
+    rank: int
+    world: int
+    show: bool  # progress bars and a line per epoch (rank 0 only)
+    state: dict[str, Any]  # the counters a checkpoint saves (_fresh_state)
+    history: list[dict[str, Any]]  # one record per finished epoch
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0  # the only rank that writes
+
+    def checkpoint(self) -> None:
+        self.run.save_checkpoint(Checkpoint(weights_state_dict(self.model), self.opt.state_dict(),
+                                            self.state, self.history))
+
+
+def _fresh_state(cfg: RunConfig) -> dict[str, Any]:
+    return {"epoch": 0, "batch": 0, "step": 0, "lr": cfg.lr, "best": -1.0, "best_epoch": -1,
+            "bad_epochs": 0, "stopped": False, "loss_sum": 0.0, "correct": 0, "seen": 0}
 
 
 # --- setup --------------------------------------------------------------------------------------
@@ -74,113 +128,35 @@ def _distributed() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def _resolve_config(cfg: RunConfig, store: Store) -> RunConfig:
-    """Fill what comes from the store: sources (all of them when none were named), dims, size."""
-    sources = list(cfg.sources) or list(store.sources)
-    if not sources:
-        raise StoreError("the store has no sources", path=store.path)
-    for name in sources:
-        if name not in store.sources:
-            raise StoreError(
-                f"no source named {name!r}; the store has: {', '.join(store.sources)}",
-                path=store.path, hint="check --method single:NAME / --sources",
-            )
-    if cfg.method == "single" and len(sources) != 1:
-        raise ConfigError("method single needs one source: --method single:NAME")
-    return replace(
-        cfg, sources=sources, source_dims=[store.dim(s) for s in sources],
-        vocab_size=store.vocab_size,
+def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
+           overrides: dict[str, Any] | None, encoding: str, show: bool, rank: int, world: int,
+           device: torch.device) -> _Loop:
+    ready = prepare(cfg, out, inputs, resume=resume, overrides=overrides, write=rank == 0,
+                    encoding=encoding, show=show)
+    run = ready.run
+    cfg = run.config
+    with run:  # the store is needed for the tables only
+        torch.manual_seed(cfg.seed)
+        model = build_model(run.store(), cfg, progress=show).to(device)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    state = _fresh_state(cfg)
+    history: list[dict[str, Any]] = []
+    if ready.from_checkpoint:
+        state, history = restore(run, model, opt, map_location=device, progress_keys=set(state))
+    return _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
+                 show, state, history)
+
+
+def _wrap_ddp(model: MetaEmbeddingClassifier, world: int) -> torch.nn.Module:
+    if world <= 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    # the frozen tables are identical on every rank: never broadcast them
+    DDP._set_params_and_buffers_to_ignore_for_model(
+        model, [name for name, _ in model.named_buffers()]
     )
-
-
-def _file_record(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        raise DataError("no such task data file", path=path)
-    return {"path": str(path.resolve()), "sha256": file_sha256(path)}
-
-
-def _prepare(
-    cfg: RunConfig, st: Store, out: Path, paths: dict[str, Any], *, resume: bool,
-    write: bool, encoding: str, progress: bool,
-) -> tuple[RunConfig, LabelMap, tuple[TaskData, TaskData, TaskData | None]]:
-    """Check the inputs, read the data, settle the config; write the run's description files
-    (``write``: rank 0, new runs). Nothing is written before every input checks out."""
-    files = {k: _file_record(Path(p)) for k, p in paths.items() if p is not None}
-    cfg = _check_resume(out, st, files) if resume else _resolve_config(cfg, st)
-    encoder = TextEncoder.from_store(st)
-    labels = LabelMap(read_json(out / "labels.json")) if resume else None
-
-    def read(split: str, labels: LabelMap | None) -> tuple[TaskData, LabelMap]:
-        return load_task(files[split]["path"], encoder, labels=labels, encoding=encoding,
-                         progress=progress)
-
-    train_data, labels = read("train", labels)
-    dev_data = read("dev", labels)[0]
-    test_data = read("test", labels)[0] if "test" in files else None
-    for d in (dev_data, test_data):
-        if d is not None and d.pair != train_data.pair:
-            raise DataError("pairs here, single sentences in the train file (or the reverse)",
-                            path=d.path)
-    if not resume:
-        cfg = replace(cfg, num_labels=len(labels), pair=train_data.pair)
-        if write:
-            _start_run(out, cfg, labels, st, encoder.tokenizer.config.to_dict(), files)
-    return cfg, labels, (train_data, dev_data, test_data)
-
-
-def _start_run(
-    out: Path, cfg: RunConfig, labels: LabelMap, store: Store, tok: dict[str, Any],
-    data: dict[str, dict[str, str]],
-) -> None:
-    """Write the files that describe the run (rank 0)."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", cfg.to_dict())
-    write_json(out / "labels.json", labels.labels)
-    write_json(out / "tokenizer.json", tok)
-    write_json(out / "data.json", data)
-    write_json(out / "store.json", {
-        "path": str(store.path.resolve()), "sha256": store.sha256(),
-        "vocab_size": store.vocab_size, "case_policy": store.case_policy,
-    })
-
-
-def _check_resume(out: Path, store: Store, data: dict[str, dict[str, str]]) -> RunConfig:
-    """The saved config, after checking the store and train file are the ones the run used."""
-    cfg = RunConfig.from_dict(read_json(out / "config.json"), path=out / "config.json")
-    ref = read_json(out / "store.json")
-    if store.vocab_size != ref["vocab_size"]:
-        raise StoreError(
-            f"vocabulary of {store.vocab_size} words does not match the run being resumed "
-            f"({ref['vocab_size']} words, {ref['path']})", path=store.path,
-            hint="resume with the store the run was started with",
-        )
-    if store.sha256() != ref["sha256"]:
-        raise StoreError(
-            f"not the store the run was started with ({ref['path']}, sha256 differs)",
-            path=store.path, hint="resume with the original store, or start a new run",
-        )
-    saved = read_json(out / "data.json")
-    if saved["train"]["sha256"] != data["train"]["sha256"]:
-        raise DataError(
-            "not the training file the run was started with", path=data["train"]["path"],
-            hint=f"the run used {saved['train']['path']}",
-        )
-    return cfg
-
-
-def _save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
-                     progress: dict[str, Any], history: list[dict[str, Any]]) -> None:
-    state = {"model": weights_state_dict(model), "optimizer": opt.state_dict(),
-             "progress": progress, "history": history}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _save_weights(path: Path, model: torch.nn.Module) -> None:
-    from safetensors.torch import save_file
-
-    with atomic_path(path) as tmp:
-        save_file(weights_state_dict(model), str(tmp))
+    return DDP(model, broadcast_buffers=False)
 
 
 def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
@@ -195,163 +171,115 @@ def _evaluate(model: torch.nn.Module, data: TaskData, labels: list[str],
     return classification_metrics(gold, pred, labels)
 
 
-# --- the run ------------------------------------------------------------------------------------
-def train(
-    cfg: RunConfig,
-    *,
-    store: str | Path,
-    train: str | Path,
-    dev: str | Path,
-    test: str | Path | None = None,
-    out: str | Path | None = None,
-    resume: bool = False,
-    encoding: str = "utf-8",
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Train (or, with ``resume``, continue) a run in ``out``; returns the metrics.json content.
-
-    ``cfg`` gives the method and options; sources (default: all), dims, vocabulary size, number
-    of labels and pair-ness are filled from the store and the data. On resume the run's saved
-    config is used and ``cfg`` is ignored."""
-    import torch.distributed as dist
+# --- epochs -------------------------------------------------------------------------------------
+def _train_epoch(loop: _Loop, fail_after: int) -> float:
+    """The rest of the current epoch (from ``state["batch"]`` on); returns its seconds."""
     from tqdm import tqdm
 
-    rank, world, device = _distributed()
-    main = rank == 0
-    show = progress and main
-    out = Path(out) if out is not None else default_run_dir(cfg.method)
-    if resume and not (out / CHECKPOINT).exists():
-        raise ConfigError("nothing to resume: no checkpoint", path=out,
-                          hint="start the run without --resume")
-    if not resume and (out / "config.json").exists():
-        raise ConfigError("already holds a run", path=out,
-                          hint="pass --resume to continue it, or choose another -o")
+    cfg, state, train_data = loop.cfg, loop.state, loop.data[0]
+    batches = bucket_batches(train_data.lengths(), cfg.batch_size, seed=cfg.seed,
+                             epoch=state["epoch"])
+    batches = shard_batches(batches, loop.rank, loop.world)
+    loop.net.train()
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {state['epoch'] + 1}",
+               unit="batch", disable=not loop.show, leave=False)
+    for i in range(state["batch"], len(batches)):
+        batch = collate(train_data, batches[i]).to(loop.device)
+        torch.manual_seed(cfg.seed * 1_000_003 + loop.rank * 7919 + state["step"])  # dropout
+        logits = loop.net(batch.ids, batch.lengths, batch.ids_b, batch.lengths_b)  # (B,C)
+        loss = F.cross_entropy(logits, batch.labels)
+        loop.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(loop.model.parameters(), cfg.grad_clip)
+        loop.opt.step()
+        state["step"] += 1
+        state["batch"] = i + 1
+        state["loss_sum"] += loss.item() * batch.size
+        state["correct"] += int((logits.argmax(-1) == batch.labels).sum())
+        state["seen"] += batch.size
+        rate = state["seen"] / max(1e-9, time.perf_counter() - t0)
+        bar.set_postfix(loss=f"{state['loss_sum'] / state['seen']:.4f}", sent_s=f"{rate:.0f}")
+        bar.update()
+        mid = cfg.checkpoint_steps and state["step"] % cfg.checkpoint_steps == 0
+        if loop.main and mid and i + 1 < len(batches):
+            loop.checkpoint()
+        if fail_after and state["step"] >= fail_after:
+            raise SimulatedCrash(f"{FAIL_AFTER_STEPS_ENV}={fail_after} reached")
+    bar.close()
+    return time.perf_counter() - t0
 
-    # --- data, config, model
-    with Store(store) as st:
-        cfg, labels, (train_data, dev_data, test_data) = _prepare(
-            cfg, st, out, {"train": train, "dev": dev, "test": test}, resume=resume,
-            write=main, encoding=encoding, progress=show,
+
+def _end_epoch(loop: _Loop, elapsed: float) -> None:
+    """Dev accuracy, best weights, lr decay, early stopping (the same decision on every rank),
+    then the checkpoint and the metrics so far."""
+    from tqdm import tqdm
+
+    cfg, state, epoch = loop.cfg, loop.state, loop.state["epoch"]
+    dev_m = _evaluate(loop.model, loop.data[1], loop.run.labels, loop.device)
+    record = {
+        "epoch": epoch + 1, "lr": state["lr"], "steps": state["step"],
+        "train_loss": state["loss_sum"] / max(1, state["seen"]),
+        "train_accuracy": state["correct"] / max(1, state["seen"]),
+        "dev_accuracy": dev_m["accuracy"], "dev_macro_f1": dev_m["macro_f1"],
+        "seconds": elapsed,
+        "sentences_per_second": state["seen"] * loop.world / max(1e-9, elapsed),
+    }
+    loop.history.append(record)
+    if dev_m["accuracy"] > state["best"]:
+        state.update(best=dev_m["accuracy"], best_epoch=epoch + 1, bad_epochs=0)
+        if loop.main:
+            loop.run.save_best(weights_state_dict(loop.model))
+    else:
+        state["bad_epochs"] += 1
+        state["lr"] *= cfg.lr_decay
+        _set_lr(loop.opt, state["lr"])
+    state["stopped"] = state["bad_epochs"] >= cfg.patience or state["lr"] < cfg.min_lr
+    state.update(epoch=epoch + 1, batch=0, loss_sum=0.0, correct=0, seen=0)
+    if loop.main:
+        loop.checkpoint()
+        loop.run.write_metrics({"epochs": loop.history, "best_epoch": state["best_epoch"]})
+    if loop.show:
+        tqdm.write(
+            f"epoch {epoch + 1}: loss {record['train_loss']:.4f} dev acc "
+            f"{record['dev_accuracy']:.4f} lr {record['lr']:.2g} "
+            f"({record['sentences_per_second']:.0f} sent/s)"
         )
-        torch.manual_seed(cfg.seed)
-        model = build_model(st, cfg, progress=show).to(device)
 
-    # --- optimizer, resume state, DDP
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "lr": cfg.lr, "best": -1.0,
-                             "best_epoch": -1, "bad_epochs": 0, "stopped": False,
-                             "loss_sum": 0.0, "correct": 0, "seen": 0}
-    history: list[dict[str, Any]] = []
-    if resume:
-        ckpt = torch.load(out / CHECKPOINT, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        state, history = dict(ckpt["progress"]), list(ckpt["history"])
-    net: torch.nn.Module = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
 
-        # the frozen tables are identical on every rank: never broadcast them
-        DDP._set_params_and_buffers_to_ignore_for_model(
-            model, [name for name, _ in model.named_buffers()]
-        )
-        net = DDP(model, broadcast_buffers=False)
-    fail_after = int(os.environ.get(FAIL_AFTER_STEPS_ENV, "0"))
-    lengths = train_data.lengths()
+# --- final: best weights, dev/test metrics, attention analysis ----------------------------------
+def _finish(loop: _Loop) -> dict[str, Any]:
+    import torch.distributed as dist
 
-    # --- loop
-    while state["epoch"] < cfg.epochs and not state["stopped"]:
-        epoch = state["epoch"]
-        batches = bucket_batches(lengths, cfg.batch_size, seed=cfg.seed, epoch=epoch)
-        batches = shard_batches(batches, rank, world)
-        net.train()
-        t0 = time.perf_counter()
-        bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}",
-                   unit="batch", disable=not show, leave=False)
-        for i in range(state["batch"], len(batches)):
-            batch = collate(train_data, batches[i]).to(device)
-            torch.manual_seed(cfg.seed * 1_000_003 + rank * 7919 + state["step"])  # dropout
-            logits = net(batch.ids, batch.lengths, batch.ids_b, batch.lengths_b)
-            loss = F.cross_entropy(logits, batch.labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            state["step"] += 1
-            state["batch"] = i + 1
-            state["loss_sum"] += loss.item() * batch.size
-            state["correct"] += int((logits.argmax(-1) == batch.labels).sum())
-            state["seen"] += batch.size
-            rate = state["seen"] / max(1e-9, time.perf_counter() - t0)
-            bar.set_postfix(loss=f"{state['loss_sum'] / state['seen']:.4f}", sent_s=f"{rate:.0f}")
-            bar.update()
-            mid = cfg.checkpoint_steps and state["step"] % cfg.checkpoint_steps == 0
-            if main and mid and i + 1 < len(batches):
-                _save_checkpoint(out / CHECKPOINT, model, opt, state, history)
-            if fail_after and state["step"] >= fail_after:
-                raise SimulatedCrash(f"{FAIL_AFTER_STEPS_ENV}={fail_after} reached")
-        bar.close()
-        elapsed = time.perf_counter() - t0
-
-        # --- end of epoch: dev, lr decay, early stopping (same decision on every rank)
-        dev_m = _evaluate(model, dev_data, labels.labels, device)
-        record = {
-            "epoch": epoch + 1, "lr": state["lr"], "steps": state["step"],
-            "train_loss": state["loss_sum"] / max(1, state["seen"]),
-            "train_accuracy": state["correct"] / max(1, state["seen"]),
-            "dev_accuracy": dev_m["accuracy"], "dev_macro_f1": dev_m["macro_f1"],
-            "seconds": elapsed, "sentences_per_second": state["seen"] * world / max(1e-9, elapsed),
-        }
-        history.append(record)
-        if dev_m["accuracy"] > state["best"]:
-            state.update(best=dev_m["accuracy"], best_epoch=epoch + 1, bad_epochs=0)
-            if main:
-                _save_weights(out / BEST, model)
-        else:
-            state["bad_epochs"] += 1
-            state["lr"] *= cfg.lr_decay
-            _set_lr(opt, state["lr"])
-        state["stopped"] = state["bad_epochs"] >= cfg.patience or state["lr"] < cfg.min_lr
-        state.update(epoch=epoch + 1, batch=0, loss_sum=0.0, correct=0, seen=0)
-        if main:
-            _save_checkpoint(out / CHECKPOINT, model, opt, state, history)
-            write_json(out / "metrics.json", {"epochs": history, "best_epoch": state["best_epoch"]})
-        if show:
-            tqdm.write(
-                f"epoch {epoch + 1}: loss {record['train_loss']:.4f} dev acc "
-                f"{record['dev_accuracy']:.4f} lr {record['lr']:.2g} "
-                f"({record['sentences_per_second']:.0f} sent/s)"
-            )
-
-    # --- final: best weights, dev/test metrics, attention analysis
-    from safetensors.torch import load_file
-
-    if world > 1:
+    if loop.world > 1:
         dist.barrier()  # rank 0 has written the best weights
-    model.load_state_dict(load_file(str(out / BEST)))
+    run, state, (train_data, dev_data, test_data) = loop.run, loop.state, loop.data
+    loop.model.load_state_dict(run.load_best())
+    labels = run.labels
     metrics = {
-        "run_dir": str(out), "epochs": history, "best_epoch": state["best_epoch"],
-        "stopped_early": state["stopped"] and state["epoch"] < cfg.epochs,
-        "dev": _evaluate(model, dev_data, labels.labels, device),
-        "test": None if test_data is None else _evaluate(model, test_data, labels.labels, device),
+        "run_dir": str(run.path), "epochs": loop.history, "best_epoch": state["best_epoch"],
+        "stopped_early": state["stopped"] and state["epoch"] < loop.cfg.epochs,
+        "dev": _evaluate(loop.model, dev_data, labels, loop.device),
+        "test": None if test_data is None
+        else _evaluate(loop.model, test_data, labels, loop.device),
     }
     metrics["best_dev_accuracy"] = metrics["dev"]["accuracy"]
     if metrics["test"] is not None:
         metrics["test_accuracy"] = metrics["test"]["accuracy"]
-    if main:
-        write_json(out / "metrics.json", metrics)
-        _analyse(out, model, dev_data, train_data, history)
-    if world > 1:
+    if loop.main:
+        run.write_metrics(metrics)
+        _analyse(run, loop.model, dev_data, train_data, loop.history)
+    if loop.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return metrics
 
 
-def _analyse(out: Path, model: MetaEmbeddingClassifier, dev: TaskData, train: TaskData,
+def _analyse(run: Run, model: MetaEmbeddingClassifier, dev: TaskData, train: TaskData,
              history: list[dict[str, Any]]) -> None:
     from metaprep.learn.analysis import attention_analysis, plot_attention, plot_learning_curves
 
     report = attention_analysis(model, dev, token_counts(train))
-    write_json(out / "analysis.json", report)
-    plot_learning_curves(history, out / "learning_curves.png")
-    plot_attention(report, out / "attention_by_source.png")
+    run.write_analysis(report)
+    plot_learning_curves(history, run.path / LEARNING_CURVES)
+    plot_attention(report, run.path / ATTENTION_PLOT)

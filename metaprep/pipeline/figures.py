@@ -36,18 +36,23 @@ def _align(out: Path) -> dict[str, Any]:
 
 
 def _train(out: Path) -> dict[str, Any]:
-    metrics = _json(out / "run" / "metrics.json")
+    from metaprep.errors import MetaprepError
+    from metaprep.learn.rundir import Run
+
+    try:
+        metrics = Run.open(out / "run").metrics  # the store is not opened for this
+    except MetaprepError:  # a run killed early or damaged: no figures, not a failed summary
+        return {}
     if not metrics:
         return {}
-    epochs = metrics.get("epochs", metrics) if isinstance(metrics, dict) else metrics
     figures: dict[str, Any] = {}
-    if isinstance(metrics, dict):
-        for key in ("best_dev_accuracy", "test_accuracy"):
-            if key in metrics:
-                figures[key.replace("_accuracy", "_acc")] = round(float(metrics[key]), 4)
-    if not figures and isinstance(epochs, list) and epochs:
+    for key in ("best_dev_accuracy", "test_accuracy"):
+        if isinstance(metrics.get(key), (int, float)):
+            figures[key.replace("_accuracy", "_acc")] = round(float(metrics[key]), 4)
+    epochs = metrics.get("epochs") or []
+    if not figures and epochs:  # still training: the best dev accuracy so far
         devs = [float(e["dev_accuracy"]) for e in epochs
-                if isinstance(e, dict) and e.get("dev_accuracy") is not None]
+                if isinstance(e, dict) and isinstance(e.get("dev_accuracy"), (int, float))]
         if devs:
             figures["best_dev_acc"] = round(max(devs), 4)
         figures["epochs"] = len(epochs)

@@ -1,7 +1,7 @@
 """`metaprep export-onnx`: a trained run -> a model directory that metaprep.runtime serves with
 onnxruntime alone (the layout is in docs/model-dir.md).
 
-    run dir --load_run--> torch model --spec_from_model--> GraphSpec (numpy: baked tables)
+    run dir --Run.load_model--> torch model --spec_from_model--> GraphSpec (numpy: baked tables)
             --onnx_graph.build_graph--> model.onnx (+ model.data) --parity gate--> MODEL_DIR
 
 Baking: every part of the front end that depends on the word alone is computed once per id.
@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from metaprep.serve.onnx_graph import (
 )
 from metaprep.serve.quantize import choose_int8
 from metaprep.serve.triton import write_triton
+
+if TYPE_CHECKING:
+    from metaprep.learn.rundir import Run
 
 __all__ = ["ExportOptions", "export_run", "lstm_spec", "spec_from_model"]
 
@@ -202,25 +205,21 @@ class _Dev:
     gold: np.ndarray
 
 
-def _dev_data(run: Path, options: ExportOptions, words: list[str], case_policy: str,
-              tok: Any, labels: list[str], log: Callable[[str], None]) -> _Dev | None:
-    from metaprep.learn.data import LabelMap, TextEncoder, load_task
+def _dev_data(run: Run, options: ExportOptions, log: Callable[[str], None]) -> _Dev | None:
+    """The labelled data for the checks: --dev, else the run's recorded dev file."""
+    from metaprep.learn.data import LabelMap, load_task
 
     path: Path | None = None if options.dev is None else Path(options.dev)
-    if path is None and (run / "data.json").exists():
-        from metaprep.learn.model import read_json
-
-        recorded = read_json(run / "data.json").get("dev") or {}
-        if recorded.get("path"):
-            path = Path(recorded["path"])
-            if not path.exists():
-                log(f"note: the run's dev file {path} is gone; checking on random batches only")
-                return None
+    if path is None and run.data.dev is not None:
+        path = Path(run.data.dev.path)
+        if not path.exists():
+            log(f"note: the run's dev file {path} is gone; checking on random batches only")
+            return None
     if path is None:
         log("note: no dev data (give --dev); checking on random batches only")
         return None
-    encoder = TextEncoder(words, case_policy=case_policy, tokenizer=tok)
-    data, _ = load_task(path, encoder, labels=LabelMap(labels), progress=options.progress)
+    data, _ = load_task(path, run.encoder(), labels=LabelMap(run.labels),
+                        progress=options.progress)
     return _Dev(path, [(e.ids, e.ids_b) for e in data.examples],
                 np.array([e.label for e in data.examples], dtype=np.int64))
 
@@ -262,8 +261,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
                options: ExportOptions | None = None,
                log: Callable[[str], None] = _log) -> Manifest:
     """Export a run to ``out_dir``; raises ExportError (and leaves nothing) if a check fails."""
-    from metaprep.learn.model import load_run, read_json
-    from metaprep.prep.store import Store
+    from metaprep.learn.rundir import BEST, CONFIG, Run
 
     opts = options or ExportOptions()
     opts.validate()  # before the (possibly long) model load
@@ -275,14 +273,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
         raise ExportError("a Triton model of that name already exists",
                           path=Path(opts.triton) / opts.triton_name,
                           hint="remove it or pass --triton-name")
-    model, cfg, labels, tok = load_run(run, store_path=opts.store,
-                                       verify_store=opts.verify_store, progress=opts.progress)
-    opts.validate(cfg.method)
-    store_ref = read_json(run / "store.json")
-    store_path = Path(opts.store or store_ref["path"])
-    with Store(store_path) as store:
-        words, case_policy = store.vocab, store.case_policy
-    dev = _dev_data(run, opts, words, case_policy, tok, labels, log)
+    with Run.open(run, store=opts.store, verify_store=opts.verify_store) as source:
+        cfg, labels, tok = source.config, source.labels, source.tokenizer
+        opts.validate(cfg.method)  # the config is read: still before the model load
+        model = source.load_model(progress=opts.progress)
+        words, case_policy = source.store().vocab, source.case_policy
+        dev = _dev_data(source, opts, log)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.export-{os.getpid()}"
@@ -292,10 +288,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
         manifest = _build(tmp, model, cfg, labels, tok, words, case_policy, dev, opts, log)
         manifest.source_run = {
             "path": str(run.resolve()),
-            "config_sha256": file_sha256(run / "config.json"),
-            "weights_sha256": file_sha256(run / "best.safetensors"),
-            "store_path": str(store_path.resolve()),
-            "store_sha256": store_ref.get("sha256"),
+            "config_sha256": file_sha256(run / CONFIG),
+            "weights_sha256": file_sha256(run / BEST),
+            "store_path": str(source.store_path.resolve()),
+            "store_sha256": source.store_ref.sha256,
         }
         manifest.write(tmp)
         if out.exists():  # --force: swap the new directory in, then drop the old one

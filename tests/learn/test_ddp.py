@@ -28,8 +28,9 @@ def _worker(rank: int, world: int, port: int, task: dict[str, Path], out: Path,
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                        "GLOO_SOCKET_IFNAME": "lo"})
     torch.set_num_threads(1)
+    import metaprep.learn.rundir as rd
     import metaprep.learn.train as tr
-    from metaprep.learn.model import RunConfig
+    from metaprep.learn.config import RunConfig
 
     writes: list[str] = []
 
@@ -39,9 +40,9 @@ def _worker(rank: int, world: int, port: int, task: dict[str, Path], out: Path,
             return fn(*args, **kw)
         return wrapper
 
-    # every file the loop writes goes through these
-    tr.write_json = recording(tr.write_json, "write_json")
-    tr.atomic_path = recording(tr.atomic_path, "atomic_path")
+    # every file the run directory gets goes through these
+    rd.write_json = recording(rd.write_json, "write_json")
+    rd.atomic_path = recording(rd.atomic_path, "atomic_path")
     tr._analyse = recording(tr._analyse, "analyse")
     cfg = RunConfig(method="dme", proj_dim=8, hidden=8, mlp_hidden=8, batch_size=8, lr=0.02,
                     epochs=4, patience=4)

@@ -13,8 +13,9 @@ from test_data import make_store, make_task, write_tsv
 
 from metaprep.cli import cli
 from metaprep.errors import DataError, ModelError, StoreError
+from metaprep.learn.config import RunConfig
 from metaprep.learn.evaluate import classification_metrics, evaluate_run, format_report
-from metaprep.learn.model import RunConfig, load_run
+from metaprep.learn.rundir import Run
 from metaprep.learn.train import train
 
 
@@ -84,7 +85,8 @@ def test_evaluate_errors(trained: dict[str, Path], tmp_path: Path) -> None:
         evaluate_run(trained["run"], trained["dev"], store_path=other, progress=False)
     # a store moved elsewhere works when named, and verification can be skipped
     moved = shutil.copy(trained["store"], tmp_path / "moved.h5")
-    assert load_run(trained["run"], store_path=moved)[1].method == "dme"
+    with Run.open(trained["run"], store=moved) as moved_run:
+        assert not moved_run.load_model().training and moved_run.config.method == "dme"
     assert evaluate_run(trained["run"], trained["dev"], store_path=other, verify_store=False,
                         progress=False)["n"] == 24
     with pytest.raises(ModelError, match="no such run directory"):
@@ -96,11 +98,11 @@ def test_tampered_run_directory(trained: dict[str, Path], tmp_path: Path) -> Non
     cfg = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**cfg, "hidden": 16}))
     with pytest.raises(ModelError, match="weights do not fit the config"):
-        load_run(run)
+        Run.open(run).load_model()
     (run / "config.json").write_text(json.dumps({**cfg, "layers": 2}))
-    with pytest.raises(Exception, match=r"config\.json: unknown config key\(s\): layers"):
-        load_run(run)
+    with pytest.raises(ModelError, match=r"config\.json: unknown config key\(s\): layers"):
+        Run.open(run)
     (run / "best.safetensors").unlink()
     (run / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelError, match="missing best.safetensors"):
-        load_run(run)
+        Run.open(run).load_model()

@@ -8,12 +8,8 @@ import torch
 
 from metaprep.errors import ConfigError, ModelError, StoreError
 from metaprep.ids import PAD_ID, UNK_ID
-from metaprep.learn.model import (
-    MetaEmbeddingClassifier,
-    RunConfig,
-    build_model,
-    load_tables,
-)
+from metaprep.learn.config import RunConfig
+from metaprep.learn.model import MetaEmbeddingClassifier, build_model, load_tables
 from metaprep.prep.store import Store, StoreWriter
 
 V = 30  # words; ids run 0..V+1

@@ -13,7 +13,8 @@ from test_data import VOCAB, make_store, make_task, write_tsv
 
 from metaprep.cli import cli, main
 from metaprep.errors import ConfigError, DataError, StoreError
-from metaprep.learn.model import RunConfig, load_run
+from metaprep.learn.config import RunConfig
+from metaprep.learn.rundir import Run
 from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash, train
 
 TINY = {"proj_dim": 8, "hidden": 8, "mlp_hidden": 8, "batch_size": 8, "lr": 0.01}
@@ -56,7 +57,8 @@ def test_run_directory_is_complete_and_reloads(task: dict[str, Path], tmp_path: 
     ckpt = torch.load(r / "checkpoint.pt", weights_only=True)
     assert ckpt["progress"]["epoch"] == 3
     assert not any(k.startswith("front.table") for k in load_file(str(r / "best.safetensors")))
-    model, cfg, labels, _ = load_run(r)
+    with Run.open(r) as saved:
+        model, cfg, labels = saved.load_model(), saved.config, saved.labels
     assert cfg.method == "cdme" and cfg.sources == ["a", "b"] and cfg.source_dims == [6, 4]
     assert labels == ["neg", "pos"] and not model.training
     analysis = json.loads((r / "analysis.json").read_text())
@@ -155,7 +157,7 @@ def test_baseline_without_weights_and_pairs(task: dict[str, Path], tmp_path: Pat
     metrics = train(tiny("dme"), store=task["store"], train=pairs, dev=pairs, out=tmp_path / "p",
                     progress=False)
     assert metrics["dev"]["n"] == 16
-    assert load_run(tmp_path / "p")[1].pair
+    assert Run.open(tmp_path / "p").load_model().cfg.pair
 
 
 def test_cli_train_and_errors(task: dict[str, Path], tmp_path: Path,
@@ -167,7 +169,7 @@ def test_cli_train_and_errors(task: dict[str, Path], tmp_path: Path,
     result = CliRunner().invoke(cli, [*args, "--method", "single:b", "-o", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert "best epoch 1: dev accuracy" in result.output
-    assert load_run(tmp_path / "r")[1].sources == ["b"]
+    assert Run.open(tmp_path / "r").load_model().cfg.sources == ["b"]
     assert "--no-mask-missing" in CliRunner().invoke(cli, ["train", "--help"]).output
     for extra, message in ((["--method", "single:nope"], "no source named 'nope'"),
                            (["--method", "dme:a"], "only single takes"),

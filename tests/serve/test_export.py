@@ -13,7 +13,7 @@ from exportkit import make_run
 
 from metaprep.cli import cli
 from metaprep.errors import ExportError
-from metaprep.learn.model import load_run
+from metaprep.learn.rundir import Run
 from metaprep.serve.export import ExportOptions, export_run
 from metaprep.serve.modeldir import file_sha256, read_manifest
 
@@ -49,7 +49,7 @@ def test_parity_gate_passes_for_every_method(tmp_path: Path, method: str, encode
 
     # independently of the gate: the graph matches torch on a batch mixing lengths, with
     # non-pad garbage after each length, and a sentence alone gives the same logits
-    model, *_ = load_run(run)
+    model = Run.open(run).load_model()
     sess = _session(tmp_path / "m" / "model.onnx")
     rng = np.random.default_rng(5)
     ids = rng.integers(1, 38, size=(4, 9))
@@ -111,7 +111,7 @@ def test_front_end_graph_matches_model_encode(tmp_path: Path) -> None:
     run = make_run(tmp_path, method="cdme")
     export_run(run, tmp_path / "m", options=ExportOptions(front_end=True, progress=False),
                log=lambda _: None)
-    model, *_ = load_run(run)
+    model = Run.open(run).load_model()
     ids = np.array([[3, 4, 5, 0, 0], [7, 0, 9, 10, 11]])
     lengths = np.array([3, 5])
     with torch.no_grad():

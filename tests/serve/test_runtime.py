@@ -47,14 +47,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _torch_probs(run: Path, texts: list, max_tokens: int | None = None) -> np.ndarray:
     import torch
 
-    from metaprep.learn.data import TextEncoder
-    from metaprep.learn.model import load_run
-    from metaprep.prep.store import Store
+    from metaprep.learn.rundir import Run
     from metaprep.serve.runtime import pad_batch
 
-    model, cfg, _, tok = load_run(run)
-    with Store(run.parent / "store.h5") as store:
-        enc = TextEncoder(store.vocab, case_policy=store.case_policy, tokenizer=tok)
+    with Run.open(run) as source:
+        model, cfg, enc = source.load_model(), source.config, source.encoder()
 
     def ids(t: str) -> list[int]:
         return enc.encode(t)[:max_tokens]

@@ -1,0 +1,123 @@
+"""The run's configuration: everything needed to rebuild the model and repeat the training
+(saved as ``config.json`` in the run directory, see docs/model.md). No torch here: the CLI, the
+pipeline and the run directory read it without loading the model code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from metaprep.errors import ConfigError
+
+__all__ = ["ENCODERS", "FILLED", "METHODS", "RunConfig"]
+
+METHODS = ("dme", "cdme", "concat", "sum", "single")
+ENCODERS = ("bilstm", "pool")
+# keys train fills from the store and the data; a caller's value for them is not an option
+FILLED = ("source_dims", "vocab_size", "num_labels", "pair")
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to rebuild the model and repeat the run (saved as config.json)."""
+
+    # model structure
+    # dme | cdme | concat | sum | single (one source's projection). concat is the default because
+    # it won our measured comparison (benchmarks/results/methods*.md: +2 to +4 points over dme).
+    method: str = "concat"
+    sources: list[str] = field(default_factory=list)  # in this order; empty: all the store has
+    source_dims: list[int] = field(default_factory=list)  # filled from the store, checked at load
+    vocab_size: int = 0  # filled from the store (ids: 0 pad, 1 UNK, row + 2)
+    proj_dim: int = 256  # d': the paper's projection size
+    gating: str = "softmax"  # the paper's choice: weights that sum to 1 (sigmoid: each its own)
+    context_hidden: int = 2  # CDME BiLSTM units per direction (2 in the paper: a tiny scorer)
+    # absent sources get weight 0, since a zero vector is no evidence (False: as in the paper,
+    # zero vectors mix in)
+    mask_missing: bool = True
+    use_derived: bool = True  # rows align derived from the word itself (subword, map) are real
+    #                           estimates, so they count as present
+    mix_relu: bool = False  # off as in the paper; its code has a ReLU after the mix as an option
+    mix_dropout: float = 0.0  # dropout on the meta-embeddings; off unless asked, as in the paper
+    encoder: str = "bilstm"  # BiLSTM-max as in the paper | pool (max and mean, no recurrence)
+    hidden: int = 512  # BiLSTM units per direction (InferSent / DME default)
+    mlp_hidden: int = 512  # classifier hidden layer, as wide as the encoder (InferSent)
+    num_labels: int = 2  # filled from the training labels (2: the smallest classifier)
+    pair: bool = False  # filled from the data: pairs get features [u, v, |u-v|, u*v]
+    # training
+    lr: float = 4e-4  # Adam, as in the paper
+    lr_decay: float = 0.2  # lr *= lr_decay when dev accuracy does not improve (InferSent: /5)
+    min_lr: float = 1e-5  # stop once the lr decays below this: steps that small change nothing
+    patience: int = 3  # epochs without dev improvement before stopping: by then the lr is /125
+    epochs: int = 10  # an upper bound: early stopping usually ends the run before it
+    batch_size: int = 64  # the paper's; small enough for CPU training
+    grad_clip: float = 5.0  # max gradient norm: keeps the LSTMs from an exploding step
+    seed: int = 0  # weights, batch order and dropout all derive from it: reruns are identical
+    checkpoint_steps: int = 0  # also checkpoint every N steps inside an epoch; 0: at epoch ends
+    #                            only, since a checkpoint of a large model costs seconds
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, *, path: str | Path | None = None) -> None:
+        def bad(key: str, why: str) -> ConfigError:
+            return ConfigError(f"config key {key!r}: {why}", path=path)
+
+        if self.method not in METHODS:
+            raise bad("method", f"must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.encoder not in ENCODERS:
+            raise bad("encoder", f"must be one of {', '.join(ENCODERS)}, not {self.encoder!r}")
+        if self.gating not in ("softmax", "sigmoid"):
+            raise bad("gating", f"must be softmax or sigmoid, not {self.gating!r}")
+        if len(self.sources) != len(self.source_dims):
+            raise bad("source_dims", "needs one dimension per source")
+        if self.method == "single" and len(self.sources) != 1:
+            raise bad("sources", "method single uses exactly one source")
+        if len(set(self.sources)) != len(self.sources):
+            raise bad("sources", "a source is named twice")
+        for key in ("proj_dim", "context_hidden", "hidden", "mlp_hidden", "batch_size", "epochs",
+                    "patience"):
+            if getattr(self, key) < 1:
+                raise bad(key, "must be at least 1")
+        if self.checkpoint_steps < 0:
+            raise bad("checkpoint_steps", "must be 0 (epoch ends only) or more")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise bad("lr_decay", "must be in (0, 1]")
+        for key in ("lr", "grad_clip"):
+            if not getattr(self, key) > 0:
+                raise bad(key, "must be above 0")
+        if not 0.0 <= self.mix_dropout < 1.0:
+            raise bad("mix_dropout", "must be in [0, 1)")
+        if self.num_labels < 2:
+            raise bad("num_labels", "a classifier needs at least 2 labels")
+
+    @property
+    def meta_dim(self) -> int:
+        """D, the size of one meta-embedding."""
+        return sum(self.source_dims) if self.method == "concat" else self.proj_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, path: str | Path | None = None) -> RunConfig:
+        types = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(data) - set(types))
+        if unknown:
+            raise ConfigError(
+                f"unknown config key(s): {', '.join(unknown)}", path=path,
+                hint="the run was written by another metaprep version, or edited by hand",
+            )
+        for key, value in data.items():
+            kinds: dict[str, type | tuple[type, ...]] = {
+                "str": str, "int": int, "float": (int, float), "bool": bool
+            }
+            want = kinds.get(str(types[key]), list)
+            ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
+            if not ok:
+                raise ConfigError(f"config key {key!r} has the wrong type: {value!r}", path=path)
+        try:
+            return cls(**data)
+        except ConfigError as exc:
+            raise ConfigError(exc.message, path=path) from exc

@@ -1,0 +1,218 @@
+"""What a training run starts from: a new run's inputs checked and read, or a resumed run's saved
+description checked against what the caller gave (learn/train.py runs the epochs).
+
+    prepare(cfg, out, inputs, resume=...) -> Prepared(run, data, from_checkpoint)
+
+A new run needs a store, a train and a dev file; nothing is written before all of them check
+out. A resume needs only the run directory: the saved config, store and data files are used, and
+any of them given must be the same (files by sha256, options by value). A run killed before its
+first checkpoint holds nothing to lose: a new run starts over it, a resume starts it from scratch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metaprep.checksum import file_sha256
+from metaprep.errors import ConfigError, DataError, ModelError, StoreError
+from metaprep.learn.config import FILLED, RunConfig
+from metaprep.learn.data import LabelMap, TaskData, TextEncoder, load_task
+from metaprep.learn.rundir import (
+    CHECKPOINT,
+    CONFIG,
+    DATA,
+    SPLITS,
+    DataRecord,
+    FileRef,
+    Run,
+    StoreRef,
+    run_state,
+)
+from metaprep.prep.store import Store
+
+__all__ = ["Data", "Prepared", "prepare", "restore"]
+
+Data = tuple[TaskData, TaskData, "TaskData | None"]  # train, dev, test
+
+
+@dataclass
+class Prepared:
+    run: Run  # the store handle is open: the caller builds the model, then closes it
+    data: Data
+    from_checkpoint: bool  # resume from checkpoint.pt (else: from scratch)
+
+
+def prepare(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
+            overrides: dict[str, Any] | None, write: bool, encoding: str,
+            show: bool) -> Prepared:
+    """``inputs``: store, train, dev, test paths (or None). ``overrides``: the options the caller
+    gave explicitly; None: the fields of ``cfg`` that differ from the defaults. ``write``: this
+    process describes a new run (rank 0)."""
+    status = run_state(out)
+    if resume and status == "empty":
+        raise ConfigError("nothing to resume: no run here", path=out,
+                          hint="start the run without --resume")
+    if resume and status == "weights-only":  # finished, its checkpoint deleted
+        raise ConfigError("nothing to resume: best weights but no checkpoint", path=out,
+                          hint="start a new run in another directory")
+    if not resume and status in ("checkpointed", "weights-only"):
+        raise ConfigError("already holds a run", path=out,
+                          hint="pass --resume to continue it, or choose another -o")
+    if resume:
+        given = overrides if overrides is not None else _non_default(cfg)
+        run, data = _reopen(out, given, inputs, encoding=encoding, show=show)
+        return Prepared(run, data, from_checkpoint=status == "checkpointed")
+    run, data = _start(cfg, out, inputs, write=write, encoding=encoding, show=show)
+    return Prepared(run, data, from_checkpoint=False)
+
+
+def restore(run: Run, model: torch.nn.Module, opt: torch.optim.Optimizer, *, map_location: Any,
+            progress_keys: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Load the checkpoint into ``model`` and ``opt``: (progress counters, epoch history)."""
+    ckpt = run.load_checkpoint(map_location=map_location)
+    try:
+        missing = sorted(progress_keys - set(ckpt.progress))
+        if missing:
+            raise ValueError(f"progress lacks {', '.join(missing)}")
+        model.load_state_dict(ckpt.model, strict=True)
+        opt.load_state_dict(ckpt.optimizer)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        why = " ".join(str(exc).split())[:300]  # torch's message spans lines
+        raise ModelError(f"the checkpoint does not fit the run: {why}", path=run.path / CHECKPOINT,
+                         hint="config.json was edited, or the checkpoint is damaged") from exc
+    return dict(ckpt.progress), list(ckpt.history)
+
+
+# --- a new run ----------------------------------------------------------------------------------
+def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, encoding: str,
+           show: bool) -> tuple[Run, Data]:
+    missing = [f"--{k}" for k in ("store", "train", "dev") if inputs[k] is None]
+    if missing:
+        raise ConfigError(f"a new run needs {', '.join(missing)}", path=out,
+                          hint="give them, or pass --resume to continue the run there")
+    st = Store(inputs["store"])
+    try:
+        files = {k: FileRef.of(inputs[k]) for k in SPLITS if inputs[k] is not None}
+        cfg = _resolve_config(cfg, st)
+        encoder = TextEncoder.from_store(st)
+        labels, data = _read_data({k: Path(inputs[k]) for k in files}, encoder, None,
+                                  encoding=encoding, show=show)
+        cfg = replace(cfg, num_labels=len(labels), pair=data[0].pair)
+        # other ranks never write or check the store record: they skip hashing the store
+        sha = st.sha256() if write else ""
+        ref = StoreRef(str(st.path.resolve()), sha, st.vocab_size, st.case_policy)
+        run = Run(out, config=cfg, labels=labels.labels, tokenizer=encoder.tokenizer.config,
+                  store_ref=ref, data=DataRecord(**files), opened=st)
+    except BaseException:
+        st.close()
+        raise
+    if write:
+        run.write_description()
+    return run, data
+
+
+def _resolve_config(cfg: RunConfig, store: Store) -> RunConfig:
+    """Fill what comes from the store: sources (all of them when none were named), dims, size."""
+    sources = list(cfg.sources) or list(store.sources)
+    if not sources:
+        raise StoreError("the store has no sources", path=store.path)
+    for name in sources:
+        if name not in store.sources:
+            raise StoreError(
+                f"no source named {name!r}; the store has: {', '.join(store.sources)}",
+                path=store.path, hint="check --method single:NAME / --sources",
+            )
+    if cfg.method == "single" and len(sources) != 1:
+        raise ConfigError("method single needs one source: --method single:NAME")
+    return replace(
+        cfg, sources=sources, source_dims=[store.dim(s) for s in sources],
+        vocab_size=store.vocab_size,
+    )
+
+
+def _read_data(paths: dict[str, Path], encoder: TextEncoder, labels: LabelMap | None, *,
+               encoding: str, show: bool) -> tuple[LabelMap, Data]:
+    """Train, dev and (if given) test, encoded; without ``labels`` they come from train."""
+    def read(split: str, labels: LabelMap | None) -> tuple[TaskData, LabelMap]:
+        return load_task(paths[split], encoder, labels=labels, encoding=encoding, progress=show)
+
+    train_data, labels = read("train", labels)
+    dev_data = read("dev", labels)[0]
+    test_data = read("test", labels)[0] if "test" in paths else None
+    for d in (dev_data, test_data):
+        if d is not None and d.pair != train_data.pair:
+            raise DataError("pairs here, single sentences in the train file (or the reverse)",
+                            path=d.path)
+    return labels, (train_data, dev_data, test_data)
+
+
+# --- a resumed run ------------------------------------------------------------------------------
+def _reopen(out: Path, given: dict[str, Any], inputs: dict[str, Any], *, encoding: str,
+            show: bool) -> tuple[Run, Data]:
+    run = Run.open(out, store=inputs["store"])
+    try:
+        _check_options(run, given)
+        run.store()  # its size and sha256 against store.json, before reading any data
+        paths = _data_paths(run, {k: inputs[k] for k in SPLITS})
+        _, data = _read_data(paths, run.encoder(), LabelMap(run.labels), encoding=encoding,
+                             show=show)
+    except BaseException:
+        run.close()
+        raise
+    return run, data
+
+
+def _non_default(cfg: RunConfig) -> dict[str, Any]:
+    """The options of ``cfg`` that differ from the defaults: the ones a caller surely gave (one
+    set to its default value cannot be told apart; the CLI passes ``overrides`` instead)."""
+    default = RunConfig().to_dict()
+    return {k: v for k, v in cfg.to_dict().items() if v != default[k]}
+
+
+def _check_options(run: Run, given: dict[str, Any]) -> None:
+    """Options given to a resume must be the saved ones (sources: empty means all)."""
+    saved = run.config.to_dict()
+    for key, value in sorted(given.items()):
+        if key in FILLED or (key == "sources" and not value):
+            continue
+        if key not in saved:
+            raise ConfigError(f"unknown option {key!r}")
+        if value != saved[key]:
+            raise ConfigError(
+                f"{key} is {value!r} here but {saved[key]!r} in the run being resumed",
+                path=run.path / CONFIG,
+                hint="drop the option to resume the run as it was, or start a new run")
+
+
+def _data_paths(run: Run, given: dict[str, Any]) -> dict[str, Path]:
+    """The files to read: the recorded ones, or the given ones if they are the same bytes.
+    Recorded files are re-hashed: a changed one would silently change the run."""
+    paths: dict[str, Path] = {}
+    for split in SPLITS:
+        rec, path = run.data.get(split), given.get(split)
+        if path is not None:
+            if rec is None:
+                raise DataError(f"the run was started without a {split} file", path=path,
+                                hint=f"drop --{split} to resume it")
+            if FileRef.of(path).sha256 != rec.sha256:
+                raise DataError(f"not the {split} file the run was started with", path=path,
+                                hint=f"the run used {rec.path}")
+            paths[split] = Path(path)
+        elif rec is not None:
+            p = Path(rec.path)
+            if not p.is_file():
+                raise DataError(f"the run's {split} file is gone", path=p,
+                                hint=f"pass --{split} with its new location")
+            if file_sha256(p) != rec.sha256:
+                raise DataError("changed since the run started (sha256 differs)", path=p,
+                                hint="restore it, or start a new run")
+            paths[split] = p
+    for split in ("train", "dev"):
+        if split not in paths:
+            raise ModelError(f"records no {split} file", path=run.path / DATA,
+                             hint="the file was edited by hand")
+    return paths

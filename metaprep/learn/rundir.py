@@ -1,0 +1,421 @@
+"""The run directory: the only module that knows its files (docs/model.md, "The run directory").
+
+    Run(...).write_description()      train describes a new run once its inputs check out (on
+    Run.create(path, ...)             rank 0), then writes checkpoints, best weights and metrics
+    Run.open(path, store=..., ...)    everyone else: the small files read and validated once, the
+                                      store opened lazily and verified once, .encoder() and
+                                      .load_model() built from them
+
+Every write is a temporary file renamed into place. A missing, garbled or hand-edited file is a
+one-line ModelError naming it. Checkpoints are loaded with ``weights_only=True``, never unpickled.
+No torch at import: the pipeline reads metrics through this module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from metaprep.atomic import atomic_path
+from metaprep.checksum import file_sha256
+from metaprep.errors import ConfigError, DataError, ModelError, StoreError
+from metaprep.ids import CASE_POLICIES
+from metaprep.learn.config import RunConfig
+from metaprep.tokenize import TokenizerConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from metaprep.learn.data import TextEncoder
+    from metaprep.learn.model import MetaEmbeddingClassifier
+    from metaprep.prep.store import Store
+
+__all__ = [  # the layout's file names, then the API
+    "ANALYSIS", "ATTENTION_PLOT", "BEST", "CHECKPOINT", "CONFIG", "DATA", "LABELS",
+    "LEARNING_CURVES", "METRICS", "SPLITS", "STORE", "TOKENIZER",
+    "Checkpoint", "DataRecord", "FileRef", "Run", "StoreRef", "run_state", "write_json",
+]
+
+# --- the layout ---------------------------------------------------------------------------------
+CONFIG = "config.json"  # RunConfig; written last of the description, so it marks a whole one
+LABELS = "labels.json"
+TOKENIZER = "tokenizer.json"
+STORE = "store.json"
+DATA = "data.json"
+METRICS = "metrics.json"
+ANALYSIS = "analysis.json"
+BEST = "best.safetensors"
+CHECKPOINT = "checkpoint.pt"
+LEARNING_CURVES = "learning_curves.png"
+ATTENTION_PLOT = "attention_by_source.png"
+SPLITS = ("train", "dev", "test")
+_WRITTEN = (CONFIG, LABELS, TOKENIZER, STORE, DATA, METRICS, ANALYSIS, BEST, CHECKPOINT,
+            LEARNING_CURVES, ATTENTION_PLOT)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+RunState = Literal["empty", "started", "checkpointed", "weights-only"]
+
+
+def run_state(path: str | Path) -> RunState:
+    """What a directory holds: ``empty`` (no run), ``started`` (described, but killed before its
+    first checkpoint or best weights: safe to start over), ``checkpointed`` (resumable), or
+    ``weights-only`` (best weights without a checkpoint: finished elsewhere or damaged)."""
+    run = Path(path)
+    if not (run / CONFIG).exists():
+        return "empty"
+    if (run / CHECKPOINT).exists():
+        return "checkpointed"
+    return "weights-only" if (run / BEST).exists() else "started"
+
+
+# --- JSON ---------------------------------------------------------------------------------------
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path) -> Any:
+    if not path.exists():
+        raise ModelError(f"missing {path.name}", path=path.parent, hint="is this a run directory?")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"not readable JSON ({exc})", path=path,
+                         hint="the file was damaged or edited by hand") from exc
+
+
+def _fields(data: Any, want: dict[str, type | tuple[type, ...]], path: Path,
+            optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``data`` as an object with exactly these keys (``optional`` ones may be absent), each of its
+    type (a bool is not an int)."""
+    if not isinstance(data, dict):
+        raise ModelError(f"expected a JSON object, found {type(data).__name__}", path=path)
+    unknown = sorted(set(data) - set(want))
+    missing = sorted(set(want) - set(data) - set(optional))
+    if unknown or missing:
+        what = [f"unknown key(s) {', '.join(unknown)}"] if unknown else []
+        what += [f"missing key(s) {', '.join(missing)}"] if missing else []
+        raise ModelError("; ".join(what), path=path, hint="the file was edited by hand, or "
+                         "written by another metaprep version")
+    for key, value in data.items():
+        if not isinstance(value, want[key]) or (isinstance(value, bool) and want[key] is int):
+            raise ModelError(f"key {key!r} has the wrong type: {value!r}", path=path)
+    return data
+
+
+# --- the records --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoreRef:
+    """Which store a run was trained on (store.json)."""
+
+    path: str  # resolved when written
+    sha256: str
+    vocab_size: int
+    case_policy: str  # the store's, recorded so the run maps tokens the way training did
+
+    @classmethod
+    def of(cls, store: Store) -> StoreRef:
+        return cls(str(store.path.resolve()), store.sha256(), store.vocab_size, store.case_policy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: Path) -> StoreRef:
+        d = _fields(data, {"path": str, "sha256": str, "vocab_size": int, "case_policy": str}, path)
+        if not _SHA256.fullmatch(d["sha256"]):
+            raise ModelError("sha256 is not 64 lowercase hex digits", path=path)
+        if d["case_policy"] not in CASE_POLICIES:
+            raise ModelError(f"unknown case policy {d['case_policy']!r}", path=path)
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A task data file the run used: resolved path and sha256."""
+
+    path: str
+    sha256: str
+
+    @classmethod
+    def of(cls, path: str | Path) -> FileRef:
+        p = Path(path)
+        if not p.is_file():
+            raise DataError("no such task data file", path=p)
+        return cls(str(p.resolve()), file_sha256(p))
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    """The train / dev / test files of a run (data.json); None: not given."""
+
+    train: FileRef | None = None
+    dev: FileRef | None = None
+    test: FileRef | None = None
+
+    def get(self, split: str) -> FileRef | None:
+        return getattr(self, split)  # type: ignore[no-any-return]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {s: None if (r := self.get(s)) is None else {"path": r.path, "sha256": r.sha256}
+                for s in SPLITS}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: Path) -> DataRecord:
+        d = _fields(data, {s: (dict, type(None)) for s in SPLITS}, path, optional=SPLITS)
+        refs = {}
+        for split, entry in d.items():
+            if entry is not None:
+                e = _fields(entry, {"path": str, "sha256": str}, path)
+                if not _SHA256.fullmatch(e["sha256"]):
+                    raise ModelError(f"{split}: sha256 is not 64 lowercase hex digits", path=path)
+                refs[split] = FileRef(**e)
+        return cls(**refs)
+
+
+@dataclass
+class Checkpoint:
+    """The resume state train saves (checkpoint.pt): plain tensors, numbers, lists and dicts."""
+
+    model: dict[str, torch.Tensor]  # weights, no frozen tables
+    optimizer: dict[str, Any]
+    progress: dict[str, Any]  # the loop's counters (learn/train.py)
+    history: list[dict[str, Any]]  # one record per finished epoch
+
+
+def _read_config(path: Path) -> RunConfig:
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ModelError(f"expected a JSON object, found {type(data).__name__}", path=path)
+    try:
+        return RunConfig.from_dict(data, path=path)
+    except ConfigError as exc:  # a hand-edited run: the run, not an option, is at fault
+        raise ModelError(exc.message, path=path, hint=exc.hint) from exc
+
+
+def _read_labels(path: Path, count: int) -> list[str]:
+    labels = _read_json(path)
+    if (not isinstance(labels, list) or len(labels) != count
+            or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels)):
+        raise ModelError(f"expected a list of {count} distinct label strings (config.json "
+                         "num_labels)", path=path)
+    return labels
+
+
+def _read_tokenizer(path: Path) -> TokenizerConfig:
+    data = _read_json(path)
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, found {type(data).__name__}")
+        return TokenizerConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"bad tokenizer config: {exc}", path=path) from exc
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- the run ------------------------------------------------------------------------------------
+class Run:
+    """One run directory: its description (config, labels, tokenizer, store and data records),
+    one store handle, and the files training writes. ``Run.open`` reads an existing run; train
+    builds one in memory and writes it with ``write_description`` once its inputs check out."""
+
+    def __init__(self, path: str | Path, *, config: RunConfig, labels: list[str],
+                 tokenizer: TokenizerConfig, store_ref: StoreRef, data: DataRecord,
+                 store: str | Path | None = None, verify_store: bool = True,
+                 opened: Store | None = None) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.labels = list(labels)
+        self.tokenizer = tokenizer
+        self.store_ref = store_ref
+        self.data = data
+        self.store_given = store is not None
+        self.store_path = Path(store) if store is not None else Path(store_ref.path)
+        self.verify_store = verify_store
+        self._store = opened  # an open handle the caller vouches for (train's own)
+        self._encoder: TextEncoder | None = None
+
+    @classmethod
+    def open(cls, path: str | Path, *, store: str | Path | None = None,
+             verify_store: bool = True) -> Run:
+        """Read and validate the description files. The store (``store``, else the recorded
+        one) is opened on first use and checked against the record: its size always, its sha256
+        unless ``verify_store`` is False (hashing a multi-GB store you trust takes a while)."""
+        run = Path(path)
+        if not run.is_dir():
+            raise ModelError("no such run directory", path=run)
+        config = _read_config(run / CONFIG)
+        ref = StoreRef.from_dict(_read_json(run / STORE), path=run / STORE)
+        if ref.vocab_size != config.vocab_size:
+            raise ModelError(f"records a store of {ref.vocab_size} words, config.json "
+                             f"{config.vocab_size}", path=run / STORE,
+                             hint="the run was edited by hand")
+        return cls(run, config=config, labels=_read_labels(run / LABELS, config.num_labels),
+                   tokenizer=_read_tokenizer(run / TOKENIZER), store_ref=ref,
+                   data=DataRecord.from_dict(_read_json(run / DATA), path=run / DATA),
+                   store=store, verify_store=verify_store)
+
+    @classmethod
+    def create(cls, path: str | Path, **description: Any) -> Run:
+        """A new run directory, written at once (``description``: the keywords of Run())."""
+        run = cls(path, **description)
+        run.write_description()
+        return run
+
+    def write_description(self) -> None:
+        """Write the five description files (train, rank 0). config.json goes last: a directory
+        with it holds a whole description. Stale temporary files of ours are removed first."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for name in _WRITTEN:
+            for stale in self.path.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        write_json(self.path / LABELS, self.labels)
+        write_json(self.path / TOKENIZER, self.tokenizer.to_dict())
+        write_json(self.path / STORE, self.store_ref.to_dict())
+        write_json(self.path / DATA, self.data.to_dict())
+        write_json(self.path / CONFIG, self.config.to_dict())
+
+    # --- the store, the encoder, the model
+    def store(self) -> Store:
+        """The run's store, opened on first use and checked once against store.json."""
+        if self._store is None:
+            from metaprep.prep.store import Store
+
+            if not self.store_given and not self.store_path.exists():
+                raise StoreError("the run's store is gone", path=self.store_path,
+                                 hint="pass --store with its new location")
+            store = Store(self.store_path)
+            try:
+                self._check_store(store)
+            except BaseException:
+                store.close()
+                raise
+            self._store = store
+        return self._store
+
+    def _check_store(self, store: Store) -> None:
+        ref = self.store_ref
+        why = ""
+        if store.vocab_size != ref.vocab_size:
+            why = (f"vocabulary of {store.vocab_size} words does not match the run's "
+                   f"{ref.vocab_size}")
+        elif self.verify_store and store.sha256() != ref.sha256:
+            why = (f"sha256 {store.sha256()[:12]}... differs from the run's store "
+                   f"({ref.sha256[:12]}...)")
+        if why:
+            raise StoreError(f"not the store the run was started with: {why}", path=store.path,
+                             hint=f"use the store the run was trained on ({ref.path})")
+
+    def close(self) -> None:
+        """Close the store handle (the Run stays usable; the store reopens on demand)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def case_policy(self) -> str:
+        return self.store_ref.case_policy
+
+    def encoder(self) -> TextEncoder:
+        """Text -> model ids exactly as in training: the run's tokenizer, the store's vocabulary
+        and the recorded case policy."""
+        if self._encoder is None:
+            from metaprep.learn.data import TextEncoder
+
+            self._encoder = TextEncoder(self.store().vocab, case_policy=self.case_policy,
+                                        tokenizer=self.tokenizer)
+        return self._encoder
+
+    def load_model(self, *, progress: bool = False) -> MetaEmbeddingClassifier:
+        """The trained model: tables from the store, the best weights, in eval mode."""
+        from metaprep.learn.model import build_model
+
+        model = build_model(self.store(), self.config, progress=progress)
+        state = self.load_best()
+        try:
+            model.load_state_dict(state, strict=True)
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(f"weights do not fit the config: {_one_line(exc)}",
+                             path=self.path / BEST) from exc
+        return model.eval()
+
+    # --- what training writes
+    def save_best(self, state: dict[str, torch.Tensor]) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_path(self.path / BEST) as tmp:
+            save_file(state, str(tmp))
+
+    def load_best(self) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        path = self.path / BEST
+        if not path.exists():
+            raise ModelError(f"missing {BEST}", path=self.path,
+                             hint="did training finish an epoch?")
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error type for bad bytes
+            raise ModelError(f"unreadable weights: {_one_line(exc)}", path=path,
+                             hint="the file is damaged; train the run again") from exc
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        import torch
+
+        state = {"model": checkpoint.model, "optimizer": checkpoint.optimizer,
+                 "progress": checkpoint.progress, "history": checkpoint.history}
+        with atomic_path(self.path / CHECKPOINT) as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self, *, map_location: Any = "cpu") -> Checkpoint:
+        """The resume state; only plain tensors and containers are accepted (nothing unpickled)."""
+        import torch
+
+        path = self.path / CHECKPOINT
+        if not path.exists():
+            raise ModelError(f"missing {CHECKPOINT}", path=self.path)
+        damaged = "the checkpoint is damaged; start the run again in a new directory"
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # empty, truncated, or holding more than tensors and numbers
+            # the loader's own message suggests turning the safety off: neither shown nor chained
+            raise ModelError(f"not a readable checkpoint ({type(exc).__name__})", path=path,
+                             hint=damaged) from None
+        ok = (isinstance(state, dict) and isinstance(state.get("model"), dict)
+              and isinstance(state.get("optimizer"), dict)
+              and isinstance(state.get("progress"), dict)
+              and isinstance(state.get("history"), list))
+        if not ok:
+            raise ModelError("not a metaprep checkpoint (model, optimizer, progress, history)",
+                             path=path, hint=damaged)
+        return Checkpoint(state["model"], state["optimizer"], state["progress"], state["history"])
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json(self.path / METRICS, metrics)
+
+    def write_analysis(self, report: dict[str, Any]) -> None:
+        write_json(self.path / ANALYSIS, report)
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        """metrics.json, read now (it grows while training runs); None before the first epoch."""
+        path = self.path / METRICS
+        if not path.exists():
+            return None
+        data = _read_json(path)
+        if not isinstance(data, dict) or not isinstance(data.get("epochs", []), list):
+            raise ModelError("expected an object with a list of epochs", path=path)
+        return data

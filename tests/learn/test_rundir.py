@@ -1,0 +1,354 @@
+"""The run directory (metaprep.learn.rundir): round trips, damaged files, and resuming or restarting
+a run from nothing but its directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+from test_data import make_store, make_task, write_tsv
+from test_train import comparable
+
+from metaprep.cli import cli, main
+from metaprep.errors import ConfigError, DataError, ModelError, StoreError
+from metaprep.learn import rundir
+from metaprep.learn.config import RunConfig
+from metaprep.learn.rundir import Checkpoint, DataRecord, FileRef, Run, StoreRef, run_state
+from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash, train
+from metaprep.prep.store import Store
+from metaprep.tokenize import TokenizerConfig
+
+TINY = {"method": "dme", "proj_dim": 8, "hidden": 8, "mlp_hidden": 8, "batch_size": 8,
+        "lr": 0.01, "epochs": 2, "mix_dropout": 0.2}  # 48 examples: 6 steps an epoch
+
+
+def tiny(**kw: Any) -> RunConfig:
+    return RunConfig(**{**TINY, **kw})
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_task(tmp_path_factory.mktemp("rundir"))
+
+
+@pytest.fixture(scope="module")
+def whole(task: dict[str, Path]) -> dict[str, Any]:
+    """An uninterrupted run (with a test file): what every resumed run must reproduce."""
+    out = task["store"].parent / "whole"
+    metrics = train(tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+                    test=task["test"], out=out, progress=False)
+    return {"run": out, "metrics": metrics}
+
+
+def crashed(task: dict[str, Path], out: Path, steps: int, monkeypatch: pytest.MonkeyPatch,
+            cfg: RunConfig | None = None) -> Path:
+    """A run killed after ``steps`` optimizer steps."""
+    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, str(steps))
+    with pytest.raises(SimulatedCrash):
+        train(cfg or tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+              test=task["test"], out=out, progress=False)
+    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
+    return out
+
+
+def same_as_whole(metrics: dict[str, Any], out: Path, whole: dict[str, Any]) -> None:
+    assert comparable(metrics) == comparable(whole["metrics"])
+    a = Run.open(whole["run"]).load_best()
+    b = Run.open(out).load_best()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def one_line(exc: pytest.ExceptionInfo[Exception], *names: str) -> str:
+    text = str(exc.value)
+    assert "\n" not in text and all(n in text for n in names), text
+    return text
+
+
+# --- round trip ---------------------------------------------------------------------------------
+def test_description_round_trip_and_lazy_store(task: dict[str, Path], tmp_path: Path) -> None:
+    with Store(task["store"]) as st:
+        ref = StoreRef.of(st)
+        cfg = RunConfig(method="cdme", sources=["a", "b"], source_dims=[6, 4],
+                        vocab_size=st.vocab_size, proj_dim=4, hidden=4, mlp_hidden=4,
+                        num_labels=3)
+    tok = TokenizerConfig(mode="whitespace", lowercase=True)
+    data = DataRecord(train=FileRef.of(task["train"]), dev=FileRef.of(task["dev"]))
+    written = Run(tmp_path / "r", config=cfg, labels=["x", "y", "z"], tokenizer=tok,
+                  store_ref=ref, data=data)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / ".config.json.999.tmp").write_text("{")  # a killed write's leftover
+    written.write_description()
+    assert not list((tmp_path / "r").glob(".*.tmp"))
+    assert run_state(tmp_path / "r") == "started"
+
+    run = Run.open(tmp_path / "r")
+    assert (run.config, run.labels, run.tokenizer, run.store_ref, run.data) == (
+        cfg, ["x", "y", "z"], tok, ref, data)
+    assert run.data.test is None and run.metrics is None
+    assert run._store is None  # opening reads the small files only
+    assert run.store() is run.store()  # one handle
+    enc = run.encoder()
+    assert enc.tokens("Good FILM") == ["good", "film"]  # the run's tokenizer
+    assert enc.vocab.case_policy == ref.case_policy
+    run.write_metrics({"epochs": [{"dev_accuracy": 0.5}], "best_epoch": 1})
+    assert run.metrics == {"epochs": [{"dev_accuracy": 0.5}], "best_epoch": 1}
+
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    run.save_best(state)
+    assert torch.equal(run.load_best()["w"], state["w"])
+    run.save_checkpoint(Checkpoint(state, {"state": {}, "param_groups": []}, {"epoch": 1}, []))
+    ckpt = run.load_checkpoint()
+    assert ckpt.progress == {"epoch": 1} and torch.equal(ckpt.model["w"], state["w"])
+    assert run_state(tmp_path / "r") == "checkpointed"
+    run.close()
+
+
+def test_the_store_is_checked_once_and_can_be_gone(task: dict[str, Path], whole: dict[str, Any],
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Path] = []
+    real = Store.sha256
+
+    def counting(self: Store) -> str:
+        calls.append(self.path)
+        return real(self)
+
+    monkeypatch.setattr(Store, "sha256", counting)
+    with Run.open(whole["run"]) as run:
+        run.encoder()
+        run.load_model()
+        assert len(calls) == 1
+    other = make_store(tmp_path / "other.h5", seed=3)
+    with pytest.raises(StoreError, match="not the store the run was started with: sha256") as e:
+        Run.open(whole["run"], store=other).encoder()
+    one_line(e, "other.h5")
+    with Run.open(whole["run"], store=other, verify_store=False) as run:
+        assert not run.load_model().training
+    moved = shutil.copytree(whole["run"], tmp_path / "copy")
+    ref = json.loads((moved / "store.json").read_text())
+    (moved / "store.json").write_text(json.dumps({**ref, "path": str(tmp_path / "gone.h5")}))
+    run = Run.open(moved)  # fine until the store is needed
+    with pytest.raises(StoreError, match="the run's store is gone") as e:
+        run.encoder()
+    one_line(e, "gone.h5", "--store")
+    with Run.open(moved, store=task["store"]) as run:
+        assert run.encoder().encode("good film")
+
+
+# --- damaged run directories --------------------------------------------------------------------
+def _edit(name: str, change: Callable[[Any], Any]) -> Callable[[Path], None]:
+    def apply(run: Path) -> None:
+        path = run / name
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    return apply
+
+
+def _write(name: str, text: str) -> Callable[[Path], None]:
+    return lambda run: (run / name).write_text(text)
+
+
+DAMAGE = {
+    "config garbled": ("config.json", _write("config.json", '{"method": "dme",')),
+    "config not an object": ("config.json", _write("config.json", "[1, 2]")),
+    "config unknown key": ("config.json", _edit("config.json", lambda d: {**d, "layers": 2})),
+    "config wrong type": ("config.json", _edit("config.json", lambda d: {**d, "hidden": "8"})),
+    "config bad value": ("config.json", _edit("config.json", lambda d: {**d, "method": "x"})),
+    "config missing": ("config.json", lambda run: (run / "config.json").unlink()),
+    "labels count": ("labels.json", _write("labels.json", '["neg"]')),
+    "labels type": ("labels.json", _write("labels.json", '["neg", 1]')),
+    "labels twice": ("labels.json", _write("labels.json", '["neg", "neg"]')),
+    "tokenizer key": ("tokenizer.json", _write("tokenizer.json", '{"lower": true}')),
+    "tokenizer list": ("tokenizer.json", _write("tokenizer.json", "[]")),
+    "store key": ("store.json", _edit("store.json", lambda d: {**d, "extra": 1})),
+    "store missing key": ("store.json", _edit("store.json",
+                                              lambda d: {k: v for k, v in d.items()
+                                                         if k != "sha256"})),
+    "store bool size": ("store.json", _edit("store.json", lambda d: {**d, "vocab_size": True})),
+    "store size": ("store.json", _edit("store.json", lambda d: {**d, "vocab_size": 7})),
+    "store sha": ("store.json", _edit("store.json", lambda d: {**d, "sha256": "abc"})),
+    "store policy": ("store.json", _edit("store.json", lambda d: {**d, "case_policy": "up"})),
+    "store missing": ("store.json", lambda run: (run / "store.json").unlink()),
+    "data split": ("data.json", _edit("data.json", lambda d: {**d, "extra": None})),
+    "data entry": ("data.json", _edit("data.json", lambda d: {**d, "dev": {"path": 1}})),
+    "data binary": ("data.json", lambda run: (run / "data.json").write_bytes(b"\xff\xfe{")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_damaged_description_is_a_one_line_model_error(whole: dict[str, Any], tmp_path: Path,
+                                                       case: str) -> None:
+    name, damage = DAMAGE[case]
+    run = shutil.copytree(whole["run"], tmp_path / "run")
+    damage(run)
+    with pytest.raises(ModelError) as e:
+        Run.open(run)
+    one_line(e, name)
+
+
+def test_damaged_weights_and_checkpoints(whole: dict[str, Any], task: dict[str, Path],
+                                         tmp_path: Path) -> None:
+    run = shutil.copytree(whole["run"], tmp_path / "run")
+    (run / "best.safetensors").write_bytes(b"")
+    with pytest.raises(ModelError, match="unreadable weights") as e:
+        Run.open(run).load_model()
+    one_line(e, "best.safetensors")
+    # an empty checkpoint, a pickled object (the loader would advise turning the safety off), a
+    # file of the wrong shape: one line, naming the file, never advising weights_only=False
+    (run / "checkpoint.pt").write_bytes(b"")
+    torch.save({"model": {}, "optimizer": {}, "progress": Path("x"), "history": []},
+               tmp_path / "pickled.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "shape.pt")
+    for bad, match in (("", "not a readable checkpoint"), ("pickled.pt", "not a readable"),
+                       ("shape.pt", "not a metaprep checkpoint")):
+        if bad:
+            shutil.copy(tmp_path / bad, run / "checkpoint.pt")
+        for attempt in (lambda: Run.open(run).load_checkpoint(),
+                        lambda: train(out=run, resume=True, progress=False)):
+            with pytest.raises(ModelError, match=match) as e:
+                attempt()
+            assert "weights_only" not in one_line(e, "checkpoint.pt")
+            assert e.value.__cause__ is None  # not even in a traceback
+    # a checkpoint of another model does not fit: one line too
+    other = torch.load(whole["run"] / "checkpoint.pt", weights_only=True)
+    other["model"] = {"front.unk": torch.zeros(3)}
+    torch.save(other, run / "checkpoint.pt")
+    with pytest.raises(ModelError, match="the checkpoint does not fit the run") as e:
+        train(out=run, resume=True, progress=False)
+    one_line(e, "checkpoint.pt")
+
+
+# --- resuming -----------------------------------------------------------------------------------
+def test_resume_needs_nothing_but_the_run_directory(task: dict[str, Path], whole: dict[str, Any],
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    out = crashed(task, tmp_path / "r", 9, monkeypatch)  # dies inside epoch 2
+    assert run_state(out) == "checkpointed"
+    same_as_whole(train(out=out, resume=True, progress=False), out, whole)
+
+
+def test_resume_refuses_what_differs_from_the_run(task: dict[str, Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    out = crashed(task, tmp_path / "r", 3, monkeypatch, tiny(checkpoint_steps=2))
+
+    def resume(cfg: RunConfig | None = None, **kw: Any) -> None:
+        train(cfg, out=out, resume=True, progress=False, **kw)
+
+    with pytest.raises(ConfigError, match=r"lr is 0\.5 here but 0\.01 in the run") as e:
+        resume(tiny(lr=0.5))
+    one_line(e, "config.json")
+    with pytest.raises(ConfigError, match="hidden is 16 here but 8"):
+        resume(overrides={"hidden": 16})
+    with pytest.raises(ConfigError, match="method is 'cdme' here but 'dme'"):
+        resume(overrides={"method": "cdme", "sources": []})
+    other_dev = write_tsv(tmp_path / "dev2.tsv", [("good film", "pos"), ("bad plot", "neg")])
+    with pytest.raises(DataError, match="not the dev file the run was started with") as e:
+        resume(dev=other_dev)
+    one_line(e, "dev2.tsv", str(task["dev"].resolve()))
+    with pytest.raises(StoreError, match="not the store the run was started with") as e:
+        resume(store=make_store(tmp_path / "other.h5", seed=4))
+    one_line(e, "other.h5")
+    # the same files given explicitly, by another path, are fine
+    copy = shutil.copy(task["train"], tmp_path / "train-copy.tsv")
+    metrics = train(out=out, resume=True, progress=False, overrides={"hidden": 8, "sources": []},
+                    train=copy, store=task["store"])
+    assert len(metrics["epochs"]) == 2
+
+
+def test_resume_refuses_a_changed_recorded_file(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    task = make_task(tmp_path)
+    out = crashed(task, tmp_path / "r", 7, monkeypatch)
+    task["test"].write_text(task["test"].read_text() + "great film\tpos\n")
+    with pytest.raises(DataError, match="changed since the run started") as e:
+        train(out=out, resume=True, progress=False)
+    one_line(e, "test.tsv")
+    task["test"].unlink()
+    with pytest.raises(DataError, match="the run's test file is gone") as e:
+        train(out=out, resume=True, progress=False)
+    one_line(e, "--test")
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_run_killed_before_its_first_checkpoint_starts_over(
+    task: dict[str, Path], whole: dict[str, Any], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, resume: bool,
+) -> None:
+    out = crashed(task, tmp_path / "r", 2, monkeypatch)  # 2 of 6 steps: no checkpoint yet
+    assert run_state(out) == "started" and not (out / rundir.CHECKPOINT).exists()
+    if resume:  # from scratch, with the saved config
+        metrics = train(out=out, resume=True, progress=False)
+    else:  # a new run over it
+        metrics = train(tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+                        test=task["test"], out=out, progress=False)
+    same_as_whole(metrics, out, whole)
+    with pytest.raises(ConfigError, match="already holds a run"):  # now it has weights
+        train(tiny(), store=task["store"], train=task["train"], dev=task["dev"], out=out,
+              progress=False)
+
+
+def test_nothing_to_resume_and_missing_inputs(task: dict[str, Path], whole: dict[str, Any],
+                                              tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train(out=tmp_path / "none", resume=True, progress=False)
+    weights_only = shutil.copytree(whole["run"], tmp_path / "w")
+    (weights_only / "checkpoint.pt").unlink()
+    assert run_state(weights_only) == "weights-only"
+    with pytest.raises(ConfigError, match="best weights but no checkpoint"):
+        train(out=weights_only, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+              out=weights_only, progress=False)
+    with pytest.raises(ConfigError, match="a new run needs --train, --dev") as e:
+        train(tiny(), store=task["store"], out=tmp_path / "new", progress=False)
+    one_line(e)
+    assert not (tmp_path / "new").exists()
+
+
+def test_cli_resume_with_the_run_directory_only(task: dict[str, Path], whole: dict[str, Any],
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "--store", str(task["store"]), "--train", str(task["train"]), "--dev",
+            str(task["dev"]), "--test", str(task["test"]), "--method", "dme", "--proj-dim", "8",
+            "--hidden", "8", "--mlp-hidden", "8", "--batch-size", "8", "--lr", "0.01",
+            "--epochs", "2", "--mix-dropout", "0.2", "--quiet", "-o", str(tmp_path / "r")]
+    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "9")
+    assert CliRunner().invoke(cli, args).exit_code != 0
+    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
+    # a default written out (--epochs 2 is the saved value) is fine; a differing one is not
+    resume = ["metaprep", "train", "-o", str(tmp_path / "r"), "--resume", "--quiet", "--epochs",
+              "2"]
+    for extra in (["--lr", "0.02"], ["--method", "cdme"]):
+        monkeypatch.setattr(sys, "argv", [*resume, *extra])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "in the run being resumed" in err and "\n" not in err
+    monkeypatch.setattr(sys, "argv", resume)
+    main()
+    assert "best epoch" in capsys.readouterr().out
+    same_as_whole(json.loads((tmp_path / "r" / "metrics.json").read_text()), tmp_path / "r", whole)
+
+
+def test_pipeline_train_figures_read_through_the_run(whole: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    from metaprep.pipeline.figures import stage_figures
+
+    run = shutil.copytree(whole["run"], tmp_path / "run")
+    metrics = whole["metrics"]
+    assert stage_figures("train", tmp_path) == {
+        "best_dev_acc": round(metrics["best_dev_accuracy"], 4),
+        "test_acc": round(metrics["test_accuracy"], 4)}
+    rundir.write_json(run / "metrics.json", {"epochs": metrics["epochs"][:1], "best_epoch": 1})
+    assert stage_figures("train", tmp_path) == {  # still training: the best epoch so far
+        "best_dev_acc": round(metrics["epochs"][0]["dev_accuracy"], 4), "epochs": 1}
+    (run / "config.json").write_text("{")  # damaged: no figures, and no failure
+    assert stage_figures("train", tmp_path) == {}
+    assert stage_figures("train", tmp_path / "nothing") == {}
