@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "write_failure"]
 
 
 @contextmanager
@@ -21,3 +21,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_failure(path: str | Path, exc: BaseException) -> Exception:
+    """A one-line WriteError for a writer that failed (serialisers such as torch.save report a
+    short write as a RuntimeError)."""
+    from metaprep.errors import WriteError
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return WriteError(f"cannot write {Path(path).name} ({first}); is the disk full?", path=path)

@@ -7,7 +7,8 @@
     ├── ConfigError               a bad option or pipeline key (carries the key and file)
     ├── DataError                 task data (TSV/CSV/JSONL/fastText lines) is malformed
     ├── ModelError                a run directory or model directory is unusable
-    └── ExportError               ONNX export failed, including a failed parity gate
+    ├── ExportError               ONNX export failed, including a failed parity gate
+    └── WriteError                an output could not be written (disk full, a size limit...)
 
 Every error carries the path it is about (and the line or offset where there is one) so the
 message alone tells the user what to fix. Foreign errors are wrapped with ``raise ... from exc``.
@@ -26,6 +27,7 @@ __all__ = [
     "ModelError",
     "StoreError",
     "VocabError",
+    "WriteError",
 ]
 
 
@@ -89,3 +91,8 @@ class ModelError(MetaprepError):
 
 class ExportError(MetaprepError):
     """ONNX export failed, or its parity gate did not pass."""
+
+
+class WriteError(MetaprepError):
+    """An output could not be written: a full disk, a file-size limit, no permission. The
+    temporary file is gone and the previous output is intact."""

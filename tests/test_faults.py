@@ -55,6 +55,24 @@ def test_align_under_a_file_size_limit(tmp_path: Path) -> None:
     assert out.read_bytes() == before and _leftovers(tmp_path) == []
 
 
+def test_train_and_export_under_a_file_size_limit(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "store.h5")
+    train, dev = write_task(tmp_path / "t.tsv", 40), write_task(tmp_path / "d.tsv", 20, seed=2)
+    run = tmp_path / "run"
+    proc = _metaprep(["train", "--store", str(store), "--train", str(train), "--dev", str(dev),
+                      "--hidden", "8", "--mlp-hidden", "8", "--proj-dim", "8", "--epochs", "1",
+                      "-o", str(run), "-q"], fsize=8_000)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "cannot write" in proc.stderr
+    assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
+
+    ready = make_run(tmp_path / "w", method="dme", encoder="pool")
+    model = tmp_path / "model"
+    proc = _metaprep(["export-onnx", str(ready), "-o", str(model), "-q"], fsize=1_000)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert not model.exists() and _leftovers(tmp_path) == []
+
+
 def _kill_at_random(args: list[str], seconds: float) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "metaprep", *args], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

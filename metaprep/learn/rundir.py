@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from metaprep.atomic import atomic_path
+from metaprep.atomic import atomic_path, write_failure
 from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError, DataError, ModelError, StoreError
 from metaprep.ids import CASE_POLICIES
@@ -357,7 +357,10 @@ class Run:
         from safetensors.torch import save_file
 
         with atomic_path(self.path / BEST) as tmp:
-            save_file(state, str(tmp))
+            try:
+                save_file(state, str(tmp))
+            except (OSError, RuntimeError) as exc:
+                raise write_failure(self.path / BEST, exc) from exc
 
     def load_best(self) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
@@ -378,7 +381,10 @@ class Run:
         state = {"model": checkpoint.model, "optimizer": checkpoint.optimizer,
                  "progress": checkpoint.progress, "history": checkpoint.history}
         with atomic_path(self.path / CHECKPOINT) as tmp:
-            torch.save(state, tmp)
+            try:
+                torch.save(state, tmp)
+            except (OSError, RuntimeError) as exc:
+                raise write_failure(self.path / CHECKPOINT, exc) from exc
 
     def load_checkpoint(self, *, map_location: Any = "cpu") -> Checkpoint:
         """The resume state; only plain tensors and containers are accepted (nothing unpickled)."""
