@@ -243,6 +243,29 @@ def fill_map(
             f"fit plus some to test; {n_train + n_held} words are present in all of them",
             hint="use another OOV strategy for this source, or a larger vocabulary",
         )
+    xtx, xty = _normal_equations(writer, target, predictors, shared, held, d_in, d_out,
+                                 progress)
+    w_train = _solve(xtx["train"], xty["train"])
+    w_all = _solve(xtx["train"] + xtx["held"], xty["train"] + xty["held"])
+    fillable = have_all & ~present[target]
+    score = _score_and_fill(writer, target, predictors, shared & held, fillable, w_train, w_all,
+                            progress)
+    ss_tot = float((score["y_sq"] - np.square(score["y_sum"]) / n_held).sum())
+    return {
+        "from": list(predictors),
+        "train_words": n_train,
+        "heldout_words": n_held,
+        "r2": 1.0 - score["ss_res"] / ss_tot if ss_tot > 0 else None,
+        "cosine": score["cos_sum"] / n_held,
+        "filled": int(fillable.sum()),
+        "unmapped": int((~have_all & ~present[target]).sum()),
+    }
+
+
+def _normal_equations(writer: StoreWriter, target: str, predictors: Sequence[str],
+                      shared: np.ndarray, held: np.ndarray, d_in: int, d_out: int,
+                      progress: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """X'X and X'Y over the shared words, kept apart for the fitted and the held-out ones."""
     xtx = {k: np.zeros((d_in, d_in)) for k in ("train", "held")}
     xty = {k: np.zeros((d_in, d_out)) for k in ("train", "held")}
     for start, stop in _blocks(writer, target, f"fitting map {target}", progress):
@@ -255,44 +278,38 @@ def fill_map(
         for key, rows in (("train", ~h), ("held", h)):
             xtx[key] += x[rows].T @ x[rows]
             xty[key] += x[rows].T @ y[rows]
+    return xtx, xty
 
-    def solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        ridge = 1e-8 * max(float(np.trace(a)) / len(a), 1e-12)  # keeps rank-deficient fits finite
-        return np.linalg.solve(a + ridge * np.eye(len(a)), b)
 
-    w_train = solve(xtx["train"], xty["train"])
-    w_all = solve(xtx["train"] + xtx["held"], xty["train"] + xty["held"])
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ridge = 1e-8 * max(float(np.trace(a)) / len(a), 1e-12)  # keeps rank-deficient fits finite
+    return np.linalg.solve(a + ridge * np.eye(len(a)), b)
 
-    # one more pass: score the held-out words with w_train, fill OOV rows with w_all
-    ss_res, y_sum, y_sq, cos_sum = 0.0, np.zeros(d_out), np.zeros(d_out), 0.0
-    fillable = have_all & ~present[target]
+
+def _score_and_fill(writer: StoreWriter, target: str, predictors: Sequence[str],
+                    tested: np.ndarray, fillable: np.ndarray, w_train: np.ndarray,
+                    w_all: np.ndarray, progress: bool) -> dict[str, Any]:
+    """One pass: score the held-out words with ``w_train``, fill OOV rows with ``w_all``."""
+    d_out = w_all.shape[1]
+    out: dict[str, Any] = {"ss_res": 0.0, "y_sum": np.zeros(d_out), "y_sq": np.zeros(d_out),
+                           "cos_sum": 0.0}
     for start, stop in _blocks(writer, target, f"OOV map {target}", progress):
-        test = (shared & held)[start:stop]
-        fill = fillable[start:stop]
+        test, fill = tested[start:stop], fillable[start:stop]
         if not (test.any() or fill.any()):
             continue
         need = test | fill
         x = _design([writer.read_block(p, start, stop)[need] for p in predictors])
         block = writer.read_block(target, start, stop)
         if test.any():
-            xt, yt = x[test[need]], block[test].astype(np.float64)
-            pred = xt @ w_train
-            ss_res += float(np.square(yt - pred).sum())
-            y_sum += yt.sum(axis=0)
-            y_sq += np.square(yt).sum(axis=0)
+            yt = block[test].astype(np.float64)
+            pred = x[test[need]] @ w_train
+            out["ss_res"] += float(np.square(yt - pred).sum())
+            out["y_sum"] += yt.sum(axis=0)
+            out["y_sq"] += np.square(yt).sum(axis=0)
             denom = np.linalg.norm(yt, axis=1) * np.linalg.norm(pred, axis=1)
-            cos_sum += float(np.sum(np.divide((yt * pred).sum(axis=1), denom,
-                                              out=np.zeros(len(yt)), where=denom > 0)))
+            out["cos_sum"] += float(np.sum(np.divide((yt * pred).sum(axis=1), denom,
+                                                     out=np.zeros(len(yt)), where=denom > 0)))
         if fill.any():
             block[fill] = (x[fill[need]] @ w_all).astype(np.float32)
             writer.write_block(target, start, block)
-    ss_tot = float((y_sq - np.square(y_sum) / n_held).sum())
-    return {
-        "from": list(predictors),
-        "train_words": n_train,
-        "heldout_words": n_held,
-        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else None,
-        "cosine": cos_sum / n_held,
-        "filled": int(fillable.sum()),
-        "unmapped": int((~have_all & ~present[target]).sum()),
-    }
+    return out
