@@ -57,5 +57,5 @@ def command(run_dir: str, out: str, front_end: bool, fold: bool | None, table_dt
         triton_name=triton_name, force=force, progress=not no_progress,
     )
     manifest = export_run(run_dir, out, options=opts)
-    size = sum(f["bytes"] for f in manifest.files.values())
+    size = sum(f.bytes for f in manifest.files.values())
     click.echo(f"wrote {out} ({len(manifest.files)} files, {size / 1e6:.1f} MB)", err=True)
