@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from metaprep.errors import ModelError
-from metaprep.ids import CASE_POLICIES
 
 __all__ = [
     "AccuracyRecord",
@@ -23,6 +22,7 @@ __all__ = [
     "ExportInfo",
     "FileRecord",
     "GraphInfo",
+    "Keys",
     "ParityRecord",
     "TaskInfo",
     "is_plain_name",
@@ -299,8 +299,3 @@ class FileRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {"sha256": self.sha256, "bytes": self.bytes}
-
-
-def case_policy(k: Keys) -> str:
-    value: str = k.string("case_policy", CASE_POLICIES)
-    return value

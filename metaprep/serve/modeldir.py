@@ -21,6 +21,7 @@ from typing import Any
 from metaprep.atomic import atomic_path
 from metaprep.checksum import file_sha256
 from metaprep.errors import ModelError
+from metaprep.ids import CASE_POLICIES
 from metaprep.serve import onnx_scan
 from metaprep.serve.manifest import (
     AccuracyRecord,
@@ -31,7 +32,6 @@ from metaprep.serve.manifest import (
     Keys,
     ParityRecord,
     TaskInfo,
-    case_policy,
     is_plain_name,
 )
 from metaprep.serve.patterncheck import pattern_problem
@@ -147,7 +147,7 @@ class Manifest:
         manifest = cls(
             task=TaskInfo.from_dict(data["task"], path),
             graphs={n: GraphInfo.from_dict(g, path, f"graphs.{n}") for n, g in graphs.data.items()},
-            case_policy=case_policy(k),
+            case_policy=k.string("case_policy", CASE_POLICIES),
             max_tokens=k.integer("max_tokens", 1),
             export=ExportInfo.from_dict(data["export"], path),
             source_run=k.mapping("source_run", lambda v: v is None or isinstance(v, str),

@@ -198,8 +198,10 @@ class _Sink:
         self._size = 0
 
     def _fail(self, exc: OSError) -> DataError:
+        hint = ("the program reading the output stopped" if isinstance(exc, BrokenPipeError)
+                else "check free space and permissions")
         return DataError(f"cannot write the output: {exc.strerror or exc}", path=self.name,
-                         hint="check free space and permissions")
+                         hint=hint)
 
     def write(self, data: bytes | str) -> None:
         b = data.encode("utf-8") if isinstance(data, str) else data
