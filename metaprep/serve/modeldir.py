@@ -252,6 +252,8 @@ def _read_tokenizer(path: Path) -> TokenizerConfig:
         config = TokenizerConfig.from_dict({**data, "max_tokens": None})
     except (ValueError, TypeError) as exc:
         raise ModelError(f"bad tokenizer.json: {exc}", path=path) from exc
+    if not isinstance(config.lowercase, bool):
+        raise ModelError("bad tokenizer.json: lowercase must be true or false", path=path)
     problem = pattern_problem(config.pattern) if config.mode == "regex" else None
     if problem:
         raise ModelError(f"tokenizer pattern refused: {problem}", path=path,
