@@ -112,32 +112,25 @@ class EmbedResult:
     notes: list[str]
 
 
-class _Warnings:
-    def __init__(self, warn: Callable[[str], None] | None) -> None:
-        self.warn, self.count = warn, 0
-
-    def __call__(self, message: str) -> None:
-        self.count += 1
-        if self.warn is not None:
-            self.warn(message)
-
-
 # --- the stages --------------------------------------------------------------------------------
+def _ignore(message: str) -> None:
+    pass
+
+
 def predict(opts: PredictOptions, *, warn: Callable[[str], None] | None = None) -> PredictResult:
     """One JSON line per input record: {"record", "line", "label", "probabilities"}, or
     {"record", "line", "error"}; ``warn`` hears about each unreadable record or bad byte."""
     opts.validate()
     model = opts.model()
     columns = opts.columns or (("text_a", "text_b") if model.pair else ("text",))
-    warnings, records, errors = _Warnings(warn), 0, 0
+    say, records, errors = warn or _ignore, 0, 0
     with open_input(opts.input) as (stream, name), _output(opts.output) as out:
-        texts = read_texts(stream, name=name, fmt=opts.input_format, columns=columns,
-                           warn=warnings)
+        texts = read_texts(stream, name=name, fmt=opts.input_format, columns=columns, warn=say)
         for rec in predict_stream(model, texts, chunk=max(opts.batch_size, 256)):
             records += 1
             if "error" in rec:
                 errors += 1
-                warnings(f"{name}:{rec['line']}: {rec['error']}")
+                say(f"{name}:{rec['line']}: {rec['error']}")
             out.write(json.dumps(rec, ensure_ascii=False) + "\n")
             if opts.output is None and records % 256 == 0:
                 out.flush()  # a reader downstream of a pipe sees results as they come
@@ -150,16 +143,16 @@ def embed(opts: EmbedOptions, *, warn: Callable[[str], None] | None = None) -> E
     model = opts.model()
     width = model.manifest.task.sentence_dim
     npy = Path(opts.output).suffix == ".npy"
-    warnings, records, errors = _Warnings(warn), 0, 0
+    say, records, errors = warn or _ignore, 0, 0
     with open_input(opts.input) as (stream, name), _output(opts.output) as out:
         rows = _NpyRows(out, width) if npy else None
         texts = read_texts(stream, name=name, fmt=opts.input_format,
-                           columns=opts.columns or ("text",), warn=warnings)
+                           columns=opts.columns or ("text",), warn=say)
         for no, vec, problem in embed_stream(model, texts, chunk=max(opts.batch_size, 256)):
             records += 1
             if vec is None:
                 errors += 1
-                warnings(f"{name}:{no}: {problem}")
+                say(f"{name}:{no}: {problem}")
                 vec = np.full(width, np.nan, dtype=np.float32)
             if rows is not None:
                 rows.add(vec)
