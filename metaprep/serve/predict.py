@@ -185,7 +185,7 @@ class _Sink:
     """Bytes (or str, encoded as UTF-8) to ``f`` through a 64 KiB buffer; an OSError (disk full,
     a closed pipe) becomes one DataError line naming the output."""
 
-    def __init__(self, f: IO[bytes], name: str) -> None:
+    def __init__(self, f: Any, name: str) -> None:
         self.f, self.name = f, name
         self._buf: list[bytes] = []
         self._size = 0
@@ -227,7 +227,9 @@ def _output(path: Path | None) -> Iterator[_Sink]:
     """A sink: stdout (path None), a device or pipe as it is, else a temporary file beside
     ``path`` renamed over it when the block succeeds."""
     if path is None:
-        sink = _Sink(sys.stdout.buffer, "<stdout>")
+        # a notebook's stdout has no byte buffer: give it text
+        stdout = getattr(sys.stdout, "buffer", None) or _TextBytes(sys.stdout)
+        sink = _Sink(stdout, "<stdout>")
         try:
             sys.stdout.flush()
             yield sink
@@ -259,6 +261,19 @@ def _opened(target: Path, name: Path) -> Iterator[_Sink]:
             f.close()
         except OSError:
             pass  # the flush above already reported it
+
+
+class _TextBytes:
+    """A text stream that takes UTF-8 bytes."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, data: bytes) -> int:
+        return self.stream.write(data.decode("utf-8"))
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def _silence_stdout() -> None:

@@ -52,6 +52,19 @@ def test_predict_stage_numbers_records_not_lines(model_dir: Path, tmp_path: Path
     assert warnings == [f"{tsv}:3: 1 fields, the header has more"]
 
 
+def test_predict_to_a_text_only_stdout(model_dir: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    texts = tmp_path / "t.txt"
+    texts.write_text("the cat\n\n")
+    out = io.StringIO()  # like a notebook's stdout: no .buffer
+    monkeypatch.setattr("sys.stdout", out)
+    result = predict(PredictOptions(model_dir=model_dir, input=texts))
+    assert result.output is None and result.records == 2
+    assert [json.loads(x)["record"] for x in out.getvalue().splitlines()] == [1, 2]
+
+
 def test_options_mark_their_paths_and_are_checked(model_dir: Path, tmp_path: Path) -> None:
     roles = {f.name: f.metadata.get("path") for f in dataclasses.fields(EmbedOptions)}
     assert roles["model_dir"] == "in" and roles["input"] == "in" and roles["output"] == "out"
@@ -61,6 +74,10 @@ def test_options_mark_their_paths_and_are_checked(model_dir: Path, tmp_path: Pat
         predict(PredictOptions(model_dir=model_dir, batch_size=0))
     with pytest.raises(DataError, match="cannot read input"):
         predict(PredictOptions(model_dir=model_dir, input=tmp_path / "missing.txt"))
+    texts = tmp_path / "t.txt"
+    texts.write_text("the cat\n")
+    with pytest.raises(DataError, match="cannot write the output: No such file or directory"):
+        predict(PredictOptions(model_dir=model_dir, input=texts, output=tmp_path / "no" / "p"))
 
 
 def test_predict_on_a_bare_str_is_a_clear_error(model_dir: Path) -> None:
