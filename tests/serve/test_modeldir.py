@@ -294,3 +294,19 @@ def test_scan_refuses_location_keys_it_cannot_place() -> None:
         onnx_scan.external_locations(model.SerializeToString())
     with pytest.raises(ValueError):
         onnx_scan.external_locations(model.SerializeToString()[:-3])
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_scan_of_damaged_graph_bytes_raises_only_value_error(model_dir: Path,
+                                                             data: st.DataObject) -> None:
+    raw = bytearray((model_dir / "model.onnx").read_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        raw[pos] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    try:
+        locations = onnx_scan.external_locations(bytes(raw[:cut]))
+    except ValueError:
+        return
+    assert all(isinstance(loc, str) for loc in locations)
