@@ -368,23 +368,56 @@ def save_graph(model: onnx.ModelProto, path: Path) -> None:
     onnx.checker.check_model(str(path))
 
 
-def realign_external_data(src: Path, dst: Path, data_name: str, *, append: bool = False) -> None:
+def realign_external_data(src: Path, dst: Path, data_name: str, *, append: bool = False,
+                          share: Path | None = None) -> None:
     """Save the graph at ``src`` as ``dst`` with every initializer of 1 KiB or more in
     ``data_name`` beside ``dst``, each on a 64 KiB boundary as in model.data (``append``: after
-    what that file already holds, for a data file another graph shares). onnx's own writer (used
-    by onnxruntime's quantizer) packs tensors unaligned; 64 KiB is the mapping granularity on
-    Windows (onnxruntime 1.32 on Linux mapped an unaligned 256 MB table too: 80 MB RSS)."""
+    what that file already holds, for a data file another graph shares). A tensor that the graph
+    ``share`` already keeps in that file, byte for byte, is referenced instead of written again
+    (the float32 tables an int8 graph did not quantize). onnx's own writer (used by onnxruntime's
+    quantizer) packs tensors unaligned; 64 KiB is the mapping granularity on Windows
+    (onnxruntime 1.32 on Linux mapped an unaligned 256 MB table too: 80 MB RSS)."""
     model = onnx.load(str(src))  # external data read into memory, so the files can be rewritten
     target = dst.with_name(data_name)
     if not append:  # a new file, not the quantizer's (which it creates readable by its owner only)
         target.unlink(missing_ok=True)
         target.touch()
+    kept = _external_tensors(share, data_name) if append and share is not None else {}
     data = ExternalData(target, append=True)
     try:
         for t in model.graph.initializer:
             array = numpy_helper.to_array(t)
-            if array.nbytes >= 1024:
+            if array.nbytes < 1024:
+                continue
+            old = kept.get(t.name)
+            if old is not None and _holds(target, old, array):
+                t.CopyFrom(old)
+            else:
                 t.CopyFrom(data.tensor(t.name, array))
     finally:
         data.close()
     save_graph(model, dst)
+
+
+def _external_tensors(graph: Path, data_name: str) -> dict[str, TensorProto]:
+    m = onnx.load(str(graph), load_external_data=False)
+    return {t.name: t for t in m.graph.initializer if t.data_location == TensorProto.EXTERNAL
+            and {e.key: e.value for e in t.external_data}.get("location") == data_name}
+
+
+def _holds(path: Path, tensor: TensorProto, array: np.ndarray) -> bool:
+    """Whether ``tensor``'s external bytes in ``path`` are exactly ``array`` (same type, shape)."""
+    if tensor.data_type != helper.np_dtype_to_tensor_dtype(array.dtype) or \
+            tuple(tensor.dims) != array.shape:
+        return False
+    where = {e.key: int(e.value) for e in tensor.external_data if e.key in ("offset", "length")}
+    want = np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
+    if where.get("length", len(want)) != len(want):
+        return False
+    with open(path, "rb") as f:
+        f.seek(where.get("offset", 0))
+        for start in range(0, len(want), 1 << 24):  # 16 MiB at a time: tables can be GBs
+            block = want[start : start + (1 << 24)]
+            if f.read(len(block)) != block:
+                return False
+    return True

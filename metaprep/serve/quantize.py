@@ -61,10 +61,12 @@ def choose_int8(tmp: Path, reference: Any, dev: Any, pair: bool, opts: Any,
             pick = tabled
             chosen.append("Gather")
     # model.data as documented: rewritten for the int8 graph alone, or, when the float32
-    # front-end graph reads its tables from it, with the int8 tensors appended after them
-    model = tmp / GRAPH_FILES["model"]
-    realign_external_data(pick / GRAPH_FILES["model"], model, DATA_FILE,
-                          append=(tmp / GRAPH_FILES["front_end"]).exists())
+    # front-end graph reads its tables from it, with the int8 tensors appended after them (a
+    # table left in float32 is shared, not stored twice)
+    front_end = tmp / GRAPH_FILES["front_end"]
+    shared = front_end if front_end.exists() else None
+    realign_external_data(pick / GRAPH_FILES["model"], tmp / GRAPH_FILES["model"], DATA_FILE,
+                          append=shared is not None, share=shared)
     for d in ("int8", "int8-tables"):
         shutil.rmtree(tmp / d, ignore_errors=True)
     return chosen

@@ -16,6 +16,7 @@ from metaprep.errors import ExportError
 from metaprep.learn.model import load_run
 from metaprep.serve.export import ExportOptions, export_run
 from metaprep.serve.modeldir import file_sha256, read_manifest
+from metaprep.serve.runtime import Model
 
 QUIET = ExportOptions(progress=False)
 
@@ -179,12 +180,26 @@ def test_float16_tables_and_int8_report_accuracy(tmp_path: Path) -> None:
                                            "vocab.offsets.npy", "vocab.index.npy",
                                            "tokenizer.json", "labels.json"]
                                           + (["front_end.onnx"] if front_end else []))
-        from metaprep.serve.runtime import Model
-
         texts = ["the cat sat", "a dog ran fast"]
         assert Model(tmp_path / name).predict_proba(texts).shape == (2, 2)
         if front_end:  # the front end still reads its float32 tables from the shared file
             assert Model(tmp_path / name).embed(texts).shape == (2, 64)
+    # without dev data the tables stay float32: the int8 graph shares the front end's table
+    nodev = make_run(tmp_path / "nodev", method="dme", proj_dim=64, dev=False)
+    export_run(nodev, tmp_path / "i8s", options=ExportOptions(
+        quantize="int8", front_end=True, progress=False), log=lambda _: None)
+
+    def table_at(graph: str) -> dict[str, str]:
+        g = onnx.load(str(tmp_path / "i8s" / graph), load_external_data=False)
+        t = next(t for t in g.graph.initializer if t.name == "front.folded")
+        return {e.key: e.value for e in t.external_data}
+
+    assert table_at("model.onnx") == table_at("front_end.onnx")
+    # the table at 0 and the int8 weights at 64 KiB; a second copy of the table would sit at
+    # 128 KiB or beyond
+    assert (tmp_path / "i8s" / "model.data").stat().st_size < 2 << 16
+    served = Model(tmp_path / "i8s")
+    assert served.embed(["the cat"]).shape == (1, 8) and served.predict(["the cat"])
     # only the ops the graph has: a pool encoder has no LSTM to quantize
     pool = make_run(tmp_path / "pool", method="dme", encoder="pool")
     mp = export_run(pool, tmp_path / "i8p", options=ExportOptions(quantize="int8", progress=False),
