@@ -311,7 +311,7 @@ LOAD_NAIVE = textwrap.dedent("""
 
 def load_section(work: Path, rows: int, dim: int) -> dict[str, Any]:
     """A synthetic model directory with a rows x dim float16 folded table (built once)."""
-    from metaprep.serve.modeldir import Manifest, write_vocab
+    from metaprep.serve.modeldir import ExportInfo, GraphInfo, Manifest, TaskInfo, write_vocab
     from metaprep.serve.onnx_graph import (
         ExternalData,
         FrontSpec,
@@ -344,10 +344,18 @@ def load_section(work: Path, rows: int, dim: int) -> dict[str, Any]:
         files = ["model.onnx", "model.data", *write_vocab(out, [f"w{i}" for i in range(rows)])]
         (out / "tokenizer.json").write_text("{}")
         (out / "labels.json").write_text('["a", "b"]')
-        m = Manifest(task={"pair": False, "labels": ["a", "b"], "sentence_dim": 2 * dim},
-                     graphs={"model": {"file": "model.onnx", "data_files": ["model.data"]}},
-                     case_policy="exact", max_tokens=128, export={"synthetic": True},
-                     source_run={})
+        m = Manifest(
+            task=TaskInfo(pair=False, labels=("a", "b"), method="dme", encoder="pool",
+                          sources=("synthetic",), meta_dim=dim, sentence_dim=2 * dim,
+                          vocab_size=rows),
+            graphs={"model": GraphInfo(file="model.onnx", data_files=("model.data",),
+                                       inputs=("ids", "lengths"),
+                                       outputs=("logits", "probabilities", "sentence_embedding"),
+                                       ops=())},
+            case_policy="exact", max_tokens=128,
+            export=ExportInfo(fold=True, table_dtype="float16", quantize=None, quantized_ops=(),
+                              opset=17, front_end=False),
+            source_run={})
         m.record_files(out, [*files, "tokenizer.json", "labels.json"])
         m.write(out)
     res = {}

@@ -38,7 +38,7 @@ _LAZY = {
         "ExportResult", "SplitOptions", "SplitResult", "TrainOptions", "TrainResult", "align",
         "evaluate", "export", "split", "train")},
     **{name: "metaprep.serve.predict" for name in (
-        "PredictOptions", "PredictResult", "predict")},
+        "EmbedOptions", "EmbedResult", "PredictOptions", "PredictResult", "embed", "predict")},
     "Model": "metaprep.serve.runtime",
 }
 
@@ -47,6 +47,8 @@ __all__ = [
     "AlignResult",
     "ConfigError",
     "DataError",
+    "EmbedOptions",
+    "EmbedResult",
     "EvaluateOptions",
     "EvaluateResult",
     "ExportError",
@@ -66,6 +68,7 @@ __all__ = [
     "VocabError",
     "__version__",
     "align",
+    "embed",
     "evaluate",
     "export",
     "predict",

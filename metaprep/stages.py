@@ -411,5 +411,5 @@ def export(options: ExportOptions) -> ExportResult:
                               "directory that export-onnx wrote", path=out,
                               hint="remove it yourself, or write elsewhere")
         manifest = export_run(_req(o.run, "run", "export"), out, options=settings)
-    size = sum(int(f["bytes"]) for f in manifest.files.values())
+    size = sum(f.bytes for f in manifest.files.values())
     return ExportResult(out, len(manifest.files), size, manifest)

@@ -4,6 +4,7 @@ are exactly the words the model sees. Pure standard library: the runtime imports
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -12,6 +13,7 @@ __all__ = ["DEFAULT_PATTERN", "Tokenizer", "TokenizerConfig"]
 # Words (with inner hyphens/apostrophes), numbers, and single punctuation marks: close to what
 # GloVe/word2vec vocabularies contain, without a language-specific dependency.
 DEFAULT_PATTERN = r"\w+(?:[-'’]\w+)*|[^\w\s]"
+_NON_SPACE = re.compile(r"\S+")
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,12 @@ class Tokenizer:
         if self.config.max_tokens is not None:
             tokens = tokens[: self.config.max_tokens]
         return tokens
+
+    def iter_tokens(self, text: str) -> Iterator[str]:
+        """The same tokens as ``tokenize`` (without its max_tokens cut), one at a time: a caller
+        that stops after N tokens does work and memory bounded by N, not by the text."""
+        if self.config.lowercase:
+            text = text.lower()
+        # \S+ splits exactly where str.split() does (both use Python's Unicode whitespace)
+        regex = self._regex if self._regex is not None else _NON_SPACE
+        return (m.group() for m in regex.finditer(text))

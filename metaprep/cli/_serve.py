@@ -1,4 +1,4 @@
-"""Shared by `metaprep predict` and `metaprep embed`: options, input opening, warnings, output.
+"""Shared by `metaprep predict` and `metaprep embed`: their common options and warnings.
 
 Imports nothing heavier than metaprep.runtime (numpy + onnxruntime): these commands never load
 torch.
@@ -6,16 +6,12 @@ torch.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import IO, Any, BinaryIO
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from metaprep.atomic import atomic_path
-
-__all__ = ["Warner", "atomic_output", "open_input", "serve_options"]
+__all__ = ["Warner", "serve_options"]
 
 _MAX_SHOWN = 10  # warnings printed one by one; the rest are counted
 
@@ -39,7 +35,8 @@ def serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True,
                      help="Check the model directory against its manifest: fast = sizes, and "
                           "sha256 of files up to 64 MiB; full = sha256 of everything."),
-        click.option("--quiet", is_flag=True, help="No notes on stderr (warnings still shown)."),
+        click.option("-q", "--quiet", is_flag=True,
+                     help="No notes on stderr (warnings still shown)."),
     ]):
         f = option(f)
     return f
@@ -59,28 +56,3 @@ class Warner:
     def finish(self) -> None:
         if self.count > _MAX_SHOWN:
             click.echo(f"warning: {self.count - _MAX_SHOWN} more warning(s) not shown", err=True)
-
-
-@contextmanager
-def open_input(path: str) -> Iterator[tuple[BinaryIO, str]]:
-    if path == "-":
-        yield sys.stdin.buffer, "<stdin>"
-        return
-    from metaprep.errors import DataError
-
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise DataError(f"cannot read input: {exc.strerror or exc}", path=path) from exc
-    with f:
-        yield f, path
-
-
-@contextmanager
-def atomic_output(path: str | None, mode: str = "w") -> Iterator[IO[Any]]:
-    """stdout, or a temporary file beside ``path`` renamed over it when the block succeeds."""
-    if path is None or path == "-":
-        yield sys.stdout.buffer if "b" in mode else sys.stdout
-        return
-    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
-        yield f

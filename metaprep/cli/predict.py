@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from metaprep.cli._serve import Warner, atomic_output, open_input, serve_options
+from metaprep.cli._serve import Warner, serve_options
+
+__all__ = ["command"]
+
+_EPILOG = """\b
+Examples:
+  metaprep predict model/ reviews.tsv --column review -o predictions.jsonl
+  cat texts.txt | metaprep predict model/ - -q
+"""
 
 
-@click.command("predict")
+@click.command("predict", epilog=_EPILOG)
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("input_path", metavar="[FILE|-]", default="-")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
@@ -19,27 +29,20 @@ def command(model_dir: str, input_path: str, output: str | None, fmt: str,
     """Classify texts with an exported model (no torch needed).
 
     Reads FILE (or stdin) and writes one JSON line per input record, in order:
-    {"line": N, "label": ..., "probabilities": {label: p, ...}}, or {"line": N, "error": ...}
-    for a record that could not be read. Empty lines get the model's prediction for an empty
-    text; texts longer than the model's max_tokens are truncated (reported once on stderr);
-    bytes that are not UTF-8 are replaced (reported with their line number).
+    {"record": N, "line": L, "label": ..., "probabilities": {label: p, ...}}, or
+    {"record": N, "line": L, "error": ...} for a record that could not be read. N counts records
+    from 1 (a TSV header is not one), L is the input line. Empty lines get the model's
+    prediction for an empty text; texts longer than the model's max_tokens are truncated
+    (reported once on stderr); bytes that are not UTF-8 are replaced (reported with their line).
     """
-    import json
+    from metaprep.serve.predict import PredictOptions, predict
 
-    from metaprep.serve.runtime import Model, predict_stream, read_texts, stats_notes
-
-    model = Model(model_dir, threads=threads, batch_size=batch_size, verify=verify)
-    cols = columns or (("text_a", "text_b") if model.pair else ("text",))
+    opts = PredictOptions(model_dir=Path(model_dir), input=input_path,
+                          output=None if output in (None, "-") else Path(output),
+                          input_format=fmt, columns=columns, batch_size=batch_size,
+                          threads=threads, verify=verify, quiet=quiet)
     warn = Warner()
-    with open_input(input_path) as (stream, name), atomic_output(output) as out:
-        records = read_texts(stream, name=name, fmt=fmt, columns=cols, warn=warn)
-        for rec in predict_stream(model, records, chunk=max(batch_size, 256)):
-            if "error" in rec:
-                warn(f"{name}:{rec['line']}: {rec['error']}")
-            out.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            if output is None and rec["line"] % 256 == 0:
-                out.flush()
+    result = predict(opts, warn=warn)
     warn.finish()
-    if not quiet:
-        for note in stats_notes(model):
-            click.echo(f"note: {note}", err=True)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)

@@ -32,7 +32,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +60,14 @@ class StagePlan:
     figures: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
-        """The options that differ from their defaults, as key=value."""
-        default = asdict(type(self.options)())
-        given = {k: v for k, v in asdict(self.options).items() if v != default[k]}
+        """The options that differ from their defaults (or have none), as key=value."""
+        given = {}
+        for f in fields(self.options):
+            value = getattr(self.options, f.name)
+            default = (f.default if f.default is not MISSING else f.default_factory()
+                       if f.default_factory is not MISSING else MISSING)
+            if value != default:
+                given[f.name] = value
         return " ".join(f"{k}={_short(v)}" for k, v in given.items())
 
 

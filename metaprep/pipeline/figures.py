@@ -60,15 +60,19 @@ def _train(out: Path) -> dict[str, Any]:
 
 
 def _export(out: Path) -> dict[str, Any]:
-    manifest = _json(out / "model" / "manifest.json") or {}
+    from metaprep.errors import ModelError
+    from metaprep.serve.modeldir import read_manifest
+
     figures: dict[str, Any] = {"model_mb": round(dir_size(out / "model") / 1e6, 2)}
-    checks = manifest.get("checks", {})
-    diff = checks.get("parity", {}).get("model", {}).get("max_abs_diff", {}).get("logits")
-    if diff is not None:
-        figures["parity_logits_max_diff"] = diff
-    accuracy = checks.get("accuracy", {})
-    if "onnx_accuracy" in accuracy:
-        figures["onnx_dev_acc"] = accuracy["onnx_accuracy"]
+    try:
+        checks = read_manifest(out / "model").checks
+    except ModelError:
+        return figures
+    parity = checks.parity.get("model")
+    if parity is not None and "logits" in parity.max_abs_diff:
+        figures["parity_logits_max_diff"] = parity.max_abs_diff["logits"]
+    if checks.accuracy is not None:
+        figures["onnx_dev_acc"] = checks.accuracy.onnx_accuracy
     return figures
 
 

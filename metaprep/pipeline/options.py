@@ -46,8 +46,8 @@ def stage_specs() -> dict[str, StageSpec]:
         "evaluate": StageSpec(stages.EvaluateOptions, stages.evaluate, "", {
             "run": "{train}/run", "data": "{split}/test.tsv"}, {**old, "run_dir": "run"}),
         "predict": StageSpec(predict.PredictOptions, predict.predict, "predictions.jsonl", {
-            "model": "{export}/model", "input": "{split}/test.tsv"},
-            {**old, "model_dir": "model", "input_path": "input"}),
+            "model_dir": "{export}/model", "input": "{split}/test.tsv"},
+            {**old, "input_path": "input"}),
     }
 
 
@@ -91,6 +91,12 @@ def _check_type(value: Any, kind: Any, where: str, file: Path) -> Any:
             raise ConfigError(f"{where} must be a string, not {value!r}", path=file)
         return value
     raise ConfigError(f"{where}: unsupported option type {kind}", path=file)
+
+
+def _wants_path(kind: Any) -> bool:
+    """A field typed Path (or Path | None), where a plain string would not do."""
+    args = typing.get_args(kind) or (kind,)
+    return Path in args and str not in args
 
 
 # --- paths ----------------------------------------------------------------------------------
@@ -179,6 +185,9 @@ def build_options(spec: StageSpec, stage: str, table: Mapping[str, Any], *, file
                 values[name] = str(stage_dir / spec.output) if spec.output else str(stage_dir)
         if name not in values and f.default is MISSING and f.default_factory is MISSING:
             raise ConfigError(f"[{stage}] needs {name}", path=file)
+    for name, value in values.items():
+        if isinstance(value, str) and _wants_path(hints[name]):
+            values[name] = Path(value)
     try:
         return spec.options(**values)
     except (TypeError, ValueError) as exc:

@@ -16,7 +16,6 @@ temporary name and renamed.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -29,7 +28,20 @@ import numpy as np
 
 from metaprep import __version__
 from metaprep.errors import ExportError
-from metaprep.serve.modeldir import GRAPH_FILES, Manifest, file_sha256, write_vocab
+from metaprep.serve.modeldir import (
+    DATA_FILE,
+    GRAPH_FILES,
+    AccuracyRecord,
+    Checks,
+    ExportInfo,
+    GraphInfo,
+    Manifest,
+    ParityRecord,
+    TaskInfo,
+    file_sha256,
+    write_model_files,
+    write_vocab,
+)
 from metaprep.serve.onnx_graph import (
     OPSET,
     ExternalData,
@@ -47,7 +59,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ExportOptions", "export_run", "lstm_spec", "spec_from_model"]
 
-DATA_FILE = "model.data"
 FOLDABLE = ("dme", "sum", "single", "concat")  # front ends that depend on the word alone
 
 
@@ -246,15 +257,21 @@ def gate_failures(parity: dict[str, Any], tol: float, graph: str) -> list[str]:
     return bad
 
 
-def _graph_record(path: Path) -> dict[str, Any]:
+def _graph_record(path: Path) -> GraphInfo:
     import onnx
 
     m = onnx.load(str(path), load_external_data=False)
     data = sorted({e.value for t in m.graph.initializer for e in t.external_data
                    if e.key == "location"})
-    return {"file": path.name, "data_files": data,
-            "inputs": [i.name for i in m.graph.input], "outputs": [o.name for o in m.graph.output],
-            "ops": sorted({n.op_type for n in m.graph.node})}
+    return GraphInfo(file=path.name, data_files=tuple(data),
+                     inputs=tuple(i.name for i in m.graph.input),
+                     outputs=tuple(o.name for o in m.graph.output),
+                     ops=tuple(sorted({n.op_type for n in m.graph.node})))
+
+
+def _parity_record(figures: dict[str, Any]) -> ParityRecord:
+    return ParityRecord(cases=figures["cases"], max_abs_diff=figures["max_abs_diff"],
+                        worst_case=figures["worst_case"], max_abs_value=figures["max_abs_value"])
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *,
@@ -345,56 +362,57 @@ def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: 
     if failures:
         raise ExportError("parity gate failed: " + "; ".join(failures),
                           hint="nothing was written; please report this with the run")
-    for p in parity.values():
-        p.pop("case_names")
 
     # the variant actually shipped
     quantized: list[str] = []
+    float_ops = set(_graph_record(tmp / GRAPH_FILES["model"]).ops)
     if opts.table_dtype == "float16":
         for name in (*GRAPH_FILES.values(), DATA_FILE):
             (tmp / name).unlink(missing_ok=True)
         spec.table_dtype = "float16"
         _write_graphs(spec, tmp, front_end=opts.front_end)
     if opts.quantize == "int8":
-        quantized = choose_int8(tmp, reference, dev, cfg.pair, opts, log)
-    checks: dict[str, Any] = {"parity": parity, "tolerance": opts.tolerance, "rtol": opts.rtol}
+        # the op types the quantizer was asked for that the graph has (a pool encoder has no LSTM)
+        quantized = [op for op in choose_int8(tmp, reference, dev, cfg.pair, opts, log)
+                     if op in float_ops]
+    accuracy: AccuracyRecord | None = None
+    variant: ParityRecord | None = None
     if dev is not None:
         acc_feeds, gold = accuracy_feeds(dev.examples, dev.gold, cfg.pair)
         acc = accuracy_change(reference, ort_runner(tmp / GRAPH_FILES["model"]), acc_feeds, gold)
-        checks["accuracy"] = {"data": str(dev.path), **acc}
+        accuracy = AccuracyRecord(data=str(dev.path), **acc)
         log(f"dev accuracy ({acc['examples']} examples): torch {acc['torch_accuracy']:.4f}, "
             f"onnx {acc['onnx_accuracy']:.4f} (change {acc['change']:+.4f}, "
             f"agreement {acc['agreement']:.4f})")
     if opts.table_dtype != "float32" or quantized:
-        variant = compare(reference, ort_runner(tmp / GRAPH_FILES["model"]), feeds, ["logits"])
-        variant.pop("case_names")
-        checks["variant_logits"] = variant
+        shipped = compare(reference, ort_runner(tmp / GRAPH_FILES["model"]), feeds, ["logits"])
+        variant = _parity_record(shipped)
         log(f"{opts.quantize or opts.table_dtype} model: max abs logit diff vs torch "
-            f"{variant['max_abs_diff']['logits']:.3g}")
+            f"{variant.max_abs_diff['logits']:.3g}")
 
     # the rest of the directory
     names = ["model"] + (["front_end"] if opts.front_end else [])
     graphs = {n: _graph_record(tmp / GRAPH_FILES[n]) for n in names}
-    used = {f for g in graphs.values() for f in g["data_files"]}
+    used = {f for g in graphs.values() for f in g.data_files}
     if DATA_FILE not in used:
         (tmp / DATA_FILE).unlink(missing_ok=True)
     files = [GRAPH_FILES[n] for n in names] + sorted(used)
     files += write_vocab(tmp, words)
-    (tmp / "tokenizer.json").write_text(json.dumps(tok.to_dict(), indent=2) + "\n")
-    (tmp / "labels.json").write_text(json.dumps(labels, indent=2, ensure_ascii=False) + "\n")
-    files += ["tokenizer.json", "labels.json"]
+    files += write_model_files(tmp, tokenizer=tok, labels=labels)
     enc_dim = 2 * cfg.hidden if cfg.encoder == "bilstm" else 2 * cfg.meta_dim
     manifest = Manifest(
-        task={"pair": cfg.pair, "labels": labels, "method": cfg.method, "encoder": cfg.encoder,
-              "sources": list(cfg.sources), "meta_dim": cfg.meta_dim, "sentence_dim": enc_dim,
-              "vocab_size": len(words)},
+        task=TaskInfo(pair=cfg.pair, labels=tuple(labels), method=cfg.method,
+                      encoder=cfg.encoder, sources=tuple(cfg.sources), meta_dim=cfg.meta_dim,
+                      sentence_dim=enc_dim, vocab_size=len(words)),
         graphs=graphs,
         case_policy=case_policy,
         max_tokens=int(opts.max_tokens or tok.max_tokens or 512),
-        export={"fold": fold, "table_dtype": opts.table_dtype, "quantize": opts.quantize,
-                "quantized_ops": quantized, "opset": OPSET, "front_end": opts.front_end},
+        export=ExportInfo(fold=fold, table_dtype=opts.table_dtype, quantize=opts.quantize,
+                          quantized_ops=tuple(quantized), opset=OPSET, front_end=opts.front_end),
         source_run={},
-        checks=checks,
+        checks=Checks(parity={g: _parity_record(p) for g, p in parity.items()},
+                      tolerance=opts.tolerance, rtol=opts.rtol, accuracy=accuracy,
+                      variant_logits=variant),
         metaprep_version=__version__,
     )
     manifest.record_files(tmp, files)

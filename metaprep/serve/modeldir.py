@@ -1,77 +1,104 @@
 """The model directory written by ``metaprep export-onnx`` (documented in docs/model-dir.md).
 
-The only module that knows the directory's layout: file names, the manifest, and the memory-mapped
-vocabulary index. Standard library and numpy only, because the runtime imports it.
-
-The vocabulary is served from disk: ``vocab.txt`` (one word per line, row ``i`` is id ``i + 2``),
-``vocab.offsets.npy`` (byte offset of every line) and ``vocab.index.npy`` (an open-addressing hash
-table of ``row + 1``, 0 = empty slot, linear probing, slot = blake2b-64(word) mod size). All three
-are memory-mapped, so opening a model with millions of words costs milliseconds and almost no
-resident memory; a lookup hashes the token and compares the word's bytes.
+The only module that knows the directory's layout: file names, the manifest (typed records in
+``metaprep.serve.manifest``), tokenizer.json, labels.json and the memory-mapped vocabulary
+(``metaprep.serve.vocabfile``). Export writes through ``Manifest``, ``write_vocab`` and
+``write_model_files``; everybody else reads through ``ModelDir.open``, which trusts nothing it
+was given: every file the manifest names and every external-data location inside the graphs must
+resolve inside the directory, the labels, vocabulary index and tokenizer pattern are checked, and
+each problem is a ``ModelError`` naming the file. Standard library and numpy only, because the
+runtime imports it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import mmap
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from metaprep.atomic import atomic_path
 from metaprep.checksum import file_sha256
 from metaprep.errors import ModelError
-from metaprep.ids import CASE_POLICIES, ID_OFFSET, UNK_ID, case_variants
+from metaprep.ids import CASE_POLICIES
+from metaprep.serve import onnx_scan
+from metaprep.serve.manifest import (
+    AccuracyRecord,
+    Checks,
+    ExportInfo,
+    FileRecord,
+    GraphInfo,
+    Keys,
+    ParityRecord,
+    TaskInfo,
+    is_plain_name,
+)
+from metaprep.serve.patterncheck import pattern_problem
+from metaprep.serve.vocabfile import (
+    VOCAB_INDEX,
+    VOCAB_OFFSETS,
+    VOCAB_TXT,
+    MappedVocab,
+    word_hash,
+    write_vocab,
+)
+from metaprep.tokenize import TokenizerConfig
 
 __all__ = [
+    "DATA_FILE",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "GRAPH_FILES",
+    "LABELS",
     "MANIFEST",
+    "TOKENIZER",
+    "AccuracyRecord",
+    "Checks",
+    "ExportInfo",
+    "FileRecord",
+    "GraphInfo",
     "Manifest",
     "MappedVocab",
+    "ModelDir",
+    "ParityRecord",
+    "TaskInfo",
     "file_sha256",
     "read_manifest",
     "verify_files",
     "word_hash",
+    "write_model_files",
     "write_vocab",
 ]
 
 FORMAT_NAME = "metaprep-model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-VOCAB_TXT = "vocab.txt"
-VOCAB_OFFSETS = "vocab.offsets.npy"
-VOCAB_INDEX = "vocab.index.npy"
+TOKENIZER = "tokenizer.json"
+LABELS = "labels.json"
+DATA_FILE = "model.data"  # the external tensors of every graph
 GRAPH_FILES = {"model": "model.onnx", "front_end": "front_end.onnx"}
+REQUIRED_FILES = (VOCAB_TXT, VOCAB_OFFSETS, VOCAB_INDEX, TOKENIZER, LABELS)
 # Files larger than this are checked by size only unless a full check is asked for: hashing a
 # multi-GB table on every load would cost seconds, and onnxruntime memory-maps it anyway.
 LARGE_FILE_BYTES = 64 << 20
-
-
-def word_hash(word: bytes) -> int:
-    """64-bit hash of a word's UTF-8 bytes (stable across processes, unlike ``hash``)."""
-    return int.from_bytes(hashlib.blake2b(word, digest_size=8).digest(), "little")
+_TOP = ["format", "format_version", "metaprep_version", "task", "graphs", "case_policy",
+        "max_tokens", "export", "source_run", "checks", "files"]
 
 
 # --- manifest --------------------------------------------------------------------------------
 @dataclass
 class Manifest:
-    """What manifest.json holds; ``files`` maps a file name to {"sha256", "bytes"}."""
+    """What manifest.json holds, typed. ``files`` maps a file name to its size and sha256."""
 
-    task: dict[str, Any]  # {"pair": bool, "labels": [...], "method": ..., "encoder": ...}
-    graphs: dict[str, dict[str, Any]]  # name -> {"file", "inputs", "outputs"}
+    task: TaskInfo
+    graphs: dict[str, GraphInfo]  # "model" (always), "front_end" (with --front-end)
     case_policy: str
     max_tokens: int
-    export: dict[str, Any]  # options: fold, table_dtype, quantize, opset
-    source_run: dict[str, Any]  # {"path", "config_sha256", "store_sha256"}
-    checks: dict[str, Any] = field(default_factory=dict)  # parity / accuracy figures
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    export: ExportInfo
+    source_run: dict[str, str | None]  # path, config/weights/store sha256, store_path
+    checks: Checks = field(default_factory=Checks)
+    files: dict[str, FileRecord] = field(default_factory=dict)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
     metaprep_version: str = ""
@@ -81,14 +108,14 @@ class Manifest:
             "format": self.format,
             "format_version": self.format_version,
             "metaprep_version": self.metaprep_version,
-            "task": self.task,
-            "graphs": self.graphs,
+            "task": self.task.to_dict(),
+            "graphs": {n: g.to_dict() for n, g in self.graphs.items()},
             "case_policy": self.case_policy,
             "max_tokens": self.max_tokens,
-            "export": self.export,
-            "source_run": self.source_run,
-            "checks": self.checks,
-            "files": self.files,
+            "export": self.export.to_dict(),
+            "source_run": dict(self.source_run),
+            "checks": self.checks.to_dict(),
+            "files": {n: f.to_dict() for n, f in self.files.items()},
         }
 
     def write(self, model_dir: str | Path) -> Path:
@@ -100,7 +127,55 @@ class Manifest:
     def record_files(self, model_dir: str | Path, names: Iterable[str]) -> None:
         for name in names:
             p = Path(model_dir) / name
-            self.files[name] = {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+            self.files[name] = FileRecord(sha256=file_sha256(p), bytes=p.stat().st_size)
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path) -> Manifest:
+        """The typed manifest; a ``ModelError`` naming ``path`` and the key for anything off."""
+        k = Keys(data, "", path, _TOP)
+        k.get("format", lambda v: v == FORMAT_NAME, repr(FORMAT_NAME))
+        if data["format_version"] != FORMAT_VERSION:
+            raise ModelError(
+                f"model directory format version {_short(data['format_version'])} is not "
+                f"supported (this metaprep reads {FORMAT_VERSION})",
+                path=path, hint="re-export the run with this version of metaprep")
+        graphs = Keys(data["graphs"], "graphs", path, ["model"], ["front_end"])
+        files = Keys(data["files"], "files", path, [], None)
+        for name in files.data:
+            if not is_plain_name(name):
+                raise files._error(name, "is not a plain file name inside the directory")
+        manifest = cls(
+            task=TaskInfo.from_dict(data["task"], path),
+            graphs={n: GraphInfo.from_dict(g, path, f"graphs.{n}") for n, g in graphs.data.items()},
+            case_policy=k.string("case_policy", CASE_POLICIES),
+            max_tokens=k.integer("max_tokens", 1),
+            export=ExportInfo.from_dict(data["export"], path),
+            source_run=k.mapping("source_run", lambda v: v is None or isinstance(v, str),
+                                 "strings or null"),
+            checks=Checks.from_dict(data["checks"], path),
+            files={n: FileRecord.from_dict(r, path, f"files.{n}") for n, r in files.data.items()},
+            metaprep_version=k.get("metaprep_version", lambda v: isinstance(v, str), "a string"),
+        )
+        manifest._check_listed(path)
+        return manifest
+
+    def _check_listed(self, path: Path) -> None:
+        """Every file a reader opens is listed in ``files``, so it is size- and hash-checked."""
+        needed = [*REQUIRED_FILES]
+        for name, g in self.graphs.items():
+            needed += [g.file, *g.data_files]
+            if g.file != GRAPH_FILES[name]:
+                raise ModelError(f"manifest key graphs.{name}.file must be {GRAPH_FILES[name]}, "
+                                 f"not {_short(g.file)}", path=path)
+        missing = sorted(set(needed) - set(self.files))
+        if missing:
+            raise ModelError(f"manifest key files lacks {', '.join(missing)}", path=path,
+                             hint="the model directory is damaged; re-export it")
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def read_manifest(model_dir: str | Path) -> Manifest:
@@ -113,148 +188,152 @@ def read_manifest(model_dir: str | Path) -> Manifest:
     except FileNotFoundError as exc:
         raise ModelError("no manifest.json: not a model directory", path=model_dir,
                          hint="create one with `metaprep export-onnx`") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ModelError(f"unreadable manifest: {exc}", path=path) from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise ModelError(f"not a {FORMAT_NAME} manifest", path=path)
-    if data.get("format_version") != FORMAT_VERSION:
-        raise ModelError(
-            f"model directory format version {data.get('format_version')} is not supported "
-            f"(this metaprep reads {FORMAT_VERSION})",
-            path=path, hint="re-export the run with this version of metaprep",
-        )
-    known = set(Manifest.__dataclass_fields__)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ModelError(f"unknown manifest key(s): {', '.join(unknown)}", path=path)
-    try:
-        manifest = Manifest(**data)
-    except TypeError as exc:
-        raise ModelError(f"incomplete manifest: {exc}", path=path) from exc
-    if manifest.case_policy not in CASE_POLICIES:
-        raise ModelError(f"unknown case policy {manifest.case_policy!r}", path=path)
-    return manifest
+    return Manifest.from_dict(data, path)
+
+
+# --- the files ---------------------------------------------------------------------------------
+def check_inside(model_dir: str | Path, names: Iterable[str]) -> None:
+    """Each name resolves to a file inside the directory (a symlink may not point out of it)."""
+    root = Path(model_dir).resolve()
+    for name in names:
+        if not is_plain_name(name):
+            raise ModelError(f"{name!r} is not a plain file name inside the model directory",
+                             path=model_dir, hint="refusing to read outside the directory")
+        target = (root / name).resolve()
+        if target.parent != root and root not in target.parents:
+            raise ModelError(f"{name} points outside the model directory (to {target})",
+                             path=model_dir, hint="refusing to read outside the directory")
 
 
 def verify_files(model_dir: str | Path, manifest: Manifest, *, full: bool = False) -> None:
     """Check every file the manifest lists: size always, sha256 for small files (all with full)."""
+    check_inside(model_dir, manifest.files)
     for name, rec in manifest.files.items():
         p = Path(model_dir) / name
         if not p.is_file():
             raise ModelError(f"file {name} listed in the manifest is missing", path=model_dir,
                              hint="copy the whole model directory")
         size = p.stat().st_size
-        if size != rec.get("bytes"):
+        if size != rec.bytes:
             raise ModelError(
-                f"{name} has {size} bytes, the manifest says {rec.get('bytes')}", path=p,
+                f"{name} has {size} bytes, the manifest says {rec.bytes}", path=p,
                 hint="the model directory was modified or copied incompletely; re-export it",
             )
-        if (full or size <= LARGE_FILE_BYTES) and file_sha256(p) != rec.get("sha256"):
+        if (full or size <= LARGE_FILE_BYTES) and file_sha256(p) != rec.sha256:
             raise ModelError(f"{name} does not match its sha256 in the manifest", path=p,
                              hint="the model directory was modified; re-export it")
 
 
-# --- vocabulary --------------------------------------------------------------------------------
-def _build_index(words: Sequence[bytes]) -> np.ndarray:
-    size = 1 << max(4, (2 * len(words) - 1).bit_length())  # load factor <= 0.5
-    mask = size - 1
-    slots = np.fromiter((word_hash(w) & mask for w in words), dtype=np.int64, count=len(words))
-    table = np.zeros(size, dtype=np.int64)
-    rows = np.arange(len(words), dtype=np.int64)
-    # Vectorised linear probing: each round, the first pending row aiming at a free slot takes it;
-    # the others move one slot on. A row only ever moves past occupied slots, so a lookup that
-    # probes from the home slot to the first empty one finds it.
-    while len(rows):
-        free = table[slots] == 0
-        _, first = np.unique(slots[free], return_index=True)
-        winners = np.flatnonzero(free)[first]
-        table[slots[winners]] = rows[winners] + 1
-        keep = np.ones(len(rows), dtype=bool)
-        keep[winners] = False
-        rows, slots = rows[keep], (slots[keep] + 1) & mask
-    return table
-
-
-def write_vocab(model_dir: str | Path, words: Sequence[str]) -> list[str]:
-    """Write vocab.txt, its offsets and its hash index; returns the file names written."""
-    encoded: list[bytes] = []
-    for i, w in enumerate(words):
-        if "\n" in w or "\r" in w:
-            raise ModelError(f"vocabulary word at row {i} contains a line break: {w!r}",
-                             path=model_dir, hint="drop or rename that word in the store")
-        encoded.append(w.encode("utf-8"))
+def write_model_files(model_dir: str | Path, *, tokenizer: TokenizerConfig,
+                      labels: Sequence[str]) -> list[str]:
+    """tokenizer.json and labels.json; returns the file names written."""
     d = Path(model_dir)
-    lengths = np.fromiter((len(b) + 1 for b in encoded), dtype=np.int64, count=len(encoded))
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    with open(d / VOCAB_TXT, "wb") as f:
-        for b in encoded:
-            f.write(b + b"\n")
-    np.save(d / VOCAB_OFFSETS, offsets)
-    np.save(d / VOCAB_INDEX, _build_index(encoded))
-    return [VOCAB_TXT, VOCAB_OFFSETS, VOCAB_INDEX]
+    (d / TOKENIZER).write_text(json.dumps(tokenizer.to_dict(), indent=2) + "\n")
+    (d / LABELS).write_text(json.dumps(list(labels), indent=2, ensure_ascii=False) + "\n")
+    return [TOKENIZER, LABELS]
 
 
-class MappedVocab:
-    """Token -> id through the memory-mapped index; same answers as ``vocab.VocabIndex``."""
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelError(f"unreadable {path.name}: {exc}", path=path) from exc
 
-    def __init__(self, model_dir: str | Path, *, case_policy: str) -> None:
-        d = Path(model_dir)
-        if case_policy not in CASE_POLICIES:
-            raise ModelError(f"unknown case policy {case_policy!r}", path=d / MANIFEST)
-        self.case_policy = case_policy
-        try:
-            self._offsets = np.load(d / VOCAB_OFFSETS, mmap_mode="r")
-            self._table = np.load(d / VOCAB_INDEX, mmap_mode="r")
-            with open(d / VOCAB_TXT, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                self._text: mmap.mmap | bytes = (
-                    mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-                )
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot open the vocabulary: {exc}", path=d) from exc
-        self._mask = len(self._table) - 1
-        if len(self._table) & self._mask or int(self._offsets[-1]) != size:
-            raise ModelError("vocabulary files do not agree with each other", path=d,
-                             hint="re-export the model directory")
-        self._cache: dict[str, int] = {}
 
-    def __len__(self) -> int:
-        return len(self._offsets) - 1
+def _read_tokenizer(path: Path) -> TokenizerConfig:
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ModelError("tokenizer.json must hold an object", path=path)
+    try:  # truncation is the manifest's max_tokens, applied by the runtime
+        config = TokenizerConfig.from_dict({**data, "max_tokens": None})
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"bad tokenizer.json: {exc}", path=path) from exc
+    if not isinstance(config.lowercase, bool):
+        raise ModelError("bad tokenizer.json: lowercase must be true or false", path=path)
+    problem = pattern_problem(config.pattern) if config.mode == "regex" else None
+    if problem:
+        raise ModelError(f"tokenizer pattern refused: {problem}", path=path,
+                         hint="use a pattern without groups or nested repetition")
+    return config
 
-    def word(self, row: int) -> str:
-        start, end = int(self._offsets[row]), int(self._offsets[row + 1]) - 1
-        return bytes(self._text[start:end]).decode("utf-8")
 
-    def _find(self, word: str) -> int | None:
-        b = word.encode("utf-8", "surrogatepass")
-        slot = word_hash(b) & self._mask
-        while True:
-            entry = int(self._table[slot])
-            if entry == 0:
-                return None
-            row = entry - 1
-            start, end = int(self._offsets[row]), int(self._offsets[row + 1]) - 1
-            if end - start == len(b) and self._text[start:end] == b:
-                return row
-            slot = (slot + 1) & self._mask
+# --- the directory, opened once ------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelDir:
+    """A checked model directory: the typed manifest, the tokenizer config and the labels."""
 
-    def row(self, token: str) -> int | None:
-        for _, form in case_variants(token, self.case_policy):
-            r = self._find(form)
-            if r is not None:
-                return r
-        return None
+    path: Path
+    manifest: Manifest
+    tokenizer: TokenizerConfig
+    labels: tuple[str, ...]
 
-    def id(self, token: str) -> int:
-        # A small cache: real text repeats its frequent words, and a dict hit beats hashing.
-        got = self._cache.get(token)
-        if got is None:
-            r = self.row(token)
-            got = UNK_ID if r is None else r + ID_OFFSET
-            if len(self._cache) < 200_000:
-                self._cache[token] = got
-        return got
+    @classmethod
+    def open(cls, model_dir: str | Path, *, verify: str = "fast") -> ModelDir:
+        """``verify``: "fast" (sizes, sha256 up to 64 MiB), "full" or "none" (the checks that
+        keep a stranger's directory from reading outside itself run always)."""
+        if verify not in ("fast", "full", "none"):
+            raise ValueError("verify must be fast, full or none")
+        path = Path(model_dir)
+        manifest = read_manifest(path)
+        check_inside(path, manifest.files)
+        if verify != "none":
+            verify_files(path, manifest, full=verify == "full")
+        for graph in manifest.graphs.values():
+            _check_graph_data(path, graph)
+        labels = _read_json(path / LABELS)
+        if labels != list(manifest.task.labels):
+            raise ModelError("labels.json does not match the manifest's task.labels",
+                             path=path / LABELS, hint="re-export the model directory")
+        return cls(path, manifest, _read_tokenizer(path / TOKENIZER), manifest.task.labels)
 
-    def encode(self, tokens: Iterable[str]) -> list[int]:
-        return [self.id(t) for t in tokens]
+    def graph_path(self, name: str) -> Path:
+        graph = self.manifest.graphs.get(name)
+        if graph is None:
+            raise ModelError(f"this model directory has no {name} graph", path=self.path,
+                             hint="re-export with --front-end")
+        return self.path / graph.file
+
+    def vocab(self) -> MappedVocab:
+        vocab = MappedVocab(self.path, case_policy=self.manifest.case_policy)
+        if len(vocab) != self.manifest.task.vocab_size:
+            raise ModelError(f"vocab.txt has {len(vocab)} words, the manifest says "
+                             f"{self.manifest.task.vocab_size}", path=self.path / VOCAB_TXT)
+        return vocab
+
+    def check_outputs(self, name: str, shapes: Mapping[str, Sequence[Any]]) -> None:
+        """The graph's output widths agree with the manifest (class count = number of labels)."""
+        task = self.manifest.task
+        want = {"logits": len(task.labels), "probabilities": len(task.labels),
+                "sentence_embedding": task.sentence_dim}
+        graph = self.manifest.graphs[name]
+        if sorted(shapes) != sorted(graph.outputs):
+            raise ModelError(f"{graph.file} has outputs {sorted(shapes)}, the manifest says "
+                             f"{sorted(graph.outputs)}", path=self.path / graph.file)
+        for out, width in want.items():
+            got = shapes.get(out)
+            if got is not None and (len(got) != 2 or got[1] != width):
+                raise ModelError(f"{graph.file} output {out} has shape {list(got)}, expected "
+                                 f"[batch, {width}] ({len(task.labels)} labels)",
+                                 path=self.path / graph.file, hint="re-export the model")
+
+
+def _check_graph_data(model_dir: Path, graph: GraphInfo) -> None:
+    """The graph's external-data locations are plain names inside the directory, all recorded in
+    the manifest's data_files (which verify_files covers), read from the graph's protobuf."""
+    path = model_dir / graph.file
+    try:
+        locations = onnx_scan.external_locations(path.read_bytes())
+    except OSError as exc:
+        raise ModelError(f"cannot read the graph: {exc.strerror or exc}", path=path) from exc
+    except ValueError as exc:
+        raise ModelError(f"not a readable ONNX graph: {exc}", path=path) from exc
+    for loc in sorted(set(locations)):
+        if loc not in graph.data_files:
+            raise ModelError(f"the graph reads external data from {loc!r}, which the manifest "
+                             f"does not list for it", path=path,
+                             hint="refusing to load it; re-export the model directory")
+    check_inside(model_dir, set(locations))

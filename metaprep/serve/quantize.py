@@ -4,27 +4,23 @@ weights, and of the tables when the dev set says accuracy allows it."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from metaprep.errors import ExportError
-from metaprep.serve.modeldir import GRAPH_FILES
+from metaprep.serve.modeldir import DATA_FILE, GRAPH_FILES
 from metaprep.serve.onnx_graph import realign_external_data
 
-__all__ = ["INT8_DATA", "choose_int8", "quantize_model"]
-
-# The int8 graph's own data file (the float32 tables in model.data may still serve the
-# front-end graph). The quantizer names it so; it is rewritten aligned under the same name.
-INT8_DATA = "model.onnx.data"
+__all__ = ["choose_int8", "quantize_model"]
 
 
 # --- variants ----------------------------------------------------------------------------------
 def quantize_model(src: Path, dst: Path, *, tables: bool) -> Path:
-    """dst/model.onnx (+ model.onnx.data): src's model with int8 MatMul / LSTM weights (and
-    tables, with ``tables``), dynamically quantized."""
+    """dst/model.onnx (+ the quantizer's model.onnx.data): src's model with int8 MatMul / LSTM
+    weights (and tables, with ``tables``), dynamically quantized. choose_int8 moves the chosen one
+    into the model directory, its tensors into model.data."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dst.mkdir()
@@ -40,7 +36,6 @@ def quantize_model(src: Path, dst: Path, *, tables: bool) -> Path:
         raise ExportError(f"int8 quantization failed: {exc}", path=src) from exc
     finally:
         root.setLevel(level)
-    realign_external_data(dst / GRAPH_FILES["model"], INT8_DATA)
     return dst / GRAPH_FILES["model"]
 
 
@@ -65,8 +60,13 @@ def choose_int8(tmp: Path, reference: Any, dev: Any, pair: bool, opts: Any,
         if drop <= opts.max_accuracy_drop:
             pick = tabled
             chosen.append("Gather")
-    for p in pick.iterdir():
-        os.replace(p, tmp / p.name)
+    # model.data as documented: rewritten for the int8 graph alone, or, when the float32
+    # front-end graph reads its tables from it, with the int8 tensors appended after them (a
+    # table left in float32 is shared, not stored twice)
+    front_end = tmp / GRAPH_FILES["front_end"]
+    shared = front_end if front_end.exists() else None
+    realign_external_data(pick / GRAPH_FILES["model"], tmp / GRAPH_FILES["model"], DATA_FILE,
+                          append=shared is not None, share=shared)
     for d in ("int8", "int8-tables"):
         shutil.rmtree(tmp / d, ignore_errors=True)
     return chosen

@@ -21,6 +21,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,8 +29,8 @@ import numpy as np
 
 from metaprep.errors import DataError, ModelError
 from metaprep.ids import UNK_ID
-from metaprep.serve.modeldir import Manifest, MappedVocab, read_manifest, verify_files
-from metaprep.tokenize import Tokenizer, TokenizerConfig
+from metaprep.serve.modeldir import Manifest, ModelDir
+from metaprep.tokenize import Tokenizer
 
 __all__ = [
     "INPUT_FORMATS",
@@ -70,21 +71,15 @@ class Model:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.path = Path(model_dir)
-        self.manifest: Manifest = read_manifest(self.path)
-        if verify != "none":
-            verify_files(self.path, self.manifest, full=verify == "full")
-        task = self.manifest.task
-        self.labels: list[str] = list(task["labels"])
-        self.pair: bool = bool(task["pair"])
-        self.max_tokens: int = int(self.manifest.max_tokens)
+        self.dir = ModelDir.open(self.path, verify=verify)  # every check before onnxruntime
+        self.manifest: Manifest = self.dir.manifest
+        self.labels: list[str] = list(self.dir.labels)
+        self.pair: bool = self.manifest.task.pair
+        self.max_tokens: int = self.manifest.max_tokens
         self.batch_size = batch_size
         self.threads = threads
-        try:
-            tok = json.loads((self.path / "tokenizer.json").read_text(encoding="utf-8"))
-            self.tokenizer = Tokenizer(TokenizerConfig.from_dict({**tok, "max_tokens": None}))
-        except (OSError, ValueError, TypeError) as exc:
-            raise ModelError(f"bad tokenizer.json: {exc}", path=self.path) from exc
-        self.vocab = MappedVocab(self.path, case_policy=self.manifest.case_policy)
+        self.tokenizer = Tokenizer(self.dir.tokenizer)
+        self.vocab = self.dir.vocab()
         self.stats = RunStats()
         self._sessions: dict[str, Any] = {}
         self._session("model")  # fail now, not at the first batch, if onnxruntime refuses it
@@ -94,30 +89,29 @@ class Model:
         if graph not in self._sessions:
             import onnxruntime as ort
 
-            if graph not in self.manifest.graphs:
-                raise ModelError(f"this model directory has no {graph} graph", path=self.path,
-                                 hint="re-export with --front-end")
+            path = self.dir.graph_path(graph)
             opts = ort.SessionOptions()
             if self.threads:
                 opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
-            path = self.path / self.manifest.graphs[graph]["file"]
             try:
                 sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime's errors are not typed
                 raise ModelError(f"onnxruntime cannot load the graph: {exc}", path=path) from exc
+            self.dir.check_outputs(graph, {o.name: o.shape for o in sess.get_outputs()})
             self._sessions[graph] = sess
         return self._sessions[graph]
 
     # --- text -> ids ---------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
         """Model ids of one text (truncated at max_tokens; counted in ``stats``)."""
-        tokens = self.tokenizer.tokenize(text)
+        # one token past the limit says "truncated"; a huge line is never tokenized whole
+        tokens = list(islice(self.tokenizer.iter_tokens(text), self.max_tokens + 1))
         st = self.stats
         st.texts += 1
         if len(tokens) > self.max_tokens:
             st.truncated += 1
-            tokens = tokens[: self.max_tokens]
+            del tokens[self.max_tokens :]
         if not tokens:
             st.empty += 1
         ids = self.vocab.encode(tokens)
@@ -126,6 +120,8 @@ class Model:
         return ids
 
     def _encode_all(self, texts: Sequence[Text], pair: bool) -> list[tuple[list[int], list[int]]]:
+        if isinstance(texts, str):  # a str is a sequence too: one prediction per character
+            raise DataError("give a list of texts, not one str: model.predict([text])")
         out = []
         for t in texts:
             if pair:
@@ -156,7 +152,7 @@ class Model:
                 result = np.empty((len(texts), *out.shape[1:]), dtype=np.float32)
             result[idx] = out
         if result is None:  # no texts
-            width = self.manifest.task["sentence_dim"] if output == "sentence_embedding" \
+            width = self.manifest.task.sentence_dim if output == "sentence_embedding" \
                 else len(self.labels)
             result = np.empty((0, width), dtype=np.float32)
         return result
@@ -281,16 +277,20 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def predict_stream(model: Model, records: Iterable[tuple[int, Text | None, str | None]], *,
                    chunk: int = 1024) -> Iterator[dict[str, Any]]:
-    """One JSON-ready record per input record, in order: {"line", "label", "probabilities"},
-    or {"line", "error"} for a record that could not be read."""
+    """One JSON-ready record per input record, in order: {"record", "line", "label",
+    "probabilities"}, or {"record", "line", "error"} for a record that could not be read.
+    ``record`` counts records from 1 (a TSV header or a blank JSONL line is none); ``line`` is
+    where the record starts in the input."""
+    number = 0
     for part in chunked(records, chunk):
         probs = iter(model.predict_proba([t for _, t, _ in part if t is not None]))
         for no, text, problem in part:
+            number += 1
             if text is None:
-                yield {"line": no, "error": problem}
+                yield {"record": number, "line": no, "error": problem}
                 continue
             p = next(probs)
-            yield {"line": no, "label": model.labels[int(np.argmax(p))],
+            yield {"record": number, "line": no, "label": model.labels[int(np.argmax(p))],
                    "probabilities": {k: round(float(x), 6)
                                      for k, x in zip(model.labels, p, strict=True)}}
 

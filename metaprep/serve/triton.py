@@ -39,7 +39,7 @@ def write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> 
 def _fill(tmp: Path, model_dir: Path, name: str, manifest: Manifest) -> None:
     (tmp / "1").mkdir(parents=True)
     graph = manifest.graphs["model"]
-    for fname in [graph["file"], *graph["data_files"]]:
+    for fname in [graph.file, *graph.data_files]:
         try:  # a hard link costs nothing for multi-GB tables; copy across file systems
             os.link(model_dir / fname, tmp / "1" / fname)
         except OSError:
@@ -50,13 +50,13 @@ def _fill(tmp: Path, model_dir: Path, name: str, manifest: Manifest) -> None:
         return f'  {{ name: "{n}" data_type: {dtype} dims: [ {dims} ]{extra} }}'
 
     dims = {"ids": "-1", "ids_b": "-1", "lengths": "1", "lengths_b": "1",
-            "logits": str(len(manifest.task["labels"])),
-            "probabilities": str(len(manifest.task["labels"])),
-            "sentence_embedding": str(manifest.task["sentence_dim"])}
+            "logits": str(len(manifest.task.labels)),
+            "probabilities": str(len(manifest.task.labels)),
+            "sentence_embedding": str(manifest.task.sentence_dim)}
     scalar = " reshape: { shape: [ ] }"
     inputs = ",\n".join(tensor(n, dims[n], scalar if n.startswith("lengths") else "")
-                        for n in graph["inputs"])
-    outputs = ",\n".join(tensor(n, dims[n]) for n in graph["outputs"])
+                        for n in graph.inputs)
+    outputs = ",\n".join(tensor(n, dims[n]) for n in graph.outputs)
     (tmp / "config.pbtxt").write_text(
         f'name: "{name}"\nbackend: "onnxruntime"\nmax_batch_size: 64\n'
         f"input [\n{inputs}\n]\noutput [\n{outputs}\n]\n"

@@ -16,6 +16,7 @@ from metaprep.errors import ExportError
 from metaprep.learn.rundir import Run
 from metaprep.serve.export import ExportOptions, export_run
 from metaprep.serve.modeldir import file_sha256, read_manifest
+from metaprep.serve.runtime import Model
 
 QUIET = ExportOptions(progress=False)
 
@@ -41,11 +42,11 @@ def test_parity_gate_passes_for_every_method(tmp_path: Path, method: str, encode
     run = make_run(tmp_path, method=method, encoder=encoder)
     manifest = export_run(run, tmp_path / "m", options=ExportOptions(fold=fold, progress=False),
                           log=lambda _: None)
-    assert manifest.export["fold"] == (fold is None and method != "cdme")
-    parity = manifest.checks["parity"]["model"]
-    assert parity["cases"] >= 10  # dev batches and the awkward random ones
-    assert parity["max_abs_diff"]["logits"] <= 1e-5
-    assert manifest.checks["accuracy"]["agreement"] == 1.0
+    assert manifest.export.fold == (fold is None and method != "cdme")
+    parity = manifest.checks.parity["model"]
+    assert parity.cases >= 10  # dev batches and the awkward random ones
+    assert parity.max_abs_diff["logits"] <= 1e-5
+    assert manifest.checks.accuracy is not None and manifest.checks.accuracy.agreement == 1.0
 
     # independently of the gate: the graph matches torch on a batch mixing lengths, with
     # non-pad garbage after each length, and a sentence alone gives the same logits
@@ -74,9 +75,9 @@ def test_parity_gate_variants_of_the_model(tmp_path: Path, kw: dict) -> None:
     for fold in (None, False):
         m = export_run(run, tmp_path / f"m{fold}", options=ExportOptions(fold=fold, progress=False),
                        log=lambda _: None)
-        assert m.checks["parity"]["model"]["max_abs_diff"]["logits"] <= 1e-5
-        assert m.graphs["model"]["inputs"] == (["ids", "lengths", "ids_b", "lengths_b"]
-                                               if kw.get("pair") else ["ids", "lengths"])
+        assert m.checks.parity["model"].max_abs_diff["logits"] <= 1e-5
+        assert m.graphs["model"].inputs == (("ids", "lengths", "ids_b", "lengths_b")
+                                            if kw.get("pair") else ("ids", "lengths"))
 
 
 def test_model_directory_layout_and_manifest(tmp_path: Path) -> None:
@@ -89,10 +90,10 @@ def test_model_directory_layout_and_manifest(tmp_path: Path) -> None:
                                       "vocab.offsets.npy", "vocab.index.npy", "tokenizer.json",
                                       "labels.json"])
     for name, rec in m.files.items():
-        assert file_sha256(out / name) == rec["sha256"]
+        assert file_sha256(out / name) == rec.sha256
     assert m.source_run["config_sha256"] == file_sha256(run / "config.json")
     assert m.max_tokens == 7 and m.case_policy == "fallback"
-    assert m.task["labels"] == ["neg", "pos"]
+    assert m.task.labels == ("neg", "pos")
     assert (out / "vocab.txt").read_text(encoding="utf-8").split("\n")[:3] == ["the", "a", "cat"]
     # folded dme: the front end is one Gather over one external, aligned table
     g = onnx.load(str(out / "model.onnx"), load_external_data=False)
@@ -102,8 +103,8 @@ def test_model_directory_layout_and_manifest(tmp_path: Path) -> None:
     assert offset % 4096 == 0
     onnx.checker.check_model(str(out / "model.onnx"))
     # the front-end graph shares the table with the classifier (one data file)
-    assert m.graphs["front_end"]["data_files"] == ["model.data"]
-    assert m.graphs["front_end"]["outputs"] == ["token_embeddings", "sentence_embedding"]
+    assert m.graphs["front_end"].data_files == ("model.data",)
+    assert m.graphs["front_end"].outputs == ("token_embeddings", "sentence_embedding")
     assert not list(tmp_path.glob(".model.*"))  # no temporary directory left behind
 
 
@@ -150,27 +151,60 @@ def test_float16_tables_and_int8_report_accuracy(tmp_path: Path) -> None:
     table = next(t for t in g.graph.initializer if t.name == "front.folded")
     assert table.data_type == onnx.TensorProto.FLOAT16
     assert (tmp_path / "f16" / "model.data").stat().st_size < 38 * 5 * 4  # half of float32
-    acc = m16.checks["accuracy"]
-    assert acc["examples"] == 40 and abs(acc["change"]) <= 0.1
-    assert 0 < m16.checks["variant_logits"]["max_abs_diff"]["logits"] < 0.05
+    acc, variant = m16.checks.accuracy, m16.checks.variant_logits
+    assert acc is not None and acc.examples == 40 and abs(acc.change) <= 0.1
+    assert variant is not None and 0 < variant.max_abs_diff["logits"] < 0.05
 
     m8 = export_run(run, tmp_path / "i8", options=ExportOptions(quantize="int8", progress=False),
                     log=lambda _: None)
-    assert {"MatMul", "LSTM"} <= set(m8.export["quantized_ops"])
-    assert "DynamicQuantizeLSTM" in m8.graphs["model"]["ops"]
-    assert "MatMulInteger" in m8.graphs["model"]["ops"]
-    assert set(m8.checks["accuracy"]) >= {"torch_accuracy", "onnx_accuracy", "change"}
+    assert {"MatMul", "LSTM"} <= set(m8.export.quantized_ops)
+    assert "DynamicQuantizeLSTM" in m8.graphs["model"].ops
+    assert "MatMulInteger" in m8.graphs["model"].ops
+    assert m8.checks.accuracy is not None
     # the quantizer's data file is rewritten so onnxruntime can map every tensor, and readable
     # (a wider model than the one above, whose int8 tensors are all small enough to stay inline)
+    # The int8 tensors go to model.data as documented (after the float32 tables when the
+    # front-end graph shares the file), each aligned, and readable by all.
     wide = make_run(tmp_path / "wide", method="dme", hidden=32, mlp_hidden=64)
-    export_run(wide, tmp_path / "i8w", options=ExportOptions(quantize="int8", progress=False),
-               log=lambda _: None)
-    g8 = onnx.load(str(tmp_path / "i8w" / "model.onnx"), load_external_data=False)
-    external = [{e.key: e.value for e in t.external_data} for t in g8.graph.initializer
-                if t.data_location == onnx.TensorProto.EXTERNAL]
-    assert external and all(int(e.get("offset", 0)) % 65536 == 0 for e in external)
-    assert {e["location"] for e in external} == {"model.onnx.data"}
-    assert (tmp_path / "i8w" / "model.onnx.data").stat().st_mode & 0o777 == 0o644
+    for name, front_end in (("i8w", False), ("i8wf", True)):
+        mw = export_run(wide, tmp_path / name, options=ExportOptions(
+            quantize="int8", front_end=front_end, progress=False), log=lambda _: None)
+        g8 = onnx.load(str(tmp_path / name / "model.onnx"), load_external_data=False)
+        external = [{e.key: e.value for e in t.external_data} for t in g8.graph.initializer
+                    if t.data_location == onnx.TensorProto.EXTERNAL]
+        assert external and all(int(e.get("offset", 0)) % 65536 == 0 for e in external)
+        assert {e["location"] for e in external} == {"model.data"}
+        assert not (tmp_path / name / "model.onnx.data").exists()
+        assert (tmp_path / name / "model.data").stat().st_mode & 0o777 == 0o644
+        assert sorted(mw.files) == sorted(["model.onnx", "model.data", "vocab.txt",
+                                           "vocab.offsets.npy", "vocab.index.npy",
+                                           "tokenizer.json", "labels.json"]
+                                          + (["front_end.onnx"] if front_end else []))
+        texts = ["the cat sat", "a dog ran fast"]
+        assert Model(tmp_path / name).predict_proba(texts).shape == (2, 2)
+        if front_end:  # the front end still reads its float32 tables from the shared file
+            assert Model(tmp_path / name).embed(texts).shape == (2, 64)
+    # without dev data the tables stay float32: the int8 graph shares the front end's table
+    nodev = make_run(tmp_path / "nodev", method="dme", proj_dim=64, dev=False)
+    export_run(nodev, tmp_path / "i8s", options=ExportOptions(
+        quantize="int8", front_end=True, progress=False), log=lambda _: None)
+
+    def table_at(graph: str) -> dict[str, str]:
+        g = onnx.load(str(tmp_path / "i8s" / graph), load_external_data=False)
+        t = next(t for t in g.graph.initializer if t.name == "front.folded")
+        return {e.key: e.value for e in t.external_data}
+
+    assert table_at("model.onnx") == table_at("front_end.onnx")
+    # the table at 0 and the int8 weights at 64 KiB; a second copy of the table would sit at
+    # 128 KiB or beyond
+    assert (tmp_path / "i8s" / "model.data").stat().st_size < 2 << 16
+    served = Model(tmp_path / "i8s")
+    assert served.embed(["the cat"]).shape == (1, 8) and served.predict(["the cat"])
+    # only the ops the graph has: a pool encoder has no LSTM to quantize
+    pool = make_run(tmp_path / "pool", method="dme", encoder="pool")
+    mp = export_run(pool, tmp_path / "i8p", options=ExportOptions(quantize="int8", progress=False),
+                    log=lambda _: None)
+    assert "LSTM" not in mp.export.quantized_ops and "MatMul" in mp.export.quantized_ops
 
 
 def test_export_refusals(tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def test_predict_embed_and_stats(exported: dict[str, Path]) -> None:
     assert (st_.texts, st_.empty, st_.truncated) == (4, 1, 1)
     assert st_.unknown == 2 + 5  # qwerty, zebra; then b..f (counted after truncation to 6)
     emb = model.embed(["the cat", "dog"])
-    assert emb.shape == (2, model.manifest.task["sentence_dim"]) and emb.dtype == np.float32
+    assert emb.shape == (2, model.manifest.task.sentence_dim) and emb.dtype == np.float32
     # embed uses the front-end graph; the classifier graph's sentence output agrees
     sess = model._session("model")
     ids, lengths = np.array([[2, 4]]), np.array([2])
@@ -120,7 +120,9 @@ def test_tampered_or_incomplete_model_dir(exported: dict[str, Path], tmp_path: P
     (copy / "labels.json").write_text('["a", "b", "c"]\n')
     with pytest.raises(ModelError, match="labels.json has 16 bytes, the manifest says"):
         Model(copy)
-    Model(copy, verify="none")  # the user may opt out
+    # the user may opt out of the checksums, not out of the labels agreeing with the manifest
+    with pytest.raises(ModelError, match="labels.json does not match the manifest"):
+        Model(copy, verify="none")
     (copy / "vocab.index.npy").unlink()
     with pytest.raises(ModelError, match="vocab.index.npy listed in the manifest is missing"):
         Model(copy)

@@ -1,0 +1,108 @@
+"""The external-data locations an ONNX graph refers to, read from its protobuf bytes without the
+``onnx`` package (the runtime must not need it).
+
+A model directory may come from a stranger, and onnxruntime opens whatever file a tensor's
+``external_data`` ``location`` names, relative to the graph (``../../etc/...`` or an absolute path
+included). So before a session is created, every location is read here and checked by
+``modeldir``. The walk follows the protobuf schema (onnx.proto) to every place a TensorProto can
+sit: graph initializers, sparse initializers, node attributes (tensors and nested graphs),
+functions and training info. As a guard against a place this walk misses, the number of
+``location`` keys found must equal the number of times the encoded key occurs in the raw bytes;
+if not, the graph is refused rather than trusted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+__all__ = ["external_locations"]
+
+_LOCATION_KEY = b"\x0a\x08location"  # field 1 (key), length 8, "location"
+_MAX_DEPTH = 64  # nested graphs (If/Loop bodies); deeper is refused, not recursed into
+
+# message -> {field number: message type of that (length-delimited) field}
+_SCHEMA: dict[str, dict[int, str]] = {
+    "model": {7: "graph", 20: "training", 25: "function"},
+    "training": {1: "graph", 3: "graph"},
+    "function": {5: "node", 11: "attribute"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse",
+                  23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+    "tensor": {13: "entry"},
+}
+
+
+def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= end or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(field number, start, end) of each length-delimited field; other wire types skipped."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos, end)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, pos = _varint(buf, pos, end)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            length, pos = _varint(buf, pos, end)
+            if pos + length > end:
+                raise ValueError("a field runs past the end of its message")
+            yield number, pos, pos + length
+            pos += length
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        if pos > end:
+            raise ValueError("a field runs past the end of its message")
+
+
+def _walk(buf: bytes, kind: str, start: int, end: int, depth: int, out: list[str]) -> None:
+    if depth > _MAX_DEPTH:
+        raise ValueError("graphs nested too deeply")
+    if kind == "entry":
+        key = value = None
+        canonical = False
+        for number, s, e in _fields(buf, start, end):
+            if number == 1:
+                key, canonical = buf[s:e], buf[s - 2 : s] == _LOCATION_KEY[:2]
+            elif number == 2:
+                value = buf[s:e]
+        if key == b"location":
+            if not canonical:  # the count below relies on the plain encoding of the key
+                raise ValueError("an external data key is not plainly encoded")
+            try:
+                out.append((value or b"").decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise ValueError("an external data location is not UTF-8") from exc
+        return
+    children = _SCHEMA[kind]
+    for number, s, e in _fields(buf, start, end):
+        child = children.get(number)
+        if child is not None:
+            _walk(buf, child, s, e, depth + 1, out)
+
+
+def external_locations(model: bytes) -> list[str]:
+    """Every external-data ``location`` in a serialized ModelProto, in order of appearance.
+    ValueError if the bytes do not parse, or hold ``location`` keys the walk did not reach."""
+    found: list[str] = []
+    _walk(model, "model", 0, len(model), 0, found)
+    if model.count(_LOCATION_KEY) != len(found):
+        raise ValueError("the graph holds external-data entries in places this reader does not "
+                         "check")
+    return found

@@ -1,0 +1,148 @@
+"""The predict and embed stages (metaprep.serve.predict) and their thin CLI faces."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from exportkit import make_run
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metaprep.cli import cli
+from metaprep.errors import ConfigError, DataError
+from metaprep.serve.predict import EmbedOptions, PredictOptions, embed, predict
+from metaprep.serve.runtime import Model
+from metaprep.tokenize import Tokenizer, TokenizerConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from metaprep.serve.export import ExportOptions, export_run
+
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("predict")
+    run = make_run(base, method="dme")
+    export_run(run, base / "model", options=ExportOptions(max_tokens=6, progress=False),
+               log=lambda _: None)
+    return base / "model"
+
+
+def test_predict_stage_numbers_records_not_lines(model_dir: Path, tmp_path: Path) -> None:
+    tsv = tmp_path / "in.tsv"
+    tsv.write_text("id\ttext\n1\tthe cat\n2\n3\ta dog\n", encoding="utf-8")
+    warnings: list[str] = []
+    result = predict(PredictOptions(model_dir=model_dir, input=tsv, output=tmp_path / "p.jsonl",
+                                    quiet=True), warn=warnings.append)
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [(r["record"], r["line"]) for r in rows] == [(1, 2), (2, 3), (3, 4)]
+    assert "label" in rows[0] and "error" in rows[1]
+    assert (result.records, result.errors, result.notes) == (3, 1, [])
+    assert warnings == [f"{tsv}:3: 1 fields, the header has more"]
+
+
+def test_predict_to_a_text_only_stdout(model_dir: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    texts = tmp_path / "t.txt"
+    texts.write_text("the cat\n\n")
+    out = io.StringIO()  # like a notebook's stdout: no .buffer
+    monkeypatch.setattr("sys.stdout", out)
+    result = predict(PredictOptions(model_dir=model_dir, input=texts))
+    assert result.output is None and result.records == 2
+    assert [json.loads(x)["record"] for x in out.getvalue().splitlines()] == [1, 2]
+
+
+def test_options_mark_their_paths_and_are_checked(model_dir: Path, tmp_path: Path) -> None:
+    roles = {f.name: f.metadata.get("path") for f in dataclasses.fields(EmbedOptions)}
+    assert roles["model_dir"] == "in" and roles["input"] == "in" and roles["output"] == "out"
+    with pytest.raises(ConfigError, match="must end in .npy or .jsonl"):
+        embed(EmbedOptions(model_dir=model_dir, output=tmp_path / "x.csv"))
+    with pytest.raises(ConfigError, match="batch size"):
+        predict(PredictOptions(model_dir=model_dir, batch_size=0))
+    with pytest.raises(DataError, match="cannot read input"):
+        predict(PredictOptions(model_dir=model_dir, input=tmp_path / "missing.txt"))
+    texts = tmp_path / "t.txt"
+    texts.write_text("the cat\n")
+    with pytest.raises(DataError, match="cannot write the output: No such file or directory"):
+        predict(PredictOptions(model_dir=model_dir, input=texts, output=tmp_path / "no" / "p"))
+
+
+def test_predict_on_a_bare_str_is_a_clear_error(model_dir: Path) -> None:
+    model = Model(model_dir)
+    with pytest.raises(DataError, match="give a list of texts, not one str"):
+        model.predict("the cat sat")
+    assert len(model.predict(["the cat sat"])) == 1
+
+
+def test_a_huge_line_is_cut_while_it_is_tokenized(model_dir: Path) -> None:
+    model = Model(model_dir)  # max_tokens 6
+    line = "cat " * 2_000_000  # 8 MB: as a token list, 16 MB of pointers alone
+    tracemalloc.start()
+    try:
+        ids = model.encode(line)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert ids == [4] * 6 and model.stats.truncated == 1
+    assert peak < 1 << 20
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(max_size=40), lowercase=st.booleans(), mode=st.sampled_from(["regex",
+                                                                                 "whitespace"]))
+def test_streamed_tokens_equal_the_tokenizer(text: str, lowercase: bool, mode: str) -> None:
+    tok = Tokenizer(TokenizerConfig(mode=mode, lowercase=lowercase))
+    assert list(tok.iter_tokens(text)) == tok.tokenize(text)
+
+
+def test_embed_npy_is_streamed_and_readable(model_dir: Path, tmp_path: Path) -> None:
+    texts = tmp_path / "t.jsonl"
+    lines = [json.dumps({"text": f"the cat {i}"}) for i in range(700)] + ['{"nope": 1}']
+    texts.write_text("\n".join(lines) + "\n")
+    npy, js = tmp_path / "e.npy", tmp_path / "e.jsonl"
+    result = embed(EmbedOptions(model_dir=model_dir, input=texts, output=npy, batch_size=32))
+    assert (result.records, result.errors, result.dim) == (701, 1, 8)
+    emb = np.load(npy)
+    assert emb.shape == (701, 8) and emb.dtype == np.float32 and np.isnan(emb[-1]).all()
+    assert np.load(npy, mmap_mode="r").shape == (701, 8)
+    embed(EmbedOptions(model_dir=model_dir, input=texts, output=js))
+    rows = [json.loads(x) for x in js.read_text().splitlines()]
+    assert rows[0]["record"] == 1 and rows[-1]["line"] == 701
+    np.testing.assert_allclose(rows[5]["embedding"], emb[5], atol=1e-6)
+    direct = Model(model_dir).embed([f"the cat {i}" for i in range(700)])
+    np.testing.assert_allclose(emb[:700], direct, atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.jsonl", "e.npy", "t.jsonl"]
+
+
+def test_cli_help_has_examples_and_quiet() -> None:
+    for name in ("predict", "embed"):
+        out = CliRunner().invoke(cli, [name, "--help"]).output
+        assert "Examples:" in out and "-q, --quiet" in out and "-o, --output" in out
+
+
+def test_write_errors_are_one_line(model_dir: Path, tmp_path: Path) -> None:
+    texts = tmp_path / "t.txt"
+    texts.write_text("the cat\n" * 50)
+    base = [sys.executable, "-m", "metaprep", "predict", str(model_dir), str(texts)]
+    for argv, stdout in ((base + ["-o", "/dev/full"], None), (base, "/dev/full")):
+        with open(stdout or "/dev/null", "wb") as out:
+            proc = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                  timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            f"error: {'/dev/full' if stdout is None else '<stdout>'}: cannot write the output: "
+            "No space left on device (check free space and permissions)"]
+    assert Path("/dev/full").is_char_device()  # written to, never replaced
