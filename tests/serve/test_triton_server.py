@@ -65,6 +65,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     write_python_model(broken, repo, TritonOptions(name="broken", threads=1))
     with open(broken / "vocab.txt", "ab") as f:  # after writing: only the load can notice
         f.write(b"tampered\n")
+    from metaprep.serve.triton_local import prepare
+
+    try:  # the stub's venv needs pip once (numpy<2 beside the stub under NumPy 2)
+        prepare(base / "server")
+    except ConfigError as exc:
+        pytest.skip(f"cannot prepare the python backend's environment: {exc}")
     # a model that fails to load must not stop the server (the default exits): the test checks
     # that it is reported unavailable, with metaprep's reason
     with run_triton(repo, base / "server", ready_timeout=240,
