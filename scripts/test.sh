@@ -3,7 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet torch==2.13.0
-python3 -m pip install --quiet -e ".[full,dev]"
+python3 -m pip install --quiet -e ".[full,dev,triton]"
+# a real Triton server for tests/serve/test_triton_server.py (Linux x86-64 wheel; see pyproject)
+python3 -m pip install --quiet --no-deps nvidia-pytriton==0.7.0 \
+  || echo "no nvidia-pytriton wheel here: the Triton server test will skip" >&2
 python3 -m ruff check metaprep tests benchmarks
 python3 -m mypy metaprep
 python3 -m pytest -q "$@"

@@ -47,7 +47,8 @@ Examples:
 @click.option("--rtol", type=float, default=1e-5, show_default=True,
               help="The parity gate's relative part: float32 rounding grows with the logits.")
 @click.option("--triton", type=click.Path(file_okay=False),
-              help="Also write a Triton model repository entry in this directory.")
+              help="Also write a Triton onnxruntime-backend entry (ids in) in this directory; "
+                   "for text in, see `metaprep triton`.")
 @click.option("--triton-name", default="metaprep", show_default=True,
               help="Model name in the Triton repository.")
 @click.option("--force", is_flag=True, help="Replace an existing model directory.")

@@ -6,6 +6,9 @@
 ``lengths`` is one number per sentence: declared ``dims: [ 1 ]`` with ``reshape: { shape: [ ] }``
 so the model sees (B,). Triton batches requests of the same padded length together, so clients
 should pad ``ids`` to a few fixed lengths (e.g. 16, 32, 64, 128) to let dynamic batching work.
+
+This entry is for a client that tokenizes itself, and has never been loaded by a real Triton
+server. For raw text in, tested against a real server: ``metaprep triton`` (triton_python.py).
 """
 
 from __future__ import annotations
