@@ -4,8 +4,9 @@ are exactly the words the model sees. Pure standard library: the runtime imports
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
+from itertools import islice
 from typing import Any
 
 __all__ = ["DEFAULT_PATTERN", "Tokenizer", "TokenizerConfig"]
@@ -61,6 +62,23 @@ class Tokenizer:
         if self.config.max_tokens is not None:
             tokens = tokens[: self.config.max_tokens]
         return tokens
+
+    def tokenize_many(self, texts: Iterable[str], limit: int) -> list[list[str]]:
+        """The first ``limit`` tokens of each text (all when fewer), without the max_tokens cut.
+        Work and memory are bounded by ``limit``, not by the text: a short text is split at C
+        speed in one call, a long one token by token until the limit."""
+        split = self._regex.findall if self._regex is not None else str.split
+        lower, cap = self.config.lowercase, 32 * limit  # a text of n chars has <= n tokens
+        out = []
+        for text in texts:
+            if len(text) > cap:
+                out.append(list(islice(self.iter_tokens(text), limit)))
+                continue
+            tokens = split(text.lower() if lower else text)
+            if len(tokens) > limit:
+                del tokens[limit:]
+            out.append(tokens)
+        return out
 
     def iter_tokens(self, text: str) -> Iterator[str]:
         """The same tokens as ``tokenize`` (without its max_tokens cut), one at a time: a caller

@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,6 +40,7 @@ __all__ = [
     "chunked",
     "embed_stream",
     "pad_batch",
+    "pad_flat",
     "predict_stream",
     "read_texts",
     "stats_notes",
@@ -103,54 +104,75 @@ class Model:
         return self._sessions[graph]
 
     # --- text -> ids ---------------------------------------------------------------------------
+    def _tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        # one token past the limit says "truncated"; a huge line is never tokenized whole
+        lists = self.tokenizer.tokenize_many(texts, self.max_tokens + 1)
+        sizes = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        over = np.flatnonzero(sizes > self.max_tokens)
+        for k in over.tolist():
+            del lists[k][self.max_tokens :]
+        st = self.stats
+        st.texts += len(lists)
+        st.truncated += len(over)
+        st.empty += int(np.count_nonzero(sizes == 0))
+        return lists
+
     def encode(self, text: str) -> list[int]:
         """Model ids of one text (truncated at max_tokens; counted in ``stats``)."""
-        # one token past the limit says "truncated"; a huge line is never tokenized whole
-        tokens = list(islice(self.tokenizer.iter_tokens(text), self.max_tokens + 1))
-        st = self.stats
-        st.texts += 1
-        if len(tokens) > self.max_tokens:
-            st.truncated += 1
-            del tokens[self.max_tokens :]
-        if not tokens:
-            st.empty += 1
-        ids = self.vocab.encode(tokens)
-        st.tokens += len(ids)
-        st.unknown += sum(1 for i in ids if i == UNK_ID)
+        ids = self.vocab.encode(self._tokens([text])[0])
+        self.stats.tokens += len(ids)
+        self.stats.unknown += ids.count(UNK_ID)
         return ids
 
-    def _encode_all(self, texts: Sequence[Text], pair: bool) -> list[tuple[list[int], list[int]]]:
+    def _split(self, texts: Sequence[Text], pair: bool) -> list[list[str]]:
+        """Token lists: one per text, or for pairs the first texts' then the second texts'."""
         if isinstance(texts, str):  # a str is a sequence too: one prediction per character
             raise DataError("give a list of texts, not one str: model.predict([text])")
-        out = []
-        for t in texts:
-            if pair:
-                if not isinstance(t, tuple) or len(t) != 2:
-                    raise DataError("this model reads sentence pairs: give (text_a, text_b)")
-                out.append((self.encode(t[0]), self.encode(t[1])))
-            else:
-                if not isinstance(t, str):
-                    raise DataError("this model reads single texts, not pairs")
-                out.append((self.encode(t), []))
-        return out
+        if pair:
+            if not all(isinstance(t, tuple) and len(t) == 2 for t in texts):
+                raise DataError("this model reads sentence pairs: give (text_a, text_b)")
+            return self._tokens([t[0] for t in texts]) + self._tokens([t[1] for t in texts])  # type: ignore[index]
+        if not all(isinstance(t, str) for t in texts):
+            raise DataError("this model reads single texts, not pairs")
+        return self._tokens(texts)  # type: ignore[arg-type]
+
+    def _ids(self, tokens: list[list[str]], order: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(flat ids, lengths) of the token lists taken in ``order``: every batch is then one
+        contiguous slice, padded in a single numpy step."""
+        ordered = [tokens[k] for k in order]
+        lengths = np.fromiter(map(len, ordered), dtype=np.int64, count=len(ordered))
+        flat = self.vocab.encode_array(list(chain.from_iterable(ordered)))
+        self.stats.tokens += len(flat)
+        self.stats.unknown += int(np.count_nonzero(flat == UNK_ID))
+        return flat, lengths
 
     # --- batches -------------------------------------------------------------------------------
     def _run(self, graph: str, texts: Sequence[Text], output: str, *, pair: bool) -> np.ndarray:
         sess = self._session(graph)
-        encoded = self._encode_all(texts, pair)
+        tokens = self._split(texts, pair)
+        n = len(texts)
+        sizes = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        if pair:
+            sizes = np.maximum(sizes[:n], sizes[n:])
+        order = np.argsort(sizes, kind="stable")
+        sides = [self._ids(tokens[:n], order.tolist())]
+        if pair:
+            sides.append(self._ids(tokens[n:], order.tolist()))
         wanted = {i.name for i in sess.get_inputs()}
-        order = np.argsort([max(len(a), len(b)) for a, b in encoded], kind="stable")
+        starts = [np.concatenate([[0], np.cumsum(lengths)]) for _, lengths in sides]
         result: np.ndarray | None = None
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            ids, lengths = pad_batch([encoded[i][0] for i in idx])
-            feed = {"ids": ids, "lengths": lengths}
-            if "ids_b" in wanted:
-                feed["ids_b"], feed["lengths_b"] = pad_batch([encoded[i][1] for i in idx])
+        for start in range(0, n, self.batch_size):
+            stop = min(n, start + self.batch_size)
+            feed: dict[str, np.ndarray] = {}
+            for (flat, lengths), first, suffix in zip(sides, starts, ("", "_b"), strict=False):
+                if f"ids{suffix}" in wanted:
+                    seg = flat[first[start] : first[stop]]
+                    feed[f"ids{suffix}"], feed[f"lengths{suffix}"] = pad_flat(
+                        seg, lengths[start:stop])
             (out,) = sess.run([output], feed)
             if result is None:
-                result = np.empty((len(texts), *out.shape[1:]), dtype=np.float32)
-            result[idx] = out
+                result = np.empty((n, *out.shape[1:]), dtype=np.float32)
+            result[order[start:stop]] = out
         if result is None:  # no texts
             width = self.manifest.task.sentence_dim if output == "sentence_embedding" \
                 else len(self.labels)
@@ -160,6 +182,10 @@ class Model:
     def predict_proba(self, texts: Sequence[Text]) -> np.ndarray:
         """(N, C) class probabilities; columns follow ``labels``."""
         return self._run("model", texts, "probabilities", pair=self.pair)
+
+    def predict_ids(self, texts: Sequence[Text]) -> np.ndarray:
+        """(N,) int64 class ids, indexes into ``labels``: the array API, no per-row objects."""
+        return np.argmax(self.predict_proba(texts), axis=1)
 
     def predict(self, texts: Sequence[Text]) -> list[tuple[str, dict[str, float]]]:
         probs = self.predict_proba(texts)
@@ -177,6 +203,14 @@ class Model:
             raise ModelError("a sentence-pair model embeds single texts only with its front-end "
                              "graph", path=self.path, hint="re-export with --front-end")
         return self._run(graph, texts, "sentence_embedding", pair=False)
+
+
+def pad_flat(flat: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows laid end to end in ``flat`` -> right-padded ids (B,T) int64 (T >= 1), lengths."""
+    width = max(1, int(lengths.max(initial=0)))
+    ids = np.zeros((len(lengths), width), dtype=np.int64)
+    ids[np.arange(width)[None, :] < lengths[:, None]] = flat
+    return ids, lengths
 
 
 def pad_batch(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:

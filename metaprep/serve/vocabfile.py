@@ -132,7 +132,7 @@ class MappedVocab:
         _check_offsets(self._offsets, size, d / VOCAB_OFFSETS)
         _check_index(self._table, len(self._offsets) - 1, d / VOCAB_INDEX)
         self._mask = len(self._table) - 1
-        self._cache: dict[str, int] = {}
+        self._cache = _IdCache(self)
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -161,15 +161,33 @@ class MappedVocab:
                 return r
         return None
 
+    def lookup(self, token: str) -> int:
+        """The id of a token, through the index (no cache)."""
+        r = self.row(token)
+        return UNK_ID if r is None else r + ID_OFFSET
+
     def id(self, token: str) -> int:
-        # A small cache: real text repeats its frequent words, and a dict hit beats hashing.
-        got = self._cache.get(token)
-        if got is None:
-            r = self.row(token)
-            got = UNK_ID if r is None else r + ID_OFFSET
-            if len(self._cache) < 200_000:
-                self._cache[token] = got
-        return got
+        return self._cache[token]
 
     def encode(self, tokens: Iterable[str]) -> list[int]:
-        return [self.id(t) for t in tokens]
+        return list(map(self._cache.__getitem__, tokens))
+
+    def encode_array(self, tokens: Sequence[str]) -> np.ndarray:
+        """int64 ids of many tokens at once: a C-level loop over the cache for known words."""
+        return np.fromiter(map(self._cache.__getitem__, tokens), dtype=np.int64,
+                           count=len(tokens))
+
+
+class _IdCache(dict[str, int]):
+    """token -> id. Real text repeats its frequent words, and a dict hit beats hashing; a miss
+    looks the token up in the index (``__missing__``), remembered while the cache is small."""
+
+    def __init__(self, vocab: MappedVocab) -> None:
+        super().__init__()
+        self._vocab = vocab
+
+    def __missing__(self, token: str) -> int:
+        got = self._vocab.lookup(token)
+        if len(self) < 200_000:
+            self[token] = got
+        return got

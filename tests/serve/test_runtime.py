@@ -243,3 +243,30 @@ def test_unknown_words_map_to_unk(exported: dict[str, Path]) -> None:
     model = Model(exported["single"])
     assert model.encode("the zebra Paris PARIS") == [2, 1, 9, 9]
     assert len(WORDS) == len(model.vocab)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(alphabet="ab C,.-'\u00e9 \t\n", max_size=60), max_size=8),
+       st.integers(1, 5), st.booleans(), st.booleans())
+def test_tokenize_many_is_tokenize_cut_at_the_limit(texts: list[str], limit: int, lower: bool,
+                                                   spaces: bool) -> None:
+    from metaprep.tokenize import Tokenizer, TokenizerConfig
+
+    tok = Tokenizer(TokenizerConfig(mode="whitespace" if spaces else "regex", lowercase=lower))
+    long = "word " * (40 * limit)  # over 32 x limit characters: the token-by-token path
+    for text in [*texts, long, long.upper()]:
+        assert tok.tokenize_many([text], limit) == [tok.tokenize(text)[:limit]]
+
+
+def test_the_flat_padding_and_the_array_api(exported: dict[str, Path]) -> None:
+    from metaprep.serve.runtime import pad_batch, pad_flat
+
+    rows = [[3, 4, 5], [], [7], [8, 9]]
+    flat = np.array([i for r in rows for i in r], dtype=np.int64)
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    for got, want in zip(pad_flat(flat, lengths), pad_batch(rows), strict=True):
+        np.testing.assert_array_equal(got, want)
+    model = Model(exported["single"])
+    texts = sentences(20, seed=5) + [""]
+    np.testing.assert_array_equal(model.predict_ids(texts),
+                                  np.argmax(model.predict_proba(texts), axis=1))
