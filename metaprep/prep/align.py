@@ -39,7 +39,8 @@ from metaprep.prep.oov import (
     source_rng,
 )
 from metaprep.prep.readers.base import ReadOptions, Source
-from metaprep.prep.store import StoreWriter, file_sha256
+from metaprep.prep.sourcehash import SourceHashes
+from metaprep.prep.store import StoreWriter
 from metaprep.prep.vocab import CaseMatcher, pool_vocab, target_vocab
 from metaprep.taskdata import count_words, looks_like_task_data, read_word_list
 from metaprep.tokenize import Tokenizer, TokenizerConfig
@@ -306,6 +307,8 @@ def align(
                                      vocab_file=s.vocab_file) for s in sources}
     open_ = opener or _default_opener
     with ExitStack() as stack:
+        # hashed by a background thread while the sources are read (see sourcehash)
+        hashes = stack.enter_context(SourceHashes([s.path for s in sources]))
         srcs = [stack.enter_context(open_(s, read_opts[s.name])) for s in sources]
         for s, src in zip(sources, srcs, strict=True):
             if oov[s.name].kind == "subword" and not src.has_subwords:
@@ -325,8 +328,6 @@ def align(
         if not words:
             raise VocabError(f"the {mode} vocabulary is empty",
                              hint="check --vocab, --min-count and the sources' case")
-        # after the cheap checks: hashing reads every source in full
-        hashes = {s.name: _sha256(s.path, opt.progress) for s in sources}
         # a full union reads every row anyway; otherwise let readers skip unwanted numbers
         wanted = None if mode == "union" and opt.max_vocab is None else matcher.wanted()
         root = {
@@ -348,7 +349,8 @@ def align(
                     writer, s, src, matcher, wanted, opt.progress,
                     need_stats=oov[s.name].kind in ("random", "mean"))
                 writer.set_present(s.name, present[s.name])
-                writer.set_source_attrs(s.name, _source_attrs(s, src, hashes[s.name], matcher,
+                sha = hashes.digest(s.path)  # by now hashed alongside the parse
+                writer.set_source_attrs(s.name, _source_attrs(s, src, sha, matcher,
                                                               present[s.name], oov[s.name]))
             transforms = {}
             for s in sources:
@@ -359,14 +361,6 @@ def align(
                                   opt, [x.name for x in sources])
                 writer.set_source_attrs(s.name, attrs)
     return out
-
-
-def _sha256(path: Path, progress: bool) -> str:
-    from tqdm import tqdm
-
-    with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, leave=False,
-              desc=f"sha256 {path.name}", disable=not progress) as bar:
-        return file_sha256(path, on_bytes=bar.update)
 
 
 def _options_json(sources: Sequence[SourceSpec], opt: AlignOptions) -> dict[str, Any]:

@@ -36,6 +36,10 @@ _CHUNK_BYTES = 1 << 20  # ~1 MiB chunks: small enough for lazy row reads, big en
 
 
 _BLOCK_BYTES = 1 << 24  # ~16 MiB of rows per block in whole-dataset passes
+# Chunk cache of each dataset being written. Rows arrive in batches that do not end on chunk
+# boundaries; with HDF5's default 1 MiB cache a chunk cut by a batch edge is evicted and rewritten,
+# which made writing a 200k x 300 source take ~0.9 s instead of ~0.2 s (measured with h5py 3).
+_WRITE_CACHE_BYTES = 1 << 25
 
 
 def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
@@ -77,7 +81,7 @@ class StoreWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            self._f = h5py.File(self.tmp_path, "w")
+            self._f = h5py.File(self.tmp_path, "w", rdcc_nbytes=_WRITE_CACHE_BYTES)
         except OSError as exc:
             raise StoreError(f"cannot create the store: {exc}", path=self.path) from exc
         self.vocab_size = len(vocab)
