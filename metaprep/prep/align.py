@@ -264,6 +264,7 @@ def _stream(
             pos, rows = matcher.match(chunk.words)
             if not rows:
                 continue
+            writer.grow(len(matcher))  # a growing union may have added rows
             vecs = np.asarray(chunk.vectors[pos], dtype=np.float32)
             if spec.normalize == "l2":
                 vecs = l2_rows(vecs)
@@ -279,6 +280,42 @@ def _stream(
     finally:
         sink.close()
     return np.asarray(matcher.matched(), dtype=bool), stats
+
+
+def _check_vocab(words: Sequence[str], mode: str) -> None:
+    if not words:
+        raise VocabError(f"the {mode} vocabulary is empty",
+                         hint="check --vocab, --min-count and the sources' case")
+
+
+def _write_sources(
+    writer: StoreWriter, sources: Sequence[SourceSpec], srcs: Sequence[Source],
+    matcher: CaseMatcher, wanted: Any, oov: Mapping[str, OovSpec], hashes: SourceHashes,
+    opt: AlignOptions, *, growing: bool,
+) -> tuple[dict[str, np.ndarray], dict[str, RowStats | None]]:
+    """Stream every source into the store, then write the present masks and attributes (after
+    the last source: only then is a growing union's size known)."""
+    present: dict[str, np.ndarray] = {}
+    streamed: dict[str, RowStats | None] = {}
+    steps: dict[str, dict[str, int]] = {}
+    for s, src in zip(sources, srcs, strict=True):
+        writer.add_source(s.name, src.dim, dtype=opt.dtype)
+        present[s.name], streamed[s.name] = _stream(
+            writer, s, src, matcher, wanted, opt.progress,
+            need_stats=oov[s.name].kind in ("random", "mean"))
+        steps[s.name] = matcher.step_counts()
+    if growing:
+        _check_vocab(matcher.words, "union")
+        writer.set_vocab(matcher.words)
+    for s, src in zip(sources, srcs, strict=True):
+        mask = np.zeros(len(matcher), dtype=bool)  # rows added after the source are not in it
+        mask[: len(present[s.name])] = present[s.name]
+        present[s.name] = mask
+        writer.set_present(s.name, mask)
+        sha = hashes.digest(s.path)  # by now hashed alongside the parse
+        writer.set_source_attrs(s.name, _source_attrs(s, src, sha, steps[s.name], mask,
+                                                      oov[s.name]))
+    return present, streamed
 
 
 def align(
@@ -316,18 +353,19 @@ def align(
                     f"--oov {s.name}=subword: this {src.format} file has no subword information",
                     path=s.path, hint="subword needs a fastText .bin model or a matrix whose "
                     "vocabulary has WordPiece ##pieces; use zero/mean/map")
+        # a plain union grows while the vectors stream: no words-only pass over the sources
+        growing = mode == "union" and opt.max_vocab is None and opt.case != "fallback"
         if target is not None:
-            words = target
-            matcher = CaseMatcher(words, opt.case)
+            matcher = CaseMatcher(target, opt.case)
+        elif growing:
+            matcher = CaseMatcher.growing_union(opt.case)
         else:
             index = pool_vocab((src.iter_words() for src in srcs), mode=mode,
                                case_policy=opt.case, max_vocab=opt.max_vocab)
-            words = list(index)
-            matcher = CaseMatcher(words, opt.case, index=index)
+            matcher = CaseMatcher(list(index), opt.case, index=index)
             del index
-        if not words:
-            raise VocabError(f"the {mode} vocabulary is empty",
-                             hint="check --vocab, --min-count and the sources' case")
+        if not growing:
+            _check_vocab(matcher.words, mode)
         # a full union reads every row anyway; otherwise let readers skip unwanted numbers
         wanted = None if mode == "union" and opt.max_vocab is None else matcher.wanted()
         root = {
@@ -340,18 +378,10 @@ def align(
             "vocab_files": [str(Path(v).resolve()) for v in opt.vocab] if target else None,
             "seed": opt.seed,
         }
-        with StoreWriter(out, words, attrs=root) as writer:
-            present: dict[str, np.ndarray] = {}
-            streamed: dict[str, RowStats | None] = {}
-            for s, src in zip(sources, srcs, strict=True):
-                writer.add_source(s.name, src.dim, dtype=opt.dtype)
-                present[s.name], streamed[s.name] = _stream(
-                    writer, s, src, matcher, wanted, opt.progress,
-                    need_stats=oov[s.name].kind in ("random", "mean"))
-                writer.set_present(s.name, present[s.name])
-                sha = hashes.digest(s.path)  # by now hashed alongside the parse
-                writer.set_source_attrs(s.name, _source_attrs(s, src, sha, matcher,
-                                                              present[s.name], oov[s.name]))
+        with StoreWriter(out, None if growing else matcher.words, attrs=root) as writer:
+            present, streamed = _write_sources(writer, sources, srcs, matcher, wanted, oov,
+                                               hashes, opt, growing=growing)
+            words = matcher.words
             transforms = {}
             for s in sources:
                 transforms[s.name] = _normalize(writer, s, present[s.name], oov[s.name], opt,
@@ -369,7 +399,7 @@ def _options_json(sources: Sequence[SourceSpec], opt: AlignOptions) -> dict[str,
             "options": {k: v for k, v in asdict(opt).items()}}
 
 
-def _source_attrs(s: SourceSpec, src: Source, sha: str, matcher: CaseMatcher,
+def _source_attrs(s: SourceSpec, src: Source, sha: str, steps: dict[str, int],
                   present: np.ndarray, spec: OovSpec) -> dict[str, Any]:
     st = src.stats
     return {
@@ -387,7 +417,7 @@ def _source_attrs(s: SourceSpec, src: Source, sha: str, matcher: CaseMatcher,
         "oov_count": int((~present).sum()),
         "oov": str(spec),
         "normalize": s.normalize,
-        "case_steps": matcher.step_counts(),
+        "case_steps": steps,
     }
 
 

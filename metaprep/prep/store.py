@@ -40,6 +40,7 @@ _BLOCK_BYTES = 1 << 24  # ~16 MiB of rows per block in whole-dataset passes
 # boundaries; with HDF5's default 1 MiB cache a chunk cut by a batch edge is evicted and rewritten,
 # which made writing a 200k x 300 source take ~0.9 s instead of ~0.2 s (measured with h5py 3).
 _WRITE_CACHE_BYTES = 1 << 25
+_GROWING_CHUNK_ROWS = 4096  # chunk rows when the vocabulary size is not known in advance
 
 
 def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
@@ -74,8 +75,12 @@ class StoreWriter:
     """Builds a store in a temporary file; ``close()`` (or leaving the ``with``) publishes it."""
 
     def __init__(
-        self, path: str | Path, vocab: Sequence[str], *, attrs: Mapping[str, Any] | None = None
+        self, path: str | Path, vocab: Sequence[str] | None, *,
+        attrs: Mapping[str, Any] | None = None,
     ) -> None:
+        """``vocab=None``: the vocabulary grows while sources are written (``grow()`` before
+        writing past the end, ``set_vocab()`` before closing), so a union needs no words-only
+        pass over the sources first."""
         self.path = Path(path)
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,18 +89,44 @@ class StoreWriter:
             self._f = h5py.File(self.tmp_path, "w", rdcc_nbytes=_WRITE_CACHE_BYTES)
         except OSError as exc:
             raise StoreError(f"cannot create the store: {exc}", path=self.path) from exc
+        self._growing = vocab is None
+        self.vocab_size = 0
+        self._f.create_group("sources")
+        self._sources: list[str] = []
+        _write_attrs(self._f, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION})
+        if vocab is not None:
+            self._write_vocab(vocab)
+        if attrs:
+            _write_attrs(self._f, attrs)
+
+    def _write_vocab(self, vocab: Sequence[str]) -> None:
         self.vocab_size = len(vocab)
         self._f.create_dataset(
             "vocab", data=np.array(list(vocab), dtype=object), dtype=h5py.string_dtype("utf-8")
         )
-        self._f.create_group("sources")
-        self._sources: list[str] = []
-        _write_attrs(
-            self._f,
-            {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "vocab_size": len(vocab)},
-        )
-        if attrs:
-            _write_attrs(self._f, attrs)
+        _write_attrs(self._f, {"vocab_size": len(vocab)})
+
+    def grow(self, rows: int) -> None:
+        """Make every source ``rows`` rows long (a growing vocabulary only; new rows are 0)."""
+        if rows <= self.vocab_size:
+            return
+        if not self._growing:
+            raise ValueError("grow() needs a writer opened with vocab=None")
+        for name in self._sources:
+            g = self._f["sources"][name]
+            g["vectors"].resize(rows, axis=0)
+            g["present"].resize((rows,))
+        self.vocab_size = rows
+
+    def set_vocab(self, vocab: Sequence[str]) -> None:
+        """The final vocabulary of a growing writer: at least as many rows as written."""
+        if not self._growing:
+            raise ValueError("set_vocab() needs a writer opened with vocab=None")
+        if len(vocab) < self.vocab_size:
+            raise ValueError(f"{len(vocab)} words for {self.vocab_size} rows written")
+        self.grow(len(vocab))
+        self._write_vocab(vocab)
+        self._growing = False
 
     def add_source(
         self, name: str, dim: int, *, dtype: str = "float32", attrs: Mapping[str, Any] | None = None
@@ -103,12 +134,18 @@ class StoreWriter:
         if name in self._sources:
             raise StoreError(f"source {name!r} given twice", path=self.path)
         g = self._f["sources"].create_group(name)
-        rows = max(1, min(self.vocab_size, _CHUNK_BYTES // (dim * np.dtype(dtype).itemsize)))
+        rows = max(1, _CHUNK_BYTES // (dim * np.dtype(dtype).itemsize))
+        # a growing store's final size is unknown: cap the chunk so a tiny one stays small
+        rows = min(rows, _GROWING_CHUNK_ROWS) if self._growing else min(rows, self.vocab_size)
+        grows: dict[str, Any] = {}
+        if self._growing:
+            grows = {"maxshape": (None, dim)}
         ds = g.create_dataset(
-            "vectors", shape=(self.vocab_size, dim), dtype=dtype, chunks=(rows, dim),
-            fillvalue=0,
+            "vectors", shape=(self.vocab_size, dim), dtype=dtype, chunks=(max(1, rows), dim),
+            fillvalue=0, **grows,
         )
-        g.create_dataset("present", shape=(self.vocab_size,), dtype=bool, fillvalue=False)
+        g.create_dataset("present", shape=(self.vocab_size,), dtype=bool, fillvalue=False,
+                         **({"maxshape": (None,), "chunks": (1 << 16,)} if self._growing else {}))
         self._sources.append(name)
         _write_attrs(self._f, {"sources": self._sources})
         _write_attrs(g, {"dim": dim, "dtype": dtype, **(attrs or {})})
@@ -167,6 +204,9 @@ class StoreWriter:
 
     def close(self) -> Path:
         """Finish and atomically publish the store at ``path``."""
+        if self._growing:
+            self.abort()
+            raise ValueError("a growing store was closed before set_vocab()")
         self._f.close()
         os.replace(self.tmp_path, self.path)
         return self.path

@@ -415,3 +415,26 @@ def test_lower_policy_matches_capitalised_words_in_text_files(tmp_path: Path, fi
         got = dict(zip(s.vocab, s.read_vectors("g").tolist(), strict=True))
         assert s.present("g").all()
     assert got["paris"] == [1, 2] and got["\u00e9cole"] == [5, 6] and got["berlin"] == [7, 8]
+
+
+@pytest.mark.parametrize("case", ["exact", "lower"])
+def test_union_grown_while_streaming_equals_the_words_pass_union(tmp_path: Path, case: str
+                                                                 ) -> None:
+    """A plain union is built while the vectors stream (no words-only pass); a --max-vocab
+    larger than any source still takes the words pass: both give the same store."""
+    specs = [SourceSpec("glove", GENSIM_DATA / "test_glove.txt"),
+             SourceSpec("vec", GENSIM_DATA / "lee_fasttext.vec", oov="mean"),
+             SourceSpec("w2v", GENSIM_DATA / "euclidean_vectors.bin", oov="map:vec")]
+    stores = [Store(align(specs, tmp_path / f"{n}.h5",
+                          AlignOptions(case=case, max_vocab=n, progress=False)))
+              for n in (None, 10**6)]
+    grown, pooled = stores
+    assert grown.vocab == pooled.vocab and len(grown.vocab) > 1800
+    for s in specs:
+        np.testing.assert_array_equal(grown.present(s.name), pooled.present(s.name))
+        np.testing.assert_array_equal(grown.read_vectors(s.name), pooled.read_vectors(s.name))
+        assert grown.source_attrs(s.name) == pooled.source_attrs(s.name)
+    assert grown.attrs["vocab_size"] == len(grown.vocab)
+    # the first was grown (resizable datasets), the second sized from the words pass
+    assert grown.vectors("glove").maxshape[0] is None
+    assert pooled.vectors("glove").maxshape[0] == len(pooled.vocab)
