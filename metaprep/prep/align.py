@@ -265,7 +265,10 @@ def _stream(
             if not rows:
                 continue
             writer.grow(len(matcher))  # a growing union may have added rows
-            vecs = np.asarray(chunk.vectors[pos], dtype=np.float32)
+            if matcher.policy != "fallback" and len(pos) == len(chunk.words):
+                vecs = np.asarray(chunk.vectors, dtype=np.float32)  # every row, in order
+            else:
+                vecs = np.asarray(chunk.vectors[pos], dtype=np.float32)
             if spec.normalize == "l2":
                 vecs = l2_rows(vecs)
             if dtype == np.float16 and len(vecs) and float(np.abs(vecs).max()) > _F16_MAX:

@@ -46,7 +46,9 @@ class SourceHashes:
     def _run(self) -> None:
         for path in self._paths:
             try:
-                self._digests[path] = file_sha256(path, on_bytes=self._check_stop)
+                # 16 MiB blocks: fewer GIL hand-overs while the main thread is busy in Python
+                self._digests[path] = file_sha256(path, block=1 << 24,
+                                                  on_bytes=self._check_stop)
             except _Stopped:
                 return
             except OSError as exc:

@@ -93,6 +93,7 @@ class StoreWriter:
         self.vocab_size = 0
         self._f.create_group("sources")
         self._sources: list[str] = []
+        self._vectors: dict[str, h5py.Dataset] = {}  # handles: an h5py look-up per write is slow
         _write_attrs(self._f, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION})
         if vocab is not None:
             self._write_vocab(vocab)
@@ -113,9 +114,8 @@ class StoreWriter:
         if not self._growing:
             raise ValueError("grow() needs a writer opened with vocab=None")
         for name in self._sources:
-            g = self._f["sources"][name]
-            g["vectors"].resize(rows, axis=0)
-            g["present"].resize((rows,))
+            self._vectors[name].resize(rows, axis=0)
+            self._f["sources"][name]["present"].resize((rows,))
         self.vocab_size = rows
 
     def set_vocab(self, vocab: Sequence[str]) -> None:
@@ -137,22 +137,21 @@ class StoreWriter:
         rows = max(1, _CHUNK_BYTES // (dim * np.dtype(dtype).itemsize))
         # a growing store's final size is unknown: cap the chunk so a tiny one stays small
         rows = min(rows, _GROWING_CHUNK_ROWS) if self._growing else min(rows, self.vocab_size)
-        grows: dict[str, Any] = {}
-        if self._growing:
-            grows = {"maxshape": (None, dim)}
+        grows: dict[str, Any] = {"maxshape": (None, dim)} if self._growing else {}
         ds = g.create_dataset(
             "vectors", shape=(self.vocab_size, dim), dtype=dtype, chunks=(max(1, rows), dim),
             fillvalue=0, **grows,
         )
         g.create_dataset("present", shape=(self.vocab_size,), dtype=bool, fillvalue=False,
                          **({"maxshape": (None,), "chunks": (1 << 16,)} if self._growing else {}))
+        self._vectors[name] = ds
         self._sources.append(name)
         _write_attrs(self._f, {"sources": self._sources})
         _write_attrs(g, {"dim": dim, "dtype": dtype, **(attrs or {})})
         return ds
 
     def vectors(self, name: str) -> h5py.Dataset:
-        return self._f["sources"][name]["vectors"]
+        return self._vectors[name]
 
     def write_block(self, name: str, start: int, vectors: np.ndarray) -> None:
         """Write consecutive rows ``start .. start+len(vectors)``."""

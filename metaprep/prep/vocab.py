@@ -208,6 +208,14 @@ class CaseMatcher:
         look-ups run in C over the whole chunk; only the hits loop in Python."""
         keys = words if self.policy == "exact" else [w.lower() for w in words]
         index = self._index
+        n0, n = len(index), len(keys)
+        if self._grown is not None and self.policy == "exact" and (
+            len(fresh := set(keys)) == n and fresh.isdisjoint(index)
+        ):  # all new (a union's first source): the next rows, in order
+            index.update(zip(keys, range(n0, n0 + n), strict=True))
+            self._grown.extend(keys)
+            self._best.extend(bytes(n))  # rank 0: matched
+            return list(range(n)), list(range(n0, n0 + n))
         if self._grown is not None:
             new = [k for k in dict.fromkeys(keys) if k not in index]
             index.update(zip(new, range(len(index), len(index) + len(new)), strict=True))

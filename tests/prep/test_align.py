@@ -18,7 +18,7 @@ from metaprep.prep.align import AlignOptions, SourceSpec, align, parse_source_ar
 from metaprep.prep.readers.base import Chunk
 from metaprep.prep.readers.memory import MemorySource
 from metaprep.prep.store import Store
-from metaprep.prep.vocab import pool_vocab
+from metaprep.prep.vocab import CaseMatcher, pool_vocab
 from metaprep.tokenize import TokenizerConfig
 
 GENSIM_DATA = Path(os.path.dirname(gensim.__file__)) / "test" / "test_data"
@@ -132,6 +132,22 @@ def test_pool_vocab_modes_and_case() -> None:
     # fallback: kept when every source finds the word through exact/lower/Title/UPPER
     assert pool_vocab(streams(), mode="intersection", case_policy="fallback") == {
         "Paris": 0, "the": 1, "paris": 2, "THE": 3}
+
+
+def test_growing_union_matcher() -> None:
+    m = CaseMatcher.growing_union("exact")
+    assert m.match(["a", "b"]) == ([0, 1], [0, 1])
+    assert m.match(["c", "a"]) == ([0], [2])  # "a" was matched already by this source
+    m.reset()  # the next source
+    assert m.match(["b", "d"]) == ([0, 1], [1, 3])
+    assert list(m.words) == ["a", "b", "c", "d"] and len(m) == 4
+    dup = CaseMatcher.growing_union("exact")
+    assert dup.match(["a", "a"]) == ([0], [0]) and list(dup.words) == ["a"]
+    low = CaseMatcher.growing_union("lower")
+    assert low.match(["Paris", "paris", "X"]) == ([0, 2], [0, 1])  # first match wins
+    assert list(low.words) == ["paris", "x"] and low.step_counts() == {"lower": 2}
+    with pytest.raises(ValueError, match="exact or lower"):
+        CaseMatcher.growing_union("fallback")
 
 
 # --- case policies -------------------------------------------------------------------------
