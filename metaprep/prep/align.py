@@ -1,14 +1,18 @@
 """Sources -> one vocabulary -> one HDF5 store, streaming (the library behind `metaprep align`).
 
     1. vocabulary: a target (word lists / task data) or the union / intersection of the
-       sources' words (a words-only pass; first source's order, then each next source's new words)
+       sources' words (first source's order, then each next source's new words). A plain union
+       (exact or lower case, no --max-vocab) grows during step 2; the others need a words-only
+       pass first
     2. vectors: each source streamed in chunks (only wanted rows when the vocabulary is a target),
        matched to rows under the case policy, l2-normalised on the fly if asked, written straight
        to the store (RowSink turns scattered rows into sequential writes)
     3. normalisation that needs the source's mean (``center``), then the statistics OOV needs
     4. OOV rows filled per source (metaprep.oov), present masks and attributes written
 
-The store appears at the output path only when every step succeeded.
+Each source's sha256 is hashed by a background thread from the start (prep/sourcehash.py), so
+it costs no pass of its own. The store appears at the output path only when every step
+succeeded.
 """
 
 from __future__ import annotations
