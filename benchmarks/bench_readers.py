@@ -184,16 +184,17 @@ def bare_pandas(path: Path) -> int:
     return len(pd.read_csv(path, sep=" ", header=None, quoting=csv.QUOTE_NONE, engine="c"))
 
 
-def align_command(path: Path) -> int:
-    """The whole `metaprep align` command of this tree, in its own process as a user runs it;
-    the store's row count."""
+def align_command(path: Path, tree: Path = ROOT) -> int:
+    """The whole `metaprep align` command of ``tree`` (default: this one), in its own process as
+    a user runs it; the store's row count."""
     import h5py
 
     out = DATA / "align-bench.h5"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+        p for p in (str(tree), os.environ.get("PYTHONPATH")) if p)}
     subprocess.run([sys.executable, "-m", "metaprep", "align", f"glove={path}", "-o", str(out),
-                    "--quiet"], check=True, env=env, stdout=subprocess.DEVNULL)
+                    "--quiet"], check=True, env=env, stdout=subprocess.DEVNULL,
+                   cwd=tree)  # `python -m` puts the working directory first on the path
     with h5py.File(out, "r") as f:
         n = int(f["vocab"].shape[0])
     out.unlink()
@@ -263,7 +264,7 @@ def bench_text(rows: int, dim: int, repeat: int, n_wanted: int) -> None:
     })
 
 
-def bench_align(rows: int, dim: int, repeat: int) -> None:
+def bench_align(rows: int, dim: int, repeat: int, other: Path | None = None) -> None:
     """The whole command beside the parse alone and gensim's load, medians of ``repeat``."""
     path = make_text(DATA / f"glove-{rows}x{dim}.txt", rows, dim)
     tiny = DATA / "glove-1-row.txt"
@@ -281,6 +282,9 @@ def bench_align(rows: int, dim: int, repeat: int) -> None:
         ("metaprep parse only (engine=polars)", lambda: ours(path, fmt="glove")),
         ("gensim load_word2vec_format(no_header)", lambda: gensim_load(path, no_header=True)),
     ]
+    if other is not None:  # e.g. an earlier commit: git archive COMMIT metaprep | tar -x -C DIR
+        contenders.insert(1, (f"metaprep align command of {other}",
+                              lambda: align_command(path, other)))
     med = rounds(contenders, repeat, pick=statistics.median)
     for name, (_, n) in med.items():
         if n != (1 if "1-row" in name else rows):
@@ -328,6 +332,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="best of N for the fast contenders")
     ap.add_argument("--quick", action="store_true", help="50k text, 200k binary rows, 10k wanted")
     ap.add_argument("--only", choices=["text", "binary", "align"], help="run one part")
+    ap.add_argument("--compare-tree", type=Path, metavar="DIR",
+                    help="also time the align command of the metaprep package under DIR")
     args = ap.parse_args()
     if args.quick:
         args.rows, args.bin_rows, args.wanted = 50_000, 200_000, 10_000
@@ -340,7 +346,7 @@ def main() -> None:
     if args.only in (None, "text"):
         bench_text(args.rows, args.dim, args.repeat, args.wanted)
     if args.only in (None, "text", "align"):
-        bench_align(args.rows, args.dim, args.repeat)
+        bench_align(args.rows, args.dim, args.repeat, args.compare_tree)
     if args.only in (None, "binary"):
         bench_binary(args.bin_rows, args.dim, args.repeat, args.wanted)
 

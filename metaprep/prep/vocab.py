@@ -210,7 +210,8 @@ class CaseMatcher:
         index = self._index
         n0, n = len(index), len(keys)
         if self._grown is not None and self.policy == "exact" and (
-            len(fresh := set(keys)) == n and fresh.isdisjoint(index)
+            # (dict_keys.isdisjoint walks the smaller side; set.isdisjoint(dict) the dict)
+            len(fresh := set(keys)) == n and index.keys().isdisjoint(fresh)
         ):  # all new (a union's first source): the next rows, in order
             index.update(zip(keys, range(n0, n0 + n), strict=True))
             self._grown.extend(keys)
