@@ -454,3 +454,15 @@ def test_union_grown_while_streaming_equals_the_words_pass_union(tmp_path: Path,
     # the first was grown (resizable datasets), the second sized from the words pass
     assert grown.vectors("glove").maxshape[0] is None
     assert pooled.vectors("glove").maxshape[0] == len(pooled.vocab)
+
+
+def test_grown_union_leaves_out_words_whose_only_row_was_skipped(tmp_path: Path) -> None:
+    """Under --on-bad-line skip a bad row's word is in no source, so not in a grown union (the
+    words-only pass, which does not parse numbers, used to add it as an OOV row)."""
+    src = tmp_path / "g.txt"
+    src.write_text("a 1 2\nb 1 x\nc 3 4\n")
+    out = align([SourceSpec("g", src)], tmp_path / "s.h5",
+                AlignOptions(on_bad_line="skip", progress=False))
+    with Store(out) as s:
+        assert s.vocab == ["a", "c"] and s.present("g").all()
+        assert s.source_attrs("g")["bad_lines"] == 1
