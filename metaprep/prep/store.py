@@ -91,6 +91,7 @@ class StoreWriter:
             raise StoreError(f"cannot create the store: {exc}", path=self.path) from exc
         self._growing = vocab is None
         self.vocab_size = 0
+        self._capacity = 0  # rows the datasets of a growing writer hold (doubles: resizes cost)
         self._f.create_group("sources")
         self._sources: list[str] = []
         self._vectors: dict[str, h5py.Dataset] = {}  # handles: an h5py look-up per write is slow
@@ -113,10 +114,14 @@ class StoreWriter:
             return
         if not self._growing:
             raise ValueError("grow() needs a writer opened with vocab=None")
+        if rows > self._capacity:
+            self._resize(max(rows, 2 * self._capacity))
+        self.vocab_size = rows
+
+    def _resize(self, rows: int) -> None:
         for name in self._sources:
             self._vectors[name].resize(rows, axis=0)
-            self._f["sources"][name]["present"].resize((rows,))
-        self.vocab_size = rows
+        self._capacity = rows
 
     def set_vocab(self, vocab: Sequence[str]) -> None:
         """The final vocabulary of a growing writer: at least as many rows as written."""
@@ -124,7 +129,9 @@ class StoreWriter:
             raise ValueError("set_vocab() needs a writer opened with vocab=None")
         if len(vocab) < self.vocab_size:
             raise ValueError(f"{len(vocab)} words for {self.vocab_size} rows written")
-        self.grow(len(vocab))
+        self._resize(len(vocab))  # exactly: drops the spare rows grow() reserved
+        for name in self._sources:
+            self._f["sources"][name]["present"].resize((len(vocab),))
         self._write_vocab(vocab)
         self._growing = False
 
@@ -139,7 +146,8 @@ class StoreWriter:
         rows = min(rows, _GROWING_CHUNK_ROWS) if self._growing else min(rows, self.vocab_size)
         grows: dict[str, Any] = {"maxshape": (None, dim)} if self._growing else {}
         ds = g.create_dataset(
-            "vectors", shape=(self.vocab_size, dim), dtype=dtype, chunks=(max(1, rows), dim),
+            "vectors", shape=(max(self.vocab_size, self._capacity), dim), dtype=dtype,
+            chunks=(max(1, rows), dim),
             fillvalue=0, **grows,
         )
         g.create_dataset("present", shape=(self.vocab_size,), dtype=bool, fillvalue=False,
