@@ -13,6 +13,7 @@ import pytest
 
 from metaprep import checksum
 from metaprep.errors import FormatError
+from metaprep.prep import sourcehash
 from metaprep.prep.align import AlignOptions, SourceSpec, align
 from metaprep.prep.sourcehash import SourceHashes
 from metaprep.prep.store import Store
@@ -55,11 +56,19 @@ def _sources(tmp_path: Path) -> list[SourceSpec]:
 @pytest.mark.parametrize(("vocab", "limit"), [
     (("union",), None),  # every row read
     (("union",), 2),  # the readers stop after two rows
+    (("intersection",), None),  # a words pass first, then the vectors: still hashed once
     ("words", None),  # a target vocabulary: readers skip unwanted rows
 ])
-def test_recorded_sha256_is_the_whole_files(tmp_path: Path, vocab: object, limit: int | None
-                                            ) -> None:
+def test_recorded_sha256_is_the_whole_files(tmp_path: Path, vocab: object, limit: int | None,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     specs = _sources(tmp_path)
+    hashed: list[Path] = []
+
+    def counted(path: Path, **kw: object) -> str:
+        hashed.append(path)
+        return checksum.file_sha256(path, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sourcehash, "file_sha256", counted)
     if vocab == "words":
         (tmp_path / "target.txt").write_text("the\nof\n")
         vocab = (str(tmp_path / "target.txt"),)
@@ -71,6 +80,7 @@ def test_recorded_sha256_is_the_whole_files(tmp_path: Path, vocab: object, limit
             assert attrs["sha256"] == _sha(s.path), s.name
             if limit is not None:
                 assert attrs["rows_read"] == limit
+    assert sorted(hashed) == sorted(s.path for s in specs)  # each file hashed once
     # gzip: the digest is of the compressed file, as sha256sum would give
     assert _sha(specs[2].path) != hashlib.sha256(gzip.decompress(specs[2].path.read_bytes())
                                                  ).hexdigest()
