@@ -1,14 +1,18 @@
 """Sources -> one vocabulary -> one HDF5 store, streaming (the library behind `metaprep align`).
 
     1. vocabulary: a target (word lists / task data) or the union / intersection of the
-       sources' words (a words-only pass; first source's order, then each next source's new words)
+       sources' words (first source's order, then each next source's new words). A plain union
+       (exact or lower case, no --max-vocab) grows during step 2; the others need a words-only
+       pass first
     2. vectors: each source streamed in chunks (only wanted rows when the vocabulary is a target),
        matched to rows under the case policy, l2-normalised on the fly if asked, written straight
        to the store (RowSink turns scattered rows into sequential writes)
     3. normalisation that needs the source's mean (``center``), then the statistics OOV needs
     4. OOV rows filled per source (metaprep.oov), present masks and attributes written
 
-The store appears at the output path only when every step succeeded.
+Each source's sha256 is hashed by a background thread from the start (prep/sourcehash.py), so
+it costs no pass of its own. The store appears at the output path only when every step
+succeeded.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from metaprep.prep.oov import (
     source_rng,
 )
 from metaprep.prep.readers.base import ReadOptions, Source
-from metaprep.prep.store import StoreWriter, file_sha256, store_bytes
+from metaprep.prep.sourcehash import SourceHashes
+from metaprep.prep.store import StoreWriter, store_bytes
 from metaprep.prep.vocab import CaseMatcher, pool_vocab, target_vocab
 from metaprep.taskdata import count_words, looks_like_task_data, read_word_list
 from metaprep.tokenize import Tokenizer, TokenizerConfig
@@ -298,7 +303,11 @@ def _stream(
             pos, rows = matcher.match(chunk.words)
             if not rows:
                 continue
-            vecs = np.asarray(chunk.vectors[pos], dtype=np.float32)
+            writer.grow(len(matcher))  # a growing union may have added rows
+            if matcher.policy != "fallback" and len(pos) == len(chunk.words):
+                vecs = np.asarray(chunk.vectors, dtype=np.float32)  # every row, in order
+            else:
+                vecs = np.asarray(chunk.vectors[pos], dtype=np.float32)
             if spec.normalize == "l2":
                 vecs = l2_rows(vecs)
             if dtype == np.float16 and len(vecs) and float(np.abs(vecs).max()) > _F16_MAX:
@@ -313,6 +322,42 @@ def _stream(
     finally:
         sink.close()
     return np.asarray(matcher.matched(), dtype=bool), stats
+
+
+def _check_vocab(words: Sequence[str], mode: str) -> None:
+    if not words:
+        raise VocabError(f"the {mode} vocabulary is empty",
+                         hint="check --vocab, --min-count and the sources' case")
+
+
+def _write_sources(
+    writer: StoreWriter, sources: Sequence[SourceSpec], srcs: Sequence[Source],
+    matcher: CaseMatcher, wanted: Any, oov: Mapping[str, OovSpec], hashes: SourceHashes,
+    opt: AlignOptions, *, growing: bool,
+) -> tuple[dict[str, np.ndarray], dict[str, RowStats | None]]:
+    """Stream every source into the store, then write the present masks and attributes (after
+    the last source: only then is a growing union's size known)."""
+    present: dict[str, np.ndarray] = {}
+    streamed: dict[str, RowStats | None] = {}
+    steps: dict[str, dict[str, int]] = {}
+    for s, src in zip(sources, srcs, strict=True):
+        writer.add_source(s.name, src.dim, dtype=opt.dtype)
+        present[s.name], streamed[s.name] = _stream(
+            writer, s, src, matcher, wanted, opt.progress,
+            need_stats=oov[s.name].kind in ("random", "mean"))
+        steps[s.name] = matcher.step_counts()
+    if growing:
+        _check_vocab(matcher.words, "union")
+        writer.set_vocab(matcher.words)
+    for s, src in zip(sources, srcs, strict=True):
+        mask = np.zeros(len(matcher), dtype=bool)  # rows added after the source are not in it
+        mask[: len(present[s.name])] = present[s.name]
+        present[s.name] = mask
+        writer.set_present(s.name, mask)
+        sha = hashes.digest(s.path)  # by now hashed alongside the parse
+        writer.set_source_attrs(s.name, _source_attrs(s, src, sha, steps[s.name], mask,
+                                                      oov[s.name]))
+    return present, streamed
 
 
 def align(
@@ -341,6 +386,8 @@ def align(
                                      vocab_file=s.vocab_file) for s in sources}
     open_ = opener or _default_opener
     with ExitStack() as stack:
+        # hashed by a background thread while the sources are read (see sourcehash)
+        hashes = stack.enter_context(SourceHashes([s.path for s in sources]))
         srcs = [stack.enter_context(open_(s, read_opts[s.name])) for s in sources]
         for s, src in zip(sources, srcs, strict=True):
             if oov[s.name].kind == "subword" and not src.has_subwords:
@@ -348,20 +395,19 @@ def align(
                     f"--oov {s.name}=subword: this {src.format} file has no subword information",
                     path=s.path, hint="subword needs a fastText .bin model or a matrix whose "
                     "vocabulary has WordPiece ##pieces; use zero/mean/map")
+        # a plain union grows while the vectors stream: no words-only pass over the sources
+        growing = mode == "union" and opt.max_vocab is None and opt.case != "fallback"
         if target is not None:
-            words = target
-            matcher = CaseMatcher(words, opt.case)
+            matcher = CaseMatcher(target, opt.case)
+        elif growing:
+            matcher = CaseMatcher.growing_union(opt.case)
         else:
             index = pool_vocab((src.iter_words() for src in srcs), mode=mode,
                                case_policy=opt.case, max_vocab=opt.max_vocab)
-            words = list(index)
-            matcher = CaseMatcher(words, opt.case, index=index)
+            matcher = CaseMatcher(list(index), opt.case, index=index)
             del index
-        if not words:
-            raise VocabError(f"the {mode} vocabulary is empty",
-                             hint="check --vocab, --min-count and the sources' case")
-        # after the cheap checks: hashing reads every source in full
-        hashes = {s.name: _sha256(s.path, opt.progress) for s in sources}
+        if not growing:
+            _check_vocab(matcher.words, mode)
         # a full union reads every row anyway; otherwise let readers skip unwanted numbers
         wanted = None if mode == "union" and opt.max_vocab is None else matcher.wanted()
         root = {
@@ -374,18 +420,11 @@ def align(
             "vocab_files": [str(Path(v).resolve()) for v in opt.vocab] if target else None,
             "seed": opt.seed,
         }
-        room = store_bytes(words, [src.dim for src in srcs], opt.dtype)
-        with StoreWriter(out, words, attrs=root, expected_bytes=room) as writer:
-            present: dict[str, np.ndarray] = {}
-            streamed: dict[str, RowStats | None] = {}
-            for s, src in zip(sources, srcs, strict=True):
-                writer.add_source(s.name, src.dim, dtype=opt.dtype)
-                present[s.name], streamed[s.name] = _stream(
-                    writer, s, src, matcher, wanted, opt.progress,
-                    need_stats=oov[s.name].kind in ("random", "mean"))
-                writer.set_present(s.name, present[s.name])
-                writer.set_source_attrs(s.name, _source_attrs(s, src, hashes[s.name], matcher,
-                                                              present[s.name], oov[s.name]))
+        with StoreWriter(out, None if growing else matcher.words, attrs=root,
+                         expected_bytes=_room(matcher.words, srcs, opt.dtype, growing)) as writer:
+            present, streamed = _write_sources(writer, sources, srcs, matcher, wanted, oov,
+                                               hashes, opt, growing=growing)
+            words = matcher.words
             transforms = {}
             for s in sources:
                 transforms[s.name] = _normalize(writer, s, present[s.name], oov[s.name], opt,
@@ -397,12 +436,14 @@ def align(
     return out
 
 
-def _sha256(path: Path, progress: bool) -> str:
-    from tqdm import tqdm
-
-    with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, leave=False,
-              desc=f"sha256 {path.name}", disable=not progress) as bar:
-        return file_sha256(path, on_bytes=bar.update)
+def _room(words: Sequence[str], srcs: Sequence[Source], dtype: str, growing: bool) -> int:
+    """The store's size, about: for a union still to grow, at least the largest source's rows."""
+    dims = [src.dim for src in srcs]
+    if not growing:
+        return store_bytes(len(words), sum(len(w.encode("utf-8", "surrogatepass"))
+                                           for w in words), dims, dtype)
+    rows = max((src.declared_count or 0) for src in srcs)
+    return store_bytes(rows, 8 * rows, dims, dtype)
 
 
 def _options_json(sources: Sequence[SourceSpec], opt: AlignOptions) -> dict[str, Any]:
@@ -411,7 +452,7 @@ def _options_json(sources: Sequence[SourceSpec], opt: AlignOptions) -> dict[str,
             "options": {k: v for k, v in asdict(opt).items()}}
 
 
-def _source_attrs(s: SourceSpec, src: Source, sha: str, matcher: CaseMatcher,
+def _source_attrs(s: SourceSpec, src: Source, sha: str, steps: dict[str, int],
                   present: np.ndarray, spec: OovSpec) -> dict[str, Any]:
     st = src.stats
     return {
@@ -429,7 +470,7 @@ def _source_attrs(s: SourceSpec, src: Source, sha: str, matcher: CaseMatcher,
         "oov_count": int((~present).sum()),
         "oov": str(spec),
         "normalize": s.normalize,
-        "case_steps": matcher.step_counts(),
+        "case_steps": steps,
     }
 
 

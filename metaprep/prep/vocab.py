@@ -105,6 +105,7 @@ class CaseMatcher:
             raise ValueError(f"case policy must be one of {', '.join(CASE_POLICIES)}")
         self.policy = policy
         self._words = words
+        self._grown: list[str] | None = None  # the words of a growing_union()
         self._best = bytearray([_NO_MATCH]) * len(words)  # best step rank seen per row
         self._index: dict[str, int] = {}
         if index is not None and policy != "fallback":
@@ -128,6 +129,28 @@ class CaseMatcher:
                 if policy == "lower" and w != w.lower():
                     raise ValueError(f"the lower policy needs a lowercase vocabulary, got {w!r}")
                 self._index[w] = i
+
+    @classmethod
+    def growing_union(cls, policy: str) -> CaseMatcher:
+        """A union vocabulary built while the sources stream, instead of by a words-only pass
+        first: a source word whose key (the word, lowercased under ``lower``) is new becomes the
+        next row. Gives pool_vocab's union in the same order (the first source's words, then
+        each next source's new words). Not for ``fallback``: a word added by a later source may
+        be a case variant of a row an earlier source already streamed past."""
+        if policy not in ("exact", "lower"):
+            raise ValueError(f"a growing union needs the exact or lower policy, not {policy!r}")
+        matcher = cls([], policy, index={})
+        grown: list[str] = []
+        matcher._words = matcher._grown = grown
+        return matcher
+
+    @property
+    def words(self) -> Sequence[str]:
+        """The vocabulary (grown so far, for a growing union)."""
+        return self._words
+
+    def __len__(self) -> int:
+        return len(self._best)
 
     def reset(self) -> None:
         """Forget the matches so far (before streaming the next source)."""
@@ -169,6 +192,8 @@ class CaseMatcher:
     def match(self, words: Sequence[str]) -> tuple[list[int], list[int]]:
         """(positions in ``words``, rows) to write: rows are unique and only improve on what
         earlier calls matched. Later calls may overwrite a row with a better step."""
+        if self.policy != "fallback":
+            return self._match_key(words)
         chosen: dict[int, int] = {}
         best = self._best
         for pos, word in enumerate(words):
@@ -177,6 +202,35 @@ class CaseMatcher:
                     best[row] = rank
                     chosen[row] = pos
         return list(chosen.values()), list(chosen.keys())
+
+    def _match_key(self, words: Sequence[str]) -> tuple[list[int], list[int]]:
+        """match() for exact / lower: one step, so a row is taken by its first match. Dict
+        look-ups run in C over the whole chunk; only the hits loop in Python."""
+        keys = words if self.policy == "exact" else [w.lower() for w in words]
+        index = self._index
+        n0, n = len(index), len(keys)
+        if self._grown is not None and self.policy == "exact" and (
+            # (dict_keys.isdisjoint walks the smaller side; set.isdisjoint(dict) the dict)
+            len(fresh := set(keys)) == n and index.keys().isdisjoint(fresh)
+        ):  # all new (a union's first source): the next rows, in order
+            index.update(zip(keys, range(n0, n0 + n), strict=True))
+            self._grown.extend(keys)
+            self._best.extend(bytes(n))  # rank 0: matched
+            return list(range(n)), list(range(n0, n0 + n))
+        if self._grown is not None:
+            new = [k for k in dict.fromkeys(keys) if k not in index]
+            index.update(zip(new, range(len(index), len(index) + len(new)), strict=True))
+            self._grown.extend(new)
+            self._best.extend(bytes([_NO_MATCH]) * len(new))
+        best = self._best
+        pos: list[int] = []
+        rows: list[int] = []
+        for p, row in enumerate(map(index.get, keys)):
+            if row is not None and best[row] == _NO_MATCH:
+                best[row] = 0
+                pos.append(p)
+                rows.append(row)
+        return pos, rows
 
     def matched(self) -> list[bool]:
         return [b != _NO_MATCH for b in self._best]

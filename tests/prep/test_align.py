@@ -18,7 +18,7 @@ from metaprep.prep.align import AlignOptions, SourceSpec, align, parse_source_ar
 from metaprep.prep.readers.base import Chunk
 from metaprep.prep.readers.memory import MemorySource
 from metaprep.prep.store import Store
-from metaprep.prep.vocab import pool_vocab
+from metaprep.prep.vocab import CaseMatcher, pool_vocab
 from metaprep.tokenize import TokenizerConfig
 
 GENSIM_DATA = Path(os.path.dirname(gensim.__file__)) / "test" / "test_data"
@@ -132,6 +132,22 @@ def test_pool_vocab_modes_and_case() -> None:
     # fallback: kept when every source finds the word through exact/lower/Title/UPPER
     assert pool_vocab(streams(), mode="intersection", case_policy="fallback") == {
         "Paris": 0, "the": 1, "paris": 2, "THE": 3}
+
+
+def test_growing_union_matcher() -> None:
+    m = CaseMatcher.growing_union("exact")
+    assert m.match(["a", "b"]) == ([0, 1], [0, 1])
+    assert m.match(["c", "a"]) == ([0], [2])  # "a" was matched already by this source
+    m.reset()  # the next source
+    assert m.match(["b", "d"]) == ([0, 1], [1, 3])
+    assert list(m.words) == ["a", "b", "c", "d"] and len(m) == 4
+    dup = CaseMatcher.growing_union("exact")
+    assert dup.match(["a", "a"]) == ([0], [0]) and list(dup.words) == ["a"]
+    low = CaseMatcher.growing_union("lower")
+    assert low.match(["Paris", "paris", "X"]) == ([0, 2], [0, 1])  # first match wins
+    assert list(low.words) == ["paris", "x"] and low.step_counts() == {"lower": 2}
+    with pytest.raises(ValueError, match="exact or lower"):
+        CaseMatcher.growing_union("fallback")
 
 
 # --- case policies -------------------------------------------------------------------------
@@ -415,3 +431,38 @@ def test_lower_policy_matches_capitalised_words_in_text_files(tmp_path: Path, fi
         got = dict(zip(s.vocab, s.read_vectors("g").tolist(), strict=True))
         assert s.present("g").all()
     assert got["paris"] == [1, 2] and got["\u00e9cole"] == [5, 6] and got["berlin"] == [7, 8]
+
+
+@pytest.mark.parametrize("case", ["exact", "lower"])
+def test_union_grown_while_streaming_equals_the_words_pass_union(tmp_path: Path, case: str
+                                                                 ) -> None:
+    """A plain union is built while the vectors stream (no words-only pass); a --max-vocab
+    larger than any source still takes the words pass: both give the same store."""
+    specs = [SourceSpec("glove", GENSIM_DATA / "test_glove.txt"),
+             SourceSpec("vec", GENSIM_DATA / "lee_fasttext.vec", oov="mean"),
+             SourceSpec("w2v", GENSIM_DATA / "euclidean_vectors.bin", oov="map:vec")]
+    stores = [Store(align(specs, tmp_path / f"{n}.h5",
+                          AlignOptions(case=case, max_vocab=n, progress=False)))
+              for n in (None, 10**6)]
+    grown, pooled = stores
+    assert grown.vocab == pooled.vocab and len(grown.vocab) > 1800
+    for s in specs:
+        np.testing.assert_array_equal(grown.present(s.name), pooled.present(s.name))
+        np.testing.assert_array_equal(grown.read_vectors(s.name), pooled.read_vectors(s.name))
+        assert grown.source_attrs(s.name) == pooled.source_attrs(s.name)
+    assert grown.attrs["vocab_size"] == len(grown.vocab)
+    # the first was grown (resizable datasets), the second sized from the words pass
+    assert grown.vectors("glove").maxshape[0] is None
+    assert pooled.vectors("glove").maxshape[0] == len(pooled.vocab)
+
+
+def test_grown_union_leaves_out_words_whose_only_row_was_skipped(tmp_path: Path) -> None:
+    """Under --on-bad-line skip a bad row's word is in no source, so not in a grown union (the
+    words-only pass, which does not parse numbers, used to add it as an OOV row)."""
+    src = tmp_path / "g.txt"
+    src.write_text("a 1 2\nb 1 x\nc 3 4\n")
+    out = align([SourceSpec("g", src)], tmp_path / "s.h5",
+                AlignOptions(on_bad_line="skip", progress=False))
+    with Store(out) as s:
+        assert s.vocab == ["a", "c"] and s.present("g").all()
+        assert s.source_attrs("g")["bad_lines"] == 1

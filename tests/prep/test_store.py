@@ -141,6 +141,44 @@ def test_row_sink_any_order_last_write_wins(tmp_path: Path) -> None:
         np.testing.assert_allclose(s.read_vectors("a", rows), truth[rows], rtol=1e-3, atol=1e-3)
 
 
+def test_growing_vocabulary(tmp_path: Path) -> None:
+    """vocab=None: sources grow with the vocabulary; a source added late starts at the current
+    size; rows never written read as zeros and not present."""
+    a = RNG.normal(size=(10, 3)).astype(np.float32)
+    with StoreWriter(tmp_path / "s.h5", None, attrs={"seed": 1}) as w:
+        w.add_source("a", 3)
+        sink = w.row_sink("a")
+        for start in (0, 4):  # rows 0..3, then 4..9: each a direct write past the end
+            w.grow(start + 4 if start == 0 else 10)
+            sink.write(np.arange(start, w.vocab_size), a[start : w.vocab_size])
+        sink.finish()
+        w.add_source("b", 2, dtype="float16")
+        w.grow(12)
+        sink = w.row_sink("b")
+        sink.write(np.array([11]), np.ones((1, 2)))  # staged: not a run from row 0
+        sink.finish()
+        with pytest.raises(ValueError, match="11 words for 12 rows"):
+            w.set_vocab([str(i) for i in range(11)])
+        w.set_vocab([f"w{i}" for i in range(13)])
+        w.set_present("a", np.arange(13) < 10)
+    with Store(tmp_path / "s.h5") as s:
+        assert s.vocab == [f"w{i}" for i in range(13)] and s.attrs["vocab_size"] == 13
+        np.testing.assert_array_equal(s.read_vectors("a")[:10], a)
+        assert not s.read_vectors("a")[10:].any() and s.present("a").sum() == 10
+        assert s.read_vectors("b").shape == (13, 2) and s.read_vectors("b")[11].tolist() == [1, 1]
+        assert s.attrs["seed"] == 1
+
+
+def test_growing_store_closed_without_vocab_leaves_nothing(tmp_path: Path) -> None:
+    w = StoreWriter(tmp_path / "s.h5", None)
+    w.add_source("a", 2)
+    with pytest.raises(ValueError, match="before set_vocab"):
+        w.close()
+    assert list(tmp_path.iterdir()) == []
+    with StoreWriter(tmp_path / "f.h5", ["x"]) as fixed, pytest.raises(ValueError):
+        fixed.grow(2)
+
+
 def test_abort_removes_temp_and_staging_files(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         with StoreWriter(tmp_path / "s.h5", ["a", "b"]) as w:
