@@ -81,7 +81,7 @@ def command(**kw: Any) -> None:
     import json
 
     from metaprep import stages
-    from metaprep.prep.align import parse_source_args
+    from metaprep.prep.alignplan import parse_source_args
     from metaprep.prep.inspect import format_summary
 
     options = stages.AlignOptions(

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from metaprep.cli import cli
 from metaprep.errors import ConfigError, FormatError, MetaprepError, VocabError
-from metaprep.prep.align import AlignOptions, SourceSpec, align, parse_source_args
+from metaprep.prep.align import AlignOptions, SourceSpec, align
+from metaprep.prep.alignplan import parse_source_args
 from metaprep.prep.readers.base import Chunk
 from metaprep.prep.readers.memory import MemorySource
 from metaprep.prep.store import Store

@@ -1,0 +1,183 @@
+"""What an align run is asked to do: the sources (SourceSpec), the settings (AlignOptions),
+the NAME=VALUE forms the command line and pipelines use, and their validation. No I/O beyond
+checking that the files exist."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metaprep.errors import ConfigError
+from metaprep.ids import CASE_POLICIES
+from metaprep.prep.oov import OovSpec, parse_oov
+from metaprep.prep.readers.base import ReadOptions, Source
+from metaprep.tokenize import TokenizerConfig
+
+__all__ = [
+    "DTYPES",
+    "NORMALIZE",
+    "AlignOptions",
+    "SourceSpec",
+    "parse_assignments",
+    "parse_source_args",
+    "plan_from_options",
+    "validate",
+]
+
+DTYPES = ("float32", "float16")
+NORMALIZE = ("none", "l2", "center")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")  # HDF5-safe: no '/', no leading '.'
+
+Opener = Callable[["SourceSpec", ReadOptions], Source]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str  # group name in the store
+    path: Path
+    format: str | None = None  # None: detect from the file
+    tensor: str | None = None  # matrix formats: tensor name in a .safetensors file
+    vocab_file: Path | None = None  # matrix formats: one token per line
+    oov: str = "zero"  # see metaprep.oov
+    normalize: str = "none"  # none | l2 | center (subtract the source's mean, then l2)
+
+
+@dataclass(frozen=True)
+class AlignOptions:
+    vocab: tuple[str, ...] = ("union",)  # ("union",), ("intersection",) or word-list/data files
+    case: str = "exact"  # exact | lower | fallback (see metaprep.vocab)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # for task data
+    data_encoding: str = "utf-8"  # of word lists and task data
+    min_count: int = 1  # task-data words seen fewer times are left out
+    max_vocab: int | None = None  # keep the first N words of the vocabulary
+    dtype: str = "float32"  # float16 halves the store
+    seed: int = 0  # random OOV rows and the map's held-out split
+    limit: int | None = None  # rows read per source
+    on_bad_line: str = "error"  # error | skip
+    encoding_errors: str = "strict"  # strict | replace
+    map_holdout: float = 0.1  # share of shared words held out to score a map
+    progress: bool = True  # tqdm bars on stderr
+
+
+# --- argument parsing (shared with the CLI) ----------------------------------------------------
+def _check_name(name: str, where: str) -> str:
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"source name {name!r} ({where}) is not usable as an HDF5 group name",
+            hint="use letters, digits and _ . + - (e.g. glove=path/to/file), not starting with '.'",
+        )
+    return name
+
+
+def parse_source_args(args: Sequence[str]) -> list[tuple[str, Path]]:
+    """``NAME=PATH`` or a bare ``PATH`` (named by its file stem); names must be unique."""
+    out: list[tuple[str, Path]] = []
+    for arg in args:
+        name, sep, path = arg.partition("=")
+        if sep and _NAME.match(name) and not Path(arg).exists():
+            out.append((name, Path(path)))
+        else:
+            out.append((_check_name(Path(arg).stem, f"the stem of {arg}"), Path(arg)))
+    names = [n for n, _ in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"source name(s) given twice: {', '.join(dup)}",
+                          hint="name each source explicitly: NAME=PATH")
+    if not out:
+        raise ConfigError("no source given", hint="metaprep align NAME=PATH [NAME=PATH ...] -o OUT")
+    return out
+
+
+def parse_assignments(
+    values: Iterable[str], option: str, names: Sequence[str], *, allow_all: bool = False
+) -> dict[str, str]:
+    """``NAME=VALUE`` items of a repeated option; with ``allow_all`` a bare VALUE sets '*'."""
+    out: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep:
+            if not allow_all:
+                raise ConfigError(f"{option} expects NAME=VALUE, got {item!r}")
+            name, value = "*", item
+        elif name not in names:
+            raise ConfigError(f"{option} {item}: no source named {name!r}",
+                              hint=f"sources are: {', '.join(names)}")
+        out[name] = value
+    return out
+
+
+def plan_from_options(o: Any) -> tuple[list[SourceSpec], AlignOptions]:
+    """SourceSpecs and settings from the align stage's options (``metaprep.stages.AlignOptions``):
+    per-source tables checked against the source names."""
+    from metaprep.tokenize import DEFAULT_PATTERN
+
+    if not o.sources:
+        raise ConfigError("no source given", hint="metaprep align NAME=PATH [NAME=PATH ...] -o OUT")
+    names = [_check_name(str(n), str(p)) for n, p in o.sources.items()]
+
+    def table(values: Mapping[str, Any], option: str, allow_all: bool = False) -> dict[str, str]:
+        return parse_assignments([f"{k}={v}" if k != "*" else str(v) for k, v in values.items()],
+                                 option, names, allow_all=allow_all)
+
+    fmt, tensor = table(o.format, "--format"), table(o.tensor, "--tensor")
+    vfile, oov = table(o.vocab_file, "--vocab-file"), table(o.oov, "--oov")
+    norm = table(o.normalize, "--normalize", allow_all=True)
+    specs = [SourceSpec(name=n, path=Path(p), format=fmt.get(n), tensor=tensor.get(n),
+                        vocab_file=Path(vfile[n]) if n in vfile else None,
+                        oov=oov.get(n, o.oov_default), normalize=norm.get(n, norm.get("*", "none")))
+             for n, p in zip(names, o.sources.values(), strict=True)]
+    try:
+        tok = TokenizerConfig(mode="whitespace" if o.whitespace else "regex",
+                              pattern=o.token_pattern or DEFAULT_PATTERN, lowercase=o.lowercase)
+    except ValueError as exc:
+        raise ConfigError(f"--token-pattern: {exc}") from exc
+    vocab = (o.vocab,) if isinstance(o.vocab, (str, Path)) else tuple(o.vocab)
+    settings = AlignOptions(
+        vocab=tuple(str(v) for v in vocab) or ("union",), case=o.case, tokenizer=tok,
+        data_encoding=o.data_encoding, min_count=o.min_count, max_vocab=o.max_vocab,
+        dtype=o.dtype, seed=o.seed, limit=o.limit, on_bad_line=o.on_bad_line,
+        encoding_errors=o.encoding_errors, progress=not o.quiet)
+    return specs, settings
+
+
+# --- validation --------------------------------------------------------------------------------
+def _choice(value: str, allowed: Sequence[str], option: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{option} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def validate(specs: Sequence[SourceSpec], out: Path, opt: AlignOptions) -> dict[str, OovSpec]:
+    names = [s.name for s in specs]
+    for s in specs:
+        _check_name(s.name, str(s.path))
+        _choice(s.normalize, NORMALIZE, f"--normalize for {s.name}")
+        if not s.path.is_file():
+            what = "not a file" if s.path.exists() else "no such embedding file"
+            raise ConfigError(what, path=s.path, hint=f"check the path given for source {s.name!r}")
+        if out.resolve() == s.path.resolve():
+            raise ConfigError("the output would overwrite an input", path=out)
+    if len(set(names)) != len(names):
+        raise ConfigError("source names must be unique", hint="name them: NAME=PATH")
+    _choice(opt.case, CASE_POLICIES, "--case")
+    _choice(opt.dtype, DTYPES, "--dtype")
+    _choice(opt.on_bad_line, ("error", "skip"), "--on-bad-line")
+    _choice(opt.encoding_errors, ("strict", "replace"), "--encoding-errors")
+    if opt.limit is not None and opt.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    if opt.max_vocab is not None and opt.max_vocab < 1:
+        raise ConfigError("--max-vocab must be at least 1")
+    if not 0 < opt.map_holdout < 1:
+        raise ConfigError("the map's held-out share must be between 0 and 1")
+    oov: dict[str, OovSpec] = {}
+    for s in specs:
+        spec = parse_oov(s.oov, option=f"--oov {s.name}")
+        if spec.other is not None and (spec.other not in names or spec.other == s.name):
+            raise ConfigError(f"--oov {s.name}={s.oov}: no other source named {spec.other!r}",
+                              hint=f"sources are: {', '.join(names)}")
+        if spec.kind == "map" and len(specs) < 2:
+            raise ConfigError(f"--oov {s.name}=map needs a second source to map from")
+        oov[s.name] = spec
+    return oov
