@@ -11,17 +11,28 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import re
 import shutil
 import stat
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from metaprep.errors import ConfigError
 
-__all__ = ["check_paths", "claim", "clear_stale"]
+__all__ = [
+    "check_paths",
+    "claim",
+    "claim_outputs",
+    "clear_stale",
+    "is_model_dir",
+    "only_replace_a_store",
+    "path_fields",
+]
 
 
 def _flatten(value: object) -> list[Path]:
@@ -149,3 +160,45 @@ def claim(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, object
             stack.enter_context(_lock(path))
             clear_stale(path, inside=folders)
         yield
+
+
+# --- what each stage may replace ----------------------------------------------------------
+def path_fields(options: Any, kind: str) -> dict[str, Any]:
+    """Field name -> value of the ``kind`` ("in" or "out") path fields of an options object."""
+    return {f.name: getattr(options, f.name) for f in fields(options)
+            if f.metadata.get("path") == kind}
+
+
+def claim_outputs(stage: str, options: Any, outputs: dict[str, Any], *,
+                  folders: bool = False) -> Any:
+    """``claim`` for a stage: its inputs are the options' ``{"path": "in"}`` fields, and
+    ``outputs`` the paths it really writes (split's three files, not the folder they go in)."""
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 writes
+        check_paths(stage, outputs, path_fields(options, "in"))
+        return nullcontext()
+    return claim(stage, outputs, path_fields(options, "in"), folders=folders)
+
+
+def only_replace_a_store(path: Path) -> None:
+    """align replaces an existing file only if it is a metaprep store (its own earlier output)."""
+    if not path.exists():
+        return
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            ours = f.attrs.get("format") in ("metaprep-store", b"metaprep-store")
+    except OSError:
+        ours = False
+    if not ours:
+        raise ConfigError("exists and is not a metaprep store: align replaces only its own "
+                          "earlier output", path=path, hint="remove it yourself, or write "
+                          "elsewhere")
+
+
+def is_model_dir(path: Path) -> bool:
+    try:
+        data = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == "metaprep-model"

@@ -27,11 +27,12 @@ Importing this module is cheap: each stage imports its heavy libraries when it r
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from metaprep.errors import ConfigError
+from metaprep.outputs import claim_outputs, is_model_dir, only_replace_a_store, path_fields
 
 __all__ = [
     "AlignOptions",
@@ -68,26 +69,6 @@ def _out(default: Any = None) -> Any:
     return field(default=default, metadata={"path": "out"})
 
 
-def path_fields(options: Any, kind: str) -> dict[str, Any]:
-    """Field name -> value of the ``kind`` ("in" or "out") path fields of an options object."""
-    return {f.name: getattr(options, f.name) for f in fields(options)
-            if f.metadata.get("path") == kind}
-
-
-def _claim(stage: str, options: Any, outputs: dict[str, Any], *, folders: bool = False) -> Any:
-    """The output rules of metaprep.outputs: ``outputs`` are the paths the stage really writes
-    (split's three files, not the folder they go in)."""
-    import os
-
-    from metaprep.outputs import check_paths, claim
-
-    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 writes
-        check_paths(stage, outputs, path_fields(options, "in"))
-        from contextlib import nullcontext
-        return nullcontext()
-    return claim(stage, outputs, path_fields(options, "in"), folders=folders)
-
-
 def _req(value: Any, name: str, stage: str) -> Any:
     if value is None or value == "" or value == {}:
         raise ConfigError(f"metaprep {stage}: {name} is required")
@@ -118,7 +99,7 @@ def split(options: SplitOptions) -> SplitResult:
     o = options
     out = Path(_req(o.output, "output", "split"))
     files = {f"output/{n}.tsv": out / f"{n}.tsv" for n in ("train", "dev", "test")}
-    with _claim("split", o, files):
+    with claim_outputs("split", o, files):
         counts = split_file(_req(o.data, "data", "split"), out, dev=o.dev, test=o.test,
                             seed=o.seed, encoding=o.encoding)
     return SplitResult(out, counts)
@@ -167,27 +148,10 @@ def align(options: AlignOptions) -> AlignResult:
     specs, settings = plan_from_options(options)
     record = {"command": "align",
               "params": {k: v for k, v in _jsonable(asdict(options)).items()}}
-    with _claim("align", options, {"output": out}):
-        _only_a_store(out)
+    with claim_outputs("align", options, {"output": out}):
+        only_replace_a_store(out)
         store = align_store(specs, out, settings, command=record)
     return AlignResult(store, inspect_store(store))
-
-
-def _only_a_store(path: Path) -> None:
-    """align replaces an existing file only if it is a metaprep store (its own earlier output)."""
-    if not path.exists():
-        return
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            ours = f.attrs.get("format") in ("metaprep-store", b"metaprep-store")
-    except OSError:
-        ours = False
-    if not ours:
-        raise ConfigError("exists and is not a metaprep store: align replaces only its own "
-                          "earlier output", path=path, hint="remove it yourself, or write "
-                          "elsewhere")
 
 
 def _jsonable(value: Any) -> Any:
@@ -305,7 +269,7 @@ def train(options: TrainOptions) -> TrainResult:
         raise ConfigError("is a folder that holds other files, not a run: train writes a run "
                           "only into a new or empty folder, or its own run", path=out,
                           hint="choose another -o")
-    with _claim("train", o, {"output": out}, folders=True):
+    with claim_outputs("train", o, {"output": out}, folders=True):
         metrics = train_run(cfg, store=o.store, train=o.train, dev=o.dev, test=o.test,  # type: ignore[arg-type]
                             out=out, resume=o.resume, progress=not o.quiet,
                             encoding=o.data_encoding, overrides=given)
@@ -346,20 +310,10 @@ def evaluate(options: EvaluateOptions) -> EvaluateResult:
         target = Path(o.output)
         if target.is_dir() or target.suffix != ".json":
             target = target / "evaluation.json"
-        with _claim("evaluate", o, {"output": target}):
+        with claim_outputs("evaluate", o, {"output": target}):
             target.parent.mkdir(parents=True, exist_ok=True)
             write_json(target, metrics)
     return EvaluateResult(metrics, target)
-
-
-def _is_model_dir(path: Path) -> bool:
-    import json
-
-    try:
-        data = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("format") == "metaprep-model"
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -405,8 +359,8 @@ def export(options: ExportOptions) -> ExportResult:
         dev=o.dev, store=o.store, verify_store=o.verify_store, triton=o.triton,
         triton_name=o.triton_name, force=o.force, progress=not o.quiet)
     out = Path(_req(o.output, "output", "export"))
-    with _claim("export", o, {"output": out, "triton": o.triton}):
-        if o.force and out.exists() and not _is_model_dir(out):
+    with claim_outputs("export", o, {"output": out, "triton": o.triton}):
+        if o.force and out.exists() and not is_model_dir(out):
             raise ConfigError("is not a metaprep model directory: --force replaces only a model "
                               "directory that export-onnx wrote", path=out,
                               hint="remove it yourself, or write elsewhere")

@@ -158,7 +158,7 @@ def _file_hash(path: Path, cache: dict[str, Any]) -> str:
 
 def _input_paths(options: Any) -> list[str]:
     """Every input path the options name (the fields marked ``{"path": "in"}``)."""
-    from metaprep.stages import path_fields
+    from metaprep.outputs import path_fields
 
     out: list[str] = []
     for value in path_fields(options, "in").values():
