@@ -1,7 +1,7 @@
 """`metaprep export-onnx`: a trained run -> a model directory that metaprep.runtime serves with
 onnxruntime alone (the layout is in docs/model-dir.md).
 
-    run dir --Run.load_model--> torch model --spec_from_model--> GraphSpec (numpy: baked tables)
+    run dir --Run.load_model--> torch model --bake.spec_from_model--> GraphSpec (numpy)
             --onnx_graph.build_graph--> model.onnx (+ model.data) --parity gate--> MODEL_DIR
 
 Baking: every part of the front end that depends on the word alone is computed once per id.
@@ -28,6 +28,7 @@ import numpy as np
 
 from metaprep import __version__
 from metaprep.errors import ExportError
+from metaprep.serve.bake import lstm_spec, spec_from_model
 from metaprep.serve.modeldir import (
     DATA_FILE,
     GRAPH_FILES,
@@ -45,9 +46,7 @@ from metaprep.serve.modeldir import (
 from metaprep.serve.onnx_graph import (
     OPSET,
     ExternalData,
-    FrontSpec,
     GraphSpec,
-    LSTMSpec,
     build_graph,
     save_graph,
 )
@@ -97,102 +96,6 @@ class ExportOptions:
                               hint="drop --fold (the projections are still baked)")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ExportError("--max-tokens must be at least 1")
-
-
-# --- torch -> GraphSpec ----------------------------------------------------------------------
-def lstm_spec(lstm: Any) -> LSTMSpec:
-    """A one-layer bidirectional torch LSTM in ONNX layout (gates i,f,g,o -> i,o,f,c)."""
-    if lstm.num_layers != 1 or not lstm.bidirectional or getattr(lstm, "proj_size", 0):
-        raise ExportError("only one-layer bidirectional LSTMs without projection are exported")
-
-    def get(name: str) -> np.ndarray:
-        w = getattr(lstm, name).detach().cpu().float().numpy()
-        i, f, g, o = np.split(w, 4, axis=0)
-        return np.concatenate([i, o, f, g], axis=0)
-
-    sfx = ("_l0", "_l0_reverse")
-    return LSTMSpec(
-        W=np.stack([get(f"weight_ih{s}") for s in sfx]),
-        R=np.stack([get(f"weight_hh{s}") for s in sfx]),
-        B=np.stack([np.concatenate([get(f"bias_ih{s}"), get(f"bias_hh{s}")]) for s in sfx]),
-    )
-
-
-def _rows(n: int, width: int, progress: bool, desc: str) -> Any:
-    from tqdm import tqdm
-
-    step = max(1, (32 << 20) // max(1, 4 * width))  # ~32 MiB of output per block
-    return tqdm(range(0, n, step), desc=desc, unit="block", disable=not progress, leave=False,
-                file=sys.stderr), step
-
-
-def _fold(front: Any, dim: int, progress: bool) -> np.ndarray:
-    """The whole front end evaluated once per id: (V+2, D). Row 0 (padding) comes out zero."""
-    import torch
-
-    n = front.present.shape[0]
-    out = np.empty((n, dim), dtype=np.float32)
-    blocks, step = _rows(n, dim * max(1, front.num_sources), progress, "folding front end")
-    with torch.inference_mode():
-        for start in blocks:
-            ids = torch.arange(start, min(n, start + step)).unsqueeze(1)  # (n,1)
-            meta, _ = front(ids, torch.ones(len(ids), dtype=torch.long))  # (n,1,D)
-            out[start : start + len(ids)] = meta[:, 0].numpy()
-    out[0] = 0.0  # already zero (padding); the graph relies on it to zero padded steps
-    return out
-
-
-def _bake(front: Any, k: int, project: bool, progress: bool) -> np.ndarray:
-    """Source k's table times its projection (or the raw table for concat): (V+2, D)."""
-    import torch
-
-    table = front.table(k)
-    if not project:
-        return table.float().numpy()
-    proj = front.proj[k]
-    out = np.empty((table.shape[0], proj.out_features), dtype=np.float32)
-    blocks, step = _rows(table.shape[0], proj.out_features, progress, f"baking source {k}")
-    with torch.inference_mode():
-        for start in blocks:
-            out[start : start + step] = proj(table[start : start + step].float()).numpy()
-    return out
-
-
-def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
-                    progress: bool = False) -> GraphSpec:
-    """Numpy weights and baked tables of a MetaEmbeddingClassifier (see docs/model.md)."""
-    cfg, front = model.cfg, model.front
-    if fold:
-        fs = FrontSpec(method=cfg.method, dim=cfg.meta_dim,
-                       folded=_fold(front, cfg.meta_dim, progress))
-    else:
-        present = front.present.numpy()
-        tables = [_bake(front, k, cfg.method != "concat", progress)
-                  for k in range(front.num_sources)]
-        fs = FrontSpec(
-            method=cfg.method, dim=cfg.meta_dim, tables=tables,
-            use=present.astype(np.float32) if cfg.mask_missing
-            else np.ones(present.shape, np.float32),
-            known=present.any(axis=1), unk=front.unk.detach().numpy(), gating=cfg.gating,
-            relu=cfg.mix_relu,
-        )
-        if cfg.method in ("dme", "cdme"):
-            fs.scorer_w = front.scorer.weight.detach().numpy().T  # (D or 2h, 1)
-            fs.scorer_b = front.scorer.bias.detach().numpy()
-        if cfg.method == "cdme":
-            fs.context = lstm_spec(front.context)
-    cls = model.classifier
-    return GraphSpec(
-        front=fs,
-        encoder=cfg.encoder,
-        encoder_lstm=lstm_spec(model.encoder.lstm) if cfg.encoder == "bilstm" else None,
-        hidden_w=cls.hidden.weight.detach().numpy().T,
-        hidden_b=cls.hidden.bias.detach().numpy(),
-        out_w=cls.out.weight.detach().numpy().T,
-        out_b=cls.out.bias.detach().numpy(),
-        pair=cfg.pair,
-        table_dtype=table_dtype,
-    )
 
 
 def _write_graphs(spec: GraphSpec, out: Path, *, front_end: bool) -> list[str]:
@@ -327,6 +230,30 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
     return manifest
 
 
+def _parity_gate(tmp: Path, reference: Any, feeds: list[Any], pair: bool,
+                 opts: ExportOptions, log: Callable[[str], None]) -> dict[str, Any]:
+    """The float32 graphs against torch on every feed; an ExportError (nothing written) when
+    any output is beyond the tolerance."""
+    from metaprep.serve.parity import compare, ort_runner
+
+    outs = ["logits", "probabilities"] + ([] if pair else ["sentence_embedding"])
+    parity = {"model": compare(reference, ort_runner(tmp / GRAPH_FILES["model"]), feeds, outs,
+                               rtol=opts.rtol)}
+    if opts.front_end:
+        single = [(n, {k: v for k, v in f.items() if not k.endswith("_b")}) for n, f in feeds]
+        parity["front_end"] = compare(reference, ort_runner(tmp / GRAPH_FILES["front_end"]),
+                                      single, ["token_embeddings", "sentence_embedding"],
+                                      rtol=opts.rtol)
+    failures = [msg for g, p in parity.items() for msg in gate_failures(p, opts.tolerance, g)]
+    for g, p in parity.items():
+        figures = ", ".join(f"{k} {v:.2e}" for k, v in p["max_abs_diff"].items())
+        log(f"parity {g} (float32, {p['cases']} batches): max abs diff {figures}")
+    if failures:
+        raise ExportError("parity gate failed: " + "; ".join(failures),
+                          hint="nothing was written; please report this with the run")
+    return parity
+
+
 def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: list[str],
            case_policy: str, dev: _Dev | None, opts: ExportOptions,
            log: Callable[[str], None]) -> Manifest:
@@ -342,26 +269,10 @@ def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: 
     fold = opts.fold if opts.fold is not None else cfg.method in FOLDABLE
     spec = spec_from_model(model, fold=fold, progress=opts.progress)
     _write_graphs(spec, tmp, front_end=opts.front_end)
-
-    # the parity gate, on the float32 graphs
     feeds = parity_feeds(dev.examples if dev else [], num_ids=len(words) + 2, pair=cfg.pair,
                          limit=opts.parity_examples)
     reference = torch_runner(model)
-    outs = ["logits", "probabilities"] + ([] if cfg.pair else ["sentence_embedding"])
-    parity = {"model": compare(reference, ort_runner(tmp / GRAPH_FILES["model"]), feeds, outs,
-                               rtol=opts.rtol)}
-    if opts.front_end:
-        single = [(n, {k: v for k, v in f.items() if not k.endswith("_b")}) for n, f in feeds]
-        parity["front_end"] = compare(reference, ort_runner(tmp / GRAPH_FILES["front_end"]),
-                                      single, ["token_embeddings", "sentence_embedding"],
-                                      rtol=opts.rtol)
-    failures = [msg for g, p in parity.items() for msg in gate_failures(p, opts.tolerance, g)]
-    for g, p in parity.items():
-        figures = ", ".join(f"{k} {v:.2e}" for k, v in p["max_abs_diff"].items())
-        log(f"parity {g} (float32, {p['cases']} batches): max abs diff {figures}")
-    if failures:
-        raise ExportError("parity gate failed: " + "; ".join(failures),
-                          hint="nothing was written; please report this with the run")
+    parity = _parity_gate(tmp, reference, feeds, cfg.pair, opts, log)
 
     # the variant actually shipped
     quantized: list[str] = []
@@ -390,7 +301,18 @@ def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: 
         log(f"{opts.quantize or opts.table_dtype} model: max abs logit diff vs torch "
             f"{variant.max_abs_diff['logits']:.3g}")
 
-    # the rest of the directory
+    checks = Checks(parity={g: _parity_record(p) for g, p in parity.items()},
+                    tolerance=opts.tolerance, rtol=opts.rtol, accuracy=accuracy,
+                    variant_logits=variant)
+    export = ExportInfo(fold=fold, table_dtype=opts.table_dtype, quantize=opts.quantize,
+                        quantized_ops=tuple(quantized), opset=OPSET, front_end=opts.front_end)
+    return _write_rest(tmp, cfg, labels, tok, words, case_policy, opts, export, checks)
+
+
+def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[str],
+                case_policy: str, opts: ExportOptions, export: ExportInfo,
+                checks: Checks) -> Manifest:
+    """Vocabulary, tokenizer and labels beside the graphs, and the manifest that lists them."""
     names = ["model"] + (["front_end"] if opts.front_end else [])
     graphs = {n: _graph_record(tmp / GRAPH_FILES[n]) for n in names}
     used = {f for g in graphs.values() for f in g.data_files}
@@ -407,12 +329,9 @@ def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: 
         graphs=graphs,
         case_policy=case_policy,
         max_tokens=int(opts.max_tokens or tok.max_tokens or 512),
-        export=ExportInfo(fold=fold, table_dtype=opts.table_dtype, quantize=opts.quantize,
-                          quantized_ops=tuple(quantized), opset=OPSET, front_end=opts.front_end),
+        export=export,
         source_run={},
-        checks=Checks(parity={g: _parity_record(p) for g, p in parity.items()},
-                      tolerance=opts.tolerance, rtol=opts.rtol, accuracy=accuracy,
-                      variant_logits=variant),
+        checks=checks,
         metaprep_version=__version__,
     )
     manifest.record_files(tmp, files)

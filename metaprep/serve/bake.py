@@ -1,0 +1,111 @@
+"""Baking a trained torch model into numpy for the ONNX graph (``GraphSpec``): every part of the
+front end that depends on the word alone is computed once per id. Projections are multiplied
+into the frozen tables (V x D per source); front ends without context (dme, sum, single, concat)
+fold into one V x D table, so the exported front end is a single Gather."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from metaprep.errors import ExportError
+from metaprep.serve.onnx_graph import FrontSpec, GraphSpec, LSTMSpec
+
+__all__ = ["lstm_spec", "spec_from_model"]
+
+
+def lstm_spec(lstm: Any) -> LSTMSpec:
+    """A one-layer bidirectional torch LSTM in ONNX layout (gates i,f,g,o -> i,o,f,c)."""
+    if lstm.num_layers != 1 or not lstm.bidirectional or getattr(lstm, "proj_size", 0):
+        raise ExportError("only one-layer bidirectional LSTMs without projection are exported")
+
+    def get(name: str) -> np.ndarray:
+        w = getattr(lstm, name).detach().cpu().float().numpy()
+        i, f, g, o = np.split(w, 4, axis=0)
+        return np.concatenate([i, o, f, g], axis=0)
+
+    sfx = ("_l0", "_l0_reverse")
+    return LSTMSpec(
+        W=np.stack([get(f"weight_ih{s}") for s in sfx]),
+        R=np.stack([get(f"weight_hh{s}") for s in sfx]),
+        B=np.stack([np.concatenate([get(f"bias_ih{s}"), get(f"bias_hh{s}")]) for s in sfx]),
+    )
+
+
+def _rows(n: int, width: int, progress: bool, desc: str) -> Any:
+    from tqdm import tqdm
+
+    step = max(1, (32 << 20) // max(1, 4 * width))  # ~32 MiB of output per block
+    return tqdm(range(0, n, step), desc=desc, unit="block", disable=not progress, leave=False,
+                file=sys.stderr), step
+
+
+def _fold(front: Any, dim: int, progress: bool) -> np.ndarray:
+    """The whole front end evaluated once per id: (V+2, D). Row 0 (padding) comes out zero."""
+    import torch
+
+    n = front.present.shape[0]
+    out = np.empty((n, dim), dtype=np.float32)
+    blocks, step = _rows(n, dim * max(1, front.num_sources), progress, "folding front end")
+    with torch.inference_mode():
+        for start in blocks:
+            ids = torch.arange(start, min(n, start + step)).unsqueeze(1)  # (n,1)
+            meta, _ = front(ids, torch.ones(len(ids), dtype=torch.long))  # (n,1,D)
+            out[start : start + len(ids)] = meta[:, 0].numpy()
+    out[0] = 0.0  # already zero (padding); the graph relies on it to zero padded steps
+    return out
+
+
+def _bake(front: Any, k: int, project: bool, progress: bool) -> np.ndarray:
+    """Source k's table times its projection (or the raw table for concat): (V+2, D)."""
+    import torch
+
+    table = front.table(k)
+    if not project:
+        return table.float().numpy()
+    proj = front.proj[k]
+    out = np.empty((table.shape[0], proj.out_features), dtype=np.float32)
+    blocks, step = _rows(table.shape[0], proj.out_features, progress, f"baking source {k}")
+    with torch.inference_mode():
+        for start in blocks:
+            out[start : start + step] = proj(table[start : start + step].float()).numpy()
+    return out
+
+
+def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
+                    progress: bool = False) -> GraphSpec:
+    """Numpy weights and baked tables of a MetaEmbeddingClassifier (see docs/model.md)."""
+    cfg, front = model.cfg, model.front
+    if fold:
+        fs = FrontSpec(method=cfg.method, dim=cfg.meta_dim,
+                       folded=_fold(front, cfg.meta_dim, progress))
+    else:
+        present = front.present.numpy()
+        tables = [_bake(front, k, cfg.method != "concat", progress)
+                  for k in range(front.num_sources)]
+        fs = FrontSpec(
+            method=cfg.method, dim=cfg.meta_dim, tables=tables,
+            use=present.astype(np.float32) if cfg.mask_missing
+            else np.ones(present.shape, np.float32),
+            known=present.any(axis=1), unk=front.unk.detach().numpy(), gating=cfg.gating,
+            relu=cfg.mix_relu,
+        )
+        if cfg.method in ("dme", "cdme"):
+            fs.scorer_w = front.scorer.weight.detach().numpy().T  # (D or 2h, 1)
+            fs.scorer_b = front.scorer.bias.detach().numpy()
+        if cfg.method == "cdme":
+            fs.context = lstm_spec(front.context)
+    cls = model.classifier
+    return GraphSpec(
+        front=fs,
+        encoder=cfg.encoder,
+        encoder_lstm=lstm_spec(model.encoder.lstm) if cfg.encoder == "bilstm" else None,
+        hidden_w=cls.hidden.weight.detach().numpy().T,
+        hidden_b=cls.hidden.bias.detach().numpy(),
+        out_w=cls.out.weight.detach().numpy().T,
+        out_b=cls.out.bias.detach().numpy(),
+        pair=cfg.pair,
+        table_dtype=table_dtype,
+    )
