@@ -193,25 +193,10 @@ def align(
         # hashed by a background thread while the sources are read (see sourcehash)
         hashes = stack.enter_context(SourceHashes([s.path for s in sources]))
         srcs = [stack.enter_context(open_(s, read_opts[s.name])) for s in sources]
-        for s, src in zip(sources, srcs, strict=True):
-            if oov[s.name].kind == "subword" and not src.has_subwords:
-                raise ConfigError(
-                    f"--oov {s.name}=subword: this {src.format} file has no subword information",
-                    path=s.path, hint="subword needs a fastText .bin model or a matrix whose "
-                    "vocabulary has WordPiece ##pieces; use zero/mean/map")
+        _check_subwords(sources, srcs, oov)
         # a plain union grows while the vectors stream: no words-only pass over the sources
         growing = mode == "union" and opt.max_vocab is None and opt.case != "fallback"
-        if target is not None:
-            matcher = CaseMatcher(target, opt.case)
-        elif growing:
-            matcher = CaseMatcher.growing_union(opt.case)
-        else:
-            index = pool_vocab((src.iter_words() for src in srcs), mode=mode,
-                               case_policy=opt.case, max_vocab=opt.max_vocab)
-            matcher = CaseMatcher(list(index), opt.case, index=index)
-            del index
-        if not growing:
-            _check_vocab(matcher.words, mode)
+        matcher = _matcher(srcs, target, mode, growing, opt)
         # a full union reads every row anyway; otherwise let readers skip unwanted numbers
         wanted = None if mode == "union" and opt.max_vocab is None else matcher.wanted()
         root = {
@@ -238,6 +223,31 @@ def align(
                                   opt, [x.name for x in sources])
                 writer.set_source_attrs(s.name, attrs)
     return out
+
+
+def _check_subwords(sources: Sequence[SourceSpec], srcs: Sequence[Source],
+                    oov: Mapping[str, OovSpec]) -> None:
+    for s, src in zip(sources, srcs, strict=True):
+        if oov[s.name].kind == "subword" and not src.has_subwords:
+            raise ConfigError(
+                f"--oov {s.name}=subword: this {src.format} file has no subword information",
+                path=s.path, hint="subword needs a fastText .bin model or a matrix whose "
+                "vocabulary has WordPiece ##pieces; use zero/mean/map")
+
+
+def _matcher(srcs: Sequence[Source], target: list[str] | None, mode: str, growing: bool,
+             opt: AlignOptions) -> CaseMatcher:
+    """The vocabulary's matcher: a target's, a union still to grow, or a words-only pass."""
+    if target is not None:
+        matcher = CaseMatcher(target, opt.case)
+    elif growing:
+        return CaseMatcher.growing_union(opt.case)
+    else:
+        index = pool_vocab((src.iter_words() for src in srcs), mode=mode,
+                           case_policy=opt.case, max_vocab=opt.max_vocab)
+        matcher = CaseMatcher(list(index), opt.case, index=index)
+    _check_vocab(matcher.words, mode)
+    return matcher
 
 
 def _room(words: Sequence[str], srcs: Sequence[Source], dtype: str, growing: bool) -> int:
