@@ -170,3 +170,18 @@ def test_pkg_paths_never_run_the_package(tmp_path: Path, monkeypatch: pytest.Mon
     q = _write(tmp_path, '[split]\ndata = "pkg:os.path/x"\n')
     with pytest.raises(ConfigError, match="not installed"):
         load_pipeline(q, artifacts=tmp_path / "art")
+
+
+def test_a_killed_rerun_never_costs_the_last_good_output(tmp_path: Path) -> None:
+    p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
+    art = tmp_path / "art"
+    run_pipeline(p, artifacts=art, echo=lambda s: None)
+    out = art / "p" / "split"
+    good = {f.name: f.read_bytes() for f in out.iterdir()}
+    # a rerun killed after setting the good output aside, before its own finished
+    aside = out.with_name(".split.previous")
+    out.rename(aside)
+    again = run_pipeline(p, artifacts=art, echo=lambda s: None)
+    assert again.stages[0].action == "skip"  # the good output came back, and is still current
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == good
+    assert not aside.exists()

@@ -219,6 +219,8 @@ def plan_pipeline(pipe: Pipeline, *, force: str | None = None, save: bool = True
         cache = {}
     upstream, rerun = "", False
     for plan in pipe.stages:
+        if save:
+            _recover(plan.out_dir)
         plan.inputs_hash = _inputs_hash(plan, upstream, pipe.root, cache)
         upstream = plan.inputs_hash
         record = _read_record(plan.out_dir)
@@ -237,14 +239,20 @@ def plan_pipeline(pipe: Pipeline, *, force: str | None = None, save: bool = True
             tmp.write_text(json.dumps(cache))
 
 
+def _recover(out_dir: Path) -> None:
+    """A rerun killed after it set the last good output aside: put that output back."""
+    old = out_dir.with_name(f".{out_dir.name}.previous")
+    if old.exists() and not out_dir.exists():
+        old.rename(out_dir)
+
+
 def _run_stage(plan: StagePlan, pipe: Pipeline) -> None:
     """Run one stage into a fresh stage directory; the last good output stays aside until the
     rerun succeeds, and comes back if it fails."""
     from metaprep.pipeline.figures import stage_figures
 
+    _recover(plan.out_dir)
     old = plan.out_dir.with_name(f".{plan.out_dir.name}.previous")
-    if old.exists() and not plan.out_dir.exists():
-        old.rename(plan.out_dir)  # a killed rerun left the good output aside: take it back
     if old.exists():
         shutil.rmtree(old)
     if plan.out_dir.exists():
