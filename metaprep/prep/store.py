@@ -18,11 +18,13 @@ import numpy as np
 
 from metaprep.checksum import file_sha256
 from metaprep.errors import StoreError
+from metaprep.tokenize import TokenizerConfig
 
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "RowSink",
+    "CheckedVectors",
     "Store",
     "StoreWriter",
     "file_sha256",
@@ -36,6 +38,12 @@ _CHUNK_BYTES = 1 << 20  # ~1 MiB chunks: small enough for lazy row reads, big en
 
 
 _BLOCK_BYTES = 1 << 24  # ~16 MiB of rows per block in whole-dataset passes
+# Stores whose vectors fit in this many bytes have every value checked (finite) when opened;
+# larger ones are checked block by block as their vectors are read (see Store).
+_CHECK_AT_OPEN_BYTES = 64 << 20
+_HINT_REALIGN = "the store is damaged or was edited: re-run `metaprep align`"
+_VECTOR_DTYPES = ("float32", "float16")
+_CASE_POLICIES = ("exact", "lower", "fallback")
 
 
 def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
@@ -52,17 +60,36 @@ def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
     obj.attrs[_JSON_KEYS] = json.dumps(json_keys)
 
 
-def _read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
-    json_keys = set(json.loads(obj.attrs.get(_JSON_KEYS, "[]")))
+def _read_attrs(obj: h5py.HLObject, path: Path | None = None) -> dict[str, Any]:
+    """The attributes of ``obj``, JSON ones decoded; a StoreError names an undecodable one."""
+    where = obj.name if obj.name != "/" else "the root"
+
+    def bad(key: str, what: str) -> StoreError:
+        return StoreError(f"attribute {key!r} of {where} {what}", path=path, hint=_HINT_REALIGN)
+
+    try:
+        json_keys = json.loads(obj.attrs.get(_JSON_KEYS, "[]"))
+    except (TypeError, ValueError) as exc:
+        raise bad(_JSON_KEYS, "is not JSON") from exc
+    if not isinstance(json_keys, list) or not all(isinstance(k, str) for k in json_keys):
+        raise bad(_JSON_KEYS, "is not a JSON list of names")
     out: dict[str, Any] = {}
     for key, value in obj.attrs.items():
         if key == _JSON_KEYS:
             continue
         if isinstance(value, bytes):
-            value = value.decode("utf-8")
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise bad(key, "is not UTF-8 text") from exc
         if isinstance(value, np.generic):
             value = value.item()
-        out[key] = json.loads(value) if key in json_keys else value
+        if key in json_keys:
+            try:
+                value = json.loads(value)
+            except (TypeError, ValueError) as exc:
+                raise bad(key, "is not valid JSON") from exc
+        out[key] = value
     return out
 
 
@@ -88,7 +115,8 @@ class StoreWriter:
         self._sources: list[str] = []
         _write_attrs(
             self._f,
-            {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "vocab_size": len(vocab)},
+            {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "vocab_size": len(vocab),
+             "sources": []},
         )
         if attrs:
             _write_attrs(self._f, attrs)
@@ -285,7 +313,13 @@ class RowSink:
 
 
 class Store:
-    """A lazy reader. Plain h5py users can read the same file: see docs/store.md."""
+    """A lazy reader. Plain h5py users can read the same file: see docs/store.md.
+
+    Opening validates the layout (datasets, shapes, dtypes, attributes; see ``_validate``), so a
+    damaged or edited store is one StoreError, never a traceback later. Values are checked to be
+    finite at open when the store's vectors are small (up to 64 MiB); a larger store's vectors
+    are checked block by block as they are read (``vectors(name)[...]``, ``read_vectors``).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -295,22 +329,104 @@ class Store:
             self._f = h5py.File(self.path, "r")
         except OSError as exc:
             raise StoreError(f"not a readable HDF5 file: {exc}", path=self.path) from exc
-        self.attrs = _read_attrs(self._f)
-        if self.attrs.get("format") != FORMAT_NAME:
+        try:
+            self.attrs = _read_attrs(self._f, self.path)
+            self.sources: list[str] = self._validate()
+            if self._vector_bytes() <= _CHECK_AT_OPEN_BYTES:
+                for name in self.sources:
+                    self.read_vectors(name)  # raises on a NaN or infinite value
+        except (StoreError, OSError, KeyError, ValueError, TypeError) as exc:
             self._f.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot read the store: {exc}", path=self.path,
+                             hint=_HINT_REALIGN) from exc
+        self._vocab: list[str] | None = None
+        self._sha256: str | None = None
+
+    # --- validation -------------------------------------------------------------------------
+    def _bad(self, what: str) -> StoreError:
+        return StoreError(what, path=self.path, hint=_HINT_REALIGN)
+
+    def _validate(self) -> list[str]:
+        """Check the layout of docs/store.md; return the source names."""
+        attrs, f = self.attrs, self._f
+        if attrs.get("format") != FORMAT_NAME:
             raise StoreError("not a metaprep store (no format attribute)", path=self.path)
-        version = self.attrs.get("format_version")
+        version = attrs.get("format_version")
         if version != FORMAT_VERSION:
-            self._f.close()
             raise StoreError(
                 f"store format version {version} is not supported (this metaprep reads "
                 f"{FORMAT_VERSION})",
                 path=self.path,
                 hint="re-run `metaprep align` with this version",
             )
-        self.sources: list[str] = list(self.attrs.get("sources", []))
-        self._vocab: list[str] | None = None
-        self._sha256: str | None = None
+        vocab = f.get("vocab")
+        if not isinstance(vocab, h5py.Dataset) or vocab.ndim != 1 or \
+                h5py.check_string_dtype(vocab.dtype) is None:
+            raise self._bad("the /vocab dataset is missing or is not a list of strings")
+        v = int(vocab.shape[0])
+        size = attrs.get("vocab_size")
+        if not isinstance(size, int) or isinstance(size, bool) or size != v:
+            raise self._bad(f"the vocab_size attribute ({size!r}) is not the /vocab length {v}")
+        policy = attrs.get("case_policy", "exact")
+        if policy not in _CASE_POLICIES:
+            raise self._bad(f"unknown case_policy {policy!r}")
+        tokenizer = attrs.get("tokenizer", {})
+        try:
+            TokenizerConfig.from_dict(tokenizer)
+        except (TypeError, ValueError) as exc:
+            raise self._bad(f"bad tokenizer attribute {tokenizer!r} ({exc})") from exc
+        names = attrs.get("sources")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
+                len(set(names)) != len(names):
+            raise self._bad("the sources attribute is not a JSON list of distinct names")
+        group = f.get("sources")
+        if not isinstance(group, h5py.Group):
+            raise self._bad("the /sources group is missing")
+        for name in names:
+            self._validate_source(group.get(name), name, v)
+        return names
+
+    def _validate_source(self, g: Any, name: str, v: int) -> None:
+        where = f"/sources/{name}"
+        if not isinstance(g, h5py.Group):
+            raise self._bad(f"{where} is missing (the sources attribute lists it)")
+        vectors = g.get("vectors")
+        if not isinstance(vectors, h5py.Dataset) or vectors.ndim != 2:
+            raise self._bad(f"{where}/vectors is missing or is not a matrix")
+        if vectors.shape[0] != v or vectors.shape[1] < 1:
+            raise self._bad(f"{where}/vectors has shape {vectors.shape}; expected ({v}, dim)")
+        if vectors.dtype.name not in _VECTOR_DTYPES:
+            raise self._bad(f"{where}/vectors has dtype {vectors.dtype}; expected float32 or "
+                            "float16")
+        for mask in ("present", "derived"):
+            ds = g.get(mask)
+            if ds is None and mask == "derived":
+                continue
+            if not isinstance(ds, h5py.Dataset) or ds.shape != (v,) or ds.dtype != bool:
+                raise self._bad(f"{where}/{mask} is missing or is not {v} booleans")
+        attrs = _read_attrs(g, self.path)
+        if attrs.get("dim", vectors.shape[1]) != vectors.shape[1]:
+            raise self._bad(f"{where}: the dim attribute ({attrs['dim']!r}) is not the vectors' "
+                            f"width {vectors.shape[1]}")
+
+    def _vector_bytes(self) -> int:
+        return sum(self._f["sources"][n]["vectors"].size * 4 for n in self.sources)
+
+    def _finite(self, name: str, block: np.ndarray, key: Any) -> np.ndarray:
+        """``block`` (read with ``key``) unchanged, or a StoreError naming the first row that
+        holds a NaN or an infinite value."""
+        ok = np.isfinite(block)
+        if ok.all():
+            return block
+        i = int(np.flatnonzero(~ok.reshape(max(1, len(block)), -1).all(axis=1))[0])
+        row = "a row"
+        if isinstance(key, slice) and key.step in (None, 1):
+            row = f"row {(key.start or 0) + i}"
+        elif isinstance(key, (np.ndarray, list)):
+            row = f"row {int(np.asarray(key)[i])}"
+        raise self._bad(f"source {name!r}: {row} holds a NaN or infinite value")
 
     # --- vocabulary -------------------------------------------------------------------------
     @property
@@ -320,7 +436,13 @@ class Store:
     @property
     def vocab(self) -> list[str]:
         if self._vocab is None:
-            self._vocab = [w for w in self._f["vocab"].asstr()[...]]
+            try:
+                words = list(self._f["vocab"].asstr()[...])
+            except (UnicodeDecodeError, OSError) as exc:
+                raise self._bad(f"the vocabulary cannot be read ({exc})") from exc
+            if len(set(words)) != len(words):
+                raise self._bad("the vocabulary holds a word twice")
+            self._vocab = words
         return self._vocab
 
     @property
@@ -343,15 +465,15 @@ class Store:
     def dim(self, name: str) -> int:
         return int(self._group(name)["vectors"].shape[1])
 
-    def vectors(self, name: str) -> h5py.Dataset:
-        """The on-disk dataset (lazy; slice it to read)."""
-        return self._group(name)["vectors"]
+    def vectors(self, name: str) -> CheckedVectors:
+        """The on-disk dataset (lazy; slice it to read); what a slice reads is checked finite."""
+        return CheckedVectors(self, name, self._group(name)["vectors"])
 
     def read_vectors(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Vectors as float32, all of them or the given rows."""
         ds = self.vectors(name)
         if rows is None:
-            return np.asarray(ds[...], dtype=np.float32)
+            return np.asarray(ds[:], dtype=np.float32)
         rows = np.asarray(rows)
         order = np.argsort(rows, kind="stable")
         uniq, inverse = np.unique(rows[order], return_inverse=True)
@@ -371,7 +493,7 @@ class Store:
         return np.asarray(g["derived"][...], dtype=bool)
 
     def source_attrs(self, name: str) -> dict[str, Any]:
-        return _read_attrs(self._group(name))
+        return _read_attrs(self._group(name), self.path)
 
     def sha256(self) -> str:
         if self._sha256 is None:
@@ -386,6 +508,27 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class CheckedVectors:
+    """One source's vectors dataset, read lazily like an h5py.Dataset: every slice read is
+    checked to hold finite values only (a StoreError names the row otherwise)."""
+
+    def __init__(self, store: Store, name: str, ds: h5py.Dataset) -> None:
+        self._store, self._name, self._ds = store, name, ds
+        self.shape: tuple[int, ...] = ds.shape
+        self.dtype: np.dtype[Any] = ds.dtype
+        self.chunks: tuple[int, ...] | None = ds.chunks
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            block = np.asarray(self._ds[key])
+        except OSError as exc:
+            raise self._store._bad(f"source {self._name!r}: cannot read vectors ({exc})") from exc
+        return self._store._finite(self._name, block, key)
 
 
 def open_store(path: str | Path) -> Store:
