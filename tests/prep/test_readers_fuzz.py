@@ -8,6 +8,7 @@ huge numbers written over header fields.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import struct
@@ -75,8 +76,10 @@ def _w2v_bin_head() -> bytes:
 # name -> (file bytes, forced format or None for detection, file name)
 BASES = {
     "glove": (_glove_head, None, "g.txt"),
+    "glove-gz": (lambda: gzip.compress(_glove_head()), None, "g.txt.gz"),
     "vec": (_vec_head, None, "v.vec"),
     "w2v-bin": (_w2v_bin_head, "word2vec-binary", "w.bin"),
+    "w2v-bin-detected": (_w2v_bin_head, None, "w.bin"),
     "fasttext-bin": (lambda: _gensim("lee_fasttext.bin"), "fasttext-bin", "f.bin"),
     "npy": (_npy, "npy", "m.npy"),
     "safetensors": (_safetensors, "safetensors", "m.safetensors"),
