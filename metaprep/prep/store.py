@@ -43,6 +43,8 @@ _BLOCK_BYTES = 1 << 24  # ~16 MiB of rows per block in whole-dataset passes
 _CHECK_AT_OPEN_BYTES = 64 << 20
 _HINT_REALIGN = "the store is damaged or was edited: re-run `metaprep align`"
 _VECTOR_DTYPES = ("float32", "float16")
+# What h5py raises on damaged metadata or data (HDF5's own messages inside)
+_H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError)
 _CASE_POLICIES = ("exact", "lower", "fallback")
 
 
@@ -104,7 +106,9 @@ class StoreWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            self._f = h5py.File(self.tmp_path, "w")
+            # HDF5 1.8's object headers carry checksums: damaged metadata is then an error
+            # when read, not misread (the 'earliest' layout has none)
+            self._f = h5py.File(self.tmp_path, "w", libver=("v108", "latest"))
         except OSError as exc:
             raise StoreError(f"cannot create the store: {exc}", path=self.path) from exc
         self.vocab_size = len(vocab)
@@ -130,9 +134,9 @@ class StoreWriter:
         rows = max(1, min(self.vocab_size, _CHUNK_BYTES // (dim * np.dtype(dtype).itemsize)))
         ds = g.create_dataset(
             "vectors", shape=(self.vocab_size, dim), dtype=dtype, chunks=(rows, dim),
-            fillvalue=0,
+            fillvalue=0, fletcher32=True,  # a damaged chunk is a read error, not other numbers
         )
-        g.create_dataset("present", shape=(self.vocab_size,), dtype=bool, fillvalue=False)
+        self._mask_dataset(g, "present")
         self._sources.append(name)
         _write_attrs(self._f, {"sources": self._sources})
         _write_attrs(g, {"dim": dim, "dtype": dtype, **(attrs or {})})
@@ -180,8 +184,13 @@ class StoreWriter:
         vectors in other sources): informative, unlike zero/mean/random fillers."""
         g = self._f["sources"][name]
         if "derived" not in g:
-            g.create_dataset("derived", shape=(self.vocab_size,), dtype=bool, fillvalue=False)
+            self._mask_dataset(g, "derived")
         g["derived"][...] = mask.astype(bool)
+
+    def _mask_dataset(self, g: h5py.Group, name: str) -> None:
+        v = self.vocab_size
+        checked: dict[str, Any] = {"chunks": (min(v, _CHUNK_BYTES),), "fletcher32": True}
+        g.create_dataset(name, shape=(v,), dtype=bool, fillvalue=False, **(checked if v else {}))
 
     def set_source_attrs(self, name: str, attrs: Mapping[str, Any]) -> None:
         _write_attrs(self._f["sources"][name], attrs)
@@ -335,7 +344,7 @@ class Store:
             if self._vector_bytes() <= _CHECK_AT_OPEN_BYTES:
                 for name in self.sources:
                     self.read_vectors(name)  # raises on a NaN or infinite value
-        except (StoreError, OSError, KeyError, ValueError, TypeError) as exc:
+        except (StoreError, *_H5_ERRORS) as exc:
             self._f.close()
             if isinstance(exc, StoreError):
                 raise
@@ -438,7 +447,7 @@ class Store:
         if self._vocab is None:
             try:
                 words = list(self._f["vocab"].asstr()[...])
-            except (UnicodeDecodeError, OSError) as exc:
+            except (UnicodeDecodeError, *_H5_ERRORS) as exc:
                 raise self._bad(f"the vocabulary cannot be read ({exc})") from exc
             if len(set(words)) != len(words):
                 raise self._bad("the vocabulary holds a word twice")
@@ -483,17 +492,25 @@ class Store:
         return out
 
     def present(self, name: str) -> np.ndarray:
-        return np.asarray(self._group(name)["present"][...], dtype=bool)
+        return self._mask(name, "present")
 
     def derived(self, name: str) -> np.ndarray:
         """Rows an OOV strategy derived from the word itself (all False when none were)."""
-        g = self._group(name)
-        if "derived" not in g:
+        if "derived" not in self._group(name):
             return np.zeros(self.vocab_size, dtype=bool)
-        return np.asarray(g["derived"][...], dtype=bool)
+        return self._mask(name, "derived")
+
+    def _mask(self, name: str, key: str) -> np.ndarray:
+        try:
+            return np.asarray(self._group(name)[key][...], dtype=bool)
+        except _H5_ERRORS as exc:
+            raise self._bad(f"/sources/{name}/{key} cannot be read ({exc})") from exc
 
     def source_attrs(self, name: str) -> dict[str, Any]:
-        return _read_attrs(self._group(name), self.path)
+        try:
+            return _read_attrs(self._group(name), self.path)
+        except _H5_ERRORS as exc:
+            raise self._bad(f"the attributes of /sources/{name} cannot be read ({exc})") from exc
 
     def sha256(self) -> str:
         if self._sha256 is None:
@@ -526,7 +543,7 @@ class CheckedVectors:
     def __getitem__(self, key: Any) -> np.ndarray:
         try:
             block = np.asarray(self._ds[key])
-        except OSError as exc:
+        except _H5_ERRORS as exc:
             raise self._store._bad(f"source {self._name!r}: cannot read vectors ({exc})") from exc
         return self._store._finite(self._name, block, key)
 

@@ -113,6 +113,22 @@ def test_large_store_checks_values_block_by_block(
             s.read_vectors("a")
 
 
+@pytest.mark.parametrize("dataset", ["sources/a/vectors", "sources/a/present",
+                                     "sources/b/derived"])
+def test_damaged_bytes_are_an_error_not_other_numbers(tmp_path: Path, dataset: str) -> None:
+    path = _store(tmp_path)
+    with h5py.File(path, "r") as f:
+        assert f[dataset].fletcher32  # every chunk carries a checksum
+        offset = f[dataset].id.get_chunk_info(0).byte_offset
+    data = bytearray(path.read_bytes())
+    data[offset + 1] ^= 0x10  # still a finite float / a valid bool: only the checksum knows
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=r"cannot read|cannot be read") as info:
+        with Store(path) as s:
+            s.present("a"), s.derived("b")
+    assert "filter returned failure" in str(info.value)  # the checksum did not match
+
+
 def test_duplicate_vocab_word_is_refused(tmp_path: Path) -> None:
     path = _store(tmp_path)
     with h5py.File(path, "r+") as f:
