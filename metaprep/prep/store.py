@@ -6,6 +6,7 @@ only when the writer exits cleanly. Reading is lazy: vectors stay on disk until 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -46,6 +47,15 @@ _VECTOR_DTYPES = ("float32", "float16")
 # What h5py raises on damaged metadata or data (HDF5's own messages inside)
 _H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError)
 _CASE_POLICIES = ("exact", "lower", "fallback")
+
+
+def _vocab_sha256(words: Sequence[str]) -> str:
+    """Hex SHA-256 of the words, each UTF-8 and newline-terminated. The strings live in HDF5's
+    global heap, which has no checksum of its own: this catches a damaged word."""
+    h = hashlib.sha256()
+    for w in words:
+        h.update(w.encode("utf-8", "surrogatepass") + b"\n")
+    return h.hexdigest()
 
 
 def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
@@ -120,7 +130,7 @@ class StoreWriter:
         _write_attrs(
             self._f,
             {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "vocab_size": len(vocab),
-             "sources": []},
+             "vocab_sha256": _vocab_sha256(vocab), "sources": []},
         )
         if attrs:
             _write_attrs(self._f, attrs)
@@ -451,6 +461,9 @@ class Store:
                 raise self._bad(f"the vocabulary cannot be read ({exc})") from exc
             if len(set(words)) != len(words):
                 raise self._bad("the vocabulary holds a word twice")
+            expected = self.attrs.get("vocab_sha256")  # absent in stores from before it
+            if expected is not None and expected != _vocab_sha256(words):
+                raise self._bad("the vocabulary does not match its vocab_sha256 checksum")
             self._vocab = words
         return self._vocab
 

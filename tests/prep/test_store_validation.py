@@ -129,6 +129,18 @@ def test_damaged_bytes_are_an_error_not_other_numbers(tmp_path: Path, dataset: s
     assert "filter returned failure" in str(info.value)  # the checksum did not match
 
 
+def test_changed_vocab_word_fails_its_checksum(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    with h5py.File(path, "r+") as f:
+        f["vocab"][2] = "zz"  # a new, distinct word: only the checksum knows
+    with Store(path) as s, pytest.raises(StoreError, match="does not match its vocab_sha256"):
+        _ = s.vocab
+    with h5py.File(path, "r+") as f:
+        del f.attrs["vocab_sha256"]  # stores written before it: not checked
+    with Store(path) as s:
+        assert s.vocab[2] == "zz"
+
+
 def test_duplicate_vocab_word_is_refused(tmp_path: Path) -> None:
     path = _store(tmp_path)
     with h5py.File(path, "r+") as f:
