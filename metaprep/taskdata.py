@@ -7,8 +7,10 @@ Four layouts are read, picked by extension or, failing that, by the first non-em
     .jsonl / .json   one object per line with the same keys
     anything else    fastText lines ``__label__X some text`` when the first line starts so
 
-Extra columns (an id, a source) are ignored; a missing ``text`` / ``label`` column is an error.
-Labels are returned as strings whatever the layout (JSON ``1`` and CSV ``1`` are the same label).
+Extra columns (an id, a source) are ignored; a missing ``text`` / ``label`` column is an error,
+and so is a column name given twice. Other column names are read with ``columns=Columns(...)``.
+Labels are returned as strings whatever the layout (JSON ``1`` and CSV ``1`` are the same label);
+a JSON label must be a string or an integer (``null``, ``true``, ``1.5``, lists are refused).
 Pure standard library; errors name the file and line.
 """
 
@@ -18,14 +20,16 @@ import csv
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from metaprep.errors import DataError
+from metaprep.errors import ConfigError, DataError
 from metaprep.tokenize import Tokenizer
 
 __all__ = [
     "TASK_FORMATS",
+    "Columns",
     "Example",
     "count_words",
     "detect_task_format",
@@ -40,6 +44,26 @@ _EXTENSIONS = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl", "
 _LABEL_PREFIX = "__label__"
 _HINT = "task data needs a header `text,label` or `text_a,text_b,label` (TSV/CSV), the same keys " \
         "in JSONL, or fastText `__label__X text` lines"
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The column (TSV/CSV) or key (JSONL) names of the text(s) and the label."""
+
+    text: str = "text"
+    label: str = "label"
+    text_a: str = "text_a"  # the first sentence of a pair
+    text_b: str = "text_b"  # the second
+
+    def __post_init__(self) -> None:
+        names = [getattr(self, f.name) for f in fields(self)]
+        if not all(isinstance(n, str) and n.strip() == n and n for n in names):
+            raise ConfigError(f"column names must be non-empty, without outer spaces: {names}")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"column names must differ: {names}")
+
+
+_DEFAULT_COLUMNS = Columns()
 
 
 class Example(NamedTuple):
@@ -78,8 +102,11 @@ def _first_line(path: Path, encoding: str) -> str | None:
     return None
 
 
-def detect_task_format(path: str | Path, *, encoding: str = "utf-8") -> str | None:
+def detect_task_format(
+    path: str | Path, *, encoding: str = "utf-8", columns: Columns | None = None
+) -> str | None:
     """``tsv``, ``csv``, ``jsonl`` or ``fasttext``; None when the file looks like none of them."""
+    c = columns or _DEFAULT_COLUMNS
     p = Path(path)
     fmt = _EXTENSIONS.get(p.suffix.lower())
     if fmt is not None:
@@ -94,7 +121,7 @@ def detect_task_format(path: str | Path, *, encoding: str = "utf-8") -> str | No
         return "jsonl"
     for fmt, sep in (("tsv", "\t"), ("csv", ",")):
         header = [c.strip() for c in stripped.split(sep)]
-        if "label" in header and ("text" in header or "text_a" in header):
+        if c.label in header and (c.text in header or c.text_a in header):
             return fmt
     return None
 
@@ -103,10 +130,13 @@ def looks_like_task_data(path: str | Path, *, encoding: str = "utf-8") -> bool:
     return detect_task_format(path, encoding=encoding) is not None
 
 
-def _columns(header: list[str], path: Path, line: int, require_label: bool) -> tuple[str, ...]:
-    cols = [c.strip() for c in header]
-    keys = ("text_a", "text_b") if "text_a" in cols or "text_b" in cols else ("text",)
-    needed = keys + (("label",) if require_label else ())
+def _columns(
+    header: list[str], path: Path, line: int, require_label: bool, c: Columns
+) -> tuple[str, ...]:
+    """The text key(s) to read: ``(text,)`` or ``(text_a, text_b)``."""
+    cols = [name.strip() for name in header]
+    keys = (c.text_a, c.text_b) if c.text_a in cols or c.text_b in cols else (c.text,)
+    needed = keys + ((c.label,) if require_label else ())
     missing = [k for k in needed if k not in cols]
     if missing:
         raise DataError(
@@ -118,7 +148,7 @@ def _columns(header: list[str], path: Path, line: int, require_label: bool) -> t
 
 
 def _read_delimited(
-    path: Path, fmt: str, encoding: str, require_label: bool
+    path: Path, fmt: str, encoding: str, require_label: bool, c: Columns
 ) -> Iterator[Example]:
     lines = _lines(path, encoding)
     current = [0]
@@ -138,9 +168,15 @@ def _read_delimited(
             header = next(reader, None)
         if header is None:
             raise DataError("the file is empty", path=path, hint=_HINT)
-        cols = [c.strip() for c in header]
-        keys = _columns(cols, path, current[0], require_label)
-        idx = {c: i for i, c in enumerate(cols)}
+        cols = [name.strip() for name in header]
+        twice = sorted({n for n in cols if n and cols.count(n) > 1})
+        if twice:
+            raise DataError(
+                f"column name(s) {', '.join(twice)} appear more than once in the header",
+                path=path, line=current[0], hint="rename or remove the repeated column",
+            )
+        keys = _columns(cols, path, current[0], require_label, c)
+        idx = {name: i for i, name in enumerate(cols)}
         start = current[0] + 1
         for row in reader:
             line = start
@@ -153,37 +189,71 @@ def _read_delimited(
                     path=path, line=line,
                     hint="a text containing the separator must be quoted (CSV) or the tab removed",
                 )
-            label = row[idx["label"]].strip() if "label" in idx else None
+            label = row[idx[c.label]].strip() if c.label in idx else None
             if require_label and not label:
                 raise DataError("empty label", path=path, line=line)
-            if keys == ("text",):
-                yield Example(row[idx["text"]], label, line)
+            if len(keys) == 1:
+                yield Example(row[idx[keys[0]]], label, line)
             else:
-                yield Example((row[idx["text_a"]], row[idx["text_b"]]), label, line)
+                yield Example((row[idx[keys[0]]], row[idx[keys[1]]]), label, line)
     except csv.Error as exc:
         raise DataError(f"malformed {fmt.upper()}: {exc}", path=path, line=current[0]) from exc
 
 
-def _read_jsonl(path: Path, encoding: str, require_label: bool) -> Iterator[Example]:
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        counts = Counter(k for k, _ in pairs)
+        raise _DuplicateKey(", ".join(sorted(k for k, n in counts.items() if n > 1)))
+    return obj
+
+
+def _json_type(value: object) -> str:
+    return {type(None): "null", bool: "a boolean", int: "a number", float: "a number",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _read_jsonl(path: Path, encoding: str, require_label: bool, c: Columns) -> Iterator[Example]:
     for no, text in _lines(path, encoding):
         if not text.strip():
             continue
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON: {exc.msg}", path=path, line=no) from exc
+            obj = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        except _DuplicateKey as exc:
+            raise DataError(f"key(s) {exc} appear more than once in the object",
+                            path=path, line=no, hint="keep one of each key") from exc
+        except (json.JSONDecodeError, RecursionError) as exc:
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            raise DataError(f"not valid JSON: {msg}", path=path, line=no) from exc
         if not isinstance(obj, dict):
             raise DataError("each line must be a JSON object", path=path, line=no, hint=_HINT)
-        keys = _columns(list(obj), path, no, require_label)
+        keys = _columns(list(obj), path, no, require_label, c)
         values = [obj[k] for k in keys]
-        if not all(isinstance(v, str) for v in values):
-            raise DataError(f"{'/'.join(keys)} must be strings", path=path, line=no)
-        label = obj.get("label")
-        if label is not None:
-            if isinstance(label, (dict, list)):
-                raise DataError("label must be a string or a number", path=path, line=no)
-            label = str(label)
-        yield Example(values[0] if len(values) == 1 else (values[0], values[1]), label, no)
+        for k, v in zip(keys, values, strict=True):
+            if not isinstance(v, str):
+                raise DataError(f"{k!r} must be a string, not {_json_type(v)}",
+                                path=path, line=no)
+        yield Example(values[0] if len(values) == 1 else (values[0], values[1]),
+                      _json_label(obj, c.label, require_label, path, no), no)
+
+
+def _json_label(obj: dict[str, Any], key: str, require: bool, path: Path, no: int) -> str | None:
+    """A string label, or an integer one as its digits (``1`` and ``"1"`` are the same label);
+    null, booleans, fractions, lists and objects are refused rather than turned into text."""
+    label = obj.get(key)
+    if label is None and not require:
+        return None
+    if isinstance(label, str) and label.strip():
+        return label
+    if isinstance(label, int) and not isinstance(label, bool):
+        return str(label)
+    what = "empty" if isinstance(label, str) else _json_type(label)
+    raise DataError(f"{key!r} must be a non-empty string or an integer, not {what}",
+                    path=path, line=no, hint="give every example a label")
 
 
 def _read_fasttext(path: Path, encoding: str, require_label: bool) -> Iterator[Example]:
@@ -210,36 +280,40 @@ def read_examples(
     encoding: str = "utf-8",
     fmt: str | None = None,
     require_label: bool = True,
+    columns: Columns | None = None,
 ) -> Iterator[Example]:
     """Stream the examples of a task data file as ``Example(text, label, line)``.
 
     ``text`` is a string, or a ``(text_a, text_b)`` pair for pair tasks. ``fmt`` overrides the
     detection (one of TASK_FORMATS). With ``require_label=False`` a missing label column or
-    prefix is allowed (label None), e.g. for texts to predict.
+    prefix is allowed (label None), e.g. for texts to predict. ``columns`` names the columns
+    (TSV/CSV) or keys (JSONL) when they are not ``text``/``label``/``text_a``/``text_b``.
     """
+    c = columns or _DEFAULT_COLUMNS
     p = Path(path)
     if not p.is_file():
         raise DataError("no such task data file", path=p)
-    fmt = fmt or detect_task_format(p, encoding=encoding)
+    fmt = fmt or detect_task_format(p, encoding=encoding, columns=c)
     if fmt is None:
         raise DataError("cannot tell the layout of this file", path=p, hint=_HINT)
     if fmt not in TASK_FORMATS:
         raise DataError(f"unknown task data format {fmt!r}; known: {', '.join(TASK_FORMATS)}",
                         path=p)
     if fmt in ("tsv", "csv"):
-        return _read_delimited(p, fmt, encoding, require_label)
+        return _read_delimited(p, fmt, encoding, require_label, c)
     if fmt == "jsonl":
-        return _read_jsonl(p, encoding, require_label)
+        return _read_jsonl(p, encoding, require_label, c)
     return _read_fasttext(p, encoding, require_label)
 
 
 def count_words(
-    paths: Iterable[str | Path], tokenizer: Tokenizer, *, encoding: str = "utf-8"
+    paths: Iterable[str | Path], tokenizer: Tokenizer, *, encoding: str = "utf-8",
+    columns: Columns | None = None,
 ) -> Counter[str]:
     """Token counts over the texts of task data files (labels are not words)."""
     counts: Counter[str] = Counter()
     for path in paths:
-        for ex in read_examples(path, encoding=encoding, require_label=False):
+        for ex in read_examples(path, encoding=encoding, require_label=False, columns=columns):
             texts = ex.text if isinstance(ex.text, tuple) else (ex.text,)
             for t in texts:
                 counts.update(tokenizer(t))

@@ -6,8 +6,9 @@ from pathlib import Path
 import gensim
 import pytest
 
-from metaprep.errors import DataError
+from metaprep.errors import ConfigError, DataError
 from metaprep.taskdata import (
+    Columns,
     Example,
     count_words,
     detect_task_format,
@@ -79,6 +80,18 @@ def test_detection_by_content(tmp_path: Path) -> None:
         ("t.txt", "__label__a x\nno label here\n", "no __label__", 2),
         ("t.txt", "__label__a __label__b x\n", "2 labels", 1),
         ("t.tsv", "text\tlabel\nx\t\n", "empty label", 2),
+        ("t.jsonl", '{"text": "x", "label": "a"}\n{"text": "y", "label": null}\n',
+         "'label' must be a non-empty string or an integer, not null", 2),
+        ("t.jsonl", '{"text": "x", "label": true}\n', "not a boolean", 1),
+        ("t.jsonl", '{"text": "x", "label": 0.5}\n', "not a number", 1),
+        ("t.jsonl", '{"text": "x", "label": ["a"]}\n', "not a list", 1),
+        ("t.jsonl", '{"text": "x", "label": ""}\n', "not empty", 1),
+        ("t.jsonl", '{"text": null, "label": "a"}\n', "'text' must be a string, not null", 1),
+        ("t.jsonl", '{"text_a": "x", "text_b": 3, "label": "a"}\n', "'text_b' must be a str", 1),
+        ("t.jsonl", '{"text": "x", "label": "a", "label": "b"}\n', "key.s. label appear", 1),
+        ("t.jsonl", "[" * 100_000 + "\n", "not valid JSON", 1),
+        ("t.tsv", "\nid\ttext\tlabel\ttext\nx\ty\tz\tw\n", "text appear more than once", 2),
+        ("t.csv", "label,text,label\na,b,c\n", "column name.s. label appear more than once", 1),
     ],
 )
 def test_malformed(tmp_path: Path, name: str, text: str, match: str, line: int) -> None:
@@ -91,6 +104,31 @@ def test_malformed(tmp_path: Path, name: str, text: str, match: str, line: int) 
 def test_unlabelled_allowed_when_asked(tmp_path: Path) -> None:
     p = _write(tmp_path / "t.tsv", "text\nonly text\n")
     assert list(read_examples(p, require_label=False)) == [Example("only text", None, 2)]
+    q = _write(tmp_path / "t.jsonl", '{"text": "a", "label": null}\n{"text": "b"}\n')
+    assert [e.label for e in read_examples(q, require_label=False)] == [None, None]
+
+
+def test_other_column_names(tmp_path: Path) -> None:
+    cols = Columns(text="sentence", label="gold")
+    tsv = _write(tmp_path / "t.txt", "id\tsentence\tgold\n1\tnice one\tpos\n")
+    assert detect_task_format(tsv) is None and detect_task_format(tsv, columns=cols) == "tsv"
+    assert list(read_examples(tsv, columns=cols)) == [Example("nice one", "pos", 2)]
+    jsonl = _write(tmp_path / "t.jsonl", '{"sentence": "x y", "gold": 2, "text": "ignored"}\n')
+    assert list(read_examples(jsonl, columns=cols)) == [Example("x y", "2", 1)]
+    pair = _write(tmp_path / "p.csv", "premise,hypothesis,y\nA man,A person,1\n")
+    pcols = Columns(text_a="premise", text_b="hypothesis", label="y")
+    assert list(read_examples(pair, columns=pcols)) == [Example(("A man", "A person"), "1", 2)]
+    with pytest.raises(DataError, match="missing column.*gold") as err:
+        list(read_examples(_write(tmp_path / "s.tsv", "sentence\tlabel\nx\ty\n"), columns=cols))
+    assert err.value.line == 1
+    counts = count_words([tsv], Tokenizer(TokenizerConfig()), columns=cols)
+    assert counts == {"nice": 1, "one": 1}
+
+
+@pytest.mark.parametrize("kwargs", [{"text": ""}, {"label": "text"}, {"text_a": " a"}])
+def test_bad_column_names_are_config_errors(kwargs: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        Columns(**kwargs)
 
 
 def test_missing_file_and_unknown_layout(tmp_path: Path) -> None:

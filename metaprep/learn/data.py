@@ -17,6 +17,7 @@ import torch
 
 from metaprep.errors import DataError, StoreError
 from metaprep.ids import PAD_ID, VocabIndex
+from metaprep.taskdata import Columns
 from metaprep.tokenize import Tokenizer, TokenizerConfig
 
 __all__ = [
@@ -114,6 +115,7 @@ def load_task(
     labels: LabelMap | None = None,
     encoding: str = "utf-8",
     progress: bool = True,
+    columns: Columns | None = None,
 ) -> tuple[TaskData, LabelMap]:
     """Read and encode a task file. Without ``labels`` the map is built from this file (train);
     with it, an unknown label is a DataError naming the line."""
@@ -122,8 +124,8 @@ def load_task(
     from metaprep.taskdata import read_examples
 
     path = Path(path)
-    raw = list(tqdm(read_examples(path, encoding=encoding), desc=f"reading {path.name}",
-                    unit=" ex", disable=not progress, leave=False))
+    raw = list(tqdm(read_examples(path, encoding=encoding, columns=columns),
+                    desc=f"reading {path.name}", unit=" ex", disable=not progress, leave=False))
     if not raw:
         raise DataError("no examples", path=path, hint="the file is empty or has only a header")
     pair = isinstance(raw[0][0], tuple)

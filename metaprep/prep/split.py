@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from metaprep.errors import ConfigError, DataError
-from metaprep.taskdata import Example, read_examples
+from metaprep.taskdata import Columns, Example, read_examples
 
 __all__ = ["split_file"]
 
@@ -38,17 +38,20 @@ def split_file(
     test: float = 0.15,
     seed: int = 0,
     encoding: str = "utf-8",
+    columns: Columns | None = None,
 ) -> dict[str, int]:
     """Write ``train.tsv``, ``dev.tsv`` and (when ``test > 0``) ``test.tsv`` under ``out_dir``.
 
     Each label's examples are shuffled with ``seed`` and cut by the fractions, so every split sees
-    every label that has enough examples. Returns the number of examples per split.
+    every label that has enough examples. Returns the number of examples per split. ``columns``
+    names the input's columns when they are not the standard ones; the output always has the
+    standard ``text``/``label`` (or ``text_a``/``text_b``/``label``) header.
     """
     if not (0 <= dev < 1 and 0 <= test < 1 and dev + test < 1):
         raise ConfigError(f"dev ({dev}) and test ({test}) must be fractions that sum below 1")
     by_label: dict[str, list[Example]] = defaultdict(list)
     seen_texts = 0
-    for ex in read_examples(path, encoding=encoding):
+    for ex in read_examples(path, encoding=encoding, columns=columns):
         by_label[str(ex.label)].append(ex)
         seen_texts += 1
     if seen_texts == 0:

@@ -106,7 +106,12 @@ def test_header_disagrees_with_binary_body(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="data continues after the 2 rows the header declares"):
         read_all(more)
     fewer = write_w2v_binary(tmp_path / "f.bin", words, vecs, newline=True, header="5 4\n")
-    with pytest.raises(FormatError, match="ends after 3 of the 5 rows"):
+    with pytest.raises(FormatError, match=r"f\.bin:1: the header declares 5 rows of 4 dim.*"
+                                          r"at least 90 bytes, but the file has 57"):
+        read_all(fewer)  # refused when opened: 5 rows cannot fit in 57 bytes
+    long_words = [w * 10 for w in words]  # 3 rows of 28 bytes hold 4 rows' minimum, 72 bytes
+    fewer = write_w2v_binary(tmp_path / "f.bin", long_words, vecs, newline=True, header="4 4\n")
+    with pytest.raises(FormatError, match="ends after 3 of the 4 rows"):
         read_all(fewer)
     wrong_dim = write_w2v_binary(tmp_path / "d.bin", words * 50, np.tile(vecs, (50, 1)),
                                  newline=True, header="150 3\n")
@@ -177,5 +182,6 @@ def test_fasttext_bad_utf8_and_supervised(tmp_path: Path) -> None:
 def test_fasttext_truncated(tmp_path: Path) -> None:
     path = tmp_path / "t.bin"
     path.write_bytes((DATA / "lee_fasttext_new.bin").read_bytes()[:5000])
-    with pytest.raises(FormatError, match=r"t\.bin: the fastText model is truncated or corrupt"):
+    with pytest.raises(FormatError,
+                       match=r"t\.bin \(byte \d+\): the fastText model is truncated or corrupt"):
         open_source(path, options=ReadOptions(progress=False))

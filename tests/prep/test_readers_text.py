@@ -185,8 +185,12 @@ def test_bad_utf8(tmp_path: Path) -> None:
 
 def test_header_disagrees_with_body(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "h.vec", ["3 2", "a 1 2", "b 3 4"])
-    with pytest.raises(FormatError, match=r"h\.vec:1: the header declares 3 rows but the file has"):
-        read_all(path)
+    with pytest.raises(FormatError, match=r"h\.vec:1: the header declares 3 rows of 2 numbers, "
+                                          r"which take at least 18 bytes, but the file has 12"):
+        read_all(path)  # refused when opened: 3 rows cannot fit
+    long = write_lines(tmp_path / "l.vec", ["3 2", "alpha 1 2", "beta 3 4"])
+    with pytest.raises(FormatError, match=r"l\.vec:1: the header declares 3 rows but the file has"):
+        read_all(long)  # they could: found out at the end
     src, words, _ = read_all(path, on_bad_line="skip")
     assert words == ["a", "b"] and "declares 3 rows" in src.stats.examples[0]
     assert read_all(path, limit=1)[1] == ["a"]  # a limit reads only part: no count check

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from metaprep.cli import cli
 from metaprep.errors import ConfigError, DataError
 from metaprep.prep.split import split_file
-from metaprep.taskdata import read_examples
+from metaprep.taskdata import Columns, Example, read_examples
 
 
 def _corpus(path: Path, n_per_label: int = 20) -> Path:
@@ -50,3 +50,14 @@ def test_split_cli(tmp_path: Path) -> None:
                                       "--encoding", "latin-1", "--test", "0"])
     assert result.exit_code == 0, result.output
     assert "train: 34" in result.output and not (tmp_path / "o" / "test.tsv").exists()
+
+
+def test_split_reads_other_column_names_and_writes_standard_ones(tmp_path: Path) -> None:
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(f'{{"review": "text {i}", "stars": {i % 2}}}\n' for i in range(20)))
+    counts = split_file(src, tmp_path / "o", dev=0.2, test=0, columns=Columns(text="review",
+                                                                             label="stars"))
+    assert counts == {"train": 16, "dev": 4}
+    train = tmp_path / "o" / "train.tsv"
+    assert train.read_text().startswith("text\tlabel\n")
+    assert Example("text 0", "0", 2) in list(read_examples(train))

@@ -8,6 +8,7 @@ import mmap
 import os
 import sys
 import time
+import zlib
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -20,6 +21,7 @@ __all__ = [
     "HINT_REPLACE",
     "HINT_SKIP",
     "LineCursor",
+    "LineTooLong",
     "MAX_EXAMPLES",
     "OpenedFile",
     "Progress",
@@ -28,6 +30,7 @@ __all__ = [
     "line_chunks",
     "note_bad_line",
     "open_binary",
+    "too_long",
 ]
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -37,6 +40,22 @@ HINT_REPLACE = (
     "to substitute U+FFFD: --encoding-errors replace / ReadOptions(encoding_errors='replace')"
 )
 MAX_EXAMPLES = 5  # how many "line N: reason" examples stats.examples keeps
+
+
+class LineTooLong(Exception):
+    """A line runs past the reader's bound (TextLayout.max_line) without a newline: the caller,
+    which knows the line's number, turns this into a FormatError."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a line is longer than {limit:,} bytes")
+        self.limit = limit
+
+
+def too_long(path: Path, line: int, limit: int) -> FormatError:
+    return FormatError(
+        f"the line is longer than {limit:,} bytes (64 times the usual line, at least 1 MiB)",
+        path=path, line=line, hint="the file is corrupt, or not an embedding file",
+    )
 
 
 def _check_path(path: Path) -> None:
@@ -76,7 +95,7 @@ class OpenedFile:
     def read(self, n: int = -1) -> bytes:
         try:
             return self.stream.read(n)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise FormatError(
                 f"cannot read ({'corrupt or truncated gzip data: ' if self.gzipped else ''}"
                 f"{exc})",
@@ -133,20 +152,24 @@ class Progress:
             self._bar = None
 
 
-def line_chunks(f: OpenedFile, *, chunk_bytes: int, start: int = 0) -> Generator[bytes, None, None]:
+def line_chunks(
+    f: OpenedFile, *, chunk_bytes: int, start: int = 0, max_line: int | None = None
+) -> Generator[bytes, None, None]:
     """Yield pieces of about ``chunk_bytes`` that end at a newline (the last may lack one),
     beginning at byte ``start`` of the (decompressed) content.
 
-    A line longer than ``chunk_bytes`` makes its piece longer; memory stays bounded by the chunk
-    size plus the longest line. Plain files are memory-mapped so each piece costs one copy.
+    A line longer than ``chunk_bytes`` makes its piece longer, up to ``max_line`` bytes
+    (LineTooLong beyond), so memory stays bounded by the chunk size plus that bound even for a
+    gzip bomb. Plain files are memory-mapped so each piece costs one copy.
     """
+    limit = max_line or (1 << 62)
     if f.gzipped:
-        yield from _stream_chunks(f, chunk_bytes, start)
+        yield from _stream_chunks(f, chunk_bytes, start, limit)
     else:
-        yield from _mapped_chunks(f, chunk_bytes, start)
+        yield from _mapped_chunks(f, chunk_bytes, start, limit)
 
 
-def _mapped_chunks(f: OpenedFile, chunk_bytes: int, start: int) -> Iterator[bytes]:
+def _mapped_chunks(f: OpenedFile, chunk_bytes: int, start: int, limit: int) -> Iterator[bytes]:
     size = f.size
     if size <= start:
         return
@@ -163,7 +186,9 @@ def _mapped_chunks(f: OpenedFile, chunk_bytes: int, start: int) -> Iterator[byte
             else:
                 nl = mm.rfind(b"\n", pos, end)
                 if nl < 0:  # a line longer than the chunk
-                    nl = mm.find(b"\n", end)
+                    nl = mm.find(b"\n", end, pos + limit + 1)
+                    if nl < 0 and size - pos > limit:
+                        raise LineTooLong(limit)
                 end = size if nl < 0 else nl + 1
             piece = mm[pos:end]
             pos = f.mapped_pos = end
@@ -182,7 +207,11 @@ class LineCursor:
     in increasing order: each call scans forward from the last one, so reaching every line of
     the file costs one pass over it."""
 
-    def __init__(self, path: Path, start: int) -> None:
+    def __init__(
+        self, path: Path, start: int, *, max_line: int | None = None, first_line: int = 1
+    ) -> None:
+        # a line longer than max_line is a FormatError naming it (first_line: line 0's number)
+        self._path, self._max_line, self._first_line = path, max_line, first_line
         self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._size = os.fstat(self._f.fileno()).st_size
         self._mm = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if self._size else None
@@ -212,7 +241,10 @@ class LineCursor:
                 pos += n
         self._line, self._pos = k, pos
         end = mm.find(b"\n", pos)
-        return mm[pos : size if end < 0 else end]
+        end = size if end < 0 else end
+        if self._max_line is not None and end - pos > self._max_line:
+            raise too_long(self._path, self._first_line + k, self._max_line)
+        return mm[pos:end]
 
     def close(self) -> None:
         if self._mm is not None:
@@ -220,7 +252,7 @@ class LineCursor:
         self._f.close()
 
 
-def _stream_chunks(f: OpenedFile, chunk_bytes: int, start: int) -> Iterator[bytes]:
+def _stream_chunks(f: OpenedFile, chunk_bytes: int, start: int, limit: int) -> Iterator[bytes]:
     while start > 0:  # skip what the caller already looked at (header, BOM)
         skipped = f.read(min(start, chunk_bytes))
         if not skipped:
@@ -236,6 +268,8 @@ def _stream_chunks(f: OpenedFile, chunk_bytes: int, start: int) -> Iterator[byte
         cut = block.rfind(b"\n") + 1
         if cut == 0:  # no newline yet: a line longer than the chunk, keep reading
             carry += block
+            if len(carry) > limit:
+                raise LineTooLong(limit)
             continue
         if carry or cut < len(block):
             piece = b"".join((carry, memoryview(block)[:cut]))

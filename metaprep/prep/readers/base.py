@@ -15,7 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Chunk", "LowercaseWanted", "ReadOptions", "ReadStats", "Source"]
+__all__ = ["Chunk", "LowercaseWanted", "MAX_DIM", "ReadOptions", "ReadStats", "Source"]
+
+# No embedding is wider than this; a header or row saying more is corrupt (and would size
+# buffers and parser schemas by it).
+MAX_DIM = 100_000
 
 
 class LowercaseWanted(Collection[str]):

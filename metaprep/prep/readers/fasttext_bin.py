@@ -12,7 +12,6 @@ follows the vocabulary), so memory is the model's size.
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from metaprep.prep.readers._io import (
 )
 from metaprep.prep.readers.base import Chunk, ReadOptions, ReadStats, Source
 from metaprep.prep.readers.detect import is_fasttext_head
+from metaprep.prep.readers.fasttext_layout import check_fasttext_layout
 
 __all__ = ["FastTextBinSource"]
 
@@ -76,6 +76,7 @@ class FastTextBinSource(Source):
                 path=self.path, offset=0,
                 hint="decompress it first" if gzipped else "for .vec text files use word2vec-text",
             )
+        check_fasttext_layout(self.path)  # gensim trusts every count in the file
         bar = Progress(
             total=size, desc=f"{self.path.name} (loading)", enabled=self.options.progress
         )
@@ -99,7 +100,7 @@ class FastTextBinSource(Source):
                 f"cannot read this fastText model: {exc}", path=self.path,
                 hint="export its word vectors to a .vec file with fastText's print-word-vectors",
             ) from exc
-        except (struct.error, ValueError, EOFError, OSError, IndexError, MemoryError) as exc:
+        except Exception as exc:  # noqa: BLE001 - gensim's parser asserts; the layout was checked
             raise FormatError(
                 f"the fastText model is truncated or corrupt ({type(exc).__name__}: {exc})",
                 path=self.path, hint="download it again",
@@ -141,17 +142,30 @@ class FastTextBinSource(Source):
     def iter_chunks(self, wanted: Collection[str] | None = None) -> Iterator[Chunk]:
         rows: list[int] = []
         words: list[str] = []
-        vectors = self._kv.vectors
         for row, word in self._words():
             if wanted is not None and word not in wanted:
                 continue
             rows.append(row)
             words.append(word)
             if len(rows) >= _ROWS_PER_CHUNK:
-                yield Chunk(words, np.asarray(vectors[rows], dtype=np.float32))
+                yield self._chunk(rows, words)
                 rows, words = [], []
         if rows:
-            yield Chunk(words, np.asarray(vectors[rows], dtype=np.float32))
+            yield self._chunk(rows, words)
+
+    def _chunk(self, rows: list[int], words: list[str]) -> Chunk:
+        """The vectors of ``rows``; a word whose composed vector overflowed to inf is a bad row
+        (the matrix itself was checked finite when the model was opened)."""
+        vectors = np.asarray(self._kv.vectors[rows], dtype=np.float32)
+        ok = np.isfinite(vectors).all(axis=1)
+        if ok.all():
+            return Chunk(words, vectors)
+        for i in np.flatnonzero(~ok):
+            reason = f"the vector of {words[i]!r} (word {rows[i] + 1}) is not finite"
+            if self.options.on_bad_line == "error":
+                raise FormatError(reason, path=self.path, hint=HINT_SKIP)
+            note_bad_line(self.stats, f"word {rows[i] + 1}", reason)
+        return Chunk([words[i] for i in np.flatnonzero(ok)], vectors[ok])
 
     def iter_words(self) -> Iterator[list[str]]:
         words: list[str] = []
@@ -175,6 +189,10 @@ class FastTextBinSource(Source):
                 out[i] = self._kv.get_vector(word)
             except KeyError:  # no n-gram of the word is in the model
                 pass
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        if len(bad):  # finite n-gram rows whose mean overflowed
+            raise FormatError(f"the vector composed for {words[bad[0]]!r} is not finite",
+                              path=self.path, hint="the model's values are out of range")
         return out
 
     def close(self) -> None:

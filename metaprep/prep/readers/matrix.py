@@ -10,7 +10,9 @@ only the rows asked for are read. The vocab file is found beside the matrix when
 from __future__ import annotations
 
 import json
+import math
 import mmap
+import os
 import struct
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
@@ -31,6 +33,7 @@ from metaprep.prep.readers.wordpiece import has_wordpieces, wordpieces
 __all__ = ["MatrixSource", "default_vocab_paths", "read_safetensors_header"]
 
 _CHUNK_BYTES = 32 << 20  # matrix bytes per Chunk
+_MAX_HEADER = 100 << 20  # safetensors' own limit on its JSON header
 # safetensors dtype -> numpy dtype of the stored bytes (bfloat16 is widened by hand)
 _SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}
 
@@ -45,31 +48,62 @@ def default_vocab_paths(matrix: Path) -> list[Path]:
 
 
 def read_safetensors_header(path: Path) -> tuple[dict[str, dict], int]:
-    """The tensors described in a .safetensors header, and where the data starts."""
+    """The tensors described in a .safetensors header, and where the data starts. Every entry
+    is checked (a known structure, offsets inside the file) before anything is mapped."""
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
             raw_len = f.read(8)
             if len(raw_len) < 8:
                 raise FormatError("too short for a safetensors file", path=path, offset=0)
             (n,) = struct.unpack("<Q", raw_len)
-            raw = f.read(n) if n < (100 << 20) else b""
+            raw = f.read(n) if n <= min(size - 8, _MAX_HEADER) else b""
     except OSError as exc:
         raise FormatError(f"cannot read: {exc.strerror or exc}", path=path) from exc
     if len(raw) != n or n == 0:
         raise FormatError(
-            "the safetensors header is truncated or its length is wrong", path=path, offset=8,
-            hint="download the file again",
+            f"the safetensors header length ({n} bytes) does not fit the file ({size} bytes) "
+            "or is over 100 MiB",
+            path=path, offset=0, hint="the file is truncated or not safetensors: download it again",
         )
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise FormatError(
             f"the safetensors header is not JSON ({exc})", path=path, offset=8
         ) from exc
     if not isinstance(header, dict):
         raise FormatError("the safetensors header is not a JSON object", path=path, offset=8)
     header.pop("__metadata__", None)
+    for name, info in header.items():
+        _check_tensor_entry(path, name, info, size - 8 - n)
     return header, 8 + n
+
+
+def _check_tensor_entry(path: Path, name: str, info: object, data_size: int) -> None:
+    """A header entry: ``{"dtype": str, "shape": [int, ...], "data_offsets": [begin, end]}``
+    with ``0 <= begin <= end <= data_size`` (whether end - begin fits the dtype and shape is
+    checked for the tensor that is read, whose dtype must be known)."""
+
+    def ints(x: object) -> bool:
+        return isinstance(x, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in x
+        )
+
+    if not isinstance(info, dict) or not isinstance(info.get("dtype"), str) or \
+            not ints(info.get("shape")) or not ints(info.get("data_offsets")) or \
+            len(info["data_offsets"]) != 2:
+        raise FormatError(
+            f"tensor {name!r}: the header entry is not {{dtype, shape, data_offsets}}",
+            path=path, offset=8, hint="the file is corrupt: download it again",
+        )
+    begin, end = info["data_offsets"]
+    if not begin <= end <= data_size:
+        raise FormatError(
+            f"tensor {name!r}: its bytes {begin}..{end} lie outside the file's "
+            f"{data_size} data bytes",
+            path=path, offset=8, hint="the file is truncated: download it again",
+        )
 
 
 class MatrixSource(Source):
@@ -114,7 +148,10 @@ class MatrixSource(Source):
     def _open_npy(self) -> np.ndarray:
         try:
             matrix = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:  # object arrays (pickle) are refused too
+        # numpy parses the header with ast and lets SyntaxError, tokenize errors and others out
+        # on a damaged one; a shape larger than the file is a ValueError from the memory map;
+        # object arrays (pickle) are refused with a ValueError too.
+        except Exception as exc:  # noqa: BLE001
             raise FormatError(
                 f"not a readable .npy array ({exc})", path=self.path,
                 hint="save a numeric matrix with np.save; the file may also be truncated",
@@ -154,11 +191,10 @@ class MatrixSource(Source):
                 f"{', '.join(_SAFETENSORS_DTYPES)}",
                 path=self.path,
             )
-        shape = [int(x) for x in info.get("shape", [])]
-        begin, end = (int(x) for x in info.get("data_offsets", [0, 0]))
+        shape = list(info["shape"])
+        begin, end = info["data_offsets"]  # checked inside the file by read_safetensors_header
         itemsize = np.dtype(_SAFETENSORS_DTYPES[dtype]).itemsize
-        size = self.path.stat().st_size
-        if end - begin != itemsize * int(np.prod(shape)) or start + end > size:
+        if end - begin != itemsize * math.prod(shape):  # Python ints: no overflow
             raise FormatError(
                 f"tensor {name!r}: its byte range does not match its shape {shape} "
                 f"(the file may be truncated)",
@@ -168,7 +204,7 @@ class MatrixSource(Source):
         with open(self.path, "rb") as f:
             self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         return np.frombuffer(
-            self._mm, dtype=_SAFETENSORS_DTYPES[dtype], count=int(np.prod(shape)),
+            self._mm, dtype=_SAFETENSORS_DTYPES[dtype], count=math.prod(shape),
             offset=start + begin,
         ).reshape(shape)
 

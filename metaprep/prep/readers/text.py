@@ -29,11 +29,13 @@ from metaprep.prep.readers._io import (
     HINT_REPLACE,
     HINT_SKIP,
     LineCursor,
+    LineTooLong,
     Progress,
     check_options,
     line_chunks,
     note_bad_line,
     open_binary,
+    too_long,
 )
 from metaprep.prep.readers.base import Chunk, LowercaseWanted, ReadOptions, ReadStats, Source
 from metaprep.prep.readers.text_layout import TEXT_FORMATS, is_float, sniff_text, strip_end
@@ -72,7 +74,8 @@ class TextSource(StreamedText, Source):
         self._irregular = False  # whether the last piece had rows the engine could not take
         self._cursor: LineCursor | None = None  # the streamed path's way back to odd lines
         self._spaced_wanted = False  # whether a wanted word contains a space
-        layout = sniff_text(self.path, fmt)
+        layout = sniff_text(self.path, fmt, limit=options.limit,
+                            check_count=options.on_bad_line == "error")
         self.format = layout.format
         self.has_header = layout.has_header
         self.dim = layout.dim
@@ -81,6 +84,7 @@ class TextSource(StreamedText, Source):
         self._data_start = layout.data_start
         self._gzipped = layout.gzipped
         self._line_bytes = layout.line_bytes
+        self._max_line = layout.max_line
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -88,11 +92,16 @@ class TextSource(StreamedText, Source):
         """Line-aligned byte pieces of the data rows (the caller counts their lines)."""
         f = open_binary(self.path)
         bar = Progress(total=f.size, desc=self.path.name, enabled=self.options.progress)
-        chunks = line_chunks(f, chunk_bytes=self.options.chunk_bytes, start=self._data_start)
+        chunks = line_chunks(f, chunk_bytes=self.options.chunk_bytes, start=self._data_start,
+                             max_line=self._max_line)
+        line = self._first_line  # of the next piece, to name a line too long to read
         try:
             for piece in chunks:
                 yield piece
+                line += piece.count(b"\n")
                 bar.update(f.position(), self.stats.rows_read)
+        except LineTooLong as exc:
+            raise too_long(self.path, line, exc.limit) from exc
         finally:
             chunks.close()
             bar.close()
@@ -354,6 +363,8 @@ class TextSource(StreamedText, Source):
         rows: list[np.ndarray] = []
         kept: list[int] = []
         for pos, (raw, line_no) in enumerate(zip(lines, line_nos, strict=True)):
+            if len(raw) > self._max_line:  # a corrupt line, not a word with many spaces
+                raise too_long(self.path, line_no, self._max_line)
             line = strip_end(raw)
             if not line.strip():
                 continue

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metaprep.errors import FormatError
-from metaprep.prep.readers._io import open_binary
+from metaprep.prep.readers._io import open_binary, too_long
+from metaprep.prep.readers.base import MAX_DIM
 
 __all__ = [
     "BOM",
@@ -23,6 +24,7 @@ TEXT_FORMATS = ("glove", "word2vec-text")
 BOM = b"\xef\xbb\xbf"
 _SNIFF_BYTES = 1 << 20  # read this much (more if lines are long) to find the header and dim
 _SNIFF_LINES = 200  # data lines used to find the usual vector length
+_MIN_MAX_LINE = 1 << 20  # a line may always be this long (see TextLayout.max_line)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class TextLayout:
     data_start: int  # byte offset of the first data row (after the BOM and header)
     gzipped: bool = False
     line_bytes: float = 1.0  # mean bytes per data line in the sniffed rows (for estimates)
+    # A longer line is an error, not a word: 64 times the sniffed rows' median, at least 1 MiB,
+    # so a corrupt file or a gzip bomb without newlines fails fast instead of filling memory.
+    max_line: int = _MIN_MAX_LINE
 
 
 def parse_header(line: bytes) -> tuple[int, int] | None:
@@ -88,11 +93,46 @@ def is_float(x: bytes) -> bool:
     return True
 
 
-def sniff_text(path: Path, fmt: str | None = None) -> TextLayout:
-    """Read the first rows of ``path``; ``fmt`` forces glove (no header) or word2vec-text."""
+def _max_line(path: Path, lines: list[bytes], complete: bool) -> int:
+    """The line-length bound from the sniffed lines (all ending in a newline unless
+    ``complete``); a sniffed line already past it is the error, naming its line."""
+    done = lines if complete else lines[:-1]
+    sizes = sorted(len(x) + 1 for x in done if x.strip())
+    limit = max(_MIN_MAX_LINE, 64 * sizes[len(sizes) // 2]) if sizes else _MIN_MAX_LINE
+    for no, line in enumerate(lines, 1):
+        if len(line) > limit:  # the last may be incomplete: then it is longer still
+            raise too_long(path, no, limit)
+    return limit
+
+
+def _check_dim(path: Path, dim: int, what: str) -> None:
+    if dim > MAX_DIM:
+        raise FormatError(f"{what} {dim} dimensions (more than {MAX_DIM:,})", path=path, line=1,
+                          hint="the file is corrupt, or its header is")
+
+
+def _check_count(path: Path, count: int, dim: int, room: int) -> None:
+    """A text row takes at least 2*dim + 2 bytes (``w 0 0 ...\n``): a header promising more
+    rows than the file can hold is refused before they are read."""
+    need = count * (2 * dim + 2)
+    if need > room:
+        raise FormatError(
+            f"the header declares {count:,} rows of {dim} numbers, which take at least "
+            f"{need:,} bytes, but the file has {room:,} after the header",
+            path=path, line=1,
+            hint="the file is truncated (download it again) or its header's first number is wrong",
+        )
+
+
+def sniff_text(
+    path: Path, fmt: str | None = None, *, limit: int | None = None, check_count: bool = True
+) -> TextLayout:
+    """Read the first rows of ``path``; ``fmt`` forces glove (no header) or word2vec-text.
+    With ``check_count``, a plain file too small for the header's row count (or ``limit``, the
+    ReadOptions field, when smaller) is refused at once."""
     f = open_binary(path)
     try:
-        gzipped = f.gzipped
+        gzipped, size = f.gzipped, f.size
         head = f.read(_SNIFF_BYTES)
         eof = len(head) < _SNIFF_BYTES
         while not eof and head.count(b"\n") <= _SNIFF_LINES and len(head) < 16 * _SNIFF_BYTES:
@@ -107,6 +147,7 @@ def sniff_text(path: Path, fmt: str | None = None) -> TextLayout:
     if not head.strip():
         raise FormatError("the file is empty", path=path, hint="check the download")
     lines = head.split(b"\n")
+    max_line = _max_line(path, lines, eof)
     if not eof and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut by the sniff window
     header = parse_header(lines[0]) if fmt != "glove" else None
@@ -121,6 +162,7 @@ def sniff_text(path: Path, fmt: str | None = None) -> TextLayout:
     body = [s for s in (strip_end(x) for x in data) if s][:_SNIFF_LINES]
     if header is not None:
         count, dim = header
+        _check_dim(path, dim, "the header declares")
         if not body:
             raise FormatError(
                 "the file has a header line but no vectors", path=path, hint="check the download"
@@ -131,10 +173,15 @@ def sniff_text(path: Path, fmt: str | None = None) -> TextLayout:
                 "numbers",
                 path=path, line=1, hint="fix the header line's second number",
             )
-        return TextLayout("word2vec-text", True, dim, count, data_start, gzipped, line_bytes)
+        if check_count and not gzipped:
+            _check_count(path, count if limit is None else min(count, limit), dim,
+                         size - data_start)
+        return TextLayout("word2vec-text", True, dim, count, data_start, gzipped, line_bytes,
+                          max_line)
     usual = _usual_dim(body)
     if not usual:
         raise FormatError(
             "no vectors found: expected lines of a word followed by numbers", path=path, line=1
         )
-    return TextLayout("glove", False, usual, None, data_start, gzipped, line_bytes)
+    _check_dim(path, usual, "the rows have")
+    return TextLayout("glove", False, usual, None, data_start, gzipped, line_bytes, max_line)

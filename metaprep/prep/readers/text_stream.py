@@ -32,6 +32,7 @@ class StreamFailed(Exception):
     """polars raised after it had handed out batches."""
 
 
+_MAX_WORD_BYTES = 1 << 16
 Rows = tuple[list[str], np.ndarray, np.ndarray]
 Words = tuple[list[str], np.ndarray]
 
@@ -72,7 +73,8 @@ def _bad_rows(word: Any, last: Any, tail: Any) -> np.ndarray:
     number's column and the spare ``tail`` column tell: no word or an empty one (a blank line, a
     leading space), bad UTF-8, a short row, or fields past the vector (a word with spaces)."""
     bad = word.is_null().to_numpy() | last.is_null().to_numpy()
-    bad |= word.str.len_bytes().fill_null(0).to_numpy() == 0
+    size = word.str.len_bytes().fill_null(0).to_numpy()
+    bad |= (size == 0) | (size > _MAX_WORD_BYTES)  # a huge "word": the exact path bounds it
     bad |= word.str.contains("\ufffd", literal=True).fill_null(False).to_numpy()
     bad |= tail.is_not_null().to_numpy()
     return np.asarray(bad, dtype=bool)
@@ -117,6 +119,7 @@ class StreamedText:
     _first_line: int
     _gzipped: bool
     _line_bytes: float  # mean bytes per line, from the sniffed first rows
+    _max_line: int  # a longer line is a FormatError (TextLayout.max_line)
     _cursor: LineCursor | None
 
     def _exact(self, lines: Sequence[bytes], line_nos: Sequence[int]
@@ -173,7 +176,8 @@ class StreamedText:
         """The ``bad`` rows of a batch starting at line ``first``: their indices, raw bytes
         (read from the file) and line numbers."""
         if self._cursor is None:
-            self._cursor = LineCursor(self.path, self._data_start)
+            self._cursor = LineCursor(self.path, self._data_start, max_line=self._max_line,
+                                      first_line=self._first_line)
         odd = np.flatnonzero(bad)
         raw = [self._cursor.line(first + int(i)) for i in odd]
         return odd, raw, [self._first_line + first + int(i) for i in odd]

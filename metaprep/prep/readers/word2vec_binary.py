@@ -25,7 +25,7 @@ from metaprep.prep.readers._io import (
     note_bad_line,
     open_binary,
 )
-from metaprep.prep.readers.base import Chunk, ReadOptions, ReadStats, Source
+from metaprep.prep.readers.base import MAX_DIM, Chunk, ReadOptions, ReadStats, Source
 from metaprep.prep.readers.text_layout import parse_header
 
 __all__ = ["Word2VecBinarySource"]
@@ -58,6 +58,7 @@ class Word2VecBinarySource(Source):
         f = open_binary(self.path)
         try:
             head = f.read(4096)
+            size = None if f.gzipped else f.size
         finally:
             f.close()
         if not head:
@@ -75,10 +76,32 @@ class Word2VecBinarySource(Source):
         self._data_start = nl + 1
         if self.dim <= 0:
             raise FormatError("the header declares 0 dimensions", path=self.path, line=1)
+        if self.dim > MAX_DIM:
+            raise FormatError(
+                f"the header declares {self.dim} dimensions (more than {MAX_DIM:,})",
+                path=self.path, line=1, hint="the header is corrupt: fix its second number",
+            )
         if not head[nl + 1 :].strip(b"\n") and len(head) < 4096:
             raise FormatError(
                 "the file has a header line but no vectors", path=self.path,
                 hint="check the download",
+            )
+        self._check_size(size)
+
+    def _check_size(self, size: int | None) -> None:
+        """A row takes at least 4*dim + 2 bytes (a 1-byte word and its space): a plain file
+        too small for the rows to be read is refused before any is."""
+        rows = self.declared_count
+        if self.options.limit is not None:
+            rows = min(rows, self.options.limit)
+        need = rows * (4 * self.dim + 2)
+        if size is not None and need > size - self._data_start:
+            raise FormatError(
+                f"the header declares {self.declared_count:,} rows of {self.dim} dimensions, "
+                f"which take at least {need:,} bytes, but the file has "
+                f"{size - self._data_start:,} after the header",
+                path=self.path, line=1,
+                hint="the file is truncated (download it again) or its header is wrong",
             )
 
     # --- the Source contract -------------------------------------------------------------------

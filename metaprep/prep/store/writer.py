@@ -1,12 +1,8 @@
-"""The HDF5 store: the only module that knows its layout (documented in docs/store.md).
-
-Writing is atomic: everything goes to a temporary file beside the target, renamed over the target
-only when the writer exits cleanly. Reading is lazy: vectors stay on disk until asked for.
-"""
+"""Writing a store: a temporary file beside the target, renamed over it only when the writer
+exits cleanly; the room it needs is checked before anything is written."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -16,60 +12,19 @@ from typing import Any
 import h5py
 import numpy as np
 
-from metaprep.checksum import file_sha256
 from metaprep.errors import StoreError
+from metaprep.prep.store.layout import (
+    _BLOCK_BYTES,
+    _CHUNK_BYTES,
+    _GROWING_CHUNK_ROWS,
+    _WRITE_CACHE_BYTES,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    _vocab_sha256,
+    _write_attrs,
+)
 
-__all__ = [
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "RowSink",
-    "Store",
-    "StoreWriter",
-    "file_sha256",
-    "open_store",
-    "store_bytes",
-]
-
-FORMAT_NAME = "metaprep-store"
-FORMAT_VERSION = 1
-_JSON_KEYS = "_json_keys"  # attribute listing which attributes hold JSON text
-_CHUNK_BYTES = 1 << 20  # ~1 MiB chunks: small enough for lazy row reads, big enough for throughput
-
-
-_BLOCK_BYTES = 1 << 24  # ~16 MiB of rows per block in whole-dataset passes
-# Chunk cache of each dataset being written. Rows arrive in batches that do not end on chunk
-# boundaries; with HDF5's default 1 MiB cache a chunk cut by a batch edge is evicted and rewritten,
-# which made writing a 200k x 300 source take ~0.9 s instead of ~0.2 s (measured with h5py 3).
-_WRITE_CACHE_BYTES = 1 << 25
-_GROWING_CHUNK_ROWS = 4096  # chunk rows when the vocabulary size is not known in advance
-
-
-def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
-    json_keys = list(json.loads(obj.attrs.get(_JSON_KEYS, "[]")))
-    for key, value in attrs.items():
-        if value is None:
-            continue
-        if isinstance(value, (str, bool, int, float, np.integer, np.floating, np.bool_)):
-            obj.attrs[key] = value
-        else:
-            obj.attrs[key] = json.dumps(value, sort_keys=True, default=str)
-            if key not in json_keys:
-                json_keys.append(key)
-    obj.attrs[_JSON_KEYS] = json.dumps(json_keys)
-
-
-def _read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
-    json_keys = set(json.loads(obj.attrs.get(_JSON_KEYS, "[]")))
-    out: dict[str, Any] = {}
-    for key, value in obj.attrs.items():
-        if key == _JSON_KEYS:
-            continue
-        if isinstance(value, bytes):
-            value = value.decode("utf-8")
-        if isinstance(value, np.generic):
-            value = value.item()
-        out[key] = json.loads(value) if key in json_keys else value
-    return out
+__all__ = ["RowSink", "StoreWriter", "store_bytes"]
 
 
 def _check_room(path: Path, need: int) -> None:
@@ -115,7 +70,10 @@ class StoreWriter:
         _check_room(self.path, expected_bytes)
         self.tmp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            self._f = h5py.File(self.tmp_path, "w", rdcc_nbytes=_WRITE_CACHE_BYTES)
+            # HDF5 1.8's object headers carry checksums: damaged metadata is then an error
+            # when read, not misread (the 'earliest' layout has none)
+            self._f = h5py.File(self.tmp_path, "w", libver=("v108", "latest"),
+                                rdcc_nbytes=_WRITE_CACHE_BYTES)
         except OSError as exc:
             raise StoreError(f"cannot create the store: {exc}", path=self.path) from exc
         self._growing = vocab is None
@@ -124,7 +82,8 @@ class StoreWriter:
         self._f.create_group("sources")
         self._sources: list[str] = []
         self._vectors: dict[str, h5py.Dataset] = {}  # handles: an h5py look-up per write is slow
-        _write_attrs(self._f, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION})
+        _write_attrs(self._f, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                               "sources": []})
         if vocab is not None:
             self._write_vocab(vocab)
         if attrs:
@@ -135,7 +94,7 @@ class StoreWriter:
         self._f.create_dataset(
             "vocab", data=np.array(list(vocab), dtype=object), dtype=h5py.string_dtype("utf-8")
         )
-        _write_attrs(self._f, {"vocab_size": len(vocab)})
+        _write_attrs(self._f, {"vocab_size": len(vocab), "vocab_sha256": _vocab_sha256(vocab)})
 
     def grow(self, rows: int) -> None:
         """Make every source ``rows`` rows long (a growing vocabulary only; new rows are 0)."""
@@ -177,10 +136,10 @@ class StoreWriter:
         ds = g.create_dataset(
             "vectors", shape=(max(self.vocab_size, self._capacity), dim), dtype=dtype,
             chunks=(max(1, rows), dim),
-            fillvalue=0, **grows,
+            fillvalue=0, fletcher32=True,  # a damaged chunk is a read error, not other numbers
+            **grows,
         )
-        g.create_dataset("present", shape=(self.vocab_size,), dtype=bool, fillvalue=False,
-                         **({"maxshape": (None,), "chunks": (1 << 16,)} if self._growing else {}))
+        self._mask_dataset(g, "present")
         self._vectors[name] = ds
         self._sources.append(name)
         _write_attrs(self._f, {"sources": self._sources})
@@ -229,8 +188,17 @@ class StoreWriter:
         vectors in other sources): informative, unlike zero/mean/random fillers."""
         g = self._f["sources"][name]
         if "derived" not in g:
-            g.create_dataset("derived", shape=(self.vocab_size,), dtype=bool, fillvalue=False)
+            self._mask_dataset(g, "derived")
         g["derived"][...] = mask.astype(bool)
+
+    def _mask_dataset(self, g: h5py.Group, name: str) -> None:
+        v = self.vocab_size
+        if self._growing:  # resized with the vectors (set_vocab)
+            g.create_dataset(name, shape=(v,), dtype=bool, fillvalue=False, maxshape=(None,),
+                             chunks=(1 << 16,), fletcher32=True)
+            return
+        checked: dict[str, Any] = {"chunks": (min(v, _CHUNK_BYTES),), "fletcher32": True}
+        g.create_dataset(name, shape=(v,), dtype=bool, fillvalue=False, **(checked if v else {}))
 
     def set_source_attrs(self, name: str, attrs: Mapping[str, Any]) -> None:
         _write_attrs(self._f["sources"][name], attrs)
@@ -362,111 +330,3 @@ class RowSink:
             del staged
             if bar is not None:
                 bar.close()
-
-
-class Store:
-    """A lazy reader. Plain h5py users can read the same file: see docs/store.md."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise StoreError("no such store", path=self.path, hint="run `metaprep align` first")
-        try:
-            self._f = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise StoreError(f"not a readable HDF5 file: {exc}", path=self.path) from exc
-        self.attrs = _read_attrs(self._f)
-        if self.attrs.get("format") != FORMAT_NAME:
-            self._f.close()
-            raise StoreError("not a metaprep store (no format attribute)", path=self.path)
-        version = self.attrs.get("format_version")
-        if version != FORMAT_VERSION:
-            self._f.close()
-            raise StoreError(
-                f"store format version {version} is not supported (this metaprep reads "
-                f"{FORMAT_VERSION})",
-                path=self.path,
-                hint="re-run `metaprep align` with this version",
-            )
-        self.sources: list[str] = list(self.attrs.get("sources", []))
-        self._vocab: list[str] | None = None
-        self._sha256: str | None = None
-
-    # --- vocabulary -------------------------------------------------------------------------
-    @property
-    def vocab_size(self) -> int:
-        return int(self._f["vocab"].shape[0])
-
-    @property
-    def vocab(self) -> list[str]:
-        if self._vocab is None:
-            self._vocab = [w for w in self._f["vocab"].asstr()[...]]
-        return self._vocab
-
-    @property
-    def case_policy(self) -> str:
-        return str(self.attrs.get("case_policy", "exact"))
-
-    @property
-    def tokenizer(self) -> dict[str, Any]:
-        return dict(self.attrs.get("tokenizer", {}))
-
-    # --- sources ----------------------------------------------------------------------------
-    def _group(self, name: str) -> h5py.Group:
-        if name not in self.sources:
-            raise StoreError(
-                f"no source named {name!r}; the store has: {', '.join(self.sources)}",
-                path=self.path,
-            )
-        return self._f["sources"][name]
-
-    def dim(self, name: str) -> int:
-        return int(self._group(name)["vectors"].shape[1])
-
-    def vectors(self, name: str) -> h5py.Dataset:
-        """The on-disk dataset (lazy; slice it to read)."""
-        return self._group(name)["vectors"]
-
-    def read_vectors(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
-        """Vectors as float32, all of them or the given rows."""
-        ds = self.vectors(name)
-        if rows is None:
-            return np.asarray(ds[...], dtype=np.float32)
-        rows = np.asarray(rows)
-        order = np.argsort(rows, kind="stable")
-        uniq, inverse = np.unique(rows[order], return_inverse=True)
-        block = np.asarray(ds[uniq], dtype=np.float32) if len(uniq) else np.zeros((0, ds.shape[1]))
-        out = np.empty((len(rows), ds.shape[1]), dtype=np.float32)
-        out[order] = block[inverse]
-        return out
-
-    def present(self, name: str) -> np.ndarray:
-        return np.asarray(self._group(name)["present"][...], dtype=bool)
-
-    def derived(self, name: str) -> np.ndarray:
-        """Rows an OOV strategy derived from the word itself (all False when none were)."""
-        g = self._group(name)
-        if "derived" not in g:
-            return np.zeros(self.vocab_size, dtype=bool)
-        return np.asarray(g["derived"][...], dtype=bool)
-
-    def source_attrs(self, name: str) -> dict[str, Any]:
-        return _read_attrs(self._group(name))
-
-    def sha256(self) -> str:
-        if self._sha256 is None:
-            self._sha256 = file_sha256(self.path)
-        return self._sha256
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def open_store(path: str | Path) -> Store:
-    return Store(path)
