@@ -33,6 +33,7 @@ from typing import Any
 
 from metaprep.errors import ConfigError
 from metaprep.outputs import claim_outputs, is_model_dir, only_replace_a_store, path_fields
+from metaprep.taskdata import task_columns
 
 __all__ = [
     "AlignOptions",
@@ -84,6 +85,10 @@ class SplitOptions:
     test: float = 0.15  # share of each label for test (0: no test.tsv)
     seed: int = 0  # shuffle seed: the same seed gives the same files
     encoding: str = "utf-8"  # of the data file (e.g. latin-1)
+    text_column: str = "text"  # task data's text column (TSV/CSV) or key (JSONL)
+    label_column: str = "label"  # its label column
+    text_a_column: str = "text_a"  # a pair's first text
+    text_b_column: str = "text_b"  # a pair's second text
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ def split(options: SplitOptions) -> SplitResult:
     files = {f"output/{n}.tsv": out / f"{n}.tsv" for n in ("train", "dev", "test")}
     with claim_outputs("split", o, files):
         counts = split_file(_req(o.data, "data", "split"), out, dev=o.dev, test=o.test,
-                            seed=o.seed, encoding=o.encoding)
+                            seed=o.seed, encoding=o.encoding, columns=task_columns(o))
     return SplitResult(out, counts)
 
 
@@ -130,6 +135,10 @@ class AlignOptions:
     encoding_errors: str = "strict"  # strict | replace invalid UTF-8 in a source
     seed: int = 0  # random OOV rows and the map's held-out split
     quiet: bool = False  # no progress bars
+    text_column: str = "text"  # task data's text column (TSV/CSV) or key (JSONL)
+    label_column: str = "label"  # its label column
+    text_a_column: str = "text_a"  # a pair's first text
+    text_b_column: str = "text_b"  # a pair's second text
 
 
 @dataclass(frozen=True)
@@ -202,6 +211,10 @@ class TrainOptions:
     data_encoding: str = "utf-8"  # of the data files
     threads: int | None = None  # torch CPU threads [torch's choice]
     quiet: bool = False  # no progress bars
+    text_column: str = "text"  # task data's text column (TSV/CSV) or key (JSONL)
+    label_column: str = "label"  # its label column
+    text_a_column: str = "text_a"  # a pair's first text
+    text_b_column: str = "text_b"  # a pair's second text
 
     def given(self) -> dict[str, Any]:
         """The hyper-parameters set explicitly (not None)."""
@@ -272,7 +285,8 @@ def train(options: TrainOptions) -> TrainResult:
     with claim_outputs("train", o, {"output": out}, folders=True):
         metrics = train_run(cfg, store=o.store, train=o.train, dev=o.dev, test=o.test,  # type: ignore[arg-type]
                             out=out, resume=o.resume, progress=not o.quiet,
-                            encoding=o.data_encoding, overrides=given)
+                            encoding=o.data_encoding, overrides=given,
+                            columns=task_columns(o))
     return TrainResult(Path(metrics["run_dir"]), metrics)
 
 
@@ -287,6 +301,10 @@ class EvaluateOptions:
     verify_store: bool = True  # re-hash the store against the run's record
     data_encoding: str = "utf-8"  # of the data file
     quiet: bool = False  # no progress bars
+    text_column: str | None = None  # the data's text column [the one the run was trained with]
+    label_column: str | None = None  # its label column [the run's]
+    text_a_column: str | None = None  # a pair's first text [the run's]
+    text_b_column: str | None = None  # a pair's second text [the run's]
 
 
 @dataclass(frozen=True)
@@ -304,7 +322,7 @@ def evaluate(options: EvaluateOptions) -> EvaluateResult:
     metrics = evaluate_run(_req(o.run, "run", "evaluate"), _req(o.data, "data", "evaluate"),
                            store_path=o.store, batch_size=o.batch_size,
                            verify_store=o.verify_store, encoding=o.data_encoding,
-                           progress=not o.quiet)
+                           progress=not o.quiet, columns=_given_columns(o))
     target = None
     if o.output is not None:
         target = Path(o.output)
@@ -314,6 +332,16 @@ def evaluate(options: EvaluateOptions) -> EvaluateResult:
             target.parent.mkdir(parents=True, exist_ok=True)
             write_json(target, metrics)
     return EvaluateResult(metrics, target)
+
+
+def _given_columns(o: EvaluateOptions) -> Any:
+    """Columns when any name was given (the rest standard), else None: the run's own."""
+    from metaprep.taskdata import Columns
+
+    names = {"text": o.text_column, "label": o.label_column, "text_a": o.text_a_column,
+             "text_b": o.text_b_column}
+    given = {k: v for k, v in names.items() if v is not None}
+    return Columns(**given) if given else None
 
 
 # --- export -------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ __all__ = [
     "looks_like_task_data",
     "read_examples",
     "read_word_list",
+    "task_columns",
 ]
 
 TASK_FORMATS = ("tsv", "csv", "jsonl", "fasttext")
@@ -64,6 +65,14 @@ class Columns:
 
 
 _DEFAULT_COLUMNS = Columns()
+
+
+def task_columns(options: Any) -> Columns | None:
+    """Columns from an options object's ``text_column``, ``label_column``, ``text_a_column`` and
+    ``text_b_column`` fields; None when they are all the standard names."""
+    c = Columns(text=options.text_column, label=options.label_column,
+                text_a=options.text_a_column, text_b=options.text_b_column)
+    return None if c == _DEFAULT_COLUMNS else c
 
 
 class Example(NamedTuple):
@@ -126,8 +135,9 @@ def detect_task_format(
     return None
 
 
-def looks_like_task_data(path: str | Path, *, encoding: str = "utf-8") -> bool:
-    return detect_task_format(path, encoding=encoding) is not None
+def looks_like_task_data(path: str | Path, *, encoding: str = "utf-8",
+                         columns: Columns | None = None) -> bool:
+    return detect_task_format(path, encoding=encoding, columns=columns) is not None
 
 
 def _columns(

@@ -94,3 +94,39 @@ def test_a_skipped_stage_shows_no_stale_time(tmp_path: Path) -> None:
     again = CliRunner().invoke(cli, args)
     row = next(line for line in again.output.splitlines() if line.startswith("split "))
     assert row.split()[1:3] == ["skipped", "-"]
+
+
+def test_task_data_with_other_column_names(tmp_path: Path) -> None:
+    """--text-column / --label-column through split, align, train (recorded in the run, so
+    evaluate and resume need nothing more) and evaluate; predict reads the text column too."""
+    import gensim
+
+    data = Path(os.path.dirname(gensim.__file__)) / "test" / "test_data"
+    rows = ["review\tverdict"] + [f"{w} film {i}\t{'pos' if i % 2 else 'neg'}"
+                                   for i, w in enumerate(["good", "bad", "dull", "fine"] * 12)]
+    corpus = tmp_path / "c.tsv"
+    corpus.write_text("\n".join(rows) + "\n")
+    cols = ["--text-column", "review", "--label-column", "verdict"]
+    runner = CliRunner()
+    plain = runner.invoke(cli, ["split", str(corpus), "-o", str(tmp_path / "x")])
+    assert plain.exit_code != 0 and "text" in str(plain.exception)  # the standard names: missing
+    ok = runner.invoke(cli, ["split", str(corpus), "-o", str(tmp_path / "d"), *cols])
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "d" / "train.tsv").read_text().startswith("text\tlabel\n")  # standard out
+    aligned = runner.invoke(cli, ["align", f"glove={data / 'test_glove.txt'}", "--vocab",
+                                  str(corpus), *cols, "-o", str(tmp_path / "s.h5"), "-q"])
+    assert aligned.exit_code == 0, aligned.output
+    trained = runner.invoke(cli, ["train", "--store", str(tmp_path / "s.h5"), "--train",
+                                  str(corpus), "--dev", str(corpus), *cols, "--encoder", "pool",
+                                  "--proj-dim", "4", "--mlp-hidden", "4", "--epochs", "1",
+                                  "-o", str(tmp_path / "run"), "-q"])
+    assert trained.exit_code == 0, trained.output
+    scored = runner.invoke(cli, ["evaluate", str(tmp_path / "run"), str(corpus), "--json", "-q"])
+    assert scored.exit_code == 0, scored.output
+    assert '"n": 48' in scored.output
+
+
+def test_predict_and_embed_take_the_same_text_column_flag() -> None:
+    for name in ("predict", "embed"):
+        opts = [p.opts for p in _command(name).params if isinstance(p, click.Option)]
+        assert ["--column", "--text-column"] in opts

@@ -10,7 +10,7 @@ import click
 
 from metaprep.errors import ConfigError
 
-__all__ = ["assignments", "output_option", "quiet_option"]
+__all__ = ["assignments", "column_options", "output_option", "quiet_option"]
 
 
 def output_option(help: str, *, required: bool = False, file_okay: bool = True,
@@ -64,3 +64,20 @@ def assignments(values: Iterable[str], option: str, *, allow_all: bool = False) 
         out[name] = value
     return out
 
+
+def column_options(*, default_from_run: bool = False) -> Callable[[Any], Any]:
+    """``--text-column``, ``--label-column``, ``--text-a-column``, ``--text-b-column``: task data
+    whose columns (TSV/CSV) or keys (JSONL) have other names. With ``default_from_run`` an
+    unset name means the one the run was trained with."""
+    names = [("text", "the text"), ("label", "the label"), ("text_a", "a pair's first text"),
+             ("text_b", "a pair's second text")]
+
+    def decorate(f: Any) -> Any:
+        for key, what in reversed(names):
+            flag = f"--{key.replace('_', '-')}-column"
+            default = None if default_from_run else key
+            shown = "the run's" if default_from_run else key
+            f = click.option(flag, f"{key}_column", default=default, metavar="NAME",
+                             help=f"The column or JSON key of {what} [default: {shown}].")(f)
+        return f
+    return decorate

@@ -24,7 +24,7 @@ def serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="lines: one text per line (pairs: text_a<TAB>text_b); tsv: a header "
                           "row naming the text column; jsonl: one object per line. auto: by "
                           "extension (.tsv, .jsonl), else lines."),
-        click.option("--column", "columns", multiple=True,
+        click.option("--column", "--text-column", "columns", multiple=True,
                      help="Text column (tsv) or key (jsonl) [default: text; pairs: text_a and "
                           "text_b, give --column twice]."),
         click.option("--batch-size", type=int, default=64, show_default=True,

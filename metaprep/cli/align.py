@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from metaprep.cli._common import assignments, output_option, quiet_option
+from metaprep.cli._common import assignments, column_options, output_option, quiet_option
 
 __all__ = ["command"]
 
@@ -71,6 +71,7 @@ Examples:
               help="Seed of random OOV rows and of the map's held-out split.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @quiet_option()
+@column_options()
 def command(**kw: Any) -> None:
     """Align embedding files into one HDF5 store over one vocabulary.
 
@@ -102,4 +103,4 @@ def command(**kw: Any) -> None:
 # options passed to the stage as they are
 _PLAIN = ("oov_default", "case", "dtype", "data_encoding", "lowercase", "token_pattern",
           "whitespace", "min_count", "max_vocab", "limit", "on_bad_line", "encoding_errors",
-          "seed", "quiet")
+          "seed", "quiet", "text_column", "label_column", "text_a_column", "text_b_column")

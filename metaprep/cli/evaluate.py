@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from metaprep.cli._common import output_option, quiet_option
+from metaprep.cli._common import column_options, output_option, quiet_option
 
 _EPILOG = """\b
 Examples:
@@ -30,6 +30,7 @@ Examples:
 @click.option("--data-encoding", default="utf-8", show_default=True,
               help="Text encoding of DATA.")
 @quiet_option()
+@column_options(default_from_run=True)
 def command(as_json: bool, no_verify_store: bool, **kw: Any) -> None:
     """Score the run in RUN_DIR on DATA (same formats as `metaprep train`; its labels must be
     among the run's)."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from metaprep.cli._common import output_option
+from metaprep.cli._common import column_options, output_option
 
 _EPILOG = """\b
 Examples:
@@ -24,6 +24,7 @@ Examples:
 @click.option("--seed", default=0, show_default=True, help="Shuffle seed.")
 @click.option("--encoding", default="utf-8", show_default=True,
               help="Encoding of DATA (e.g. latin-1).")
+@column_options()
 def command(**kw: Any) -> None:
     """Split a labelled file (TSV/CSV/JSONL/fastText __label__ lines) into train/dev/test TSVs,
     stratified by label and reproducible with --seed."""

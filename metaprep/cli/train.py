@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from metaprep.cli._common import output_option, quiet_option
+from metaprep.cli._common import column_options, output_option, quiet_option
 
 _EPILOG = """\b
 Examples:
@@ -73,6 +73,7 @@ def _hyper(name: str, kind: Any, default: object, text: str) -> Any:
 @click.option("--threads", type=int, help="torch CPU threads [default: torch's choice]. Runs are "
               "bit-identical only at the same thread count.")
 @quiet_option()
+@column_options()
 def command(train_path: str | None, sources: str | None, **kw: Any) -> None:
     """Train DME / CDME (or a baseline) plus a sentence encoder and classifier."""
     from metaprep import stages

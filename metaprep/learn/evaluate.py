@@ -12,6 +12,7 @@ import torch
 from metaprep.errors import DataError
 from metaprep.learn.data import LabelMap, TaskData, bucket_batches, collate, load_task
 from metaprep.learn.rundir import Run
+from metaprep.taskdata import Columns
 
 __all__ = ["classification_metrics", "evaluate_run", "format_report", "predict"]
 
@@ -71,11 +72,14 @@ def evaluate_run(
     verify_store: bool = True,
     encoding: str = "utf-8",
     progress: bool = True,
+    columns: Columns | None = None,
 ) -> dict[str, Any]:
-    """Load a run, read ``data_path`` (its labels must be among the run's), return the metrics."""
+    """Load a run, read ``data_path`` (its labels must be among the run's), return the metrics.
+    ``columns``: the data's column names [the ones the run was trained with]."""
     with Run.open(run_dir, store=store_path, verify_store=verify_store) as run:
         data, _ = load_task(data_path, run.encoder(), labels=LabelMap(run.labels),
-                            encoding=encoding, progress=progress)
+                            encoding=encoding, progress=progress,
+                            columns=run.data.columns if columns is None else columns)
         if data.pair != run.config.pair:
             want = "sentence pairs (text_a,text_b,label)" if run.config.pair else "single sentences"
             raise DataError(f"the run was trained on {want}", path=data_path)

@@ -33,6 +33,7 @@ from metaprep.learn.rundir import (
     run_state,
 )
 from metaprep.prep.store import Store
+from metaprep.taskdata import Columns
 
 __all__ = ["Data", "Prepared", "prepare", "restore"]
 
@@ -48,6 +49,7 @@ class Prepared:
 
 def prepare(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
             overrides: dict[str, Any] | None, write: bool, encoding: str,
+            columns: Columns | None = None,
             show: bool) -> Prepared:
     """``inputs``: store, train, dev, test paths (or None). ``overrides``: the options the caller
     gave explicitly; None: the fields of ``cfg`` that differ from the defaults. ``write``: this
@@ -66,7 +68,8 @@ def prepare(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
         given = overrides if overrides is not None else _non_default(cfg)
         run, data = _reopen(out, given, inputs, encoding=encoding, show=show)
         return Prepared(run, data, from_checkpoint=status == "checkpointed")
-    run, data = _start(cfg, out, inputs, write=write, encoding=encoding, show=show)
+    run, data = _start(cfg, out, inputs, write=write, encoding=encoding, show=show,
+                       columns=columns or Columns())
     return Prepared(run, data, from_checkpoint=False)
 
 
@@ -89,7 +92,7 @@ def restore(run: Run, model: torch.nn.Module, opt: torch.optim.Optimizer, *, map
 
 # --- a new run ----------------------------------------------------------------------------------
 def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, encoding: str,
-           show: bool) -> tuple[Run, Data]:
+           show: bool, columns: Columns) -> tuple[Run, Data]:
     missing = [f"--{k}" for k in ("store", "train", "dev") if inputs[k] is None]
     if missing:
         raise ConfigError(f"a new run needs {', '.join(missing)}", path=out,
@@ -100,13 +103,13 @@ def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, en
         cfg = _resolve_config(cfg, st)
         encoder = TextEncoder.from_store(st)
         labels, data = _read_data({k: Path(inputs[k]) for k in files}, encoder, None,
-                                  encoding=encoding, show=show)
+                                  encoding=encoding, show=show, columns=columns)
         cfg = replace(cfg, num_labels=len(labels), pair=data[0].pair)
         # other ranks never write or check the store record: they skip hashing the store
         sha = st.sha256() if write else ""
         ref = StoreRef(str(st.path.resolve()), sha, st.vocab_size, st.case_policy)
         run = Run(out, config=cfg, labels=labels.labels, tokenizer=encoder.tokenizer.config,
-                  store_ref=ref, data=DataRecord(**files), opened=st)
+                  store_ref=ref, data=DataRecord(**files, columns=columns), opened=st)
     except BaseException:
         st.close()
         raise
@@ -135,10 +138,11 @@ def _resolve_config(cfg: RunConfig, store: Store) -> RunConfig:
 
 
 def _read_data(paths: dict[str, Path], encoder: TextEncoder, labels: LabelMap | None, *,
-               encoding: str, show: bool) -> tuple[LabelMap, Data]:
+               encoding: str, show: bool, columns: Columns) -> tuple[LabelMap, Data]:
     """Train, dev and (if given) test, encoded; without ``labels`` they come from train."""
     def read(split: str, labels: LabelMap | None) -> tuple[TaskData, LabelMap]:
-        return load_task(paths[split], encoder, labels=labels, encoding=encoding, progress=show)
+        return load_task(paths[split], encoder, labels=labels, encoding=encoding, progress=show,
+                         columns=columns)
 
     train_data, labels = read("train", labels)
     dev_data = read("dev", labels)[0]
@@ -158,8 +162,9 @@ def _reopen(out: Path, given: dict[str, Any], inputs: dict[str, Any], *, encodin
         _check_options(run, given)
         run.store()  # its size and sha256 against store.json, before reading any data
         paths = _data_paths(run, {k: inputs[k] for k in SPLITS})
+        # the column names the run was started with
         _, data = _read_data(paths, run.encoder(), LabelMap(run.labels), encoding=encoding,
-                             show=show)
+                             show=show, columns=run.data.columns)
     except BaseException:
         run.close()
         raise

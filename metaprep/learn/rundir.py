@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +24,7 @@ from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError, DataError, ModelError, StoreError
 from metaprep.ids import CASE_POLICIES
 from metaprep.learn.config import RunConfig
+from metaprep.taskdata import Columns
 from metaprep.tokenize import TokenizerConfig
 
 if TYPE_CHECKING:
@@ -155,18 +156,31 @@ class DataRecord:
     train: FileRef | None = None
     dev: FileRef | None = None
     test: FileRef | None = None
+    columns: Columns = Columns()  # the column names the files were read with
 
     def get(self, split: str) -> FileRef | None:
         return getattr(self, split)  # type: ignore[no-any-return]
 
     def to_dict(self) -> dict[str, Any]:
-        return {s: None if (r := self.get(s)) is None else {"path": r.path, "sha256": r.sha256}
-                for s in SPLITS}
+        out: dict[str, Any] = {
+            s: None if (r := self.get(s)) is None else {"path": r.path, "sha256": r.sha256}
+            for s in SPLITS}
+        if self.columns != Columns():
+            out["columns"] = asdict(self.columns)
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, *, path: Path) -> DataRecord:
-        d = _fields(data, {s: (dict, type(None)) for s in SPLITS}, path, optional=SPLITS)
-        refs = {}
+        d = _fields(data, {**{s: (dict, type(None)) for s in SPLITS}, "columns": dict}, path,
+                    optional=(*SPLITS, "columns"))
+        refs: dict[str, Any] = {}
+        if "columns" in d:
+            names = _fields(d.pop("columns"), {k: str for k in ("text", "label", "text_a",
+                                                                 "text_b")}, path)
+            try:
+                refs["columns"] = Columns(**names)
+            except ConfigError as exc:
+                raise ModelError(f"columns: {exc.message}", path=path) from exc
         for split, entry in d.items():
             if entry is not None:
                 e = _fields(entry, {"path": str, "sha256": str}, path)

@@ -28,6 +28,7 @@ from metaprep.learn.evaluate import classification_metrics, predict
 from metaprep.learn.model import MetaEmbeddingClassifier, build_model, weights_state_dict
 from metaprep.learn.prepare import Data, prepare, restore
 from metaprep.learn.rundir import ATTENTION_PLOT, LEARNING_CURVES, Checkpoint, Run
+from metaprep.taskdata import Columns
 
 __all__ = ["FAIL_AFTER_STEPS_ENV", "SimulatedCrash", "default_run_dir", "train"]
 
@@ -57,6 +58,7 @@ def train(
     encoding: str = "utf-8",
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
+    columns: Columns | None = None,
 ) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) a run in ``out``; returns the metrics.json content.
 
@@ -74,7 +76,8 @@ def train(
     out = Path(out) if out is not None else default_run_dir(cfg.method)
     inputs = {"store": store, "train": train, "dev": dev, "test": test}
     loop = _setup(cfg, out, inputs, resume=resume, overrides=overrides, encoding=encoding,
-                  show=progress and rank == 0, rank=rank, world=world, device=device)
+                  show=progress and rank == 0, rank=rank, world=world, device=device,
+                  columns=columns)
     fail_after = int(os.environ.get(FAIL_AFTER_STEPS_ENV, "0"))
     while loop.state["epoch"] < loop.cfg.epochs and not loop.state["stopped"]:
         elapsed = _train_epoch(loop, fail_after)
@@ -130,9 +133,9 @@ def _distributed() -> tuple[int, int, torch.device]:
 
 def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
            overrides: dict[str, Any] | None, encoding: str, show: bool, rank: int, world: int,
-           device: torch.device) -> _Loop:
+           device: torch.device, columns: Columns | None = None) -> _Loop:
     ready = prepare(cfg, out, inputs, resume=resume, overrides=overrides, write=rank == 0,
-                    encoding=encoding, show=show)
+                    encoding=encoding, show=show, columns=columns)
     run = ready.run
     cfg = run.config
     with run:  # the store is needed for the tables only

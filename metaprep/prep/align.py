@@ -71,13 +71,14 @@ def _target_words(opt: AlignOptions) -> list[str]:
         if not p.is_file():
             raise VocabError("no such vocabulary file", path=p,
                              hint="--vocab takes union, intersection, a word list or task data")
-        if looks_like_task_data(p, encoding=opt.data_encoding):
+        if looks_like_task_data(p, encoding=opt.data_encoding, columns=opt.columns):
             task.append(p)
         else:
             listed.extend(read_word_list(p, encoding=opt.data_encoding))
     if opt.min_count > 1 and not task:
         raise ConfigError("--min-count applies to task data; no task data file was given")
-    counts = count_words(task, Tokenizer(opt.tokenizer), encoding=opt.data_encoding)
+    counts = count_words(task, Tokenizer(opt.tokenizer), encoding=opt.data_encoding,
+                         columns=opt.columns)
     return target_vocab(listed, counts, case_policy=opt.case, min_count=opt.min_count,
                         max_vocab=opt.max_vocab)
 

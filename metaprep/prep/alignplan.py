@@ -14,6 +14,7 @@ from metaprep.errors import ConfigError
 from metaprep.ids import CASE_POLICIES
 from metaprep.prep.oov import OovSpec, parse_oov
 from metaprep.prep.readers.base import ReadOptions, Source
+from metaprep.taskdata import Columns, task_columns
 from metaprep.tokenize import TokenizerConfig
 
 __all__ = [
@@ -59,6 +60,7 @@ class AlignOptions:
     on_bad_line: str = "error"  # error | skip
     encoding_errors: str = "strict"  # strict | replace
     map_holdout: float = 0.1  # share of shared words held out to score a map
+    columns: Columns | None = None  # task data's column names [text, label, text_a, text_b]
     progress: bool = True  # tqdm bars on stderr
 
 
@@ -139,7 +141,7 @@ def plan_from_options(o: Any) -> tuple[list[SourceSpec], AlignOptions]:
         vocab=tuple(str(v) for v in vocab) or ("union",), case=o.case, tokenizer=tok,
         data_encoding=o.data_encoding, min_count=o.min_count, max_vocab=o.max_vocab,
         dtype=o.dtype, seed=o.seed, limit=o.limit, on_bad_line=o.on_bad_line,
-        encoding_errors=o.encoding_errors, progress=not o.quiet)
+        encoding_errors=o.encoding_errors, progress=not o.quiet, columns=task_columns(o))
     return specs, settings
 
 
