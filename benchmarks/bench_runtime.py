@@ -312,13 +312,8 @@ LOAD_NAIVE = textwrap.dedent("""
 def load_section(work: Path, rows: int, dim: int) -> dict[str, Any]:
     """A synthetic model directory with a rows x dim float16 folded table (built once)."""
     from metaprep.serve.modeldir import ExportInfo, GraphInfo, Manifest, TaskInfo, write_vocab
-    from metaprep.serve.onnx_graph import (
-        ExternalData,
-        FrontSpec,
-        GraphSpec,
-        build_graph,
-        save_graph,
-    )
+    from metaprep.serve.onnx_data import ExternalData, save_graph
+    from metaprep.serve.onnx_graph import FrontSpec, GraphSpec, build_graph
 
     out = work / f"synthetic-{rows}x{dim}"
     if not (out / "manifest.json").exists():

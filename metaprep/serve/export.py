@@ -43,13 +43,8 @@ from metaprep.serve.modeldir import (
     write_model_files,
     write_vocab,
 )
-from metaprep.serve.onnx_graph import (
-    OPSET,
-    ExternalData,
-    GraphSpec,
-    build_graph,
-    save_graph,
-)
+from metaprep.serve.onnx_data import ExternalData, save_graph
+from metaprep.serve.onnx_graph import OPSET, GraphSpec, build_graph
 from metaprep.serve.quantize import choose_int8
 from metaprep.serve.triton import write_triton
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from metaprep.errors import ExportError
 from metaprep.serve.modeldir import DATA_FILE, GRAPH_FILES
-from metaprep.serve.onnx_graph import realign_external_data
+from metaprep.serve.onnx_data import realign_external_data
 
 __all__ = ["choose_int8", "quantize_model"]
 
