@@ -247,6 +247,8 @@ def read_texts(
     missing key) yields ``None`` and the problem, so one bad line never stops a stream. Empty
     lines are empty texts (in jsonl, blank lines are skipped).
     """
+    # one generator for the three formats: they share the decoding, the line count and the
+    # record count, and a stream must not be read twice
     fmt = _detect(name, fmt)
     if fmt not in INPUT_FORMATS[1:]:
         raise DataError(f"unknown input format {fmt!r}", path=name,
