@@ -82,6 +82,8 @@ def test_the_packaged_quickstart_runs_from_any_directory(tmp_path: Path) -> None
         os.chdir(old)
     assert out.exit_code == 0, out.output
     assert out.output.startswith("[split] run: data=")
+    # upstream stage folders are under ./artifacts, wherever the pipeline file lives
+    assert "vocab=artifacts/quickstart/split/train.tsv" in out.output
     unknown = CliRunner().invoke(cli, ["run", "no-such-pipeline"])
     assert unknown.exit_code != 0 and "packaged pipelines: quickstart" in str(unknown.exception)
 

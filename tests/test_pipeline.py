@@ -185,3 +185,18 @@ def test_a_killed_rerun_never_costs_the_last_good_output(tmp_path: Path) -> None
     assert again.stages[0].action == "skip"  # the good output came back, and is still current
     assert {f.name: f.read_bytes() for f in out.iterdir()} == good
     assert not aside.exists()
+
+
+def test_upstream_folders_with_a_relative_artifacts_folder(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # `metaprep run quickstart` from any folder: artifacts/ is relative to where it runs, not to
+    # the folder of the pipeline file
+    (tmp_path / "pipes").mkdir()
+    p = _write(tmp_path / "pipes", '[split]\ndata = "c.txt"\n[align]\nvocab = "{split}/train.tsv"'
+               '\n[align.sources]\nv = "c.txt"\n[train]\nquiet = true\n')
+    monkeypatch.chdir(tmp_path)
+    pipe = load_pipeline(p, artifacts="art")
+    assert pipe.stages[1].options.vocab == ("art/p/split/train.tsv",)
+    assert pipe.stages[2].options.train == "art/p/split/train.tsv"
+    assert pipe.stages[2].options.store == "art/p/align/store.h5"
+    assert pipe.stages[0].options.data == str(tmp_path / "pipes" / "c.txt")  # rebased input

@@ -124,7 +124,8 @@ def _input_path(value: str, where: str, file: Path, dirs: Mapping[str, Path],
         if ref not in present or order.index(ref) >= order.index(stage):
             raise ConfigError(f"[{stage}] refers to {{{ref}}}, which is not an earlier stage "
                               "of this pipeline", path=file)
-    value = _PLACEHOLDER.sub(lambda m: str(dirs[m.group(1)]), value)
+    if _PLACEHOLDER.search(value):  # a stage's folder: under the artifacts folder, as given
+        return _PLACEHOLDER.sub(lambda m: str(dirs[m.group(1)]), value)
     if os.path.isabs(value):
         return value
     return os.path.normpath(file.resolve().parent / value)
