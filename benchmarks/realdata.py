@@ -1,6 +1,12 @@
-"""Prepare the real data the benchmarks use: two pretrained tables and a topic-classification task.
+"""Prepare the real data the benchmarks use: two pretrained tables and two classification tasks.
 
     python benchmarks/realdata.py [--out benchmarks/data/real] [--fortunes-deb fortunes_*.deb]
+    python benchmarks/realdata.py --debian-packages          # after `apt-get update`
+    python benchmarks/realdata.py --packages-file PATH       # a Packages index (.lz4/.gz/.xz)
+
+Without a Debian flag the fortunes task is built; with one, the Debian task is (add
+``--fortunes`` or a ``--fortunes-*`` option to build both). The manifest keeps the entries of a
+task built by an earlier run.
 
 Writes into ``--out`` (idempotent: rerunning gives the same files):
 
@@ -9,6 +15,8 @@ Writes into ``--out`` (idempotent: rerunning gives the same files):
   place (``metaprep align`` reads it as it is), so nothing is copied.
 * ``fortunes.{train,dev,test}.tsv``: short texts labelled by topic, from the Debian ``fortunes``
   package (header ``text<TAB>label``, no quoting: tabs and newlines in text become spaces).
+* ``debian.{train,dev,test}.tsv``: Debian package short descriptions labelled by archive section
+  (same format); see "The Debian task" below.
 * ``manifest.json``: source paths, the cleaning parameters, class counts per split.
 
 The MiniLM WordPiece table is used in place (no copy): the script prints the ``metaprep align``
@@ -26,14 +34,31 @@ Task construction, kept simple on purpose:
    kept; a text found in two categories is dropped from both (its label is ambiguous);
 5. each category is shuffled with its own seeded generator, capped at ``cap`` entries, and split
    70/15/15 (per category, so the split is stratified); each split is then shuffled.
+
+The Debian task (``--debian-packages`` / ``--packages-file``), from the binary Packages index
+(bookworm main: about 63,000 packages):
+
+1. each stanza gives a :class:`Package`: name, the short description (the first line of
+   ``Description:``), the section with its ``area/`` prefix (``contrib/``, ``non-free/``, ...)
+   stripped, and the ``Tag:`` (debtags) field as a tuple, kept for later tasks; a package named
+   twice (several index files, several architectures) counts once, its first stanza in file order;
+2. text = the short description (whitespace collapsed), label = the section;
+3. duplicate descriptions (case-insensitive) are dropped: within a section the first copy (by
+   package name) is kept; a description found in two sections is dropped from all of them;
+4. sections with fewer than ``min_count`` (20) texts left are dropped: a 80/10/10 split of fewer
+   leaves one or two test texts, too few to score a class;
+5. stratified 80/10/10 split per section with its own seeded generator (as for fortunes; no cap).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
+import gzip
 import importlib.util
 import json
+import lzma
 import os
 import random
 import re
@@ -52,6 +77,13 @@ from metaprep.errors import DataError, FormatError, MetaprepError
 
 __all__ = [
     "CATEGORIES",
+    "DEBIAN_INSTALL",
+    "DebianConfig",
+    "Package",
+    "debian_task",
+    "find_packages_files",
+    "read_packages",
+    "read_packages_text",
     "GLOVE_INSTALL",
     "MINILM_INSTALL",
     "MINILM_TENSOR",
@@ -64,6 +96,7 @@ __all__ = [
     "main",
     "minilm_paths",
     "prepare",
+    "prepare_debian",
     "read_fortune_file",
     "read_tsv",
     "split_task",
@@ -85,6 +118,9 @@ FORTUNES_INSTALL = (
     "(then pass --fortunes-dir fortunes-deb/usr/share/games/fortunes, or pass "
     "--fortunes-deb fortunes_*.deb and the script unpacks it)"
 )
+DEBIAN_INSTALL = ("apt-get update (it fills /var/lib/apt/lists/), or pass --packages-file with a "
+                  "Packages index from a Debian mirror (dists/<suite>/main/binary-amd64/)")
+APT_LISTS = "/var/lib/apt/lists"
 FORTUNES_SUBDIR = Path("usr/share/games/fortunes")
 SPLITS = ("train", "dev", "test")
 
@@ -324,6 +360,161 @@ def split_task(
     return out
 
 
+# --- Debian package descriptions -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Package:
+    """One stanza of a Packages index: what the Debian task (and later ones) need."""
+
+    name: str
+    description: str  # the short description: the first line of Description:
+    section: str  # without its area prefix
+    area: str  # "main", or the prefix the section had ("contrib", "non-free", ...)
+    tags: tuple[str, ...]  # debtags (Tag:), e.g. ("role::program", "use::gameplaying")
+
+
+@dataclass(frozen=True)
+class DebianConfig:
+    min_count: int = 20  # sections with fewer texts after de-duplication are dropped
+    fractions: tuple[float, float, float] = (0.80, 0.10, 0.10)  # train / dev / test
+    seed: int = 0
+
+
+def _stanzas(text: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, {field: value}) per stanza; continuation lines (starting with a space or a
+    tab) are joined to their field with ``\\n``."""
+    fields: dict[str, str] = {}
+    start = 0
+    key: str | None = None
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            if fields:
+                yield start, fields
+            fields, key = {}, None
+            continue
+        if not fields:
+            start = lineno
+        if line[0] in " \t":
+            if key is None:
+                raise FormatError("continuation line before any field", line=lineno)
+            fields[key] += "\n" + line.strip()
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or " " in name:
+            raise FormatError(f"not a 'Field: value' line: {line[:60]!r}", line=lineno)
+        key = name
+        fields[key] = value.strip()
+    if fields:
+        yield start, fields
+
+
+def read_packages_text(text: str) -> list[Package]:
+    """Parse the text of a Packages index. Stanzas without Package, Description or Section are
+    skipped (binary indices always have them; a hand-made file may not)."""
+    out: list[Package] = []
+    for _, f in _stanzas(text):
+        name, desc, section = f.get("Package"), f.get("Description"), f.get("Section")
+        if not name or not desc or not section:
+            continue
+        area, _, sec = section.rpartition("/")
+        tags = tuple(t.strip() for t in f.get("Tag", "").replace("\n", " ").split(",")
+                     if t.strip())
+        out.append(Package(name=name, description=desc.split("\n", 1)[0].strip(),
+                           section=sec, area=area or "main", tags=tags))
+    return out
+
+
+def _decompress(path: Path) -> bytes:
+    if path.suffix == ".gz":
+        return gzip.decompress(path.read_bytes())
+    if path.suffix == ".xz":
+        return lzma.decompress(path.read_bytes())
+    if path.suffix == ".lz4":
+        try:
+            import lz4.frame  # type: ignore[import-not-found, unused-ignore]
+
+            return bytes(lz4.frame.decompress(path.read_bytes()))
+        except ImportError:
+            pass
+        if shutil.which("lz4") is None:
+            raise DataError("cannot read .lz4: neither the lz4 command nor the lz4 Python "
+                            "package is installed", path=path,
+                            hint="apt-get install lz4 (or pip install lz4)")
+        proc = subprocess.run(["lz4", "-dc", str(path)], capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise FormatError(f"lz4 -dc failed: {proc.stderr.decode(errors='replace').strip()}",
+                              path=path)
+        return proc.stdout
+    return path.read_bytes()
+
+
+def read_packages(path: str | Path) -> list[Package]:
+    """The packages of one Packages index file (plain, .gz, .xz or .lz4)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("no such Packages file", path=path, hint=DEBIAN_INSTALL)
+    data = _decompress(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"not UTF-8 ({exc.reason})", path=path, offset=exc.start) from exc
+    try:
+        return read_packages_text(text)
+    except FormatError as exc:
+        raise FormatError(str(exc), path=path, hint="is this a Debian Packages index?") from exc
+
+
+def find_packages_files(lists_dir: str | Path = APT_LISTS) -> list[Path]:
+    """The binary Packages indices apt downloaded (``*_binary-*_Packages[.lz4|.gz|.xz]``),
+    sorted by name; an error naming ``apt-get update`` if there are none."""
+    found = sorted(Path(p) for p in glob.glob(str(Path(lists_dir) / "*_binary-*_Packages*"))
+                   if Path(p).suffix in ("", ".lz4", ".gz", ".xz") and Path(p).is_file())
+    if not found:
+        raise DataError("no Packages index found", path=Path(lists_dir), hint=DEBIAN_INSTALL)
+    return found
+
+
+def debian_task(
+    packages: Iterable[Package], config: DebianConfig = DebianConfig()
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """``{section: descriptions}`` after de-duplication and the minimum count, and the counts
+    dropped per reason."""
+    seen_names: set[str] = set()
+    unique: list[Package] = []
+    for p in packages:
+        if p.name not in seen_names:
+            seen_names.add(p.name)
+            unique.append(p)
+    unique.sort(key=lambda p: p.name)
+    sections_of: dict[str, set[str]] = {}
+    for p in unique:
+        sections_of.setdefault(" ".join(p.description.split()).lower(), set()).add(p.section)
+    by_section: dict[str, list[str]] = {}
+    kept_keys: set[tuple[str, str]] = set()
+    stats = {"packages": len(unique), "empty": 0, "duplicate": 0, "cross_section": 0,
+             "small_section": 0}
+    for p in unique:
+        text = " ".join(p.description.split())
+        key = text.lower()
+        if not text:
+            stats["empty"] += 1
+        elif len(sections_of[key]) > 1:
+            stats["cross_section"] += 1
+        elif (p.section, key) in kept_keys:
+            stats["duplicate"] += 1
+        else:
+            kept_keys.add((p.section, key))
+            by_section.setdefault(p.section, []).append(text)
+    small = {s: len(t) for s, t in by_section.items() if len(t) < config.min_count}
+    stats["small_section"] = sum(small.values())
+    stats["small_sections"] = dict(sorted(small.items()))
+    kept = {s: t for s, t in sorted(by_section.items()) if s not in small}
+    stats["kept"] = sum(len(t) for t in kept.values())
+    return kept, stats
+
+
 # --- pretrained tables -----------------------------------------------------------------------
 
 
@@ -383,57 +574,125 @@ def minilm_paths() -> tuple[Path, str, Path]:
 # --- the whole preparation -------------------------------------------------------------------
 
 
+def _counts(splits: Mapping[str, Sequence[tuple[str, str]]],
+            labels: Iterable[str]) -> dict[str, dict[str, int]]:
+    return {name: {lab: sum(1 for _, lb in splits[name] if lb == lab) for lab in sorted(labels)}
+            for name in SPLITS}
+
+
+def _write_splits(out: Path, task: str,
+                  splits: Mapping[str, Sequence[tuple[str, str]]]) -> dict[str, str]:
+    files = {}
+    for name in SPLITS:
+        path = out / f"{task}.{name}.tsv"
+        write_tsv(path, splits[name])
+        files[name] = str(path)
+    return files
+
+
+def prepare_debian(
+    out: Path, packages_files: Sequence[str | Path] | None = None,
+    config: DebianConfig = DebianConfig(),
+) -> dict[str, Any]:
+    """Write ``debian.{train,dev,test}.tsv`` into ``out``; return the task's manifest entry.
+    ``packages_files``: Packages indices (default: the ones apt downloaded)."""
+    paths = [Path(p) for p in packages_files] if packages_files else find_packages_files()
+    packages = [p for path in paths for p in read_packages(path)]
+    by_section, stats = debian_task(packages, config)
+    if len(by_section) < 2:
+        raise DataError(f"only {len(by_section)} section(s) with >= {config.min_count} texts",
+                        path=paths[0], hint="is this a full Packages index?")
+    split_config = TaskConfig(categories=tuple(by_section), cap=None,
+                              fractions=config.fractions, seed=config.seed)
+    splits = split_task(by_section, split_config)
+    return {"files": _write_splits(out, "debian", splits),
+            "packages_files": [str(p) for p in paths], "config": asdict(config),
+            "cleaning": stats, "counts": _counts(splits, by_section)}
+
+
 def prepare(
     out: str | Path = "benchmarks/data/real",
     *,
     fortunes_dir: str | Path | None = None,
     fortunes_deb: str | Path | None = None,
     config: TaskConfig = TaskConfig(),
+    tasks: Sequence[str] = ("fortunes",),
+    packages_files: Sequence[str | Path] | None = None,
+    debian_config: DebianConfig = DebianConfig(),
 ) -> dict[str, Any]:
-    """Write everything into ``out`` and return the manifest (also written as manifest.json)."""
+    """Write everything into ``out`` and return the manifest (also written as manifest.json).
+
+    ``tasks``: any of "fortunes", "debian". Each task's entry is under ``manifest["tasks"]``;
+    the fortunes entry is also ``manifest["task"]`` (what the older scripts read). Entries of
+    tasks not built this time are kept from an existing manifest.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    unknown = set(tasks) - {"fortunes", "debian"}
+    if unknown:
+        raise ValueError(f"unknown task(s): {', '.join(sorted(unknown))}")
     glove_npy, glove_vocab = export_glove(out)
     minilm_table, minilm_tensor, minilm_vocab = minilm_paths()
-    fdir = find_fortunes_dir(fortunes_dir, fortunes_deb, out)
-    by_label, drop_stats = load_categories(fdir, config)
-    splits = split_task(by_label, config)
-    task_files = {}
-    counts: dict[str, dict[str, int]] = {}
-    for name in SPLITS:
-        path = out / f"fortunes.{name}.tsv"
-        write_tsv(path, splits[name])
-        task_files[name] = str(path)
-        counts[name] = {lab: sum(1 for _, lb in splits[name] if lb == lab)
-                        for lab in sorted(by_label)}
+    old: dict[str, Any] = {}
+    with contextlib.suppress(OSError, json.JSONDecodeError):
+        old = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    built: dict[str, Any] = dict(old.get("tasks", {})) if isinstance(old.get("tasks"), dict) else {}
+    if "task" in old and "fortunes" not in built:
+        built["fortunes"] = old["task"]  # a manifest written before there were two tasks
+    if "fortunes" in tasks:
+        fdir = find_fortunes_dir(fortunes_dir, fortunes_deb, out)
+        by_label, drop_stats = load_categories(fdir, config)
+        splits = split_task(by_label, config)
+        built["fortunes"] = {"files": _write_splits(out, "fortunes", splits),
+                             "fortunes_dir": str(fdir), "config": asdict(config),
+                             "cleaning": drop_stats, "counts": _counts(splits, by_label)}
+    if "debian" in tasks:
+        built["debian"] = prepare_debian(out, packages_files, debian_config)
     manifest: dict[str, Any] = {
         "glove": {"matrix": str(glove_npy), "vocab": str(glove_vocab)},
         "minilm": {"table": str(minilm_table), "tensor": minilm_tensor,
                    "vocab": str(minilm_vocab)},
-        "task": {"files": task_files, "fortunes_dir": str(fdir), "config": asdict(config),
-                 "cleaning": drop_stats, "counts": counts},
+        "tasks": dict(sorted(built.items())),
     }
+    if "fortunes" in built:
+        manifest["task"] = built["fortunes"]
     with _atomic_path(out / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return manifest
 
 
-def _print_summary(manifest: Mapping[str, Any]) -> None:
-    glove, minilm, task = manifest["glove"], manifest["minilm"], manifest["task"]
-    counts = task["counts"]
+def _print_counts(counts: Mapping[str, Mapping[str, int]], extra: Mapping[str, str]) -> None:
     labels = sorted(counts["train"])
-    print("class counts (after cleaning, cap and split):")
-    print(f"  {'label':<10} {'train':>6} {'dev':>5} {'test':>5}"
-          "   raw -> kept (too short/too long/duplicate/in two classes)")
+    width = max(10, *(len(lab) for lab in labels))
+    print(f"  {'label':<{width}} {'train':>6} {'dev':>5} {'test':>5}"
+          + (f"   {extra['header']}" if extra else ""))
     for lab in labels:
-        c = task["cleaning"][lab]
-        print(f"  {lab:<10} {counts['train'][lab]:>6} {counts['dev'][lab]:>5} "
-              f"{counts['test'][lab]:>5}   {c['raw']:>4} -> {c['kept']:>4} "
-              f"({c['too_short']}/{c['too_long']}/{c['duplicate']}/{c['cross_category']})")
+        print(f"  {lab:<{width}} {counts['train'][lab]:>6} {counts['dev'][lab]:>5} "
+              f"{counts['test'][lab]:>5}" + (f"   {extra[lab]}" if lab in extra else ""))
     totals = [sum(counts[s].values()) for s in SPLITS]
-    print(f"  {'total':<10} {totals[0]:>6} {totals[1]:>5} {totals[2]:>5}")
-    print("\ntask files: " + ", ".join(task["files"][s] for s in SPLITS))
-    print("\nmetaprep align sources:")
+    print(f"  {'total':<{width}} {totals[0]:>6} {totals[1]:>5} {totals[2]:>5}")
+
+
+def _print_summary(manifest: Mapping[str, Any], tasks: Sequence[str] = ("fortunes",)) -> None:
+    glove, minilm = manifest["glove"], manifest["minilm"]
+    if "fortunes" in tasks:
+        task = manifest["tasks"]["fortunes"]
+        extra = {"header": "raw -> kept (too short/too long/duplicate/in two classes)"}
+        for lab, c in task["cleaning"].items():
+            extra[lab] = (f"{c['raw']:>4} -> {c['kept']:>4} ({c['too_short']}/{c['too_long']}/"
+                          f"{c['duplicate']}/{c['cross_category']})")
+        print("fortunes: class counts (after cleaning, cap and split):")
+        _print_counts(task["counts"], extra)
+        print("task files: " + ", ".join(task["files"][s] for s in SPLITS) + "\n")
+    if "debian" in tasks:
+        task = manifest["tasks"]["debian"]
+        c = task["cleaning"]
+        print(f"debian: {c['packages']:,} packages -> {c['kept']:,} texts (dropped: "
+              f"{c['duplicate']:,} duplicate descriptions in a section, {c['cross_section']:,} "
+              f"descriptions found in two sections, {c['small_section']:,} in "
+              f"{len(c['small_sections'])} sections under {task['config']['min_count']} texts)")
+        _print_counts(task["counts"], {})
+        print("task files: " + ", ".join(task["files"][s] for s in SPLITS) + "\n")
+    print("metaprep align sources:")
     print(f"  glove={glove['matrix']} --vocab-file glove={glove['vocab']}")
     print(f"  minilm={minilm['table']} --tensor minilm={minilm['tensor']} "
           f"--vocab-file minilm={minilm['vocab']}")
@@ -441,25 +700,41 @@ def _print_summary(manifest: Mapping[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Prepare GloVe 6B 50d, the MiniLM WordPiece table and the fortunes topic "
-        "task for the benchmarks.")
+        description="Prepare GloVe 6B 50d, the MiniLM WordPiece table, the fortunes topic task "
+        "and the Debian package-section task for the benchmarks.")
     parser.add_argument("--out", default="benchmarks/data/real", help="output directory")
+    parser.add_argument("--fortunes", action="store_true",
+                        help="build the fortunes task (the default without a Debian flag)")
     parser.add_argument("--fortunes-dir", help="directory holding the fortune files "
                         "(default: /usr/share/games/fortunes or an earlier unpacking in --out)")
     parser.add_argument("--fortunes-deb", help="a fortunes_*.deb to unpack into --out")
     parser.add_argument("--cap", type=int, default=TaskConfig.cap,
-                        help="max entries per class (0: no cap)")
+                        help="fortunes: max entries per class (0: no cap)")
     parser.add_argument("--max-words", type=int, default=TaskConfig.max_words)
     parser.add_argument("--seed", type=int, default=TaskConfig.seed)
+    parser.add_argument("--debian-packages", action="store_true",
+                        help=f"build the Debian task from the Packages indices in {APT_LISTS} "
+                        "(run apt-get update first)")
+    parser.add_argument("--packages-file", action="append", default=[], metavar="PATH",
+                        help="build the Debian task from this Packages index (plain, .lz4, .gz "
+                        "or .xz; repeatable)")
+    parser.add_argument("--min-count", type=int, default=DebianConfig.min_count,
+                        help="debian: drop sections with fewer texts")
     args = parser.parse_args(argv)
+    debian = args.debian_packages or bool(args.packages_file)
+    fortunes = (not debian or args.fortunes or args.fortunes_dir is not None
+                or args.fortunes_deb is not None)
+    tasks = [t for t, on in (("fortunes", fortunes), ("debian", debian)) if on]
     config = TaskConfig(cap=args.cap or None, max_words=args.max_words, seed=args.seed)
     try:
         manifest = prepare(args.out, fortunes_dir=args.fortunes_dir,
-                           fortunes_deb=args.fortunes_deb, config=config)
+                           fortunes_deb=args.fortunes_deb, config=config, tasks=tasks,
+                           packages_files=args.packages_file or None,
+                           debian_config=DebianConfig(min_count=args.min_count, seed=args.seed))
     except MetaprepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    _print_summary(manifest)
+    _print_summary(manifest, tasks)
     return 0
 
 

@@ -219,3 +219,149 @@ def test_read_test_metrics_without_test_scores(tmp_path: Path) -> None:
     (tmp_path / "metrics.json").write_text('{"epochs": []}', encoding="utf-8")
     with pytest.raises(ModelError, match="--test"):
         bench.read_test_metrics(tmp_path)
+
+
+# --- the Debian task -------------------------------------------------------------------------
+
+_PACKAGES = """\
+Package: 0ad
+Version: 0.0.26-3
+Depends: 0ad-data (>= 0.0.26),
+ libc6 (>= 2.34)
+Description: Real-time strategy game of ancient warfare
+Tag: game::strategy, interface::graphical, interface::x11, role::program,
+ uitoolkit::sdl, use::gameplaying
+Section: games
+Priority: optional
+
+Package: foo-doc
+Description: documentation for foo
+ This long description is on continuation lines
+ .
+ and must not end up in the text.
+Section: doc
+
+Package: nonfree-thing
+Description: Firmware   for a  widget
+Section: non-free/kernel
+
+Package: contrib-thing
+Description: Installer for a game
+Section: contrib/games
+
+Package: no-section
+Description: left out: no Section field
+"""
+
+
+def test_read_packages_multiline_fields_area_prefix_and_tags(tmp_path: Path) -> None:
+    p = tmp_path / "Packages"
+    p.write_text(_PACKAGES, encoding="utf-8")
+    pkgs = realdata.read_packages(p)
+    assert [x.name for x in pkgs] == ["0ad", "foo-doc", "nonfree-thing", "contrib-thing"]
+    ad = pkgs[0]
+    assert ad.description == "Real-time strategy game of ancient warfare"
+    assert ad.section == "games" and ad.area == "main"
+    assert ad.tags == ("game::strategy", "interface::graphical", "interface::x11",
+                       "role::program", "uitoolkit::sdl", "use::gameplaying")
+    assert pkgs[1].description == "documentation for foo" and pkgs[1].tags == ()
+    assert (pkgs[2].section, pkgs[2].area) == ("kernel", "non-free")
+    assert (pkgs[3].section, pkgs[3].area) == ("games", "contrib")
+
+
+def test_read_packages_compressed_and_errors(tmp_path: Path) -> None:
+    import gzip
+    import lzma
+
+    (tmp_path / "P.gz").write_bytes(gzip.compress(_PACKAGES.encode()))
+    (tmp_path / "P.xz").write_bytes(lzma.compress(_PACKAGES.encode()))
+    plain = realdata.read_packages_text(_PACKAGES)
+    assert realdata.read_packages(tmp_path / "P.gz") == plain
+    assert realdata.read_packages(tmp_path / "P.xz") == plain
+    bad = tmp_path / "bad"
+    bad.write_text("Package: a\nno colon here\n", encoding="utf-8")
+    with pytest.raises(FormatError, match="Field: value"):
+        realdata.read_packages(bad)
+    with pytest.raises(DataError, match="apt-get update"):
+        realdata.read_packages(tmp_path / "missing")
+    with pytest.raises(DataError, match="apt-get update"):
+        realdata.find_packages_files(tmp_path)
+
+
+def test_find_packages_files(tmp_path: Path) -> None:
+    for name in ("d_dists_x_main_binary-amd64_Packages.lz4", "d_dists_x_main_binary-i386_Packages",
+                 "d_dists_x_InRelease", "d_dists_x_main_source_Sources.lz4"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in realdata.find_packages_files(tmp_path)] == [
+        "d_dists_x_main_binary-amd64_Packages.lz4", "d_dists_x_main_binary-i386_Packages"]
+
+
+def _pkg(name: str, desc: str, section: str) -> object:
+    return realdata.Package(name=name, description=desc, section=section, area="main", tags=())
+
+
+def test_debian_task_dedup_cross_section_and_min_count() -> None:
+    pkgs = [
+        _pkg("b-python", "Python bindings for Foo", "python"),
+        _pkg("a-python", "python BINDINGS  for foo", "python"),  # same text, same section
+        _pkg("x-dummy", "transitional package", "oldlibs"),
+        _pkg("y-dummy", "Transitional package", "libs"),  # in two sections: dropped from both
+        _pkg("a-python", "renamed twice: the first stanza of a name wins", "misc"),
+        *[_pkg(f"lib{i}", f"library number {i}", "libs") for i in range(3)],
+        _pkg("rare", "a lone section", "news"),
+    ]
+    kept, stats = realdata.debian_task(pkgs, realdata.DebianConfig(min_count=2))
+    # with min_count 2 the python section (1 text left) is dropped, like news
+    assert kept == {"libs": ["library number 0", "library number 1", "library number 2"]}
+    assert stats == {"packages": 8, "empty": 0, "duplicate": 1, "cross_section": 2,
+                     "small_section": 2, "small_sections": {"news": 1, "python": 1}, "kept": 3}
+    kept1, _ = realdata.debian_task(pkgs, realdata.DebianConfig(min_count=1))
+    # "a-python" sorts first, so its text (whitespace collapsed) is the copy kept
+    assert kept1["python"] == ["python BINDINGS for foo"]
+
+
+def _big_packages(n_sections: int = 3, per: int = 50) -> str:
+    stanzas = [f"Package: p{s}-{i}\nDescription: text {i} of section {s}\nSection: "
+               f"{'contrib/' if i % 7 == 0 else ''}sec{s}\n"
+               for s in range(n_sections) for i in range(per + 10 * s)]
+    stanzas.append("Package: tiny\nDescription: too few\nSection: tiny\n")
+    return "\n".join(stanzas)
+
+
+def test_prepare_debian_is_stratified_and_deterministic(tmp_path: Path) -> None:
+    src = tmp_path / "Packages"
+    src.write_text(_big_packages(), encoding="utf-8")
+    out = tmp_path / "out"
+    entry = realdata.prepare_debian(out, [src])
+    assert entry["counts"]["train"] == {"sec0": 40, "sec1": 48, "sec2": 56}
+    assert entry["counts"]["dev"] == {"sec0": 5, "sec1": 6, "sec2": 7}
+    assert entry["counts"]["test"] == {"sec0": 5, "sec1": 6, "sec2": 7}
+    assert entry["cleaning"]["small_sections"] == {"tiny": 1}
+    files = {s: Path(p) for s, p in entry["files"].items()}
+    first = {s: p.read_bytes() for s, p in files.items()}
+    assert first["train"].startswith(b"text\tlabel\n")
+    rows = [r for p in files.values() for r in realdata.read_tsv(p)]
+    assert len({t for t, _ in rows}) == len(rows) == 180  # disjoint and complete
+    assert realdata.prepare_debian(out, [src]) == entry  # idempotent: same files, same counts
+    assert {s: p.read_bytes() for s, p in files.items()} == first
+    other = realdata.prepare_debian(tmp_path / "o2", [src], realdata.DebianConfig(seed=1))
+    assert Path(other["files"]["test"]).read_bytes() != first["test"]
+
+
+def test_main_debian_only_keeps_the_fortunes_entry(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "real"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"task": {"files": {"train": "f.tsv"}}}',
+                                       encoding="utf-8")
+    monkeypatch.setattr(realdata, "export_glove", lambda o: (o / "g.npy", o / "g.txt"))
+    monkeypatch.setattr(realdata, "minilm_paths", lambda: (Path("m"), "t", Path("v")))
+    src = tmp_path / "Packages"
+    src.write_text(_big_packages(), encoding="utf-8")
+    assert realdata.main(["--out", str(out), "--packages-file", str(src)]) == 0
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert set(manifest["tasks"]) == {"debian", "fortunes"}
+    assert manifest["task"] == {"files": {"train": "f.tsv"}}  # the older entry, kept
+    assert (out / "debian.train.tsv").is_file()

@@ -1,0 +1,70 @@
+"""The pure parts of benchmarks/bench_frontier.py: scoring, timing, the table (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_frontier.py"
+_spec = importlib.util.spec_from_file_location("bench_frontier", _PATH)
+assert _spec is not None and _spec.loader is not None
+frontier = importlib.util.module_from_spec(_spec)
+sys.modules["bench_frontier"] = frontier
+_spec.loader.exec_module(frontier)
+
+
+def test_accuracy_and_macro_f1() -> None:
+    gold = ["a", "a", "b", "b", "c"]
+    pred = ["a", "b", "b", "b", "a"]
+    assert frontier.accuracy(gold, pred) == pytest.approx(0.6)
+    # a: P 1/2 R 1/2 F 1/2; b: P 2/3 R 1 F 0.8; c: F 0
+    assert frontier.macro_f1(gold, pred) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+    # a label only predicted counts too (as scikit-learn's average="macro")
+    assert frontier.macro_f1(["a", "a"], ["a", "z"]) == pytest.approx((2 / 3 + 0) / 2)
+    with pytest.raises(ValueError):
+        frontier.accuracy(["a"], [])
+
+
+def test_macro_f1_matches_scikit_learn() -> None:
+    metrics = pytest.importorskip("sklearn.metrics")
+    import random
+
+    rng = random.Random(0)
+    gold = [rng.choice("abcde") for _ in range(200)]
+    pred = [g if rng.random() < 0.6 else rng.choice("abcdef") for g in gold]
+    assert frontier.macro_f1(gold, pred) == pytest.approx(
+        metrics.f1_score(gold, pred, average="macro"))
+
+
+def test_simple_tokens_and_chunks() -> None:
+    assert frontier.simple_tokens("Python 3 bindings for libFOO (C++)") == \
+        "python 3 bindings for libfoo ( c + + )"
+    assert [list(c) for c in frontier.chunks(["a", "b", "c"], 2)] == [["a", "b"], ["c"]]
+
+
+def test_time_passes_and_best_speed() -> None:
+    calls = []
+    times = frontier.time_passes(lambda: calls.append(1), min_passes=3, min_time=0.0)
+    assert len(times) == 3 and len(calls) == 4  # one warm-up call
+    speed = frontier.best_speed(100, lambda b: (lambda: None), [8, 64], min_passes=2,
+                                min_time=0.0)
+    assert speed["batch_size"] in (8, 64) and set(speed["by_batch"]) == {"8", "64"}
+    assert speed["sentences_per_s"] == max(speed["by_batch"].values())
+
+
+def test_rows_and_markdown() -> None:
+    res = frontier.SystemResult("fasttext", note="picked on dev: 20 x2")
+    res.runs = [{"seed": 0, "accuracy": 0.70, "macro_f1": 0.60, "train_s": 2.0},
+                {"seed": 1, "accuracy": 0.80, "macro_f1": 0.70, "train_s": 4.0}]
+    res.speed = {"sentences_per_s": 12345.6, "batch_size": 256}
+    res.size_bytes = 2_500_000
+    row = res.row()
+    assert row["accuracy_mean"] == 75.0 and row["accuracy_sd"] == pytest.approx(7.07, abs=0.01)
+    skipped = frontier.SystemResult("model2vec+logreg", skipped="not installed").row()
+    table = frontier.markdown_table([row, skipped])
+    assert "| fasttext | 75.0 +- 7.1 | 65.0 +- 7.1 | 12,346 (256) | 2.5 | 3 |" in table
+    assert "| model2vec+logreg | skipped: not installed |" in table
+    assert frontier.tally([20, 20, 5]) == "20 x2, 5"
