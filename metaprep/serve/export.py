@@ -32,6 +32,7 @@ from metaprep.serve.bake import lstm_spec, spec_from_model
 from metaprep.serve.modeldir import (
     DATA_FILE,
     GRAPH_FILES,
+    MAX_TOKENS_LIMIT,
     AccuracyRecord,
     Checks,
     ExportInfo,
@@ -94,8 +95,9 @@ class ExportOptions:
         if self.fold and method is not None and method not in FOLDABLE:
             raise ExportError(f"a {method} front end depends on context and cannot be folded",
                               hint="drop --fold (the projections are still baked)")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ExportError("--max-tokens must be at least 1")
+        if self.max_tokens is not None and not 1 <= self.max_tokens <= MAX_TOKENS_LIMIT:
+            raise ExportError(f"--max-tokens must be from 1 to {MAX_TOKENS_LIMIT}",
+                              hint="the runtime's memory per text grows with it")
 
 
 def _write_graphs(spec: GraphSpec, out: Path, *, front_end: bool) -> list[str]:

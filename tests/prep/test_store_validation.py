@@ -14,10 +14,10 @@ from click.testing import CliRunner
 
 from metaprep.cli import cli
 from metaprep.errors import StoreError
-from metaprep.prep.store import reader as store_module
 from metaprep.prep.align import AlignOptions, SourceSpec, align
 from metaprep.prep.readers.memory import MemorySource
 from metaprep.prep.store import Store
+from metaprep.prep.store import reader as store_module
 
 RNG = np.random.default_rng(7)
 
