@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from metaprep import __version__
-from metaprep.errors import ExportError
+from metaprep.errors import ExportError, WriteError
 from metaprep.serve.bake import lstm_spec, spec_from_model
 from metaprep.serve.modeldir import (
     DATA_FILE,
@@ -223,6 +223,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
+    except OSError as exc:  # a full disk, a file-size limit: name the output, not the temp dir
+        shutil.rmtree(tmp, ignore_errors=True)
+        what = Path(exc.filename).name if exc.filename else "the model directory"
+        raise WriteError(f"cannot write {what} ({exc.strerror or exc}); nothing was written",
+                          path=out, hint="check free space and the file-size limit (ulimit -f)"
+                          ) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
