@@ -339,12 +339,21 @@ class Run:
                                         tokenizer=self.tokenizer)
         return self._encoder
 
-    def load_model(self, *, progress: bool = False) -> MetaEmbeddingClassifier:
-        """The trained model: tables from the store, the best weights, in eval mode."""
+    def build_model(self, *, progress: bool = False) -> MetaEmbeddingClassifier:
+        """A new model of the run's config, its tables from the store."""
         from metaprep.learn.model import build_model
 
-        model = build_model(self.store(), self.config, progress=progress)
+        try:  # an edited config.json can ask for a model too large to allocate
+            return build_model(self.store(), self.config, progress=progress)
+        except (RuntimeError, MemoryError) as exc:
+            raise ModelError(f"cannot build the model config.json describes: {_one_line(exc)}",
+                             path=self.path / CONFIG,
+                             hint="the sizes are too large, or config.json was edited") from exc
+
+    def load_model(self, *, progress: bool = False) -> MetaEmbeddingClassifier:
+        """The trained model: tables from the store, the best weights, in eval mode."""
         state = self.load_best()
+        model = self.build_model(progress=progress)
         try:
             model.load_state_dict(state, strict=True)
         except (RuntimeError, ValueError) as exc:
