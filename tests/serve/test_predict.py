@@ -105,6 +105,10 @@ def test_predict_on_a_bare_str_is_a_clear_error(model_dir: Path) -> None:
     model = Model(model_dir)
     with pytest.raises(DataError, match="give a list of texts, not one str"):
         model.predict("the cat sat")
+    with pytest.raises(DataError, match="not one bytes"):
+        model.predict(b"the cat sat")  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="texts must be str, not int"):  # said "not pairs"
+        model.predict([1, 2])  # type: ignore[list-item]
     assert len(model.predict(["the cat sat"])) == 1
 
 
