@@ -336,7 +336,7 @@ def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[st
                       sentence_dim=enc_dim, vocab_size=len(words)),
         graphs=graphs,
         case_policy=case_policy,
-        max_tokens=int(opts.max_tokens or tok.max_tokens or 512),
+        max_tokens=min(int(opts.max_tokens or tok.max_tokens or 512), MAX_TOKENS_LIMIT),
         export=export,
         source_run={},
         checks=checks,
