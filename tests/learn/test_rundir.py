@@ -235,6 +235,14 @@ def test_a_config_too_large_to_build_is_one_line(whole: dict[str, Any], tmp_path
     with pytest.raises(ModelError, match="cannot build the model config.json describes") as e:
         train(out=run, resume=True, progress=False)
     one_line(e, "config.json")
+    # sizes that might be allocated are compared with the weights first, on the meta device
+    config["hidden"] = 100_000
+    (run / "config.json").write_text(json.dumps(config))
+    for attempt in (lambda: Run.open(run).load_model(),
+                    lambda: train(out=run, resume=True, progress=False)):
+        with pytest.raises(ModelError, match="weights do not fit the config: encoder") as e:
+            attempt()
+        one_line(e, "config.json")
 
 
 # --- resuming -----------------------------------------------------------------------------------
