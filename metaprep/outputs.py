@@ -54,8 +54,10 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
-def check_paths(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, object]) -> None:
-    """Refuse an output that is, holds or sits inside an input, or that is a special file."""
+def check_paths(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, object], *,
+                devices: bool = False) -> None:
+    """Refuse an output that is, holds or sits inside an input, or that is a special file
+    (``devices``: a device or pipe is accepted, for outputs written as a stream)."""
     ins = [(name, p) for name, v in inputs.items() for p in _flatten(v)
            if str(p) not in ("union", "intersection")]
     for out_name, value in outputs.items():
@@ -63,7 +65,10 @@ def check_paths(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, 
             real = out.resolve()
             if out.exists() or out.is_symlink():
                 mode = os.stat(out).st_mode if out.exists() else 0
-                if out.exists() and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                special = not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+                if out.exists() and special and devices:
+                    continue  # /dev/null, a FIFO: written to as it is, nothing to clash with
+                if out.exists() and special:
                     raise ConfigError(f"{stage}: {out_name} is not a regular file or folder "
                                       "(a device, pipe or socket): metaprep writes only files",
                                       path=out, hint="give a file or folder path")

@@ -170,6 +170,10 @@ def test_pkg_paths_never_run_the_package(tmp_path: Path, monkeypatch: pytest.Mon
     q = _write(tmp_path, '[split]\ndata = "pkg:os.path/x"\n')
     with pytest.raises(ConfigError, match="not installed"):
         load_pipeline(q, artifacts=tmp_path / "art")
+    for bad in ("sneaky_pkg_xyz/../../../../etc/passwd", "sneaky_pkg_xyz/", "sneaky_pkg_xyz"):
+        q = _write(tmp_path, f'[split]\ndata = "pkg:{bad}"\n')  # '..' used to leave the package
+        with pytest.raises(ConfigError, match="must name a file inside the package"):
+            load_pipeline(q, artifacts=tmp_path / "art")
 
 
 def test_a_killed_rerun_never_costs_the_last_good_output(tmp_path: Path) -> None:

@@ -196,12 +196,51 @@ class Run:
                                         tokenizer=self.tokenizer)
         return self._encoder
 
+    def build_model(self, *, progress: bool = False) -> MetaEmbeddingClassifier:
+        """A new model of the run's config, its tables from the store; once the run has weights,
+        the config's shapes are checked against them before anything is allocated."""
+        from metaprep.learn.model import MetaEmbeddingClassifier, load_tables
+
+        tables, present = load_tables(self.store(), self.config, progress=progress)
+        self._check_fits_best(tables, present)
+        try:  # an edited config.json can ask for a model too large to allocate
+            return MetaEmbeddingClassifier(self.config, tables, present)
+        except (RuntimeError, MemoryError) as exc:
+            raise ModelError(f"cannot build the model config.json describes: {_one_line(exc)}",
+                             path=self.path / CONFIG,
+                             hint="the sizes are too large, or config.json was edited") from exc
+
+    def _check_fits_best(self, tables: list[torch.Tensor], present: torch.Tensor) -> None:
+        """Refuse a config whose parameter shapes differ from best.safetensors (a hand-edited
+        ``hidden = 100000`` would otherwise allocate gigabytes before the weights are compared):
+        the model is built on torch's meta device, which allocates nothing."""
+        import torch
+        from safetensors import safe_open
+
+        from metaprep.learn.model import MetaEmbeddingClassifier
+
+        path = self.path / BEST
+        try:
+            with safe_open(str(path), "pt") as f:
+                have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+            with torch.device("meta"):
+                shell = MetaEmbeddingClassifier(
+                    self.config, [torch.empty_like(t, device="meta") for t in tables],
+                    torch.empty_like(present, device="meta"))
+        except Exception:  # no weights yet, or unreadable ones: load_best says so
+            return
+        for key, value in shell.state_dict().items():
+            want = tuple(value.shape)
+            if key in have and have[key] != want:
+                raise ModelError(f"weights do not fit the config: {key} has shape "
+                                 f"{list(have[key])} in {BEST}, config.json makes it "
+                                 f"{list(want)}", path=self.path / CONFIG,
+                                 hint="config.json was edited; restore it or train again")
+
     def load_model(self, *, progress: bool = False) -> MetaEmbeddingClassifier:
         """The trained model: tables from the store, the best weights, in eval mode."""
-        from metaprep.learn.model import build_model
-
-        model = build_model(self.store(), self.config, progress=progress)
         state = self.load_best()
+        model = self.build_model(progress=progress)
         try:
             model.load_state_dict(state, strict=True)
         except (RuntimeError, ValueError) as exc:

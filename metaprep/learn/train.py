@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from metaprep.learn.config import RunConfig
 from metaprep.learn.data import TaskData, bucket_batches, collate, shard_batches, token_counts
 from metaprep.learn.evaluate import classification_metrics, predict
-from metaprep.learn.model import MetaEmbeddingClassifier, build_model, weights_state_dict
+from metaprep.learn.model import MetaEmbeddingClassifier, weights_state_dict
 from metaprep.learn.prepare import Data, prepare, restore
 from metaprep.learn.rundir import ATTENTION_PLOT, LEARNING_CURVES, Checkpoint, Run
 from metaprep.taskdata import Columns
@@ -140,7 +140,7 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     cfg = run.config
     with run:  # the store is needed for the tables only
         torch.manual_seed(cfg.seed)
-        model = build_model(run.store(), cfg, progress=show).to(device)
+        model = run.build_model(progress=show).to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     state = _fresh_state(cfg)
     history: list[dict[str, Any]] = []

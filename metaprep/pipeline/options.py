@@ -110,6 +110,9 @@ def _package_path(value: str, where: str, file: Path) -> str:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(f"{where}: package {package!r} is not installed", path=file,
                           hint=f"pip install {package}")
+    if not rel or ".." in Path(rel).parts or os.path.isabs(rel):
+        raise ConfigError(f"{where}: {value!r} must name a file inside the package, as "
+                          f"pkg:{package}/a/relative/path without '..'", path=file)
     return str(Path(list(spec.submodule_search_locations)[0]) / rel)
 
 

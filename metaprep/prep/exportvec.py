@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from metaprep.errors import ConfigError, StoreError
+from metaprep.outputs import check_paths
 from metaprep.prep.store import Store
 
 __all__ = ["export_vectors"]
@@ -39,6 +40,8 @@ def export_vectors(
     if (source is None) == (not concat):
         raise ConfigError("name one source or ask for --concat (not both)")
     out = Path(out)
+    # the output is never the store itself (-o STORE STORE used to replace the store)
+    check_paths("export-vectors", {"output": out}, {"store": store_path})
     with Store(store_path) as store:
         names: Sequence[str] = list(store.sources) if concat else [str(source)]
         for n in names:

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from metaprep import __version__
-from metaprep.errors import ExportError
+from metaprep.errors import ExportError, WriteError
 from metaprep.serve.bake import lstm_spec, spec_from_model
 from metaprep.serve.modeldir import (
     DATA_FILE,
     GRAPH_FILES,
+    MAX_TOKENS_LIMIT,
     AccuracyRecord,
     Checks,
     ExportInfo,
@@ -89,8 +90,9 @@ class ExportOptions:
         if self.fold and method is not None and method not in FOLDABLE:
             raise ExportError(f"a {method} front end depends on context and cannot be folded",
                               hint="drop --fold (the projections are still baked)")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ExportError("--max-tokens must be at least 1")
+        if self.max_tokens is not None and not 1 <= self.max_tokens <= MAX_TOKENS_LIMIT:
+            raise ExportError(f"--max-tokens must be from 1 to {MAX_TOKENS_LIMIT}",
+                              hint="the runtime's memory per text grows with it")
 
 
 def _write_graphs(spec: GraphSpec, out: Path, *, front_end: bool) -> list[str]:
@@ -216,6 +218,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
+    except OSError as exc:  # a full disk, a file-size limit: name the output, not the temp dir
+        shutil.rmtree(tmp, ignore_errors=True)
+        what = Path(exc.filename).name if exc.filename else "the model directory"
+        raise WriteError(f"cannot write {what} ({exc.strerror or exc}); nothing was written",
+                          path=out, hint="check free space and the file-size limit (ulimit -f)"
+                          ) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -323,7 +331,7 @@ def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[st
                       sentence_dim=enc_dim, vocab_size=len(words)),
         graphs=graphs,
         case_policy=case_policy,
-        max_tokens=int(opts.max_tokens or tok.max_tokens or 512),
+        max_tokens=min(int(opts.max_tokens or tok.max_tokens or 512), MAX_TOKENS_LIMIT),
         export=export,
         source_run={},
         checks=checks,

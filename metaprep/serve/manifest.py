@@ -66,8 +66,13 @@ class Keys:
             raise self._error(key, f"must be {what}, not {_show(value)}")
         return value
 
-    def integer(self, key: str, minimum: int = 0) -> int:
-        v: int = self.get(key, lambda v: _is_int(v) and v >= minimum, f"an integer >= {minimum}")
+    def integer(self, key: str, minimum: int = 0, maximum: int | None = None) -> int:
+        if maximum is None:
+            v: int = self.get(key, lambda v: _is_int(v) and v >= minimum,
+                              f"an integer >= {minimum}")
+            return v
+        v = self.get(key, lambda v: _is_int(v) and minimum <= v <= maximum,
+                     f"an integer from {minimum} to {maximum}")
         return v
 
     def boolean(self, key: str) -> bool:

@@ -82,6 +82,8 @@ REQUIRED_FILES = (VOCAB_TXT, VOCAB_OFFSETS, VOCAB_INDEX, TOKENIZER, LABELS)
 # Files larger than this are checked by size only unless a full check is asked for: hashing a
 # multi-GB table on every load would cost seconds, and onnxruntime memory-maps it anyway.
 LARGE_FILE_BYTES = 64 << 20
+# the most tokens the runtime keeps of one text: its memory grows with it (10M tokens took 18 GB)
+MAX_TOKENS_LIMIT = 100_000
 _TOP = ["format", "format_version", "metaprep_version", "task", "graphs", "case_policy",
         "max_tokens", "export", "source_run", "checks", "files"]
 
@@ -148,7 +150,7 @@ class Manifest:
             task=TaskInfo.from_dict(data["task"], path),
             graphs={n: GraphInfo.from_dict(g, path, f"graphs.{n}") for n, g in graphs.data.items()},
             case_policy=k.string("case_policy", CASE_POLICIES),
-            max_tokens=k.integer("max_tokens", 1),
+            max_tokens=k.integer("max_tokens", 1, MAX_TOKENS_LIMIT),
             export=ExportInfo.from_dict(data["export"], path),
             source_run=k.mapping("source_run", lambda v: v is None or isinstance(v, str),
                                  "strings or null"),

@@ -30,8 +30,11 @@ class ExternalData:
         if name not in self._written:
             pos = self._f.tell()
             offset = pos + (-pos) % _ALIGN
-            self._f.write(b"\0" * (offset - pos))
-            self._f.write(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
+            try:
+                self._f.write(b"\0" * (offset - pos))
+                self._f.write(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
+            except OSError as exc:  # a full disk: say which file
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
             self._written[name] = (offset, array.nbytes,
                                    helper.np_dtype_to_tensor_dtype(array.dtype), array.shape)
         offset, length, dtype, shape = self._written[name]

@@ -29,6 +29,7 @@ import numpy as np
 
 from metaprep.atomic import atomic_path
 from metaprep.errors import ConfigError, DataError
+from metaprep.outputs import check_paths, path_fields
 from metaprep.serve.runtime import (
     INPUT_FORMATS,
     Model,
@@ -95,6 +96,12 @@ class EmbedOptions(_ServeOptions):
             raise ConfigError("the output must end in .npy or .jsonl", path=self.output)
 
 
+def _check_output(stage: str, opts: PredictOptions | EmbedOptions) -> None:
+    """The output is not the input text, nor inside the model directory (it may be a device)."""
+    if opts.output is not None:
+        check_paths(stage, {"output": opts.output}, path_fields(opts, "in"), devices=True)
+
+
 @dataclass(frozen=True)
 class PredictResult:
     records: int  # input records, each one output line
@@ -121,6 +128,7 @@ def predict(opts: PredictOptions, *, warn: Callable[[str], None] | None = None) 
     """One JSON line per input record: {"record", "line", "label", "probabilities"}, or
     {"record", "line", "error"}; ``warn`` hears about each unreadable record or bad byte."""
     opts.validate()
+    _check_output("predict", opts)
     model = opts.model()
     columns = opts.columns or (("text_a", "text_b") if model.pair else ("text",))
     say, records, errors = warn or _ignore, 0, 0
@@ -140,6 +148,7 @@ def predict(opts: PredictOptions, *, warn: Callable[[str], None] | None = None) 
 def embed(opts: EmbedOptions, *, warn: Callable[[str], None] | None = None) -> EmbedResult:
     """The sentence vector of every input record; a record that cannot be read gets NaN."""
     opts.validate()
+    _check_output("embed", opts)
     model = opts.model()
     width = model.manifest.task.sentence_dim
     npy = Path(opts.output).suffix == ".npy"

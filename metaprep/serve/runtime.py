@@ -126,14 +126,17 @@ class Model:
 
     def _split(self, texts: Sequence[Text], pair: bool) -> list[list[str]]:
         """Token lists: one per text, or for pairs the first texts' then the second texts'."""
-        if isinstance(texts, str):  # a str is a sequence too: one prediction per character
-            raise DataError("give a list of texts, not one str: model.predict([text])")
+        if isinstance(texts, (str, bytes)):  # a sequence too: a prediction per character
+            raise DataError(f"give a list of texts, not one {type(texts).__name__}: "
+                            "model.predict([text])")
         if pair:
             if not all(isinstance(t, tuple) and len(t) == 2 for t in texts):
                 raise DataError("this model reads sentence pairs: give (text_a, text_b)")
             return self._tokens([t[0] for t in texts]) + self._tokens([t[1] for t in texts])  # type: ignore[index]
         if not all(isinstance(t, str) for t in texts):
-            raise DataError("this model reads single texts, not pairs")
+            other = next(t for t in texts if not isinstance(t, str))
+            raise DataError("this model reads single texts (str), not pairs" if isinstance(
+                other, tuple) else f"texts must be str, not {type(other).__name__}")
         return self._tokens(texts)  # type: ignore[arg-type]
 
     def _ids(self, tokens: list[list[str]], order: list[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -224,6 +224,27 @@ def test_damaged_weights_and_checkpoints(whole: dict[str, Any], task: dict[str, 
     one_line(e, "checkpoint.pt")
 
 
+def test_a_config_too_large_to_build_is_one_line(whole: dict[str, Any], tmp_path: Path) -> None:
+    run = shutil.copytree(whole["run"], tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["hidden"] = 10**10  # an LSTM of 10**10 units: torch cannot allocate it
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="cannot build the model config.json describes") as e:
+        Run.open(run).load_model()
+    one_line(e, "config.json")
+    with pytest.raises(ModelError, match="cannot build the model config.json describes") as e:
+        train(out=run, resume=True, progress=False)
+    one_line(e, "config.json")
+    # sizes that might be allocated are compared with the weights first, on the meta device
+    config["hidden"] = 100_000
+    (run / "config.json").write_text(json.dumps(config))
+    for attempt in (lambda: Run.open(run).load_model(),
+                    lambda: train(out=run, resume=True, progress=False)):
+        with pytest.raises(ModelError, match="weights do not fit the config: encoder") as e:
+            attempt()
+        one_line(e, "config.json")
+
+
 # --- resuming -----------------------------------------------------------------------------------
 def test_resume_needs_nothing_but_the_run_directory(task: dict[str, Path], whole: dict[str, Any],
                                                     tmp_path: Path,

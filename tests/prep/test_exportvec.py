@@ -81,6 +81,18 @@ def test_errors_and_atomicity(tmp_path: Path) -> None:
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
 
 
+def test_the_output_is_never_the_store(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    before = path.read_bytes()
+    (tmp_path / "link.txt").symlink_to(path)
+    for out in (path, tmp_path / "link.txt"):  # -o STORE STORE used to replace the store
+        with pytest.raises(ConfigError, match="the output .output. is the input store"):
+            export_vectors(path, out, source="a")
+    assert path.read_bytes() == before
+    with pytest.raises(ConfigError, match="a device, pipe or socket"):
+        export_vectors(path, os.devnull, source="a")
+
+
 def test_cli_on_aligned_real_files(tmp_path: Path) -> None:
     store, out = tmp_path / "s.h5", tmp_path / "ft.bin"
     runner = CliRunner()

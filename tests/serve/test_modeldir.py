@@ -67,8 +67,10 @@ def test_manifest_round_trips_to_the_same_json(model_dir: Path) -> None:
 
 
 @pytest.mark.parametrize(("where", "value", "message"), [
-    (("max_tokens",), 0, "manifest key max_tokens must be an integer >= 1"),
-    (("max_tokens",), True, "manifest key max_tokens must be an integer >= 1"),
+    (("max_tokens",), 0, "manifest key max_tokens must be an integer from 1 to 100000"),
+    (("max_tokens",), True, "manifest key max_tokens must be an integer from 1 to 100000"),
+    # a 50 MB line cut at 10**12 tokens took 18 GB and 90 s in the runtime
+    (("max_tokens",), 10**12, "manifest key max_tokens must be an integer from 1 to 100000"),
     (("task", "sentence_dim"), 0, "task.sentence_dim must be an integer >= 1"),
     (("task", "labels"), [], "task.labels must be a non-empty list of unique strings"),
     (("task", "labels"), ["a", "a"], "task.labels must be a non-empty list of unique strings"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import tracemalloc
@@ -80,10 +81,34 @@ def test_options_mark_their_paths_and_are_checked(model_dir: Path, tmp_path: Pat
         predict(PredictOptions(model_dir=model_dir, input=texts, output=tmp_path / "no" / "p"))
 
 
+def test_output_may_not_be_the_input_or_inside_the_model_dir(model_dir: Path,
+                                                             tmp_path: Path) -> None:
+    texts = tmp_path / "t.txt"
+    texts.write_text("the cat\n")
+    (tmp_path / "link.jsonl").symlink_to(texts)
+    for out in (texts, tmp_path / "link.jsonl"):  # predict -o IN IN used to overwrite IN
+        with pytest.raises(ConfigError, match="the output .output. is the input input"):
+            predict(PredictOptions(model_dir=model_dir, input=texts, output=out))
+    assert texts.read_text() == "the cat\n"
+    vocab = (model_dir / "vocab.txt").read_bytes()
+    with pytest.raises(ConfigError, match="sits inside the input model_dir"):
+        predict(PredictOptions(model_dir=model_dir, input=texts, output=model_dir / "vocab.txt"))
+    with pytest.raises(ConfigError, match="sits inside the input model_dir"):
+        embed(EmbedOptions(model_dir=model_dir, input=texts, output=model_dir / "e.npy"))
+    assert (model_dir / "vocab.txt").read_bytes() == vocab and not (model_dir / "e.npy").exists()
+    # a device is still written to as it is
+    assert predict(PredictOptions(model_dir=model_dir, input=texts, output=Path(os.devnull),
+                                  quiet=True)).records == 1
+
+
 def test_predict_on_a_bare_str_is_a_clear_error(model_dir: Path) -> None:
     model = Model(model_dir)
     with pytest.raises(DataError, match="give a list of texts, not one str"):
         model.predict("the cat sat")
+    with pytest.raises(DataError, match="not one bytes"):
+        model.predict(b"the cat sat")  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="texts must be str, not int"):  # said "not pairs"
+        model.predict([1, 2])  # type: ignore[list-item]
     assert len(model.predict(["the cat sat"])) == 1
 
 
