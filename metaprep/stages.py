@@ -44,6 +44,7 @@ __all__ = [
     "ExportResult",
     "SplitOptions",
     "SplitResult",
+    "TaskColumns",
     "TrainOptions",
     "TrainResult",
     "align",
@@ -76,19 +77,25 @@ def _req(value: Any, name: str, stage: str) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class TaskColumns:
+    """The column names of task data, for the stages that read it (``--text-column``...)."""
+
+    text_column: str = "text"  # task data's text column (TSV/CSV) or key (JSONL)
+    label_column: str = "label"  # its label column
+    text_a_column: str = "text_a"  # a pair's first text
+    text_b_column: str = "text_b"  # a pair's second text
+
+
 # --- split --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class SplitOptions:
+class SplitOptions(TaskColumns):
     data: PathLike | None = _in()  # one labelled file: TSV/CSV/JSONL/fastText __label__ lines
     output: PathLike | None = _out()  # directory for train.tsv, dev.tsv, test.tsv
     dev: float = 0.15  # share of each label for dev
     test: float = 0.15  # share of each label for test (0: no test.tsv)
     seed: int = 0  # shuffle seed: the same seed gives the same files
     encoding: str = "utf-8"  # of the data file (e.g. latin-1)
-    text_column: str = "text"  # task data's text column (TSV/CSV) or key (JSONL)
-    label_column: str = "label"  # its label column
-    text_a_column: str = "text_a"  # a pair's first text
-    text_b_column: str = "text_b"  # a pair's second text
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,7 @@ def split(options: SplitOptions) -> SplitResult:
 
 # --- align --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class AlignOptions:
+class AlignOptions(TaskColumns):
     sources: dict[str, str] = _in({}, many=True)  # name -> embedding file, in store order
     output: PathLike | None = _out()  # the HDF5 store to write
     vocab: tuple[str, ...] = _in(("union",), many=True)  # union, intersection, or word/task files
@@ -135,10 +142,6 @@ class AlignOptions:
     encoding_errors: str = "strict"  # strict | replace invalid UTF-8 in a source
     seed: int = 0  # random OOV rows and the map's held-out split
     quiet: bool = False  # no progress bars
-    text_column: str = "text"  # task data's text column (TSV/CSV) or key (JSONL)
-    label_column: str = "label"  # its label column
-    text_a_column: str = "text_a"  # a pair's first text
-    text_b_column: str = "text_b"  # a pair's second text
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", 
 
 
 @dataclass(frozen=True)
-class TrainOptions:
+class TrainOptions(TaskColumns):
     store: PathLike | None = _in()  # the aligned store (on resume: the run's, by default)
     train: PathLike | None = _in()  # training data (on resume: the run's)
     dev: PathLike | None = _in()  # dev data: lr decay, early stopping, best epoch
@@ -211,10 +214,6 @@ class TrainOptions:
     data_encoding: str = "utf-8"  # of the data files
     threads: int | None = None  # torch CPU threads [torch's choice]
     quiet: bool = False  # no progress bars
-    text_column: str = "text"  # task data's text column (TSV/CSV) or key (JSONL)
-    label_column: str = "label"  # its label column
-    text_a_column: str = "text_a"  # a pair's first text
-    text_b_column: str = "text_b"  # a pair's second text
 
     def given(self) -> dict[str, Any]:
         """The hyper-parameters set explicitly (not None)."""

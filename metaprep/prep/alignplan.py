@@ -5,7 +5,7 @@ checking that the files exist."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ __all__ = [
     "NORMALIZE",
     "AlignOptions",
     "SourceSpec",
-    "parse_assignments",
+    "per_source",
     "parse_source_args",
     "plan_from_options",
     "validate",
@@ -93,21 +93,16 @@ def parse_source_args(args: Sequence[str]) -> list[tuple[str, Path]]:
     return out
 
 
-def parse_assignments(
-    values: Iterable[str], option: str, names: Sequence[str], *, allow_all: bool = False
-) -> dict[str, str]:
-    """``NAME=VALUE`` items of a repeated option; with ``allow_all`` a bare VALUE sets '*'."""
+def per_source(values: Mapping[str, Any], option: str, names: Sequence[str], *,
+               allow_all: bool = False) -> dict[str, str]:
+    """A per-source table (``--oov``, ``--format``...) checked against the source names; with
+    ``allow_all`` the key "*" sets every source."""
     out: dict[str, str] = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep:
-            if not allow_all:
-                raise ConfigError(f"{option} expects NAME=VALUE, got {item!r}")
-            name, value = "*", item
-        elif name not in names:
-            raise ConfigError(f"{option} {item}: no source named {name!r}",
+    for name, value in values.items():
+        if name not in names and not (allow_all and name == "*"):
+            raise ConfigError(f"{option} {name}={value}: no source named {name!r}",
                               hint=f"sources are: {', '.join(names)}")
-        out[name] = value
+        out[str(name)] = str(value)
     return out
 
 
@@ -121,8 +116,7 @@ def plan_from_options(o: Any) -> tuple[list[SourceSpec], AlignOptions]:
     names = [_check_name(str(n), str(p)) for n, p in o.sources.items()]
 
     def table(values: Mapping[str, Any], option: str, allow_all: bool = False) -> dict[str, str]:
-        return parse_assignments([f"{k}={v}" if k != "*" else str(v) for k, v in values.items()],
-                                 option, names, allow_all=allow_all)
+        return per_source(values, option, names, allow_all=allow_all)
 
     fmt, tensor = table(o.format, "--format"), table(o.tensor, "--tensor")
     vfile, oov = table(o.vocab_file, "--vocab-file"), table(o.oov, "--oov")
