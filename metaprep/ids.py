@@ -6,7 +6,7 @@ of the store's ``/vocab`` is id ``i + 2``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = [
     "CASE_POLICIES",
@@ -16,6 +16,8 @@ __all__ = [
     "UNK_ID",
     "VocabIndex",
     "case_variants",
+    "first_row",
+    "token_id",
 ]
 
 PAD_ID = 0
@@ -48,6 +50,20 @@ def case_variants(word: str, policy: str) -> list[tuple[str, str]]:
     return out
 
 
+def first_row(token: str, policy: str, find: Callable[[str], int | None]) -> int | None:
+    """The row of the first of the token's case variants that ``find`` knows, or None."""
+    for _, form in case_variants(token, policy):
+        row = find(form)
+        if row is not None:
+            return row
+    return None
+
+
+def token_id(row: int | None) -> int:
+    """The model id of a vocabulary row (UNK for None)."""
+    return UNK_ID if row is None else row + ID_OFFSET
+
+
 class VocabIndex:
     """Maps tokens to model ids through the aligned vocabulary and the store's case policy."""
 
@@ -68,15 +84,10 @@ class VocabIndex:
 
     def row(self, token: str) -> int | None:
         """Row of the store vocabulary for a token, or None."""
-        for _, form in case_variants(token, self.case_policy):
-            i = self._index.get(form)
-            if i is not None:
-                return i
-        return None
+        return first_row(token, self.case_policy, self._index.get)
 
     def id(self, token: str) -> int:
-        r = self.row(token)
-        return UNK_ID if r is None else r + ID_OFFSET
+        return token_id(self.row(token))
 
     def encode(self, tokens: Iterable[str]) -> list[int]:
         return [self.id(t) for t in tokens]

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from metaprep.errors import ModelError
-from metaprep.ids import CASE_POLICIES, ID_OFFSET, UNK_ID, case_variants
+from metaprep.ids import CASE_POLICIES, first_row, token_id
 
 __all__ = ["VOCAB_INDEX", "VOCAB_OFFSETS", "VOCAB_TXT", "MappedVocab", "word_hash", "write_vocab"]
 
@@ -155,16 +155,11 @@ class MappedVocab:
             slot = (slot + 1) & self._mask
 
     def row(self, token: str) -> int | None:
-        for _, form in case_variants(token, self.case_policy):
-            r = self._find(form)
-            if r is not None:
-                return r
-        return None
+        return first_row(token, self.case_policy, self._find)
 
     def lookup(self, token: str) -> int:
         """The id of a token, through the index (no cache)."""
-        r = self.row(token)
-        return UNK_ID if r is None else r + ID_OFFSET
+        return token_id(self.row(token))
 
     def id(self, token: str) -> int:
         return self._cache[token]
