@@ -58,11 +58,11 @@ __all__ = [
 PathLike = str | Path
 
 
-def _in(default: Any = None, *, many: bool = False) -> Any:
+def _in(default: Any = None) -> Any:
     """A field naming input file(s): hashed by the pipeline, never an output's target."""
-    meta = {"path": "in", "many": many}
-    if isinstance(default, (dict, tuple)):
-        return field(default_factory=lambda: default, metadata=meta)
+    meta = {"path": "in"}
+    if isinstance(default, (dict, tuple)):  # a fresh copy for every options object
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -120,12 +120,12 @@ def split(options: SplitOptions) -> SplitResult:
 # --- align --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AlignOptions(TaskColumns):
-    sources: dict[str, str] = _in({}, many=True)  # name -> embedding file, in store order
+    sources: dict[str, str] = _in({})  # name -> embedding file, in store order
     output: PathLike | None = _out()  # the HDF5 store to write
-    vocab: tuple[str, ...] = _in(("union",), many=True)  # union, intersection, or word/task files
+    vocab: tuple[str, ...] = _in(("union",))  # union, intersection, or word/task files
     format: dict[str, str] = field(default_factory=dict)  # name -> format, instead of detection
     tensor: dict[str, str] = field(default_factory=dict)  # name -> tensor in a .safetensors file
-    vocab_file: dict[str, str] = _in({}, many=True)  # name -> vocabulary of a matrix source
+    vocab_file: dict[str, str] = _in({})  # name -> vocabulary of a matrix source
     oov: dict[str, str] = field(default_factory=dict)  # name -> zero|random|mean|subword|map[:X]
     oov_default: str = "zero"  # the OOV strategy of sources not in ``oov``
     normalize: dict[str, str] = field(default_factory=dict)  # name (or "*") -> none|l2|center
@@ -158,8 +158,7 @@ def align(options: AlignOptions) -> AlignResult:
 
     out = Path(_req(options.output, "output", "align"))
     specs, settings = plan_from_options(options)
-    record = {"command": "align",
-              "params": {k: v for k, v in _jsonable(asdict(options)).items()}}
+    record = {"command": "align", "params": _jsonable(asdict(options))}
     with claim_outputs("align", options, {"output": out}):
         only_replace_a_store(out)
         store = align_store(specs, out, settings, command=record)
@@ -257,6 +256,7 @@ def train(options: TrainOptions) -> TrainResult:
     import torch
 
     from metaprep.learn.config import RunConfig
+    from metaprep.learn.rundir import run_state
     from metaprep.learn.train import train as train_run
 
     o = options
@@ -268,21 +268,20 @@ def train(options: TrainOptions) -> TrainResult:
     if not o.resume:
         for name in ("store", "train", "dev"):
             _req(getattr(o, name), name, "train")
-    given = o.given()
+    cfg = RunConfig(method=method or RunConfig.method, sources=chosen,
+                    source_dims=[0] * len(chosen), **o.given())
+    given = o.given()  # what a resume checks against the saved config
     if method is not None:
         given["method"] = method
     if chosen:
         given["sources"] = chosen
-    cfg = RunConfig(method=method or RunConfig.method, sources=chosen,
-                    source_dims=[0] * len(chosen), **o.given())
     out = Path(o.output) if o.output is not None else None
-    if out is not None and out.is_dir() and any(out.iterdir()) and not (
-            out / "config.json").exists():
+    if out is not None and out.is_dir() and any(out.iterdir()) and run_state(out) == "empty":
         raise ConfigError("is a folder that holds other files, not a run: train writes a run "
                           "only into a new or empty folder, or its own run", path=out,
                           hint="choose another -o")
     with claim_outputs("train", o, {"output": out}, folders=True):
-        metrics = train_run(cfg, store=o.store, train=o.train, dev=o.dev, test=o.test,  # type: ignore[arg-type]
+        metrics = train_run(cfg, store=o.store, train=o.train, dev=o.dev, test=o.test,
                             out=out, resume=o.resume, progress=not o.quiet,
                             encoding=o.data_encoding, overrides=given,
                             columns=task_columns(o))
