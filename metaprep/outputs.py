@@ -28,7 +28,9 @@ __all__ = [
     "check_paths",
     "claim",
     "claim_outputs",
+    "VOCAB_KEYWORDS",
     "clear_stale",
+    "input_paths",
     "is_model_dir",
     "only_replace_a_store",
     "path_fields",
@@ -54,12 +56,22 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
+# --vocab values that are not files (align's vocab field mixes them with word-list files)
+VOCAB_KEYWORDS = ("union", "intersection")
+
+
+def input_paths(options: Any) -> list[Path]:
+    """Every input file an options object names (its ``{"path": "in"}`` fields), flattened."""
+    return [p for v in path_fields(options, "in").values() for p in _flatten(v)
+            if str(p) not in VOCAB_KEYWORDS]
+
+
 def check_paths(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, object], *,
                 devices: bool = False) -> None:
     """Refuse an output that is, holds or sits inside an input, or that is a special file
     (``devices``: a device or pipe is accepted, for outputs written as a stream)."""
     ins = [(name, p) for name, v in inputs.items() for p in _flatten(v)
-           if str(p) not in ("union", "intersection")]
+           if str(p) not in VOCAB_KEYWORDS]
     for out_name, value in outputs.items():
         for out in _flatten(value):
             real = out.resolve()

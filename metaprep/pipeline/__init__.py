@@ -39,6 +39,7 @@ from typing import Any
 from metaprep.atomic import atomic_path
 from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError
+from metaprep.outputs import input_paths
 from metaprep.pipeline.options import StageSpec, build_options, stage_specs
 
 __all__ = ["STAGES", "Pipeline", "StagePlan", "load_pipeline", "plan_pipeline", "run_pipeline"]
@@ -156,25 +157,10 @@ def _file_hash(path: Path, cache: dict[str, Any]) -> str:
     return str(cache[key])
 
 
-def _input_paths(options: Any) -> list[str]:
-    """Every input path the options name (the fields marked ``{"path": "in"}``)."""
-    from metaprep.outputs import path_fields
-
-    out: list[str] = []
-    for value in path_fields(options, "in").values():
-        if isinstance(value, dict):
-            out += [str(v) for v in value.values()]
-        elif isinstance(value, (list, tuple)):
-            out += [str(v) for v in value]
-        elif value is not None:
-            out.append(str(value))
-    return out
-
-
 def _inputs_hash(plan: StagePlan, upstream: str, root: Path, cache: dict[str, Any]) -> str:
     files = {}
-    for name in _input_paths(plan.options):
-        p = Path(name)
+    for p in input_paths(plan.options):
+        name = str(p)
         # Outputs of earlier stages are covered by their stage's hash (chained in `upstream`),
         # so only files from outside the pipeline's own directory are hashed by content.
         if p.resolve().is_relative_to(root.resolve()):

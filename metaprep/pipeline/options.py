@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from metaprep.errors import ConfigError
+from metaprep.outputs import VOCAB_KEYWORDS
 
 __all__ = ["StageSpec", "build_options", "stage_specs"]
 
 _PLACEHOLDER = re.compile(r"\{(split|align|train|export|evaluate|predict)\}")
-_KEYWORDS = ("union", "intersection")  # --vocab values that are not files
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def _package_path(value: str, where: str, file: Path) -> str:
 
 def _input_path(value: str, where: str, file: Path, dirs: Mapping[str, Path],
                 present: list[str], stage: str) -> str:
-    if value in _KEYWORDS:
+    if value in VOCAB_KEYWORDS:
         return value
     if value.startswith("pkg:"):
         return _package_path(value, where, file)

@@ -219,10 +219,8 @@ def pad_flat(flat: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndar
 def pad_batch(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Right-pad with id 0 -> ids (B,T) int64, lengths (B,) int64 (T >= 1)."""
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-    ids = np.zeros((len(seqs), max(1, int(lengths.max(initial=0)))), dtype=np.int64)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = s
-    return ids, lengths
+    flat = np.fromiter(chain.from_iterable(seqs), dtype=np.int64, count=int(lengths.sum()))
+    return pad_flat(flat, lengths)
 
 
 # --- reading input texts -------------------------------------------------------------------------

@@ -264,8 +264,13 @@ def test_the_flat_padding_and_the_array_api(exported: dict[str, Path]) -> None:
     rows = [[3, 4, 5], [], [7], [8, 9]]
     flat = np.array([i for r in rows for i in r], dtype=np.int64)
     lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    for got, want in zip(pad_flat(flat, lengths), pad_batch(rows), strict=True):
-        np.testing.assert_array_equal(got, want)
+    want = np.array([[3, 4, 5], [0, 0, 0], [7, 0, 0], [8, 9, 0]], dtype=np.int64)
+    for ids, lens in (pad_flat(flat, lengths), pad_batch(rows)):
+        assert ids.dtype == np.int64 and lens.dtype == np.int64
+        np.testing.assert_array_equal(ids, want)
+        np.testing.assert_array_equal(lens, [3, 0, 1, 2])
+    empty_ids, empty_lens = pad_batch([[], []])  # T >= 1 even when every row is empty
+    assert empty_ids.shape == (2, 1) and not empty_ids.any() and list(empty_lens) == [0, 0]
     model = Model(exported["single"])
     texts = sentences(20, seed=5) + [""]
     np.testing.assert_array_equal(model.predict_ids(texts),
