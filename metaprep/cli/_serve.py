@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from metaprep.cli._common import quiet_option
+
 __all__ = ["Warner", "serve_options"]
 
 _MAX_SHOWN = 10  # warnings printed one by one; the rest are counted
@@ -35,8 +37,7 @@ def serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True,
                      help="Check the model directory against its manifest: fast = sizes, and "
                           "sha256 of files up to 64 MiB; full = sha256 of everything."),
-        click.option("-q", "--quiet", is_flag=True,
-                     help="No notes on stderr (warnings still shown)."),
+        quiet_option("No notes on stderr (warnings still shown)."),
     ]):
         f = option(f)
     return f
