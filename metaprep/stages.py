@@ -177,8 +177,9 @@ def _jsonable(value: Any) -> Any:
 # Hyper-parameters left at None take the run config's defaults (metaprep.learn.config.RunConfig);
 # on --resume, the run's saved config, and a value given that differs from it is an error.
 HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", "mix_relu",
-         "mix_dropout", "encoder", "hidden", "mlp_hidden", "lr", "lr_decay", "min_lr",
-         "patience", "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps")
+         "mix_dropout", "source_norm", "word_features", "source_dropout", "mix_entropy",
+         "encoder", "hidden", "mlp_hidden", "lr", "lr_decay", "min_lr", "patience",
+         "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps")
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,10 @@ class TrainOptions(TaskColumns):
     use_derived: bool | None = None  # subword/map OOV rows count as present [true]
     mix_relu: bool | None = None  # ReLU after the mix [false]
     mix_dropout: float | None = None  # dropout on the meta-embeddings [0]
+    source_norm: str | None = None  # none | center | scale | layernorm per source [none]
+    word_features: bool | None = None  # word features into the dme/cdme scorer [false]
+    source_dropout: float | None = None  # drop whole sources per token in training [0]
+    mix_entropy: float | None = None  # loss weight of the mixing weights' entropy [0]
     encoder: str | None = None  # bilstm (BiLSTM-max) | pool (max+mean) [bilstm]
     hidden: int | None = None  # encoder BiLSTM units per direction [512]
     mlp_hidden: int | None = None  # classifier hidden units [512]

@@ -75,8 +75,10 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
         model = build_model(store, cfg, progress=False)
         ref = StoreRef.of(store)
     with torch.no_grad():
-        for p in model.parameters():
+        for name, p in model.named_parameters():
             p.mul_(3.0)  # livelier than the default init: logits that differ between inputs
+            if "feature_scorer" in name:  # zero at init: give the word features a say
+                p.add_(torch.randn(p.shape))
     data = DataRecord()
     if dev:
         dev_path = write_task(tmp / f"dev{'-pair' if pair else ''}.tsv", 40, pair=pair)

@@ -51,6 +51,15 @@ def _hyper(name: str, kind: Any, default: object, text: str) -> Any:
                    "map) as present; zero/mean/random fillers never are. [default: on]")
 @click.option("--mix-relu/--no-mix-relu", default=None, help="ReLU after the mix. [default: off]")
 @_hyper("--mix-dropout", float, 0.0, "Dropout on the meta-embeddings.")
+@_hyper("--source-norm", click.Choice(["none", "center", "scale", "layernorm"]), "none",
+        "Normalise each source before its projection: centre on its mean, also scale to unit "
+        "mean norm, or a per-source LayerNorm.")
+@click.option("--word-features/--no-word-features", default=None,
+              help="Give the dme/cdme scorer word features: which sources have the word, a "
+                   "frequency bin, length and shape. [default: off]")
+@_hyper("--source-dropout", float, 0.0, "Drop whole sources per token in training.")
+@_hyper("--mix-entropy", float, 0.0, "Loss weight of the mixing weights' mean entropy "
+        "(positive: sharper choices, negative: spread).")
 @_hyper("--encoder", click.Choice(["bilstm", "pool"]), "bilstm",
         "BiLSTM-max, or max+mean pooling without recurrence.")
 @_hyper("--hidden", int, 512, "Encoder BiLSTM units per direction.")

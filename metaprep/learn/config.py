@@ -5,14 +5,16 @@ pipeline and the run directory read it without loading the model code.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from metaprep.errors import ConfigError
 
-__all__ = ["ENCODERS", "FILLED", "METHODS", "RunConfig"]
+__all__ = ["ENCODERS", "FILLED", "METHODS", "NORMS", "RunConfig"]
 
+NORMS = ("none", "center", "scale", "layernorm")  # source_norm (learn/levers.py)
 METHODS = ("dme", "cdme", "concat", "sum", "single")
 ENCODERS = ("bilstm", "pool")
 # keys train fills from the store and the data; a caller's value for them is not an option
@@ -40,6 +42,11 @@ class RunConfig:
     #                           estimates, so they count as present
     mix_relu: bool = False  # off as in the paper; its code has a ReLU after the mix as an option
     mix_dropout: float = 0.0  # dropout on the meta-embeddings; off unless asked, as in the paper
+    # levers of the front end (learn/levers.py; measured in benchmarks/results/levers.md)
+    source_norm: str = "none"  # none | center | scale | layernorm, before each projection
+    word_features: bool = False  # FAME-style word features into the dme/cdme scorer
+    source_dropout: float = 0.0  # drop whole sources per token in training (dme/cdme/sum)
+    mix_entropy: float = 0.0  # loss += this x the mean entropy of the mixing weights (dme/cdme)
     encoder: str = "bilstm"  # BiLSTM-max as in the paper | pool (max and mean, no recurrence)
     hidden: int = 512  # BiLSTM units per direction (InferSent / DME default)
     mlp_hidden: int = 512  # classifier hidden layer, as wide as the encoder (InferSent)
@@ -87,8 +94,14 @@ class RunConfig:
         for key in ("lr", "grad_clip"):
             if not getattr(self, key) > 0:
                 raise bad(key, "must be above 0")
-        if not 0.0 <= self.mix_dropout < 1.0:
-            raise bad("mix_dropout", "must be in [0, 1)")
+        for key in ("mix_dropout", "source_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise bad(key, "must be in [0, 1)")
+        if self.source_norm not in NORMS:
+            raise bad("source_norm", f"must be one of {', '.join(NORMS)}, not "
+                      f"{self.source_norm!r}")
+        if not math.isfinite(self.mix_entropy):
+            raise bad("mix_entropy", "must be a finite number")
         if self.num_labels < 2:
             raise bad("num_labels", "a classifier needs at least 2 labels")
 

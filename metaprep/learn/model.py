@@ -24,6 +24,14 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from metaprep.errors import ModelError, StoreError
 from metaprep.ids import ID_OFFSET, PAD_ID
 from metaprep.learn.config import RunConfig
+from metaprep.learn.levers import (
+    FeatureScorer,
+    SourceNorm,
+    drop_sources,
+    feature_count,
+    mix_entropy,
+    word_features,
+)
 
 __all__ = [
     "Classifier",
@@ -32,6 +40,7 @@ __all__ = [
     "MetaEmbeddingClassifier",
     "build_model",
     "load_tables",
+    "store_words",
     "weights_state_dict",
 ]
 
@@ -67,12 +76,16 @@ class MetaEmbedder(nn.Module):
     padding and UNK, are zeros) and ``present`` (V+2, S) bool. Parameters: ``proj[k]``
     Linear(d_k -> D) (not for concat), ``scorer`` Linear(D -> 1) (dme) or Linear(2h -> 1) (cdme),
     ``context`` BiLSTM(D -> h) (cdme), ``unk`` (D,), the vector of words no used source has.
+    Levers (learn/levers.py): ``norm[k]`` before each projection, and with ``word_features`` a
+    ``features`` (V+2, F) buffer built from ``words`` and ``feature_scorer`` Linear(F -> S).
     """
 
     present: torch.Tensor  # (V+2, S) bool buffer
+    features: torch.Tensor  # (V+2, F) float buffer (word_features only)
 
     def __init__(
-        self, cfg: RunConfig, tables: Sequence[torch.Tensor], present: torch.Tensor
+        self, cfg: RunConfig, tables: Sequence[torch.Tensor], present: torch.Tensor,
+        words: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -85,6 +98,15 @@ class MetaEmbedder(nn.Module):
                 )
             self.register_buffer(f"table_{k}", table, persistent=False)
         self.register_buffer("present", present.bool(), persistent=False)
+        self.norm = nn.ModuleList(SourceNorm(cfg.source_norm, t, present[:, k].bool())
+                                  for k, t in enumerate(tables))
+        self.entropy: torch.Tensor | None = None  # of the last forward's weights (mix_entropy)
+        if cfg.word_features and cfg.method in ("dme", "cdme"):
+            if words is None or len(words) != cfg.vocab_size:
+                raise ModelError("word features need the store's words")
+            self.register_buffer("features", word_features(words, self.present),
+                                 persistent=False)
+            self.feature_scorer = FeatureScorer(feature_count(len(tables)), len(tables))
         dim = cfg.meta_dim
         if cfg.method != "concat":
             self.proj = nn.ModuleList(nn.Linear(d, cfg.proj_dim) for d in cfg.source_dims)
@@ -103,6 +125,18 @@ class MetaEmbedder(nn.Module):
     def table(self, k: int) -> torch.Tensor:
         return getattr(self, f"table_{k}")  # type: ignore[no-any-return]
 
+    def source_rows(self, k: int, rows: torch.Tensor) -> torch.Tensor:
+        """Raw rows (..., d_k) of source k -> normalised and projected (..., D) (concat: only
+        normalised). Depends on the word alone: export bakes it into the tables."""
+        x = self.norm[k](rows.float())
+        return x if self.cfg.method == "concat" else self.proj[k](x)  # type: ignore[no-any-return]
+
+    def score_offsets(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """(B,T) -> the word features' score offset per source (B,T,S), or None."""
+        if not hasattr(self, "feature_scorer"):
+            return None
+        return self.feature_scorer(self.features[ids])  # type: ignore[no-any-return]
+
     def forward(
         self, ids: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -112,18 +146,22 @@ class MetaEmbedder(nn.Module):
         present = self.present[ids] & valid[..., None]  # (B,T,S) source k has this word
         known = present.any(-1)  # (B,T) some used source has it; otherwise the UNK vector
         use = present if cfg.mask_missing else valid[..., None].expand_as(present)
-        raw = [F.embedding(ids, self.table(k)).float() for k in range(self.num_sources)]
+        use = drop_sources(use, cfg.source_dropout, self.training)  # (B,T,S)
+        rows = [self.source_rows(k, F.embedding(ids, self.table(k)))
+                for k in range(self.num_sources)]  # S x (B,T,D) (concat: (B,T,d_k))
 
         weights: torch.Tensor | None = None
         if cfg.method == "concat":
-            meta = torch.cat([e * use[..., k : k + 1] for k, e in enumerate(raw)], -1)  # (B,T,D)
+            meta = torch.cat([e * use[..., k : k + 1] for k, e in enumerate(rows)], -1)  # (B,T,D)
         else:
-            proj = torch.stack([p(e) for p, e in zip(self.proj, raw, strict=True)], 2)  # (B,T,S,D)
+            proj = torch.stack(rows, 2)  # (B,T,S,D)
             if cfg.method in ("sum", "single"):
                 meta = (proj * use[..., None]).sum(2)  # (B,T,D)
             else:
-                weights = self._weights(proj, lengths, use)  # (B,T,S)
+                weights = self._weights(proj, lengths, use, self.score_offsets(ids))  # (B,T,S)
                 meta = (weights[..., None] * proj).sum(2)  # (B,T,D)
+                if cfg.mix_entropy and self.training:
+                    self.entropy = mix_entropy(weights, valid.float())
 
         meta = torch.where(known[..., None], meta, self.unk)  # (B,T,D)
         if cfg.mix_relu:
@@ -132,7 +170,8 @@ class MetaEmbedder(nn.Module):
         return meta, weights
 
     def _weights(
-        self, proj: torch.Tensor, lengths: torch.Tensor, use: torch.Tensor
+        self, proj: torch.Tensor, lengths: torch.Tensor, use: torch.Tensor,
+        offsets: torch.Tensor | None,
     ) -> torch.Tensor:
         B, T, S, D = proj.shape
         if self.cfg.method == "dme":
@@ -142,6 +181,8 @@ class MetaEmbedder(nn.Module):
             seqs = proj.permute(0, 2, 1, 3).reshape(B * S, T, D)  # (B*S,T,D), row b*S + s
             ctx = _run_lstm(self.context, seqs, lengths.repeat_interleave(S))  # (B*S,T,2h)
             scores = self.scorer(ctx).reshape(B, S, T).transpose(1, 2)  # (B,T,S)
+        if offsets is not None:
+            scores = scores + offsets  # (B,T,S)
         if self.cfg.gating == "sigmoid":
             return torch.sigmoid(scores) * use
         masked = torch.where(use, scores, torch.full_like(scores, _MASKED))
@@ -195,11 +236,12 @@ class MetaEmbeddingClassifier(nn.Module):
     """``front`` (MetaEmbedder) + ``encoder`` (BiLSTMMax or MaxMeanPool) + ``classifier``."""
 
     def __init__(
-        self, cfg: RunConfig, tables: Sequence[torch.Tensor], present: torch.Tensor
+        self, cfg: RunConfig, tables: Sequence[torch.Tensor], present: torch.Tensor,
+        words: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.front = MetaEmbedder(cfg, tables, present)
+        self.front = MetaEmbedder(cfg, tables, present, words)
         self.encoder: BiLSTMMax | MaxMeanPool = (
             BiLSTMMax(cfg.meta_dim, cfg.hidden) if cfg.encoder == "bilstm"
             else MaxMeanPool(cfg.meta_dim)
@@ -281,7 +323,12 @@ def load_tables(
 def build_model(store: Any, cfg: RunConfig, *, progress: bool = True) -> MetaEmbeddingClassifier:
     """A freshly initialised model (seed it first) whose frozen tables come from the store."""
     tables, present = load_tables(store, cfg, progress=progress)
-    return MetaEmbeddingClassifier(cfg, tables, present)
+    return MetaEmbeddingClassifier(cfg, tables, present, store_words(store, cfg))
+
+
+def store_words(store: Any, cfg: RunConfig) -> list[str] | None:
+    """The store's words when the model needs them (word features), else None."""
+    return list(store.vocab) if cfg.word_features and cfg.method in ("dme", "cdme") else None
 
 
 def weights_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

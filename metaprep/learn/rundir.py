@@ -199,18 +199,20 @@ class Run:
     def build_model(self, *, progress: bool = False) -> MetaEmbeddingClassifier:
         """A new model of the run's config, its tables from the store; once the run has weights,
         the config's shapes are checked against them before anything is allocated."""
-        from metaprep.learn.model import MetaEmbeddingClassifier, load_tables
+        from metaprep.learn.model import MetaEmbeddingClassifier, load_tables, store_words
 
         tables, present = load_tables(self.store(), self.config, progress=progress)
-        self._check_fits_best(tables, present)
+        words = store_words(self.store(), self.config)
+        self._check_fits_best(tables, present, words)
         try:  # an edited config.json can ask for a model too large to allocate
-            return MetaEmbeddingClassifier(self.config, tables, present)
+            return MetaEmbeddingClassifier(self.config, tables, present, words)
         except (RuntimeError, MemoryError) as exc:
             raise ModelError(f"cannot build the model config.json describes: {_one_line(exc)}",
                              path=self.path / CONFIG,
                              hint="the sizes are too large, or config.json was edited") from exc
 
-    def _check_fits_best(self, tables: list[torch.Tensor], present: torch.Tensor) -> None:
+    def _check_fits_best(self, tables: list[torch.Tensor], present: torch.Tensor,
+                         words: list[str] | None) -> None:
         """Refuse a config whose parameter shapes differ from best.safetensors (a hand-edited
         ``hidden = 100000`` would otherwise allocate gigabytes before the weights are compared):
         the model is built on torch's meta device, which allocates nothing."""
@@ -226,7 +228,7 @@ class Run:
             with torch.device("meta"):
                 shell = MetaEmbeddingClassifier(
                     self.config, [torch.empty_like(t, device="meta") for t in tables],
-                    torch.empty_like(present, device="meta"))
+                    torch.empty_like(present, device="meta"), words)
         except Exception:  # no weights yet, or unreadable ones: load_best says so
             return
         for key, value in shell.state_dict().items():

@@ -192,6 +192,8 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
         torch.manual_seed(cfg.seed * 1_000_003 + loop.rank * 7919 + state["step"])  # dropout
         logits = loop.net(batch.ids, batch.lengths, batch.ids_b, batch.lengths_b)  # (B,C)
         loss = F.cross_entropy(logits, batch.labels)
+        if cfg.mix_entropy and loop.model.front.entropy is not None:
+            loss = loss + cfg.mix_entropy * loop.model.front.entropy
         loop.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(loop.model.parameters(), cfg.grad_clip)

@@ -1,6 +1,7 @@
 """Baking a trained torch model into numpy for the ONNX graph (``GraphSpec``): every part of the
 front end that depends on the word alone is computed once per id. Projections are multiplied
-into the frozen tables (V x D per source); front ends without context (dme, sum, single, concat)
+into the frozen tables (V x D per source), after each source's normalisation, and the word
+features' score offsets become one (V+2, S) table; front ends without context (dme, sum, single, concat)
 fold into one V x D table, so the exported front end is a single Gather."""
 
 from __future__ import annotations
@@ -58,20 +59,28 @@ def _fold(front: Any, dim: int, progress: bool) -> np.ndarray:
     return out
 
 
-def _bake(front: Any, k: int, project: bool, progress: bool) -> np.ndarray:
-    """Source k's table times its projection (or the raw table for concat): (V+2, D)."""
+def _bake(front: Any, k: int, progress: bool) -> np.ndarray:
+    """Source k's table normalised and projected (concat: normalised only): (V+2, D)."""
     import torch
 
     table = front.table(k)
-    if not project:
-        return table.float().numpy()
-    proj = front.proj[k]
-    out = np.empty((table.shape[0], proj.out_features), dtype=np.float32)
-    blocks, step = _rows(table.shape[0], proj.out_features, progress, f"baking source {k}")
     with torch.inference_mode():
+        width = int(front.source_rows(k, table[:1]).shape[1])
+        out = np.empty((table.shape[0], width), dtype=np.float32)
+        blocks, step = _rows(table.shape[0], width, progress, f"baking source {k}")
         for start in blocks:
-            out[start : start + step] = proj(table[start : start + step].float()).numpy()
+            out[start : start + step] = front.source_rows(k, table[start : start + step]).numpy()
     return out
+
+
+def _offsets(front: Any) -> np.ndarray | None:
+    """The word features' score offset per id and source (V+2, S), or None without them."""
+    import torch
+
+    if not hasattr(front, "feature_scorer"):
+        return None
+    with torch.inference_mode():
+        return front.feature_scorer(front.features).numpy()  # type: ignore[no-any-return]
 
 
 def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
@@ -83,14 +92,13 @@ def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
                        folded=_fold(front, cfg.meta_dim, progress))
     else:
         present = front.present.numpy()
-        tables = [_bake(front, k, cfg.method != "concat", progress)
-                  for k in range(front.num_sources)]
+        tables = [_bake(front, k, progress) for k in range(front.num_sources)]
         fs = FrontSpec(
             method=cfg.method, dim=cfg.meta_dim, tables=tables,
             use=present.astype(np.float32) if cfg.mask_missing
             else np.ones(present.shape, np.float32),
             known=present.any(axis=1), unk=front.unk.detach().numpy(), gating=cfg.gating,
-            relu=cfg.mix_relu,
+            relu=cfg.mix_relu, score_offsets=_offsets(front),
         )
         if cfg.method in ("dme", "cdme"):
             fs.scorer_w = front.scorer.weight.detach().numpy().T  # (D or 2h, 1)

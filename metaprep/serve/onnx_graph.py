@@ -65,6 +65,7 @@ class FrontSpec:
     scorer_b: np.ndarray | None = None  # (1,)
     context: LSTMSpec | None = None  # cdme
     relu: bool = False
+    score_offsets: np.ndarray | None = None  # (N, S): word features' score offset per source
 
 
 @dataclass
@@ -216,6 +217,10 @@ def _front(b: _Builder, f: FrontSpec, ids: str, lengths: str, stepmask: str, t1:
         else:
             assert f.context is not None
             scores = _context_scores(b, f, stacked, lengths, t1, sw, sb)
+        if f.score_offsets is not None:
+            off = b.init("front.score_offsets", f.score_offsets.astype(np.float32),
+                         external=True)
+            scores = b.op("Add", [scores, b.op("Gather", [off, ids])], "scores")  # (B,T,S)
         if f.gating == "sigmoid":
             w = b.op("Mul", [b.op("Sigmoid", [scores]), use], "weights")
         else:

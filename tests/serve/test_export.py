@@ -69,6 +69,10 @@ def test_parity_gate_passes_for_every_method(tmp_path: Path, method: str, encode
     {"method": "dme", "gating": "sigmoid", "mix_relu": True},
     {"method": "cdme", "gating": "sigmoid", "mask_missing": False},
     {"method": "dme", "mask_missing": False},
+    {"method": "dme", "source_norm": "scale", "word_features": True},
+    {"method": "cdme", "source_norm": "layernorm", "word_features": True, "gating": "sigmoid"},
+    {"method": "sum", "source_norm": "center", "source_dropout": 0.3},
+    {"method": "concat", "source_norm": "scale"},
 ])
 def test_parity_gate_variants_of_the_model(tmp_path: Path, kw: dict) -> None:
     run = make_run(tmp_path, **kw)
