@@ -1,0 +1,310 @@
+"""The meta-embedding ablation: naive mixes, DME, CDME and DME with each front-end lever, on both
+real tasks (fortunes topics, Debian sections), several seeds, from the same run.
+
+    python benchmarks/bench_levers.py run [--tasks fortunes,debian] [--seeds 0,1,2] [--shard 0/2]
+    python benchmarks/bench_levers.py report      # tables, JSON and plot from the finished runs
+
+Each task's store is aligned once (GloVe 6B 50d + the MiniLM WordPiece input table over the
+task's words, lower case; with ``--distilled FILE`` a second store of GloVe + the distilled
+MiniLM table from ``metaprep distill``), then every variant x seed is trained in-process through
+``metaprep.stages.train`` with the pooled encoder (max+mean; the BiLSTM costs too much CPU for
+this many runs on 2 shared cores) and early stopping. Finished runs are reused (their
+``metrics.json``); ``--shard i/n`` lets n processes share the list. ``report`` writes
+``benchmarks/results/levers.{md,json,png}``: test accuracy mean +- sample std over the seeds,
+and the winning front end, chosen by mean dev accuracy (the test set never picks it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REAL = Path(os.environ.get("METAPREP_REAL_DATA", "/work/data/real"))
+RESULTS = HERE / "results"
+# the shared settings: pooled encoder, a capped number of epochs with early stopping
+SETTINGS: dict[str, Any] = {"encoder": "pool", "epochs": 8, "patience": 2, "lr": 1e-3,
+                            "lr_decay": 0.2, "batch_size": 64, "proj_dim": 256,
+                            "mlp_hidden": 256}
+# Debian's 47,575 training texts cost ~20 s an epoch on a loaded core: the ablation trains on
+# every 4th one (dev and test stay whole), which also is the low-resource end where
+# meta-embeddings are said to help most
+TRAIN_EVERY = {"fortunes": 1, "debian": 4}
+# name -> train options beyond SETTINGS; "store" picks the store (base or distilled)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "single:glove": {"method": "single:glove"},
+    "single:minilm": {"method": "single:minilm"},
+    "concat": {"method": "concat"},
+    "sum": {"method": "sum"},
+    "sum+scale": {"method": "sum", "source_norm": "scale"},
+    "dme": {"method": "dme"},
+    "cdme": {"method": "cdme"},
+    "dme+center": {"method": "dme", "source_norm": "center"},
+    "dme+scale": {"method": "dme", "source_norm": "scale"},
+    "dme+layernorm": {"method": "dme", "source_norm": "layernorm"},
+    "dme+features": {"method": "dme", "word_features": True},
+    "dme+srcdrop": {"method": "dme", "source_dropout": 0.2},
+    "dme+relu+drop": {"method": "dme", "mix_relu": True, "mix_dropout": 0.2},
+    "dme+entropy": {"method": "dme", "mix_entropy": 0.05},
+    "dme+proj50": {"method": "dme", "proj_dim": 50},  # the smallest source (the paper)
+    "dme+proj384": {"method": "dme", "proj_dim": 384},  # the largest source (FAME)
+    "dme+sigmoid": {"method": "dme", "gating": "sigmoid"},
+    "dme+scale+features+srcdrop": {"method": "dme", "source_norm": "scale",
+                                   "word_features": True, "source_dropout": 0.2},
+    "cdme+scale+features+srcdrop": {"method": "cdme", "source_norm": "scale",
+                                    "word_features": True, "source_dropout": 0.2},
+    # the distilled MiniLM table (metaprep distill) in place of the raw input table
+    "single:distil": {"method": "single:distil", "store": "distil"},
+    "sum(glove+distil)": {"method": "sum", "store": "distil"},
+    "concat(glove+distil)": {"method": "concat", "store": "distil"},
+    "dme(glove+distil)": {"method": "dme", "store": "distil"},
+}
+NAIVE = ("concat", "sum")
+SINGLE = ("single:glove", "single:minilm", "single:distil")
+
+
+# --- stores and runs --------------------------------------------------------------------------
+def align(task: str, work: Path, distilled: Path | None) -> dict[str, Path]:
+    """The task's stores, aligned once each (reused when present)."""
+    from metaprep import stages
+
+    manifest = json.loads((REAL / "manifest.json").read_text(encoding="utf-8"))
+    g, m = manifest["glove"], manifest["minilm"]
+    files = [str(train_file(task, work)), *(str(REAL / f"{task}.{s}.tsv") for s in ("dev", "test"))]
+    plans: dict[str, tuple[dict[str, str], dict[str, str], dict[str, str]]] = {
+        "base": ({"glove": g["matrix"], "minilm": m["table"]},
+                 {"glove": g["vocab"], "minilm": m["vocab"]}, {"minilm": m["tensor"]})}
+    if distilled is not None:
+        plans["distil"] = ({"glove": g["matrix"], "distil": str(distilled)},
+                           {"glove": g["vocab"]}, {})
+    stores = {}
+    for name, (sources, vocab_files, tensors) in plans.items():
+        out = work / task / f"{name}.h5"
+        if not out.is_file():
+            stages.align(stages.AlignOptions(
+                sources=sources, vocab_file=vocab_files, tensor=tensors, vocab=tuple(files),
+                case="lower", lowercase=True, output=out, quiet=True))
+        stores[name] = out
+    return stores
+
+
+def train_file(task: str, work: Path) -> Path:
+    """The task's training file, or every TRAIN_EVERY-th line of it (written once)."""
+    every, full = TRAIN_EVERY.get(task, 1), REAL / f"{task}.train.tsv"
+    if every == 1:
+        return full
+    out = work / task / f"train.every{every}.tsv"
+    if not out.is_file():
+        header, *rows = full.read_text(encoding="utf-8").splitlines()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text("\n".join([header, *rows[::every]]) + "\n", encoding="utf-8")
+        tmp.replace(out)
+    return out
+
+
+def train_one(task: str, variant: str, seed: int, stores: Mapping[str, Path], work: Path
+              ) -> Path:
+    from metaprep import stages
+
+    out = work / task / "runs" / f"{variant}-s{seed}"
+    if (out / "metrics.json").is_file() and (out / "bench.json").is_file():
+        return out
+    opts = {**SETTINGS, **VARIANTS[variant]}
+    store = stores[opts.pop("store", "base")]
+    start = time.perf_counter()
+    stages.train(stages.TrainOptions(
+        store=store, train=train_file(task, work), dev=REAL / f"{task}.dev.tsv",
+        test=REAL / f"{task}.test.tsv", output=out, seed=seed, threads=1, quiet=True, **opts))
+    record = {"seconds": time.perf_counter() - start, "commit": _commit(),
+              "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+              "load": os.getloadavg()[0], "options": opts}
+    (out / "bench.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return out
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True, cwd=HERE, check=False)
+    return out.stdout.strip() or "unknown"
+
+
+# --- report -------------------------------------------------------------------------------------
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def collect(work: Path, tasks: Sequence[str], seeds: Sequence[int]) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for task in tasks:
+        rows = {}
+        for variant in VARIANTS:
+            runs = [work / task / "runs" / f"{variant}-s{s}" for s in seeds]
+            if not all((r / "bench.json").is_file() for r in runs):
+                continue
+            metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
+            bench = [json.loads((r / "bench.json").read_text()) for r in runs]
+            test = [100 * m["test"]["accuracy"] for m in metrics]
+            dev = [100 * m["dev"]["accuracy"] for m in metrics]
+            rows[variant] = {"test": _mean_sd(test), "dev": _mean_sd(dev), "test_runs": test,
+                             "seconds": statistics.fmean(b["seconds"] for b in bench),
+                             "commits": sorted({b["commit"] for b in bench}),
+                             "dates": sorted({b["date"][:10] for b in bench}),
+                             "load": statistics.fmean(b["load"] for b in bench),
+                             "weights": _weights(runs[0])}
+        table[task] = rows
+    return table
+
+
+def _weights(run: Path) -> str:
+    try:
+        analysis = json.loads((run / "analysis.json").read_text())
+        if not analysis.get("has_weights"):
+            return "-"
+        mean = analysis["overall"]["mean_weight"]
+        return ", ".join(f"{k} {v:.2f}" for k, v in mean.items())
+    except (OSError, KeyError, TypeError, ValueError):
+        return "-"
+
+
+def verdict(rows: Mapping[str, Any]) -> dict[str, Any]:
+    """The winning dme/cdme front end by mean dev accuracy, against the best naive mix and the
+    best single source (by test accuracy, as a user would compare them)."""
+    mixes = {k: v for k, v in rows.items() if k.startswith(("dme", "cdme"))}
+    if not mixes:
+        return {}
+    win = max(mixes, key=lambda k: mixes[k]["dev"][0])
+    naive = max((k for k in rows if k.split("(")[0] in NAIVE), key=lambda k: rows[k]["test"][0])
+    single = max((k for k in rows if k in SINGLE), key=lambda k: rows[k]["test"][0])
+    best = max(rows, key=lambda k: rows[k]["dev"][0])
+    w, n = rows[win]["test"], rows[naive]["test"]
+    return {"winner": win, "winner_test": w, "best_naive": naive, "naive_test": n,
+            "beats_naive_by_more_than_spread": w[0] - n[0] > max(w[1], n[1]),
+            "best_overall": best, "best_overall_test": rows[best]["test"],
+            "best_single": single, "single_test": rows[single]["test"],
+            "best_is_single_plus_3": rows[best]["test"][0] >= rows[single]["test"][0] + 3}
+
+
+def markdown(table: Mapping[str, Any], verdicts: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+    lines = [
+        "# Meta-embedding ablation: naive mixes, DME, CDME, and DME with each lever", "",
+        f"Trained {meta['dates']} at commit(s) {meta['commits']} on {meta['machine']}; mean "
+        f"1-minute load during the runs {meta['load']:.1f} (2 cores shared: times compare only "
+        f"within this table). Seeds {meta['seeds']}; settings {meta['settings']} (`--encoder "
+        "pool`, early stopping on dev accuracy), everything else at the RunConfig defaults of "
+        "that commit. Debian trains on every 4th training text (11,894; dev and test "
+        "whole). GloVe 6B 50d + the MiniLM WordPiece input table, aligned over the task's "
+        "words (lower case). Test accuracy in %, mean +- sample sd over the seeds; the winning "
+        "front end is picked by mean dev accuracy.", ""]
+    for task, rows in table.items():
+        lines += [f"## {task}", "", "| front end | test acc | dev acc | s/run | weights (seed 0) |",
+                  "|---|---:|---:|---:|---|"]
+        for name, r in rows.items():
+            lines.append(f"| {name} | {r['test'][0]:.1f} +- {r['test'][1]:.1f} | "
+                         f"{r['dev'][0]:.1f} +- {r['dev'][1]:.1f} | {r['seconds']:.0f} | "
+                         f"{r['weights']} |")
+        v = verdicts.get(task)
+        if v:
+            lines += ["", f"Winning dme/cdme front end (by dev): **{v['winner']}**, test "
+                      f"{v['winner_test'][0]:.1f} +- {v['winner_test'][1]:.1f}; best naive mix "
+                      f"{v['best_naive']} {v['naive_test'][0]:.1f} +- {v['naive_test'][1]:.1f} "
+                      f"(ahead by more than the seed spread: "
+                      f"{'yes' if v['beats_naive_by_more_than_spread'] else 'no'}). Best "
+                      f"configuration (by dev): {v['best_overall']} "
+                      f"{v['best_overall_test'][0]:.1f}; best single source {v['best_single']} "
+                      f"{v['single_test'][0]:.1f} (+3 points reached: "
+                      f"{'yes' if v['best_is_single_plus_3'] else 'no'})."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(table: Mapping[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(table), figsize=(7 * len(table), 8), squeeze=False)
+    for ax, (task, rows) in zip(axes[0], table.items(), strict=True):
+        names = list(rows)
+        means = [rows[n]["test"][0] for n in names]
+        sds = [rows[n]["test"][1] for n in names]
+        colors = ["tab:gray" if n.startswith("single") else "tab:orange"
+                  if n.split("(")[0].split("+")[0] in NAIVE else "tab:blue" for n in names]
+        ax.barh(range(len(names)), means, xerr=sds, color=colors)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.invert_yaxis()
+        lo = min(m - s for m, s in zip(means, sds, strict=True))
+        ax.set_xlim(max(0.0, lo - 3), max(m + s for m, s in zip(means, sds, strict=True)) + 1)
+        ax.set_xlabel("test accuracy (%), mean +- sd over seeds")
+        ax.set_title(task)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("action", choices=["run", "report"])
+    ap.add_argument("--tasks", default="fortunes,debian")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--variants", default="", help="comma-separated subset [all]")
+    ap.add_argument("--distilled", type=Path, help="the distilled table (metaprep distill)")
+    ap.add_argument("--shard", default="0/1", help="i/n: this process trains every n-th run")
+    ap.add_argument("--work", type=Path, default=Path("/work/data/levers/bench"))
+    args = ap.parse_args(argv)
+    tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
+    variants = args.variants.split(",") if args.variants else list(VARIANTS)
+    if args.distilled is None:
+        variants = [v for v in variants if VARIANTS[v].get("store") != "distil"]
+    if args.action == "run":
+        import torch
+
+        torch.set_num_threads(1)
+        index, count = (int(x) for x in args.shard.split("/"))
+        jobs = [(t, v, s) for t in tasks for s in seeds for v in variants]
+        stores = {t: align(t, args.work, args.distilled) for t in tasks}
+        for i, (task, variant, seed) in enumerate(jobs):
+            if i % count == index:
+                out = train_one(task, variant, seed, stores[task], args.work)
+                acc = json.loads((out / "metrics.json").read_text())["test"]["accuracy"]
+                print(f"{task} {variant} seed {seed}: test {100 * acc:.1f}", flush=True)
+        return 0
+    table = collect(args.work, tasks, seeds)
+    verdicts = {t: verdict(rows) for t, rows in table.items()}
+    every = [r for rows in table.values() for r in rows.values()]
+    meta = {"dates": ", ".join(sorted({d for r in every for d in r["dates"]})),
+            "commits": ", ".join(f"`{c}`" for c in sorted({c for r in every
+                                                             for c in r["commits"]})),
+            "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores, CPU",
+            "load": statistics.fmean(r["load"] for r in every), "seeds": seeds,
+            "settings": ", ".join(f"{k}={v}" for k, v in SETTINGS.items())}
+    RESULTS.mkdir(exist_ok=True)
+    _write(RESULTS / "levers.md", markdown(table, verdicts, meta))
+    _write(RESULTS / "levers.json", json.dumps(
+        {"meta": meta, "variants": VARIANTS, "results": table, "verdicts": verdicts}, indent=1))
+    plot(table, RESULTS / "levers.png")
+    print((RESULTS / "levers.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
