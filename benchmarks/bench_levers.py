@@ -9,7 +9,8 @@ task's words, lower case; with ``--distilled FILE`` a second store of GloVe + th
 MiniLM table from ``metaprep distill``), then every variant x seed is trained in-process through
 ``metaprep.stages.train`` with the pooled encoder (max+mean; the BiLSTM costs too much CPU for
 this many runs on 2 shared cores) and early stopping. Finished runs are reused (their
-``metrics.json``); ``--shard i/n`` lets n processes share the list. ``report`` writes
+``metrics.json``); ``--shard i/n`` lets n processes share the list. ``--distilled-words DIR`` adds
+stores of GloVe + DIR/TASK.bin, distilled from each task's own words. ``report`` writes
 ``benchmarks/results/levers.{md,json,png}``: test accuracy mean +- sample std over the seeds,
 and the winning front end, chosen by mean dev accuracy (the test set never picks it).
 """
@@ -66,15 +67,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the distilled MiniLM table (metaprep distill) in place of the raw input table
     "single:distil": {"method": "single:distil", "store": "distil"},
     "sum(glove+distil)": {"method": "sum", "store": "distil"},
-    "concat(glove+distil)": {"method": "concat", "store": "distil"},
     "dme(glove+distil)": {"method": "dme", "store": "distil"},
+    # distilled from the task's own words (each word's WordPieces through the model)
+    "single:distil(words)": {"method": "single:distil", "store": "distilw"},
+    "sum(glove+distil words)": {"method": "sum", "store": "distilw"},
+    "dme(glove+distil words)": {"method": "dme", "store": "distilw"},
 }
 NAIVE = ("concat", "sum")
-SINGLE = ("single:glove", "single:minilm", "single:distil")
+SINGLE = ("single:glove", "single:minilm", "single:distil", "single:distil(words)")
 
 
 # --- stores and runs --------------------------------------------------------------------------
-def align(task: str, work: Path, distilled: Path | None) -> dict[str, Path]:
+def align(task: str, work: Path, distilled: Path | None, words_dir: Path | None
+          ) -> dict[str, Path]:
     """The task's stores, aligned once each (reused when present)."""
     from metaprep import stages
 
@@ -87,6 +92,9 @@ def align(task: str, work: Path, distilled: Path | None) -> dict[str, Path]:
     if distilled is not None:
         plans["distil"] = ({"glove": g["matrix"], "distil": str(distilled)},
                            {"glove": g["vocab"]}, {})
+    if words_dir is not None:
+        plans["distilw"] = ({"glove": g["matrix"], "distil": str(words_dir / f"{task}.bin")},
+                            {"glove": g["vocab"]}, {})
     stores = {}
     for name, (sources, vocab_files, tensors) in plans.items():
         out = work / task / f"{name}.h5"
@@ -268,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--variants", default="", help="comma-separated subset [all]")
     ap.add_argument("--distilled", type=Path, help="the distilled table (metaprep distill)")
+    ap.add_argument("--distilled-words", type=Path,
+                    help="a folder of TASK.bin tables distilled from each task's words")
     ap.add_argument("--shard", default="0/1", help="i/n: this process trains every n-th run")
     ap.add_argument("--work", type=Path, default=Path("/work/data/levers/bench"))
     args = ap.parse_args(argv)
@@ -275,13 +285,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     variants = args.variants.split(",") if args.variants else list(VARIANTS)
     if args.distilled is None:
         variants = [v for v in variants if VARIANTS[v].get("store") != "distil"]
+    if args.distilled_words is None:
+        variants = [v for v in variants if VARIANTS[v].get("store") != "distilw"]
     if args.action == "run":
         import torch
 
         torch.set_num_threads(1)
         index, count = (int(x) for x in args.shard.split("/"))
         jobs = [(t, v, s) for t in tasks for s in seeds for v in variants]
-        stores = {t: align(t, args.work, args.distilled) for t in tasks}
+        stores = {t: align(t, args.work, args.distilled, args.distilled_words) for t in tasks}
         for i, (task, variant, seed) in enumerate(jobs):
             if i % count == index:
                 out = train_one(task, variant, seed, stores[task], args.work)

@@ -38,6 +38,8 @@ from metaprep.taskdata import task_columns
 __all__ = [
     "AlignOptions",
     "AlignResult",
+    "DistillOptions",
+    "DistillResult",
     "EvaluateOptions",
     "EvaluateResult",
     "ExportOptions",
@@ -48,6 +50,7 @@ __all__ = [
     "TrainOptions",
     "TrainResult",
     "align",
+    "distill",
     "evaluate",
     "export",
     "path_fields",
@@ -171,6 +174,44 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return str(value) if isinstance(value, Path) else value
+
+
+# --- distill ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DistillOptions:
+    model: PathLike | None = _in()  # a BERT folder (config.json + model.safetensors) or .onnx
+    output: PathLike | None = _out()  # the word2vec binary file to write (+ OUTPUT.json)
+    words: PathLike | None = _in()  # a word list to distil instead of the tokenizer's vocabulary
+    tokenizer: PathLike | None = _in()  # tokenizer.json [the model folder's]
+    pca_dims: int | None = 256  # PCA to this many dimensions (None: keep all)
+    zipf: bool = True  # scale rows by log(2 + rank): frequent entries count less
+    batch_size: int = 256  # entries per forward pass
+    threads: int | None = None  # torch CPU threads [torch's choice]
+    quiet: bool = False  # no progress bar
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    output: Path
+    provenance: dict[str, Any]  # what OUTPUT.json holds: model, sha256, dims, PCA, date
+
+
+def distill(options: DistillOptions) -> DistillResult:
+    """A sentence-transformer -> a static embedding file `align` reads (model2vec's recipe)."""
+    import torch
+
+    from metaprep.learn.distill import distill_model
+
+    o = options
+    out = Path(_req(o.output, "output", "distill"))
+    if o.threads:
+        torch.set_num_threads(o.threads)
+    with claim_outputs("distill", o, {"output": out,
+                                      "provenance": out.with_name(out.name + ".json")}):
+        record = distill_model(_req(o.model, "model", "distill"), out, words=o.words,
+                               tokenizer=o.tokenizer, pca_dims=o.pca_dims, zipf=o.zipf,
+                               batch_size=o.batch_size, progress=not o.quiet)
+    return DistillResult(out, record)
 
 
 # --- train --------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Baking a trained torch model into numpy for the ONNX graph (``GraphSpec``): every part of the
 front end that depends on the word alone is computed once per id. Projections are multiplied
 into the frozen tables (V x D per source), after each source's normalisation, and the word
-features' score offsets become one (V+2, S) table; front ends without context (dme, sum, single, concat)
-fold into one V x D table, so the exported front end is a single Gather."""
+features' score offsets become one (V+2, S) table; front ends without context (dme, sum,
+single, concat) fold into one V x D table, so the exported front end is a single Gather."""
 
 from __future__ import annotations
 
