@@ -133,7 +133,7 @@ class Model:
             if not all(isinstance(t, tuple) and len(t) == 2 for t in texts):
                 raise DataError("this model reads sentence pairs: give (text_a, text_b)")
             return self._tokens([t[0] for t in texts]) + self._tokens([t[1] for t in texts])  # type: ignore[index]
-        if not all(isinstance(t, str) for t in texts):
+        if set(map(type, texts)) - {str} and not all(isinstance(t, str) for t in texts):
             other = next(t for t in texts if not isinstance(t, str))
             raise DataError("this model reads single texts (str), not pairs" if isinstance(
                 other, tuple) else f"texts must be str, not {type(other).__name__}")
@@ -192,9 +192,9 @@ class Model:
 
     def predict(self, texts: Sequence[Text]) -> list[tuple[str, dict[str, float]]]:
         probs = self.predict_proba(texts)
-        return [(self.labels[int(np.argmax(p))],
-                 {label: float(x) for label, x in zip(self.labels, p, strict=True)})
-                for p in probs]
+        labels = self.labels  # tolist and dict(zip) build the Python floats and dicts in C
+        return [(labels[k], dict(zip(labels, row)))
+                for k, row in zip(np.argmax(probs, axis=1).tolist(), probs.tolist())]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(N, E) sentence vectors (the encoder's output, what the classifier reads)."""
