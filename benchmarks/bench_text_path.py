@@ -110,7 +110,8 @@ def main() -> None:
     for s in stages:
         w = walls[stages.index(s)]
         shares = {k: s.get(k, 0.0) / w for k in inner if k in s}
-        shares["rest of predict_proba"] = (s["predict_proba"] - sum(s.get(k, 0.0) for k in inner)) / w
+        rest = s["predict_proba"] - sum(s.get(k, 0.0) for k in inner)
+        shares["rest of predict_proba"] = rest / w
         shares["post-process (labels, dicts)"] = (w - s["predict_proba"]) / w
         rows.append(shares)
     for key in rows[0]:

@@ -63,10 +63,13 @@ class RunStats:
 
 class Model:
     """A loaded model directory. ``verify``: "fast" (sizes of all files, sha256 of files up to
-    64 MiB), "full" (sha256 of everything: reads multi-GB tables once) or "none"."""
+    64 MiB), "full" (sha256 of everything: reads multi-GB tables once) or "none". ``spin``:
+    let onnxruntime's worker threads busy-wait between batches (off: on a machine whose cores
+    are shared, the spinning threads took the CPU from the text path; see
+    benchmarks/results/text-path.md)."""
 
     def __init__(self, model_dir: str | Path, *, threads: int | None = None,
-                 batch_size: int = 64, verify: str = "fast") -> None:
+                 batch_size: int = 64, verify: str = "fast", spin: bool = False) -> None:
         if verify not in ("fast", "full", "none"):
             raise ValueError("verify must be fast, full or none")
         if batch_size < 1:
@@ -79,6 +82,7 @@ class Model:
         self.max_tokens: int = self.manifest.max_tokens
         self.batch_size = batch_size
         self.threads = threads
+        self.spin = spin
         self.tokenizer = Tokenizer(self.dir.tokenizer)
         self.vocab = self.dir.vocab()
         self.stats = RunStats()
@@ -95,6 +99,8 @@ class Model:
             if self.threads:
                 opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning",
+                                          "1" if self.spin else "0")
             try:
                 sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime's errors are not typed
@@ -193,8 +199,9 @@ class Model:
     def predict(self, texts: Sequence[Text]) -> list[tuple[str, dict[str, float]]]:
         probs = self.predict_proba(texts)
         labels = self.labels  # tolist and dict(zip) build the Python floats and dicts in C
-        return [(labels[k], dict(zip(labels, row)))
-                for k, row in zip(np.argmax(probs, axis=1).tolist(), probs.tolist())]
+        best = np.argmax(probs, axis=1).tolist()
+        return [(labels[k], dict(zip(labels, row, strict=True)))
+                for k, row in zip(best, probs.tolist(), strict=True)]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(N, E) sentence vectors (the encoder's output, what the classifier reads)."""
