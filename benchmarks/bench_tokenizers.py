@@ -149,7 +149,8 @@ def _read(path: Path) -> list[str]:
 
 
 HOSTILE = ["", "   ", "\t\n", "İstanbul ΑΣ Σα ΌΣΟΣ", "naïve café — “quotes” 'n' it's",
-           "e\u0301t\u00e9", "x\u00b2 \u00bd \u2460 \u0663\u0664 ¼", "a\x00b\x1fc\x1cd\u2028e\u00a0f\u3000g",
+           "e\u0301t\u00e9", "x\u00b2 \u00bd \u2460 \u0663\u0664 ¼",
+           "a\x00b\x1fc\x1cd\u2028e\u00a0f\u3000g",
            "🙂👍🏽 👨‍👩‍👧 ✓ ©", "日本語のテキスト、中文。", "ﬁne ﬂow ǅ Å", "under_score __x__",
            "rock'n'roll x-ray -- ' -a- ’tis", "word " * 5000, "é" * 100_000, "\ufffd\ufffd bad"]
 
