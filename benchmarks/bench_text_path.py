@@ -73,8 +73,11 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=15_000)
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--fasttext", type=Path, help="a fastText .bin to compare with")
+    ap.add_argument("--spin", action="store_true",
+                    help="let onnxruntime's threads spin between batches (Model(spin=True))")
     args = ap.parse_args()
-    model = Model(args.model, threads=args.threads, batch_size=args.batch_size)
+    extra = {"spin": True} if args.spin else {}  # an older checkout has no spin keyword
+    model = Model(args.model, threads=args.threads, batch_size=args.batch_size, **extra)
     texts = _texts(args.data, args.texts)
     model.predict(texts[:1000])  # warm up: sessions, caches
 
@@ -102,7 +105,8 @@ def main() -> None:
     assert len(out) == len(texts)
 
     wall = statistics.median(walls)
-    print(f"{args.model}: {len(texts):,} texts, {args.threads} threads, batch {args.batch_size}")
+    print(f"{args.model}: {len(texts):,} texts, {args.threads} threads, batch {args.batch_size}"
+          + (", spinning threads" if args.spin else ""))
     print(f"predict_proba: {len(texts) / statistics.median(proba_walls):,.0f} sentences/s; "
           f"predict: {len(texts) / wall:,.0f} sentences/s (medians of {args.passes} passes)")
     inner = ("tokenize", "lookup", "tokenize+lookup (compiled)", "pad", "onnxruntime run")
