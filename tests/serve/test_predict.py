@@ -125,6 +125,24 @@ def test_a_huge_line_is_cut_while_it_is_tokenized(model_dir: Path) -> None:
     assert peak < 1 << 20
 
 
+def test_a_batch_keeps_each_text_alone(model_dir: Path) -> None:
+    """A huge line, an empty text, a lone surrogate and plain texts in one call: each row is what
+    the text gives alone, and the huge line is still cut while it is tokenized."""
+    texts = ["cat " * 2_000_000, "", "the cat sat", "a\ud800b dog", "\x1c\u0301", "THE CAT"]
+    model = Model(model_dir)
+    tracemalloc.start()
+    try:
+        together = model.predict_proba(texts)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    # "" is the only empty text: \x1c is a blank, the combining mark a token of its own
+    assert (model.stats.texts, model.stats.truncated, model.stats.empty) == (6, 1, 1)
+    alone = np.concatenate([Model(model_dir).predict_proba([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-6, rtol=0)
+
+
 @settings(max_examples=60, deadline=None)
 @given(text=st.text(max_size=40), lowercase=st.booleans(), mode=st.sampled_from(["regex",
                                                                                  "whitespace"]))
