@@ -48,6 +48,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "concat": {"method": "concat"},
     "sum": {"method": "sum"},
     "sum+scale": {"method": "sum", "source_norm": "scale"},
+    "concat+scale": {"method": "concat", "source_norm": "scale"},
+    "concat+layernorm": {"method": "concat", "source_norm": "layernorm"},
     "dme": {"method": "dme"},
     "cdme": {"method": "cdme"},
     "dme+center": {"method": "dme", "source_norm": "center"},
@@ -64,6 +66,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                    "word_features": True, "source_dropout": 0.2},
     "cdme+scale+features+srcdrop": {"method": "cdme", "source_norm": "scale",
                                     "word_features": True, "source_dropout": 0.2},
+    # the levers that helped on fortunes, together (and the same normalisation for sum)
+    "sum+layernorm": {"method": "sum", "source_norm": "layernorm"},
+    "dme+layernorm+sigmoid": {"method": "dme", "source_norm": "layernorm", "gating": "sigmoid"},
+    "cdme+layernorm+sigmoid": {"method": "cdme", "source_norm": "layernorm",
+                               "gating": "sigmoid"},
     # the distilled MiniLM table (metaprep distill) in place of the raw input table
     "single:distil": {"method": "single:distil", "store": "distil"},
     "sum(glove+distil)": {"method": "sum", "store": "distil"},
@@ -292,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(1)
         index, count = (int(x) for x in args.shard.split("/"))
-        jobs = [(t, v, s) for t in tasks for s in seeds for v in variants]
+        # a variant's seeds one after another: a stopped benchmark leaves whole variants
+        jobs = [(t, v, s) for t in tasks for v in variants for s in seeds]
         stores = {t: align(t, args.work, args.distilled, args.distilled_words) for t in tasks}
         for i, (task, variant, seed) in enumerate(jobs):
             if i % count == index:
