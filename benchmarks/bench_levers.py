@@ -193,13 +193,14 @@ def _weights(run: Path) -> str:
 
 
 def verdict(rows: Mapping[str, Any]) -> dict[str, Any]:
-    """The winning dme/cdme front end by mean dev accuracy, against the best naive mix and the
-    best single source (by test accuracy, as a user would compare them)."""
+    """The winning dme/cdme front end by mean dev accuracy, against the best naive mix (concat or
+    sum, with or without normalisation) and the best single source, both by test accuracy (the
+    hardest comparison for the winner)."""
     mixes = {k: v for k, v in rows.items() if k.startswith(("dme", "cdme"))}
     if not mixes:
         return {}
     win = max(mixes, key=lambda k: mixes[k]["dev"][0])
-    naive = max((k for k in rows if k.split("(")[0] in NAIVE), key=lambda k: rows[k]["test"][0])
+    naive = max((k for k in rows if k.startswith(NAIVE)), key=lambda k: rows[k]["test"][0])
     single = max((k for k in rows if k in SINGLE), key=lambda k: rows[k]["test"][0])
     best = max(rows, key=lambda k: rows[k]["dev"][0])
     w, n = rows[win]["test"], rows[naive]["test"]
@@ -255,7 +256,7 @@ def plot(table: Mapping[str, Any], path: Path) -> None:
         means = [rows[n]["test"][0] for n in names]
         sds = [rows[n]["test"][1] for n in names]
         colors = ["tab:gray" if n.startswith("single") else "tab:orange"
-                  if n.split("(")[0].split("+")[0] in NAIVE else "tab:blue" for n in names]
+                  if n.startswith(NAIVE) else "tab:blue" for n in names]
         ax.barh(range(len(names)), means, xerr=sds, color=colors)
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.invert_yaxis()

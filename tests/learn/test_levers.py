@@ -146,9 +146,10 @@ def test_cli_levers_reach_the_run_config(tmp_path: Path) -> None:
     out = tmp_path / "r"
     result = CliRunner().invoke(cli, [
         "train", "--store", str(task["store"]), "--train", str(task["train"]), "--dev",
-        str(task["dev"]), "--method", "dme", "--encoder", "pool", "--proj-dim", "8", "--hidden", "8",
-        "--mlp-hidden", "8", "--epochs", "1", "--quiet", "--source-norm", "layernorm",
-        "--word-features", "--source-dropout", "0.2", "--mix-entropy", "0.05", "-o", str(out)])
+        str(task["dev"]), "--method", "dme", "--encoder", "pool", "--proj-dim", "8",
+        "--hidden", "8", "--mlp-hidden", "8", "--epochs", "1", "--quiet", "--source-norm",
+        "layernorm", "--word-features", "--source-dropout", "0.2", "--mix-entropy", "0.05",
+        "-o", str(out)])
     assert result.exit_code == 0, result.output
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["source_norm"], cfg["word_features"], cfg["source_dropout"],
