@@ -224,7 +224,7 @@ class Model:
 
 def _over_threshold(labels: Sequence[str], p: np.ndarray,
                     thresholds: np.ndarray) -> tuple[list[str], dict[str, float]]:
-    picked = sorted(np.flatnonzero(p >= thresholds), key=lambda j: -p[j])
+    picked = sorted((int(j) for j in np.flatnonzero(p >= thresholds)), key=lambda j: -p[j])
     return [labels[j] for j in picked], {labels[j]: float(p[j]) for j in picked}
 
 
@@ -335,7 +335,8 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 def predict_stream(model: Model, records: Iterable[tuple[int, Text | None, str | None]], *,
                    chunk: int = 1024) -> Iterator[dict[str, Any]]:
     """One JSON-ready record per input record, in order: {"record", "line", "label",
-    "probabilities"} (multi-label: "labels", the list over their thresholds), or {"record", "line", "error"} for a record that could not be read.
+    "probabilities"} (multi-label: "labels", the list over their thresholds), or {"record",
+    "line", "error"} for a record that could not be read.
     ``record`` counts records from 1 (a TSV header or a blank JSONL line is none); ``line`` is
     where the record starts in the input."""
     number = 0
