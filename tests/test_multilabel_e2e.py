@@ -187,6 +187,9 @@ def test_a_multilabel_pipeline_runs_every_stage(tmp_path: Path) -> None:
         '[export]\nquantize = "int8"\nquiet = true\n[evaluate]\nquiet = true\n[predict]\n')
     result = run_pipeline(toml, artifacts=tmp_path / "art", echo=lambda s: None)
     assert [s.action for s in result.stages] == ["run"] * 6
+    figures = {s.name: s.figures for s in result.stages}
+    assert 0 <= figures["train"]["dev_micro_f1"] <= 1 and "dev_mean_auc" in figures["train"]
+    assert "onnx_dev_micro_f1" in figures["export"] and "mean_auc" in figures["evaluate"]
     out = tmp_path / "art" / "tags"
     n_test = len((out / "split" / "test.tsv").read_text().splitlines()) - 1
     evaluation = json.loads((out / "evaluate" / "evaluation.json").read_text())
