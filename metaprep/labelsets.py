@@ -22,12 +22,10 @@ from metaprep.errors import ConfigError, DataError
 from metaprep.taskdata import (
     _LABEL_PREFIX,
     Columns,
-    _columns,
-    _DuplicateKey,
     _json_type,
     _lines,
-    _no_duplicate_keys,
     detect_task_format,
+    json_records,
     read_examples,
 )
 
@@ -84,26 +82,8 @@ def read_labelsets(path: str | Path, *, label_sep: str = ",", encoding: str = "u
 
 
 def _read_jsonl(path: Path, encoding: str, c: Columns) -> Iterator[LabelSetExample]:
-    for no, text in _lines(path, encoding):
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-        except _DuplicateKey as exc:
-            raise DataError(f"key(s) {exc} appear more than once in the object",
-                            path=path, line=no) from exc
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise DataError("not valid JSON", path=path, line=no) from exc
-        if not isinstance(obj, dict):
-            raise DataError("each line must be a JSON object", path=path, line=no)
-        keys = _columns(list(obj), path, no, True, c)
-        values = [obj[k] for k in keys]
-        for k, v in zip(keys, values, strict=True):
-            if not isinstance(v, str):
-                raise DataError(f"{k!r} must be a string, not {_json_type(v)}", path=path,
-                                line=no)
-        yield LabelSetExample(values[0] if len(values) == 1 else (values[0], values[1]),
-                              _json_labels(obj[c.label], c.label, path, no), no)
+    for no, obj, text in json_records(path, encoding, True, c):
+        yield LabelSetExample(text, _json_labels(obj[c.label], c.label, path, no), no)
 
 
 def _json_labels(value: Any, key: str, path: Path, no: int) -> tuple[str, ...]:

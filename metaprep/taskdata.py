@@ -33,6 +33,7 @@ __all__ = [
     "Example",
     "count_words",
     "detect_task_format",
+    "json_records",
     "looks_like_task_data",
     "read_examples",
     "read_word_list",
@@ -227,7 +228,9 @@ def _json_type(value: object) -> str:
             list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
-def _read_jsonl(path: Path, encoding: str, require_label: bool, c: Columns) -> Iterator[Example]:
+def json_records(path: Path, encoding: str, require_label: bool, c: Columns
+                 ) -> Iterator[tuple[int, dict[str, Any], str | tuple[str, str]]]:
+    """(line, object, text or pair) of each non-blank JSONL line, the texts checked."""
     for no, text in _lines(path, encoding):
         if not text.strip():
             continue
@@ -247,8 +250,12 @@ def _read_jsonl(path: Path, encoding: str, require_label: bool, c: Columns) -> I
             if not isinstance(v, str):
                 raise DataError(f"{k!r} must be a string, not {_json_type(v)}",
                                 path=path, line=no)
-        yield Example(values[0] if len(values) == 1 else (values[0], values[1]),
-                      _json_label(obj, c.label, require_label, path, no), no)
+        yield no, obj, values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def _read_jsonl(path: Path, encoding: str, require_label: bool, c: Columns) -> Iterator[Example]:
+    for no, obj, text in json_records(path, encoding, require_label, c):
+        yield Example(text, _json_label(obj, c.label, require_label, path, no), no)
 
 
 def _json_label(obj: dict[str, Any], key: str, require: bool, path: Path, no: int) -> str | None:

@@ -27,37 +27,34 @@ __all__ = ["classification_metrics", "evaluate_run", "format_report", "predict",
 
 
 @torch.no_grad()
-def predict(
-    model: torch.nn.Module, data: TaskData, *, batch_size: int = 256, device: str = "cpu"
-) -> np.ndarray:
-    """Predicted class id for every example, in file order (batched by length)."""
-    was_training = model.training
-    model.eval()
-    out = np.empty(len(data), dtype=np.int64)
-    for index in bucket_batches(data.lengths(), batch_size):
-        b = collate(data, index).to(device)
-        logits = model(b.ids, b.lengths, b.ids_b, b.lengths_b)
-        out[index] = logits.argmax(-1).cpu().numpy()
-    model.train(was_training)
-    return out
-
-
-@torch.no_grad()
-def predict_sigmoid(
-    model: torch.nn.Module, data: TaskData, *, batch_size: int = 256, device: str = "cpu"
-) -> np.ndarray:
-    """(N, C) sigmoid probabilities per label (multi-label runs), in file order."""
+def _logits(model: torch.nn.Module, data: TaskData, batch_size: int, device: str) -> np.ndarray:
+    """(N, C) float32 logits, in file order (batched by length)."""
     was_training = model.training
     model.eval()
     out = np.empty((len(data), 0), dtype=np.float32)
     for index in bucket_batches(data.lengths(), batch_size):
         b = collate(data, index).to(device)
-        probs = torch.sigmoid(model(b.ids, b.lengths, b.ids_b, b.lengths_b)).cpu().numpy()
+        logits = model(b.ids, b.lengths, b.ids_b, b.lengths_b).float().cpu().numpy()
         if out.shape[1] == 0:
-            out = np.empty((len(data), probs.shape[1]), dtype=np.float32)
-        out[index] = probs
+            out = np.empty((len(data), logits.shape[1]), dtype=np.float32)
+        out[index] = logits
     model.train(was_training)
     return out
+
+
+def predict(
+    model: torch.nn.Module, data: TaskData, *, batch_size: int = 256, device: str = "cpu"
+) -> np.ndarray:
+    """Predicted class id for every example, in file order."""
+    return _logits(model, data, batch_size, device).argmax(-1).astype(np.int64)
+
+
+def predict_sigmoid(
+    model: torch.nn.Module, data: TaskData, *, batch_size: int = 256, device: str = "cpu"
+) -> np.ndarray:
+    """(N, C) sigmoid probabilities per label (multi-label runs), in file order."""
+    logits = torch.from_numpy(_logits(model, data, batch_size, device))
+    return torch.sigmoid(logits).numpy()
 
 
 def classification_metrics(

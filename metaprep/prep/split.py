@@ -7,6 +7,7 @@ import os
 import random
 from collections import defaultdict
 from pathlib import Path
+from typing import TypeVar
 
 from metaprep.errors import ConfigError, DataError
 from metaprep.labelsets import LabelSetExample, read_labelsets
@@ -42,6 +43,37 @@ def _check_fractions(dev: float, test: float) -> None:
         raise ConfigError(f"dev ({dev}) and test ({test}) must be fractions that sum below 1")
 
 
+Row = TypeVar("Row", Example, LabelSetExample)
+
+
+def _cut_and_write(groups: dict[str, list[Row]], out_dir: str | Path, *, dev: float, test: float,
+                   seed: int, total: int, path: str | Path, label_sep: str = ",") -> dict[str, int]:
+    """Shuffle each group with ``seed``, cut it by the fractions, write the splits in file
+    order; returns the examples per split."""
+    rng = random.Random(seed)
+    parts: dict[str, list[Row]] = {"train": [], "dev": [], "test": []}
+    for key in sorted(groups):
+        items = groups[key]
+        rng.shuffle(items)
+        n_dev = round(len(items) * dev)
+        n_test = round(len(items) * test)
+        parts["dev"] += items[:n_dev]
+        parts["test"] += items[n_dev : n_dev + n_test]
+        parts["train"] += items[n_dev + n_test :]
+    if not parts["train"] or (dev > 0 and not parts["dev"]):
+        raise DataError(f"too few examples ({total}) to split into train/dev/test", path=path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, rows in parts.items():
+        if name == "test" and test == 0:
+            continue
+        rows.sort(key=lambda e: e.line)  # keep the file's order within a split
+        _write_tsv(out / f"{name}.tsv", rows, label_sep)
+        counts[name] = len(rows)
+    return counts
+
+
 def split_file(
     path: str | Path,
     out_dir: str | Path,
@@ -67,30 +99,8 @@ def split_file(
         seen_texts += 1
     if seen_texts == 0:
         raise DataError("no labelled examples to split", path=path)
-    rng = random.Random(seed)
-    parts: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}
-    for label in sorted(by_label):
-        items = by_label[label]
-        rng.shuffle(items)
-        n_dev = round(len(items) * dev)
-        n_test = round(len(items) * test)
-        parts["dev"] += items[:n_dev]
-        parts["test"] += items[n_dev : n_dev + n_test]
-        parts["train"] += items[n_dev + n_test :]
-    if not parts["train"] or (dev > 0 and not parts["dev"]):
-        raise DataError(
-            f"too few examples ({seen_texts}) to split into train/dev/test", path=path
-        )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for name, items in parts.items():
-        if name == "test" and test == 0:
-            continue
-        items.sort(key=lambda e: e.line)  # keep the file's order within a split
-        _write_tsv(out / f"{name}.tsv", items)
-        counts[name] = len(items)
-    return counts
+    return _cut_and_write(by_label, out_dir, dev=dev, test=test, seed=seed, total=seen_texts,
+                          path=path)
 
 
 def split_multilabel(
@@ -124,27 +134,8 @@ def split_multilabel(
     for ex in examples:
         key = min(ex.labels, key=lambda x: (counts[x], x)) if ex.labels else ""
         by_rarest[key].append(ex)
-    rng = random.Random(seed)
-    parts: dict[str, list[LabelSetExample]] = {"train": [], "dev": [], "test": []}
-    for key in sorted(by_rarest):
-        items = by_rarest[key]
-        rng.shuffle(items)
-        n_dev, n_test = round(len(items) * dev), round(len(items) * test)
-        parts["dev"] += items[:n_dev]
-        parts["test"] += items[n_dev : n_dev + n_test]
-        parts["train"] += items[n_dev + n_test :]
-    if not parts["train"] or (dev > 0 and not parts["dev"]):
-        raise DataError(f"too few examples ({len(examples)}) to split into train/dev/test",
-                        path=path)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sizes = {}
-    for name, items in parts.items():
-        if name == "test" and test == 0:
-            continue
-        items.sort(key=lambda e: e.line)
-        _write_tsv(out / f"{name}.tsv", items, label_sep)
-        sizes[name] = len(items)
+    sizes = _cut_and_write(by_rarest, out_dir, dev=dev, test=test, seed=seed,
+                           total=len(examples), path=path, label_sep=label_sep)
     notes = []
     empty = sum(1 for ex in examples if not ex.labels)
     if empty:
