@@ -20,11 +20,11 @@ from typing import Any, NamedTuple
 
 from metaprep.errors import ConfigError, DataError
 from metaprep.taskdata import (
-    _LABEL_PREFIX,
     Columns,
     _json_type,
     _lines,
     detect_task_format,
+    fasttext_records,
     json_records,
     read_examples,
 )
@@ -100,14 +100,8 @@ def _json_labels(value: Any, key: str, path: Path, no: int) -> tuple[str, ...]:
 
 
 def _read_fasttext(path: Path, encoding: str) -> Iterator[LabelSetExample]:
-    for no, text in _lines(path, encoding):
-        parts = text.split()
-        if not parts:
-            continue
-        labels = []
-        while parts and parts[0].startswith(_LABEL_PREFIX):
-            labels.append(parts.pop(0)[len(_LABEL_PREFIX):])
-        yield LabelSetExample(" ".join(parts), _unique(labels), no)
+    for no, labels, text in fasttext_records(path, encoding):
+        yield LabelSetExample(text, _unique(labels), no)
 
 
 def detect_task(path: str | Path, *, label_sep: str = ",", encoding: str = "utf-8",

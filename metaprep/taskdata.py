@@ -33,6 +33,7 @@ __all__ = [
     "Example",
     "count_words",
     "detect_task_format",
+    "fasttext_records",
     "json_records",
     "looks_like_task_data",
     "read_examples",
@@ -273,7 +274,8 @@ def _json_label(obj: dict[str, Any], key: str, require: bool, path: Path, no: in
                     path=path, line=no, hint="give every example a label")
 
 
-def _read_fasttext(path: Path, encoding: str, require_label: bool) -> Iterator[Example]:
+def fasttext_records(path: Path, encoding: str) -> Iterator[tuple[int, list[str], str]]:
+    """(line, labels, text) of each non-blank fastText line: its ``__label__`` prefixes read."""
     for no, text in _lines(path, encoding):
         parts = text.split()
         if not parts:
@@ -281,6 +283,11 @@ def _read_fasttext(path: Path, encoding: str, require_label: bool) -> Iterator[E
         labels = []
         while parts and parts[0].startswith(_LABEL_PREFIX):
             labels.append(parts.pop(0)[len(_LABEL_PREFIX):])
+        yield no, labels, " ".join(parts)
+
+
+def _read_fasttext(path: Path, encoding: str, require_label: bool) -> Iterator[Example]:
+    for no, labels, text in fasttext_records(path, encoding):
         if len(labels) > 1:
             raise DataError(
                 f"{len(labels)} labels on one line; only single-label examples are supported",
@@ -288,7 +295,7 @@ def _read_fasttext(path: Path, encoding: str, require_label: bool) -> Iterator[E
             )
         if require_label and not labels:
             raise DataError("line has no __label__ prefix", path=path, line=no, hint=_HINT)
-        yield Example(" ".join(parts), labels[0] if labels else None, no)
+        yield Example(text, labels[0] if labels else None, no)
 
 
 def read_examples(
