@@ -201,3 +201,13 @@ def test_a_multilabel_pipeline_runs_every_stage(tmp_path: Path) -> None:
              if x]
     assert len(preds) == n_test and all(isinstance(p["labels"], list) for p in preds)
     assert np.all([len(p["probabilities"]) == 3 for p in preds])
+
+
+def test_the_triton_python_backend_refuses_a_multilabel_model(cli_run: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+    from metaprep.errors import ConfigError
+    from metaprep.serve.triton_python import write_python_model
+
+    with pytest.raises(ConfigError, match="single-label models only"):
+        write_python_model(cli_run["tmp"] / "model", tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
