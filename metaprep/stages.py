@@ -116,7 +116,7 @@ def split(options: SplitOptions) -> SplitResult:
     out = Path(_req(o.output, "output", "split"))
     files = {f"output/{n}.tsv": out / f"{n}.tsv" for n in ("train", "dev", "test")}
     data = _req(o.data, "data", "split")
-    task, why = resolve_task(o.task, data, label_sep=o.label_sep, encoding=o.encoding,
+    task, why = _resolve_task(o.task, data, label_sep=o.label_sep, encoding=o.encoding,
                              columns=task_columns(o))
     with claim_outputs("split", o, files):
         if task == "multilabel":
@@ -129,7 +129,7 @@ def split(options: SplitOptions) -> SplitResult:
     return SplitResult(out, counts)
 
 
-def resolve_task(task: str | None, data: PathLike, *, label_sep: str, encoding: str,
+def _resolve_task(task: str | None, data: PathLike, *, label_sep: str, encoding: str,
                  columns: Any) -> tuple[str, str]:
     """(task, note): the given task, or the one the data shows (the note says why)."""
     from metaprep.labelsets import TASKS, check_label_sep, detect_task
@@ -307,7 +307,7 @@ def train(options: TrainOptions) -> TrainResult:
     given.update({k: v for k in ("task", "label_sep") if (v := getattr(o, k)) is not None})
     notes = []
     if not o.resume:
-        task, why = resolve_task(o.task, _req(o.train, "train", "train"),
+        task, why = _resolve_task(o.task, _req(o.train, "train", "train"),
                                  label_sep=o.label_sep or ",", encoding=o.data_encoding,
                                  columns=task_columns(o))
         given["task"] = task
