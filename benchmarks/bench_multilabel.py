@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import bench_methods
     from threadpoolctl import threadpool_limits
 
-    started, machine_before = dt.datetime.now(dt.UTC), machine_line()
+    started, machine_before, code = dt.datetime.now(dt.UTC), machine_line(), commit()
     manifest = json.loads((Path(args.data) / "manifest.json").read_text(encoding="utf-8"))
     files = dict(manifest["tasks"]["debtags"]["files"])
     work = WORK / ("quick" if args.quick else "full")
@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                    data.items()},
               "seeds": seeds, "threads": args.threads, "epochs": args.epochs,
               "quick": args.quick, "align_seconds": round(align_s, 1), "lr": LR,
-              "date": started.strftime("%Y-%m-%d %H:%M UTC"), "commit": commit(),
+              "date": started.strftime("%Y-%m-%d %H:%M UTC"), "commit": code,
               "machine_before": machine_before, "machine_after": machine_line(),
               "systems": results}
     where = work if args.quick else RESULTS  # a smoke test's figures are not results
