@@ -294,9 +294,11 @@ def report(r: Mapping[str, Any]) -> str:
         "",
         f"{r['date']}, commit {r['commit']}; seeds {','.join(map(str, r['seeds']))}; "
         f"{r['threads']} thread(s) for everyone; metaprep lr {r['lr']}, {r['epochs']} epochs "
-        "at most (early stopping on dev micro-F1). Machine before: {r['machine_before']}; after: "
+        f"at most (early stopping on dev micro-F1). Machine before: {r['machine_before']}; after: "
         f"{r['machine_after']}. Thresholds tuned on dev for every system; test figures, "
-        "mean ± sd over the seeds. Speeds: test set, batch 256, one run on a shared machine.",
+        "mean ± sd over the seeds (TF-IDF: one deterministic fit). Speeds: test set, texts in, "
+        "probabilities out, batch 256, measured once on a shared machine: comparable only "
+        "within this run." + (f" Note: {r['note']}" if r.get("note") else ""),
         "",
         "| system | micro-F1 | macro-F1 | mean AUC | subset acc. | sentences/s | train s |",
         "|---|---|---|---|---|---|---|",
