@@ -79,6 +79,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "dme@30ep": {"method": "dme", "epochs": 30, "patience": 3},
     "dme+layernorm+sigmoid@30ep": {"method": "dme", "source_norm": "layernorm",
                                    "gating": "sigmoid", "epochs": 30, "patience": 3},
+    # the default encoder (BiLSTM-max, hidden 128 as in benchmarks/results/methods.md): does the
+    # order of the pooled runs hold? (fortunes only: the BiLSTM costs ~5x the pool)
+    "bilstm:concat": {"method": "concat", "encoder": "bilstm", "hidden": 128, "epochs": 15,
+                      "patience": 3},
+    "bilstm:sum+layernorm": {"method": "sum", "source_norm": "layernorm", "encoder": "bilstm",
+                             "hidden": 128, "epochs": 15, "patience": 3},
+    "bilstm:dme+layernorm+sigmoid": {"method": "dme", "source_norm": "layernorm",
+                                     "gating": "sigmoid", "encoder": "bilstm", "hidden": 128,
+                                     "epochs": 15, "patience": 3},
     # the distilled MiniLM table (metaprep distill) in place of the raw input table
     "single:distil": {"method": "single:distil", "store": "distil"},
     "sum(glove+distil)": {"method": "sum", "store": "distil"},
@@ -319,8 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{task} {variant} seed {seed}: test {100 * acc:.1f}", flush=True)
         return 0
     table = collect(args.work, tasks, seeds)
-    # the verdict compares front ends at the same budget: the 30-epoch rows are a side check
-    verdicts = {t: verdict({k: v for k, v in rows.items() if "@" not in k})
+    # the verdict compares front ends at the same budget and encoder: the 30-epoch and BiLSTM
+    # rows are side checks
+    verdicts = {t: verdict({k: v for k, v in rows.items() if "@" not in k and ":" not in
+                            k.replace("single:", "")})
                 for t, rows in table.items()}
     every = [r for rows in table.values() for r in rows.values()]
     meta = {"dates": ", ".join(sorted({d for r in every for d in r["dates"]})),

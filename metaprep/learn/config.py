@@ -21,6 +21,11 @@ ENCODERS = ("bilstm", "pool")
 FILLED = ("source_dims", "vocab_size", "num_labels", "pair")
 
 
+# keys whose default changed after runs were saved without them: such a run was trained with
+# the old value, which a config.json lacking the key therefore means
+PREDATES: dict[str, Any] = {"source_norm": "none"}
+
+
 @dataclass
 class RunConfig:
     """Everything needed to rebuild the model and repeat the run (saved as config.json)."""
@@ -149,6 +154,6 @@ class RunConfig:
             if not ok:
                 raise ConfigError(f"config key {key!r} has the wrong type: {value!r}", path=path)
         try:
-            return cls(**data)
+            return cls(**{**PREDATES, **data})
         except ConfigError as exc:
             raise ConfigError(exc.message, path=path) from exc

@@ -155,3 +155,11 @@ def test_cli_levers_reach_the_run_config(tmp_path: Path) -> None:
     assert (cfg["source_norm"], cfg["word_features"], cfg["source_dropout"],
             cfg["mix_entropy"]) == ("layernorm", True, 0.2, 0.05)
     assert (out / "analysis.json").is_file()
+
+
+def test_a_config_saved_before_source_norm_existed_means_none() -> None:
+    cfg = RunConfig(method="dme", sources=["a"], source_dims=[3], vocab_size=4,
+                    source_norm="layernorm")
+    old = {k: v for k, v in cfg.to_dict().items() if k != "source_norm"}
+    assert RunConfig.from_dict(old).source_norm == "none"
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
