@@ -85,6 +85,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
                       "patience": 3},
     "bilstm:sum+layernorm": {"method": "sum", "source_norm": "layernorm", "encoder": "bilstm",
                              "hidden": 128, "epochs": 15, "patience": 3},
+    "bilstm:dme+layernorm": {"method": "dme", "source_norm": "layernorm", "encoder": "bilstm",
+                             "hidden": 128, "epochs": 15, "patience": 3},
     "bilstm:dme+layernorm+sigmoid": {"method": "dme", "source_norm": "layernorm",
                                      "gating": "sigmoid", "encoder": "bilstm", "hidden": 128,
                                      "epochs": 15, "patience": 3},
@@ -98,6 +100,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "dme(glove+distil words)": {"method": "dme", "store": "distilw"},
 }
 NAIVE = ("concat", "sum")
+NOTES = """Notes. `name@30ep` rows (30 epochs, patience 3) are bit-identical to their 8-epoch
+rows: runs end when the lr decays below min_lr, not at the epoch cap. `bilstm:` rows use the default
+BiLSTM-max encoder (hidden 128, 15 epochs). `distil` is `metaprep distill` of all-MiniLM-L6-v2
+over its tokenizer vocabulary (256 PCA dims, Zipf weights), the same words as the raw `minilm`
+input table; `distil(words)` distils each task's own store words (made with an earlier word
+cutter, the `tokenizers` library's BERT pre-tokenizer, at commit 01e74ca). A variant missing from
+a task's table was not run for it (time)."""
 SINGLE = ("single:glove", "single:minilm", "single:distil", "single:distil(words)",
           "single:minilm@30ep")
 
@@ -259,7 +268,8 @@ def markdown(table: Mapping[str, Any], verdicts: Mapping[str, Any], meta: Mappin
                       f"{v['single_test'][0]:.1f} (+3 points reached: "
                       f"{'yes' if v['best_is_single_plus_3'] else 'no'})."]
         lines.append("")
-    return "\n".join(lines)
+    lines.append(NOTES)
+    return "\n".join(lines) + "\n"
 
 
 def plot(table: Mapping[str, Any], path: Path) -> None:

@@ -260,7 +260,7 @@ class TrainOptions(TaskColumns):
     dev: PathLike | None = _in()  # dev data: lr decay, early stopping, best epoch
     test: PathLike | None = _in()  # scored with the best weights at the end
     output: PathLike | None = _out()  # the run directory [artifacts/runs/<time>-<method>]
-    method: str | None = None  # dme | cdme | concat | sum | single:NAME [concat]
+    method: str | None = None  # dme | cdme | concat | sum | single:NAME [dme]
     sources: tuple[str, ...] = ()  # store sources to use [all]
     proj_dim: int | None = None  # size d' of the projected embeddings [256]
     gating: str | None = None  # softmax over sources, or a sigmoid gate per source [softmax]
@@ -269,7 +269,7 @@ class TrainOptions(TaskColumns):
     use_derived: bool | None = None  # subword/map OOV rows count as present [true]
     mix_relu: bool | None = None  # ReLU after the mix [false]
     mix_dropout: float | None = None  # dropout on the meta-embeddings [0]
-    source_norm: str | None = None  # none | center | scale | layernorm per source [none]
+    source_norm: str | None = None  # none | center | scale | layernorm per source [layernorm]
     word_features: bool | None = None  # word features into the dme/cdme scorer [false]
     source_dropout: float | None = None  # drop whole sources per token in training [0]
     mix_entropy: float | None = None  # loss weight of the mixing weights' entropy [0]

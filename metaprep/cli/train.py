@@ -37,8 +37,8 @@ def _hyper(name: str, kind: Any, default: object, text: str) -> Any:
 @click.option("--test", type=click.Path(dir_okay=False), help="Test data, scored with the best "
               "weights at the end.")
 @output_option("Run directory [default: artifacts/runs/<timestamp>-<method>].", file_okay=False)
-@_hyper("--method", str, "concat", "dme, cdme, concat, sum, or single:NAME (one source). "
-        "concat won our multi-seed comparison (README).")
+@_hyper("--method", str, "dme", "dme, cdme, concat, sum, or single:NAME (one source). "
+        "dme (with --source-norm layernorm) led our ablation (README).")
 @click.option("--sources", help="Comma-separated store sources to use [default: all].")
 @_hyper("--proj-dim", int, 256, "Size d' of the projected embeddings.")
 @_hyper("--gating", click.Choice(["softmax", "sigmoid"]), "softmax",
@@ -52,7 +52,7 @@ def _hyper(name: str, kind: Any, default: object, text: str) -> Any:
                    "map) as present; zero/mean/random fillers never are. [default: on]")
 @click.option("--mix-relu/--no-mix-relu", default=None, help="ReLU after the mix. [default: off]")
 @_hyper("--mix-dropout", float, 0.0, "Dropout on the meta-embeddings.")
-@_hyper("--source-norm", click.Choice(["none", "center", "scale", "layernorm"]), "none",
+@_hyper("--source-norm", click.Choice(["none", "center", "scale", "layernorm"]), "layernorm",
         "Normalise each source before its projection: centre on its mean, also scale to unit "
         "mean norm, or a per-source LayerNorm.")
 @click.option("--word-features/--no-word-features", default=None,

@@ -120,6 +120,10 @@ def plot_attention(report: dict[str, Any], path: str | Path) -> bool:
     import matplotlib.pyplot as plt
 
     groups = {"all": report["overall"], **report["by_frequency"]}
+    # a group without tokens (no dev token any source has, say) has no mean weight to draw
+    groups = {g: v for g, v in groups.items() if "mean_weight" in v}
+    if not groups:
+        return False
     names = list(groups)
     sources = report["sources"]
     fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(names), 3.5))

@@ -140,14 +140,14 @@ def test_unk_vector_padding_zeros_and_shapes(method: str) -> None:
 
 def test_concat_and_sum_baselines_use_present_sources_only() -> None:
     ids, lengths = batch()
-    concat = make_model("concat")
+    concat = make_model("concat", source_norm="none")  # raw rows: the mask alone is under test
     with torch.no_grad():
         meta = concat.encode(ids, lengths).meta
     word = int(ids[0, 0])
     expect = torch.cat([concat.front.table(k)[word] * concat.front.present[word, k]
                         for k in range(3)])
     assert torch.allclose(meta[0, 0], expect)
-    summed = make_model("sum")
+    summed = make_model("sum", source_norm="none")
     with torch.no_grad():
         meta = summed.encode(ids, lengths).meta
         f = summed.front
