@@ -42,6 +42,18 @@ class RunConfig:
     mix_dropout: float = 0.0  # dropout on the meta-embeddings; off unless asked, as in the paper
     encoder: str = "bilstm"  # BiLSTM-max as in the paper | pool (max and mean, no recurrence)
     hidden: int = 512  # BiLSTM units per direction (InferSent / DME default)
+    # the learned source (learn/learned.py): a table trained with the task over the words seen in
+    # the train split, one more source in the mix. 0: off, as before it existed (the paper mixes
+    # frozen sources only); words no pretrained source knows then carry nothing.
+    learned_dim: int = 0
+    # hashed word-bigram rows added to the learned source (fastText's trick); 0: none. A knob of
+    # size: buckets x learned_dim floats are exported (fastText's 2M x 50 makes a 400 MB model).
+    learned_buckets: int = 0
+    # first rows of the learned table: a store source with the same dimension where it has the
+    # word (the rest small random), or "" for all small random
+    learned_init: str = ""
+    learned_dropout: float = 0.0  # dropout on the learned vectors; memorising rare words is its risk
+    learned_weight_decay: float = 0.0  # decoupled (AdamW) decay of the learned tables only
     mlp_hidden: int = 512  # classifier hidden layer, as wide as the encoder (InferSent)
     num_labels: int = 2  # filled from the training labels (2: the smallest classifier)
     pair: bool = False  # filled from the data: pairs get features [u, v, |u-v|, u*v]
@@ -87,15 +99,30 @@ class RunConfig:
         for key in ("lr", "grad_clip"):
             if not getattr(self, key) > 0:
                 raise bad(key, "must be above 0")
-        if not 0.0 <= self.mix_dropout < 1.0:
-            raise bad("mix_dropout", "must be in [0, 1)")
+        for key in ("mix_dropout", "learned_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise bad(key, "must be in [0, 1)")
+        for key in ("learned_dim", "learned_buckets"):
+            if getattr(self, key) < 0:
+                raise bad(key, "must be 0 (off) or more")
+        if self.learned_weight_decay < 0:
+            raise bad("learned_weight_decay", "must be 0 or more")
+        if self.learned_buckets and not self.learned_dim:
+            raise bad("learned_buckets", "word bigrams need the learned source: set learned_dim")
+        if self.learned_init and self.learned_init not in self.sources and self.sources:
+            raise bad("learned_init", f"{self.learned_init!r} is not one of the sources")
         if self.num_labels < 2:
             raise bad("num_labels", "a classifier needs at least 2 labels")
 
     @property
+    def all_dims(self) -> list[int]:
+        """The raw vector size of every source in the mix: the store's, then the learned one."""
+        return [*self.source_dims, *([self.learned_dim] if self.learned_dim else [])]
+
+    @property
     def meta_dim(self) -> int:
         """D, the size of one meta-embedding."""
-        return sum(self.source_dims) if self.method == "concat" else self.proj_dim
+        return sum(self.all_dims) if self.method == "concat" else self.proj_dim
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

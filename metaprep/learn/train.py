@@ -140,14 +140,36 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     cfg = run.config
     with run:  # the store is needed for the tables only
         torch.manual_seed(cfg.seed)
-        model = run.build_model(progress=show).to(device)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+        model = run.build_model(progress=show)
+    model.front.start_learned(_train_ids(ready.data[0]))  # a checkpoint then restores its own
+    model = model.to(device)
+    opt = _optimizer(model, cfg)
     state = _fresh_state(cfg)
     history: list[dict[str, Any]] = []
     if ready.from_checkpoint:
         state, history = restore(run, model, opt, map_location=device, progress_keys=set(state))
     return _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
                  show, state, history)
+
+
+def _train_ids(data: TaskData) -> torch.Tensor:
+    """Every word id of the training texts (both sentences of pairs)."""
+    ids = [np.asarray(e.ids, dtype=np.int64) for e in data.examples]
+    ids += [np.asarray(e.ids_b, dtype=np.int64) for e in data.examples if e.ids_b]
+    return torch.from_numpy(np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64))
+
+
+def _optimizer(model: MetaEmbeddingClassifier, cfg: RunConfig) -> torch.optim.Optimizer:
+    """Adam; the learned tables in a group of their own, decayed as AdamW does (decoupled)."""
+    learned = model.front.learned
+    mine = {id(p) for p in learned.parameters()} if learned is not None else set()
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in mine]
+    if not mine:
+        return torch.optim.Adam(rest, lr=cfg.lr)
+    assert learned is not None
+    return torch.optim.AdamW([{"params": rest, "weight_decay": 0.0},
+                              {"params": list(learned.parameters()),
+                               "weight_decay": cfg.learned_weight_decay}], lr=cfg.lr)
 
 
 def _wrap_ddp(model: MetaEmbeddingClassifier, world: int) -> torch.nn.Module:

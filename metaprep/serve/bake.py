@@ -1,7 +1,8 @@
 """Baking a trained torch model into numpy for the ONNX graph (``GraphSpec``): every part of the
 front end that depends on the word alone is computed once per id. Projections are multiplied
 into the frozen tables (V x D per source); front ends without context (dme, sum, single, concat)
-fold into one V x D table, so the exported front end is a single Gather."""
+fold into one V x D table, so the exported front end is a single Gather. The learned source's
+word-bigram rows are kept apart (one Gather over the hashed pairs, added after the front end)."""
 
 from __future__ import annotations
 
@@ -58,11 +59,34 @@ def _fold(front: Any, dim: int, progress: bool) -> np.ndarray:
     return out
 
 
+def _source_table(front: Any, k: int) -> Any:
+    """Source k's raw (V+2, d_k) table; the learned source's with each id's own row (the shared
+    UNK row for words not seen in training)."""
+    import torch
+
+    if k < len(front.cfg.sources):
+        return front.table(k)
+    learned = front.learned
+    return learned.words.detach()[learned.word_rows(torch.arange(learned.words.shape[0]))]
+
+
+def _pairs(front: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The learned word-bigram table (buckets, d) and its map into meta space (d, D) (None for
+    concat: the rows land in the learned source's own last d columns)."""
+    learned = front.learned
+    if learned is None or learned.bigrams is None:
+        return None, None
+    table = learned.bigrams.detach().cpu().float().numpy()
+    if front.cfg.method == "concat":
+        return table, None
+    return table, front.proj[-1].weight.detach().cpu().float().numpy().T
+
+
 def _bake(front: Any, k: int, project: bool, progress: bool) -> np.ndarray:
     """Source k's table times its projection (or the raw table for concat): (V+2, D)."""
     import torch
 
-    table = front.table(k)
+    table = _source_table(front, k)
     if not project:
         return table.float().numpy()
     proj = front.proj[k]
@@ -82,7 +106,9 @@ def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
         fs = FrontSpec(method=cfg.method, dim=cfg.meta_dim,
                        folded=_fold(front, cfg.meta_dim, progress))
     else:
-        present = front.present.numpy()
+        import torch
+
+        present = front.presence(torch.arange(front.present.shape[0])).numpy()
         tables = [_bake(front, k, cfg.method != "concat", progress)
                   for k in range(front.num_sources)]
         fs = FrontSpec(
@@ -97,6 +123,7 @@ def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
             fs.scorer_b = front.scorer.bias.detach().numpy()
         if cfg.method == "cdme":
             fs.context = lstm_spec(front.context)
+    fs.pair_table, fs.pair_map = _pairs(front)
     cls = model.classifier
     return GraphSpec(
         front=fs,
