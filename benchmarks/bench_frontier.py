@@ -66,6 +66,13 @@ METAPREP_SYSTEMS: dict[str, list[str]] = {
     "metaprep sum+pool": ["--method", "sum", "--encoder", "pool"],
     "metaprep dme+pool": ["--method", "dme", "--encoder", "pool"],
     "metaprep concat+bilstm128": ["--method", "concat", "--encoder", "bilstm", "--hidden", "128"],
+    # the learned source (a table over the train split's words, plus hashed word bigrams)
+    "metaprep sum+pool+learned": ["--method", "sum", "--encoder", "pool", "--learned-dim", "64"],
+    "metaprep sum+pool+learned+bigrams": ["--method", "sum", "--encoder", "pool",
+                                          "--learned-dim", "64", "--learned-buckets", "200000"],
+    # the presets, as a user asks for them (their lr is the benchmark's too)
+    "metaprep fast": ["--preset", "fast"],
+    "metaprep accurate": ["--preset", "accurate"],
 }
 SYSTEMS = (*METAPREP_SYSTEMS, "fasttext", "fasttext+glove", "tfidf+linear", "model2vec+logreg")
 TASKS = ("fortunes", "debian")
@@ -649,6 +656,24 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def carry_earlier(result: dict[str, Any], earlier: Mapping[str, Any]) -> None:
+    """Append the rows of ``earlier`` for systems ``result`` did not run, each marked with the
+    date and commit it was measured at (accuracy holds; speed came from another run)."""
+    ran = {r["system"] for r in result["rows"]}
+    when = f"{str(earlier.get('date', '?'))[:10]} at {earlier.get('commit', '?')}"
+    for row in earlier.get("rows", []):
+        if row["system"] in ran:
+            continue
+        note = row.get("note", "")
+        if "earlier run" not in note:
+            note = f"earlier run ({when}; speed not from this run)" + (f"; {note}" if note
+                                                                     else "")
+        result["rows"].append({**row, "note": note})
+        for key in ("runs", "speed"):
+            if row["system"] in earlier.get(key, {}):
+                result[key][row["system"]] = earlier[key][row["system"]]
+
+
 def tally(values: Iterable[Any]) -> str:
     """'a x2, b': how often each value occurs."""
     from collections import Counter
@@ -734,6 +759,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model2vec-python", default=None,
                         help="interpreter with model2vec[distill] (default: this one, else "
                         f"{M2V_VENV_PYTHON})")
+    parser.add_argument("--keep-earlier", action="store_true",
+                        help="carry the rows of systems not run now from the results already "
+                        "there, marked with their date (their speeds are from another run)")
     parser.add_argument("--plot-only", action="store_true",
                         help="redraw frontier.png from the JSON results already written")
     parser.add_argument("--worker-model2vec", default=None, help=argparse.SUPPRESS)
@@ -760,6 +788,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MetaprepError as exc:
             print(f"error: {task}: {exc}", file=sys.stderr)
             return 2
+        if args.keep_earlier:
+            with contextlib.suppress(OSError, json.JSONDecodeError):
+                carry_earlier(result, json.loads(
+                    (out_dir / f"frontier-{task}.json").read_text(encoding="utf-8")))
         text = report(result)
         print(text)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -178,7 +178,9 @@ def _jsonable(value: Any) -> Any:
 # on --resume, the run's saved config, and a value given that differs from it is an error.
 HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", "mix_relu",
          "mix_dropout", "encoder", "hidden", "mlp_hidden", "lr", "lr_decay", "min_lr",
-         "patience", "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps")
+         "patience", "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps",
+         "learned_dim", "learned_buckets", "learned_init", "learned_dropout",
+         "learned_weight_decay")
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,12 @@ class TrainOptions(TaskColumns):
     encoder: str | None = None  # bilstm (BiLSTM-max) | pool (max+mean) [bilstm]
     hidden: int | None = None  # encoder BiLSTM units per direction [512]
     mlp_hidden: int | None = None  # classifier hidden units [512]
+    learned_dim: int | None = None  # the learned source's size; 0: no learned source [0]
+    learned_buckets: int | None = None  # hashed word-bigram rows of the learned source [0]
+    learned_init: str | None = None  # store source whose rows start the learned ones [random]
+    learned_dropout: float | None = None  # dropout on the learned vectors [0]
+    learned_weight_decay: float | None = None  # AdamW decay of the learned tables [0]
+    preset: str | None = None  # fast | accurate: a measured recipe; options given here win
     lr: float | None = None  # Adam learning rate [4e-4]
     lr_decay: float | None = None  # lr factor when dev accuracy does not improve [0.2]
     min_lr: float | None = None  # stop once the lr falls below this [1e-5]
@@ -255,7 +263,7 @@ def train(options: TrainOptions) -> TrainResult:
     """An aligned store + labelled data -> a trained run directory (see docs/model.md)."""
     import torch
 
-    from metaprep.learn.config import RunConfig
+    from metaprep.learn.config import RunConfig, preset_values
     from metaprep.learn.rundir import run_state
     from metaprep.learn.train import train as train_run
 
@@ -264,13 +272,14 @@ def train(options: TrainOptions) -> TrainResult:
         if o.threads < 1:
             raise ConfigError("--threads must be at least 1")
         torch.set_num_threads(o.threads)
-    method, chosen = _method(o.method, o.sources)
+    preset = preset_values(o.preset)
+    method, chosen = _method(o.method or preset.pop("method", None), o.sources)
     if not o.resume:
         for name in ("store", "train", "dev"):
             _req(getattr(o, name), name, "train")
+    given = {**preset, **o.given()}  # explicit options win; a resume checks these
     cfg = RunConfig(method=method or RunConfig.method, sources=chosen,
-                    source_dims=[0] * len(chosen), **o.given())
-    given = o.given()  # what a resume checks against the saved config
+                    source_dims=[0] * len(chosen), **given)
     if method is not None:
         given["method"] = method
     if chosen:

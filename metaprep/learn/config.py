@@ -11,12 +11,34 @@ from typing import Any
 
 from metaprep.errors import ConfigError
 
-__all__ = ["ENCODERS", "FILLED", "METHODS", "RunConfig"]
+__all__ = ["ENCODERS", "FILLED", "METHODS", "PRESETS", "RunConfig", "preset_values"]
 
 METHODS = ("dme", "cdme", "concat", "sum", "single")
 ENCODERS = ("bilstm", "pool")
 # keys train fills from the store and the data; a caller's value for them is not an option
 FILLED = ("source_dims", "vocab_size", "num_labels", "pair")
+
+
+# Measured recipes (benchmarks/results/frontier-*.md) a user picks by purpose; the CLI's
+# `--preset`, TrainOptions.preset and pipelines' `preset` key. Options given explicitly win; the
+# saved config records the resolved values.
+PRESETS: dict[str, dict[str, Any]] = {
+    # serving speed first: sum of projections, pooled encoder, learned words + word bigrams
+    "fast": {"method": "sum", "encoder": "pool", "proj_dim": 64, "mlp_hidden": 256,
+             "learned_dim": 64, "learned_buckets": 200_000, "lr": 1e-3},
+    # accuracy first: concat, BiLSTM-max, learned words initialised from GloVe-sized rows
+    "accurate": {"method": "concat", "encoder": "bilstm", "hidden": 128, "learned_dim": 64,
+                 "learned_buckets": 200_000, "lr": 1e-3},
+}
+
+
+def preset_values(name: str | None) -> dict[str, Any]:
+    """The option values of preset ``name`` (none: {}); an unknown name is a ConfigError."""
+    if name is None:
+        return {}
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
 
 
 @dataclass
@@ -49,9 +71,9 @@ class RunConfig:
     # hashed word-bigram rows added to the learned source (fastText's trick); 0: none. A knob of
     # size: buckets x learned_dim floats are exported (fastText's 2M x 50 makes a 400 MB model).
     learned_buckets: int = 0
-    # first rows of the learned table: a store source with the same dimension where it has the
-    # word (the rest small random), or "" for all small random
-    learned_init: str = ""
+    # the learned rows start from this store source (same dimension) where it has the word, the
+    # rest small random; "random": all small random
+    learned_init: str = "random"
     learned_dropout: float = 0.0  # dropout on the learned vectors; memorising rare words is its risk
     learned_weight_decay: float = 0.0  # decoupled (AdamW) decay of the learned tables only
     mlp_hidden: int = 512  # classifier hidden layer, as wide as the encoder (InferSent)
@@ -109,8 +131,9 @@ class RunConfig:
             raise bad("learned_weight_decay", "must be 0 or more")
         if self.learned_buckets and not self.learned_dim:
             raise bad("learned_buckets", "word bigrams need the learned source: set learned_dim")
-        if self.learned_init and self.learned_init not in self.sources and self.sources:
-            raise bad("learned_init", f"{self.learned_init!r} is not one of the sources")
+        init = self.learned_init
+        if init != "random" and self.sources and init not in self.sources:
+            raise bad("learned_init", f"{init!r} is not one of the sources (or random)")
         if self.num_labels < 2:
             raise bad("num_labels", "a classifier needs at least 2 labels")
 

@@ -126,7 +126,7 @@ class MetaEmbedder(nn.Module):
         if learned is None:
             return
         learned.mark_seen(train_ids)
-        if cfg.learned_init:
+        if cfg.learned_init != "random":
             k = cfg.sources.index(cfg.learned_init)
             if cfg.source_dims[k] != cfg.learned_dim:
                 raise ModelError(f"learned_init source {cfg.learned_init!r} has dimension "

@@ -131,14 +131,11 @@ def _resolve_config(cfg: RunConfig, store: Store) -> RunConfig:
             )
     if cfg.method == "single" and len(sources) != 1:
         raise ConfigError("method single needs one source: --method single:NAME")
-    if cfg.learned_init and cfg.learned_dim and cfg.learned_init not in sources:
-        raise ConfigError(f"learned_init {cfg.learned_init!r} is not among the sources used: "
-                          f"{', '.join(sources)}")
-    if (cfg.learned_init and cfg.learned_dim
+    if (cfg.learned_dim and cfg.learned_init in sources
             and store.dim(cfg.learned_init) != cfg.learned_dim):
         raise ConfigError(f"learned_init source {cfg.learned_init!r} has dimension "
                           f"{store.dim(cfg.learned_init)}, learned_dim is {cfg.learned_dim}",
-                          hint="set learned_dim to that dimension, or learned_init to \"\"")
+                          hint="set learned_dim to that dimension, or learned_init to random")
     return replace(
         cfg, sources=sources, source_dims=[store.dim(s) for s in sources],
         vocab_size=store.vocab_size,
