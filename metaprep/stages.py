@@ -273,7 +273,8 @@ def train(options: TrainOptions) -> TrainResult:
             raise ConfigError("--threads must be at least 1")
         torch.set_num_threads(o.threads)
     preset = preset_values(o.preset)
-    method, chosen = _method(o.method or preset.pop("method", None), o.sources)
+    preset_method = preset.pop("method", None)
+    method, chosen = _method(o.method or preset_method, o.sources)
     if not o.resume:
         for name in ("store", "train", "dev"):
             _req(getattr(o, name), name, "train")
