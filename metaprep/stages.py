@@ -180,7 +180,7 @@ HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", 
          "mix_dropout", "encoder", "hidden", "mlp_hidden", "lr", "lr_decay", "min_lr",
          "patience", "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps",
          "learned_dim", "learned_buckets", "learned_init", "learned_dropout",
-         "learned_weight_decay")
+         "learned_weight_decay", "learned_lr_scale")
 
 
 @dataclass(frozen=True)
@@ -207,6 +207,7 @@ class TrainOptions(TaskColumns):
     learned_init: str | None = None  # store source whose rows start the learned ones [random]
     learned_dropout: float | None = None  # dropout on the learned vectors [0]
     learned_weight_decay: float | None = None  # AdamW decay of the learned tables [0]
+    learned_lr_scale: float | None = None  # the learned tables' lr is lr x this [1.0]
     preset: str | None = None  # fast | accurate: a measured recipe; options given here win
     lr: float | None = None  # Adam learning rate [4e-4]
     lr_decay: float | None = None  # lr factor when dev accuracy does not improve [0.2]

@@ -75,6 +75,8 @@ def _hyper(name: str, kind: Any, default: object, text: str) -> Any:
 @_hyper("--learned-dropout", float, 0.0, "Dropout on the learned vectors.")
 @_hyper("--learned-weight-decay", float, 0.0, "Decoupled (AdamW) weight decay of the learned "
         "tables.")
+@_hyper("--learned-lr-scale", float, 1.0, "The learned tables' learning rate is --lr times "
+        "this (a rare word's row gets few updates).")
 @_hyper("--lr", float, 4e-4, "Adam learning rate.")
 @_hyper("--lr-decay", float, 0.2, "Multiply the lr by this when dev accuracy does not improve.")
 @_hyper("--min-lr", float, 1e-5, "Stop once the lr falls below this.")

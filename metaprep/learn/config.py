@@ -74,8 +74,11 @@ class RunConfig:
     # the learned rows start from this store source (same dimension) where it has the word, the
     # rest small random; "random": all small random
     learned_init: str = "random"
-    learned_dropout: float = 0.0  # dropout on the learned vectors; memorising rare words is its risk
+    learned_dropout: float = 0.0  # dropout on the learned vectors: against memorising rare words
     learned_weight_decay: float = 0.0  # decoupled (AdamW) decay of the learned tables only
+    # the learned tables' lr is lr x this: Adam moves a row about lr per update, and a rare word's
+    # row gets few updates (fastText trains its tables at lr 0.1-1 by SGD)
+    learned_lr_scale: float = 1.0
     mlp_hidden: int = 512  # classifier hidden layer, as wide as the encoder (InferSent)
     num_labels: int = 2  # filled from the training labels (2: the smallest classifier)
     pair: bool = False  # filled from the data: pairs get features [u, v, |u-v|, u*v]
@@ -127,6 +130,8 @@ class RunConfig:
         for key in ("learned_dim", "learned_buckets"):
             if getattr(self, key) < 0:
                 raise bad(key, "must be 0 (off) or more")
+        if not self.learned_lr_scale > 0:
+            raise bad("learned_lr_scale", "must be above 0")
         if self.learned_weight_decay < 0:
             raise bad("learned_weight_decay", "must be 0 or more")
         if self.learned_buckets and not self.learned_dim:

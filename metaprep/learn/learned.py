@@ -21,7 +21,7 @@ from metaprep.ids import BIGRAM_MULT, UNK_ID
 
 __all__ = ["LearnedSource", "bigram_rows"]
 
-INIT_SD = 0.1  # small random rows, the scale of the UNK vector
+INIT_SD = 0.01  # small random rows: a row trained from few examples is not drowned in noise
 
 
 def bigram_rows(ids: torch.Tensor, buckets: int) -> torch.Tensor:
@@ -35,8 +35,12 @@ class LearnedSource(nn.Module):
 
     seen: torch.Tensor
 
-    def __init__(self, rows: int, dim: int, buckets: int, dropout: float) -> None:
+    def __init__(self, rows: int, dim: int, buckets: int, dropout: float, *,
+                 sparse: bool = True) -> None:
         super().__init__()
+        # sparse gradients: a step touches the rows of its batch only, not the whole table (a
+        # dense Adam step over 200k bigram rows cost more than the rest of the model's step)
+        self.sparse = sparse
         self.words = nn.Parameter(torch.randn(rows, dim) * INIT_SD)
         # zero bigram rows: a pair starts as a no-op and only what the data supports moves it
         self.bigrams = nn.Parameter(torch.zeros(buckets, dim)) if buckets else None
@@ -61,7 +65,8 @@ class LearnedSource(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B,T) -> word vectors (B,T,d)."""
-        return self.dropout(F.embedding(self.word_rows(ids), self.words))  # type: ignore[no-any-return]
+        vec = F.embedding(self.word_rows(ids), self.words, sparse=self.sparse)
+        return self.dropout(vec)  # type: ignore[no-any-return]
 
     def pair_vectors(self, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """ids, valid (B,T) -> (B,T,d): the bigram (t, t+1) at step t, 0 where either is not a
@@ -69,5 +74,5 @@ class LearnedSource(nn.Module):
         assert self.bigrams is not None
         rows = bigram_rows(ids, self.bigrams.shape[0])  # (B,T-1)
         both = (valid[:, :-1] & valid[:, 1:])[..., None]  # (B,T-1,1)
-        vec = F.embedding(rows, self.bigrams) * both  # (B,T-1,d)
+        vec = F.embedding(rows, self.bigrams, sparse=self.sparse) * both  # (B,T-1,d)
         return self.dropout(F.pad(vec, (0, 0, 0, 1)))  # (B,T,d)

@@ -91,7 +91,8 @@ class MetaEmbedder(nn.Module):
         self.register_buffer("present", present.bool(), persistent=False)
         dim = cfg.meta_dim
         self.learned = (LearnedSource(cfg.vocab_size + ID_OFFSET, cfg.learned_dim,
-                                      cfg.learned_buckets, cfg.learned_dropout)
+                                      cfg.learned_buckets, cfg.learned_dropout,
+                                      sparse=cfg.learned_weight_decay == 0)
                         if cfg.learned_dim else None)
         if cfg.method != "concat":
             self.proj = nn.ModuleList(nn.Linear(d, cfg.proj_dim) for d in cfg.all_dims)
@@ -145,7 +146,8 @@ class MetaEmbedder(nn.Module):
         vec = self.learned.pair_vectors(ids, valid)  # (B,T,d)
         if self.cfg.method == "concat":  # the learned source's columns are the last d
             return F.pad(vec, (self.cfg.meta_dim - vec.shape[-1], 0))
-        return vec @ self.proj[-1].weight.T  # (B,T,D): the projection without its bias
+        proj: nn.Linear = self.proj[-1]  # type: ignore[assignment]
+        return vec @ proj.weight.T  # (B,T,D): the projection without its bias
 
     def table(self, k: int) -> torch.Tensor:
         return getattr(self, f"table_{k}")  # type: ignore[no-any-return]

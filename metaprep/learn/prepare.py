@@ -73,7 +73,7 @@ def prepare(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     return Prepared(run, data, from_checkpoint=False)
 
 
-def restore(run: Run, model: torch.nn.Module, opt: torch.optim.Optimizer, *, map_location: Any,
+def restore(run: Run, model: torch.nn.Module, opt: Any, *, map_location: Any,
             progress_keys: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Load the checkpoint into ``model`` and ``opt``: (progress counters, epoch history)."""
     ckpt = run.load_checkpoint(map_location=map_location)

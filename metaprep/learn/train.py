@@ -26,6 +26,7 @@ from metaprep.learn.config import RunConfig
 from metaprep.learn.data import TaskData, bucket_batches, collate, shard_batches, token_counts
 from metaprep.learn.evaluate import classification_metrics, predict
 from metaprep.learn.model import MetaEmbeddingClassifier, weights_state_dict
+from metaprep.learn.optim import clipped_parameters, make_optimizer
 from metaprep.learn.prepare import Data, prepare, restore
 from metaprep.learn.rundir import ATTENTION_PLOT, LEARNING_CURVES, Checkpoint, Run
 from metaprep.taskdata import Columns
@@ -94,13 +95,14 @@ class _Loop:
     data: Data  # train, dev, test
     model: MetaEmbeddingClassifier
     net: torch.nn.Module  # the model, or its DDP wrapper
-    opt: torch.optim.Optimizer
+    opt: Any  # torch.optim.Optimizer, or learn.optim.Split (dense + sparse)
     device: torch.device
     rank: int
     world: int
     show: bool  # progress bars and a line per epoch (rank 0 only)
     state: dict[str, Any]  # the counters a checkpoint saves (_fresh_state)
     history: list[dict[str, Any]]  # one record per finished epoch
+    clip: list[torch.nn.Parameter]  # the weights whose gradient norm is clipped
 
     @property
     def main(self) -> bool:
@@ -143,13 +145,13 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
         model = run.build_model(progress=show)
     model.front.start_learned(_train_ids(ready.data[0]))  # a checkpoint then restores its own
     model = model.to(device)
-    opt = _optimizer(model, cfg)
+    opt = make_optimizer(model, cfg)
     state = _fresh_state(cfg)
     history: list[dict[str, Any]] = []
     if ready.from_checkpoint:
         state, history = restore(run, model, opt, map_location=device, progress_keys=set(state))
     return _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
-                 show, state, history)
+                 show, state, history, clipped_parameters(model))
 
 
 def _train_ids(data: TaskData) -> torch.Tensor:
@@ -157,19 +159,6 @@ def _train_ids(data: TaskData) -> torch.Tensor:
     ids = [np.asarray(e.ids, dtype=np.int64) for e in data.examples]
     ids += [np.asarray(e.ids_b, dtype=np.int64) for e in data.examples if e.ids_b]
     return torch.from_numpy(np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64))
-
-
-def _optimizer(model: MetaEmbeddingClassifier, cfg: RunConfig) -> torch.optim.Optimizer:
-    """Adam; the learned tables in a group of their own, decayed as AdamW does (decoupled)."""
-    learned = model.front.learned
-    mine = {id(p) for p in learned.parameters()} if learned is not None else set()
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in mine]
-    if not mine:
-        return torch.optim.Adam(rest, lr=cfg.lr)
-    assert learned is not None
-    return torch.optim.AdamW([{"params": rest, "weight_decay": 0.0},
-                              {"params": list(learned.parameters()),
-                               "weight_decay": cfg.learned_weight_decay}], lr=cfg.lr)
 
 
 def _wrap_ddp(model: MetaEmbeddingClassifier, world: int) -> torch.nn.Module:
@@ -184,9 +173,9 @@ def _wrap_ddp(model: MetaEmbeddingClassifier, world: int) -> torch.nn.Module:
     return DDP(model, broadcast_buffers=False)
 
 
-def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+def _set_lr(opt: Any, lr: float) -> None:
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def _evaluate(model: torch.nn.Module, data: TaskData, labels: list[str],
@@ -216,7 +205,7 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
         loss = F.cross_entropy(logits, batch.labels)
         loop.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(loop.model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(loop.clip, cfg.grad_clip)
         loop.opt.step()
         state["step"] += 1
         state["batch"] = i + 1

@@ -18,7 +18,7 @@ from metaprep.learn.config import RunConfig
 from metaprep.learn.learned import bigram_rows
 from metaprep.learn.model import MetaEmbeddingClassifier
 from metaprep.learn.rundir import Run
-from metaprep.learn.train import train
+from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash, train
 
 V = 30
 DIMS = [5, 3]
@@ -125,8 +125,10 @@ def test_learned_tables_train_and_the_pretrained_ones_do_not() -> None:
     learned = model.front.learned
     assert learned is not None and learned.words.grad is not None
     assert learned.bigrams is not None and learned.bigrams.grad is not None
-    assert learned.words.grad[2:20].abs().sum() > 0  # seen words in the batch move
-    assert learned.words.grad[20:].abs().sum() == 0  # unseen ones have no row of their own
+    assert learned.words.grad.is_sparse  # a step touches the batch's rows only
+    grad = learned.words.grad.to_dense()
+    assert grad[2:20].abs().sum() > 0  # seen words in the batch move
+    assert grad[20:].abs().sum() == 0  # unseen ones have no row of their own
     assert not model.front.table(0).requires_grad
     keys = set(model.state_dict())
     assert {"front.learned.words", "front.learned.bigrams", "front.learned.seen"} <= keys
@@ -187,3 +189,27 @@ def test_learned_init_with_another_dimension_is_refused(tmp_path: Path) -> None:
         train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
               out=tmp_path / "r", progress=False)
     assert not (tmp_path / "r" / "config.json").exists()
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.01])
+def test_resume_with_the_learned_source_matches_the_uninterrupted_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decay: float) -> None:
+    task = make_task(tmp_path)
+    cfg = RunConfig(method="sum", encoder="pool", proj_dim=8, mlp_hidden=8, batch_size=8,
+                    lr=0.01, epochs=2, learned_dim=4, learned_buckets=9,
+                    learned_weight_decay=decay)
+
+    def go(out: str, **kw: object) -> dict:
+        return train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+                     out=tmp_path / out, progress=False, **kw)  # type: ignore[arg-type]
+
+    whole = go("whole")
+    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "8")  # 6 steps an epoch: dies inside epoch 2
+    with pytest.raises(SimulatedCrash):
+        go("broken")
+    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
+    resumed = go("broken", resume=True)
+    assert resumed["dev"] == whole["dev"]
+    wa = load_file(str(tmp_path / "whole" / "best.safetensors"))
+    wb = load_file(str(tmp_path / "broken" / "best.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
