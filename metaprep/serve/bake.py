@@ -71,15 +71,19 @@ def _source_table(front: Any, k: int) -> Any:
 
 
 def _pairs(front: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The learned word-bigram table (buckets, d) and its map into meta space (d, D) (None for
-    concat: the rows land in the learned source's own last d columns)."""
+    """The learned word-bigram table (buckets, d) and its map into meta space (d, D); or the table
+    already mapped (buckets, D) when that is no larger, or for concat the raw table, whose rows
+    land in the learned source's own last d columns (map None)."""
     learned = front.learned
     if learned is None or learned.bigrams is None:
         return None, None
     table = learned.bigrams.detach().cpu().float().numpy()
     if front.cfg.method == "concat":
         return table, None
-    return table, front.proj[-1].weight.detach().cpu().float().numpy().T
+    to_meta = front.proj[-1].weight.detach().cpu().float().numpy().T  # (d, D)
+    if to_meta.shape[1] <= to_meta.shape[0]:  # no larger mapped: map once, no MatMul per batch
+        return table @ to_meta, None
+    return table, to_meta
 
 
 def _bake(front: Any, k: int, project: bool, progress: bool) -> np.ndarray:

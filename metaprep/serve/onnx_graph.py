@@ -67,7 +67,7 @@ class FrontSpec:
     context: LSTMSpec | None = None  # cdme
     relu: bool = False
     # the learned source's word bigrams (learn/learned.py), added after the front end
-    pair_table: np.ndarray | None = None  # (buckets, d)
+    pair_table: np.ndarray | None = None  # (buckets, d), or (buckets, D) already mapped
     pair_map: np.ndarray | None = None  # (d, D) into meta space; None: the last d columns
 
 
@@ -251,12 +251,11 @@ def _pairs(b: _Builder, f: FrontSpec, ids: str, stepmask: str) -> str:
                                        b.const([1])])])
     both = b.op("Unsqueeze", [b.op("Cast", [both], to=1), b.const([2])], "pair_valid")
     vec = b.op("Mul", [b.gather_table(table, rows, "pair_vec"), both])  # (B,T-1,d)
-    d = f.pair_table.shape[1]
+    left = 0
     if f.pair_map is not None:
         vec = b.op("MatMul", [vec, b.init("front.pair_map", f.pair_map.astype(np.float32))])
-        left = 0
-    else:
-        left = f.dim - d  # concat: the learned source's columns are the last d
+    else:  # already (.., D), or concat's raw rows: the learned source's columns are the last d
+        left = f.dim - f.pair_table.shape[1]
     # one zero step at the end (T-1 -> T) and, for concat, zero columns before the learned ones
     return b.op("Pad", [vec, b.const([0, 0, left, 0, 1, 0])], "pairs")  # (B,T,D)
 
