@@ -67,9 +67,8 @@ METAPREP_SYSTEMS: dict[str, list[str]] = {
     "metaprep dme+pool": ["--method", "dme", "--encoder", "pool"],
     "metaprep concat+bilstm128": ["--method", "concat", "--encoder", "bilstm", "--hidden", "128"],
     # the learned source (a table over the train split's words, plus hashed word bigrams)
-    "metaprep sum+pool+learned": ["--method", "sum", "--encoder", "pool", "--learned-dim", "64"],
-    "metaprep sum+pool+learned+bigrams": ["--method", "sum", "--encoder", "pool",
-                                          "--learned-dim", "64", "--learned-buckets", "200000"],
+    "metaprep sum+pool+learned": ["--method", "sum", "--encoder", "pool", "--learned-dim", "64",
+                                  "--learned-lr-scale", "30", "--learned-dropout", "0.5"],
     # the presets, as a user asks for them (their lr is the benchmark's too)
     "metaprep fast": ["--preset", "fast"],
     "metaprep accurate": ["--preset", "accurate"],
