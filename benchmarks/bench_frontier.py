@@ -8,8 +8,9 @@ For each task (``benchmarks/realdata.py``: fortunes topics, Debian package secti
 
 * metaprep, through its command line as a user runs it: ``metaprep align`` GloVe 6B 50d + the
   MiniLM input table over the task's words (as ``pipelines/glove-minilm.toml``), ``metaprep
-  train`` (``sum``/``dme`` + pool, ``concat`` + BiLSTM-128), ``metaprep export-onnx``, then
-  served with ``metaprep.runtime.Model.predict_proba`` (numpy + onnxruntime);
+  train`` (``sum``/``dme`` + pool, ``concat`` + BiLSTM-128, ``sum`` + pool with the learned
+  source, and the ``--preset fast`` / ``--preset accurate`` recipes), ``metaprep export-onnx``,
+  then served with ``metaprep.runtime.Model.predict_proba`` (numpy + onnxruntime);
 * fastText supervised (``fasttext-numpy2``), word bigrams, dim 50, without and with GloVe 6B 50d
   as pretrained vectors (the whole 400k-word table, written once as a ``.vec``); the epoch count
   is picked on dev among a few;
@@ -27,6 +28,10 @@ intra-op threads; BLAS/OpenMP/tokenizer pools): for each of ``--batch-sizes`` th
 several timed passes over the test set, and the best batch size is reported. Speed and size are
 measured on the seed-0 model, after all training has finished (nothing of ours runs alongside).
 Model size is the bytes on disk a server needs (model directory, ``.bin``, pickle).
+
+``--systems`` picks a subset; with ``--keep-earlier`` the rows of the systems not rerun are carried
+from the results already written, each marked with its own date and commit (its accuracy holds,
+its speed is from that other run), so an expensive baseline need not be rerun for a new system.
 
 Results go to ``benchmarks/results/frontier-<task>.{json,md}`` and ``frontier.png`` (accuracy vs
 log sentences/s), with the date, commit and a machine line (cores, CPU, load average). On a
