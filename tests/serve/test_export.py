@@ -108,10 +108,10 @@ def test_model_directory_layout_and_manifest(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".model.*"))  # no temporary directory left behind
 
 
-@pytest.mark.parametrize("buckets", [0, 13])
-@pytest.mark.parametrize(("method", "encoder"), [("concat", "pool"), ("sum", "pool"),
-                                                 ("dme", "bilstm"), ("cdme", "pool")])
-@pytest.mark.parametrize("fold", [None, False])
+@pytest.mark.parametrize(("method", "encoder", "buckets", "fold"), [
+    ("concat", "pool", 13, None), ("concat", "bilstm", 0, False), ("sum", "pool", 13, None),
+    ("sum", "pool", 13, False), ("dme", "bilstm", 13, None), ("dme", "pool", 0, False),
+    ("cdme", "pool", 13, None), ("cdme", "bilstm", 0, None)])
 def test_parity_gate_with_the_learned_source(tmp_path: Path, method: str, encoder: str,
                                              buckets: int, fold: bool | None) -> None:
     # learned_dim 3 < proj_dim 5: the bigram rows are mapped in the graph; 6: mapped at export
