@@ -202,9 +202,13 @@ def only_replace_a_store(path: Path) -> None:
         return
     import h5py
 
-    try:
-        with h5py.File(path, "r") as f:
-            ours = f.attrs.get("format") in ("metaprep-store", b"metaprep-store")
+    from metaprep.prep.store.heapcheck import damaged_heap
+
+    try:  # a damaged string heap would hang HDF5 (see heapcheck)
+        ours = path.is_file() and damaged_heap(path) is None
+        if ours:
+            with h5py.File(path, "r") as f:
+                ours = f.attrs.get("format") in ("metaprep-store", b"metaprep-store")
     except OSError:
         ours = False
     if not ours:
