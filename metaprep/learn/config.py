@@ -11,12 +11,23 @@ from typing import Any
 
 from metaprep.errors import ConfigError
 
-__all__ = ["ENCODERS", "FILLED", "METHODS", "RunConfig"]
+__all__ = ["ENCODERS", "FILLED", "LIMITS", "MAX_WEIGHTS", "METHODS", "RunConfig"]
 
 METHODS = ("dme", "cdme", "concat", "sum", "single")
 ENCODERS = ("bilstm", "pool")
 # keys train fills from the store and the data; a caller's value for them is not an option
 FILLED = ("source_dims", "vocab_size", "num_labels", "pair")
+# Upper bounds, so that a config.json edited by hand (or a typo on the command line) is refused
+# before anything is allocated. Each is far above what any measured run used (the paper's sizes
+# are 256-512; our largest store has 400k words and 57 labels).
+LIMITS = {"proj_dim": 16384, "hidden": 16384, "mlp_hidden": 16384, "context_hidden": 1024,
+          "batch_size": 65536, "epochs": 100_000, "patience": 100_000,
+          "checkpoint_steps": 10**9, "num_labels": 1_000_000, "vocab_size": 2**31 - 3}
+MAX_SOURCES = 64
+MAX_SOURCE_DIM = 65536
+# Trainable weights (the embedding tables are the store's, not counted): 500 M float32 weights
+# are 2 GB, and training holds about four copies (weights, gradients, Adam's two moments).
+MAX_WEIGHTS = 500_000_000
 
 
 @dataclass
@@ -91,6 +102,37 @@ class RunConfig:
             raise bad("mix_dropout", "must be in [0, 1)")
         if self.num_labels < 2:
             raise bad("num_labels", "a classifier needs at least 2 labels")
+        for key, most in LIMITS.items():
+            if getattr(self, key) > most:
+                raise bad(key, f"must be at most {most:,} (not {getattr(self, key):,})")
+        if len(self.sources) > MAX_SOURCES:
+            raise bad("sources", f"at most {MAX_SOURCES} sources")
+        if any(not 1 <= d <= MAX_SOURCE_DIM for d in self.source_dims):
+            raise bad("source_dims", f"each must be from 1 to {MAX_SOURCE_DIM}")
+        if self.weight_count() > MAX_WEIGHTS:
+            raise bad("hidden", f"these sizes make a model of about {self.weight_count():,} "
+                      f"trainable weights, more than the {MAX_WEIGHTS:,} metaprep trains")
+
+    def weight_count(self) -> int:
+        """About how many trainable weights the model has (model.py's layers, biases included;
+        the frozen embedding tables excluded)."""
+        dims, d = self.source_dims, self.meta_dim
+
+        def lstm(inp: int, h: int) -> int:  # both directions, two bias vectors each
+            return 2 * 4 * h * (inp + h + 2)
+
+        front = d  # the UNK vector
+        if self.method in ("dme", "cdme", "sum", "single"):
+            front += sum((k + 1) * self.proj_dim for k in dims)
+        if self.method == "dme":
+            front += d + 1
+        elif self.method == "cdme":
+            front += lstm(d, self.context_hidden) + 2 * self.context_hidden + 1
+        encoded = 2 * self.hidden if self.encoder == "bilstm" else 2 * d
+        encoder = lstm(d, self.hidden) if self.encoder == "bilstm" else 0
+        features = 4 * encoded if self.pair else encoded
+        mlp = (features + 1) * self.mlp_hidden + (self.mlp_hidden + 1) * self.num_labels
+        return front + encoder + mlp
 
     @property
     def meta_dim(self) -> int:
