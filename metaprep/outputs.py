@@ -144,25 +144,45 @@ def clear_stale(output: Path, *, inside: bool = False) -> list[Path]:
     return cleared
 
 
-@contextmanager
-def _lock(output: Path) -> Iterator[None]:
-    lock = output.with_name(f".{output.name}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+def _locked_file(lock: Path, output: Path) -> int:
+    """An open descriptor of ``lock`` holding its flock, the file still at that path.
+
+    The holder removes the lock file when done, so a process that opened it just before may
+    then lock a file no longer at the path while a third process locks a new one there: both
+    would hold "the" lock. The locked file is therefore checked to still be at the path, and
+    opened again if it is not."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = os.fstat(fd)
+            try:
+                now = os.stat(lock)
+            except FileNotFoundError:
+                now = None
         except OSError as exc:
+            os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise ConfigError("another metaprep process is writing this output",
                                   path=output, hint="wait for it, or write elsewhere") from exc
             raise
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)  # still held: no other process is between us
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            return fd
+        os.close(fd)  # the previous holder removed it: lock the file at the path now
+
+
+@contextmanager
+def _lock(output: Path) -> Iterator[None]:
+    lock = output.with_name(f".{output.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = _locked_file(lock, output)
+    try:
+        yield
     finally:
-        os.close(fd)
+        try:
+            lock.unlink(missing_ok=True)  # still held: nobody else has it locked at this path
+        finally:
+            os.close(fd)
 
 
 @contextmanager

@@ -157,3 +157,40 @@ def test_a_model_set_aside_by_a_killed_force_comes_back(tmp_path: Path) -> None:
     cleared = clear_stale(model)
     assert sorted(cleared) == sorted([aside, building])
     assert (model / "manifest.json").read_text() == "{}" and not building.exists()
+
+
+_RACER = """
+import os, sys, time
+from pathlib import Path
+from metaprep.errors import ConfigError
+from metaprep.outputs import claim
+out, log, until = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+while time.time() < until:
+    try:
+        with claim("race", {"output": out}, {}):
+            fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            os.write(fd, b"start\\n")
+            time.sleep(0.0005)
+            os.write(fd, b"end\\n")
+            os.close(fd)
+    except ConfigError:
+        pass
+"""
+
+
+def test_three_processes_claiming_one_output_never_hold_it_together(tmp_path: Path) -> None:
+    """The lock file is removed by each holder; a process that opened it just before used to
+    lock that removed file while a third locked a new one (about 14 overlaps a second)."""
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "log"
+    until = str(time.time() + 2.5)
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(tmp_path / "out"), str(log),
+                               until]) for _ in range(3)]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    events = log.read_text().split()
+    assert len(events) > 100 and events[::2] == ["start"] * (len(events) // 2)
+    assert events[1::2] == ["end"] * (len(events) // 2)  # strictly start, end, start, end...
+    assert not (tmp_path / ".out.lock").exists()
