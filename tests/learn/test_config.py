@@ -61,4 +61,5 @@ def test_a_run_killed_before_its_first_epoch_with_huge_sizes_is_one_line(tmp_pat
                           text=True, timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"error: {run / 'config.json'}: config key") and "at most" in lines[0]
+    assert lines[0].startswith(f"error: {run / 'config.json'}: config key")
+    assert "must be at most" in lines[0]
