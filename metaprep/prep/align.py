@@ -133,6 +133,11 @@ def _check_vocab(words: Sequence[str], mode: str) -> None:
     if not words:
         raise VocabError(f"the {mode} vocabulary is empty",
                          hint="check --vocab, --min-count and the sources' case")
+    if "\x00" in "".join(words):  # HDF5 strings end at a NUL: the store cannot hold the word
+        bad = next(w for w in words if "\x00" in w)
+        raise VocabError(f"the word {bad!r} (from a source or the --vocab data) holds a NUL "
+                         "character, which a store cannot hold",
+                         hint="delete that row or text; grep -aP '\\x00' finds it")
 
 
 def _write_sources(
