@@ -66,6 +66,16 @@ def input_paths(options: Any) -> list[Path]:
             if str(p) not in VOCAB_KEYWORDS]
 
 
+def _check_parent(stage: str, out_name: str, out: Path) -> None:
+    """The nearest existing folder above ``out`` must be a folder (not a file or device)."""
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{stage}: {out_name} would go inside {parent}, which is not "
+                                  "a folder", path=out, hint="give a path in a folder")
+            return
+
+
 def check_paths(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, object], *,
                 devices: bool = False) -> None:
     """Refuse an output that is, holds or sits inside an input, or that is a special file
@@ -74,6 +84,7 @@ def check_paths(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, 
            if str(p) not in VOCAB_KEYWORDS]
     for out_name, value in outputs.items():
         for out in _flatten(value):
+            _check_parent(stage, out_name, out)
             real = out.resolve()
             if out.exists() or out.is_symlink():
                 mode = os.stat(out).st_mode if out.exists() else 0

@@ -101,6 +101,15 @@ def test_a_special_file_is_refused_not_renamed_over(tmp_path: Path, vectors: Pat
     assert fifo.exists() and not fifo.is_file()
 
 
+def test_an_output_under_a_file_or_device_is_refused(tmp_path: Path, vectors: Path) -> None:
+    """Both used to say only "File exists" (from making the folders above the output)."""
+    code, text = _invoke(["align", f"v={vectors}", "-o", str(vectors / "s.h5"), "-q"])
+    assert code != 0 and f"would go inside {vectors}, which is not a folder" in text
+    code, text = _invoke(["split", str(_task(tmp_path)), "-o", "/dev/null"])
+    assert code != 0 and "would go inside /dev/null, which is not a folder" in text
+    assert vectors.read_text() == "text 0.1 0.2\nt 0.3 0.4\n"
+
+
 def test_train_does_not_write_into_a_folder_of_other_files(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()
