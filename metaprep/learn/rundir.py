@@ -266,10 +266,12 @@ class Run:
             raise ModelError(f"missing {BEST}", path=self.path,
                              hint="did training finish an epoch?")
         try:
-            return load_file(str(path))
+            state = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error type for bad bytes
             raise ModelError(f"unreadable weights: {_one_line(exc)}", path=path,
                              hint="the file is damaged; train the run again") from exc
+        _check_finite(state, path, "the file is damaged or edited; train the run again")
+        return state
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         import torch
@@ -303,6 +305,7 @@ class Run:
         if not ok:
             raise ModelError("not a metaprep checkpoint (model, optimizer, progress, history)",
                              path=path, hint=damaged)
+        _check_finite(state["model"], path, damaged)
         return Checkpoint(state["model"], state["optimizer"], state["progress"], state["history"])
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
@@ -321,3 +324,15 @@ class Run:
         if not isinstance(data, dict) or not isinstance(data.get("epochs", []), list):
             raise ModelError("expected an object with a list of epochs", path=path)
         return data
+
+
+def _check_finite(state: dict[str, Any], path: Path, hint: str) -> None:
+    """Weights with a NaN or infinity make every prediction the same class with no error: a
+    damaged or edited file, refused by name."""
+    import torch
+
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
+                not bool(torch.isfinite(value).all()):
+            raise ModelError(f"weight {name} holds a NaN or infinite value", path=path,
+                             hint=hint)
