@@ -207,6 +207,10 @@ def _read_delimited(
             else:
                 yield Example((row[idx[keys[0]]], row[idx[keys[1]]]), label, line)
     except csv.Error as exc:
+        if "new-line character seen in unquoted field" in str(exc):  # Python's advice misleads
+            raise DataError(f"malformed {fmt.upper()}: a line ends in a bare carriage return "
+                            "(CR)", path=path, line=current[0],
+                            hint="end lines with LF or CRLF, e.g. tr '\\r' '\\n'") from exc
         raise DataError(f"malformed {fmt.upper()}: {exc}", path=path, line=current[0]) from exc
 
 
