@@ -67,10 +67,13 @@ class RunStats:
 
 class Model:
     """A loaded model directory. ``verify``: "fast" (sizes of all files, sha256 of files up to
-    64 MiB), "full" (sha256 of everything: reads multi-GB tables once) or "none"."""
+    64 MiB), "full" (sha256 of everything: reads multi-GB tables once) or "none". ``spin``:
+    let onnxruntime's worker threads busy-wait between batches (off: on a machine whose cores
+    are shared, the spinning threads took the CPU from the text path; see
+    benchmarks/results/text-path.md)."""
 
     def __init__(self, model_dir: str | Path, *, threads: int | None = None,
-                 batch_size: int = 64, verify: str = "fast") -> None:
+                 batch_size: int = 64, verify: str = "fast", spin: bool = False) -> None:
         if verify not in ("fast", "full", "none"):
             raise ValueError("verify must be fast, full or none")
         if batch_size < 1:
@@ -83,6 +86,7 @@ class Model:
         self.max_tokens: int = self.manifest.max_tokens
         self.batch_size = batch_size
         self.threads = threads
+        self.spin = spin
         self.tokenizer = Tokenizer(self.dir.tokenizer)
         self.vocab = self.dir.vocab()
         self.stats = RunStats()
@@ -99,6 +103,8 @@ class Model:
             if self.threads:
                 opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning",
+                                          "1" if self.spin else "0")
             try:
                 sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime's errors are not typed
@@ -137,7 +143,7 @@ class Model:
             if not all(isinstance(t, tuple) and len(t) == 2 for t in texts):
                 raise DataError("this model reads sentence pairs: give (text_a, text_b)")
             return self._tokens([t[0] for t in texts]) + self._tokens([t[1] for t in texts])  # type: ignore[index]
-        if not all(isinstance(t, str) for t in texts):
+        if set(map(type, texts)) - {str} and not all(isinstance(t, str) for t in texts):
             other = next(t for t in texts if not isinstance(t, str))
             raise DataError("this model reads single texts (str), not pairs" if isinstance(
                 other, tuple) else f"texts must be str, not {type(other).__name__}")
@@ -196,9 +202,10 @@ class Model:
 
     def predict(self, texts: Sequence[Text]) -> list[tuple[str, dict[str, float]]]:
         probs = self.predict_proba(texts)
-        return [(self.labels[int(np.argmax(p))],
-                 {label: float(x) for label, x in zip(self.labels, p, strict=True)})
-                for p in probs]
+        labels = self.labels  # tolist and dict(zip) build the Python floats and dicts in C
+        best = np.argmax(probs, axis=1).tolist()
+        return [(labels[k], dict(zip(labels, row, strict=True)))
+                for k, row in zip(best, probs.tolist(), strict=True)]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(N, E) sentence vectors (the encoder's output, what the classifier reads)."""

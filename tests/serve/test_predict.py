@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -112,15 +114,20 @@ def test_predict_on_a_bare_str_is_a_clear_error(model_dir: Path) -> None:
     assert len(model.predict(["the cat sat"])) == 1
 
 
+def _with_peak(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """fn's result and the peak of Python memory allocated while it ran."""
+    tracemalloc.start()
+    try:
+        got = fn()
+        return got, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_huge_line_is_cut_while_it_is_tokenized(model_dir: Path) -> None:
     model = Model(model_dir)  # max_tokens 6
     line = "cat " * 2_000_000  # 8 MB: as a token list, 16 MB of pointers alone
-    tracemalloc.start()
-    try:
-        ids = model.encode(line)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    ids, peak = _with_peak(lambda: model.encode(line))
     assert ids == [4] * 6 and model.stats.truncated == 1
     assert peak < 1 << 20
 
@@ -161,6 +168,19 @@ def test_predict_on_an_endless_line_keeps_flat_memory(model_dir: Path, tmp_path:
     assert proc.wait(timeout=120) == 0 and proc.stdout is not None
     assert int(proc.stdout.read()) < 400_000  # KB: the line alone is 200 MB
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_a_batch_keeps_each_text_alone(model_dir: Path) -> None:
+    """A huge line, an empty text, a lone surrogate and plain texts in one call: each row is what
+    the text gives alone, and the huge line is still cut while it is tokenized."""
+    texts = ["cat " * 2_000_000, "", "the cat sat", "a\ud800b dog", "\x1c\u0301", "THE CAT"]
+    model = Model(model_dir)
+    together, peak = _with_peak(lambda: model.predict_proba(texts))
+    assert peak < 1 << 20
+    # "" is the only empty text: \x1c is a blank, the combining mark a token of its own
+    assert (model.stats.texts, model.stats.truncated, model.stats.empty) == (6, 1, 1)
+    alone = np.concatenate([Model(model_dir).predict_proba([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-6, rtol=0)
 
 
 @settings(max_examples=60, deadline=None)

@@ -95,6 +95,12 @@ def test_predict_embed_and_stats(exported: dict[str, Path]) -> None:
     preds = model.predict(["the cat sat", "", "qwerty zebra", "a b c d e f g h i j"])
     assert [set(p) for _, p in preds] == [{"neg", "pos"}] * 4
     assert all(abs(sum(p.values()) - 1) < 1e-5 for _, p in preds)
+    probs = Model(exported["single"], threads=1).predict_proba(
+        ["the cat sat", "", "qwerty zebra", "a b c d e f g h i j"])
+    for (label, row), want in zip(preds, probs, strict=True):  # the dicts hold the array's floats
+        assert label == model.labels[int(np.argmax(want))]
+        assert row == {k: float(x) for k, x in zip(model.labels, want, strict=True)}
+        assert all(type(x) is float for x in row.values())
     st_ = model.stats
     assert (st_.texts, st_.empty, st_.truncated) == (4, 1, 1)
     assert st_.unknown == 2 + 5  # qwerty, zebra; then b..f (counted after truncation to 6)
@@ -239,6 +245,13 @@ def test_runtime_and_cli_load_no_torch(exported: dict[str, Path], tmp_path: Path
     assert proc.stdout.split()[0] in ("neg", "pos")
 
 
+def test_onnxruntime_threads_do_not_spin_unless_asked(exported: dict[str, Path]) -> None:
+    key = "session.intra_op.allow_spinning"
+    for spin, want in ((False, "0"), (True, "1")):
+        sess = Model(exported["single"], threads=2, spin=spin)._session("model")
+        assert sess.get_session_options().get_session_config_entry(key) == want
+
+
 def test_unknown_words_map_to_unk(exported: dict[str, Path]) -> None:
     model = Model(exported["single"])
     assert model.encode("the zebra Paris PARIS") == [2, 1, 9, 9]
@@ -254,8 +267,14 @@ def test_tokenize_many_is_tokenize_cut_at_the_limit(texts: list[str], limit: int
 
     tok = Tokenizer(TokenizerConfig(mode="whitespace" if spaces else "regex", lowercase=lower))
     long = "word " * (40 * limit)  # over 32 x limit characters: the token-by-token path
-    for text in [*texts, long, long.upper()]:
+    batch = [*texts, long, long.upper()]
+    for text in batch:
         assert tok.tokenize_many([text], limit) == [tok.tokenize(text)[:limit]]
+    # all at once (huge texts among short ones), and a tuple is a sequence too
+    want = [tok.tokenize(t)[:limit] for t in batch]
+    assert tok.tokenize_many(batch, limit) == want
+    assert tok.tokenize_many(tuple(batch[::-1]), limit) == want[::-1]
+    assert tok.tokenize_many([], limit) == []
 
 
 def test_the_flat_padding_and_the_array_api(exported: dict[str, Path]) -> None:
