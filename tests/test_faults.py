@@ -76,6 +76,17 @@ def test_a_store_outgrowing_its_room_check_is_one_line(tmp_path: Path, fsize: in
     assert out.read_bytes() == before and _leftovers(out.parent) == []
 
 
+def test_split_under_a_file_size_limit(tmp_path: Path) -> None:
+    """It said only "No space left on device" and left its temporary file behind."""
+    data = write_task(tmp_path / "all.tsv", 300)
+    out = tmp_path / "out"
+    assert _metaprep(["split", str(data), "-o", str(out)]).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = _metaprep(["split", str(data), "-o", str(out), "--seed", "1"], fsize=2_000)
+    _one_line_error(proc, out / "train.tsv")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_train_and_export_under_a_file_size_limit(tmp_path: Path) -> None:
     store = make_store(tmp_path / "store.h5")
     train, dev = write_task(tmp_path / "t.tsv", 40), write_task(tmp_path / "d.tsv", 20, seed=2)
