@@ -22,6 +22,7 @@ from metaprep.errors import ConfigError, DataError, ModelError, StoreError
 from metaprep.learn.config import FILLED, RunConfig
 from metaprep.learn.data import LabelMap, TaskData, TextEncoder, load_task
 from metaprep.learn.rundir import (
+    BEST,
     CHECKPOINT,
     CONFIG,
     DATA,
@@ -67,10 +68,12 @@ def prepare(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     if resume:
         given = overrides if overrides is not None else _non_default(cfg)
         run, data = _reopen(out, given, inputs, encoding=encoding, show=show)
-        return Prepared(run, data, from_checkpoint=status == "checkpointed")
-    run, data = _start(cfg, out, inputs, write=write, encoding=encoding, show=show,
-                       columns=columns or Columns())
-    return Prepared(run, data, from_checkpoint=False)
+    else:
+        run, data = _start(cfg, out, inputs, write=write, encoding=encoding, show=show,
+                           columns=columns or Columns())
+    if status == "started" and write:  # starting over: drop weights no checkpoint followed
+        (out / BEST).unlink(missing_ok=True)
+    return Prepared(run, data, from_checkpoint=status == "checkpointed")
 
 
 def restore(run: Run, model: torch.nn.Module, opt: torch.optim.Optimizer, *, map_location: Any,

@@ -66,15 +66,19 @@ RunState = Literal["empty", "started", "checkpointed", "weights-only"]
 
 
 def run_state(path: str | Path) -> RunState:
-    """What a directory holds: ``empty`` (no run), ``started`` (described, but killed before its
-    first checkpoint or best weights: safe to start over), ``checkpointed`` (resumable), or
-    ``weights-only`` (best weights without a checkpoint: finished elsewhere or damaged)."""
+    """What a directory holds: ``empty`` (no run), ``started`` (described, but stopped before
+    its first checkpoint: safe to start over), ``checkpointed`` (resumable), or ``weights-only``
+    (best weights and metrics without a checkpoint: finished, its checkpoint deleted).
+
+    An epoch ends by writing the best weights, then the checkpoint, then metrics.json: best
+    weights with neither of the others are what a run killed (or out of disk) between the two
+    writes of its first epoch left, so that run counts as started."""
     run = Path(path)
     if not (run / CONFIG).exists():
         return "empty"
     if (run / CHECKPOINT).exists():
         return "checkpointed"
-    return "weights-only" if (run / BEST).exists() else "started"
+    return "weights-only" if (run / BEST).exists() and (run / METRICS).exists() else "started"
 
 
 # --- the run ------------------------------------------------------------------------------------

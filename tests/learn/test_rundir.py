@@ -329,12 +329,31 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over(
               progress=False)
 
 
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_run_stopped_between_its_first_best_weights_and_checkpoint_starts_over(
+    task: dict[str, Path], whole: dict[str, Any], tmp_path: Path, resume: bool,
+) -> None:
+    """A kill -9 (or a full disk) between the two writes that end epoch 1 left best weights and
+    no checkpoint: neither a rerun nor --resume was allowed, so the folder had to be removed."""
+    out = shutil.copytree(whole["run"], tmp_path / "r")
+    for name in (rundir.CHECKPOINT, rundir.METRICS):
+        (out / name).unlink()
+    (out / rundir.BEST).write_bytes(b"weights of the interrupted attempt")
+    assert run_state(out) == "started"
+    if resume:
+        metrics = train(out=out, resume=True, progress=False)
+    else:
+        metrics = train(tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+                        test=task["test"], out=out, progress=False)
+    same_as_whole(metrics, out, whole)
+
+
 def test_nothing_to_resume_and_missing_inputs(task: dict[str, Path], whole: dict[str, Any],
                                               tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nothing to resume"):
         train(out=tmp_path / "none", resume=True, progress=False)
     weights_only = shutil.copytree(whole["run"], tmp_path / "w")
-    (weights_only / "checkpoint.pt").unlink()
+    (weights_only / "checkpoint.pt").unlink()  # finished (it has metrics.json), then deleted
     assert run_state(weights_only) == "weights-only"
     with pytest.raises(ConfigError, match="best weights but no checkpoint"):
         train(out=weights_only, resume=True, progress=False)
