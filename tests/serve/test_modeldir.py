@@ -178,6 +178,31 @@ def test_a_listed_file_that_is_a_symlink_out_of_the_directory(copy_dir: Path,
     ModelDir.open(copy_dir)
 
 
+def test_the_manifest_itself_stays_inside_and_regular(copy_dir: Path, tmp_path: Path) -> None:
+    """A manifest.json linked to a file outside was read (and parsed) before any check; a pipe
+    in its place blocked forever; a symlink loop among the files was a traceback."""
+    manifest = copy_dir / "manifest.json"
+    shutil.copy2(manifest, tmp_path / "outside.json")
+    manifest.unlink()
+    os.symlink(tmp_path / "outside.json", manifest)
+    with pytest.raises(ModelError, match="manifest.json points outside the model directory"):
+        ModelDir.open(copy_dir)
+    manifest.unlink()
+    os.mkfifo(manifest)
+    with pytest.raises(ModelError, match="manifest.json is not a regular file"):
+        ModelDir.open(copy_dir)
+    manifest.unlink()
+    shutil.copy2(tmp_path / "outside.json", manifest)
+    (copy_dir / "labels.json").unlink()
+    os.mkfifo(copy_dir / "labels.json")  # checked even when verification is off
+    with pytest.raises(ModelError, match="labels.json is not a regular file"):
+        ModelDir.open(copy_dir, verify="none")
+    (copy_dir / "labels.json").unlink()
+    os.symlink("labels.json", copy_dir / "labels.json")
+    with pytest.raises(ModelError, match="labels.json cannot be resolved"):
+        ModelDir.open(copy_dir, verify="none")
+
+
 @pytest.mark.parametrize("location", ["../outside.data", "/etc/hostname", "other.data"])
 def test_graph_external_data_outside_the_manifest_is_refused(copy_dir: Path,
                                                              location: str) -> None:
