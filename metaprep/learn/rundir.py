@@ -30,6 +30,7 @@ from metaprep.learn.runfiles import (
     _read_json,
     _read_labels,
     _read_tokenizer,
+    check_run_file,
     write_json,
 )
 from metaprep.tokenize import TokenizerConfig
@@ -224,6 +225,7 @@ class Run:
         from metaprep.learn.model import MetaEmbeddingClassifier
 
         path = self.path / BEST
+        check_run_file(path)
         try:
             with safe_open(str(path), "pt") as f:
                 have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
@@ -266,6 +268,7 @@ class Run:
         from safetensors.torch import load_file
 
         path = self.path / BEST
+        check_run_file(path)
         if not path.exists():
             raise ModelError(f"missing {BEST}", path=self.path,
                              hint="did training finish an epoch?")
@@ -293,6 +296,7 @@ class Run:
         import torch
 
         path = self.path / CHECKPOINT
+        check_run_file(path)
         if not path.exists():
             raise ModelError(f"missing {CHECKPOINT}", path=self.path)
         damaged = "the checkpoint is damaged; start the run again in a new directory"

@@ -4,6 +4,7 @@ a run from nothing but its directory."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -154,6 +155,13 @@ def _write(name: str, text: str) -> Callable[[Path], None]:
     return lambda run: (run / name).write_text(text)
 
 
+def _replace_by(name: str, make: Callable[[Path], Any]) -> Callable[[Path], None]:
+    def apply(run: Path) -> None:  # a pipe blocked the read forever; a link read elsewhere
+        (run / name).unlink()
+        make(run / name)
+    return apply
+
+
 DAMAGE = {
     "config garbled": ("config.json", _write("config.json", '{"method": "dme",')),
     "config not an object": ("config.json", _write("config.json", "[1, 2]")),
@@ -178,6 +186,13 @@ DAMAGE = {
     "data split": ("data.json", _edit("data.json", lambda d: {**d, "extra": None})),
     "data entry": ("data.json", _edit("data.json", lambda d: {**d, "dev": {"path": 1}})),
     "data binary": ("data.json", lambda run: (run / "data.json").write_bytes(b"\xff\xfe{")),
+    "config nested": ("config.json", _write("config.json", "[" * 100_000)),
+    "config pipe": ("config.json", _replace_by("config.json", lambda p: os.mkfifo(p))),
+    "labels loop": ("labels.json", _replace_by("labels.json",
+                                               lambda p: os.symlink("labels.json", p))),
+    "store outside": ("store.json", _replace_by("store.json", lambda p: (
+        (p.parent.parent / "o.json").write_text("{}"), os.symlink(p.parent.parent / "o.json",
+                                                                  p)))),
 }
 
 
@@ -230,6 +245,16 @@ def test_damaged_weights_and_checkpoints(whole: dict[str, Any], task: dict[str, 
                 attempt()
             assert "weights_only" not in one_line(e, "checkpoint.pt")
             assert e.value.__cause__ is None  # not even in a traceback
+    for name in ("checkpoint.pt", "best.safetensors"):  # a pipe used to block forever
+        (run / name).unlink(missing_ok=True)
+        os.mkfifo(run / name)
+    with pytest.raises(ModelError, match="checkpoint.pt is not a regular file") as e:
+        Run.open(run).load_checkpoint()
+    with pytest.raises(ModelError, match="best.safetensors is not a regular file") as e:
+        Run.open(run).load_model()
+    for name in ("checkpoint.pt", "best.safetensors"):
+        (run / name).unlink()
+        shutil.copy(whole["run"] / name, run / name)
     # a checkpoint of another model does not fit: one line too
     other = torch.load(whole["run"] / "checkpoint.pt", weights_only=True)
     other["model"] = {"front.unk": torch.zeros(3)}
