@@ -29,9 +29,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from metaprep.errors import ConfigError
+from metaprep.learn.config import LIMITS as RUN_LIMITS
 from metaprep.outputs import claim_outputs, is_model_dir, only_replace_a_store, path_fields
 from metaprep.taskdata import task_columns
 
@@ -183,6 +184,8 @@ HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", 
 
 @dataclass(frozen=True)
 class TrainOptions(TaskColumns):
+    # upper bounds of the sizes (RunConfig's), checked by a pipeline when its file is loaded
+    BOUNDS: ClassVar[dict[str, int]] = RUN_LIMITS
     store: PathLike | None = _in()  # the aligned store (on resume: the run's, by default)
     train: PathLike | None = _in()  # training data (on resume: the run's)
     dev: PathLike | None = _in()  # dev data: lr decay, early stopping, best epoch

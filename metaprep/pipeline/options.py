@@ -169,6 +169,10 @@ def build_options(spec: StageSpec, stage: str, table: Mapping[str, Any], *, file
             raise ConfigError(f"[{stage}] unknown key {key!r}; `{stage}` takes: "
                               + ", ".join(sorted(known)), path=file)
         value = _check_type(raw, hints[name], f"[{stage}] {key}", file)
+        most = getattr(spec.options, "BOUNDS", {}).get(name)
+        if most is not None and isinstance(value, int) and value > most:
+            raise ConfigError(f"[{stage}] {key} must be at most {most:,}, not {value:,}",
+                              path=file)
         if key == "no_progress":  # the old spelling said the opposite of quiet's name
             value = bool(value)
         values[name] = value
