@@ -87,3 +87,36 @@ def test_a_good_store_passes_and_a_pipe_is_refused_without_blocking(store: Path,
     os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
     with pytest.raises(StoreError, match="not a regular file"):
         Store(fifo)
+
+
+_FUZZ = """
+import random, sys
+from pathlib import Path
+from metaprep.errors import StoreError
+from metaprep.prep.store import Store
+src, work, seed, n = Path(sys.argv[1]).read_bytes(), Path(sys.argv[2]), int(sys.argv[3]), \\
+    int(sys.argv[4])
+rng = random.Random(seed)
+for i in range(n):
+    data = bytearray(src)
+    at = rng.randrange(len(data) - 8)
+    for k in range(rng.choice([1, 2, 4, 8])):
+        data[at + k] = rng.randrange(256)
+    work.write_bytes(bytes(data))
+    try:
+        with Store(work) as s:
+            s.vocab, s.read_vectors(s.sources[0])
+    except StoreError:
+        pass
+    except BaseException as exc:
+        print(f"byte {at}: {type(exc).__name__}: {exc}")
+        raise SystemExit(1)
+"""
+
+
+def test_random_corruptions_of_a_real_store_are_store_errors(store: Path, tmp_path: Path) -> None:
+    """Bytes changed anywhere in a store made by `metaprep align`: each opens, or is one
+    StoreError; never another exception, a hang (the timeout) or a crash."""
+    proc = subprocess.run([sys.executable, "-c", _FUZZ, str(store), str(tmp_path / "f.h5"), "7",
+                           "120"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
