@@ -337,3 +337,18 @@ def test_scan_of_damaged_graph_bytes_raises_only_value_error(model_dir: Path,
     except ValueError:
         return
     assert all(isinstance(loc, str) for loc in locations)
+
+
+def test_onnxruntime_floor_is_the_version_tested() -> None:
+    """An older onnxruntime resolves external data differently (it could read outside a model
+    directory), so the dependency floor must be the version this suite runs."""
+    import re
+    import tomllib
+
+    import onnxruntime
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    floors = {m.group(1) for spec in project["project"]["optional-dependencies"].values()
+              for m in [re.fullmatch(r"onnxruntime>=([\d.]+)", s) for s in spec] if m}
+    installed = ".".join(onnxruntime.__version__.split(".")[:2])
+    assert floors == {installed}, (floors, onnxruntime.__version__)
