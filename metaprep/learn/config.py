@@ -107,7 +107,7 @@ class RunConfig:
                 raise bad(key, f"must be at most {most:,} (not {getattr(self, key):,})")
         if len(self.sources) > MAX_SOURCES:
             raise bad("sources", f"at most {MAX_SOURCES} sources")
-        if any(not 1 <= d <= MAX_SOURCE_DIM for d in self.source_dims):
+        if any(not 0 <= d <= MAX_SOURCE_DIM for d in self.source_dims):  # 0: not filled yet
             raise bad("source_dims", f"each must be from 1 to {MAX_SOURCE_DIM}")
         if self.weight_count() > MAX_WEIGHTS:
             raise bad("hidden", f"these sizes make a model of about {self.weight_count():,} "
