@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from exportkit import make_store, write_task
+from exportkit import make_run
 
 from metaprep.errors import ConfigError
 from metaprep.learn.config import ENCODERS, LIMITS, MAX_WEIGHTS, METHODS, RunConfig
@@ -46,19 +46,13 @@ def test_sizes_each_allowed_but_too_large_together_are_refused() -> None:
 
 def test_a_run_killed_before_its_first_epoch_with_huge_sizes_is_one_line(tmp_path: Path) -> None:
     """No weights file yet, so nothing else bounds the edited sizes."""
-    store = make_store(tmp_path / "s.h5")
-    train, dev = write_task(tmp_path / "t.tsv", 40), write_task(tmp_path / "d.tsv", 20, seed=2)
-    run = tmp_path / "run"
-    base = [sys.executable, "-m", "metaprep", "train"]
-    subprocess.run([*base, "--store", str(store), "--train", str(train), "--dev", str(dev),
-                    "--hidden", "8", "--mlp-hidden", "8", "--proj-dim", "8", "--epochs", "1",
-                    "-o", str(run), "-q"], check=True, capture_output=True)
+    run = make_run(tmp_path / "w")
     for name in ("best.safetensors", "checkpoint.pt", "metrics.json"):  # as before epoch 1
-        (run / name).unlink()
+        (run / name).unlink(missing_ok=True)
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "hidden": 10**9, "proj_dim": 10**9}))
-    proc = subprocess.run([*base, "--resume", "-o", str(run), "-q"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "metaprep", "train", "--resume", "-o", str(run),
+                           "-q"], capture_output=True, text=True, timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"error: {run / 'config.json'}: config key")
