@@ -103,6 +103,16 @@ def test_output_may_not_be_the_input_or_inside_the_model_dir(model_dir: Path,
                                   quiet=True)).records == 1
 
 
+def test_paths_given_as_str_work(model_dir: Path, tmp_path: Path) -> None:
+    """``output="p.jsonl"`` (a str where a Path is typed) used to be an AttributeError."""
+    texts = tmp_path / "in.txt"
+    texts.write_text("the cat sat\n")
+    out = tmp_path / "p.jsonl"
+    predict(PredictOptions(model_dir=str(model_dir), input=str(texts),  # type: ignore[arg-type]
+                           output=str(out)))  # type: ignore[arg-type]
+    assert len(out.read_text().splitlines()) == 1
+
+
 def test_predict_on_a_bare_str_is_a_clear_error(model_dir: Path) -> None:
     model = Model(model_dir)
     with pytest.raises(DataError, match="give a list of texts, not one str"):
