@@ -120,3 +120,32 @@ def test_random_corruptions_of_a_real_store_are_store_errors(store: Path, tmp_pa
     proc = subprocess.run([sys.executable, "-c", _FUZZ, str(store), str(tmp_path / "f.h5"), "7",
                            "120"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+
+
+_WRITE_THEN_DAMAGE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from exportkit import make_store
+from metaprep.errors import StoreError
+from metaprep.prep.store import Store
+path = make_store(Path(sys.argv[1]))
+with Store(path) as s:  # just written here: not walked again
+    s.vocab
+data = bytearray(path.read_bytes())
+at = data.find(b"GCOL\\x01")
+data[at + 16 : at + 32] = bytes(16)
+path.write_bytes(bytes(data))
+try:
+    with Store(path) as s:
+        s.vocab
+except StoreError as exc:
+    print(exc)
+"""
+
+
+def test_a_store_changed_after_this_process_wrote_it_is_checked_again(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", _WRITE_THEN_DAMAGE, str(tmp_path / "s.h5"),
+                           str(Path(__file__).parents[1])], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "the string heap at byte" in proc.stdout, proc.stderr

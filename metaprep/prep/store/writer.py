@@ -15,6 +15,7 @@ import numpy as np
 
 from metaprep.errors import StoreError
 from metaprep.prep.store.guardfile import DiscardableFile
+from metaprep.prep.store.heapcheck import written_here
 from metaprep.prep.store.layout import (
     _BLOCK_BYTES,
     _CHUNK_BYTES,
@@ -230,6 +231,7 @@ class StoreWriter:
         self._f.close()
         self._file.close()
         os.replace(self.tmp_path, self.path)
+        written_here(self.path)
         return self.path
 
     def abort(self) -> None:
