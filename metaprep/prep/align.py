@@ -105,6 +105,10 @@ def _stream(
             if chunk.vectors.ndim != 2 or chunk.vectors.shape[1] != src.dim:
                 raise FormatError(f"a chunk of {chunk.vectors.shape} vectors where dim is "
                                   f"{src.dim}", path=spec.path)
+            if "\x00" in "".join(chunk.words):  # name the file (the vocabulary check cannot)
+                bad = next(w for w in chunk.words if "\x00" in w)
+                raise FormatError(f"the word {bad!r} holds a NUL character, which a store cannot "
+                                  "hold", path=spec.path, hint="delete or fix that row")
             pos, rows = matcher.match(chunk.words)
             if not rows:
                 continue
