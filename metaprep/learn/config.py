@@ -56,6 +56,15 @@ class RunConfig:
     mlp_hidden: int = 512  # classifier hidden layer, as wide as the encoder (InferSent)
     num_labels: int = 2  # filled from the training labels (2: the smallest classifier)
     pair: bool = False  # filled from the data: pairs get features [u, v, |u-v|, u*v]
+    # single: softmax over the labels | multilabel: a sigmoid per label, any number of labels
+    task: str = "single"
+    label_sep: str = ","  # multilabel TSV/CSV: the separator inside the label column
+    # multilabel: weight label j's positives by min(pos_weight, negatives_j / positives_j) in
+    # the loss, so rare labels are not drowned by their negatives; 0: no weights
+    pos_weight: float = 0.0
+    # multilabel: the dev figure that picks the best epoch (single-label: accuracy); micro-F1
+    # counts every (example, label) decision alike, as most multi-label reports do
+    select_metric: str = "micro_f1"
     # training
     lr: float = 4e-4  # Adam, as in the paper
     lr_decay: float = 0.2  # lr *= lr_decay when dev accuracy does not improve (InferSent: /5)
@@ -100,8 +109,17 @@ class RunConfig:
                 raise bad(key, "must be above 0")
         if not 0.0 <= self.mix_dropout < 1.0:
             raise bad("mix_dropout", "must be in [0, 1)")
-        if self.num_labels < 2:
+        if self.task not in ("single", "multilabel"):
+            raise bad("task", f"must be single or multilabel, not {self.task!r}")
+        if self.num_labels < (2 if self.task == "single" else 1):
             raise bad("num_labels", "a classifier needs at least 2 labels")
+        if not self.pos_weight >= 0:
+            raise bad("pos_weight", "must be 0 (off) or above")
+        if self.select_metric not in ("micro_f1", "macro_f1", "mean_auc"):
+            raise bad("select_metric", "must be micro_f1, macro_f1 or mean_auc, not "
+                      f"{self.select_metric!r}")
+        if not self.label_sep or self.label_sep != self.label_sep.strip():
+            raise bad("label_sep", "must be a non-empty separator without spaces")
         for key, most in LIMITS.items():
             if getattr(self, key) > most:
                 raise bad(key, f"must be at most {most:,} (not {getattr(self, key):,})")

@@ -40,11 +40,12 @@ if TYPE_CHECKING:
 
     from metaprep.learn.data import TextEncoder
     from metaprep.learn.model import MetaEmbeddingClassifier
+    from metaprep.learn.multilabel import Thresholds
     from metaprep.prep.store import Store
 
 __all__ = [  # the layout's file names, then the API
     "ANALYSIS", "ATTENTION_PLOT", "BEST", "CHECKPOINT", "CONFIG", "DATA", "LABELS",
-    "LEARNING_CURVES", "METRICS", "SPLITS", "STORE", "TOKENIZER",
+    "LEARNING_CURVES", "METRICS", "SPLITS", "STORE", "THRESHOLDS", "TOKENIZER",
     "Checkpoint", "DataRecord", "FileRef", "Run", "StoreRef", "run_state", "write_json",
 ]
 
@@ -60,8 +61,9 @@ BEST = "best.safetensors"
 CHECKPOINT = "checkpoint.pt"
 LEARNING_CURVES = "learning_curves.png"
 ATTENTION_PLOT = "attention_by_source.png"
+THRESHOLDS = "thresholds.json"  # multi-label runs: per-label thresholds tuned on dev
 _WRITTEN = (CONFIG, LABELS, TOKENIZER, STORE, DATA, METRICS, ANALYSIS, BEST, CHECKPOINT,
-            LEARNING_CURVES, ATTENTION_PLOT)
+            LEARNING_CURVES, ATTENTION_PLOT, THRESHOLDS)
 
 RunState = Literal["empty", "started", "checkpointed", "weights-only"]
 
@@ -318,6 +320,30 @@ class Run:
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json(self.path / METRICS, metrics)
+
+    def write_thresholds(self, thresholds: Thresholds) -> None:
+        write_json(self.path / THRESHOLDS, thresholds.to_dict(self.labels))
+
+    def thresholds(self) -> Thresholds | None:
+        """A multi-label run's tuned thresholds (None before training finished them, and for
+        single-label runs), checked against labels.json."""
+        from metaprep.learn.multilabel import Thresholds
+
+        path = self.path / THRESHOLDS
+        if self.config.task != "multilabel" or not path.exists():
+            return None
+        data = _read_json(path)
+
+        def ok(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+
+        per = data.get("per_label") if isinstance(data, dict) else None
+        if (not isinstance(per, dict) or list(per) != self.labels
+                or not all(ok(v) for v in per.values()) or not ok(data.get("global"))):
+            raise ModelError("expected {\"global\": t, \"per_label\": {label: t}} with every "
+                             "label of labels.json in order and each t in [0, 1]", path=path,
+                             hint="the file was edited by hand; train the run again")
+        return Thresholds(float(data["global"]), tuple(float(per[k]) for k in self.labels))
 
     def write_analysis(self, report: dict[str, Any]) -> None:
         write_json(self.path / ANALYSIS, report)

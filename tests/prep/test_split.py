@@ -75,11 +75,11 @@ def test_a_write_failure_leaves_the_previous_split_whole(tmp_path: Path,
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     write = split_module._write_tsv
 
-    def failing(tmp: Path, path: Path, examples: list[Example]) -> None:
+    def failing(tmp: Path, path: Path, examples: list[Example], label_sep: str = ",") -> None:
         if path.name == "dev.tsv":
             tmp.write_text("half")
             raise split_module.write_failure(path, OSError(28, "No space left on device"))
-        write(tmp, path, examples)
+        write(tmp, path, examples, label_sep)
 
     monkeypatch.setattr(split_module, "_write_tsv", failing)
     with pytest.raises(WriteError, match="cannot write dev.tsv"):
