@@ -87,6 +87,16 @@ def test_split_under_a_file_size_limit(tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_evaluate_output_under_a_file_size_limit(tmp_path: Path) -> None:
+    """It said only "No space left on device", naming no file."""
+    run = make_run(tmp_path / "w", method="dme", encoder="pool")
+    dev = write_task(tmp_path / "d.tsv", 20, seed=2)
+    out = tmp_path / "scores.json"
+    proc = _metaprep(["evaluate", str(run), str(dev), "-o", str(out), "-q"], fsize=50)
+    _one_line_error(proc, out)
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
 def test_train_and_export_under_a_file_size_limit(tmp_path: Path) -> None:
     store = make_store(tmp_path / "store.h5")
     train, dev = write_task(tmp_path / "t.tsv", 40), write_task(tmp_path / "d.tsv", 20, seed=2)

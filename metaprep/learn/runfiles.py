@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metaprep.atomic import atomic_path
+from metaprep.atomic import atomic_path, write_failure
 from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError, DataError, ModelError
 from metaprep.ids import CASE_POLICIES
@@ -33,7 +33,10 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 # --- JSON ---------------------------------------------------------------------------------------
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        try:
+            tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        except OSError as exc:  # a full disk: name the file
+            raise write_failure(path, exc) from exc
 
 
 def check_run_file(path: Path) -> None:
