@@ -515,6 +515,78 @@ def debian_task(
     return kept, stats
 
 
+@dataclass(frozen=True)
+class DebtagsConfig:
+    facets: tuple[str, ...] = ("role", "use", "implemented-in", "interface", "works-with")
+    min_count: int = 100  # tags on fewer kept packages are dropped (too rare to learn or score)
+    fractions: tuple[float, float, float] = (0.80, 0.10, 0.10)  # train / dev / test
+    seed: int = 0
+
+
+def debtags_task(
+    packages: Iterable[Package], config: DebtagsConfig = DebtagsConfig()
+) -> tuple[list[tuple[str, tuple[str, ...]]], dict[str, Any]]:
+    """Multi-label task: (short description, its debtags in ``config.facets`` with enough
+    support). Only tagged packages count; one package per description (the first by name);
+    a package whose tags all fall outside the kept ones stays as an example with no label."""
+    seen: set[str] = set()
+    texts: set[str] = set()
+    rows: list[tuple[str, tuple[str, ...]]] = []
+    stats = {"packages": 0, "untagged": 0, "empty": 0, "duplicate": 0}
+    for p in sorted(packages, key=lambda p: p.name):
+        if p.name in seen:
+            continue
+        seen.add(p.name)
+        stats["packages"] += 1
+        text = " ".join(p.description.split())
+        if not p.tags:
+            stats["untagged"] += 1
+        elif not text:
+            stats["empty"] += 1
+        elif text.lower() in texts:
+            stats["duplicate"] += 1
+        else:
+            texts.add(text.lower())
+            tags = tuple(t for t in p.tags if t.split("::")[0] in config.facets
+                         and not t.endswith("::TODO") and "," not in t)
+            rows.append((text, tags))
+    support: dict[str, int] = {}
+    for _, tags in rows:
+        for t in tags:
+            support[t] = support.get(t, 0) + 1
+    kept = {t for t, n in support.items() if n >= config.min_count}
+    rows = [(text, tuple(sorted(t for t in tags if t in kept))) for text, tags in rows]
+    stats.update(kept=len(rows), labels=len(kept), rare_tags_dropped=len(support) - len(kept),
+                 no_label=sum(1 for _, tags in rows if not tags))
+    return rows, stats
+
+
+def prepare_debtags(out: Path, packages_files: Sequence[str | Path] | None = None,
+                    config: DebtagsConfig = DebtagsConfig()) -> dict[str, Any]:
+    """Write ``debtags.{train,dev,test}.tsv`` (labels joined by ","), split by metaprep's
+    multi-label split (stratified by each example's rarest tag, seeded)."""
+    from metaprep.prep.split import split_multilabel
+
+    paths = [Path(p) for p in packages_files] if packages_files else find_packages_files()
+    rows, stats = debtags_task([p for path in paths for p in read_packages(path)], config)
+    if stats["labels"] < 2:
+        raise DataError(f"only {stats['labels']} tag(s) with >= {config.min_count} packages",
+                        path=paths[0], hint="is this a full Packages index?")
+    _, dev, test = config.fractions
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        source = Path(tmp) / "all.tsv"
+        # write_tsv refuses an empty label; here an empty cell is an example with no tag
+        source.write_text("text\tlabel\n" + "".join(f"{t}\t{','.join(tags)}\n"
+                                                   for t, tags in rows), encoding="utf-8")
+        sizes, notes = split_multilabel(source, tmp, dev=dev, test=test, seed=config.seed)
+        files = {}
+        for name in SPLITS:
+            files[name] = str(out / f"debtags.{name}.tsv")
+            os.replace(Path(tmp) / f"{name}.tsv", files[name])
+    return {"files": files, "packages_files": [str(p) for p in paths], "config": asdict(config),
+            "cleaning": stats, "sizes": sizes, "notes": notes}
+
+
 # --- pretrained tables -----------------------------------------------------------------------
 
 
@@ -627,7 +699,7 @@ def prepare(
     tasks not built this time are kept from an existing manifest.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    unknown = set(tasks) - {"fortunes", "debian"}
+    unknown = set(tasks) - {"fortunes", "debian", "debtags"}
     if unknown:
         raise ValueError(f"unknown task(s): {', '.join(sorted(unknown))}")
     glove_npy, glove_vocab = export_glove(out)
@@ -647,6 +719,8 @@ def prepare(
                              "cleaning": drop_stats, "counts": _counts(splits, by_label)}
     if "debian" in tasks:
         built["debian"] = prepare_debian(out, packages_files, debian_config)
+    if "debtags" in tasks:
+        built["debtags"] = prepare_debtags(out, packages_files)
     manifest: dict[str, Any] = {
         "glove": {"matrix": str(glove_npy), "vocab": str(glove_vocab)},
         "minilm": {"table": str(minilm_table), "tensor": minilm_tensor,
@@ -692,6 +766,14 @@ def _print_summary(manifest: Mapping[str, Any], tasks: Sequence[str] = ("fortune
               f"{len(c['small_sections'])} sections under {task['config']['min_count']} texts)")
         _print_counts(task["counts"], {})
         print("task files: " + ", ".join(task["files"][s] for s in SPLITS) + "\n")
+    if "debtags" in tasks:
+        task = manifest["tasks"]["debtags"]
+        c = task["cleaning"]
+        print(f"debtags: {c['packages']:,} packages ({c['untagged']:,} untagged, "
+              f"{c['duplicate']:,} duplicate descriptions) -> {c['kept']:,} texts, "
+              f"{c['labels']} tags ({c['no_label']:,} texts with none of them); "
+              + ", ".join(f"{k} {v:,}" for k, v in task["sizes"].items()))
+        print("task files: " + ", ".join(task["files"][s] for s in SPLITS) + "\n")
     print("metaprep align sources:")
     print(f"  glove={glove['matrix']} --vocab-file glove={glove['vocab']}")
     print(f"  minilm={minilm['table']} --tensor minilm={minilm['tensor']} "
@@ -718,13 +800,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--packages-file", action="append", default=[], metavar="PATH",
                         help="build the Debian task from this Packages index (plain, .lz4, .gz "
                         "or .xz; repeatable)")
+    parser.add_argument("--debtags", action="store_true",
+                        help="build the multi-label debtags task (package description -> its "
+                        "role/use/implemented-in/interface/works-with tags) from the same indices")
     parser.add_argument("--min-count", type=int, default=DebianConfig.min_count,
                         help="debian: drop sections with fewer texts")
     args = parser.parse_args(argv)
     debian = args.debian_packages or bool(args.packages_file)
-    fortunes = (not debian or args.fortunes or args.fortunes_dir is not None
+    fortunes = (not (debian or args.debtags) or args.fortunes or args.fortunes_dir is not None
                 or args.fortunes_deb is not None)
-    tasks = [t for t, on in (("fortunes", fortunes), ("debian", debian)) if on]
+    tasks = [t for t, on in (("fortunes", fortunes), ("debian", debian),
+                             ("debtags", args.debtags)) if on]
     config = TaskConfig(cap=args.cap or None, max_words=args.max_words, seed=args.seed)
     try:
         manifest = prepare(args.out, fortunes_dir=args.fortunes_dir,

@@ -27,11 +27,13 @@ Importing this module is cheap: each stage imports its heavy libraries when it r
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from metaprep.errors import ConfigError
+from metaprep.learn.config import LIMITS as RUN_LIMITS
 from metaprep.outputs import claim_outputs, is_model_dir, only_replace_a_store, path_fields
 from metaprep.taskdata import task_columns
 
@@ -96,25 +98,53 @@ class SplitOptions(TaskColumns):
     test: float = 0.15  # share of each label for test (0: no test.tsv)
     seed: int = 0  # shuffle seed: the same seed gives the same files
     encoding: str = "utf-8"  # of the data file (e.g. latin-1)
+    task: str | None = None  # single | multilabel [detected from the data]
+    label_sep: str = ","  # multi-label TSV/CSV: the separator inside the label column
 
 
 @dataclass(frozen=True)
 class SplitResult:
     output: Path
     counts: dict[str, int]  # examples per split
+    notes: list[str] = field(default_factory=list)  # what a user should hear (multi-label)
 
 
 def split(options: SplitOptions) -> SplitResult:
     """One labelled file -> stratified, seeded train/dev/test TSV files."""
-    from metaprep.prep.split import split_file
+    from metaprep.prep.split import split_file, split_multilabel
 
     o = options
     out = Path(_req(o.output, "output", "split"))
     files = {f"output/{n}.tsv": out / f"{n}.tsv" for n in ("train", "dev", "test")}
+    data = _req(o.data, "data", "split")
+    task, why = _resolve_task(o.task, data, label_sep=o.label_sep, encoding=o.encoding,
+                             columns=task_columns(o))
     with claim_outputs("split", o, files):
-        counts = split_file(_req(o.data, "data", "split"), out, dev=o.dev, test=o.test,
+        if task == "multilabel":
+            counts, notes = split_multilabel(data, out, dev=o.dev, test=o.test, seed=o.seed,
+                                             encoding=o.encoding, columns=task_columns(o),
+                                             label_sep=o.label_sep)
+            return SplitResult(out, counts, ([why] if why else []) + notes)
+        counts = split_file(data, out, dev=o.dev, test=o.test,
                             seed=o.seed, encoding=o.encoding, columns=task_columns(o))
     return SplitResult(out, counts)
+
+
+def _resolve_task(task: str | None, data: PathLike, *, label_sep: str, encoding: str,
+                 columns: Any) -> tuple[str, str]:
+    """(task, note): the given task, or the one the data shows (the note says why)."""
+    from metaprep.labelsets import TASKS, check_label_sep, detect_task
+
+    check_label_sep(label_sep)
+    if task is not None:
+        if task not in TASKS:
+            raise ConfigError(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
+        return task, ""
+    found, why = detect_task(data, label_sep=label_sep, encoding=encoding, columns=columns)
+    if found == "multilabel":
+        return found, (f"multi-label task detected ({why}); pass --task single to read each "
+                       "label whole")
+    return found, ""
 
 
 # --- align --------------------------------------------------------------------------------------
@@ -179,12 +209,14 @@ def _jsonable(value: Any) -> Any:
 HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", "mix_relu",
          "mix_dropout", "encoder", "hidden", "mlp_hidden", "lr", "lr_decay", "min_lr",
          "patience", "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps",
-         "learned_dim", "learned_buckets", "learned_init", "learned_dropout",
-         "learned_weight_decay", "learned_lr_scale")
+         "pos_weight", "select_metric", "learned_dim", "learned_buckets", "learned_init",
+         "learned_dropout", "learned_weight_decay", "learned_lr_scale")
 
 
 @dataclass(frozen=True)
 class TrainOptions(TaskColumns):
+    # upper bounds of the sizes (RunConfig's), checked by a pipeline when its file is loaded
+    BOUNDS: ClassVar[dict[str, int]] = RUN_LIMITS
     store: PathLike | None = _in()  # the aligned store (on resume: the run's, by default)
     train: PathLike | None = _in()  # training data (on resume: the run's)
     dev: PathLike | None = _in()  # dev data: lr decay, early stopping, best epoch
@@ -218,6 +250,10 @@ class TrainOptions(TaskColumns):
     grad_clip: float | None = None  # max gradient norm [5.0]
     seed: int | None = None  # weights, batch order and dropout: reruns are bit-identical [0]
     checkpoint_steps: int | None = None  # also checkpoint every N steps (0: epoch ends) [0]
+    pos_weight: float | None = None  # multilabel: cap of the rare labels' positive weight [0: off]
+    select_metric: str | None = None  # multilabel: micro_f1 | macro_f1 | mean_auc [micro_f1]
+    task: str | None = None  # single | multilabel [detected from the train file]
+    label_sep: str | None = None  # multilabel TSV/CSV: the separator inside the label column [,]
     resume: bool = False  # continue the run in ``output`` from its last checkpoint
     data_encoding: str = "utf-8"  # of the data files
     threads: int | None = None  # torch CPU threads [torch's choice]
@@ -232,6 +268,7 @@ class TrainOptions(TaskColumns):
 class TrainResult:
     run: Path
     metrics: dict[str, Any]  # what metrics.json holds: epochs, best epoch, dev and test scores
+    notes: list[str] = field(default_factory=list)  # e.g. the task detected from the data
 
     @property
     def dev_accuracy(self) -> float:
@@ -280,6 +317,17 @@ def train(options: TrainOptions) -> TrainResult:
         for name in ("store", "train", "dev"):
             _req(getattr(o, name), name, "train")
     given = {**preset, **o.given()}  # explicit options win; a resume checks these
+    given.update({k: v for k in ("task", "label_sep") if (v := getattr(o, k)) is not None})
+    notes = []
+    if not o.resume:
+        task, why = _resolve_task(o.task, _req(o.train, "train", "train"),
+                                 label_sep=o.label_sep or ",", encoding=o.data_encoding,
+                                 columns=task_columns(o))
+        given["task"] = task
+        if why:
+            notes.append(why)
+            if not o.quiet:
+                print(f"note: {why}", file=sys.stderr)
     cfg = RunConfig(method=method or RunConfig.method, sources=chosen,
                     source_dims=[0] * len(chosen), **given)
     if method is not None:
@@ -296,7 +344,7 @@ def train(options: TrainOptions) -> TrainResult:
                             out=out, resume=o.resume, progress=not o.quiet,
                             encoding=o.data_encoding, overrides=given,
                             columns=task_columns(o))
-    return TrainResult(Path(metrics["run_dir"]), metrics)
+    return TrainResult(Path(metrics["run_dir"]), metrics, notes)
 
 
 # --- evaluate -----------------------------------------------------------------------------------

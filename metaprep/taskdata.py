@@ -33,6 +33,8 @@ __all__ = [
     "Example",
     "count_words",
     "detect_task_format",
+    "fasttext_records",
+    "json_records",
     "looks_like_task_data",
     "read_examples",
     "read_word_list",
@@ -81,6 +83,10 @@ class Example(NamedTuple):
     line: int  # 1-based line of the file where the example starts
 
 
+# Longest line of task data read (an example is one line; the CSV/TSV field limit is 128 KiB)
+MAX_LINE_BYTES = 1 << 20
+
+
 def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     """(line number, decoded line) pairs; a decoding error names the line."""
     try:
@@ -88,7 +94,10 @@ def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     except OSError as exc:
         raise DataError(f"cannot read task data: {exc.strerror or exc}", path=path) from exc
     with f:
-        for no, raw in enumerate(f, 1):
+        for no, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(raw) > MAX_LINE_BYTES:  # read no further: a 1 GB line would be 1 GB here
+                raise DataError(f"the line is longer than {MAX_LINE_BYTES:,} bytes", path=path,
+                                line=no, hint="an example is one line of text: shorten it")
             try:
                 text = raw.decode(encoding)
             except UnicodeDecodeError as exc:
@@ -207,6 +216,10 @@ def _read_delimited(
             else:
                 yield Example((row[idx[keys[0]]], row[idx[keys[1]]]), label, line)
     except csv.Error as exc:
+        if "new-line character seen in unquoted field" in str(exc):  # Python's advice misleads
+            raise DataError(f"malformed {fmt.upper()}: a line ends in a bare carriage return "
+                            "(CR)", path=path, line=current[0],
+                            hint="end lines with LF or CRLF, e.g. tr '\\r' '\\n'") from exc
         raise DataError(f"malformed {fmt.upper()}: {exc}", path=path, line=current[0]) from exc
 
 
@@ -227,7 +240,9 @@ def _json_type(value: object) -> str:
             list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
-def _read_jsonl(path: Path, encoding: str, require_label: bool, c: Columns) -> Iterator[Example]:
+def json_records(path: Path, encoding: str, require_label: bool, c: Columns
+                 ) -> Iterator[tuple[int, dict[str, Any], str | tuple[str, str]]]:
+    """(line, object, text or pair) of each non-blank JSONL line, the texts checked."""
     for no, text in _lines(path, encoding):
         if not text.strip():
             continue
@@ -247,8 +262,12 @@ def _read_jsonl(path: Path, encoding: str, require_label: bool, c: Columns) -> I
             if not isinstance(v, str):
                 raise DataError(f"{k!r} must be a string, not {_json_type(v)}",
                                 path=path, line=no)
-        yield Example(values[0] if len(values) == 1 else (values[0], values[1]),
-                      _json_label(obj, c.label, require_label, path, no), no)
+        yield no, obj, values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def _read_jsonl(path: Path, encoding: str, require_label: bool, c: Columns) -> Iterator[Example]:
+    for no, obj, text in json_records(path, encoding, require_label, c):
+        yield Example(text, _json_label(obj, c.label, require_label, path, no), no)
 
 
 def _json_label(obj: dict[str, Any], key: str, require: bool, path: Path, no: int) -> str | None:
@@ -266,7 +285,8 @@ def _json_label(obj: dict[str, Any], key: str, require: bool, path: Path, no: in
                     path=path, line=no, hint="give every example a label")
 
 
-def _read_fasttext(path: Path, encoding: str, require_label: bool) -> Iterator[Example]:
+def fasttext_records(path: Path, encoding: str) -> Iterator[tuple[int, list[str], str]]:
+    """(line, labels, text) of each non-blank fastText line: its ``__label__`` prefixes read."""
     for no, text in _lines(path, encoding):
         parts = text.split()
         if not parts:
@@ -274,6 +294,11 @@ def _read_fasttext(path: Path, encoding: str, require_label: bool) -> Iterator[E
         labels = []
         while parts and parts[0].startswith(_LABEL_PREFIX):
             labels.append(parts.pop(0)[len(_LABEL_PREFIX):])
+        yield no, labels, " ".join(parts)
+
+
+def _read_fasttext(path: Path, encoding: str, require_label: bool) -> Iterator[Example]:
+    for no, labels, text in fasttext_records(path, encoding):
         if len(labels) > 1:
             raise DataError(
                 f"{len(labels)} labels on one line; only single-label examples are supported",
@@ -281,7 +306,7 @@ def _read_fasttext(path: Path, encoding: str, require_label: bool) -> Iterator[E
             )
         if require_label and not labels:
             raise DataError("line has no __label__ prefix", path=path, line=no, hint=_HINT)
-        yield Example(" ".join(parts), labels[0] if labels else None, no)
+        yield Example(text, labels[0] if labels else None, no)
 
 
 def read_examples(

@@ -365,3 +365,22 @@ def test_main_debian_only_keeps_the_fortunes_entry(tmp_path: Path,
     assert set(manifest["tasks"]) == {"debian", "fortunes"}
     assert manifest["task"] == {"files": {"train": "f.tsv"}}  # the older entry, kept
     assert (out / "debian.train.tsv").is_file()
+
+
+def test_debtags_task_keeps_supported_facet_tags_and_unlabelled_packages() -> None:
+    P = realdata.Package
+    tags = ("role::program", "use::editing", "suite::gnome", "use::TODO")
+    packages = [P(f"p{i}", f"Editor number {i}", "editors", "main", tags) for i in range(3)]
+    packages += [
+        P("p0", "a repeated name", "editors", "main", tags),  # the name again: once
+        P("q", "EDITOR NUMBER 1", "editors", "main", ("role::program",)),  # text again: dropped
+        P("r", "untagged", "misc", "main", ()),
+        P("s", "only other facets", "misc", "main", ("suite::gnome", "role::rare")),
+    ]
+    rows, stats = realdata.debtags_task(packages, realdata.DebtagsConfig(min_count=2))
+    assert rows == [("Editor number 0", ("role::program", "use::editing")),
+                    ("Editor number 1", ("role::program", "use::editing")),
+                    ("Editor number 2", ("role::program", "use::editing")),
+                    ("only other facets", ())]
+    assert stats == {"packages": 6, "untagged": 1, "empty": 0, "duplicate": 1, "kept": 4,
+                     "labels": 2, "rare_tags_dropped": 1, "no_label": 1}

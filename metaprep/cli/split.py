@@ -12,6 +12,7 @@ _EPILOG = """\b
 Examples:
   metaprep split reviews.tsv -o data/
   metaprep split corpus.txt --encoding latin-1 --dev 0.2 --test 0.2 --seed 1 -o data/
+  metaprep split tags.jsonl -o data/          # multi-label: detected from the label lists
 """
 
 
@@ -24,6 +25,10 @@ Examples:
 @click.option("--seed", default=0, show_default=True, help="Shuffle seed.")
 @click.option("--encoding", default="utf-8", show_default=True,
               help="Encoding of DATA (e.g. latin-1).")
+@click.option("--task", type=click.Choice(["single", "multilabel"]),
+              help="single or multilabel [default: detected from DATA, and said so]")
+@click.option("--label-sep", default=",", show_default=True,
+              help="Multi-label TSV/CSV: the separator inside the label column (also written).")
 @column_options()
 def command(**kw: Any) -> None:
     """Split a labelled file (TSV/CSV/JSONL/fastText __label__ lines) into train/dev/test TSVs,
@@ -31,4 +36,6 @@ def command(**kw: Any) -> None:
     from metaprep import stages
 
     result = stages.split(stages.SplitOptions(**kw))
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo("  ".join(f"{k}: {v}" for k, v in result.counts.items()) + f"  -> {result.output}")

@@ -17,6 +17,7 @@ Examples:
   metaprep train --store store.h5 --train t.tsv --dev d.tsv --preset fast -o run2/
   metaprep train --store store.h5 --train t.tsv --dev d.tsv --preset fast --proj-dim 128 -o r3/
   metaprep train --resume -o run/        # continue a killed run: nothing else is needed
+  metaprep train --store s.h5 --train tags.tsv --dev d.tsv --task multilabel -o run/
   torchrun --nproc_per_node 2 -m metaprep train --store store.h5 ...   # DDP (gloo on CPU)
 
 Hyper-parameters not given take the defaults shown ([default: ...]); with --resume, the run's
@@ -87,6 +88,15 @@ def _hyper(name: str, kind: Any, default: object, text: str) -> Any:
 @_hyper("--seed", int, 0, "Seeds weights, batch order and dropout: a rerun is bit-identical.")
 @_hyper("--checkpoint-steps", int, 0,
         "Also checkpoint every N steps inside an epoch (0: at epoch ends only).")
+@click.option("--task", type=click.Choice(["single", "multilabel"]),
+              help="single: one label per text (softmax); multilabel: any number of labels "
+                   "(a sigmoid per label) [default: detected from the train file, and said so]")
+@click.option("--label-sep", help="Multi-label TSV/CSV: the separator inside the label column "
+              "[default: ,]")
+@_hyper("--pos-weight", float, 0.0, "Multi-label: weight a label's positives by "
+        "min(THIS, negatives/positives) in the loss (0: off).")
+@_hyper("--select-metric", click.Choice(["micro_f1", "macro_f1", "mean_auc"]), "micro_f1",
+        "Multi-label: the dev figure that picks the best epoch.")
 @click.option("--resume", is_flag=True,
               help="Continue the run in -o from its last checkpoint (its saved config and data "
                    "are used).")
@@ -106,6 +116,14 @@ def command(train_path: str | None, sources: str | None, **kw: Any) -> None:
         return  # under torchrun, rank 0 reports
     m = result.metrics
     click.echo(f"run: {result.run}")
+    if m["dev"].get("task") == "multilabel":
+        for split in ("dev", "test"):
+            if m.get(split):
+                s = m[split]
+                auc = "n/a" if s["mean_auc"] is None else f"{s['mean_auc']:.4f}"
+                click.echo(f"{split}: micro-F1 {s['micro_f1']:.4f} macro-F1 "
+                           f"{s['macro_f1']:.4f} mean AUC {auc} (best epoch {m['best_epoch']})")
+        return
     click.echo(f"best epoch {m['best_epoch']}: dev accuracy {m['dev']['accuracy']:.4f}"
                f" macro-F1 {m['dev']['macro_f1']:.4f}")
     if m.get("test"):

@@ -11,12 +11,25 @@ from typing import Any
 
 from metaprep.errors import ConfigError
 
-__all__ = ["ENCODERS", "FILLED", "METHODS", "PRESETS", "RunConfig", "preset_values"]
+__all__ = ["ENCODERS", "FILLED", "LIMITS", "MAX_WEIGHTS", "METHODS", "PRESETS", "RunConfig",
+           "preset_values"]
 
 METHODS = ("dme", "cdme", "concat", "sum", "single")
 ENCODERS = ("bilstm", "pool")
 # keys train fills from the store and the data; a caller's value for them is not an option
 FILLED = ("source_dims", "vocab_size", "num_labels", "pair")
+# Upper bounds, so that a config.json edited by hand (or a typo on the command line) is refused
+# before anything is allocated. Each is far above what any measured run used (the paper's sizes
+# are 256-512; our largest store has 400k words and 57 labels).
+LIMITS = {"proj_dim": 16384, "hidden": 16384, "mlp_hidden": 16384, "context_hidden": 1024,
+          "batch_size": 65536, "epochs": 100_000, "patience": 100_000,
+          "checkpoint_steps": 10**9, "num_labels": 1_000_000, "vocab_size": 2**31 - 3,
+          "learned_dim": 65536, "learned_buckets": 2**31 - 1}
+MAX_SOURCES = 64
+MAX_SOURCE_DIM = 65536
+# Trainable weights (the embedding tables are the store's, not counted): 500 M float32 weights
+# are 2 GB, and training holds about four copies (weights, gradients, Adam's two moments).
+MAX_WEIGHTS = 500_000_000
 
 
 # Measured recipes (benchmarks/results/frontier-*.md) a user picks by purpose; the CLI's
@@ -88,6 +101,15 @@ class RunConfig:
     mlp_hidden: int = 512  # classifier hidden layer, as wide as the encoder (InferSent)
     num_labels: int = 2  # filled from the training labels (2: the smallest classifier)
     pair: bool = False  # filled from the data: pairs get features [u, v, |u-v|, u*v]
+    # single: softmax over the labels | multilabel: a sigmoid per label, any number of labels
+    task: str = "single"
+    label_sep: str = ","  # multilabel TSV/CSV: the separator inside the label column
+    # multilabel: weight label j's positives by min(pos_weight, negatives_j / positives_j) in
+    # the loss, so rare labels are not drowned by their negatives; 0: no weights
+    pos_weight: float = 0.0
+    # multilabel: the dev figure that picks the best epoch (single-label: accuracy); micro-F1
+    # counts every (example, label) decision alike, as most multi-label reports do
+    select_metric: str = "micro_f1"
     # training
     lr: float = 4e-4  # Adam, as in the paper
     lr_decay: float = 0.2  # lr *= lr_decay when dev accuracy does not improve (InferSent: /5)
@@ -140,13 +162,55 @@ class RunConfig:
             raise bad("learned_lr_scale", "must be above 0")
         if self.learned_weight_decay < 0:
             raise bad("learned_weight_decay", "must be 0 or more")
-        if self.learned_buckets and not self.learned_dim:
-            raise bad("learned_buckets", "word bigrams need the learned source: set learned_dim")
         init = self.learned_init
         if init != "random" and self.sources and init not in self.sources:
             raise bad("learned_init", f"{init!r} is not one of the sources (or random)")
-        if self.num_labels < 2:
+        if self.task not in ("single", "multilabel"):
+            raise bad("task", f"must be single or multilabel, not {self.task!r}")
+        if self.num_labels < (2 if self.task == "single" else 1):
             raise bad("num_labels", "a classifier needs at least 2 labels")
+        if not self.pos_weight >= 0:
+            raise bad("pos_weight", "must be 0 (off) or above")
+        if self.select_metric not in ("micro_f1", "macro_f1", "mean_auc"):
+            raise bad("select_metric", "must be micro_f1, macro_f1 or mean_auc, not "
+                      f"{self.select_metric!r}")
+        if not self.label_sep or self.label_sep != self.label_sep.strip():
+            raise bad("label_sep", "must be a non-empty separator without spaces")
+        for key, most in LIMITS.items():
+            if getattr(self, key) > most:
+                raise bad(key, f"must be at most {most:,} (not {getattr(self, key):,})")
+        if self.learned_buckets and not self.learned_dim:
+            raise bad("learned_buckets", "word bigrams need the learned source: set learned_dim")
+        if len(self.sources) > MAX_SOURCES:
+            raise bad("sources", f"at most {MAX_SOURCES} sources")
+        if any(not 0 <= d <= MAX_SOURCE_DIM for d in self.source_dims):  # 0: not filled yet
+            raise bad("source_dims", f"each must be from 1 to {MAX_SOURCE_DIM}")
+        if self.weight_count() > MAX_WEIGHTS:
+            raise bad("hidden", f"these sizes make a model of about {self.weight_count():,} "
+                      f"trainable weights, more than the {MAX_WEIGHTS:,} metaprep trains")
+
+    def weight_count(self) -> int:
+        """About how many trainable weights the model has (model.py's layers, biases included;
+        the frozen embedding tables excluded, the learned source's included)."""
+        dims, d = self.all_dims, self.meta_dim
+
+        def lstm(inp: int, h: int) -> int:  # both directions, two bias vectors each
+            return 2 * 4 * h * (inp + h + 2)
+
+        front = d  # the UNK vector
+        if self.learned_dim:  # its word rows (pad and UNK too) and bigram rows
+            front += (self.vocab_size + 2 + self.learned_buckets) * self.learned_dim
+        if self.method in ("dme", "cdme", "sum", "single"):
+            front += sum((k + 1) * self.proj_dim for k in dims)
+        if self.method == "dme":
+            front += d + 1
+        elif self.method == "cdme":
+            front += lstm(d, self.context_hidden) + 2 * self.context_hidden + 1
+        encoded = 2 * self.hidden if self.encoder == "bilstm" else 2 * d
+        encoder = lstm(d, self.hidden) if self.encoder == "bilstm" else 0
+        features = 4 * encoded if self.pair else encoded
+        mlp = (features + 1) * self.mlp_hidden + (self.mlp_hidden + 1) * self.num_labels
+        return front + encoder + mlp
 
     @property
     def all_dims(self) -> list[int]:

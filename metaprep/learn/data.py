@@ -28,6 +28,7 @@ __all__ = [
     "TextEncoder",
     "bucket_batches",
     "collate",
+    "load_labelsets",
     "load_task",
     "shard_batches",
     "token_counts",
@@ -97,6 +98,7 @@ class TaskData:
     path: Path
     examples: list[Example]
     pair: bool
+    targets: np.ndarray | None = None  # multi-label: (N, C) float32 0/1 (labels are then -1)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -156,6 +158,52 @@ def load_task(
     return TaskData(path, examples, pair), labels
 
 
+def load_labelsets(
+    path: str | Path,
+    encoder: TextEncoder,
+    *,
+    labels: LabelMap | None = None,
+    label_sep: str = ",",
+    encoding: str = "utf-8",
+    progress: bool = True,
+    columns: Columns | None = None,
+) -> tuple[TaskData, LabelMap]:
+    """``load_task`` for multi-label data: ``targets`` holds each example's label set (an
+    example may have none). Without ``labels`` the map is built from this file (train)."""
+    from tqdm import tqdm
+
+    from metaprep.labelsets import read_labelsets
+
+    path = Path(path)
+    raw = list(tqdm(read_labelsets(path, label_sep=label_sep, encoding=encoding,
+                                   columns=columns),
+                    desc=f"reading {path.name}", unit=" ex", disable=not progress, leave=False))
+    if not raw:
+        raise DataError("no examples", path=path, hint="the file is empty or has only a header")
+    if labels is None:
+        labels = LabelMap.from_labels(x for ex in raw for x in ex.labels)
+        if len(labels) < 1:
+            raise DataError("no example in the training data has a label", path=path)
+    pair = isinstance(raw[0].text, tuple)
+    targets = np.zeros((len(raw), len(labels)), dtype=np.float32)
+    examples = []
+    for i, ex in enumerate(raw):
+        if isinstance(ex.text, tuple) != pair:
+            raise DataError("mixes single sentences and sentence pairs", path=path,
+                            line=ex.line)
+        encoded = []
+        for t in ex.text if isinstance(ex.text, tuple) else (ex.text,):
+            ids = encoder.encode(t)
+            if not ids:
+                raise DataError("empty text (no tokens)", path=path, line=ex.line,
+                                hint="remove the line or give it some text")
+            encoded.append(ids)
+        for label in ex.labels:
+            targets[i, labels.encode(label, path=path, line=ex.line)] = 1.0
+        examples.append(Example(encoded[0], encoded[1] if pair else None, -1, ex.line))
+    return TaskData(path, examples, pair, targets), labels
+
+
 def token_counts(data: TaskData) -> Counter[int]:
     """How often each id occurs in the data (both sentences of pairs)."""
     counts: Counter[int] = Counter()
@@ -199,7 +247,7 @@ class Batch(NamedTuple):
     lengths: torch.Tensor  # (B,) int64
     ids_b: torch.Tensor | None  # (B,T') for pairs
     lengths_b: torch.Tensor | None
-    labels: torch.Tensor  # (B,) int64
+    labels: torch.Tensor  # (B,) int64; multi-label: (B, C) float32 0/1
 
     def to(self, device: torch.device | str) -> Batch:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -227,5 +275,8 @@ def collate(data: TaskData, index: np.ndarray) -> Batch:
     ids_b = lengths_b = None
     if data.pair:
         ids_b, lengths_b = _pad([e.ids_b or [] for e in examples])
-    labels = torch.tensor([e.label for e in examples], dtype=torch.int64)
+    if data.targets is not None:
+        labels = torch.from_numpy(data.targets[index])
+    else:
+        labels = torch.tensor([e.label for e in examples], dtype=torch.int64)
     return Batch(ids, lengths, ids_b, lengths_b, labels)

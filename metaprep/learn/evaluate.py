@@ -10,27 +10,51 @@ import numpy as np
 import torch
 
 from metaprep.errors import DataError
-from metaprep.learn.data import LabelMap, TaskData, bucket_batches, collate, load_task
+from metaprep.learn.data import (
+    LabelMap,
+    TaskData,
+    bucket_batches,
+    collate,
+    load_labelsets,
+    load_task,
+)
+from metaprep.learn.multilabel import format_multilabel, multilabel_metrics
 from metaprep.learn.rundir import Run
 from metaprep.taskdata import Columns
 
-__all__ = ["classification_metrics", "evaluate_run", "format_report", "predict"]
+__all__ = ["classification_metrics", "evaluate_run", "format_report", "predict",
+           "predict_sigmoid"]
 
 
 @torch.no_grad()
+def _logits(model: torch.nn.Module, data: TaskData, batch_size: int, device: str) -> np.ndarray:
+    """(N, C) float32 logits, in file order (batched by length)."""
+    was_training = model.training
+    model.eval()
+    out = np.empty((len(data), 0), dtype=np.float32)
+    for index in bucket_batches(data.lengths(), batch_size):
+        b = collate(data, index).to(device)
+        logits = model(b.ids, b.lengths, b.ids_b, b.lengths_b).float().cpu().numpy()
+        if out.shape[1] == 0:
+            out = np.empty((len(data), logits.shape[1]), dtype=np.float32)
+        out[index] = logits
+    model.train(was_training)
+    return out
+
+
 def predict(
     model: torch.nn.Module, data: TaskData, *, batch_size: int = 256, device: str = "cpu"
 ) -> np.ndarray:
-    """Predicted class id for every example, in file order (batched by length)."""
-    was_training = model.training
-    model.eval()
-    out = np.empty(len(data), dtype=np.int64)
-    for index in bucket_batches(data.lengths(), batch_size):
-        b = collate(data, index).to(device)
-        logits = model(b.ids, b.lengths, b.ids_b, b.lengths_b)
-        out[index] = logits.argmax(-1).cpu().numpy()
-    model.train(was_training)
-    return out
+    """Predicted class id for every example, in file order."""
+    return _logits(model, data, batch_size, device).argmax(-1).astype(np.int64)
+
+
+def predict_sigmoid(
+    model: torch.nn.Module, data: TaskData, *, batch_size: int = 256, device: str = "cpu"
+) -> np.ndarray:
+    """(N, C) sigmoid probabilities per label (multi-label runs), in file order."""
+    logits = torch.from_numpy(_logits(model, data, batch_size, device))
+    return torch.sigmoid(logits).numpy()
 
 
 def classification_metrics(
@@ -77,17 +101,26 @@ def evaluate_run(
     """Load a run, read ``data_path`` (its labels must be among the run's), return the metrics.
     ``columns``: the data's column names [the ones the run was trained with]."""
     with Run.open(run_dir, store=store_path, verify_store=verify_store) as run:
-        data, _ = load_task(data_path, run.encoder(), labels=LabelMap(run.labels),
-                            encoding=encoding, progress=progress,
-                            columns=run.data.columns if columns is None else columns)
+        cols = run.data.columns if columns is None else columns
+        if run.config.task == "multilabel":
+            data, _ = load_labelsets(data_path, run.encoder(), labels=LabelMap(run.labels),
+                                     label_sep=run.config.label_sep, encoding=encoding,
+                                     progress=progress, columns=cols)
+        else:
+            data, _ = load_task(data_path, run.encoder(), labels=LabelMap(run.labels),
+                                encoding=encoding, progress=progress, columns=cols)
         if data.pair != run.config.pair:
             want = "sentence pairs (text_a,text_b,label)" if run.config.pair else "single sentences"
             raise DataError(f"the run was trained on {want}", path=data_path)
         model = run.load_model(progress=progress)
     labels = run.labels
-    pred = predict(model, data, batch_size=batch_size)
-    gold = np.array([e.label for e in data.examples], dtype=np.int64)
-    metrics = classification_metrics(gold, pred, labels)
+    if data.targets is not None:
+        probs = predict_sigmoid(model, data, batch_size=batch_size)
+        metrics = multilabel_metrics(data.targets, probs, labels, run.thresholds())
+    else:
+        pred = predict(model, data, batch_size=batch_size)
+        gold = np.array([e.label for e in data.examples], dtype=np.int64)
+        metrics = classification_metrics(gold, pred, labels)
     metrics["data"] = str(data_path)
     metrics["run"] = str(run_dir)
     return metrics
@@ -95,6 +128,8 @@ def evaluate_run(
 
 def format_report(metrics: dict[str, Any], *, top: int = 5) -> str:
     """Human summary: accuracy, macro-F1, per-label F1 and the most frequent confusions."""
+    if metrics.get("task") == "multilabel":
+        return format_multilabel(metrics)
     lines = [
         f"examples  {metrics['n']}",
         f"accuracy  {metrics['accuracy']:.4f}",

@@ -20,8 +20,9 @@ import torch
 from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError, DataError, ModelError, StoreError
 from metaprep.learn.config import FILLED, RunConfig
-from metaprep.learn.data import LabelMap, TaskData, TextEncoder, load_task
+from metaprep.learn.data import LabelMap, TaskData, TextEncoder, load_labelsets, load_task
 from metaprep.learn.rundir import (
+    BEST,
     CHECKPOINT,
     CONFIG,
     DATA,
@@ -67,10 +68,12 @@ def prepare(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     if resume:
         given = overrides if overrides is not None else _non_default(cfg)
         run, data = _reopen(out, given, inputs, encoding=encoding, show=show)
-        return Prepared(run, data, from_checkpoint=status == "checkpointed")
-    run, data = _start(cfg, out, inputs, write=write, encoding=encoding, show=show,
-                       columns=columns or Columns())
-    return Prepared(run, data, from_checkpoint=False)
+    else:
+        run, data = _start(cfg, out, inputs, write=write, encoding=encoding, show=show,
+                           columns=columns or Columns())
+    if status == "started" and write:  # starting over: drop weights no checkpoint followed
+        (out / BEST).unlink(missing_ok=True)
+    return Prepared(run, data, from_checkpoint=status == "checkpointed")
 
 
 def restore(run: Run, model: torch.nn.Module, opt: Any, *, map_location: Any,
@@ -103,7 +106,7 @@ def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, en
         cfg = _resolve_config(cfg, st)
         encoder = TextEncoder.from_store(st)
         labels, data = _read_data({k: Path(inputs[k]) for k in files}, encoder, None,
-                                  encoding=encoding, show=show, columns=columns)
+                                  encoding=encoding, show=show, columns=columns, cfg=cfg)
         cfg = replace(cfg, num_labels=len(labels), pair=data[0].pair)
         # other ranks never write or check the store record: they skip hashing the store
         sha = st.sha256() if write else ""
@@ -143,9 +146,13 @@ def _resolve_config(cfg: RunConfig, store: Store) -> RunConfig:
 
 
 def _read_data(paths: dict[str, Path], encoder: TextEncoder, labels: LabelMap | None, *,
-               encoding: str, show: bool, columns: Columns) -> tuple[LabelMap, Data]:
+               encoding: str, show: bool, columns: Columns,
+               cfg: RunConfig) -> tuple[LabelMap, Data]:
     """Train, dev and (if given) test, encoded; without ``labels`` they come from train."""
     def read(split: str, labels: LabelMap | None) -> tuple[TaskData, LabelMap]:
+        if cfg.task == "multilabel":
+            return load_labelsets(paths[split], encoder, labels=labels, label_sep=cfg.label_sep,
+                                  encoding=encoding, progress=show, columns=columns)
         return load_task(paths[split], encoder, labels=labels, encoding=encoding, progress=show,
                          columns=columns)
 
@@ -169,7 +176,7 @@ def _reopen(out: Path, given: dict[str, Any], inputs: dict[str, Any], *, encodin
         paths = _data_paths(run, {k: inputs[k] for k in SPLITS})
         # the column names the run was started with
         _, data = _read_data(paths, run.encoder(), LabelMap(run.labels), encoding=encoding,
-                             show=show, columns=run.data.columns)
+                             show=show, columns=run.data.columns, cfg=run.config)
     except BaseException:
         run.close()
         raise

@@ -30,6 +30,7 @@ from metaprep.learn.runfiles import (
     _read_json,
     _read_labels,
     _read_tokenizer,
+    check_run_file,
     write_json,
 )
 from metaprep.tokenize import TokenizerConfig
@@ -39,11 +40,12 @@ if TYPE_CHECKING:
 
     from metaprep.learn.data import TextEncoder
     from metaprep.learn.model import MetaEmbeddingClassifier
+    from metaprep.learn.multilabel import Thresholds
     from metaprep.prep.store import Store
 
 __all__ = [  # the layout's file names, then the API
     "ANALYSIS", "ATTENTION_PLOT", "BEST", "CHECKPOINT", "CONFIG", "DATA", "LABELS",
-    "LEARNING_CURVES", "METRICS", "SPLITS", "STORE", "TOKENIZER",
+    "LEARNING_CURVES", "METRICS", "SPLITS", "STORE", "THRESHOLDS", "TOKENIZER",
     "Checkpoint", "DataRecord", "FileRef", "Run", "StoreRef", "run_state", "write_json",
 ]
 
@@ -59,22 +61,27 @@ BEST = "best.safetensors"
 CHECKPOINT = "checkpoint.pt"
 LEARNING_CURVES = "learning_curves.png"
 ATTENTION_PLOT = "attention_by_source.png"
+THRESHOLDS = "thresholds.json"  # multi-label runs: per-label thresholds tuned on dev
 _WRITTEN = (CONFIG, LABELS, TOKENIZER, STORE, DATA, METRICS, ANALYSIS, BEST, CHECKPOINT,
-            LEARNING_CURVES, ATTENTION_PLOT)
+            LEARNING_CURVES, ATTENTION_PLOT, THRESHOLDS)
 
 RunState = Literal["empty", "started", "checkpointed", "weights-only"]
 
 
 def run_state(path: str | Path) -> RunState:
-    """What a directory holds: ``empty`` (no run), ``started`` (described, but killed before its
-    first checkpoint or best weights: safe to start over), ``checkpointed`` (resumable), or
-    ``weights-only`` (best weights without a checkpoint: finished elsewhere or damaged)."""
+    """What a directory holds: ``empty`` (no run), ``started`` (described, but stopped before
+    its first checkpoint: safe to start over), ``checkpointed`` (resumable), or ``weights-only``
+    (best weights and metrics without a checkpoint: finished, its checkpoint deleted).
+
+    An epoch ends by writing the best weights, then the checkpoint, then metrics.json: best
+    weights with neither of the others are what a run killed (or out of disk) between the two
+    writes of its first epoch left, so that run counts as started."""
     run = Path(path)
     if not (run / CONFIG).exists():
         return "empty"
     if (run / CHECKPOINT).exists():
         return "checkpointed"
-    return "weights-only" if (run / BEST).exists() else "started"
+    return "weights-only" if (run / BEST).exists() and (run / METRICS).exists() else "started"
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -220,6 +227,7 @@ class Run:
         from metaprep.learn.model import MetaEmbeddingClassifier
 
         path = self.path / BEST
+        check_run_file(path)
         try:
             with safe_open(str(path), "pt") as f:
                 have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
@@ -262,14 +270,17 @@ class Run:
         from safetensors.torch import load_file
 
         path = self.path / BEST
+        check_run_file(path)
         if not path.exists():
             raise ModelError(f"missing {BEST}", path=self.path,
                              hint="did training finish an epoch?")
         try:
-            return load_file(str(path))
+            state = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error type for bad bytes
             raise ModelError(f"unreadable weights: {_one_line(exc)}", path=path,
                              hint="the file is damaged; train the run again") from exc
+        _check_finite(state, path, "the file is damaged or edited; train the run again")
+        return state
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         import torch
@@ -287,6 +298,7 @@ class Run:
         import torch
 
         path = self.path / CHECKPOINT
+        check_run_file(path)
         if not path.exists():
             raise ModelError(f"missing {CHECKPOINT}", path=self.path)
         damaged = "the checkpoint is damaged; start the run again in a new directory"
@@ -303,10 +315,35 @@ class Run:
         if not ok:
             raise ModelError("not a metaprep checkpoint (model, optimizer, progress, history)",
                              path=path, hint=damaged)
+        _check_finite(state["model"], path, damaged)
         return Checkpoint(state["model"], state["optimizer"], state["progress"], state["history"])
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json(self.path / METRICS, metrics)
+
+    def write_thresholds(self, thresholds: Thresholds) -> None:
+        write_json(self.path / THRESHOLDS, thresholds.to_dict(self.labels))
+
+    def thresholds(self) -> Thresholds | None:
+        """A multi-label run's tuned thresholds (None before training finished them, and for
+        single-label runs), checked against labels.json."""
+        from metaprep.learn.multilabel import Thresholds
+
+        path = self.path / THRESHOLDS
+        if self.config.task != "multilabel" or not path.exists():
+            return None
+        data = _read_json(path)
+
+        def ok(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+
+        per = data.get("per_label") if isinstance(data, dict) else None
+        if (not isinstance(per, dict) or list(per) != self.labels
+                or not all(ok(v) for v in per.values()) or not ok(data.get("global"))):
+            raise ModelError("expected {\"global\": t, \"per_label\": {label: t}} with every "
+                             "label of labels.json in order and each t in [0, 1]", path=path,
+                             hint="the file was edited by hand; train the run again")
+        return Thresholds(float(data["global"]), tuple(float(per[k]) for k in self.labels))
 
     def write_analysis(self, report: dict[str, Any]) -> None:
         write_json(self.path / ANALYSIS, report)
@@ -321,3 +358,15 @@ class Run:
         if not isinstance(data, dict) or not isinstance(data.get("epochs", []), list):
             raise ModelError("expected an object with a list of epochs", path=path)
         return data
+
+
+def _check_finite(state: dict[str, Any], path: Path, hint: str) -> None:
+    """Weights with a NaN or infinity make every prediction the same class with no error: a
+    damaged or edited file, refused by name."""
+    import torch
+
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
+                not bool(torch.isfinite(value).all()):
+            raise ModelError(f"weight {name} holds a NaN or infinite value", path=path,
+                             hint=hint)

@@ -24,8 +24,14 @@ import torch.nn.functional as F
 
 from metaprep.learn.config import RunConfig
 from metaprep.learn.data import TaskData, bucket_batches, collate, shard_batches, token_counts
-from metaprep.learn.evaluate import classification_metrics, predict
+from metaprep.learn.evaluate import classification_metrics, predict, predict_sigmoid
 from metaprep.learn.model import MetaEmbeddingClassifier, weights_state_dict
+from metaprep.learn.multilabel import (
+    Thresholds,
+    multilabel_metrics,
+    select_score,
+    tune_thresholds,
+)
 from metaprep.learn.optim import clipped_parameters, make_optimizer
 from metaprep.learn.prepare import Data, prepare, restore
 from metaprep.learn.rundir import ATTENTION_PLOT, LEARNING_CURVES, Checkpoint, Run
@@ -103,6 +109,7 @@ class _Loop:
     state: dict[str, Any]  # the counters a checkpoint saves (_fresh_state)
     history: list[dict[str, Any]]  # one record per finished epoch
     clip: list[torch.nn.Parameter]  # the weights whose gradient norm is clipped
+    pos_weight: torch.Tensor | None = None  # multi-label: (C,) weights of the positives
 
     @property
     def main(self) -> bool:
@@ -151,7 +158,8 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     if ready.from_checkpoint:
         state, history = restore(run, model, opt, map_location=device, progress_keys=set(state))
     return _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
-                 show, state, history, clipped_parameters(model))
+                 show, state, history, clipped_parameters(model),
+                 _pos_weight(cfg, ready.data[0], device))
 
 
 def _train_ids(data: TaskData) -> torch.Tensor:
@@ -159,6 +167,15 @@ def _train_ids(data: TaskData) -> torch.Tensor:
     ids = [np.asarray(e.ids, dtype=np.int64) for e in data.examples]
     ids += [np.asarray(e.ids_b, dtype=np.int64) for e in data.examples if e.ids_b]
     return torch.from_numpy(np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64))
+
+
+def _pos_weight(cfg: RunConfig, data: TaskData, device: torch.device) -> torch.Tensor | None:
+    """min(cfg.pos_weight, negatives / positives) per label, from the training targets."""
+    if data.targets is None or cfg.pos_weight <= 0:
+        return None
+    pos = data.targets.sum(0)
+    ratio = (len(data) - pos) / np.maximum(pos, 1.0)
+    return torch.from_numpy(np.minimum(cfg.pos_weight, ratio).astype(np.float32)).to(device)
 
 
 def _wrap_ddp(model: MetaEmbeddingClassifier, world: int) -> torch.nn.Module:
@@ -179,7 +196,13 @@ def _set_lr(opt: Any, lr: float) -> None:
 
 
 def _evaluate(model: torch.nn.Module, data: TaskData, labels: list[str],
-              device: torch.device) -> dict[str, Any]:
+              device: torch.device, thresholds: Thresholds | None = None) -> dict[str, Any]:
+    """The metrics of ``data``; multi-label: with ``thresholds``, else thresholds tuned on
+    ``data`` itself (dev, to pick the epoch)."""
+    if data.targets is not None:
+        probs = predict_sigmoid(model, data, device=str(device))
+        t = thresholds or tune_thresholds(data.targets, probs)
+        return multilabel_metrics(data.targets, probs, labels, t)
     pred = predict(model, data, device=str(device))
     gold = np.array([e.label for e in data.examples], dtype=np.int64)
     return classification_metrics(gold, pred, labels)
@@ -202,7 +225,13 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
         batch = collate(train_data, batches[i]).to(loop.device)
         torch.manual_seed(cfg.seed * 1_000_003 + loop.rank * 7919 + state["step"])  # dropout
         logits = loop.net(batch.ids, batch.lengths, batch.ids_b, batch.lengths_b)  # (B,C)
-        loss = F.cross_entropy(logits, batch.labels)
+        if loop.cfg.task == "multilabel":  # labels (B,C) 0/1: a sigmoid per label
+            loss = F.binary_cross_entropy_with_logits(logits, batch.labels,
+                                                      pos_weight=loop.pos_weight)
+            right = ((logits > 0) == (batch.labels > 0.5)).all(-1)  # the whole set right
+        else:
+            loss = F.cross_entropy(logits, batch.labels)
+            right = logits.argmax(-1) == batch.labels
         loop.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(loop.clip, cfg.grad_clip)
@@ -210,7 +239,7 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
         state["step"] += 1
         state["batch"] = i + 1
         state["loss_sum"] += loss.item() * batch.size
-        state["correct"] += int((logits.argmax(-1) == batch.labels).sum())
+        state["correct"] += int(right.sum())
         state["seen"] += batch.size
         rate = state["seen"] / max(1e-9, time.perf_counter() - t0)
         bar.set_postfix(loss=f"{state['loss_sum'] / state['seen']:.4f}", sent_s=f"{rate:.0f}")
@@ -239,9 +268,13 @@ def _end_epoch(loop: _Loop, elapsed: float) -> None:
         "seconds": elapsed,
         "sentences_per_second": state["seen"] * loop.world / max(1e-9, elapsed),
     }
+    score = dev_m["accuracy"]
+    if cfg.task == "multilabel":
+        score = select_score(dev_m, cfg.select_metric)
+        record.update(dev_micro_f1=dev_m["micro_f1"], dev_mean_auc=dev_m["mean_auc"])
     loop.history.append(record)
-    if dev_m["accuracy"] > state["best"]:
-        state.update(best=dev_m["accuracy"], best_epoch=epoch + 1, bad_epochs=0)
+    if score > state["best"]:
+        state.update(best=score, best_epoch=epoch + 1, bad_epochs=0)
         if loop.main:
             loop.run.save_best(weights_state_dict(loop.model))
     else:
@@ -254,9 +287,10 @@ def _end_epoch(loop: _Loop, elapsed: float) -> None:
         loop.checkpoint()
         loop.run.write_metrics({"epochs": loop.history, "best_epoch": state["best_epoch"]})
     if loop.show:
+        shown = (f"dev acc {record['dev_accuracy']:.4f}" if cfg.task == "single"
+                 else f"dev {cfg.select_metric} {score:.4f}")
         tqdm.write(
-            f"epoch {epoch + 1}: loss {record['train_loss']:.4f} dev acc "
-            f"{record['dev_accuracy']:.4f} lr {record['lr']:.2g} "
+            f"epoch {epoch + 1}: loss {record['train_loss']:.4f} {shown} lr {record['lr']:.2g} "
             f"({record['sentences_per_second']:.0f} sent/s)"
         )
 
@@ -270,12 +304,18 @@ def _finish(loop: _Loop) -> dict[str, Any]:
     run, state, (train_data, dev_data, test_data) = loop.run, loop.state, loop.data
     loop.model.load_state_dict(run.load_best())
     labels = run.labels
+    thresholds = None
+    if dev_data.targets is not None:  # tuned on dev once, with the best weights; kept with the run
+        probs = predict_sigmoid(loop.model, dev_data, device=str(loop.device))
+        thresholds = tune_thresholds(dev_data.targets, probs)
+        if loop.main:
+            run.write_thresholds(thresholds)
     metrics = {
         "run_dir": str(run.path), "epochs": loop.history, "best_epoch": state["best_epoch"],
         "stopped_early": state["stopped"] and state["epoch"] < loop.cfg.epochs,
-        "dev": _evaluate(loop.model, dev_data, labels, loop.device),
+        "dev": _evaluate(loop.model, dev_data, labels, loop.device, thresholds),
         "test": None if test_data is None
-        else _evaluate(loop.model, test_data, labels, loop.device),
+        else _evaluate(loop.model, test_data, labels, loop.device, thresholds),
     }
     metrics["best_dev_accuracy"] = metrics["dev"]["accuracy"]
     if metrics["test"] is not None:

@@ -49,6 +49,11 @@ def _train(out: Path) -> dict[str, Any]:
     for key in ("best_dev_accuracy", "test_accuracy"):
         if isinstance(metrics.get(key), (int, float)):
             figures[key.replace("_accuracy", "_acc")] = round(float(metrics[key]), 4)
+    dev = metrics.get("dev")
+    if isinstance(dev, dict) and dev.get("task") == "multilabel":  # subset accuracy says little
+        for key in ("micro_f1", "mean_auc"):
+            if isinstance(dev.get(key), (int, float)):
+                figures[f"dev_{key}"] = round(float(dev[key]), 4)
     epochs = metrics.get("epochs") or []
     if not figures and epochs:  # still training: the best dev accuracy so far
         devs = [float(e["dev_accuracy"]) for e in epochs
@@ -72,14 +77,16 @@ def _export(out: Path) -> dict[str, Any]:
     if parity is not None and "logits" in parity.max_abs_diff:
         figures["parity_logits_max_diff"] = parity.max_abs_diff["logits"]
     if checks.accuracy is not None:
-        figures["onnx_dev_acc"] = checks.accuracy.onnx_accuracy
+        name = "acc" if checks.accuracy.metric == "accuracy" else checks.accuracy.metric
+        figures[f"onnx_dev_{name}"] = checks.accuracy.onnx_accuracy
     return figures
 
 
 def _evaluate(out: Path) -> dict[str, Any]:
     result = _json(out / "evaluation.json") or {}
     return {k: round(float(v), 4) for k, v in result.items()
-            if k in ("accuracy", "macro_f1") and isinstance(v, (int, float))}
+            if k in ("accuracy", "macro_f1", "micro_f1", "mean_auc")
+            and isinstance(v, (int, float))}
 
 
 def _predict(out: Path) -> dict[str, Any]:

@@ -139,4 +139,5 @@ def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
         out_b=cls.out.bias.detach().numpy(),
         pair=cfg.pair,
         table_dtype=table_dtype,
+        multilabel=cfg.task == "multilabel",
     )

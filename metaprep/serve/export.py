@@ -50,6 +50,7 @@ from metaprep.serve.quantize import choose_int8
 from metaprep.serve.triton import write_triton
 
 if TYPE_CHECKING:
+    from metaprep.learn.multilabel import Thresholds
     from metaprep.learn.rundir import Run
 
 __all__ = ["ExportOptions", "export_run", "lstm_spec", "spec_from_model"]
@@ -113,7 +114,9 @@ def _write_graphs(spec: GraphSpec, out: Path, *, front_end: bool) -> list[str]:
 class _Dev:
     path: Path
     examples: list[tuple[list[int], list[int] | None]]
-    gold: np.ndarray
+    gold: np.ndarray  # (N,) class ids; multi-label: (N, C) 0/1
+    thresholds: np.ndarray | None = None  # multi-label: (C,) the run's tuned thresholds
+    metric: str = "accuracy"  # what the checks compare: accuracy, or micro_f1 (multi-label)
 
 
 def _dev_data(run: Run, options: ExportOptions, log: Callable[[str], None]) -> _Dev | None:
@@ -129,10 +132,27 @@ def _dev_data(run: Run, options: ExportOptions, log: Callable[[str], None]) -> _
     if path is None:
         log("note: no dev data (give --dev); checking on random batches only")
         return None
+    if run.config.task == "multilabel":
+        from metaprep.learn.data import load_labelsets
+
+        data, _ = load_labelsets(path, run.encoder(), labels=LabelMap(run.labels),
+                                 label_sep=run.config.label_sep, progress=options.progress)
+        assert data.targets is not None  # load_labelsets always fills them
+        return _Dev(path, [(e.ids, e.ids_b) for e in data.examples], data.targets,
+                    _thresholds(run).array(), "micro_f1")
     data, _ = load_task(path, run.encoder(), labels=LabelMap(run.labels),
                         progress=options.progress)
     return _Dev(path, [(e.ids, e.ids_b) for e in data.examples],
                 np.array([e.label for e in data.examples], dtype=np.int64))
+
+
+def _thresholds(run: Run) -> Thresholds:
+    """A multi-label run's tuned thresholds; a run without them cannot be exported."""
+    found = run.thresholds()
+    if found is None:
+        raise ExportError("the multi-label run has no thresholds.json (training did not "
+                          "finish)", path=run.path, hint="finish the run: train --resume")
+    return found
 
 
 # --- the export ------------------------------------------------------------------------------
@@ -195,6 +215,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
         opts.validate(cfg.method)  # the config is read: still before the model load
         model = source.load_model(progress=opts.progress)
         words, case_policy = source.store().vocab, source.case_policy
+        thresholds = _thresholds(source) if cfg.task == "multilabel" else None
         dev = _dev_data(source, opts, log)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +223,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        manifest = _build(tmp, model, cfg, labels, tok, words, case_policy, dev, opts, log)
+        manifest = _build(tmp, model, cfg, labels, tok, words, case_policy, dev, opts, log,
+                          thresholds)
         manifest.source_run = {
             "path": str(run.resolve()),
             "config_sha256": file_sha256(run / CONFIG),
@@ -259,7 +281,7 @@ def _parity_gate(tmp: Path, reference: Any, feeds: list[Any], pair: bool,
 
 def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: list[str],
            case_policy: str, dev: _Dev | None, opts: ExportOptions,
-           log: Callable[[str], None]) -> Manifest:
+           log: Callable[[str], None], thresholds: Thresholds | None = None) -> Manifest:
     from metaprep.serve.parity import (
         accuracy_change,
         accuracy_feeds,
@@ -293,9 +315,10 @@ def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: 
     variant: ParityRecord | None = None
     if dev is not None:
         acc_feeds, gold = accuracy_feeds(dev.examples, dev.gold, cfg.pair)
-        acc = accuracy_change(reference, ort_runner(tmp / GRAPH_FILES["model"]), acc_feeds, gold)
-        accuracy = AccuracyRecord(data=str(dev.path), **acc)
-        log(f"dev accuracy ({acc['examples']} examples): torch {acc['torch_accuracy']:.4f}, "
+        acc = accuracy_change(reference, ort_runner(tmp / GRAPH_FILES["model"]), acc_feeds, gold,
+                              thresholds=dev.thresholds)
+        accuracy = AccuracyRecord(data=str(dev.path), **acc, metric=dev.metric)
+        log(f"dev {dev.metric} ({acc['examples']} examples): torch {acc['torch_accuracy']:.4f}, "
             f"onnx {acc['onnx_accuracy']:.4f} (change {acc['change']:+.4f}, "
             f"agreement {acc['agreement']:.4f})")
     if opts.table_dtype != "float32" or quantized:
@@ -309,12 +332,13 @@ def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: 
                     variant_logits=variant)
     export = ExportInfo(fold=fold, table_dtype=opts.table_dtype, quantize=opts.quantize,
                         quantized_ops=tuple(quantized), opset=OPSET, front_end=opts.front_end)
-    return _write_rest(tmp, cfg, labels, tok, words, case_policy, opts, export, checks)
+    return _write_rest(tmp, cfg, labels, tok, words, case_policy, opts, export, checks,
+                       thresholds)
 
 
 def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[str],
                 case_policy: str, opts: ExportOptions, export: ExportInfo,
-                checks: Checks) -> Manifest:
+                checks: Checks, thresholds: Thresholds | None = None) -> Manifest:
     """Vocabulary, tokenizer and labels beside the graphs, and the manifest that lists them."""
     names = ["model"] + (["front_end"] if opts.front_end else [])
     graphs = {n: _graph_record(tmp / GRAPH_FILES[n]) for n in names}
@@ -328,7 +352,10 @@ def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[st
     manifest = Manifest(
         task=TaskInfo(pair=cfg.pair, labels=tuple(labels), method=cfg.method,
                       encoder=cfg.encoder, sources=tuple(cfg.sources), meta_dim=cfg.meta_dim,
-                      sentence_dim=enc_dim, vocab_size=len(words)),
+                      sentence_dim=enc_dim, vocab_size=len(words),
+                      multilabel=thresholds is not None,
+                      thresholds=None if thresholds is None else thresholds.per_label,
+                      global_threshold=None if thresholds is None else thresholds.global_),
         graphs=graphs,
         case_policy=case_policy,
         max_tokens=min(int(opts.max_tokens or tok.max_tokens or 512), MAX_TOKENS_LIMIT),

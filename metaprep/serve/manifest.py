@@ -137,21 +137,49 @@ class TaskInfo:
     meta_dim: int  # D, the meta-embedding width
     sentence_dim: int  # E, the encoder's output (what `embed` returns)
     vocab_size: int
+    # multi-label models (the keys are absent otherwise): a sigmoid per label, and a label is
+    # predicted when its probability reaches its threshold (tuned on dev, in ``labels`` order)
+    multilabel: bool = False
+    thresholds: tuple[float, ...] | None = None
+    global_threshold: float | None = None  # the single best threshold on dev (the fallback)
 
     @classmethod
     def from_dict(cls, data: Any, path: Path) -> TaskInfo:
         k = Keys(data, "task", path, ["pair", "labels", "method", "encoder", "sources",
-                                      "meta_dim", "sentence_dim", "vocab_size"])
-        return cls(pair=k.boolean("pair"), labels=k.strs("labels", nonempty=True, unique=True),
+                                      "meta_dim", "sentence_dim", "vocab_size"],
+                 ["multilabel", "thresholds"])
+        labels = k.strs("labels", nonempty=True, unique=True)
+        multilabel = bool(k.get("multilabel", lambda v: isinstance(v, bool), "true or false",
+                                False))
+        per: tuple[float, ...] | None = None
+        glob: float | None = None
+        if multilabel or "thresholds" in k.data:
+            if not multilabel:
+                raise k._error("thresholds", "belongs to multi-label models only")
+            if "thresholds" not in k.data:
+                raise k._error(None, "lacks key(s) thresholds (a multi-label model needs them)")
+            t = Keys(k.data["thresholds"], "task.thresholds", path, ["global", "per_label"])
+            glob = float(t.number("global", 0, 1))
+            per = tuple(float(x) for x in t.get(
+                "per_label", lambda v: isinstance(v, list) and len(v) == len(labels)
+                and all(_is_number(x) and 0 <= x <= 1 for x in v),
+                f"a list of {len(labels)} numbers in [0, 1] (one per label)"))
+        return cls(pair=k.boolean("pair"), labels=labels,
                    method=k.string("method"), encoder=k.string("encoder"),
                    sources=k.strs("sources", nonempty=True), meta_dim=k.integer("meta_dim", 1),
-                   sentence_dim=k.integer("sentence_dim", 1), vocab_size=k.integer("vocab_size"))
+                   sentence_dim=k.integer("sentence_dim", 1), vocab_size=k.integer("vocab_size"),
+                   multilabel=multilabel, thresholds=per, global_threshold=glob)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pair": self.pair, "labels": list(self.labels), "method": self.method,
-                "encoder": self.encoder, "sources": list(self.sources),
-                "meta_dim": self.meta_dim, "sentence_dim": self.sentence_dim,
-                "vocab_size": self.vocab_size}
+        out = {"pair": self.pair, "labels": list(self.labels), "method": self.method,
+               "encoder": self.encoder, "sources": list(self.sources),
+               "meta_dim": self.meta_dim, "sentence_dim": self.sentence_dim,
+               "vocab_size": self.vocab_size}
+        if self.multilabel:
+            out["multilabel"] = True
+            out["thresholds"] = {"global": self.global_threshold,
+                                 "per_label": list(self.thresholds or ())}
+        return out
 
 
 @dataclass(frozen=True)
@@ -237,20 +265,26 @@ class AccuracyRecord:
     onnx_accuracy: float
     change: float
     agreement: float
+    metric: str = "accuracy"  # multi-label models: micro_f1 (the *_accuracy keys hold it)
 
     @classmethod
     def from_dict(cls, data: Any, path: Path) -> AccuracyRecord:
         k = Keys(data, "checks.accuracy", path, ["data", "examples", "torch_accuracy",
-                                                 "onnx_accuracy", "change", "agreement"])
+                                                 "onnx_accuracy", "change", "agreement"],
+                 ["metric"])
         return cls(data=k.get("data", lambda v: isinstance(v, str), "a string"),
                    examples=k.integer("examples"), torch_accuracy=k.number("torch_accuracy", 0, 1),
                    onnx_accuracy=k.number("onnx_accuracy", 0, 1), change=k.number("change", -1, 1),
-                   agreement=k.number("agreement", 0, 1))
+                   agreement=k.number("agreement", 0, 1),
+                   metric=k.string("metric", ("accuracy", "micro_f1")) or "accuracy")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"data": self.data, "examples": self.examples,
-                "torch_accuracy": self.torch_accuracy, "onnx_accuracy": self.onnx_accuracy,
-                "change": self.change, "agreement": self.agreement}
+        out = {"data": self.data, "examples": self.examples,
+               "torch_accuracy": self.torch_accuracy, "onnx_accuracy": self.onnx_accuracy,
+               "change": self.change, "agreement": self.agreement}
+        if self.metric != "accuracy":
+            out["metric"] = self.metric
+        return out
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ class GraphSpec:
     out_b: np.ndarray
     pair: bool = False
     table_dtype: str = "float32"  # float32 | float16 (cast to float32 after the gather)
+    multilabel: bool = False  # probabilities: a sigmoid per label instead of a softmax
 
 
 class _Builder:
@@ -329,7 +330,10 @@ def build_graph(spec: GraphSpec, data: ExternalData, *, front_end: bool = False
         c = spec.out_w.shape[1]
         b.nodes.append(helper.make_node("MatMul", [h, ow], ["logits_mm"]))
         b.nodes.append(helper.make_node("Add", ["logits_mm", ob], ["logits"]))
-        b.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1))
+        if spec.multilabel:
+            b.nodes.append(helper.make_node("Sigmoid", ["logits"], ["probabilities"]))
+        else:
+            b.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1))
         outputs = [helper.make_tensor_value_info("logits", f32, ["batch", c]),
                    helper.make_tensor_value_info("probabilities", f32, ["batch", c])]
         if not spec.pair:

@@ -21,6 +21,7 @@ __all__ = [
     "accuracy_change",
     "accuracy_feeds",
     "compare",
+    "micro_f1",
     "ort_runner",
     "parity_feeds",
     "torch_runner",
@@ -124,22 +125,38 @@ def compare(reference: Runner, candidate: Runner, feeds: Sequence[tuple[str, Fee
     }
 
 
-def _predict(run: Runner, feeds: Sequence[Feed]) -> np.ndarray:
+def _predict(run: Runner, feeds: Sequence[Feed], thresholds: np.ndarray | None) -> np.ndarray:
+    if thresholds is not None:  # multi-label: (N, C) label sets
+        return np.concatenate([run(f)["probabilities"] >= thresholds[None, :] for f in feeds])
     return np.concatenate([np.argmax(run(f)["logits"], axis=1) for f in feeds])
 
 
+def micro_f1(gold: np.ndarray, pred: np.ndarray) -> float:
+    """F1 over every (example, label) decision of two (N, C) 0/1 matrices."""
+    g, p = gold.astype(bool), pred.astype(bool)
+    tp, wrong = int((g & p).sum()), int((g != p).sum())
+    return 2 * tp / (2 * tp + wrong) if tp + wrong else 0.0
+
+
 def accuracy_change(reference: Runner, candidate: Runner, feeds: Sequence[Feed],
-                    gold: np.ndarray) -> dict[str, Any]:
-    """Accuracy of both on labelled feeds (in order), the change, and how often they agree."""
-    ref, got = _predict(reference, feeds), _predict(candidate, feeds)
+                    gold: np.ndarray, *, thresholds: np.ndarray | None = None) -> dict[str, Any]:
+    """Accuracy of both on labelled feeds (in order), the change, and how often they agree.
+    Multi-label (``gold`` (N, C), ``thresholds`` (C,)): micro-F1 instead of accuracy, and
+    agreement on the whole label set."""
+    ref, got = _predict(reference, feeds, thresholds), _predict(candidate, feeds, thresholds)
     n = len(gold)
-    ref_acc, got_acc = float(np.mean(ref == gold)), float(np.mean(got == gold))
+    if thresholds is not None:
+        ref_acc, got_acc = micro_f1(gold, ref), micro_f1(gold, got)
+        agree = float(np.mean(np.all(ref == got, axis=1))) if n else 1.0
+    else:
+        ref_acc, got_acc = float(np.mean(ref == gold)), float(np.mean(got == gold))
+        agree = float(np.mean(ref == got))
     return {
         "examples": n,
         "torch_accuracy": round(ref_acc, 6),
         "onnx_accuracy": round(got_acc, 6),
         "change": round(got_acc - ref_acc, 6),
-        "agreement": round(float(np.mean(ref == got)), 6),
+        "agreement": round(agree, 6),
     }
 
 
@@ -154,7 +171,8 @@ def torch_runner(model: Any) -> Callable[[dict[str, np.ndarray]], dict[str, np.n
             second = (model.encode(t["ids_b"], t["lengths_b"]).sentence if "ids_b" in t
                       else None)  # a pair's first sentence is encoded once, above
             logits = model.head(enc.sentence, second)
-            return {"logits": logits.numpy(), "probabilities": logits.softmax(-1).numpy(),
+            probs = logits.sigmoid() if model.cfg.task == "multilabel" else logits.softmax(-1)
+            return {"logits": logits.numpy(), "probabilities": probs.numpy(),
                     "sentence_embedding": enc.sentence.numpy(),
                     "token_embeddings": enc.meta.numpy()}
 

@@ -48,6 +48,10 @@ __all__ = [
 
 Text = str | tuple[str, str]
 INPUT_FORMATS = ("auto", "lines", "tsv", "jsonl")
+# Longest input line read: memory stays bounded on a stream with no line ends (`yes | tr -d
+# '\n'` would otherwise grow one line until the machine runs out). The tokenizer keeps at most
+# max_tokens (default 512) tokens, found in far fewer bytes than this in any real text.
+MAX_LINE_BYTES = 8 << 20
 
 
 @dataclass
@@ -79,6 +83,11 @@ class Model:
         self.manifest: Manifest = self.dir.manifest
         self.labels: list[str] = list(self.dir.labels)
         self.pair: bool = self.manifest.task.pair
+        # multi-label: a label is predicted where its probability reaches its threshold
+        self.multilabel: bool = self.manifest.task.multilabel
+        self.thresholds: np.ndarray | None = (
+            np.asarray(self.manifest.task.thresholds, dtype=np.float32)
+            if self.manifest.task.thresholds is not None else None)
         self.max_tokens: int = self.manifest.max_tokens
         self.batch_size = batch_size
         self.threads = threads
@@ -189,15 +198,24 @@ class Model:
         return result
 
     def predict_proba(self, texts: Sequence[Text]) -> np.ndarray:
-        """(N, C) class probabilities; columns follow ``labels``."""
+        """(N, C) class probabilities; columns follow ``labels``. Multi-label: a sigmoid
+        probability per label (rows need not sum to 1)."""
         return self._run("model", texts, "probabilities", pair=self.pair)
 
     def predict_ids(self, texts: Sequence[Text]) -> np.ndarray:
-        """(N,) int64 class ids, indexes into ``labels``: the array API, no per-row objects."""
-        return np.argmax(self.predict_proba(texts), axis=1)
-
-    def predict(self, texts: Sequence[Text]) -> list[tuple[str, dict[str, float]]]:
+        """(N,) int64 class ids, indexes into ``labels``: the array API, no per-row objects.
+        Multi-label: (N, C) bool, True where a label reaches its threshold."""
         probs = self.predict_proba(texts)
+        if self.thresholds is not None:
+            return probs >= self.thresholds[None, :]
+        return np.argmax(probs, axis=1)
+
+    def predict(self, texts: Sequence[Text]) -> list[tuple[Any, dict[str, float]]]:
+        """Per text, (label, {label: probability} over all labels); multi-label: (the labels
+        over their thresholds, most probable first, {label: probability} of those)."""
+        probs = self.predict_proba(texts)
+        if self.thresholds is not None:
+            return [_over_threshold(self.labels, p, self.thresholds) for p in probs]
         labels = self.labels  # tolist and dict(zip) build the Python floats and dicts in C
         best = np.argmax(probs, axis=1).tolist()
         return [(labels[k], dict(zip(labels, row, strict=True)))
@@ -213,6 +231,12 @@ class Model:
             raise ModelError("a sentence-pair model embeds single texts only with its front-end "
                              "graph", path=self.path, hint="re-export with --front-end")
         return self._run(graph, texts, "sentence_embedding", pair=False)
+
+
+def _over_threshold(labels: Sequence[str], p: np.ndarray,
+                    thresholds: np.ndarray) -> tuple[list[str], dict[str, float]]:
+    picked = sorted((int(j) for j in np.flatnonzero(p >= thresholds)), key=lambda j: -p[j])
+    return [labels[j] for j in picked], {labels[j]: float(p[j]) for j in picked}
 
 
 def pad_flat(flat: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -239,6 +263,34 @@ def _detect(name: str, fmt: str) -> str:
             ".ndjson": "jsonl"}.get(suffix, "lines")
 
 
+def _bounded_lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
+    """(line, whether it was cut) for every line, each at most MAX_LINE_BYTES long: the rest of
+    a longer line is read and dropped piece by piece."""
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES)
+        if not raw:
+            return
+        cut = False
+        if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            rest = stream.readline(MAX_LINE_BYTES)
+            cut = rest not in (b"", b"\n", b"\r\n")  # not just a line exactly that long
+            while rest and not rest.endswith(b"\n"):
+                rest = stream.readline(MAX_LINE_BYTES)
+            if cut:
+                raw = raw[: _char_end(raw)]
+        yield raw, cut
+
+
+def _char_end(raw: bytes) -> int:
+    """Where ``raw`` ends without a UTF-8 character cut in two (a cut one is dropped)."""
+    i = len(raw) - 1
+    while i > len(raw) - 4 and raw[i] & 0xC0 == 0x80:  # continuation bytes
+        i -= 1
+    lead = raw[i]
+    need = 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+    return i if i + need > len(raw) else len(raw)
+
+
 def read_texts(
     stream: BinaryIO,
     *,
@@ -263,7 +315,13 @@ def read_texts(
                         hint=f"use one of {', '.join(INPUT_FORMATS)}")
     pair = len(columns) == 2
     index: list[int] | None = None
-    for no, raw in enumerate(stream, 1):
+    for no, (raw, cut) in enumerate(_bounded_lines(stream), 1):
+        if cut:
+            if fmt != "lines":  # a cut record is not a record
+                yield no, None, f"longer than {MAX_LINE_BYTES:,} bytes"
+                continue
+            if warn is not None:
+                warn(f"{name}:{no}: longer than {MAX_LINE_BYTES:,} bytes; only those were read")
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -322,7 +380,8 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 def predict_stream(model: Model, records: Iterable[tuple[int, Text | None, str | None]], *,
                    chunk: int = 1024) -> Iterator[dict[str, Any]]:
     """One JSON-ready record per input record, in order: {"record", "line", "label",
-    "probabilities"}, or {"record", "line", "error"} for a record that could not be read.
+    "probabilities"} (multi-label: "labels", the list over their thresholds), or {"record",
+    "line", "error"} for a record that could not be read.
     ``record`` counts records from 1 (a TSV header or a blank JSONL line is none); ``line`` is
     where the record starts in the input."""
     number = 0
@@ -334,9 +393,13 @@ def predict_stream(model: Model, records: Iterable[tuple[int, Text | None, str |
                 yield {"record": number, "line": no, "error": problem}
                 continue
             p = next(probs)
-            yield {"record": number, "line": no, "label": model.labels[int(np.argmax(p))],
-                   "probabilities": {k: round(float(x), 6)
-                                     for k, x in zip(model.labels, p, strict=True)}}
+            shown = {k: round(float(x), 6) for k, x in zip(model.labels, p, strict=True)}
+            if model.thresholds is not None:
+                over = _over_threshold(model.labels, p, model.thresholds)[0]
+                yield {"record": number, "line": no, "labels": over, "probabilities": shown}
+            else:
+                yield {"record": number, "line": no, "label": model.labels[int(np.argmax(p))],
+                       "probabilities": shown}
 
 
 def embed_stream(model: Model, records: Iterable[tuple[int, Text | None, str | None]], *,

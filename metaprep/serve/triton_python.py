@@ -92,6 +92,10 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
     _check(o)
     source = Path(model_dir).resolve()
     model = Model(source, threads=1, verify=o.verify)
+    if model.multilabel:  # its LABEL output is one argmax label: wrong for a label set
+        raise ConfigError("the Triton Python backend serves single-label models only",
+                          path=source, hint="serve the ONNX graph (export-onnx --triton): "
+                          "its probabilities with the manifest's task.thresholds")
     inputs = ("TEXT_A", "TEXT_B") if model.pair else ("TEXT",)
     width = _embedding_width(model)
     outputs = ("LABEL", "PROBABILITIES") + (("EMBEDDING",) if width else ())
