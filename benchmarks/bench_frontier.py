@@ -722,8 +722,9 @@ def plot(results: Sequence[Mapping[str, Any]], path: Path) -> None:
             if "sentences_per_s" not in r or "accuracy_mean" not in r:
                 continue
             color = "tab:blue" if r["system"].startswith("metaprep") else "tab:gray"
+            earlier = "earlier run" in r.get("note", "")  # hollow: speed from another run
             ax.errorbar(r["sentences_per_s"], r["accuracy_mean"], yerr=r["accuracy_sd"],
-                        fmt="o", color=color, capsize=3)
+                        fmt="o", color=color, capsize=3, mfc="none" if earlier else color)
             ax.annotate(r["system"], (r["sentences_per_s"], r["accuracy_mean"]),
                         textcoords="offset points", xytext=(5, 4), fontsize=8)
         ax.set_xscale("log")
