@@ -8,8 +8,9 @@ For each task (``benchmarks/realdata.py``: fortunes topics, Debian package secti
 
 * metaprep, through its command line as a user runs it: ``metaprep align`` GloVe 6B 50d + the
   MiniLM input table over the task's words (as ``pipelines/glove-minilm.toml``), ``metaprep
-  train`` (``sum``/``dme`` + pool, ``concat`` + BiLSTM-128), ``metaprep export-onnx``, then
-  served with ``metaprep.runtime.Model.predict_proba`` (numpy + onnxruntime);
+  train`` (``sum``/``dme`` + pool, ``concat`` + BiLSTM-128, ``sum`` + pool with the learned
+  source, and the ``--preset fast`` / ``--preset accurate`` recipes), ``metaprep export-onnx``,
+  then served with ``metaprep.runtime.Model.predict_proba`` (numpy + onnxruntime);
 * fastText supervised (``fasttext-numpy2``), word bigrams, dim 50, without and with GloVe 6B 50d
   as pretrained vectors (the whole 400k-word table, written once as a ``.vec``); the epoch count
   is picked on dev among a few;
@@ -27,6 +28,10 @@ intra-op threads; BLAS/OpenMP/tokenizer pools): for each of ``--batch-sizes`` th
 several timed passes over the test set, and the best batch size is reported. Speed and size are
 measured on the seed-0 model, after all training has finished (nothing of ours runs alongside).
 Model size is the bytes on disk a server needs (model directory, ``.bin``, pickle).
+
+``--systems`` picks a subset; with ``--keep-earlier`` the rows of the systems not rerun are carried
+from the results already written, each marked with its own date and commit (its accuracy holds,
+its speed is from that other run), so an expensive baseline need not be rerun for a new system.
 
 Results go to ``benchmarks/results/frontier-<task>.{json,md}`` and ``frontier.png`` (accuracy vs
 log sentences/s), with the date, commit and a machine line (cores, CPU, load average). On a
@@ -66,6 +71,12 @@ METAPREP_SYSTEMS: dict[str, list[str]] = {
     "metaprep sum+pool": ["--method", "sum", "--encoder", "pool"],
     "metaprep dme+pool": ["--method", "dme", "--encoder", "pool"],
     "metaprep concat+bilstm128": ["--method", "concat", "--encoder", "bilstm", "--hidden", "128"],
+    # the learned source (a table over the train split's words, plus hashed word bigrams)
+    "metaprep sum+pool+learned": ["--method", "sum", "--encoder", "pool", "--learned-dim", "64",
+                                  "--learned-lr-scale", "30", "--learned-dropout", "0.5"],
+    # the presets, as a user asks for them (their lr is the benchmark's too)
+    "metaprep fast": ["--preset", "fast"],
+    "metaprep accurate": ["--preset", "accurate"],
 }
 SYSTEMS = (*METAPREP_SYSTEMS, "fasttext", "fasttext+glove", "tfidf+linear", "model2vec+logreg")
 TASKS = ("fortunes", "debian")
@@ -649,6 +660,24 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def carry_earlier(result: dict[str, Any], earlier: Mapping[str, Any]) -> None:
+    """Append the rows of ``earlier`` for systems ``result`` did not run, each marked with the
+    date and commit it was measured at (accuracy holds; speed came from another run)."""
+    ran = {r["system"] for r in result["rows"]}
+    when = f"{str(earlier.get('date', '?'))[:10]} at {earlier.get('commit', '?')}"
+    for row in earlier.get("rows", []):
+        if row["system"] in ran:
+            continue
+        note = row.get("note", "")
+        if "earlier run" not in note:
+            note = f"earlier run ({when}; speed not from this run)" + (f"; {note}" if note
+                                                                     else "")
+        result["rows"].append({**row, "note": note})
+        for key in ("runs", "speed"):
+            if row["system"] in earlier.get(key, {}):
+                result[key][row["system"]] = earlier[key][row["system"]]
+
+
 def tally(values: Iterable[Any]) -> str:
     """'a x2, b': how often each value occurs."""
     from collections import Counter
@@ -693,8 +722,9 @@ def plot(results: Sequence[Mapping[str, Any]], path: Path) -> None:
             if "sentences_per_s" not in r or "accuracy_mean" not in r:
                 continue
             color = "tab:blue" if r["system"].startswith("metaprep") else "tab:gray"
+            earlier = "earlier run" in r.get("note", "")  # hollow: speed from another run
             ax.errorbar(r["sentences_per_s"], r["accuracy_mean"], yerr=r["accuracy_sd"],
-                        fmt="o", color=color, capsize=3)
+                        fmt="o", color=color, capsize=3, mfc="none" if earlier else color)
             ax.annotate(r["system"], (r["sentences_per_s"], r["accuracy_mean"]),
                         textcoords="offset points", xytext=(5, 4), fontsize=8)
         ax.set_xscale("log")
@@ -734,6 +764,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model2vec-python", default=None,
                         help="interpreter with model2vec[distill] (default: this one, else "
                         f"{M2V_VENV_PYTHON})")
+    parser.add_argument("--keep-earlier", action="store_true",
+                        help="carry the rows of systems not run now from the results already "
+                        "there, marked with their date (their speeds are from another run)")
     parser.add_argument("--plot-only", action="store_true",
                         help="redraw frontier.png from the JSON results already written")
     parser.add_argument("--worker-model2vec", default=None, help=argparse.SUPPRESS)
@@ -760,6 +793,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MetaprepError as exc:
             print(f"error: {task}: {exc}", file=sys.stderr)
             return 2
+        if args.keep_earlier:
+            with contextlib.suppress(OSError, json.JSONDecodeError):
+                carry_earlier(result, json.loads(
+                    (out_dir / f"frontier-{task}.json").read_text(encoding="utf-8")))
         text = report(result)
         print(text)
         out_dir.mkdir(parents=True, exist_ok=True)

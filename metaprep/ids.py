@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = [
+    "BIGRAM_MULT",
     "CASE_POLICIES",
     "FALLBACK_STEPS",
     "ID_OFFSET",
@@ -23,6 +24,9 @@ __all__ = [
 PAD_ID = 0
 UNK_ID = 1
 ID_OFFSET = 2
+# word-bigram bucket of ids (a, b): (a * BIGRAM_MULT + b) % buckets, in training and in the
+# exported graph alike (fastText's n-gram multiplier; a * MULT stays far below 2**63)
+BIGRAM_MULT = 116_049_371
 
 # exact: the word as written; lower: everything lowercased; fallback: try exact, then lower,
 # then Title, then UPPER (recovers words a cased source only has in another case).

@@ -66,6 +66,16 @@ def input_paths(options: Any) -> list[Path]:
             if str(p) not in VOCAB_KEYWORDS]
 
 
+def _check_parent(stage: str, out_name: str, out: Path) -> None:
+    """The nearest existing folder above ``out`` must be a folder (not a file or device)."""
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{stage}: {out_name} would go inside {parent}, which is not "
+                                  "a folder", path=out, hint="give a path in a folder")
+            return
+
+
 def check_paths(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, object], *,
                 devices: bool = False) -> None:
     """Refuse an output that is, holds or sits inside an input, or that is a special file
@@ -74,6 +84,7 @@ def check_paths(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, 
            if str(p) not in VOCAB_KEYWORDS]
     for out_name, value in outputs.items():
         for out in _flatten(value):
+            _check_parent(stage, out_name, out)
             real = out.resolve()
             if out.exists() or out.is_symlink():
                 mode = os.stat(out).st_mode if out.exists() else 0
@@ -144,25 +155,45 @@ def clear_stale(output: Path, *, inside: bool = False) -> list[Path]:
     return cleared
 
 
-@contextmanager
-def _lock(output: Path) -> Iterator[None]:
-    lock = output.with_name(f".{output.name}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+def _locked_file(lock: Path, output: Path) -> int:
+    """An open descriptor of ``lock`` holding its flock, the file still at that path.
+
+    The holder removes the lock file when done, so a process that opened it just before may
+    then lock a file no longer at the path while a third process locks a new one there: both
+    would hold "the" lock. The locked file is therefore checked to still be at the path, and
+    opened again if it is not."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = os.fstat(fd)
+            try:
+                now = os.stat(lock)
+            except FileNotFoundError:
+                now = None
         except OSError as exc:
+            os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise ConfigError("another metaprep process is writing this output",
                                   path=output, hint="wait for it, or write elsewhere") from exc
             raise
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)  # still held: no other process is between us
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            return fd
+        os.close(fd)  # the previous holder removed it: lock the file at the path now
+
+
+@contextmanager
+def _lock(output: Path) -> Iterator[None]:
+    lock = output.with_name(f".{output.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = _locked_file(lock, output)
+    try:
+        yield
     finally:
-        os.close(fd)
+        try:
+            lock.unlink(missing_ok=True)  # still held: nobody else has it locked at this path
+        finally:
+            os.close(fd)
 
 
 @contextmanager
@@ -202,9 +233,13 @@ def only_replace_a_store(path: Path) -> None:
         return
     import h5py
 
-    try:
-        with h5py.File(path, "r") as f:
-            ours = f.attrs.get("format") in ("metaprep-store", b"metaprep-store")
+    from metaprep.prep.store.heapcheck import damaged_heap
+
+    try:  # a damaged string heap would hang HDF5 (see heapcheck)
+        ours = path.is_file() and damaged_heap(path) is None
+        if ours:
+            with h5py.File(path, "r") as f:
+                ours = f.attrs.get("format") in ("metaprep-store", b"metaprep-store")
     except OSError:
         ours = False
     if not ours:

@@ -30,9 +30,10 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from metaprep.errors import ConfigError
+from metaprep.learn.config import LIMITS as RUN_LIMITS
 from metaprep.outputs import claim_outputs, is_model_dir, only_replace_a_store, path_fields
 from metaprep.taskdata import task_columns
 
@@ -250,11 +251,14 @@ HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", 
          "mix_dropout", "source_norm", "word_features", "source_dropout", "mix_entropy",
          "encoder", "hidden", "mlp_hidden", "lr", "lr_decay", "min_lr", "patience",
          "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps", "pos_weight",
-         "select_metric")
+         "select_metric", "learned_dim", "learned_buckets", "learned_init", "learned_dropout",
+         "learned_weight_decay", "learned_lr_scale")
 
 
 @dataclass(frozen=True)
 class TrainOptions(TaskColumns):
+    # upper bounds of the sizes (RunConfig's), checked by a pipeline when its file is loaded
+    BOUNDS: ClassVar[dict[str, int]] = RUN_LIMITS
     store: PathLike | None = _in()  # the aligned store (on resume: the run's, by default)
     train: PathLike | None = _in()  # training data (on resume: the run's)
     dev: PathLike | None = _in()  # dev data: lr decay, early stopping, best epoch
@@ -276,6 +280,13 @@ class TrainOptions(TaskColumns):
     encoder: str | None = None  # bilstm (BiLSTM-max) | pool (max+mean) [bilstm]
     hidden: int | None = None  # encoder BiLSTM units per direction [512]
     mlp_hidden: int | None = None  # classifier hidden units [512]
+    learned_dim: int | None = None  # the learned source's size; 0: no learned source [0]
+    learned_buckets: int | None = None  # hashed word-bigram rows of the learned source [0]
+    learned_init: str | None = None  # store source whose rows start the learned ones [random]
+    learned_dropout: float | None = None  # dropout on the learned vectors [0]
+    learned_weight_decay: float | None = None  # AdamW decay of the learned tables [0]
+    learned_lr_scale: float | None = None  # the learned tables' lr is lr x this [1.0]
+    preset: str | None = None  # fast | accurate: a measured recipe; options given here win
     lr: float | None = None  # Adam learning rate [4e-4]
     lr_decay: float | None = None  # lr factor when dev accuracy does not improve [0.2]
     min_lr: float | None = None  # stop once the lr falls below this [1e-5]
@@ -336,7 +347,7 @@ def train(options: TrainOptions) -> TrainResult:
     """An aligned store + labelled data -> a trained run directory (see docs/model.md)."""
     import torch
 
-    from metaprep.learn.config import RunConfig
+    from metaprep.learn.config import RunConfig, preset_values
     from metaprep.learn.rundir import run_state
     from metaprep.learn.train import train as train_run
 
@@ -345,11 +356,13 @@ def train(options: TrainOptions) -> TrainResult:
         if o.threads < 1:
             raise ConfigError("--threads must be at least 1")
         torch.set_num_threads(o.threads)
-    method, chosen = _method(o.method, o.sources)
+    preset = preset_values(o.preset)
+    preset_method = preset.pop("method", None)
+    method, chosen = _method(o.method or preset_method, o.sources)
     if not o.resume:
         for name in ("store", "train", "dev"):
             _req(getattr(o, name), name, "train")
-    given = o.given()  # what a resume checks against the saved config
+    given = {**preset, **o.given()}  # explicit options win; a resume checks these
     given.update({k: v for k in ("task", "label_sep") if (v := getattr(o, k)) is not None})
     notes = []
     if not o.resume:

@@ -83,6 +83,10 @@ class Example(NamedTuple):
     line: int  # 1-based line of the file where the example starts
 
 
+# Longest line of task data read (an example is one line; the CSV/TSV field limit is 128 KiB)
+MAX_LINE_BYTES = 1 << 20
+
+
 def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     """(line number, decoded line) pairs; a decoding error names the line."""
     try:
@@ -90,7 +94,10 @@ def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     except OSError as exc:
         raise DataError(f"cannot read task data: {exc.strerror or exc}", path=path) from exc
     with f:
-        for no, raw in enumerate(f, 1):
+        for no, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(raw) > MAX_LINE_BYTES:  # read no further: a 1 GB line would be 1 GB here
+                raise DataError(f"the line is longer than {MAX_LINE_BYTES:,} bytes", path=path,
+                                line=no, hint="an example is one line of text: shorten it")
             try:
                 text = raw.decode(encoding)
             except UnicodeDecodeError as exc:
@@ -209,6 +216,10 @@ def _read_delimited(
             else:
                 yield Example((row[idx[keys[0]]], row[idx[keys[1]]]), label, line)
     except csv.Error as exc:
+        if "new-line character seen in unquoted field" in str(exc):  # Python's advice misleads
+            raise DataError(f"malformed {fmt.upper()}: a line ends in a bare carriage return "
+                            "(CR)", path=path, line=current[0],
+                            hint="end lines with LF or CRLF, e.g. tr '\\r' '\\n'") from exc
         raise DataError(f"malformed {fmt.upper()}: {exc}", path=path, line=current[0]) from exc
 
 

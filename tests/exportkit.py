@@ -82,6 +82,12 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
             p.mul_(3.0)  # livelier than the default init: logits that differ between inputs
             if "feature_scorer" in name:  # zero at init: give the word features a say
                 p.add_(torch.randn(p.shape))
+        learned = model.front.learned
+        if learned is not None:  # some words seen in training, bigram rows that matter
+            gen = torch.Generator().manual_seed(seed)
+            learned.mark_seen(torch.randint(2, len(WORDS) + 2, (len(WORDS) // 2,), generator=gen))
+            if learned.bigrams is not None:
+                learned.bigrams.copy_(torch.randn(learned.bigrams.shape, generator=gen))
     data = DataRecord()
     if dev:
         dev_path = write_task(tmp / f"dev{'-pair' if pair else ''}.tsv", 40, pair=pair)

@@ -68,3 +68,23 @@ def test_rows_and_markdown() -> None:
     assert "| fasttext | 75.0 +- 7.1 | 65.0 +- 7.1 | 12,346 (256) | 2.5 | 3 |" in table
     assert "| model2vec+logreg | skipped: not installed |" in table
     assert frontier.tally([20, 20, 5]) == "20 x2, 5"
+
+
+def test_earlier_rows_are_carried_marked_and_never_replace_this_runs() -> None:
+    now = {"rows": [{"system": "metaprep fast", "accuracy_mean": 80.0}],
+           "runs": {"metaprep fast": []}, "speed": {"metaprep fast": None}}
+    earlier = {"date": "2026-12-02T05:22:27+00:00", "commit": "f1afbad",
+               "rows": [{"system": "metaprep fast", "accuracy_mean": 1.0},
+                        {"system": "tfidf+linear", "accuracy_mean": 78.5, "note": "picked"},
+                        {"system": "model2vec+logreg", "accuracy_mean": 66.9,
+                         "note": "earlier run (2026-11-30 at abc; speed not from this run)"}],
+               "runs": {"tfidf+linear": [{"seed": 0}]},
+               "speed": {"tfidf+linear": {"sentences_per_s": 7}}}
+    frontier.carry_earlier(now, earlier)
+    rows = {r["system"]: r for r in now["rows"]}
+    assert rows["metaprep fast"]["accuracy_mean"] == 80.0  # this run's row stays
+    assert rows["tfidf+linear"]["note"] == ("earlier run (2026-12-02 at f1afbad; speed not from "
+                                            "this run); picked")
+    assert rows["model2vec+logreg"]["note"].startswith("earlier run (2026-11-30")  # its own date
+    assert now["runs"]["tfidf+linear"] == [{"seed": 0}]
+    assert now["speed"]["tfidf+linear"] == {"sentences_per_s": 7}

@@ -132,3 +132,17 @@ def test_predict_and_embed_take_the_same_text_column_flag() -> None:
     for name in ("predict", "embed"):
         opts = [p.opts for p in _command(name).params if isinstance(p, click.Option)]
         assert ["--column", "--text-column"] in opts
+
+
+@pytest.mark.parametrize("args", [["align", "g=a.txt", "-o", "."], ["inspect", "."],
+                                  ["train", "--epochs", "many"]])
+def test_a_value_of_the_wrong_kind_is_one_line(args: list[str], tmp_path: Path) -> None:
+    """click's usage error is four lines; a folder given for a file is one, like every error."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "metaprep", *args], capture_output=True,
+                          text=True, cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: Invalid value for ") and lines[0].endswith("(see --help)")

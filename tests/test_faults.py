@@ -55,6 +55,48 @@ def test_align_under_a_file_size_limit(tmp_path: Path) -> None:
     assert out.read_bytes() == before and _leftovers(tmp_path) == []
 
 
+def _vectors(path: Path, prefix: str, rows: int) -> Path:
+    rng = random.Random(prefix)
+    path.write_text("".join(f"{prefix}{i} " + " ".join(f"{rng.gauss(0, 1):.4f}" for _ in range(50))
+                            + "\n" for i in range(rows)))
+    return path
+
+
+@pytest.mark.parametrize("fsize", [1_300_000, 2_000_000, 2_900_000])
+def test_a_store_outgrowing_its_room_check_is_one_line(tmp_path: Path, fsize: int) -> None:
+    """Text files declare no row count, so a union's room check can only count on 1 MB: the
+    limit is hit while HDF5 writes (this used to end in a segfault)."""
+    a, b = _vectors(tmp_path / "a.txt", "x", 4000), _vectors(tmp_path / "b.txt", "y", 4000)
+    out = tmp_path / "out" / "s.h5"
+    assert _metaprep(["align", f"a={a}", "-o", str(out), "-q"]).returncode == 0
+    before = out.read_bytes()
+    proc = _metaprep(["align", f"a={a}", f"b={b}", "-o", str(out), "-q"], fsize=fsize)
+    _one_line_error(proc, out)
+    assert "cannot write the store (File too large)" in proc.stderr
+    assert out.read_bytes() == before and _leftovers(out.parent) == []
+
+
+def test_split_under_a_file_size_limit(tmp_path: Path) -> None:
+    """It said only "No space left on device" and left its temporary file behind."""
+    data = write_task(tmp_path / "all.tsv", 300)
+    out = tmp_path / "out"
+    assert _metaprep(["split", str(data), "-o", str(out)]).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = _metaprep(["split", str(data), "-o", str(out), "--seed", "1"], fsize=2_000)
+    _one_line_error(proc, out / "train.tsv")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_evaluate_output_under_a_file_size_limit(tmp_path: Path) -> None:
+    """It said only "No space left on device", naming no file."""
+    run = make_run(tmp_path / "w", method="dme", encoder="pool")
+    dev = write_task(tmp_path / "d.tsv", 20, seed=2)
+    out = tmp_path / "scores.json"
+    proc = _metaprep(["evaluate", str(run), str(dev), "-o", str(out), "-q"], fsize=50)
+    _one_line_error(proc, out)
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
 def test_train_and_export_under_a_file_size_limit(tmp_path: Path) -> None:
     store = make_store(tmp_path / "store.h5")
     train, dev = write_task(tmp_path / "t.tsv", 40), write_task(tmp_path / "d.tsv", 20, seed=2)

@@ -101,6 +101,15 @@ def test_a_special_file_is_refused_not_renamed_over(tmp_path: Path, vectors: Pat
     assert fifo.exists() and not fifo.is_file()
 
 
+def test_an_output_under_a_file_or_device_is_refused(tmp_path: Path, vectors: Path) -> None:
+    """Both used to say only "File exists" (from making the folders above the output)."""
+    code, text = _invoke(["align", f"v={vectors}", "-o", str(vectors / "s.h5"), "-q"])
+    assert code != 0 and f"would go inside {vectors}, which is not a folder" in text
+    code, text = _invoke(["split", str(_task(tmp_path)), "-o", "/dev/null"])
+    assert code != 0 and "would go inside /dev/null, which is not a folder" in text
+    assert vectors.read_text() == "text 0.1 0.2\nt 0.3 0.4\n"
+
+
 def test_train_does_not_write_into_a_folder_of_other_files(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -157,3 +166,40 @@ def test_a_model_set_aside_by_a_killed_force_comes_back(tmp_path: Path) -> None:
     cleared = clear_stale(model)
     assert sorted(cleared) == sorted([aside, building])
     assert (model / "manifest.json").read_text() == "{}" and not building.exists()
+
+
+_RACER = """
+import os, sys, time
+from pathlib import Path
+from metaprep.errors import ConfigError
+from metaprep.outputs import claim
+out, log, until = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+while time.time() < until:
+    try:
+        with claim("race", {"output": out}, {}):
+            fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            os.write(fd, b"start\\n")
+            time.sleep(0.0005)
+            os.write(fd, b"end\\n")
+            os.close(fd)
+    except ConfigError:
+        pass
+"""
+
+
+def test_three_processes_claiming_one_output_never_hold_it_together(tmp_path: Path) -> None:
+    """The lock file is removed by each holder; a process that opened it just before used to
+    lock that removed file while a third locked a new one (about 14 overlaps a second)."""
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "log"
+    until = str(time.time() + 2.5)
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(tmp_path / "out"), str(log),
+                               until]) for _ in range(3)]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    events = log.read_text().split()
+    assert len(events) > 100 and events[::2] == ["start"] * (len(events) // 2)
+    assert events[1::2] == ["end"] * (len(events) // 2)  # strictly start, end, start, end...
+    assert not (tmp_path / ".out.lock").exists()

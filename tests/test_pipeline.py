@@ -38,6 +38,7 @@ def test_keys_become_the_stages_own_options(tmp_path: Path) -> None:
         ('[split]\ndata = "{train}/x"\n', "not an earlier stage"),
         ('[train]\nstore = "s.h5"\nepochs = "many"\n', "epochs must be a whole number"),
         ('[train]\nstore = "s.h5"\nlr = true\n', "lr must be a number"),
+        ('[train]\nstore = "s.h5"\nhidden = 1000000000\n', "hidden must be at most 16,384"),
         ('[train]\nmask_missing = 1\n', "mask_missing must be true or false"),
         ('[align]\nsources = ["a.txt"]\n', "sources must be a table"),
         ('[pipeline]\nname = "../../x"\n[split]\ndata = "c.txt"\n', "one folder name"),
@@ -167,9 +168,12 @@ def test_pkg_paths_never_run_the_package(tmp_path: Path, monkeypatch: pytest.Mon
     run_pipeline(p, artifacts=tmp_path / "art", dry_run=True, echo=lines.append)
     assert not marker.exists()  # found, not imported
     assert str(pkg / "data.txt") in lines[0]
-    q = _write(tmp_path, '[split]\ndata = "pkg:os.path/x"\n')
-    with pytest.raises(ConfigError, match="not installed"):
-        load_pipeline(q, artifacts=tmp_path / "art")
+    for name, message in (("os.path", "not the name of a top-level package"),
+                          ("os", "'os' is a module, not a package with data files"),
+                          ("no_such_pkg_xyz", "package 'no_such_pkg_xyz' is not installed")):
+        q = _write(tmp_path, f'[split]\ndata = "pkg:{name}/x"\n')
+        with pytest.raises(ConfigError, match=message):
+            load_pipeline(q, artifacts=tmp_path / "art")
     for bad in ("sneaky_pkg_xyz/../../../../etc/passwd", "sneaky_pkg_xyz/", "sneaky_pkg_xyz"):
         q = _write(tmp_path, f'[split]\ndata = "pkg:{bad}"\n')  # '..' used to leave the package
         with pytest.raises(ConfigError, match="must name a file inside the package"):

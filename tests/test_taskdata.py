@@ -92,6 +92,11 @@ def test_detection_by_content(tmp_path: Path) -> None:
         ("t.jsonl", "[" * 100_000 + "\n", "not valid JSON", 1),
         ("t.tsv", "\nid\ttext\tlabel\ttext\nx\ty\tz\tw\n", "text appear more than once", 2),
         ("t.csv", "label,text,label\na,b,c\n", "column name.s. label appear more than once", 1),
+        ("t.tsv", "text\tlabel\rx\ty\r", r"a line ends in a bare carriage return \(CR\)", 1),
+        ("t.jsonl", '{"text": "x", "label": "a"}\n{"text": "' + "y" * (1 << 20) + '"}\n',
+         "the line is longer than 1,048,576 bytes", 2),  # read whole: 200 MB took 1.2 GB
+        ("t.txt", "__label__a x\n__label__b " + "y " * (1 << 20) + "\n",
+         "the line is longer than 1,048,576 bytes", 2),
     ],
 )
 def test_malformed(tmp_path: Path, name: str, text: str, match: str, line: int) -> None:

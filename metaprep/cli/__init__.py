@@ -74,6 +74,9 @@ def main() -> None:
         click.echo(f"error: {where}{exc.strerror or exc} (nothing was left half-written)",
                    err=True)
         sys.exit(2)
+    except click.BadParameter as exc:  # a value of the wrong kind (a folder for a file...)
+        click.echo(f"error: {exc.format_message()} (see --help)", err=True)
+        sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

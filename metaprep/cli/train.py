@@ -8,11 +8,14 @@ from typing import Any
 import click
 
 from metaprep.cli._common import column_options, output_option, quiet_option
+from metaprep.learn.config import PRESETS
 
 _EPILOG = """\b
 Examples:
   metaprep train --store store.h5 --train train.tsv --dev dev.tsv --method cdme -o run/
   metaprep train --store store.h5 --train t.tsv --dev d.tsv --method single:glove -o run1/
+  metaprep train --store store.h5 --train t.tsv --dev d.tsv --preset fast -o run2/
+  metaprep train --store store.h5 --train t.tsv --dev d.tsv --preset fast --proj-dim 128 -o r3/
   metaprep train --resume -o run/        # continue a killed run: nothing else is needed
   metaprep train --store s.h5 --train tags.tsv --dev d.tsv --task multilabel -o run/
   torchrun --nproc_per_node 2 -m metaprep train --store store.h5 ...   # DDP (gloo on CPU)
@@ -20,6 +23,10 @@ Examples:
 Hyper-parameters not given take the defaults shown ([default: ...]); with --resume, the run's
 saved values, and a value given that differs from the saved one is an error.
 """
+
+
+def _recipe(name: str) -> str:
+    return ", ".join(f"{k.replace('_', '-')} {v}" for k, v in PRESETS[name].items())
 
 
 def _hyper(name: str, kind: Any, default: object, text: str) -> Any:
@@ -39,6 +46,10 @@ def _hyper(name: str, kind: Any, default: object, text: str) -> Any:
 @output_option("Run directory [default: artifacts/runs/<timestamp>-<method>].", file_okay=False)
 @_hyper("--method", str, "dme", "dme, cdme, concat, sum, or single:NAME (one source). "
         "dme (with --source-norm layernorm) led our ablation (README).")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
+              help="A measured recipe (README: what each gives). fast: " + _recipe("fast")
+              + ". accurate: " + _recipe("accurate") + ". Options given explicitly override "
+              "it; the run's config.json records the resolved values.")
 @click.option("--sources", help="Comma-separated store sources to use [default: all].")
 @_hyper("--proj-dim", int, 256, "Size d' of the projected embeddings.")
 @_hyper("--gating", click.Choice(["softmax", "sigmoid"]), "softmax",
@@ -65,6 +76,17 @@ def _hyper(name: str, kind: Any, default: object, text: str) -> Any:
         "BiLSTM-max, or max+mean pooling without recurrence.")
 @_hyper("--hidden", int, 512, "Encoder BiLSTM units per direction.")
 @_hyper("--mlp-hidden", int, 512, "Classifier hidden units.")
+@_hyper("--learned-dim", int, 0, "Size of the learned source: a table trained with the task "
+        "over the train split's words, one more source in the mix (0: none).")
+@_hyper("--learned-buckets", int, 0, "Hashed word-bigram rows of the learned source (0: none); "
+        "the model grows by buckets x learned-dim floats.")
+@_hyper("--learned-init", str, "random", "Store source whose vectors start the learned rows "
+        "where it has the word (same dimension), or random.")
+@_hyper("--learned-dropout", float, 0.0, "Dropout on the learned vectors.")
+@_hyper("--learned-weight-decay", float, 0.0, "Decoupled (AdamW) weight decay of the learned "
+        "tables.")
+@_hyper("--learned-lr-scale", float, 1.0, "The learned tables' learning rate is --lr times "
+        "this (a rare word's row gets few updates).")
 @_hyper("--lr", float, 4e-4, "Adam learning rate.")
 @_hyper("--lr-decay", float, 0.2, "Multiply the lr by this when dev accuracy does not improve.")
 @_hyper("--min-lr", float, 1e-5, "Stop once the lr falls below this.")

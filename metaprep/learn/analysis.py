@@ -53,7 +53,8 @@ def attention_analysis(
     was_training = model.training
     model.eval()
     cfg = model.cfg
-    S = len(cfg.sources)
+    names = model.front.source_names  # the store's sources, then the learned one if any
+    S = len(names)
     ids_all, w_all, p_all = [], [], []
     for index in bucket_batches(data.lengths(), batch_size):
         b = collate(data, index)
@@ -62,7 +63,7 @@ def attention_analysis(
                 continue
             enc = model.encode(ids, lengths)
             valid = torch.arange(ids.shape[1])[None, :] < lengths[:, None]
-            present = model.front.present[ids][valid]  # (N,S)
+            present = model.front.presence(ids)[valid]  # (N,S)
             known = present.any(-1)  # tokens some source covers (the rest use the UNK vector)
             ids_all.append(ids[valid][known].numpy())
             p_all.append(present[known].numpy())
@@ -84,20 +85,20 @@ def attention_analysis(
     np.add.at(band_counts, band, 1)
     np.add.at(pat_sums, pattern, weights)
     np.add.at(pat_counts, pattern, 1)
-    pat_names = ["+".join(s for k, s in enumerate(cfg.sources) if p >> k & 1) for p in range(n_pat)]
+    pat_names = ["+".join(s for k, s in enumerate(names) if p >> k & 1) for p in range(n_pat)]
     overall = _summary(weights.sum(0, keepdims=True), np.array([len(ids_np)]), ["all"],
-                       cfg.sources, has_weights)
+                       names, has_weights)
     return {
         "method": cfg.method,
         "gating": cfg.gating,
         "mask_missing": cfg.mask_missing,
-        "sources": cfg.sources,
+        "sources": names,
         "data": str(data.path),
         "has_weights": has_weights,
         "overall": overall.get("all", {"tokens": 0}),
         "by_frequency": _summary(band_sums, band_counts, [b[0] for b in FREQUENCY_BANDS],
-                                 cfg.sources, has_weights),
-        "by_coverage": _summary(pat_sums, pat_counts, pat_names, cfg.sources, has_weights),
+                                 names, has_weights),
+        "by_coverage": _summary(pat_sums, pat_counts, pat_names, names, has_weights),
     }
 
 

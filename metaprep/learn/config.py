@@ -12,13 +12,54 @@ from typing import Any
 
 from metaprep.errors import ConfigError
 
-__all__ = ["ENCODERS", "FILLED", "METHODS", "NORMS", "RunConfig"]
+__all__ = ["ENCODERS", "FILLED", "LIMITS", "MAX_WEIGHTS", "METHODS", "NORMS", "PRESETS",
+           "RunConfig", "preset_values"]
 
 NORMS = ("none", "center", "scale", "layernorm")  # source_norm (learn/levers.py)
 METHODS = ("dme", "cdme", "concat", "sum", "single")
 ENCODERS = ("bilstm", "pool")
 # keys train fills from the store and the data; a caller's value for them is not an option
 FILLED = ("source_dims", "vocab_size", "num_labels", "pair")
+# Upper bounds, so that a config.json edited by hand (or a typo on the command line) is refused
+# before anything is allocated. Each is far above what any measured run used (the paper's sizes
+# are 256-512; our largest store has 400k words and 57 labels).
+LIMITS = {"proj_dim": 16384, "hidden": 16384, "mlp_hidden": 16384, "context_hidden": 1024,
+          "batch_size": 65536, "epochs": 100_000, "patience": 100_000,
+          "checkpoint_steps": 10**9, "num_labels": 1_000_000, "vocab_size": 2**31 - 3,
+          "learned_dim": 65536, "learned_buckets": 2**31 - 1}
+MAX_SOURCES = 64
+MAX_SOURCE_DIM = 65536
+# Trainable weights (the embedding tables are the store's, not counted): 500 M float32 weights
+# are 2 GB, and training holds about four copies (weights, gradients, Adam's two moments).
+MAX_WEIGHTS = 500_000_000
+
+
+# Measured recipes (benchmarks/results/frontier-*.md) a user picks by purpose; the CLI's
+# `--preset`, TrainOptions.preset and pipelines' `preset` key. Options given explicitly win; the
+# saved config records the resolved values.
+PRESETS: dict[str, dict[str, Any]] = {
+    # serving speed first: a sum of small projections and the pooled encoder, plus the learned
+    # source with word bigrams (the words no pretrained source has); on Debian sections, seed 0,
+    # 4 epochs: lr scale 30 and dropout 0.5 gave 76.7 % test (scale 1: 75.7, scale 10 without
+    # dropout: 76.3; 1M buckets instead of 200k: 76.7 again, at 5x the size)
+    "fast": {"method": "sum", "encoder": "pool", "proj_dim": 64, "mlp_hidden": 256,
+             "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
+             "learned_dropout": 0.5, "lr": 1e-3},
+    # accuracy first: concat (it won the methods comparison) and a BiLSTM-max encoder, plus the
+    # same learned source
+    "accurate": {"method": "concat", "encoder": "bilstm", "hidden": 128, "learned_dim": 64,
+                 "learned_buckets": 200_000, "learned_lr_scale": 10.0, "learned_dropout": 0.5,
+                 "lr": 1e-3, "source_norm": "none"},  # as measured (before source_norm existed)
+}
+
+
+def preset_values(name: str | None) -> dict[str, Any]:
+    """The option values of preset ``name`` (none: {}); an unknown name is a ConfigError."""
+    if name is None:
+        return {}
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
 
 
 # keys whose default changed after runs were saved without them: such a run was trained with
@@ -59,6 +100,21 @@ class RunConfig:
     mix_entropy: float = 0.0  # loss += this x the mean entropy of the mixing weights (dme/cdme)
     encoder: str = "bilstm"  # BiLSTM-max as in the paper | pool (max and mean, no recurrence)
     hidden: int = 512  # BiLSTM units per direction (InferSent / DME default)
+    # the learned source (learn/learned.py): a table trained with the task over the words seen in
+    # the train split, one more source in the mix. 0: off, as before it existed (the paper mixes
+    # frozen sources only); words no pretrained source knows then carry nothing.
+    learned_dim: int = 0
+    # hashed word-bigram rows added to the learned source (fastText's trick); 0: none. A knob of
+    # size: buckets x learned_dim floats are exported (fastText's 2M x 50 makes a 400 MB model).
+    learned_buckets: int = 0
+    # the learned rows start from this store source (same dimension) where it has the word, the
+    # rest small random; "random": all small random
+    learned_init: str = "random"
+    learned_dropout: float = 0.0  # dropout on the learned vectors: against memorising rare words
+    learned_weight_decay: float = 0.0  # decoupled (AdamW) decay of the learned tables only
+    # the learned tables' lr is lr x this: Adam moves a row about lr per update, and a rare word's
+    # row gets few updates (fastText trains its tables at lr 0.1-1 by SGD)
+    learned_lr_scale: float = 1.0
     mlp_hidden: int = 512  # classifier hidden layer, as wide as the encoder (InferSent)
     num_labels: int = 2  # filled from the training labels (2: the smallest classifier)
     pair: bool = False  # filled from the data: pairs get features [u, v, |u-v|, u*v]
@@ -113,7 +169,7 @@ class RunConfig:
         for key in ("lr", "grad_clip"):
             if not getattr(self, key) > 0:
                 raise bad(key, "must be above 0")
-        for key in ("mix_dropout", "source_dropout"):
+        for key in ("mix_dropout", "source_dropout", "learned_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise bad(key, "must be in [0, 1)")
         if self.source_norm not in NORMS:
@@ -121,6 +177,16 @@ class RunConfig:
                       f"{self.source_norm!r}")
         if not math.isfinite(self.mix_entropy):
             raise bad("mix_entropy", "must be a finite number")
+        for key in ("learned_dim", "learned_buckets"):
+            if getattr(self, key) < 0:
+                raise bad(key, "must be 0 (off) or more")
+        if not self.learned_lr_scale > 0:
+            raise bad("learned_lr_scale", "must be above 0")
+        if self.learned_weight_decay < 0:
+            raise bad("learned_weight_decay", "must be 0 or more")
+        init = self.learned_init
+        if init != "random" and self.sources and init not in self.sources:
+            raise bad("learned_init", f"{init!r} is not one of the sources (or random)")
         if self.task not in ("single", "multilabel"):
             raise bad("task", f"must be single or multilabel, not {self.task!r}")
         if self.num_labels < (2 if self.task == "single" else 1):
@@ -132,11 +198,51 @@ class RunConfig:
                       f"{self.select_metric!r}")
         if not self.label_sep or self.label_sep != self.label_sep.strip():
             raise bad("label_sep", "must be a non-empty separator without spaces")
+        for key, most in LIMITS.items():
+            if getattr(self, key) > most:
+                raise bad(key, f"must be at most {most:,} (not {getattr(self, key):,})")
+        if self.learned_buckets and not self.learned_dim:
+            raise bad("learned_buckets", "word bigrams need the learned source: set learned_dim")
+        if len(self.sources) > MAX_SOURCES:
+            raise bad("sources", f"at most {MAX_SOURCES} sources")
+        if any(not 0 <= d <= MAX_SOURCE_DIM for d in self.source_dims):  # 0: not filled yet
+            raise bad("source_dims", f"each must be from 1 to {MAX_SOURCE_DIM}")
+        if self.weight_count() > MAX_WEIGHTS:
+            raise bad("hidden", f"these sizes make a model of about {self.weight_count():,} "
+                      f"trainable weights, more than the {MAX_WEIGHTS:,} metaprep trains")
+
+    def weight_count(self) -> int:
+        """About how many trainable weights the model has (model.py's layers, biases included;
+        the frozen embedding tables excluded, the learned source's included)."""
+        dims, d = self.all_dims, self.meta_dim
+
+        def lstm(inp: int, h: int) -> int:  # both directions, two bias vectors each
+            return 2 * 4 * h * (inp + h + 2)
+
+        front = d  # the UNK vector
+        if self.learned_dim:  # its word rows (pad and UNK too) and bigram rows
+            front += (self.vocab_size + 2 + self.learned_buckets) * self.learned_dim
+        if self.method in ("dme", "cdme", "sum", "single"):
+            front += sum((k + 1) * self.proj_dim for k in dims)
+        if self.method == "dme":
+            front += d + 1
+        elif self.method == "cdme":
+            front += lstm(d, self.context_hidden) + 2 * self.context_hidden + 1
+        encoded = 2 * self.hidden if self.encoder == "bilstm" else 2 * d
+        encoder = lstm(d, self.hidden) if self.encoder == "bilstm" else 0
+        features = 4 * encoded if self.pair else encoded
+        mlp = (features + 1) * self.mlp_hidden + (self.mlp_hidden + 1) * self.num_labels
+        return front + encoder + mlp
+
+    @property
+    def all_dims(self) -> list[int]:
+        """The raw vector size of every source in the mix: the store's, then the learned one."""
+        return [*self.source_dims, *([self.learned_dim] if self.learned_dim else [])]
 
     @property
     def meta_dim(self) -> int:
         """D, the size of one meta-embedding."""
-        return sum(self.source_dims) if self.method == "concat" else self.proj_dim
+        return sum(self.all_dims) if self.method == "concat" else self.proj_dim
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

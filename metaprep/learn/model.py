@@ -24,6 +24,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from metaprep.errors import ModelError, StoreError
 from metaprep.ids import ID_OFFSET, PAD_ID
 from metaprep.learn.config import RunConfig
+from metaprep.learn.learned import LearnedSource
 from metaprep.learn.levers import (
     FeatureScorer,
     SourceNorm,
@@ -75,9 +76,12 @@ class MetaEmbedder(nn.Module):
     Buffers (frozen, not in the state dict): ``table_{k}`` (V+2, d_k) for source k (rows 0 and 1,
     padding and UNK, are zeros) and ``present`` (V+2, S) bool. Parameters: ``proj[k]``
     Linear(d_k -> D) (not for concat), ``scorer`` Linear(D -> 1) (dme) or Linear(2h -> 1) (cdme),
-    ``context`` BiLSTM(D -> h) (cdme), ``unk`` (D,), the vector of words no used source has.
-    Levers (learn/levers.py): ``norm[k]`` before each projection, and with ``word_features`` a
-    ``features`` (V+2, F) buffer built from ``words`` and ``feature_scorer`` Linear(F -> S).
+    ``context`` BiLSTM(D -> h) (cdme), ``unk`` (D,), the vector of words no used source has,
+    ``learned`` (learn/learned.py) when ``cfg.learned_dim``: source S-1 of the mix, present for
+    the words of the train split; its word-bigram vectors are added after the mix, through its
+    projection (concat: into its own columns). Levers (learn/levers.py): ``norm[k]`` before each
+    store source's projection, and with ``word_features`` a ``features`` (V+2, F) buffer built
+    from ``words`` and ``feature_scorer`` Linear(F -> S).
     """
 
     present: torch.Tensor  # (V+2, S) bool buffer
@@ -106,10 +110,15 @@ class MetaEmbedder(nn.Module):
                 raise ModelError("word features need the store's words")
             self.register_buffer("features", word_features(words, self.present),
                                  persistent=False)
-            self.feature_scorer = FeatureScorer(feature_count(len(tables)), len(tables))
+            self.feature_scorer = FeatureScorer(feature_count(len(tables)),  # offsets for every
+                                                len(cfg.all_dims))  # source, the learned one too
         dim = cfg.meta_dim
+        self.learned = (LearnedSource(cfg.vocab_size + ID_OFFSET, cfg.learned_dim,
+                                      cfg.learned_buckets, cfg.learned_dropout,
+                                      sparse=cfg.learned_weight_decay == 0)
+                        if cfg.learned_dim else None)
         if cfg.method != "concat":
-            self.proj = nn.ModuleList(nn.Linear(d, cfg.proj_dim) for d in cfg.source_dims)
+            self.proj = nn.ModuleList(nn.Linear(d, cfg.proj_dim) for d in cfg.all_dims)
         if cfg.method == "dme":
             self.scorer = nn.Linear(dim, 1)
         if cfg.method == "cdme":
@@ -120,15 +129,57 @@ class MetaEmbedder(nn.Module):
 
     @property
     def num_sources(self) -> int:
-        return len(self.cfg.sources)
+        """Sources in the mix: the store's, then the learned one."""
+        return len(self.cfg.all_dims)
+
+    @property
+    def source_names(self) -> list[str]:
+        return [*self.cfg.sources, *(["learned"] if self.learned is not None else [])]
+
+    def presence(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (...) -> (..., S) bool: source k has the word (learned: seen in training)."""
+        have = self.present[ids]
+        if self.learned is None:
+            return have
+        return torch.cat([have, self.learned.seen[ids][..., None]], -1)
+
+    def start_learned(self, train_ids: torch.Tensor) -> None:
+        """Before training: the learned source's words are those of ``train_ids``, and its rows
+        start from the ``learned_init`` source where that source has the word."""
+        cfg, learned = self.cfg, self.learned
+        if learned is None:
+            return
+        learned.mark_seen(train_ids)
+        if cfg.learned_init != "random":
+            k = cfg.sources.index(cfg.learned_init)
+            if cfg.source_dims[k] != cfg.learned_dim:
+                raise ModelError(f"learned_init source {cfg.learned_init!r} has dimension "
+                                 f"{cfg.source_dims[k]}, the learned source {cfg.learned_dim}")
+            learned.init_rows(self.table(k), self.present[:, k])
+
+    def raw_vectors(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """ids (B,T) -> each source's vectors (B,T,d_k), before projection and masks."""
+        raw = [F.embedding(ids, self.table(k)).float() for k in range(len(self.cfg.sources))]
+        return raw if self.learned is None else [*raw, self.learned(ids)]
+
+    def pair_term(self, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
+        """ids, valid (B,T) -> the word-bigram vectors in meta space (B,T,D), or None."""
+        if self.learned is None or self.learned.bigrams is None:
+            return None
+        vec = self.learned.pair_vectors(ids, valid)  # (B,T,d)
+        if self.cfg.method == "concat":  # the learned source's columns are the last d
+            return F.pad(vec, (self.cfg.meta_dim - vec.shape[-1], 0))
+        proj: nn.Linear = self.proj[-1]  # type: ignore[assignment]
+        return vec @ proj.weight.T  # (B,T,D): the projection without its bias
 
     def table(self, k: int) -> torch.Tensor:
         return getattr(self, f"table_{k}")  # type: ignore[no-any-return]
 
     def source_rows(self, k: int, rows: torch.Tensor) -> torch.Tensor:
         """Raw rows (..., d_k) of source k -> normalised and projected (..., D) (concat: only
-        normalised). Depends on the word alone: export bakes it into the tables."""
-        x = self.norm[k](rows.float())
+        normalised; the learned source is trained, not normalised). Depends on the word alone:
+        export bakes it into the tables."""
+        x = self.norm[k](rows.float()) if k < len(self.norm) else rows.float()
         return x if self.cfg.method == "concat" else self.proj[k](x)  # type: ignore[no-any-return]
 
     def score_offsets(self, ids: torch.Tensor) -> torch.Tensor | None:
@@ -143,12 +194,12 @@ class MetaEmbedder(nn.Module):
         cfg = self.cfg
         B, T = ids.shape
         valid = valid_mask(ids, lengths)  # (B,T)
-        present = self.present[ids] & valid[..., None]  # (B,T,S) source k has this word
+        present = self.presence(ids) & valid[..., None]  # (B,T,S) source k has this word
         known = present.any(-1)  # (B,T) some used source has it; otherwise the UNK vector
         use = present if cfg.mask_missing else valid[..., None].expand_as(present)
         use = drop_sources(use, cfg.source_dropout, self.training)  # (B,T,S)
-        rows = [self.source_rows(k, F.embedding(ids, self.table(k)))
-                for k in range(self.num_sources)]  # S x (B,T,D) (concat: (B,T,d_k))
+        rows = [self.source_rows(k, e) for k, e in enumerate(self.raw_vectors(ids))]
+        #       S x (B,T,D) (concat: (B,T,d_k))
 
         weights: torch.Tensor | None = None
         if cfg.method == "concat":
@@ -166,6 +217,9 @@ class MetaEmbedder(nn.Module):
         meta = torch.where(known[..., None], meta, self.unk)  # (B,T,D)
         if cfg.mix_relu:
             meta = F.relu(meta)
+        pairs = self.pair_term(ids, valid)  # after the per-word part: that part still folds
+        if pairs is not None:
+            meta = meta + pairs
         meta = self.dropout(meta) * valid[..., None]
         return meta, weights
 

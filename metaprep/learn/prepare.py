@@ -22,6 +22,7 @@ from metaprep.errors import ConfigError, DataError, ModelError, StoreError
 from metaprep.learn.config import FILLED, RunConfig
 from metaprep.learn.data import LabelMap, TaskData, TextEncoder, load_labelsets, load_task
 from metaprep.learn.rundir import (
+    BEST,
     CHECKPOINT,
     CONFIG,
     DATA,
@@ -67,13 +68,15 @@ def prepare(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     if resume:
         given = overrides if overrides is not None else _non_default(cfg)
         run, data = _reopen(out, given, inputs, encoding=encoding, show=show)
-        return Prepared(run, data, from_checkpoint=status == "checkpointed")
-    run, data = _start(cfg, out, inputs, write=write, encoding=encoding, show=show,
-                       columns=columns or Columns())
-    return Prepared(run, data, from_checkpoint=False)
+    else:
+        run, data = _start(cfg, out, inputs, write=write, encoding=encoding, show=show,
+                           columns=columns or Columns())
+    if status == "started" and write:  # starting over: drop weights no checkpoint followed
+        (out / BEST).unlink(missing_ok=True)
+    return Prepared(run, data, from_checkpoint=status == "checkpointed")
 
 
-def restore(run: Run, model: torch.nn.Module, opt: torch.optim.Optimizer, *, map_location: Any,
+def restore(run: Run, model: torch.nn.Module, opt: Any, *, map_location: Any,
             progress_keys: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Load the checkpoint into ``model`` and ``opt``: (progress counters, epoch history)."""
     ckpt = run.load_checkpoint(map_location=map_location)
@@ -131,6 +134,11 @@ def _resolve_config(cfg: RunConfig, store: Store) -> RunConfig:
             )
     if cfg.method == "single" and len(sources) != 1:
         raise ConfigError("method single needs one source: --method single:NAME")
+    if (cfg.learned_dim and cfg.learned_init in sources
+            and store.dim(cfg.learned_init) != cfg.learned_dim):
+        raise ConfigError(f"learned_init source {cfg.learned_init!r} has dimension "
+                          f"{store.dim(cfg.learned_init)}, learned_dim is {cfg.learned_dim}",
+                          hint="set learned_dim to that dimension, or learned_init to random")
     return replace(
         cfg, sources=sources, source_dims=[store.dim(s) for s in sources],
         vocab_size=store.vocab_size,

@@ -30,6 +30,7 @@ from metaprep.learn.runfiles import (
     _read_json,
     _read_labels,
     _read_tokenizer,
+    check_run_file,
     write_json,
 )
 from metaprep.tokenize import TokenizerConfig
@@ -68,15 +69,19 @@ RunState = Literal["empty", "started", "checkpointed", "weights-only"]
 
 
 def run_state(path: str | Path) -> RunState:
-    """What a directory holds: ``empty`` (no run), ``started`` (described, but killed before its
-    first checkpoint or best weights: safe to start over), ``checkpointed`` (resumable), or
-    ``weights-only`` (best weights without a checkpoint: finished elsewhere or damaged)."""
+    """What a directory holds: ``empty`` (no run), ``started`` (described, but stopped before
+    its first checkpoint: safe to start over), ``checkpointed`` (resumable), or ``weights-only``
+    (best weights and metrics without a checkpoint: finished, its checkpoint deleted).
+
+    An epoch ends by writing the best weights, then the checkpoint, then metrics.json: best
+    weights with neither of the others are what a run killed (or out of disk) between the two
+    writes of its first epoch left, so that run counts as started."""
     run = Path(path)
     if not (run / CONFIG).exists():
         return "empty"
     if (run / CHECKPOINT).exists():
         return "checkpointed"
-    return "weights-only" if (run / BEST).exists() else "started"
+    return "weights-only" if (run / BEST).exists() and (run / METRICS).exists() else "started"
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -224,6 +229,7 @@ class Run:
         from metaprep.learn.model import MetaEmbeddingClassifier
 
         path = self.path / BEST
+        check_run_file(path)
         try:
             with safe_open(str(path), "pt") as f:
                 have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
@@ -266,14 +272,17 @@ class Run:
         from safetensors.torch import load_file
 
         path = self.path / BEST
+        check_run_file(path)
         if not path.exists():
             raise ModelError(f"missing {BEST}", path=self.path,
                              hint="did training finish an epoch?")
         try:
-            return load_file(str(path))
+            state = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error type for bad bytes
             raise ModelError(f"unreadable weights: {_one_line(exc)}", path=path,
                              hint="the file is damaged; train the run again") from exc
+        _check_finite(state, path, "the file is damaged or edited; train the run again")
+        return state
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         import torch
@@ -291,6 +300,7 @@ class Run:
         import torch
 
         path = self.path / CHECKPOINT
+        check_run_file(path)
         if not path.exists():
             raise ModelError(f"missing {CHECKPOINT}", path=self.path)
         damaged = "the checkpoint is damaged; start the run again in a new directory"
@@ -307,6 +317,7 @@ class Run:
         if not ok:
             raise ModelError("not a metaprep checkpoint (model, optimizer, progress, history)",
                              path=path, hint=damaged)
+        _check_finite(state["model"], path, damaged)
         return Checkpoint(state["model"], state["optimizer"], state["progress"], state["history"])
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
@@ -349,3 +360,15 @@ class Run:
         if not isinstance(data, dict) or not isinstance(data.get("epochs", []), list):
             raise ModelError("expected an object with a list of epochs", path=path)
         return data
+
+
+def _check_finite(state: dict[str, Any], path: Path, hint: str) -> None:
+    """Weights with a NaN or infinity make every prediction the same class with no error: a
+    damaged or edited file, refused by name."""
+    import torch
+
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
+                not bool(torch.isfinite(value).all()):
+            raise ModelError(f"weight {name} holds a NaN or infinite value", path=path,
+                             hint=hint)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metaprep.atomic import atomic_path
+from metaprep.atomic import atomic_path, write_failure
 from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError, DataError, ModelError
 from metaprep.ids import CASE_POLICIES
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
     from metaprep.prep.store import Store
 
-__all__ = ["Checkpoint", "DataRecord", "FileRef", "SPLITS", "StoreRef", "write_json"]
+__all__ = ["Checkpoint", "DataRecord", "FileRef", "SPLITS", "StoreRef", "check_run_file",
+           "write_json"]
 
 SPLITS = ("train", "dev", "test")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -32,15 +33,34 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 # --- JSON ---------------------------------------------------------------------------------------
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        try:
+            tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        except OSError as exc:  # a full disk: name the file
+            raise write_failure(path, exc) from exc
+
+
+def check_run_file(path: Path) -> None:
+    """A file of a run directory (which may come from someone else) must be a regular file
+    inside the directory: a pipe would block the read forever, a link out would read elsewhere."""
+    try:
+        target, root = path.resolve(), path.parent.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise ModelError(f"{path.name} cannot be resolved ({exc})", path=path) from exc
+    if target.parent != root and root not in target.parents:
+        raise ModelError(f"{path.name} points outside the run directory (to {target})",
+                         path=path, hint="refusing to read outside the directory")
+    if target.exists() and not target.is_file():
+        raise ModelError(f"{path.name} is not a regular file (a folder, pipe or device)",
+                         path=path, hint="the run directory was damaged")
 
 
 def _read_json(path: Path) -> Any:
+    check_run_file(path)
     if not path.exists():
         raise ModelError(f"missing {path.name}", path=path.parent, hint="is this a run directory?")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelError(f"not readable JSON ({exc})", path=path,
                          hint="the file was damaged or edited by hand") from exc
 

@@ -32,6 +32,7 @@ from metaprep.learn.multilabel import (
     select_score,
     tune_thresholds,
 )
+from metaprep.learn.optim import clipped_parameters, make_optimizer
 from metaprep.learn.prepare import Data, prepare, restore
 from metaprep.learn.rundir import ATTENTION_PLOT, LEARNING_CURVES, Checkpoint, Run
 from metaprep.taskdata import Columns
@@ -100,13 +101,14 @@ class _Loop:
     data: Data  # train, dev, test
     model: MetaEmbeddingClassifier
     net: torch.nn.Module  # the model, or its DDP wrapper
-    opt: torch.optim.Optimizer
+    opt: Any  # torch.optim.Optimizer, or learn.optim.Split (dense + sparse)
     device: torch.device
     rank: int
     world: int
     show: bool  # progress bars and a line per epoch (rank 0 only)
     state: dict[str, Any]  # the counters a checkpoint saves (_fresh_state)
     history: list[dict[str, Any]]  # one record per finished epoch
+    clip: list[torch.nn.Parameter]  # the weights whose gradient norm is clipped
     pos_weight: torch.Tensor | None = None  # multi-label: (C,) weights of the positives
 
     @property
@@ -147,14 +149,24 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     cfg = run.config
     with run:  # the store is needed for the tables only
         torch.manual_seed(cfg.seed)
-        model = run.build_model(progress=show).to(device)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+        model = run.build_model(progress=show)
+    model.front.start_learned(_train_ids(ready.data[0]))  # a checkpoint then restores its own
+    model = model.to(device)
+    opt = make_optimizer(model, cfg)
     state = _fresh_state(cfg)
     history: list[dict[str, Any]] = []
     if ready.from_checkpoint:
         state, history = restore(run, model, opt, map_location=device, progress_keys=set(state))
     return _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
-                 show, state, history, _pos_weight(cfg, ready.data[0], device))
+                 show, state, history, clipped_parameters(model),
+                 _pos_weight(cfg, ready.data[0], device))
+
+
+def _train_ids(data: TaskData) -> torch.Tensor:
+    """Every word id of the training texts (both sentences of pairs)."""
+    ids = [np.asarray(e.ids, dtype=np.int64) for e in data.examples]
+    ids += [np.asarray(e.ids_b, dtype=np.int64) for e in data.examples if e.ids_b]
+    return torch.from_numpy(np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64))
 
 
 def _pos_weight(cfg: RunConfig, data: TaskData, device: torch.device) -> torch.Tensor | None:
@@ -178,9 +190,9 @@ def _wrap_ddp(model: MetaEmbeddingClassifier, world: int) -> torch.nn.Module:
     return DDP(model, broadcast_buffers=False)
 
 
-def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+def _set_lr(opt: Any, lr: float) -> None:
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def _evaluate(model: torch.nn.Module, data: TaskData, labels: list[str],
@@ -224,7 +236,7 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
             loss = loss + cfg.mix_entropy * loop.model.front.entropy
         loop.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(loop.model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(loop.clip, cfg.grad_clip)
         loop.opt.step()
         state["step"] += 1
         state["batch"] = i + 1

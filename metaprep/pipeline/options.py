@@ -104,12 +104,16 @@ def _package_path(value: str, where: str, file: Path) -> str:
     """``pkg:NAME/rel/path`` -> that path inside the installed top-level package NAME, found
     without importing (and so without running) the package."""
     package, _, rel = value[4:].partition("/")
-    spec = None
-    if package.isidentifier():
-        spec = importlib.util.find_spec(package)  # a top-level name: nothing is imported
-    if spec is None or not spec.submodule_search_locations:
+    if not package.isidentifier():
+        raise ConfigError(f"{where}: {package!r} is not the name of a top-level package "
+                          "(pkg:NAME/path, NAME without dots)", path=file)
+    spec = importlib.util.find_spec(package)  # a top-level name: nothing is imported
+    if spec is None:
         raise ConfigError(f"{where}: package {package!r} is not installed", path=file,
                           hint=f"pip install {package}")
+    if not spec.submodule_search_locations:  # os, a single-file module: no data files
+        raise ConfigError(f"{where}: {package!r} is a module, not a package with data files",
+                          path=file, hint="pkg: names an installed package's folder")
     if not rel or ".." in Path(rel).parts or os.path.isabs(rel):
         raise ConfigError(f"{where}: {value!r} must name a file inside the package, as "
                           f"pkg:{package}/a/relative/path without '..'", path=file)
@@ -165,6 +169,10 @@ def build_options(spec: StageSpec, stage: str, table: Mapping[str, Any], *, file
             raise ConfigError(f"[{stage}] unknown key {key!r}; `{stage}` takes: "
                               + ", ".join(sorted(known)), path=file)
         value = _check_type(raw, hints[name], f"[{stage}] {key}", file)
+        most = getattr(spec.options, "BOUNDS", {}).get(name)
+        if most is not None and isinstance(value, int) and value > most:
+            raise ConfigError(f"[{stage}] {key} must be at most {most:,}, not {value:,}",
+                              path=file)
         if key == "no_progress":  # the old spelling said the opposite of quiet's name
             value = bool(value)
         values[name] = value

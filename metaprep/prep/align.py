@@ -105,6 +105,10 @@ def _stream(
             if chunk.vectors.ndim != 2 or chunk.vectors.shape[1] != src.dim:
                 raise FormatError(f"a chunk of {chunk.vectors.shape} vectors where dim is "
                                   f"{src.dim}", path=spec.path)
+            if "\x00" in "".join(chunk.words):  # name the file (the vocabulary check cannot)
+                bad = next(w for w in chunk.words if "\x00" in w)
+                raise FormatError(f"the word {bad!r} holds a NUL character, which a store cannot "
+                                  "hold", path=spec.path, hint="delete or fix that row")
             pos, rows = matcher.match(chunk.words)
             if not rows:
                 continue
@@ -133,6 +137,11 @@ def _check_vocab(words: Sequence[str], mode: str) -> None:
     if not words:
         raise VocabError(f"the {mode} vocabulary is empty",
                          hint="check --vocab, --min-count and the sources' case")
+    if "\x00" in "".join(words):  # HDF5 strings end at a NUL: the store cannot hold the word
+        bad = next(w for w in words if "\x00" in w)
+        raise VocabError(f"the word {bad!r} (from a source or the --vocab data) holds a NUL "
+                         "character, which a store cannot hold",
+                         hint="delete that row or text; grep -aP '\\x00' finds it")
 
 
 def _write_sources(

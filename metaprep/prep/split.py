@@ -3,12 +3,13 @@ pipeline can start from a single file (such as a fastText ``__label__`` corpus).
 
 from __future__ import annotations
 
-import os
 import random
 from collections import defaultdict
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TypeVar
 
+from metaprep.atomic import atomic_path, write_failure
 from metaprep.errors import ConfigError, DataError
 from metaprep.labelsets import LabelSetExample, read_labelsets
 from metaprep.taskdata import Columns, Example, read_examples
@@ -24,18 +25,19 @@ def _clean(text: str) -> str:
     return " ".join(text.split())
 
 
-def _write_tsv(path: Path, examples: list[Example] | list[LabelSetExample],
+def _write_tsv(tmp: Path, path: Path, examples: list[Example] | list[LabelSetExample],
                label_sep: str = ",") -> None:
     pair = bool(examples) and isinstance(examples[0].text, tuple)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write("text_a\ttext_b\tlabel\n" if pair else "text\tlabel\n")
-        for ex in examples:
-            texts = ex.text if isinstance(ex.text, tuple) else (ex.text,)
-            label = (label_sep.join(ex.labels) if isinstance(ex, LabelSetExample)
-                     else str(ex.label))
-            f.write("\t".join(_clean(t) for t in texts) + f"\t{_clean(label)}\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write("text_a\ttext_b\tlabel\n" if pair else "text\tlabel\n")
+            for ex in examples:
+                texts = ex.text if isinstance(ex.text, tuple) else (ex.text,)
+                label = (label_sep.join(ex.labels) if isinstance(ex, LabelSetExample)
+                         else str(ex.label))
+                f.write("\t".join(_clean(t) for t in texts) + f"\t{_clean(label)}\n")
+    except OSError as exc:
+        raise write_failure(path, exc) from exc
 
 
 def _check_fractions(dev: float, test: float) -> None:
@@ -65,12 +67,16 @@ def _cut_and_write(groups: dict[str, list[Row]], out_dir: str | Path, *, dev: fl
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for name, rows in parts.items():
-        if name == "test" and test == 0:
-            continue
-        rows.sort(key=lambda e: e.line)  # keep the file's order within a split
-        _write_tsv(out / f"{name}.tsv", rows, label_sep)
-        counts[name] = len(rows)
+    # all three written before any replaces its old self: a failure (a full disk) leaves the
+    # previous split whole, never a new train.tsv beside an old dev.tsv
+    with ExitStack() as stack:
+        for name, rows in parts.items():
+            if name == "test" and test == 0:
+                continue
+            rows.sort(key=lambda e: e.line)  # keep the file's order within a split
+            target = out / f"{name}.tsv"
+            _write_tsv(stack.enter_context(atomic_path(target)), target, rows, label_sep)
+            counts[name] = len(rows)
     return counts
 
 

@@ -2,7 +2,9 @@
 front end that depends on the word alone is computed once per id. Projections are multiplied
 into the frozen tables (V x D per source), after each source's normalisation, and the word
 features' score offsets become one (V+2, S) table; front ends without context (dme, sum,
-single, concat) fold into one V x D table, so the exported front end is a single Gather."""
+single, concat) fold into one V x D table, so the exported front end is a single Gather. The
+learned source's word-bigram rows are kept apart (one Gather over the hashed pairs, added after
+the front end)."""
 
 from __future__ import annotations
 
@@ -59,11 +61,38 @@ def _fold(front: Any, dim: int, progress: bool) -> np.ndarray:
     return out
 
 
+def _source_table(front: Any, k: int) -> Any:
+    """Source k's raw (V+2, d_k) table; the learned source's with each id's own row (the shared
+    UNK row for words not seen in training)."""
+    import torch
+
+    if k < len(front.cfg.sources):
+        return front.table(k)
+    learned = front.learned
+    return learned.words.detach()[learned.word_rows(torch.arange(learned.words.shape[0]))]
+
+
+def _pairs(front: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The learned word-bigram table (buckets, d) and its map into meta space (d, D); or the table
+    already mapped (buckets, D) when that is no larger, or for concat the raw table, whose rows
+    land in the learned source's own last d columns (map None)."""
+    learned = front.learned
+    if learned is None or learned.bigrams is None:
+        return None, None
+    table = learned.bigrams.detach().cpu().float().numpy()
+    if front.cfg.method == "concat":
+        return table, None
+    to_meta = front.proj[-1].weight.detach().cpu().float().numpy().T  # (d, D)
+    if to_meta.shape[1] <= to_meta.shape[0]:  # no larger mapped: map once, no MatMul per batch
+        return table @ to_meta, None
+    return table, to_meta
+
+
 def _bake(front: Any, k: int, progress: bool) -> np.ndarray:
     """Source k's table normalised and projected (concat: normalised only): (V+2, D)."""
     import torch
 
-    table = front.table(k)
+    table = _source_table(front, k)
     with torch.inference_mode():
         width = int(front.source_rows(k, table[:1]).shape[1])
         out = np.empty((table.shape[0], width), dtype=np.float32)
@@ -91,7 +120,9 @@ def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
         fs = FrontSpec(method=cfg.method, dim=cfg.meta_dim,
                        folded=_fold(front, cfg.meta_dim, progress))
     else:
-        present = front.present.numpy()
+        import torch
+
+        present = front.presence(torch.arange(front.present.shape[0])).numpy()
         tables = [_bake(front, k, progress) for k in range(front.num_sources)]
         fs = FrontSpec(
             method=cfg.method, dim=cfg.meta_dim, tables=tables,
@@ -105,6 +136,7 @@ def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
             fs.scorer_b = front.scorer.bias.detach().numpy()
         if cfg.method == "cdme":
             fs.context = lstm_spec(front.context)
+    fs.pair_table, fs.pair_map = _pairs(front)
     cls = model.classifier
     return GraphSpec(
         front=fs,

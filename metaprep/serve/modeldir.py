@@ -185,6 +185,8 @@ def read_manifest(model_dir: str | Path) -> Manifest:
     if not Path(model_dir).is_dir():
         raise ModelError("no such model directory", path=model_dir,
                          hint="create one with `metaprep export-onnx RUN_DIR -o MODEL_DIR`")
+    if path.exists() or path.is_symlink():
+        check_inside(model_dir, [MANIFEST])  # before anything is read from it
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -205,10 +207,17 @@ def check_inside(model_dir: str | Path, names: Iterable[str]) -> None:
         if not is_plain_name(name):
             raise ModelError(f"{name!r} is not a plain file name inside the model directory",
                              path=model_dir, hint="refusing to read outside the directory")
-        target = (root / name).resolve()
+        try:
+            target = (root / name).resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop
+            raise ModelError(f"{name} cannot be resolved ({exc})", path=model_dir,
+                             hint="re-export the model directory") from exc
         if target.parent != root and root not in target.parents:
             raise ModelError(f"{name} points outside the model directory (to {target})",
                              path=model_dir, hint="refusing to read outside the directory")
+        if target.exists() and not target.is_file():  # a pipe would block the read forever
+            raise ModelError(f"{name} is not a regular file (a folder, pipe or device)",
+                             path=model_dir, hint="re-export the model directory")
 
 
 def verify_files(model_dir: str | Path, manifest: Manifest, *, full: bool = False) -> None:

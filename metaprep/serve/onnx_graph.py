@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from metaprep.ids import BIGRAM_MULT
 from metaprep.serve.onnx_data import ExternalData
 
 __all__ = [
@@ -66,6 +67,9 @@ class FrontSpec:
     context: LSTMSpec | None = None  # cdme
     relu: bool = False
     score_offsets: np.ndarray | None = None  # (N, S): word features' score offset per source
+    # the learned source's word bigrams (learn/learned.py), added after the front end
+    pair_table: np.ndarray | None = None  # (buckets, d), or (buckets, D) already mapped
+    pair_map: np.ndarray | None = None  # (d, D) into meta space; None: the last d columns
 
 
 @dataclass
@@ -236,6 +240,32 @@ def _front(b: _Builder, f: FrontSpec, ids: str, lengths: str, stepmask: str, t1:
     return b.op("Mul", [meta, validf], "meta")
 
 
+def _pairs(b: _Builder, f: FrontSpec, ids: str, stepmask: str) -> str:
+    """(B,T,D): the bigram (t, t+1) vector at step t, hashed from the two ids with integer ops
+    as learn/learned.py does; 0 where either token is padding, and at the last step."""
+    assert f.pair_table is not None
+    table = b.table("front.pairs", f.pair_table)
+    buckets = f.pair_table.shape[0]
+    valid = b.op("And", [stepmask, b.op("Not", [b.op("Equal", [ids, b.const(0)])])], "valid")
+    first = b.op("Slice", [ids, b.const([0]), b.const([-1]), b.const([1])], "first")  # (B,T-1)
+    second = b.op("Slice", [ids, b.const([1]), b.const([np.iinfo(np.int64).max]),
+                            b.const([1])], "second")
+    rows = b.op("Mod", [b.op("Add", [b.op("Mul", [first, b.const(BIGRAM_MULT)]), second]),
+                        b.const(buckets)], "pair_rows")  # (B,T-1)
+    both = b.op("And", [b.op("Slice", [valid, b.const([0]), b.const([-1]), b.const([1])]),
+                        b.op("Slice", [valid, b.const([1]), b.const([np.iinfo(np.int64).max]),
+                                       b.const([1])])])
+    both = b.op("Unsqueeze", [b.op("Cast", [both], to=1), b.const([2])], "pair_valid")
+    vec = b.op("Mul", [b.gather_table(table, rows, "pair_vec"), both])  # (B,T-1,d)
+    left = 0
+    if f.pair_map is not None:
+        vec = b.op("MatMul", [vec, b.init("front.pair_map", f.pair_map.astype(np.float32))])
+    else:  # already (.., D), or concat's raw rows: the learned source's columns are the last d
+        left = f.dim - f.pair_table.shape[1]
+    # one zero step at the end (T-1 -> T) and, for concat, zero columns before the learned ones
+    return b.op("Pad", [vec, b.const([0, 0, left, 0, 1, 0])], "pairs")  # (B,T,D)
+
+
 def _context_scores(b: _Builder, f: FrontSpec, stacked: str, lengths: str, t1: str, sw: str,
                     sb: str) -> str:
     """CDME: each source's projected sentence through the context BiLSTM -> scores (B,T,S)."""
@@ -257,6 +287,8 @@ def _encode(b: _Builder, spec: GraphSpec, ids: str, lengths: str) -> tuple[str, 
     """-> (meta (B,T,D), sentence (B,E)) for one input sentence."""
     clamped, stepmask, t1 = _lengths(b, ids, lengths)
     meta = _front(b, spec.front, ids, clamped, stepmask, t1)
+    if spec.front.pair_table is not None:
+        meta = b.op("Add", [meta, _pairs(b, spec.front, ids, stepmask)], "meta")
     if spec.encoder == "bilstm":
         assert spec.encoder_lstm is not None
         sent = _lstm_max(b, meta, clamped, stepmask, spec.encoder_lstm, "encoder.lstm")

@@ -247,6 +247,7 @@ def _output(path: Path | None) -> Iterator[_Sink]:
             _silence_stdout()
             raise
         return
+    path = Path(path)  # the Python API may be given a str
     if path.exists() and not path.is_file():  # /dev/null, a FIFO: never replaced, written to
         with _opened(path, path) as sink:
             yield sink

@@ -48,6 +48,10 @@ __all__ = [
 
 Text = str | tuple[str, str]
 INPUT_FORMATS = ("auto", "lines", "tsv", "jsonl")
+# Longest input line read: memory stays bounded on a stream with no line ends (`yes | tr -d
+# '\n'` would otherwise grow one line until the machine runs out). The tokenizer keeps at most
+# max_tokens (default 512) tokens, found in far fewer bytes than this in any real text.
+MAX_LINE_BYTES = 8 << 20
 
 
 @dataclass
@@ -259,6 +263,34 @@ def _detect(name: str, fmt: str) -> str:
             ".ndjson": "jsonl"}.get(suffix, "lines")
 
 
+def _bounded_lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
+    """(line, whether it was cut) for every line, each at most MAX_LINE_BYTES long: the rest of
+    a longer line is read and dropped piece by piece."""
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES)
+        if not raw:
+            return
+        cut = False
+        if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            rest = stream.readline(MAX_LINE_BYTES)
+            cut = rest not in (b"", b"\n", b"\r\n")  # not just a line exactly that long
+            while rest and not rest.endswith(b"\n"):
+                rest = stream.readline(MAX_LINE_BYTES)
+            if cut:
+                raw = raw[: _char_end(raw)]
+        yield raw, cut
+
+
+def _char_end(raw: bytes) -> int:
+    """Where ``raw`` ends without a UTF-8 character cut in two (a cut one is dropped)."""
+    i = len(raw) - 1
+    while i > len(raw) - 4 and raw[i] & 0xC0 == 0x80:  # continuation bytes
+        i -= 1
+    lead = raw[i]
+    need = 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+    return i if i + need > len(raw) else len(raw)
+
+
 def read_texts(
     stream: BinaryIO,
     *,
@@ -283,7 +315,13 @@ def read_texts(
                         hint=f"use one of {', '.join(INPUT_FORMATS)}")
     pair = len(columns) == 2
     index: list[int] | None = None
-    for no, raw in enumerate(stream, 1):
+    for no, (raw, cut) in enumerate(_bounded_lines(stream), 1):
+        if cut:
+            if fmt != "lines":  # a cut record is not a record
+                yield no, None, f"longer than {MAX_LINE_BYTES:,} bytes"
+                continue
+            if warn is not None:
+                warn(f"{name}:{no}: longer than {MAX_LINE_BYTES:,} bytes; only those were read")
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

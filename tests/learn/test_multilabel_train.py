@@ -97,3 +97,10 @@ def test_a_hand_edited_thresholds_file_is_refused(task: dict[str, Path], tmp_pat
     (tmp_path / "run" / "thresholds.json").write_text('{"global": 0.5, "per_label": {"pos": 2}}')
     with pytest.raises(ModelError, match="every label of labels.json"):
         Run.open(tmp_path / "run").thresholds()
+
+
+def test_a_multilabel_run_with_the_learned_source(task: dict[str, Path], tmp_path: Path) -> None:
+    metrics = _train(task, tmp_path / "r", learned_dim=4, learned_buckets=7)
+    assert metrics["dev"]["mean_auc"] > 0.8
+    best = Run.open(tmp_path / "r").load_best()
+    assert best["front.learned.seen"].any() and best["front.learned.bigrams"].abs().sum() > 0

@@ -4,6 +4,7 @@ a run from nothing but its directory."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -154,6 +155,13 @@ def _write(name: str, text: str) -> Callable[[Path], None]:
     return lambda run: (run / name).write_text(text)
 
 
+def _replace_by(name: str, make: Callable[[Path], Any]) -> Callable[[Path], None]:
+    def apply(run: Path) -> None:  # a pipe blocked the read forever; a link read elsewhere
+        (run / name).unlink()
+        make(run / name)
+    return apply
+
+
 DAMAGE = {
     "config garbled": ("config.json", _write("config.json", '{"method": "dme",')),
     "config not an object": ("config.json", _write("config.json", "[1, 2]")),
@@ -178,6 +186,13 @@ DAMAGE = {
     "data split": ("data.json", _edit("data.json", lambda d: {**d, "extra": None})),
     "data entry": ("data.json", _edit("data.json", lambda d: {**d, "dev": {"path": 1}})),
     "data binary": ("data.json", lambda run: (run / "data.json").write_bytes(b"\xff\xfe{")),
+    "config nested": ("config.json", _write("config.json", "[" * 100_000)),
+    "config pipe": ("config.json", _replace_by("config.json", lambda p: os.mkfifo(p))),
+    "labels loop": ("labels.json", _replace_by("labels.json",
+                                               lambda p: os.symlink("labels.json", p))),
+    "store outside": ("store.json", _replace_by("store.json", lambda p: (
+        (p.parent.parent / "o.json").write_text("{}"), os.symlink(p.parent.parent / "o.json",
+                                                                  p)))),
 }
 
 
@@ -199,6 +214,21 @@ def test_damaged_weights_and_checkpoints(whole: dict[str, Any], task: dict[str, 
     with pytest.raises(ModelError, match="unreadable weights") as e:
         Run.open(run).load_model()
     one_line(e, "best.safetensors")
+    # NaN weights made every prediction one class, with accuracy reported as if nothing was wrong
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(whole["run"] / "best.safetensors"))
+    state["classifier.out.bias"] = state["classifier.out.bias"].clone().fill_(float("nan"))
+    save_file(state, str(run / "best.safetensors"))
+    with pytest.raises(ModelError, match="weight classifier.out.bias holds a NaN") as e:
+        Run.open(run).load_model()
+    one_line(e, "best.safetensors")
+    checkpoint = torch.load(whole["run"] / "checkpoint.pt", weights_only=True)
+    checkpoint["model"]["classifier.out.bias"] = state["classifier.out.bias"]
+    torch.save(checkpoint, run / "checkpoint.pt")
+    with pytest.raises(ModelError, match="weight classifier.out.bias holds a NaN") as e:
+        Run.open(run).load_checkpoint()
+    one_line(e, "checkpoint.pt")
     # an empty checkpoint, a pickled object (the loader would advise turning the safety off), a
     # file of the wrong shape: one line, naming the file, never advising weights_only=False
     (run / "checkpoint.pt").write_bytes(b"")
@@ -215,6 +245,16 @@ def test_damaged_weights_and_checkpoints(whole: dict[str, Any], task: dict[str, 
                 attempt()
             assert "weights_only" not in one_line(e, "checkpoint.pt")
             assert e.value.__cause__ is None  # not even in a traceback
+    for name in ("checkpoint.pt", "best.safetensors"):  # a pipe used to block forever
+        (run / name).unlink(missing_ok=True)
+        os.mkfifo(run / name)
+    with pytest.raises(ModelError, match="checkpoint.pt is not a regular file") as e:
+        Run.open(run).load_checkpoint()
+    with pytest.raises(ModelError, match="best.safetensors is not a regular file") as e:
+        Run.open(run).load_model()
+    for name in ("checkpoint.pt", "best.safetensors"):
+        (run / name).unlink()
+        shutil.copy(whole["run"] / name, run / name)
     # a checkpoint of another model does not fit: one line too
     other = torch.load(whole["run"] / "checkpoint.pt", weights_only=True)
     other["model"] = {"front.unk": torch.zeros(3)}
@@ -227,16 +267,16 @@ def test_damaged_weights_and_checkpoints(whole: dict[str, Any], task: dict[str, 
 def test_a_config_too_large_to_build_is_one_line(whole: dict[str, Any], tmp_path: Path) -> None:
     run = shutil.copytree(whole["run"], tmp_path / "run")
     config = json.loads((run / "config.json").read_text())
-    config["hidden"] = 10**10  # an LSTM of 10**10 units: torch cannot allocate it
+    config["hidden"] = 10**10  # an LSTM of 10**10 units: refused before torch tries
     (run / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelError, match="cannot build the model config.json describes") as e:
+    with pytest.raises(ModelError, match="'hidden': must be at most 16,384") as e:
         Run.open(run).load_model()
     one_line(e, "config.json")
-    with pytest.raises(ModelError, match="cannot build the model config.json describes") as e:
+    with pytest.raises(ModelError, match="'hidden': must be at most 16,384") as e:
         train(out=run, resume=True, progress=False)
     one_line(e, "config.json")
-    # sizes that might be allocated are compared with the weights first, on the meta device
-    config["hidden"] = 100_000
+    # sizes within the bounds are compared with the weights first, on the meta device
+    config["hidden"] = 4_000
     (run / "config.json").write_text(json.dumps(config))
     for attempt in (lambda: Run.open(run).load_model(),
                     lambda: train(out=run, resume=True, progress=False)):
@@ -314,12 +354,31 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over(
               progress=False)
 
 
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_run_stopped_between_its_first_best_weights_and_checkpoint_starts_over(
+    task: dict[str, Path], whole: dict[str, Any], tmp_path: Path, resume: bool,
+) -> None:
+    """A kill -9 (or a full disk) between the two writes that end epoch 1 left best weights and
+    no checkpoint: neither a rerun nor --resume was allowed, so the folder had to be removed."""
+    out = shutil.copytree(whole["run"], tmp_path / "r")
+    for name in (rundir.CHECKPOINT, rundir.METRICS):
+        (out / name).unlink()
+    (out / rundir.BEST).write_bytes(b"weights of the interrupted attempt")
+    assert run_state(out) == "started"
+    if resume:
+        metrics = train(out=out, resume=True, progress=False)
+    else:
+        metrics = train(tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+                        test=task["test"], out=out, progress=False)
+    same_as_whole(metrics, out, whole)
+
+
 def test_nothing_to_resume_and_missing_inputs(task: dict[str, Path], whole: dict[str, Any],
                                               tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nothing to resume"):
         train(out=tmp_path / "none", resume=True, progress=False)
     weights_only = shutil.copytree(whole["run"], tmp_path / "w")
-    (weights_only / "checkpoint.pt").unlink()
+    (weights_only / "checkpoint.pt").unlink()  # finished (it has metrics.json), then deleted
     assert run_state(weights_only) == "weights-only"
     with pytest.raises(ConfigError, match="best weights but no checkpoint"):
         train(out=weights_only, resume=True, progress=False)

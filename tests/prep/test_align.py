@@ -294,6 +294,13 @@ def test_bad_input_is_typed_and_leaves_no_output(tmp_path: Path) -> None:
             options=AlignOptions(vocab=("union", str(tmp_path / "a.vec")), progress=False))
     _expect(tmp_path, ConfigError, "--case must be one of",
             options=AlignOptions(case="upper", progress=False))
+    # a NUL in a word used to be a traceback: streamed, the source file is named
+    nul = {"a": (["x\x00y", "z"], _vecs(2)), "b": (["x\x00y"], _vecs(1))}
+    e = _expect(tmp_path, FormatError, r"the word 'x\\x00y' holds a NUL character", data=nul,
+                options=AlignOptions(vocab=("union",), progress=False))
+    assert e.path and e.path.endswith("a.vec")
+    _expect(tmp_path, VocabError, r"the word 'x\\x00y' .* holds a NUL character", data=nul,
+            options=AlignOptions(vocab=("intersection",), progress=False))
 
 
 def test_failure_midway_leaves_previous_output_untouched(tmp_path: Path) -> None:

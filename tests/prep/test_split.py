@@ -61,3 +61,27 @@ def test_split_reads_other_column_names_and_writes_standard_ones(tmp_path: Path)
     train = tmp_path / "o" / "train.tsv"
     assert train.read_text().startswith("text\tlabel\n")
     assert Example("text 0", "0", 2) in list(read_examples(train))
+
+
+def test_a_write_failure_leaves_the_previous_split_whole(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """dev.tsv failing (a full disk) used to leave the new train.tsv beside the old dev.tsv, and
+    a failing file's temporary copy behind."""
+    from metaprep.errors import WriteError
+    from metaprep.prep import split as split_module
+
+    out = tmp_path / "out"
+    split_file(_corpus(tmp_path / "a.txt"), out, seed=0)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write = split_module._write_tsv
+
+    def failing(tmp: Path, path: Path, examples: list[Example], label_sep: str = ",") -> None:
+        if path.name == "dev.tsv":
+            tmp.write_text("half")
+            raise split_module.write_failure(path, OSError(28, "No space left on device"))
+        write(tmp, path, examples, label_sep)
+
+    monkeypatch.setattr(split_module, "_write_tsv", failing)
+    with pytest.raises(WriteError, match="cannot write dev.tsv"):
+        split_file(_corpus(tmp_path / "a.txt", 30), out, seed=1)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

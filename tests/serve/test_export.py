@@ -112,6 +112,40 @@ def test_model_directory_layout_and_manifest(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".model.*"))  # no temporary directory left behind
 
 
+@pytest.mark.parametrize(("method", "encoder", "buckets", "fold"), [
+    ("concat", "pool", 13, None), ("concat", "bilstm", 0, False), ("sum", "pool", 13, None),
+    ("sum", "pool", 13, False), ("dme", "bilstm", 13, None), ("dme", "pool", 0, False),
+    ("cdme", "pool", 13, None), ("cdme", "bilstm", 0, None)])
+def test_parity_gate_with_the_learned_source(tmp_path: Path, method: str, encoder: str,
+                                             buckets: int, fold: bool | None) -> None:
+    # learned_dim 3 < proj_dim 5: the bigram rows are mapped in the graph; 6: mapped at export
+    run = make_run(tmp_path, method=method, encoder=encoder, learned_dim=3 if fold is None else 6,
+                   learned_buckets=buckets)
+    manifest = export_run(run, tmp_path / "m", options=ExportOptions(fold=fold, progress=False),
+                          log=lambda _: None)
+    assert manifest.export.fold == (fold is None and method != "cdme")
+    assert manifest.checks.parity["model"].max_abs_diff["logits"] <= 1e-5
+    model = Run.open(run).load_model()
+    sess = _session(tmp_path / "m" / "model.onnx")
+    ids = np.random.default_rng(5).integers(1, 38, size=(4, 9))  # non-pad ids after lengths
+    lengths = np.array([9, 1, 4, 0])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+    got = sess.run(["logits"], {"ids": ids, "lengths": lengths})[0]
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    alone = sess.run(["logits"], {"ids": ids[2:3, :4], "lengths": lengths[2:3]})[0]
+    np.testing.assert_allclose(alone[0], got[2], atol=1e-6, rtol=0)
+    # the bigram rows are used: zeroing them changes the graph's logits
+    if buckets:
+        with torch.no_grad():
+            model.front.learned.bigrams.zero_()  # type: ignore[union-attr]
+            plain = model(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+        assert np.abs(plain - got).max() > 1e-3
+    served = Model(tmp_path / "m")  # texts in, with unknown words, empty and long texts
+    probs = served.predict_proba(["the cat sat on the mat", "", "zebra qwerty " * 200])
+    assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
 def test_front_end_graph_matches_model_encode(tmp_path: Path) -> None:
     run = make_run(tmp_path, method="cdme")
     export_run(run, tmp_path / "m", options=ExportOptions(front_end=True, progress=False),

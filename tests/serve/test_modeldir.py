@@ -178,6 +178,31 @@ def test_a_listed_file_that_is_a_symlink_out_of_the_directory(copy_dir: Path,
     ModelDir.open(copy_dir)
 
 
+def test_the_manifest_itself_stays_inside_and_regular(copy_dir: Path, tmp_path: Path) -> None:
+    """A manifest.json linked to a file outside was read (and parsed) before any check; a pipe
+    in its place blocked forever; a symlink loop among the files was a traceback."""
+    manifest = copy_dir / "manifest.json"
+    shutil.copy2(manifest, tmp_path / "outside.json")
+    manifest.unlink()
+    os.symlink(tmp_path / "outside.json", manifest)
+    with pytest.raises(ModelError, match="manifest.json points outside the model directory"):
+        ModelDir.open(copy_dir)
+    manifest.unlink()
+    os.mkfifo(manifest)
+    with pytest.raises(ModelError, match="manifest.json is not a regular file"):
+        ModelDir.open(copy_dir)
+    manifest.unlink()
+    shutil.copy2(tmp_path / "outside.json", manifest)
+    (copy_dir / "labels.json").unlink()
+    os.mkfifo(copy_dir / "labels.json")  # checked even when verification is off
+    with pytest.raises(ModelError, match="labels.json is not a regular file"):
+        ModelDir.open(copy_dir, verify="none")
+    (copy_dir / "labels.json").unlink()
+    os.symlink("labels.json", copy_dir / "labels.json")
+    with pytest.raises(ModelError, match="labels.json cannot be resolved"):
+        ModelDir.open(copy_dir, verify="none")
+
+
 @pytest.mark.parametrize("location", ["../outside.data", "/etc/hostname", "other.data"])
 def test_graph_external_data_outside_the_manifest_is_refused(copy_dir: Path,
                                                              location: str) -> None:
@@ -312,3 +337,18 @@ def test_scan_of_damaged_graph_bytes_raises_only_value_error(model_dir: Path,
     except ValueError:
         return
     assert all(isinstance(loc, str) for loc in locations)
+
+
+def test_onnxruntime_floor_is_the_version_tested() -> None:
+    """An older onnxruntime resolves external data differently (it could read outside a model
+    directory), so the dependency floor must be the version this suite runs."""
+    import re
+    import tomllib
+
+    import onnxruntime
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    floors = {m.group(1) for spec in project["project"]["optional-dependencies"].values()
+              for m in [re.fullmatch(r"onnxruntime>=([\d.]+)", s) for s in spec] if m}
+    installed = ".".join(onnxruntime.__version__.split(".")[:2])
+    assert floors == {installed}, (floors, onnxruntime.__version__)

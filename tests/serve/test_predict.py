@@ -103,6 +103,16 @@ def test_output_may_not_be_the_input_or_inside_the_model_dir(model_dir: Path,
                                   quiet=True)).records == 1
 
 
+def test_paths_given_as_str_work(model_dir: Path, tmp_path: Path) -> None:
+    """``output="p.jsonl"`` (a str where a Path is typed) used to be an AttributeError."""
+    texts = tmp_path / "in.txt"
+    texts.write_text("the cat sat\n")
+    out = tmp_path / "p.jsonl"
+    predict(PredictOptions(model_dir=str(model_dir), input=str(texts),  # type: ignore[arg-type]
+                           output=str(out)))  # type: ignore[arg-type]
+    assert len(out.read_text().splitlines()) == 1
+
+
 def test_predict_on_a_bare_str_is_a_clear_error(model_dir: Path) -> None:
     model = Model(model_dir)
     with pytest.raises(DataError, match="give a list of texts, not one str"):
@@ -130,6 +140,44 @@ def test_a_huge_line_is_cut_while_it_is_tokenized(model_dir: Path) -> None:
     ids, peak = _with_peak(lambda: model.encode(line))
     assert ids == [4] * 6 and model.stats.truncated == 1
     assert peak < 1 << 20
+
+
+def test_a_line_without_end_is_read_in_bounded_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`yes | tr -d '\\n' | metaprep predict` grew one line until the machine ran out (a 400 MB
+    line took 1.7 GB); a line is now read up to MAX_LINE_BYTES and the rest dropped."""
+    import io
+
+    from metaprep.serve import runtime
+
+    monkeypatch.setattr(runtime, "MAX_LINE_BYTES", 16)
+    notes: list[str] = []
+    data = b"short\n" + "\u00e9".encode() * 40 + b"\nnext\n" + b"x" * 16
+    got = list(runtime.read_texts(io.BytesIO(data), name="in.txt", fmt="lines",
+                                  warn=notes.append))
+    assert got == [(1, "short", None), (2, "\u00e9" * 8, None), (3, "next", None),
+                   (4, "x" * 16, None)]  # 16 bytes of two-byte characters: 8 whole ones
+    assert notes == ["in.txt:2: longer than 16 bytes; only those were read"]
+    tsv = list(runtime.read_texts(io.BytesIO(b"text\n" + b"y" * 40 + b"\nok\n"), fmt="tsv"))
+    assert tsv == [(2, None, "longer than 16 bytes"), (3, "ok", None)]
+
+
+@pytest.mark.slow
+def test_predict_on_an_endless_line_keeps_flat_memory(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.jsonl"
+    code = ("from pathlib import Path\nfrom metaprep.serve.predict import PredictOptions, predict\n"
+            f"predict(PredictOptions(model_dir=Path({str(model_dir)!r}), "
+            f"output=Path({str(out)!r})))\n"
+            "import re\nstatus = open('/proc/self/status').read()\n"  # peak of this program
+            "print(re.search(r'VmHWM:\\s+(\\d+)', status).group(1))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=False)
+    assert proc.stdin is not None
+    for _ in range(50):  # 200 MB, no line end
+        proc.stdin.write(b"cat " * 1_000_000)
+    proc.stdin.close()
+    assert proc.wait(timeout=120) == 0 and proc.stdout is not None
+    assert int(proc.stdout.read()) < 400_000  # KB: the line alone is 200 MB
+    assert len(out.read_text().splitlines()) == 1
 
 
 def test_a_batch_keeps_each_text_alone(model_dir: Path) -> None:

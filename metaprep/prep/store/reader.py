@@ -11,6 +11,7 @@ import numpy as np
 
 from metaprep.checksum import file_sha256
 from metaprep.errors import StoreError
+from metaprep.prep.store.heapcheck import check_strings, scan_heaps
 from metaprep.prep.store.layout import (
     _CASE_POLICIES,
     _CHECK_AT_OPEN_BYTES,
@@ -40,6 +41,7 @@ class Store:
         self.path = Path(path)
         if not self.path.exists():
             raise StoreError("no such store", path=self.path, hint="run `metaprep align` first")
+        self._heaps = scan_heaps(self.path)  # damaged string storage would hang HDF5
         try:
             self._f = h5py.File(self.path, "r")
         except OSError as exc:
@@ -151,8 +153,10 @@ class Store:
     @property
     def vocab(self) -> list[str]:
         if self._vocab is None:
+            ds = self._f["vocab"]
+            check_strings(self.path, ds.id.get_offset(), len(ds), self._heaps, "/vocab")
             try:
-                words = list(self._f["vocab"].asstr()[...])
+                words = list(ds.asstr()[...])
             except (UnicodeDecodeError, *_H5_ERRORS) as exc:
                 raise self._bad(f"the vocabulary cannot be read ({exc})") from exc
             if len(set(words)) != len(words):

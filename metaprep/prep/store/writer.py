@@ -3,6 +3,7 @@ exits cleanly; the room it needs is checked before anything is written."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -13,10 +14,13 @@ import h5py
 import numpy as np
 
 from metaprep.errors import StoreError
+from metaprep.prep.store.guardfile import DiscardableFile
+from metaprep.prep.store.heapcheck import written_here
 from metaprep.prep.store.layout import (
     _BLOCK_BYTES,
     _CHUNK_BYTES,
     _GROWING_CHUNK_ROWS,
+    _H5_ERRORS,
     _WRITE_CACHE_BYTES,
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -25,6 +29,9 @@ from metaprep.prep.store.layout import (
 )
 
 __all__ = ["RowSink", "StoreWriter", "store_bytes"]
+
+# errnos of a write that found no room: a full disk, the file-size limit, a quota
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 def _check_room(path: Path, need: int) -> None:
@@ -70,11 +77,13 @@ class StoreWriter:
         _check_room(self.path, expected_bytes)
         self.tmp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
+            self._file = DiscardableFile(self.tmp_path)  # a failed write can be abandoned
             # HDF5 1.8's object headers carry checksums: damaged metadata is then an error
             # when read, not misread (the 'earliest' layout has none)
-            self._f = h5py.File(self.tmp_path, "w", libver=("v108", "latest"),
+            self._f = h5py.File(self._file, "w", libver=("v108", "latest"),
                                 rdcc_nbytes=_WRITE_CACHE_BYTES)
         except OSError as exc:
+            self.tmp_path.unlink(missing_ok=True)
             raise StoreError(f"cannot create the store: {exc}", path=self.path) from exc
         self._growing = vocab is None
         self.vocab_size = 0
@@ -211,18 +220,41 @@ class StoreWriter:
         if self._growing:
             self.abort()
             raise ValueError("a growing store was closed before set_vocab()")
+        try:
+            # flushed while the file is still open: should this fail (a full disk), abort()
+            # can still close it; a close that fails half-way leaves HDF5 broken for good
+            self._f.flush()
+            self._file.flush()
+        except (*_H5_ERRORS, OSError) as exc:
+            self.abort()
+            raise self._write_error(exc) from exc
         self._f.close()
+        self._file.close()
         os.replace(self.tmp_path, self.path)
+        written_here(self.path)
         return self.path
 
     def abort(self) -> None:
         """Drop the temporary file; nothing appears at ``path``."""
+        self._file.discard()
         try:
             self._f.close()
+            self._file.close()
+        except (*_H5_ERRORS, OSError):
+            pass  # the file is being removed: what it failed to write does not matter
         finally:
             self.tmp_path.unlink(missing_ok=True)
             for stage in self.tmp_path.parent.glob(f"{self.tmp_path.name}.*.stage"):
                 stage.unlink(missing_ok=True)
+
+    def _write_error(self, exc: BaseException) -> StoreError:
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            first = os.strerror(exc.errno)
+        else:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return StoreError(f"cannot write the store ({first}); nothing was written and an "
+                          "earlier store at this path is kept", path=self.path,
+                          hint="free some space (or raise ulimit -f), or write elsewhere")
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -235,8 +267,10 @@ class StoreWriter:
     ) -> None:
         if exc_type is None:
             self.close()
-        else:
-            self.abort()
+            return
+        self.abort()
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            raise self._write_error(exc) from exc
 
 
 class RowSink:

@@ -1,0 +1,79 @@
+"""The optimizer of a training run: Adam, as in the paper; with a learned source (learn/learned.py)
+its tables are updated sparsely (``SparseAdam``: only the rows a batch used), or, with
+``learned_weight_decay``, densely by AdamW with the decay on those tables alone.
+
+``Split`` looks like one optimizer to the training loop: ``param_groups`` (the lr is set through
+them), ``zero_grad``, ``step``, and one ``state_dict`` of plain tensors and numbers for the
+checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from metaprep.learn.config import RunConfig
+
+__all__ = ["Split", "clipped_parameters", "make_optimizer"]
+
+
+class Split:
+    """A dense and a sparse optimizer stepped together."""
+
+    def __init__(self, dense: torch.optim.Optimizer, sparse: torch.optim.Optimizer) -> None:
+        self.dense, self.sparse = dense, sparse
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [*self.dense.param_groups, *self.sparse.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.dense.zero_grad(set_to_none=set_to_none)
+        self.sparse.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.dense.step()
+        self.sparse.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"dense": self.dense.state_dict(), "sparse": self.sparse.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state) != {"dense", "sparse"}:
+            raise ValueError("the optimizer state is not a dense + sparse pair")
+        self.dense.load_state_dict(state["dense"])
+        self.sparse.load_state_dict(state["sparse"])
+
+
+def _learned(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    learned = getattr(getattr(model, "front", None), "learned", None)
+    return list(learned.parameters()) if learned is not None else []
+
+
+def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> Any:
+    """Adam over the trainable weights; the learned tables as the module docstring says."""
+    mine = _learned(model)
+    ids = {id(p) for p in mine}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    if not mine:
+        return torch.optim.Adam(rest, lr=cfg.lr)
+    scale = cfg.learned_lr_scale  # kept in the group: the loop sets lr x lr_scale
+    if cfg.learned_weight_decay == 0:
+        return Split(torch.optim.Adam(rest, lr=cfg.lr), torch.optim.SparseAdam(
+            [{"params": mine, "lr": cfg.lr * scale, "lr_scale": scale}], lr=cfg.lr))
+    return torch.optim.AdamW([{"params": rest, "weight_decay": 0.0},
+                              {"params": mine, "weight_decay": cfg.learned_weight_decay,
+                               "lr": cfg.lr * scale, "lr_scale": scale}], lr=cfg.lr)
+
+
+def clipped_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The weights whose gradient norm is clipped: all but sparse learned tables (an embedding
+    row's gradient is bounded by its batch; torch cannot clip sparse gradients in place)."""
+    sparse = {id(p) for p in _learned(model)} if _is_sparse(model) else set()
+    return [p for p in model.parameters() if p.requires_grad and id(p) not in sparse]
+
+
+def _is_sparse(model: torch.nn.Module) -> bool:
+    learned = getattr(getattr(model, "front", None), "learned", None)
+    return bool(learned is not None and learned.sparse)

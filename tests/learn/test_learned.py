@@ -1,0 +1,215 @@
+"""The learned source (metaprep/learn/learned.py) inside the meta-embedding mix, and training with
+it (the presets' override rule is in tests/test_presets.py)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_data import VOCAB, make_task
+
+from metaprep.errors import ConfigError
+from metaprep.ids import BIGRAM_MULT, PAD_ID, UNK_ID
+from metaprep.learn.config import RunConfig
+from metaprep.learn.learned import bigram_rows
+from metaprep.learn.model import MetaEmbeddingClassifier
+from metaprep.learn.rundir import Run
+from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash, train
+
+V = 30
+DIMS = [5, 3]
+METHODS = ["dme", "cdme", "concat", "sum"]
+
+
+def make_model(method: str = "sum", encoder: str = "pool", *, buckets: int = 11,
+               **kw: object) -> MetaEmbeddingClassifier:
+    torch.manual_seed(0)
+    cfg = RunConfig(method=method, sources=["a", "b"], source_dims=DIMS, vocab_size=V,
+                    proj_dim=6, hidden=4, mlp_hidden=6, num_labels=3, encoder=encoder,
+                    learned_dim=4, learned_buckets=buckets, **kw)  # type: ignore[arg-type]
+    g = torch.Generator().manual_seed(1)
+    tables = [torch.randn(V + 2, d, generator=g) for d in DIMS]
+    present = torch.rand(V + 2, 2, generator=g) > 0.4
+    present[:2] = False
+    present[5] = False  # id 5: no pretrained source has it
+    model = MetaEmbeddingClassifier(cfg, tables, present)
+    model.front.start_learned(torch.arange(2, 20))  # ids 2..19 seen in training
+    learned = model.front.learned
+    assert learned is not None
+    if learned.bigrams is not None:
+        with torch.no_grad():
+            learned.bigrams.normal_(generator=g)  # rows that matter (they start at zero)
+    return model.eval()
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(7)
+    ids = torch.randint(2, V + 2, (4, 9), generator=g)
+    lengths = torch.tensor([9, 4, 1, 6])
+    ids[1, 2] = UNK_ID
+    ids[3, 0] = 5
+    for i, n in enumerate(lengths.tolist()):
+        ids[i, n:] = PAD_ID
+    return ids, lengths
+
+
+@pytest.mark.parametrize(("method", "encoder", "buckets"),
+                         list(itertools.product(METHODS, ["pool", "bilstm"], [0, 11])))
+def test_padding_invariance_with_the_learned_source(method: str, encoder: str,
+                                                    buckets: int) -> None:
+    model = make_model(method, encoder, buckets=buckets)
+    ids, lengths = batch()
+    with torch.no_grad():
+        full = model(ids, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            alone = model(ids[i : i + 1, :n], lengths[i : i + 1])
+            assert (alone[0] - full[i]).abs().max().item() <= 1e-6
+        noisy = ids.clone()  # real word ids after each length: never read, no bigram with them
+        for i, n in enumerate(lengths.tolist()):
+            noisy[i, n:] = torch.randint(2, V + 2, (ids.shape[1] - n,))
+        assert torch.equal(model(noisy, lengths), full)
+
+
+def test_unseen_words_share_the_unk_row_and_count_as_absent() -> None:
+    front = make_model("dme").front
+    learned = front.learned
+    assert learned is not None
+    ids = torch.tensor([[2, 19, 20, 31, UNK_ID, PAD_ID]])
+    assert learned.word_rows(ids).tolist() == [[2, 19, UNK_ID, UNK_ID, UNK_ID, UNK_ID]]
+    assert front.presence(ids)[..., -1].tolist() == [[True, True, False, False, False, False]]
+    assert front.source_names == ["a", "b", "learned"]
+    # dme: the learned source gets weight where it is present, none where it is not
+    _, weights = front(ids[:, :4], torch.tensor([4]))
+    assert weights is not None
+    assert (weights[0, :2, -1] > 0).all() and (weights[0, 2:, -1] == 0).all()
+
+
+def test_bigram_hash_matches_the_integer_formula() -> None:
+    ids = torch.tensor([[2, 9, 31, 4], [7, 7, 0, 0]])
+    want = [[(a * BIGRAM_MULT + b) % 13 for a, b in itertools.pairwise(row)]
+            for row in ids.tolist()]
+    assert bigram_rows(ids, 13).tolist() == want
+
+
+def test_bigrams_only_pair_real_tokens() -> None:
+    model = make_model("concat", buckets=5)
+    learned = model.front.learned
+    assert learned is not None
+    ids, lengths = torch.tensor([[3, 4, 6, 0]]), torch.tensor([3])
+    valid = torch.tensor([[True, True, True, False]])
+    vec = learned.pair_vectors(ids, valid)  # (1,4,d)
+    rows = bigram_rows(ids, 5)[0]
+    assert torch.equal(vec[0, 0], learned.bigrams[rows[0]])  # type: ignore[index]
+    assert torch.equal(vec[0, 1], learned.bigrams[rows[1]])  # type: ignore[index]
+    assert (vec[0, 2:] == 0).all()  # (6, pad) and the last step carry nothing
+    # concat: the pair vectors land in the learned source's own (last) columns only
+    meta, _ = model.front(ids, lengths)
+    alone = MetaEmbeddingClassifier(model.cfg, [model.front.table(k) for k in range(2)],
+                                    model.front.present)
+    alone.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        alone.front.learned.bigrams.zero_()  # type: ignore[union-attr]
+    base, _ = alone.eval().front(ids, lengths)
+    diff = (meta - base)[0]
+    assert (diff[:, : sum(DIMS)] == 0).all() and torch.allclose(diff[:2, sum(DIMS):], vec[0, :2])
+
+
+def test_learned_tables_train_and_the_pretrained_ones_do_not() -> None:
+    model = make_model("sum").train()
+    ids, lengths = batch()
+    model(ids, lengths).sum().backward()
+    learned = model.front.learned
+    assert learned is not None and learned.words.grad is not None
+    assert learned.bigrams is not None and learned.bigrams.grad is not None
+    assert learned.words.grad.is_sparse  # a step touches the batch's rows only
+    grad = learned.words.grad.to_dense()
+    assert grad[2:20].abs().sum() > 0  # seen words in the batch move
+    assert grad[20:].abs().sum() == 0  # unseen ones have no row of their own
+    assert not model.front.table(0).requires_grad
+    keys = set(model.state_dict())
+    assert {"front.learned.words", "front.learned.bigrams", "front.learned.seen"} <= keys
+    assert not any(k.startswith("front.table") for k in keys)
+
+
+def test_learned_rows_start_from_a_source_where_it_has_the_word() -> None:
+    torch.manual_seed(0)
+    cfg = RunConfig(method="sum", sources=["a", "b"], source_dims=[4, 3], vocab_size=V,
+                    proj_dim=6, mlp_hidden=6, encoder="pool", learned_dim=3, learned_init="b")
+    tables = [torch.randn(V + 2, 4), torch.randn(V + 2, 3)]
+    present = torch.zeros(V + 2, 2, dtype=torch.bool)
+    present[10:15, 1] = True
+    model = MetaEmbeddingClassifier(cfg, tables, present)
+    before = model.front.learned.words.detach().clone()  # type: ignore[union-attr]
+    model.front.start_learned(torch.arange(2, V + 2))
+    words = model.front.learned.words.detach()  # type: ignore[union-attr]
+    assert torch.equal(words[10:15], tables[1][10:15])
+    assert torch.equal(words[15:], before[15:])
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"learned_buckets": 10}, "set learned_dim"),
+    ({"learned_dim": -1}, "learned_dim"),
+    ({"learned_dim": 4, "learned_dropout": 1.0}, "learned_dropout"),
+    ({"learned_dim": 4, "learned_weight_decay": -0.1}, "learned_weight_decay"),
+    ({"learned_dim": 4, "learned_init": "nope", "sources": ["a"], "source_dims": [4]},
+     "not one of the sources"),
+])
+def test_bad_learned_settings_are_config_errors(kw: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        RunConfig(**kw)
+
+
+def test_a_run_with_the_learned_source_trains_saves_and_reloads(tmp_path: Path) -> None:
+    task = make_task(tmp_path)
+    cfg = RunConfig(method="dme", encoder="pool", proj_dim=8, mlp_hidden=8, batch_size=8,
+                    lr=0.01, epochs=2, learned_dim=6, learned_buckets=17, learned_init="a",
+                    learned_dropout=0.1, learned_weight_decay=0.01)
+    metrics = train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+                    test=task["test"], out=tmp_path / "r", progress=False)
+    assert metrics["test_accuracy"] > 0.5
+    best = load_file(str(tmp_path / "r" / "best.safetensors"))
+    assert best["front.learned.bigrams"].shape == (17, 6)
+    seen = best["front.learned.seen"]
+    assert seen.dtype == torch.bool and 0 < int(seen.sum()) <= len(VOCAB)
+    with Run.open(tmp_path / "r") as run:
+        model = run.load_model()
+        assert torch.equal(model.front.learned.seen, seen)  # type: ignore[union-attr]
+    analysis = json.loads((tmp_path / "r" / "analysis.json").read_text(encoding="utf-8"))
+    assert analysis["sources"] == ["a", "b", "learned"]
+
+
+def test_learned_init_with_another_dimension_is_refused(tmp_path: Path) -> None:
+    task = make_task(tmp_path)
+    cfg = RunConfig(method="sum", encoder="pool", learned_dim=5, learned_init="a")
+    with pytest.raises(ConfigError, match="has dimension 6"):
+        train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+              out=tmp_path / "r", progress=False)
+    assert not (tmp_path / "r" / "config.json").exists()
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.01])
+def test_resume_with_the_learned_source_matches_the_uninterrupted_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decay: float) -> None:
+    task = make_task(tmp_path)
+    cfg = RunConfig(method="sum", encoder="pool", proj_dim=8, mlp_hidden=8, batch_size=8,
+                    lr=0.01, epochs=2, learned_dim=4, learned_buckets=9,
+                    learned_weight_decay=decay)
+
+    def go(out: str, **kw: object) -> dict:
+        return train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+                     out=tmp_path / out, progress=False, **kw)  # type: ignore[arg-type]
+
+    whole = go("whole")
+    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "8")  # 6 steps an epoch: dies inside epoch 2
+    with pytest.raises(SimulatedCrash):
+        go("broken")
+    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
+    resumed = go("broken", resume=True)
+    assert resumed["dev"] == whole["dev"]
+    wa = load_file(str(tmp_path / "whole" / "best.safetensors"))
+    wb = load_file(str(tmp_path / "broken" / "best.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -1,0 +1,74 @@
+"""`metaprep train --preset`: a measured recipe whose values explicit options override, recorded
+resolved in the run's config, and a preset run that exports through the parity gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_data import make_task
+
+import metaprep as mp
+from metaprep.cli import cli
+from metaprep.errors import ConfigError
+from metaprep.learn.config import PRESETS, RunConfig, preset_values
+from metaprep.pipeline.options import build_options, stage_specs
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_task(tmp_path_factory.mktemp("task"))
+
+
+def test_every_preset_is_a_valid_config() -> None:
+    for name in PRESETS:
+        values = preset_values(name)
+        RunConfig(**values)  # a typo in a key or a value out of range fails here
+    with pytest.raises(ConfigError, match="unknown preset 'quick'"):
+        preset_values("quick")
+
+
+def test_explicit_options_override_the_preset_and_the_config_records_both(
+        task: dict[str, Path], tmp_path: Path) -> None:
+    fast = PRESETS["fast"]
+    result = mp.train(mp.TrainOptions(
+        store=task["store"], train=task["train"], dev=task["dev"], test=task["test"],
+        output=tmp_path / "run", preset="fast", proj_dim=8, mlp_hidden=8, learned_buckets=64,
+        epochs=2, batch_size=8, quiet=True))
+    saved = json.loads((result.run / "config.json").read_text(encoding="utf-8"))
+    assert (saved["proj_dim"], saved["mlp_hidden"], saved["learned_buckets"]) == (8, 8, 64)
+    for key in ("method", "encoder", "learned_dim", "lr"):
+        assert saved[key] == fast[key], key  # from the preset
+    # the preset run exports and passes the parity gate
+    exported = mp.export(mp.ExportOptions(run=result.run, output=tmp_path / "model",
+                                          quiet=True))
+    assert exported.manifest.checks.parity["model"].max_abs_diff["logits"] <= 1e-5
+
+
+def test_an_explicit_method_beats_the_presets(task: dict[str, Path], tmp_path: Path) -> None:
+    result = mp.train(mp.TrainOptions(
+        store=task["store"], train=task["train"], dev=task["dev"], output=tmp_path / "run",
+        preset="accurate", method="sum", encoder="pool", proj_dim=8, mlp_hidden=8,
+        learned_buckets=0, epochs=1, batch_size=8, quiet=True))
+    saved = json.loads((result.run / "config.json").read_text(encoding="utf-8"))
+    assert (saved["method"], saved["encoder"]) == ("sum", "pool")
+    assert saved["learned_dim"] == PRESETS["accurate"]["learned_dim"]
+
+
+def test_the_cli_and_pipelines_take_a_preset(tmp_path: Path) -> None:
+    out = CliRunner().invoke(cli, ["train", "--help"], terminal_width=200)
+    assert out.exit_code == 0
+    text = " ".join(out.output.split())
+    assert "--preset [fast|accurate]" in text and "fast: method sum" in text
+    bad = CliRunner().invoke(cli, ["train", "--preset", "quick"])
+    assert bad.exit_code == 2 and "quick" in bad.output
+    spec = stage_specs()["train"]
+    opts = build_options(spec, "train", {"preset": "fast", "store": "s.h5"},
+                         file=tmp_path / "p.toml", dirs={"train": tmp_path / "train"},
+                         present=["train"])
+    assert opts.preset == "fast"
+    with pytest.raises(ConfigError, match="preset"):
+        build_options(spec, "train", {"preset": 1}, file=tmp_path / "p.toml",
+                      dirs={"train": tmp_path / "train"}, present=["train"])
