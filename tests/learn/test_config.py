@@ -58,3 +58,15 @@ def test_a_run_killed_before_its_first_epoch_with_huge_sizes_is_one_line(tmp_pat
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"error: {run / 'config.json'}: config key")
     assert "must be at most" in lines[0]
+
+
+@pytest.mark.parametrize("method", ["dme", "cdme", "sum"])
+@pytest.mark.parametrize("norm", ["none", "layernorm"])
+def test_weight_count_covers_the_levers(method: str, norm: str) -> None:
+    cfg = RunConfig(method=method, sources=["a", "b"], source_dims=[7, 5], vocab_size=10,
+                    num_labels=3, hidden=6, mlp_hidden=4, proj_dim=5, source_norm=norm,
+                    word_features=True, learned_dim=3)
+    model = MetaEmbeddingClassifier(cfg, [torch.zeros(12, d) for d in (7, 5)],
+                                    torch.ones(12, 2, dtype=torch.bool),
+                                    [f"w{i}" for i in range(10)])
+    assert cfg.weight_count() == sum(p.numel() for p in model.parameters() if p.requires_grad)
