@@ -18,7 +18,8 @@ from metaprep.learn.rundir import Run
 from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash, train
 
 TINY = {"proj_dim": 8, "hidden": 8, "mlp_hidden": 8, "batch_size": 8, "lr": 0.01, "epochs": 3,
-        "encoder": "pool", "task": "multilabel"}
+        "encoder": "pool", "task": "multilabel",
+        "method": "concat", "source_norm": "none"}  # the front end the thresholds were set with
 
 
 def rows(n: int, seed: int) -> list[tuple[str, str]]:
