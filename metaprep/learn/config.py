@@ -45,8 +45,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"method": "sum", "encoder": "pool", "proj_dim": 64, "mlp_hidden": 256,
              "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
              "learned_dropout": 0.5, "lr": 1e-3, "source_norm": "none"},  # as measured
-    # accuracy first: concat (it won the methods comparison) and a BiLSTM-max encoder, plus the
-    # same learned source
+    # accuracy first: concat and a BiLSTM-max encoder (concat led the BiLSTM comparison of
+    # benchmarks/results/methods.md; the later levers ablation found it level with dme +
+    # layernorm under a BiLSTM, not re-measured with the learned source), plus the same learned
+    # source
     "accurate": {"method": "concat", "encoder": "bilstm", "hidden": 128, "learned_dim": 64,
                  "learned_buckets": 200_000, "learned_lr_scale": 10.0, "learned_dropout": 0.5,
                  "lr": 1e-3, "source_norm": "none"},  # as measured (before source_norm existed)
