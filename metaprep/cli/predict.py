@@ -14,6 +14,7 @@ _EPILOG = """\b
 Examples:
   metaprep predict model/ reviews.tsv --column review -o predictions.jsonl
   cat texts.txt | metaprep predict model/ - -q
+  metaprep predict model/ texts.txt --top-k 3      # the 3 most probable labels only
 """
 
 
@@ -22,8 +23,11 @@ Examples:
 @click.argument("input_path", metavar="[FILE|-]", default="-")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Write JSONL here [default: stdout].")
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="Write the probabilities of the K most probable labels only, most "
+                   "probable first [default: every label].")
 @serve_options
-def command(model_dir: str, input_path: str, output: str | None, fmt: str,
+def command(model_dir: str, input_path: str, output: str | None, top_k: int | None, fmt: str,
             columns: tuple[str, ...], batch_size: int, threads: int | None, verify: str,
             quiet: bool) -> None:
     """Classify texts with an exported model (no torch needed).
@@ -40,7 +44,7 @@ def command(model_dir: str, input_path: str, output: str | None, fmt: str,
     opts = PredictOptions(model_dir=Path(model_dir), input=input_path,
                           output=None if output in (None, "-") else Path(output),
                           input_format=fmt, columns=columns, batch_size=batch_size,
-                          threads=threads, verify=verify, quiet=quiet)
+                          threads=threads, verify=verify, quiet=quiet, top_k=top_k)
     warn = Warner()
     result = predict(opts, warn=warn)
     warn.finish()

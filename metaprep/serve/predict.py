@@ -84,6 +84,12 @@ class _ServeOptions:
 @dataclass(frozen=True, kw_only=True)
 class PredictOptions(_ServeOptions):
     output: Path | None = field(default=None, metadata=_OUT)  # JSONL; None = stdout
+    top_k: int | None = None  # probabilities of the k most probable labels only; None = all
+
+    def validate(self) -> None:
+        super().validate()
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError("top-k must be at least 1")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,7 +140,8 @@ def predict(opts: PredictOptions, *, warn: Callable[[str], None] | None = None) 
     say, records, errors = warn or _ignore, 0, 0
     with open_input(opts.input) as (stream, name), _output(opts.output) as out:
         texts = read_texts(stream, name=name, fmt=opts.input_format, columns=columns, warn=say)
-        for rec in predict_stream(model, texts, chunk=max(opts.batch_size, 256)):
+        for rec in predict_stream(model, texts, chunk=max(opts.batch_size, 256),
+                                  top_k=opts.top_k):
             records += 1
             if "error" in rec:
                 errors += 1

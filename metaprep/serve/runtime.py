@@ -210,13 +210,22 @@ class Model:
             return probs >= self.thresholds[None, :]
         return np.argmax(probs, axis=1)
 
-    def predict(self, texts: Sequence[Text]) -> list[tuple[Any, dict[str, float]]]:
-        """Per text, (label, {label: probability} over all labels); multi-label: (the labels
-        over their thresholds, most probable first, {label: probability} of those)."""
+    def predict(self, texts: Sequence[Text], *,
+                top_k: int | None = None) -> list[tuple[Any, dict[str, float]]]:
+        """Per text, (label, {label: probability} over all labels, or over the ``top_k`` most
+        probable, most probable first); multi-label: (the labels over their thresholds, most
+        probable first, {label: probability} of those; ``top_k`` keeps at most that many)."""
+        _check_top_k(top_k)
         probs = self.predict_proba(texts)
         if self.thresholds is not None:
-            return [_over_threshold(self.labels, p, self.thresholds) for p in probs]
+            return [_over_threshold(self.labels, p, self.thresholds, top_k) for p in probs]
         labels = self.labels  # tolist and dict(zip) build the Python floats and dicts in C
+        if top_k is not None and top_k < len(labels):
+            order = _top_k_order(probs, top_k)  # (N, k): a per-row dict of k, not of every label
+            names = np.asarray(labels, dtype=object)[order].tolist()
+            picked = np.take_along_axis(probs, order, axis=1).tolist()
+            return [(row[0], dict(zip(row, ps, strict=True)))
+                    for row, ps in zip(names, picked, strict=True)]
         best = np.argmax(probs, axis=1).tolist()
         return [(labels[k], dict(zip(labels, row, strict=True)))
                 for k, row in zip(best, probs.tolist(), strict=True)]
@@ -233,9 +242,22 @@ class Model:
         return self._run(graph, texts, "sentence_embedding", pair=False)
 
 
-def _over_threshold(labels: Sequence[str], p: np.ndarray,
-                    thresholds: np.ndarray) -> tuple[list[str], dict[str, float]]:
+def _check_top_k(top_k: int | None) -> None:
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
+                              or top_k < 1):
+        raise ValueError(f"top_k must be a whole number of at least 1, not {top_k!r}")
+
+
+def _top_k_order(probs: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) column indexes of each row's k largest values, largest first; ties keep the lower
+    index first, as argmax does (a stable sort: a few dozen labels a row cost little)."""
+    return np.argsort(-probs, axis=1, kind="stable")[:, :k]
+
+
+def _over_threshold(labels: Sequence[str], p: np.ndarray, thresholds: np.ndarray,
+                    top_k: int | None = None) -> tuple[list[str], dict[str, float]]:
     picked = sorted((int(j) for j in np.flatnonzero(p >= thresholds)), key=lambda j: -p[j])
+    picked = picked[:top_k]
     return [labels[j] for j in picked], {labels[j]: float(p[j]) for j in picked}
 
 
@@ -378,22 +400,30 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def predict_stream(model: Model, records: Iterable[tuple[int, Text | None, str | None]], *,
-                   chunk: int = 1024) -> Iterator[dict[str, Any]]:
+                   chunk: int = 1024, top_k: int | None = None) -> Iterator[dict[str, Any]]:
     """One JSON-ready record per input record, in order: {"record", "line", "label",
     "probabilities"} (multi-label: "labels", the list over their thresholds), or {"record",
-    "line", "error"} for a record that could not be read.
+    "line", "error"} for a record that could not be read. ``top_k``: "probabilities" holds
+    only the k most probable labels, most probable first (default: every label).
     ``record`` counts records from 1 (a TSV header or a blank JSONL line is none); ``line`` is
     where the record starts in the input."""
+    _check_top_k(top_k)
     number = 0
     for part in chunked(records, chunk):
-        probs = iter(model.predict_proba([t for _, t, _ in part if t is not None]))
+        probs = model.predict_proba([t for _, t, _ in part if t is not None])
+        cols = (_top_k_order(probs, top_k) if top_k is not None and top_k < len(model.labels)
+                else None)
+        at = 0
         for no, text, problem in part:
             number += 1
             if text is None:
                 yield {"record": number, "line": no, "error": problem}
                 continue
-            p = next(probs)
-            shown = {k: round(float(x), 6) for k, x in zip(model.labels, p, strict=True)}
+            p, at = probs[at], at + 1
+            if cols is None:
+                shown = {k: round(float(x), 6) for k, x in zip(model.labels, p, strict=True)}
+            else:
+                shown = {model.labels[j]: round(float(p[j]), 6) for j in cols[at - 1]}
             if model.thresholds is not None:
                 over = _over_threshold(model.labels, p, model.thresholds)[0]
                 yield {"record": number, "line": no, "labels": over, "probabilities": shown}

@@ -239,3 +239,38 @@ def test_write_errors_are_one_line(model_dir: Path, tmp_path: Path) -> None:
             f"error: {'/dev/full' if stdout is None else '<stdout>'}: cannot write the output: "
             "No space left on device (check free space and permissions)"]
     assert Path("/dev/full").is_char_device()  # written to, never replaced
+
+
+def test_top_k_keeps_the_most_probable_labels_in_order(model_dir: Path, tmp_path: Path) -> None:
+    model = Model(model_dir)
+    texts = ["the cat sat", "a dog", "", "mat mat mat the"]
+    probs = model.predict_proba(texts)
+    full = model.predict(texts)
+    assert model.predict(texts, top_k=len(model.labels)) == full
+    for k in range(1, len(model.labels)):
+        for (label, shown), p, (best, _) in zip(model.predict(texts, top_k=k), probs, full,
+                                                strict=True):
+            assert label == best and len(shown) == k
+            order = sorted(range(len(p)), key=lambda j: (-p[j], j))[:k]
+            assert list(shown) == [model.labels[j] for j in order]
+            assert list(shown.values()) == [float(p[j]) for j in order]
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="top_k"):
+            model.predict(texts, top_k=bad)  # type: ignore[arg-type]
+    inp = tmp_path / "in.txt"
+    inp.write_text("the cat sat\na dog\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["predict", str(model_dir), str(inp), "--top-k", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in result.stdout.splitlines()]
+    assert [list(r["probabilities"]) for r in rows] == [[r["label"]] for r in rows]
+    assert [r["label"] for r in rows] == [b for b, _ in full[:2]]
+    bad_k = CliRunner().invoke(cli, ["predict", str(model_dir), str(inp), "--top-k", "0"])
+    assert bad_k.exit_code == 2 and "--top-k" in bad_k.output
+
+
+def test_top_k_order_breaks_ties_by_the_lower_index() -> None:
+    from metaprep.serve.runtime import _top_k_order
+
+    p = np.array([[0.1, 0.2, 0.5, 0.2], [0.25, 0.25, 0.25, 0.25]], dtype=np.float32)
+    assert _top_k_order(p, 3).tolist() == [[2, 1, 3], [0, 1, 2]]
+    assert _top_k_order(p, 1).ravel().tolist() == np.argmax(p, axis=1).tolist()
