@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import types
 from dataclasses import fields
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import gensim
 import pytest
 
 import metaprep as mp
+from metaprep import stages
 from metaprep.cli import cli
 from metaprep.errors import ConfigError
 from metaprep.learn.config import RunConfig
@@ -72,3 +76,19 @@ def test_path_fields_are_declared() -> None:
     assert path_fields(opts, "out") == {"output": "run"}
     for cls in (mp.SplitOptions, mp.AlignOptions, mp.EvaluateOptions, mp.ExportOptions):
         assert any(f.metadata.get("path") == "out" for f in fields(cls)), cls
+
+
+def test_the_stage_package_exports_its_names_not_its_modules() -> None:
+    # each stage module shares its function's name; the package must hand out the function
+    assert stages.__all__ == sorted(stages.__all__)
+    for name in stages.__all__:
+        assert not isinstance(getattr(stages, name), types.ModuleType), name
+    for name in ("split", "align", "distill", "train", "evaluate", "export"):
+        assert getattr(stages, name).__module__ == f"metaprep.stages.{name}"
+
+
+def test_importing_the_stages_loads_nothing_heavy() -> None:
+    code = ("import sys, metaprep.stages; print(sorted(m for m in ('torch', 'h5py', 'onnx', "
+            "'onnxruntime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,49 @@
+"""The distill stage: a sentence-transformer -> a static embedding file `align` reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metaprep.outputs import claim_outputs
+from metaprep.stages._common import PathLike, _in, _out, _req
+
+__all__ = ["DistillOptions", "DistillResult", "distill"]
+
+
+@dataclass(frozen=True)
+class DistillOptions:
+    model: PathLike | None = _in()  # a BERT folder (config.json + model.safetensors) or .onnx
+    output: PathLike | None = _out()  # the word2vec binary file to write (+ OUTPUT.json)
+    words: PathLike | None = _in()  # a word list to distil instead of the tokenizer's vocabulary
+    vocab_file: PathLike | None = _in()  # the WordPiece vocab.txt [the model folder's]
+    pca_dims: int | None = 256  # PCA to this many dimensions (None: keep all)
+    zipf: bool = True  # scale rows by log(2 + rank): frequent entries count less
+    batch_size: int = 256  # entries per forward pass
+    threads: int | None = None  # torch CPU threads [torch's choice]
+    quiet: bool = False  # no progress bar
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    output: Path
+    provenance: dict[str, Any]  # what OUTPUT.json holds: model, sha256, dims, PCA, date
+
+
+def distill(options: DistillOptions) -> DistillResult:
+    """A sentence-transformer -> a static embedding file `align` reads (model2vec's recipe)."""
+    import torch
+
+    from metaprep.learn.distill import distill_model
+
+    o = options
+    out = Path(_req(o.output, "output", "distill"))
+    if o.threads:
+        torch.set_num_threads(o.threads)
+    with claim_outputs("distill", o, {"output": out,
+                                      "provenance": out.with_name(out.name + ".json")}):
+        record = distill_model(_req(o.model, "model", "distill"), out, words=o.words,
+                               vocab_file=o.vocab_file, pca_dims=o.pca_dims, zipf=o.zipf,
+                               batch_size=o.batch_size, progress=not o.quiet)
+    return DistillResult(out, record)

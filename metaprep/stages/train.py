@@ -1,0 +1,163 @@
+"""The train stage: an aligned store + labelled data -> a trained run directory."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from metaprep.errors import ConfigError
+from metaprep.learn.config import LIMITS as RUN_LIMITS
+from metaprep.outputs import claim_outputs
+from metaprep.stages._common import PathLike, TaskColumns, _in, _out, _req, _resolve_task
+from metaprep.taskdata import task_columns
+
+__all__ = ["HYPER", "TrainOptions", "TrainResult", "train"]
+
+# Hyper-parameters left at None take the run config's defaults (metaprep.learn.config.RunConfig);
+# on --resume, the run's saved config, and a value given that differs from it is an error.
+HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", "mix_relu",
+         "mix_dropout", "source_norm", "word_features", "source_dropout", "mix_entropy",
+         "encoder", "hidden", "mlp_hidden", "lr", "lr_decay", "min_lr", "patience",
+         "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps", "pos_weight",
+         "select_metric", "learned_dim", "learned_buckets", "learned_init", "learned_dropout",
+         "learned_weight_decay", "learned_lr_scale")
+
+
+@dataclass(frozen=True)
+class TrainOptions(TaskColumns):
+    # upper bounds of the sizes (RunConfig's), checked by a pipeline when its file is loaded
+    BOUNDS: ClassVar[dict[str, int]] = RUN_LIMITS
+    store: PathLike | None = _in()  # the aligned store (on resume: the run's, by default)
+    train: PathLike | None = _in()  # training data (on resume: the run's)
+    dev: PathLike | None = _in()  # dev data: lr decay, early stopping, best epoch
+    test: PathLike | None = _in()  # scored with the best weights at the end
+    output: PathLike | None = _out()  # the run directory [artifacts/runs/<time>-<method>]
+    method: str | None = None  # dme | cdme | concat | sum | single:NAME [dme]
+    sources: tuple[str, ...] = ()  # store sources to use [all]
+    proj_dim: int | None = None  # size d' of the projected embeddings [256]
+    gating: str | None = None  # softmax over sources, or a sigmoid gate per source [softmax]
+    context_hidden: int | None = None  # CDME scorer BiLSTM units per direction [2]
+    mask_missing: bool | None = None  # sources without a word get weight 0 [true]
+    use_derived: bool | None = None  # subword/map OOV rows count as present [true]
+    mix_relu: bool | None = None  # ReLU after the mix [false]
+    mix_dropout: float | None = None  # dropout on the meta-embeddings [0]
+    source_norm: str | None = None  # none | center | scale | layernorm per source [layernorm]
+    word_features: bool | None = None  # word features into the dme/cdme scorer [false]
+    source_dropout: float | None = None  # drop whole sources per token in training [0]
+    mix_entropy: float | None = None  # loss weight of the mixing weights' entropy [0]
+    encoder: str | None = None  # bilstm (BiLSTM-max) | pool (max+mean) [bilstm]
+    hidden: int | None = None  # encoder BiLSTM units per direction [512]
+    mlp_hidden: int | None = None  # classifier hidden units [512]
+    learned_dim: int | None = None  # the learned source's size; 0: no learned source [0]
+    learned_buckets: int | None = None  # hashed word-bigram rows of the learned source [0]
+    learned_init: str | None = None  # store source whose rows start the learned ones [random]
+    learned_dropout: float | None = None  # dropout on the learned vectors [0]
+    learned_weight_decay: float | None = None  # AdamW decay of the learned tables [0]
+    learned_lr_scale: float | None = None  # the learned tables' lr is lr x this [1.0]
+    preset: str | None = None  # fast | accurate: a measured recipe; options given here win
+    lr: float | None = None  # Adam learning rate [4e-4]
+    lr_decay: float | None = None  # lr factor when dev accuracy does not improve [0.2]
+    min_lr: float | None = None  # stop once the lr falls below this [1e-5]
+    patience: int | None = None  # epochs without dev improvement before stopping [3]
+    epochs: int | None = None  # [10]
+    batch_size: int | None = None  # [64]
+    grad_clip: float | None = None  # max gradient norm [5.0]
+    seed: int | None = None  # weights, batch order and dropout: reruns are bit-identical [0]
+    checkpoint_steps: int | None = None  # also checkpoint every N steps (0: epoch ends) [0]
+    pos_weight: float | None = None  # multilabel: cap of the rare labels' positive weight [0: off]
+    select_metric: str | None = None  # multilabel: micro_f1 | macro_f1 | mean_auc [micro_f1]
+    task: str | None = None  # single | multilabel [detected from the train file]
+    label_sep: str | None = None  # multilabel TSV/CSV: the separator inside the label column [,]
+    resume: bool = False  # continue the run in ``output`` from its last checkpoint
+    data_encoding: str = "utf-8"  # of the data files
+    threads: int | None = None  # torch CPU threads [torch's choice]
+    quiet: bool = False  # no progress bars
+
+    def given(self) -> dict[str, Any]:
+        """The hyper-parameters set explicitly (not None)."""
+        return {k: getattr(self, k) for k in HYPER if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run: Path
+    metrics: dict[str, Any]  # what metrics.json holds: epochs, best epoch, dev and test scores
+    notes: list[str] = field(default_factory=list)  # e.g. the task detected from the data
+
+    @property
+    def dev_accuracy(self) -> float:
+        return float(self.metrics["dev"]["accuracy"])
+
+    @property
+    def test_accuracy(self) -> float | None:
+        test = self.metrics.get("test")
+        return None if not test else float(test["accuracy"])
+
+
+def _method(method: str | None, sources: tuple[str, ...]) -> tuple[str | None, list[str]]:
+    """``single:NAME`` -> ("single", [NAME]), checked against ``sources``."""
+    chosen = [s.strip() for s in sources if s.strip()]
+    if method is None:
+        return None, chosen
+    name, _, single = method.partition(":")
+    if name == "single":
+        if single and chosen and chosen != [single]:
+            raise ConfigError(f"method {method} and sources {','.join(chosen)} disagree")
+        chosen = [single] if single else chosen
+        if len(chosen) != 1:
+            raise ConfigError("method single needs one source: --method single:NAME")
+    elif single:
+        raise ConfigError(f"--method {method}: only single takes a :NAME")
+    return name, chosen
+
+
+def train(options: TrainOptions) -> TrainResult:
+    """An aligned store + labelled data -> a trained run directory (see docs/model.md)."""
+    import torch
+
+    from metaprep.learn.config import RunConfig, preset_values
+    from metaprep.learn.rundir import run_state
+    from metaprep.learn.train import train as train_run
+
+    o = options
+    if o.threads is not None:
+        if o.threads < 1:
+            raise ConfigError("--threads must be at least 1")
+        torch.set_num_threads(o.threads)
+    preset = preset_values(o.preset)
+    preset_method = preset.pop("method", None)
+    method, chosen = _method(o.method or preset_method, o.sources)
+    if not o.resume:
+        for name in ("store", "train", "dev"):
+            _req(getattr(o, name), name, "train")
+    given = {**preset, **o.given()}  # explicit options win; a resume checks these
+    given.update({k: v for k in ("task", "label_sep") if (v := getattr(o, k)) is not None})
+    notes = []
+    if not o.resume:
+        task, why = _resolve_task(o.task, _req(o.train, "train", "train"),
+                                 label_sep=o.label_sep or ",", encoding=o.data_encoding,
+                                 columns=task_columns(o))
+        given["task"] = task
+        if why:
+            notes.append(why)
+            if not o.quiet:
+                print(f"note: {why}", file=sys.stderr)
+    cfg = RunConfig(method=method or RunConfig.method, sources=chosen,
+                    source_dims=[0] * len(chosen), **given)
+    if method is not None:
+        given["method"] = method
+    if chosen:
+        given["sources"] = chosen
+    out = Path(o.output) if o.output is not None else None
+    if out is not None and out.is_dir() and any(out.iterdir()) and run_state(out) == "empty":
+        raise ConfigError("is a folder that holds other files, not a run: train writes a run "
+                          "only into a new or empty folder, or its own run", path=out,
+                          hint="choose another -o")
+    with claim_outputs("train", o, {"output": out}, folders=True):
+        metrics = train_run(cfg, store=o.store, train=o.train, dev=o.dev, test=o.test,
+                            out=out, resume=o.resume, progress=not o.quiet,
+                            encoding=o.data_encoding, overrides=given,
+                            columns=task_columns(o))
+    return TrainResult(Path(metrics["run_dir"]), metrics, notes)
