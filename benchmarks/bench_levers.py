@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-REAL = Path(os.environ.get("METAPREP_REAL_DATA", "/work/data/real"))
+REAL = Path(os.environ.get("METAPREP_REAL_DATA", str(HERE / "data" / "real")))  # realdata.py --out
 RESULTS = HERE / "results"
 # the shared settings: pooled encoder, a capped number of epochs with early stopping
 SETTINGS: dict[str, Any] = {"encoder": "pool", "epochs": 8, "patience": 2, "lr": 1e-3,
@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--distilled-words", type=Path,
                     help="a folder of TASK.bin tables distilled from each task's words")
     ap.add_argument("--shard", default="0/1", help="i/n: this process trains every n-th run")
-    ap.add_argument("--work", type=Path, default=Path("/work/data/levers/bench"))
+    ap.add_argument("--work", type=Path, default=HERE / "data" / "levers")
     args = ap.parse_args(argv)
     tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
     variants = args.variants.split(",") if args.variants else list(VARIANTS)
