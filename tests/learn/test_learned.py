@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from test_data import VOCAB, make_task
+from test_model import batch  # the same padded batch, its words in 2..V+1 (V = 30 there too)
 
 from metaprep.errors import ConfigError
 from metaprep.ids import BIGRAM_MULT, PAD_ID, UNK_ID
@@ -44,17 +45,6 @@ def make_model(method: str = "sum", encoder: str = "pool", *, buckets: int = 11,
         with torch.no_grad():
             learned.bigrams.normal_(generator=g)  # rows that matter (they start at zero)
     return model.eval()
-
-
-def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(7)
-    ids = torch.randint(2, V + 2, (4, 9), generator=g)
-    lengths = torch.tensor([9, 4, 1, 6])
-    ids[1, 2] = UNK_ID
-    ids[3, 0] = 5
-    for i, n in enumerate(lengths.tolist()):
-        ids[i, n:] = PAD_ID
-    return ids, lengths
 
 
 @pytest.mark.parametrize(("method", "encoder", "buckets"),
