@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -34,6 +35,25 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+def _graph_matches_torch(run: Path, onnx_path: Path) -> tuple[Any, np.ndarray, np.ndarray,
+                                                               np.ndarray]:
+    """The graph's logits equal torch's on a batch mixing lengths (with non-pad ids after each
+    length), and a sentence alone gives its row of the batch. Returns the model, the batch and
+    the graph's logits."""
+    model = Run.open(run).load_model()
+    sess = _session(onnx_path)
+    ids = np.random.default_rng(5).integers(1, 38, size=(4, 9))
+    lengths = np.array([9, 1, 4, 0])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+    got = sess.run(["logits"], {"ids": ids, "lengths": lengths})[0]
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    alone = sess.run(["logits"], {"ids": ids[2:3, :4], "lengths": lengths[2:3]})[0]
+    np.testing.assert_allclose(alone[0], got[2], atol=1e-6, rtol=0)
+    return model, ids, lengths, got
+
+
+
 @pytest.mark.parametrize("encoder", ["bilstm", "pool"])
 @pytest.mark.parametrize("method", ["dme", "cdme", "concat", "sum", "single"])
 @pytest.mark.parametrize("fold", [None, False])
@@ -50,17 +70,7 @@ def test_parity_gate_passes_for_every_method(tmp_path: Path, method: str, encode
 
     # independently of the gate: the graph matches torch on a batch mixing lengths, with
     # non-pad garbage after each length, and a sentence alone gives the same logits
-    model = Run.open(run).load_model()
-    sess = _session(tmp_path / "m" / "model.onnx")
-    rng = np.random.default_rng(5)
-    ids = rng.integers(1, 38, size=(4, 9))
-    lengths = np.array([9, 1, 4, 0])
-    with torch.no_grad():
-        ref = model(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
-    got = sess.run(["logits"], {"ids": ids, "lengths": lengths})[0]
-    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
-    alone = sess.run(["logits"], {"ids": ids[2:3, :4], "lengths": lengths[2:3]})[0]
-    np.testing.assert_allclose(alone[0], got[2], atol=1e-6, rtol=0)
+    _graph_matches_torch(run, tmp_path / "m" / "model.onnx")
 
 
 @pytest.mark.parametrize("kw", [
@@ -125,16 +135,7 @@ def test_parity_gate_with_the_learned_source(tmp_path: Path, method: str, encode
                           log=lambda _: None)
     assert manifest.export.fold == (fold is None and method != "cdme")
     assert manifest.checks.parity["model"].max_abs_diff["logits"] <= 1e-5
-    model = Run.open(run).load_model()
-    sess = _session(tmp_path / "m" / "model.onnx")
-    ids = np.random.default_rng(5).integers(1, 38, size=(4, 9))  # non-pad ids after lengths
-    lengths = np.array([9, 1, 4, 0])
-    with torch.no_grad():
-        ref = model(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
-    got = sess.run(["logits"], {"ids": ids, "lengths": lengths})[0]
-    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
-    alone = sess.run(["logits"], {"ids": ids[2:3, :4], "lengths": lengths[2:3]})[0]
-    np.testing.assert_allclose(alone[0], got[2], atol=1e-6, rtol=0)
+    model, ids, lengths, got = _graph_matches_torch(run, tmp_path / "m" / "model.onnx")
     # the bigram rows are used: zeroing them changes the graph's logits
     if buckets:
         with torch.no_grad():
