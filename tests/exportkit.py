@@ -68,6 +68,7 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
     sources = ["s0"] if method == "single" else ["s0", "s1"]
     cfg = RunConfig(method=method, sources=sources, source_dims=[6, 4][: len(sources)],
                     vocab_size=len(WORDS), proj_dim=5, hidden=4, mlp_hidden=6, context_hidden=2,
+                    cnn_filters=4, cnn_widths=[1, 2, 3],
                     encoder=encoder, pair=pair, num_labels=2, seed=seed)
     cfg = replace(cfg, **cfg_kw)
     torch.manual_seed(seed)

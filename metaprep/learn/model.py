@@ -6,8 +6,8 @@ learn/rundir.py). The structure is documented in docs/model.md.
               -> Classifier([u] or [u, v, |u-v|, u*v]) -> logits (B,C)
 
 The source tables are frozen buffers (never saved with the weights: rebuilt from the store), and
-the forward pass uses only plain ops (gather, matmul, softmax, LSTM over valid steps, masked
-max/mean) so it can be rebuilt in ONNX.
+the forward pass uses only plain ops (gather, matmul, softmax, LSTM over valid steps, 1-D
+convolution, masked max/mean) so it can be rebuilt in ONNX.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from metaprep.learn.levers import (
 
 __all__ = [
     "Classifier",
+    "ConvMax",
     "Encoded",
     "MetaEmbedder",
     "MetaEmbeddingClassifier",
@@ -274,6 +275,31 @@ class MaxMeanPool(nn.Module):
         return torch.cat([mx, mean], -1)
 
 
+class ConvMax(nn.Module):
+    """meta (B,T,D) -> (B,K*C): per width w, a wide 1-D convolution (w-1 zero steps on each side,
+    so a text shorter than w still fills whole windows and every word meets every tap), ReLU,
+    then the max over the n+w-1 windows that touch the text. Padding is zero before the
+    convolution and its extra windows never enter the max: a sentence alone and in a padded
+    batch give the same vector."""
+
+    def __init__(self, dim: int, filters: int, widths: Sequence[int]) -> None:
+        super().__init__()
+        self.widths = list(widths)
+        self.convs = nn.ModuleList(nn.Conv1d(dim, filters, w, padding=w - 1) for w in widths)
+        self.out_dim = filters * len(widths)
+
+    def forward(
+        self, meta: torch.Tensor, lengths: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        x = meta.masked_fill(~valid[..., None], 0.0).transpose(1, 2)  # (B,D,T)
+        out = []
+        for w, conv in zip(self.widths, self.convs, strict=True):
+            y = F.relu(conv(x))  # (B,C,T+w-1)
+            windows = torch.arange(y.shape[2], device=y.device) < (lengths + w - 1)[:, None]
+            out.append(y.masked_fill(~windows[:, None, :], float("-inf")).max(2).values)  # (B,C)
+        return torch.cat(out, -1)
+
+
 class Classifier(nn.Module):
     """features (B,F) -> logits (B,C): Linear ``hidden``, ReLU, Linear ``out``."""
 
@@ -287,7 +313,8 @@ class Classifier(nn.Module):
 
 
 class MetaEmbeddingClassifier(nn.Module):
-    """``front`` (MetaEmbedder) + ``encoder`` (BiLSTMMax or MaxMeanPool) + ``classifier``."""
+    """``front`` (MetaEmbedder) + ``encoder`` (BiLSTMMax, MaxMeanPool or ConvMax) +
+    ``classifier``."""
 
     def __init__(
         self, cfg: RunConfig, tables: Sequence[torch.Tensor], present: torch.Tensor,
@@ -296,10 +323,13 @@ class MetaEmbeddingClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.front = MetaEmbedder(cfg, tables, present, words)
-        self.encoder: BiLSTMMax | MaxMeanPool = (
-            BiLSTMMax(cfg.meta_dim, cfg.hidden) if cfg.encoder == "bilstm"
-            else MaxMeanPool(cfg.meta_dim)
-        )
+        self.encoder: BiLSTMMax | MaxMeanPool | ConvMax
+        if cfg.encoder == "bilstm":
+            self.encoder = BiLSTMMax(cfg.meta_dim, cfg.hidden)
+        elif cfg.encoder == "cnn":
+            self.encoder = ConvMax(cfg.meta_dim, cfg.cnn_filters, cfg.cnn_widths)
+        else:
+            self.encoder = MaxMeanPool(cfg.meta_dim)
         features = self.encoder.out_dim * (4 if cfg.pair else 1)
         self.classifier = Classifier(features, cfg.mlp_hidden, cfg.num_labels)
 
