@@ -3,14 +3,15 @@
     python benchmarks/bench_text_path.py MODEL_DIR DATA.tsv [--threads 2] [--batch-size 64]
         [--fasttext FASTTEXT.bin]
 
-Prints sentences/s end to end for `predict_proba` (arrays) and `predict` (labels and per-row
-dicts), then where the time of `predict` goes, measured in the same passes by timing each stage's
-calls: tokenize and vocabulary lookup (one stage when the compiled tokenizer does both), padding,
-onnxruntime's `run`, the rest of `predict_proba` (length ordering, gathering the rows) and the
-post-process (argmax, labels, dicts). The texts are the first column of DATA.tsv (a header line
-first), repeated to at least 15,000. The same script runs against an older checkout (set
-PYTHONPATH): stages that checkout does not have are simply not timed. With ``--fasttext``, the
-same texts also go through fastText's ``predict`` (k=1) in the same run.
+Prints sentences/s end to end with ``--threads`` threads for `predict_proba` (arrays),
+`predict` (labels and per-row dicts) and `predict(top_k=1)`, and, for a model with a text graph,
+`predict_proba` again with the Python text path. Then, with one thread (so the stages add up to
+the wall time), where the time of `predict` goes, by timing each stage's calls: the text graph's
+onnxruntime run, or Python's tokenize, lookup and padding; the model's onnxruntime run; the rest
+of `predict_proba` (length ordering, gathering rows) and the post-process (argmax, labels, dicts).
+The texts are the first column of DATA.tsv (a header line first), repeated to at least 15,000.
+With ``--fasttext``, the same texts also go through fastText's ``predict`` (k=1), raw (fastText
+splits on spaces only), in the same run.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 import metaprep.serve.runtime as runtime
 from metaprep.runtime import Model
@@ -64,6 +63,45 @@ def _fasttext_rate(path: Path, texts: list[str], passes: int) -> float:
     return len(texts) / statistics.median(walls)
 
 
+def _rate(fn: Callable[[], Any], n: int, passes: int) -> float:
+    walls = []
+    for _ in range(passes):
+        start = time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - start)
+    return n / statistics.median(walls)
+
+
+def _profile(model: Any, texts: list[str], passes: int) -> dict[str, float]:
+    """Shares of ``predict``'s wall time per stage, one thread (the stages run one after the
+    other, so their times add up to the wall time)."""
+    spent: dict[str, float] = defaultdict(float)
+    _timed(model, "_tokens", "tokenize (Python)", spent)
+    _timed(model.vocab, "encode_array", "lookup (Python)", spent)
+    _timed(runtime, "pad_flat", "pad", spent)
+    if getattr(model, "_text", None) is not None:
+        _timed(model._text, "run", "onnxruntime: text graph", spent)
+    _timed(model._session("model"), "run", "onnxruntime: model", spent)
+    _timed(model, "predict_proba", "predict_proba", spent)
+    walls, stages = [], []
+    for _ in range(passes):
+        spent.clear()
+        start = time.perf_counter()
+        out = model.predict(texts)
+        walls.append(time.perf_counter() - start)
+        stages.append(dict(spent))
+    assert len(out) == len(texts)
+    inner = ("tokenize (Python)", "lookup (Python)", "pad", "onnxruntime: text graph",
+             "onnxruntime: model")
+    rows = []
+    for s, w in zip(stages, walls, strict=True):
+        shares = {k: s[k] / w for k in inner if k in s}
+        shares["rest of predict_proba"] = (s["predict_proba"] - sum(shares.values()) * w) / w
+        shares["post-process (labels, dicts)"] = (w - s["predict_proba"]) / w
+        rows.append(shares)
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", type=Path)
@@ -77,54 +115,40 @@ def main() -> None:
                     help="let onnxruntime's threads spin between batches (Model(spin=True))")
     args = ap.parse_args()
     extra = {"spin": True} if args.spin else {}  # an older checkout has no spin keyword
-    model = Model(args.model, threads=args.threads, batch_size=args.batch_size, **extra)
     texts = _texts(args.data, args.texts)
+    n, passes = len(texts), args.passes
+    model = Model(args.model, threads=args.threads, batch_size=args.batch_size, **extra)
+    path = getattr(model, "text_path", "python")
+    print(f"{args.model}: {n:,} texts, {args.threads} threads, batch {args.batch_size}, "
+          f"texts -> ids in {path}" + (", spinning threads" if args.spin else ""))
     model.predict(texts[:1000])  # warm up: sessions, caches
-
-    proba_walls = []
-    for _ in range(args.passes):
-        start = time.perf_counter()
-        probs = model.predict_proba(texts)
-        proba_walls.append(time.perf_counter() - start)
-    assert probs.shape[0] == len(texts) and np.isfinite(probs).all()
-
-    spent: dict[str, float] = defaultdict(float)
-    _timed(model, "_tokens", "tokenize", spent)  # the regex path (either checkout)
-    _timed(model.vocab, "encode_array", "lookup", spent)
-    _timed(model, "_fast_ids", "tokenize+lookup (compiled)", spent)
-    _timed(runtime, "pad_flat", "pad", spent)
-    _timed(model._session("model"), "run", "onnxruntime run", spent)
-    _timed(model, "predict_proba", "predict_proba", spent)
-    walls, stages = [], []
-    for _ in range(args.passes):
-        spent.clear()
-        start = time.perf_counter()
-        out = model.predict(texts)
-        walls.append(time.perf_counter() - start)
-        stages.append(dict(spent))
-    assert len(out) == len(texts)
-
-    wall = statistics.median(walls)
-    print(f"{args.model}: {len(texts):,} texts, {args.threads} threads, batch {args.batch_size}"
-          + (", spinning threads" if args.spin else ""))
-    print(f"predict_proba: {len(texts) / statistics.median(proba_walls):,.0f} sentences/s; "
-          f"predict: {len(texts) / wall:,.0f} sentences/s (medians of {args.passes} passes)")
-    inner = ("tokenize", "lookup", "tokenize+lookup (compiled)", "pad", "onnxruntime run")
-    rows = []
-    for s in stages:
-        w = walls[stages.index(s)]
-        shares = {k: s.get(k, 0.0) / w for k in inner if k in s}
-        rest = s["predict_proba"] - sum(s.get(k, 0.0) for k in inner)
-        shares["rest of predict_proba"] = rest / w
-        shares["post-process (labels, dicts)"] = (w - s["predict_proba"]) / w
-        rows.append(shares)
-    for key in rows[0]:
-        print(f"  {key:30s} {100 * statistics.median(r[key] for r in rows):5.1f}%")
-    inside = statistics.median(r["onnxruntime run"] for r in rows)
-    print(f"predict: inside onnxruntime run {100 * inside:.1f}%, outside {100 * (1 - inside):.1f}%")
+    rates = {"predict_proba": _rate(lambda: model.predict_proba(texts), n, passes),
+             "predict": _rate(lambda: model.predict(texts), n, passes),
+             "predict(top_k=1)": _rate(lambda: model.predict(texts, top_k=1), n, passes)}
+    if path != "python":  # the same model with the Python text path, in the same run
+        model._text = None
+        rates["predict_proba, Python text path"] = _rate(lambda: model.predict_proba(texts), n,
+                                                         passes)
     if args.fasttext:
-        rate = _fasttext_rate(args.fasttext, texts, args.passes)
-        print(f"fastText predict (k=1, same texts): {rate:,.0f} sentences/s")
+        rates["fastText predict (k=1)"] = _fasttext_rate(args.fasttext, texts, passes)
+    for key, rate in rates.items():
+        print(f"  {key:40s} {rate:10,.0f} sentences/s (median of {passes} passes)")
+
+    for label, force_python in (("text graph", False), ("Python text path", True)):
+        if force_python and path == "python" and label != "Python text path":
+            continue
+        one = Model(args.model, threads=1, batch_size=args.batch_size, **extra)
+        if force_python:
+            one._text = None
+        elif getattr(one, "_text", None) is None:
+            continue
+        one.predict(texts[:1000])
+        shares = _profile(one, texts, passes)
+        print(f"where predict's time goes, one thread, {label}:")
+        for key, share in shares.items():
+            print(f"  {key:40s} {100 * share:5.1f}%")
+        inside = sum(v for k, v in shares.items() if k.startswith("onnxruntime"))
+        print(f"  inside onnxruntime {100 * inside:.1f}%, outside {100 * (1 - inside):.1f}%")
 
 
 if __name__ == "__main__":

@@ -17,11 +17,8 @@ one text per line) plus hostile cases, and times both paths on the same texts, b
 from __future__ import annotations
 
 import argparse
-import importlib
-import re
 import time
 from collections.abc import Callable, Sequence
-from functools import cache
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -30,82 +27,7 @@ import numpy as np
 
 from metaprep.ids import UNK_ID
 from metaprep.runtime import Model
-
-C: Any = importlib.import_module("re._constants")
-P: Any = importlib.import_module("re._parser")
-
-
-# --- Python regex -> Oniguruma ------------------------------------------------------------------
-@cache
-def _all_chars() -> str:
-    """Every code point a Rust string can hold (surrogates cannot be in one)."""
-    return "".join(map(chr, chain(range(0xD800), range(0xE000, 0x110000))))
-
-
-def _class(python_class: str) -> str:
-    """An Oniguruma class with exactly the code points ``python_class`` matches in Python."""
-    cps = np.array([ord(c) for c in re.findall(python_class, _all_chars())], dtype=np.int64)
-    if not len(cps):
-        return r"[^\x{0}-\x{10FFFF}]"
-    cut = np.flatnonzero(np.diff(cps) != 1)
-    starts, ends = np.r_[cps[0], cps[cut + 1]], np.r_[cps[cut], cps[-1]]
-    return "[" + "".join(rf"\x{{{a:X}}}" if a == b else rf"\x{{{a:X}}}-\x{{{b:X}}}"
-                         for a, b in zip(starts.tolist(), ends.tolist(), strict=True)) + "]"
-
-
-_CATEGORY = {C.CATEGORY_WORD: r"\w", C.CATEGORY_NOT_WORD: r"\W", C.CATEGORY_SPACE: r"\s",
-             C.CATEGORY_NOT_SPACE: r"\S", C.CATEGORY_DIGIT: r"\d", C.CATEGORY_NOT_DIGIT: r"\D"}
-
-
-def _item(op: Any, av: Any) -> str:
-    """One member of a parsed [...] written back as Python class syntax."""
-    if op == C.LITERAL:
-        return f"\\U{av:08x}"
-    if op == C.RANGE:
-        return f"\\U{av[0]:08x}-\\U{av[1]:08x}"
-    if op == C.CATEGORY and av in _CATEGORY:
-        return _CATEGORY[av]
-    raise ValueError(f"class member {op}")
-
-
-def _onig(nodes: Sequence[Any]) -> str:
-    out = []
-    for op, av in nodes:
-        if op == C.LITERAL:
-            out.append(rf"\x{{{av:X}}}")
-        elif op == C.NOT_LITERAL:
-            out.append(_class(f"[^\\U{av:08x}]"))
-        elif op == C.ANY:
-            out.append(_class("."))
-        elif op == C.IN:
-            negate = bool(av) and av[0][0] == C.NEGATE
-            body = "".join(_item(o, a) for o, a in av[negate:])
-            out.append(_class(f"[{'^' if negate else ''}{body}]"))
-        elif op == C.BRANCH:
-            out.append("(?:" + "|".join(_onig(b) for b in av[1]) + ")")
-        elif op == C.SUBPATTERN and av[0] is None and not av[1] and not av[2]:
-            out.append("(?:" + _onig(av[3]) + ")")
-        elif op in (C.MAX_REPEAT, C.MIN_REPEAT):
-            low, high = av[0], av[1]
-            span = f"{{{low},}}" if high == C.MAXREPEAT else f"{{{low},{high}}}"
-            out.append("(?:" + _onig(av[2]) + ")" + span + ("?" if op == C.MIN_REPEAT else ""))
-        else:
-            raise ValueError(f"no Oniguruma rewrite for {op}")
-    return "".join(out)
-
-
-def onig_pattern(mode: str, pattern: str) -> str:
-    """The tokenizer's pattern for Oniguruma, or ValueError when it cannot be rewritten exactly
-    (flags, groups, anchors, look-arounds, back-references, matches of zero width)."""
-    if mode == "whitespace":
-        pattern = r"\S+"  # str.split() splits exactly where \S+ ends (tokenize.py)
-    compiled = re.compile(pattern)
-    if compiled.flags & ~(re.UNICODE | re.VERBOSE) or compiled.groups:
-        raise ValueError("flags or groups")
-    tree = P.parse(pattern)
-    if tree.getwidth()[0] == 0:
-        raise ValueError("can match the empty string")
-    return _onig(list(tree))
+from metaprep.serve.textgraph import re2_pattern  # its syntax is Oniguruma's too
 
 
 # --- the tokenizers pipeline ---------------------------------------------------------------------
@@ -122,7 +44,7 @@ def build(model: Model) -> tuple[Callable[[Sequence[str]], list[list[int]]], Any
         if keep(w):
             table.setdefault(w, row + 2)  # the first row of a word wins, as in the index
     tok = Tokenizer(WordLevel(table, unk_token="\n"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(onig_pattern(cfg.mode, cfg.pattern)),
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(re2_pattern(cfg.mode, cfg.pattern)),
                                              behavior="removed", invert=True)
     tok.enable_truncation(model.max_tokens)
     lower = cfg.lowercase

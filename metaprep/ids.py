@@ -23,6 +23,8 @@ __all__ = [
 
 PAD_ID = 0
 UNK_ID = 1
+# the text graph's id for a token its string map lacks: the runtime looks it up in Python
+MISSED_ID = -1
 ID_OFFSET = 2
 # word-bigram bucket of ids (a, b): (a * BIGRAM_MULT + b) % buckets, in training and in the
 # exported graph alike (fastText's n-gram multiplier; a * MULT stays far below 2**63)

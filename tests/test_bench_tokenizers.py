@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from metaprep.serve.textgraph import re2_pattern
 from metaprep.tokenize import DEFAULT_PATTERN, Tokenizer, TokenizerConfig
 
 tokenizers = pytest.importorskip("tokenizers")
@@ -31,7 +32,7 @@ MODES = [("regex", DEFAULT_PATTERN), ("whitespace", DEFAULT_PATTERN),
 def _split(mode: str, pattern: str) -> object:
     from tokenizers import Regex, pre_tokenizers
 
-    return pre_tokenizers.Split(Regex(bench.onig_pattern(mode, pattern)), behavior="removed",
+    return pre_tokenizers.Split(Regex(re2_pattern(mode, pattern)), behavior="removed",
                                 invert=True)
 
 
@@ -61,4 +62,4 @@ def test_any_text_splits_alike(text: str) -> None:
 def test_patterns_without_an_exact_rewrite_are_refused(pattern: str) -> None:
     re.compile(pattern)
     with pytest.raises(ValueError):
-        bench.onig_pattern("regex", pattern)
+        re2_pattern("regex", pattern)

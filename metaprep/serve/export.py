@@ -333,14 +333,33 @@ def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: 
     export = ExportInfo(fold=fold, table_dtype=opts.table_dtype, quantize=opts.quantize,
                         quantized_ops=tuple(quantized), opset=OPSET, front_end=opts.front_end)
     return _write_rest(tmp, cfg, labels, tok, words, case_policy, opts, export, checks,
-                       thresholds)
+                       thresholds, log)
+
+
+def _write_text_graph(tmp: Path, tok: Any, words: list[str], case_policy: str, max_tokens: int,
+                      log: Callable[[str], None]) -> bool:
+    """text.onnx, so the runtime tokenizes in onnxruntime; False (and a note) for a tokenizer
+    pattern that has no exact RE2 form: the runtime then tokenizes in Python, as before."""
+    from metaprep.serve.textgraph import text_graph
+
+    try:
+        graph = text_graph(tok, words, case_policy, max_tokens)
+    except ValueError as exc:
+        log(f"note: no text graph ({exc}): the runtime will tokenize in Python")
+        return False
+    save_graph(graph, tmp / GRAPH_FILES["text"])
+    return True
 
 
 def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[str],
                 case_policy: str, opts: ExportOptions, export: ExportInfo,
-                checks: Checks, thresholds: Thresholds | None = None) -> Manifest:
+                checks: Checks, thresholds: Thresholds | None = None,
+                log: Callable[[str], None] = _log) -> Manifest:
     """Vocabulary, tokenizer and labels beside the graphs, and the manifest that lists them."""
     names = ["model"] + (["front_end"] if opts.front_end else [])
+    max_tokens = min(int(opts.max_tokens or tok.max_tokens or 512), MAX_TOKENS_LIMIT)
+    if _write_text_graph(tmp, tok, words, case_policy, max_tokens, log):
+        names.append("text")
     graphs = {n: _graph_record(tmp / GRAPH_FILES[n]) for n in names}
     used = {f for g in graphs.values() for f in g.data_files}
     if DATA_FILE not in used:
@@ -357,7 +376,7 @@ def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[st
                       global_threshold=None if thresholds is None else thresholds.global_),
         graphs=graphs,
         case_policy=case_policy,
-        max_tokens=min(int(opts.max_tokens or tok.max_tokens or 512), MAX_TOKENS_LIMIT),
+        max_tokens=max_tokens,
         export=export,
         source_run={},
         checks=checks,

@@ -77,7 +77,7 @@ MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 LABELS = "labels.json"
 DATA_FILE = "model.data"  # the external tensors of every graph
-GRAPH_FILES = {"model": "model.onnx", "front_end": "front_end.onnx"}
+GRAPH_FILES = {"model": "model.onnx", "front_end": "front_end.onnx", "text": "text.onnx"}
 REQUIRED_FILES = (VOCAB_TXT, VOCAB_OFFSETS, VOCAB_INDEX, TOKENIZER, LABELS)
 # Files larger than this are checked by size only unless a full check is asked for: hashing a
 # multi-GB table on every load would cost seconds, and onnxruntime memory-maps it anyway.
@@ -94,7 +94,8 @@ class Manifest:
     """What manifest.json holds, typed. ``files`` maps a file name to its size and sha256."""
 
     task: TaskInfo
-    graphs: dict[str, GraphInfo]  # "model" (always), "front_end" (with --front-end)
+    # "model" (always), "front_end" (with --front-end), "text" (texts -> ids; textgraph.py)
+    graphs: dict[str, GraphInfo]
     case_policy: str
     max_tokens: int
     export: ExportInfo
@@ -141,7 +142,7 @@ class Manifest:
                 f"model directory format version {_short(data['format_version'])} is not "
                 f"supported (this metaprep reads {FORMAT_VERSION})",
                 path=path, hint="re-export the run with this version of metaprep")
-        graphs = Keys(data["graphs"], "graphs", path, ["model"], ["front_end"])
+        graphs = Keys(data["graphs"], "graphs", path, ["model"], ["front_end", "text"])
         files = Keys(data["files"], "files", path, [], None)
         for name in files.data:
             if not is_plain_name(name):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from metaprep.errors import DataError, ModelError
-from metaprep.ids import UNK_ID
+from metaprep.ids import MISSED_ID, UNK_ID
 from metaprep.serve.modeldir import Manifest, ModelDir
 from metaprep.tokenize import Tokenizer
 
@@ -52,6 +53,8 @@ INPUT_FORMATS = ("auto", "lines", "tsv", "jsonl")
 # '\n'` would otherwise grow one line until the machine runs out). The tokenizer keeps at most
 # max_tokens (default 512) tokens, found in far fewer bytes than this in any real text.
 MAX_LINE_BYTES = 8 << 20
+# one batch's (ids (B, T) int64, lengths (B,), token counts up to max_tokens + 1 (B,))
+_Encoded = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -91,12 +94,20 @@ class Model:
         self.max_tokens: int = self.manifest.max_tokens
         self.batch_size = batch_size
         self.threads = threads
+        self.workers: int = threads or os.cpu_count() or 1  # batches run at once
         self.spin = spin
         self.tokenizer = Tokenizer(self.dir.tokenizer)
         self.vocab = self.dir.vocab()
         self.stats = RunStats()
         self._sessions: dict[str, Any] = {}
+        self._pool: ThreadPoolExecutor | None = None
         self._session("model")  # fail now, not at the first batch, if onnxruntime refuses it
+        # where texts become ids: "onnxruntime" (the text graph) or "python"
+        self.text_path = "python"
+        self.text_note = ""
+        self._text: Any = None
+        if "text" in self.manifest.graphs:
+            self._load_text_graph()
 
     # --- sessions ------------------------------------------------------------------------------
     def _session(self, graph: str) -> Any:
@@ -105,8 +116,9 @@ class Model:
 
             path = self.dir.graph_path(graph)
             opts = ort.SessionOptions()
-            if self.threads:
-                opts.intra_op_num_threads = self.threads
+            # one thread per batch; batches run on ``workers`` threads at once (_map): the text
+            # path between two runs then overlaps another batch's run instead of idling cores
+            opts.intra_op_num_threads = 1
             opts.inter_op_num_threads = 1
             opts.add_session_config_entry("session.intra_op.allow_spinning",
                                           "1" if self.spin else "0")
@@ -118,79 +130,132 @@ class Model:
             self._sessions[graph] = sess
         return self._sessions[graph]
 
+    def _load_text_graph(self) -> None:
+        """Tokenize in onnxruntime when the model has a text graph that loads and gives exactly
+        the Python path's ids on the probes; else the Python path, with ``text_note`` saying why."""
+        try:
+            self._text = self._session("text")
+        except ModelError as exc:  # e.g. an onnxruntime build without the contrib ops
+            self.text_note = f"text graph not used: {exc}"
+            return
+        probes = _probes([self.vocab.word(r) for r in range(min(200, len(self.vocab)))])
+        got = self._encode_in_graph(probes)
+        want = self._encode_in_python(probes)
+        if got is None or not all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)):
+            raise ModelError("text.onnx does not give the ids that tokenizer.json and vocab.txt "
+                             "give", path=self.dir.graph_path("text"),
+                             hint="re-export the model directory")
+        self.text_path = "onnxruntime"
+
     # --- text -> ids ---------------------------------------------------------------------------
     def _tokens(self, texts: Sequence[str]) -> list[list[str]]:
-        # one token past the limit says "truncated"; a huge line is never tokenized whole
-        lists = self.tokenizer.tokenize_many(texts, self.max_tokens + 1)
-        sizes = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-        over = np.flatnonzero(sizes > self.max_tokens)
-        for k in over.tolist():
-            del lists[k][self.max_tokens :]
-        st = self.stats
-        st.texts += len(lists)
-        st.truncated += len(over)
-        st.empty += int(np.count_nonzero(sizes == 0))
-        return lists
+        """Each text's tokens, at most max_tokens + 1 (one past the limit says "truncated"; a
+        huge line is never tokenized whole)."""
+        return self.tokenizer.tokenize_many(texts, self.max_tokens + 1)
 
     def encode(self, text: str) -> list[int]:
         """Model ids of one text (truncated at max_tokens; counted in ``stats``)."""
-        ids = self.vocab.encode(self._tokens([text])[0])
-        self.stats.tokens += len(ids)
-        self.stats.unknown += ids.count(UNK_ID)
-        return ids
+        ids, lengths, counts = self._encode_in_python([text])
+        self._count(ids, lengths, counts)
+        return ids[0, : lengths[0]].tolist()
 
-    def _split(self, texts: Sequence[Text], pair: bool) -> list[list[str]]:
-        """Token lists: one per text, or for pairs the first texts' then the second texts'."""
+    def _encode_in_python(self, texts: Sequence[str]) -> _Encoded:
+        lists = self._tokens(texts)
+        counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        lengths = np.minimum(counts, self.max_tokens)
+        for k in np.flatnonzero(counts > self.max_tokens).tolist():
+            del lists[k][self.max_tokens :]
+        ids, _ = pad_flat(self.vocab.encode_array(list(chain.from_iterable(lists))), lengths)
+        return ids, lengths, counts
+
+    def _encode_in_graph(self, texts: Sequence[str]) -> _Encoded | None:
+        """The text graph's ids, or None for a batch it cannot take exactly: a text so long
+        that the Python path reads only its first tokens, or a lone surrogate (UTF-8 has none)."""
+        if self.tokenizer.config.lowercase:
+            texts = list(map(str.lower, texts))
+        if max(map(len, texts), default=0) > 32 * (self.max_tokens + 1):
+            return None
+        try:
+            ids, counts, missed = self._text.run(None, {"text": np.array(texts, dtype=object)})
+        except UnicodeEncodeError:
+            return None
+        if missed.size:  # tokens the map lacks: the case policy's other forms, in Python
+            ids[ids == MISSED_ID] = self.vocab.encode_array(missed.tolist())
+        if ids.shape[1] == 0:  # every text empty: one padding token, as pad_flat gives
+            ids = np.zeros((len(texts), 1), dtype=np.int64)
+        # counts as the Python path gives them: one past the limit says "truncated"
+        return ids, np.minimum(counts, self.max_tokens), np.minimum(counts, self.max_tokens + 1)
+
+    def _encode(self, texts: Sequence[str]) -> _Encoded:
+        """(ids (B, T>=1) right-padded with 0, lengths, token counts up to max_tokens + 1)"""
+        got = self._encode_in_graph(texts) if self._text is not None else None
+        return got if got is not None else self._encode_in_python(texts)
+
+    def _count(self, ids: np.ndarray, lengths: np.ndarray, counts: np.ndarray) -> None:
+        st = self.stats
+        st.texts += len(counts)
+        st.tokens += int(lengths.sum())
+        st.unknown += int(np.count_nonzero(ids == UNK_ID))
+        st.empty += int(np.count_nonzero(counts == 0))
+        st.truncated += int(np.count_nonzero(counts > self.max_tokens))
+
+    def _sides(self, texts: Sequence[Text], pair: bool) -> list[Sequence[str]]:
+        """The texts, or for pairs the first texts and the second texts."""
         if isinstance(texts, (str, bytes)):  # a sequence too: a prediction per character
             raise DataError(f"give a list of texts, not one {type(texts).__name__}: "
                             "model.predict([text])")
         if pair:
             if not all(isinstance(t, tuple) and len(t) == 2 for t in texts):
                 raise DataError("this model reads sentence pairs: give (text_a, text_b)")
-            return self._tokens([t[0] for t in texts]) + self._tokens([t[1] for t in texts])  # type: ignore[index]
+            if not all(isinstance(t[0], str) and isinstance(t[1], str) for t in texts):  # type: ignore[index]
+                raise DataError("a sentence pair is two texts (str)")
+            return [[t[0] for t in texts], [t[1] for t in texts]]  # type: ignore[index]
         if set(map(type, texts)) - {str} and not all(isinstance(t, str) for t in texts):
             other = next(t for t in texts if not isinstance(t, str))
             raise DataError("this model reads single texts (str), not pairs" if isinstance(
                 other, tuple) else f"texts must be str, not {type(other).__name__}")
-        return self._tokens(texts)  # type: ignore[arg-type]
-
-    def _ids(self, tokens: list[list[str]], order: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(flat ids, lengths) of the token lists taken in ``order``: every batch is then one
-        contiguous slice, padded in a single numpy step."""
-        ordered = [tokens[k] for k in order]
-        lengths = np.fromiter(map(len, ordered), dtype=np.int64, count=len(ordered))
-        flat = self.vocab.encode_array(list(chain.from_iterable(ordered)))
-        self.stats.tokens += len(flat)
-        self.stats.unknown += int(np.count_nonzero(flat == UNK_ID))
-        return flat, lengths
+        return [texts]  # type: ignore[list-item]
 
     # --- batches -------------------------------------------------------------------------------
+    def _map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        """fn over items, on ``workers`` threads when there is more than one batch."""
+        if self.workers <= 1 or len(items) <= 1:
+            return list(map(fn, items))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="metaprep-batch")
+        return list(self._pool.map(fn, items))
+
     def _run(self, graph: str, texts: Sequence[Text], output: str, *, pair: bool) -> np.ndarray:
         sess = self._session(graph)
-        tokens = self._split(texts, pair)
+        sides = self._sides(texts, pair)
         n = len(texts)
-        sizes = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        # texts of like length share a batch (little padding): characters stand for tokens
+        size = np.fromiter(map(len, sides[0]), dtype=np.int64, count=n)
         if pair:
-            sizes = np.maximum(sizes[:n], sizes[n:])
-        order = np.argsort(sizes, kind="stable")
-        sides = [self._ids(tokens[:n], order.tolist())]
-        if pair:
-            sides.append(self._ids(tokens[n:], order.tolist()))
+            size = np.maximum(size, np.fromiter(map(len, sides[1]), dtype=np.int64, count=n))
+        order = np.argsort(size, kind="stable")
         wanted = {i.name for i in sess.get_inputs()}
-        starts = [np.concatenate([[0], np.cumsum(lengths)]) for _, lengths in sides]
-        result: np.ndarray | None = None
-        for start in range(0, n, self.batch_size):
-            stop = min(n, start + self.batch_size)
+        fed = [(side, suffix) for side, suffix in zip(sides, ("", "_b"), strict=False)
+               if f"ids{suffix}" in wanted]
+
+        def one(rows: np.ndarray) -> tuple[np.ndarray, list[_Encoded]]:
             feed: dict[str, np.ndarray] = {}
-            for (flat, lengths), first, suffix in zip(sides, starts, ("", "_b"), strict=False):
-                if f"ids{suffix}" in wanted:
-                    seg = flat[first[start] : first[stop]]
-                    feed[f"ids{suffix}"], feed[f"lengths{suffix}"] = pad_flat(
-                        seg, lengths[start:stop])
+            encoded = []
+            for side, suffix in fed:
+                ids, lengths, counts = self._encode([side[k] for k in rows.tolist()])
+                feed[f"ids{suffix}"], feed[f"lengths{suffix}"] = ids, lengths
+                encoded.append((ids, lengths, counts))
             (out,) = sess.run([output], feed)
+            return out, encoded
+
+        batches = [order[s : s + self.batch_size] for s in range(0, n, self.batch_size)]
+        result: np.ndarray | None = None
+        for rows, (out, encoded) in zip(batches, self._map(one, batches), strict=True):
             if result is None:
                 result = np.empty((n, *out.shape[1:]), dtype=np.float32)
-            result[order[start:stop]] = out
+            result[rows] = out
+            for ids, lengths, counts in encoded:
+                self._count(ids, lengths, counts)
         if result is None:  # no texts
             width = self.manifest.task.sentence_dim if output == "sentence_embedding" \
                 else len(self.labels)
@@ -259,6 +324,18 @@ def _over_threshold(labels: Sequence[str], p: np.ndarray, thresholds: np.ndarray
     picked = sorted((int(j) for j in np.flatnonzero(p >= thresholds)), key=lambda j: -p[j])
     picked = picked[:top_k]
     return [labels[j] for j in picked], {labels[j]: float(p[j]) for j in picked}
+
+
+_PROBES = ["", "   ", "Hello, World!", "naïve café — “quotes” it's co-op l'été",
+           "İstanbul ΑΣ Σα ΌΣΟΣ", "e\u0301 x² ½ 123_4 Ⅻ", "a\x00b \x1c\x1f c", "中文 日本語 😀👍🏽",
+           "ﬁ ﬂ ŉ", "UPPER lower Title MiXeD"]
+
+
+def _probes(words: Sequence[str]) -> list[str]:
+    """Texts the text graph must tokenize exactly as Python: hostile cases, and vocabulary
+    words as written, upper- and title-cased (the case policy's lookups)."""
+    head = " ".join(words)
+    return [*_PROBES, head, head.upper(), head.title()]
 
 
 def pad_flat(flat: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -107,9 +107,9 @@ def test_model_directory_layout_and_manifest(tmp_path: Path) -> None:
     export_run(run, out, options=ExportOptions(front_end=True, max_tokens=7, progress=False),
                log=lambda _: None)
     m = read_manifest(out)
-    assert sorted(m.files) == sorted(["model.onnx", "front_end.onnx", "model.data", "vocab.txt",
-                                      "vocab.offsets.npy", "vocab.index.npy", "tokenizer.json",
-                                      "labels.json"])
+    assert sorted(m.files) == sorted(["model.onnx", "front_end.onnx", "text.onnx", "model.data",
+                                      "vocab.txt", "vocab.offsets.npy", "vocab.index.npy",
+                                      "tokenizer.json", "labels.json"])
     for name, rec in m.files.items():
         assert file_sha256(out / name) == rec.sha256
     assert m.source_run["config_sha256"] == file_sha256(run / "config.json")
@@ -126,6 +126,9 @@ def test_model_directory_layout_and_manifest(tmp_path: Path) -> None:
     # the front-end graph shares the table with the classifier (one data file)
     assert m.graphs["front_end"].data_files == ("model.data",)
     assert m.graphs["front_end"].outputs == ("token_embeddings", "sentence_embedding")
+    # texts -> ids in onnxruntime: no external data, the three outputs the runtime reads
+    assert m.graphs["text"].data_files == ()
+    assert m.graphs["text"].outputs == ("ids", "counts", "missed")
     assert not list(tmp_path.glob(".model.*"))  # no temporary directory left behind
 
 
@@ -246,7 +249,7 @@ def test_float16_tables_and_int8_report_accuracy(tmp_path: Path) -> None:
         assert {e["location"] for e in external} == {"model.data"}
         assert not (tmp_path / name / "model.onnx.data").exists()
         assert (tmp_path / name / "model.data").stat().st_mode & 0o777 == 0o644
-        assert sorted(mw.files) == sorted(["model.onnx", "model.data", "vocab.txt",
+        assert sorted(mw.files) == sorted(["model.onnx", "model.data", "text.onnx", "vocab.txt",
                                            "vocab.offsets.npy", "vocab.index.npy",
                                            "tokenizer.json", "labels.json"]
                                           + (["front_end.onnx"] if front_end else []))
