@@ -10,7 +10,8 @@ For each task (``benchmarks/realdata.py``: fortunes topics, Debian package secti
   MiniLM input table over the task's words (as ``pipelines/glove-minilm.toml``), ``metaprep
   train`` (``sum``/``dme`` + pool, ``concat`` + BiLSTM-128, ``sum`` + pool with the learned
   source, and the ``--preset fast`` / ``--preset accurate`` recipes, the fast one also with the
-  cnn encoder), ``metaprep export-onnx``, then served with ``metaprep.runtime.Model.predict_proba`` (numpy + onnxruntime);
+  cnn encoder), ``metaprep export-onnx``, then served with
+  ``metaprep.runtime.Model.predict_proba`` (numpy + onnxruntime);
 * fastText supervised (``fasttext-numpy2``), word bigrams, dim 50, without and with GloVe 6B 50d
   as pretrained vectors (the whole 400k-word table, written once as a ``.vec``); the epoch count
   is picked on dev among a few;
