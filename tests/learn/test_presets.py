@@ -80,6 +80,7 @@ def test_the_fast_preset_with_the_cnn_encoder(task: dict[str, Path], tmp_path: P
     args = ["train", "--store", str(task["store"]), "--train", str(task["train"]), "--dev",
             str(task["dev"]), "--preset", "fast", "--encoder", "cnn", "--cnn-filters", "5",
             "--cnn-widths", "1,3", "--proj-dim", "8", "--mlp-hidden", "8", "--epochs", "1",
+            "--learned-buckets", "64",
             "--batch-size", "8", "-o", str(tmp_path / "run"), "-q"]
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
@@ -89,6 +90,9 @@ def test_the_fast_preset_with_the_cnn_encoder(task: dict[str, Path], tmp_path: P
     again = CliRunner().invoke(cli, ["train", "--resume", "--cnn-widths", "1,3", "-o",
                                      str(tmp_path / "run"), "-q"])
     assert again.exit_code == 0, again.output
+    other = CliRunner().invoke(cli, ["train", "--resume", "--cnn-widths", "1,2", "-o",
+                                     str(tmp_path / "run"), "-q"])
+    assert other.exit_code != 0 and "cnn_widths" in str(other.exception), other.output
     exported = mp.export(mp.ExportOptions(run=tmp_path / "run", output=tmp_path / "model",
                                           quiet=True))
     assert exported.manifest.task.encoder == "cnn" and exported.manifest.task.sentence_dim == 10
