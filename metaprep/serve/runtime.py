@@ -176,15 +176,16 @@ class Model:
         if max(map(len, texts), default=0) > 32 * (self.max_tokens + 1):
             return None
         try:
-            ids, counts, missed = self._text.run(None, {"text": np.array(texts, dtype=object)})
+            ids, missed = self._text.run(None, {"text": np.array(texts, dtype=object)})
         except UnicodeEncodeError:
             return None
         if missed.size:  # tokens the map lacks: the case policy's other forms, in Python
             ids[ids == MISSED_ID] = self.vocab.encode_array(missed.tolist())
-        if ids.shape[1] == 0:  # every text empty: one padding token, as pad_flat gives
-            ids = np.zeros((len(texts), 1), dtype=np.int64)
         # counts as the Python path gives them: one past the limit says "truncated"
-        return ids, np.minimum(counts, self.max_tokens), np.minimum(counts, self.max_tokens + 1)
+        counts = np.minimum(np.count_nonzero(ids, axis=1), self.max_tokens + 1)
+        width = max(1, min(ids.shape[1], self.max_tokens))  # every text empty: one padding id
+        ids = ids[:, :width] if ids.shape[1] >= width else np.zeros((len(texts), 1), np.int64)
+        return np.ascontiguousarray(ids), np.minimum(counts, self.max_tokens), counts
 
     def _encode(self, texts: Sequence[str]) -> _Encoded:
         """(ids (B, T>=1) right-padded with 0, lengths, token counts up to max_tokens + 1)"""

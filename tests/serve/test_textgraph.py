@@ -57,7 +57,7 @@ def _variant(src: Path, dst: Path, tok: TokenizerConfig, policy: str) -> Path:
     data["case_policy"] = policy
     (dst / "tokenizer.json").write_text(json.dumps(tok.to_dict()))
     words = (dst / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
-    save_graph(text_graph(tok, words, policy, data["max_tokens"]), dst / "text.onnx")
+    save_graph(text_graph(tok, words, policy), dst / "text.onnx")
     for name in ("tokenizer.json", "text.onnx"):
         data["files"][name] = {"sha256": file_sha256(dst / name),
                                "bytes": (dst / name).stat().st_size}
@@ -133,7 +133,7 @@ def test_a_text_graph_that_disagrees_with_the_vocabulary_is_refused(model_dir: P
     d = tmp_path / "m"
     shutil.copytree(model_dir, d)
     words = (d / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
-    _rewrite(d, text_graph(TokenizerConfig(), words[::-1], "fallback", 9))  # other ids
+    _rewrite(d, text_graph(TokenizerConfig(), words[::-1], "fallback"))  # other ids
     with pytest.raises(ModelError, match="text.onnx does not give the ids"):
         Model(d)
 
@@ -178,7 +178,7 @@ def test_a_pattern_without_an_exact_re2_form_gets_no_text_graph(pattern: str,
     with pytest.raises(ValueError):
         re2_pattern("regex", pattern)
     notes: list[str] = []
-    assert not _write_text_graph(tmp_path, TokenizerConfig(pattern=pattern), ["a"], "exact", 9,
+    assert not _write_text_graph(tmp_path, TokenizerConfig(pattern=pattern), ["a"], "exact",
                                  notes.append)
     assert not (tmp_path / "text.onnx").exists()
     assert notes and "tokenize in Python" in notes[0]
