@@ -8,7 +8,9 @@
 
 Texts go through the exported tokenizer, the memory-mapped vocabulary with the exported case
 policy (unknown words -> UNK), truncation at the manifest's ``max_tokens`` (counted in
-``model.stats``), then length buckets of ``batch_size``. An empty text is a defined input: the model
+``model.stats``), then length buckets of ``batch_size``, run ``threads`` at a time. With a text
+graph (``text.onnx``, serve/textgraph.py) the tokenizer and the lookup run in onnxruntime too,
+giving the same ids as the Python path (which stays for batches the graph cannot take exactly). An empty text is a defined input: the model
 reads it as one padding token. Sentence pairs are ``(text_a, text_b)`` tuples.
 
 Imports: the standard library, numpy, onnxruntime and metaprep's pure modules (errors, tokenize,
@@ -69,8 +71,11 @@ class RunStats:
 
 
 class Model:
-    """A loaded model directory. ``verify``: "fast" (sizes of all files, sha256 of files up to
-    64 MiB), "full" (sha256 of everything: reads multi-GB tables once) or "none". ``spin``:
+    """A loaded model directory. ``threads``: batches run at once, each on one onnxruntime
+    thread (default: the machine's cores); texts become ids inside onnxruntime too when the
+    directory has a text graph (``text_path`` says which path is used). ``verify``: "fast"
+    (sizes of all files, sha256 of files up to 64 MiB), "full" (sha256 of everything: reads
+    multi-GB tables once) or "none". ``spin``:
     let onnxruntime's worker threads busy-wait between batches (off: on a machine whose cores
     are shared, the spinning threads took the CPU from the text path; see
     benchmarks/results/text-path.md)."""
@@ -249,7 +254,9 @@ class Model:
             (out,) = sess.run([output], feed)
             return out, encoded
 
-        batches = [order[s : s + self.batch_size] for s in range(0, n, self.batch_size)]
+        # a call of fewer than workers x batch_size texts is cut finer, so every thread has some
+        size = max(1, min(self.batch_size, -(-n // self.workers)))
+        batches = [order[s : s + size] for s in range(0, n, size)]
         result: np.ndarray | None = None
         for rows, (out, encoded) in zip(batches, self._map(one, batches), strict=True):
             if result is None:
