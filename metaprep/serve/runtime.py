@@ -265,8 +265,8 @@ class Model:
             return out, encoded
 
         # a call of fewer than workers x batch_size texts is cut finer, so every thread has some
-        size = max(1, min(self.batch_size, -(-n // self.workers)))
-        batches = [order[s : s + size] for s in range(0, n, size)]
+        step = max(1, min(self.batch_size, -(-n // self.workers)))
+        batches = [order[s : s + step] for s in range(0, n, step)]
         result: np.ndarray | None = None
         for rows, (out, encoded) in zip(batches, self._map(one, batches), strict=True):
             if result is None:
