@@ -336,14 +336,14 @@ def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: 
                        thresholds, log)
 
 
-def _write_text_graph(tmp: Path, tok: Any, words: list[str], case_policy: str, max_tokens: int,
+def _write_text_graph(tmp: Path, tok: Any, words: list[str], case_policy: str,
                       log: Callable[[str], None]) -> bool:
     """text.onnx, so the runtime tokenizes in onnxruntime; False (and a note) for a tokenizer
     pattern that has no exact RE2 form: the runtime then tokenizes in Python, as before."""
     from metaprep.serve.textgraph import text_graph
 
     try:
-        graph = text_graph(tok, words, case_policy, max_tokens)
+        graph = text_graph(tok, words, case_policy)
     except ValueError as exc:
         log(f"note: no text graph ({exc}): the runtime will tokenize in Python")
         return False
@@ -358,7 +358,7 @@ def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[st
     """Vocabulary, tokenizer and labels beside the graphs, and the manifest that lists them."""
     names = ["model"] + (["front_end"] if opts.front_end else [])
     max_tokens = min(int(opts.max_tokens or tok.max_tokens or 512), MAX_TOKENS_LIMIT)
-    if _write_text_graph(tmp, tok, words, case_policy, max_tokens, log):
+    if _write_text_graph(tmp, tok, words, case_policy, log):
         names.append("text")
     graphs = {n: _graph_record(tmp / GRAPH_FILES[n]) for n in names}
     used = {f for g in graphs.values() for f in g.data_files}

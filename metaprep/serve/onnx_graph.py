@@ -280,28 +280,29 @@ def _front(b: _Builder, f: FrontSpec, ids: str, lengths: str, stepmask: str, t1:
 
 def _pairs(b: _Builder, f: FrontSpec, ids: str, stepmask: str) -> str:
     """(B,T,D): the bigram (t, t+1) vector at step t, hashed from the two ids with integer ops
-    as learn/learned.py does; 0 where either token is padding, and at the last step."""
+    as learn/learned.py does; 0 where either token is padding, and at the last step. Those
+    steps read an all-zero row appended to the table: masking the (B,T) ids costs far less
+    than masking and padding the (B,T,D) vectors."""
     assert f.pair_table is not None
-    table = b.table("front.pairs", f.pair_table)
-    buckets = f.pair_table.shape[0]
+    buckets, width = f.pair_table.shape
+    table = b.table("front.pairs", np.concatenate(
+        [f.pair_table, np.zeros((1, width), dtype=f.pair_table.dtype)]))
     valid = b.op("And", [stepmask, b.op("Not", [b.op("Equal", [ids, b.const(0)])])], "valid")
     first = b.op("Slice", [ids, b.const([0]), b.const([-1]), b.const([1])], "first")  # (B,T-1)
     second = b.op("Slice", [ids, b.const([1]), b.const([np.iinfo(np.int64).max]),
                             b.const([1])], "second")
     rows = b.op("Mod", [b.op("Add", [b.op("Mul", [first, b.const(BIGRAM_MULT)]), second]),
                         b.const(buckets)], "pair_rows")  # (B,T-1)
-    both = b.op("And", [b.op("Slice", [valid, b.const([0]), b.const([-1]), b.const([1])]),
-                        b.op("Slice", [valid, b.const([1]), b.const([np.iinfo(np.int64).max]),
-                                       b.const([1])])])
-    both = b.op("Unsqueeze", [b.op("Cast", [both], to=1), b.const([2])], "pair_valid")
-    vec = b.op("Mul", [b.gather_table(table, rows, "pair_vec"), both])  # (B,T-1,d)
-    left = 0
+    rows = b.op("Pad", [rows, b.const([0, 0, 0, 1]), b.const(buckets)], "pair_rows")  # (B,T)
+    nxt = b.op("Pad", [b.op("Slice", [valid, b.const([1]), b.const([np.iinfo(np.int64).max]),
+                                      b.const([1])]), b.const([0, 0, 0, 1])], "next_valid")
+    rows = b.op("Where", [b.op("And", [valid, nxt]), rows, b.const(buckets)], "pair_rows")
+    vec = b.gather_table(table, rows, "pair_vec")  # (B,T,d)
     if f.pair_map is not None:
-        vec = b.op("MatMul", [vec, b.init("front.pair_map", f.pair_map.astype(np.float32))])
-    else:  # already (.., D), or concat's raw rows: the learned source's columns are the last d
-        left = f.dim - f.pair_table.shape[1]
-    # one zero step at the end (T-1 -> T) and, for concat, zero columns before the learned ones
-    return b.op("Pad", [vec, b.const([0, 0, left, 0, 1, 0])], "pairs")  # (B,T,D)
+        return b.op("MatMul", [vec, b.init("front.pair_map", f.pair_map.astype(np.float32))],
+                    "pairs")
+    left = f.dim - width  # concat's raw rows: the learned source's columns are the last d
+    return vec if not left else b.op("Pad", [vec, b.const([0, 0, left, 0, 0, 0])], "pairs")
 
 
 def _context_scores(b: _Builder, f: FrontSpec, stacked: str, lengths: str, t1: str, sw: str,

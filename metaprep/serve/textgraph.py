@@ -32,7 +32,7 @@ P: Any = importlib.import_module("re._parser")
 
 # the tokenizer's padding string: no token holds whitespace, so no token can be this
 PAD_TOKEN = " "
-TEXT_OPSET = 19  # Equal on strings
+TEXT_OPSET = 17
 
 
 # --- Python regex -> RE2 ------------------------------------------------------------------------
@@ -134,12 +134,11 @@ def _keys(words: Sequence[str], case_policy: str) -> dict[str, int]:
     return keys
 
 
-def text_graph(tok: TokenizerConfig, words: Sequence[str], case_policy: str,
-               max_tokens: int) -> Any:
-    """The ONNX model: text (N,) string -> ids (N, T) int64 (0 past a text's end, MISSED_ID where
-    the map lacks the token), counts (N,) tokens before the max_tokens cut, missed (M,) the
-    strings of the MISSED_ID positions in row order. ValueError when the pattern has no exact RE2
-    form."""
+def text_graph(tok: TokenizerConfig, words: Sequence[str], case_policy: str) -> Any:
+    """The ONNX model: text (N,) string -> ids (N, T) int64 of every token (0 past a text's
+    end; MISSED_ID where the map lacks the token), missed (M,) the strings of the MISSED_ID
+    positions in row order. The runtime cuts at max_tokens (on ints: cheaper than on strings).
+    ValueError when the pattern has no exact RE2 form."""
     from onnx import TensorProto, helper
 
     pattern = re2_pattern(tok.mode, tok.pattern)
@@ -148,32 +147,23 @@ def text_graph(tok: TokenizerConfig, words: Sequence[str], case_policy: str,
     # or lowercase lookups of lowercased text (str.lower is idempotent on every code point)
     complete = case_policy == "exact" or (case_policy == "lower" and tok.lowercase)
     i64 = TensorProto.INT64
-    consts = [helper.make_tensor("zero", i64, [1], [0]), helper.make_tensor("one", i64, [1], [1]),
-              helper.make_tensor("flat", i64, [1], [-1]),
-              helper.make_tensor("cut", i64, [1], [max_tokens]),
-              helper.make_tensor("pad", TensorProto.STRING, [], [PAD_TOKEN.encode()]),  # type: ignore[list-item]
+    consts = [helper.make_tensor("flat", i64, [1], [-1]),
               helper.make_tensor("missed_id", i64, [], [MISSED_ID])]
     nodes = [
         helper.make_node("Tokenizer", ["text"], ["tokens"], domain="com.microsoft", mark=0,
                          pad_value=PAD_TOKEN, tokenexp=pattern, mincharnum=1),
-        helper.make_node("Equal", ["tokens", "pad"], ["is_pad"]),
-        helper.make_node("Not", ["is_pad"], ["is_token"]),
-        helper.make_node("Cast", ["is_token"], ["token_count"], to=i64),
-        helper.make_node("ReduceSum", ["token_count", "one"], ["counts"], keepdims=0),
-        helper.make_node("Slice", ["tokens", "zero", "cut", "one"], ["kept"]),
-        helper.make_node("LabelEncoder", ["kept"], ["ids"], domain="ai.onnx.ml",
+        helper.make_node("LabelEncoder", ["tokens"], ["ids"], domain="ai.onnx.ml",
                          keys_strings=[PAD_TOKEN, *keys],
                          values_int64s=[PAD_ID, *keys.values()],
                          default_int64=UNK_ID if complete else MISSED_ID),
         helper.make_node("Equal", ["ids", "missed_id"], ["miss"]),
         helper.make_node("Reshape", ["miss", "flat"], ["miss_flat"]),
-        helper.make_node("Compress", ["kept", "miss_flat"], ["missed"]),  # no axis: flattened
+        helper.make_node("Compress", ["tokens", "miss_flat"], ["missed"]),  # no axis: flattened
     ]
     graph = helper.make_graph(
         nodes, "metaprep_text",
         [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])],
         [helper.make_tensor_value_info("ids", i64, ["batch", "tokens"]),
-         helper.make_tensor_value_info("counts", i64, ["batch"]),
          helper.make_tensor_value_info("missed", TensorProto.STRING, ["missed"])],
         initializer=consts)
     return helper.make_model(graph, producer_name="metaprep", opset_imports=[

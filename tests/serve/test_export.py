@@ -121,9 +121,9 @@ def test_model_directory_layout_and_manifest(tmp_path: Path) -> None:
     # the front-end graph shares the table with the classifier (one data file)
     assert m.graphs["front_end"].data_files == ("model.data",)
     assert m.graphs["front_end"].outputs == ("token_embeddings", "sentence_embedding")
-    # texts -> ids in onnxruntime: no external data, the three outputs the runtime reads
+    # texts -> ids in onnxruntime: no external data, the two outputs the runtime reads
     assert m.graphs["text"].data_files == ()
-    assert m.graphs["text"].outputs == ("ids", "counts", "missed")
+    assert m.graphs["text"].outputs == ("ids", "missed")
     assert not list(tmp_path.glob(".model.*"))  # no temporary directory left behind
 
 
