@@ -88,7 +88,7 @@ def _widths(ctx: click.Context, param: click.Parameter, value: str | None
         "BiLSTM-max, max+mean pooling without recurrence, or convolutions of several widths "
         "with max over time (cnn).")
 @_hyper("--hidden", int, 512, "Encoder BiLSTM units per direction.")
-@_hyper("--cnn-filters", int, 128, "cnn encoder: filters per width.")
+@_hyper("--cnn-filters", int, 64, "cnn encoder: filters per width.")
 @click.option("--cnn-widths", callback=_widths, help="cnn encoder: comma-separated filter "
               "widths in tokens [default: 1,2,3]")
 @_hyper("--mlp-hidden", int, 512, "Classifier hidden units.")

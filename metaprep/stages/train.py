@@ -49,7 +49,7 @@ class TrainOptions(TaskColumns):
     mix_entropy: float | None = None  # loss weight of the mixing weights' entropy [0]
     encoder: str | None = None  # bilstm (BiLSTM-max) | pool (max+mean) | cnn [bilstm]
     hidden: int | None = None  # encoder BiLSTM units per direction [512]
-    cnn_filters: int | None = None  # cnn encoder: filters per width [128]
+    cnn_filters: int | None = None  # cnn encoder: filters per width [64]
     cnn_widths: tuple[int, ...] | None = None  # cnn encoder: filter widths in tokens [1,2,3]
     mlp_hidden: int | None = None  # classifier hidden units [512]
     learned_dim: int | None = None  # the learned source's size; 0: no learned source [0]
