@@ -98,15 +98,34 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "single:distil(words)": {"method": "single:distil", "store": "distilw"},
     "sum(glove+distil words)": {"method": "sum", "store": "distilw"},
     "dme(glove+distil words)": {"method": "dme", "store": "distilw"},
+    # lever 6: the learned source (task words + hashed word bigrams) beside the frozen sources,
+    # on the `fast` preset's recipe (LEARNED below) and the whole training set
+    "learned:sum+layernorm": {"method": "sum"},  # the fast preset as it was
+    "learned:sum": {"method": "sum", "source_norm": "none"},
+    "learned:concat": {"method": "concat", "source_norm": "none"},
+    "learned:dme+layernorm": {"method": "dme"},
+    "learned:dme+layernorm+features": {"method": "dme", "word_features": True},
+    "learned:dme+layernorm+sigmoid": {"method": "dme", "gating": "sigmoid"},
+    "learned:dme+layernorm+features+sigmoid": {"method": "dme", "word_features": True,
+                                               "gating": "sigmoid"},
+    "learned:cdme+layernorm": {"method": "cdme"},
 }
+# the learned-source rows: the fast preset (pooled encoder, 64-d projections, the learned
+# source, per-source LayerNorm), the frontier benchmark's epochs, every training text
+LEARNED: dict[str, Any] = {"preset": "fast", "lr": 1e-3}
+LEARNED_EPOCHS = {"fortunes": 15, "debian": 6}
 NAIVE = ("concat", "sum")
 NOTES = """Notes. `name@30ep` rows (30 epochs, patience 3) are bit-identical to their 8-epoch
 rows: runs end when the lr decays below min_lr, not at the epoch cap. `bilstm:` rows use the default
 BiLSTM-max encoder (hidden 128, 15 epochs). `distil` is `metaprep distill` of all-MiniLM-L6-v2
 over its tokenizer vocabulary (256 PCA dims, Zipf weights), the same words as the raw `minilm`
 input table; `distil(words)` distils each task's own store words (made with an earlier word
-cutter, the `tokenizers` library's BERT pre-tokenizer, at commit 01e74ca). A variant missing from
-a task's table was not run for it (time)."""
+cutter, the `tokenizers` library's BERT pre-tokenizer, at commit 01e74ca). `learned:` rows add the
+learned source (a 64-d table over the task's words + 200k hashed word bigrams, trained with the
+task) to the two frozen sources, on the `fast` preset's recipe (pooled encoder, 64-d projections,
+per-source LayerNorm unless the row says otherwise, lr 1e-3) with the frontier benchmark's epochs
+(fortunes 15, Debian 6) and every training text. A variant missing from a task's table was not
+run for it (time)."""
 SINGLE = ("single:glove", "single:minilm", "single:distil", "single:distil(words)",
           "single:minilm@30ep")
 
@@ -120,9 +139,13 @@ def align(task: str, work: Path, distilled: Path | None, words_dir: Path | None
     manifest = json.loads((REAL / "manifest.json").read_text(encoding="utf-8"))
     g, m = manifest["glove"], manifest["minilm"]
     files = [str(train_file(task, work)), *(str(REAL / f"{task}.{s}.tsv") for s in ("dev", "test"))]
-    plans: dict[str, tuple[dict[str, str], dict[str, str], dict[str, str]]] = {
-        "base": ({"glove": g["matrix"], "minilm": m["table"]},
-                 {"glove": g["vocab"], "minilm": m["vocab"]}, {"minilm": m["tensor"]})}
+    base = ({"glove": g["matrix"], "minilm": m["table"]},
+            {"glove": g["vocab"], "minilm": m["vocab"]}, {"minilm": m["tensor"]})
+    plans: dict[str, tuple[dict[str, str], dict[str, str], dict[str, str]]] = {"base": base}
+    vocab_files = {"base": files}
+    if TRAIN_EVERY.get(task, 1) > 1:  # the learned-source rows train on every text
+        plans["full"] = base
+        vocab_files["full"] = [str(train_file(task, work, whole=True)), *files[1:]]
     if distilled is not None:
         plans["distil"] = ({"glove": g["matrix"], "distil": str(distilled)},
                            {"glove": g["vocab"]}, {})
@@ -130,19 +153,21 @@ def align(task: str, work: Path, distilled: Path | None, words_dir: Path | None
         plans["distilw"] = ({"glove": g["matrix"], "distil": str(words_dir / f"{task}.bin")},
                             {"glove": g["vocab"]}, {})
     stores = {}
-    for name, (sources, vocab_files, tensors) in plans.items():
+    for name, (sources, vocab_file, tensors) in plans.items():
         out = work / task / f"{name}.h5"
         if not out.is_file():
             stages.align(stages.AlignOptions(
-                sources=sources, vocab_file=vocab_files, tensor=tensors, vocab=tuple(files),
-                case="lower", lowercase=True, output=out, quiet=True))
+                sources=sources, vocab_file=vocab_file, tensor=tensors,
+                vocab=tuple(vocab_files.get(name, files)), case="lower", lowercase=True,
+                output=out, quiet=True))
         stores[name] = out
+    stores.setdefault("full", stores["base"])
     return stores
 
 
-def train_file(task: str, work: Path) -> Path:
+def train_file(task: str, work: Path, *, whole: bool = False) -> Path:
     """The task's training file, or every TRAIN_EVERY-th line of it (written once)."""
-    every, full = TRAIN_EVERY.get(task, 1), REAL / f"{task}.train.tsv"
+    every, full = 1 if whole else TRAIN_EVERY.get(task, 1), REAL / f"{task}.train.tsv"
     if every == 1:
         return full
     out = work / task / f"train.every{every}.tsv"
@@ -162,11 +187,13 @@ def train_one(task: str, variant: str, seed: int, stores: Mapping[str, Path], wo
     out = work / task / "runs" / f"{variant}-s{seed}"
     if (out / "metrics.json").is_file() and (out / "bench.json").is_file():
         return out
-    opts = {**SETTINGS, **VARIANTS[variant]}
-    store = stores[opts.pop("store", "base")]
+    learned = variant.startswith("learned:")
+    opts = ({**LEARNED, "epochs": LEARNED_EPOCHS[task], **VARIANTS[variant]} if learned
+            else {**SETTINGS, **VARIANTS[variant]})
+    store = stores[opts.pop("store", "full" if learned else "base")]
     start = time.perf_counter()
     stages.train(stages.TrainOptions(
-        store=store, train=train_file(task, work), dev=REAL / f"{task}.dev.tsv",
+        store=store, train=train_file(task, work, whole=learned), dev=REAL / f"{task}.dev.tsv",
         test=REAL / f"{task}.test.tsv", output=out, seed=seed, threads=1, quiet=True, **opts))
     record = {"seconds": time.perf_counter() - start, "commit": _commit(),
               "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -219,17 +246,20 @@ def _weights(run: Path) -> str:
         return "-"
 
 
-def verdict(rows: Mapping[str, Any]) -> dict[str, Any]:
+def verdict(rows: Mapping[str, Any], singles: Mapping[str, Any] | None = None
+            ) -> dict[str, Any]:
     """The winning dme/cdme front end by mean dev accuracy, against the best naive mix (concat or
-    sum, with or without normalisation) and the best single source, both by test accuracy (the
-    hardest comparison for the winner)."""
+    sum, with or without normalisation) and the best single source (from ``singles`` when the
+    rows have none), both by test accuracy (the hardest comparison for the winner)."""
     mixes = {k: v for k, v in rows.items() if k.startswith(("dme", "cdme"))}
-    if not mixes:
+    singles = {k: v for k, v in (singles or rows).items() if k in SINGLE}
+    if not mixes or not singles:
         return {}
     win = max(mixes, key=lambda k: mixes[k]["dev"][0])
     naive = max((k for k in rows if k.startswith(NAIVE)), key=lambda k: rows[k]["test"][0])
-    single = max((k for k in rows if k in SINGLE), key=lambda k: rows[k]["test"][0])
-    best = max(rows, key=lambda k: rows[k]["dev"][0])
+    single = max(singles, key=lambda k: singles[k]["test"][0])
+    rows = {**rows, single: singles[single]}
+    best = max((k for k in rows if k != single), key=lambda k: rows[k]["dev"][0])
     w, n = rows[win]["test"], rows[naive]["test"]
     return {"winner": win, "winner_test": w, "best_naive": naive, "naive_test": n,
             "beats_naive_by_more_than_spread": w[0] - n[0] > max(w[1], n[1]),
@@ -238,7 +268,18 @@ def verdict(rows: Mapping[str, Any]) -> dict[str, Any]:
             "best_is_single_plus_3": rows[best]["test"][0] >= rows[single]["test"][0] + 3}
 
 
-def markdown(table: Mapping[str, Any], verdicts: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+def _verdict_line(v: Mapping[str, Any], what: str) -> str:
+    return (f"{what} (by dev): **{v['winner']}**, test {v['winner_test'][0]:.1f} +- "
+            f"{v['winner_test'][1]:.1f}; best naive mix {v['best_naive']} "
+            f"{v['naive_test'][0]:.1f} +- {v['naive_test'][1]:.1f} (ahead by more than the seed "
+            f"spread: {'yes' if v['beats_naive_by_more_than_spread'] else 'no'}). Best "
+            f"configuration (by dev): {v['best_overall']} {v['best_overall_test'][0]:.1f}; best "
+            f"single source {v['best_single']} {v['single_test'][0]:.1f} (+3 points reached: "
+            f"{'yes' if v['best_is_single_plus_3'] else 'no'}).")
+
+
+def markdown(table: Mapping[str, Any], verdicts: Mapping[str, Any], meta: Mapping[str, Any],
+             learned: Mapping[str, Any] | None = None) -> str:
     lines = [
         "# Meta-embedding ablation: naive mixes, DME, CDME, and DME with each lever", "",
         f"Trained {meta['dates']} at commit(s) {meta['commits']} on {meta['machine']}; mean "
@@ -258,15 +299,11 @@ def markdown(table: Mapping[str, Any], verdicts: Mapping[str, Any], meta: Mappin
                          f"{r['weights']} |")
         v = verdicts.get(task)
         if v:
-            lines += ["", f"Winning dme/cdme front end (by dev): **{v['winner']}**, test "
-                      f"{v['winner_test'][0]:.1f} +- {v['winner_test'][1]:.1f}; best naive mix "
-                      f"{v['best_naive']} {v['naive_test'][0]:.1f} +- {v['naive_test'][1]:.1f} "
-                      f"(ahead by more than the seed spread: "
-                      f"{'yes' if v['beats_naive_by_more_than_spread'] else 'no'}). Best "
-                      f"configuration (by dev): {v['best_overall']} "
-                      f"{v['best_overall_test'][0]:.1f}; best single source {v['best_single']} "
-                      f"{v['single_test'][0]:.1f} (+3 points reached: "
-                      f"{'yes' if v['best_is_single_plus_3'] else 'no'})."]
+            lines += ["", _verdict_line(v, "Winning dme/cdme front end")]
+        v = (learned or {}).get(task)
+        if v:
+            lines += ["", _verdict_line(v, "With the learned source (`learned:` rows), winning "
+                                           "dme/cdme front end")]
         lines.append("")
     lines.append(NOTES)
     return "\n".join(lines) + "\n"
@@ -316,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="a folder of TASK.bin tables distilled from each task's words")
     ap.add_argument("--shard", default="0/1", help="i/n: this process trains every n-th run")
     ap.add_argument("--work", type=Path, default=HERE / "data" / "levers")
+    ap.add_argument("--keep-earlier", action="store_true",
+                    help="report: keep the rows of levers.json whose runs are not in --work")
     args = ap.parse_args(argv)
     tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
     variants = args.variants.split(",") if args.variants else list(VARIANTS)
@@ -338,11 +377,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{task} {variant} seed {seed}: test {100 * acc:.1f}", flush=True)
         return 0
     table = collect(args.work, tasks, seeds)
+    if args.keep_earlier and (RESULTS / "levers.json").is_file():
+        # rows whose runs are no longer in the work dir, as the last report had them (each
+        # row keeps its own commits, dates and load)
+        earlier = json.loads((RESULTS / "levers.json").read_text(encoding="utf-8"))["results"]
+        for task in tasks:
+            new = table.get(task, {})
+            table[task] = {**{k: v for k, v in earlier.get(task, {}).items() if k not in new},
+                           **new}
     # the verdict compares front ends at the same budget and encoder: the 30-epoch and BiLSTM
     # rows are side checks
     verdicts = {t: verdict({k: v for k, v in rows.items() if "@" not in k and ":" not in
                             k.replace("single:", "")})
                 for t, rows in table.items()}
+    learned = {t: verdict({k.removeprefix("learned:"): v for k, v in rows.items()
+                           if k.startswith("learned:")}, rows)
+               for t, rows in table.items()}
     every = [r for rows in table.values() for r in rows.values()]
     meta = {"dates": ", ".join(sorted({d for r in every for d in r["dates"]})),
             "commits": ", ".join(f"`{c}`" for c in sorted({c for r in every
@@ -351,9 +401,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "load": statistics.fmean(r["load"] for r in every), "seeds": seeds,
             "settings": ", ".join(f"{k}={v}" for k, v in SETTINGS.items())}
     RESULTS.mkdir(exist_ok=True)
-    _write(RESULTS / "levers.md", markdown(table, verdicts, meta))
+    _write(RESULTS / "levers.md", markdown(table, verdicts, meta, learned))
     _write(RESULTS / "levers.json", json.dumps(
-        {"meta": meta, "variants": VARIANTS, "results": table, "verdicts": verdicts}, indent=1))
+        {"meta": meta, "variants": VARIANTS, "results": table, "verdicts": verdicts,
+         "verdicts_learned": learned}, indent=1))
     plot(table, RESULTS / "levers.png")
     print((RESULTS / "levers.md").read_text(encoding="utf-8"))
     return 0

@@ -82,6 +82,9 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
             p.mul_(3.0)  # livelier than the default init: logits that differ between inputs
             if "feature_scorer" in name:  # zero at init: give the word features a say
                 p.add_(torch.randn(p.shape))
+        if hasattr(model.front, "train_counts"):  # word features: train counts that matter
+            gen = torch.Generator().manual_seed(seed + 1)
+            model.front.set_train_counts(torch.randint(0, 200, (len(WORDS) + 2,), generator=gen))
         learned = model.front.learned
         if learned is not None:  # some words seen in training, bigram rows that matter
             gen = torch.Generator().manual_seed(seed)

@@ -32,7 +32,8 @@ def serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--batch-size", type=int, default=64, show_default=True,
                      help="Texts per onnxruntime call (texts are bucketed by length)."),
         click.option("--threads", type=int, default=None,
-                     help="onnxruntime intra-op threads [default: all cores]."),
+                     help="Batches run at once, one onnxruntime thread each [default: all "
+                     "cores]."),
         click.option("--verify", type=click.Choice(["fast", "full", "none"]), default="fast",
                      show_default=True,
                      help="Check the model directory against its manifest: fast = sizes, and "

@@ -72,7 +72,7 @@ def preset_values(name: str | None) -> dict[str, Any]:
 
 # keys whose default changed after runs were saved without them: such a run was trained with
 # the old value, which a config.json lacking the key therefore means
-PREDATES: dict[str, Any] = {"source_norm": "none"}
+PREDATES: dict[str, Any] = {"source_norm": "none", "feature_freq": "rank"}
 
 
 @dataclass
@@ -104,6 +104,10 @@ class RunConfig:
     source_norm: str = "layernorm"
     # the next three did not help by more than the seed spread on both tasks (levers.md): off
     word_features: bool = False  # FAME-style word features into the dme/cdme scorer
+    # the word features' frequency bin: "train" counts of the train split (saved with the
+    # weights), or "rank" the store row's rank (runs saved before "train" existed: the rank
+    # counts the words of every file align read, dev and test included)
+    feature_freq: str = "train"
     source_dropout: float = 0.0  # drop whole sources per token in training (dme/cdme/sum)
     mix_entropy: float = 0.0  # loss += this x the mean entropy of the mixing weights (dme/cdme)
     encoder: str = "bilstm"  # BiLSTM-max as in the paper | pool (max and mean, no recurrence)
@@ -180,6 +184,8 @@ class RunConfig:
         for key in ("mix_dropout", "source_dropout", "learned_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise bad(key, "must be in [0, 1)")
+        if self.feature_freq not in ("train", "rank"):
+            raise bad("feature_freq", f"must be train or rank, not {self.feature_freq!r}")
         if self.source_norm not in NORMS:
             raise bad("source_norm", f"must be one of {', '.join(NORMS)}, not "
                       f"{self.source_norm!r}")

@@ -5,15 +5,15 @@ config keys are in learn/config.py, the measured effect of each in benchmarks/re
   to unit mean norm, or a LayerNorm). It depends on the word alone, so export bakes it into the
   tables.
 - ``word_features``: FAME-style per-word features for the scorer (which sources have the word, a
-  frequency bin from the row rank, the word's length and shape). ``FeatureScorer`` turns them
-  into one score offset per source; a per-word constant, so a DME still folds into one table.
+  frequency bin from its count in the train split, the word's length and shape).
+  ``FeatureScorer`` turns them into one score offset per source; a per-word constant, so a DME
+  still folds into one table.
 - ``drop_sources``: whole sources dropped per token in training, so the mix learns to use each.
 - ``mix_entropy``: the mean entropy of the mixing weights, for an optional loss term.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -23,10 +23,11 @@ from metaprep.ids import ID_OFFSET
 from metaprep.learn.config import NORMS
 
 __all__ = ["NORMS", "FeatureScorer", "SourceNorm", "drop_sources", "feature_count",
-           "mix_entropy", "word_features"]
+           "frequency_bins", "mix_entropy", "rank_bins", "set_frequency", "word_features"]
 
-FREQ_BINS = 8  # log2 of the row rank: 1, 2-3, 4-7, ... 128+ (rows of a task store are frequency
-#                ordered, so the rank is a frequency bin)
+# log2 of the word's count in the train split: unseen, 1, 2-3, ... 64+ (runs saved before train
+# counts existed: of the row rank, 1, 2-3, ... 128+, the order of every file align counted)
+FREQ_BINS = 8
 LEN_BINS = (1, 2, 3, 5, 8)  # word length <= each, else the last bin: 6 bins
 SHAPES = 4  # all letters, has a digit, has a hyphen, has other punctuation
 
@@ -74,8 +75,24 @@ def _shape_bits(word: str) -> list[float]:
             float(any(not c.isalnum() and c != "-" for c in word))]
 
 
-def word_features(words: Sequence[str], present: torch.Tensor) -> torch.Tensor:
-    """(V+2, F) float32: presence bits (S), frequency bin (one-hot), length bin (one-hot), shape
+def frequency_bins(counts: torch.Tensor) -> torch.Tensor:
+    """(V+2,) counts -> (V+2,) long bins: 0 unseen, then 1, 2-3, 4-7, ... (log2), capped."""
+    c = counts.double().clamp(min=1.0)
+    bins = torch.floor(torch.log2(c)).long() + 1
+    return torch.where(counts > 0, bins.clamp(max=FREQ_BINS - 1), torch.zeros_like(bins))
+
+
+def rank_bins(rows: int) -> torch.Tensor:
+    """(V+2,) bins from the row rank, as runs saved before train counts existed had them."""
+    rank = torch.arange(rows, dtype=torch.float64) - ID_OFFSET + 1
+    bins = torch.floor(torch.log2(rank.clamp(min=1.0))).long().clamp(max=FREQ_BINS - 1)
+    return torch.where(rank >= 1, bins, torch.zeros_like(bins))
+
+
+def word_features(words: Sequence[str], present: torch.Tensor,
+                  bins: torch.Tensor | None = None) -> torch.Tensor:
+    """(V+2, F) float32: presence bits (S), frequency bin (one-hot; ``bins`` (V+2,) from
+    ``frequency_bins`` or ``rank_bins``; none: all 0 until set), length bin (one-hot), shape
     bits. Rows 0 and 1 (padding, UNK) are zeros. ``present`` (V+2, S) bool."""
     n, s = present.shape
     out = torch.zeros(n, feature_count(s))
@@ -84,12 +101,21 @@ def word_features(words: Sequence[str], present: torch.Tensor) -> torch.Tensor:
     out[:, :s] = present.float()
     for row, word in enumerate(words):
         i = row + ID_OFFSET
-        out[i, s + min(FREQ_BINS - 1, int(math.log2(row + 1)))] = 1.0
         length = next((b for b, top in enumerate(LEN_BINS) if len(word) <= top), len(LEN_BINS))
         out[i, s + FREQ_BINS + length] = 1.0
         out[i, s + FREQ_BINS + len(LEN_BINS) + 1:] = torch.tensor(_shape_bits(word))
+    if bins is not None:
+        set_frequency(out, s, bins)
     out[:ID_OFFSET] = 0.0
     return out
+
+
+def set_frequency(features: torch.Tensor, sources: int, bins: torch.Tensor) -> None:
+    """Write the one-hot frequency bins into ``features`` (V+2, F) in place (rows 0, 1 stay 0)."""
+    cols = features[:, sources : sources + FREQ_BINS]
+    cols.zero_()
+    cols.scatter_(1, bins.long().view(-1, 1), 1.0)
+    cols[:ID_OFFSET] = 0.0
 
 
 class FeatureScorer(nn.Module):

@@ -30,7 +30,10 @@ from metaprep.learn.levers import (
     SourceNorm,
     drop_sources,
     feature_count,
+    frequency_bins,
     mix_entropy,
+    rank_bins,
+    set_frequency,
     word_features,
 )
 
@@ -49,6 +52,11 @@ _MASKED = -1e9  # score given to masked sources: exp() underflows to exactly 0, 
 
 
 # --- modules ------------------------------------------------------------------------------------
+def _counts_loaded(module: nn.Module, _keys: Any) -> None:
+    """After load_state_dict: the frequency columns follow the restored train counts."""
+    module.set_train_counts(module.train_counts.clone())  # type: ignore[operator]
+
+
 class Encoded(NamedTuple):
     meta: torch.Tensor  # (B,T,D) meta-embeddings, zeros at padding
     weights: torch.Tensor | None  # (B,T,S) mixing weights (dme/cdme), zeros at padding
@@ -81,11 +89,12 @@ class MetaEmbedder(nn.Module):
     the words of the train split; its word-bigram vectors are added after the mix, through its
     projection (concat: into its own columns). Levers (learn/levers.py): ``norm[k]`` before each
     store source's projection, and with ``word_features`` a ``features`` (V+2, F) buffer built
-    from ``words`` and ``feature_scorer`` Linear(F -> S).
+    from ``words`` and the train split's ``train_counts``, and ``feature_scorer`` Linear(F -> S).
     """
 
     present: torch.Tensor  # (V+2, S) bool buffer
     features: torch.Tensor  # (V+2, F) float buffer (word_features only)
+    train_counts: torch.Tensor  # (V+2,) int64, saved with the weights (feature_freq "train")
 
     def __init__(
         self, cfg: RunConfig, tables: Sequence[torch.Tensor], present: torch.Tensor,
@@ -108,8 +117,16 @@ class MetaEmbedder(nn.Module):
         if cfg.word_features and cfg.method in ("dme", "cdme"):
             if words is None or len(words) != cfg.vocab_size:
                 raise ModelError("word features need the store's words")
-            self.register_buffer("features", word_features(words, self.present),
+            rows = cfg.vocab_size + ID_OFFSET
+            # the train split's word counts are part of the weights (set by start(); restored
+            # with the weights, after which the frequency columns are rewritten)
+            self.register_buffer("train_counts", torch.zeros(rows, dtype=torch.int64),
+                                 persistent=cfg.feature_freq == "train")
+            bins = rank_bins(rows) if cfg.feature_freq == "rank" else None
+            self.register_buffer("features", word_features(words, self.present, bins),
                                  persistent=False)
+            if cfg.feature_freq == "train":
+                self.register_load_state_dict_post_hook(_counts_loaded)
             self.feature_scorer = FeatureScorer(feature_count(len(tables)),  # offsets for every
                                                 len(cfg.all_dims))  # source, the learned one too
         dim = cfg.meta_dim
@@ -143,10 +160,20 @@ class MetaEmbedder(nn.Module):
             return have
         return torch.cat([have, self.learned.seen[ids][..., None]], -1)
 
+    def set_train_counts(self, counts: torch.Tensor) -> None:
+        """The word features' frequency bins from the train split's counts (V+2,)."""
+        self.train_counts.copy_(counts)
+        if self.features.device.type != "meta":
+            set_frequency(self.features, len(self.cfg.sources), frequency_bins(counts))
+
     def start_learned(self, train_ids: torch.Tensor) -> None:
-        """Before training: the learned source's words are those of ``train_ids``, and its rows
-        start from the ``learned_init`` source where that source has the word."""
+        """Before training: the word features count the words of ``train_ids``; the learned
+        source's words are those, and its rows start from the ``learned_init`` source where
+        that source has the word."""
         cfg, learned = self.cfg, self.learned
+        if hasattr(self, "train_counts") and cfg.feature_freq == "train":
+            self.set_train_counts(torch.bincount(train_ids.flatten(),
+                                                 minlength=cfg.vocab_size + ID_OFFSET))
         if learned is None:
             return
         learned.mark_seen(train_ids)

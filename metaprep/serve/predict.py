@@ -59,7 +59,7 @@ class _ServeOptions:
     input_format: str = "auto"  # auto (by extension) | lines | tsv | jsonl
     columns: tuple[str, ...] = ()  # tsv column / jsonl key(s); () = text (pairs: text_a, text_b)
     batch_size: int = 64  # texts per onnxruntime call (bucketed by length)
-    threads: int | None = None  # onnxruntime intra-op threads; None = all cores
+    threads: int | None = None  # batches run at once (one onnxruntime thread each); None = cores
     verify: str = "fast"  # model files: fast (sizes, small files hashed) | full | none
     quiet: bool = False  # no notes in the result (warnings still go to ``warn``)
 

@@ -8,8 +8,11 @@
 
 Texts go through the exported tokenizer, the memory-mapped vocabulary with the exported case
 policy (unknown words -> UNK), truncation at the manifest's ``max_tokens`` (counted in
-``model.stats``), then length buckets of ``batch_size``. An empty text is a defined input: the model
-reads it as one padding token. Sentence pairs are ``(text_a, text_b)`` tuples.
+``model.stats``), then length buckets of ``batch_size``, run ``threads`` at a time. With a text
+graph (``text.onnx``, serve/textgraph.py) the tokenizer and the lookup run in onnxruntime too,
+giving the same ids as the Python path (which stays for batches the graph cannot take exactly).
+An empty text is a defined input: the model reads it as one padding token. Sentence pairs are
+``(text_a, text_b)`` tuples.
 
 Imports: the standard library, numpy, onnxruntime and metaprep's pure modules (errors, tokenize,
 vocab, modeldir). A test checks that using this module loads no torch, gensim or h5py.
@@ -69,8 +72,11 @@ class RunStats:
 
 
 class Model:
-    """A loaded model directory. ``verify``: "fast" (sizes of all files, sha256 of files up to
-    64 MiB), "full" (sha256 of everything: reads multi-GB tables once) or "none". ``spin``:
+    """A loaded model directory. ``threads``: batches run at once, each on one onnxruntime
+    thread (default: the machine's cores); texts become ids inside onnxruntime too when the
+    directory has a text graph (``text_path`` says which path is used). ``verify``: "fast"
+    (sizes of all files, sha256 of files up to 64 MiB), "full" (sha256 of everything: reads
+    multi-GB tables once) or "none". ``spin``:
     let onnxruntime's worker threads busy-wait between batches (off: on a machine whose cores
     are shared, the spinning threads took the CPU from the text path; see
     benchmarks/results/text-path.md)."""
@@ -138,13 +144,22 @@ class Model:
         except ModelError as exc:  # e.g. an onnxruntime build without the contrib ops
             self.text_note = f"text graph not used: {exc}"
             return
+        path = self.dir.graph_path("text")
+        ports = ([i.name for i in self._text.get_inputs()], [o.name for o in
+                                                            self._text.get_outputs()])
+        if ports != (["text"], ["ids", "missed"]):
+            raise ModelError(f"text.onnx reads {ports[0]} and gives {ports[1]}, not text -> "
+                             "ids, missed", path=path, hint="re-export the model directory")
         probes = _probes([self.vocab.word(r) for r in range(min(200, len(self.vocab)))])
-        got = self._encode_in_graph(probes)
+        try:
+            got = self._encode_in_graph(probes)
+        except Exception as exc:  # onnxruntime's errors are not typed
+            raise ModelError(f"text.onnx fails on the probe texts: {exc}", path=path,
+                             hint="re-export the model directory") from exc
         want = self._encode_in_python(probes)
         if got is None or not all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)):
             raise ModelError("text.onnx does not give the ids that tokenizer.json and vocab.txt "
-                             "give", path=self.dir.graph_path("text"),
-                             hint="re-export the model directory")
+                             "give", path=path, hint="re-export the model directory")
         self.text_path = "onnxruntime"
 
     # --- text -> ids ---------------------------------------------------------------------------
@@ -249,7 +264,9 @@ class Model:
             (out,) = sess.run([output], feed)
             return out, encoded
 
-        batches = [order[s : s + self.batch_size] for s in range(0, n, self.batch_size)]
+        # a call of fewer than workers x batch_size texts is cut finer, so every thread has some
+        step = max(1, min(self.batch_size, -(-n // self.workers)))
+        batches = [order[s : s + step] for s in range(0, n, step)]
         result: np.ndarray | None = None
         for rows, (out, encoded) in zip(batches, self._map(one, batches), strict=True):
             if result is None:

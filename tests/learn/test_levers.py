@@ -19,7 +19,9 @@ from metaprep.learn.levers import (
     SourceNorm,
     drop_sources,
     feature_count,
+    frequency_bins,
     mix_entropy,
+    rank_bins,
     word_features,
 )
 from metaprep.learn.model import MetaEmbeddingClassifier
@@ -84,21 +86,41 @@ def test_source_norm_centres_and_scales_on_present_rows() -> None:
     assert torch.equal(SourceNorm("none", table, have)(table), table)
 
 
-def test_word_features_encode_presence_rank_length_and_shape() -> None:
+def test_word_features_encode_presence_frequency_length_and_shape() -> None:
     present = torch.zeros(len(WORDS) + 2, 2, dtype=torch.bool)
     present[2:, 0] = True
     present[-1, 1] = True
-    feats = word_features(WORDS, present)
+    counts = torch.zeros(len(WORDS) + 2, dtype=torch.int64)
+    counts[2], counts[3], counts[-1] = 1, 5, 1000
+    feats = word_features(WORDS, present, frequency_bins(counts))
     assert feats.shape == (len(WORDS) + 2, feature_count(2))
     assert feats[:2].abs().sum() == 0  # padding and UNK
-    last = feats[-1]  # "it's", row V-1
+    last = feats[-1]  # "it's", row V-1, seen 1000 times
     assert last[:2].tolist() == [1.0, 1.0]
-    assert last[2:10].argmax().item() == 4  # log2(30) -> bin 4
+    assert last[2:10].argmax().item() == 7  # 1000 -> the last bin (64+)
     assert last[10:16].argmax().item() == 3  # length 4 -> the (3, 5] bin
     assert last[16:].tolist() == [0.0, 0.0, 0.0, 1.0]  # apostrophe: other punctuation
     assert feats[-3, 16:].tolist() == [0.0, 0.0, 1.0, 0.0]  # co-op
     assert feats[-2, 16:].tolist() == [0.0, 1.0, 0.0, 0.0]  # 42
-    assert feats[2, 2].item() == 1.0  # row 0: rank bin 0
+    assert [feats[i, 2:10].argmax().item() for i in (2, 3, 4)] == [1, 3, 0]  # 1, 4-7, unseen
+    # runs saved before train counts existed: the bin of the row rank
+    ranked = word_features(WORDS, present, rank_bins(len(WORDS) + 2))
+    assert ranked[-1, 2:10].argmax().item() == 4  # log2(30) -> bin 4
+    assert ranked[2, 2].item() == 1.0  # row 0: rank bin 0
+    assert ranked[:2].abs().sum() == 0
+
+
+def test_frequency_bins_come_from_the_train_split_and_survive_a_reload() -> None:
+    model = make_model("dme", word_features=True)
+    front = model.front
+    train = torch.tensor([2, 2, 2, 5, 7, 7])
+    front.start_learned(train)
+    assert front.train_counts[2].item() == 3 and front.train_counts[3].item() == 0
+    assert front.features[2, 2:10].argmax().item() == 2  # 3 -> 2-3
+    assert front.features[3, 2:10].argmax().item() == 0  # unseen in train
+    again = make_model("dme", word_features=True)
+    again.load_state_dict(model.state_dict(), strict=True)
+    assert torch.equal(again.front.features, front.features)
 
 
 def test_word_features_change_the_weights_and_need_words() -> None:
@@ -163,3 +185,14 @@ def test_a_config_saved_before_source_norm_existed_means_none() -> None:
     old = {k: v for k, v in cfg.to_dict().items() if k != "source_norm"}
     assert RunConfig.from_dict(old).source_norm == "none"
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_config_saved_before_train_counts_existed_keeps_the_rank_bins() -> None:
+    new = make_model("dme", word_features=True).front.cfg
+    old = {k: v for k, v in new.to_dict().items() if k != "feature_freq"}
+    assert new.feature_freq == "train" and RunConfig.from_dict(old).feature_freq == "rank"
+    ranked = make_model("dme", word_features=True, feature_freq="rank")
+    assert "front.train_counts" not in ranked.state_dict()  # old weights load as they are
+    with pytest.raises(ConfigError, match="feature_freq"):
+        RunConfig(method="dme", sources=["a"], source_dims=[3], vocab_size=4,
+                  feature_freq="corpus")

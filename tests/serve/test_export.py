@@ -81,6 +81,7 @@ def test_parity_gate_passes_for_every_method(tmp_path: Path, method: str, encode
     {"method": "dme", "mask_missing": False},
     {"method": "dme", "source_norm": "scale", "word_features": True},
     {"method": "cdme", "source_norm": "layernorm", "word_features": True, "gating": "sigmoid"},
+    {"method": "dme", "word_features": True, "learned_dim": 3, "learned_buckets": 13},
     {"method": "sum", "source_norm": "center", "source_dropout": 0.3},
     {"method": "concat", "source_norm": "scale"},
 ])

@@ -121,8 +121,12 @@ def test_every_text_empty_is_one_padding_token(model_dir: Path) -> None:
 
 
 def _rewrite(d: Path, graph: Any) -> None:
+    """A consistent forgery: text.onnx replaced, the manifest's record of it updated."""
     save_graph(graph, d / "text.onnx")
     data = json.loads((d / "manifest.json").read_text())
+    data["graphs"]["text"].update(inputs=[i.name for i in graph.graph.input],
+                                  outputs=[o.name for o in graph.graph.output],
+                                  ops=sorted({n.op_type for n in graph.graph.node}))
     data["files"]["text.onnx"] = {"sha256": file_sha256(d / "text.onnx"),
                                   "bytes": (d / "text.onnx").stat().st_size}
     (d / "manifest.json").write_text(json.dumps(data))
@@ -187,3 +191,27 @@ def test_a_pattern_without_an_exact_re2_form_gets_no_text_graph(pattern: str,
 def test_the_rewritten_default_pattern_is_plain_re2_syntax() -> None:
     pattern = re2_pattern("regex", DEFAULT_PATTERN)
     assert r"\w" not in pattern and r"\s" not in pattern and pattern.startswith("(?:")
+
+
+def test_a_text_graph_with_other_ports_or_a_failing_run_is_refused(model_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    d = tmp_path / "m"
+    shutil.copytree(model_dir, d)
+    text = helper.make_tensor_value_info("text", TensorProto.STRING, ["n"])
+    strings = helper.make_tensor_value_info("ids", TensorProto.STRING, ["n"])
+    missed = helper.make_tensor_value_info("missed", TensorProto.STRING, ["n"])
+    one = helper.make_graph([helper.make_node("Identity", ["text"], ["ids"])], "g", [text],
+                            [strings])
+    opsets = [helper.make_opsetid("", 17)]
+    _rewrite(d, helper.make_model(one, opset_imports=opsets))  # no "missed" output
+    with pytest.raises(ModelError, match="gives \\['ids'\\], not text -> ids, missed"):
+        Model(d)
+    # the right ports, but strings where ids should be
+    bad = helper.make_graph([helper.make_node("Identity", ["text"], ["ids"]),
+                             helper.make_node("Identity", ["text"], ["missed"])], "g", [text],
+                            [strings, missed])
+    _rewrite(d, helper.make_model(bad, opset_imports=opsets))
+    with pytest.raises(ModelError, match="text.onnx"):
+        Model(d)

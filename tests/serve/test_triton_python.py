@@ -177,8 +177,9 @@ def test_backend_answers_like_the_runtime(models: dict[str, Path], tmp_path: Pat
     assert responses[0].tensors["LABEL"].shape == (2, 1)
     assert list(responses[0].tensors["LABEL"].ravel()) == labels[:2]
     assert list(responses[1].tensors["LABEL"].ravel()) == labels[2:3]
+    # the backend batches the texts its own way (one thread): float rounding of other padding
     np.testing.assert_allclose(responses[2].tensors["EMBEDDING"], model.embed(texts[3:]),
-                               atol=1e-6)
+                               atol=1e-5)
 
 
 def test_backend_pairs_and_errors(models: dict[str, Path], tmp_path: Path,
