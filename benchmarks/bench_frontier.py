@@ -312,8 +312,9 @@ def metaprep_train_export(system: str, seed: int, store: Path, store_key: str,
     name = f"{system.split()[1].replace('+', '-')}-seed{seed}"
     run, model = work / "runs" / name, work / "models" / name
     args = ["train", "--store", str(store), "--train", files["train"], "--dev", files["dev"],
-            "--test", files["test"], *METAPREP_SYSTEMS[system], *epoch_args(system, epochs, own_epochs),
-            "--lr", str(LR), "--seed", str(seed), "--threads", "1", "--quiet", "-o", str(run)]
+            "--test", files["test"], *METAPREP_SYSTEMS[system],
+            *epoch_args(system, epochs, own_epochs), "--lr", str(LR), "--seed", str(seed),
+            "--threads", "1", "--quiet", "-o", str(run)]
     wanted = {"args": args, "store_key": store_key}
     record_path = work / "records" / f"{name}.json"
     if not fresh and record_path.is_file() and (model / "manifest.json").is_file():
