@@ -9,8 +9,9 @@ For each task (``benchmarks/realdata.py``: fortunes topics, Debian package secti
 * metaprep, through its command line as a user runs it: ``metaprep align`` GloVe 6B 50d + the
   MiniLM input table over the task's words (as ``pipelines/glove-minilm.toml``), ``metaprep
   train`` (``sum``/``dme`` + pool, ``concat`` + BiLSTM-128, ``sum`` + pool with the learned
-  source, and the ``--preset fast`` / ``--preset accurate`` recipes), ``metaprep export-onnx``,
-  then served with ``metaprep.runtime.Model.predict_proba`` (numpy + onnxruntime);
+  source, and the ``--preset fast`` / ``--preset accurate`` recipes, the fast one also with the
+  cnn encoder), ``metaprep export-onnx``, then served with
+  ``metaprep.runtime.Model.predict_proba`` (numpy + onnxruntime);
 * fastText supervised (``fasttext-numpy2``), word bigrams, dim 50, without and with GloVe 6B 50d
   as pretrained vectors (the whole 400k-word table, written once as a ``.vec``); the epoch count
   is picked on dev among a few;
@@ -80,6 +81,8 @@ METAPREP_SYSTEMS: dict[str, list[str]] = {
     # the presets, as a user asks for them (their lr is the benchmark's too)
     "metaprep fast": ["--preset", "fast"],
     "metaprep accurate": ["--preset", "accurate"],
+    # the fast preset's front end with the cnn encoder (benchmarks/results/encoders.md)
+    "metaprep fast+cnn": ["--preset", "fast", "--encoder", "cnn"],
 }
 SYSTEMS = (*METAPREP_SYSTEMS, "fasttext", "fasttext+glove", "tfidf+linear", "model2vec+logreg")
 TASKS = ("fortunes", "debian")

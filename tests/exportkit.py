@@ -68,6 +68,7 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
     sources = ["s0"] if method == "single" else ["s0", "s1"]
     cfg = RunConfig(method=method, sources=sources, source_dims=[6, 4][: len(sources)],
                     vocab_size=len(WORDS), proj_dim=5, hidden=4, mlp_hidden=6, context_hidden=2,
+                    cnn_filters=4, cnn_widths=[1, 2, 3],
                     encoder=encoder, pair=pair, num_labels=2, seed=seed)
     cfg = replace(cfg, **cfg_kw)
     torch.manual_seed(seed)
@@ -78,6 +79,8 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
         for name, p in model.named_parameters():
             if ".norm." in name:  # a LayerNorm near its init: tripled, it amplifies float noise
                 p.add_(0.1 * torch.randn(p.shape))
+                continue
+            if "encoder.convs" in name:  # a window sums D x w inputs: lively enough as it is
                 continue
             p.mul_(3.0)  # livelier than the default init: logits that differ between inputs
             if "feature_scorer" in name:  # zero at init: give the word features a say

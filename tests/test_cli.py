@@ -135,7 +135,7 @@ def test_predict_and_embed_take_the_same_text_column_flag() -> None:
 
 
 @pytest.mark.parametrize("args", [["align", "g=a.txt", "-o", "."], ["inspect", "."],
-                                  ["train", "--epochs", "many"]])
+                                  ["train", "--epochs", "many"], ["train", "--cnn-widths", "3,x"]])
 def test_a_value_of_the_wrong_kind_is_one_line(args: list[str], tmp_path: Path) -> None:
     """click's usage error is four lines; a folder given for a file is one, like every error."""
     import subprocess

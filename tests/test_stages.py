@@ -62,9 +62,12 @@ def test_hyper_parameter_defaults_agree_everywhere() -> None:
     defaults = RunConfig()
     for name in HYPER:
         assert getattr(TrainOptions(), name) is None
-        match = re.search(r"\[default: (\w[\w.+-]*)\]", shown[name] or "")
+        match = re.search(r"\[default: (\w[\w.,+-]*)\]", shown[name] or "")
         assert match, f"train --{name} does not show its default"
         want = getattr(defaults, name)
+        if isinstance(want, list):  # cnn_widths: comma-separated on the command line
+            assert [int(v) for v in match.group(1).split(",")] == want, name
+            continue
         got = {"on": True, "off": False}.get(match.group(1), match.group(1))
         assert type(want)(got) == want, name
 

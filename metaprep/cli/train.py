@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from metaprep.cli._common import column_options, output_option, quiet_option
-from metaprep.learn.config import PRESETS
+from metaprep.learn.config import ENCODERS, PRESETS
 
 _EPILOG = """\b
 Examples:
@@ -16,6 +16,7 @@ Examples:
   metaprep train --store store.h5 --train t.tsv --dev d.tsv --method single:glove -o run1/
   metaprep train --store store.h5 --train t.tsv --dev d.tsv --preset fast -o run2/
   metaprep train --store store.h5 --train t.tsv --dev d.tsv --preset fast --proj-dim 128 -o r3/
+  metaprep train --store s.h5 --train t.tsv --dev d.tsv --preset fast --encoder cnn -o r4/
   metaprep train --resume -o run/        # continue a killed run: nothing else is needed
   metaprep train --store s.h5 --train tags.tsv --dev d.tsv --task multilabel -o run/
   torchrun --nproc_per_node 2 -m metaprep train --store store.h5 ...   # DDP (gloo on CPU)
@@ -31,6 +32,17 @@ def _recipe(name: str) -> str:
 
 def _hyper(name: str, kind: Any, default: object, text: str) -> Any:
     return click.option(name, type=kind, default=None, help=f"{text} [default: {default}]")
+
+
+def _widths(ctx: click.Context, param: click.Parameter, value: str | None
+            ) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(w) for w in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not comma-separated whole numbers, e.g. 1,2,3",
+                                 ctx=ctx, param=param) from None
 
 
 @click.command("train", epilog=_EPILOG)
@@ -72,9 +84,13 @@ def _hyper(name: str, kind: Any, default: object, text: str) -> Any:
 @_hyper("--source-dropout", float, 0.0, "Drop whole sources per token in training.")
 @_hyper("--mix-entropy", float, 0.0, "Loss weight of the mixing weights' mean entropy "
         "(positive: sharper choices, negative: spread).")
-@_hyper("--encoder", click.Choice(["bilstm", "pool"]), "bilstm",
-        "BiLSTM-max, or max+mean pooling without recurrence.")
+@_hyper("--encoder", click.Choice(list(ENCODERS)), "bilstm",
+        "BiLSTM-max, max+mean pooling without recurrence, or convolutions of several widths "
+        "with max over time (cnn).")
 @_hyper("--hidden", int, 512, "Encoder BiLSTM units per direction.")
+@_hyper("--cnn-filters", int, 64, "cnn encoder: filters per width.")
+@click.option("--cnn-widths", callback=_widths, help="cnn encoder: comma-separated filter "
+              "widths in tokens [default: 1,2,3]")
 @_hyper("--mlp-hidden", int, 512, "Classifier hidden units.")
 @_hyper("--learned-dim", int, 0, "Size of the learned source: a table trained with the task "
         "over the train split's words, one more source in the mix (0: none).")

@@ -6,8 +6,8 @@ learn/rundir.py). The structure is documented in docs/model.md.
               -> Classifier([u] or [u, v, |u-v|, u*v]) -> logits (B,C)
 
 The source tables are frozen buffers (never saved with the weights: rebuilt from the store), and
-the forward pass uses only plain ops (gather, matmul, softmax, LSTM over valid steps, masked
-max/mean) so it can be rebuilt in ONNX.
+the forward pass uses only plain ops (gather, matmul, softmax, LSTM over valid steps, 1-D
+convolution, masked max/mean) so it can be rebuilt in ONNX.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from metaprep.errors import ModelError, StoreError
 from metaprep.ids import ID_OFFSET, PAD_ID
 from metaprep.learn.config import RunConfig
+from metaprep.learn.encoders import BiLSTMMax, Classifier, ConvMax, MaxMeanPool, run_lstm
 from metaprep.learn.learned import LearnedSource
 from metaprep.learn.levers import (
     FeatureScorer,
@@ -39,6 +39,7 @@ from metaprep.learn.levers import (
 
 __all__ = [
     "Classifier",
+    "ConvMax",
     "Encoded",
     "MetaEmbedder",
     "MetaEmbeddingClassifier",
@@ -67,15 +68,6 @@ def valid_mask(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """(B,T) True at real tokens: before the length and not the padding id."""
     steps = torch.arange(ids.shape[1], device=ids.device)
     return (steps[None, :] < lengths[:, None]) & (ids != PAD_ID)
-
-
-def _run_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Bidirectional LSTM over the first ``lengths`` steps only (padding is never read).
-    x (N,T,d) -> (N,T,2h), zeros after each length."""
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out, _ = lstm(packed)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-    return out
 
 
 class MetaEmbedder(nn.Module):
@@ -260,7 +252,7 @@ class MetaEmbedder(nn.Module):
         else:
             # each source's own projected sentence is one sequence: fold sources into the batch
             seqs = proj.permute(0, 2, 1, 3).reshape(B * S, T, D)  # (B*S,T,D), row b*S + s
-            ctx = _run_lstm(self.context, seqs, lengths.repeat_interleave(S))  # (B*S,T,2h)
+            ctx = run_lstm(self.context, seqs, lengths.repeat_interleave(S))  # (B*S,T,2h)
             scores = self.scorer(ctx).reshape(B, S, T).transpose(1, 2)  # (B,T,S)
         if offsets is not None:
             scores = scores + offsets  # (B,T,S)
@@ -270,51 +262,9 @@ class MetaEmbedder(nn.Module):
         return torch.softmax(masked, -1) * use  # exactly 0 where not used (incl. padding)
 
 
-class BiLSTMMax(nn.Module):
-    """meta (B,T,D) -> (B,2H): BiLSTM, then max over valid steps only."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(dim, hidden, batch_first=True, bidirectional=True)
-        self.out_dim = 2 * hidden
-
-    def forward(
-        self, meta: torch.Tensor, lengths: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor:
-        out = _run_lstm(self.lstm, meta, lengths)  # (B,T,2H)
-        return out.masked_fill(~valid[..., None], float("-inf")).max(1).values
-
-
-class MaxMeanPool(nn.Module):
-    """meta (B,T,D) -> (B,2D): [max, mean] over valid steps, no recurrence."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.out_dim = 2 * dim
-
-    def forward(
-        self, meta: torch.Tensor, lengths: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor:
-        mx = meta.masked_fill(~valid[..., None], float("-inf")).max(1).values  # (B,D)
-        count = valid.sum(1, keepdim=True).clamp(min=1).to(meta.dtype)  # (B,1)
-        mean = (meta * valid[..., None]).sum(1) / count  # (B,D)
-        return torch.cat([mx, mean], -1)
-
-
-class Classifier(nn.Module):
-    """features (B,F) -> logits (B,C): Linear ``hidden``, ReLU, Linear ``out``."""
-
-    def __init__(self, in_dim: int, hidden: int, num_labels: int) -> None:
-        super().__init__()
-        self.hidden = nn.Linear(in_dim, hidden)
-        self.out = nn.Linear(hidden, num_labels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(F.relu(self.hidden(x)))  # type: ignore[no-any-return]
-
-
 class MetaEmbeddingClassifier(nn.Module):
-    """``front`` (MetaEmbedder) + ``encoder`` (BiLSTMMax or MaxMeanPool) + ``classifier``."""
+    """``front`` (MetaEmbedder) + ``encoder`` (BiLSTMMax, MaxMeanPool or ConvMax) +
+    ``classifier``."""
 
     def __init__(
         self, cfg: RunConfig, tables: Sequence[torch.Tensor], present: torch.Tensor,
@@ -323,10 +273,13 @@ class MetaEmbeddingClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.front = MetaEmbedder(cfg, tables, present, words)
-        self.encoder: BiLSTMMax | MaxMeanPool = (
-            BiLSTMMax(cfg.meta_dim, cfg.hidden) if cfg.encoder == "bilstm"
-            else MaxMeanPool(cfg.meta_dim)
-        )
+        self.encoder: BiLSTMMax | MaxMeanPool | ConvMax
+        if cfg.encoder == "bilstm":
+            self.encoder = BiLSTMMax(cfg.meta_dim, cfg.hidden)
+        elif cfg.encoder == "cnn":
+            self.encoder = ConvMax(cfg.meta_dim, cfg.cnn_filters, cfg.cnn_widths)
+        else:
+            self.encoder = MaxMeanPool(cfg.meta_dim)
         features = self.encoder.out_dim * (4 if cfg.pair else 1)
         self.classifier = Classifier(features, cfg.mlp_hidden, cfg.num_labels)
 

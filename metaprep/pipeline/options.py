@@ -68,7 +68,7 @@ def _check_type(value: Any, kind: Any, where: str, file: Path) -> Any:
     if origin is tuple:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list):
-            raise ConfigError(f"{where} must be a list of strings", path=file)
+            raise ConfigError(f"{where} must be a list", path=file)
         return tuple(_check_type(v, args[0], where, file) for v in items)
     if origin is dict:
         if not isinstance(value, dict):

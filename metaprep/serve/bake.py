@@ -149,4 +149,6 @@ def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
         pair=cfg.pair,
         table_dtype=table_dtype,
         multilabel=cfg.task == "multilabel",
+        encoder_convs=[(c.weight.detach().numpy(), c.bias.detach().numpy())
+                       for c in model.encoder.convs] if cfg.encoder == "cnn" else [],
     )

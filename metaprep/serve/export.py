@@ -367,11 +367,10 @@ def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[st
     files = [GRAPH_FILES[n] for n in names] + sorted(used)
     files += write_vocab(tmp, words)
     files += write_model_files(tmp, tokenizer=tok, labels=labels)
-    enc_dim = 2 * cfg.hidden if cfg.encoder == "bilstm" else 2 * cfg.meta_dim
     manifest = Manifest(
         task=TaskInfo(pair=cfg.pair, labels=tuple(labels), method=cfg.method,
                       encoder=cfg.encoder, sources=tuple(cfg.sources), meta_dim=cfg.meta_dim,
-                      sentence_dim=enc_dim, vocab_size=len(words),
+                      sentence_dim=cfg.sentence_dim, vocab_size=len(words),
                       multilabel=thresholds is not None,
                       thresholds=None if thresholds is None else thresholds.per_label,
                       global_threshold=None if thresholds is None else thresholds.global_),

@@ -1,8 +1,9 @@
 """Build the ONNX graphs of a meta-embedding classifier from plain numpy weights.
 
 The graph is written op by op with ``onnx.helper`` (no torch exporter): that keeps padding out of
-every computation explicitly (the ONNX ``LSTM`` op's ``sequence_lens``, masked max and mean),
-keeps big tables in memory-mappable external data, and works for any batch size and length.
+every computation explicitly (the ONNX ``LSTM`` op's ``sequence_lens``, masked max and mean, zero
+steps around the cnn's windows), keeps big tables in memory-mappable external data, and works for
+any batch size and length.
 ``serve.bake`` turns a torch model into a :class:`GraphSpec`; this module knows ONNX only
 (``serve.onnx_data`` writes the external data file the graphs share).
 
@@ -75,7 +76,7 @@ class FrontSpec:
 @dataclass
 class GraphSpec:
     front: FrontSpec
-    encoder: str  # bilstm | pool
+    encoder: str  # bilstm | pool | cnn
     encoder_lstm: LSTMSpec | None
     hidden_w: np.ndarray  # (F, H) (transposed torch weight: x @ W)
     hidden_b: np.ndarray
@@ -84,6 +85,8 @@ class GraphSpec:
     pair: bool = False
     table_dtype: str = "float32"  # float32 | float16 (cast to float32 after the gather)
     multilabel: bool = False  # probabilities: a sigmoid per label instead of a softmax
+    # cnn: per width, the Conv kernel (C, D, w) and bias (C,)
+    encoder_convs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
 class _Builder:
@@ -180,6 +183,41 @@ def _lstm_max(b: _Builder, x_btd: str, lengths: str, stepmask: str, spec: LSTMSp
     m = b.op("ReduceMax", [b.op("Add", [y, pad])], "lstm_max", axes=[0], keepdims=0)  # (2,N,h)
     m = b.op("Transpose", [m], perm=[1, 0, 2])  # (N,2,h): forward then reverse, as torch
     return b.op("Reshape", [m, b.const([0, -1])], "sentence")
+
+
+def _conv_max(b: _Builder, meta: str, clamped: str, convs: list[tuple[np.ndarray, np.ndarray]]
+              ) -> str:
+    """(B,T,D) -> (B,K*C): the torch model's wide Conv1d (w-1 zero steps each side), ReLU, and
+    the max over the n+w-1 windows touching the text (meta is already 0 at padded steps).
+
+    Written as one MatMul rather than Conv ops: every tap j of every width is a (D,C) map, all
+    applied at once, P_j = meta @ W_j; window t of width w is then sum_j P_j[t + j - (w-1)], each
+    P_j shifted by padding the time axis. MLAS's GEMM runs this several times faster than
+    onnxruntime's Conv over [batch, channels, time]."""
+    taps = [w_arr[:, :, j].T for w_arr, _ in convs for j in range(w_arr.shape[2])]  # (D,C) each
+    all_w = b.init("encoder.conv_taps", np.concatenate(taps, axis=1).astype(np.float32))
+    sizes = [int(t.shape[1]) for t in taps]
+    p = b.op("MatMul", [meta, all_w], "conv_taps")  # (B,T,C*sum(w))
+    parts = b.op("Split", [p, b.const(sizes)], "tap", n_out=len(sizes), axis=2)
+    parts = parts if isinstance(parts, list) else [parts]
+    lens = b.op("Unsqueeze", [clamped, b.const([1])], "len_b1")  # (B,1)
+    out, at = [], 0
+    for k, (w_arr, bias) in enumerate(convs):
+        width = int(w_arr.shape[2])
+        shifted = [b.op("Pad", [parts[at + j], b.const([0, width - 1 - j, 0, 0, j, 0])],
+                        "tap_shifted") for j in range(width)]  # (B,T+w-1,C)
+        at += width
+        y = shifted[0] if width == 1 else b.op("Sum", shifted, "conv")
+        bb = b.init(f"encoder.conv_{k}.b", bias.astype(np.float32))
+        y = b.op("Relu", [b.op("Add", [y, bb])], "conv_relu")  # (B,T+w-1,C)
+        n = b.op("Squeeze", [b.op("Shape", [y], start=1, end=2), b.const([0])])
+        steps = b.op("Unsqueeze", [b.op("Range", [b.const(0), n, b.const(1)]), b.const([0])])
+        windows = b.op("Less", [steps, b.op("Add", [lens, b.const([[width - 1]])])],
+                       "windows")  # (B,T+w-1)
+        y = b.op("Where", [b.op("Unsqueeze", [windows, b.const([2])]), y,
+                           b.const(-np.inf, np.float32)])
+        out.append(b.op("ReduceMax", [y], "conv_max", axes=[1], keepdims=0))  # (B,C)
+    return out[0] if len(out) == 1 else b.op("Concat", out, "sentence", axis=1)
 
 
 def _front(b: _Builder, f: FrontSpec, ids: str, lengths: str, stepmask: str, t1: str) -> str:
@@ -293,6 +331,8 @@ def _encode(b: _Builder, spec: GraphSpec, ids: str, lengths: str) -> tuple[str, 
     if spec.encoder == "bilstm":
         assert spec.encoder_lstm is not None
         sent = _lstm_max(b, meta, clamped, stepmask, spec.encoder_lstm, "encoder.lstm")
+    elif spec.encoder == "cnn":
+        sent = _conv_max(b, meta, clamped, spec.encoder_convs)
     else:
         step3 = b.op("Unsqueeze", [stepmask, b.const([2])], "step3")  # (B,T,1)
         neg = b.const(-np.inf, np.float32)
@@ -357,4 +397,6 @@ def _sentence_dim(spec: GraphSpec) -> int:
     if spec.encoder == "bilstm":
         assert spec.encoder_lstm is not None
         return 2 * spec.encoder_lstm.hidden
+    if spec.encoder == "cnn":
+        return sum(int(w.shape[0]) for w, _ in spec.encoder_convs)
     return 2 * spec.front.dim

@@ -19,10 +19,10 @@ __all__ = ["HYPER", "TrainOptions", "TrainResult", "train"]
 # on --resume, the run's saved config, and a value given that differs from it is an error.
 HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", "mix_relu",
          "mix_dropout", "source_norm", "word_features", "source_dropout", "mix_entropy",
-         "encoder", "hidden", "mlp_hidden", "lr", "lr_decay", "min_lr", "patience",
-         "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps", "pos_weight",
-         "select_metric", "learned_dim", "learned_buckets", "learned_init", "learned_dropout",
-         "learned_weight_decay", "learned_lr_scale")
+         "encoder", "hidden", "cnn_filters", "cnn_widths", "mlp_hidden", "lr", "lr_decay",
+         "min_lr", "patience", "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps",
+         "pos_weight", "select_metric", "learned_dim", "learned_buckets", "learned_init",
+         "learned_dropout", "learned_weight_decay", "learned_lr_scale")
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,10 @@ class TrainOptions(TaskColumns):
     word_features: bool | None = None  # word features into the dme/cdme scorer [false]
     source_dropout: float | None = None  # drop whole sources per token in training [0]
     mix_entropy: float | None = None  # loss weight of the mixing weights' entropy [0]
-    encoder: str | None = None  # bilstm (BiLSTM-max) | pool (max+mean) [bilstm]
+    encoder: str | None = None  # bilstm (BiLSTM-max) | pool (max+mean) | cnn [bilstm]
     hidden: int | None = None  # encoder BiLSTM units per direction [512]
+    cnn_filters: int | None = None  # cnn encoder: filters per width [64]
+    cnn_widths: tuple[int, ...] | None = None  # cnn encoder: filter widths in tokens [1,2,3]
     mlp_hidden: int | None = None  # classifier hidden units [512]
     learned_dim: int | None = None  # the learned source's size; 0: no learned source [0]
     learned_buckets: int | None = None  # hashed word-bigram rows of the learned source [0]
@@ -77,7 +79,10 @@ class TrainOptions(TaskColumns):
 
     def given(self) -> dict[str, Any]:
         """The hyper-parameters set explicitly (not None)."""
-        return {k: getattr(self, k) for k in HYPER if getattr(self, k) is not None}
+        given = {k: getattr(self, k) for k in HYPER if getattr(self, k) is not None}
+        if "cnn_widths" in given:  # the run config holds a list (as config.json does)
+            given["cnn_widths"] = list(given["cnn_widths"])
+        return given
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ def test_weight_count_is_the_models_trainable_weights(method: str, encoder: str,
     cfg = RunConfig(method=method, encoder=encoder, pair=pair,
                     sources=[f"s{k}" for k in range(len(dims))], source_dims=dims,
                     vocab_size=10, num_labels=3, hidden=6, mlp_hidden=4, proj_dim=5,
-                    learned_dim=learned, learned_buckets=4 if learned else 0)
+                    learned_dim=learned, learned_buckets=4 if learned else 0,
+                    cnn_filters=3, cnn_widths=[1, 2, 4])
     model = MetaEmbeddingClassifier(cfg, [torch.zeros(12, d) for d in dims],
                                     torch.ones(12, len(dims), dtype=torch.bool))
     assert cfg.weight_count() == sum(p.numel() for p in model.parameters() if p.requires_grad)

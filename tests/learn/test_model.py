@@ -15,7 +15,7 @@ from metaprep.prep.store import Store, StoreWriter
 V = 30  # words; ids run 0..V+1
 DIMS = [5, 7, 3]
 METHODS = ["dme", "cdme", "concat", "sum", "single"]
-ENCODERS = ["bilstm", "pool"]
+ENCODERS = ["bilstm", "pool", "cnn"]
 
 
 def make_model(method: str = "dme", encoder: str = "bilstm", *, seed: int = 0,
@@ -23,6 +23,7 @@ def make_model(method: str = "dme", encoder: str = "bilstm", *, seed: int = 0,
     torch.manual_seed(seed)
     n = 1 if method == "single" else len(DIMS)
     names, dims = ["a", "b", "c"][:n], DIMS[:n]
+    kw = {"cnn_filters": 6, "cnn_widths": [1, 2, 3], **kw}
     cfg = RunConfig(method=method, sources=names, source_dims=dims, vocab_size=V, proj_dim=8,
                     context_hidden=2, hidden=8, mlp_hidden=8, num_labels=3, encoder=encoder,
                     **kw)  # type: ignore[arg-type]
@@ -66,9 +67,49 @@ def test_sentence_alone_equals_sentence_in_padded_batch(method: str, encoder: st
         assert torch.equal(model(ids, lengths), full)
 
 
+@pytest.mark.parametrize("widths", [[1, 2, 3], [4], [2, 5]])
+def test_cnn_random_padding_short_and_empty_texts(widths: list[int]) -> None:
+    """Texts shorter than the widest filter (1 token against width 5) and empty texts: a
+    sentence alone equals its row in a batch padded to a random length with random ids."""
+    model = make_model("sum", "cnn", cnn_widths=widths)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for _ in range(20):
+            lengths = torch.randint(0, 7, (5,), generator=g)
+            lengths[0] = 1  # shorter than any width above 1
+            lengths[1] = 0  # an empty text: read as one padding token, as the other encoders do
+            T = int(lengths.max()) + int(torch.randint(0, 6, (1,), generator=g))
+            ids = torch.randint(1, V + 2, (5, max(T, 1)), generator=g)
+            for i, n in enumerate(lengths.tolist()):
+                ids[i, n:] = PAD_ID if i % 2 else ids[i, n:]  # padding ids or leftover garbage
+            full = model(ids, lengths)
+            for i, n in enumerate(lengths.tolist()):
+                alone = model(ids[i : i + 1, : max(n, 1)], lengths[i : i + 1])
+                assert (alone[0] - full[i]).abs().max().item() <= 1e-6
+        empty = model(torch.zeros(1, 1, dtype=torch.int64), torch.tensor([0]))
+        assert torch.isfinite(empty).all()
+        # an empty text is a text of one padding token, whatever the encoder
+        assert torch.equal(empty, model(torch.zeros(1, 4, dtype=torch.int64), torch.tensor([0])))
+
+
+def test_cnn_windows_see_each_ngram() -> None:
+    """The wide convolution reads every word at every tap: a bigram filter tells "a b" from
+    "b a" (pooling cannot), and a one-token text still fills a width-3 window."""
+    model = make_model("sum", "cnn", cnn_widths=[2])
+    pool = make_model("sum", "pool")
+    ab, ba, n = torch.tensor([[7, 9]]), torch.tensor([[9, 7]]), torch.tensor([2])
+    with torch.no_grad():
+        assert not torch.allclose(model(ab, n), model(ba, n))
+        assert torch.allclose(pool(ab, n), pool(ba, n))
+        wide = make_model("sum", "cnn", cnn_widths=[3])
+        one = wide.encode(torch.tensor([[7]]), torch.tensor([1])).sentence
+        assert one.shape == (1, 6) and (one > 0).any()
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
 @pytest.mark.parametrize("method", METHODS)
-def test_pairs_padding_invariant(method: str) -> None:
-    model = make_model(method, pair=True)
+def test_pairs_padding_invariant(method: str, encoder: str) -> None:
+    model = make_model(method, encoder, pair=True)
     ids, lengths = batch()
     ids_b, lengths_b = ids.flip(0), lengths.flip(0)
     with torch.no_grad():
@@ -202,6 +243,15 @@ def test_run_config_round_trip_and_validation(tmp_path: Path) -> None:
         RunConfig(method="attention")
     with pytest.raises(ConfigError, match="exactly one source"):
         RunConfig(method="single", sources=["a", "b"], source_dims=[1, 2])
+    cnn = RunConfig(encoder="cnn", cnn_filters=3, cnn_widths=[2, 4])
+    assert RunConfig.from_dict(cnn.to_dict()) == cnn
+    for widths in ([], [0], [2, 2], [65], ["3"], [True], [1.5]):
+        with pytest.raises(ConfigError, match="cnn_widths"):
+            RunConfig.from_dict({**cnn.to_dict(), "cnn_widths": widths})
+    with pytest.raises(ConfigError, match="'cnn_widths' has the wrong type"):
+        RunConfig.from_dict({**cnn.to_dict(), "cnn_widths": 3})
+    with pytest.raises(ConfigError, match="cnn_filters"):
+        RunConfig(encoder="cnn", cnn_filters=0)
 
 
 def _store(path: Path, dtype: str = "float32") -> Path:

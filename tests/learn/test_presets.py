@@ -72,3 +72,35 @@ def test_the_cli_and_pipelines_take_a_preset(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="preset"):
         build_options(spec, "train", {"preset": 1}, file=tmp_path / "p.toml",
                       dirs={"train": tmp_path / "train"}, present=["train"])
+
+
+def test_the_fast_preset_with_the_cnn_encoder(task: dict[str, Path], tmp_path: Path) -> None:
+    """--preset fast --encoder cnn through the command line: the widths are recorded as given,
+    the run resumes with the same options, and the export passes the parity gate."""
+    args = ["train", "--store", str(task["store"]), "--train", str(task["train"]), "--dev",
+            str(task["dev"]), "--preset", "fast", "--encoder", "cnn", "--cnn-filters", "5",
+            "--cnn-widths", "1,3", "--proj-dim", "8", "--mlp-hidden", "8", "--epochs", "1",
+            "--learned-buckets", "64",
+            "--batch-size", "8", "-o", str(tmp_path / "run"), "-q"]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert (saved["encoder"], saved["cnn_filters"], saved["cnn_widths"]) == ("cnn", 5, [1, 3])
+    assert saved["method"] == PRESETS["fast"]["method"]
+    again = CliRunner().invoke(cli, ["train", "--resume", "--cnn-widths", "1,3", "-o",
+                                     str(tmp_path / "run"), "-q"])
+    assert again.exit_code == 0, again.output
+    other = CliRunner().invoke(cli, ["train", "--resume", "--cnn-widths", "1,2", "-o",
+                                     str(tmp_path / "run"), "-q"])
+    assert other.exit_code != 0 and "cnn_widths" in str(other.exception), other.output
+    exported = mp.export(mp.ExportOptions(run=tmp_path / "run", output=tmp_path / "model",
+                                          quiet=True))
+    assert exported.manifest.task.encoder == "cnn" and exported.manifest.task.sentence_dim == 10
+    spec = stage_specs()["train"]
+    opts = build_options(spec, "train", {"encoder": "cnn", "cnn_widths": [2, 4]},
+                         file=tmp_path / "p.toml", dirs={"train": tmp_path / "train"},
+                         present=["train"])
+    assert opts.cnn_widths == (2, 4) and opts.given()["cnn_widths"] == [2, 4]
+    with pytest.raises(ConfigError, match="cnn_widths"):
+        build_options(spec, "train", {"cnn_widths": ["a"]}, file=tmp_path / "p.toml",
+                      dirs={"train": tmp_path / "train"}, present=["train"])

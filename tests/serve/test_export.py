@@ -54,7 +54,7 @@ def _graph_matches_torch(run: Path, onnx_path: Path) -> tuple[Any, np.ndarray, n
 
 
 
-@pytest.mark.parametrize("encoder", ["bilstm", "pool"])
+@pytest.mark.parametrize("encoder", ["bilstm", "pool", "cnn"])
 @pytest.mark.parametrize("method", ["dme", "cdme", "concat", "sum", "single"])
 @pytest.mark.parametrize("fold", [None, False])
 def test_parity_gate_passes_for_every_method(tmp_path: Path, method: str, encoder: str,
@@ -76,6 +76,8 @@ def test_parity_gate_passes_for_every_method(tmp_path: Path, method: str, encode
 @pytest.mark.parametrize("kw", [
     {"method": "dme", "pair": True},
     {"method": "cdme", "pair": True, "encoder": "pool"},
+    {"method": "sum", "pair": True, "encoder": "cnn", "cnn_widths": [2, 5]},
+    {"method": "dme", "encoder": "cnn", "cnn_widths": [6], "cnn_filters": 3},
     {"method": "dme", "gating": "sigmoid", "mix_relu": True},
     {"method": "cdme", "gating": "sigmoid", "mask_missing": False},
     {"method": "dme", "mask_missing": False},
@@ -129,7 +131,8 @@ def test_model_directory_layout_and_manifest(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("method", "encoder", "buckets", "fold"), [
     ("concat", "pool", 13, None), ("concat", "bilstm", 0, False), ("sum", "pool", 13, None),
     ("sum", "pool", 13, False), ("dme", "bilstm", 13, None), ("dme", "pool", 0, False),
-    ("cdme", "pool", 13, None), ("cdme", "bilstm", 0, None)])
+    ("cdme", "pool", 13, None), ("cdme", "bilstm", 0, None), ("sum", "cnn", 13, None),
+    ("concat", "cnn", 13, False), ("dme", "cnn", 0, None)])
 def test_parity_gate_with_the_learned_source(tmp_path: Path, method: str, encoder: str,
                                              buckets: int, fold: bool | None) -> None:
     # learned_dim 3 < proj_dim 5: the bigram rows are mapped in the graph; 6: mapped at export
@@ -167,15 +170,28 @@ def test_front_end_graph_matches_model_encode(tmp_path: Path) -> None:
     assert np.all(tok[0, 3:] == 0)  # padding is zero
 
 
-def test_failed_parity_gate_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _break(spec: Any, breakage: str) -> None:
+    """A small error the gate must see: a classifier bias, a cnn bias, a cnn kernel read in
+    the wrong time order."""
+    if breakage == "out_bias":
+        spec.out_b = spec.out_b + 1e-3
+        return
+    w, b = spec.encoder_convs[-1]
+    spec.encoder_convs[-1] = (w, b + 1e-3) if breakage == "cnn_bias" else (w[:, :, ::-1].copy(), b)
+
+
+@pytest.mark.parametrize(("encoder", "breakage"), [("bilstm", "out_bias"), ("cnn", "cnn_bias"),
+                                                   ("cnn", "cnn_flipped")])
+def test_failed_parity_gate_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           encoder: str, breakage: str) -> None:
     import metaprep.serve.export as export
 
-    run = make_run(tmp_path, method="dme")
+    run = make_run(tmp_path, method="dme", encoder=encoder)
     real = export.spec_from_model
 
     def broken(*a: object, **kw: object) -> object:
         spec = real(*a, **kw)
-        spec.out_b = spec.out_b + 1e-3  # a tiny bias error: the gate must see it
+        _break(spec, breakage)
         return spec
 
     monkeypatch.setattr(export, "spec_from_model", broken)
@@ -248,6 +264,13 @@ def test_float16_tables_and_int8_report_accuracy(tmp_path: Path) -> None:
     mp = export_run(pool, tmp_path / "i8p", options=ExportOptions(quantize="int8", progress=False),
                     log=lambda _: None)
     assert "LSTM" not in mp.export.quantized_ops and "MatMul" in mp.export.quantized_ops
+    # the cnn's taps are one MatMul: quantized with the classifier's
+    cnn = make_run(tmp_path / "cnn", method="sum", encoder="cnn")
+    mc = export_run(cnn, tmp_path / "i8c", options=ExportOptions(quantize="int8", progress=False),
+                    log=lambda _: None)
+    assert "MatMul" in mc.export.quantized_ops and "MatMulInteger" in mc.graphs["model"].ops
+    assert mc.checks.accuracy is not None and abs(mc.checks.accuracy.change) <= 0.1
+    assert Model(tmp_path / "i8c").predict_proba(["the cat", ""]).shape == (2, 2)
 
 
 def test_export_refusals(tmp_path: Path) -> None:
