@@ -293,9 +293,21 @@ def _sha(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def epoch_args(system: str, epochs: int, own: bool) -> list[str]:
+    """``--epochs`` for a metaprep system: the task's count, except that a preset which sets its
+    own count keeps it when ``own`` (no --epochs or --quick given), as a user runs it."""
+    from metaprep.learn.config import PRESETS
+
+    flags = METAPREP_SYSTEMS[system]
+    preset = flags[flags.index("--preset") + 1] if "--preset" in flags else None
+    if own and preset is not None and "epochs" in PRESETS[preset]:
+        return []
+    return ["--epochs", str(epochs)]
+
+
 def metaprep_train_export(system: str, seed: int, store: Path, store_key: str,
                           files: Mapping[str, str], work: Path, epochs: int,
-                          fresh: bool) -> dict[str, Any]:
+                          fresh: bool, own_epochs: bool = False) -> dict[str, Any]:
     """Train and export one metaprep model with the command line; reuse a finished one with the
     same settings. Returns the record (run and model paths, seconds, export notes)."""
     import bench_methods
@@ -303,8 +315,9 @@ def metaprep_train_export(system: str, seed: int, store: Path, store_key: str,
     name = f"{system.split()[1].replace('+', '-')}-seed{seed}"
     run, model = work / "runs" / name, work / "models" / name
     args = ["train", "--store", str(store), "--train", files["train"], "--dev", files["dev"],
-            "--test", files["test"], *METAPREP_SYSTEMS[system], "--epochs", str(epochs),
-            "--lr", str(LR), "--seed", str(seed), "--threads", "1", "--quiet", "-o", str(run)]
+            "--test", files["test"], *METAPREP_SYSTEMS[system],
+            *epoch_args(system, epochs, own_epochs), "--lr", str(LR), "--seed", str(seed),
+            "--threads", "1", "--quiet", "-o", str(run)]
     wanted = {"args": args, "store_key": store_key}
     record_path = work / "records" / f"{name}.json"
     if not fresh and record_path.is_file() and (model / "manifest.json").is_file():
@@ -591,7 +604,8 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
         jobs = [(s, seed) for seed in args.seeds for s in mp]
         with ThreadPoolExecutor(args.jobs) as pool:
             records = list(pool.map(lambda j: metaprep_train_export(
-                j[0], j[1], store, key, files, work, epochs, args.fresh), jobs))
+                j[0], j[1], store, key, files, work, epochs, args.fresh,
+                own_epochs=not (args.epochs or args.quick)), jobs))
         for (system, seed), rec in zip(jobs, records, strict=True):
             pred = MetaprepPredictor(rec["model"], args.threads)
             got = pred.predict(test)
@@ -728,7 +742,8 @@ def report(result: Mapping[str, Any]) -> str:
         "",
         f"Measured {result['date']} .. {result['finished']} at commit `{result['commit']}`; "
         f"seeds {','.join(map(str, result['seeds']))}; {result['threads']} threads for every "
-        f"system; metaprep {result['metaprep_epochs']} epochs max, lr {result['metaprep_lr']}.",
+        f"system; metaprep {result['metaprep_epochs']} epochs max (a preset that sets its own "
+        f"count: that count), lr {result['metaprep_lr']}.",
         f"Machine before: {result['machine_before']}.",
         f"Machine after: {result['machine_after']}.",
         "Speeds were taken on a shared machine under load: compare them within this table only.",

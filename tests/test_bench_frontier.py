@@ -88,3 +88,14 @@ def test_earlier_rows_are_carried_marked_and_never_replace_this_runs() -> None:
     assert rows["model2vec+logreg"]["note"].startswith("earlier run (2026-11-30")  # its own date
     assert now["runs"]["tfidf+linear"] == [{"seed": 0}]
     assert now["speed"]["tfidf+linear"] == {"sentences_per_s": 7}
+
+
+def test_a_preset_that_sets_its_epochs_keeps_them_unless_told_otherwise() -> None:
+    from metaprep.learn.config import PRESETS
+
+    assert frontier.epoch_args("metaprep sum+pool", 6, own=True) == ["--epochs", "6"]
+    for system in ("metaprep fast", "metaprep accurate"):
+        sets_epochs = "epochs" in PRESETS[system.split()[1]]
+        assert frontier.epoch_args(system, 6, own=True) == ([] if sets_epochs
+                                                            else ["--epochs", "6"])
+        assert frontier.epoch_args(system, 6, own=False) == ["--epochs", "6"]
