@@ -54,6 +54,7 @@ import os
 import pickle
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -325,6 +326,8 @@ def metaprep_train_export(system: str, seed: int, store: Path, store_key: str,
         if {k: record.get(k) for k in wanted} == wanted:
             sys.stderr.write(f"reusing {model}\n")
             return dict(record)
+    shutil.rmtree(run, ignore_errors=True)  # a run of other settings: train refuses to mix
+    record_path.unlink(missing_ok=True)
     train_s = bench_methods.run_metaprep(args, log=work / "logs" / f"train-{name}.log",
                                          threads=1)
     export = ["export-onnx", str(run), "-o", str(model), "--force", "--no-progress"]
