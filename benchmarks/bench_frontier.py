@@ -82,7 +82,8 @@ METAPREP_SYSTEMS: dict[str, list[str]] = {
     # the presets, as a user asks for them (their lr is the benchmark's too)
     "metaprep fast": ["--preset", "fast"],
     "metaprep accurate": ["--preset", "accurate"],
-    # the fast preset's front end with the cnn encoder (benchmarks/results/encoders.md)
+    # the fast preset's front end with the cnn encoder (benchmarks/results/encoders.md): what
+    # `accurate` became after the run of 2026-12-02 at 2ea2582
     "metaprep fast+cnn": ["--preset", "fast", "--encoder", "cnn"],
 }
 SYSTEMS = (*METAPREP_SYSTEMS, "fasttext", "fasttext+glove", "tfidf+linear", "model2vec+logreg")
@@ -319,7 +320,12 @@ def metaprep_train_export(system: str, seed: int, store: Path, store_key: str,
             "--test", files["test"], *METAPREP_SYSTEMS[system],
             *epoch_args(system, epochs, own_epochs), "--lr", str(LR), "--seed", str(seed),
             "--threads", "1", "--quiet", "-o", str(run)]
-    wanted = {"args": args, "store_key": store_key}
+    # a preset's values are part of the settings: a changed preset is retrained, not reused
+    from metaprep.learn.config import PRESETS
+
+    flags = METAPREP_SYSTEMS[system]
+    preset = PRESETS[flags[flags.index("--preset") + 1]] if "--preset" in flags else None
+    wanted = {"args": args, "store_key": store_key, "preset": preset}
     record_path = work / "records" / f"{name}.json"
     if not fresh and record_path.is_file() and (model / "manifest.json").is_file():
         record = json.loads(record_path.read_text(encoding="utf-8"))
