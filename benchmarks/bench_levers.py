@@ -127,7 +127,7 @@ per-source LayerNorm unless the row says otherwise, lr 1e-3) with the frontier b
 (fortunes 15, Debian 6) and every training text. Their word features' frequency bin counts the
 train split; with the earlier bin (the store row's rank, which counts dev and test words too),
 `learned:dme+layernorm+features` gave 77.8 +- 1.2 on fortunes (same seeds, 2026-12-02 at
-dfaa804), against 75.9 +- 0.9 here: the gain it seemed to show did not survive the fix. A variant
+971954d), against 75.9 +- 0.9 here: the gain it seemed to show did not survive the fix. A variant
 missing from a task's table was not run for it (time)."""
 SINGLE = ("single:glove", "single:minilm", "single:distil", "single:distil(words)",
           "single:minilm@30ep")
