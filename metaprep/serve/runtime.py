@@ -266,7 +266,7 @@ class Model:
 
         # a call of fewer than workers x batch_size texts is cut finer, so every thread has some
         step = max(1, min(self.batch_size, -(-n // self.workers)))
-        batches = [order[s : s + step] for s in range(0, n, step)]
+        batches = _batches(order, size[order], step)
         result: np.ndarray | None = None
         for rows, (out, encoded) in zip(batches, self._map(one, batches), strict=True):
             if result is None:
@@ -342,6 +342,27 @@ def _over_threshold(labels: Sequence[str], p: np.ndarray, thresholds: np.ndarray
     picked = sorted((int(j) for j in np.flatnonzero(p >= thresholds)), key=lambda j: -p[j])
     picked = picked[:top_k]
     return [labels[j] for j in picked], {labels[j]: float(p[j]) for j in picked}
+
+
+# the most padding a batch may hold, as a share of its cells: texts of a long-tailed length
+# spread (fortunes: 2 to 500+ tokens) would otherwise pad the short ones of a batch to the
+# longest one's length, the costliest part of serving them
+MAX_PADDING = 0.25
+
+
+def _batches(order: np.ndarray, sizes: np.ndarray, step: int) -> list[np.ndarray]:
+    """``order`` (texts sorted by size, ``sizes`` in that order) cut into batches of at most
+    ``step`` texts, each ending early where the next text would pad the batch beyond
+    MAX_PADDING of its cells (sizes in characters stand for tokens)."""
+    cuts, start, total = [0], 0, 0
+    for i, c in enumerate((sizes // 6 + 1).tolist()):  # about 6 characters a token
+        count = i - start + 1
+        if count > step or (count > 1 and count * c - (total + c) > MAX_PADDING * count * c):
+            cuts.append(i)
+            start, total = i, 0
+        total += c
+    cuts.append(len(order))
+    return [order[a:b] for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
 
 
 _PROBES = ["", "   ", "Hello, World!", "naïve café — “quotes” it's co-op l'été",

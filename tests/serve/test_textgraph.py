@@ -215,3 +215,20 @@ def test_a_text_graph_with_other_ports_or_a_failing_run_is_refused(model_dir: Pa
     _rewrite(d, helper.make_model(bad, opset_imports=opsets))
     with pytest.raises(ModelError, match="text.onnx"):
         Model(d)
+
+
+def test_batches_cover_every_text_once_and_keep_padding_in_bounds() -> None:
+    from metaprep.serve.runtime import MAX_PADDING, _batches
+
+    rng = np.random.default_rng(0)
+    sizes = np.sort(np.concatenate([rng.integers(0, 60, 300), rng.integers(200, 3000, 12)]))
+    order = np.arange(len(sizes))
+    batches = _batches(order, sizes, 32)
+    assert np.array_equal(np.concatenate(batches), order)  # every text once, in order
+    assert all(1 <= len(b) <= 32 for b in batches)
+    for b in batches:  # in token units (about 6 characters a token), as the runtime counts
+        t = sizes[b] // 6 + 1
+        assert len(b) == 1 or len(b) * t.max() - t.sum() <= MAX_PADDING * len(b) * t.max()
+    # the long tail is cut apart; the short texts still fill batches
+    assert max(len(b) for b in batches) == 32 and len(batches[-1]) < 32
+    assert _batches(order[:0], sizes[:0], 32) == []
