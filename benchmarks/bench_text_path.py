@@ -135,8 +135,6 @@ def main() -> None:
         print(f"  {key:40s} {rate:10,.0f} sentences/s (median of {passes} passes)")
 
     for label, force_python in (("text graph", False), ("Python text path", True)):
-        if force_python and path == "python" and label != "Python text path":
-            continue
         one = Model(args.model, threads=1, batch_size=args.batch_size, **extra)
         if force_python:
             one._text = None

@@ -58,11 +58,15 @@ def _variant(src: Path, dst: Path, tok: TokenizerConfig, policy: str) -> Path:
     (dst / "tokenizer.json").write_text(json.dumps(tok.to_dict()))
     words = (dst / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
     save_graph(text_graph(tok, words, policy), dst / "text.onnx")
-    for name in ("tokenizer.json", "text.onnx"):
-        data["files"][name] = {"sha256": file_sha256(dst / name),
-                               "bytes": (dst / name).stat().st_size}
-    (dst / "manifest.json").write_text(json.dumps(data))
+    _save_manifest(dst, data, ("tokenizer.json", "text.onnx"))
     return dst
+
+
+def _save_manifest(d: Path, data: dict[str, Any], changed: tuple[str, ...]) -> None:
+    """Write the manifest with the checksums of the ``changed`` files brought up to date."""
+    for name in changed:
+        data["files"][name] = {"sha256": file_sha256(d / name), "bytes": (d / name).stat().st_size}
+    (d / "manifest.json").write_text(json.dumps(data))
 
 
 def _same(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> None:
@@ -127,9 +131,7 @@ def _rewrite(d: Path, graph: Any) -> None:
     data["graphs"]["text"].update(inputs=[i.name for i in graph.graph.input],
                                   outputs=[o.name for o in graph.graph.output],
                                   ops=sorted({n.op_type for n in graph.graph.node}))
-    data["files"]["text.onnx"] = {"sha256": file_sha256(d / "text.onnx"),
-                                  "bytes": (d / "text.onnx").stat().st_size}
-    (d / "manifest.json").write_text(json.dumps(data))
+    _save_manifest(d, data, ("text.onnx",))
 
 
 def test_a_text_graph_that_disagrees_with_the_vocabulary_is_refused(model_dir: Path,
