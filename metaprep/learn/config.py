@@ -26,7 +26,7 @@ FILLED = ("source_dims", "vocab_size", "num_labels", "pair")
 LIMITS = {"proj_dim": 16384, "hidden": 16384, "cnn_filters": 16384, "mlp_hidden": 16384,
           "context_hidden": 1024, "batch_size": 65536, "epochs": 100_000, "patience": 100_000,
           "checkpoint_steps": 10**9, "num_labels": 1_000_000, "vocab_size": 2**31 - 3,
-          "learned_dim": 65536, "learned_buckets": 2**31 - 1}
+          "learned_dim": 65536, "learned_buckets": 2**31 - 1, "members": 64}
 MAX_SOURCES = 64
 MAX_CNN_WIDTH = 64  # tokens a filter spans: far beyond an n-gram worth a filter
 MAX_SOURCE_DIM = 65536
@@ -163,6 +163,10 @@ class RunConfig:
     seed: int = 0  # weights, batch order and dropout all derive from it: reruns are identical
     checkpoint_steps: int = 0  # also checkpoint every N steps inside an epoch; 0: at epoch ends
     #                            only, since a checkpoint of a large model costs seconds
+    # an ensemble: this many models of this config, seeds seed, seed + 1, ..., trained one after
+    # another (members/K in the run directory, learn/ensemble.py) and served as one graph that
+    # averages their probabilities; 1: one model (single-label tasks only for more)
+    members: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -184,7 +188,7 @@ class RunConfig:
         if len(set(self.sources)) != len(self.sources):
             raise bad("sources", "a source is named twice")
         for key in ("proj_dim", "context_hidden", "hidden", "cnn_filters", "mlp_hidden",
-                    "batch_size", "epochs", "patience"):
+                    "batch_size", "epochs", "patience", "members"):
             if getattr(self, key) < 1:
                 raise bad(key, "must be at least 1")
         widths = self.cnn_widths
@@ -222,6 +226,9 @@ class RunConfig:
             raise bad("learned_init", f"{init!r} is not one of the sources (or random)")
         if self.task not in ("single", "multilabel"):
             raise bad("task", f"must be single or multilabel, not {self.task!r}")
+        if self.members > 1 and self.task != "single":
+            raise bad("members", "an ensemble needs a single-label task (its thresholds would "
+                      "need tuning anew); train multi-label models one at a time")
         if self.num_labels < (2 if self.task == "single" else 1):
             raise bad("num_labels", "a classifier needs at least 2 labels")
         if not self.pos_weight >= 0:
