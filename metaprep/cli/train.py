@@ -114,8 +114,8 @@ def _widths(ctx: click.Context, param: click.Parameter, value: str | None
 @_hyper("--seed", int, 0, "Seeds weights, batch order and dropout: a rerun is bit-identical.")
 @_hyper("--checkpoint-steps", int, 0,
         "Also checkpoint every N steps inside an epoch (0: at epoch ends only).")
-@_hyper("--members", int, 1, "Train an ensemble: this many models, seeds --seed, --seed + 1, "
-        "..., one after another in -o/members/K; export-onnx serves their averaged "
+@_hyper("--members", int, 1, "Train an ensemble: this many models, member K with seed --seed + "
+        "1000 K, one after another in -o/members/K; export-onnx serves their averaged "
         "probabilities as one model (single-label tasks).")
 @click.option("--task", type=click.Choice(["single", "multilabel"]),
               help="single: one label per text (softmax); multilabel: any number of labels "

@@ -163,7 +163,7 @@ class RunConfig:
     seed: int = 0  # weights, batch order and dropout all derive from it: reruns are identical
     checkpoint_steps: int = 0  # also checkpoint every N steps inside an epoch; 0: at epoch ends
     #                            only, since a checkpoint of a large model costs seconds
-    # an ensemble: this many models of this config, seeds seed, seed + 1, ..., trained one after
+    # an ensemble: this many models of this config, member k with seed seed + 1000 k, one after
     # another (members/K in the run directory, learn/ensemble.py) and served as one graph that
     # averages their probabilities; 1: one model (single-label tasks only for more)
     members: int = 1

@@ -1,5 +1,6 @@
-"""Ensembles: ``members`` models of one config, seeds seed, seed + 1, ..., trained one after
-another and served as one model that averages their class probabilities.
+"""Ensembles: ``members`` models of one config but the seed (member k: seed + 1000 k, so the
+ensembles of nearby seeds share no member), trained one after another and served as one model
+that averages their class probabilities.
 
     RUN/ensemble.json      {"members": K, "config": {...}}   written first: marks the directory
     RUN/members/0 ... K-1  each an ordinary run directory (config members = 1)
@@ -29,10 +30,16 @@ from metaprep.learn.config import RunConfig
 from metaprep.learn.rundir import ENSEMBLE, Run
 from metaprep.learn.runfiles import _read_json, check_run_file, write_json
 
-__all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "ensemble_scores", "is_ensemble", "load_members",
-           "member_dirs", "train_ensemble"]
+__all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "ensemble_metrics", "ensemble_scores", "is_ensemble",
+           "load_members", "member_dirs", "member_seed", "train_ensemble"]
 
 MEMBERS = "members"
+SEED_STEP = 1000
+
+
+def member_seed(seed: int, k: int) -> int:
+    """Member k's seed: apart from every member of the ensembles of seeds seed +- 999."""
+    return seed + SEED_STEP * k
 
 
 def is_ensemble(path: str | Path) -> bool:
@@ -63,6 +70,17 @@ def member_dirs(path: str | Path) -> list[Path]:
             raise ModelError("a member of the ensemble is missing or unfinished", path=d,
                              hint=f"finish training it: metaprep train --resume -o {root}")
     return dirs
+
+
+def ensemble_metrics(path: str | Path) -> dict[str, Any] | None:
+    """An ensemble's metrics.json (None until its members are trained and scored)."""
+    found = Path(path) / "metrics.json"
+    if not found.exists():
+        return None
+    data = _read_json(found)
+    if not isinstance(data, dict):
+        raise ModelError("expected a JSON object", path=found)
+    return data
 
 
 class Ensemble(nn.Module):
@@ -186,10 +204,10 @@ def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
     for k in range(cfg.members):
         where = out / MEMBERS / str(k)
         if progress:
-            print(f"member {k + 1} of {cfg.members} (seed {cfg.seed + k}): {where}",
+            print(f"member {k + 1} of {cfg.members} (seed {member_seed(cfg.seed, k)}): {where}",
                   file=sys.stderr)
         started = (where / "config.json").is_file()
-        member = None if started else replace(cfg, members=1, seed=cfg.seed + k)
+        member = None if started else replace(cfg, members=1, seed=member_seed(cfg.seed, k))
         results.append(train_one(member, where, inputs))
     dirs = member_dirs(out)
     with Run.open(dirs[0], verify_store=False) as first:

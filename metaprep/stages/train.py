@@ -68,7 +68,7 @@ class TrainOptions(TaskColumns):
     grad_clip: float | None = None  # max gradient norm [5.0]
     seed: int | None = None  # weights, batch order and dropout: reruns are bit-identical [0]
     checkpoint_steps: int | None = None  # also checkpoint every N steps (0: epoch ends) [0]
-    members: int | None = None  # an ensemble of this many models, seeds seed, seed + 1, ... [1]
+    members: int | None = None  # an ensemble of this many models (seeds seed + 1000 k) [1]
     pos_weight: float | None = None  # multilabel: cap of the rare labels' positive weight [0: off]
     select_metric: str | None = None  # multilabel: micro_f1 | macro_f1 | mean_auc [micro_f1]
     task: str | None = None  # single | multilabel [detected from the train file]

@@ -60,7 +60,7 @@ def test_members_are_runs_of_one_config_and_successive_seeds(trained: Path) -> N
     dirs = member_dirs(trained)
     assert [d.name for d in dirs] == ["0", "1"]
     configs = [json.loads((d / "config.json").read_text()) for d in dirs]
-    assert [c["seed"] for c in configs] == [7, 8] and {c["members"] for c in configs} == {1}
+    assert [c["seed"] for c in configs] == [7, 1007] and {c["members"] for c in configs} == {1}
     assert {k: v for k, v in configs[0].items() if k != "seed"} == \
         {k: v for k, v in configs[1].items() if k != "seed"}
     saved = json.loads((trained / "ensemble.json").read_text())
@@ -77,6 +77,15 @@ def test_metrics_are_the_averaged_members(trained: Path, data: dict[str, Path]) 
         for k, one in enumerate(metrics["member_metrics"]):
             assert one[split] == pytest.approx(float(np.mean(probs[k].argmax(1) == gold)))
     assert metrics["best_dev_accuracy"] == metrics["dev"]["accuracy"]
+
+
+def test_evaluate_scores_the_ensemble(trained: Path, data: dict[str, Path]) -> None:
+    from metaprep.learn.evaluate import evaluate_run
+
+    got = evaluate_run(trained, data["test"], progress=False)
+    saved = json.loads((trained / "metrics.json").read_text())
+    assert got["accuracy"] == saved["test"]["accuracy"]
+    assert got["confusion"] == saved["test"]["confusion"]
 
 
 def test_ensemble_module_is_the_mean_of_the_softmaxes(trained: Path) -> None:
