@@ -52,16 +52,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"method": "sum", "encoder": "pool", "proj_dim": 64, "mlp_hidden": 256,
              "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
              "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 15},
-    # accuracy first: `fast`'s front end with the cnn encoder (64 filters of widths 1-3, max
-    # over time). The frontier run of 2026-12-02 at 2ea2582 (3 seeds, test %) put it above the
-    # BiLSTM recipe this preset had (concat + BiLSTM-128 + the same learned source, LayerNorm,
-    # dropout 0.7) on Debian, 78.2 +- 0.2 against 77.8 +- 0.1, level on fortunes (76.6 +- 2.0
-    # against 77.1 +- 0.8, within the spread), at about 10x its serving speed
-    # (benchmarks/results/frontier-*.md, encoders.md). TF-IDF + a linear SVM (78.5) stays ahead
-    # on Debian.
-    "accurate": {"method": "sum", "encoder": "cnn", "proj_dim": 64, "mlp_hidden": 256,
+    # accuracy first: an ensemble of three `fast` models (learn/ensemble.py), their probabilities
+    # averaged. 3 ensembles of 3 against the 9 models alone (test %, 2026-12-02 at 5590182;
+    # benchmarks/results/ensembles.md): Debian 79.2 +- 0.3 against 77.8 +- 0.2, fortunes
+    # 78.2 +- 1.8 against 76.3 +- 1.0; above TF-IDF + a linear SVM (78.5) on Debian and the cnn
+    # encoder this preset had (78.2 +- 0.2, 76.6 +- 2.0), at three times `fast`'s serving cost.
+    "accurate": {"method": "sum", "encoder": "pool", "proj_dim": 64, "mlp_hidden": 256,
                  "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
-                 "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 15},
+                 "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 15,
+                 "members": 3},
 }
 
 
