@@ -101,7 +101,7 @@ def main() -> None:
     if args.results is not None:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, cwd=HERE).stdout.strip()
-        report["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        report["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         report["commit"] = commit
         path = args.results.with_name(f"{args.results.name}-{args.task}.json")
         path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from exportkit import make_run, make_store, sentences, write_task
@@ -172,14 +173,18 @@ def test_export_serves_the_mean_of_the_members(trained: Path, tmp_path: Path) ->
     assert source["member1_path"] == str((trained / "members/1").resolve())
 
 
-@pytest.mark.parametrize(("method", "encoder", "pair"),
-                         [("dme", "bilstm", False), ("cdme", "cnn", False),
-                          ("sum", "pool", True)])
+LEARNED = {"learned_dim": 5, "learned_buckets": 16}  # 5 = proj_dim: bigram rows mapped ahead
+
+
+@pytest.mark.parametrize(("method", "encoder", "pair", "extra"),
+                         [("dme", "bilstm", False, {}), ("cdme", "cnn", False, {}),
+                          ("sum", "pool", True, {}), ("sum", "pool", False, LEARNED)])
 def test_export_of_every_kind_passes_the_gate(tmp_path: Path, method: str, encoder: str,
-                                             pair: bool) -> None:
+                                             pair: bool, extra: dict[str, int]) -> None:
     ens = tmp_path / "ens"
     for k in range(3):
-        run = make_run(tmp_path / f"r{k}", method=method, encoder=encoder, pair=pair, seed=k)
+        run = make_run(tmp_path / f"r{k}", method=method, encoder=encoder, pair=pair, seed=k,
+                       **extra)
         shutil.copytree(run, ens / "members" / str(k))
         shutil.copy(tmp_path / f"r{k}" / "store.h5", tmp_path / "store.h5")
     for k in range(3):  # one store for all: the members' records point at it
@@ -223,3 +228,44 @@ def test_members_that_differ_are_refused(trained: Path, tmp_path: Path) -> None:
     path.write_text(json.dumps(config))
     with pytest.raises(ModelError, match="learned_dropout"):
         export_run(copy, tmp_path / "model", options=ExportOptions(progress=False))
+
+
+def test_the_fused_graph_of_pool_members_is_the_graph_of_each(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folded pool members (the accurate preset) share one table, Gather and pooling; the
+    graph gives what the members built one by one give."""
+    import onnxruntime as ort
+
+    import metaprep.serve.onnx_graph as og
+    from metaprep.serve.bake import spec_from_model
+    from metaprep.serve.onnx_data import ExternalData
+
+    specs = []
+    for k in range(3):
+        with Run.open(make_run(tmp_path / f"r{k}", method="sum", encoder="pool", seed=k,
+                               **LEARNED)) as run:
+            specs.append(spec_from_model(run.load_model(), fold=True))
+    assert og._fusable(specs) and not og._fusable(specs[:1])
+    assert specs[0].front.pair_table is not None and specs[0].front.pair_map is None
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, specs[0].front.folded.shape[0], size=(7, 9))
+    ids[2, 4:] = 0
+    feed = {"ids": ids, "lengths": np.array([9, 3, 4, 1, 9, 0, 12])}
+
+    def outputs(name: str, front_end: bool) -> list[np.ndarray]:
+        data = ExternalData(tmp_path / f"{name}.data")
+        model = og.build_graph(specs, data, front_end=front_end)
+        data.close()
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(model, str(path))
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return sess.run(None, feed)
+
+    for front_end in (False, True):
+        fused = outputs(f"fused{front_end}", front_end)
+        with monkeypatch.context() as m:
+            m.setattr(og, "_fusable", lambda _specs: False)
+            apart = outputs(f"apart{front_end}", front_end)
+        assert len(fused) == len(apart)
+        for a, b in zip(fused, apart, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
