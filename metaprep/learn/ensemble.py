@@ -100,7 +100,9 @@ class Ensemble(nn.Module):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
                 ids_b: torch.Tensor | None = None,
                 lengths_b: torch.Tensor | None = None) -> torch.Tensor:
-        return self.probabilities(ids, lengths, ids_b, lengths_b).log()
+        # floored as the exported graph's logits are: a probability that underflows gives no -inf
+        tiny = torch.finfo(torch.float32).tiny
+        return self.probabilities(ids, lengths, ids_b, lengths_b).clamp_min(tiny).log()
 
 
 def _same_but_seed(a: RunConfig, b: RunConfig) -> list[str]:

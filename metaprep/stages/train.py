@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +161,9 @@ def train(options: TrainOptions) -> TrainResult:
         given["sources"] = chosen
     out = Path(o.output) if o.output is not None else None
     if (cfg.members > 1 and not o.resume) or (o.resume and out is not None and is_ensemble(out)):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("an ensemble trains its members one after another in one "
+                              "process", hint="run it without torchrun")
         out = out or default_run_dir(cfg.method)
         with claim_outputs("train", o, {"output": out}, folders=True):
             metrics = _train_members(None if o.resume else cfg, o, out, given)
