@@ -212,7 +212,8 @@ class Run:
         words = store_words(self.store(), self.config)
         self._check_fits_best(tables, present, words)
         try:  # an edited config.json can ask for a model too large to allocate
-            return MetaEmbeddingClassifier(self.config, tables, present, words)
+            return MetaEmbeddingClassifier(self.config, tables, present, words,
+                                           progress=progress)
         except (RuntimeError, MemoryError) as exc:
             raise ModelError(f"cannot build the model config.json describes: {_one_line(exc)}",
                              path=self.path / CONFIG,
