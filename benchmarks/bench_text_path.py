@@ -4,8 +4,9 @@
         [--fasttext FASTTEXT.bin]
 
 Prints sentences/s end to end with ``--threads`` threads for `predict_proba` (arrays),
-`predict` (labels and per-row dicts) and `predict(top_k=1)`, and, for a model with a text graph,
-`predict_proba` again with the Python text path. Then, with one thread (so the stages add up to
+`predict` (labels and per-row probability views), `predict(top_k=1)`, `predict` with each
+row's view copied to a dict and, for a model with a text graph, `predict_proba` again with the
+Python text path. Then, with one thread (so the stages add up to
 the wall time), where the time of `predict` goes, by timing each stage's calls: the text graph's
 onnxruntime run, or Python's tokenize, lookup and padding; the model's onnxruntime run; the rest
 of `predict_proba` (length ordering, gathering rows) and the post-process (argmax, labels, dicts).
@@ -124,7 +125,10 @@ def main() -> None:
     model.predict(texts[:1000])  # warm up: sessions, caches
     rates = {"predict_proba": _rate(lambda: model.predict_proba(texts), n, passes),
              "predict": _rate(lambda: model.predict(texts), n, passes),
-             "predict(top_k=1)": _rate(lambda: model.predict(texts, top_k=1), n, passes)}
+             "predict(top_k=1)": _rate(lambda: model.predict(texts, top_k=1), n, passes),
+             # what a caller pays who copies every row's probabilities into a dict of its own
+             "predict, each row then dict(p)": _rate(
+                 lambda: [dict(p) for _, p in model.predict(texts)], n, passes)}
     if path != "python":  # the same model with the Python text path, in the same run
         model._text = None
         rates["predict_proba, Python text path"] = _rate(lambda: model.predict_proba(texts), n,

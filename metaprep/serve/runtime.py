@@ -3,6 +3,7 @@
     from metaprep.serve.runtime import Model
     model = Model("model/", threads=2)
     model.predict(["a fine film", "dull"])       # [("pos", {"neg": 0.1, "pos": 0.9}), ...]
+    #                                              (a read-only mapping per row; dict(p) copies)
     model.predict_proba(texts)                   # (N, C) float32
     model.embed(texts)                           # (N, E) float32 sentence vectors
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
@@ -34,11 +35,13 @@ import numpy as np
 from metaprep.errors import DataError, ModelError
 from metaprep.ids import MISSED_ID, UNK_ID
 from metaprep.serve.modeldir import Manifest, ModelDir
+from metaprep.serve.probabilities import Probabilities
 from metaprep.tokenize import Tokenizer
 
 __all__ = [
     "INPUT_FORMATS",
     "Model",
+    "Probabilities",
     "RunStats",
     "Text",
     "chunked",
@@ -294,24 +297,27 @@ class Model:
         return np.argmax(probs, axis=1)
 
     def predict(self, texts: Sequence[Text], *,
-                top_k: int | None = None) -> list[tuple[Any, dict[str, float]]]:
+                top_k: int | None = None) -> list[tuple[Any, Mapping[str, float]]]:
         """Per text, (label, {label: probability} over all labels, or over the ``top_k`` most
         probable, most probable first); multi-label: (the labels over their thresholds, most
-        probable first, {label: probability} of those; ``top_k`` keeps at most that many)."""
+        probable first, {label: probability} of those; ``top_k`` keeps at most that many).
+        Over all labels the mapping is a read-only ``Probabilities`` view of the row (a dict
+        of every label per row cost more than the model on many labels); ``dict(p)`` copies."""
         _check_top_k(top_k)
         probs = self.predict_proba(texts)
         if self.thresholds is not None:
             return [_over_threshold(self.labels, p, self.thresholds, top_k) for p in probs]
-        labels = self.labels  # tolist and dict(zip) build the Python floats and dicts in C
+        labels = self.labels
         if top_k is not None and top_k < len(labels):
-            order = _top_k_order(probs, top_k)  # (N, k): a per-row dict of k, not of every label
+            # (N, k): a per-row dict of k, built in C by tolist and dict(zip)
+            order = _top_k_order(probs, top_k)
             names = np.asarray(labels, dtype=object)[order].tolist()
             picked = np.take_along_axis(probs, order, axis=1).tolist()
             return [(row[0], dict(zip(row, ps, strict=True)))
                     for row, ps in zip(names, picked, strict=True)]
         best = np.argmax(probs, axis=1).tolist()
-        return [(labels[k], dict(zip(labels, row, strict=True)))
-                for k, row in zip(best, probs.tolist(), strict=True)]
+        index = {label: j for j, label in enumerate(labels)}
+        return [(labels[k], Probabilities(row, index)) for k, row in zip(best, probs, strict=True)]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(N, E) sentence vectors (the encoder's output, what the classifier reads)."""
@@ -334,6 +340,8 @@ def _check_top_k(top_k: int | None) -> None:
 def _top_k_order(probs: np.ndarray, k: int) -> np.ndarray:
     """(N, k) column indexes of each row's k largest values, largest first; ties keep the lower
     index first, as argmax does (a stable sort: a few dozen labels a row cost little)."""
+    if k == 1:  # argmax alone: a sort of every row cost more than the model (57 labels)
+        return np.argmax(probs, axis=1)[:, None]
     return np.argsort(-probs, axis=1, kind="stable")[:, :k]
 
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from metaprep.cli import cli
 from metaprep.errors import ConfigError, DataError
 from metaprep.serve.predict import EmbedOptions, PredictOptions, embed, predict
+from metaprep.serve.probabilities import Probabilities
 from metaprep.serve.runtime import Model
 from metaprep.tokenize import Tokenizer, TokenizerConfig
 
@@ -247,6 +248,9 @@ def test_top_k_keeps_the_most_probable_labels_in_order(model_dir: Path, tmp_path
     probs = model.predict_proba(texts)
     full = model.predict(texts)
     assert model.predict(texts, top_k=len(model.labels)) == full
+    for (label, shown), p in zip(full, probs, strict=True):  # every label: a view of the row
+        assert isinstance(shown, Probabilities) and list(shown) == model.labels
+        assert list(shown.values()) == p.tolist() and label == model.labels[int(np.argmax(p))]
     for k in range(1, len(model.labels)):
         for (label, shown), p, (best, _) in zip(model.predict(texts, top_k=k), probs, full,
                                                 strict=True):
