@@ -113,9 +113,11 @@ class LearnedSource(nn.Module):
         have = grams >= 0
         count = have.sum(1)  # (U,)
         mine = (self.seen[ids] | (count == 0)).to(own.dtype)  # (U,)
-        owner, slot = have.nonzero(as_tuple=True)  # (K,) only the real n-grams are gathered
-        rows = F.embedding(grams[owner, slot].long(), self.subwords, sparse=self.sparse)  # (K,d)
-        total = (own * mine[:, None]).index_add(0, owner, rows)  # (U,d)
+        owner, slot = have.nonzero(as_tuple=True)  # (K,) the real n-grams only
+        # each distinct row once (G <= K): a smaller sparse gradient for the optimizer to merge
+        rows, which = torch.unique(grams[owner, slot].long(), return_inverse=True)  # (G,), (K,)
+        vec = F.embedding(rows, self.subwords, sparse=self.sparse)  # (G,d)
+        total = (own * mine[:, None]).index_add(0, owner, vec[which])  # (U,d)
         return total / (mine + count)[:, None]
 
     @torch.no_grad()
