@@ -82,8 +82,8 @@ METAPREP_SYSTEMS: dict[str, list[str]] = {
     # the presets, as a user asks for them (their lr is the benchmark's too)
     "metaprep fast": ["--preset", "fast"],
     "metaprep accurate": ["--preset", "accurate"],
-    # the fast preset's front end with the cnn encoder (benchmarks/results/encoders.md): what
-    # `accurate` became after the run of 2026-12-02 at 2ea2582
+    # the fast preset's front end with the cnn encoder (benchmarks/results/encoders.md): one
+    # model; `accurate` was this recipe before it became an ensemble of three `fast` models
     "metaprep fast+cnn": ["--preset", "fast", "--encoder", "cnn"],
 }
 SYSTEMS = (*METAPREP_SYSTEMS, "fasttext", "fasttext+glove", "tfidf+linear", "model2vec+logreg")

@@ -19,6 +19,7 @@ Examples:
   metaprep train --store s.h5 --train t.tsv --dev d.tsv --preset fast --encoder cnn -o r4/
   metaprep train --store s.h5 --train t.tsv --dev d.tsv --preset fast --learned-subwords 200000 \
       -o r5/
+  metaprep train --store s.h5 --train t.tsv --dev d.tsv --preset fast --members 3 -o ens/
   metaprep train --resume -o run/        # continue a killed run: nothing else is needed
   metaprep train --store s.h5 --train tags.tsv --dev d.tsv --task multilabel -o run/
   torchrun --nproc_per_node 2 -m metaprep train --store store.h5 ...   # DDP (gloo on CPU)
@@ -119,6 +120,9 @@ def _widths(ctx: click.Context, param: click.Parameter, value: str | None
 @_hyper("--seed", int, 0, "Seeds weights, batch order and dropout: a rerun is bit-identical.")
 @_hyper("--checkpoint-steps", int, 0,
         "Also checkpoint every N steps inside an epoch (0: at epoch ends only).")
+@_hyper("--members", int, 1, "Train an ensemble: this many models, member K with seed --seed + "
+        "1000 K, one after another in -o/members/K; export-onnx serves their averaged "
+        "probabilities as one model (single-label tasks).")
 @click.option("--task", type=click.Choice(["single", "multilabel"]),
               help="single: one label per text (softmax); multilabel: any number of labels "
                    "(a sigmoid per label) [default: detected from the train file, and said so]")
@@ -155,8 +159,16 @@ def command(train_path: str | None, sources: str | None, **kw: Any) -> None:
                 click.echo(f"{split}: micro-F1 {s['micro_f1']:.4f} macro-F1 "
                            f"{s['macro_f1']:.4f} mean AUC {auc} (best epoch {m['best_epoch']})")
         return
-    click.echo(f"best epoch {m['best_epoch']}: dev accuracy {m['dev']['accuracy']:.4f}"
-               f" macro-F1 {m['dev']['macro_f1']:.4f}")
+    if "member_metrics" in m:  # an ensemble: each member, then their average
+        for k, one in enumerate(m["member_metrics"]):
+            test = "" if one["test"] is None else f", test accuracy {one['test']:.4f}"
+            click.echo(f"member {k}: best epoch {one['best_epoch']}, dev accuracy "
+                       f"{one['dev']:.4f}{test}")
+        click.echo(f"ensemble of {len(m['member_metrics'])}: dev accuracy "
+                   f"{m['dev']['accuracy']:.4f} macro-F1 {m['dev']['macro_f1']:.4f}")
+    else:
+        click.echo(f"best epoch {m['best_epoch']}: dev accuracy {m['dev']['accuracy']:.4f}"
+                   f" macro-F1 {m['dev']['macro_f1']:.4f}")
     if m.get("test"):
         click.echo(f"test accuracy {m['test']['accuracy']:.4f} "
                    f"macro-F1 {m['test']['macro_f1']:.4f}")

@@ -26,7 +26,8 @@ FILLED = ("source_dims", "vocab_size", "num_labels", "pair")
 LIMITS = {"proj_dim": 16384, "hidden": 16384, "cnn_filters": 16384, "mlp_hidden": 16384,
           "context_hidden": 1024, "batch_size": 65536, "epochs": 100_000, "patience": 100_000,
           "checkpoint_steps": 10**9, "num_labels": 1_000_000, "vocab_size": 2**31 - 3,
-          "learned_dim": 65536, "learned_buckets": 2**31 - 1, "learned_subwords": 2**31 - 1}
+          "learned_dim": 65536, "learned_buckets": 2**31 - 1, "learned_subwords": 2**31 - 1,
+          "members": 64}
 MAX_SOURCES = 64
 MAX_CNN_WIDTH = 64  # tokens a filter spans: far beyond an n-gram worth a filter
 MAX_SOURCE_DIM = 65536
@@ -52,16 +53,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"method": "sum", "encoder": "pool", "proj_dim": 64, "mlp_hidden": 256,
              "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
              "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 15},
-    # accuracy first: `fast`'s front end with the cnn encoder (64 filters of widths 1-3, max
-    # over time). The frontier run of 2026-12-02 at 2ea2582 (3 seeds, test %) put it above the
-    # BiLSTM recipe this preset had (concat + BiLSTM-128 + the same learned source, LayerNorm,
-    # dropout 0.7) on Debian, 78.2 +- 0.2 against 77.8 +- 0.1, level on fortunes (76.6 +- 2.0
-    # against 77.1 +- 0.8, within the spread), at about 10x its serving speed
-    # (benchmarks/results/frontier-*.md, encoders.md). TF-IDF + a linear SVM (78.5) stays ahead
-    # on Debian.
-    "accurate": {"method": "sum", "encoder": "cnn", "proj_dim": 64, "mlp_hidden": 256,
+    # accuracy first: an ensemble of three `fast` models (learn/ensemble.py), their probabilities
+    # averaged. 3 ensembles of 3 against the 9 models alone (test %, 2026-12-02 at 5590182;
+    # benchmarks/results/ensembles.md): Debian 79.2 +- 0.3 against 77.8 +- 0.2, fortunes
+    # 78.2 +- 1.8 against 76.3 +- 1.0; above TF-IDF + a linear SVM (78.5) on Debian and the cnn
+    # encoder this preset had (78.2 +- 0.2, 76.6 +- 2.0), at three times `fast`'s serving cost.
+    "accurate": {"method": "sum", "encoder": "pool", "proj_dim": 64, "mlp_hidden": 256,
                  "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
-                 "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 15},
+                 "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 15,
+                 "members": 3},
 }
 
 
@@ -169,6 +169,10 @@ class RunConfig:
     seed: int = 0  # weights, batch order and dropout all derive from it: reruns are identical
     checkpoint_steps: int = 0  # also checkpoint every N steps inside an epoch; 0: at epoch ends
     #                            only, since a checkpoint of a large model costs seconds
+    # an ensemble: this many models of this config, member k with seed seed + 1000 k, one after
+    # another (members/K in the run directory, learn/ensemble.py) and served as one graph that
+    # averages their probabilities; 1: one model (single-label tasks only for more)
+    members: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -190,7 +194,7 @@ class RunConfig:
         if len(set(self.sources)) != len(self.sources):
             raise bad("sources", "a source is named twice")
         for key in ("proj_dim", "context_hidden", "hidden", "cnn_filters", "mlp_hidden",
-                    "batch_size", "epochs", "patience"):
+                    "batch_size", "epochs", "patience", "members"):
             if getattr(self, key) < 1:
                 raise bad(key, "must be at least 1")
         widths = self.cnn_widths
@@ -228,6 +232,9 @@ class RunConfig:
             raise bad("learned_init", f"{init!r} is not one of the sources (or random)")
         if self.task not in ("single", "multilabel"):
             raise bad("task", f"must be single or multilabel, not {self.task!r}")
+        if self.members > 1 and self.task != "single":
+            raise bad("members", "an ensemble needs a single-label task (its thresholds would "
+                      "need tuning anew); train multi-label models one at a time")
         if self.num_labels < (2 if self.task == "single" else 1):
             raise bad("num_labels", "a classifier needs at least 2 labels")
         if not self.pos_weight >= 0:

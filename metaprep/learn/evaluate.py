@@ -100,7 +100,16 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Load a run, read ``data_path`` (its labels must be among the run's), return the metrics.
     ``columns``: the data's column names [the ones the run was trained with]."""
-    with Run.open(run_dir, store=store_path, verify_store=verify_store) as run:
+    from metaprep.learn.ensemble import Ensemble, is_ensemble, load_members, member_dirs
+
+    if is_ensemble(run_dir):  # the members' averaged probabilities
+        runs, members = load_members(member_dirs(run_dir), store=store_path,
+                                     verify_store=verify_store, progress=progress)
+        for other in runs[1:]:
+            other.close()
+    else:
+        runs, members = [Run.open(run_dir, store=store_path, verify_store=verify_store)], []
+    with runs[0] as run:
         cols = run.data.columns if columns is None else columns
         if run.config.task == "multilabel":
             data, _ = load_labelsets(data_path, run.encoder(), labels=LabelMap(run.labels),
@@ -112,7 +121,7 @@ def evaluate_run(
         if data.pair != run.config.pair:
             want = "sentence pairs (text_a,text_b,label)" if run.config.pair else "single sentences"
             raise DataError(f"the run was trained on {want}", path=data_path)
-        model = run.load_model(progress=progress)
+        model = Ensemble(members) if members else run.load_model(progress=progress)
     labels = run.labels
     if data.targets is not None:
         probs = predict_sigmoid(model, data, batch_size=batch_size)

@@ -62,6 +62,7 @@ CHECKPOINT = "checkpoint.pt"
 LEARNING_CURVES = "learning_curves.png"
 ATTENTION_PLOT = "attention_by_source.png"
 THRESHOLDS = "thresholds.json"  # multi-label runs: per-label thresholds tuned on dev
+ENSEMBLE = "ensemble.json"  # marks a directory of member runs instead (learn/ensemble.py)
 _WRITTEN = (CONFIG, LABELS, TOKENIZER, STORE, DATA, METRICS, ANALYSIS, BEST, CHECKPOINT,
             LEARNING_CURVES, ATTENTION_PLOT, THRESHOLDS)
 
@@ -115,6 +116,10 @@ class Run:
         run = Path(path)
         if not run.is_dir():
             raise ModelError("no such run directory", path=run)
+        if (run / ENSEMBLE).is_file() and not (run / CONFIG).exists():
+            raise ModelError("is an ensemble of runs, not one run", path=run,
+                             hint=f"give one of its members ({run / 'members' / '0'}), or "
+                             "export the whole: metaprep export-onnx")
         config = _read_config(run / CONFIG)
         ref = StoreRef.from_dict(_read_json(run / STORE), path=run / STORE)
         if ref.vocab_size != config.vocab_size:
@@ -203,16 +208,20 @@ class Run:
                                         tokenizer=self.tokenizer)
         return self._encoder
 
-    def build_model(self, *, progress: bool = False) -> MetaEmbeddingClassifier:
-        """A new model of the run's config, its tables from the store; once the run has weights,
-        the config's shapes are checked against them before anything is allocated."""
+    def build_model(self, *, progress: bool = False,
+                    tables: tuple[list[torch.Tensor], torch.Tensor] | None = None
+                    ) -> MetaEmbeddingClassifier:
+        """A new model of the run's config, its tables from the store (or ``tables``, the
+        frozen tables and presence another run of the same store and sources already read: an
+        ensemble's members share them); once the run has weights, the config's shapes are
+        checked against them before anything is allocated."""
         from metaprep.learn.model import MetaEmbeddingClassifier, load_tables, store_words
 
-        tables, present = load_tables(self.store(), self.config, progress=progress)
+        frozen, present = tables or load_tables(self.store(), self.config, progress=progress)
         words = store_words(self.store(), self.config)
-        self._check_fits_best(tables, present, words)
+        self._check_fits_best(frozen, present, words)
         try:  # an edited config.json can ask for a model too large to allocate
-            return MetaEmbeddingClassifier(self.config, tables, present, words,
+            return MetaEmbeddingClassifier(self.config, frozen, present, words,
                                            progress=progress)
         except (RuntimeError, MemoryError) as exc:
             raise ModelError(f"cannot build the model config.json describes: {_one_line(exc)}",
@@ -248,10 +257,13 @@ class Run:
                                  f"{list(want)}", path=self.path / CONFIG,
                                  hint="config.json was edited; restore it or train again")
 
-    def load_model(self, *, progress: bool = False) -> MetaEmbeddingClassifier:
-        """The trained model: tables from the store, the best weights, in eval mode."""
+    def load_model(self, *, progress: bool = False,
+                   tables: tuple[list[torch.Tensor], torch.Tensor] | None = None
+                   ) -> MetaEmbeddingClassifier:
+        """The trained model: tables from the store (or ``tables``, see build_model), the best
+        weights, in eval mode."""
         state = self.load_best()
-        model = self.build_model(progress=progress)
+        model = self.build_model(progress=progress, tables=tables)
         try:
             model.load_state_dict(state, strict=True)
         except (RuntimeError, ValueError) as exc:

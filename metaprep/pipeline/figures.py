@@ -37,10 +37,12 @@ def _align(out: Path) -> dict[str, Any]:
 
 def _train(out: Path) -> dict[str, Any]:
     from metaprep.errors import MetaprepError
+    from metaprep.learn.ensemble import ensemble_metrics, is_ensemble
     from metaprep.learn.rundir import Run
 
-    try:
-        metrics = Run.open(out / "run").metrics  # the store is not opened for this
+    try:  # the store is not opened for this
+        metrics = (ensemble_metrics(out / "run") if is_ensemble(out / "run")
+                   else Run.open(out / "run").metrics)
     except MetaprepError:  # a run killed early or damaged: no figures, not a failed summary
         return {}
     if not metrics:

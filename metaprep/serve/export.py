@@ -96,12 +96,12 @@ class ExportOptions:
                               hint="the runtime's memory per text grows with it")
 
 
-def _write_graphs(spec: GraphSpec, out: Path, *, front_end: bool) -> list[str]:
+def _write_graphs(specs: list[GraphSpec], out: Path, *, front_end: bool) -> list[str]:
     data = ExternalData(out / DATA_FILE)
     try:
         names = ["model"] + (["front_end"] if front_end else [])
         for name in names:
-            model = build_graph(spec, data, front_end=name == "front_end")
+            model = build_graph(specs, data, front_end=name == "front_end")
             data.flush()
             save_graph(model, out / GRAPH_FILES[name])
     finally:
@@ -210,28 +210,46 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
         raise ExportError("a Triton model of that name already exists",
                           path=Path(opts.triton) / opts.triton_name,
                           hint="remove it or pass --triton-name")
-    with Run.open(run, store=opts.store, verify_store=opts.verify_store) as source:
+    from metaprep.learn.ensemble import is_ensemble, load_members, member_dirs
+
+    if is_ensemble(run):  # the members' runs, checked to be one config but the seed
+        runs, models = load_members(member_dirs(run), store=opts.store,
+                                    verify_store=opts.verify_store, progress=opts.progress)
+    else:
+        runs = [Run.open(run, store=opts.store, verify_store=opts.verify_store)]
+        models = []
+    try:
+        source = runs[0]
         cfg, labels, tok = source.config, source.labels, source.tokenizer
         opts.validate(cfg.method)  # the config is read: still before the model load
-        model = source.load_model(progress=opts.progress)
+        models = models or [source.load_model(progress=opts.progress)]
         words, case_policy = source.store().vocab, source.case_policy
         thresholds = _thresholds(source) if cfg.task == "multilabel" else None
         dev = _dev_data(source, opts, log)
+    finally:
+        for r in runs:
+            r.close()
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        manifest = _build(tmp, model, cfg, labels, tok, words, case_policy, dev, opts, log,
+        manifest = _build(tmp, models, cfg, labels, tok, words, case_policy, dev, opts, log,
                           thresholds)
         manifest.source_run = {
             "path": str(run.resolve()),
-            "config_sha256": file_sha256(run / CONFIG),
-            "weights_sha256": file_sha256(run / BEST),
+            "config_sha256": file_sha256(runs[0].path / CONFIG),
+            "weights_sha256": file_sha256(runs[0].path / BEST),
             "store_path": str(source.store_path.resolve()),
             "store_sha256": source.store_ref.sha256,
         }
+        if len(runs) > 1:  # an ensemble: every member's files (the first one's above too)
+            for k, r in enumerate(runs):
+                manifest.source_run.update({
+                    f"member{k}_path": str(r.path.resolve()),
+                    f"member{k}_config_sha256": file_sha256(r.path / CONFIG),
+                    f"member{k}_weights_sha256": file_sha256(r.path / BEST)})
         manifest.write(tmp)
         if out.exists():  # --force: swap the new directory in, then drop the old one
             old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -279,24 +297,26 @@ def _parity_gate(tmp: Path, reference: Any, feeds: list[Any], pair: bool,
     return parity
 
 
-def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: list[str],
-           case_policy: str, dev: _Dev | None, opts: ExportOptions,
+def _build(tmp: Path, models: list[Any], cfg: Any, labels: list[str], tok: Any,
+           words: list[str], case_policy: str, dev: _Dev | None, opts: ExportOptions,
            log: Callable[[str], None], thresholds: Thresholds | None = None) -> Manifest:
     from metaprep.serve.parity import (
         accuracy_change,
         accuracy_feeds,
         compare,
+        ensemble_runner,
         ort_runner,
         parity_feeds,
         torch_runner,
     )
 
     fold = opts.fold if opts.fold is not None else cfg.method in FOLDABLE
-    spec = spec_from_model(model, fold=fold, progress=opts.progress)
-    _write_graphs(spec, tmp, front_end=opts.front_end)
+    specs = [spec_from_model(m, fold=fold, progress=opts.progress) for m in models]
+    _write_graphs(specs, tmp, front_end=opts.front_end)
     feeds = parity_feeds(dev.examples if dev else [], num_ids=len(words) + 2, pair=cfg.pair,
                          limit=opts.parity_examples)
-    reference = torch_runner(model)
+    reference = (torch_runner(models[0]) if len(models) == 1
+                 else ensemble_runner([torch_runner(m) for m in models]))
     parity = _parity_gate(tmp, reference, feeds, cfg.pair, opts, log)
 
     # the variant actually shipped
@@ -305,8 +325,9 @@ def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: 
     if opts.table_dtype == "float16":
         for name in (*GRAPH_FILES.values(), DATA_FILE):
             (tmp / name).unlink(missing_ok=True)
-        spec.table_dtype = "float16"
-        _write_graphs(spec, tmp, front_end=opts.front_end)
+        for spec in specs:
+            spec.table_dtype = "float16"
+        _write_graphs(specs, tmp, front_end=opts.front_end)
     if opts.quantize == "int8":
         # the op types the quantizer was asked for that the graph has (a pool encoder has no LSTM)
         quantized = [op for op in choose_int8(tmp, reference, dev, cfg.pair, opts, log)
@@ -333,7 +354,7 @@ def _build(tmp: Path, model: Any, cfg: Any, labels: list[str], tok: Any, words: 
     export = ExportInfo(fold=fold, table_dtype=opts.table_dtype, quantize=opts.quantize,
                         quantized_ops=tuple(quantized), opset=OPSET, front_end=opts.front_end)
     return _write_rest(tmp, cfg, labels, tok, words, case_policy, opts, export, checks,
-                       thresholds, log)
+                       thresholds, log, members=len(models))
 
 
 def _write_text_graph(tmp: Path, tok: Any, words: list[str], case_policy: str,
@@ -354,7 +375,7 @@ def _write_text_graph(tmp: Path, tok: Any, words: list[str], case_policy: str,
 def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[str],
                 case_policy: str, opts: ExportOptions, export: ExportInfo,
                 checks: Checks, thresholds: Thresholds | None = None,
-                log: Callable[[str], None] = _log) -> Manifest:
+                log: Callable[[str], None] = _log, members: int = 1) -> Manifest:
     """Vocabulary, tokenizer and labels beside the graphs, and the manifest that lists them."""
     names = ["model"] + (["front_end"] if opts.front_end else [])
     max_tokens = min(int(opts.max_tokens or tok.max_tokens or 512), MAX_TOKENS_LIMIT)
@@ -369,8 +390,9 @@ def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[st
     files += write_model_files(tmp, tokenizer=tok, labels=labels)
     manifest = Manifest(
         task=TaskInfo(pair=cfg.pair, labels=tuple(labels), method=cfg.method,
-                      encoder=cfg.encoder, sources=tuple(cfg.sources), meta_dim=cfg.meta_dim,
-                      sentence_dim=cfg.sentence_dim, vocab_size=len(words),
+                      encoder=cfg.encoder, sources=tuple(cfg.sources),
+                      meta_dim=members * cfg.meta_dim, sentence_dim=members * cfg.sentence_dim,
+                      vocab_size=len(words), members=members,
                       multilabel=thresholds is not None,
                       thresholds=None if thresholds is None else thresholds.per_label,
                       global_threshold=None if thresholds is None else thresholds.global_),

@@ -142,12 +142,17 @@ class TaskInfo:
     multilabel: bool = False
     thresholds: tuple[float, ...] | None = None
     global_threshold: float | None = None  # the single best threshold on dev (the fallback)
+    # an ensemble's members (learn/ensemble.py; absent: 1): the graph averages their
+    # probabilities, and meta_dim and sentence_dim are their widths side by side
+    members: int = 1
 
     @classmethod
     def from_dict(cls, data: Any, path: Path) -> TaskInfo:
         k = Keys(data, "task", path, ["pair", "labels", "method", "encoder", "sources",
                                       "meta_dim", "sentence_dim", "vocab_size"],
-                 ["multilabel", "thresholds"])
+                 ["multilabel", "thresholds", "members"])
+        members = int(k.get("members", lambda v: isinstance(v, int) and not isinstance(v, bool)
+                            and 2 <= v <= 64, "a whole number from 2 to 64", 1))
         labels = k.strs("labels", nonempty=True, unique=True)
         multilabel = bool(k.get("multilabel", lambda v: isinstance(v, bool), "true or false",
                                 False))
@@ -168,13 +173,16 @@ class TaskInfo:
                    method=k.string("method"), encoder=k.string("encoder"),
                    sources=k.strs("sources", nonempty=True), meta_dim=k.integer("meta_dim", 1),
                    sentence_dim=k.integer("sentence_dim", 1), vocab_size=k.integer("vocab_size"),
-                   multilabel=multilabel, thresholds=per, global_threshold=glob)
+                   multilabel=multilabel, thresholds=per, global_threshold=glob,
+                   members=members)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"pair": self.pair, "labels": list(self.labels), "method": self.method,
                "encoder": self.encoder, "sources": list(self.sources),
                "meta_dim": self.meta_dim, "sentence_dim": self.sentence_dim,
                "vocab_size": self.vocab_size}
+        if self.members > 1:
+            out["members"] = self.members
         if self.multilabel:
             out["multilabel"] = True
             out["thresholds"] = {"global": self.global_threshold,

@@ -100,6 +100,7 @@ class _Builder:
         self._n = 0
         self._consts: dict[tuple[Any, ...], str] = {}
         self._names: set[str] = set()
+        self.prefix = ""  # of the weights' names: an ensemble's members each have their own
 
     def fresh(self, hint: str) -> str:
         self._n += 1
@@ -110,6 +111,7 @@ class _Builder:
 
     def init(self, name: str, array: np.ndarray, *, external: bool = False) -> str:
         """Add an initializer once: a second sentence (pairs) reuses the first one's."""
+        name = self.prefix + name
         if name in self._names:
             return name
         self._names.add(name)
@@ -122,8 +124,10 @@ class _Builder:
     def const(self, values: Any, dtype: Any = np.int64) -> str:
         arr = np.asarray(values, dtype=dtype)
         key = (arr.dtype.str, arr.shape, arr.tobytes())
-        if key not in self._consts:
+        if key not in self._consts:  # shared by every member
+            prefix, self.prefix = self.prefix, ""
             self._consts[key] = self.init(self.fresh("const"), arr)
+            self.prefix = prefix
         return self._consts[key]
 
     def op(self, op_type: str, inputs: list[str], hint: str | None = None, n_out: int = 1,
@@ -133,8 +137,8 @@ class _Builder:
         return outs[0] if n_out == 1 else outs
 
     def table(self, name: str, array: np.ndarray) -> str:
-        if name in self._names:
-            return name
+        if self.prefix + name in self._names:
+            return self.prefix + name
         return self.init(name, array.astype(self.table_dtype, copy=False), external=True)
 
     def gather_table(self, table: str, ids: str, hint: str) -> str:
@@ -343,17 +347,56 @@ def _encode(b: _Builder, spec: GraphSpec, ids: str, lengths: str) -> tuple[str, 
     return meta, sent
 
 
-def build_graph(spec: GraphSpec, data: ExternalData, *, front_end: bool = False
-                ) -> onnx.ModelProto:
+def _classify(b: _Builder, spec: GraphSpec, u: str, pair_inputs: bool) -> tuple[str, str]:
+    """Sentence (B,E) -> (logits before the bias (B,C), the bias), through the pair features
+    for sentence pairs."""
+    feats = u
+    if pair_inputs:
+        _, v = _encode(b, spec, "ids_b", "lengths_b")
+        diff = b.op("Abs", [b.op("Sub", [u, v])])
+        feats = b.op("Concat", [u, v, diff, b.op("Mul", [u, v])], "features", axis=1)
+    hw = b.init("classifier.hidden.w", spec.hidden_w.astype(np.float32))
+    hb = b.init("classifier.hidden.b", spec.hidden_b.astype(np.float32))
+    ow = b.init("classifier.out.w", spec.out_w.astype(np.float32))
+    ob = b.init("classifier.out.b", spec.out_b.astype(np.float32))
+    h = b.op("Relu", [b.op("Add", [b.op("MatMul", [feats, hw]), hb])], "hidden")
+    return b.op("MatMul", [h, ow], "logits_mm"), ob
+
+
+def build_graph(spec: GraphSpec | list[GraphSpec], data: ExternalData, *,
+                front_end: bool = False) -> onnx.ModelProto:
     """The classifier graph (or, with ``front_end``, the ids -> embeddings graph); tables are
-    written to ``data`` as they are met (once, whichever graph meets them first)."""
-    b = _Builder(data, table_dtype=spec.table_dtype)
-    i64 = TensorProto.INT64
+    written to ``data`` as they are met (once, whichever graph meets them first).
+
+    A list of specs is an ensemble (learn/ensemble.py): each member's weights under its own
+    prefix; ``probabilities`` the mean of the members' softmaxes, ``logits`` its log (floored at
+    the smallest normal float32, so a probability that underflows gives no -inf), and the
+    embeddings the members' side by side."""
+    specs = [spec] if isinstance(spec, GraphSpec) else list(spec)
+    first = specs[0]
+    b = _Builder(data, table_dtype=first.table_dtype)
+    i64, f32 = TensorProto.INT64, TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info("ids", i64, ["batch", "tokens"]),
               helper.make_tensor_value_info("lengths", i64, ["batch"])]
-    d, f32 = spec.front.dim, TensorProto.FLOAT
-    meta, u = _encode(b, spec, "ids", "lengths")
-    e = _sentence_dim(spec)
+    if first.pair and not front_end:
+        inputs += [helper.make_tensor_value_info("ids_b", i64, ["batch", "tokens_b"]),
+                   helper.make_tensor_value_info("lengths_b", i64, ["batch"])]
+    if _fusable(specs):
+        return _finish(b, inputs, _fused(b, specs, front_end))
+    metas, sents, logits = [], [], []
+    for k, member in enumerate(specs):
+        b.prefix = f"member{k}." if len(specs) > 1 else ""
+        meta, u = _encode(b, member, "ids", "lengths")
+        metas.append(meta)
+        sents.append(u)
+        if not front_end:
+            mm, ob = _classify(b, member, u, member.pair)
+            logits.append((mm, ob))
+    b.prefix = ""
+    d = sum(s.front.dim for s in specs)
+    e = sum(_sentence_dim(s) for s in specs)
+    meta = metas[0] if len(specs) == 1 else b.op("Concat", metas, "meta", axis=2)
+    u = sents[0] if len(specs) == 1 else b.op("Concat", sents, "sentence", axis=1)
     if front_end:
         b.rename(meta, "token_embeddings")
         b.rename(u, "sentence_embedding")
@@ -361,36 +404,100 @@ def build_graph(spec: GraphSpec, data: ExternalData, *, front_end: bool = False
                                                  ["batch", "tokens", d]),
                    helper.make_tensor_value_info("sentence_embedding", f32, ["batch", e])]
     else:
-        feats = u
-        if spec.pair:
-            inputs += [helper.make_tensor_value_info("ids_b", i64, ["batch", "tokens_b"]),
-                       helper.make_tensor_value_info("lengths_b", i64, ["batch"])]
-            _, v = _encode(b, spec, "ids_b", "lengths_b")
-            diff = b.op("Abs", [b.op("Sub", [u, v])])
-            feats = b.op("Concat", [u, v, diff, b.op("Mul", [u, v])], "features", axis=1)
-        hw = b.init("classifier.hidden.w", spec.hidden_w.astype(np.float32))
-        hb = b.init("classifier.hidden.b", spec.hidden_b.astype(np.float32))
-        ow = b.init("classifier.out.w", spec.out_w.astype(np.float32))
-        ob = b.init("classifier.out.b", spec.out_b.astype(np.float32))
-        h = b.op("Relu", [b.op("Add", [b.op("MatMul", [feats, hw]), hb])], "hidden")
-        c = spec.out_w.shape[1]
-        b.nodes.append(helper.make_node("MatMul", [h, ow], ["logits_mm"]))
-        b.nodes.append(helper.make_node("Add", ["logits_mm", ob], ["logits"]))
-        if spec.multilabel:
-            b.nodes.append(helper.make_node("Sigmoid", ["logits"], ["probabilities"]))
+        c = first.out_w.shape[1]
+        if len(specs) == 1:
+            mm, ob = logits[0]
+            b.nodes.append(helper.make_node("Add", [mm, ob], ["logits"]))
+            if first.multilabel:
+                b.nodes.append(helper.make_node("Sigmoid", ["logits"], ["probabilities"]))
+            else:
+                b.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"],
+                                                axis=-1))
         else:
-            b.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1))
+            probs = [b.op("Softmax", [b.op("Add", [mm, ob], "logits")], "probs", axis=-1)
+                     for mm, ob in logits]
+            b.nodes.append(helper.make_node("Mean", probs, ["probabilities"]))
+            floor = b.const(np.finfo(np.float32).tiny, np.float32)
+            b.nodes.append(helper.make_node("Log", [b.op("Max", ["probabilities", floor])],
+                                            ["logits"]))
         outputs = [helper.make_tensor_value_info("logits", f32, ["batch", c]),
                    helper.make_tensor_value_info("probabilities", f32, ["batch", c])]
-        if not spec.pair:
+        if not first.pair:
             b.rename(u, "sentence_embedding")
             outputs.append(helper.make_tensor_value_info("sentence_embedding", f32,
                                                          ["batch", e]))
+    return _finish(b, inputs, outputs)
+
+
+def _finish(b: _Builder, inputs: list[Any], outputs: list[Any]) -> onnx.ModelProto:
     graph = helper.make_graph(b.nodes, "metaprep", inputs, outputs, b.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="metaprep")
     model.ir_version = 8  # readable by onnxruntime >= 1.14
     return model
+
+
+def _fusable(specs: list[GraphSpec]) -> bool:
+    """An ensemble of folded pool models of single sentences, bigram tables already mapped (the
+    `accurate` preset): one table, one Gather and one pooling serve every member."""
+    f = [s.front for s in specs]
+    return (len(specs) > 1 and all(s.encoder == "pool" and not s.pair and not s.multilabel
+                                   for s in specs)
+            and all(x.folded is not None and x.pair_map is None and x.dim == f[0].dim
+                    for x in f)
+            and len({None if x.pair_table is None else x.pair_table.shape[0] for x in f}) == 1)
+
+
+def _fused(b: _Builder, specs: list[GraphSpec], front_end: bool) -> list[Any]:
+    """The members' folded tables side by side (N, K D), gathered and pooled once; then each
+    member's classifier as one batched MatMul over a (K, B, 2D) stack. The same numbers as
+    building each member apart, in a third of the nodes."""
+    k, d = len(specs), specs[0].front.dim
+    fronts = [s.front for s in specs]
+    assert all(f.folded is not None for f in fronts)
+    pair = None if fronts[0].pair_table is None else np.concatenate(
+        [f.pair_table for f in fronts if f.pair_table is not None], axis=1)
+    merged = FrontSpec(method=fronts[0].method, dim=k * d,
+                       folded=np.concatenate([f.folded for f in fronts if f.folded is not None],
+                                             axis=1), pair_table=pair)
+    clamped, stepmask, t1 = _lengths(b, "ids", "lengths")
+    meta = _front(b, merged, "ids", clamped, stepmask, t1)  # (B,T,KD)
+    if pair is not None:
+        meta = b.op("Add", [meta, _pairs(b, merged, "ids", stepmask)], "meta")
+    step3 = b.op("Unsqueeze", [stepmask, b.const([2])], "step3")
+    mx = b.op("ReduceMax", [b.op("Where", [step3, meta, b.const(-np.inf, np.float32)])], "max",
+              axes=[1], keepdims=0)  # (B,KD)
+    total = b.op("ReduceSum", [meta, b.const([1])], "sum", keepdims=0)
+    count = b.op("Unsqueeze", [b.op("Cast", [clamped], to=1), b.const([1])], "count")
+    shape = b.const([0, k, d])
+    per = b.op("Concat", [b.op("Reshape", [mx, shape]),
+                          b.op("Reshape", [b.op("Div", [total, count]), shape])],
+               "sentences", axis=2)  # (B,K,2D): member k's [max, mean]
+    sentence = b.op("Reshape", [per, b.const([0, -1])], "sentence")  # (B, K 2D)
+    f32 = TensorProto.FLOAT
+    if front_end:
+        b.rename(meta, "token_embeddings")
+        b.rename(sentence, "sentence_embedding")
+        return [helper.make_tensor_value_info("token_embeddings", f32, ["batch", "tokens", k * d]),
+                helper.make_tensor_value_info("sentence_embedding", f32, ["batch", 2 * k * d])]
+    hw = b.init("members.hidden.w", np.stack([s.hidden_w for s in specs]).astype(np.float32))
+    hb = b.init("members.hidden.b", np.stack([s.hidden_b[None] for s in specs]).astype(
+        np.float32))  # (K,1,H)
+    ow = b.init("members.out.w", np.stack([s.out_w for s in specs]).astype(np.float32))
+    ob = b.init("members.out.b", np.stack([s.out_b[None] for s in specs]).astype(np.float32))
+    stack = b.op("Transpose", [per], "by_member", perm=[1, 0, 2])  # (K,B,2D)
+    h = b.op("Relu", [b.op("Add", [b.op("MatMul", [stack, hw]), hb])], "hidden")
+    probs = b.op("Softmax", [b.op("Add", [b.op("MatMul", [h, ow]), ob], "logits")], "probs",
+                 axis=-1)  # (K,B,C)
+    b.nodes.append(helper.make_node("ReduceMean", [probs], ["probabilities"], axes=[0],
+                                    keepdims=0))
+    floor = b.const(np.finfo(np.float32).tiny, np.float32)
+    b.nodes.append(helper.make_node("Log", [b.op("Max", ["probabilities", floor])], ["logits"]))
+    b.rename(sentence, "sentence_embedding")
+    c = specs[0].out_w.shape[1]
+    return [helper.make_tensor_value_info("logits", f32, ["batch", c]),
+            helper.make_tensor_value_info("probabilities", f32, ["batch", c]),
+            helper.make_tensor_value_info("sentence_embedding", f32, ["batch", 2 * k * d])]
 
 
 def _sentence_dim(spec: GraphSpec) -> int:

@@ -20,6 +20,7 @@ __all__ = [
     "Feed",
     "accuracy_change",
     "accuracy_feeds",
+    "ensemble_runner",
     "compare",
     "micro_f1",
     "ort_runner",
@@ -175,6 +176,25 @@ def torch_runner(model: Any) -> Callable[[dict[str, np.ndarray]], dict[str, np.n
             return {"logits": logits.numpy(), "probabilities": probs.numpy(),
                     "sentence_embedding": enc.sentence.numpy(),
                     "token_embeddings": enc.meta.numpy()}
+
+    return run
+
+
+def ensemble_runner(runners: list[Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]]
+                    ) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """An ensemble's outputs from its members' (as serve/onnx_graph.py builds them): the mean
+    of the probabilities, its log floored at the smallest normal float32, the embeddings side
+    by side."""
+    tiny = np.finfo(np.float32).tiny
+
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = [r(feed) for r in runners]
+        probs = np.asarray(np.mean([o["probabilities"] for o in outs], axis=0,
+                                   dtype=np.float32))
+        logits: np.ndarray = np.log(np.maximum(probs, tiny))
+        return {"logits": logits, "probabilities": probs,
+                "sentence_embedding": np.concatenate([o["sentence_embedding"] for o in outs], 1),
+                "token_embeddings": np.concatenate([o["token_embeddings"] for o in outs], 2)}
 
     return run
 

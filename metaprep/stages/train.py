@@ -22,7 +22,7 @@ HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", 
          "encoder", "hidden", "cnn_filters", "cnn_widths", "mlp_hidden", "lr", "lr_decay",
          "min_lr", "patience", "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps",
          "pos_weight", "select_metric", "learned_dim", "learned_buckets", "learned_subwords",
-         "learned_init", "learned_dropout", "learned_weight_decay", "learned_lr_scale")
+         "learned_init", "learned_dropout", "learned_weight_decay", "learned_lr_scale", "members")
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ class TrainOptions(TaskColumns):
     grad_clip: float | None = None  # max gradient norm [5.0]
     seed: int | None = None  # weights, batch order and dropout: reruns are bit-identical [0]
     checkpoint_steps: int | None = None  # also checkpoint every N steps (0: epoch ends) [0]
+    members: int | None = None  # an ensemble of this many models (seeds seed + 1000 k) [1]
     pos_weight: float | None = None  # multilabel: cap of the rare labels' positive weight [0: off]
     select_metric: str | None = None  # multilabel: micro_f1 | macro_f1 | mean_auc [micro_f1]
     task: str | None = None  # single | multilabel [detected from the train file]
@@ -124,7 +125,9 @@ def train(options: TrainOptions) -> TrainResult:
     import torch
 
     from metaprep.learn.config import RunConfig, preset_values
+    from metaprep.learn.ensemble import is_ensemble
     from metaprep.learn.rundir import run_state
+    from metaprep.learn.train import default_run_dir
     from metaprep.learn.train import train as train_run
 
     o = options
@@ -157,6 +160,11 @@ def train(options: TrainOptions) -> TrainResult:
     if chosen:
         given["sources"] = chosen
     out = Path(o.output) if o.output is not None else None
+    if (cfg.members > 1 and not o.resume) or (o.resume and out is not None and is_ensemble(out)):
+        out = out or default_run_dir(cfg.method)
+        with claim_outputs("train", o, {"output": out}, folders=True):
+            metrics = _train_members(None if o.resume else cfg, o, out, given)
+        return TrainResult(out, metrics, notes)
     if out is not None and out.is_dir() and any(out.iterdir()) and run_state(out) == "empty":
         raise ConfigError("is a folder that holds other files, not a run: train writes a run "
                           "only into a new or empty folder, or its own run", path=out,
@@ -167,3 +175,36 @@ def train(options: TrainOptions) -> TrainResult:
                             encoding=o.data_encoding, overrides=given,
                             columns=task_columns(o))
     return TrainResult(Path(metrics["run_dir"]), metrics, notes)
+
+
+def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any]) -> dict[str, Any]:
+    """An ensemble (learn/ensemble.py): its members trained, or resumed, one after another."""
+    from metaprep.learn.data import LabelMap, load_task
+    from metaprep.learn.ensemble import train_ensemble
+    from metaprep.learn.rundir import Run, run_state
+    from metaprep.learn.train import train as train_run
+
+    def one(member: Any, where: Path, inputs: dict[str, Any]) -> dict[str, Any]:
+        if member is None and run_state(where) == "weights-only":  # finished, no checkpoint
+            with Run.open(where, verify_store=False) as run:
+                done = run.metrics
+            if done is not None:
+                return done
+        return train_run(member, store=inputs["store"], train=inputs["train"],
+                         dev=inputs["dev"], test=inputs["test"], out=where, resume=member is None,
+                         progress=not o.quiet, encoding=o.data_encoding,
+                         overrides={} if member is None else None, columns=task_columns(o))
+
+    def splits(run: Run) -> dict[str, Any]:
+        found = {}
+        for name in ("dev", "test"):
+            ref = run.data.get(name)
+            found[name] = None if ref is None else load_task(
+                ref.path, run.encoder(), labels=LabelMap(run.labels), encoding=o.data_encoding,
+                progress=not o.quiet, columns=run.data.columns)[0]
+        return found
+
+    inputs = {k: getattr(o, k) for k in ("store", "train", "dev", "test")}
+    resumed = {k: v for k, v in given.items() if k not in ("task", "label_sep")}
+    return train_ensemble(cfg, out, inputs=inputs, overrides=resumed if cfg is None else {},
+                          train_one=one, load_splits=splits, progress=not o.quiet)

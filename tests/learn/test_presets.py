@@ -50,11 +50,21 @@ def test_explicit_options_override_the_preset_and_the_config_records_both(
 def test_an_explicit_method_beats_the_presets(task: dict[str, Path], tmp_path: Path) -> None:
     result = mp.train(mp.TrainOptions(
         store=task["store"], train=task["train"], dev=task["dev"], output=tmp_path / "run",
-        preset="accurate", method="sum", encoder="pool", proj_dim=8, mlp_hidden=8,
+        preset="accurate", method="dme", encoder="cnn", proj_dim=8, mlp_hidden=8, cnn_filters=4,
         learned_buckets=0, epochs=1, batch_size=8, quiet=True))
-    saved = json.loads((result.run / "config.json").read_text(encoding="utf-8"))
-    assert (saved["method"], saved["encoder"]) == ("sum", "pool")
-    assert saved["learned_dim"] == PRESETS["accurate"]["learned_dim"]
+    # accurate is an ensemble: its members are runs of the preset's values and the ones given
+    members = sorted((result.run / "members").iterdir())
+    assert [m.name for m in members] == [str(k) for k in range(PRESETS["accurate"]["members"])]
+    for k, member in enumerate(members):
+        saved = json.loads((member / "config.json").read_text(encoding="utf-8"))
+        assert (saved["method"], saved["encoder"], saved["seed"]) == ("dme", "cnn", 1000 * k)
+        assert saved["learned_dim"] == PRESETS["accurate"]["learned_dim"]
+    assert len(result.metrics["member_metrics"]) == len(members)
+    single = mp.train(mp.TrainOptions(
+        store=task["store"], train=task["train"], dev=task["dev"], output=tmp_path / "one",
+        preset="accurate", members=1, proj_dim=8, mlp_hidden=8, learned_buckets=0, epochs=1,
+        batch_size=8, quiet=True))
+    assert json.loads((single.run / "config.json").read_text(encoding="utf-8"))["members"] == 1
 
 
 def test_the_cli_and_pipelines_take_a_preset(tmp_path: Path) -> None:

@@ -1,0 +1,224 @@
+"""Ensembles: ``members`` models of one config but the seed (member k: seed + 1000 k, so the
+ensembles of nearby seeds share no member), trained one after another and served as one model
+that averages their class probabilities.
+
+    RUN/ensemble.json      {"members": K, "config": {...}}   written first: marks the directory
+    RUN/members/0 ... K-1  each an ordinary run directory (config members = 1)
+    RUN/metrics.json       the ensemble's dev and test metrics, and each member's
+
+Averaging the probabilities of models that differ only in their seed is the cheapest accuracy a
+classifier of this kind can buy: on both frontier tasks three `fast` models averaged beat any one
+of them by more than the seed spread (benchmarks/results/ensembles.md), at three times the serving
+cost. A member is an ordinary run (evaluate, inspect and export it alone); the directory as a whole
+is exported by ``export-onnx`` into one graph (serve/onnx_graph.py). A resume trains the members
+that are missing or unfinished and leaves finished ones alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from metaprep.errors import ConfigError, ModelError
+from metaprep.learn.config import RunConfig
+from metaprep.learn.rundir import ENSEMBLE, Run
+from metaprep.learn.runfiles import _read_json, check_run_file, write_json
+
+__all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "ensemble_metrics", "ensemble_scores", "is_ensemble",
+           "load_members", "member_dirs", "member_seed", "train_ensemble"]
+
+MEMBERS = "members"
+SEED_STEP = 1000
+
+
+def member_seed(seed: int, k: int) -> int:
+    """Member k's seed: apart from every member of the ensembles of seeds seed +- 999."""
+    return seed + SEED_STEP * k
+
+
+def is_ensemble(path: str | Path) -> bool:
+    return (Path(path) / ENSEMBLE).is_file()
+
+
+def _read(path: Path) -> tuple[int, dict[str, Any]]:
+    """ensemble.json -> (members, config as saved); a damaged file is a ModelError."""
+    data = _read_json(path)
+    count = data.get("members") if isinstance(data, dict) else None
+    if isinstance(count, bool) or not isinstance(count, int) or not 2 <= count <= 64:
+        raise ModelError(f"members must be a whole number from 2 to 64, not {count!r}",
+                         path=path, hint="the file was damaged or edited by hand")
+    if not isinstance(data.get("config"), dict):
+        raise ModelError("has no config object", path=path,
+                         hint="the file was damaged or edited by hand")
+    return count, data["config"]
+
+
+def member_dirs(path: str | Path) -> list[Path]:
+    """The member run directories an ensemble directory lists, checked to exist."""
+    root = Path(path)
+    count, _ = _read(root / ENSEMBLE)
+    dirs = [root / MEMBERS / str(k) for k in range(count)]
+    for d in dirs:
+        check_run_file(d / "config.json")  # a member linked in from elsewhere is refused
+        if not (d / "config.json").is_file():
+            raise ModelError("a member of the ensemble is missing or unfinished", path=d,
+                             hint=f"finish training it: metaprep train --resume -o {root}")
+    return dirs
+
+
+def ensemble_metrics(path: str | Path) -> dict[str, Any] | None:
+    """An ensemble's metrics.json (None until its members are trained and scored)."""
+    found = Path(path) / "metrics.json"
+    if not found.exists():
+        return None
+    data = _read_json(found)
+    if not isinstance(data, dict):
+        raise ModelError("expected a JSON object", path=found)
+    return data
+
+
+class Ensemble(nn.Module):
+    """Members' mean class probabilities; ``forward`` returns their log (so argmax and softmax
+    read as for one model: softmax(log p) = p, since the rows sum to 1)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def probabilities(self, ids: torch.Tensor, lengths: torch.Tensor,
+                      ids_b: torch.Tensor | None = None,
+                      lengths_b: torch.Tensor | None = None) -> torch.Tensor:
+        probs = [m(ids, lengths, ids_b, lengths_b).float().softmax(-1) for m in self.members]
+        return torch.stack(probs).mean(0)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
+                ids_b: torch.Tensor | None = None,
+                lengths_b: torch.Tensor | None = None) -> torch.Tensor:
+        return self.probabilities(ids, lengths, ids_b, lengths_b).log()
+
+
+def _same_but_seed(a: RunConfig, b: RunConfig) -> list[str]:
+    da, db = asdict(a), asdict(b)
+    return sorted(k for k in da if k not in ("seed", "members") and da[k] != db[k])
+
+
+def load_members(dirs: list[Path], *, store: str | Path | None = None,
+                 verify_store: bool = True, progress: bool = False) -> tuple[list[Run], list[Any]]:
+    """Open the member runs and load their models; the members must be one config but the
+    seed, over one store (whose frozen tables they then share: one copy in memory)."""
+    from metaprep.learn.model import load_tables
+
+    runs: list[Run] = []
+    models: list[Any] = []
+    tables = None
+    try:
+        for d in dirs:
+            run = Run.open(d, store=store, verify_store=verify_store and not runs)
+            runs.append(run)
+            first = runs[0]
+            if run is not first:
+                differ = _same_but_seed(first.config, run.config)
+                if (differ or run.labels != first.labels or run.tokenizer != first.tokenizer
+                        or run.store_ref.sha256 != first.store_ref.sha256):
+                    what = ", ".join(differ) or "labels, tokenizer or store"
+                    raise ModelError(f"this member differs from {first.path} ({what})",
+                                     path=d, hint="members must be one config but the seed, "
+                                     "trained on one store")
+            if tables is None:
+                tables = load_tables(first.store(), first.config, progress=progress)
+            models.append(run.load_model(progress=progress, tables=tables))
+    except BaseException:
+        for run in runs:
+            run.close()
+        raise
+    return runs, models
+
+
+def ensemble_scores(dirs: list[Path], splits: dict[str, Any], *,
+                    progress: bool = False) -> dict[str, Any]:
+    """The averaged members' metrics on each split (``splits``: name -> TaskData or None)."""
+    import numpy as np
+
+    from metaprep.learn.evaluate import classification_metrics
+
+    runs, models = load_members(dirs, verify_store=False, progress=progress)
+    try:
+        ensemble, labels = Ensemble(models), runs[0].labels
+        out: dict[str, Any] = {}
+        for name, data in splits.items():
+            if data is None:
+                out[name] = None
+                continue
+            from metaprep.learn.evaluate import predict
+
+            gold = np.array([e.label for e in data.examples], dtype=np.int64)
+            out[name] = classification_metrics(gold, predict(ensemble, data), labels)
+        return out
+    finally:
+        for run in runs:
+            run.close()
+
+
+def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
+                   overrides: dict[str, Any], train_one: Any, load_splits: Any,
+                   progress: bool) -> dict[str, Any]:
+    """Train (``cfg``) or resume (None) the members into ``out``/members/k with ``train_one(
+    member_cfg or None, dir, inputs)`` -> that run's metrics, then score their average on the
+    dev and test data (``load_splits(run)`` -> {"dev": TaskData, "test": TaskData or None}) and
+    write metrics.json. A resume checks ``overrides`` against the saved options and takes the
+    saved inputs for members not started yet."""
+    marker = out / ENSEMBLE
+    if cfg is not None and not marker.is_file() and out.is_dir() and any(out.iterdir()):
+        raise ConfigError("is a folder that holds other files, not an ensemble: train writes "
+                          "an ensemble only into a new or empty folder", path=out,
+                          hint="choose another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg is None:
+        if not marker.is_file():
+            raise ConfigError("holds no ensemble to resume", path=out, hint="drop --resume")
+        _, saved = _read(marker)
+        cfg = RunConfig.from_dict(saved, path=marker)
+        record = _read_json(marker)
+        changed = [k for k, v in json.loads(json.dumps(overrides)).items()
+                   if k in saved and saved[k] != v]
+        if changed:
+            raise ConfigError(f"the options differ from the ensemble's saved ones "
+                              f"({', '.join(sorted(changed))})", path=marker,
+                              hint="resume with the options it was started with, or none")
+        inputs = {k: v if v is not None else record.get("inputs", {}).get(k)
+                  for k, v in inputs.items()}
+    elif marker.is_file():
+        raise ConfigError("already holds an ensemble", path=out,
+                          hint="continue it with --resume, or choose another -o")
+    else:
+        write_json(marker, {"members": cfg.members, "config": json.loads(json.dumps(asdict(cfg))),
+                            "inputs": {k: None if v is None else str(Path(v).resolve())
+                                       for k, v in inputs.items()}})
+    results = []
+    for k in range(cfg.members):
+        where = out / MEMBERS / str(k)
+        if progress:
+            print(f"member {k + 1} of {cfg.members} (seed {member_seed(cfg.seed, k)}): {where}",
+                  file=sys.stderr)
+        started = (where / "config.json").is_file()
+        member = None if started else replace(cfg, members=1, seed=member_seed(cfg.seed, k))
+        results.append(train_one(member, where, inputs))
+    dirs = member_dirs(out)
+    with Run.open(dirs[0], verify_store=False) as first:
+        splits = load_splits(first)
+    metrics = {"run_dir": str(out), "members": [r["run_dir"] for r in results],
+               **ensemble_scores(dirs, splits, progress=progress),
+               "member_metrics": [{"dev": r["dev"]["accuracy"],
+                                   "test": None if not r.get("test") else r["test"]["accuracy"],
+                                   "best_epoch": r["best_epoch"]} for r in results]}
+    metrics["best_dev_accuracy"] = metrics["dev"]["accuracy"]
+    if metrics.get("test") is not None:
+        metrics["test_accuracy"] = metrics["test"]["accuracy"]
+    write_json(out / "metrics.json", metrics)
+    return metrics

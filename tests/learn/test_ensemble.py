@@ -1,0 +1,271 @@
+"""Ensembles (learn/ensemble.py): members trained one after another, resumed member by member,
+scored and served as the average of their probabilities."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from exportkit import make_run, make_store, sentences, write_task
+
+from metaprep import stages
+from metaprep.errors import ConfigError, ExportError, ModelError
+from metaprep.learn.config import RunConfig
+from metaprep.learn.ensemble import Ensemble, load_members, member_dirs
+from metaprep.learn.rundir import Run
+from metaprep.serve.export import ExportOptions, export_run
+from metaprep.serve.runtime import Model
+
+SMALL = {"method": "sum", "encoder": "pool", "proj_dim": 5, "mlp_hidden": 6, "epochs": 2,
+         "learned_dim": 4, "learned_buckets": 16, "threads": 1, "quiet": True}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("ens-data")
+    return {"store": make_store(base / "store.h5"),
+            "train": write_task(base / "train.tsv", 80, seed=3),
+            "dev": write_task(base / "dev.tsv", 30, seed=4),
+            "test": write_task(base / "test.tsv", 30, seed=5)}
+
+
+@pytest.fixture(scope="module")
+def trained(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ens") / "ens"
+    stages.train(stages.TrainOptions(**data, output=out, members=2, seed=7, **SMALL))
+    return out
+
+
+def _member_probs(dirs: list[Path], texts_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Each member's softmax on the data, computed member by member, and the gold ids."""
+    from metaprep.learn.data import LabelMap, load_task
+    from metaprep.learn.evaluate import _logits
+
+    probs = []
+    for d in dirs:
+        with Run.open(d) as run:
+            task, _ = load_task(texts_path, run.encoder(), labels=LabelMap(run.labels),
+                                progress=False)
+            logits = _logits(run.load_model(), task, 256, "cpu")
+        probs.append(torch.from_numpy(logits).softmax(-1).numpy())
+    gold = np.array([e.label for e in task.examples])
+    return np.stack(probs), gold
+
+
+def test_members_are_runs_of_one_config_and_successive_seeds(trained: Path) -> None:
+    dirs = member_dirs(trained)
+    assert [d.name for d in dirs] == ["0", "1"]
+    configs = [json.loads((d / "config.json").read_text()) for d in dirs]
+    assert [c["seed"] for c in configs] == [7, 1007] and {c["members"] for c in configs} == {1}
+    assert {k: v for k, v in configs[0].items() if k != "seed"} == \
+        {k: v for k, v in configs[1].items() if k != "seed"}
+    saved = json.loads((trained / "ensemble.json").read_text())
+    assert saved["members"] == 2 and saved["config"]["members"] == 2
+
+
+def test_metrics_are_the_averaged_members(trained: Path, data: dict[str, Path]) -> None:
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert len(metrics["member_metrics"]) == 2
+    for split in ("dev", "test"):
+        probs, gold = _member_probs(member_dirs(trained), data[split])
+        want = float(np.mean(probs.mean(0).argmax(1) == gold))
+        assert metrics[split]["accuracy"] == pytest.approx(want)
+        for k, one in enumerate(metrics["member_metrics"]):
+            assert one[split] == pytest.approx(float(np.mean(probs[k].argmax(1) == gold)))
+    assert metrics["best_dev_accuracy"] == metrics["dev"]["accuracy"]
+
+
+def test_evaluate_scores_the_ensemble(trained: Path, data: dict[str, Path]) -> None:
+    from metaprep.learn.evaluate import evaluate_run
+
+    got = evaluate_run(trained, data["test"], progress=False)
+    saved = json.loads((trained / "metrics.json").read_text())
+    assert got["accuracy"] == saved["test"]["accuracy"]
+    assert got["confusion"] == saved["test"]["confusion"]
+
+
+def test_ensemble_module_is_the_mean_of_the_softmaxes(trained: Path) -> None:
+    runs, models = load_members(member_dirs(trained))
+    try:
+        ids = torch.tensor([[2, 5, 9, 0], [3, 4, 0, 0]])
+        lengths = torch.tensor([3, 2])
+        with torch.no_grad():
+            want = torch.stack([m(ids, lengths).softmax(-1) for m in models]).mean(0)
+            got = Ensemble(models)(ids, lengths)
+        assert torch.allclose(got.softmax(-1), want, atol=1e-6)
+        assert torch.allclose(got.exp(), want, atol=1e-6)
+        # the members share one copy of the store's frozen tables
+        assert models[0].front.table_0.data_ptr() == models[1].front.table_0.data_ptr()
+    finally:
+        for run in runs:
+            run.close()
+
+
+def test_resume_trains_only_the_missing_member(trained: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "ens"
+    shutil.copytree(trained, copy)
+    first = (copy / "members/0/best.safetensors").stat().st_mtime_ns
+    second = (copy / "members/1/best.safetensors").read_bytes()
+    shutil.rmtree(copy / "members/1")
+    (copy / "members/0/checkpoint.pt").unlink()  # finished, its checkpoint deleted: kept as is
+    with pytest.raises(ModelError, match="missing or unfinished"):
+        member_dirs(copy)
+    result = stages.train(stages.TrainOptions(output=copy, resume=True, quiet=True, threads=1))
+    assert (copy / "members/0/best.safetensors").stat().st_mtime_ns == first
+    assert (copy / "members/1/best.safetensors").read_bytes() == second  # the same seed again
+    before = json.loads((trained / "metrics.json").read_text())
+    assert result.metrics["dev"]["accuracy"] == before["dev"]["accuracy"]
+    with pytest.raises(ConfigError, match="proj_dim"):
+        stages.train(stages.TrainOptions(output=copy, resume=True, proj_dim=9, quiet=True))
+
+
+def test_refuses_to_start_over_an_ensemble_or_a_folder_of_files(
+        trained: Path, data: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="already holds an ensemble"):
+        stages.train(stages.TrainOptions(**data, output=trained, members=2, **SMALL))
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="other files"):
+        stages.train(stages.TrainOptions(**data, output=busy, members=2, **SMALL))
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        stages.train(stages.TrainOptions(output=tmp_path / "none", resume=True, members=2,
+                                         quiet=True))
+
+
+def test_an_ensemble_directory_is_not_one_run(trained: Path) -> None:
+    with pytest.raises(ModelError, match="is an ensemble of runs") as err:
+        Run.open(trained)
+    assert "members" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_members_need_a_single_label_task_and_a_positive_count() -> None:
+    with pytest.raises(ConfigError, match="members"):
+        RunConfig(members=2, task="multilabel", num_labels=3)
+    with pytest.raises(ConfigError, match="members"):
+        RunConfig(members=0)
+
+
+def test_export_serves_the_mean_of_the_members(trained: Path, tmp_path: Path) -> None:
+    export_run(trained, tmp_path / "model", options=ExportOptions(progress=False,
+                                                                  front_end=True))
+    alone = []
+    for k, d in enumerate(member_dirs(trained)):
+        export_run(d, tmp_path / f"m{k}", options=ExportOptions(progress=False))
+        alone.append(Model(tmp_path / f"m{k}"))
+    model = Model(tmp_path / "model")
+    texts = sentences(50, seed=9) + ["", "zebra qwerty"]
+    got = model.predict_proba(texts)
+    want = np.mean([m.predict_proba(texts) for m in alone], axis=0)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert model.manifest.task.members == 2
+    emb = model.embed(texts)
+    assert emb.shape == (len(texts), 2 * alone[0].embed(texts[:1]).shape[1])
+    np.testing.assert_allclose(emb, np.concatenate([m.embed(texts) for m in alone], 1),
+                               atol=1e-6)
+    source = model.manifest.source_run
+    assert source["member1_path"] == str((trained / "members/1").resolve())
+
+
+LEARNED = {"learned_dim": 5, "learned_buckets": 16}  # 5 = proj_dim: bigram rows mapped ahead
+
+
+@pytest.mark.parametrize(("method", "encoder", "pair", "extra"),
+                         [("dme", "bilstm", False, {}), ("cdme", "cnn", False, {}),
+                          ("sum", "pool", True, {}), ("sum", "pool", False, LEARNED)])
+def test_export_of_every_kind_passes_the_gate(tmp_path: Path, method: str, encoder: str,
+                                             pair: bool, extra: dict[str, int]) -> None:
+    ens = tmp_path / "ens"
+    for k in range(3):
+        run = make_run(tmp_path / f"r{k}", method=method, encoder=encoder, pair=pair, seed=k,
+                       **extra)
+        shutil.copytree(run, ens / "members" / str(k))
+        shutil.copy(tmp_path / f"r{k}" / "store.h5", tmp_path / "store.h5")
+    for k in range(3):  # one store for all: the members' records point at it
+        path = ens / "members" / str(k) / "store.json"
+        record = json.loads(path.read_text())
+        record["path"] = str(tmp_path / "store.h5")
+        path.write_text(json.dumps(record))
+    config = json.loads((ens / "members/0/config.json").read_text())
+    (ens / "ensemble.json").write_text(json.dumps({"members": 3, "config": config}))
+    manifest = export_run(ens, tmp_path / "model", options=ExportOptions(progress=False))
+    assert manifest.task.members == 3 and manifest.checks.accuracy is not None
+    assert manifest.checks.parity["model"].max_abs_diff["probabilities"] < 1e-5
+
+
+def test_the_gate_fails_a_broken_member(trained: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import metaprep.serve.export as export
+
+    real, calls = export.spec_from_model, []
+
+    def broken(model: object, **kw: object) -> object:
+        spec = real(model, **kw)
+        calls.append(spec)
+        if len(calls) == 2:  # the second member's first class bias, off by a little
+            spec.out_b = spec.out_b.copy()
+            spec.out_b[0] += np.float32(0.05)
+        return spec
+
+    monkeypatch.setattr(export, "spec_from_model", broken)
+    with pytest.raises(ExportError, match="parity gate failed"):
+        export_run(trained, tmp_path / "model", options=ExportOptions(progress=False))
+    assert not (tmp_path / "model").exists()
+
+
+def test_members_that_differ_are_refused(trained: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "ens"
+    shutil.copytree(trained, copy)
+    path = copy / "members/1/config.json"
+    config = json.loads(path.read_text())
+    config["learned_dropout"] = 0.25
+    path.write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="learned_dropout"):
+        export_run(copy, tmp_path / "model", options=ExportOptions(progress=False))
+
+
+def test_the_fused_graph_of_pool_members_is_the_graph_of_each(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folded pool members (the accurate preset) share one table, Gather and pooling; the
+    graph gives what the members built one by one give."""
+    import onnxruntime as ort
+
+    import metaprep.serve.onnx_graph as og
+    from metaprep.serve.bake import spec_from_model
+    from metaprep.serve.onnx_data import ExternalData
+
+    specs = []
+    for k in range(3):
+        with Run.open(make_run(tmp_path / f"r{k}", method="sum", encoder="pool", seed=k,
+                               **LEARNED)) as run:
+            specs.append(spec_from_model(run.load_model(), fold=True))
+    assert og._fusable(specs) and not og._fusable(specs[:1])
+    assert specs[0].front.pair_table is not None and specs[0].front.pair_map is None
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, specs[0].front.folded.shape[0], size=(7, 9))
+    ids[2, 4:] = 0
+    feed = {"ids": ids, "lengths": np.array([9, 3, 4, 1, 9, 0, 12])}
+
+    def outputs(name: str, front_end: bool) -> list[np.ndarray]:
+        data = ExternalData(tmp_path / f"{name}.data")
+        model = og.build_graph(specs, data, front_end=front_end)
+        data.close()
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(model, str(path))
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return sess.run(None, feed)
+
+    for front_end in (False, True):
+        fused = outputs(f"fused{front_end}", front_end)
+        with monkeypatch.context() as m:
+            m.setattr(og, "_fusable", lambda _specs: False)
+            apart = outputs(f"apart{front_end}", front_end)
+        assert len(fused) == len(apart)
+        for a, b in zip(fused, apart, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
