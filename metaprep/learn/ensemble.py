@@ -30,7 +30,7 @@ from metaprep.learn.config import RunConfig
 from metaprep.learn.rundir import ENSEMBLE, Run
 from metaprep.learn.runfiles import _read_json, check_run_file, write_json
 
-__all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "ensemble_metrics", "ensemble_scores", "is_ensemble",
+__all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "ensemble_metrics", "is_ensemble",
            "load_members", "member_dirs", "member_seed", "train_ensemble"]
 
 MEMBERS = "members"
@@ -100,7 +100,9 @@ class Ensemble(nn.Module):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
                 ids_b: torch.Tensor | None = None,
                 lengths_b: torch.Tensor | None = None) -> torch.Tensor:
-        return self.probabilities(ids, lengths, ids_b, lengths_b).log()
+        # floored as the exported graph's logits are: a probability that underflows gives no -inf
+        tiny = torch.finfo(torch.float32).tiny
+        return self.probabilities(ids, lengths, ids_b, lengths_b).clamp_min(tiny).log()
 
 
 def _same_but_seed(a: RunConfig, b: RunConfig) -> list[str]:
@@ -140,38 +142,13 @@ def load_members(dirs: list[Path], *, store: str | Path | None = None,
     return runs, models
 
 
-def ensemble_scores(dirs: list[Path], splits: dict[str, Any], *,
-                    progress: bool = False) -> dict[str, Any]:
-    """The averaged members' metrics on each split (``splits``: name -> TaskData or None)."""
-    import numpy as np
-
-    from metaprep.learn.evaluate import classification_metrics
-
-    runs, models = load_members(dirs, verify_store=False, progress=progress)
-    try:
-        ensemble, labels = Ensemble(models), runs[0].labels
-        out: dict[str, Any] = {}
-        for name, data in splits.items():
-            if data is None:
-                out[name] = None
-                continue
-            from metaprep.learn.evaluate import predict
-
-            gold = np.array([e.label for e in data.examples], dtype=np.int64)
-            out[name] = classification_metrics(gold, predict(ensemble, data), labels)
-        return out
-    finally:
-        for run in runs:
-            run.close()
-
-
 def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
-                   overrides: dict[str, Any], train_one: Any, load_splits: Any,
+                   overrides: dict[str, Any], train_one: Any, score: Any,
                    progress: bool) -> dict[str, Any]:
     """Train (``cfg``) or resume (None) the members into ``out``/members/k with ``train_one(
-    member_cfg or None, dir, inputs)`` -> that run's metrics, then score their average on the
-    dev and test data (``load_splits(run)`` -> {"dev": TaskData, "test": TaskData or None}) and
-    write metrics.json. A resume checks ``overrides`` against the saved options and takes the
+    member_cfg or None, dir, inputs)`` -> that run's metrics, then score their average
+    (``score(member dirs)`` -> {"dev": metrics, "test": metrics or None}) and write
+    metrics.json. A resume checks ``overrides`` against the saved options and takes the
     saved inputs for members not started yet."""
     marker = out / ENSEMBLE
     if cfg is not None and not marker.is_file() and out.is_dir() and any(out.iterdir()):
@@ -209,11 +186,8 @@ def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
         started = (where / "config.json").is_file()
         member = None if started else replace(cfg, members=1, seed=member_seed(cfg.seed, k))
         results.append(train_one(member, where, inputs))
-    dirs = member_dirs(out)
-    with Run.open(dirs[0], verify_store=False) as first:
-        splits = load_splits(first)
     metrics = {"run_dir": str(out), "members": [r["run_dir"] for r in results],
-               **ensemble_scores(dirs, splits, progress=progress),
+               **score(member_dirs(out)),
                "member_metrics": [{"dev": r["dev"]["accuracy"],
                                    "test": None if not r.get("test") else r["test"]["accuracy"],
                                    "best_epoch": r["best_epoch"]} for r in results]}

@@ -22,8 +22,8 @@ from metaprep.learn.multilabel import format_multilabel, multilabel_metrics
 from metaprep.learn.rundir import Run
 from metaprep.taskdata import Columns
 
-__all__ = ["classification_metrics", "evaluate_run", "format_report", "predict",
-           "predict_sigmoid"]
+__all__ = ["classification_metrics", "ensemble_scores", "evaluate_run", "format_report",
+           "predict", "predict_sigmoid"]
 
 
 @torch.no_grad()
@@ -163,3 +163,24 @@ def format_report(metrics: dict[str, Any], *, top: int = 5) -> str:
         for count, g, p in sorted(errors, key=lambda x: -x[0])[:top]:
             lines.append(f"  {g} -> {p}: {count}")
     return "\n".join(lines)
+
+
+def ensemble_scores(dirs: list[Path], splits: dict[str, Any], *,
+                    progress: bool = False) -> dict[str, Any]:
+    """The averaged members' metrics on each split (``splits``: name -> TaskData or None)."""
+    from metaprep.learn.ensemble import Ensemble, load_members
+
+    runs, models = load_members(dirs, verify_store=False, progress=progress)
+    try:
+        ensemble, labels = Ensemble(models), runs[0].labels
+        out: dict[str, Any] = {}
+        for name, data in splits.items():
+            if data is None:
+                out[name] = None
+                continue
+            gold = np.array([e.label for e in data.examples], dtype=np.int64)
+            out[name] = classification_metrics(gold, predict(ensemble, data), labels)
+        return out
+    finally:
+        for run in runs:
+            run.close()

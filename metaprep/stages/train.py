@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,9 @@ def train(options: TrainOptions) -> TrainResult:
         given["sources"] = chosen
     out = Path(o.output) if o.output is not None else None
     if (cfg.members > 1 and not o.resume) or (o.resume and out is not None and is_ensemble(out)):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("an ensemble trains its members one after another in one "
+                              "process", hint="run it without torchrun")
         out = out or default_run_dir(cfg.method)
         with claim_outputs("train", o, {"output": out}, folders=True):
             metrics = _train_members(None if o.resume else cfg, o, out, given)
@@ -181,6 +185,7 @@ def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any]) 
     """An ensemble (learn/ensemble.py): its members trained, or resumed, one after another."""
     from metaprep.learn.data import LabelMap, load_task
     from metaprep.learn.ensemble import train_ensemble
+    from metaprep.learn.evaluate import ensemble_scores
     from metaprep.learn.rundir import Run, run_state
     from metaprep.learn.train import train as train_run
 
@@ -195,16 +200,18 @@ def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any]) 
                          progress=not o.quiet, encoding=o.data_encoding,
                          overrides={} if member is None else None, columns=task_columns(o))
 
-    def splits(run: Run) -> dict[str, Any]:
+    def score(dirs: list[Path]) -> dict[str, Any]:
+        """The members' averaged probabilities on the dev and test files they recorded."""
         found = {}
-        for name in ("dev", "test"):
-            ref = run.data.get(name)
-            found[name] = None if ref is None else load_task(
-                ref.path, run.encoder(), labels=LabelMap(run.labels), encoding=o.data_encoding,
-                progress=not o.quiet, columns=run.data.columns)[0]
-        return found
+        with Run.open(dirs[0], verify_store=False) as run:
+            for name in ("dev", "test"):
+                ref = run.data.get(name)
+                found[name] = None if ref is None else load_task(
+                    ref.path, run.encoder(), labels=LabelMap(run.labels),
+                    encoding=o.data_encoding, progress=not o.quiet, columns=run.data.columns)[0]
+        return ensemble_scores(dirs, found, progress=not o.quiet)
 
     inputs = {k: getattr(o, k) for k in ("store", "train", "dev", "test")}
     resumed = {k: v for k, v in given.items() if k not in ("task", "label_sep")}
     return train_ensemble(cfg, out, inputs=inputs, overrides=resumed if cfg is None else {},
-                          train_one=one, load_splits=splits, progress=not o.quiet)
+                          train_one=one, score=score, progress=not o.quiet)

@@ -269,3 +269,11 @@ def test_the_fused_graph_of_pool_members_is_the_graph_of_each(
         assert len(fused) == len(apart)
         for a, b in zip(fused, apart, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_an_ensemble_is_not_trained_under_torchrun(data: dict[str, Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="without torchrun"):
+        stages.train(stages.TrainOptions(**data, output=tmp_path / "ens", members=2, **SMALL))
+    assert not (tmp_path / "ens").exists()
