@@ -94,6 +94,8 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
             learned.mark_seen(torch.randint(2, len(WORDS) + 2, (len(WORDS) // 2,), generator=gen))
             if learned.bigrams is not None:
                 learned.bigrams.copy_(torch.randn(learned.bigrams.shape, generator=gen))
+            if learned.subwords is not None:  # n-gram rows as lively as the word rows
+                learned.subwords.copy_(torch.randn(learned.subwords.shape, generator=gen))
     data = DataRecord()
     if dev:
         dev_path = write_task(tmp / f"dev{'-pair' if pair else ''}.tsv", 40, pair=pair)

@@ -17,6 +17,8 @@ Examples:
   metaprep train --store store.h5 --train t.tsv --dev d.tsv --preset fast -o run2/
   metaprep train --store store.h5 --train t.tsv --dev d.tsv --preset fast --proj-dim 128 -o r3/
   metaprep train --store s.h5 --train t.tsv --dev d.tsv --preset fast --encoder cnn -o r4/
+  metaprep train --store s.h5 --train t.tsv --dev d.tsv --preset fast --learned-subwords 200000 \
+      -o r5/
   metaprep train --store s.h5 --train t.tsv --dev d.tsv --preset fast --members 3 -o ens/
   metaprep train --resume -o run/        # continue a killed run: nothing else is needed
   metaprep train --store s.h5 --train tags.tsv --dev d.tsv --task multilabel -o run/
@@ -97,6 +99,10 @@ def _widths(ctx: click.Context, param: click.Parameter, value: str | None
         "over the train split's words, one more source in the mix (0: none).")
 @_hyper("--learned-buckets", int, 0, "Hashed word-bigram rows of the learned source (0: none); "
         "the model grows by buckets x learned-dim floats.")
+@_hyper("--learned-subwords", int, 0, "Hashed character n-gram rows of the learned source "
+        "(fastText's subwords: 3-6 characters; 0: none), so words unseen in training get a "
+        "vector too; folded away at export (no serving cost), buckets x learned-dim floats "
+        "trained.")
 @_hyper("--learned-init", str, "random", "Store source whose vectors start the learned rows "
         "where it has the word (same dimension), or random.")
 @_hyper("--learned-dropout", float, 0.0, "Dropout on the learned vectors.")

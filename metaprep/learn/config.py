@@ -26,7 +26,8 @@ FILLED = ("source_dims", "vocab_size", "num_labels", "pair")
 LIMITS = {"proj_dim": 16384, "hidden": 16384, "cnn_filters": 16384, "mlp_hidden": 16384,
           "context_hidden": 1024, "batch_size": 65536, "epochs": 100_000, "patience": 100_000,
           "checkpoint_steps": 10**9, "num_labels": 1_000_000, "vocab_size": 2**31 - 3,
-          "learned_dim": 65536, "learned_buckets": 2**31 - 1, "members": 64}
+          "learned_dim": 65536, "learned_buckets": 2**31 - 1, "learned_subwords": 2**31 - 1,
+          "members": 64}
 MAX_SOURCES = 64
 MAX_CNN_WIDTH = 64  # tokens a filter spans: far beyond an n-gram worth a filter
 MAX_SOURCE_DIM = 65536
@@ -131,6 +132,12 @@ class RunConfig:
     # hashed word-bigram rows added to the learned source (fastText's trick); 0: none. A knob of
     # size: buckets x learned_dim floats are exported (fastText's 2M x 50 makes a 400 MB model).
     learned_buckets: int = 0
+    # hashed character n-gram rows of the learned source (fastText's subwords: 3-6 characters of
+    # the word in < >, learn/subwords.py); 0: none. A word's vector is then the mean of its row
+    # (if seen in training) and its n-grams' rows, so words unseen in training get one too. Costs
+    # nothing in serving (folded into the word table at export); subwords x learned_dim floats
+    # are trained.
+    learned_subwords: int = 0
     # the learned rows start from this store source (same dimension) where it has the word, the
     # rest small random; "random": all small random
     learned_init: str = "random"
@@ -213,7 +220,7 @@ class RunConfig:
                       f"{self.source_norm!r}")
         if not math.isfinite(self.mix_entropy):
             raise bad("mix_entropy", "must be a finite number")
-        for key in ("learned_dim", "learned_buckets"):
+        for key in ("learned_dim", "learned_buckets", "learned_subwords"):
             if getattr(self, key) < 0:
                 raise bad(key, "must be 0 (off) or more")
         if not self.learned_lr_scale > 0:
@@ -242,6 +249,9 @@ class RunConfig:
                 raise bad(key, f"must be at most {most:,} (not {getattr(self, key):,})")
         if self.learned_buckets and not self.learned_dim:
             raise bad("learned_buckets", "word bigrams need the learned source: set learned_dim")
+        if self.learned_subwords and not self.learned_dim:
+            raise bad("learned_subwords", "character n-grams need the learned source: set "
+                      "learned_dim")
         if len(self.sources) > MAX_SOURCES:
             raise bad("sources", f"at most {MAX_SOURCES} sources")
         if any(not 0 <= d <= MAX_SOURCE_DIM for d in self.source_dims):  # 0: not filled yet
@@ -259,8 +269,9 @@ class RunConfig:
             return 2 * 4 * h * (inp + h + 2)
 
         front = d  # the UNK vector
-        if self.learned_dim:  # its word rows (pad and UNK too) and bigram rows
-            front += (self.vocab_size + 2 + self.learned_buckets) * self.learned_dim
+        if self.learned_dim:  # its word rows (pad and UNK too), bigram and n-gram rows
+            front += (self.vocab_size + 2 + self.learned_buckets
+                      + self.learned_subwords) * self.learned_dim
         if self.method in ("dme", "cdme", "sum", "single"):
             front += sum((k + 1) * self.proj_dim for k in dims)
         if self.source_norm == "layernorm":  # a weight and a bias per store source dimension

@@ -90,7 +90,7 @@ class MetaEmbedder(nn.Module):
 
     def __init__(
         self, cfg: RunConfig, tables: Sequence[torch.Tensor], present: torch.Tensor,
-        words: Sequence[str] | None = None,
+        words: Sequence[str] | None = None, *, progress: bool = False,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -124,7 +124,9 @@ class MetaEmbedder(nn.Module):
         dim = cfg.meta_dim
         self.learned = (LearnedSource(cfg.vocab_size + ID_OFFSET, cfg.learned_dim,
                                       cfg.learned_buckets, cfg.learned_dropout,
-                                      sparse=cfg.learned_weight_decay == 0)
+                                      sparse=cfg.learned_weight_decay == 0,
+                                      subwords=cfg.learned_subwords, words=words,
+                                      progress=progress)
                         if cfg.learned_dim else None)
         if cfg.method != "concat":
             self.proj = nn.ModuleList(nn.Linear(d, cfg.proj_dim) for d in cfg.all_dims)
@@ -146,11 +148,12 @@ class MetaEmbedder(nn.Module):
         return [*self.cfg.sources, *(["learned"] if self.learned is not None else [])]
 
     def presence(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids (...) -> (..., S) bool: source k has the word (learned: seen in training)."""
+        """ids (...) -> (..., S) bool: source k has the word (learned: seen in training, or with
+        character n-grams)."""
         have = self.present[ids]
         if self.learned is None:
             return have
-        return torch.cat([have, self.learned.seen[ids][..., None]], -1)
+        return torch.cat([have, self.learned.presence(ids)[..., None]], -1)
 
     def set_train_counts(self, counts: torch.Tensor) -> None:
         """The word features' frequency bins from the train split's counts (V+2,)."""
@@ -268,11 +271,11 @@ class MetaEmbeddingClassifier(nn.Module):
 
     def __init__(
         self, cfg: RunConfig, tables: Sequence[torch.Tensor], present: torch.Tensor,
-        words: Sequence[str] | None = None,
+        words: Sequence[str] | None = None, *, progress: bool = False,
     ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.front = MetaEmbedder(cfg, tables, present, words)
+        self.front = MetaEmbedder(cfg, tables, present, words, progress=progress)
         self.encoder: BiLSTMMax | MaxMeanPool | ConvMax
         if cfg.encoder == "bilstm":
             self.encoder = BiLSTMMax(cfg.meta_dim, cfg.hidden)
@@ -357,12 +360,16 @@ def load_tables(
 def build_model(store: Any, cfg: RunConfig, *, progress: bool = True) -> MetaEmbeddingClassifier:
     """A freshly initialised model (seed it first) whose frozen tables come from the store."""
     tables, present = load_tables(store, cfg, progress=progress)
-    return MetaEmbeddingClassifier(cfg, tables, present, store_words(store, cfg))
+    return MetaEmbeddingClassifier(cfg, tables, present, store_words(store, cfg),
+                                   progress=progress)
 
 
 def store_words(store: Any, cfg: RunConfig) -> list[str] | None:
-    """The store's words when the model needs them (word features), else None."""
-    return list(store.vocab) if cfg.word_features and cfg.method in ("dme", "cdme") else None
+    """The store's words when the model needs them (word features, the learned source's
+    character n-grams), else None."""
+    need = (cfg.word_features and cfg.method in ("dme", "cdme")) or (
+        cfg.learned_dim and cfg.learned_subwords)
+    return list(store.vocab) if need else None
 
 
 def weights_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -221,7 +221,8 @@ class Run:
         words = store_words(self.store(), self.config)
         self._check_fits_best(frozen, present, words)
         try:  # an edited config.json can ask for a model too large to allocate
-            return MetaEmbeddingClassifier(self.config, frozen, present, words)
+            return MetaEmbeddingClassifier(self.config, frozen, present, words,
+                                           progress=progress)
         except (RuntimeError, MemoryError) as exc:
             raise ModelError(f"cannot build the model config.json describes: {_one_line(exc)}",
                              path=self.path / CONFIG,

@@ -3,8 +3,9 @@ front end that depends on the word alone is computed once per id. Projections ar
 into the frozen tables (V x D per source), after each source's normalisation, and the word
 features' score offsets become one (V+2, S) table; front ends without context (dme, sum,
 single, concat) fold into one V x D table, so the exported front end is a single Gather. The
-learned source's word-bigram rows are kept apart (one Gather over the hashed pairs, added after
-the front end)."""
+learned source is one more table per word (its character n-grams' rows already averaged in);
+its word-bigram rows are kept apart (one Gather over the hashed pairs, added after the front
+end)."""
 
 from __future__ import annotations
 
@@ -62,14 +63,11 @@ def _fold(front: Any, dim: int, progress: bool) -> np.ndarray:
 
 
 def _source_table(front: Any, k: int) -> Any:
-    """Source k's raw (V+2, d_k) table; the learned source's with each id's own row (the shared
-    UNK row for words not seen in training)."""
-    import torch
-
+    """Source k's raw (V+2, d_k) table; the learned source's effective one (each id's own row,
+    or the mean of it and its character n-grams' rows; the shared UNK row for absent words)."""
     if k < len(front.cfg.sources):
         return front.table(k)
-    learned = front.learned
-    return learned.words.detach()[learned.word_rows(torch.arange(learned.words.shape[0]))]
+    return front.learned.table()[0]
 
 
 def _pairs(front: Any) -> tuple[np.ndarray | None, np.ndarray | None]:

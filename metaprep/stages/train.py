@@ -22,8 +22,8 @@ HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", 
          "mix_dropout", "source_norm", "word_features", "source_dropout", "mix_entropy",
          "encoder", "hidden", "cnn_filters", "cnn_widths", "mlp_hidden", "lr", "lr_decay",
          "min_lr", "patience", "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps",
-         "pos_weight", "select_metric", "learned_dim", "learned_buckets", "learned_init",
-         "learned_dropout", "learned_weight_decay", "learned_lr_scale", "members")
+         "pos_weight", "select_metric", "learned_dim", "learned_buckets", "learned_subwords",
+         "learned_init", "learned_dropout", "learned_weight_decay", "learned_lr_scale", "members")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class TrainOptions(TaskColumns):
     mlp_hidden: int | None = None  # classifier hidden units [512]
     learned_dim: int | None = None  # the learned source's size; 0: no learned source [0]
     learned_buckets: int | None = None  # hashed word-bigram rows of the learned source [0]
+    learned_subwords: int | None = None  # hashed character n-gram rows of the learned source [0]
     learned_init: str | None = None  # store source whose rows start the learned ones [random]
     learned_dropout: float | None = None  # dropout on the learned vectors [0]
     learned_weight_decay: float | None = None  # AdamW decay of the learned tables [0]

@@ -19,11 +19,17 @@ from metaprep.learn.config import RunConfig
 from metaprep.learn.learned import bigram_rows
 from metaprep.learn.model import MetaEmbeddingClassifier
 from metaprep.learn.rundir import Run
+from metaprep.learn.subwords import fnv1a, subword_rows
 from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash, train
 
 V = 30
 DIMS = [5, 3]
 METHODS = ["dme", "cdme", "concat", "sum"]
+
+
+# the store's words for the n-gram tests: overlapping spellings, one non-ASCII, one too short
+WORDS = [f"{stem}{end}" for stem in ("walk", "talk", "jump", "été", "x")
+         for end in ("", "s", "ed", "ing", "er", "est")]
 
 
 def make_model(method: str = "sum", encoder: str = "pool", *, buckets: int = 11,
@@ -37,13 +43,15 @@ def make_model(method: str = "sum", encoder: str = "pool", *, buckets: int = 11,
     present = torch.rand(V + 2, 2, generator=g) > 0.4
     present[:2] = False
     present[5] = False  # id 5: no pretrained source has it
-    model = MetaEmbeddingClassifier(cfg, tables, present)
+    model = MetaEmbeddingClassifier(cfg, tables, present, WORDS)
     model.front.start_learned(torch.arange(2, 20))  # ids 2..19 seen in training
     learned = model.front.learned
     assert learned is not None
-    if learned.bigrams is not None:
-        with torch.no_grad():
+    with torch.no_grad():
+        if learned.bigrams is not None:
             learned.bigrams.normal_(generator=g)  # rows that matter (they start at zero)
+        if learned.subwords is not None:
+            learned.subwords.normal_(generator=g)  # as lively as the word rows
     return model.eval()
 
 
@@ -62,6 +70,93 @@ def test_padding_invariance_with_the_learned_source(method: str, encoder: str,
         for i, n in enumerate(lengths.tolist()):
             noisy[i, n:] = torch.randint(2, V + 2, (ids.shape[1] - n,))
         assert torch.equal(model(noisy, lengths), full)
+
+
+@pytest.mark.parametrize(("method", "encoder"), [("sum", "pool"), ("dme", "bilstm"),
+                                               ("cdme", "pool"), ("concat", "cnn")])
+def test_padding_invariance_with_subwords(method: str, encoder: str) -> None:
+    model = make_model(method, encoder, learned_subwords=23)
+    ids, lengths = batch()
+    with torch.no_grad():
+        full = model(ids, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            alone = model(ids[i : i + 1, :n], lengths[i : i + 1])
+            assert (alone[0] - full[i]).abs().max().item() <= 1e-6
+        noisy = ids.clone()
+        for i, n in enumerate(lengths.tolist()):
+            noisy[i, n:] = torch.randint(2, V + 2, (ids.shape[1] - n,))
+        assert torch.allclose(model(noisy, lengths), full, atol=1e-6, rtol=0)
+
+
+def _fnv(data: bytes) -> int:  # written out again here, apart from the module's
+    h = 0x811C9DC5
+    for byte in data:
+        h ^= byte
+        h = (h * 0x01000193) % 2**32
+    return h
+
+
+def test_fnv1a_gives_the_published_values() -> None:
+    assert fnv1a(b"") == 0x811C9DC5  # the FNV offset basis
+    assert fnv1a(b"a") == 0xE40C292C
+    assert fnv1a(b"foobar") == 0xBF9CF968
+    assert fnv1a("été".encode()) == _fnv(b"\xc3\xa9t\xc3\xa9")
+
+
+def test_subword_rows_are_fasttexts_ngrams_shortest_first() -> None:
+    rows = subword_rows(["where", "été", "", "a"], 1000)
+    # "<where>": 5 trigrams, 4 4-grams, 3 5-grams, 2 6-grams, in that order
+    grams = ["<wh", "whe", "her", "ere", "re>", "<whe", "wher", "here", "ere>",
+             "<wher", "where", "here>", "<where", "where>"]
+    assert rows.shape == (4, 14) and rows.dtype.name == "int32"
+    assert rows[0].tolist() == [_fnv(g.encode()) % 1000 for g in grams]
+    # characters, not bytes: "<été>" is 5 characters (7 bytes)
+    ete = ["<ét", "été", "té>", "<été", "été>", "<été>"]
+    assert rows[1].tolist()[:6] == [_fnv(g.encode()) % 1000 for g in ete]
+    assert (rows[1, 6:] == -1).all() and (rows[2] == -1).all()
+    assert rows[3].tolist()[:1] == [_fnv(b"<a>") % 1000] and (rows[3, 1:] == -1).all()
+    capped = subword_rows(["where"], 1000, cap=6)  # the shortest n-grams are kept
+    assert capped.tolist() == [rows[0, :6].tolist()]
+    assert subword_rows(["where"] * 3, 7).tolist() == [[_fnv(g.encode()) % 7 for g in grams]] * 3
+
+
+def test_unseen_words_get_vectors_from_their_ngrams() -> None:
+    front = make_model("dme", learned_subwords=23).front
+    learned = front.learned
+    assert learned is not None and learned.subwords is not None
+    ids = torch.tensor([[2, 19, 20, 31, UNK_ID, PAD_ID]])  # 2, 19 seen; 20, 31 not
+    assert front.presence(ids)[..., -1].tolist() == [[True, True, True, True, False, False]]
+    with torch.no_grad():
+        vec = learned.vectors(ids)[0]  # (6,d)
+        for t, i in enumerate(ids[0].tolist()):
+            grams = learned.ngrams[i][learned.ngrams[i] >= 0].long()
+            own = [learned.words[i]] if i in (2, 19) else []
+            parts = own + list(learned.subwords[grams]) if len(grams) else [learned.words[UNK_ID]]
+            assert torch.allclose(vec[t], torch.stack(parts).mean(0), atol=1e-6)
+        assert not torch.allclose(vec[2], learned.words[UNK_ID])
+        # the table export folds is these vectors, id by id
+        table, present = learned.table(block=7)
+        assert torch.allclose(table[ids[0]], vec, atol=1e-6)
+        assert torch.equal(present, learned.presence(torch.arange(V + 2)))
+        assert present[2:].all() and not present[:2].any()
+    _, weights = front(ids[:, :4], torch.tensor([4]))  # dme: the unseen words get weight too
+    assert weights is not None and (weights[0, :, -1] > 0).all()
+
+
+def test_subword_rows_train_sparsely_and_only_the_batchs() -> None:
+    model = make_model("sum", learned_subwords=23).train()
+    ids, lengths = torch.tensor([[20, 21, 0]]), torch.tensor([2])  # two unseen words
+    model(ids, lengths).sum().backward()
+    learned = model.front.learned
+    assert learned is not None and learned.subwords is not None
+    assert learned.subwords.grad is not None and learned.subwords.grad.is_sparse
+    moved = set(learned.subwords.grad.coalesce().indices()[0].tolist())
+    used = {int(r) for i in (20, 21) for r in learned.ngrams[i] if r >= 0}
+    assert moved == used
+    assert learned.words.grad is not None
+    assert learned.words.grad.to_dense()[20:22].abs().sum() == 0  # unseen: no row of their own
+    keys = set(model.state_dict())
+    assert "front.learned.subwords" in keys and "front.learned.ngrams" not in keys
 
 
 def test_unseen_words_share_the_unk_row_and_count_as_absent() -> None:
@@ -142,6 +237,8 @@ def test_learned_rows_start_from_a_source_where_it_has_the_word() -> None:
 
 @pytest.mark.parametrize(("kw", "match"), [
     ({"learned_buckets": 10}, "set learned_dim"),
+    ({"learned_subwords": 10}, "set learned_dim"),
+    ({"learned_dim": 4, "learned_subwords": -1}, "learned_subwords"),
     ({"learned_dim": -1}, "learned_dim"),
     ({"learned_dim": 4, "learned_dropout": 1.0}, "learned_dropout"),
     ({"learned_dim": 4, "learned_weight_decay": -0.1}, "learned_weight_decay"),
@@ -172,6 +269,25 @@ def test_a_run_with_the_learned_source_trains_saves_and_reloads(tmp_path: Path) 
     assert analysis["sources"] == ["a", "b", "learned"]
 
 
+def test_a_run_with_subwords_trains_and_reloads_the_same_model(tmp_path: Path) -> None:
+    task = make_task(tmp_path)
+    cfg = RunConfig(method="sum", encoder="pool", proj_dim=8, mlp_hidden=8, batch_size=8,
+                    lr=0.01, epochs=2, learned_dim=6, learned_subwords=37, learned_init="a")
+    metrics = train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+                    test=task["test"], out=tmp_path / "r", progress=False)
+    assert metrics["test_accuracy"] > 0.5
+    best = load_file(str(tmp_path / "r" / "best.safetensors"))
+    assert best["front.learned.subwords"].shape == (37, 6)
+    assert "front.learned.ngrams" not in best  # rebuilt from the store's words
+    with Run.open(tmp_path / "r") as run:
+        model = run.load_model()
+        assert json.loads((tmp_path / "r" / "config.json").read_text())["learned_subwords"] == 37
+    learned = model.front.learned
+    assert learned is not None and learned.subwords is not None
+    assert torch.equal(learned.subwords.detach(), best["front.learned.subwords"])
+    assert learned.presence(torch.arange(2, len(VOCAB) + 2)).all()  # every word has n-grams
+
+
 def test_learned_init_with_another_dimension_is_refused(tmp_path: Path) -> None:
     task = make_task(tmp_path)
     cfg = RunConfig(method="sum", encoder="pool", learned_dim=5, learned_init="a")
@@ -181,13 +297,13 @@ def test_learned_init_with_another_dimension_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "r" / "config.json").exists()
 
 
-@pytest.mark.parametrize("decay", [0.0, 0.01])
+@pytest.mark.parametrize(("decay", "subwords"), [(0.0, 0), (0.01, 0), (0.0, 31)])
 def test_resume_with_the_learned_source_matches_the_uninterrupted_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decay: float) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decay: float, subwords: int) -> None:
     task = make_task(tmp_path)
     cfg = RunConfig(method="sum", encoder="pool", proj_dim=8, mlp_hidden=8, batch_size=8,
                     lr=0.01, epochs=2, learned_dim=4, learned_buckets=9,
-                    learned_weight_decay=decay)
+                    learned_weight_decay=decay, learned_subwords=subwords)
 
     def go(out: str, **kw: object) -> dict:
         return train(cfg, store=task["store"], train=task["train"], dev=task["dev"],

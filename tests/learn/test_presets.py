@@ -90,13 +90,13 @@ def test_the_fast_preset_with_the_cnn_encoder(task: dict[str, Path], tmp_path: P
     args = ["train", "--store", str(task["store"]), "--train", str(task["train"]), "--dev",
             str(task["dev"]), "--preset", "fast", "--encoder", "cnn", "--cnn-filters", "5",
             "--cnn-widths", "1,3", "--proj-dim", "8", "--mlp-hidden", "8", "--epochs", "1",
-            "--learned-buckets", "64",
+            "--learned-buckets", "64", "--learned-subwords", "97",
             "--batch-size", "8", "-o", str(tmp_path / "run"), "-q"]
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
     saved = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
     assert (saved["encoder"], saved["cnn_filters"], saved["cnn_widths"]) == ("cnn", 5, [1, 3])
-    assert saved["method"] == PRESETS["fast"]["method"]
+    assert saved["method"] == PRESETS["fast"]["method"] and saved["learned_subwords"] == 97
     again = CliRunner().invoke(cli, ["train", "--resume", "--cnn-widths", "1,3", "-o",
                                      str(tmp_path / "run"), "-q"])
     assert again.exit_code == 0, again.output
@@ -111,6 +111,9 @@ def test_the_fast_preset_with_the_cnn_encoder(task: dict[str, Path], tmp_path: P
                          file=tmp_path / "p.toml", dirs={"train": tmp_path / "train"},
                          present=["train"])
     assert opts.cnn_widths == (2, 4) and opts.given()["cnn_widths"] == [2, 4]
+    opts = build_options(spec, "train", {"learned_subwords": 5000}, file=tmp_path / "p.toml",
+                         dirs={"train": tmp_path / "train"}, present=["train"])
+    assert opts.learned_subwords == 5000
     with pytest.raises(ConfigError, match="cnn_widths"):
         build_options(spec, "train", {"cnn_widths": ["a"]}, file=tmp_path / "p.toml",
                       dirs={"train": tmp_path / "train"}, present=["train"])

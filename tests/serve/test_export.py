@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
-from exportkit import make_run
+from exportkit import WORDS, make_run
 
 from metaprep.cli import cli
 from metaprep.errors import ExportError
@@ -152,6 +152,38 @@ def test_parity_gate_with_the_learned_source(tmp_path: Path, method: str, encode
     served = Model(tmp_path / "m")  # texts in, with unknown words, empty and long texts
     probs = served.predict_proba(["the cat sat on the mat", "", "zebra qwerty " * 200])
     assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("method", "encoder", "fold"), [
+    ("sum", "pool", None), ("dme", "cnn", None), ("concat", "pool", False),
+    ("cdme", "pool", None), ("dme", "bilstm", False)])
+def test_parity_gate_with_subwords(tmp_path: Path, method: str, encoder: str,
+                                   fold: bool | None) -> None:
+    run = make_run(tmp_path, method=method, encoder=encoder, learned_dim=3, learned_buckets=13,
+                   learned_subwords=29)
+    manifest = export_run(run, tmp_path / "m", options=ExportOptions(fold=fold, progress=False),
+                          log=lambda _: None)
+    assert manifest.checks.parity["model"].max_abs_diff["logits"] <= 1e-5
+    model, ids, lengths, got = _graph_matches_torch(run, tmp_path / "m" / "model.onnx")
+    learned = model.front.learned
+    assert learned is not None and learned.subwords is not None
+    with torch.no_grad():  # the n-gram rows are used: zeroing them changes the logits
+        learned.subwords.zero_()
+        plain = model(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+    assert np.abs(plain - got).max() > 1e-3
+    # words unseen in training are present through their n-grams; served texts made of them
+    # get the torch model's probabilities
+    model = Run.open(run).load_model()
+    unseen = [w for i, w in enumerate(WORDS) if not model.front.learned.seen[i + 2]]  # type: ignore[union-attr]
+    assert len(unseen) >= 3
+    texts = [" ".join(unseen[:3]), f"the cat {unseen[-1]} {unseen[0]}", unseen[1]]
+    enc = Run.open(run).encoder()
+    with torch.no_grad():
+        for text, probs in zip(texts, Model(tmp_path / "m").predict_proba(texts), strict=True):
+            row = torch.tensor([enc.encode(text)])
+            assert model.front.presence(row)[0, :, -1].all()
+            want = torch.softmax(model(row, torch.tensor([row.shape[1]])), -1)[0].numpy()
+            np.testing.assert_allclose(probs, want, atol=1e-5, rtol=0)
 
 
 def test_front_end_graph_matches_model_encode(tmp_path: Path) -> None:
