@@ -338,13 +338,22 @@ def _encode(b: _Builder, spec: GraphSpec, ids: str, lengths: str) -> tuple[str, 
     elif spec.encoder == "cnn":
         sent = _conv_max(b, meta, clamped, spec.encoder_convs)
     else:
-        step3 = b.op("Unsqueeze", [stepmask, b.const([2])], "step3")  # (B,T,1)
-        neg = b.const(-np.inf, np.float32)
-        mx = b.op("ReduceMax", [b.op("Where", [step3, meta, neg])], "max", axes=[1], keepdims=0)
-        total = b.op("ReduceSum", [meta, b.const([1])], "sum", keepdims=0)  # meta is 0 at pads
-        count = b.op("Unsqueeze", [b.op("Cast", [clamped], to=1), b.const([1])], "count")
-        sent = b.op("Concat", [mx, b.op("Div", [total, count], "mean")], "sentence", axis=1)
+        sent = b.op("Concat", list(_pool(b, meta, stepmask, clamped)), "sentence", axis=1)
     return meta, sent
+
+
+def _pool(b: _Builder, meta: str, stepmask: str, clamped: str) -> tuple[str, str]:
+    """Max and mean over each text's steps (meta is 0 at pads): (B,D) each. The max reads meta
+    plus a (B,T,1) term, log(1) = 0 at steps and log(0) = -inf at pads: that broadcast Add
+    costs less than the Where over (B,T,D) it replaced, which had been the costliest node of
+    the graph (profiled on fortunes, one padded batch: 4.8 ms -> 4.1 ms a run). A Sum of the
+    bigram vectors and this term in one node was no faster than two Adds."""
+    step3 = b.op("Unsqueeze", [b.op("Cast", [stepmask], to=1), b.const([2])], "step3")
+    pad = b.op("Log", [step3], "pad_bias")  # (B,T,1)
+    mx = b.op("ReduceMax", [b.op("Add", [meta, pad])], "max", axes=[1], keepdims=0)
+    total = b.op("ReduceSum", [meta, b.const([1])], "sum", keepdims=0)
+    count = b.op("Unsqueeze", [b.op("Cast", [clamped], to=1), b.const([1])], "count")
+    return mx, b.op("Div", [total, count], "mean")
 
 
 def _classify(b: _Builder, spec: GraphSpec, u: str, pair_inputs: bool) -> tuple[str, str]:
@@ -464,14 +473,9 @@ def _fused(b: _Builder, specs: list[GraphSpec], front_end: bool) -> list[Any]:
     meta = _front(b, merged, "ids", clamped, stepmask, t1)  # (B,T,KD)
     if pair is not None:
         meta = b.op("Add", [meta, _pairs(b, merged, "ids", stepmask)], "meta")
-    step3 = b.op("Unsqueeze", [stepmask, b.const([2])], "step3")
-    mx = b.op("ReduceMax", [b.op("Where", [step3, meta, b.const(-np.inf, np.float32)])], "max",
-              axes=[1], keepdims=0)  # (B,KD)
-    total = b.op("ReduceSum", [meta, b.const([1])], "sum", keepdims=0)
-    count = b.op("Unsqueeze", [b.op("Cast", [clamped], to=1), b.const([1])], "count")
+    mx, mean = _pool(b, meta, stepmask, clamped)  # (B,KD) each
     shape = b.const([0, k, d])
-    per = b.op("Concat", [b.op("Reshape", [mx, shape]),
-                          b.op("Reshape", [b.op("Div", [total, count]), shape])],
+    per = b.op("Concat", [b.op("Reshape", [mx, shape]), b.op("Reshape", [mean, shape])],
                "sentences", axis=2)  # (B,K,2D): member k's [max, mean]
     sentence = b.op("Reshape", [per, b.const([0, -1])], "sentence")  # (B, K 2D)
     f32 = TensorProto.FLOAT
