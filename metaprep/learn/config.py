@@ -58,7 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # benchmarks/results/ensembles.md): Debian 79.2 +- 0.3 against 77.8 +- 0.2, fortunes
     # 78.2 +- 1.8 against 76.3 +- 1.0. In the frontier runs (3 seeds) 79.0 +- 0.3 and
     # 78.2 +- 0.6, the most accurate system on both tasks (TF-IDF + a linear SVM 78.5 on Debian;
-    # the cnn encoder this preset had 78.2 +- 0.2 and 76.6 +- 2.0), serving at 0.56-0.61x
+    # the cnn encoder this preset had 78.2 +- 0.2 and 76.6 +- 2.0), serving at 0.55-0.70x
     # `fast`'s sentences/s (benchmarks/results/frontier-*.md).
     "accurate": {"method": "sum", "encoder": "pool", "proj_dim": 64, "mlp_hidden": 256,
                  "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
