@@ -277,3 +277,28 @@ def test_an_ensemble_is_not_trained_under_torchrun(data: dict[str, Path], tmp_pa
     with pytest.raises(ConfigError, match="without torchrun"):
         stages.train(stages.TrainOptions(**data, output=tmp_path / "ens", members=2, **SMALL))
     assert not (tmp_path / "ens").exists()
+
+
+def test_the_cli_trains_and_reports_an_ensemble(data: dict[str, Path], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from metaprep.cli import cli
+
+    args = ["train", "--store", str(data["store"]), "--train", str(data["train"]), "--dev",
+            str(data["dev"]), "--test", str(data["test"]), "--method", "sum", "--encoder", "pool",
+            "--proj-dim", "5", "--mlp-hidden", "6", "--epochs", "1", "--members", "2",
+            "--threads", "1", "-q", "-o", str(tmp_path / "ens")]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    saved = json.loads((tmp_path / "ens" / "metrics.json").read_text())
+    assert f"ensemble of 2: dev accuracy {saved['dev']['accuracy']:.4f}" in out.output
+    assert "member 1: best epoch 1" in out.output
+    import subprocess
+    import sys
+
+    again = subprocess.run([sys.executable, "-m", "metaprep", *args], capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 2 and again.stdout == ""
+    assert again.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'ens'}: already holds an ensemble (continue it with --resume, "
+        "or choose another -o)"]
