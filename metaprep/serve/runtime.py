@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -240,9 +241,30 @@ class Model:
         """fn over items, on ``workers`` threads when there is more than one batch."""
         if self.workers <= 1 or len(items) <= 1:
             return list(map(fn, items))
+        # the calling thread is one of the workers, and each takes the next item when it is
+        # free: a long batch then holds up one thread, not the items dealt to it in advance
+        # (fortunes' 255-text call, 2 threads: 81-85k -> 93-95k texts/s against pool.map)
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="metaprep-batch")
-        return list(self._pool.map(fn, items))
+            self._pool = ThreadPoolExecutor(self.workers - 1, thread_name_prefix="metaprep-batch")
+        results: list[Any] = [None] * len(items)
+        todo, lock = iter(enumerate(items)), threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    got = next(todo, None)
+                if got is None:
+                    return
+                results[got[0]] = fn(got[1])
+
+        helpers = [self._pool.submit(work) for _ in range(min(self.workers, len(items)) - 1)]
+        try:
+            work()
+        finally:
+            wait(helpers)  # no batch outlives the call, even when one failed
+        for h in helpers:
+            h.result()  # a helper's error, as the caller's would be
+        return results
 
     def _run(self, graph: str, texts: Sequence[Text], output: str, *, pair: bool) -> np.ndarray:
         sess = self._session(graph)

@@ -234,3 +234,28 @@ def test_batches_cover_every_text_once_and_keep_padding_in_bounds() -> None:
     # the long tail is cut apart; the short texts still fill batches
     assert max(len(b) for b in batches) == 32 and len(batches[-1]) < 32
     assert _batches(order[:0], sizes[:0], 32) == []
+
+
+def test_batches_run_on_the_caller_and_the_pool_in_order(model_dir: Path) -> None:
+    import threading
+    import time
+
+    model = Model(model_dir, threads=3)
+    seen: set[int] = set()
+
+    def slow_double(x: int) -> int:
+        seen.add(threading.get_ident())
+        time.sleep(0.01 if x == 0 else 0.001)  # one long item: the others go elsewhere
+        return 2 * x
+
+    assert model._map(slow_double, list(range(12))) == [2 * x for x in range(12)]
+    assert threading.get_ident() in seen and len(seen) >= 2
+
+    def fails(x: int) -> int:
+        if x == 7:
+            raise ValueError("batch 7")
+        return x
+
+    with pytest.raises(ValueError, match="batch 7"):
+        model._map(fails, list(range(12)))
+    assert model._map(fails, [1, 2]) == [1, 2]  # the pool is still usable
