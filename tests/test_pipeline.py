@@ -208,3 +208,23 @@ def test_upstream_folders_with_a_relative_artifacts_folder(tmp_path: Path,
     assert pipe.stages[2].options.train == "art/p/split/train.tsv"
     assert pipe.stages[2].options.store == "art/p/align/store.h5"
     assert pipe.stages[0].options.data == str(tmp_path / "pipes" / "c.txt")  # rebased input
+
+
+def test_a_pipeline_trains_exports_and_scores_an_ensemble(tmp_path: Path) -> None:
+    """`members` in [train]: the ensemble goes through export, evaluate and predict, and the
+    summary's figures are the averaged members'."""
+    import json
+
+    quick = Path(__file__).resolve().parents[1] / "metaprep" / "pipelines" / "quickstart.toml"
+    body = quick.read_text(encoding="utf-8").replace("epochs = 8", "epochs = 2\nmembers = 2")
+    p = tmp_path / "ens.toml"
+    p.write_text(body, encoding="utf-8")
+    art = tmp_path / "art"
+    result = run_pipeline(p, artifacts=art, echo=lambda s: None)
+    assert [s.action for s in result.stages] == ["run"] * len(result.stages)
+    metrics = json.loads((art / "quickstart" / "train" / "run" / "metrics.json").read_text())
+    assert len(metrics["member_metrics"]) == 2
+    train = next(s for s in result.stages if s.name == "train")
+    assert train.figures["best_dev_acc"] == round(metrics["best_dev_accuracy"], 4)
+    manifest = json.loads((art / "quickstart" / "export" / "model" / "manifest.json").read_text())
+    assert manifest["task"]["members"] == 2
