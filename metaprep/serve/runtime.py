@@ -16,7 +16,8 @@ An empty text is a defined input: the model reads it as one padding token. Sente
 ``(text_a, text_b)`` tuples.
 
 Imports: the standard library, numpy, onnxruntime and metaprep's pure modules (errors, tokenize,
-vocab, modeldir). A test checks that using this module loads no torch, gensim or h5py.
+vocab, modeldir, probabilities). A test checks that using this module loads no torch, gensim or
+h5py.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ class Model:
             return list(map(fn, items))
         # the calling thread is one of the workers, and each takes the next item when it is
         # free: a long batch then holds up one thread, not the items dealt to it in advance
-        # (fortunes' 255-text call, 2 threads: 81-85k -> 93-95k texts/s against pool.map)
+        # (fortunes' 255-text call, 2 threads: 83-88k -> 89-92k texts/s against pool.map)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers - 1, thread_name_prefix="metaprep-batch")
         results: list[Any] = [None] * len(items)
