@@ -326,12 +326,18 @@ def _context_scores(b: _Builder, f: FrontSpec, stacked: str, lengths: str, t1: s
     return b.op("Transpose", [s], "scores", perm=[0, 2, 1])  # (B,T,S)
 
 
+def _meta(b: _Builder, f: FrontSpec, ids: str, lengths: str) -> tuple[str, str, str]:
+    """-> meta-embeddings (B,T,D) with the bigram vectors added, clamped lengths, step mask."""
+    clamped, stepmask, t1 = _lengths(b, ids, lengths)
+    meta = _front(b, f, ids, clamped, stepmask, t1)
+    if f.pair_table is not None:
+        meta = b.op("Add", [meta, _pairs(b, f, ids, stepmask)], "meta")
+    return meta, clamped, stepmask
+
+
 def _encode(b: _Builder, spec: GraphSpec, ids: str, lengths: str) -> tuple[str, str]:
     """-> (meta (B,T,D), sentence (B,E)) for one input sentence."""
-    clamped, stepmask, t1 = _lengths(b, ids, lengths)
-    meta = _front(b, spec.front, ids, clamped, stepmask, t1)
-    if spec.front.pair_table is not None:
-        meta = b.op("Add", [meta, _pairs(b, spec.front, ids, stepmask)], "meta")
+    meta, clamped, stepmask = _meta(b, spec.front, ids, lengths)
     if spec.encoder == "bilstm":
         assert spec.encoder_lstm is not None
         sent = _lstm_max(b, meta, clamped, stepmask, spec.encoder_lstm, "encoder.lstm")
@@ -426,9 +432,7 @@ def build_graph(spec: GraphSpec | list[GraphSpec], data: ExternalData, *,
             probs = [b.op("Softmax", [b.op("Add", [mm, ob], "logits")], "probs", axis=-1)
                      for mm, ob in logits]
             b.nodes.append(helper.make_node("Mean", probs, ["probabilities"]))
-            floor = b.const(np.finfo(np.float32).tiny, np.float32)
-            b.nodes.append(helper.make_node("Log", [b.op("Max", ["probabilities", floor])],
-                                            ["logits"]))
+            _mixture_logits(b)
         outputs = [helper.make_tensor_value_info("logits", f32, ["batch", c]),
                    helper.make_tensor_value_info("probabilities", f32, ["batch", c])]
         if not first.pair:
@@ -436,6 +440,13 @@ def build_graph(spec: GraphSpec | list[GraphSpec], data: ExternalData, *,
             outputs.append(helper.make_tensor_value_info("sentence_embedding", f32,
                                                          ["batch", e]))
     return _finish(b, inputs, outputs)
+
+
+def _mixture_logits(b: _Builder) -> None:
+    """An ensemble's ``logits``: the log of its ``probabilities``, floored at the smallest
+    normal float32 so that a probability that underflows gives no -inf."""
+    floor = b.const(np.finfo(np.float32).tiny, np.float32)
+    b.nodes.append(helper.make_node("Log", [b.op("Max", ["probabilities", floor])], ["logits"]))
 
 
 def _finish(b: _Builder, inputs: list[Any], outputs: list[Any]) -> onnx.ModelProto:
@@ -469,10 +480,7 @@ def _fused(b: _Builder, specs: list[GraphSpec], front_end: bool) -> list[Any]:
     merged = FrontSpec(method=fronts[0].method, dim=k * d,
                        folded=np.concatenate([f.folded for f in fronts if f.folded is not None],
                                              axis=1), pair_table=pair)
-    clamped, stepmask, t1 = _lengths(b, "ids", "lengths")
-    meta = _front(b, merged, "ids", clamped, stepmask, t1)  # (B,T,KD)
-    if pair is not None:
-        meta = b.op("Add", [meta, _pairs(b, merged, "ids", stepmask)], "meta")
+    meta, clamped, stepmask = _meta(b, merged, "ids", "lengths")  # (B,T,KD)
     mx, mean = _pool(b, meta, stepmask, clamped)  # (B,KD) each
     shape = b.const([0, k, d])
     per = b.op("Concat", [b.op("Reshape", [mx, shape]), b.op("Reshape", [mean, shape])],
@@ -495,8 +503,7 @@ def _fused(b: _Builder, specs: list[GraphSpec], front_end: bool) -> list[Any]:
                  axis=-1)  # (K,B,C)
     b.nodes.append(helper.make_node("ReduceMean", [probs], ["probabilities"], axes=[0],
                                     keepdims=0))
-    floor = b.const(np.finfo(np.float32).tiny, np.float32)
-    b.nodes.append(helper.make_node("Log", [b.op("Max", ["probabilities", floor])], ["logits"]))
+    _mixture_logits(b)
     b.rename(sentence, "sentence_embedding")
     c = specs[0].out_w.shape[1]
     return [helper.make_tensor_value_info("logits", f32, ["batch", c]),
