@@ -46,23 +46,26 @@ def is_ensemble(path: str | Path) -> bool:
     return (Path(path) / ENSEMBLE).is_file()
 
 
-def _read(path: Path) -> tuple[int, dict[str, Any]]:
-    """ensemble.json -> (members, config as saved); a damaged file is a ModelError."""
+def _read(path: Path) -> dict[str, Any]:
+    """ensemble.json, checked: "members" 2-64, "config" an object, "inputs" (if present) an
+    object of paths or nulls; a damaged file is a ModelError."""
     data = _read_json(path)
     count = data.get("members") if isinstance(data, dict) else None
     if isinstance(count, bool) or not isinstance(count, int) or not 2 <= count <= 64:
         raise ModelError(f"members must be a whole number from 2 to 64, not {count!r}",
                          path=path, hint="the file was damaged or edited by hand")
-    if not isinstance(data.get("config"), dict):
-        raise ModelError("has no config object", path=path,
+    inputs = data.get("inputs", {})
+    if not isinstance(data.get("config"), dict) or not isinstance(inputs, dict) or not all(
+            v is None or isinstance(v, str) for v in inputs.values()):
+        raise ModelError("needs a config object and an inputs object of paths", path=path,
                          hint="the file was damaged or edited by hand")
-    return count, data["config"]
+    return data  # type: ignore[no-any-return]
 
 
 def member_dirs(path: str | Path) -> list[Path]:
     """The member run directories an ensemble directory lists, checked to exist."""
     root = Path(path)
-    count, _ = _read(root / ENSEMBLE)
+    count = _read(root / ENSEMBLE)["members"]
     dirs = [root / MEMBERS / str(k) for k in range(count)]
     for d in dirs:
         check_run_file(d / "config.json")  # a member linked in from elsewhere is refused
@@ -159,9 +162,9 @@ def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
     if cfg is None:
         if not marker.is_file():
             raise ConfigError("holds no ensemble to resume", path=out, hint="drop --resume")
-        _, saved = _read(marker)
+        record = _read(marker)
+        saved = record["config"]
         cfg = RunConfig.from_dict(saved, path=marker)
-        record = _read_json(marker)
         changed = [k for k, v in json.loads(json.dumps(overrides)).items()
                    if k in saved and saved[k] != v]
         if changed:

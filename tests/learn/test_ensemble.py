@@ -302,3 +302,22 @@ def test_the_cli_trains_and_reports_an_ensemble(data: dict[str, Path], tmp_path:
     assert again.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'ens'}: already holds an ensemble (continue it with --resume, "
         "or choose another -o)"]
+
+
+@pytest.mark.parametrize("body", ["not json", '{"members": 1, "config": {}}',
+                                  '{"members": "2", "config": {}}', '{"members": 2}',
+                                  '{"members": 2, "config": []}',
+                                  '{"members": 2, "config": {}, "inputs": ["a"]}',
+                                  '{"members": 2, "config": {}, "inputs": {"store": 3}}'])
+def test_a_damaged_ensemble_file_is_one_error(trained: Path, tmp_path: Path, body: str) -> None:
+    copy = tmp_path / "ens"
+    shutil.copytree(trained, copy)
+    (copy / "ensemble.json").write_text(body)
+    with pytest.raises(ModelError, match="ensemble.json") as err:
+        member_dirs(copy)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ModelError, match="ensemble.json"):
+        stages.train(stages.TrainOptions(output=copy, resume=True, quiet=True))
+    with pytest.raises(ModelError, match="ensemble.json"):
+        export_run(copy, tmp_path / "model", options=ExportOptions(progress=False))
+    assert not (tmp_path / "model").exists()
