@@ -20,6 +20,7 @@ Examples:
   metaprep train --store s.h5 --train t.tsv --dev d.tsv --preset fast --learned-subwords 200000 \
       -o r5/
   metaprep train --store s.h5 --train t.tsv --dev d.tsv --preset fast --members 3 -o ens/
+  metaprep train --store s.h5 --train t.tsv --dev d.tsv --preset fast --teacher ens/ -o r6/
   metaprep train --resume -o run/        # continue a killed run: nothing else is needed
   metaprep train --store s.h5 --train tags.tsv --dev d.tsv --task multilabel -o run/
   torchrun --nproc_per_node 2 -m metaprep train --store store.h5 ...   # DDP (gloo on CPU)
@@ -123,6 +124,14 @@ def _widths(ctx: click.Context, param: click.Parameter, value: str | None
 @_hyper("--members", int, 1, "Train an ensemble: this many models, member K with seed --seed + "
         "1000 K, one after another in -o/members/K; export-onnx serves their averaged "
         "probabilities as one model (single-label tasks).")
+@click.option("--teacher", type=click.Path(file_okay=False),
+              help="Learn from a trained run or ensemble directory too (distillation): its "
+                   "probabilities on the training texts join the labels in the loss. It must "
+                   "have been trained on the same store, labels and tokenizer [default: none]")
+@_hyper("--teacher-weight", float, 0.5, "With --teacher: the teacher's share of the loss "
+        "(0: labels only, 1: teacher only).")
+@_hyper("--teacher-temperature", float, 1.0, "With --teacher: soften the teacher's and the "
+        "model's probabilities by this temperature in the teacher's term.")
 @click.option("--task", type=click.Choice(["single", "multilabel"]),
               help="single: one label per text (softmax); multilabel: any number of labels "
                    "(a sigmoid per label) [default: detected from the train file, and said so]")

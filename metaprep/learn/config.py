@@ -175,6 +175,13 @@ class RunConfig:
     # another (members/K in the run directory, learn/ensemble.py) and served as one graph that
     # averages their probabilities; 1: one model (single-label tasks only for more)
     members: int = 1
+    # distillation (learn/teacher.py): a trained run or ensemble directory on the same store whose
+    # probabilities on the training texts the model learns from too; "": none. The loss is
+    # (1 - teacher_weight) x the labels' cross-entropy + teacher_weight x T^2 x the KL divergence
+    # from the teacher's probabilities, both softened by T = teacher_temperature.
+    teacher: str = ""
+    teacher_weight: float = 0.5
+    teacher_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -237,6 +244,12 @@ class RunConfig:
         if self.members > 1 and self.task != "single":
             raise bad("members", "an ensemble needs a single-label task (its thresholds would "
                       "need tuning anew); train multi-label models one at a time")
+        if not 0.0 <= self.teacher_weight <= 1.0:
+            raise bad("teacher_weight", "must be in [0, 1]")
+        if not (math.isfinite(self.teacher_temperature) and self.teacher_temperature > 0):
+            raise bad("teacher_temperature", "must be a finite number above 0")
+        if self.teacher and self.task != "single":
+            raise bad("teacher", "distillation needs a single-label task")
         if self.num_labels < (2 if self.task == "single" else 1):
             raise bad("num_labels", "a classifier needs at least 2 labels")
         if not self.pos_weight >= 0:

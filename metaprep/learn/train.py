@@ -36,6 +36,7 @@ from metaprep.learn.optim import clipped_parameters, make_optimizer
 from metaprep.learn.prepare import Data, prepare, restore
 from metaprep.learn.rundir import ATTENTION_PLOT, LEARNING_CURVES, Checkpoint, Run
 from metaprep.taskdata import Columns
+from metaprep.learn.teacher import distill_loss, teacher_probabilities, teacher_rows
 
 __all__ = ["FAIL_AFTER_STEPS_ENV", "SimulatedCrash", "default_run_dir", "train"]
 
@@ -110,6 +111,7 @@ class _Loop:
     history: list[dict[str, Any]]  # one record per finished epoch
     clip: list[torch.nn.Parameter]  # the weights whose gradient norm is clipped
     pos_weight: torch.Tensor | None = None  # multi-label: (C,) weights of the positives
+    teacher: torch.Tensor | None = None  # (N, C) the teacher's probabilities of the train texts
 
     @property
     def main(self) -> bool:
@@ -157,9 +159,14 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     history: list[dict[str, Any]] = []
     if ready.from_checkpoint:
         state, history = restore(run, model, opt, map_location=device, progress_keys=set(state))
+    teacher = None
+    if cfg.teacher:
+        teacher = teacher_probabilities(cfg.teacher, ready.data[0], labels=run.labels,
+                                        store_sha256=run.store_ref.sha256,
+                                        tokenizer=run.tokenizer, progress=show).to(device)
     return _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
                  show, state, history, clipped_parameters(model),
-                 _pos_weight(cfg, ready.data[0], device))
+                 _pos_weight(cfg, ready.data[0], device), teacher)
 
 
 def _train_ids(data: TaskData) -> torch.Tensor:
@@ -229,6 +236,10 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
             loss = F.binary_cross_entropy_with_logits(logits, batch.labels,
                                                       pos_weight=loop.pos_weight)
             right = ((logits > 0) == (batch.labels > 0.5)).all(-1)  # the whole set right
+        elif loop.teacher is not None:
+            loss = distill_loss(logits, batch.labels, teacher_rows(loop.teacher, batches[i]),
+                                weight=cfg.teacher_weight, temperature=cfg.teacher_temperature)
+            right = logits.argmax(-1) == batch.labels
         else:
             loss = F.cross_entropy(logits, batch.labels)
             right = logits.argmax(-1) == batch.labels

@@ -23,7 +23,8 @@ HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", 
          "encoder", "hidden", "cnn_filters", "cnn_widths", "mlp_hidden", "lr", "lr_decay",
          "min_lr", "patience", "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps",
          "pos_weight", "select_metric", "learned_dim", "learned_buckets", "learned_subwords",
-         "learned_init", "learned_dropout", "learned_weight_decay", "learned_lr_scale", "members")
+         "learned_init", "learned_dropout", "learned_weight_decay", "learned_lr_scale", "members",
+         "teacher", "teacher_weight", "teacher_temperature")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ class TrainOptions(TaskColumns):
     seed: int | None = None  # weights, batch order and dropout: reruns are bit-identical [0]
     checkpoint_steps: int | None = None  # also checkpoint every N steps (0: epoch ends) [0]
     members: int | None = None  # an ensemble of this many models (seeds seed + 1000 k) [1]
+    teacher: PathLike | None = _in()  # a trained run or ensemble to learn from as well [none]
+    teacher_weight: float | None = None  # the teacher's share of the loss [0.5]
+    teacher_temperature: float | None = None  # softens teacher and student alike [1.0]
     pos_weight: float | None = None  # multilabel: cap of the rare labels' positive weight [0: off]
     select_metric: str | None = None  # multilabel: micro_f1 | macro_f1 | mean_auc [micro_f1]
     task: str | None = None  # single | multilabel [detected from the train file]
@@ -85,6 +89,8 @@ class TrainOptions(TaskColumns):
         given = {k: getattr(self, k) for k in HYPER if getattr(self, k) is not None}
         if "cnn_widths" in given:  # the run config holds a list (as config.json does)
             given["cnn_widths"] = list(given["cnn_widths"])
+        if "teacher" in given:  # the run config holds the absolute path (a resume finds it)
+            given["teacher"] = str(Path(given["teacher"]).resolve())
         return given
 
 

@@ -1,0 +1,125 @@
+"""Distillation (learn/teacher.py): a trained run or ensemble as the teacher of a new run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from exportkit import make_store, write_task
+
+from metaprep import stages
+from metaprep.errors import ConfigError, ModelError
+from metaprep.learn.config import RunConfig
+from metaprep.learn.data import LabelMap, load_task
+from metaprep.learn.evaluate import _logits
+from metaprep.learn.rundir import Run
+from metaprep.learn.teacher import distill_loss, teacher_probabilities
+
+SMALL = {"method": "sum", "encoder": "pool", "proj_dim": 5, "mlp_hidden": 6, "epochs": 2,
+         "learned_dim": 4, "learned_buckets": 16, "threads": 1, "quiet": True}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("teacher-data")
+    return {"store": make_store(base / "store.h5"),
+            "train": write_task(base / "train.tsv", 80, seed=3),
+            "dev": write_task(base / "dev.tsv", 30, seed=4),
+            "test": write_task(base / "test.tsv", 30, seed=5)}
+
+
+@pytest.fixture(scope="module")
+def ensemble(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("teacher") / "ens"
+    stages.train(stages.TrainOptions(**data, output=out, members=2, seed=7, **SMALL))
+    return out
+
+
+def test_loss_mixes_the_labels_and_the_teacher() -> None:
+    torch.manual_seed(0)
+    logits, labels = torch.randn(4, 3), torch.tensor([0, 2, 1, 1])
+    teacher = torch.randn(4, 3).softmax(-1)
+    hard = F.cross_entropy(logits, labels)
+    # KL(teacher || student), by hand, at temperature 2 (times T^2)
+    q = (teacher.log() / 2).softmax(-1)
+    soft = (q * (q.log() - (logits / 2).log_softmax(-1))).sum(-1).mean() * 4
+    got = distill_loss(logits, labels, teacher, weight=0.3, temperature=2.0)
+    assert float(got) == pytest.approx(float(0.7 * hard + 0.3 * soft), rel=1e-5)
+    assert float(distill_loss(logits, labels, teacher, weight=0.0, temperature=2.0)) == \
+        pytest.approx(float(hard))
+    # a student that already says what the teacher says has no soft loss left
+    assert float(distill_loss(teacher.log(), labels, teacher, weight=1.0, temperature=1.0)) == \
+        pytest.approx(0.0, abs=1e-6)
+
+
+def test_teacher_probabilities_are_the_ensembles(ensemble: Path, data: dict[str, Path]) -> None:
+    members = sorted((ensemble / "members").iterdir())
+    with Run.open(members[0]) as run:
+        task, _ = load_task(data["train"], run.encoder(), labels=LabelMap(run.labels),
+                            progress=False)
+        sha, labels, tokenizer = run.store_ref.sha256, run.labels, run.tokenizer
+    want = []
+    for d in members:
+        with Run.open(d) as run:
+            want.append(torch.from_numpy(_logits(run.load_model(), task, 256, "cpu"))
+                        .softmax(-1).numpy())
+    got = teacher_probabilities(ensemble, task, store_sha256=sha, labels=labels,
+                                tokenizer=tokenizer)
+    assert got.shape == (80, len(labels))
+    np.testing.assert_allclose(got.numpy(), np.mean(want, 0), atol=1e-6)
+    one = teacher_probabilities(members[1], task, store_sha256=sha, labels=labels,
+                                tokenizer=tokenizer)
+    np.testing.assert_allclose(one.numpy(), want[1], atol=1e-6)
+    with pytest.raises(ModelError, match="another store"):
+        teacher_probabilities(ensemble, task, store_sha256="0" * 64, labels=labels,
+                              tokenizer=tokenizer)
+    with pytest.raises(ModelError, match="labels differ"):
+        teacher_probabilities(ensemble, task, store_sha256=sha, labels=labels[::-1],
+                              tokenizer=tokenizer)
+
+
+def test_a_run_learns_from_its_teacher(ensemble: Path, data: dict[str, Path],
+                                       tmp_path: Path) -> None:
+    """The teacher changes the training (not the same weights as without it), the run records
+    it, and a resume finds it again; a weight of 0 trains exactly as without a teacher."""
+    plain = stages.train(stages.TrainOptions(**data, output=tmp_path / "plain", seed=1, **SMALL))
+    taught = stages.train(stages.TrainOptions(**data, output=tmp_path / "taught", seed=1,
+                                              teacher=ensemble, teacher_weight=0.7, **SMALL))
+    zero = stages.train(stages.TrainOptions(**data, output=tmp_path / "zero", seed=1,
+                                            teacher=ensemble, teacher_weight=0.0, **SMALL))
+    saved = json.loads((taught.run / "config.json").read_text())
+    assert saved["teacher"] == str(ensemble.resolve()) and saved["teacher_weight"] == 0.7
+
+    def loss(run: Path) -> list[float]:
+        return [e["train_loss"] for e in json.loads((run / "metrics.json").read_text())["epochs"]]
+
+    assert loss(zero.run) == loss(plain.run)
+    assert loss(taught.run) != loss(plain.run)
+    # resumed with the same options it is the run it was; another teacher is refused
+    again = stages.train(stages.TrainOptions(output=taught.run, resume=True, quiet=True))
+    assert again.metrics["dev"] == taught.metrics["dev"]
+    with pytest.raises(ConfigError, match="teacher"):
+        stages.train(stages.TrainOptions(output=taught.run, resume=True, quiet=True,
+                                         teacher=tmp_path / "plain"))
+
+
+def test_bad_teachers_are_refused(data: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such teacher"):
+        stages.train(stages.TrainOptions(**data, output=tmp_path / "a", teacher=tmp_path / "x",
+                                         **SMALL))
+    with pytest.raises(ConfigError, match="teacher_weight"):
+        RunConfig(teacher="t", teacher_weight=1.5)
+    with pytest.raises(ConfigError, match="teacher_temperature"):
+        RunConfig(teacher="t", teacher_temperature=0.0)
+    with pytest.raises(ConfigError, match="single-label"):
+        RunConfig(teacher="t", task="multilabel", num_labels=3)
+    # a teacher on another store: its ids mean other words
+    other = {**data, "store": make_store(tmp_path / "other.h5", seed=11)}
+    teacher = stages.train(stages.TrainOptions(**other, output=tmp_path / "t", **SMALL)).run
+    with pytest.raises(ModelError, match="another store"):
+        stages.train(stages.TrainOptions(**data, output=tmp_path / "b", teacher=teacher,
+                                         **SMALL))
