@@ -27,7 +27,7 @@ LIMITS = {"proj_dim": 16384, "hidden": 16384, "cnn_filters": 16384, "mlp_hidden"
           "context_hidden": 1024, "batch_size": 65536, "epochs": 100_000, "patience": 100_000,
           "checkpoint_steps": 10**9, "num_labels": 1_000_000, "vocab_size": 2**31 - 3,
           "learned_dim": 65536, "learned_buckets": 2**31 - 1, "learned_subwords": 2**31 - 1,
-          "members": 64}
+          "members": 64, "teacher_members": 64}
 MAX_SOURCES = 64
 MAX_CNN_WIDTH = 64  # tokens a filter spans: far beyond an n-gram worth a filter
 MAX_SOURCE_DIM = 65536
@@ -180,6 +180,9 @@ class RunConfig:
     # (1 - teacher_weight) x the labels' cross-entropy + teacher_weight x T^2 x the KL divergence
     # from the teacher's probabilities, both softened by T = teacher_temperature.
     teacher: str = ""
+    # with no teacher given: train one first, an ensemble of this many models of this config
+    # (RUN/teacher, learn/ensemble.py), then this run with it as the teacher; 0: none
+    teacher_members: int = 0
     teacher_weight: float = 0.5
     teacher_temperature: float = 1.0
 
@@ -248,8 +251,13 @@ class RunConfig:
             raise bad("teacher_weight", "must be in [0, 1]")
         if not (math.isfinite(self.teacher_temperature) and self.teacher_temperature > 0):
             raise bad("teacher_temperature", "must be a finite number above 0")
-        if self.teacher and self.task != "single":
+        if (self.teacher or self.teacher_members) and self.task != "single":
             raise bad("teacher", "distillation needs a single-label task")
+        if self.teacher_members < 0 or self.teacher_members == 1:
+            raise bad("teacher_members", "must be 0 (none) or an ensemble of 2 or more")
+        if self.teacher_members and self.members > 1:
+            raise bad("teacher_members", "trains one model from an ensemble; an ensemble of "
+                      "taught models is not supported (set members 1 or teacher_members 0)")
         if self.num_labels < (2 if self.task == "single" else 1):
             raise bad("num_labels", "a classifier needs at least 2 labels")
         if not self.pos_weight >= 0:

@@ -14,7 +14,9 @@ from metaprep.outputs import claim_outputs
 from metaprep.stages._common import PathLike, TaskColumns, _in, _out, _req, _resolve_task
 from metaprep.taskdata import task_columns
 
-__all__ = ["HYPER", "TrainOptions", "TrainResult", "train"]
+__all__ = ["HYPER", "TEACHER", "TrainOptions", "TrainResult", "train"]
+
+TEACHER = "teacher"  # the folder of a run that trains its own teacher (teacher_members)
 
 # Hyper-parameters left at None take the run config's defaults (metaprep.learn.config.RunConfig);
 # on --resume, the run's saved config, and a value given that differs from it is an error.
@@ -24,7 +26,7 @@ HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", 
          "min_lr", "patience", "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps",
          "pos_weight", "select_metric", "learned_dim", "learned_buckets", "learned_subwords",
          "learned_init", "learned_dropout", "learned_weight_decay", "learned_lr_scale", "members",
-         "teacher", "teacher_weight", "teacher_temperature")
+         "teacher", "teacher_members", "teacher_weight", "teacher_temperature")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class TrainOptions(TaskColumns):
     checkpoint_steps: int | None = None  # also checkpoint every N steps (0: epoch ends) [0]
     members: int | None = None  # an ensemble of this many models (seeds seed + 1000 k) [1]
     teacher: PathLike | None = _in()  # a trained run or ensemble to learn from as well [none]
+    teacher_members: int | None = None  # no --teacher: train an ensemble of N first as one [0]
     teacher_weight: float | None = None  # the teacher's share of the loss [0.5]
     teacher_temperature: float | None = None  # softens teacher and student alike [1.0]
     pos_weight: float | None = None  # multilabel: cap of the rare labels' positive weight [0: off]
@@ -149,6 +152,11 @@ def train(options: TrainOptions) -> TrainResult:
         for name in ("store", "train", "dev"):
             _req(getattr(o, name), name, "train")
     given = {**preset, **o.given()}  # explicit options win; a resume checks these
+    if o.teacher is not None:
+        if o.teacher_members:
+            raise ConfigError("--teacher and --teacher-members both name a teacher",
+                              hint="give a trained teacher, or the size of one to train")
+        given.pop("teacher_members", None)  # a teacher given: none to train (the preset's)
     given.update({k: v for k in ("task", "label_sep") if (v := getattr(o, k)) is not None})
     notes = []
     if not o.resume:
@@ -167,6 +175,13 @@ def train(options: TrainOptions) -> TrainResult:
     if chosen:
         given["sources"] = chosen
     out = Path(o.output) if o.output is not None else None
+    if (cfg.teacher_members and not o.resume) or (o.resume and out is not None
+                                                  and is_ensemble(out / TEACHER)):
+        out = out or default_run_dir(cfg.method)
+        _check_new_or_own(out, o.resume)
+        with claim_outputs("train", o, {"output": out}, folders=True):
+            metrics = _train_taught(None if o.resume else cfg, o, out, given)
+        return TrainResult(out, metrics, notes)
     if (cfg.members > 1 and not o.resume) or (o.resume and out is not None and is_ensemble(out)):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError("an ensemble trains its members one after another in one "
@@ -175,16 +190,61 @@ def train(options: TrainOptions) -> TrainResult:
         with claim_outputs("train", o, {"output": out}, folders=True):
             metrics = _train_members(None if o.resume else cfg, o, out, given)
         return TrainResult(out, metrics, notes)
-    if out is not None and out.is_dir() and any(out.iterdir()) and run_state(out) == "empty":
-        raise ConfigError("is a folder that holds other files, not a run: train writes a run "
-                          "only into a new or empty folder, or its own run", path=out,
-                          hint="choose another -o")
+    if out is not None:
+        _check_new_or_own(out, o.resume)
     with claim_outputs("train", o, {"output": out}, folders=True):
         metrics = train_run(cfg, store=o.store, train=o.train, dev=o.dev, test=o.test,
                             out=out, resume=o.resume, progress=not o.quiet,
                             encoding=o.data_encoding, overrides=given,
                             columns=task_columns(o))
     return TrainResult(Path(metrics["run_dir"]), metrics, notes)
+
+
+def _check_new_or_own(out: Path, resume: bool) -> None:
+    from metaprep.learn.rundir import run_state
+
+    if resume or not out.is_dir() or run_state(out) != "empty" or not any(out.iterdir()):
+        return
+    raise ConfigError("is a folder that holds other files, not a run: train writes a run "
+                      "only into a new or empty folder, or its own run", path=out,
+                      hint="choose another -o, or continue a killed run there with --resume")
+
+
+def _train_taught(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """A run taught by an ensemble it trains first (``teacher_members``): the ensemble in
+    ``out``/teacher (learn/ensemble.py), then the run in ``out`` with it as its teacher. A
+    resume finishes whichever is unfinished; the run's config is the teacher's but for members,
+    when the run had not started."""
+    from dataclasses import replace
+
+    from metaprep.learn.config import RunConfig
+    from metaprep.learn.ensemble import ensemble_config
+    from metaprep.learn.rundir import run_state
+    from metaprep.learn.train import train as train_run
+
+    teacher = out / TEACHER
+    members = {k: v for k, v in given.items() if k not in ("teacher_members", "members")}
+    if cfg is not None:
+        _train_members(replace(cfg, members=cfg.teacher_members, teacher_members=0), o,
+                       teacher, members)
+    else:
+        _train_members(None, o, teacher, members)
+    started = run_state(out) != "empty"
+    if cfg is None and not started:  # killed before the run began: it is the teacher's config
+        saved, inputs = ensemble_config(teacher)
+        cfg = replace(RunConfig.from_dict(saved), members=1, teacher_members=saved["members"])
+    else:
+        inputs = {k: getattr(o, k) for k in ("store", "train", "dev", "test")}
+    if cfg is not None:
+        cfg = replace(cfg, teacher=str(teacher.resolve()))
+    if not o.quiet:
+        print(f"the model, taught by the ensemble in {teacher}: {out}", file=sys.stderr)
+    return train_run(cfg if not started else None, store=inputs["store"], train=inputs["train"],
+                     dev=inputs["dev"], test=inputs["test"], out=out, resume=started,
+                     progress=not o.quiet, encoding=o.data_encoding,
+                     overrides=given,
+                     columns=task_columns(o))
 
 
 def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any]) -> dict[str, Any]:

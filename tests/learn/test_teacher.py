@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,63 @@ def test_bad_teachers_are_refused(data: dict[str, Path], tmp_path: Path) -> None
     with pytest.raises(ModelError, match="another store"):
         stages.train(stages.TrainOptions(**data, output=tmp_path / "b", teacher=teacher,
                                          **SMALL))
+
+
+def test_a_run_trains_its_own_teacher_first(ensemble: Path, data: dict[str, Path],
+                                            tmp_path: Path) -> None:
+    """teacher_members: the ensemble in RUN/teacher is the one train --members gives for the
+    same options and seed, and the run in RUN is the one --teacher of that ensemble gives."""
+    out = tmp_path / "run"
+    got = stages.train(stages.TrainOptions(**data, output=out, seed=7, teacher_members=2,
+                                           **SMALL))
+    assert got.run == out
+    teacher = out / "teacher"
+    for k in range(2):  # the members are bit-identical to the separately trained ensemble's
+        assert (teacher / "members" / str(k) / "best.safetensors").read_bytes() == \
+            (ensemble / "members" / str(k) / "best.safetensors").read_bytes()
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["teacher"] == str(teacher.resolve()) and saved["teacher_members"] == 2
+    assert saved["members"] == 1
+    by_hand = stages.train(stages.TrainOptions(**data, output=tmp_path / "by-hand", seed=7,
+                                               teacher=teacher, **SMALL))
+    assert (by_hand.run / "best.safetensors").read_bytes() == \
+        (out / "best.safetensors").read_bytes()
+    # the run is an ordinary run: it exports and serves alone (the teacher is not needed)
+    stages.export(stages.ExportOptions(run=out, output=tmp_path / "model", quiet=True))
+    assert (tmp_path / "model" / "manifest.json").is_file()
+
+
+def test_a_killed_taught_run_resumes(data: dict[str, Path], tmp_path: Path) -> None:
+    """Killed after its teacher, before its own first checkpoint: --resume alone trains it,
+    with the teacher's config; killed inside the teacher: --resume finishes both."""
+    done = stages.train(stages.TrainOptions(**data, output=tmp_path / "done", seed=2,
+                                            teacher_members=2, **SMALL))
+    killed = tmp_path / "killed"
+    stages.train(stages.TrainOptions(**data, output=killed / "teacher", seed=2, members=2,
+                                     teacher_weight=0.5, **SMALL))
+    again = stages.train(stages.TrainOptions(output=killed, resume=True, quiet=True))
+    assert again.run == killed
+    assert (killed / "best.safetensors").read_bytes() == \
+        (done.run / "best.safetensors").read_bytes()
+    half = tmp_path / "half"
+    shutil.copytree(done.run / "teacher", half / "teacher")
+    shutil.rmtree(half / "teacher" / "members" / "1")
+    (half / "teacher" / "metrics.json").unlink()
+    stages.train(stages.TrainOptions(output=half, resume=True, quiet=True))
+    assert (half / "best.safetensors").read_bytes() == (done.run / "best.safetensors").read_bytes()
+
+
+def test_teacher_options_that_cannot_go_together(data: dict[str, Path], ensemble: Path,
+                                                 tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="both name a teacher"):
+        stages.train(stages.TrainOptions(**data, output=tmp_path / "a", teacher=ensemble,
+                                         teacher_members=2, **SMALL))
+    with pytest.raises(ConfigError, match="teacher_members"):
+        RunConfig(teacher_members=1)
+    with pytest.raises(ConfigError, match="teacher_members"):
+        RunConfig(teacher_members=2, members=3)
+    # a teacher given overrides the preset's own teacher: none is trained
+    run = stages.train(stages.TrainOptions(**data, output=tmp_path / "b", preset="fast",
+                                           teacher=ensemble, epochs=1, threads=1, quiet=True))
+    assert not (run.run / "teacher").exists()
+    assert json.loads((run.run / "config.json").read_text())["teacher_members"] == 0
