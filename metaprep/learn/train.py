@@ -35,8 +35,8 @@ from metaprep.learn.multilabel import (
 from metaprep.learn.optim import clipped_parameters, make_optimizer
 from metaprep.learn.prepare import Data, prepare, restore
 from metaprep.learn.rundir import ATTENTION_PLOT, LEARNING_CURVES, Checkpoint, Run
-from metaprep.taskdata import Columns
 from metaprep.learn.teacher import distill_loss, teacher_probabilities, teacher_rows
+from metaprep.taskdata import Columns
 
 __all__ = ["FAIL_AFTER_STEPS_ENV", "SimulatedCrash", "default_run_dir", "train"]
 

@@ -136,7 +136,6 @@ def train(options: TrainOptions) -> TrainResult:
 
     from metaprep.learn.config import RunConfig, preset_values
     from metaprep.learn.ensemble import is_ensemble
-    from metaprep.learn.rundir import run_state
     from metaprep.learn.train import default_run_dir
     from metaprep.learn.train import train as train_run
 
