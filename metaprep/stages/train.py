@@ -175,7 +175,7 @@ def train(options: TrainOptions) -> TrainResult:
         given["sources"] = chosen
     out = Path(o.output) if o.output is not None else None
     if (cfg.teacher_members and not o.resume) or (o.resume and out is not None
-                                                  and is_ensemble(out / TEACHER)):
+                                                  and _taught(out)):
         out = out or default_run_dir(cfg.method)
         _check_new_or_own(out, o.resume)
         with claim_outputs("train", o, {"output": out}, folders=True):
@@ -209,44 +209,57 @@ def _check_new_or_own(out: Path, resume: bool) -> None:
                       hint="choose another -o, or continue a killed run there with --resume")
 
 
+def _taught(out: Path) -> bool:
+    """Whether ``out`` holds a run that trains its own teacher (its config says so)."""
+    from metaprep.learn.rundir import CONFIG, Run
+
+    if not (out / CONFIG).is_file():
+        return False
+    with Run.open(out, verify_store=False) as run:
+        return bool(run.config.teacher_members)
+
+
 def _train_taught(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any]
                   ) -> dict[str, Any]:
-    """A run taught by an ensemble it trains first (``teacher_members``): the ensemble in
-    ``out``/teacher (learn/ensemble.py), then the run in ``out`` with it as its teacher. A
-    resume finishes whichever is unfinished; the run's config is the teacher's but for members,
-    when the run had not started."""
+    """A run taught by an ensemble it trains first (``teacher_members``). The run is described
+    first (its config, data and store records, so that a resume knows it), then the ensemble
+    is trained into ``out``/teacher with the run's config but members and the teacher's own
+    options (so it is the ensemble ``members`` = ``teacher_members`` gives, bit for bit), then
+    the run itself. A resume finishes whichever is unfinished."""
     from dataclasses import replace
 
     from metaprep.learn.config import RunConfig
-    from metaprep.learn.ensemble import ensemble_config
-    from metaprep.learn.rundir import run_state
+    from metaprep.learn.ensemble import is_ensemble
+    from metaprep.learn.prepare import prepare
+    from metaprep.learn.rundir import Run
     from metaprep.learn.train import train as train_run
 
     teacher = out / TEACHER
-    members = {k: v for k, v in given.items() if k not in ("teacher_members", "members")}
     if cfg is not None:
-        _train_members(replace(cfg, members=cfg.teacher_members, teacher_members=0), o,
-                       teacher, members)
-    else:
-        _train_members(None, o, teacher, members)
-    started = run_state(out) != "empty"
-    if cfg is None and not started:  # killed before the run began: it is the teacher's config
-        saved, inputs = ensemble_config(teacher)
-        cfg = replace(RunConfig.from_dict(saved), members=1, teacher_members=saved["members"])
-    else:
         inputs = {k: getattr(o, k) for k in ("store", "train", "dev", "test")}
-    if cfg is not None:
         cfg = replace(cfg, teacher=str(teacher.resolve()))
+        prepare(cfg, out, inputs, resume=False, overrides=None, write=True,
+                encoding=o.data_encoding, show=not o.quiet, columns=task_columns(o)).run.close()
+    with Run.open(out, verify_store=False) as run:
+        saved = run.config
+        recorded = {"store": str(run.store_ref.path), **{
+            k: None if (ref := run.data.get(k)) is None else str(ref.path)
+            for k in ("train", "dev", "test")}}
+    if is_ensemble(teacher):
+        _train_members(None, o, teacher, {}, inputs=recorded)
+    else:
+        _train_members(replace(saved, members=saved.teacher_members, teacher_members=0,
+                               teacher="", teacher_weight=RunConfig.teacher_weight,
+                               teacher_temperature=RunConfig.teacher_temperature),
+                       o, teacher, {}, inputs=recorded)
     if not o.quiet:
         print(f"the model, taught by the ensemble in {teacher}: {out}", file=sys.stderr)
-    return train_run(cfg if not started else None, store=inputs["store"], train=inputs["train"],
-                     dev=inputs["dev"], test=inputs["test"], out=out, resume=started,
-                     progress=not o.quiet, encoding=o.data_encoding,
-                     overrides=given,
-                     columns=task_columns(o))
+    return train_run(None, out=out, resume=True, progress=not o.quiet,
+                     encoding=o.data_encoding, overrides=given, columns=task_columns(o))
 
 
-def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any]) -> dict[str, Any]:
+def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], *,
+                   inputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """An ensemble (learn/ensemble.py): its members trained, or resumed, one after another."""
     from metaprep.learn.data import LabelMap, load_task
     from metaprep.learn.ensemble import train_ensemble
@@ -276,7 +289,8 @@ def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any]) 
                     encoding=o.data_encoding, progress=not o.quiet, columns=run.data.columns)[0]
         return ensemble_scores(dirs, found, progress=not o.quiet)
 
-    inputs = {k: getattr(o, k) for k in ("store", "train", "dev", "test")}
+    if inputs is None:
+        inputs = {k: getattr(o, k) for k in ("store", "train", "dev", "test")}
     resumed = {k: v for k, v in given.items() if k not in ("task", "label_sep")}
     return train_ensemble(cfg, out, inputs=inputs, overrides=resumed if cfg is None else {},
                           train_one=one, score=score, progress=not o.quiet)

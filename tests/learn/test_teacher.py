@@ -151,23 +151,34 @@ def test_a_run_trains_its_own_teacher_first(ensemble: Path, data: dict[str, Path
 
 
 def test_a_killed_taught_run_resumes(data: dict[str, Path], tmp_path: Path) -> None:
-    """Killed after its teacher, before its own first checkpoint: --resume alone trains it,
-    with the teacher's config; killed inside the teacher: --resume finishes both."""
+    """The run is described before its teacher trains: killed at any point, --resume alone
+    finishes it, and the result is the run that was never killed."""
     done = stages.train(stages.TrainOptions(**data, output=tmp_path / "done", seed=2,
-                                            teacher_members=2, **SMALL))
-    killed = tmp_path / "killed"
-    stages.train(stages.TrainOptions(**data, output=killed / "teacher", seed=2, members=2,
-                                     teacher_weight=0.5, **SMALL))
-    again = stages.train(stages.TrainOptions(output=killed, resume=True, quiet=True))
-    assert again.run == killed
-    assert (killed / "best.safetensors").read_bytes() == \
-        (done.run / "best.safetensors").read_bytes()
-    half = tmp_path / "half"
-    shutil.copytree(done.run / "teacher", half / "teacher")
-    shutil.rmtree(half / "teacher" / "members" / "1")
-    (half / "teacher" / "metrics.json").unlink()
-    stages.train(stages.TrainOptions(output=half, resume=True, quiet=True))
-    assert (half / "best.safetensors").read_bytes() == (done.run / "best.safetensors").read_bytes()
+                                            teacher_members=2, **SMALL)).run
+    want = (done / "best.safetensors").read_bytes()
+
+    def killed(name: str, *drop: str) -> Path:
+        run = tmp_path / name
+        shutil.copytree(done, run)
+        config = json.loads((run / "config.json").read_text())
+        config["teacher"] = str((run / "teacher").resolve())  # as it was written there
+        (run / "config.json").write_text(json.dumps(config))
+        for d in ("best.safetensors", "checkpoint.pt", "metrics.json", *drop):
+            target = run / d
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+        return run
+
+    cases = [killed("after-teacher"),
+             killed("inside-teacher", "teacher/members/1", "teacher/metrics.json"),
+             killed("before-teacher", "teacher")]
+    for run in cases:
+        again = stages.train(stages.TrainOptions(output=run, resume=True, quiet=True))
+        assert again.run == run
+        assert (run / "best.safetensors").read_bytes() == want, run.name
+        assert json.loads((run / "teacher" / "ensemble.json").read_text())["members"] == 2
 
 
 def test_teacher_options_that_cannot_go_together(data: dict[str, Path], ensemble: Path,
