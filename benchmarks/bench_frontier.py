@@ -318,6 +318,9 @@ def shared_teachers(systems: Sequence[str], seeds: Sequence[int], work: Path) ->
 
     fast, accurate = dict(PRESETS["fast"]), dict(PRESETS["accurate"])
     k = fast.pop("teacher_members", 0)
+    for key in ("teacher_weight", "teacher_temperature"):  # the student's, not its teacher's
+        fast.pop(key, None)
+        accurate.pop(key, None)
     same = accurate.pop("members", 1) == k and accurate.pop("teacher_members", 0) == 0
     if not (k and same and fast == accurate and {"metaprep fast", "metaprep accurate"}
             <= set(systems)):

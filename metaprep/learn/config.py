@@ -40,26 +40,25 @@ MAX_WEIGHTS = 500_000_000
 # `--preset`, TrainOptions.preset and pipelines' `preset` key. Options given explicitly win; the
 # saved config records the resolved values.
 PRESETS: dict[str, dict[str, Any]] = {
-    # serving speed first: a sum of small projections and the pooled encoder, plus the learned
-    # source with word bigrams (the words no pretrained source has); a per-source LayerNorm
-    # (folded into the tables at export: no cost in serving) keeps the learned source from
-    # swamping the pretrained ones on a small task (benchmarks/results/learned-sweep.md,
-    # learned-mix.md). Dropout 0.7 on the learned vectors and up to 15 epochs (early stopping on
-    # dev; the runs stopped at 12-13) then beat dropout 0.5 with 6 epochs, 3 seeds, test %:
-    # Debian 77.0 +- 0.3 -> 77.8 +- 0.2, fortunes 76.2 +- 0.6 -> 76.9 +- 0.7; same model size
-    # and serving cost. In the 6-epoch screen (1 seed) more buckets (1M, 2M), a 128-d learned
-    # source, 128-d projections, a wider MLP or other batch sizes gave no more than the seed
-    # spread (benchmarks/results/preset-sweep.md).
+    # serving speed first: one model, a sum of small projections and the pooled encoder, plus
+    # the learned source with word bigrams (the words no pretrained source has); a per-source
+    # LayerNorm (folded into the tables at export: no cost in serving) keeps the learned source
+    # from swamping the pretrained ones on a small task (benchmarks/results/learned-sweep.md,
+    # learned-mix.md); dropout 0.7 on the learned vectors, up to 15 epochs (early stopping on
+    # dev; preset-sweep.md). It is taught by the `accurate` ensemble of its seed, which it
+    # trains first (RUN/teacher; learn/teacher.py), learning from the ensemble's probabilities
+    # softened at T 2 instead of the labels: 4x the training time, the serving cost of one
+    # model. Taught against untaught, 3 seeds, test % (benchmarks/results/teacher.md):
+    # Debian 78.5 +- 0.3 against 77.7 +- 0.0, fortunes 77.8 against 76.7.
     "fast": {"method": "sum", "encoder": "pool", "proj_dim": 64, "mlp_hidden": 256,
              "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
-             "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 15},
-    # accuracy first: an ensemble of three `fast` models (learn/ensemble.py), their probabilities
-    # averaged. 3 ensembles of 3 against the 9 models alone (test %, 2026-12-02,
+             "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 15,
+             "teacher_members": 3, "teacher_weight": 1.0, "teacher_temperature": 2.0},
+    # accuracy first: an ensemble of three such models untaught (learn/ensemble.py), their
+    # probabilities averaged. 3 ensembles of 3 against the 9 models alone (test %, 2026-12-02,
     # benchmarks/results/ensembles.md): Debian 79.2 +- 0.3 against 77.8 +- 0.2, fortunes
-    # 78.2 +- 1.8 against 76.3 +- 1.0. In the frontier runs (3 seeds) 79.0 +- 0.3 and
-    # 78.2 +- 0.6, the most accurate system on both tasks (TF-IDF + a linear SVM 78.5 on Debian;
-    # the cnn encoder this preset had 78.2 +- 0.2 and 76.6 +- 2.0), serving at 0.55-0.70x
-    # `fast`'s sentences/s (benchmarks/results/frontier-*.md).
+    # 78.2 +- 1.8 against 76.3 +- 1.0; the most accurate system on both tasks of the frontier
+    # (benchmarks/results/frontier-*.md), serving at about half `fast`'s sentences/s.
     "accurate": {"method": "sum", "encoder": "pool", "proj_dim": 64, "mlp_hidden": 256,
                  "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
                  "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 15,

@@ -156,6 +156,8 @@ def train(options: TrainOptions) -> TrainResult:
             raise ConfigError("--teacher and --teacher-members both name a teacher",
                               hint="give a trained teacher, or the size of one to train")
         given.pop("teacher_members", None)  # a teacher given: none to train (the preset's)
+    if (o.members or 1) > 1 and o.teacher_members is None:
+        given.pop("teacher_members", None)  # an ensemble of the preset's models, untaught
     given.update({k: v for k in ("task", "label_sep") if (v := getattr(o, k)) is not None})
     notes = []
     if not o.resume:
@@ -167,6 +169,12 @@ def train(options: TrainOptions) -> TrainResult:
             notes.append(why)
             if not o.quiet:
                 print(f"note: {why}", file=sys.stderr)
+        if task == "multilabel" and "teacher_members" in preset and o.teacher_members is None:
+            given.pop("teacher_members", None)  # a teacher is for single-label tasks
+            notes.append(f"the {o.preset} preset's teacher is for single-label tasks: this "
+                         "multi-label run trains without one")
+            if not o.quiet:
+                print(f"note: {notes[-1]}", file=sys.stderr)
     cfg = RunConfig(method=method or RunConfig.method, sources=chosen,
                     source_dims=[0] * len(chosen), **given)
     if method is not None:

@@ -195,3 +195,36 @@ def test_teacher_options_that_cannot_go_together(data: dict[str, Path], ensemble
                                            teacher=ensemble, epochs=1, threads=1, quiet=True))
     assert not (run.run / "teacher").exists()
     assert json.loads((run.run / "config.json").read_text())["teacher_members"] == 0
+
+
+def test_the_fast_preset_trains_its_teacher_where_it_can(data: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    """--preset fast: taught by an ensemble of PRESETS["fast"]["teacher_members"] models; with
+    --members N, an ensemble of untaught models; on a multi-label task, no teacher (and a
+    note saying so)."""
+    from metaprep.learn.config import PRESETS
+
+    tiny = {"proj_dim": 5, "mlp_hidden": 6, "learned_buckets": 16, "epochs": 1, "threads": 1,
+            "quiet": True}
+    taught = stages.train(stages.TrainOptions(**data, output=tmp_path / "fast", preset="fast",
+                                              **tiny))
+    k = PRESETS["fast"]["teacher_members"]
+    assert json.loads((taught.run / "teacher" / "ensemble.json").read_text())["members"] == k
+    saved = json.loads((taught.run / "config.json").read_text())
+    assert (saved["teacher_members"], saved["teacher_weight"], saved["teacher_temperature"]) \
+        == (k, PRESETS["fast"]["teacher_weight"], PRESETS["fast"]["teacher_temperature"])
+    ens = stages.train(stages.TrainOptions(**data, output=tmp_path / "ens", preset="fast",
+                                           members=2, **tiny))
+    for member in (ens.run / "members").iterdir():
+        assert json.loads((member / "config.json").read_text())["teacher_members"] == 0
+    assert not (ens.run / "teacher").exists()
+    rows = "".join(f"{t}\t{lab}\n" for t, lab in (("good film", "pos"), ("bad film", "neg"),
+                                                   ("good bad", "pos,neg"), ("film", "")) * 8)
+    for name in ("mtrain", "mdev"):
+        (tmp_path / f"{name}.tsv").write_text("text\tlabel\n" + rows)
+    multi = stages.train(stages.TrainOptions(
+        store=data["store"], train=tmp_path / "mtrain.tsv", dev=tmp_path / "mdev.tsv",
+        output=tmp_path / "multi", preset="fast", task="multilabel", **tiny))
+    assert not (multi.run / "teacher").exists()
+    assert json.loads((multi.run / "config.json").read_text())["teacher_members"] == 0
+    assert any("single-label" in n for n in multi.notes)
