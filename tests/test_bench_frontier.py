@@ -99,3 +99,17 @@ def test_a_preset_that_sets_its_epochs_keeps_them_unless_told_otherwise() -> Non
         assert frontier.epoch_args(system, 6, own=True) == ([] if sets_epochs
                                                             else ["--epochs", "6"])
         assert frontier.epoch_args(system, 6, own=False) == ["--epochs", "6"]
+
+
+def test_the_fast_runs_share_the_accurate_runs_as_teachers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only while `fast` would train exactly the `accurate` ensemble of its seed."""
+    from metaprep.learn import config
+
+    both = ["metaprep fast", "metaprep accurate"]
+    got = frontier.shared_teachers(both, [0, 2], Path("w"))
+    assert got == {0: Path("w/runs/accurate-seed0"), 2: Path("w/runs/accurate-seed2")}
+    assert frontier.shared_teachers(["metaprep fast"], [0], Path("w")) == {}
+    other = {**config.PRESETS, "accurate": {**config.PRESETS["accurate"], "proj_dim": 32}}
+    monkeypatch.setattr(config, "PRESETS", other)
+    assert frontier.shared_teachers(both, [0], Path("w")) == {}
