@@ -28,8 +28,9 @@ system's own tokenization included), with ``--threads`` threads for everyone: me
 runs that many batches at once (one onnxruntime thread each); the baselines get BLAS/OpenMP pools
 of that size and are also timed split over that many Python threads, keeping the faster way
 (fastText's Python ``predict`` holds the GIL, so a second thread does not help it). For each of
-``--batch-sizes`` the median over several timed passes over the test set; the best batch size
-is reported. Speed and size are
+``--batch-sizes`` the median over the timed passes over the test set (at least 5 and 2 s in
+all), taken in 5 rounds in which every system, way and batch size is timed in turn, so that a
+slow spell of the machine does not fall on one system only; the best batch size is reported. Speed and size are
 measured on the seed-0 model, after all training has finished (nothing of ours runs alongside).
 Model size is the bytes on disk a server needs (model directory, ``.bin``, pickle).
 
@@ -157,6 +158,24 @@ def best_speed(n_texts: int, predict_in_batches: Callable[[int], Callable[[], An
                                                                       **timing))
     best = max(per_batch, key=lambda k: per_batch[k])
     return {"sentences_per_s": per_batch[best], "batch_size": int(best), "by_batch": per_batch}
+
+
+ROUNDS = 5  # timing rounds, every way of every system timed once in each
+
+
+def interleaved_rates(n_texts: int, calls: Mapping[Any, Callable[[], Any]], *, rounds: int,
+                      min_passes: int = 5, min_time: float = 2.0) -> dict[Any, float]:
+    """Sentences/s (n / median pass time) of each call, timed in ``rounds`` rounds that take
+    the calls in turn (forward, then backward, so none is always first): each gets
+    ``min_time`` seconds and ``min_passes`` passes in all, spread over the rounds."""
+    times: dict[Any, list[float]] = {k: [] for k in calls}
+    keys = list(calls)
+    per_round = {"min_passes": max(1, -(-min_passes // rounds)),
+                 "min_time": min_time / rounds}
+    for r in range(rounds):
+        for k in keys if r % 2 == 0 else keys[::-1]:
+            times[k] += time_passes(calls[k], **per_round)
+    return {k: n_texts / statistics.median(v) for k, v in times.items()}
 
 
 def chunks(texts: Sequence[str], size: int) -> Iterable[Sequence[str]]:
@@ -719,16 +738,29 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
         if m2v_py is None:
             results["model2vec+logreg"].skipped = why
 
-    # 4. speed of the seed-0 models, one system at a time, nothing else of ours running. The
-    # baselines are also tried split over --threads Python threads (fastText's predict holds
-    # the GIL, scikit-learn's releases it in parts): each keeps its faster way.
+    # 4. speed of the seed-0 models, nothing else of ours running. The baselines are also tried
+    # split over --threads Python threads (fastText's predict holds the GIL, scikit-learn's
+    # releases it in parts): each keeps its faster way. Every (system, way, batch size) is
+    # timed in each of ROUNDS rounds, in turn, so a slow spell of the machine falls on all of
+    # them alike instead of on whichever system was being timed then.
+    calls: dict[tuple[str, int, int], Callable[[], Any]] = {}
     for system, pred in predictors.items():
-        sys.stderr.write(f"{task}: timing {system}\n")
         ways = {1: pred} if system in METAPREP_SYSTEMS or args.threads == 1 else {
             1: pred, args.threads: ThreadedPredictor(pred, args.threads)}
-        with threadpool_limits(args.threads):
-            speeds = {n: best_speed(len(test), lambda b, p=p: lambda: p.predict(test, b),
-                                    args.batch_sizes, **timing) for n, p in ways.items()}
+        for n, p in ways.items():
+            for b in args.batch_sizes:
+                calls[(system, n, b)] = lambda p=p, b=b: p.predict(test, b)
+    sys.stderr.write(f"{task}: timing {len(calls)} ways of {len(predictors)} systems\n")
+    with threadpool_limits(args.threads):
+        rates = interleaved_rates(len(test), calls, rounds=1 if args.quick else ROUNDS,
+                                  **timing)
+    for system in predictors:
+        mine = {(n, b): r for (s, n, b), r in rates.items() if s == system}
+        speeds = {n: {"sentences_per_s": max(r for (m, _), r in mine.items() if m == n),
+                      "by_batch": {str(b): r for (m, b), r in mine.items() if m == n}}
+                  for n in sorted({n for n, _ in mine})}
+        for v in speeds.values():
+            v["batch_size"] = int(max(v["by_batch"], key=lambda k: v["by_batch"][k]))
         best = max(speeds, key=lambda n: speeds[n]["sentences_per_s"])
         results[system].speed = {**speeds[best], "python_threads": best,
                                  "by_python_threads": {str(n): v["sentences_per_s"]

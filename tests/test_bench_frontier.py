@@ -113,3 +113,13 @@ def test_the_fast_runs_share_the_accurate_runs_as_teachers(
     other = {**config.PRESETS, "accurate": {**config.PRESETS["accurate"], "proj_dim": 32}}
     monkeypatch.setattr(config, "PRESETS", other)
     assert frontier.shared_teachers(both, [0], Path("w")) == {}
+
+
+def test_interleaved_rates_time_every_call_in_every_round() -> None:
+    order: list[str] = []
+    calls = {k: (lambda k=k: order.append(k)) for k in ("a", "b", "c")}
+    rates = frontier.interleaved_rates(10, calls, rounds=3, min_passes=3, min_time=0.0)
+    assert set(rates) == {"a", "b", "c"} and all(r > 0 for r in rates.values())
+    # each round: a warm-up call and one timed pass of each, forward, backward, forward
+    assert order == ["a"] * 2 + ["b"] * 2 + ["c"] * 2 + ["c"] * 2 + ["b"] * 2 + ["a"] * 2 \
+        + ["a"] * 2 + ["b"] * 2 + ["c"] * 2
