@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -128,6 +129,9 @@ def _widths(ctx: click.Context, param: click.Parameter, value: str | None
               help="Learn from a trained run or ensemble directory too (distillation): its "
                    "probabilities on the training texts join the labels in the loss. It must "
                    "have been trained on the same store, labels and tokenizer [default: none]")
+@_hyper("--teacher-members", int, 0, "Without --teacher: first train an ensemble of this many "
+        "models of this run's options into -o/teacher (as --members N would), then this run "
+        "taught by it (0: no teacher).")
 @_hyper("--teacher-weight", float, 0.5, "With --teacher: the teacher's share of the loss "
         "(0: labels only, 1: teacher only).")
 @_hyper("--teacher-temperature", float, 1.0, "With --teacher: soften the teacher's and the "
@@ -153,6 +157,7 @@ def _widths(ctx: click.Context, param: click.Parameter, value: str | None
 def command(train_path: str | None, sources: str | None, **kw: Any) -> None:
     """Train DME / CDME (or a baseline) plus a sentence encoder and classifier."""
     from metaprep import stages
+    from metaprep.stages.train import TEACHER
 
     chosen = tuple(s for s in (sources or "").split(",") if s.strip())
     result = stages.train(stages.TrainOptions(train=train_path, sources=chosen, **kw))
@@ -176,6 +181,12 @@ def command(train_path: str | None, sources: str | None, **kw: Any) -> None:
         click.echo(f"ensemble of {len(m['member_metrics'])}: dev accuracy "
                    f"{m['dev']['accuracy']:.4f} macro-F1 {m['dev']['macro_f1']:.4f}")
     else:
+        teacher = result.run / TEACHER / "metrics.json"
+        if teacher.is_file():  # a run that trained its own teacher: the teacher's figures too
+            t = json.loads(teacher.read_text(encoding="utf-8"))
+            shown = "" if not t.get("test") else f", test accuracy {t['test']['accuracy']:.4f}"
+            click.echo(f"teacher ({result.run / TEACHER}): dev accuracy "
+                       f"{t['dev']['accuracy']:.4f}{shown}")
         click.echo(f"best epoch {m['best_epoch']}: dev accuracy {m['dev']['accuracy']:.4f}"
                    f" macro-F1 {m['dev']['macro_f1']:.4f}")
     if m.get("test"):

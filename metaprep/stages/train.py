@@ -152,6 +152,10 @@ def train(options: TrainOptions) -> TrainResult:
             _req(getattr(o, name), name, "train")
     given = {**preset, **o.given()}  # explicit options win; a resume checks these
     if o.teacher is not None:
+        found = Path(o.teacher)
+        if not ((found / "config.json").is_file() or is_ensemble(found)):
+            raise ConfigError("no such teacher: give a trained run or ensemble directory",
+                              path=found)
         if o.teacher_members:
             raise ConfigError("--teacher and --teacher-members both name a teacher",
                               hint="give a trained teacher, or the size of one to train")

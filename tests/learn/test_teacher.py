@@ -228,3 +228,39 @@ def test_the_fast_preset_trains_its_teacher_where_it_can(data: dict[str, Path],
     assert not (multi.run / "teacher").exists()
     assert json.loads((multi.run / "config.json").read_text())["teacher_members"] == 0
     assert any("single-label" in n for n in multi.notes)
+
+
+def test_the_command_line_reports_the_teacher_and_the_taught_model(
+        data: dict[str, Path], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from metaprep.cli import cli
+
+    args = ["train", "--store", str(data["store"]), "--train", str(data["train"]), "--dev",
+            str(data["dev"]), "--test", str(data["test"]), "--method", "sum", "--encoder",
+            "pool", "--proj-dim", "5", "--mlp-hidden", "6", "--epochs", "1", "--threads", "1",
+            "--teacher-members", "2", "-o", str(tmp_path / "run"), "-q"]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0] == f"run: {tmp_path / 'run'}"
+    assert lines[1].startswith(f"teacher ({tmp_path / 'run' / 'teacher'}): dev accuracy ")
+    assert lines[2].startswith("best epoch 1: dev accuracy ")
+    import subprocess
+    import sys
+
+    base = [a for a in args[:-3] if a not in ("--teacher-members", "2")]
+    bad = subprocess.run([sys.executable, "-m", "metaprep", *base, "--teacher",
+                          str(tmp_path / "nowhere"), "-o", str(tmp_path / "other"), "-q"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "no such teacher" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and str(tmp_path / "nowhere") in bad.stderr
+
+
+def test_a_missing_teacher_is_refused_before_anything_is_written(data: dict[str, Path],
+                                                                tmp_path: Path) -> None:
+    for teacher in (tmp_path / "nowhere", tmp_path):  # absent; a folder that is no run
+        with pytest.raises(ConfigError, match="no such teacher"):
+            stages.train(stages.TrainOptions(**data, output=tmp_path / "out", teacher=teacher,
+                                             **SMALL))
+        assert not (tmp_path / "out").exists()
