@@ -99,12 +99,17 @@ def main() -> None:
         shown = ", ".join(f"{g}: {a:.2f}" for g, a in zip(groups, scores, strict=True))
         print(f"  average of {size} ({len(groups)} groups): {_mean_sd(scores)}   [{shown}]")
     if args.results is not None:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=HERE).stdout.strip()
-        report["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        report["commit"] = commit
-        path = args.results.with_name(f"{args.results.name}-{args.task}.json")
-        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_report(args.results, args.task, report)
+
+
+def write_report(results: Path, task: str, report: dict) -> None:
+    """RESULTS-TASK.json: the figures, with the date and the commit they were measured at."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=HERE).stdout.strip()
+    report["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    report["commit"] = commit
+    path = results.with_name(f"{results.name}-{task}.json")
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

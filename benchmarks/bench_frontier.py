@@ -30,7 +30,8 @@ of that size and are also timed split over that many Python threads, keeping the
 (fastText's Python ``predict`` holds the GIL, so a second thread does not help it). For each of
 ``--batch-sizes`` the median over the timed passes over the test set (at least 5 and 2 s in
 all), taken in 5 rounds in which every system, way and batch size is timed in turn, so that a
-slow spell of the machine does not fall on one system only; the best batch size is reported. Speed and size are
+slow spell of the machine does not fall on one system only; the best batch size is reported.
+Speed and size are
 measured on the seed-0 model, after all training has finished (nothing of ours runs alongside).
 Model size is the bytes on disk a server needs (model directory, ``.bin``, pickle).
 

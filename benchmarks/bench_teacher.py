@@ -18,12 +18,12 @@ The data are ``--data``/TASK.{train,dev,test}.tsv (benchmarks/realdata.py).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from bench_ensembles import _mean_sd, write_report
 
 HERE = Path(__file__).resolve().parent
 
@@ -71,11 +71,6 @@ def _student(args: argparse.Namespace, seed: int, weight: float, temperature: fl
     return got
 
 
-def _mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} +- {sd:.2f}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", required=True)
@@ -109,12 +104,7 @@ def main() -> None:
         shown = ", ".join(f"{v:.2f}" for v in values)
         print(f"  {name}: {_mean_sd(values)}   [{shown}]")
     if args.results is not None:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=HERE).stdout.strip()
-        report["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        report["commit"] = commit
-        path = args.results.with_name(f"{args.results.name}-{args.task}.json")
-        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_report(args.results, args.task, report)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,19 @@ def write_task(path: Path, n: int, *, pair: bool = False, seed: int = 1) -> Path
     return path
 
 
+# a small pooled model with the learned source: trains in a second (ensembles, teachers)
+SMALL = {"method": "sum", "encoder": "pool", "proj_dim": 5, "mlp_hidden": 6, "epochs": 2,
+         "learned_dim": 4, "learned_buckets": 16, "threads": 1, "quiet": True}
+
+
+def small_task(base: Path) -> dict[str, Path]:
+    """A store and train / dev / test files for SMALL runs."""
+    return {"store": make_store(base / "store.h5"),
+            "train": write_task(base / "train.tsv", 80, seed=3),
+            "dev": write_task(base / "dev.tsv", 30, seed=4),
+            "test": write_task(base / "test.tsv", 30, seed=5)}
+
+
 def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: bool = False,
              seed: int = 0, dev: bool = True, **cfg_kw: Any) -> Path:
     """A run directory whose weights are random (seeded) but scaled so outputs vary."""

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from exportkit import make_run, make_store, sentences, write_task
+from exportkit import SMALL, make_run, sentences
 
 from metaprep import stages
 from metaprep.errors import ConfigError, ExportError, ModelError
@@ -20,25 +20,6 @@ from metaprep.learn.ensemble import Ensemble, load_members, member_dirs
 from metaprep.learn.rundir import Run
 from metaprep.serve.export import ExportOptions, export_run
 from metaprep.serve.runtime import Model
-
-SMALL = {"method": "sum", "encoder": "pool", "proj_dim": 5, "mlp_hidden": 6, "epochs": 2,
-         "learned_dim": 4, "learned_buckets": 16, "threads": 1, "quiet": True}
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("ens-data")
-    return {"store": make_store(base / "store.h5"),
-            "train": write_task(base / "train.tsv", 80, seed=3),
-            "dev": write_task(base / "dev.tsv", 30, seed=4),
-            "test": write_task(base / "test.tsv", 30, seed=5)}
-
-
-@pytest.fixture(scope="module")
-def trained(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ens") / "ens"
-    stages.train(stages.TrainOptions(**data, output=out, members=2, seed=7, **SMALL))
-    return out
 
 
 def _member_probs(dirs: list[Path], texts_path: Path) -> tuple[np.ndarray, np.ndarray]:

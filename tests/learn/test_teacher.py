@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from exportkit import make_store, write_task
+from exportkit import SMALL, make_store
 
 from metaprep import stages
 from metaprep.errors import ConfigError, ModelError
@@ -20,24 +20,10 @@ from metaprep.learn.evaluate import _logits
 from metaprep.learn.rundir import Run
 from metaprep.learn.teacher import distill_loss, teacher_probabilities
 
-SMALL = {"method": "sum", "encoder": "pool", "proj_dim": 5, "mlp_hidden": 6, "epochs": 2,
-         "learned_dim": 4, "learned_buckets": 16, "threads": 1, "quiet": True}
-
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("teacher-data")
-    return {"store": make_store(base / "store.h5"),
-            "train": write_task(base / "train.tsv", 80, seed=3),
-            "dev": write_task(base / "dev.tsv", 30, seed=4),
-            "test": write_task(base / "test.tsv", 30, seed=5)}
-
-
-@pytest.fixture(scope="module")
-def ensemble(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("teacher") / "ens"
-    stages.train(stages.TrainOptions(**data, output=out, members=2, seed=7, **SMALL))
-    return out
+def ensemble(trained: Path) -> Path:
+    return trained  # conftest's ensemble of two SMALL models, seed 7
 
 
 def test_loss_mixes_the_labels_and_the_teacher() -> None:
