@@ -66,7 +66,8 @@ def small_task(base: Path) -> dict[str, Path]:
 
 
 def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: bool = False,
-             seed: int = 0, dev: bool = True, **cfg_kw: Any) -> Path:
+             seed: int = 0, dev: bool = True, case_policy: str = "fallback",
+             **cfg_kw: Any) -> Path:
     """A run directory whose weights are random (seeded) but scaled so outputs vary."""
     import torch
 
@@ -77,7 +78,7 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
     from metaprep.tokenize import TokenizerConfig
 
     tmp.mkdir(parents=True, exist_ok=True)
-    store_path = make_store(tmp / "store.h5")
+    store_path = make_store(tmp / "store.h5", case_policy=case_policy)
     sources = ["s0"] if method == "single" else ["s0", "s1"]
     cfg = RunConfig(method=method, sources=sources, source_dims=[6, 4][: len(sources)],
                     vocab_size=len(WORDS), proj_dim=5, hidden=4, mlp_hidden=6, context_hidden=2,

@@ -68,14 +68,14 @@ def test_hyper_parameter_defaults_agree_everywhere() -> None:
         if isinstance(want, list):  # cnn_widths: comma-separated on the command line
             assert [int(v) for v in match.group(1).split(",")] == want, name
             continue
-        got = {"on": True, "off": False}.get(match.group(1), match.group(1))
+        got = {"on": True, "off": False, "none": ""}.get(match.group(1), match.group(1))
         assert type(want)(got) == want, name
 
 
 def test_path_fields_are_declared() -> None:
     opts = mp.TrainOptions(store="s.h5", train="t.tsv", dev="d.tsv", output="run")
     assert path_fields(opts, "in") == {"store": "s.h5", "train": "t.tsv", "dev": "d.tsv",
-                                       "test": None}
+                                       "test": None, "teacher": None}
     assert path_fields(opts, "out") == {"output": "run"}
     for cls in (mp.SplitOptions, mp.AlignOptions, mp.EvaluateOptions, mp.ExportOptions):
         assert any(f.metadata.get("path") == "out" for f in fields(cls)), cls

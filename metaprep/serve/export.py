@@ -372,6 +372,28 @@ def _write_text_graph(tmp: Path, tok: Any, words: list[str], case_policy: str,
     return True
 
 
+def _write_serve_graph(tmp: Path, tok: Any, case_policy: str, max_tokens: int,
+                       log: Callable[[str], None]) -> bool:
+    """serve.onnx: the text graph and the model graph joined (texts in, one run a batch), when
+    the text graph's map answers every token itself; it reads the model's tables from the same
+    data file."""
+    import onnx
+
+    from metaprep.serve.textgraph import map_is_complete, serve_graph
+
+    if not map_is_complete(tok, case_policy):
+        return False
+    try:
+        graph = serve_graph(onnx.load(str(tmp / GRAPH_FILES["text"])),
+                            onnx.load(str(tmp / GRAPH_FILES["model"]), load_external_data=False),
+                            max_tokens)
+    except ValueError as exc:
+        log(f"note: no serve graph ({exc}): the runtime will run the text and model graphs")
+        return False
+    save_graph(graph, tmp / GRAPH_FILES["serve"])
+    return True
+
+
 def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[str],
                 case_policy: str, opts: ExportOptions, export: ExportInfo,
                 checks: Checks, thresholds: Thresholds | None = None,
@@ -381,6 +403,8 @@ def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[st
     max_tokens = min(int(opts.max_tokens or tok.max_tokens or 512), MAX_TOKENS_LIMIT)
     if _write_text_graph(tmp, tok, words, case_policy, log):
         names.append("text")
+        if not cfg.pair and _write_serve_graph(tmp, tok, case_policy, max_tokens, log):
+            names.append("serve")
     graphs = {n: _graph_record(tmp / GRAPH_FILES[n]) for n in names}
     used = {f for g in graphs.values() for f in g.data_files}
     if DATA_FILE not in used:

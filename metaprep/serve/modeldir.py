@@ -77,7 +77,8 @@ MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 LABELS = "labels.json"
 DATA_FILE = "model.data"  # the external tensors of every graph
-GRAPH_FILES = {"model": "model.onnx", "front_end": "front_end.onnx", "text": "text.onnx"}
+GRAPH_FILES = {"model": "model.onnx", "front_end": "front_end.onnx", "text": "text.onnx",
+               "serve": "serve.onnx"}
 REQUIRED_FILES = (VOCAB_TXT, VOCAB_OFFSETS, VOCAB_INDEX, TOKENIZER, LABELS)
 # Files larger than this are checked by size only unless a full check is asked for: hashing a
 # multi-GB table on every load would cost seconds, and onnxruntime memory-maps it anyway.
@@ -94,7 +95,8 @@ class Manifest:
     """What manifest.json holds, typed. ``files`` maps a file name to its size and sha256."""
 
     task: TaskInfo
-    # "model" (always), "front_end" (with --front-end), "text" (texts -> ids; textgraph.py)
+    # "model" (always), "front_end" (with --front-end), "text" (texts -> ids; textgraph.py),
+    # "serve" (texts -> the model's outputs in one graph, when the text graph's map is complete)
     graphs: dict[str, GraphInfo]
     case_policy: str
     max_tokens: int
@@ -142,7 +144,7 @@ class Manifest:
                 f"model directory format version {_short(data['format_version'])} is not "
                 f"supported (this metaprep reads {FORMAT_VERSION})",
                 path=path, hint="re-export the run with this version of metaprep")
-        graphs = Keys(data["graphs"], "graphs", path, ["model"], ["front_end", "text"])
+        graphs = Keys(data["graphs"], "graphs", path, ["model"], ["front_end", "text", "serve"])
         files = Keys(data["files"], "files", path, [], None)
         for name in files.data:
             if not is_plain_name(name):

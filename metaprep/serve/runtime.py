@@ -117,8 +117,11 @@ class Model:
         self.text_path = "python"
         self.text_note = ""
         self._text: Any = None
+        self._serve: Any = None  # texts -> outputs in one graph (textgraph.serve_graph)
         if "text" in self.manifest.graphs:
             self._load_text_graph()
+        if "serve" in self.manifest.graphs and self._text is not None:
+            self._load_serve_graph()
 
     # --- sessions ------------------------------------------------------------------------------
     def _session(self, graph: str) -> Any:
@@ -167,6 +170,31 @@ class Model:
                              "give", path=path, hint="re-export the model directory")
         self.text_path = "onnxruntime"
 
+    def _load_serve_graph(self) -> None:
+        """The serve graph, checked on the probe texts against the text graph and the model
+        graph run one after the other: the same ids, counts and probabilities."""
+        sess = self._session("serve")
+        path = self.dir.graph_path("serve")
+        wanted = {o.name for o in self._session("model").get_outputs()} | {"ids", "counts"}
+        if [i.name for i in sess.get_inputs()] != ["text"] or \
+                {o.name for o in sess.get_outputs()} != wanted:
+            raise ModelError("serve.onnx does not read text and give the model's outputs, ids "
+                             "and counts", path=path, hint="re-export the model directory")
+        probes = _probes([self.vocab.word(r) for r in range(min(200, len(self.vocab)))])
+        ids, lengths, counts = self._encode(probes)
+        (want,) = self._session("model").run(["probabilities"],
+                                             {"ids": ids, "lengths": lengths})
+        try:
+            got = self._graph_run(sess, ["probabilities", "ids", "counts"], probes)
+        except Exception as exc:  # onnxruntime's errors are not typed
+            raise ModelError(f"serve.onnx fails on the probe texts: {exc}", path=path,
+                             hint="re-export the model directory") from exc
+        if got is None or not (np.array_equal(got[1], ids) and np.array_equal(got[2], counts)
+                               and np.allclose(got[0], want, rtol=1e-5, atol=1e-6)):
+            raise ModelError("serve.onnx does not give what text.onnx and model.onnx give",
+                             path=path, hint="re-export the model directory")
+        self._serve = sess
+
     # --- text -> ids ---------------------------------------------------------------------------
     def _tokens(self, texts: Sequence[str]) -> list[list[str]]:
         """Each text's tokens, at most max_tokens + 1 (one past the limit says "truncated"; a
@@ -188,17 +216,36 @@ class Model:
         ids, _ = pad_flat(self.vocab.encode_array(list(chain.from_iterable(lists))), lengths)
         return ids, lengths, counts
 
-    def _encode_in_graph(self, texts: Sequence[str]) -> _Encoded | None:
-        """The text graph's ids, or None for a batch it cannot take exactly: a text so long
-        that the Python path reads only its first tokens, or a lone surrogate (UTF-8 has none)."""
+    def _graph_run(self, sess: Any, outputs: list[str] | None, texts: Sequence[str]
+                   ) -> list[np.ndarray] | None:
+        """``sess`` (a graph that reads text) run on the texts, or None for a batch it cannot
+        take exactly: a text so long that the Python path reads only its first tokens, or a lone
+        surrogate (UTF-8 has none)."""
         if self.tokenizer.config.lowercase:
             texts = list(map(str.lower, texts))
         if max(map(len, texts), default=0) > 32 * (self.max_tokens + 1):
             return None
         try:
-            ids, missed = self._text.run(None, {"text": np.array(texts, dtype=object)})
+            return list(sess.run(outputs, {"text": np.array(texts, dtype=object)}))
         except UnicodeEncodeError:
             return None
+
+    def _serve_batch(self, texts: Sequence[str], output: str
+                     ) -> tuple[np.ndarray, list[_Encoded]] | None:
+        """The serve graph's ``output`` and the ids it read (for the statistics), or None as
+        _graph_run gives it."""
+        got = self._graph_run(self._serve, [output, "ids", "counts"], texts)
+        if got is None:
+            return None
+        out, ids, counts = got
+        return out, [(ids, np.minimum(counts, self.max_tokens), counts)]
+
+    def _encode_in_graph(self, texts: Sequence[str]) -> _Encoded | None:
+        """The text graph's ids, or None as _graph_run gives it."""
+        got = self._graph_run(self._text, None, texts)
+        if got is None:
+            return None
+        ids, missed = got
         if missed.size:  # tokens the map lacks: the case policy's other forms, in Python
             ids[ids == MISSED_ID] = self.vocab.encode_array(missed.tolist())
         # counts as the Python path gives them: one past the limit says "truncated"
@@ -280,7 +327,13 @@ class Model:
         fed = [(side, suffix) for side, suffix in zip(sides, ("", "_b"), strict=False)
                if f"ids{suffix}" in wanted]
 
+        serve = graph == "model" and not pair and self._serve is not None
+
         def one(rows: np.ndarray) -> tuple[np.ndarray, list[_Encoded]]:
+            if serve:  # texts in, outputs out: one run
+                got = self._serve_batch([sides[0][k] for k in rows.tolist()], output)
+                if got is not None:
+                    return got
             feed: dict[str, np.ndarray] = {}
             encoded = []
             for side, suffix in fed:

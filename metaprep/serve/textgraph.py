@@ -25,7 +25,8 @@ from typing import Any
 from metaprep.ids import MISSED_ID, PAD_ID, UNK_ID, first_row, token_id
 from metaprep.tokenize import TokenizerConfig
 
-__all__ = ["PAD_TOKEN", "TEXT_OPSET", "re2_pattern", "text_graph"]
+__all__ = ["PAD_TOKEN", "TEXT_OPSET", "map_is_complete", "re2_pattern", "serve_graph",
+           "text_graph"]
 
 C: Any = importlib.import_module("re._constants")
 P: Any = importlib.import_module("re._parser")
@@ -134,6 +135,13 @@ def _keys(words: Sequence[str], case_policy: str) -> dict[str, int]:
     return keys
 
 
+def map_is_complete(tok: TokenizerConfig, case_policy: str) -> bool:
+    """Whether the text graph's map answers every token itself, a token it lacks being UNK:
+    exact lookups, or lowercase lookups of lowercased text (str.lower is idempotent on every
+    code point). Otherwise the runtime looks such tokens up in Python (the other case forms)."""
+    return case_policy == "exact" or (case_policy == "lower" and tok.lowercase)
+
+
 def text_graph(tok: TokenizerConfig, words: Sequence[str], case_policy: str) -> Any:
     """The ONNX model: text (N,) string -> ids (N, T) int64 of every token (0 past a text's
     end; MISSED_ID where the map lacks the token), missed (M,) the strings of the MISSED_ID
@@ -143,9 +151,7 @@ def text_graph(tok: TokenizerConfig, words: Sequence[str], case_policy: str) -> 
 
     pattern = re2_pattern(tok.mode, tok.pattern)
     keys = _keys(words, case_policy)
-    # the map answers every token itself when a token it lacks can only be UNK: exact lookups,
-    # or lowercase lookups of lowercased text (str.lower is idempotent on every code point)
-    complete = case_policy == "exact" or (case_policy == "lower" and tok.lowercase)
+    complete = map_is_complete(tok, case_policy)
     i64 = TensorProto.INT64
     consts = [helper.make_tensor("flat", i64, [1], [-1]),
               helper.make_tensor("missed_id", i64, [], [MISSED_ID])]
@@ -169,3 +175,76 @@ def text_graph(tok: TokenizerConfig, words: Sequence[str], case_policy: str) -> 
     return helper.make_model(graph, producer_name="metaprep", opset_imports=[
         helper.make_opsetid("", TEXT_OPSET), helper.make_opsetid("com.microsoft", 1),
         helper.make_opsetid("ai.onnx.ml", 3)])
+
+
+# --- texts to labels in one graph ---------------------------------------------------------------
+def serve_graph(text: Any, model: Any, max_tokens: int) -> Any:
+    """The text graph and the model graph joined: text (N,) -> the model's outputs, plus ids
+    (N, T) as the model read them (cut at ``max_tokens``, at least one column) and counts (N,)
+    of every text's tokens up to max_tokens + 1 (one past the limit says "truncated"), from
+    which the runtime keeps its statistics. One onnxruntime run a batch instead of two and the
+    Python between them. Only for a complete map (map_is_complete) and a single-text model;
+    ``model`` keeps its external data where it is (the graphs share model.data). ValueError
+    when the two graphs cannot be joined."""
+    from onnx import TensorProto, helper
+
+    opsets = {o.domain: o.version for o in text.opset_import}
+    if {o.domain: o.version for o in model.opset_import} != {"": opsets.get("")}:
+        raise ValueError("the text and model graphs use other opsets")
+    if [i.name for i in model.graph.input] != ["ids", "lengths"]:
+        raise ValueError("the model graph does not read ids and lengths alone")
+    keep = {"Tokenizer", "LabelEncoder"}  # the missed-token output is not needed: UNK already
+    first = [n for n in text.graph.node if n.op_type in keep]
+    for n in first:  # tokens -> text_tokens, ids -> text_ids
+        n.input[:] = [{"tokens": "text_tokens"}.get(x, x) for x in n.input]
+        n.output[:] = [{"tokens": "text_tokens", "ids": "text_ids"}.get(x, x) for x in n.output]
+    i64 = TensorProto.INT64
+    consts = [helper.make_tensor("text_cap", i64, [], [max_tokens + 1]),
+              helper.make_tensor("text_limit", i64, [1], [max_tokens]),
+              helper.make_tensor("text_one", i64, [1], [1]),
+              helper.make_tensor("text_zero", i64, [], [0]),
+              helper.make_tensor("text_axis", i64, [1], [1])]
+    fix = [
+        # counts: every text's tokens (padding is id 0, no token is), at most max_tokens + 1
+        helper.make_node("Equal", ["text_ids", "text_zero"], ["text_pad"]),
+        helper.make_node("Not", ["text_pad"], ["text_real"]),
+        helper.make_node("Cast", ["text_real"], ["text_counted"], to=i64),
+        helper.make_node("ReduceSum", ["text_counted", "text_axis"], ["text_all"], keepdims=0),
+        helper.make_node("Min", ["text_all", "text_cap"], ["counts"]),
+        helper.make_node("Min", ["counts", "text_limit_s"], ["lengths"]),
+        # ids: a zero column appended (a batch of empty texts still has one), then the first
+        # max(1, min(T, max_tokens)) columns
+        helper.make_node("Shape", ["text_ids"], ["text_shape"]),
+        helper.make_node("Slice", ["text_shape", "text_zero1", "text_one"], ["text_b"]),
+        helper.make_node("Concat", ["text_b", "text_one"], ["text_zshape"], axis=0),
+        helper.make_node("ConstantOfShape", ["text_zshape"], ["text_zcol"],
+                         value=helper.make_tensor("v", i64, [1], [0])),
+        helper.make_node("Concat", ["text_ids", "text_zcol"], ["text_padded"], axis=1),
+        helper.make_node("Slice", ["text_shape", "text_one", "text_two"], ["text_t"]),
+        helper.make_node("Min", ["text_t", "text_limit"], ["text_tmin"]),
+        helper.make_node("Max", ["text_tmin", "text_one"], ["text_width"]),
+        helper.make_node("Slice", ["text_padded", "text_zero1", "text_width", "text_one"],
+                         ["ids"]),
+    ]
+    consts += [helper.make_tensor("text_limit_s", i64, [], [max_tokens]),
+               helper.make_tensor("text_zero1", i64, [1], [0]),
+               helper.make_tensor("text_two", i64, [1], [2])]
+    ours = {x for n in [*first, *fix] for x in [*n.input, *n.output]} | {c.name for c in consts}
+    ours -= {"ids", "lengths"}  # what the model graph reads from the part before it
+    taken = {x for n in model.graph.node for x in [*n.input, *n.output]}
+    taken |= {t.name for t in model.graph.initializer} | {o.name for o in model.graph.output}
+    if taken & ours:
+        raise ValueError(f"the model graph uses the names {sorted(taken & ours)}")
+    outputs = [*model.graph.output,
+               helper.make_tensor_value_info("ids", i64, ["batch", "tokens"]),
+               helper.make_tensor_value_info("counts", i64, ["batch"])]
+    graph = helper.make_graph(
+        [*first, *fix, *model.graph.node], "metaprep_serve",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])], outputs,
+        initializer=[*consts, *[t for t in text.graph.initializer
+                                if t.name not in ("flat", "missed_id")],
+                     *model.graph.initializer])
+    joined = helper.make_model(graph, producer_name="metaprep", opset_imports=[
+        helper.make_opsetid(d, v) for d, v in opsets.items()])
+    joined.ir_version = max(text.ir_version, model.ir_version)
+    return joined
