@@ -5,8 +5,9 @@
 
 Prints sentences/s end to end with ``--threads`` threads for `predict_proba` (arrays),
 `predict` (labels and per-row probability views), `predict(top_k=1)`, `predict` with each
-row's view copied to a dict and, for a model with a text graph, `predict_proba` again with the
-Python text path. Then, with one thread (so the stages add up to
+row's view copied to a dict and, for a model with a serve graph, `predict_proba` again with the
+text graph and the model graph run one after the other, and for a model with a text graph with
+the Python text path. Then, with one thread (so the stages add up to
 the wall time), where the time of `predict` goes, by timing each stage's calls: the text graph's
 onnxruntime run, or Python's tokenize, lookup and padding; the model's onnxruntime run; the rest
 of `predict_proba` (length ordering, gathering rows) and the post-process (argmax, labels, dicts).
@@ -82,6 +83,8 @@ def _profile(model: Any, texts: list[str], passes: int) -> dict[str, float]:
     _timed(runtime, "pad_flat", "pad", spent)
     if getattr(model, "_text", None) is not None:
         _timed(model._text, "run", "onnxruntime: text graph", spent)
+    if getattr(model, "_serve", None) is not None:
+        _timed(model._serve, "run", "onnxruntime: serve graph", spent)
     _timed(model._session("model"), "run", "onnxruntime: model", spent)
     _timed(model, "predict_proba", "predict_proba", spent)
     walls, stages = [], []
@@ -93,7 +96,7 @@ def _profile(model: Any, texts: list[str], passes: int) -> dict[str, float]:
         stages.append(dict(spent))
     assert len(out) == len(texts)
     inner = ("tokenize (Python)", "lookup (Python)", "pad", "onnxruntime: text graph",
-             "onnxruntime: model")
+             "onnxruntime: serve graph", "onnxruntime: model")
     rows = []
     for s, w in zip(stages, walls, strict=True):
         shares = {k: s[k] / w for k in inner if k in s}
@@ -129,6 +132,10 @@ def main() -> None:
              # what a caller pays who copies every row's probabilities into a dict of its own
              "predict, each row then dict(p)": _rate(
                  lambda: [dict(p) for _, p in model.predict(texts)], n, passes)}
+    if getattr(model, "_serve", None) is not None:  # the text graph, then the model graph
+        model._serve = None
+        rates["predict_proba, text + model graphs"] = _rate(lambda: model.predict_proba(texts),
+                                                            n, passes)
     if path != "python":  # the same model with the Python text path, in the same run
         model._text = None
         rates["predict_proba, Python text path"] = _rate(lambda: model.predict_proba(texts), n,
@@ -138,9 +145,14 @@ def main() -> None:
     for key, rate in rates.items():
         print(f"  {key:40s} {rate:10,.0f} sentences/s (median of {passes} passes)")
 
-    for label, force_python in (("text graph", False), ("Python text path", True)):
+    for label, keep in (("serve graph", "serve"), ("text graph + model graph", "text"),
+                        ("Python text path", "python")):
         one = Model(args.model, threads=1, batch_size=args.batch_size, **extra)
-        if force_python:
+        if keep == "serve" and getattr(one, "_serve", None) is None:
+            continue
+        if keep != "serve":
+            one._serve = None
+        if keep == "python":
             one._text = None
         elif getattr(one, "_text", None) is None:
             continue
