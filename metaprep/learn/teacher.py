@@ -49,7 +49,8 @@ def teacher_probabilities(path: str | Path, data: TaskData, *, store_sha256: str
         if first.config.task != "single":
             raise ModelError("the teacher is a multi-label run: distillation takes a "
                              "single-label teacher", path=root)
-        if first.store_ref.sha256 != store_sha256:
+        # "": the store was not hashed here (a DDP rank other than 0, which checks it)
+        if store_sha256 and first.store_ref.sha256 != store_sha256:
             raise ModelError("the teacher was trained on another store (its word ids would "
                              "mean other words)", path=root,
                              hint="train the teacher on the same store, or drop --teacher")

@@ -188,8 +188,15 @@ def train(options: TrainOptions) -> TrainResult:
     out = Path(o.output) if o.output is not None else None
     if (cfg.teacher_members and not o.resume) or (o.resume and out is not None
                                                   and _taught(out)):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("a run that trains its own teacher trains it one member after "
+                              "another in one process", hint="run it without torchrun, or "
+                              "train the teacher first and give it with --teacher")
         out = out or default_run_dir(cfg.method)
         _check_new_or_own(out, o.resume)
+        if not o.resume and (out / TEACHER).exists():
+            raise ConfigError("already holds a teacher", path=out / TEACHER,
+                              hint="continue the run with --resume, or choose another -o")
         with claim_outputs("train", o, {"output": out}, folders=True):
             metrics = _train_taught(None if o.resume else cfg, o, out, given)
         return TrainResult(out, metrics, notes)

@@ -250,3 +250,15 @@ def test_a_missing_teacher_is_refused_before_anything_is_written(data: dict[str,
             stages.train(stages.TrainOptions(**data, output=tmp_path / "out", teacher=teacher,
                                              **SMALL))
         assert not (tmp_path / "out").exists()
+
+
+def test_a_fresh_start_over_a_teacher_is_refused(data: dict[str, Path], tmp_path: Path) -> None:
+    """A killed taught run started again without --resume: its teacher may be of other options,
+    so train says to resume instead of silently reusing it."""
+    out = tmp_path / "run"
+    stages.train(stages.TrainOptions(**data, output=out, teacher_members=2, **SMALL))
+    for name in ("best.safetensors", "checkpoint.pt", "metrics.json"):  # killed before its own
+        (out / name).unlink()                                           # first checkpoint
+    with pytest.raises(ConfigError, match="already holds a teacher"):
+        stages.train(stages.TrainOptions(**data, output=out, teacher_members=2, **SMALL))
+    assert stages.train(stages.TrainOptions(output=out, resume=True, quiet=True)).run == out

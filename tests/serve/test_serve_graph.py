@@ -87,3 +87,17 @@ def test_a_serve_graph_that_disagrees_is_refused(model_dir: Path, tmp_path: Path
     _save_manifest(d, json.loads((d / "manifest.json").read_text()), ("serve.onnx",))
     with pytest.raises(ModelError, match="serve.onnx does not give what"):
         Model(d)
+
+
+@pytest.mark.parametrize("options", [{"table_dtype": "float16"}, {"quantize": "int8"}])
+def test_the_shipped_variants_get_one_too(tmp_path: Path, options: dict[str, object]) -> None:
+    """Built from the model graph actually shipped (float16 tables, int8 weights)."""
+    run = make_run(tmp_path, method="sum", encoder="pool", learned_dim=4, learned_buckets=97,
+                   case_policy="exact")
+    export_run(run, tmp_path / "model", log=lambda _: None,
+               options=ExportOptions(max_tokens=9, progress=False, max_accuracy_drop=1.0,
+                                     **options))  # type: ignore[arg-type]
+    one = Model(tmp_path / "model", threads=1)
+    assert one._serve is not None
+    want = _two_graphs(tmp_path / "model", threads=1).predict_proba(TEXTS)
+    np.testing.assert_allclose(one.predict_proba(TEXTS), want, rtol=1e-6, atol=1e-7)
