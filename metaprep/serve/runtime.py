@@ -11,7 +11,9 @@ Texts go through the exported tokenizer, the memory-mapped vocabulary with the e
 policy (unknown words -> UNK), truncation at the manifest's ``max_tokens`` (counted in
 ``model.stats``), then length buckets of ``batch_size``, run ``threads`` at a time. With a text
 graph (``text.onnx``, serve/textgraph.py) the tokenizer and the lookup run in onnxruntime too,
-giving the same ids as the Python path (which stays for batches the graph cannot take exactly).
+giving the same ids as the Python path (which stays for batches the graph cannot take exactly);
+with a serve graph (``serve.onnx``, textgraph.serve_graph) texts go in and the model's outputs
+come out of one run, checked at load against the two graphs run one after the other.
 An empty text is a defined input: the model reads it as one padding token. Sentence pairs are
 ``(text_a, text_b)`` tuples.
 
