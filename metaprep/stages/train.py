@@ -264,6 +264,9 @@ def _train_taught(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any]
         recorded = {"store": str(run.store_ref.path), **{
             k: None if (ref := run.data.get(k)) is None else str(ref.path)
             for k in ("train", "dev", "test")}}
+    if not o.quiet:
+        print(f"the teacher first: an ensemble of {saved.teacher_members} models in {teacher}, "
+              "then the model taught by it (--teacher-members 0: no teacher)", file=sys.stderr)
     if is_ensemble(teacher):
         _train_members(None, o, teacher, {}, inputs=recorded)
     else:
