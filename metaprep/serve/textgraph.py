@@ -195,14 +195,20 @@ def serve_graph(text: Any, model: Any, max_tokens: int) -> Any:
         raise ValueError("the model graph does not read ids and lengths alone")
     keep = {"Tokenizer", "LabelEncoder"}  # the missed-token output is not needed: UNK already
     first = [n for n in text.graph.node if n.op_type in keep]
+    defaults = [a.i for n in first for a in n.attribute if a.name == "default_int64"]
+    if defaults != [UNK_ID]:  # a map that leaves tokens to Python cannot be joined
+        raise ValueError("the text graph's map does not answer every token itself")
     for n in first:  # tokens -> text_tokens, ids -> text_ids
         n.input[:] = [{"tokens": "text_tokens"}.get(x, x) for x in n.input]
         n.output[:] = [{"tokens": "text_tokens", "ids": "text_ids"}.get(x, x) for x in n.output]
     i64 = TensorProto.INT64
     consts = [helper.make_tensor("text_cap", i64, [], [max_tokens + 1]),
+              helper.make_tensor("text_limit_s", i64, [], [max_tokens]),
               helper.make_tensor("text_limit", i64, [1], [max_tokens]),
-              helper.make_tensor("text_one", i64, [1], [1]),
               helper.make_tensor("text_zero", i64, [], [0]),
+              helper.make_tensor("text_zero1", i64, [1], [0]),
+              helper.make_tensor("text_one", i64, [1], [1]),
+              helper.make_tensor("text_two", i64, [1], [2]),
               helper.make_tensor("text_axis", i64, [1], [1])]
     fix = [
         # counts: every text's tokens (padding is id 0, no token is), at most max_tokens + 1
@@ -226,9 +232,6 @@ def serve_graph(text: Any, model: Any, max_tokens: int) -> Any:
         helper.make_node("Slice", ["text_padded", "text_zero1", "text_width", "text_one"],
                          ["ids"]),
     ]
-    consts += [helper.make_tensor("text_limit_s", i64, [], [max_tokens]),
-               helper.make_tensor("text_zero1", i64, [1], [0]),
-               helper.make_tensor("text_two", i64, [1], [2])]
     ours = {x for n in [*first, *fix] for x in [*n.input, *n.output]} | {c.name for c in consts}
     ours -= {"ids", "lengths"}  # what the model graph reads from the part before it
     taken = {x for n in model.graph.node for x in [*n.input, *n.output]}

@@ -101,3 +101,14 @@ def test_the_shipped_variants_get_one_too(tmp_path: Path, options: dict[str, obj
     assert one._serve is not None
     want = _two_graphs(tmp_path / "model", threads=1).predict_proba(TEXTS)
     np.testing.assert_allclose(one.predict_proba(TEXTS), want, rtol=1e-6, atol=1e-7)
+
+
+def test_a_map_that_leaves_tokens_to_python_cannot_be_joined(model_dir: Path) -> None:
+    from metaprep.serve.textgraph import serve_graph, text_graph
+    from metaprep.tokenize import TokenizerConfig
+
+    words = (model_dir / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    model = onnx.load(str(model_dir / "model.onnx"), load_external_data=False)
+    with pytest.raises(ValueError, match="does not answer every token"):
+        serve_graph(text_graph(TokenizerConfig(), words, "fallback"), model, 9)
+    assert serve_graph(text_graph(TokenizerConfig(), words, "exact"), model, 9) is not None
