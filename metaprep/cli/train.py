@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -157,6 +156,7 @@ def _widths(ctx: click.Context, param: click.Parameter, value: str | None
 def command(train_path: str | None, sources: str | None, **kw: Any) -> None:
     """Train DME / CDME (or a baseline) plus a sentence encoder and classifier."""
     from metaprep import stages
+    from metaprep.learn.ensemble import ensemble_metrics
     from metaprep.stages.train import TEACHER
 
     chosen = tuple(s for s in (sources or "").split(",") if s.strip())
@@ -181,9 +181,8 @@ def command(train_path: str | None, sources: str | None, **kw: Any) -> None:
         click.echo(f"ensemble of {len(m['member_metrics'])}: dev accuracy "
                    f"{m['dev']['accuracy']:.4f} macro-F1 {m['dev']['macro_f1']:.4f}")
     else:
-        teacher = result.run / TEACHER / "metrics.json"
-        if teacher.is_file():  # a run that trained its own teacher: the teacher's figures too
-            t = json.loads(teacher.read_text(encoding="utf-8"))
+        t = ensemble_metrics(result.run / TEACHER)
+        if t is not None:  # a run that trained its own teacher: the teacher's figures too
             shown = "" if not t.get("test") else f", test accuracy {t['test']['accuracy']:.4f}"
             click.echo(f"teacher ({result.run / TEACHER}): dev accuracy "
                        f"{t['dev']['accuracy']:.4f}{shown}")

@@ -30,7 +30,7 @@ from metaprep.learn.config import RunConfig
 from metaprep.learn.rundir import ENSEMBLE, Run
 from metaprep.learn.runfiles import _read_json, check_run_file, write_json
 
-__all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "ensemble_config", "ensemble_metrics", "is_ensemble",
+__all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "ensemble_metrics", "is_ensemble",
            "load_members", "member_dirs", "member_seed", "train_ensemble"]
 
 MEMBERS = "members"
@@ -73,12 +73,6 @@ def member_dirs(path: str | Path) -> list[Path]:
             raise ModelError("a member of the ensemble is missing or unfinished", path=d,
                              hint=f"finish training it: metaprep train --resume -o {root}")
     return dirs
-
-
-def ensemble_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The config an ensemble directory was started with, and its recorded input paths."""
-    record = _read(Path(path) / ENSEMBLE)
-    return record["config"], dict(record.get("inputs", {}))
 
 
 def ensemble_metrics(path: str | Path) -> dict[str, Any] | None:

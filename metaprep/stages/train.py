@@ -136,6 +136,7 @@ def train(options: TrainOptions) -> TrainResult:
 
     from metaprep.learn.config import RunConfig, preset_values
     from metaprep.learn.ensemble import is_ensemble
+    from metaprep.learn.rundir import CONFIG
     from metaprep.learn.train import default_run_dir
     from metaprep.learn.train import train as train_run
 
@@ -153,7 +154,7 @@ def train(options: TrainOptions) -> TrainResult:
     given = {**preset, **o.given()}  # explicit options win; a resume checks these
     if o.teacher is not None:
         found = Path(o.teacher)
-        if not ((found / "config.json").is_file() or is_ensemble(found)):
+        if not ((found / CONFIG).is_file() or is_ensemble(found)):
             raise ConfigError("no such teacher: give a trained run or ensemble directory",
                               path=found)
         if o.teacher_members:
