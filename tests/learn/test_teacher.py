@@ -262,3 +262,11 @@ def test_a_fresh_start_over_a_teacher_is_refused(data: dict[str, Path], tmp_path
     with pytest.raises(ConfigError, match="already holds a teacher"):
         stages.train(stages.TrainOptions(**data, output=out, teacher_members=2, **SMALL))
     assert stages.train(stages.TrainOptions(output=out, resume=True, quiet=True)).run == out
+
+
+def test_an_output_inside_the_teacher_is_refused(ensemble: Path, data: dict[str, Path]) -> None:
+    before = sorted(p.name for p in (ensemble / "members" / "0").iterdir())
+    with pytest.raises(ConfigError, match="inside the input teacher"):
+        stages.train(stages.TrainOptions(**data, output=ensemble / "members" / "0",
+                                         teacher=ensemble, **SMALL))
+    assert sorted(p.name for p in (ensemble / "members" / "0").iterdir()) == before
