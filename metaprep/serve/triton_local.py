@@ -11,9 +11,12 @@ python backend run metaprep, each found by trying:
   ``LD_LIBRARY_PATH``, this Python's ``libpython3.X.so`` first (else the stub embeds the
   system's Python, which has none of our packages).
 * **the stub's Python**: it starts isolated (no ``PYTHONPATH``), looks ``python3`` up on ``PATH``
-  and honours a ``pyvenv.cfg`` beside it. So a venv with this Python's site-packages visible
-  (``--system-site-packages``), put first on the server's ``PATH``, is the stub's environment;
-  a ``.pth`` file in it adds the folder metaprep is imported from (a checkout is served as is).
+  and honours a ``pyvenv.cfg`` beside it. So a venv put first on the server's ``PATH`` is the
+  stub's environment. It is made from the *running* environment, venv or not: a ``.pth`` file
+  in it adds the running Python's site-packages as site directories (their own ``.pth`` files,
+  editable installs among them, are read too) and the folder metaprep is imported from (a
+  checkout is served as is). ``--system-site-packages`` would not do: made from inside a venv,
+  it shows the base interpreter's site-packages, not the venv's.
 * **NumPy 1**: the stub of Triton 2.51 predates NumPy 2 (its pybind11 reads a NumPy 2 dtype's
   item size as 0: every input tensor repeats its first byte, and a BYTES input kills the stub).
   When this Python has NumPy 2, ``numpy<2`` is installed into the venv alone (``pip --target``),
@@ -40,7 +43,8 @@ import numpy as np
 
 from metaprep.errors import ConfigError
 
-__all__ = ["TritonInstall", "TritonServer", "find_triton", "free_ports", "prepare", "run_triton"]
+__all__ = ["TritonInstall", "TritonServer", "find_triton", "free_ports", "prepare", "run_triton",
+           "running_site_dirs", "stub_env"]
 
 _INSTALL_HINT = "pip install --no-deps nvidia-pytriton (its tritonserver binary, Linux x86-64)"
 
@@ -80,8 +84,6 @@ def prepare(workdir: str | Path, install: TritonInstall | None = None, *,
             import_paths: Sequence[str | Path] = ()) -> tuple[Path, Path]:
     """(backend directory, stub venv) under WORKDIR, made once and reused. ``import_paths`` are
     put on the stub's ``sys.path`` (default: the folder this metaprep is imported from)."""
-    import metaprep
-
     inst = install or find_triton()
     work = Path(workdir)
     backends = work / "backends"
@@ -91,11 +93,21 @@ def prepare(workdir: str | Path, install: TritonInstall | None = None, *,
         for f in ("libtriton_python.so", "triton_python_backend_utils.py"):
             _copy(inst.root / "backends" / "python" / f, python / f)
         _copy(inst.stub, python / "triton_python_backend_stub")
-    venv = work / "stubenv"
+    return backends, stub_env(work / "stubenv", import_paths=import_paths)
+
+
+def stub_env(venv: str | Path, *, import_paths: Sequence[str | Path] = ()) -> Path:
+    """The stub's Python environment at ``venv`` (made once, its path file rewritten each time):
+    the running environment's packages, ``numpy<2`` where this one has NumPy 2, and metaprep
+    from ``import_paths`` (default: the folder this metaprep is imported from)."""
+    import metaprep
+
+    venv = Path(venv)
     site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
-    if not (venv / "pyvenv.cfg").exists():
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
-                        str(venv)], check=True, timeout=300)
+    if not (venv / "pyvenv.cfg").exists() or "include-system-site-packages = true" in \
+            (venv / "pyvenv.cfg").read_text(encoding="utf-8"):  # one made by an older metaprep
+        subprocess.run([sys.executable, "-m", "venv", "--clear", "--without-pip", str(venv)],
+                       check=True, timeout=300)
     if int(np.__version__.split(".")[0]) >= 2 and not (site / "numpy").exists():
         done = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
@@ -106,8 +118,21 @@ def prepare(workdir: str | Path, install: TritonInstall | None = None, *,
                               f"{done.stderr.strip()[-500:]}", path=site)
     paths = [str(Path(p).resolve()) for p in import_paths] or \
         [str(Path(metaprep.__file__).resolve().parents[1])]
-    (site / "metaprep-serve.pth").write_text("\n".join(paths) + "\n", encoding="utf-8")
-    return backends, venv
+    # the stub's own site-packages (numpy<2) first, then metaprep, then the running environment
+    lines = [*paths, *(f"import site; site.addsitedir({d!r})" for d in running_site_dirs())]
+    (site / "metaprep-serve.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return venv
+
+
+def running_site_dirs() -> list[str]:
+    """The site-packages folders of the Python running now: a venv's own (and the base's when
+    it was made with --system-site-packages), or the system's, and the user's where enabled."""
+    import site
+
+    dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        dirs.append(site.getusersitepackages())
+    return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
 
 
 def _copy(src: Path, dst: Path) -> None:
