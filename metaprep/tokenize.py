@@ -9,12 +9,19 @@ from dataclasses import asdict, dataclass, fields
 from itertools import islice
 from typing import Any
 
-__all__ = ["DEFAULT_PATTERN", "Tokenizer", "TokenizerConfig"]
+__all__ = ["DEFAULT_MAX_TOKENS", "DEFAULT_PATTERN", "MAX_TOKENS_LIMIT", "Tokenizer",
+           "TokenizerConfig"]
 
 # Words (with inner hyphens/apostrophes), numbers, and single punctuation marks: close to what
 # GloVe/word2vec vocabularies contain, without a language-specific dependency.
 DEFAULT_PATTERN = r"\w+(?:[-'’]\w+)*|[^\w\s]"
 _NON_SPACE = re.compile(r"\S+")
+# Tokens kept of one text, in training, evaluation and serving alike (a run's max_tokens,
+# carried into its model directory). 512: far more than a sentence or a package description;
+# a long document is cut to its first 512 tokens.
+DEFAULT_MAX_TOKENS = 512
+# the most tokens a text may keep: the runtime's memory grows with it (10M tokens took 18 GB)
+MAX_TOKENS_LIMIT = 100_000
 
 
 @dataclass(frozen=True)

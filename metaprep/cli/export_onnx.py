@@ -33,8 +33,6 @@ Examples:
                    "accuracy allows (--max-accuracy-drop).")
 @click.option("--max-accuracy-drop", type=float, default=0.005, show_default=True,
               help="int8 tables are kept only if dev accuracy drops at most this much.")
-@click.option("--max-tokens", type=int, default=None,
-              help="Runtime truncation length [default: the tokenizer's, else 512].")
 @click.option("--dev", type=click.Path(dir_okay=False),
               help="Labelled data for the checks [default: the run's dev file].")
 @click.option("--store", type=click.Path(dir_okay=False),

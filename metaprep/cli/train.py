@@ -96,6 +96,8 @@ def _widths(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--cnn-widths", callback=_widths, help="cnn encoder: comma-separated filter "
               "widths in tokens [default: 1,2,3]")
 @_hyper("--mlp-hidden", int, 512, "Classifier hidden units.")
+@_hyper("--max-tokens", int, 512, "Tokens kept of each text, from its start: training, "
+        "evaluation and the exported model all cut there.")
 @_hyper("--learned-dim", int, 0, "Size of the learned source: a table trained with the task "
         "over the train split's words, one more source in the mix (0: none).")
 @_hyper("--learned-buckets", int, 0, "Hashed word-bigram rows of the learned source (0: none); "

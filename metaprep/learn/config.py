@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from metaprep.errors import ConfigError
+from metaprep.tokenize import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
 
 __all__ = ["ENCODERS", "FILLED", "LIMITS", "MAX_WEIGHTS", "METHODS", "NORMS", "PRESETS",
            "RunConfig", "preset_values"]
@@ -27,7 +28,7 @@ LIMITS = {"proj_dim": 16384, "hidden": 16384, "cnn_filters": 16384, "mlp_hidden"
           "context_hidden": 1024, "batch_size": 65536, "epochs": 100_000, "patience": 100_000,
           "checkpoint_steps": 10**9, "num_labels": 1_000_000, "vocab_size": 2**31 - 3,
           "learned_dim": 65536, "learned_buckets": 2**31 - 1, "learned_subwords": 2**31 - 1,
-          "members": 64, "teacher_members": 64}
+          "members": 64, "teacher_members": 64, "max_tokens": MAX_TOKENS_LIMIT}
 MAX_SOURCES = 64
 MAX_CNN_WIDTH = 64  # tokens a filter spans: far beyond an n-gram worth a filter
 MAX_SOURCE_DIM = 65536
@@ -160,6 +161,10 @@ class RunConfig:
     # multilabel: the dev figure that picks the best epoch (single-label: accuracy); micro-F1
     # counts every (example, label) decision alike, as most multi-label reports do
     select_metric: str = "micro_f1"
+    # the tokens kept of each text, from its start: training, evaluation, the export's checks
+    # and the runtime all cut there (the model directory's max_tokens), so a long text is read
+    # the same way everywhere
+    max_tokens: int = DEFAULT_MAX_TOKENS
     # training
     lr: float = 4e-4  # Adam, as in the paper
     lr_decay: float = 0.2  # lr *= lr_decay when dev accuracy does not improve (InferSent: /5)
@@ -206,7 +211,7 @@ class RunConfig:
         if len(set(self.sources)) != len(self.sources):
             raise bad("sources", "a source is named twice")
         for key in ("proj_dim", "context_hidden", "hidden", "cnn_filters", "mlp_hidden",
-                    "batch_size", "epochs", "patience", "members"):
+                    "batch_size", "epochs", "patience", "members", "max_tokens"):
             if getattr(self, key) < 1:
                 raise bad(key, "must be at least 1")
         widths = self.cnn_widths

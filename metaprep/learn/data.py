@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -72,10 +72,12 @@ class TextEncoder:
         self.vocab = VocabIndex(words, case_policy=case_policy)
 
     @classmethod
-    def from_store(cls, store: Any) -> TextEncoder:
+    def from_store(cls, store: Any, *, max_tokens: int | None = None) -> TextEncoder:
+        """The store's tokenizer, cutting each text at ``max_tokens`` (a run's limit)."""
         try:
+            config = TokenizerConfig.from_dict(store.tokenizer)
             return cls(store.vocab, case_policy=store.case_policy,
-                       tokenizer=TokenizerConfig.from_dict(store.tokenizer))
+                       tokenizer=replace(config, max_tokens=max_tokens))
         except (TypeError, ValueError) as exc:
             raise StoreError(f"bad tokenizer or case policy: {exc}", path=store.path) from exc
 

@@ -104,7 +104,7 @@ def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, en
     try:
         files = {k: FileRef.of(inputs[k]) for k in SPLITS if inputs[k] is not None}
         cfg = _resolve_config(cfg, st)
-        encoder = TextEncoder.from_store(st)
+        encoder = TextEncoder.from_store(st, max_tokens=cfg.max_tokens)
         labels, data = _read_data({k: Path(inputs[k]) for k in files}, encoder, None,
                                   encoding=encoding, show=show, columns=columns, cfg=cfg)
         cfg = replace(cfg, num_labels=len(labels), pair=data[0].pair)

@@ -13,6 +13,7 @@ No torch at import: the pipeline reads metrics through this module.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -98,7 +99,8 @@ class Run:
         self.path = Path(path)
         self.config = config
         self.labels = list(labels)
-        self.tokenizer = tokenizer
+        # texts are cut at the config's max_tokens: one value for training, evaluation, export
+        self.tokenizer = replace(tokenizer, max_tokens=config.max_tokens)
         self.store_ref = store_ref
         self.data = data
         self.store_given = store is not None
@@ -126,8 +128,14 @@ class Run:
             raise ModelError(f"records a store of {ref.vocab_size} words, config.json "
                              f"{config.vocab_size}", path=run / STORE,
                              hint="the run was edited by hand")
+        tokenizer = _read_tokenizer(run / TOKENIZER)
+        if tokenizer.max_tokens != config.max_tokens:
+            raise ModelError(f"cuts texts at {tokenizer.max_tokens} tokens, config.json at "
+                             f"{config.max_tokens}", path=run / TOKENIZER,
+                             hint="the run was edited by hand, or written by an older metaprep: "
+                                  "train it again")
         return cls(run, config=config, labels=_read_labels(run / LABELS, config.num_labels),
-                   tokenizer=_read_tokenizer(run / TOKENIZER), store_ref=ref,
+                   tokenizer=tokenizer, store_ref=ref,
                    data=DataRecord.from_dict(_read_json(run / DATA), path=run / DATA),
                    store=store, verify_store=verify_store)
 

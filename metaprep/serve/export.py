@@ -32,7 +32,6 @@ from metaprep.serve.bake import lstm_spec, spec_from_model
 from metaprep.serve.modeldir import (
     DATA_FILE,
     GRAPH_FILES,
-    MAX_TOKENS_LIMIT,
     AccuracyRecord,
     Checks,
     ExportInfo,
@@ -65,7 +64,6 @@ class ExportOptions:
     table_dtype: str = "float32"  # float16 halves the tables (cast back after the gather)
     quantize: str | None = None  # "int8": dynamic quantization of MatMul / LSTM weights
     max_accuracy_drop: float = 0.005  # int8 tables are kept only within this dev-accuracy drop
-    max_tokens: int | None = None  # runtime truncation; None: the tokenizer's limit, else 512
     tolerance: float = 1e-5  # parity gate atol: |onnx - torch| <= tolerance + rtol * |torch|
     # the gate's rtol: float32 rounding grows with the logits' size (41 classes with logits up to
     # 34 differed by 1.1e-5 on a valid model); a real mismatch is far above 1e-5 relative
@@ -91,9 +89,6 @@ class ExportOptions:
         if self.fold and method is not None and method not in FOLDABLE:
             raise ExportError(f"a {method} front end depends on context and cannot be folded",
                               hint="drop --fold (the projections are still baked)")
-        if self.max_tokens is not None and not 1 <= self.max_tokens <= MAX_TOKENS_LIMIT:
-            raise ExportError(f"--max-tokens must be from 1 to {MAX_TOKENS_LIMIT}",
-                              hint="the runtime's memory per text grows with it")
 
 
 def _write_graphs(specs: list[GraphSpec], out: Path, *, front_end: bool) -> list[str]:
@@ -400,7 +395,7 @@ def _write_rest(tmp: Path, cfg: Any, labels: list[str], tok: Any, words: list[st
                 log: Callable[[str], None] = _log, members: int = 1) -> Manifest:
     """Vocabulary, tokenizer and labels beside the graphs, and the manifest that lists them."""
     names = ["model"] + (["front_end"] if opts.front_end else [])
-    max_tokens = min(int(opts.max_tokens or tok.max_tokens or 512), MAX_TOKENS_LIMIT)
+    max_tokens = cfg.max_tokens  # the run's: served texts are cut where trained ones were
     if _write_text_graph(tmp, tok, words, case_policy, log):
         names.append("text")
         if not cfg.pair and _write_serve_graph(tmp, tok, case_policy, max_tokens, log):

@@ -43,7 +43,7 @@ from metaprep.serve.vocabfile import (
     word_hash,
     write_vocab,
 )
-from metaprep.tokenize import TokenizerConfig
+from metaprep.tokenize import MAX_TOKENS_LIMIT, TokenizerConfig
 
 __all__ = [
     "DATA_FILE",
@@ -83,8 +83,6 @@ REQUIRED_FILES = (VOCAB_TXT, VOCAB_OFFSETS, VOCAB_INDEX, TOKENIZER, LABELS)
 # Files larger than this are checked by size only unless a full check is asked for: hashing a
 # multi-GB table on every load would cost seconds, and onnxruntime memory-maps it anyway.
 LARGE_FILE_BYTES = 64 << 20
-# the most tokens the runtime keeps of one text: its memory grows with it (10M tokens took 18 GB)
-MAX_TOKENS_LIMIT = 100_000
 _TOP = ["format", "format_version", "metaprep_version", "task", "graphs", "case_policy",
         "max_tokens", "export", "source_run", "checks", "files"]
 

@@ -22,7 +22,6 @@ class ExportOptions:
     table_dtype: str = "float32"  # float16 halves the tables (cast after the gather)
     quantize: str | None = None  # int8: dynamic quantization of MatMul/LSTM weights
     max_accuracy_drop: float = 0.005  # int8 tables are kept only within this dev-accuracy drop
-    max_tokens: int | None = None  # runtime truncation [the tokenizer's, else 512]
     dev: PathLike | None = _in()  # labelled data for the checks [the run's dev file]
     store: PathLike | None = _in()  # the run's store, if it moved [the recorded path]
     verify_store: bool = True  # re-hash the store against the run's record
@@ -50,7 +49,7 @@ def export(options: ExportOptions) -> ExportResult:
     o = options
     settings = GraphOptions(
         fold=o.fold, front_end=o.front_end, table_dtype=o.table_dtype, quantize=o.quantize,
-        max_accuracy_drop=o.max_accuracy_drop, max_tokens=o.max_tokens, tolerance=o.tolerance,
+        max_accuracy_drop=o.max_accuracy_drop, tolerance=o.tolerance,
         rtol=o.rtol,
         dev=o.dev, store=o.store, verify_store=o.verify_store, triton=o.triton,
         triton_name=o.triton_name, force=o.force, progress=not o.quiet)

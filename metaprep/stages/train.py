@@ -26,7 +26,7 @@ HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", 
          "min_lr", "patience", "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps",
          "pos_weight", "select_metric", "learned_dim", "learned_buckets", "learned_subwords",
          "learned_init", "learned_dropout", "learned_weight_decay", "learned_lr_scale", "members",
-         "teacher", "teacher_members", "teacher_weight", "teacher_temperature")
+         "teacher", "teacher_members", "teacher_weight", "teacher_temperature", "max_tokens")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class TrainOptions(TaskColumns):
     cnn_filters: int | None = None  # cnn encoder: filters per width [64]
     cnn_widths: tuple[int, ...] | None = None  # cnn encoder: filter widths in tokens [1,2,3]
     mlp_hidden: int | None = None  # classifier hidden units [512]
+    max_tokens: int | None = None  # tokens kept of each text, here and when served [512]
     learned_dim: int | None = None  # the learned source's size; 0: no learned source [0]
     learned_buckets: int | None = None  # hashed word-bigram rows of the learned source [0]
     learned_subwords: int | None = None  # hashed character n-gram rows of the learned source [0]

@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,25 @@ def one_line(exc: pytest.ExceptionInfo[Exception], *names: str) -> str:
 
 
 # --- round trip ---------------------------------------------------------------------------------
+def test_a_run_cutting_texts_elsewhere_than_its_config_is_refused(task: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    """One max_tokens: tokenizer.json and config.json must agree (a hand edit, or a run written
+    before the limit was a run option, is refused rather than served differently)."""
+    with Store(task["store"]) as st:
+        cfg = RunConfig(method="dme", sources=["a", "b"], source_dims=[6, 4],
+                        vocab_size=st.vocab_size, proj_dim=4, hidden=4, mlp_hidden=4,
+                        num_labels=3, max_tokens=40)
+        Run.create(tmp_path / "r", config=cfg, labels=["x", "y", "z"],
+                   tokenizer=TokenizerConfig(), store_ref=StoreRef.of(st), data=DataRecord())
+    saved = json.loads((tmp_path / "r" / "tokenizer.json").read_text())
+    assert saved["max_tokens"] == 40  # written from the config
+    for value in (None, 41):
+        (tmp_path / "r" / "tokenizer.json").write_text(json.dumps({**saved, "max_tokens": value}))
+        with pytest.raises(ModelError) as exc:
+            Run.open(tmp_path / "r")
+        assert "tokenizer.json" in str(exc.value) and "40" in str(exc.value)
+
+
 def test_description_round_trip_and_lazy_store(task: dict[str, Path], tmp_path: Path) -> None:
     with Store(task["store"]) as st:
         ref = StoreRef.of(st)
@@ -91,7 +111,7 @@ def test_description_round_trip_and_lazy_store(task: dict[str, Path], tmp_path: 
 
     run = Run.open(tmp_path / "r")
     assert (run.config, run.labels, run.tokenizer, run.store_ref, run.data) == (
-        cfg, ["x", "y", "z"], tok, ref, data)
+        cfg, ["x", "y", "z"], replace(tok, max_tokens=cfg.max_tokens), ref, data)
     assert run.data.test is None and run.metrics is None
     assert run._store is None  # opening reads the small files only
     assert run.store() is run.store()  # one handle

@@ -98,9 +98,9 @@ def test_parity_gate_variants_of_the_model(tmp_path: Path, kw: dict) -> None:
 
 
 def test_model_directory_layout_and_manifest(tmp_path: Path) -> None:
-    run = make_run(tmp_path, method="dme")
+    run = make_run(tmp_path, method="dme", max_tokens=7)
     out = tmp_path / "model"
-    export_run(run, out, options=ExportOptions(front_end=True, max_tokens=7, progress=False),
+    export_run(run, out, options=ExportOptions(front_end=True, progress=False),
                log=lambda _: None)
     m = read_manifest(out)
     assert sorted(m.files) == sorted(["model.onnx", "front_end.onnx", "text.onnx", "model.data",

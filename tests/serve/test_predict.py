@@ -37,8 +37,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("predict")
-    run = make_run(base, method="dme")
-    export_run(run, base / "model", options=ExportOptions(max_tokens=6, progress=False),
+    run = make_run(base, method="dme", max_tokens=6)
+    export_run(run, base / "model", options=ExportOptions(progress=False),
                log=lambda _: None)
     return base / "model"
 

@@ -34,7 +34,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("runtime")
     out = {}
     for name, kw, opts in [
-        ("single", {"method": "dme"}, {"front_end": True, "max_tokens": 6}),
+        ("single", {"method": "dme", "max_tokens": 6}, {"front_end": True}),
         ("pair", {"method": "cdme", "pair": True}, {}),
     ]:
         run = make_run(base / name, **kw)

@@ -24,8 +24,9 @@ TEXTS = HOSTILE + sentences(40, seed=3) + _random_texts(200, seed=7)
 
 
 def _export(base: Path, **kw: object) -> Path:
-    run = make_run(base, method="sum", encoder="pool", learned_dim=4, learned_buckets=97, **kw)
-    export_run(run, base / "model", options=ExportOptions(max_tokens=9, progress=False),
+    run = make_run(base, method="sum", encoder="pool", learned_dim=4, learned_buckets=97,
+                   max_tokens=9, **kw)
+    export_run(run, base / "model", options=ExportOptions(progress=False),
                log=lambda _: None)
     return base / "model"
 
@@ -93,9 +94,9 @@ def test_a_serve_graph_that_disagrees_is_refused(model_dir: Path, tmp_path: Path
 def test_the_shipped_variants_get_one_too(tmp_path: Path, options: dict[str, object]) -> None:
     """Built from the model graph actually shipped (float16 tables, int8 weights)."""
     run = make_run(tmp_path, method="sum", encoder="pool", learned_dim=4, learned_buckets=97,
-                   case_policy="exact")
+                   case_policy="exact", max_tokens=9)
     export_run(run, tmp_path / "model", log=lambda _: None,
-               options=ExportOptions(max_tokens=9, progress=False, max_accuracy_drop=1.0,
+               options=ExportOptions(progress=False, max_accuracy_drop=1.0,
                                      **options))  # type: ignore[arg-type]
     one = Model(tmp_path / "model", threads=1)
     assert one._serve is not None

@@ -43,8 +43,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("textgraph")
-    run = make_run(base, method="sum", encoder="pool", learned_dim=4, learned_buckets=97)
-    export_run(run, base / "model", options=ExportOptions(max_tokens=9, progress=False),
+    run = make_run(base, method="sum", encoder="pool", learned_dim=4, learned_buckets=97,
+                   max_tokens=9)
+    export_run(run, base / "model", options=ExportOptions(progress=False),
                log=lambda _: None)
     return base / "model"
 

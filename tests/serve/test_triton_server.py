@@ -50,7 +50,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("triton")
     models = {}
-    for name, kw, opts in [("single", {"method": "dme"}, {"max_tokens": 64}),
+    for name, kw, opts in [("single", {"method": "dme", "max_tokens": 64}, {}),
                            ("pair", {"method": "cdme", "pair": True}, {})]:
         run = make_run(base / name, **kw)
         export_run(run, base / name / "model", options=ExportOptions(progress=False, **opts),
