@@ -27,7 +27,7 @@ from metaprep.prep.readers._io import (
     check_options,
     note_bad_line,
 )
-from metaprep.prep.readers.base import Chunk, ReadOptions, ReadStats, Source
+from metaprep.prep.readers.base import MAX_DIM, Chunk, ReadOptions, ReadStats, Source
 from metaprep.prep.readers.wordpiece import has_wordpieces, wordpieces
 
 __all__ = ["MatrixSource", "default_vocab_paths", "read_safetensors_header"]
@@ -132,6 +132,12 @@ class MatrixSource(Source):
             )
         self.dim = int(self._matrix.shape[1])
         self.declared_count = int(self._matrix.shape[0])
+        if not 1 <= self.dim <= MAX_DIM or not self.declared_count:
+            raise FormatError(
+                f"the matrix has shape {tuple(self._matrix.shape)}: an embedding table needs at "
+                f"least one row and 1 to {MAX_DIM:,} columns",
+                path=self.path, hint="the file is corrupt, or not an embedding table",
+            )
         self.vocab_path, self._tokens = self._read_vocab()
         if len(self._tokens) != self.declared_count:
             raise FormatError(
