@@ -68,8 +68,10 @@ def _target_words(opt: AlignOptions) -> list[str]:
     task: list[Path] = []
     for item in opt.vocab:
         p = Path(item)
-        if not p.is_file():
-            raise VocabError("no such vocabulary file", path=p,
+        if not p.is_file():  # a pipe or device would block the read or never end
+            raise VocabError("no such vocabulary file" if not p.exists() else
+                             "the vocabulary file is not a regular file (a folder, pipe or "
+                             "device)", path=p,
                              hint="--vocab takes union, intersection, a word list or task data")
         if looks_like_task_data(p, encoding=opt.data_encoding, columns=opt.columns):
             task.append(p)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,10 +13,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from metaprep import stages
 from metaprep.cli import cli
 from metaprep.errors import ConfigError, FormatError, MetaprepError, VocabError
 from metaprep.prep.align import AlignOptions, SourceSpec, align
-from metaprep.prep.alignplan import parse_source_args
+from metaprep.prep.alignplan import parse_source_args, plan_from_options
 from metaprep.prep.readers.base import Chunk
 from metaprep.prep.readers.memory import MemorySource
 from metaprep.prep.store import Store
@@ -301,6 +303,21 @@ def test_bad_input_is_typed_and_leaves_no_output(tmp_path: Path) -> None:
     assert e.path and e.path.endswith("a.vec")
     _expect(tmp_path, VocabError, r"the word 'x\\x00y' .* holds a NUL character", data=nul,
             options=AlignOptions(vocab=("intersection",), progress=False))
+
+
+def test_odd_align_options_are_one_config_error(tmp_path: Path) -> None:
+    for pattern, message in [("(?:a+)+$", "has nested repetition"),  # would never end
+                             (r"(\w+)( )", "has 2 capture group")]:  # tuples, a traceback
+        with pytest.raises(ConfigError, match=re.escape(f"--token-pattern {pattern!r} ")
+                           + message):
+            plan_from_options(stages.AlignOptions(sources={"a": "a.vec"}, token_pattern=pattern))
+    for seed in (-5, 2**70):  # numpy refuses a negative seed; HDF5 one past int64
+        _expect(tmp_path, ConfigError, f"--seed must be a whole number from 0 to "
+                f"9,223,372,036,854,775,807, not {seed}",
+                options=AlignOptions(seed=seed, progress=False), oov={"a": "random"})
+    os.mkfifo(tmp_path / "fifo.txt")  # was "no such vocabulary file"
+    _expect(tmp_path, VocabError, "the vocabulary file is not a regular file",
+            options=AlignOptions(vocab=(str(tmp_path / "fifo.txt"),), progress=False))
 
 
 def test_failure_midway_leaves_previous_output_untouched(tmp_path: Path) -> None:

@@ -110,11 +110,13 @@ def _fits(row: bytes, dim: int) -> bool:
 
 
 def is_float(x: bytes) -> bool:
+    """Whether a field is a number as the CSV engines read one (so not "1_0", which Python's
+    float() takes for 10)."""
     try:
         float(x)
     except ValueError:
         return False
-    return True
+    return b"_" not in x
 
 
 def _max_line(path: Path, lines: list[bytes], complete: bool) -> int:
