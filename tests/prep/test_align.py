@@ -320,6 +320,35 @@ def test_odd_align_options_are_one_config_error(tmp_path: Path) -> None:
             options=AlignOptions(vocab=(str(tmp_path / "fifo.txt"),), progress=False))
 
 
+def test_l2_rows_near_the_float32_limits_keep_their_direction(tmp_path: Path) -> None:
+    """Their squares overflowed (or vanished) in float32: present rows became all zeros."""
+    vecs = np.array([[1e20, 1e20, 0, 0], [1e-30, 0, 0, 1e-30], [3e38, 0, 0, 0]], np.float32)
+    s = _run(tmp_path, {"a": (["big", "tiny", "max"], vecs)},
+             options=AlignOptions(progress=False), normalize={"a": "l2"})
+    root = np.float32(np.sqrt(0.5))
+    np.testing.assert_allclose(s.read_vectors("a"), [[root, root, 0, 0], [root, 0, 0, root],
+                                                     [1, 0, 0, 0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("dtype", "value"), [("float32", 3e38), ("float16", 60_000.0)])
+@pytest.mark.filterwarnings("error")  # numpy's overflow warnings no longer precede the error
+def test_oov_rows_that_overflow_are_never_stored(tmp_path: Path, dtype: str, value: float
+                                                 ) -> None:
+    """Random OOV rows drawn around values near the limit were written as inf: align renamed a
+    store into place that then failed to open."""
+    (tmp_path / "out.h5").write_bytes(b"previous store")
+    huge = np.array([[value, 0], [-value, 1], [value, 2], [-value, 3]], np.float32)
+    others = [f"o{i}" for i in range(40)]  # a's OOV rows: drawn with a std of about value
+    data = {"a": (["w", "x", "y", "z"], huge), "b": (["w", *others], _vecs(41, 2))}
+    specs, opener = _setup(tmp_path, data, oov={"a": "random"})
+    with pytest.raises(FormatError, match=r"filling its OOV rows \(random\) gives NaN or "
+                                          r"infinite values \(first for 'o") as info:
+        align(specs, tmp_path / "out.h5", AlignOptions(dtype=dtype, progress=False),
+              opener=opener)
+    assert info.value.path == str(tmp_path / "a.vec")
+    assert (tmp_path / "out.h5").read_bytes() == b"previous store"
+
+
 def test_failure_midway_leaves_previous_output_untouched(tmp_path: Path) -> None:
     (tmp_path / "out.h5").write_bytes(b"previous store")
     specs, opener = _setup(tmp_path, {"a": ([f"w{i}" for i in range(10)], _vecs(10)),

@@ -289,7 +289,8 @@ class MatrixSource(Source):
             block = np.asarray(self._matrix[np.asarray(rows, dtype=np.int64)])
         if self.format == "safetensors" and self._bf16:
             block = (block.astype(np.uint32) << 16).view(np.float32)
-        return np.ascontiguousarray(block, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a float64 past float32's range: refused by name
+            return np.ascontiguousarray(block, dtype=np.float32)
 
     def iter_chunks(self, wanted: Collection[str] | None = None) -> Iterator[Chunk]:
         rows, words = self._selection(wanted)
