@@ -36,7 +36,8 @@ Encode = Callable[[np.ndarray, np.ndarray], np.ndarray]  # ids (B,T), mask (B,T)
 _SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MAX_PIECES = 16  # a word longer than this in pieces is cut: its vector is its first pieces'
 MAX_BATCH = 65_536  # entries per forward pass
-MAX_WORDS_BYTES = 256 << 20  # a word list of ~25 M words, far more than a model can distil
+MAX_WORDS_BYTES = 256 << 20  # read no more than this of a word list
+MAX_WORDS = 2_000_000  # 10 x model2vec's largest vocabularies; the table is MAX_WORDS x hidden
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ def read_words(path: Path) -> list[str]:
     words = list(dict.fromkeys(line.split()[0] for line in lines if line.strip()))
     if not words:
         raise DataError("the word list is empty", path=path, hint="one word per line")
+    if len(words) > MAX_WORDS:
+        raise DataError(f"the word list has {len(words):,} words; distill takes at most "
+                        f"{MAX_WORDS:,}", path=path, hint="keep the most frequent words")
     return words
 
 
@@ -227,13 +231,13 @@ def _write(output: Path, names: Sequence[str], vectors: np.ndarray, record: dict
         raise ModelError("the distilled vectors overflow float32 (the model's states are too "
                          "large)", path=model, hint="nothing was written")
     sidecar = output.with_name(output.name + ".json")
-    try:
-        with atomic_path(output) as tmp, open(tmp, "wb") as f:
-            f.write(f"{len(names)} {vectors.shape[1]}\n".encode())
-            rows = vectors.astype("<f4")  # word2vec binary: little-endian float32
-            f.write(b"".join(w.encode("utf-8") + b" " + r.tobytes() + b"\n"
-                             for w, r in zip(names, rows, strict=True)))
-        with atomic_path(sidecar) as tmp_json:
+    try:  # both written before either is renamed: a failure keeps the earlier pair whole
+        with atomic_path(output) as tmp, atomic_path(sidecar) as tmp_json:
+            with open(tmp, "wb") as f:
+                f.write(f"{len(names)} {vectors.shape[1]}\n".encode())
+                rows = vectors.astype("<f4")  # word2vec binary: little-endian float32
+                f.write(b"".join(w.encode("utf-8") + b" " + r.tobytes() + b"\n"
+                                 for w, r in zip(names, rows, strict=True)))
             tmp_json.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     except OSError as exc:
         raise write_failure(output, exc) from exc

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from metaprep import stages
 from metaprep.checksum import file_sha256
 from metaprep.cli import cli, main
-from metaprep.errors import ConfigError, DataError, ModelError
+from metaprep.errors import ConfigError, DataError, ModelError, WriteError
 from metaprep.learn.bert import load_bert
 from metaprep.learn.distill import distill_model
 from metaprep.prep.store import Store
@@ -187,6 +187,19 @@ def test_a_word_list_that_is_a_pipe_a_device_or_not_utf8(tmp_path: Path) -> None
             distill_model(model, tmp_path / "o.bin", words=words, progress=False)
 
 
+def test_a_word_list_too_long_to_distil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    from metaprep.learn import distill
+
+    monkeypatch.setattr(distill, "MAX_WORDS", 3)
+    words = tmp_path / "w.txt"
+    words.write_text("the\ncat\nsat\non\n")
+    with pytest.raises(DataError, match="w.txt: the word list has 4 words; distill takes at "
+                                        "most 3"):
+        distill_model(tiny_bert(tmp_path / "m"), tmp_path / "o.bin", words=words,
+                      progress=False)
+
+
 def test_words_longer_than_the_positions_are_cut(tmp_path: Path) -> None:
     def four(w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         w["embeddings.position_embeddings.weight"] = w["embeddings.position_embeddings.weight"][:4]
@@ -200,3 +213,17 @@ def test_words_longer_than_the_positions_are_cut(tmp_path: Path) -> None:
     ids = torch.tensor([[2, SPECIAL.__len__() + 5, SPECIAL.__len__() + 6, 3]])
     want = load_bert(model)(ids, torch.ones_like(ids))[0].mean(0).numpy()
     np.testing.assert_allclose(read_w2v_binary(tmp_path / "o.bin")["dogsing"], want, atol=1e-5)
+
+
+def test_a_failed_write_keeps_the_earlier_table_and_provenance(tmp_path: Path) -> None:
+    """The table used to be renamed into place before its provenance was written: a failure
+    there left a new table beside the old (or no) provenance."""
+    model = tiny_bert(tmp_path / "m")
+    out = tmp_path / "o.bin"
+    out.write_bytes(b"earlier table")
+    (tmp_path / "o.bin.json").mkdir()  # the provenance cannot be renamed into place
+    (tmp_path / "o.bin.json" / "x").write_text("")
+    with pytest.raises(WriteError, match="cannot write o.bin"):
+        distill_model(model, out, progress=False)
+    assert out.read_bytes() == b"earlier table"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "o.bin", "o.bin.json"]
