@@ -81,6 +81,8 @@ def parse_source_args(args: Sequence[str]) -> list[tuple[str, Path]]:
     for arg in args:
         name, sep, path = arg.partition("=")
         if sep and _NAME.match(name) and not Path(arg).exists():
+            if not path.strip():  # Path("") would be ".", the folder the output sits in
+                raise ConfigError(f"source {name!r} has no path", hint="give it as NAME=PATH")
             out.append((name, Path(path)))
         else:
             out.append((_check_name(Path(arg).stem, f"the stem of {arg}"), Path(arg)))
@@ -116,6 +118,9 @@ def plan_from_options(o: Any) -> tuple[list[SourceSpec], AlignOptions]:
     if not o.sources:
         raise ConfigError("no source given", hint="metaprep align NAME=PATH [NAME=PATH ...] -o OUT")
     names = [_check_name(str(n), str(p)) for n, p in o.sources.items()]
+    for n, p in o.sources.items():
+        if not str(p).strip():  # Path("") is "."
+            raise ConfigError(f"source {n!r} has no path", hint="give it as NAME=PATH")
 
     def table(values: Mapping[str, Any], option: str, allow_all: bool = False) -> dict[str, str]:
         return per_source(values, option, names, allow_all=allow_all)

@@ -315,6 +315,10 @@ def test_odd_align_options_are_one_config_error(tmp_path: Path) -> None:
         _expect(tmp_path, ConfigError, f"--seed must be a whole number from 0 to "
                 f"9,223,372,036,854,775,807, not {seed}",
                 options=AlignOptions(seed=seed, progress=False), oov={"a": "random"})
+    with pytest.raises(ConfigError, match="source 'g' has no path"):  # was "the output sits
+        plan_from_options(stages.AlignOptions(sources={"g": ""}))  # inside the input (.)"
+    with pytest.raises(ConfigError, match="source 'g' has no path"):
+        parse_source_args(["g="])
     os.mkfifo(tmp_path / "fifo.txt")  # was "no such vocabulary file"
     _expect(tmp_path, VocabError, "the vocabulary file is not a regular file",
             options=AlignOptions(vocab=(str(tmp_path / "fifo.txt"),), progress=False))
