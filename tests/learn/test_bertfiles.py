@@ -220,3 +220,9 @@ def test_a_huge_vocabulary_is_not_read(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(ModelError, match="vocab.txt: the vocabulary is 80 bytes, more than "
                                          "the 50 allowed"):
         distill_model(model, tmp_path / "o.bin", progress=False)
+
+
+def test_the_checked_activations_are_the_ones_the_forward_pass_has() -> None:
+    from metaprep.learn.bert import _ACTS
+
+    assert set(bertfiles.ACTS) == set(_ACTS)
