@@ -282,3 +282,12 @@ def test_npy_header_checked(tmp_path: Path, edit, message: str) -> None:
     (tmp_path / "vocab.txt").write_text("a\nb\nc\n")
     with pytest.raises(FormatError, match=r"m\.npy: " + message):
         open_source(path, fmt="npy", options=QUIET)
+
+
+def test_a_vocab_file_too_large_for_its_matrix_is_not_read(tmp_path: Path) -> None:
+    np.save(tmp_path / "m.npy", np.zeros((2, 4), np.float32))
+    with open(tmp_path / "vocab.txt", "wb") as f:  # sparse: 200 KB that read as zeros
+        f.truncate(2 * (1 << 16) + 2 * 2 + 4)
+    with pytest.raises(FormatError, match=r"vocab\.txt: the vocab file is 131,080 bytes, more "
+                                          r"than 2 tokens of at most 65,536 bytes can take"):
+        open_source(tmp_path / "m.npy", options=QUIET)

@@ -34,6 +34,7 @@ __all__ = ["MatrixSource", "default_vocab_paths", "read_safetensors_header"]
 
 _CHUNK_BYTES = 32 << 20  # matrix bytes per Chunk
 _MAX_HEADER = 100 << 20  # safetensors' own limit on its JSON header
+_MAX_TOKEN_BYTES = 1 << 16  # as the other readers' longest word
 # safetensors dtype -> numpy dtype of the stored bytes (bfloat16 is widened by hand)
 _SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}
 
@@ -230,7 +231,15 @@ class MatrixSource(Source):
                     hint="name it: --vocab-file NAME=PATH / ReadOptions(vocab_file=...)",
                 )
             vocab_path = found[0]
+        rows = int(self._matrix.shape[0])
+        most = rows * (_MAX_TOKEN_BYTES + 2) + 3  # a BOM, CR LF per line
         try:
+            size = vocab_path.stat().st_size
+            if size > most:  # read whole below: not a 10 GB file for a 30,000-row table
+                raise FormatError(
+                    f"the vocab file is {size:,} bytes, more than {rows:,} "
+                    f"tokens of at most {_MAX_TOKEN_BYTES:,} bytes can take", path=vocab_path,
+                    hint="give the vocab file of this matrix (one token per row)")
             data = vocab_path.read_bytes()
         except OSError as exc:
             raise FormatError(f"cannot read: {exc.strerror or exc}", path=vocab_path) from exc
