@@ -3,13 +3,13 @@
 
 Reads a sentence-transformers / Hugging Face folder: ``config.json`` (``model_type`` bert) and
 ``model.safetensors`` with the usual BERT names (``embeddings.*``, ``encoder.layer.N.*``, an
-optional ``bert.`` or ``0.auto_model.`` prefix). ``bert_from_onnx`` reads the same weights out of
-a torch-exported ONNX BERT, so the forward pass can be checked against onnxruntime.
+optional ``bert.`` or ``0.auto_model.`` prefix), both checked by ``bertfiles`` before anything
+runs. ``bert_from_onnx`` reads the same weights out of a torch-exported ONNX BERT, so the forward
+pass can be checked against onnxruntime.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -18,29 +18,24 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from metaprep.errors import ModelError
+from metaprep.learn.bertfiles import SUPPORTED, BertConfig, read_config, read_weights
 
-__all__ = ["Bert", "bert_from_onnx", "load_bert"]
+__all__ = ["Bert", "SUPPORTED", "bert_from_onnx", "load_bert"]
 
 _ACTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu,
          "gelu_new": lambda x: F.gelu(x, approximate="tanh")}
-SUPPORTED = "a BERT folder (config.json with model_type bert + model.safetensors) or an ONNX " \
-            "BERT export with inputs input_ids and attention_mask"
 
 
 class Bert:
     """The encoder of a BERT checkpoint: ids (B,T) + mask (B,T) -> token states (B,T,H)."""
 
-    def __init__(self, weights: dict[str, torch.Tensor], *, heads: int, eps: float = 1e-12,
-                 act: str = "gelu") -> None:
+    def __init__(self, weights: dict[str, torch.Tensor], config: BertConfig) -> None:
+        # weights: bertfiles.read_weights's, every tensor of tensor_shapes(config) checked
         self.w = {k: v.float() for k, v in weights.items()}
-        self.heads, self.eps = heads, eps
-        if act not in _ACTS:
-            raise ModelError(f"hidden_act {act!r} is not supported ({', '.join(_ACTS)})")
-        self.act = _ACTS[act]
-        self.layers = 1 + max((int(k.split(".")[2]) for k in self.w if k.startswith("encoder.")),
-                              default=-1)
-        self.hidden = int(self.w["embeddings.word_embeddings.weight"].shape[1])
+        self.config = config
+        self.heads, self.eps, self.act = config.heads, config.eps, _ACTS[config.act]
+        self.layers, self.hidden = config.layers, config.hidden
+        self.max_positions = config.max_positions
 
     def _ln(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.layer_norm(x, (x.shape[-1],), self.w[f"{name}.weight"], self.w[f"{name}.bias"],
@@ -76,41 +71,13 @@ class Bert:
         return x
 
 
-def _strip(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop a wrapper prefix (``bert.``, ``0.auto_model.``...) before ``embeddings.``."""
-    for key in weights:
-        if key.endswith("embeddings.word_embeddings.weight"):
-            prefix = key[: -len("embeddings.word_embeddings.weight")]
-            return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
-    return weights
-
-
 def load_bert(folder: str | Path) -> Bert:
-    """A Bert from a checkpoint folder; a one-line ModelError for anything else."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    """A Bert from a checkpoint folder, its config and every weight it uses checked first; a
+    one-line ModelError for anything else."""
     folder = Path(folder)
-    config_path, weights_path = folder / "config.json", folder / "model.safetensors"
-    try:
-        config: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read config.json ({exc})", path=config_path,
-                         hint=f"distill reads {SUPPORTED}") from exc
-    if config.get("model_type") != "bert":
-        raise ModelError(f"model_type {config.get('model_type')!r} is not supported",
-                         path=config_path, hint=f"distill reads {SUPPORTED}")
-    try:
-        weights = _strip(load_file(str(weights_path)))
-    except (OSError, SafetensorError) as exc:
-        raise ModelError(f"cannot read the weights ({exc})", path=weights_path,
-                         hint=f"distill reads {SUPPORTED}") from exc
-    if "embeddings.word_embeddings.weight" not in weights:
-        raise ModelError("no BERT embeddings.word_embeddings.weight in the file",
-                         path=weights_path, hint=f"distill reads {SUPPORTED}")
-    return Bert(weights, heads=int(config.get("num_attention_heads", 12)),
-                eps=float(config.get("layer_norm_eps", 1e-12)),
-                act=str(config.get("hidden_act", "gelu")))
+    config_path = folder / "config.json"
+    config = read_config(config_path)
+    return Bert(read_weights(folder / "model.safetensors", config, config_path), config)
 
 
 def bert_from_onnx(path: str | Path, *, heads: int) -> Bert:
@@ -133,4 +100,13 @@ def bert_from_onnx(path: str | Path, *, heads: int) -> Bert:
                 bias = next((n for n in add.input if n.endswith(".bias") and n in inits), None)
                 if add.op_type == "Add" and bias:
                     weights[bias[: -len("bias")] + "weight"] = inits[node.input[1]].T
-    return Bert(_strip(weights), heads=heads)
+    suffix = "embeddings.word_embeddings.weight"
+    prefix = next(k for k in weights if k.endswith(suffix))[: -len(suffix)]
+    w = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    config = BertConfig(
+        hidden=int(w[suffix].shape[1]), heads=heads, vocab_size=int(w[suffix].shape[0]),
+        layers=1 + max(int(k.split(".")[2]) for k in w if k.startswith("encoder.layer.")),
+        intermediate=int(w["encoder.layer.0.intermediate.dense.bias"].shape[0]),
+        max_positions=int(w["embeddings.position_embeddings.weight"].shape[0]),
+        type_vocab=int(w["embeddings.token_type_embeddings.weight"].shape[0]))
+    return Bert(w, config)

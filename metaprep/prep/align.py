@@ -18,8 +18,8 @@ succeeded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from metaprep.prep.oov import (
 from metaprep.prep.readers.base import ReadOptions, Source
 from metaprep.prep.sourcehash import SourceHashes
 from metaprep.prep.store import StoreWriter, store_bytes
+from metaprep.prep.store.writer import NonFiniteRows
 from metaprep.prep.vocab import CaseMatcher, pool_vocab, target_vocab
 from metaprep.taskdata import count_words, looks_like_task_data, read_word_list
 from metaprep.tokenize import Tokenizer
@@ -68,8 +69,10 @@ def _target_words(opt: AlignOptions) -> list[str]:
     task: list[Path] = []
     for item in opt.vocab:
         p = Path(item)
-        if not p.is_file():
-            raise VocabError("no such vocabulary file", path=p,
+        if not p.is_file():  # a pipe or device would block the read or never end
+            raise VocabError("no such vocabulary file" if not p.exists() else
+                             "the vocabulary file is not a regular file (a folder, pipe or "
+                             "device)", path=p,
                              hint="--vocab takes union, intersection, a word list or task data")
         if looks_like_task_data(p, encoding=opt.data_encoding, columns=opt.columns):
             task.append(p)
@@ -226,13 +229,29 @@ def align(
             words = matcher.words
             transforms = {}
             for s in sources:
-                transforms[s.name] = _normalize(writer, s, present[s.name], oov[s.name], opt,
-                                                streamed[s.name])
+                with _overflow(s, words, f"normalizing it ({s.normalize})"):
+                    transforms[s.name] = _normalize(writer, s, present[s.name], oov[s.name],
+                                                    opt, streamed[s.name])
             for s, src in zip(sources, srcs, strict=True):
-                attrs = _fill_oov(writer, s, src, words, present, oov[s.name], transforms[s.name],
-                                  opt, [x.name for x in sources])
+                with _overflow(s, words, f"filling its OOV rows ({oov[s.name]})"):
+                    attrs = _fill_oov(writer, s, src, words, present, oov[s.name],
+                                      transforms[s.name], opt, [x.name for x in sources])
                 writer.set_source_attrs(s.name, attrs)
     return out
+
+
+@contextmanager
+def _overflow(s: SourceSpec, words: Sequence[str], what: str) -> Iterator[None]:
+    """The writer refuses a row that would be stored as NaN or infinite: name the file and why
+    (numpy's own overflow warnings would only add lines before the error)."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            yield
+    except NonFiniteRows as exc:
+        word = words[exc.row] if exc.row < len(words) else exc.row
+        raise FormatError(f"{what} gives NaN or infinite values (first for {word!r})",
+                          path=s.path, hint="the file's values come near the largest float; "
+                          "scale them down, or use another --oov / --normalize") from exc
 
 
 def _check_subwords(sources: Sequence[SourceSpec], srcs: Sequence[Source],

@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 DTYPES = ("float32", "float16")
+MAX_SEED = 2**63 - 1  # the store records the seed as an int64 attribute
 NORMALIZE = ("none", "l2", "center")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")  # HDF5-safe: no '/', no leading '.'
 
@@ -80,6 +81,8 @@ def parse_source_args(args: Sequence[str]) -> list[tuple[str, Path]]:
     for arg in args:
         name, sep, path = arg.partition("=")
         if sep and _NAME.match(name) and not Path(arg).exists():
+            if not path.strip():  # Path("") would be ".", the folder the output sits in
+                raise ConfigError(f"source {name!r} has no path", hint="give it as NAME=PATH")
             out.append((name, Path(path)))
         else:
             out.append((_check_name(Path(arg).stem, f"the stem of {arg}"), Path(arg)))
@@ -109,11 +112,15 @@ def per_source(values: Mapping[str, Any], option: str, names: Sequence[str], *,
 def plan_from_options(o: Any) -> tuple[list[SourceSpec], AlignOptions]:
     """SourceSpecs and settings from the align stage's options (``metaprep.stages.AlignOptions``):
     per-source tables checked against the source names."""
+    from metaprep.serve.patterncheck import pattern_problem
     from metaprep.tokenize import DEFAULT_PATTERN
 
     if not o.sources:
         raise ConfigError("no source given", hint="metaprep align NAME=PATH [NAME=PATH ...] -o OUT")
     names = [_check_name(str(n), str(p)) for n, p in o.sources.items()]
+    for n, p in o.sources.items():
+        if not str(p).strip():  # Path("") is "."
+            raise ConfigError(f"source {n!r} has no path", hint="give it as NAME=PATH")
 
     def table(values: Mapping[str, Any], option: str, allow_all: bool = False) -> dict[str, str]:
         return per_source(values, option, names, allow_all=allow_all)
@@ -130,6 +137,10 @@ def plan_from_options(o: Any) -> tuple[list[SourceSpec], AlignOptions]:
                               pattern=o.token_pattern or DEFAULT_PATTERN, lowercase=o.lowercase)
     except ValueError as exc:
         raise ConfigError(f"--token-pattern: {exc}") from exc
+    problem = pattern_problem(tok.pattern) if tok.mode == "regex" else None
+    if problem:  # the runtime refuses it too; here it would stall reading the task data
+        raise ConfigError(f"--token-pattern {tok.pattern!r} {problem}",
+                          hint="use a pattern without groups or nested repetition")
     vocab = (o.vocab,) if isinstance(o.vocab, (str, Path)) else tuple(o.vocab)
     settings = AlignOptions(
         vocab=tuple(str(v) for v in vocab) or ("union",), case=o.case, tokenizer=tok,
@@ -165,6 +176,10 @@ def validate(specs: Sequence[SourceSpec], out: Path, opt: AlignOptions) -> dict[
         raise ConfigError("--limit must be at least 1")
     if opt.max_vocab is not None and opt.max_vocab < 1:
         raise ConfigError("--max-vocab must be at least 1")
+    if isinstance(opt.seed, bool) or not isinstance(opt.seed, int) or \
+            not 0 <= opt.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be a whole number from 0 to {MAX_SEED:,}, not "
+                          f"{opt.seed!r}")  # numpy's generators take no negative seed
     if not 0 < opt.map_holdout < 1:
         raise ConfigError("the map's held-out share must be between 0 and 1")
     oov: dict[str, OovSpec] = {}

@@ -91,7 +91,9 @@ class RowStats:
 
 def l2_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length; all-zero rows stay zero."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    # in float64: float32 squares overflow past 1.8e19 and vanish below 1e-19, which made such
+    # rows all zeros
+    norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 

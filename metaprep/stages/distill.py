@@ -6,10 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metaprep.errors import ConfigError
 from metaprep.outputs import claim_outputs
 from metaprep.stages._common import PathLike, _in, _out, _req
 
 __all__ = ["DistillOptions", "DistillResult", "distill"]
+
+MAX_THREADS = 256  # torch segfaults when asked for 100,000 (each thread is a stack)
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,11 @@ def distill(options: DistillOptions) -> DistillResult:
 
     o = options
     out = Path(_req(o.output, "output", "distill"))
-    if o.threads:
+    if o.threads is not None:
+        if isinstance(o.threads, bool) or not isinstance(o.threads, int) or \
+                not 1 <= o.threads <= MAX_THREADS:
+            raise ConfigError(f"--threads must be a whole number from 1 to {MAX_THREADS}, not "
+                              f"{o.threads!r}")
         torch.set_num_threads(o.threads)
     with claim_outputs("distill", o, {"output": out,
                                       "provenance": out.with_name(out.name + ".json")}):

@@ -2,26 +2,23 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from bertkit import LAYERS, PIECES, SPECIAL, H, read_w2v_binary, tiny_bert
 from click.testing import CliRunner
-from safetensors.torch import save_file
 
 from metaprep import stages
 from metaprep.checksum import file_sha256
 from metaprep.cli import cli, main
-from metaprep.errors import ModelError
+from metaprep.errors import ConfigError, DataError, ModelError, WriteError
 from metaprep.learn.bert import load_bert
 from metaprep.learn.distill import distill_model
 from metaprep.prep.store import Store
-
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused0]"]
-PIECES = ["the", "cat", "sat", "on", "mat", "dog", "##s", "##ing", "run", "a"]
-H, LAYERS, HEADS = 8, 2, 2
 
 
 def _installed_onnx_l3() -> Path:
@@ -37,50 +34,6 @@ def _installed_onnx_l3() -> Path:
 
 
 ONNX_L3 = _installed_onnx_l3()
-
-
-def tiny_bert(folder: Path, *, model_type: str = "bert") -> Path:
-    """A random 2-layer BERT with a 16-token WordPiece vocabulary, in the sentence-transformers
-    folder layout (config.json, model.safetensors, vocab.txt)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = {w: i for i, w in enumerate(SPECIAL + PIECES)}
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    config = {"model_type": model_type, "hidden_size": H, "num_attention_heads": HEADS,
-              "num_hidden_layers": LAYERS, "intermediate_size": 16, "hidden_act": "gelu",
-              "layer_norm_eps": 1e-12, "vocab_size": len(vocab)}
-    (folder / "config.json").write_text(json.dumps(config))
-    g = torch.Generator().manual_seed(0)
-
-    def r(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=g) * 0.5
-
-    w = {"embeddings.word_embeddings.weight": r(len(vocab), H),
-         "embeddings.position_embeddings.weight": r(32, H),
-         "embeddings.token_type_embeddings.weight": r(2, H),
-         "embeddings.LayerNorm.weight": 1 + r(H), "embeddings.LayerNorm.bias": r(H)}
-    for i in range(LAYERS):
-        p = f"encoder.layer.{i}"
-        for name, (o, n) in {"attention.self.query": (H, H), "attention.self.key": (H, H),
-                             "attention.self.value": (H, H), "attention.output.dense": (H, H),
-                             "intermediate.dense": (16, H), "output.dense": (H, 16)}.items():
-            w[f"{p}.{name}.weight"], w[f"{p}.{name}.bias"] = r(o, n), r(o)
-        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
-            w[f"{p}.{ln}.weight"], w[f"{p}.{ln}.bias"] = 1 + r(H), r(H)
-    save_file({f"bert.{k}": v for k, v in w.items()}, str(folder / "model.safetensors"))
-    return folder
-
-
-def read_w2v_binary(path: Path) -> dict[str, np.ndarray]:
-    data = path.read_bytes()
-    head, rest = data.split(b"\n", 1)
-    n, dim = map(int, head.split())
-    out = {}
-    for _ in range(n):
-        word, rest = rest.split(b" ", 1)
-        out[word.decode()] = np.frombuffer(rest[: 4 * dim], "<f4")
-        rest = rest[4 * dim + 1 :]
-    assert rest == b""
-    return out
 
 
 def test_bert_padding_and_batch_do_not_change_states(tmp_path: Path) -> None:
@@ -166,3 +119,111 @@ def test_torch_bert_matches_onnxruntime_on_a_real_model() -> None:
                 if o.ndim == 3)
     got = bert(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
     np.testing.assert_allclose(got * mask[..., None], want * mask[..., None], atol=1e-4)
+
+
+def test_huge_weights_never_reach_the_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Finite weights whose states overflow (NaN or inf): refused, naming the first entry, with
+    or without PCA, and nothing written."""
+    def huge(w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        w["encoder.layer.1.output.LayerNorm.weight"] = torch.full((H,), 3e38)
+        return w
+
+    model = tiny_bert(tmp_path / "m", weights=huge)
+    for pca in ("0", "4"):
+        monkeypatch.setattr(sys, "argv", ["metaprep", "distill", str(model), "-o",
+                                          str(tmp_path / "o.bin"), "--pca-dims", pca, "-q"])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and "\n" not in err
+        assert "model's states for 'the' hold a NaN or infinite value" in err
+        assert not list(tmp_path.glob("o.bin*"))
+
+
+def test_vectors_that_overflow_in_pca_or_zipf_are_not_written(tmp_path: Path) -> None:
+    def constant(w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # every state is 1.5e38: finite, and so its mean; the Zipf weights (up to log 11)
+        # take it past float32's 3.4e38
+        w["encoder.layer.1.output.LayerNorm.weight"] = torch.zeros(H)
+        w["encoder.layer.1.output.LayerNorm.bias"] = torch.full((H,), 1.5e38)
+        return w
+
+    model = tiny_bert(tmp_path / "m", weights=constant)
+    with pytest.raises(ModelError, match="the distilled vectors overflow float32"):
+        distill_model(model, tmp_path / "o.bin", pca_dims=None, progress=False)
+    assert not list(tmp_path.glob("o.bin*"))
+    distill_model(model, tmp_path / "o.bin", pca_dims=None, zipf=False, progress=False)
+    assert np.isfinite(np.stack(list(read_w2v_binary(tmp_path / "o.bin").values()))).all()
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("batch_size", 0, "batch_size must be a whole number from 1 to 65,536, not 0"),
+    ("batch_size", -1, "batch_size must be a whole number from 1 to 65,536, not -1"),
+    ("batch_size", 10**9, "batch_size must be a whole number from 1"),
+    ("pca_dims", -3, "pca_dims must be a whole number at least 1, not -3"),
+    ("threads", -1, "--threads must be a whole number from 1 to 256, not -1"),
+    ("threads", 100_000, "--threads must be a whole number from 1 to 256"),  # was a segfault
+])
+def test_odd_option_values(tmp_path: Path, option: str, value: int, message: str) -> None:
+    model = tiny_bert(tmp_path / "m")
+    options = stages.DistillOptions(model=model, output=tmp_path / "o.bin", quiet=True,
+                                    **{option: value})
+    with pytest.raises(ConfigError, match=message):
+        stages.distill(options)
+    assert not (tmp_path / "o.bin").exists()
+
+
+def test_a_word_list_that_is_a_pipe_a_device_or_not_utf8(tmp_path: Path) -> None:
+    model = tiny_bert(tmp_path / "m")
+    fifo, device, latin = tmp_path / "fifo", tmp_path / "zero", tmp_path / "latin.txt"
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    device.symlink_to("/dev/zero")  # reading it would fill memory
+    latin.write_bytes(b"the\ncaf\xe9\n")
+    for words, message in [(fifo, "the word list is not a regular file"),
+                           (device, "the word list is not a regular file"),
+                           (latin, r"latin.txt:2: the word list is not valid UTF-8 \(byte 0xe9\)")]:
+        with pytest.raises(DataError, match=message):
+            distill_model(model, tmp_path / "o.bin", words=words, progress=False)
+
+
+def test_a_word_list_too_long_to_distil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    from metaprep.learn import distill
+
+    monkeypatch.setattr(distill, "MAX_WORDS", 3)
+    words = tmp_path / "w.txt"
+    words.write_text("the\ncat\nsat\non\n")
+    with pytest.raises(DataError, match="w.txt: the word list has 4 words; distill takes at "
+                                        "most 3"):
+        distill_model(tiny_bert(tmp_path / "m"), tmp_path / "o.bin", words=words,
+                      progress=False)
+
+
+def test_words_longer_than_the_positions_are_cut(tmp_path: Path) -> None:
+    def four(w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        w["embeddings.position_embeddings.weight"] = w["embeddings.position_embeddings.weight"][:4]
+        return w
+
+    model = tiny_bert(tmp_path / "m", config={"max_position_embeddings": 4}, weights=four)
+    words = tmp_path / "w.txt"
+    words.write_text("dogsing\n")  # dog ##s ##ing: [CLS] + 3 pieces + [SEP] > 4 positions
+    distill_model(model, tmp_path / "o.bin", words=words, pca_dims=None, zipf=False,
+                  progress=False)
+    ids = torch.tensor([[2, SPECIAL.__len__() + 5, SPECIAL.__len__() + 6, 3]])
+    want = load_bert(model)(ids, torch.ones_like(ids))[0].mean(0).numpy()
+    np.testing.assert_allclose(read_w2v_binary(tmp_path / "o.bin")["dogsing"], want, atol=1e-5)
+
+
+def test_a_failed_write_keeps_the_earlier_table_and_provenance(tmp_path: Path) -> None:
+    """The table used to be renamed into place before its provenance was written: a failure
+    there left a new table beside the old (or no) provenance."""
+    model = tiny_bert(tmp_path / "m")
+    out = tmp_path / "o.bin"
+    out.write_bytes(b"earlier table")
+    (tmp_path / "o.bin.json").mkdir()  # the provenance cannot be renamed into place
+    (tmp_path / "o.bin.json" / "x").write_text("")
+    with pytest.raises(WriteError, match="cannot write o.bin"):
+        distill_model(model, out, progress=False)
+    assert out.read_bytes() == b"earlier table"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "o.bin", "o.bin.json"]

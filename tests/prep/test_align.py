@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,10 +13,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from metaprep import stages
 from metaprep.cli import cli
 from metaprep.errors import ConfigError, FormatError, MetaprepError, VocabError
 from metaprep.prep.align import AlignOptions, SourceSpec, align
-from metaprep.prep.alignplan import parse_source_args
+from metaprep.prep.alignplan import parse_source_args, plan_from_options
 from metaprep.prep.readers.base import Chunk
 from metaprep.prep.readers.memory import MemorySource
 from metaprep.prep.store import Store
@@ -301,6 +303,54 @@ def test_bad_input_is_typed_and_leaves_no_output(tmp_path: Path) -> None:
     assert e.path and e.path.endswith("a.vec")
     _expect(tmp_path, VocabError, r"the word 'x\\x00y' .* holds a NUL character", data=nul,
             options=AlignOptions(vocab=("intersection",), progress=False))
+
+
+def test_odd_align_options_are_one_config_error(tmp_path: Path) -> None:
+    for pattern, message in [("(?:a+)+$", "has nested repetition"),  # would never end
+                             (r"(\w+)( )", "has 2 capture group")]:  # tuples, a traceback
+        with pytest.raises(ConfigError, match=re.escape(f"--token-pattern {pattern!r} ")
+                           + message):
+            plan_from_options(stages.AlignOptions(sources={"a": "a.vec"}, token_pattern=pattern))
+    for seed in (-5, 2**70):  # numpy refuses a negative seed; HDF5 one past int64
+        _expect(tmp_path, ConfigError, f"--seed must be a whole number from 0 to "
+                f"9,223,372,036,854,775,807, not {seed}",
+                options=AlignOptions(seed=seed, progress=False), oov={"a": "random"})
+    with pytest.raises(ConfigError, match="source 'g' has no path"):  # was "the output sits
+        plan_from_options(stages.AlignOptions(sources={"g": ""}))  # inside the input (.)"
+    with pytest.raises(ConfigError, match="source 'g' has no path"):
+        parse_source_args(["g="])
+    os.mkfifo(tmp_path / "fifo.txt")  # was "no such vocabulary file"
+    _expect(tmp_path, VocabError, "the vocabulary file is not a regular file",
+            options=AlignOptions(vocab=(str(tmp_path / "fifo.txt"),), progress=False))
+
+
+def test_l2_rows_near_the_float32_limits_keep_their_direction(tmp_path: Path) -> None:
+    """Their squares overflowed (or vanished) in float32: present rows became all zeros."""
+    vecs = np.array([[1e20, 1e20, 0, 0], [1e-30, 0, 0, 1e-30], [3e38, 0, 0, 0]], np.float32)
+    s = _run(tmp_path, {"a": (["big", "tiny", "max"], vecs)},
+             options=AlignOptions(progress=False), normalize={"a": "l2"})
+    root = np.float32(np.sqrt(0.5))
+    np.testing.assert_allclose(s.read_vectors("a"), [[root, root, 0, 0], [root, 0, 0, root],
+                                                     [1, 0, 0, 0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("dtype", "value"), [("float32", 3e38), ("float16", 60_000.0)])
+@pytest.mark.filterwarnings("error")  # numpy's overflow warnings no longer precede the error
+def test_oov_rows_that_overflow_are_never_stored(tmp_path: Path, dtype: str, value: float
+                                                 ) -> None:
+    """Random OOV rows drawn around values near the limit were written as inf: align renamed a
+    store into place that then failed to open."""
+    (tmp_path / "out.h5").write_bytes(b"previous store")
+    huge = np.array([[value, 0], [-value, 1], [value, 2], [-value, 3]], np.float32)
+    others = [f"o{i}" for i in range(40)]  # a's OOV rows: drawn with a std of about value
+    data = {"a": (["w", "x", "y", "z"], huge), "b": (["w", *others], _vecs(41, 2))}
+    specs, opener = _setup(tmp_path, data, oov={"a": "random"})
+    with pytest.raises(FormatError, match=r"filling its OOV rows \(random\) gives NaN or "
+                                          r"infinite values \(first for 'o") as info:
+        align(specs, tmp_path / "out.h5", AlignOptions(dtype=dtype, progress=False),
+              opener=opener)
+    assert info.value.path == str(tmp_path / "a.vec")
+    assert (tmp_path / "out.h5").read_bytes() == b"previous store"
 
 
 def test_failure_midway_leaves_previous_output_untouched(tmp_path: Path) -> None:

@@ -7,14 +7,17 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
 import gensim
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from readkit import read_all
 
+from metaprep.cli import cli
 from metaprep.errors import FormatError
 from metaprep.prep.readers import ReadOptions, open_source
 from metaprep.prep.readers.text import TextSource
@@ -91,6 +94,35 @@ def test_absurd_text_dimensions(tmp_path: Path) -> None:
         open_source(wide, options=QUIET)
 
 
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize(("header", "rows", "message"), [
+    # the header of the issue: words without numbers "fit" 0 dimensions; the store divided by 0
+    ("5 0", ["a", "b", "c", "d", "e"], r"the header declares 0 dimensions \(a vector has at "
+                                       r"least 1\)"),
+    ("5 -10", ROWS[:5], r"the header declares -10 dimensions"),
+    ("-5 10", ROWS[:5], r"the header declares -5 rows \(a count cannot be negative\)"),
+    ("5 " + "9" * 5000, ROWS[:5], r"the header declares 10000000000000000000 dimensions"),
+    ("300 11", ROWS, r"the header declares 11 dimensions but the rows have 10 numbers"),
+])
+def test_bad_text_headers_name_line_1(tmp_path: Path, header: str, rows: list[str],
+                                      message: str, gz: bool) -> None:
+    path = _text(tmp_path / ("h.vec.gz" if gz else "h.vec"), [header, *rows], gz=gz)
+    result = CliRunner().invoke(cli, ["align", f"h={path}", "-o", str(tmp_path / "s.h5"), "-q"])
+    assert isinstance(result.exception, FormatError), result.output
+    assert re.match(re.escape(str(path)) + ":1: " + message, str(result.exception))
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_a_count_of_5000_digits_is_a_bound_not_a_crash(tmp_path: Path) -> None:
+    # int() refuses more than 4,300 digits: the header is read as a huge count, then refused
+    path = _text(tmp_path / "h.vec", ["1" * 5000 + " 10", *ROWS])
+    with pytest.raises(FormatError, match=r"h\.vec:1: the header declares "
+                                          r"10,000,000,000,000,000,000 rows of 10 numbers"):
+        open_source(path, options=QUIET)
+    with pytest.raises(FormatError, match=r"the header declares -10,000,000,000,000,000,000 rows"):
+        open_source(_text(tmp_path / "g.vec", ["-" + "1" * 5000 + " 10", *ROWS]), options=QUIET)
+
+
 def test_text_row_count_checked_against_the_size(tmp_path: Path) -> None:
     path = _text(tmp_path / "h.vec", ["99999999999 10", *ROWS])
     with pytest.raises(FormatError, match=r"h\.vec:1: the header declares 99,999,999,999 rows of "
@@ -117,6 +149,18 @@ def test_binary_header_bounds(tmp_path: Path) -> None:
                                           r"4 dimensions, which take at least 72,000,000,000"):
         open_source(path, fmt="word2vec-binary", options=QUIET)
     assert read_all(path, fmt="word2vec-binary", limit=2)[1] == ["w0", "w1"]
+
+
+@pytest.mark.parametrize(("header", "message"), [
+    (b"3 0\n", r"the header declares 0 dimensions"),
+    (b"3 -5\n", r"the header declares -5 dimensions"),  # was read as GloVe: "no vectors found"
+    (b"-3 4\n", r"the header declares -3 rows"),
+])
+@pytest.mark.parametrize("fmt", [None, "word2vec-binary"])
+def test_bad_binary_headers_name_line_1(tmp_path: Path, header: bytes, message: str,
+                                        fmt: str | None) -> None:
+    with pytest.raises(FormatError, match=r"b\.bin:1: " + message):
+        open_source(_w2v_bin(tmp_path / "b.bin", header), fmt=fmt, options=QUIET)
 
 
 # --- fastText .bin -------------------------------------------------------------------------------
@@ -201,6 +245,24 @@ def test_safetensors_deeply_nested_header(tmp_path: Path) -> None:
         open_source(path, fmt="safetensors", options=QUIET)
 
 
+@pytest.mark.parametrize("shape", [(3, 0), (0, 4), (0, 0), (3, 100_001)])
+@pytest.mark.parametrize("fmt", ["npy", "safetensors"])
+def test_a_matrix_without_rows_or_columns(tmp_path: Path, shape: tuple[int, int], fmt: str
+                                          ) -> None:
+    """A (3, 0) matrix opened as a source of 0 dimensions, and the store divided by 0."""
+    data = np.zeros(shape, np.float32)
+    path = tmp_path / f"m.{fmt}"
+    if fmt == "npy":
+        np.save(path, data)
+    else:
+        entry = {"dtype": "F32", "shape": list(shape), "data_offsets": [0, data.nbytes]}
+        _safetensors(path, {"t": entry}, data.tobytes())
+    (tmp_path / "vocab.txt").write_text("".join(f"t{i}\n" for i in range(shape[0])))
+    with pytest.raises(FormatError, match=re.escape(f"m.{fmt}: the matrix has shape {shape}: "
+                                                    "an embedding table needs at least one row")):
+        open_source(path, fmt=fmt, options=QUIET)
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -220,3 +282,12 @@ def test_npy_header_checked(tmp_path: Path, edit, message: str) -> None:
     (tmp_path / "vocab.txt").write_text("a\nb\nc\n")
     with pytest.raises(FormatError, match=r"m\.npy: " + message):
         open_source(path, fmt="npy", options=QUIET)
+
+
+def test_a_vocab_file_too_large_for_its_matrix_is_not_read(tmp_path: Path) -> None:
+    np.save(tmp_path / "m.npy", np.zeros((2, 4), np.float32))
+    with open(tmp_path / "vocab.txt", "wb") as f:  # sparse: 200 KB that read as zeros
+        f.truncate(2 * (1 << 16) + 2 * 2 + 4)
+    with pytest.raises(FormatError, match=r"vocab\.txt: the vocab file is 131,080 bytes, more "
+                                          r"than 2 tokens of at most 65,536 bytes can take"):
+        open_source(tmp_path / "m.npy", options=QUIET)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,13 @@ def test_bad_matrices(tmp_path: Path, matrix: np.ndarray) -> None:
         read_all(tmp_path / "inf.npy")
     src, words, _ = read_all(tmp_path / "inf.npy", on_bad_line="skip")
     assert "NaN" not in words and src.stats.bad_lines == 1
+    wide = matrix.astype(np.float64)
+    wide[3, 0] = 1e300  # finite, but not as float32: one line, no RuntimeWarning before it
+    np.save(tmp_path / "f64.npy", wide)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FormatError, match=r"f64\.npy: row 3 \('##s'\) has a NaN or infinite"):
+            read_all(tmp_path / "f64.npy")
     np.save(tmp_path / "trunc.npy", matrix)
     data = (tmp_path / "trunc.npy").read_bytes()
     (tmp_path / "trunc.npy").write_bytes(data[:-10])

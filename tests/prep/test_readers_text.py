@@ -155,8 +155,13 @@ def test_forced_format(tmp_path: Path) -> None:
         ("c inf 1", r"bad\.txt:3: value 1 of 2 is inf \(not finite\)"),
         ("c 1  2", r"bad\.txt:3: value 1 of 2 is not a number: b''"),
         (" 1 2", r"bad\.txt:3: the line has no word"),
+        ("c 1_0 2", r"bad\.txt:3: value 1 of 2 is not a number: b'1_0'"),  # float() says 10
+        ("c 1 1e39", r"bad\.txt:3: value 2 of 2 is 1e39 \(not finite\)"),  # and no warning
+        ("c 1 2\re 3 4", r"bad\.txt:3: the line holds a carriage return \(CR\) before its end"),
+        ("c\rx 1 2", r"bad\.txt:3: the line holds a carriage return"),  # a regular-looking row
     ],
 )
+@pytest.mark.filterwarnings("error")  # the error is the one line: no RuntimeWarning before it
 def test_bad_rows(tmp_path: Path, bad: str, message: str, chunk_bytes: int) -> None:
     rows = ["a 1 2", "b 3 4", bad, "d 5 6"]
     path = write_lines(tmp_path / "bad.txt", rows)

@@ -76,6 +76,9 @@ CASES: list[tuple[str, Edit, str]] = [
      r"unknown case_policy 'shout'"),
     ("tokenizer", lambda f: f.attrs.__setitem__("tokenizer", '{"colour": 1}'),
      r"bad tokenizer attribute"),
+    # train would tokenize the task data with it: one crafted line would take hours
+    ("tokenizer_pattern", lambda f: f.attrs.__setitem__("tokenizer", '{"pattern": "(?:a+)+$"}'),
+     r"the tokenizer pattern '\(\?:a\+\)\+\$' has nested repetition"),
     ("nan", lambda f: f["sources/b/vectors"].__setitem__((3, 1), np.nan),
      r"source 'b': row 3 holds a NaN or infinite value"),
     ("inf", lambda f: f["sources/a/vectors"].__setitem__((0, 0), -np.inf),

@@ -42,7 +42,7 @@ Parsed = tuple[list[str], np.ndarray, "int | None"]
 
 def _finish(words: list[str], vectors: np.ndarray, lines: int | None = None) -> Parsed:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if "" in words or not np.isfinite(vectors).all():
+    if "" in words or not np.isfinite(vectors).all() or any("\r" in w for w in words):
         raise NeedExact
     return words, vectors, lines
 

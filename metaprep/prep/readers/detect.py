@@ -7,7 +7,7 @@ from pathlib import Path
 
 from metaprep.errors import FormatError
 from metaprep.prep.readers._io import open_binary
-from metaprep.prep.readers.text_layout import BOM, parse_header
+from metaprep.prep.readers.text_layout import BOM, header_problem, parse_header
 
 __all__ = ["FASTTEXT_MAGIC", "FORMATS", "detect_format", "is_fasttext_head"]
 
@@ -72,6 +72,8 @@ def _detect_text_or_binary(path: Path, head: bytes) -> str:
     header = parse_header(head[: nl if nl >= 0 else len(head)])
     if header is None:
         return "glove"
+    if header_problem(*header):
+        return "word2vec-text"  # whichever it is, its reader refuses the header, naming why
     _, dim = header
     rest = head[nl + 1 :]
     sp = rest.find(b" ")
@@ -89,21 +91,12 @@ def _detect_text_or_binary(path: Path, head: bytes) -> str:
             break
     if dim and numbers >= dim:  # a text row: a word, then dim numbers
         return "word2vec-text"
-    if _binary_record_follows(rest, sp, dim):
-        return "word2vec-binary"
-    # numbers only, but fewer or more than the header says: text (the reader reports it)
-    return "word2vec-text" if numbers == len(fields) - 1 and numbers else "word2vec-binary"
-
-
-def _binary_record_follows(rest: bytes, sp: int, dim: int) -> bool:
-    """After ``word `` come 4*dim raw bytes, then an optional newline and the next ``word ``."""
-    nxt = sp + 1 + 4 * dim
-    if nxt >= len(rest):
-        return nxt == len(rest) or rest[nxt:] == b"\n"  # a one-row file
-    if rest[nxt : nxt + 1] == b"\n":
-        nxt += 1
-    word_end = rest.find(b" ", nxt, nxt + 1000)
-    return word_end > nxt and b"\n" not in rest[nxt:word_end]
+    if numbers and numbers == len(fields) - 1:
+        # a word and only text numbers up to the line's end, fewer than the header says: a text
+        # file whose header is wrong (its reader says so), not binary bytes that happen to look
+        # like it
+        return "word2vec-text"
+    return "word2vec-binary"
 
 
 def _is_number(field: bytes) -> bool:

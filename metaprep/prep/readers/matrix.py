@@ -27,13 +27,14 @@ from metaprep.prep.readers._io import (
     check_options,
     note_bad_line,
 )
-from metaprep.prep.readers.base import Chunk, ReadOptions, ReadStats, Source
+from metaprep.prep.readers.base import MAX_DIM, Chunk, ReadOptions, ReadStats, Source
 from metaprep.prep.readers.wordpiece import has_wordpieces, wordpieces
 
 __all__ = ["MatrixSource", "default_vocab_paths", "read_safetensors_header"]
 
 _CHUNK_BYTES = 32 << 20  # matrix bytes per Chunk
 _MAX_HEADER = 100 << 20  # safetensors' own limit on its JSON header
+_MAX_TOKEN_BYTES = 1 << 16  # as the other readers' longest word
 # safetensors dtype -> numpy dtype of the stored bytes (bfloat16 is widened by hand)
 _SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}
 
@@ -132,6 +133,12 @@ class MatrixSource(Source):
             )
         self.dim = int(self._matrix.shape[1])
         self.declared_count = int(self._matrix.shape[0])
+        if not 1 <= self.dim <= MAX_DIM or not self.declared_count:
+            raise FormatError(
+                f"the matrix has shape {tuple(self._matrix.shape)}: an embedding table needs at "
+                f"least one row and 1 to {MAX_DIM:,} columns",
+                path=self.path, hint="the file is corrupt, or not an embedding table",
+            )
         self.vocab_path, self._tokens = self._read_vocab()
         if len(self._tokens) != self.declared_count:
             raise FormatError(
@@ -224,7 +231,15 @@ class MatrixSource(Source):
                     hint="name it: --vocab-file NAME=PATH / ReadOptions(vocab_file=...)",
                 )
             vocab_path = found[0]
+        rows = int(self._matrix.shape[0])
+        most = rows * (_MAX_TOKEN_BYTES + 2) + 3  # a BOM, CR LF per line
         try:
+            size = vocab_path.stat().st_size
+            if size > most:  # read whole below: not a 10 GB file for a 30,000-row table
+                raise FormatError(
+                    f"the vocab file is {size:,} bytes, more than {rows:,} "
+                    f"tokens of at most {_MAX_TOKEN_BYTES:,} bytes can take", path=vocab_path,
+                    hint="give the vocab file of this matrix (one token per row)")
             data = vocab_path.read_bytes()
         except OSError as exc:
             raise FormatError(f"cannot read: {exc.strerror or exc}", path=vocab_path) from exc
@@ -283,7 +298,8 @@ class MatrixSource(Source):
             block = np.asarray(self._matrix[np.asarray(rows, dtype=np.int64)])
         if self.format == "safetensors" and self._bf16:
             block = (block.astype(np.uint32) << 16).view(np.float32)
-        return np.ascontiguousarray(block, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a float64 past float32's range: refused by name
+            return np.ascontiguousarray(block, dtype=np.float32)
 
     def iter_chunks(self, wanted: Collection[str] | None = None) -> Iterator[Chunk]:
         rows, words = self._selection(wanted)

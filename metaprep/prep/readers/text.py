@@ -213,7 +213,7 @@ class TextSource(StreamedText, WantedLines, Source):
         """The word of a well-formed line (dim spaces, plus an optional trailing space and CR),
         or None when the line needs the exact path (blank, word with spaces, wrong count)."""
         sp = line.find(b" ")
-        if sp <= 0:
+        if sp <= 0 or b"\r" in line[:sp]:
             return None
         n = line.count(b" ", sp)
         if n == self.dim or (n == self.dim + 1 and line.endswith((b" ", b" \r"))):
@@ -298,6 +298,10 @@ class TextSource(StreamedText, WantedLines, Source):
             line = strip_end(raw)
             if not line.strip():
                 continue
+            if b"\r" in line:  # no word holds one: rows joined by bare-CR line ends
+                self._bad(line_no, "the line holds a carriage return (CR) before its end: are "
+                          "the file's line ends bare CRs?")
+                continue
             fields = line.count(b" ") + 1
             if fields < dim + 1:
                 self._bad(
@@ -311,7 +315,10 @@ class TextSource(StreamedText, WantedLines, Source):
                 self._bad(line_no, "the line has no word before its numbers")
                 continue
             try:
-                vec = np.array(parts[1:], dtype=np.float32)
+                with np.errstate(over="ignore", invalid="ignore"):  # refused below, by name
+                    vec = np.array(parts[1:], dtype=np.float32)
+                if any(b"_" in x for x in parts[1:]):  # Python reads "1_0" as 10; we do not
+                    raise ValueError
             except ValueError:
                 k = next(j for j, x in enumerate(parts[1:]) if not is_float(x))
                 self._bad(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ __all__ = [
     "BOM",
     "TEXT_FORMATS",
     "TextLayout",
+    "header_problem",
     "is_float",
     "parse_header",
     "sniff_text",
@@ -25,6 +27,7 @@ BOM = b"\xef\xbb\xbf"
 _SNIFF_BYTES = 1 << 20  # read this much (more if lines are long) to find the header and dim
 _SNIFF_LINES = 200  # data lines used to find the usual vector length
 _MIN_MAX_LINE = 1 << 20  # a line may always be this long (see TextLayout.max_line)
+_INTEGER = re.compile(rb"[+-]?[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,31 @@ class TextLayout:
 
 
 def parse_header(line: bytes) -> tuple[int, int] | None:
-    """``(count, dim)`` when ``line`` is a word2vec header (two non-negative integers)."""
+    """``(count, dim)`` when ``line`` is a word2vec header: two integers. A sign is taken, so
+    that ``3 -5`` is refused as a header (header_problem) rather than read as a GloVe row; a
+    number of more than 19 digits reads as 10**19, which every bound refuses (``int()`` of
+    more than 4,300 digits would raise)."""
     parts = line.strip(b" \t\r\n").split()
-    if len(parts) == 2 and all(p.isdigit() for p in parts):
-        return int(parts[0]), int(parts[1])
+    if len(parts) == 2 and all(_INTEGER.fullmatch(p) for p in parts):
+        return _integer(parts[0]), _integer(parts[1])
+    return None
+
+
+def _integer(text: bytes) -> int:
+    digits = text.lstrip(b"+-").lstrip(b"0")
+    value = int(digits or b"0") if len(digits) <= 19 else 10**19
+    return -value if text.startswith(b"-") else value
+
+
+def header_problem(count: int, dim: int) -> str | None:
+    """What is wrong with a header's ``count dim``, if anything (the count against the file's
+    size is checked by each reader, which knows the size of a row)."""
+    if count < 0:
+        return f"the header declares {count:,} rows (a count cannot be negative)"
+    if dim < 1:
+        return f"the header declares {dim:,} dimensions (a vector has at least 1)"
+    if dim > MAX_DIM:
+        return f"the header declares {dim} dimensions (more than {MAX_DIM:,})"
     return None
 
 
@@ -86,11 +110,13 @@ def _fits(row: bytes, dim: int) -> bool:
 
 
 def is_float(x: bytes) -> bool:
+    """Whether a field is a number as the CSV engines read one (so not "1_0", which Python's
+    float() takes for 10)."""
     try:
         float(x)
     except ValueError:
         return False
-    return True
+    return b"_" not in x
 
 
 def _max_line(path: Path, lines: list[bytes], complete: bool) -> int:
@@ -162,7 +188,10 @@ def sniff_text(
     body = [s for s in (strip_end(x) for x in data) if s][:_SNIFF_LINES]
     if header is not None:
         count, dim = header
-        _check_dim(path, dim, "the header declares")
+        problem = header_problem(count, dim)
+        if problem:
+            raise FormatError(problem, path=path, line=1, hint="the file is corrupt, or its "
+                              "header is: fix the header line")
         if not body:
             raise FormatError(
                 "the file has a header line but no vectors", path=path, hint="check the download"

@@ -76,6 +76,7 @@ def _bad_rows(word: Any, last: Any, tail: Any) -> np.ndarray:
     size = word.str.len_bytes().fill_null(0).to_numpy()
     bad |= (size == 0) | (size > _MAX_WORD_BYTES)  # a huge "word": the exact path bounds it
     bad |= word.str.contains("\ufffd", literal=True).fill_null(False).to_numpy()
+    bad |= word.str.contains("\r", literal=True).fill_null(False).to_numpy()  # exact refuses
     bad |= tail.is_not_null().to_numpy()
     return np.asarray(bad, dtype=bool)
 

@@ -25,8 +25,8 @@ from metaprep.prep.readers._io import (
     note_bad_line,
     open_binary,
 )
-from metaprep.prep.readers.base import MAX_DIM, Chunk, ReadOptions, ReadStats, Source
-from metaprep.prep.readers.text_layout import parse_header
+from metaprep.prep.readers.base import Chunk, ReadOptions, ReadStats, Source
+from metaprep.prep.readers.text_layout import header_problem, parse_header
 
 __all__ = ["Word2VecBinarySource"]
 
@@ -74,13 +74,10 @@ class Word2VecBinarySource(Source):
         self.declared_count: int = header[0]
         self.dim = header[1]
         self._data_start = nl + 1
-        if self.dim <= 0:
-            raise FormatError("the header declares 0 dimensions", path=self.path, line=1)
-        if self.dim > MAX_DIM:
-            raise FormatError(
-                f"the header declares {self.dim} dimensions (more than {MAX_DIM:,})",
-                path=self.path, line=1, hint="the header is corrupt: fix its second number",
-            )
+        problem = header_problem(*header)
+        if problem:
+            raise FormatError(problem, path=self.path, line=1,
+                              hint="the header is corrupt: fix the header line")
         if not head[nl + 1 :].strip(b"\n") and len(head) < 4096:
             raise FormatError(
                 "the file has a header line but no vectors", path=self.path,

@@ -23,6 +23,7 @@ from metaprep.prep.store.layout import (
     _read_attrs,
     _vocab_sha256,
 )
+from metaprep.serve.patterncheck import pattern_problem
 from metaprep.tokenize import TokenizerConfig
 
 __all__ = ["CheckedVectors", "Store", "open_store"]
@@ -91,9 +92,12 @@ class Store:
             raise self._bad(f"unknown case_policy {policy!r}")
         tokenizer = attrs.get("tokenizer", {})
         try:
-            TokenizerConfig.from_dict(tokenizer)
+            tok = TokenizerConfig.from_dict(tokenizer)
         except (TypeError, ValueError) as exc:
             raise self._bad(f"bad tokenizer attribute {tokenizer!r} ({exc})") from exc
+        problem = pattern_problem(tok.pattern) if tok.mode == "regex" else None
+        if problem:  # train would stall tokenizing the task data with it
+            raise self._bad(f"the tokenizer pattern {tok.pattern!r} {problem}")
         names = attrs.get("sources")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
                 len(set(names)) != len(names):

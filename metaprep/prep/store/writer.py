@@ -28,7 +28,7 @@ from metaprep.prep.store.layout import (
     _write_attrs,
 )
 
-__all__ = ["RowSink", "StoreWriter", "store_bytes"]
+__all__ = ["NonFiniteRows", "RowSink", "StoreWriter", "store_bytes"]
 
 # errnos of a write that found no room: a full disk, the file-size limit, a quota
 _FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -52,6 +52,24 @@ def _check_room(path: Path, need: int) -> None:
         raise StoreError(f"the store needs about {need / 1e6:,.1f} MB but only "
                          f"{free / 1e6:,.1f} MB are free on its disk", path=path,
                          hint="free some space, or write the store elsewhere")
+
+
+class NonFiniteRows(StoreError):
+    """Rows that would be stored as NaN or infinite (a source's values near the float limit,
+    overflowing when normalised or when its OOV rows are computed): never written, since a
+    store holding them does not open. align names the source's file."""
+
+    def __init__(self, name: str, row: int) -> None:
+        super().__init__(f"source {name!r}: row {row} would be stored as NaN or infinite")
+        self.name, self.row = name, row
+
+
+def _check_finite(name: str, rows: np.ndarray, vectors: np.ndarray, dtype: np.dtype) -> None:
+    limit = float(np.finfo(dtype).max)  # float16 rows past 65,504 would be stored as inf
+    with np.errstate(invalid="ignore"):
+        ok = (np.abs(vectors) <= limit).all(axis=1)  # NaN compares False
+    if not ok.all():
+        raise NonFiniteRows(name, int(rows[int(np.argmin(ok))]))
 
 
 def store_bytes(rows: int, word_bytes: int, dims: Sequence[int], dtype: str) -> int:
@@ -160,14 +178,18 @@ class StoreWriter:
 
     def write_block(self, name: str, start: int, vectors: np.ndarray) -> None:
         """Write consecutive rows ``start .. start+len(vectors)``."""
-        self.vectors(name)[start : start + len(vectors)] = vectors
+        ds = self.vectors(name)
+        _check_finite(name, np.arange(start, start + len(vectors)), vectors, ds.dtype)
+        ds[start : start + len(vectors)] = vectors
 
     def write_rows(self, name: str, rows: np.ndarray, vectors: np.ndarray) -> None:
         """Write vectors at arbitrary (unique) rows."""
         if len(rows) == 0:
             return
+        ds = self.vectors(name)
+        _check_finite(name, rows, vectors, ds.dtype)
         order = np.argsort(rows, kind="stable")
-        self.vectors(name)[rows[order]] = vectors[order]
+        ds[rows[order]] = vectors[order]
 
     def read_block(self, name: str, start: int, stop: int) -> np.ndarray:
         """Rows ``start .. stop`` as float32 (the store being written can be read back)."""
