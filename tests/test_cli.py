@@ -145,4 +145,19 @@ def test_a_value_of_the_wrong_kind_is_one_line(args: list[str], tmp_path: Path) 
                           text=True, cwd=tmp_path)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: Invalid value for ") and lines[0].endswith("(see --help)")
+    assert lines[0].startswith("error: Invalid value for ") and lines[0].endswith(" --help)")
+
+
+@pytest.mark.parametrize("args", [["align", "g=a.txt"], ["train", "--no-such-option"],
+                                  ["predict"], ["split", "a", "b", "c"]])
+def test_a_usage_error_is_one_line_naming_the_help(args: list[str], tmp_path: Path) -> None:
+    """A missing option, an unknown option, extra arguments: one line and exit 2, as any error
+    (click's own form is four lines)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "metaprep", *args], capture_output=True,
+                          text=True, cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and lines[0].endswith(f"metaprep {args[0]} --help)")

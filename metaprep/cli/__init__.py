@@ -74,8 +74,12 @@ def main() -> None:
         click.echo(f"error: {where}{exc.strerror or exc} (nothing was left half-written)",
                    err=True)
         sys.exit(2)
-    except click.BadParameter as exc:  # a value of the wrong kind (a folder for a file...)
-        click.echo(f"error: {exc.format_message()} (see --help)", err=True)
+    except click.UsageError as exc:  # a missing, unknown or wrong value: one line, as all errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command: its help, as asked
+            exc.show()
+            sys.exit(exc.exit_code)
+        where = exc.ctx.command_path if exc.ctx is not None else "metaprep"
+        click.echo(f"error: {exc.format_message()} (see {where} --help)", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
