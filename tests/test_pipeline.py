@@ -45,6 +45,11 @@ def test_keys_become_the_stages_own_options(tmp_path: Path) -> None:
         ('[pipeline]\nname = ".."\n[split]\ndata = "c.txt"\n', "one folder name"),
         ('[split]\ndata = "c.txt"\noutput = "../../elsewhere"\n', "only inside its stage"),
         ('[split]\ndata = "c.txt"\noutput = "/tmp/elsewhere"\n', "only inside its stage"),
+        # names that become folders: refused when the file is loaded (a dry run)
+        ('[export]\nrun = "r"\ntriton = "repo"\ntriton_name = "../x"\n',
+         r"\[export\] triton_name '../x' must be one folder name"),
+        ('[align.sources]\n"a/b" = "c.txt"\n', r"\[align\] sources: the name 'a/b' must be one"),
+        ('[pipeline]\nname = "x y"\n[split]\ndata = "c.txt"\n', "one folder name"),
     ],
 )
 def test_bad_pipeline_files_name_the_key_and_file(tmp_path: Path, body: str, message: str) -> None:

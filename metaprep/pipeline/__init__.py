@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import sys
 import time
@@ -39,6 +38,7 @@ from typing import Any
 from metaprep.atomic import atomic_path
 from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError
+from metaprep.names import check_name
 from metaprep.outputs import input_paths
 from metaprep.pipeline.options import StageSpec, build_options, stage_specs
 
@@ -46,7 +46,6 @@ __all__ = ["STAGES", "Pipeline", "StagePlan", "load_pipeline", "plan_pipeline", 
 
 STAGES = ("split", "align", "train", "export", "evaluate", "predict")
 _RECORD = ".metaprep-stage.json"
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # one folder name: no '/', no '..'
 
 
 @dataclass
@@ -127,10 +126,8 @@ def load_pipeline(path: str | Path, *, artifacts: str | Path = "artifacts") -> P
     bad = sorted(set(head) - {"name"}) if isinstance(head, dict) else ["(not a table)"]
     if bad:
         raise ConfigError(f"[pipeline] unknown key(s) {', '.join(bad)}; known: name", path=file)
-    name = head.get("name", file.stem)
-    if not isinstance(name, str) or not _NAME.match(name) or name.strip(".") == "":
-        raise ConfigError(f"[pipeline] name {name!r} must be one folder name (letters, digits, "
-                          "_ . -), so its outputs stay under the artifacts folder", path=file)
+    name = check_name(head.get("name", file.stem), "[pipeline] name", path=file,
+                      hint='its outputs go to <artifacts>/<name>/: name = "my-pipeline"')
     root = Path(artifacts) / name
     present = [s for s in STAGES if s in data]
     if not present:

@@ -46,13 +46,13 @@ from metaprep.serve.modeldir import (
 from metaprep.serve.onnx_data import ExternalData, save_graph
 from metaprep.serve.onnx_graph import OPSET, GraphSpec, build_graph
 from metaprep.serve.quantize import choose_int8
-from metaprep.serve.triton import write_triton
+from metaprep.serve.triton import check_triton_name, write_triton
 
 if TYPE_CHECKING:
     from metaprep.learn.multilabel import Thresholds
     from metaprep.learn.rundir import Run
 
-__all__ = ["ExportOptions", "export_run", "lstm_spec", "spec_from_model"]
+__all__ = ["ExportOptions", "check_triton_name", "export_run", "lstm_spec", "spec_from_model"]
 
 FOLDABLE = ("dme", "sum", "single", "concat")  # front ends that depend on the word alone
 
@@ -89,6 +89,8 @@ class ExportOptions:
         if self.fold and method is not None and method not in FOLDABLE:
             raise ExportError(f"a {method} front end depends on context and cannot be folded",
                               hint="drop --fold (the projections are still baked)")
+        if self.triton is not None:
+            check_triton_name(self.triton_name)
 
 
 def _write_graphs(specs: list[GraphSpec], out: Path, *, front_end: bool) -> list[str]:

@@ -18,14 +18,21 @@ import shutil
 from pathlib import Path
 
 from metaprep.errors import ExportError
+from metaprep.names import check_name
 from metaprep.serve.modeldir import Manifest
 
-__all__ = ["write_triton"]
+__all__ = ["check_triton_name", "write_triton"]
+
+
+def check_triton_name(name: str) -> str:
+    """The Triton model's name: its folder in the repository (export-onnx --triton-name)."""
+    return check_name(name, "--triton-name",
+                      hint="the model's folder in the repository: --triton-name sentiment")
 
 
 def write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> Path:
     """A Triton model repository: REPO/NAME/config.pbtxt and REPO/NAME/1/<graph + data>."""
-    target = repo / name
+    target = repo / check_triton_name(name)
     if target.exists():
         raise ExportError("a Triton model of that name already exists", path=target,
                           hint="remove it or pass --triton-name")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from metaprep.errors import ConfigError, ModelError
+from metaprep.names import check_name
 
 __all__ = ["TritonOptions", "TritonPythonModel", "TritonResult", "write_python_model"]
 
@@ -70,9 +71,7 @@ class TritonResult:
 
 
 def _check(o: TritonOptions) -> None:
-    if not o.name or o.name.startswith(".") or any(c in o.name for c in '/\\"'):
-        raise ConfigError(f"not a usable Triton model name: {o.name!r}",
-                          hint="letters, digits, - and _")
+    check_name(o.name, "--name", hint="the model's folder in the repository: --name sentiment")
     for key, low in [("max_batch_size", 1), ("instances", 1), ("threads", 0),
                      ("queue_delay_us", 0)]:
         if getattr(o, key) < low:

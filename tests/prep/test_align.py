@@ -320,7 +320,7 @@ def test_source_arguments() -> None:
         ("glove", Path("/x/a.txt")), ("crawl-300d", Path("/y/crawl-300d.vec"))]
     with pytest.raises(ConfigError, match="given twice"):
         parse_source_args(["a=/x/1.txt", "/y/a.vec"])
-    with pytest.raises(ConfigError, match="HDF5 group name"):
+    with pytest.raises(ConfigError, match="must be one folder name"):
         parse_source_args(["/x/my vectors.txt"])
 
 
