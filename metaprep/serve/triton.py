@@ -19,6 +19,7 @@ from pathlib import Path
 
 from metaprep.errors import ExportError
 from metaprep.names import check_name
+from metaprep.serve.modelcopy import copy_files
 from metaprep.serve.modeldir import Manifest
 
 __all__ = ["check_triton_name", "write_triton"]
@@ -49,11 +50,9 @@ def write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> 
 def _fill(tmp: Path, model_dir: Path, name: str, manifest: Manifest) -> None:
     (tmp / "1").mkdir(parents=True)
     graph = manifest.graphs["model"]
-    for fname in [graph.file, *graph.data_files]:
-        try:  # a hard link costs nothing for multi-GB tables; copy across file systems
-            os.link(model_dir / fname, tmp / "1" / fname)
-        except OSError:
-            shutil.copy2(model_dir / fname, tmp / "1" / fname)
+    # hard links cost nothing for multi-GB tables (copies across file systems); each the listed
+    # regular file, never a link, checked against the manifest
+    copy_files(model_dir, tmp / "1", manifest, [graph.file, *graph.data_files], link=True)
 
     def tensor(n: str, dims: str, extra: str = "") -> str:
         dtype = "TYPE_INT64" if n.startswith(("ids", "lengths")) else "TYPE_FP32"

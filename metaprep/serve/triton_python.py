@@ -85,6 +85,7 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
     """REPO/NAME for Triton's python backend over MODEL_DIR, built beside it and renamed into
     place. The model directory is opened (and verified) first, so a broken one fails here."""
     from metaprep.outputs import claim
+    from metaprep.serve.modelcopy import copy_model
     from metaprep.serve.runtime import Model
 
     o = options or TritonOptions()
@@ -107,8 +108,8 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
         try:
             (tmp / "1").mkdir(parents=True)
             where = str(source)
-            if o.copy:
-                shutil.copytree(source, tmp / "1" / "model")
+            if o.copy:  # the files the manifest lists, checked; nothing else in the folder
+                copy_model(source, tmp / "1" / "model")
                 where = "1/model"  # relative: resolved against REPO/NAME when Triton loads it
             (tmp / "1" / "model.py").write_text(_MODEL_PY, encoding="utf-8")
             (tmp / "config.pbtxt").write_text(
