@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from exportkit import make_run
 
 from metaprep.cli import cli
-from metaprep.outputs import _lock, clear_stale
+from metaprep.outputs import clear_stale, hold
 
 
 def _digest(path: Path) -> str:
@@ -130,7 +130,7 @@ def test_split_may_write_beside_its_input(tmp_path: Path) -> None:
 def test_one_writer_at_a_time(tmp_path: Path) -> None:
     task = _task(tmp_path)
     out = tmp_path / "out"
-    with _lock(out / "train.tsv"):
+    with hold(out / "train.tsv"):
         code, text = _invoke(["split", str(task), "-o", str(out)])
     assert code != 0 and "another metaprep process is writing" in text
     assert _invoke(["split", str(task), "-o", str(out)])[0] == 0  # released

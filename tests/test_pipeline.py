@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from metaprep.errors import ConfigError
+from metaprep.errors import ConfigError, MetaprepError
 from metaprep.pipeline import load_pipeline, run_pipeline
 from metaprep.stages import SplitOptions
 
@@ -233,3 +238,109 @@ def test_a_pipeline_trains_exports_and_scores_an_ensemble(tmp_path: Path) -> Non
     assert train.figures["best_dev_acc"] == round(metrics["best_dev_accuracy"], 4)
     manifest = json.loads((art / "quickstart" / "export" / "model" / "manifest.json").read_text())
     assert manifest["task"]["members"] == 2
+
+
+# --- kills and concurrent runs, with real processes -----------------------------------------
+# A predict stage reading a FIFO stops, deterministically, inside the stage: the test opens the
+# FIFO's other end (which succeeds only once the stage has opened it) and then kills the run.
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from exportkit import make_run
+
+    from metaprep.serve.export import ExportOptions, export_run
+
+    base = tmp_path_factory.mktemp("pipeline-model")
+    run = make_run(base, method="sum", encoder="pool", dev=False)
+    export_run(run, base / "model", options=ExportOptions(progress=False), log=lambda s: None)
+    return base / "model"
+
+
+def _predicting(tmp_path: Path, model: Path, source: str) -> Path:
+    p = tmp_path / "p.toml"
+    p.write_text(f'[predict]\nmodel_dir = "{model}"\ninput = "{source}"\nquiet = true\n')
+    return p
+
+
+def _inside_the_stage(p: Path, art: Path, fifo: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`metaprep run` in its own process, stopped inside its predict stage (reading the FIFO,
+    whose writing end is returned)."""
+    proc = subprocess.Popen([sys.executable, "-m", "metaprep", "run", str(p), "--artifacts",
+                             str(art)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return proc, os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:  # ENXIO: nobody reads the FIFO yet
+            if exc.errno != errno.ENXIO or proc.poll() is not None \
+                    or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(proc.communicate()[1].decode()) from exc
+            time.sleep(0.02)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {f.name: f.read_bytes() for f in sorted(folder.iterdir())}
+
+
+def test_no_sequence_of_kills_and_failures_costs_the_last_good_output(tmp_path: Path,
+                                                                      model: Path) -> None:
+    """A rerun killed twice lost the last good output (the second run deleted what the first
+    had set aside), and so did a failing rerun after a kill -9."""
+    (tmp_path / "in.txt").write_text("the cat sat\nred house\n")
+    os.mkfifo(tmp_path / "fifo")
+    art = tmp_path / "art"
+    good_toml = _predicting(tmp_path, model, "in.txt").read_text()
+    run_pipeline(tmp_path / "p.toml", artifacts=art, echo=lambda s: None)
+    out = art / "p" / "predict"
+    good = _files(out)
+    p = _predicting(tmp_path, model, "fifo")
+    for _ in range(2):  # kill -9 inside the stage, twice
+        proc, fd = _inside_the_stage(p, art, tmp_path / "fifo")
+        proc.kill()
+        proc.wait()
+        os.close(fd)
+        assert _files(out.with_name(".predict.previous")) == good
+    p.write_text(good_toml)  # a dry run plans from the good output set aside, and writes nothing
+    plan = run_pipeline(p, artifacts=art, dry_run=True, echo=lambda s: None)
+    assert plan.stages[0].action == "skip"
+    assert _files(out.with_name(".predict.previous")) == good
+    _predicting(tmp_path, model, "missing.txt")  # then a rerun that fails
+    with pytest.raises(MetaprepError, match="missing.txt"):
+        run_pipeline(p, artifacts=art, echo=lambda s: None)
+    assert _files(out) == good and not out.with_name(".predict.previous").exists()
+    p.write_text(good_toml)  # the good config again: its output is current
+    assert run_pipeline(p, artifacts=art, echo=lambda s: None).stages[0].action == "skip"
+    assert _files(out) == good
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int, int]]:
+    return {str(f.relative_to(root)): (f.lstat().st_ino, f.lstat().st_size,
+                                       f.lstat().st_mtime_ns) for f in root.rglob("*")}
+
+
+def test_a_second_run_of_a_running_pipeline_is_refused_and_changes_nothing(
+        tmp_path: Path, model: Path) -> None:
+    """The second run set the first's stage folder aside before a stage lock refused it."""
+    (tmp_path / "in.txt").write_text("the cat sat\n")
+    os.mkfifo(tmp_path / "fifo")
+    art = tmp_path / "art"
+    run_pipeline(_predicting(tmp_path, model, "in.txt"), artifacts=art, echo=lambda s: None)
+    p = _predicting(tmp_path, model, "fifo")
+    first, fd = _inside_the_stage(p, art, tmp_path / "fifo")
+    try:
+        while not list((art / "p" / "predict").glob(".predictions.jsonl.*.tmp")):
+            time.sleep(0.02)  # the first run has opened its output too: it waits for lines now
+        before = _tree(art)
+        second = subprocess.run([sys.executable, "-m", "metaprep", "run", str(p), "--artifacts",
+                                 str(art)], capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert second.stderr.splitlines() == [
+            f"error: {art / 'p'}: another `metaprep run` of pipeline 'p' is running (it holds "
+            f"{art / 'p'}); nothing was changed (wait for it to finish)"]
+        assert _tree(art) == before
+        os.write(fd, b"red house\nblue sky\n")
+    finally:
+        os.close(fd)
+    assert first.wait(timeout=120) == 0, first.communicate()[1].decode()
+    lines = (art / "p" / "predict" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and not (art / "p" / ".predict.previous").exists()

@@ -20,6 +20,12 @@ pipeline file's folder. Outputs always land in the stage's own directory.
 Each stage records the hash of its inputs (its options, the sha256 of every input file from
 outside the pipeline's folder, the upstream stage's hash); a rerun skips a stage whose hash did
 not change.
+
+A run holds the pipeline's lock (``artifacts/.<name>.lock``) before it touches anything, so a
+second run of the same pipeline is refused and changes nothing. A stage's folder is complete
+once its record is written, last; a rerun sets the complete folder aside
+(``.<stage>.previous``) until it succeeds, and whatever kills or failures come between, the
+next run finds the last good output back in place (``_recover``).
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import shutil
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,7 +46,7 @@ from metaprep.atomic import atomic_path
 from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError
 from metaprep.names import check_name
-from metaprep.outputs import input_paths
+from metaprep.outputs import hold, input_paths
 from metaprep.pipeline.options import StageSpec, build_options, stage_specs
 
 __all__ = ["STAGES", "Pipeline", "StagePlan", "load_pipeline", "plan_pipeline", "run_pipeline"]
@@ -206,7 +213,9 @@ def plan_pipeline(pipe: Pipeline, *, force: str | None = None, save: bool = True
             _recover(plan.out_dir)
         plan.inputs_hash = _inputs_hash(plan, upstream, pipe.root, cache)
         upstream = plan.inputs_hash
-        record = _read_record(plan.out_dir)
+        # a killed rerun's half-written folder has no record: the last good one counts (and a
+        # real run puts it back first, in _recover; a dry run only reads)
+        record = _read_record(plan.out_dir) or _read_record(_aside(plan.out_dir))
         if force == plan.name:
             rerun, plan.action = True, "force"
         elif rerun:
@@ -222,33 +231,53 @@ def plan_pipeline(pipe: Pipeline, *, force: str | None = None, save: bool = True
             tmp.write_text(json.dumps(cache))
 
 
+def _aside(out_dir: Path) -> Path:
+    """Where a stage's last good output waits while a rerun writes the stage folder."""
+    return out_dir.with_name(f".{out_dir.name}.previous")
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
 def _recover(out_dir: Path) -> None:
-    """A rerun killed after it set the last good output aside: put that output back."""
-    old = out_dir.with_name(f".{out_dir.name}.previous")
-    if old.exists() and not out_dir.exists():
-        old.rename(out_dir)
+    """After a killed run, the stage folder is its last good output again. The folder set aside
+    comes back over a half-written one (without its record, written last); beside a complete
+    folder (a rerun killed once it had finished), it is dropped. Safe to repeat at any point:
+    each step leaves a state this function mends."""
+    old = _aside(out_dir)
+    if not (old.exists() or old.is_symlink()):
+        return
+    if _read_record(out_dir) is not None:
+        _remove(old)
+        return
+    _remove(out_dir)
+    old.rename(out_dir)
 
 
 def _run_stage(plan: StagePlan, pipe: Pipeline) -> None:
     """Run one stage into a fresh stage directory; the last good output stays aside until the
-    rerun succeeds, and comes back if it fails."""
+    rerun succeeds, and comes back if it fails (or, if it is killed, on the next run)."""
     from metaprep.pipeline.figures import stage_figures
 
     _recover(plan.out_dir)
-    old = plan.out_dir.with_name(f".{plan.out_dir.name}.previous")
-    if old.exists():
-        shutil.rmtree(old)
-    if plan.out_dir.exists():
+    old = _aside(plan.out_dir)
+    if _read_record(plan.out_dir) is not None:
         plan.out_dir.rename(old)
+    else:  # half written by a killed first run: nothing good in it
+        _remove(plan.out_dir)
     plan.out_dir.mkdir(parents=True)
     start = time.perf_counter()
     try:
         plan.spec.run(plan.options)
     except BaseException:
         shutil.rmtree(plan.out_dir, ignore_errors=True)
-        if old.exists():
+        if old.exists() and not plan.out_dir.exists():
             old.rename(plan.out_dir)
-        raise
+        raise  # (a folder rmtree could not remove: the next run's _recover mends it)
     plan.seconds = time.perf_counter() - start
     plan.figures = stage_figures(plan.name, plan.out_dir)
     record = {"hash": plan.inputs_hash, "seconds": plan.seconds, "figures": plan.figures,
@@ -256,6 +285,16 @@ def _run_stage(plan: StagePlan, pipe: Pipeline) -> None:
     with atomic_path(plan.out_dir / _RECORD) as tmp:
         tmp.write_text(json.dumps(record, indent=2))
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _only_run(pipe: Pipeline) -> Iterator[None]:
+    """The pipeline's lock, for the whole run: a second `metaprep run` of it is refused before it
+    touches anything (it used to set the first's stage folder aside)."""
+    busy = (f"another `metaprep run` of pipeline {pipe.name!r} is running (it holds "
+            f"{pipe.root}); nothing was changed", "wait for it to finish")
+    with hold(pipe.root, busy=busy):
+        yield
 
 
 def run_pipeline(
@@ -268,22 +307,24 @@ def run_pipeline(
 ) -> Pipeline:
     """Run (or with ``dry_run`` only plan) a pipeline file; returns the plan with figures."""
     pipe = load_pipeline(path, artifacts=artifacts)
-    plan_pipeline(pipe, force=force, save=not dry_run)
-    for plan in pipe.stages:
-        label = {"skip": "skip (inputs unchanged)", "force": "run (forced)"}.get(plan.action, "run")
-        echo(f"[{plan.name}] {label}: {plan.describe()}")
-    if dry_run:
-        return pipe
-    for plan in pipe.stages:
-        if plan.action == "skip":
-            continue
-        echo(f"\n== {plan.name} ==")
-        try:
-            _run_stage(plan, pipe)
-        except ConfigError as exc:
-            if exc.path is None:  # an option error: say which section it came from
-                raise ConfigError(f"[{plan.name}] {exc.message}", path=pipe.path,
-                                  hint=exc.hint) from exc
-            raise
-        sys.stdout.flush()
+    with nullcontext() if dry_run else _only_run(pipe):  # a dry run writes (and locks) nothing
+        plan_pipeline(pipe, force=force, save=not dry_run)
+        for plan in pipe.stages:
+            label = {"skip": "skip (inputs unchanged)", "force": "run (forced)"}.get(plan.action,
+                                                                                     "run")
+            echo(f"[{plan.name}] {label}: {plan.describe()}")
+        if dry_run:
+            return pipe
+        for plan in pipe.stages:
+            if plan.action == "skip":
+                continue
+            echo(f"\n== {plan.name} ==")
+            try:
+                _run_stage(plan, pipe)
+            except ConfigError as exc:
+                if exc.path is None:  # an option error: say which section it came from
+                    raise ConfigError(f"[{plan.name}] {exc.message}", path=pipe.path,
+                                      hint=exc.hint) from exc
+                raise
+            sys.stdout.flush()
     return pipe
