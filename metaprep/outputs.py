@@ -77,10 +77,23 @@ def _check_parent(stage: str, out_name: str, out: Path) -> None:
             return
 
 
+def _overlap(stage: str, outputs: Mapping[str, object]) -> None:
+    """Two outputs of one command never hold one another (export-onnx -o M --triton M made M
+    for its lock, then refused M as existing)."""
+    outs = [(name, p, p.resolve()) for name, v in outputs.items() for p in _flatten(v)]
+    for k, (a_name, a, ra) in enumerate(outs):
+        for b_name, b, rb in outs[k + 1:]:
+            if ra == rb or ra.is_relative_to(rb) or rb.is_relative_to(ra):
+                raise ConfigError(f"{stage}: the outputs {a_name} ({a}) and {b_name} ({b}) "
+                                  "would be written one inside the other; nothing was written",
+                                  path=b, hint="give each its own place")
+
+
 def check_paths(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, object], *,
                 devices: bool = False) -> None:
-    """Refuse an output that is, holds or sits inside an input, or that is a special file
-    (``devices``: a device or pipe is accepted, for outputs written as a stream)."""
+    """Refuse an output that is, holds or sits inside an input or another output, or that is a
+    special file (``devices``: a device or pipe is accepted, for outputs written as a stream)."""
+    _overlap(stage, outputs)
     ins = [(name, p) for name, v in inputs.items() for p in _flatten(v)
            if str(p) not in VOCAB_KEYWORDS]
     for out_name, value in outputs.items():

@@ -53,6 +53,19 @@ def test_export_onto_its_own_run_is_refused_even_with_force(tmp_path: Path) -> N
     assert _digest(run) == before
 
 
+def test_two_outputs_of_one_command_never_hold_one_another(tmp_path: Path) -> None:
+    """export-onnx -o M --triton M (or M/repo) made M for the Triton lock, then said "another
+    process is writing" or "the model directory already exists", and left M behind empty."""
+    run = make_run(tmp_path / "w", method="dme", encoder="pool")
+    work = tmp_path / "out"
+    work.mkdir()
+    for triton in (work / "m", work / "m" / "repo"):
+        code, text = _invoke(["export-onnx", str(run), "-o", str(work / "m"), "--triton",
+                              str(triton), "-q"])
+        assert code != 0 and "would be written one inside the other" in text, text
+        assert list(work.iterdir()) == []
+
+
 def test_force_replaces_only_a_model_directory(tmp_path: Path) -> None:
     run = make_run(tmp_path / "w", method="dme", encoder="pool")
     mine = tmp_path / "photos"
