@@ -18,7 +18,7 @@ def _write(tmp_path: Path, body: str) -> Path:
     corpus = tmp_path / "c.txt"
     corpus.write_text("".join(f"__label__{'ab'[i % 2]} text {i}\n" for i in range(40)))
     p = tmp_path / "p.toml"
-    p.write_text(body)
+    p.write_bytes(body.encode("utf-8", "surrogateescape"))  # "\udcff": the byte 0xff
     return p
 
 
@@ -55,6 +55,11 @@ def test_keys_become_the_stages_own_options(tmp_path: Path) -> None:
          r"\[export\] triton_name '../x' must be one folder name"),
         ('[align.sources]\n"a/b" = "c.txt"\n', r"\[align\] sources: the name 'a/b' must be one"),
         ('[pipeline]\nname = "x y"\n[split]\ndata = "c.txt"\n', "one folder name"),
+        # TOML has nan and inf; a deep nesting was a RecursionError traceback
+        ('[split]\ndata = "c.txt"\ndev = nan\n', "dev must be a finite number, not nan"),
+        ('[export]\nrun = "r"\ntolerance = inf\n', "tolerance must be a finite number"),
+        ("[split]\ndata = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        ('[split]\ndata = "c.txt"\n# \udcff\n', "not UTF-8"),
     ],
 )
 def test_bad_pipeline_files_name_the_key_and_file(tmp_path: Path, body: str, message: str) -> None:
@@ -62,6 +67,19 @@ def test_bad_pipeline_files_name_the_key_and_file(tmp_path: Path, body: str, mes
     with pytest.raises(ConfigError, match=message) as info:
         load_pipeline(p, artifacts=tmp_path / "art")
     assert str(p) in str(info.value)
+
+
+def test_a_pipeline_file_is_a_small_regular_file(tmp_path: Path) -> None:
+    """A FIFO given as the pipeline file hung the run; /dev/zero filled memory."""
+    os.mkfifo(tmp_path / "p.toml")
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (1 << 20) + "\n[split]\ndata = \"c.txt\"\n")
+    for file, message in ((tmp_path / "p.toml", "not a regular file"),
+                          (Path("/dev/zero"), "not a regular file"),
+                          (tmp_path, "is a folder"), (big, "larger than 1,048,576 bytes")):
+        with pytest.raises(ConfigError, match=message) as info:
+            load_pipeline(file, artifacts=tmp_path / "art")
+        assert str(file) in str(info.value)
 
 
 def test_rerun_skips_unchanged_and_force_reruns(tmp_path: Path) -> None:

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import stat
 import sys
 import time
 import tomllib
@@ -95,17 +97,40 @@ class Pipeline:
 
 
 # --- loading --------------------------------------------------------------------------------
+MAX_PIPELINE_BYTES = 1 << 20  # a pipeline file is a few dozen lines
+
+
 def _read_toml(file: Path) -> dict[str, Any]:
+    """The file's TOML; a pipe, a device or a huge file is refused before it is read (a FIFO
+    hung the run, /dev/zero filled memory), deep nesting is an error, not a RecursionError."""
     try:
-        return tomllib.loads(file.read_text(encoding="utf-8"))
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigError("the pipeline file is not a regular file (a folder, pipe or "
+                                  "device)", path=file, hint="give a PIPELINE.toml")
+            raw = f.read(MAX_PIPELINE_BYTES + 1)
+        if len(raw) > MAX_PIPELINE_BYTES:
+            raise ConfigError(f"the pipeline file is larger than {MAX_PIPELINE_BYTES:,} bytes",
+                              path=file, hint="a pipeline file names stages and options")
+        return tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError("no such pipeline file", path=file,
                           hint="give a PIPELINE.toml, or the name of a packaged pipeline "
                                "(quickstart)") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the pipeline file: {exc}", path=file) from exc
+    except IsADirectoryError as exc:
+        raise ConfigError("the pipeline file is a folder", path=file,
+                          hint="give a PIPELINE.toml") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read the pipeline file: {exc.strerror or exc}",
+                          path=file) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"the pipeline file is not UTF-8 ({exc.reason} at byte "
+                          f"{exc.start})", path=file) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=file) from exc
+    except RecursionError as exc:
+        raise ConfigError("not valid TOML: nested too deeply", path=file) from exc
 
 
 def find_pipeline(name_or_path: str | Path) -> Path:

@@ -4,6 +4,7 @@ against their types, input paths resolved, outputs placed in the stage's own dir
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 import types
@@ -86,6 +87,8 @@ def _check_type(value: Any, kind: Any, where: str, file: Path) -> Any:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, not {value!r}", path=file)
+        if not math.isfinite(value):  # TOML has nan and inf: tolerance = inf passed any model
+            raise ConfigError(f"{where} must be a finite number, not {value!r}", path=file)
         return float(value)
     if kind in (str, Path):
         if not isinstance(value, str):
