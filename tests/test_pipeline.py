@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -182,6 +183,23 @@ def test_a_failed_rerun_keeps_the_last_good_output(tmp_path: Path) -> None:
         run_pipeline(p, artifacts=art, echo=lambda s: None)
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
     assert not (out.parent / ".split.previous").exists()  # nothing left aside
+
+
+@pytest.mark.parametrize("record", ['{"hash": "h", "figures": 5}', "[1, 2]", "[" * 5000, "fifo"])
+def test_a_damaged_stage_record_means_the_stage_runs_again(tmp_path: Path, record: str) -> None:
+    """Figures that were not a table gave a TypeError traceback; a FIFO would block the read."""
+    p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
+    art = tmp_path / "art"
+    run_pipeline(p, artifacts=art, echo=lambda s: None)
+    path = art / "p" / "split" / ".metaprep-stage.json"
+    good = json.loads(path.read_text())
+    path.unlink()
+    if record == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_text(record.replace('"h"', json.dumps(good["hash"])))
+    assert run_pipeline(p, artifacts=art, echo=lambda s: None).stages[0].action == "run"
+    assert json.loads(path.read_text())["figures"] == good["figures"]
 
 
 def test_pkg_paths_never_run_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

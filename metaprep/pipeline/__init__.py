@@ -213,10 +213,19 @@ def _dir_listing(path: Path) -> str:
 
 
 def _read_record(out_dir: Path) -> dict[str, Any] | None:
+    """The stage folder's record, or None: a folder without a well-formed one is not complete
+    (a damaged record means the stage runs again, never a traceback)."""
+    path = out_dir / _RECORD
     try:
-        return dict(json.loads((out_dir / _RECORD).read_text()))
-    except (OSError, ValueError, TypeError):
+        if path.is_symlink() or not path.is_file():  # a FIFO would block the read
+            return None
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
+    if not isinstance(record, dict) or not isinstance(record.get("hash"), str) \
+            or not isinstance(record.get("figures", {}), dict):
+        return None
+    return record
 
 
 # --- running --------------------------------------------------------------------------------
