@@ -187,17 +187,19 @@ def test_a_failed_rerun_keeps_the_last_good_output(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("record", ['{"hash": "h", "figures": 5}', "[1, 2]", "[" * 5000, "fifo"])
 def test_a_damaged_stage_record_means_the_stage_runs_again(tmp_path: Path, record: str) -> None:
-    """Figures that were not a table gave a TypeError traceback; a FIFO would block the read."""
+    """Figures that were not a table gave a TypeError traceback, deep nesting a RecursionError;
+    a FIFO would block the read."""
     p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
     art = tmp_path / "art"
     run_pipeline(p, artifacts=art, echo=lambda s: None)
     path = art / "p" / "split" / ".metaprep-stage.json"
     good = json.loads(path.read_text())
-    path.unlink()
-    if record == "fifo":
-        os.mkfifo(path)
-    else:
-        path.write_text(record.replace('"h"', json.dumps(good["hash"])))
+    for damaged in (path, art / "p" / ".hash-cache.json"):  # the hash cache, damaged the same
+        damaged.unlink()
+        if record == "fifo":
+            os.mkfifo(damaged)
+        else:
+            damaged.write_text(record.replace('"h"', json.dumps(good["hash"])))
     assert run_pipeline(p, artifacts=art, echo=lambda s: None).stages[0].action == "run"
     assert json.loads(path.read_text())["figures"] == good["figures"]
 

@@ -212,16 +212,20 @@ def _dir_listing(path: Path) -> str:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
-def _read_record(out_dir: Path) -> dict[str, Any] | None:
-    """The stage folder's record, or None: a folder without a well-formed one is not complete
-    (a damaged record means the stage runs again, never a traceback)."""
-    path = out_dir / _RECORD
+def _read_json(path: Path) -> Any:
+    """A file metaprep wrote in the pipeline's folder, or None if it is missing or damaged (it
+    is then made again, never a traceback)."""
     try:
         if path.is_symlink() or not path.is_file():  # a FIFO would block the read
             return None
-        record = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
+
+
+def _read_record(out_dir: Path) -> dict[str, Any] | None:
+    """The stage folder's record, or None: a folder without a well-formed one is not complete."""
+    record = _read_json(out_dir / _RECORD)
     if not isinstance(record, dict) or not isinstance(record.get("hash"), str) \
             or not isinstance(record.get("figures", {}), dict):
         return None
@@ -235,10 +239,7 @@ def plan_pipeline(pipe: Pipeline, *, force: str | None = None, save: bool = True
         raise ConfigError(f"--force {force}: the pipeline has no such stage; it has "
                           + ", ".join(s.name for s in pipe.stages), path=pipe.path)
     cache_file = pipe.root / ".hash-cache.json"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
+    cache = _read_json(cache_file)
     if not isinstance(cache, dict):
         cache = {}
     upstream, rerun = "", False
