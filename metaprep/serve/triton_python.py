@@ -70,12 +70,19 @@ class TritonResult:
     labels: tuple[str, ...]
 
 
+_BOUNDS = [("max_batch_size", 1, 65_536), ("instances", 1, 256), ("threads", 0, 1024),
+           ("queue_delay_us", 0, 60_000_000)]  # a minute
+
+
 def _check(o: TritonOptions) -> None:
     check_name(o.name, "--name", hint="the model's folder in the repository: --name sentiment")
-    for key, low in [("max_batch_size", 1), ("instances", 1), ("threads", 0),
-                     ("queue_delay_us", 0)]:
-        if getattr(o, key) < low:
-            raise ConfigError(f"{key} must be at least {low}, got {getattr(o, key)}")
+    # upper bounds: a typo such as --instances 1000000 would have Triton start a million stub
+    # processes, and values past int32 make a config.pbtxt Triton cannot read
+    for key, low, high in _BOUNDS:
+        value = getattr(o, key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"--{key.replace('_', '-')} must be a whole number from {low} to "
+                              f"{high:,}, not {value!r}")
     if o.verify not in ("fast", "full", "none"):
         raise ConfigError(f"verify must be fast, full or none, got {o.verify!r}")
 

@@ -94,6 +94,16 @@ def test_refusals(models: dict[str, Path], tmp_path: Path) -> None:
     assert not (tmp_path / "broken-model").exists()
 
 
+@pytest.mark.parametrize("bad", [{"max_batch_size": 99_999_999_999}, {"instances": 1_000_000},
+                                 {"threads": 99_999_999}, {"queue_delay_us": 10**21},
+                                 {"instances": True}])
+def test_huge_values_are_refused(models: dict[str, Path], tmp_path: Path, bad: dict) -> None:
+    """They went into config.pbtxt: a million stub processes, or numbers Triton cannot read."""
+    with pytest.raises(ConfigError, match="must be a whole number from"):
+        write_python_model(models["single"], tmp_path / "repo", TritonOptions(**bad))
+    assert not (tmp_path / "repo").exists()
+
+
 def test_cli(models: dict[str, Path], tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["triton", str(models["single"]), "-o", str(tmp_path),
                                    "--name", "m", "--instances", "2", "--numpy2"])
