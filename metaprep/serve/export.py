@@ -46,13 +46,13 @@ from metaprep.serve.modeldir import (
 from metaprep.serve.onnx_data import ExternalData, save_graph
 from metaprep.serve.onnx_graph import OPSET, GraphSpec, build_graph
 from metaprep.serve.quantize import choose_int8
-from metaprep.serve.triton import check_triton_name, write_triton
+from metaprep.serve.triton import check_triton_name, entry_taken, write_triton
 
 if TYPE_CHECKING:
     from metaprep.learn.multilabel import Thresholds
     from metaprep.learn.rundir import Run
 
-__all__ = ["ExportOptions", "check_triton_name", "export_run", "lstm_spec", "spec_from_model"]
+__all__ = ["ExportOptions", "export_run", "lstm_spec", "spec_from_model"]
 
 FOLDABLE = ("dme", "sum", "single", "concat")  # front ends that depend on the word alone
 
@@ -203,7 +203,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
     if out.exists() and not opts.force:
         raise ExportError("the model directory already exists", path=out,
                           hint="pass --force to replace it")
-    if opts.triton is not None and (Path(opts.triton) / opts.triton_name).exists():
+    if opts.triton is not None and entry_taken(Path(opts.triton) / opts.triton_name):
         raise ExportError("a Triton model of that name already exists",
                           path=Path(opts.triton) / opts.triton_name,
                           hint="remove it or pass --triton-name")

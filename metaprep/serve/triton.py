@@ -22,7 +22,7 @@ from metaprep.names import check_name
 from metaprep.serve.modelcopy import copy_files
 from metaprep.serve.modeldir import Manifest
 
-__all__ = ["check_triton_name", "write_triton"]
+__all__ = ["check_triton_name", "entry_taken", "write_triton"]
 
 
 def check_triton_name(name: str) -> str:
@@ -31,10 +31,16 @@ def check_triton_name(name: str) -> str:
                       hint="the model's folder in the repository: --triton-name sentiment")
 
 
+def entry_taken(target: Path) -> bool:
+    """REPO/NAME is taken by anything, a dangling symlink included (the new entry could not be
+    renamed over it: the export used to end with "Not a directory" after writing the model)."""
+    return target.exists() or target.is_symlink()
+
+
 def write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> Path:
     """A Triton model repository: REPO/NAME/config.pbtxt and REPO/NAME/1/<graph + data>."""
     target = repo / check_triton_name(name)
-    if target.exists():
+    if entry_taken(target):
         raise ExportError("a Triton model of that name already exists", path=target,
                           hint="remove it or pass --triton-name")
     tmp = repo / f".{name}.{os.getpid()}.tmp"

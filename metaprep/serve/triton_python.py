@@ -94,6 +94,7 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
     from metaprep.outputs import claim
     from metaprep.serve.modelcopy import copy_model
     from metaprep.serve.runtime import Model
+    from metaprep.serve.triton import entry_taken
 
     o = options or TritonOptions()
     _check(o)
@@ -108,7 +109,7 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
     outputs = ("LABEL", "PROBABILITIES") + (("EMBEDDING",) if width else ())
     target = Path(repo) / o.name
     with claim("triton", {"output": target}, {"model": source}):
-        if target.exists():
+        if entry_taken(target):
             raise ConfigError("a Triton model of that name already exists", path=target,
                               hint="remove it, or pass --name")
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

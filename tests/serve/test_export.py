@@ -337,12 +337,13 @@ def test_cli_export_with_triton(tmp_path: Path) -> None:
 def test_existing_triton_entry_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     run = make_run(tmp_path, method="dme", dev=False)
     (tmp_path / "repo" / "metaprep").mkdir(parents=True)
-    with pytest.raises(ExportError, match="Triton model of that name already exists"):
-        export_run(run, tmp_path / "m", options=ExportOptions(triton=tmp_path / "repo",
-                                                              progress=False),
-                   log=lambda _: None)
-    assert not (tmp_path / "m").exists()
-    assert [p.name for p in (tmp_path / "repo").iterdir()] == ["metaprep"]
+    (tmp_path / "repo" / "dangling").symlink_to(tmp_path / "nowhere")
+    for name in ("metaprep", "dangling"):  # a dangling link: "Not a directory" after the export
+        with pytest.raises(ExportError, match="Triton model of that name already exists"):
+            export_run(run, tmp_path / "m", options=ExportOptions(
+                triton=tmp_path / "repo", triton_name=name, progress=False), log=lambda _: None)
+        assert not (tmp_path / "m").exists()
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["dangling", "metaprep"]
 
 
 def test_the_gate_scales_with_the_logits_and_still_fails_a_real_mismatch() -> None:

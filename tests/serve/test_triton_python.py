@@ -79,6 +79,9 @@ def test_refusals(models: dict[str, Path], tmp_path: Path) -> None:
     write_python_model(models["single"], tmp_path)
     with pytest.raises(ConfigError, match="already exists"):
         write_python_model(models["single"], tmp_path)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")  # was "Not a directory", at the end
+    with pytest.raises(ConfigError, match="already exists"):
+        write_python_model(models["single"], tmp_path, TritonOptions(name="dangling"))
     for bad in [{"name": "a/b"}, {"name": ".x"}, {"max_batch_size": 0}, {"instances": 0},
                 {"threads": -1}, {"verify": "some"}]:
         with pytest.raises(ConfigError):
