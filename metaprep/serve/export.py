@@ -231,6 +231,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
     tmp = out.parent / f".{out.name}.export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    entry: Path | None = None
     try:
         manifest = _build(tmp, models, cfg, labels, tok, words, case_policy, dev, opts, log,
                           thresholds)
@@ -248,6 +249,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
                     f"member{k}_config_sha256": file_sha256(r.path / CONFIG),
                     f"member{k}_weights_sha256": file_sha256(r.path / BEST)})
         manifest.write(tmp)
+        if opts.triton is not None:  # before the model appears: a failure leaves neither
+            entry = write_triton(tmp, Path(opts.triton), opts.triton_name, manifest)
         if out.exists():  # --force: swap the new directory in, then drop the old one
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
@@ -256,18 +259,23 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
         else:
             os.replace(tmp, out)
     except OSError as exc:  # a full disk, a file-size limit: name the output, not the temp dir
-        shutil.rmtree(tmp, ignore_errors=True)
+        _drop(tmp, entry)
         what = Path(exc.filename).name if exc.filename else "the model directory"
         raise WriteError(f"cannot write {what} ({exc.strerror or exc}); nothing was written",
                           path=out, hint="check free space and the file-size limit (ulimit -f)"
                           ) from exc
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _drop(tmp, entry)
         raise
-    if opts.triton is not None:
-        path = write_triton(out, Path(opts.triton), opts.triton_name, manifest)
-        log(f"Triton model repository entry: {path}")
+    if entry is not None:
+        log(f"Triton model repository entry: {entry}")
     return manifest
+
+
+def _drop(tmp: Path, entry: Path | None) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+    if entry is not None:  # written just before the model directory failed to appear
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _parity_gate(tmp: Path, reference: Any, feeds: list[Any], pair: bool,

@@ -17,12 +17,12 @@ import os
 import shutil
 from pathlib import Path
 
-from metaprep.errors import ExportError
+from metaprep.errors import ExportError, WriteError
 from metaprep.names import check_name
 from metaprep.serve.modelcopy import copy_files
 from metaprep.serve.modeldir import Manifest
 
-__all__ = ["check_triton_name", "entry_taken", "write_triton"]
+__all__ = ["check_triton_name", "entry_failure", "entry_taken", "write_triton"]
 
 
 def check_triton_name(name: str) -> str:
@@ -37,6 +37,11 @@ def entry_taken(target: Path) -> bool:
     return target.exists() or target.is_symlink()
 
 
+def entry_failure(target: Path, exc: OSError) -> WriteError:
+    return WriteError(f"cannot write the Triton model ({exc.strerror or exc}); nothing was "
+                      "written", path=target, hint="check free space and permissions")
+
+
 def write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> Path:
     """A Triton model repository: REPO/NAME/config.pbtxt and REPO/NAME/1/<graph + data>."""
     target = repo / check_triton_name(name)
@@ -47,6 +52,9 @@ def write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> 
     try:
         _fill(tmp, model_dir, name, manifest)
         os.replace(tmp, target)
+    except OSError as exc:  # a full disk: name the entry, not its temporary folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise entry_failure(target, exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -94,7 +94,7 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
     from metaprep.outputs import claim
     from metaprep.serve.modelcopy import copy_model
     from metaprep.serve.runtime import Model
-    from metaprep.serve.triton import entry_taken
+    from metaprep.serve.triton import entry_failure, entry_taken
 
     o = options or TritonOptions()
     _check(o)
@@ -123,6 +123,9 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
             (tmp / "config.pbtxt").write_text(
                 _config(o, inputs, len(model.labels), width, where), encoding="utf-8")
             os.replace(tmp, target)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise entry_failure(target, exc) from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
