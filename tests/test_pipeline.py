@@ -83,6 +83,15 @@ def test_a_pipeline_file_is_a_small_regular_file(tmp_path: Path) -> None:
         assert str(file) in str(info.value)
 
 
+def test_an_artifacts_folder_that_is_a_device_or_pipe_is_refused(tmp_path: Path) -> None:
+    """It said only "File exists"."""
+    p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
+    os.mkfifo(tmp_path / "fifo")
+    for art in (Path("/dev/null"), tmp_path / "fifo"):
+        with pytest.raises(ConfigError, match="would go inside .*, which is not a folder"):
+            run_pipeline(p, artifacts=art, echo=lambda s: None)
+
+
 def test_rerun_skips_unchanged_and_force_reruns(tmp_path: Path) -> None:
     p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
     art = tmp_path / "art"

@@ -48,7 +48,7 @@ from metaprep.atomic import atomic_path
 from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError
 from metaprep.names import check_name
-from metaprep.outputs import hold, input_paths
+from metaprep.outputs import check_paths, hold, input_paths
 from metaprep.pipeline.options import StageSpec, build_options, stage_specs
 
 __all__ = ["STAGES", "Pipeline", "StagePlan", "load_pipeline", "plan_pipeline", "run_pipeline"]
@@ -328,6 +328,7 @@ def _only_run(pipe: Pipeline) -> Iterator[None]:
     touches anything (it used to set the first's stage folder aside)."""
     busy = (f"another `metaprep run` of pipeline {pipe.name!r} is running (it holds "
             f"{pipe.root}); nothing was changed", "wait for it to finish")
+    check_paths("run", {"--artifacts": pipe.root}, {})  # not under a file, device or pipe
     with hold(pipe.root, busy=busy):
         yield
 
