@@ -62,7 +62,9 @@ def write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> 
 
 
 def _fill(tmp: Path, model_dir: Path, name: str, manifest: Manifest) -> None:
-    (tmp / "1").mkdir(parents=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir()  # never one found in place (a symlink planted at the name leads elsewhere)
+    (tmp / "1").mkdir()
     graph = manifest.graphs["model"]
     # hard links cost nothing for multi-GB tables (copies across file systems); each the listed
     # regular file, never a link, checked against the manifest

@@ -114,7 +114,8 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
                               hint="remove it, or pass --name")
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            (tmp / "1").mkdir(parents=True)
+            tmp.mkdir()  # never one found in place: a symlink planted there leads elsewhere
+            (tmp / "1").mkdir()
             where = str(source)
             if o.copy:  # the files the manifest lists, checked; nothing else in the folder
                 copy_model(source, tmp / "1" / "model")

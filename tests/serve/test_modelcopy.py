@@ -149,3 +149,25 @@ def test_export_triton_links_only_the_listed_graph_files(tmp_path: Path) -> None
     with pytest.raises(ModelError, match="model.onnx is a symbolic link"):
         write_triton(m, tmp_path / "repo", "again", loaded)
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["metaprep"]
+
+
+def test_a_link_planted_at_the_temporary_name_is_never_written_through(model: Path,
+                                                                       tmp_path: Path) -> None:
+    """The entry's temporary folder was made with parents=True: a symlink planted at its name
+    (in a shared repository) had the entry written into the link's target."""
+    from metaprep.errors import WriteError
+    from metaprep.serve.triton import write_triton
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("metaprep", "onnx"):
+        (repo / f".{name}.{os.getpid()}.tmp").symlink_to(outside)
+    with pytest.raises(WriteError, match="cannot write the Triton model .File exists"):
+        write_python_model(model, repo, TritonOptions(copy=True))
+    with pytest.raises(WriteError, match="cannot write the Triton model .File exists"):
+        write_triton(model, repo, "onnx", read_manifest(model))
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in repo.iterdir()) == sorted(
+        f".{n}.{os.getpid()}.tmp" for n in ("metaprep", "onnx"))  # the links, as they were
