@@ -234,7 +234,9 @@ def _read_record(out_dir: Path) -> dict[str, Any] | None:
 
 # --- running --------------------------------------------------------------------------------
 def plan_pipeline(pipe: Pipeline, *, force: str | None = None, save: bool = True) -> None:
-    """Fill in each stage's inputs hash and whether it runs, is forced or is skipped."""
+    """Fill in each stage's inputs hash and whether it runs, is forced or is skipped. With
+    ``save`` it also mends what killed runs left (``_recover``) and saves the hash cache: call it
+    so under the pipeline's lock, as ``run_pipeline`` does."""
     if force is not None and force not in [s.name for s in pipe.stages]:
         raise ConfigError(f"--force {force}: the pipeline has no such stage; it has "
                           + ", ".join(s.name for s in pipe.stages), path=pipe.path)
