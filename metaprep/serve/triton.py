@@ -19,10 +19,11 @@ from pathlib import Path
 
 from metaprep.errors import ExportError, WriteError
 from metaprep.names import check_name
+from metaprep.outputs import clear_stale
 from metaprep.serve.modelcopy import copy_files
 from metaprep.serve.modeldir import Manifest
 
-__all__ = ["check_triton_name", "entry_failure", "entry_taken", "write_triton"]
+__all__ = ["check_triton_name", "entry_failure", "entry_taken", "staging", "write_triton"]
 
 
 def check_triton_name(name: str) -> str:
@@ -42,13 +43,33 @@ def entry_failure(target: Path, exc: OSError) -> WriteError:
                       "written", path=target, hint="check free space and permissions")
 
 
+def staging(repo: Path, name: str) -> Path:
+    """Where REPO/NAME is built before it is renamed into place. Triton loads every folder in
+    its repository, a half-built one too (or one a killed run left), and then refuses to start:
+    so the entry is built beside the repository, on its file system, and inside it
+    (``.NAME.PID.tmp``) only when the repository is a mount point or its parent is read-only.
+    What killed runs left beside it is cleared here (dead processes' only)."""
+    repo.mkdir(parents=True, exist_ok=True)
+    folder = repo.absolute()
+    beside = folder.parent / f".{folder.name}.{name}.{os.getpid()}.tmp"
+    try:
+        usable = (os.stat(folder.parent).st_dev == os.stat(folder).st_dev
+                  and os.access(folder.parent, os.W_OK))
+    except OSError:
+        usable = False
+    if usable:
+        clear_stale(folder.parent / f"{folder.name}.{name}")
+        return beside
+    return repo / f".{name}.{os.getpid()}.tmp"
+
+
 def write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> Path:
     """A Triton model repository: REPO/NAME/config.pbtxt and REPO/NAME/1/<graph + data>."""
     target = repo / check_triton_name(name)
     if entry_taken(target):
         raise ExportError("a Triton model of that name already exists", path=target,
                           hint="remove it or pass --triton-name")
-    tmp = repo / f".{name}.{os.getpid()}.tmp"
+    tmp = staging(repo, name)
     try:
         _fill(tmp, model_dir, name, manifest)
         os.replace(tmp, target)
@@ -62,7 +83,6 @@ def write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> 
 
 
 def _fill(tmp: Path, model_dir: Path, name: str, manifest: Manifest) -> None:
-    tmp.parent.mkdir(parents=True, exist_ok=True)
     tmp.mkdir()  # never one found in place (a symlink planted at the name leads elsewhere)
     (tmp / "1").mkdir()
     graph = manifest.graphs["model"]

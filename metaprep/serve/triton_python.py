@@ -94,7 +94,7 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
     from metaprep.outputs import claim
     from metaprep.serve.modelcopy import copy_model
     from metaprep.serve.runtime import Model
-    from metaprep.serve.triton import entry_failure, entry_taken
+    from metaprep.serve.triton import entry_failure, entry_taken, staging
 
     o = options or TritonOptions()
     _check(o)
@@ -112,7 +112,7 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
         if entry_taken(target):
             raise ConfigError("a Triton model of that name already exists", path=target,
                               hint="remove it, or pass --name")
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp = staging(Path(repo), o.name)  # beside the repository: Triton loads all inside
         try:
             tmp.mkdir()  # never one found in place: a symlink planted there leads elsewhere
             (tmp / "1").mkdir()

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -154,20 +155,48 @@ def test_export_triton_links_only_the_listed_graph_files(tmp_path: Path) -> None
 def test_a_link_planted_at_the_temporary_name_is_never_written_through(model: Path,
                                                                        tmp_path: Path) -> None:
     """The entry's temporary folder was made with parents=True: a symlink planted at its name
-    (in a shared repository) had the entry written into the link's target."""
+    (in a shared folder) had the entry written into the link's target."""
     from metaprep.errors import WriteError
-    from metaprep.serve.triton import write_triton
+    from metaprep.serve.triton import staging, write_triton
 
     outside = tmp_path / "outside"
     outside.mkdir()
     repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("metaprep", "onnx"):
-        (repo / f".{name}.{os.getpid()}.tmp").symlink_to(outside)
+    planted = [staging(repo, name) for name in ("metaprep", "onnx")]
+    for link in planted:
+        link.symlink_to(outside)
     with pytest.raises(WriteError, match="cannot write the Triton model .File exists"):
         write_python_model(model, repo, TritonOptions(copy=True))
     with pytest.raises(WriteError, match="cannot write the Triton model .File exists"):
         write_triton(model, repo, "onnx", read_manifest(model))
-    assert list(outside.iterdir()) == []
-    assert sorted(p.name for p in repo.iterdir()) == sorted(
-        f".{n}.{os.getpid()}.tmp" for n in ("metaprep", "onnx"))  # the links, as they were
+    assert list(outside.iterdir()) == [] and list(repo.iterdir()) == []
+    assert all(link.is_symlink() for link in planted)  # as they were
+
+
+def test_an_entry_is_never_built_inside_the_repository(model: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triton loads every folder in its repository, a half-built entry too: one a killed
+    `triton --copy` or `export-onnx --triton` left stopped tritonserver from starting ("failed
+    to load all models"), and a server polling the repository saw each entry being built."""
+    import metaprep.serve.modelcopy as modelcopy
+    import metaprep.serve.triton as triton
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("metaprep", "onnx"):  # what runs killed long ago left (their pid is gone)
+        (tmp_path / f".repo.{name}.999999999.tmp" / "1").mkdir(parents=True)
+    seen: list[list[str]] = []
+
+    def watching(copy: Any) -> Any:
+        def copy_and_look(*args: Any, **kw: Any) -> Any:
+            seen.append(sorted(p.name for p in repo.iterdir() if p.is_dir()))
+            return copy(*args, **kw)
+        return copy_and_look
+
+    monkeypatch.setattr(modelcopy, "copy_model", watching(modelcopy.copy_model))
+    monkeypatch.setattr(triton, "copy_files", watching(triton.copy_files))
+    write_python_model(model, repo, TritonOptions(copy=True))
+    triton.write_triton(model, repo, "onnx", read_manifest(model))
+    assert seen == [[], ["metaprep"]]  # nothing but finished entries, ever
+    assert sorted(p.name for p in repo.iterdir()) == ["metaprep", "onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]  # the leftovers cleared
