@@ -69,13 +69,21 @@ def _check_name(name: str, where: str) -> str:
     return check_name(name, f"source name ({where})", hint="name it: NAME=PATH, e.g. glove=path")
 
 
+def _exists(arg: str) -> bool:
+    try:
+        return Path(arg).exists()
+    except OSError:  # a name too long for the file system: not a file
+        return False
+
+
 def parse_source_args(args: Sequence[str]) -> list[tuple[str, Path]]:
     """``NAME=PATH`` or a bare ``PATH`` (named by its file stem); names must be unique."""
     out: list[tuple[str, Path]] = []
     for arg in args:
         name, sep, path = arg.partition("=")
-        if sep and is_name(name) and not Path(arg).exists():
-            out.append((name, Path(path)))
+        if sep and not _exists(arg) and (is_name(name) or "/" not in name):
+            # NAME=PATH; a bad NAME is named as such ("my glove=g.txt" was "no such file")
+            out.append((_check_name(name, "NAME=PATH"), Path(path)))
         else:
             out.append((_check_name(Path(arg).stem, f"the stem of {arg}"), Path(arg)))
     names = [n for n, _ in out]
