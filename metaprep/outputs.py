@@ -30,6 +30,7 @@ __all__ = [
     "claim_outputs",
     "VOCAB_KEYWORDS",
     "clear_stale",
+    "hold",
     "input_paths",
     "is_model_dir",
     "only_replace_a_store",
@@ -76,10 +77,23 @@ def _check_parent(stage: str, out_name: str, out: Path) -> None:
             return
 
 
+def _overlap(stage: str, outputs: Mapping[str, object]) -> None:
+    """Two outputs of one command never hold one another (export-onnx -o M --triton M made M
+    for its lock, then refused M as existing)."""
+    outs = [(name, p, p.resolve()) for name, v in outputs.items() for p in _flatten(v)]
+    for k, (a_name, a, ra) in enumerate(outs):
+        for b_name, b, rb in outs[k + 1:]:
+            if ra == rb or ra.is_relative_to(rb) or rb.is_relative_to(ra):
+                raise ConfigError(f"{stage}: the outputs {a_name} ({a}) and {b_name} ({b}) "
+                                  "would be written one inside the other; nothing was written",
+                                  path=b, hint="give each its own place")
+
+
 def check_paths(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, object], *,
                 devices: bool = False) -> None:
-    """Refuse an output that is, holds or sits inside an input, or that is a special file
-    (``devices``: a device or pipe is accepted, for outputs written as a stream)."""
+    """Refuse an output that is, holds or sits inside an input or another output, or that is a
+    special file (``devices``: a device or pipe is accepted, for outputs written as a stream)."""
+    _overlap(stage, outputs)
     ins = [(name, p) for name, v in inputs.items() for p in _flatten(v)
            if str(p) not in VOCAB_KEYWORDS]
     for out_name, value in outputs.items():
@@ -155,7 +169,10 @@ def clear_stale(output: Path, *, inside: bool = False) -> list[Path]:
     return cleared
 
 
-def _locked_file(lock: Path, output: Path) -> int:
+_BUSY = ("another metaprep process is writing this output", "wait for it, or write elsewhere")
+
+
+def _locked_file(lock: Path, output: Path, busy: tuple[str, str] = _BUSY) -> int:
     """An open descriptor of ``lock`` holding its flock, the file still at that path.
 
     The holder removes the lock file when done, so a process that opened it just before may
@@ -174,8 +191,7 @@ def _locked_file(lock: Path, output: Path) -> int:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise ConfigError("another metaprep process is writing this output",
-                                  path=output, hint="wait for it, or write elsewhere") from exc
+                raise ConfigError(busy[0], path=output, hint=busy[1]) from exc
             raise
         if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
             return fd
@@ -183,10 +199,12 @@ def _locked_file(lock: Path, output: Path) -> int:
 
 
 @contextmanager
-def _lock(output: Path) -> Iterator[None]:
+def hold(output: Path, *, busy: tuple[str, str] = _BUSY) -> Iterator[None]:
+    """One process at a time for ``output``: the lock beside it (``.NAME.lock``), held for the
+    block; another process gets a ConfigError saying ``busy`` (message, hint) at once."""
     lock = output.with_name(f".{output.name}.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = _locked_file(lock, output)
+    fd = _locked_file(lock, output, busy)
     try:
         yield
     finally:
@@ -205,7 +223,7 @@ def claim(stage: str, outputs: Mapping[str, object], inputs: Mapping[str, object
     paths: Iterable[Path] = [p for v in outputs.values() for p in _flatten(v)]
     with ExitStack() as stack:
         for path in paths:
-            stack.enter_context(_lock(path))
+            stack.enter_context(hold(path))
             clear_stale(path, inside=folders)
         yield
 

@@ -115,6 +115,20 @@ def test_train_and_export_under_a_file_size_limit(tmp_path: Path) -> None:
     assert not model.exists() and _leftovers(tmp_path) == []
 
 
+def test_triton_copy_under_a_file_size_limit(tmp_path: Path) -> None:
+    """The copy's error was a list of (source, destination, error) tuples, naming temp paths."""
+    from metaprep.serve.export import ExportOptions, export_run
+
+    model = tmp_path / "model"
+    export_run(make_run(tmp_path / "w", method="dme", encoder="pool"), model,
+               options=ExportOptions(progress=False), log=lambda s: None)
+    repo = tmp_path / "repo"
+    proc = _metaprep(["triton", str(model), "-o", str(repo), "--copy"], fsize=2_000)
+    _one_line_error(proc, repo / "metaprep")
+    assert "cannot write the Triton model (File too large); nothing was written" in proc.stderr
+    assert list(repo.iterdir()) == []
+
+
 def _kill_at_random(args: list[str], seconds: float) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "metaprep", *args], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from exportkit import make_run
 
 from metaprep.cli import cli
-from metaprep.outputs import _lock, clear_stale
+from metaprep.outputs import clear_stale, hold
 
 
 def _digest(path: Path) -> str:
@@ -51,6 +51,19 @@ def test_export_onto_its_own_run_is_refused_even_with_force(tmp_path: Path) -> N
     inside, text2 = _invoke(["export-onnx", str(run), "-o", str(run / "model"), "-q"])
     assert inside != 0 and "sits inside the input run" in text2
     assert _digest(run) == before
+
+
+def test_two_outputs_of_one_command_never_hold_one_another(tmp_path: Path) -> None:
+    """export-onnx -o M --triton M (or M/repo) made M for the Triton lock, then said "another
+    process is writing" or "the model directory already exists", and left M behind empty."""
+    run = make_run(tmp_path / "w", method="dme", encoder="pool")
+    work = tmp_path / "out"
+    work.mkdir()
+    for triton in (work / "m", work / "m" / "repo"):
+        code, text = _invoke(["export-onnx", str(run), "-o", str(work / "m"), "--triton",
+                              str(triton), "-q"])
+        assert code != 0 and "would be written one inside the other" in text, text
+        assert list(work.iterdir()) == []
 
 
 def test_force_replaces_only_a_model_directory(tmp_path: Path) -> None:
@@ -130,7 +143,7 @@ def test_split_may_write_beside_its_input(tmp_path: Path) -> None:
 def test_one_writer_at_a_time(tmp_path: Path) -> None:
     task = _task(tmp_path)
     out = tmp_path / "out"
-    with _lock(out / "train.tsv"):
+    with hold(out / "train.tsv"):
         code, text = _invoke(["split", str(task), "-o", str(out)])
     assert code != 0 and "another metaprep process is writing" in text
     assert _invoke(["split", str(task), "-o", str(out)])[0] == 0  # released

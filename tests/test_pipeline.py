@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import errno
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from metaprep.errors import ConfigError
+from metaprep.errors import ConfigError, MetaprepError
 from metaprep.pipeline import load_pipeline, run_pipeline
 from metaprep.stages import SplitOptions
 
@@ -13,7 +19,7 @@ def _write(tmp_path: Path, body: str) -> Path:
     corpus = tmp_path / "c.txt"
     corpus.write_text("".join(f"__label__{'ab'[i % 2]} text {i}\n" for i in range(40)))
     p = tmp_path / "p.toml"
-    p.write_text(body)
+    p.write_bytes(body.encode("utf-8", "surrogateescape"))  # "\udcff": the byte 0xff
     return p
 
 
@@ -45,6 +51,16 @@ def test_keys_become_the_stages_own_options(tmp_path: Path) -> None:
         ('[pipeline]\nname = ".."\n[split]\ndata = "c.txt"\n', "one folder name"),
         ('[split]\ndata = "c.txt"\noutput = "../../elsewhere"\n', "only inside its stage"),
         ('[split]\ndata = "c.txt"\noutput = "/tmp/elsewhere"\n', "only inside its stage"),
+        # names that become folders: refused when the file is loaded (a dry run)
+        ('[export]\nrun = "r"\ntriton = "repo"\ntriton_name = "../x"\n',
+         r"\[export\] triton_name '../x' must be one folder name"),
+        ('[align.sources]\n"a/b" = "c.txt"\n', r"\[align\] sources: the name 'a/b' must be one"),
+        ('[pipeline]\nname = "x y"\n[split]\ndata = "c.txt"\n', "one folder name"),
+        # TOML has nan and inf; a deep nesting was a RecursionError traceback
+        ('[split]\ndata = "c.txt"\ndev = nan\n', "dev must be a finite number, not nan"),
+        ('[export]\nrun = "r"\ntolerance = inf\n', "tolerance must be a finite number"),
+        ("[split]\ndata = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        ('[split]\ndata = "c.txt"\n# \udcff\n', "not UTF-8"),
     ],
 )
 def test_bad_pipeline_files_name_the_key_and_file(tmp_path: Path, body: str, message: str) -> None:
@@ -52,6 +68,28 @@ def test_bad_pipeline_files_name_the_key_and_file(tmp_path: Path, body: str, mes
     with pytest.raises(ConfigError, match=message) as info:
         load_pipeline(p, artifacts=tmp_path / "art")
     assert str(p) in str(info.value)
+
+
+def test_a_pipeline_file_is_a_small_regular_file(tmp_path: Path) -> None:
+    """A FIFO given as the pipeline file hung the run; /dev/zero filled memory."""
+    os.mkfifo(tmp_path / "p.toml")
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (1 << 20) + "\n[split]\ndata = \"c.txt\"\n")
+    for file, message in ((tmp_path / "p.toml", "not a regular file"),
+                          (Path("/dev/zero"), "not a regular file"),
+                          (tmp_path, "is a folder"), (big, "larger than 1,048,576 bytes")):
+        with pytest.raises(ConfigError, match=message) as info:
+            load_pipeline(file, artifacts=tmp_path / "art")
+        assert str(file) in str(info.value)
+
+
+def test_an_artifacts_folder_that_is_a_device_or_pipe_is_refused(tmp_path: Path) -> None:
+    """It said only "File exists"."""
+    p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
+    os.mkfifo(tmp_path / "fifo")
+    for art in (Path("/dev/null"), tmp_path / "fifo"):
+        with pytest.raises(ConfigError, match="would go inside .*, which is not a folder"):
+            run_pipeline(p, artifacts=art, echo=lambda s: None)
 
 
 def test_rerun_skips_unchanged_and_force_reruns(tmp_path: Path) -> None:
@@ -156,6 +194,25 @@ def test_a_failed_rerun_keeps_the_last_good_output(tmp_path: Path) -> None:
     assert not (out.parent / ".split.previous").exists()  # nothing left aside
 
 
+@pytest.mark.parametrize("record", ['{"hash": "h", "figures": 5}', "[1, 2]", "[" * 5000, "fifo"])
+def test_a_damaged_stage_record_means_the_stage_runs_again(tmp_path: Path, record: str) -> None:
+    """Figures that were not a table gave a TypeError traceback, deep nesting a RecursionError;
+    a FIFO would block the read."""
+    p = _write(tmp_path, '[split]\ndata = "c.txt"\n')
+    art = tmp_path / "art"
+    run_pipeline(p, artifacts=art, echo=lambda s: None)
+    path = art / "p" / "split" / ".metaprep-stage.json"
+    good = json.loads(path.read_text())
+    for damaged in (path, art / "p" / ".hash-cache.json"):  # the hash cache, damaged the same
+        damaged.unlink()
+        if record == "fifo":
+            os.mkfifo(damaged)
+        else:
+            damaged.write_text(record.replace('"h"', json.dumps(good["hash"])))
+    assert run_pipeline(p, artifacts=art, echo=lambda s: None).stages[0].action == "run"
+    assert json.loads(path.read_text())["figures"] == good["figures"]
+
+
 def test_pkg_paths_never_run_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pkg = tmp_path / "site" / "sneaky_pkg_xyz"
     pkg.mkdir(parents=True)
@@ -228,3 +285,109 @@ def test_a_pipeline_trains_exports_and_scores_an_ensemble(tmp_path: Path) -> Non
     assert train.figures["best_dev_acc"] == round(metrics["best_dev_accuracy"], 4)
     manifest = json.loads((art / "quickstart" / "export" / "model" / "manifest.json").read_text())
     assert manifest["task"]["members"] == 2
+
+
+# --- kills and concurrent runs, with real processes -----------------------------------------
+# A predict stage reading a FIFO stops, deterministically, inside the stage: the test opens the
+# FIFO's other end (which succeeds only once the stage has opened it) and then kills the run.
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from exportkit import make_run
+
+    from metaprep.serve.export import ExportOptions, export_run
+
+    base = tmp_path_factory.mktemp("pipeline-model")
+    run = make_run(base, method="sum", encoder="pool", dev=False)
+    export_run(run, base / "model", options=ExportOptions(progress=False), log=lambda s: None)
+    return base / "model"
+
+
+def _predicting(tmp_path: Path, model: Path, source: str) -> Path:
+    p = tmp_path / "p.toml"
+    p.write_text(f'[predict]\nmodel_dir = "{model}"\ninput = "{source}"\nquiet = true\n')
+    return p
+
+
+def _inside_the_stage(p: Path, art: Path, fifo: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`metaprep run` in its own process, stopped inside its predict stage (reading the FIFO,
+    whose writing end is returned)."""
+    proc = subprocess.Popen([sys.executable, "-m", "metaprep", "run", str(p), "--artifacts",
+                             str(art)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return proc, os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:  # ENXIO: nobody reads the FIFO yet
+            if exc.errno != errno.ENXIO or proc.poll() is not None \
+                    or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(proc.communicate()[1].decode()) from exc
+            time.sleep(0.02)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {f.name: f.read_bytes() for f in sorted(folder.iterdir())}
+
+
+def test_no_sequence_of_kills_and_failures_costs_the_last_good_output(tmp_path: Path,
+                                                                      model: Path) -> None:
+    """A rerun killed twice lost the last good output (the second run deleted what the first
+    had set aside), and so did a failing rerun after a kill -9."""
+    (tmp_path / "in.txt").write_text("the cat sat\nred house\n")
+    os.mkfifo(tmp_path / "fifo")
+    art = tmp_path / "art"
+    good_toml = _predicting(tmp_path, model, "in.txt").read_text()
+    run_pipeline(tmp_path / "p.toml", artifacts=art, echo=lambda s: None)
+    out = art / "p" / "predict"
+    good = _files(out)
+    p = _predicting(tmp_path, model, "fifo")
+    for _ in range(2):  # kill -9 inside the stage, twice
+        proc, fd = _inside_the_stage(p, art, tmp_path / "fifo")
+        proc.kill()
+        proc.wait()
+        os.close(fd)
+        assert _files(out.with_name(".predict.previous")) == good
+    p.write_text(good_toml)  # a dry run plans from the good output set aside, and writes nothing
+    plan = run_pipeline(p, artifacts=art, dry_run=True, echo=lambda s: None)
+    assert plan.stages[0].action == "skip"
+    assert _files(out.with_name(".predict.previous")) == good
+    _predicting(tmp_path, model, "missing.txt")  # then a rerun that fails
+    with pytest.raises(MetaprepError, match="missing.txt"):
+        run_pipeline(p, artifacts=art, echo=lambda s: None)
+    assert _files(out) == good and not out.with_name(".predict.previous").exists()
+    p.write_text(good_toml)  # the good config again: its output is current
+    assert run_pipeline(p, artifacts=art, echo=lambda s: None).stages[0].action == "skip"
+    assert _files(out) == good
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int, int]]:
+    return {str(f.relative_to(root)): (f.lstat().st_ino, f.lstat().st_size,
+                                       f.lstat().st_mtime_ns) for f in root.rglob("*")}
+
+
+def test_a_second_run_of_a_running_pipeline_is_refused_and_changes_nothing(
+        tmp_path: Path, model: Path) -> None:
+    """The second run set the first's stage folder aside before a stage lock refused it."""
+    (tmp_path / "in.txt").write_text("the cat sat\n")
+    os.mkfifo(tmp_path / "fifo")
+    art = tmp_path / "art"
+    run_pipeline(_predicting(tmp_path, model, "in.txt"), artifacts=art, echo=lambda s: None)
+    p = _predicting(tmp_path, model, "fifo")
+    first, fd = _inside_the_stage(p, art, tmp_path / "fifo")
+    try:
+        while not list((art / "p" / "predict").glob(".predictions.jsonl.*.tmp")):
+            time.sleep(0.02)  # the first run has opened its output too: it waits for lines now
+        before = _tree(art)
+        second = subprocess.run([sys.executable, "-m", "metaprep", "run", str(p), "--artifacts",
+                                 str(art)], capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert second.stderr.splitlines() == [
+            f"error: {art / 'p'}: another `metaprep run` of pipeline 'p' is running (it holds "
+            f"{art / 'p'}); nothing was changed (wait for it to finish)"]
+        assert _tree(art) == before
+        os.write(fd, b"red house\nblue sky\n")
+    finally:
+        os.close(fd)
+    assert first.wait(timeout=120) == 0, first.communicate()[1].decode()
+    lines = (art / "p" / "predict" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and not (art / "p" / ".predict.previous").exists()

@@ -20,18 +20,26 @@ pipeline file's folder. Outputs always land in the stage's own directory.
 Each stage records the hash of its inputs (its options, the sha256 of every input file from
 outside the pipeline's folder, the upstream stage's hash); a rerun skips a stage whose hash did
 not change.
+
+A run holds the pipeline's lock (``artifacts/.<name>.lock``) before it touches anything, so a
+second run of the same pipeline is refused and changes nothing. A stage's folder is complete
+once its record is written, last; a rerun sets the complete folder aside
+(``.<stage>.previous``) until it succeeds, and whatever kills or failures come between, the
+next run finds the last good output back in place (``_recover``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
+import os
 import shutil
+import stat
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,14 +47,14 @@ from typing import Any
 from metaprep.atomic import atomic_path
 from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError
-from metaprep.outputs import input_paths
+from metaprep.names import check_name
+from metaprep.outputs import check_paths, hold, input_paths
 from metaprep.pipeline.options import StageSpec, build_options, stage_specs
 
 __all__ = ["STAGES", "Pipeline", "StagePlan", "load_pipeline", "plan_pipeline", "run_pipeline"]
 
 STAGES = ("split", "align", "train", "export", "evaluate", "predict")
 _RECORD = ".metaprep-stage.json"
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # one folder name: no '/', no '..'
 
 
 @dataclass
@@ -89,17 +97,40 @@ class Pipeline:
 
 
 # --- loading --------------------------------------------------------------------------------
+MAX_PIPELINE_BYTES = 1 << 20  # a pipeline file is a few dozen lines
+
+
 def _read_toml(file: Path) -> dict[str, Any]:
+    """The file's TOML; a pipe, a device or a huge file is refused before it is read (a FIFO
+    hung the run, /dev/zero filled memory), deep nesting is an error, not a RecursionError."""
     try:
-        return tomllib.loads(file.read_text(encoding="utf-8"))
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigError("the pipeline file is not a regular file (a folder, pipe or "
+                                  "device)", path=file, hint="give a PIPELINE.toml")
+            raw = f.read(MAX_PIPELINE_BYTES + 1)
+        if len(raw) > MAX_PIPELINE_BYTES:
+            raise ConfigError(f"the pipeline file is larger than {MAX_PIPELINE_BYTES:,} bytes",
+                              path=file, hint="a pipeline file names stages and options")
+        return tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError("no such pipeline file", path=file,
                           hint="give a PIPELINE.toml, or the name of a packaged pipeline "
                                "(quickstart)") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the pipeline file: {exc}", path=file) from exc
+    except IsADirectoryError as exc:
+        raise ConfigError("the pipeline file is a folder", path=file,
+                          hint="give a PIPELINE.toml") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read the pipeline file: {exc.strerror or exc}",
+                          path=file) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"the pipeline file is not UTF-8 ({exc.reason} at byte "
+                          f"{exc.start})", path=file) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=file) from exc
+    except RecursionError as exc:
+        raise ConfigError("not valid TOML: nested too deeply", path=file) from exc
 
 
 def find_pipeline(name_or_path: str | Path) -> Path:
@@ -127,10 +158,8 @@ def load_pipeline(path: str | Path, *, artifacts: str | Path = "artifacts") -> P
     bad = sorted(set(head) - {"name"}) if isinstance(head, dict) else ["(not a table)"]
     if bad:
         raise ConfigError(f"[pipeline] unknown key(s) {', '.join(bad)}; known: name", path=file)
-    name = head.get("name", file.stem)
-    if not isinstance(name, str) or not _NAME.match(name) or name.strip(".") == "":
-        raise ConfigError(f"[pipeline] name {name!r} must be one folder name (letters, digits, "
-                          "_ . -), so its outputs stay under the artifacts folder", path=file)
+    name = check_name(head.get("name", file.stem), "[pipeline] name", path=file,
+                      hint='its outputs go to <artifacts>/<name>/: name = "my-pipeline"')
     root = Path(artifacts) / name
     present = [s for s in STAGES if s in data]
     if not present:
@@ -183,24 +212,36 @@ def _dir_listing(path: Path) -> str:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
-def _read_record(out_dir: Path) -> dict[str, Any] | None:
+def _read_json(path: Path) -> Any:
+    """A file metaprep wrote in the pipeline's folder, or None if it is missing or damaged (it
+    is then made again, never a traceback)."""
     try:
-        return dict(json.loads((out_dir / _RECORD).read_text()))
-    except (OSError, ValueError, TypeError):
+        if path.is_symlink() or not path.is_file():  # a FIFO would block the read
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
+
+
+def _read_record(out_dir: Path) -> dict[str, Any] | None:
+    """The stage folder's record, or None: a folder without a well-formed one is not complete."""
+    record = _read_json(out_dir / _RECORD)
+    if not isinstance(record, dict) or not isinstance(record.get("hash"), str) \
+            or not isinstance(record.get("figures", {}), dict):
+        return None
+    return record
 
 
 # --- running --------------------------------------------------------------------------------
 def plan_pipeline(pipe: Pipeline, *, force: str | None = None, save: bool = True) -> None:
-    """Fill in each stage's inputs hash and whether it runs, is forced or is skipped."""
+    """Fill in each stage's inputs hash and whether it runs, is forced or is skipped. With
+    ``save`` it also mends what killed runs left (``_recover``) and saves the hash cache: call it
+    so under the pipeline's lock, as ``run_pipeline`` does."""
     if force is not None and force not in [s.name for s in pipe.stages]:
         raise ConfigError(f"--force {force}: the pipeline has no such stage; it has "
                           + ", ".join(s.name for s in pipe.stages), path=pipe.path)
     cache_file = pipe.root / ".hash-cache.json"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
+    cache = _read_json(cache_file)
     if not isinstance(cache, dict):
         cache = {}
     upstream, rerun = "", False
@@ -209,7 +250,9 @@ def plan_pipeline(pipe: Pipeline, *, force: str | None = None, save: bool = True
             _recover(plan.out_dir)
         plan.inputs_hash = _inputs_hash(plan, upstream, pipe.root, cache)
         upstream = plan.inputs_hash
-        record = _read_record(plan.out_dir)
+        # a killed rerun's half-written folder has no record: the last good one counts (and a
+        # real run puts it back first, in _recover; a dry run only reads)
+        record = _read_record(plan.out_dir) or _read_record(_aside(plan.out_dir))
         if force == plan.name:
             rerun, plan.action = True, "force"
         elif rerun:
@@ -225,33 +268,53 @@ def plan_pipeline(pipe: Pipeline, *, force: str | None = None, save: bool = True
             tmp.write_text(json.dumps(cache))
 
 
+def _aside(out_dir: Path) -> Path:
+    """Where a stage's last good output waits while a rerun writes the stage folder."""
+    return out_dir.with_name(f".{out_dir.name}.previous")
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
 def _recover(out_dir: Path) -> None:
-    """A rerun killed after it set the last good output aside: put that output back."""
-    old = out_dir.with_name(f".{out_dir.name}.previous")
-    if old.exists() and not out_dir.exists():
-        old.rename(out_dir)
+    """After a killed run, the stage folder is its last good output again. The folder set aside
+    comes back over a half-written one (without its record, written last); beside a complete
+    folder (a rerun killed once it had finished), it is dropped. Safe to repeat at any point:
+    each step leaves a state this function mends."""
+    old = _aside(out_dir)
+    if not (old.exists() or old.is_symlink()):
+        return
+    if _read_record(out_dir) is not None:
+        _remove(old)
+        return
+    _remove(out_dir)
+    old.rename(out_dir)
 
 
 def _run_stage(plan: StagePlan, pipe: Pipeline) -> None:
     """Run one stage into a fresh stage directory; the last good output stays aside until the
-    rerun succeeds, and comes back if it fails."""
+    rerun succeeds, and comes back if it fails (or, if it is killed, on the next run)."""
     from metaprep.pipeline.figures import stage_figures
 
     _recover(plan.out_dir)
-    old = plan.out_dir.with_name(f".{plan.out_dir.name}.previous")
-    if old.exists():
-        shutil.rmtree(old)
-    if plan.out_dir.exists():
+    old = _aside(plan.out_dir)
+    if _read_record(plan.out_dir) is not None:
         plan.out_dir.rename(old)
+    else:  # half written by a killed first run: nothing good in it
+        _remove(plan.out_dir)
     plan.out_dir.mkdir(parents=True)
     start = time.perf_counter()
     try:
         plan.spec.run(plan.options)
     except BaseException:
         shutil.rmtree(plan.out_dir, ignore_errors=True)
-        if old.exists():
+        if old.exists() and not plan.out_dir.exists():
             old.rename(plan.out_dir)
-        raise
+        raise  # (a folder rmtree could not remove: the next run's _recover mends it)
     plan.seconds = time.perf_counter() - start
     plan.figures = stage_figures(plan.name, plan.out_dir)
     record = {"hash": plan.inputs_hash, "seconds": plan.seconds, "figures": plan.figures,
@@ -259,6 +322,17 @@ def _run_stage(plan: StagePlan, pipe: Pipeline) -> None:
     with atomic_path(plan.out_dir / _RECORD) as tmp:
         tmp.write_text(json.dumps(record, indent=2))
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _only_run(pipe: Pipeline) -> Iterator[None]:
+    """The pipeline's lock, for the whole run: a second `metaprep run` of it is refused before it
+    touches anything (it used to set the first's stage folder aside)."""
+    busy = (f"another `metaprep run` of pipeline {pipe.name!r} is running (it holds "
+            f"{pipe.root}); nothing was changed", "wait for it to finish")
+    check_paths("run", {"--artifacts": pipe.root}, {})  # not under a file, device or pipe
+    with hold(pipe.root, busy=busy):
+        yield
 
 
 def run_pipeline(
@@ -271,22 +345,24 @@ def run_pipeline(
 ) -> Pipeline:
     """Run (or with ``dry_run`` only plan) a pipeline file; returns the plan with figures."""
     pipe = load_pipeline(path, artifacts=artifacts)
-    plan_pipeline(pipe, force=force, save=not dry_run)
-    for plan in pipe.stages:
-        label = {"skip": "skip (inputs unchanged)", "force": "run (forced)"}.get(plan.action, "run")
-        echo(f"[{plan.name}] {label}: {plan.describe()}")
-    if dry_run:
-        return pipe
-    for plan in pipe.stages:
-        if plan.action == "skip":
-            continue
-        echo(f"\n== {plan.name} ==")
-        try:
-            _run_stage(plan, pipe)
-        except ConfigError as exc:
-            if exc.path is None:  # an option error: say which section it came from
-                raise ConfigError(f"[{plan.name}] {exc.message}", path=pipe.path,
-                                  hint=exc.hint) from exc
-            raise
-        sys.stdout.flush()
+    with nullcontext() if dry_run else _only_run(pipe):  # a dry run writes (and locks) nothing
+        plan_pipeline(pipe, force=force, save=not dry_run)
+        for plan in pipe.stages:
+            label = {"skip": "skip (inputs unchanged)", "force": "run (forced)"}.get(plan.action,
+                                                                                     "run")
+            echo(f"[{plan.name}] {label}: {plan.describe()}")
+        if dry_run:
+            return pipe
+        for plan in pipe.stages:
+            if plan.action == "skip":
+                continue
+            echo(f"\n== {plan.name} ==")
+            try:
+                _run_stage(plan, pipe)
+            except ConfigError as exc:
+                if exc.path is None:  # an option error: say which section it came from
+                    raise ConfigError(f"[{plan.name}] {exc.message}", path=pipe.path,
+                                      hint=exc.hint) from exc
+                raise
+            sys.stdout.flush()
     return pipe

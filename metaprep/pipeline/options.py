@@ -4,6 +4,7 @@ against their types, input paths resolved, outputs placed in the stage's own dir
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 import types
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from metaprep.errors import ConfigError
+from metaprep.names import check_name
 from metaprep.outputs import VOCAB_KEYWORDS
 
 __all__ = ["StageSpec", "build_options", "stage_specs"]
@@ -85,12 +87,25 @@ def _check_type(value: Any, kind: Any, where: str, file: Path) -> Any:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, not {value!r}", path=file)
+        if not math.isfinite(value):  # TOML has nan and inf: tolerance = inf passed any model
+            raise ConfigError(f"{where} must be a finite number, not {value!r}", path=file)
         return float(value)
     if kind in (str, Path):
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, not {value!r}", path=file)
         return value
     raise ConfigError(f"{where}: unsupported option type {kind}", path=file)
+
+
+def _check_names(kind: str | None, value: Any, where: str, file: Path) -> None:
+    """A value (or a table's keys) that becomes a folder or file name: checked at load, so a
+    dry run catches ``triton_name = "../x"``."""
+    if kind == "value" and value is not None:
+        check_name(value, where, path=file, hint=f'e.g. {where.split()[-1]} = "sentiment"')
+    elif kind == "keys" and isinstance(value, dict):
+        for key in value:
+            check_name(key, f"{where}: the name", path=file,
+                       hint=f'e.g. {where.split()[0][:-1]}.{where.split()[-1]}] glove = "g.txt"')
 
 
 def _wants_path(kind: Any) -> bool:
@@ -175,6 +190,7 @@ def build_options(spec: StageSpec, stage: str, table: Mapping[str, Any], *, file
                               path=file)
         if key == "no_progress":  # the old spelling said the opposite of quiet's name
             value = bool(value)
+        _check_names(known[name].metadata.get("name"), value, f"[{stage}] {key}", file)
         values[name] = value
     for name, template in spec.wiring.items():
         upstream = _PLACEHOLDER.findall(template)

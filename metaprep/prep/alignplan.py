@@ -4,7 +4,6 @@ checking that the files exist."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 from metaprep.errors import ConfigError
 from metaprep.ids import CASE_POLICIES
+from metaprep.names import check_name, is_name
 from metaprep.prep.oov import OovSpec, parse_oov
 from metaprep.prep.readers.base import ReadOptions, Source
 from metaprep.taskdata import Columns, task_columns
@@ -31,7 +31,6 @@ __all__ = [
 DTYPES = ("float32", "float16")
 MAX_SEED = 2**63 - 1  # the store records the seed as an int64 attribute
 NORMALIZE = ("none", "l2", "center")
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")  # HDF5-safe: no '/', no leading '.'
 
 Opener = Callable[["SourceSpec", ReadOptions], Source]
 
@@ -67,12 +66,15 @@ class AlignOptions:
 
 # --- argument parsing (shared with the CLI) ----------------------------------------------------
 def _check_name(name: str, where: str) -> str:
-    if not _NAME.match(name):
-        raise ConfigError(
-            f"source name {name!r} ({where}) is not usable as an HDF5 group name",
-            hint="use letters, digits and _ . + - (e.g. glove=path/to/file), not starting with '.'",
-        )
-    return name
+    """A source name is its HDF5 group's name and part of a staging file's name."""
+    return check_name(name, f"source name ({where})", hint="name it: NAME=PATH, e.g. glove=path")
+
+
+def _exists(arg: str) -> bool:
+    try:
+        return Path(arg).exists()
+    except OSError:  # a name too long for the file system: not a file
+        return False
 
 
 def parse_source_args(args: Sequence[str]) -> list[tuple[str, Path]]:
@@ -80,10 +82,11 @@ def parse_source_args(args: Sequence[str]) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
     for arg in args:
         name, sep, path = arg.partition("=")
-        if sep and _NAME.match(name) and not Path(arg).exists():
+        if sep and not _exists(arg) and (is_name(name) or "/" not in name):
+            # NAME=PATH; a bad NAME is named as such ("my glove=g.txt" was "no such file")
             if not path.strip():  # Path("") would be ".", the folder the output sits in
                 raise ConfigError(f"source {name!r} has no path", hint="give it as NAME=PATH")
-            out.append((name, Path(path)))
+            out.append((_check_name(name, "NAME=PATH"), Path(path)))
         else:
             out.append((_check_name(Path(arg).stem, f"the stem of {arg}"), Path(arg)))
     names = [n for n, _ in out]

@@ -77,7 +77,18 @@ def _cut_and_write(groups: dict[str, list[Row]], out_dir: str | Path, *, dev: fl
             target = out / f"{name}.tsv"
             _write_tsv(stack.enter_context(atomic_path(target)), target, rows, label_sep)
             counts[name] = len(rows)
+        if test == 0:  # an earlier split's test.tsv holds texts the new train.tsv now holds
+            _drop(out / "test.tsv")
     return counts
+
+
+def _drop(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot remove the earlier split's {path.name} ({exc.strerror}); "
+                          "with --test 0 it would no longer match train.tsv and dev.tsv",
+                          path=path, hint="remove it yourself, or write elsewhere") from exc
 
 
 def split_file(

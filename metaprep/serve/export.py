@@ -46,7 +46,7 @@ from metaprep.serve.modeldir import (
 from metaprep.serve.onnx_data import ExternalData, save_graph
 from metaprep.serve.onnx_graph import OPSET, GraphSpec, build_graph
 from metaprep.serve.quantize import choose_int8
-from metaprep.serve.triton import write_triton
+from metaprep.serve.triton import check_triton_name, entry_taken, write_triton
 
 if TYPE_CHECKING:
     from metaprep.learn.multilabel import Thresholds
@@ -89,6 +89,8 @@ class ExportOptions:
         if self.fold and method is not None and method not in FOLDABLE:
             raise ExportError(f"a {method} front end depends on context and cannot be folded",
                               hint="drop --fold (the projections are still baked)")
+        if self.triton is not None:
+            check_triton_name(self.triton_name)
 
 
 def _write_graphs(specs: list[GraphSpec], out: Path, *, front_end: bool) -> list[str]:
@@ -201,7 +203,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
     if out.exists() and not opts.force:
         raise ExportError("the model directory already exists", path=out,
                           hint="pass --force to replace it")
-    if opts.triton is not None and (Path(opts.triton) / opts.triton_name).exists():
+    if opts.triton is not None and entry_taken(Path(opts.triton) / opts.triton_name):
         raise ExportError("a Triton model of that name already exists",
                           path=Path(opts.triton) / opts.triton_name,
                           hint="remove it or pass --triton-name")
@@ -229,6 +231,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
     tmp = out.parent / f".{out.name}.export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    entry: Path | None = None
     try:
         manifest = _build(tmp, models, cfg, labels, tok, words, case_policy, dev, opts, log,
                           thresholds)
@@ -246,6 +249,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
                     f"member{k}_config_sha256": file_sha256(r.path / CONFIG),
                     f"member{k}_weights_sha256": file_sha256(r.path / BEST)})
         manifest.write(tmp)
+        if opts.triton is not None:  # before the model appears: a failure leaves neither
+            entry = write_triton(tmp, Path(opts.triton), opts.triton_name, manifest)
         if out.exists():  # --force: swap the new directory in, then drop the old one
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
@@ -254,18 +259,23 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
         else:
             os.replace(tmp, out)
     except OSError as exc:  # a full disk, a file-size limit: name the output, not the temp dir
-        shutil.rmtree(tmp, ignore_errors=True)
+        _drop(tmp, entry)
         what = Path(exc.filename).name if exc.filename else "the model directory"
         raise WriteError(f"cannot write {what} ({exc.strerror or exc}); nothing was written",
                           path=out, hint="check free space and the file-size limit (ulimit -f)"
                           ) from exc
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _drop(tmp, entry)
         raise
-    if opts.triton is not None:
-        path = write_triton(out, Path(opts.triton), opts.triton_name, manifest)
-        log(f"Triton model repository entry: {path}")
+    if entry is not None:
+        log(f"Triton model repository entry: {entry}")
     return manifest
+
+
+def _drop(tmp: Path, entry: Path | None) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+    if entry is not None:  # written just before the model directory failed to appear
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _parity_gate(tmp: Path, reference: Any, feeds: list[Any], pair: bool,

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from metaprep.errors import ConfigError, ModelError
+from metaprep.names import check_name
 
 __all__ = ["TritonOptions", "TritonPythonModel", "TritonResult", "write_python_model"]
 
@@ -69,14 +70,19 @@ class TritonResult:
     labels: tuple[str, ...]
 
 
+_BOUNDS = [("max_batch_size", 1, 65_536), ("instances", 1, 256), ("threads", 0, 1024),
+           ("queue_delay_us", 0, 60_000_000)]  # a minute
+
+
 def _check(o: TritonOptions) -> None:
-    if not o.name or o.name.startswith(".") or any(c in o.name for c in '/\\"'):
-        raise ConfigError(f"not a usable Triton model name: {o.name!r}",
-                          hint="letters, digits, - and _")
-    for key, low in [("max_batch_size", 1), ("instances", 1), ("threads", 0),
-                     ("queue_delay_us", 0)]:
-        if getattr(o, key) < low:
-            raise ConfigError(f"{key} must be at least {low}, got {getattr(o, key)}")
+    check_name(o.name, "--name", hint="the model's folder in the repository: --name sentiment")
+    # upper bounds: a typo such as --instances 1000000 would have Triton start a million stub
+    # processes, and values past int32 make a config.pbtxt Triton cannot read
+    for key, low, high in _BOUNDS:
+        value = getattr(o, key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"--{key.replace('_', '-')} must be a whole number from {low} to "
+                              f"{high:,}, not {value!r}")
     if o.verify not in ("fast", "full", "none"):
         raise ConfigError(f"verify must be fast, full or none, got {o.verify!r}")
 
@@ -86,7 +92,9 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
     """REPO/NAME for Triton's python backend over MODEL_DIR, built beside it and renamed into
     place. The model directory is opened (and verified) first, so a broken one fails here."""
     from metaprep.outputs import claim
+    from metaprep.serve.modelcopy import copy_model
     from metaprep.serve.runtime import Model
+    from metaprep.serve.triton import entry_failure, entry_taken, staging
 
     o = options or TritonOptions()
     _check(o)
@@ -101,20 +109,24 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
     outputs = ("LABEL", "PROBABILITIES") + (("EMBEDDING",) if width else ())
     target = Path(repo) / o.name
     with claim("triton", {"output": target}, {"model": source}):
-        if target.exists():
+        if entry_taken(target):
             raise ConfigError("a Triton model of that name already exists", path=target,
                               hint="remove it, or pass --name")
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp = staging(Path(repo), o.name)  # beside the repository: Triton loads all inside
         try:
-            (tmp / "1").mkdir(parents=True)
+            tmp.mkdir()  # never one found in place: a symlink planted there leads elsewhere
+            (tmp / "1").mkdir()
             where = str(source)
-            if o.copy:
-                shutil.copytree(source, tmp / "1" / "model")
+            if o.copy:  # the files the manifest lists, checked; nothing else in the folder
+                copy_model(source, tmp / "1" / "model")
                 where = "1/model"  # relative: resolved against REPO/NAME when Triton loads it
             (tmp / "1" / "model.py").write_text(_MODEL_PY, encoding="utf-8")
             (tmp / "config.pbtxt").write_text(
                 _config(o, inputs, len(model.labels), width, where), encoding="utf-8")
             os.replace(tmp, target)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise entry_failure(target, exc) from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -14,9 +14,10 @@ __all__ = ["PathLike", "TaskColumns"]
 PathLike = str | Path
 
 
-def _in(default: Any = None) -> Any:
-    """A field naming input file(s): hashed by the pipeline, never an output's target."""
-    meta = {"path": "in"}
+def _in(default: Any = None, *, named: bool = False) -> Any:
+    """A field naming input file(s): hashed by the pipeline, never an output's target
+    (``named``: a table whose keys become names, checked as ``_name`` values are)."""
+    meta = {"path": "in", **({"name": "keys"} if named else {})}
     if isinstance(default, (dict, tuple)):  # a fresh copy for every options object
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -25,6 +26,12 @@ def _in(default: Any = None) -> Any:
 def _out(default: Any = None) -> Any:
     """A field naming what the stage writes: filled with the stage directory by the pipeline."""
     return field(default=default, metadata={"path": "out"})
+
+
+def _name(default: str) -> Any:
+    """A field whose value becomes one folder name (metaprep.names): a pipeline checks it when
+    the file is loaded, the stage before it writes."""
+    return field(default=default, metadata={"name": "value"})
 
 
 def _req(value: Any, name: str, stage: str) -> Any:

@@ -14,7 +14,7 @@ __all__ = ["AlignOptions", "AlignResult", "align"]
 
 @dataclass(frozen=True)
 class AlignOptions(TaskColumns):
-    sources: dict[str, str] = _in({})  # name -> embedding file, in store order
+    sources: dict[str, str] = _in({}, named=True)  # name -> embedding file, in store order
     output: PathLike | None = _out()  # the HDF5 store to write
     vocab: tuple[str, ...] = _in(("union",))  # union, intersection, or word/task files
     format: dict[str, str] = field(default_factory=dict)  # name -> format, instead of detection

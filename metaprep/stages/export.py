@@ -8,7 +8,7 @@ from typing import Any
 
 from metaprep.errors import ConfigError
 from metaprep.outputs import claim_outputs, is_model_dir
-from metaprep.stages._common import PathLike, _in, _out, _req
+from metaprep.stages._common import PathLike, _in, _name, _out, _req
 
 __all__ = ["ExportOptions", "ExportResult", "export"]
 
@@ -28,7 +28,7 @@ class ExportOptions:
     tolerance: float = 1e-5  # parity gate: |onnx - torch| <= tolerance + rtol * |torch|
     rtol: float = 1e-5  # the gate's relative part: float32 rounding grows with the logits
     triton: PathLike | None = _out()  # also write a Triton model repository entry here
-    triton_name: str = "metaprep"  # the model's name in the Triton repository
+    triton_name: str = _name("metaprep")  # the model's name (its folder) in the Triton repository
     force: bool = False  # replace an existing model directory written by metaprep
     quiet: bool = False  # no progress bars
 
@@ -45,6 +45,7 @@ def export(options: ExportOptions) -> ExportResult:
     """A trained run -> a model directory that onnxruntime serves alone (docs/model-dir.md)."""
     from metaprep.serve.export import ExportOptions as GraphOptions
     from metaprep.serve.export import export_run
+    from metaprep.serve.triton import check_triton_name
 
     o = options
     settings = GraphOptions(
@@ -54,7 +55,9 @@ def export(options: ExportOptions) -> ExportResult:
         dev=o.dev, store=o.store, verify_store=o.verify_store, triton=o.triton,
         triton_name=o.triton_name, force=o.force, progress=not o.quiet)
     out = Path(_req(o.output, "output", "export"))
-    with claim_outputs("export", o, {"output": out, "triton": o.triton}):
+    # the Triton entry, REPO/NAME, is what is written (and locked): its name is checked first
+    entry = None if o.triton is None else Path(o.triton) / check_triton_name(o.triton_name)
+    with claim_outputs("export", o, {"output": out, "triton": entry}):
         if o.force and out.exists() and not is_model_dir(out):
             raise ConfigError("is not a metaprep model directory: --force replaces only a model "
                               "directory that export-onnx wrote", path=out,

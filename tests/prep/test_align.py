@@ -370,8 +370,13 @@ def test_source_arguments() -> None:
         ("glove", Path("/x/a.txt")), ("crawl-300d", Path("/y/crawl-300d.vec"))]
     with pytest.raises(ConfigError, match="given twice"):
         parse_source_args(["a=/x/1.txt", "/y/a.vec"])
-    with pytest.raises(ConfigError, match="HDF5 group name"):
+    with pytest.raises(ConfigError, match="must be one folder name"):
         parse_source_args(["/x/my vectors.txt"])
+    # a bad NAME in NAME=PATH is named as such (it was taken for a missing file's path)
+    for bad in ("my glove", "a" * 240, ".hidden"):
+        with pytest.raises(ConfigError, match=r"source name \(NAME=PATH\) .* must be one folder"):
+            parse_source_args([f"{bad}=/x/a.txt"])
+    assert parse_source_args(["/x/a=b/c.vec"]) == [("c", Path("/x/a=b/c.vec"))]  # a path with =
 
 
 def test_missing_or_directory_source(tmp_path: Path) -> None:

@@ -85,3 +85,20 @@ def test_a_write_failure_leaves_the_previous_split_whole(tmp_path: Path,
     with pytest.raises(WriteError, match="cannot write dev.tsv"):
         split_file(_corpus(tmp_path / "a.txt", 30), out, seed=1)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_split_without_test_leaves_no_earlier_test_file(tmp_path: Path) -> None:
+    """--test 0 over an earlier split kept its test.tsv, whose texts the new train.tsv held:
+    training on one and scoring on the other silently reported inflated accuracy."""
+    src = _corpus(tmp_path / "c.txt")
+    split_file(src, tmp_path / "a", dev=0.25, test=0.25, seed=3, encoding="latin-1")
+    counts = split_file(src, tmp_path / "a", dev=0.25, test=0.0, seed=4, encoding="latin-1")
+    assert counts == {"train": 30, "dev": 10}
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["dev.tsv", "train.tsv"]
+    (tmp_path / "a" / "test.tsv").mkdir()  # not a file split can remove: refused, nothing replaced
+    before = (tmp_path / "a" / "train.tsv").read_bytes()
+    with pytest.raises(ConfigError, match="cannot remove the earlier split's test.tsv"):
+        split_file(src, tmp_path / "a", dev=0.25, test=0.0, seed=5, encoding="latin-1")
+    assert (tmp_path / "a" / "train.tsv").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["dev.tsv", "test.tsv",
+                                                                  "train.tsv"]

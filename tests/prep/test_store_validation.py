@@ -44,6 +44,13 @@ def _replace(f: h5py.File, name: str, data: Any) -> None:
     f.create_dataset(name, data=data)
 
 
+def _nest(f: h5py.File) -> None:
+    """Source b moved to /sources/x/b and listed as "x/b": a path inside the file, not a name."""
+    f.create_group("sources/x")
+    f.move("sources/b", "sources/x/b")
+    f.attrs["sources"] = '["a", "x/b"]'
+
+
 Edit = Callable[[h5py.File], None]
 CASES: list[tuple[str, Edit, str]] = [
     ("json_keys", lambda f: f.attrs.__setitem__("_json_keys", "[oops"),
@@ -58,6 +65,7 @@ CASES: list[tuple[str, Edit, str]] = [
      r"vocab_size attribute \(99\) is not the /vocab length 5"),
     ("sources_not_list", lambda f: f.attrs.__setitem__("sources", '{"a": 1}'),
      r"sources attribute is not a JSON list"),
+    ("path_as_name", _nest, r"the sources attribute lists 'x/b', not a source name"),
     ("missing_group", lambda f: f.__delitem__("sources/b"),
      r"/sources/b is missing \(the sources attribute lists it\)"),
     ("no_vectors", lambda f: f.__delitem__("sources/a/vectors"),

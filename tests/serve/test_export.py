@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from exportkit import WORDS, make_run
 
 from metaprep.cli import cli
-from metaprep.errors import ExportError
+from metaprep.errors import ExportError, WriteError
 from metaprep.learn.rundir import Run
 from metaprep.serve.export import ExportOptions, export_run
 from metaprep.serve.modeldir import file_sha256, read_manifest
@@ -337,12 +337,35 @@ def test_cli_export_with_triton(tmp_path: Path) -> None:
 def test_existing_triton_entry_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     run = make_run(tmp_path, method="dme", dev=False)
     (tmp_path / "repo" / "metaprep").mkdir(parents=True)
-    with pytest.raises(ExportError, match="Triton model of that name already exists"):
+    (tmp_path / "repo" / "dangling").symlink_to(tmp_path / "nowhere")
+    for name in ("metaprep", "dangling"):  # a dangling link: "Not a directory" after the export
+        with pytest.raises(ExportError, match="Triton model of that name already exists"):
+            export_run(run, tmp_path / "m", options=ExportOptions(
+                triton=tmp_path / "repo", triton_name=name, progress=False), log=lambda _: None)
+        assert not (tmp_path / "m").exists()
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["dangling", "metaprep"]
+
+
+def test_a_triton_entry_that_cannot_be_written_leaves_no_model(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """The entry was written after the model directory: a full disk there left the model
+    behind, under an error saying nothing was left half-written."""
+    import errno
+
+    import metaprep.serve.triton as triton
+
+    def full(*args: Any, **kw: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(triton, "copy_files", full)
+    run = make_run(tmp_path, method="dme", dev=False)
+    with pytest.raises(WriteError, match="cannot write the Triton model .No space left"):
         export_run(run, tmp_path / "m", options=ExportOptions(triton=tmp_path / "repo",
                                                               progress=False),
                    log=lambda _: None)
-    assert not (tmp_path / "m").exists()
-    assert [p.name for p in (tmp_path / "repo").iterdir()] == ["metaprep"]
+    assert not (tmp_path / "m").exists() and list((tmp_path / "repo").iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".m.")] == []
 
 
 def test_the_gate_scales_with_the_logits_and_still_fails_a_real_mismatch() -> None:

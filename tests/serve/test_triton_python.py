@@ -79,6 +79,9 @@ def test_refusals(models: dict[str, Path], tmp_path: Path) -> None:
     write_python_model(models["single"], tmp_path)
     with pytest.raises(ConfigError, match="already exists"):
         write_python_model(models["single"], tmp_path)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")  # was "Not a directory", at the end
+    with pytest.raises(ConfigError, match="already exists"):
+        write_python_model(models["single"], tmp_path, TritonOptions(name="dangling"))
     for bad in [{"name": "a/b"}, {"name": ".x"}, {"max_batch_size": 0}, {"instances": 0},
                 {"threads": -1}, {"verify": "some"}]:
         with pytest.raises(ConfigError):
@@ -92,6 +95,16 @@ def test_refusals(models: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ModelError):
         write_python_model(broken, tmp_path, TritonOptions(name="broken"))
     assert not (tmp_path / "broken-model").exists()
+
+
+@pytest.mark.parametrize("bad", [{"max_batch_size": 99_999_999_999}, {"instances": 1_000_000},
+                                 {"threads": 99_999_999}, {"queue_delay_us": 10**21},
+                                 {"instances": True}])
+def test_huge_values_are_refused(models: dict[str, Path], tmp_path: Path, bad: dict) -> None:
+    """They went into config.pbtxt: a million stub processes, or numbers Triton cannot read."""
+    with pytest.raises(ConfigError, match="must be a whole number from"):
+        write_python_model(models["single"], tmp_path / "repo", TritonOptions(**bad))
+    assert not (tmp_path / "repo").exists()
 
 
 def test_cli(models: dict[str, Path], tmp_path: Path) -> None:

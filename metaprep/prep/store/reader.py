@@ -11,6 +11,7 @@ import numpy as np
 
 from metaprep.checksum import file_sha256
 from metaprep.errors import StoreError
+from metaprep.names import is_name
 from metaprep.prep.store.heapcheck import check_strings, scan_heaps
 from metaprep.prep.store.layout import (
     _CASE_POLICIES,
@@ -102,6 +103,9 @@ class Store:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
                 len(set(names)) != len(names):
             raise self._bad("the sources attribute is not a JSON list of distinct names")
+        odd = [n for n in names if not is_name(n)]
+        if odd:  # align names sources so; "a/b" or "/vocab" would be a path inside the file
+            raise self._bad(f"the sources attribute lists {odd[0][:60]!r}, not a source name")
         group = f.get("sources")
         if not isinstance(group, h5py.Group):
             raise self._bad("the /sources group is missing")
