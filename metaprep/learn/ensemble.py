@@ -26,15 +26,14 @@ import torch
 from torch import nn
 
 from metaprep.errors import ConfigError, ModelError
-from metaprep.learn.config import RunConfig
+from metaprep.learn.config import SEED_STEP, RunConfig
 from metaprep.learn.rundir import ENSEMBLE, Run
 from metaprep.learn.runfiles import _read_json, check_run_file, write_json
 
-__all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "ensemble_metrics", "is_ensemble",
-           "load_members", "member_dirs", "member_seed", "train_ensemble"]
+__all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "check_subfolder", "ensemble_metrics",
+           "is_ensemble", "load_members", "member_dirs", "member_seed", "train_ensemble"]
 
 MEMBERS = "members"
-SEED_STEP = 1000
 
 
 def member_seed(seed: int, k: int) -> int:
@@ -62,13 +61,31 @@ def _read(path: Path) -> dict[str, Any]:
     return data  # type: ignore[no-any-return]
 
 
+def check_subfolder(path: Path) -> None:
+    """A folder a run or ensemble holds (members, members/K, a run's teacher) must be a real
+    folder inside it: a link to a run elsewhere would be read (and, on a resume, trained into)
+    as if the directory held it. Absent is fine (not trained yet)."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ModelError(f"{path.name} is a link or not a folder: it must be a folder inside "
+                         f"{path.parent}", path=path,
+                         hint="refusing to read or train outside the directory; the directory "
+                         "was damaged or edited")
+
+
+def _member_dir(root: Path, k: int) -> Path:
+    check_subfolder(root / MEMBERS)
+    check_subfolder(root / MEMBERS / str(k))
+    return root / MEMBERS / str(k)
+
+
 def member_dirs(path: str | Path) -> list[Path]:
-    """The member run directories an ensemble directory lists, checked to exist."""
+    """The member run directories an ensemble directory lists, checked to exist, each a real
+    folder inside it (never a link to a run elsewhere)."""
     root = Path(path)
     count = _read(root / ENSEMBLE)["members"]
-    dirs = [root / MEMBERS / str(k) for k in range(count)]
+    dirs = [_member_dir(root, k) for k in range(count)]
     for d in dirs:
-        check_run_file(d / "config.json")  # a member linked in from elsewhere is refused
+        check_run_file(d / "config.json")
         if not (d / "config.json").is_file():
             raise ModelError("a member of the ensemble is missing or unfinished", path=d,
                              hint=f"finish training it: metaprep train --resume -o {root}")
@@ -147,17 +164,20 @@ def load_members(dirs: list[Path], *, store: str | Path | None = None,
 
 def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
                    overrides: dict[str, Any], train_one: Any, score: Any,
-                   progress: bool) -> dict[str, Any]:
+                   progress: bool, check: Any = None) -> dict[str, Any]:
     """Train (``cfg``) or resume (None) the members into ``out``/members/k with ``train_one(
     member_cfg or None, dir, inputs)`` -> that run's metrics, then score their average
     (``score(member dirs)`` -> {"dev": metrics, "test": metrics or None}) and write
     metrics.json. A resume checks ``overrides`` against the saved options and takes the
-    saved inputs for members not started yet."""
+    saved inputs for members not started yet. A new ensemble calls ``check(member 0's config,
+    inputs)`` first, which raises if the inputs do not make a run: nothing is written before."""
     marker = out / ENSEMBLE
     if cfg is not None and not marker.is_file() and out.is_dir() and any(out.iterdir()):
         raise ConfigError("is a folder that holds other files, not an ensemble: train writes "
                           "an ensemble only into a new or empty folder", path=out,
                           hint="choose another -o")
+    if cfg is not None and not marker.is_file() and check is not None:
+        check(replace(cfg, members=1, seed=member_seed(cfg.seed, 0)), inputs)
     out.mkdir(parents=True, exist_ok=True)
     if cfg is None:
         if not marker.is_file():
@@ -182,7 +202,7 @@ def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
                                        for k, v in inputs.items()}})
     results = []
     for k in range(cfg.members):
-        where = out / MEMBERS / str(k)
+        where = _member_dir(out, k)
         if progress:
             print(f"member {k + 1} of {cfg.members} (seed {member_seed(cfg.seed, k)}): {where}",
                   file=sys.stderr)

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from metaprep.errors import DataError
+from metaprep.errors import ConfigError, DataError, ModelError
+from metaprep.learn.config import LIMITS
 from metaprep.learn.data import (
     LabelMap,
     TaskData,
@@ -25,10 +26,15 @@ from metaprep.taskdata import Columns
 __all__ = ["classification_metrics", "ensemble_scores", "evaluate_run", "format_report",
            "predict", "predict_sigmoid"]
 
+MAX_BATCH = LIMITS["batch_size"]  # evaluate's batches: as large as training's may be
+
 
 @torch.no_grad()
-def _logits(model: torch.nn.Module, data: TaskData, batch_size: int, device: str) -> np.ndarray:
-    """(N, C) float32 logits, in file order (batched by length)."""
+def _logits(model: torch.nn.Module, data: TaskData, batch_size: int, device: str, *,
+            run: str | Path | None = None) -> np.ndarray:
+    """(N, C) float32 logits, in file order (batched by length). A NaN or infinite one is a
+    ModelError naming ``run`` (the model scored) and the line: weights that overflow float32
+    would otherwise predict one class for everything and be scored as if they worked."""
     was_training = model.training
     model.eval()
     out = np.empty((len(data), 0), dtype=np.float32)
@@ -39,21 +45,30 @@ def _logits(model: torch.nn.Module, data: TaskData, batch_size: int, device: str
             out = np.empty((len(data), logits.shape[1]), dtype=np.float32)
         out[index] = logits
     model.train(was_training)
+    bad = ~np.isfinite(out).all(-1)
+    if bad.any():
+        first = data.examples[int(np.argmax(bad))].line
+        raise ModelError(f"the model gives NaN or infinite scores for {int(bad.sum())} of "
+                         f"{len(data)} examples (the first on line {first} of {data.path}): "
+                         "its weights overflow float32", path=run,
+                         hint="a damaged or diverged run: train it again, with a lower --lr")
     return out
 
 
 def predict(
-    model: torch.nn.Module, data: TaskData, *, batch_size: int = 256, device: str = "cpu"
+    model: torch.nn.Module, data: TaskData, *, batch_size: int = 256, device: str = "cpu",
+    run: str | Path | None = None
 ) -> np.ndarray:
-    """Predicted class id for every example, in file order."""
-    return _logits(model, data, batch_size, device).argmax(-1).astype(np.int64)
+    """Predicted class id for every example, in file order (``run``: named in errors)."""
+    return _logits(model, data, batch_size, device, run=run).argmax(-1).astype(np.int64)
 
 
 def predict_sigmoid(
-    model: torch.nn.Module, data: TaskData, *, batch_size: int = 256, device: str = "cpu"
+    model: torch.nn.Module, data: TaskData, *, batch_size: int = 256, device: str = "cpu",
+    run: str | Path | None = None
 ) -> np.ndarray:
     """(N, C) sigmoid probabilities per label (multi-label runs), in file order."""
-    logits = torch.from_numpy(_logits(model, data, batch_size, device))
+    logits = torch.from_numpy(_logits(model, data, batch_size, device, run=run))
     return torch.sigmoid(logits).numpy()
 
 
@@ -102,6 +117,8 @@ def evaluate_run(
     ``columns``: the data's column names [the ones the run was trained with]."""
     from metaprep.learn.ensemble import Ensemble, is_ensemble, load_members, member_dirs
 
+    if isinstance(batch_size, bool) or not 1 <= batch_size <= MAX_BATCH:
+        raise ConfigError(f"--batch-size must be from 1 to {MAX_BATCH:,}, not {batch_size}")
     if is_ensemble(run_dir):  # the members' averaged probabilities
         runs, members = load_members(member_dirs(run_dir), store=store_path,
                                      verify_store=verify_store, progress=progress)
@@ -124,10 +141,10 @@ def evaluate_run(
         model = Ensemble(members) if members else run.load_model(progress=progress)
     labels = run.labels
     if data.targets is not None:
-        probs = predict_sigmoid(model, data, batch_size=batch_size)
+        probs = predict_sigmoid(model, data, batch_size=batch_size, run=run_dir)
         metrics = multilabel_metrics(data.targets, probs, labels, run.thresholds())
     else:
-        pred = predict(model, data, batch_size=batch_size)
+        pred = predict(model, data, batch_size=batch_size, run=run_dir)
         gold = np.array([e.label for e in data.examples], dtype=np.int64)
         metrics = classification_metrics(gold, pred, labels)
     metrics["data"] = str(data_path)
@@ -170,7 +187,9 @@ def ensemble_scores(dirs: list[Path], splits: dict[str, Any], *,
     """The averaged members' metrics on each split (``splits``: name -> TaskData or None)."""
     from metaprep.learn.ensemble import Ensemble, load_members
 
-    runs, models = load_members(dirs, verify_store=False, progress=progress)
+    # the store re-hashed (against the first member's record): the members' tables are read
+    # from the path they recorded, which might hold another store by now
+    runs, models = load_members(dirs, verify_store=True, progress=progress)
     try:
         ensemble, labels = Ensemble(models), runs[0].labels
         out: dict[str, Any] = {}
@@ -179,7 +198,8 @@ def ensemble_scores(dirs: list[Path], splits: dict[str, Any], *,
                 out[name] = None
                 continue
             gold = np.array([e.label for e in data.examples], dtype=np.int64)
-            out[name] = classification_metrics(gold, predict(ensemble, data), labels)
+            pred = predict(ensemble, data, run=dirs[0].parent.parent)
+            out[name] = classification_metrics(gold, pred, labels)
         return out
     finally:
         for run in runs:

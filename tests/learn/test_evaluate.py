@@ -106,3 +106,32 @@ def test_tampered_run_directory(trained: dict[str, Path], tmp_path: Path) -> Non
     (run / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelError, match="missing best.safetensors"):
         Run.open(run).load_model()
+
+
+def _scaled_weights(run: Path, factor: float) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(run / "best.safetensors"))
+    save_file({k: v * factor for k, v in state.items()}, str(run / "best.safetensors"))
+
+
+def test_nan_logits_are_refused_not_scored(trained: dict[str, Path], tmp_path: Path) -> None:
+    """Huge finite weights give NaN logits: evaluate reported them as "accuracy 0.5000"."""
+    from metaprep.learn.evaluate import ensemble_scores
+
+    run = shutil.copytree(trained["run"], tmp_path / "run")
+    _scaled_weights(run, 1e30)
+    with pytest.raises(ModelError, match=r"NaN or infinite scores for \d+ of 24 examples "
+                       r"\(the first on line \d+ of .*dev\.tsv\)") as err:
+        evaluate_run(run, trained["dev"], progress=False)
+    assert str(err.value).startswith(f"{run}: ") and "\n" not in str(err.value)
+    result = CliRunner().invoke(cli, ["evaluate", str(run), str(trained["dev"]), "-q"])
+    assert isinstance(result.exception, ModelError) and "accuracy" not in result.output
+    # an ensemble with such a member: its mean is NaN too (training scores ensembles so)
+    from metaprep.learn.data import LabelMap, load_task
+
+    with Run.open(trained["run"]) as good:
+        dev, _ = load_task(trained["dev"], good.encoder(), labels=LabelMap(good.labels),
+                           progress=False)
+    with pytest.raises(ModelError, match="NaN or infinite scores"):
+        ensemble_scores([trained["run"], run], {"dev": dev})

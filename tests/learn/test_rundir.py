@@ -432,3 +432,26 @@ def test_pipeline_train_figures_read_through_the_run(whole: dict[str, Any],
     (run / "config.json").write_text("{")  # damaged: no figures, and no failure
     assert stage_figures("train", tmp_path) == {}
     assert stage_figures("train", tmp_path / "nothing") == {}
+
+
+def test_weights_that_are_not_finite_are_never_written(whole: dict[str, Any],
+                                                       tmp_path: Path) -> None:
+    """A diverged model's weights would replace the last good best weights or checkpoint (and
+    then be refused on load, losing the run): they are refused before anything is written."""
+    import shutil
+
+    import torch
+
+    from metaprep.learn.rundir import Checkpoint
+
+    run = Run.open(shutil.copytree(whole["run"], tmp_path / "run"))
+    best, ckpt = (run.path / "best.safetensors").read_bytes(), run.load_checkpoint()
+    state = run.load_best()
+    bad = {**state, next(iter(state)): torch.full_like(next(iter(state.values())), float("nan"))}
+    with pytest.raises(ModelError, match="holds a NaN or infinite value.*training diverged"):
+        run.save_best(bad)
+    with pytest.raises(ModelError, match="holds a NaN or infinite value.*training diverged"):
+        run.save_checkpoint(Checkpoint(bad, ckpt.optimizer, ckpt.progress, ckpt.history))
+    assert (run.path / "best.safetensors").read_bytes() == best
+    assert run.load_checkpoint().progress == ckpt.progress
+    assert sorted(p.name for p in run.path.iterdir() if p.name.endswith(".tmp")) == []
