@@ -125,6 +125,25 @@ class Ensemble(nn.Module):
         return self.probabilities(ids, lengths, ids_b, lengths_b).clamp_min(tiny).log()
 
 
+def _figures(result: Any, where: Path) -> dict[str, Any]:
+    """A member's dev and test accuracy and best epoch, from its metrics (a finished member's
+    are read back from its metrics.json, which may have been edited)."""
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    try:
+        dev, best = result["dev"]["accuracy"], result["best_epoch"]
+        test = None if not result.get("test") else result["test"]["accuracy"]
+        ok = number(dev) and number(best) and (test is None or number(test))
+    except (KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise ModelError("the member's metrics lack its dev accuracy, test accuracy or best "
+                         "epoch", path=where / "metrics.json", hint="the file was damaged or "
+                         f"edited; delete {where} and resume the ensemble to train it again")
+    return {"dev": dev, "test": test, "best_epoch": best}
+
+
 def _same_but_seed(a: RunConfig, b: RunConfig) -> list[str]:
     da, db = asdict(a), asdict(b)
     return sorted(k for k in da if k not in ("seed", "members") and da[k] != db[k])
@@ -200,7 +219,7 @@ def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
         write_json(marker, {"members": cfg.members, "config": json.loads(json.dumps(asdict(cfg))),
                             "inputs": {k: None if v is None else str(Path(v).resolve())
                                        for k, v in inputs.items()}})
-    results = []
+    wheres, figures = [], []
     for k in range(cfg.members):
         where = _member_dir(out, k)
         if progress:
@@ -208,12 +227,10 @@ def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
                   file=sys.stderr)
         started = (where / "config.json").is_file()
         member = None if started else replace(cfg, members=1, seed=member_seed(cfg.seed, k))
-        results.append(train_one(member, where, inputs))
-    metrics = {"run_dir": str(out), "members": [r["run_dir"] for r in results],
-               **score(member_dirs(out)),
-               "member_metrics": [{"dev": r["dev"]["accuracy"],
-                                   "test": None if not r.get("test") else r["test"]["accuracy"],
-                                   "best_epoch": r["best_epoch"]} for r in results]}
+        wheres.append(str(where))
+        figures.append(_figures(train_one(member, where, inputs), where))
+    metrics = {"run_dir": str(out), "members": wheres, **score(member_dirs(out)),
+               "member_metrics": figures}
     metrics["best_dev_accuracy"] = metrics["dev"]["accuracy"]
     if metrics.get("test") is not None:
         metrics["test_accuracy"] = metrics["test"]["accuracy"]

@@ -27,6 +27,8 @@ __all__ = ["classification_metrics", "ensemble_scores", "evaluate_run", "format_
            "predict", "predict_sigmoid"]
 
 MAX_BATCH = LIMITS["batch_size"]  # evaluate's batches: as large as training's may be
+MAX_CONFUSION = 100  # labels up to which metrics keep the whole confusion matrix
+TOP_CONFUSIONS = 20  # the most frequent confusions kept in the metrics
 
 
 @torch.no_grad()
@@ -75,19 +77,30 @@ def predict_sigmoid(
 def classification_metrics(
     gold: np.ndarray, pred: np.ndarray, labels: Sequence[str]
 ) -> dict[str, Any]:
-    """accuracy, macro-F1 (over labels that occur in gold or pred), per-label P/R/F1, confusion
-    matrix (rows gold, columns predicted, in ``labels`` order)."""
+    """accuracy, macro-F1 (over labels that occur in gold or pred), per-label P/R/F1, the
+    confusion matrix (rows gold, columns predicted, in ``labels`` order; up to MAX_CONFUSION
+    labels, else None: n^2 numbers, 3 GB at 20,000 labels) and the most frequent confusions
+    (``confusions``: [gold, predicted, count], off the diagonal). Memory grows with the examples
+    and the labels, never with their product."""
     n = len(labels)
-    confusion = np.zeros((n, n), dtype=np.int64)
-    np.add.at(confusion, (gold, pred), 1)
-    tp = np.diag(confusion).astype(np.float64)
-    pred_count = confusion.sum(0).astype(np.float64)
-    gold_count = confusion.sum(1).astype(np.float64)
+    pairs, counts = np.unique(np.asarray(gold, dtype=np.int64) * n + pred, return_counts=True)
+    g, p = pairs // n, pairs % n
+    right = g == p
+    tp = np.bincount(g[right], weights=counts[right], minlength=n).astype(np.float64)
+    pred_count = np.bincount(p, weights=counts, minlength=n).astype(np.float64)
+    gold_count = np.bincount(g, weights=counts, minlength=n).astype(np.float64)
     precision = np.divide(tp, pred_count, out=np.zeros(n), where=pred_count > 0)
     recall = np.divide(tp, gold_count, out=np.zeros(n), where=gold_count > 0)
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros(n), where=denom > 0)
     seen = (gold_count + pred_count) > 0
+    confusion = None
+    if n <= MAX_CONFUSION:
+        matrix = np.zeros((n, n), dtype=np.int64)
+        matrix[g, p] = counts
+        confusion = matrix.tolist()
+    wrong = np.flatnonzero(~right)
+    top = wrong[np.argsort(-counts[wrong], kind="stable")[:TOP_CONFUSIONS]]
     return {
         "n": int(len(gold)),
         "accuracy": float(tp.sum() / max(1, len(gold))),
@@ -98,7 +111,8 @@ def classification_metrics(
             for i, label in enumerate(labels)
         },
         "labels": list(labels),
-        "confusion": confusion.tolist(),
+        "confusion": confusion,
+        "confusions": [[labels[g[i]], labels[p[i]], int(counts[i])] for i in top],
     }
 
 
@@ -168,16 +182,10 @@ def format_report(metrics: dict[str, Any], *, top: int = 5) -> str:
             f"{label[:20]:<20} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} "
             f"{m['support']:8d}"
         )
-    labels = metrics["labels"]
-    errors = [
-        (count, labels[g], labels[p])
-        for g, row in enumerate(metrics["confusion"])
-        for p, count in enumerate(row)
-        if g != p and count > 0
-    ]
+    errors = metrics["confusions"]
     if errors:
         lines += ["", "most frequent confusions (gold -> predicted):"]
-        for count, g, p in sorted(errors, key=lambda x: -x[0])[:top]:
+        for g, p, count in errors[:top]:
             lines.append(f"  {g} -> {p}: {count}")
     return "\n".join(lines)
 

@@ -120,6 +120,10 @@ def teacher_probabilities(path: str | Path, data: TaskData, *, store: str | Path
         if first.tokenizer != tokenizer:
             raise ModelError("the teacher splits text into tokens another way", path=root,
                              hint="train the teacher with the same tokenizer options")
+        if first.config.pair != data.pair:  # one sentence of a pair would be scored alone
+            want = "sentence pairs" if data.pair else "single sentences"
+            raise ModelError(f"the teacher was not trained on {want}, as this run is",
+                             path=root, hint="train the teacher on the same data")
     # the other members are checked against the first (config but the seed, labels, store)
     runs, models = load_members(dirs, store=store, verify_store=False, progress=progress)
     try:

@@ -159,7 +159,8 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     state = _fresh_state(cfg)
     history: list[dict[str, Any]] = []
     if ready.from_checkpoint:
-        state, history = restore(run, model, opt, map_location=device, progress_keys=set(state))
+        state, history = restore(run, model, opt, map_location=device, progress=state)
+        _set_lr(opt, state["lr"])  # the loop's lr is the truth (the optimizer's is checked)
     teacher = None
     if cfg.teacher:  # checked to be the teacher the run started with (learn/teacher.py)
         teacher = the_teacher(run, ready.data[0], resumed=ready.from_checkpoint,
@@ -225,6 +226,10 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
     batches = bucket_batches(train_data.lengths(), cfg.batch_size, seed=cfg.seed,
                              epoch=state["epoch"])
     batches = shard_batches(batches, loop.rank, loop.world)
+    if state["batch"] > len(batches):  # a checkpoint from elsewhere: the epoch would be skipped
+        raise ModelError(f"the checkpoint says batch {state['batch']} of an epoch of "
+                         f"{len(batches)}", path=loop.run.path / CHECKPOINT,
+                         hint="the checkpoint is damaged; start the run again in a new directory")
     loop.net.train()
     t0 = time.perf_counter()
     bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {state['epoch'] + 1}",

@@ -330,3 +330,16 @@ def test_a_member_linked_in_from_elsewhere_is_refused(trained: Path, data: dict[
     (ens / "members").symlink_to(tmp_path / "members")
     with pytest.raises(ModelError, match="members is a link or not a folder"):
         evaluate_run(ens, data["dev"], progress=False)
+
+
+@pytest.mark.parametrize("body", ['{"epochs": []}', '{"epochs": [], "dev": "x", "best_epoch": 1}',
+                                  '{"epochs": [], "dev": {"accuracy": true}, "best_epoch": 1}'])
+def test_a_finished_members_damaged_metrics_are_one_error(trained: Path, tmp_path: Path,
+                                                          body: str) -> None:
+    """A finished member (no checkpoint) is taken by its metrics.json: a KeyError traceback."""
+    copy = shutil.copytree(trained, tmp_path / "ens")
+    (copy / "members/1/checkpoint.pt").unlink()
+    (copy / "members/1/metrics.json").write_text(body)
+    with pytest.raises(ModelError, match="lack its dev accuracy") as err:
+        stages.train(stages.TrainOptions(output=copy, resume=True, quiet=True))
+    assert str(err.value).startswith(f"{copy / 'members/1/metrics.json'}: ")

@@ -135,3 +135,21 @@ def test_nan_logits_are_refused_not_scored(trained: dict[str, Path], tmp_path: P
                            progress=False)
     with pytest.raises(ModelError, match="NaN or infinite scores"):
         ensemble_scores([trained["run"], run], {"dev": dev})
+
+
+def test_metrics_of_many_labels_take_no_labels_squared_memory() -> None:
+    """The confusion matrix of 200,000 labels would be 320 GB (a train file with an id as its
+    label died so): kept whole up to MAX_CONFUSION labels, else only its largest cells."""
+    from metaprep.learn.evaluate import MAX_CONFUSION
+
+    labels = [f"id{i}" for i in range(200_000)]
+    gold = np.array([0, 1, 2, 2, 2, 199_999])
+    pred = np.array([0, 2, 1, 1, 2, 5])
+    m = classification_metrics(gold, pred, labels)
+    assert m["confusion"] is None and m["accuracy"] == pytest.approx(2 / 6)
+    assert m["confusions"] == [["id2", "id1", 2], ["id1", "id2", 1], ["id199999", "id5", 1]]
+    assert m["per_label"]["id2"] == {"precision": 0.5, "recall": pytest.approx(1 / 3),
+                                     "f1": pytest.approx(0.4), "support": 3}
+    small = classification_metrics(gold % 3, pred % 3, labels[:3])
+    assert len(small["confusion"]) == 3 and 3 <= MAX_CONFUSION
+    assert "id2 -> id1: 2" in format_report(m)

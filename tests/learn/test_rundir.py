@@ -455,3 +455,44 @@ def test_weights_that_are_not_finite_are_never_written(whole: dict[str, Any],
     assert (run.path / "best.safetensors").read_bytes() == best
     assert run.load_checkpoint().progress == ckpt.progress
     assert sorted(p.name for p in run.path.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def _first_epoch(ckpt: dict[str, Any]) -> None:
+    ckpt["progress"].update(epoch=1, stopped=False)
+    ckpt["history"] = ckpt["history"][:1]
+
+
+def _opt_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    state = ckpt["optimizer"]["state"]
+    return state[next(iter(state))]  # type: ignore[no-any-return]
+
+
+HOSTILE = {  # a checkpoint's counters, history and optimizer state as a stranger may write them
+    "epoch a string": lambda c: c["progress"].update(epoch="x"),  # a TypeError traceback
+    "epoch negative": lambda c: c["progress"].update(epoch=-5),  # numpy's ValueError
+    "lr NaN": lambda c: c["progress"].update(lr=float("nan")),  # trained on
+    "lr a string": lambda c: c["progress"].update(lr="fast"),  # a TypeError at the first decay
+    "a key missing": lambda c: c["progress"].pop("seen"),
+    "batch past the epoch": lambda c: c["progress"].update(batch=10**9),  # the epoch skipped
+    "history junk": lambda c: c.update(history=["junk"]),  # a TypeError in the plots
+    "history of strings": lambda c: c["history"][0].update(train_loss="x"),
+    "optimizer shape": lambda c: _opt_state(c).update(exp_avg=torch.zeros(3)),  # RuntimeError
+    "optimizer NaN": lambda c: _opt_state(c).update(
+        exp_avg_sq=_opt_state(c)["exp_avg_sq"] * float("nan")),  # NaN weights after one step
+    "optimizer settings": lambda c: c["optimizer"]["param_groups"][0].update(eps=0.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_checkpoint_is_one_line_before_any_step(whole: dict[str, Any],
+                                                          tmp_path: Path, case: str) -> None:
+    run = shutil.copytree(whole["run"], tmp_path / "run")
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    _first_epoch(ckpt)
+    HOSTILE[case](ckpt)
+    torch.save(ckpt, run / "checkpoint.pt")
+    before = (run / "checkpoint.pt").read_bytes()
+    with pytest.raises(ModelError, match="checkpoint") as e:
+        train(out=run, resume=True, progress=False)
+    one_line(e, "checkpoint.pt")
+    assert (run / "checkpoint.pt").read_bytes() == before

@@ -363,3 +363,16 @@ def test_a_teacher_folder_linked_from_elsewhere_is_refused(
         stages.train(stages.TrainOptions(output=out, resume=True, quiet=True))
     assert sorted((p.relative_to(elsewhere), p.stat().st_mtime_ns)
                   for p in elsewhere.rglob("*")) == before
+
+
+def test_a_teacher_of_single_sentences_is_refused_for_pairs(ensemble: Path, data: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    """It scored the first sentence of each pair alone (the model ignores a second one)."""
+    from exportkit import write_task
+
+    pairs = {"store": data["store"], "train": write_task(tmp_path / "t.tsv", 40, pair=True),
+             "dev": write_task(tmp_path / "d.tsv", 20, pair=True, seed=2)}
+    with pytest.raises(ModelError, match="not trained on sentence pairs") as err:
+        stages.train(stages.TrainOptions(**pairs, output=tmp_path / "run", teacher=ensemble,
+                                         **SMALL))
+    assert str(err.value).startswith(f"{ensemble}: ")
