@@ -149,6 +149,10 @@ def _same_but_seed(a: RunConfig, b: RunConfig) -> list[str]:
     return sorted(k for k in da if k not in ("seed", "members") and da[k] != db[k])
 
 
+def _train_sha(run: Run) -> str | None:
+    return None if run.data.train is None else run.data.train.sha256
+
+
 def load_members(dirs: list[Path], *, store: str | Path | None = None,
                  verify_store: bool = True, progress: bool = False) -> tuple[list[Run], list[Any]]:
     """Open the member runs and load their models; the members must be one config but the
@@ -166,11 +170,12 @@ def load_members(dirs: list[Path], *, store: str | Path | None = None,
             if run is not first:
                 differ = _same_but_seed(first.config, run.config)
                 if (differ or run.labels != first.labels or run.tokenizer != first.tokenizer
-                        or run.store_ref.sha256 != first.store_ref.sha256):
-                    what = ", ".join(differ) or "labels, tokenizer or store"
+                        or run.store_ref.sha256 != first.store_ref.sha256
+                        or _train_sha(run) != _train_sha(first)):
+                    what = ", ".join(differ) or "labels, tokenizer, store or train file"
                     raise ModelError(f"this member differs from {first.path} ({what})",
                                      path=d, hint="members must be one config but the seed, "
-                                     "trained on one store")
+                                     "trained on one store and one train file")
             if tables is None:
                 tables = load_tables(first.store(), first.config, progress=progress)
             models.append(run.load_model(progress=progress, tables=tables))

@@ -343,3 +343,22 @@ def test_a_finished_members_damaged_metrics_are_one_error(trained: Path, tmp_pat
     with pytest.raises(ModelError, match="lack its dev accuracy") as err:
         stages.train(stages.TrainOptions(output=copy, resume=True, quiet=True))
     assert str(err.value).startswith(f"{copy / 'members/1/metrics.json'}: ")
+
+
+def test_a_member_trained_on_other_data_is_refused(trained: Path, data: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    """A real folder holding a run of the same config, trained on another train file, was taken
+    as a member (its weights averaged in as if it were one)."""
+    from exportkit import write_task
+
+    from metaprep.learn.evaluate import evaluate_run
+
+    other = {**data, "train": write_task(tmp_path / "other.tsv", 80, seed=9)}
+    stranger = stages.train(stages.TrainOptions(**other, output=tmp_path / "s", seed=1007,
+                                                **SMALL)).run
+    copy = shutil.copytree(trained, tmp_path / "ens")
+    shutil.rmtree(copy / "members/1")
+    shutil.copytree(stranger, copy / "members/1")
+    with pytest.raises(ModelError, match="differs from .*train file") as err:
+        evaluate_run(copy, data["dev"], progress=False)
+    assert str(err.value).startswith(f"{copy / 'members/1'}: ")
