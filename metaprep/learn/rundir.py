@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 __all__ = [  # the layout's file names, then the API
     "ANALYSIS", "ATTENTION_PLOT", "BEST", "CHECKPOINT", "CONFIG", "DATA", "LABELS",
     "LEARNING_CURVES", "METRICS", "SPLITS", "STORE", "THRESHOLDS", "TOKENIZER",
-    "TEACHER_RECORD", "Checkpoint", "DataRecord", "FileRef", "Run", "StoreRef", "run_state",
-    "write_json",
+    "TEACHER_RECORD", "Checkpoint", "DataRecord", "FileRef", "Run", "StoreRef",
+    "partly_described", "run_state", "write_json",
 ]
 
 # --- the layout ---------------------------------------------------------------------------------
@@ -87,6 +87,18 @@ def run_state(path: str | Path) -> RunState:
     if (run / CHECKPOINT).exists():
         return "checkpointed"
     return "weights-only" if (run / BEST).exists() and (run / METRICS).exists() else "started"
+
+
+def partly_described(path: str | Path) -> bool:
+    """Whether ``path`` holds nothing but description files written before config.json (and
+    temporary files of ours): a run killed, or out of disk, while describing itself, which a
+    new run may start over (there is nothing to resume)."""
+    run = Path(path)
+    names = [p.name for p in run.iterdir()] if run.is_dir() else []
+    early = (LABELS, TOKENIZER, STORE, DATA)
+    return bool(names) and not (run / CONFIG).exists() and all(
+        n in early or any(n.startswith(f".{w}.") and n.endswith(".tmp") for w in _WRITTEN)
+        for n in names)
 
 
 # --- the run ------------------------------------------------------------------------------------

@@ -229,9 +229,11 @@ def train(options: TrainOptions) -> TrainResult:
 
 
 def _check_new_or_own(out: Path, resume: bool) -> None:
-    from metaprep.learn.rundir import run_state
+    from metaprep.learn.rundir import partly_described, run_state
 
     if resume or not out.is_dir() or run_state(out) != "empty" or not any(out.iterdir()):
+        return
+    if partly_described(out):  # killed (or out of disk) while describing itself: start over
         return
     raise ConfigError("is a folder that holds other files, not a run: train writes a run "
                       "only into a new or empty folder, or its own run", path=out,

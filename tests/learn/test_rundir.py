@@ -496,3 +496,27 @@ def test_a_hostile_checkpoint_is_one_line_before_any_step(whole: dict[str, Any],
         train(out=run, resume=True, progress=False)
     one_line(e, "checkpoint.pt")
     assert (run / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_run_stopped_while_describing_itself_starts_over(task: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    """Killed, or out of disk, before config.json: neither a rerun ("holds other files, not a
+    run") nor --resume ("nothing to resume") took the folder; it needed cleaning by hand."""
+    from metaprep import stages
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("labels.json", "tokenizer.json", "store.json"):
+        (out / name).write_text("[]")
+    (out / ".data.json.1234.tmp").write_text("{")
+    options = {"store": task["store"], "train": task["train"], "dev": task["dev"],
+               "output": out, "method": "sum", "encoder": "pool", "proj_dim": 4,
+               "mlp_hidden": 4, "epochs": 1, "quiet": True}
+    assert stages.train(stages.TrainOptions(**options)).run == out
+    assert Run.open(out).labels == ["neg", "pos"] and not list(out.glob(".*.tmp"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "labels.json").write_text("[]")
+    (other / "notes.txt").write_text("mine")  # not only ours: still refused
+    with pytest.raises(ConfigError, match="holds other files"):
+        stages.train(stages.TrainOptions(**{**options, "output": other}))
