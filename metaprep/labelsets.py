@@ -7,8 +7,11 @@ The same four layouts as ``metaprep.taskdata``, with the label read as a set:
     .jsonl           the label is a list of strings (or one string / integer: one label)
     fastText         any number of ``__label__X`` prefixes, none included
 
-Labels within an example are de-duplicated and kept in first-seen order. ``detect_task`` tells
-a multi-label file from a single-label one by the data alone. Pure standard library.
+Labels within an example are de-duplicated and kept in first-seen order. Each label is checked
+as single-label ones are (``taskdata.check_label``: single spaces between words) and may not
+hold ``label_sep`` in any layout, since ``split`` writes the labels of an example joined by it.
+``detect_task`` tells a multi-label file from a single-label one by the data alone. Pure
+standard library.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from metaprep.taskdata import (
     Columns,
     _json_type,
     _lines,
+    check_label,
     detect_task_format,
     fasttext_records,
     json_records,
@@ -46,8 +50,18 @@ def check_label_sep(sep: str) -> str:
     return sep
 
 
-def _unique(labels: list[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(x for x in labels if x))
+def _unique(labels: list[str], path: Path, line: int, sep: str) -> tuple[str, ...]:
+    """The labels checked (check_label, no ``sep`` inside), empty ones dropped, each once."""
+    out = []
+    for x in labels:
+        x = check_label(x, path, line)
+        if sep in x:
+            raise DataError(f"label {x!r} holds the label separator {sep!r}", path=path,
+                            line=line, hint="choose another --label-sep (a character no label "
+                            "holds)")
+        if x:
+            out.append(x)
+    return tuple(dict.fromkeys(out))
 
 
 def _layout(path: Path, fmt: str | None, encoding: str, c: Columns) -> str:
@@ -69,24 +83,24 @@ def read_labelsets(path: str | Path, *, label_sep: str = ",", encoding: str = "u
     check_label_sep(label_sep)
     layout = _layout(p, fmt, encoding, c)
     if layout == "jsonl":
-        yield from _read_jsonl(p, encoding, c)
+        yield from _read_jsonl(p, encoding, c, label_sep)
     elif layout == "fasttext":
-        yield from _read_fasttext(p, encoding)
+        yield from _read_fasttext(p, encoding, label_sep)
     else:
         for ex in read_examples(p, encoding=encoding, fmt=layout, require_label=False, columns=c):
             if ex.label is None:  # the reader leaves it None only without a label column
                 raise DataError(f"missing column {c.label}", path=p, line=ex.line,
                                 hint="give a label column; an empty cell means no label")
-            yield LabelSetExample(ex.text, _unique([x.strip() for x in
-                                                    ex.label.split(label_sep)]), ex.line)
+            yield LabelSetExample(ex.text, _unique(ex.label.split(label_sep), p, ex.line,
+                                                   label_sep), ex.line)
 
 
-def _read_jsonl(path: Path, encoding: str, c: Columns) -> Iterator[LabelSetExample]:
+def _read_jsonl(path: Path, encoding: str, c: Columns, sep: str) -> Iterator[LabelSetExample]:
     for no, obj, text in json_records(path, encoding, True, c):
-        yield LabelSetExample(text, _json_labels(obj[c.label], c.label, path, no), no)
+        yield LabelSetExample(text, _json_labels(obj[c.label], c.label, path, no, sep), no)
 
 
-def _json_labels(value: Any, key: str, path: Path, no: int) -> tuple[str, ...]:
+def _json_labels(value: Any, key: str, path: Path, no: int, sep: str) -> tuple[str, ...]:
     items = value if isinstance(value, list) else [value]
     out = []
     for x in items:
@@ -95,13 +109,13 @@ def _json_labels(value: Any, key: str, path: Path, no: int) -> tuple[str, ...]:
         if not isinstance(x, str):
             raise DataError(f"{key!r} must be a list of strings, not one holding "
                             f"{_json_type(x)}", path=path, line=no)
-        out.append(x.strip())
-    return _unique(out)
+        out.append(x)
+    return _unique(out, path, no, sep)
 
 
-def _read_fasttext(path: Path, encoding: str) -> Iterator[LabelSetExample]:
+def _read_fasttext(path: Path, encoding: str, sep: str) -> Iterator[LabelSetExample]:
     for no, labels, text in fasttext_records(path, encoding):
-        yield LabelSetExample(text, _unique(labels), no)
+        yield LabelSetExample(text, _unique(labels, path, no, sep), no)
 
 
 def detect_task(path: str | Path, *, label_sep: str = ",", encoding: str = "utf-8",

@@ -11,6 +11,10 @@ Extra columns (an id, a source) are ignored; a missing ``text`` / ``label`` colu
 and so is a column name given twice. Other column names are read with ``columns=Columns(...)``.
 Labels are returned as strings whatever the layout (JSON ``1`` and CSV ``1`` are the same label);
 a JSON label must be a string or an integer (``null``, ``true``, ``1.5``, lists are refused).
+A label is stripped of outer whitespace in every layout; inside, its words are separated by
+single spaces (``check_label``): a tab, a line break, a no-break space or two spaces in a row is
+refused, naming the line, since labels that differ only there would become one label wherever a
+label is written as text (``split``'s TSV cells, fastText lines, a terminal).
 Pure standard library; errors name the file and line.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
@@ -31,6 +36,7 @@ __all__ = [
     "TASK_FORMATS",
     "Columns",
     "Example",
+    "check_label",
     "count_words",
     "detect_task_format",
     "fasttext_records",
@@ -111,6 +117,19 @@ def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
             if no == 1 and text.startswith("\ufeff"):
                 text = text[1:]
             yield no, text
+
+
+def check_label(label: str, path: Path, line: int) -> str:
+    """``label`` stripped, refused (a DataError naming the line) if it holds whitespace other
+    than single spaces between words, or a control character (module docstring)."""
+    label = label.strip()
+    if label != " ".join(label.split()) or any(
+            unicodedata.category(ch) == "Cc" for ch in label):
+        raise DataError(f"label {label!r} holds a tab, a line break, a no-break space, two "
+                        "spaces in a row or a control character", path=path, line=line,
+                        hint="write a label's words with single spaces: labels that differ "
+                        "only in their spaces would be one label once written as text")
+    return label
 
 
 def _first_line(path: Path, encoding: str) -> str | None:
@@ -211,6 +230,8 @@ def _read_delimited(
             label = row[idx[c.label]].strip() if c.label in idx else None
             if require_label and not label:
                 raise DataError("empty label", path=path, line=line)
+            if require_label and label:
+                label = check_label(label, path, line)
             if len(keys) == 1:
                 yield Example(row[idx[keys[0]]], label, line)
             else:
@@ -277,7 +298,7 @@ def _json_label(obj: dict[str, Any], key: str, require: bool, path: Path, no: in
     if label is None and not require:
         return None
     if isinstance(label, str) and label.strip():
-        return label
+        return check_label(label, path, no) if require else label
     if isinstance(label, int) and not isinstance(label, bool):
         return str(label)
     what = "empty" if isinstance(label, str) else _json_type(label)
@@ -304,9 +325,14 @@ def _read_fasttext(path: Path, encoding: str, require_label: bool) -> Iterator[E
                 f"{len(labels)} labels on one line; only single-label examples are supported",
                 path=path, line=no,
             )
-        if require_label and not labels:
-            raise DataError("line has no __label__ prefix", path=path, line=no, hint=_HINT)
-        yield Example(text, labels[0] if labels else None, no)
+        label = labels[0] if labels else None
+        if require_label:
+            if label is None:
+                raise DataError("line has no __label__ prefix", path=path, line=no, hint=_HINT)
+            if not label:
+                raise DataError("empty label (a bare __label__)", path=path, line=no)
+            label = check_label(label, path, no)
+        yield Example(text, label, no)
 
 
 def read_examples(

@@ -179,3 +179,33 @@ def test_a_run_killed_mid_training_resumes(tmp_path: Path) -> None:
     assert (run / "best.safetensors").is_file() and (run / "metrics.json").is_file()
     assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sizes", "fsize", "name"), [
+    ("16", 2_000, "best.safetensors"), ("16", 8_000, "checkpoint.pt"),
+    ("4", 16_000, "learning_curves.png")])
+def test_every_file_of_a_run_under_a_file_size_limit(tmp_path: Path, sizes: str, fsize: int,
+                                                     name: str) -> None:
+    """The best weights (a safetensors traceback), the checkpoint and the plots (a message
+    naming no file): one line naming the file, no temp left, the file before it intact, and the
+    run resumable once there is room."""
+    store = make_store(tmp_path / "store.h5")
+    train, dev = write_task(tmp_path / "t.tsv", 40), write_task(tmp_path / "d.tsv", 20, seed=2)
+    run = tmp_path / "run"
+    args = ["train", "--store", str(store), "--train", str(train), "--dev", str(dev), "--method",
+            "sum", "--encoder", "pool", "--proj-dim", sizes, "--mlp-hidden", sizes, "--epochs",
+            "1", "--threads", "1", "-o", str(run), "-q"]
+    before = None
+    if name.endswith(".png"):  # a finished run, whose plot a resume writes again
+        assert _metaprep(args).returncode == 0
+        before = (run / name).read_bytes()
+        args.append("--resume")
+    proc = _metaprep(args, fsize=fsize)
+    _one_line_error(proc, run / name)
+    assert f"cannot write {name} (" in proc.stderr
+    assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
+    assert (run / name).read_bytes() == before if before else not (run / name).exists()
+    again = _metaprep([*args, "--resume"] if "--resume" not in args else args)
+    assert again.returncode == 0, again.stderr
+    assert (run / name).is_file() and (run / "metrics.json").is_file()

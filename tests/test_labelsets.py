@@ -93,3 +93,31 @@ def test_split_multilabel_stratifies_by_the_rarest_label_and_reports(tmp_path: P
     assert "2 of 3 labels have fewer than 10 examples" in notes[1]
     again, _ = split_multilabel(src, tmp_path / "again", dev=0.2, test=0.2, seed=3)
     assert (tmp_path / "again" / "dev.tsv").read_text() == (out / "dev.tsv").read_text()
+
+
+def test_labels_that_differ_only_in_their_spaces_are_refused_by_line(tmp_path: Path) -> None:
+    """"x y", "x\\ty" and "x\\u00a0y" were three labels to train, and one ("x y") once split
+    wrote them into TSV cells; a label holding the separator became two labels there."""
+    jsonl = tmp_path / "m.jsonl"
+    for bad, line in (("x\ty", 2), ("x\u00a0y", 2), ("x  y", 2), ("x\ny", 2), ("x\x1by", 2)):
+        jsonl.write_text(json.dumps({"text": "a", "label": ["x y"]}) + "\n"
+                         + json.dumps({"text": "b", "label": ["z", bad]}) + "\n")
+        with pytest.raises(DataError, match="holds a tab, a line break") as info:
+            list(read_labelsets(jsonl))
+        assert info.value.path == str(jsonl) and info.value.line == line
+        with pytest.raises(DataError, match="holds a tab"):
+            split_multilabel(jsonl, tmp_path / "out", dev=0.0, test=0.0, seed=1)
+    csv = tmp_path / "m.csv"
+    csv.write_text('text,label\na,"x y, z"\nb,"x\u00a0y"\n')
+    with pytest.raises(DataError, match="holds a tab") as info:
+        list(read_labelsets(csv))
+    assert info.value.line == 3
+    jsonl.write_text(json.dumps({"text": "a", "label": ["x,y"]}) + "\n")
+    with pytest.raises(DataError, match="holds the label separator ','") as info:
+        list(read_labelsets(jsonl))
+    assert info.value.line == 1
+    assert _sets(jsonl, label_sep="|") == [("a", ("x,y",), 1)]
+    # outer spaces are not part of a label in any layout; single spaces inside are fine
+    jsonl.write_text(json.dumps({"text": "a", "label": [" x y ", "x y"]}) + "\n")
+    assert _sets(jsonl) == [("a", ("x y",), 1)]
+    assert not (tmp_path / "out").exists()

@@ -158,3 +158,27 @@ def test_word_list(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="one word per line") as err:
         read_word_list(bad)
     assert err.value.line == 2
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("t.jsonl", '{"text": "a", "label": "x y"}\n{"text": "b", "label": "x\\ty"}\n'),
+    ("t.jsonl", '{"text": "a", "label": "x y"}\n{"text": "b", "label": "x\\u00a0y"}\n'),
+    ("t.csv", 'text,label\na,x y\nb,"x\ty"\n'),
+    ("t.tsv", "text\tlabel\na\tx y\nb\tx  y\n"),
+    ("t.txt", "__label__x a\n__label__x\x1by b\n"),
+])
+def test_labels_with_other_whitespace_are_refused_by_line(tmp_path: Path, name: str,
+                                                          text: str) -> None:
+    """Distinct labels to train, one label once `split` wrote them as TSV cells."""
+    p = _write(tmp_path / name, text)
+    with pytest.raises(DataError, match="holds a tab, a line break, a no-break space") as err:
+        list(read_examples(p))
+    assert err.value.path == str(p) and err.value.line == 3 - name.endswith(("jsonl", "txt"))
+    assert [ex.label for ex in read_examples(p, require_label=False)][1] is not None  # predict
+
+
+def test_a_bare_fasttext_label_is_refused(tmp_path: Path) -> None:
+    p = _write(tmp_path / "t.txt", "__label__a x\n__label__ y\n")
+    with pytest.raises(DataError, match="empty label") as err:
+        list(read_examples(p))
+    assert err.value.line == 2

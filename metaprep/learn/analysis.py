@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metaprep.atomic import atomic_path
+from metaprep.atomic import atomic_path, write_failure
 from metaprep.learn.data import TaskData, bucket_batches, collate
 from metaprep.learn.model import MetaEmbeddingClassifier
 
@@ -105,9 +105,14 @@ def attention_analysis(
 def _save(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            try:
+                fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+            except OSError as exc:  # a full disk, a file-size limit: name the file
+                raise write_failure(path, exc) from exc
+    finally:
+        plt.close(fig)
 
 
 def plot_attention(report: dict[str, Any], path: str | Path) -> bool:

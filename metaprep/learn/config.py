@@ -14,7 +14,7 @@ from metaprep.errors import ConfigError
 from metaprep.tokenize import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
 
 __all__ = ["ENCODERS", "FILLED", "LIMITS", "MAX_WEIGHTS", "METHODS", "NORMS", "PRESETS",
-           "RunConfig", "preset_values"]
+           "RANGES", "SEED_STEP", "RunConfig", "number_problem", "preset_values"]
 
 NORMS = ("none", "center", "scale", "layernorm")  # source_norm (learn/levers.py)
 METHODS = ("dme", "cdme", "concat", "sum", "single")
@@ -28,7 +28,24 @@ LIMITS = {"proj_dim": 16384, "hidden": 16384, "cnn_filters": 16384, "mlp_hidden"
           "context_hidden": 1024, "batch_size": 65536, "epochs": 100_000, "patience": 100_000,
           "checkpoint_steps": 10**9, "num_labels": 1_000_000, "vocab_size": 2**31 - 3,
           "learned_dim": 65536, "learned_buckets": 2**31 - 1, "learned_subwords": 2**31 - 1,
-          "members": 64, "teacher_members": 64, "max_tokens": MAX_TOKENS_LIMIT}
+          "members": 64, "teacher_members": 64, "seed": 2**32 - 1,
+          "max_tokens": MAX_TOKENS_LIMIT}
+# The range of every float option (low, high), both ends included but those the two sets below
+# exclude; each must also be finite (a NaN passes no comparison; an infinite lr trains on NaN).
+# The bounds are far beyond any useful value: they keep a typo from training on nonsense.
+RANGES: dict[str, tuple[float, float]] = {
+    "mix_dropout": (0.0, 1.0), "source_dropout": (0.0, 1.0), "learned_dropout": (0.0, 1.0),
+    "mix_entropy": (-1000.0, 1000.0), "learned_weight_decay": (0.0, 1000.0),
+    "learned_lr_scale": (0.0, 1e6), "pos_weight": (0.0, 1e6), "lr": (0.0, 10.0),
+    "lr_decay": (0.0, 1.0), "min_lr": (0.0, 10.0), "grad_clip": (0.0, 1e6),
+    "teacher_weight": (0.0, 1.0), "teacher_temperature": (0.0, 1000.0)}
+_ABOVE_LOW = {"learned_lr_scale", "lr", "lr_decay", "grad_clip", "teacher_temperature"}
+_BELOW_HIGH = {"mix_dropout", "source_dropout", "learned_dropout"}
+_AT_LEAST_1 = ("proj_dim", "context_hidden", "hidden", "cnn_filters", "mlp_hidden",
+               "batch_size", "epochs", "patience", "members", "max_tokens")
+_AT_LEAST_0 = ("checkpoint_steps", "learned_dim", "learned_buckets", "learned_subwords",
+               "seed", "vocab_size", "teacher_members")
+SEED_STEP = 1000  # ensemble member k trains with seed + SEED_STEP k (learn/ensemble.py)
 MAX_SOURCES = 64
 MAX_CNN_WIDTH = 64  # tokens a filter spans: far beyond an n-gram worth a filter
 MAX_SOURCE_DIM = 65536
@@ -66,6 +83,28 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 15,
                  "members": 3},
 }
+
+
+def number_problem(key: str, value: Any) -> str | None:
+    """Why ``value`` is no good for the number option ``key``, or None. The one check of every
+    number a run takes: RunConfig.validate and the train stage's options (so a pipeline's
+    [train] keys too, when its file is loaded) use it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None  # not a number: from_dict and the callers check types
+    if key in RANGES:
+        low, high = RANGES[key]
+        above, below = key in _ABOVE_LOW, key in _BELOW_HIGH
+        if not (math.isfinite(value) and (value > low if above else value >= low)
+                and (value < high if below else value <= high)):
+            span = f"{'(' if above else '['}{low:g}, {high:g}{')' if below else ']'}"
+            return f"must be a finite number in {span}, not {value!r}"
+    elif key in _AT_LEAST_1 and value < 1:
+        return f"must be at least 1, not {value!r}"
+    elif key in _AT_LEAST_0 and value < 0:
+        return f"must be 0 or more, not {value!r}"
+    if key in LIMITS and value > LIMITS[key]:
+        return f"must be at most {LIMITS[key]:,} (not {value:,})"
+    return None
 
 
 def preset_values(name: str | None) -> dict[str, Any]:
@@ -210,40 +249,26 @@ class RunConfig:
             raise bad("sources", "method single uses exactly one source")
         if len(set(self.sources)) != len(self.sources):
             raise bad("sources", "a source is named twice")
-        for key in ("proj_dim", "context_hidden", "hidden", "cnn_filters", "mlp_hidden",
-                    "batch_size", "epochs", "patience", "members", "max_tokens"):
-            if getattr(self, key) < 1:
-                raise bad(key, "must be at least 1")
+        for f in fields(self):  # every number: finite, in range, below its limit
+            why = number_problem(f.name, getattr(self, f.name))
+            if why:
+                raise bad(f.name, why)
+        # each member (and teacher member) trains with its own seed, which must be valid too
+        last = self.seed + SEED_STEP * (max(self.members, self.teacher_members, 1) - 1)
+        if last > LIMITS["seed"]:
+            raise bad("seed", f"must be at most {LIMITS['seed'] - (last - self.seed):,} with "
+                      f"this many members (member seeds go up by {SEED_STEP})")
         widths = self.cnn_widths
         if not widths or len(widths) > 16 or len(set(widths)) != len(widths) or any(
                 isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= MAX_CNN_WIDTH
                 for w in widths):
             raise bad("cnn_widths", f"must be 1 to 16 different whole numbers from 1 to "
                       f"{MAX_CNN_WIDTH}, not {widths!r}")
-        if self.checkpoint_steps < 0:
-            raise bad("checkpoint_steps", "must be 0 (epoch ends only) or more")
-        if not 0.0 < self.lr_decay <= 1.0:
-            raise bad("lr_decay", "must be in (0, 1]")
-        for key in ("lr", "grad_clip"):
-            if not getattr(self, key) > 0:
-                raise bad(key, "must be above 0")
-        for key in ("mix_dropout", "source_dropout", "learned_dropout"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise bad(key, "must be in [0, 1)")
         if self.feature_freq not in ("train", "rank"):
             raise bad("feature_freq", f"must be train or rank, not {self.feature_freq!r}")
         if self.source_norm not in NORMS:
             raise bad("source_norm", f"must be one of {', '.join(NORMS)}, not "
                       f"{self.source_norm!r}")
-        if not math.isfinite(self.mix_entropy):
-            raise bad("mix_entropy", "must be a finite number")
-        for key in ("learned_dim", "learned_buckets", "learned_subwords"):
-            if getattr(self, key) < 0:
-                raise bad(key, "must be 0 (off) or more")
-        if not self.learned_lr_scale > 0:
-            raise bad("learned_lr_scale", "must be above 0")
-        if self.learned_weight_decay < 0:
-            raise bad("learned_weight_decay", "must be 0 or more")
         init = self.learned_init
         if init != "random" and self.sources and init not in self.sources:
             raise bad("learned_init", f"{init!r} is not one of the sources (or random)")
@@ -252,10 +277,6 @@ class RunConfig:
         if self.members > 1 and self.task != "single":
             raise bad("members", "an ensemble needs a single-label task (its thresholds would "
                       "need tuning anew); train multi-label models one at a time")
-        if not 0.0 <= self.teacher_weight <= 1.0:
-            raise bad("teacher_weight", "must be in [0, 1]")
-        if not (math.isfinite(self.teacher_temperature) and self.teacher_temperature > 0):
-            raise bad("teacher_temperature", "must be a finite number above 0")
         if (self.teacher or self.teacher_members) and self.task != "single":
             raise bad("teacher", "distillation needs a single-label task")
         if self.teacher_members < 0 or self.teacher_members == 1:
@@ -265,16 +286,11 @@ class RunConfig:
                       "taught models is not supported (set members 1 or teacher_members 0)")
         if self.num_labels < (2 if self.task == "single" else 1):
             raise bad("num_labels", "a classifier needs at least 2 labels")
-        if not self.pos_weight >= 0:
-            raise bad("pos_weight", "must be 0 (off) or above")
         if self.select_metric not in ("micro_f1", "macro_f1", "mean_auc"):
             raise bad("select_metric", "must be micro_f1, macro_f1 or mean_auc, not "
                       f"{self.select_metric!r}")
         if not self.label_sep or self.label_sep != self.label_sep.strip():
             raise bad("label_sep", "must be a non-empty separator without spaces")
-        for key, most in LIMITS.items():
-            if getattr(self, key) > most:
-                raise bad(key, f"must be at most {most:,} (not {getattr(self, key):,})")
         if self.learned_buckets and not self.learned_dim:
             raise bad("learned_buckets", "word bigrams need the learned source: set learned_dim")
         if self.learned_subwords and not self.learned_dim:

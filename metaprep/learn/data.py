@@ -24,6 +24,7 @@ __all__ = [
     "Batch",
     "Example",
     "LabelMap",
+    "MAX_CELLS",
     "TaskData",
     "TextEncoder",
     "bucket_batches",
@@ -33,6 +34,20 @@ __all__ = [
     "shard_batches",
     "token_counts",
 ]
+
+
+# Scores held per file: training, evaluation and a teacher keep an (examples x labels) float32
+# table of a whole file (logits, probabilities, multi-label targets), so their product is
+# bounded (1 GiB); a label column that is really an id column would otherwise fill memory.
+MAX_CELLS = 1 << 28
+
+
+def _check_cells(path: Path, examples: int, labels: int) -> None:
+    if examples * labels > MAX_CELLS:
+        raise DataError(f"{examples:,} examples x {labels:,} labels is more than the "
+                        f"{MAX_CELLS:,} scores metaprep holds in memory for one file",
+                        path=path, hint="is the label column right (--label-column)? Else "
+                        "split the file, or merge rare labels")
 
 
 class LabelMap:
@@ -140,6 +155,7 @@ def load_task(
                 f"only one label ({labels.labels[0]!r}) in the training data", path=path,
                 hint="a classifier needs at least two classes",
             )
+    _check_cells(path, len(raw), len(labels))
     examples = []
     for text, label, line in raw:
         if isinstance(text, tuple) != pair:
@@ -187,6 +203,7 @@ def load_labelsets(
         if len(labels) < 1:
             raise DataError("no example in the training data has a label", path=path)
     pair = isinstance(raw[0].text, tuple)
+    _check_cells(path, len(raw), len(labels))
     targets = np.zeros((len(raw), len(labels)), dtype=np.float32)
     examples = []
     for i, ex in enumerate(raw):

@@ -26,15 +26,14 @@ import torch
 from torch import nn
 
 from metaprep.errors import ConfigError, ModelError
-from metaprep.learn.config import RunConfig
+from metaprep.learn.config import SEED_STEP, RunConfig
 from metaprep.learn.rundir import ENSEMBLE, Run
 from metaprep.learn.runfiles import _read_json, check_run_file, write_json
 
-__all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "ensemble_metrics", "is_ensemble",
-           "load_members", "member_dirs", "member_seed", "train_ensemble"]
+__all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "check_subfolder", "ensemble_metrics",
+           "is_ensemble", "load_members", "member_dirs", "member_seed", "train_ensemble"]
 
 MEMBERS = "members"
-SEED_STEP = 1000
 
 
 def member_seed(seed: int, k: int) -> int:
@@ -62,13 +61,31 @@ def _read(path: Path) -> dict[str, Any]:
     return data  # type: ignore[no-any-return]
 
 
+def check_subfolder(path: Path) -> None:
+    """A folder a run or ensemble holds (members, members/K, a run's teacher) must be a real
+    folder inside it: a link to a run elsewhere would be read (and, on a resume, trained into)
+    as if the directory held it. Absent is fine (not trained yet)."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ModelError(f"{path.name} is a link or not a folder: it must be a folder inside "
+                         f"{path.parent}", path=path,
+                         hint="refusing to read or train outside the directory; the directory "
+                         "was damaged or edited")
+
+
+def _member_dir(root: Path, k: int) -> Path:
+    check_subfolder(root / MEMBERS)
+    check_subfolder(root / MEMBERS / str(k))
+    return root / MEMBERS / str(k)
+
+
 def member_dirs(path: str | Path) -> list[Path]:
-    """The member run directories an ensemble directory lists, checked to exist."""
+    """The member run directories an ensemble directory lists, checked to exist, each a real
+    folder inside it (never a link to a run elsewhere)."""
     root = Path(path)
     count = _read(root / ENSEMBLE)["members"]
-    dirs = [root / MEMBERS / str(k) for k in range(count)]
+    dirs = [_member_dir(root, k) for k in range(count)]
     for d in dirs:
-        check_run_file(d / "config.json")  # a member linked in from elsewhere is refused
+        check_run_file(d / "config.json")
         if not (d / "config.json").is_file():
             raise ModelError("a member of the ensemble is missing or unfinished", path=d,
                              hint=f"finish training it: metaprep train --resume -o {root}")
@@ -108,9 +125,32 @@ class Ensemble(nn.Module):
         return self.probabilities(ids, lengths, ids_b, lengths_b).clamp_min(tiny).log()
 
 
+def _figures(result: Any, where: Path) -> dict[str, Any]:
+    """A member's dev and test accuracy and best epoch, from its metrics (a finished member's
+    are read back from its metrics.json, which may have been edited)."""
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    try:
+        dev, best = result["dev"]["accuracy"], result["best_epoch"]
+        test = None if not result.get("test") else result["test"]["accuracy"]
+        ok = number(dev) and number(best) and (test is None or number(test))
+    except (KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise ModelError("the member's metrics lack its dev accuracy, test accuracy or best "
+                         "epoch", path=where / "metrics.json", hint="the file was damaged or "
+                         f"edited; delete {where} and resume the ensemble to train it again")
+    return {"dev": dev, "test": test, "best_epoch": best}
+
+
 def _same_but_seed(a: RunConfig, b: RunConfig) -> list[str]:
     da, db = asdict(a), asdict(b)
     return sorted(k for k in da if k not in ("seed", "members") and da[k] != db[k])
+
+
+def _train_sha(run: Run) -> str | None:
+    return None if run.data.train is None else run.data.train.sha256
 
 
 def load_members(dirs: list[Path], *, store: str | Path | None = None,
@@ -130,11 +170,12 @@ def load_members(dirs: list[Path], *, store: str | Path | None = None,
             if run is not first:
                 differ = _same_but_seed(first.config, run.config)
                 if (differ or run.labels != first.labels or run.tokenizer != first.tokenizer
-                        or run.store_ref.sha256 != first.store_ref.sha256):
-                    what = ", ".join(differ) or "labels, tokenizer or store"
+                        or run.store_ref.sha256 != first.store_ref.sha256
+                        or _train_sha(run) != _train_sha(first)):
+                    what = ", ".join(differ) or "labels, tokenizer, store or train file"
                     raise ModelError(f"this member differs from {first.path} ({what})",
                                      path=d, hint="members must be one config but the seed, "
-                                     "trained on one store")
+                                     "trained on one store and one train file")
             if tables is None:
                 tables = load_tables(first.store(), first.config, progress=progress)
             models.append(run.load_model(progress=progress, tables=tables))
@@ -147,17 +188,20 @@ def load_members(dirs: list[Path], *, store: str | Path | None = None,
 
 def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
                    overrides: dict[str, Any], train_one: Any, score: Any,
-                   progress: bool) -> dict[str, Any]:
+                   progress: bool, check: Any = None) -> dict[str, Any]:
     """Train (``cfg``) or resume (None) the members into ``out``/members/k with ``train_one(
     member_cfg or None, dir, inputs)`` -> that run's metrics, then score their average
     (``score(member dirs)`` -> {"dev": metrics, "test": metrics or None}) and write
     metrics.json. A resume checks ``overrides`` against the saved options and takes the
-    saved inputs for members not started yet."""
+    saved inputs for members not started yet. A new ensemble calls ``check(member 0's config,
+    inputs)`` first, which raises if the inputs do not make a run: nothing is written before."""
     marker = out / ENSEMBLE
     if cfg is not None and not marker.is_file() and out.is_dir() and any(out.iterdir()):
         raise ConfigError("is a folder that holds other files, not an ensemble: train writes "
                           "an ensemble only into a new or empty folder", path=out,
                           hint="choose another -o")
+    if cfg is not None and not marker.is_file() and check is not None:
+        check(replace(cfg, members=1, seed=member_seed(cfg.seed, 0)), inputs)
     out.mkdir(parents=True, exist_ok=True)
     if cfg is None:
         if not marker.is_file():
@@ -180,20 +224,18 @@ def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
         write_json(marker, {"members": cfg.members, "config": json.loads(json.dumps(asdict(cfg))),
                             "inputs": {k: None if v is None else str(Path(v).resolve())
                                        for k, v in inputs.items()}})
-    results = []
+    wheres, figures = [], []
     for k in range(cfg.members):
-        where = out / MEMBERS / str(k)
+        where = _member_dir(out, k)
         if progress:
             print(f"member {k + 1} of {cfg.members} (seed {member_seed(cfg.seed, k)}): {where}",
                   file=sys.stderr)
         started = (where / "config.json").is_file()
         member = None if started else replace(cfg, members=1, seed=member_seed(cfg.seed, k))
-        results.append(train_one(member, where, inputs))
-    metrics = {"run_dir": str(out), "members": [r["run_dir"] for r in results],
-               **score(member_dirs(out)),
-               "member_metrics": [{"dev": r["dev"]["accuracy"],
-                                   "test": None if not r.get("test") else r["test"]["accuracy"],
-                                   "best_epoch": r["best_epoch"]} for r in results]}
+        wheres.append(str(where))
+        figures.append(_figures(train_one(member, where, inputs), where))
+    metrics = {"run_dir": str(out), "members": wheres, **score(member_dirs(out)),
+               "member_metrics": figures}
     metrics["best_dev_accuracy"] = metrics["dev"]["accuracy"]
     if metrics.get("test") is not None:
         metrics["test_accuracy"] = metrics["test"]["accuracy"]

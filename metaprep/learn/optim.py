@@ -9,13 +9,14 @@ checkpoint.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from metaprep.learn.config import RunConfig
 
-__all__ = ["Split", "clipped_parameters", "make_optimizer"]
+__all__ = ["Split", "clipped_parameters", "make_optimizer", "state_problem"]
 
 
 class Split:
@@ -77,3 +78,30 @@ def clipped_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 def _is_sparse(model: torch.nn.Module) -> bool:
     learned = getattr(getattr(model, "front", None), "learned", None)
     return bool(learned is not None and learned.sparse)
+
+
+def _settings(opt: Any) -> list[dict[str, Any]]:
+    return [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in opt.param_groups]
+
+
+def state_problem(opt: Any, fresh: list[dict[str, Any]]) -> str | None:
+    """What is wrong with a loaded optimizer state (a checkpoint may come from anyone), or None:
+    its settings must be ``fresh``'s (``_settings`` of the optimizer the config makes: the lr is
+    the loop's), and every per-weight tensor of the weight's shape and finite (a wrong shape
+    fails at the first step, a NaN moment trains on NaN)."""
+    if _settings(opt) != fresh:
+        return "its optimizer settings are not the ones the config makes"
+    for one in (opt.dense, opt.sparse) if isinstance(opt, Split) else (opt,):
+        for param, state in one.state.items():
+            for key, value in state.items():
+                if not isinstance(value, torch.Tensor):  # SparseAdam counts steps in an int
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                            or not math.isfinite(value):
+                        return f"optimizer state {key!r} is {value!r}"
+                    continue
+                if value.dim() and value.shape != param.shape:
+                    return (f"optimizer state {key!r} has shape {list(value.shape)}, its weight "
+                            f"{list(param.shape)}")
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    return f"optimizer state {key!r} holds a NaN or infinite value"
+    return None

@@ -11,6 +11,7 @@ first checkpoint holds nothing to lose: a new run starts over it, a resume start
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -77,20 +78,60 @@ def prepare(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
 
 
 def restore(run: Run, model: torch.nn.Module, opt: Any, *, map_location: Any,
-            progress_keys: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Load the checkpoint into ``model`` and ``opt``: (progress counters, epoch history)."""
+            progress: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Load the checkpoint into ``model`` and ``opt``: (progress counters, epoch history), each
+    checked against ``progress`` (the fresh counters: their keys and types) and the config."""
+    from metaprep.learn.optim import _settings, state_problem
+
     ckpt = run.load_checkpoint(map_location=map_location)
+    fresh = _settings(opt)
     try:
-        missing = sorted(progress_keys - set(ckpt.progress))
-        if missing:
-            raise ValueError(f"progress lacks {', '.join(missing)}")
+        why = _progress_problem(ckpt.progress, progress, run.config) or _history_problem(
+            ckpt.history, ckpt.progress["epoch"])
+        if why:
+            raise ValueError(why)
         model.load_state_dict(ckpt.model, strict=True)
         opt.load_state_dict(ckpt.optimizer)
-    except (RuntimeError, ValueError, KeyError) as exc:
+        why = state_problem(opt, fresh)
+        if why:
+            raise ValueError(why)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         why = " ".join(str(exc).split())[:300]  # torch's message spans lines
         raise ModelError(f"the checkpoint does not fit the run: {why}", path=run.path / CHECKPOINT,
                          hint="config.json was edited, or the checkpoint is damaged") from exc
     return dict(ckpt.progress), list(ckpt.history)
+
+
+def _progress_problem(got: dict[str, Any], fresh: dict[str, Any], cfg: RunConfig) -> str | None:
+    """The loop's counters: the fresh ones' keys and types, finite, in range."""
+    if set(got) != set(fresh):
+        return f"progress has keys {sorted(got)}, not {sorted(fresh)}"
+    for key, value in got.items():
+        kind = type(fresh[key])
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if kind is float:  # a float counter may have been saved as a whole number
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and math.isfinite(value)
+        if not ok:
+            return f"progress {key} is {value!r}"
+    if not 0 <= got["epoch"] <= cfg.epochs or not -1 <= got["best_epoch"] <= got["epoch"]:
+        return f"progress epoch {got['epoch']} / best epoch {got['best_epoch']} out of range"
+    if min(got[k] for k in ("batch", "step", "bad_epochs", "correct", "seen")) < 0 \
+            or not got["lr"] > 0:
+        return "progress holds a negative count or an lr of 0 or less"
+    return None
+
+
+def _history_problem(history: list[Any], epochs: int) -> str | None:
+    """One record per finished epoch, of numbers (the plots and metrics.json read them)."""
+    if len(history) != epochs:
+        return f"history holds {len(history)} epochs, progress says {epochs}"
+    for record in history:
+        if not isinstance(record, dict) or any(
+                isinstance(record.get(k), bool) or not isinstance(record.get(k), (int, float))
+                for k in ("epoch", "lr", "train_loss", "train_accuracy", "dev_accuracy")):
+            return "a history record is not an epoch's numbers"
+    return None
 
 
 # --- a new run ----------------------------------------------------------------------------------

@@ -21,11 +21,13 @@ from metaprep.atomic import atomic_path, write_failure
 from metaprep.errors import ModelError, StoreError
 from metaprep.learn.config import RunConfig
 from metaprep.learn.runfiles import (
+    _SHA256,
     SPLITS,
     Checkpoint,
     DataRecord,
     FileRef,
     StoreRef,
+    _fields,
     _one_line,
     _read_config,
     _read_json,
@@ -47,7 +49,8 @@ if TYPE_CHECKING:
 __all__ = [  # the layout's file names, then the API
     "ANALYSIS", "ATTENTION_PLOT", "BEST", "CHECKPOINT", "CONFIG", "DATA", "LABELS",
     "LEARNING_CURVES", "METRICS", "SPLITS", "STORE", "THRESHOLDS", "TOKENIZER",
-    "Checkpoint", "DataRecord", "FileRef", "Run", "StoreRef", "run_state", "write_json",
+    "TEACHER_RECORD", "Checkpoint", "DataRecord", "FileRef", "Run", "StoreRef",
+    "partly_described", "run_state", "write_json",
 ]
 
 # --- the layout ---------------------------------------------------------------------------------
@@ -64,8 +67,9 @@ LEARNING_CURVES = "learning_curves.png"
 ATTENTION_PLOT = "attention_by_source.png"
 THRESHOLDS = "thresholds.json"  # multi-label runs: per-label thresholds tuned on dev
 ENSEMBLE = "ensemble.json"  # marks a directory of member runs instead (learn/ensemble.py)
+TEACHER_RECORD = "teacher.json"  # a taught run: which teacher, by content (learn/teacher.py)
 _WRITTEN = (CONFIG, LABELS, TOKENIZER, STORE, DATA, METRICS, ANALYSIS, BEST, CHECKPOINT,
-            LEARNING_CURVES, ATTENTION_PLOT, THRESHOLDS)
+            LEARNING_CURVES, ATTENTION_PLOT, THRESHOLDS, TEACHER_RECORD)
 
 RunState = Literal["empty", "started", "checkpointed", "weights-only"]
 
@@ -84,6 +88,18 @@ def run_state(path: str | Path) -> RunState:
     if (run / CHECKPOINT).exists():
         return "checkpointed"
     return "weights-only" if (run / BEST).exists() and (run / METRICS).exists() else "started"
+
+
+def partly_described(path: str | Path) -> bool:
+    """Whether ``path`` holds nothing but description files written before config.json (and
+    temporary files of ours): a run killed, or out of disk, while describing itself, which a
+    new run may start over (there is nothing to resume)."""
+    run = Path(path)
+    names = [p.name for p in run.iterdir()] if run.is_dir() else []
+    early = (LABELS, TOKENIZER, STORE, DATA)
+    return bool(names) and not (run / CONFIG).exists() and all(
+        n in early or any(n.startswith(f".{w}.") and n.endswith(".tmp") for w in _WRITTEN)
+        for n in names)
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -281,12 +297,14 @@ class Run:
 
     # --- what training writes
     def save_best(self, state: dict[str, torch.Tensor]) -> None:
+        from safetensors import SafetensorError
         from safetensors.torch import save_file
 
+        _check_finite(state, self.path / BEST, _DIVERGED)  # never replace good weights by NaN
         with atomic_path(self.path / BEST) as tmp:
             try:
                 save_file(state, str(tmp))
-            except (OSError, RuntimeError) as exc:
+            except (OSError, RuntimeError, SafetensorError) as exc:  # a full disk, a size limit
                 raise write_failure(self.path / BEST, exc) from exc
 
     def load_best(self) -> dict[str, torch.Tensor]:
@@ -310,6 +328,7 @@ class Run:
 
         state = {"model": checkpoint.model, "optimizer": checkpoint.optimizer,
                  "progress": checkpoint.progress, "history": checkpoint.history}
+        _check_finite(checkpoint.model, self.path / CHECKPOINT, _DIVERGED)
         with atomic_path(self.path / CHECKPOINT) as tmp:
             try:
                 torch.save(state, tmp)
@@ -368,6 +387,21 @@ class Run:
                              hint="the file was edited by hand; train the run again")
         return Thresholds(float(data["global"]), tuple(float(per[k]) for k in self.labels))
 
+    def write_teacher(self, record: dict[str, str]) -> None:
+        """A taught run's teacher as it was when the run started: {"path", "sha256"}."""
+        write_json(self.path / TEACHER_RECORD, record)
+
+    def teacher_record(self) -> dict[str, str] | None:
+        """teacher.json (None when absent), checked."""
+        path = self.path / TEACHER_RECORD
+        check_run_file(path)
+        if not path.exists():
+            return None
+        record = _fields(_read_json(path), {"path": str, "sha256": str}, path)
+        if not _SHA256.fullmatch(record["sha256"]):
+            raise ModelError("sha256 is not 64 lowercase hex digits", path=path)
+        return record
+
     def write_analysis(self, report: dict[str, Any]) -> None:
         write_json(self.path / ANALYSIS, report)
 
@@ -381,6 +415,10 @@ class Run:
         if not isinstance(data, dict) or not isinstance(data.get("epochs", []), list):
             raise ModelError("expected an object with a list of epochs", path=path)
         return data
+
+
+_DIVERGED = ("training diverged: nothing was written, the file on disk is the last good one; "
+             "train anew with a lower --lr")
 
 
 def _check_finite(state: dict[str, Any], path: Path, hint: str) -> None:

@@ -12,11 +12,16 @@ averaged is the usual teacher, and its student keeps one model's serving cost.
 
 The teacher must have been trained on the same store (so a word id means the same word), with
 the same labels in the same order and the same tokenizer; it is read as any run is (validated,
-never unpickled) and its probabilities are computed once, when the student's training starts.
+never unpickled) and its probabilities are computed once, when the student's training starts,
+with the student's own store (whose sha256 the student checked; the teacher's recorded store
+path is never read). The teacher is identified by content (``teacher_identity``): recorded in
+the student's teacher.json when it starts, and checked again on every resume, so a teacher
+retrained or edited in place is refused rather than silently mixed into one run.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +29,83 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError, ModelError
 from metaprep.learn.data import TaskData
+from metaprep.learn.rundir import BEST, CONFIG, LABELS, TEACHER_RECORD, TOKENIZER, Run
+from metaprep.learn.runfiles import check_run_file
 
-__all__ = ["distill_loss", "teacher_probabilities", "teacher_rows"]
+__all__ = ["distill_loss", "teacher_identity", "teacher_probabilities", "teacher_rows",
+           "the_teacher"]
 
 
-def teacher_probabilities(path: str | Path, data: TaskData, *, store_sha256: str,
-                          labels: list[str], tokenizer: Any, progress: bool = False
-                          ) -> torch.Tensor:
-    """(N, C) float32 class probabilities of the teacher at ``path`` (a run or an ensemble
-    directory) on ``data``, in file order; checked against the student's store, labels and
-    tokenizer."""
-    from metaprep.learn.ensemble import Ensemble, is_ensemble, load_members, member_dirs
-    from metaprep.learn.evaluate import _logits
+def _teacher_dirs(path: str | Path) -> tuple[Path, list[Path]]:
+    from metaprep.learn.ensemble import is_ensemble, member_dirs
 
     root = Path(path)
     if not root.is_dir():
         raise ConfigError("no such teacher: give a trained run or ensemble directory", path=root)
-    dirs = member_dirs(root) if is_ensemble(root) else [root]
-    runs, models = load_members(dirs, verify_store=False, progress=progress)
-    try:
-        first = runs[0]
+    return root, member_dirs(root) if is_ensemble(root) else [root]
+
+
+def teacher_identity(path: str | Path) -> str:
+    """The sha256 of what the teacher at ``path`` is: of each member (one run: itself) the
+    sha256 of its config, labels, tokenizer and best weights, and of the store it was trained
+    on. Its path, and the path of its store, are not part of it (either may move)."""
+    _, dirs = _teacher_dirs(path)
+    h = hashlib.sha256()
+    for d in dirs:
+        with Run.open(d, verify_store=False) as run:  # the description, validated
+            h.update(f"store {run.store_ref.sha256}\n".encode())
+        for name in (CONFIG, LABELS, TOKENIZER, BEST):
+            check_run_file(d / name)
+            if not (d / name).is_file():
+                raise ModelError(f"the teacher has no {name}", path=d,
+                                 hint="give a trained run or ensemble as the teacher")
+            h.update(f"{name} {file_sha256(d / name)}\n".encode())
+    return h.hexdigest()
+
+
+def the_teacher(run: Run, data: TaskData, *, resumed: bool, write: bool,
+                progress: bool = False) -> torch.Tensor:
+    """The probabilities on ``data`` of the teacher ``run`` names (teacher_probabilities),
+    that teacher checked to be the one recorded in ``run``'s teacher.json when the run started
+    (``resumed``: it continues from a checkpoint), or recorded there now (``write``: rank 0 of a
+    run starting)."""
+    path = Path(run.config.teacher)
+    identity = teacher_identity(path)
+    if resumed:
+        recorded = run.teacher_record()
+        if recorded is None:
+            raise ModelError(f"the run records no teacher to check {path} against",
+                             path=run.path / TEACHER_RECORD,
+                             hint="start the run again in a new directory")
+        if recorded["sha256"] != identity:
+            raise ModelError("the teacher changed since the run started: its weights, config, "
+                             f"labels or store differ from the ones in {run.path / TEACHER_RECORD}",
+                             path=path, hint="restore the teacher the run started with, or "
+                             "start a new run")
+    probs = teacher_probabilities(path, data, store=run.store_path,
+                                  store_sha256=run.store_ref.sha256, labels=run.labels,
+                                  tokenizer=run.tokenizer, progress=progress)
+    if write and not resumed:
+        run.write_teacher({"path": str(path.resolve()), "sha256": identity})
+    return probs
+
+
+def teacher_probabilities(path: str | Path, data: TaskData, *, store: str | Path,
+                          store_sha256: str, labels: list[str], tokenizer: Any,
+                          progress: bool = False) -> torch.Tensor:
+    """(N, C) float32 class probabilities of the teacher at ``path`` (a run or an ensemble
+    directory) on ``data``, in file order; checked against the student's store, labels and
+    tokenizer. ``store``: the student's store, whose sha256 is ``store_sha256``: the teacher's
+    tables are read from it, never from the store path the teacher recorded (which may hold
+    another store by now)."""
+    from metaprep.learn.ensemble import Ensemble, load_members
+    from metaprep.learn.evaluate import _logits
+
+    root, dirs = _teacher_dirs(path)
+    with Run.open(dirs[0], store=store, verify_store=False) as first:  # checked before loading
         if first.config.task != "single":
             raise ModelError("the teacher is a multi-label run: distillation takes a "
                              "single-label teacher", path=root)
@@ -60,9 +120,16 @@ def teacher_probabilities(path: str | Path, data: TaskData, *, store_sha256: str
         if first.tokenizer != tokenizer:
             raise ModelError("the teacher splits text into tokens another way", path=root,
                              hint="train the teacher with the same tokenizer options")
+        if first.config.pair != data.pair:  # one sentence of a pair would be scored alone
+            want = "sentence pairs" if data.pair else "single sentences"
+            raise ModelError(f"the teacher was not trained on {want}, as this run is",
+                             path=root, hint="train the teacher on the same data")
+    # the other members are checked against the first (config but the seed, labels, store)
+    runs, models = load_members(dirs, store=store, verify_store=False, progress=progress)
+    try:
         teacher = models[0] if len(models) == 1 else Ensemble(models)
         # the log of the probabilities (one model: its logits); a softmax gives them back
-        logits = torch.from_numpy(_logits(teacher, data, 256, "cpu"))
+        logits = torch.from_numpy(_logits(teacher, data, 256, "cpu", run=root))
         return logits.float().softmax(-1)
     finally:
         for run in runs:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from metaprep.errors import ModelError
 from metaprep.learn.config import RunConfig
 from metaprep.learn.data import TaskData, bucket_batches, collate, shard_batches, token_counts
 from metaprep.learn.evaluate import classification_metrics, predict, predict_sigmoid
@@ -34,8 +35,8 @@ from metaprep.learn.multilabel import (
 )
 from metaprep.learn.optim import clipped_parameters, make_optimizer
 from metaprep.learn.prepare import Data, prepare, restore
-from metaprep.learn.rundir import ATTENTION_PLOT, LEARNING_CURVES, Checkpoint, Run
-from metaprep.learn.teacher import distill_loss, teacher_probabilities, teacher_rows
+from metaprep.learn.rundir import ATTENTION_PLOT, CHECKPOINT, LEARNING_CURVES, Checkpoint, Run
+from metaprep.learn.teacher import distill_loss, teacher_rows, the_teacher
 from metaprep.taskdata import Columns
 
 __all__ = ["FAIL_AFTER_STEPS_ENV", "SimulatedCrash", "default_run_dir", "train"]
@@ -158,12 +159,12 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     state = _fresh_state(cfg)
     history: list[dict[str, Any]] = []
     if ready.from_checkpoint:
-        state, history = restore(run, model, opt, map_location=device, progress_keys=set(state))
+        state, history = restore(run, model, opt, map_location=device, progress=state)
+        _set_lr(opt, state["lr"])  # the loop's lr is the truth (the optimizer's is checked)
     teacher = None
-    if cfg.teacher:
-        teacher = teacher_probabilities(cfg.teacher, ready.data[0], labels=run.labels,
-                                        store_sha256=run.store_ref.sha256,
-                                        tokenizer=run.tokenizer, progress=show).to(device)
+    if cfg.teacher:  # checked to be the teacher the run started with (learn/teacher.py)
+        teacher = the_teacher(run, ready.data[0], resumed=ready.from_checkpoint,
+                              write=rank == 0, progress=show).to(device)
     return _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
                  show, state, history, clipped_parameters(model),
                  _pos_weight(cfg, ready.data[0], device), teacher)
@@ -203,14 +204,15 @@ def _set_lr(opt: Any, lr: float) -> None:
 
 
 def _evaluate(model: torch.nn.Module, data: TaskData, labels: list[str],
-              device: torch.device, thresholds: Thresholds | None = None) -> dict[str, Any]:
+              device: torch.device, thresholds: Thresholds | None = None, *,
+              run: Path | None = None) -> dict[str, Any]:
     """The metrics of ``data``; multi-label: with ``thresholds``, else thresholds tuned on
-    ``data`` itself (dev, to pick the epoch)."""
+    ``data`` itself (dev, to pick the epoch). A NaN score is a ModelError naming ``run``."""
     if data.targets is not None:
-        probs = predict_sigmoid(model, data, device=str(device))
+        probs = predict_sigmoid(model, data, device=str(device), run=run)
         t = thresholds or tune_thresholds(data.targets, probs)
         return multilabel_metrics(data.targets, probs, labels, t)
-    pred = predict(model, data, device=str(device))
+    pred = predict(model, data, device=str(device), run=run)
     gold = np.array([e.label for e in data.examples], dtype=np.int64)
     return classification_metrics(gold, pred, labels)
 
@@ -224,6 +226,10 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
     batches = bucket_batches(train_data.lengths(), cfg.batch_size, seed=cfg.seed,
                              epoch=state["epoch"])
     batches = shard_batches(batches, loop.rank, loop.world)
+    if state["batch"] > len(batches):  # a checkpoint from elsewhere: the epoch would be skipped
+        raise ModelError(f"the checkpoint says batch {state['batch']} of an epoch of "
+                         f"{len(batches)}", path=loop.run.path / CHECKPOINT,
+                         hint="the checkpoint is damaged; start the run again in a new directory")
     loop.net.train()
     t0 = time.perf_counter()
     bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {state['epoch'] + 1}",
@@ -247,7 +253,9 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
             loss = loss + cfg.mix_entropy * loop.model.front.entropy
         loop.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(loop.clip, cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(loop.clip, cfg.grad_clip)
+        if not (torch.isfinite(loss) and torch.isfinite(norm)):  # never a step on NaN
+            _diverged(loop, loss.item())
         loop.opt.step()
         state["step"] += 1
         state["batch"] = i + 1
@@ -266,13 +274,26 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
     return time.perf_counter() - t0
 
 
+def _diverged(loop: _Loop, loss: float) -> None:
+    """Stop before a step on a NaN or infinite loss or gradient: the last checkpoint stays as
+    it was (every rank sees the same averaged gradient, so all stop at the same step)."""
+    state = loop.state
+    kept = ("the last checkpoint is kept" if (loop.run.path / CHECKPOINT).exists()
+            else "no checkpoint was written")
+    raise ModelError(f"training diverged at epoch {state['epoch'] + 1}, step "
+                     f"{state['step'] + 1}: the loss or its gradient is {loss} (not finite); "
+                     f"nothing of it was saved, {kept}", path=loop.run.path,
+                     hint="train anew with a lower --lr or --grad-clip, or check the teacher")
+
+
 def _end_epoch(loop: _Loop, elapsed: float) -> None:
     """Dev accuracy, best weights, lr decay, early stopping (the same decision on every rank),
     then the checkpoint and the metrics so far."""
     from tqdm import tqdm
 
     cfg, state, epoch = loop.cfg, loop.state, loop.state["epoch"]
-    dev_m = _evaluate(loop.model, loop.data[1], loop.run.labels, loop.device)
+    dev_m = _evaluate(loop.model, loop.data[1], loop.run.labels, loop.device,
+                      run=loop.run.path)
     record = {
         "epoch": epoch + 1, "lr": state["lr"], "steps": state["step"],
         "train_loss": state["loss_sum"] / max(1, state["seen"]),
@@ -319,16 +340,16 @@ def _finish(loop: _Loop) -> dict[str, Any]:
     labels = run.labels
     thresholds = None
     if dev_data.targets is not None:  # tuned on dev once, with the best weights; kept with the run
-        probs = predict_sigmoid(loop.model, dev_data, device=str(loop.device))
+        probs = predict_sigmoid(loop.model, dev_data, device=str(loop.device), run=run.path)
         thresholds = tune_thresholds(dev_data.targets, probs)
         if loop.main:
             run.write_thresholds(thresholds)
     metrics = {
         "run_dir": str(run.path), "epochs": loop.history, "best_epoch": state["best_epoch"],
         "stopped_early": state["stopped"] and state["epoch"] < loop.cfg.epochs,
-        "dev": _evaluate(loop.model, dev_data, labels, loop.device, thresholds),
+        "dev": _evaluate(loop.model, dev_data, labels, loop.device, thresholds, run=run.path),
         "test": None if test_data is None
-        else _evaluate(loop.model, test_data, labels, loop.device, thresholds),
+        else _evaluate(loop.model, test_data, labels, loop.device, thresholds, run=run.path),
     }
     metrics["best_dev_accuracy"] = metrics["dev"]["accuracy"]
     if metrics["test"] is not None:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from metaprep.errors import ConfigError
 from metaprep.learn.config import LIMITS as RUN_LIMITS
+from metaprep.learn.config import number_problem
 from metaprep.outputs import claim_outputs
 from metaprep.stages._common import PathLike, TaskColumns, _in, _out, _req, _resolve_task
 from metaprep.taskdata import task_columns
@@ -88,6 +89,16 @@ class TrainOptions(TaskColumns):
     threads: int | None = None  # torch CPU threads [torch's choice]
     quiet: bool = False  # no progress bars
 
+    def __post_init__(self) -> None:
+        # every number checked now, by the run config's own rule: before anything is written,
+        # and when a pipeline file is loaded (a resume also compares them with the saved ones)
+        for key in HYPER:
+            why = number_problem(key, getattr(self, key))
+            if why:
+                raise ConfigError(f"config key {key!r}: {why}")
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise ConfigError(f"threads must be from 1 to 1,024, not {self.threads}")
+
     def given(self) -> dict[str, Any]:
         """The hyper-parameters set explicitly (not None)."""
         given = {k: getattr(self, k) for k in HYPER if getattr(self, k) is not None}
@@ -143,8 +154,6 @@ def train(options: TrainOptions) -> TrainResult:
 
     o = options
     if o.threads is not None:
-        if o.threads < 1:
-            raise ConfigError("--threads must be at least 1")
         torch.set_num_threads(o.threads)
     preset = preset_values(o.preset)
     preset_method = preset.pop("method", None)
@@ -221,9 +230,11 @@ def train(options: TrainOptions) -> TrainResult:
 
 
 def _check_new_or_own(out: Path, resume: bool) -> None:
-    from metaprep.learn.rundir import run_state
+    from metaprep.learn.rundir import partly_described, run_state
 
     if resume or not out.is_dir() or run_state(out) != "empty" or not any(out.iterdir()):
+        return
+    if partly_described(out):  # killed (or out of disk) while describing itself: start over
         return
     raise ConfigError("is a folder that holds other files, not a run: train writes a run "
                       "only into a new or empty folder, or its own run", path=out,
@@ -250,12 +261,13 @@ def _train_taught(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any]
     from dataclasses import replace
 
     from metaprep.learn.config import RunConfig
-    from metaprep.learn.ensemble import is_ensemble
+    from metaprep.learn.ensemble import check_subfolder, is_ensemble
     from metaprep.learn.prepare import prepare
     from metaprep.learn.rundir import Run
     from metaprep.learn.train import train as train_run
 
     teacher = out / TEACHER
+    check_subfolder(teacher)  # never a link: it would be read, and trained into, elsewhere
     if cfg is not None:
         inputs = {k: getattr(o, k) for k in ("store", "train", "dev", "test")}
         cfg = replace(cfg, teacher=str(teacher.resolve()))
@@ -305,7 +317,7 @@ def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], 
     def score(dirs: list[Path]) -> dict[str, Any]:
         """The members' averaged probabilities on the dev and test files they recorded."""
         found = {}
-        with Run.open(dirs[0], verify_store=False) as run:
+        with Run.open(dirs[0]) as run:  # the store checked: the members read their tables there
             for name in ("dev", "test"):
                 ref = run.data.get(name)
                 found[name] = None if ref is None else load_task(
@@ -313,8 +325,17 @@ def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], 
                     encoding=o.data_encoding, progress=not o.quiet, columns=run.data.columns)[0]
         return ensemble_scores(dirs, found, progress=not o.quiet)
 
+    def check(member: Any, inputs: dict[str, Any]) -> None:
+        """Member 0's inputs read and checked as its training would, writing nothing: a bad
+        store, source or data file is refused before the ensemble's folder is made."""
+        from metaprep.learn.prepare import prepare
+
+        prepare(member, out / "members" / "0", inputs, resume=False, overrides=None,
+                write=False, encoding=o.data_encoding, show=False,
+                columns=task_columns(o)).run.close()
+
     if inputs is None:
         inputs = {k: getattr(o, k) for k in ("store", "train", "dev", "test")}
     resumed = {k: v for k, v in given.items() if k not in ("task", "label_sep")}
     return train_ensemble(cfg, out, inputs=inputs, overrides=resumed if cfg is None else {},
-                          train_one=one, score=score, progress=not o.quiet)
+                          train_one=one, score=score, progress=not o.quiet, check=check)

@@ -13,7 +13,7 @@ import torch
 from exportkit import make_run
 
 from metaprep.errors import ConfigError
-from metaprep.learn.config import ENCODERS, LIMITS, MAX_WEIGHTS, METHODS, RunConfig
+from metaprep.learn.config import ENCODERS, LIMITS, MAX_WEIGHTS, METHODS, RANGES, RunConfig
 from metaprep.learn.model import MetaEmbeddingClassifier
 
 
@@ -71,3 +71,45 @@ def test_weight_count_covers_the_levers(method: str, norm: str) -> None:
                                     torch.ones(12, 2, dtype=torch.bool),
                                     [f"w{i}" for i in range(10)])
     assert cfg.weight_count() == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _beyond(key: str) -> list[float]:
+    low, high = RANGES[key]
+    return [float("nan"), float("inf"), float("-inf"), low - 1.0, high + 1.0]
+
+
+@pytest.mark.parametrize("key", sorted(RANGES))
+def test_every_float_option_is_finite_and_in_range(key: str) -> None:
+    """--lr inf was accepted (and trained on NaN); a pipeline's [train] keys are checked by the
+    same rule when its file is loaded (the train stage's options)."""
+    from metaprep.stages import TrainOptions
+
+    for value in _beyond(key):
+        with pytest.raises(ConfigError, match=rf"config key '{key}': must be a finite number"):
+            RunConfig.from_dict({key: value}, path="config.json")
+        with pytest.raises(ConfigError, match=rf"^config key '{key}': must be a finite number"):
+            TrainOptions(**{key: value})
+    low, high = RANGES[key]
+    for value in (low + (high - low) / 2, high if key not in ("mix_dropout", "source_dropout",
+                                                                 "learned_dropout") else 0.5):
+        RunConfig(**{key: value})  # inside: fine
+
+
+@pytest.mark.parametrize(("key", "value"), [("seed", -5), ("seed", 2**32), ("epochs", 0),
+                                            ("checkpoint_steps", -1), ("teacher_members", -2)])
+def test_whole_number_options_are_bounded_both_ways(key: str, value: int) -> None:
+    from metaprep.stages import TrainOptions
+
+    with pytest.raises(ConfigError, match=rf"config key '{key}'"):
+        RunConfig(**{key: value})
+    with pytest.raises(ConfigError, match=rf"^config key '{key}': must be"):
+        TrainOptions(**{key: value})
+
+
+def test_every_member_seed_is_a_valid_seed() -> None:
+    RunConfig(seed=2**32 - 1)
+    RunConfig(seed=2**32 - 1 - 2000, members=3)
+    with pytest.raises(ConfigError, match="'seed': must be at most"):
+        RunConfig(seed=2**32 - 1, members=2)
+    with pytest.raises(ConfigError, match="'seed': must be at most"):
+        RunConfig(seed=2**32 - 1, teacher_members=2)

@@ -159,3 +159,21 @@ def test_tokenizer_from_store(tmp_path: Path) -> None:
     enc = encoder_for(path)
     assert enc.tokenizer.config == TokenizerConfig(mode="whitespace")
     assert enc.tokens("x, y") == ["x,", "y"]
+
+
+def test_examples_times_labels_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A label column that is really an id column (every example its own label): a 490 KB
+    train file of 20,000 examples made (20,000 x 20,000) tables and died in a MemoryError."""
+    import metaprep.learn.data as data_module
+    from metaprep.learn.data import load_labelsets
+
+    monkeypatch.setattr(data_module, "MAX_CELLS", 30)
+    enc = encoder_for(make_store(tmp_path / "s.h5"))
+    ids = write_tsv(tmp_path / "ids.tsv", [(f"good film {i}", f"id{i}") for i in range(6)])
+    for load in (load_task, load_labelsets):
+        with pytest.raises(DataError, match=r"6 examples x 6 labels is more than the 30 scores"
+                           ) as err:
+            load(ids, enc, progress=False)
+        assert err.value.path == str(ids) and "--label-column" in str(err.value)
+    few = write_tsv(tmp_path / "few.tsv", [(f"good film {i}", f"l{i % 5}") for i in range(6)])
+    assert len(load_task(few, enc, progress=False)[1]) == 5  # 6 x 5 fits

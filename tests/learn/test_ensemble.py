@@ -302,3 +302,63 @@ def test_a_damaged_ensemble_file_is_one_error(trained: Path, tmp_path: Path, bod
     with pytest.raises(ModelError, match="ensemble.json"):
         export_run(copy, tmp_path / "model", options=ExportOptions(progress=False))
     assert not (tmp_path / "model").exists()
+
+
+def test_a_member_linked_in_from_elsewhere_is_refused(trained: Path, data: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """members/1 a link to a run elsewhere was taken as a member (by evaluate, a teacher, an
+    export) and a resume would train into it; so was a members folder that is a link."""
+    from metaprep.learn.evaluate import evaluate_run
+
+    ens, elsewhere = tmp_path / "ens", tmp_path / "elsewhere"
+    shutil.copytree(trained, ens)
+    shutil.move(ens / "members" / "1", elsewhere)
+    (ens / "members" / "1").symlink_to(elsewhere)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in elsewhere.iterdir())
+    calls = [lambda: evaluate_run(ens, data["dev"], progress=False),
+             lambda: member_dirs(ens),
+             lambda: stages.train(stages.TrainOptions(**data, output=tmp_path / "s",
+                                                      teacher=ens, **SMALL)),
+             lambda: stages.train(stages.TrainOptions(output=ens, resume=True, quiet=True))]
+    for call in calls:
+        with pytest.raises(ModelError, match="1 is a link or not a folder") as err:
+            call()
+        assert "\n" not in str(err.value)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in elsewhere.iterdir()) == before
+    (ens / "members" / "1").unlink()
+    shutil.move(ens / "members", tmp_path / "members")
+    (ens / "members").symlink_to(tmp_path / "members")
+    with pytest.raises(ModelError, match="members is a link or not a folder"):
+        evaluate_run(ens, data["dev"], progress=False)
+
+
+@pytest.mark.parametrize("body", ['{"epochs": []}', '{"epochs": [], "dev": "x", "best_epoch": 1}',
+                                  '{"epochs": [], "dev": {"accuracy": true}, "best_epoch": 1}'])
+def test_a_finished_members_damaged_metrics_are_one_error(trained: Path, tmp_path: Path,
+                                                          body: str) -> None:
+    """A finished member (no checkpoint) is taken by its metrics.json: a KeyError traceback."""
+    copy = shutil.copytree(trained, tmp_path / "ens")
+    (copy / "members/1/checkpoint.pt").unlink()
+    (copy / "members/1/metrics.json").write_text(body)
+    with pytest.raises(ModelError, match="lack its dev accuracy") as err:
+        stages.train(stages.TrainOptions(output=copy, resume=True, quiet=True))
+    assert str(err.value).startswith(f"{copy / 'members/1/metrics.json'}: ")
+
+
+def test_a_member_trained_on_other_data_is_refused(trained: Path, data: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    """A real folder holding a run of the same config, trained on another train file, was taken
+    as a member (its weights averaged in as if it were one)."""
+    from exportkit import write_task
+
+    from metaprep.learn.evaluate import evaluate_run
+
+    other = {**data, "train": write_task(tmp_path / "other.tsv", 80, seed=9)}
+    stranger = stages.train(stages.TrainOptions(**other, output=tmp_path / "s", seed=1007,
+                                                **SMALL)).run
+    copy = shutil.copytree(trained, tmp_path / "ens")
+    shutil.rmtree(copy / "members/1")
+    shutil.copytree(stranger, copy / "members/1")
+    with pytest.raises(ModelError, match="differs from .*train file") as err:
+        evaluate_run(copy, data["dev"], progress=False)
+    assert str(err.value).startswith(f"{copy / 'members/1'}: ")

@@ -106,3 +106,50 @@ def test_tampered_run_directory(trained: dict[str, Path], tmp_path: Path) -> Non
     (run / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelError, match="missing best.safetensors"):
         Run.open(run).load_model()
+
+
+def _scaled_weights(run: Path, factor: float) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(run / "best.safetensors"))
+    save_file({k: v * factor for k, v in state.items()}, str(run / "best.safetensors"))
+
+
+def test_nan_logits_are_refused_not_scored(trained: dict[str, Path], tmp_path: Path) -> None:
+    """Huge finite weights give NaN logits: evaluate reported them as "accuracy 0.5000"."""
+    from metaprep.learn.evaluate import ensemble_scores
+
+    run = shutil.copytree(trained["run"], tmp_path / "run")
+    _scaled_weights(run, 1e30)
+    with pytest.raises(ModelError, match=r"NaN or infinite scores for \d+ of 24 examples "
+                       r"\(the first on line \d+ of .*dev\.tsv\)") as err:
+        evaluate_run(run, trained["dev"], progress=False)
+    assert str(err.value).startswith(f"{run}: ") and "\n" not in str(err.value)
+    result = CliRunner().invoke(cli, ["evaluate", str(run), str(trained["dev"]), "-q"])
+    assert isinstance(result.exception, ModelError) and "accuracy" not in result.output
+    # an ensemble with such a member: its mean is NaN too (training scores ensembles so)
+    from metaprep.learn.data import LabelMap, load_task
+
+    with Run.open(trained["run"]) as good:
+        dev, _ = load_task(trained["dev"], good.encoder(), labels=LabelMap(good.labels),
+                           progress=False)
+    with pytest.raises(ModelError, match="NaN or infinite scores"):
+        ensemble_scores([trained["run"], run], {"dev": dev})
+
+
+def test_metrics_of_many_labels_take_no_labels_squared_memory() -> None:
+    """The confusion matrix of 200,000 labels would be 320 GB (a train file with an id as its
+    label died so): kept whole up to MAX_CONFUSION labels, else only its largest cells."""
+    from metaprep.learn.evaluate import MAX_CONFUSION
+
+    labels = [f"id{i}" for i in range(200_000)]
+    gold = np.array([0, 1, 2, 2, 2, 199_999])
+    pred = np.array([0, 2, 1, 1, 2, 5])
+    m = classification_metrics(gold, pred, labels)
+    assert m["confusion"] is None and m["accuracy"] == pytest.approx(2 / 6)
+    assert m["confusions"] == [["id2", "id1", 2], ["id1", "id2", 1], ["id199999", "id5", 1]]
+    assert m["per_label"]["id2"] == {"precision": 0.5, "recall": pytest.approx(1 / 3),
+                                     "f1": pytest.approx(0.4), "support": 3}
+    small = classification_metrics(gold % 3, pred % 3, labels[:3])
+    assert len(small["confusion"]) == 3 and 3 <= MAX_CONFUSION
+    assert "id2 -> id1: 2" in format_report(m)

@@ -452,3 +452,91 @@ def test_pipeline_train_figures_read_through_the_run(whole: dict[str, Any],
     (run / "config.json").write_text("{")  # damaged: no figures, and no failure
     assert stage_figures("train", tmp_path) == {}
     assert stage_figures("train", tmp_path / "nothing") == {}
+
+
+def test_weights_that_are_not_finite_are_never_written(whole: dict[str, Any],
+                                                       tmp_path: Path) -> None:
+    """A diverged model's weights would replace the last good best weights or checkpoint (and
+    then be refused on load, losing the run): they are refused before anything is written."""
+    import shutil
+
+    import torch
+
+    from metaprep.learn.rundir import Checkpoint
+
+    run = Run.open(shutil.copytree(whole["run"], tmp_path / "run"))
+    best, ckpt = (run.path / "best.safetensors").read_bytes(), run.load_checkpoint()
+    state = run.load_best()
+    bad = {**state, next(iter(state)): torch.full_like(next(iter(state.values())), float("nan"))}
+    with pytest.raises(ModelError, match="holds a NaN or infinite value.*training diverged"):
+        run.save_best(bad)
+    with pytest.raises(ModelError, match="holds a NaN or infinite value.*training diverged"):
+        run.save_checkpoint(Checkpoint(bad, ckpt.optimizer, ckpt.progress, ckpt.history))
+    assert (run.path / "best.safetensors").read_bytes() == best
+    assert run.load_checkpoint().progress == ckpt.progress
+    assert sorted(p.name for p in run.path.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def _first_epoch(ckpt: dict[str, Any]) -> None:
+    ckpt["progress"].update(epoch=1, stopped=False)
+    ckpt["history"] = ckpt["history"][:1]
+
+
+def _opt_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    state = ckpt["optimizer"]["state"]
+    return state[next(iter(state))]  # type: ignore[no-any-return]
+
+
+HOSTILE = {  # a checkpoint's counters, history and optimizer state as a stranger may write them
+    "epoch a string": lambda c: c["progress"].update(epoch="x"),  # a TypeError traceback
+    "epoch negative": lambda c: c["progress"].update(epoch=-5),  # numpy's ValueError
+    "lr NaN": lambda c: c["progress"].update(lr=float("nan")),  # trained on
+    "lr a string": lambda c: c["progress"].update(lr="fast"),  # a TypeError at the first decay
+    "a key missing": lambda c: c["progress"].pop("seen"),
+    "batch past the epoch": lambda c: c["progress"].update(batch=10**9),  # the epoch skipped
+    "history junk": lambda c: c.update(history=["junk"]),  # a TypeError in the plots
+    "history of strings": lambda c: c["history"][0].update(train_loss="x"),
+    "optimizer shape": lambda c: _opt_state(c).update(exp_avg=torch.zeros(3)),  # RuntimeError
+    "optimizer NaN": lambda c: _opt_state(c).update(
+        exp_avg_sq=_opt_state(c)["exp_avg_sq"] * float("nan")),  # NaN weights after one step
+    "optimizer settings": lambda c: c["optimizer"]["param_groups"][0].update(eps=0.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_checkpoint_is_one_line_before_any_step(whole: dict[str, Any],
+                                                          tmp_path: Path, case: str) -> None:
+    run = shutil.copytree(whole["run"], tmp_path / "run")
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    _first_epoch(ckpt)
+    HOSTILE[case](ckpt)
+    torch.save(ckpt, run / "checkpoint.pt")
+    before = (run / "checkpoint.pt").read_bytes()
+    with pytest.raises(ModelError, match="checkpoint") as e:
+        train(out=run, resume=True, progress=False)
+    one_line(e, "checkpoint.pt")
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_run_stopped_while_describing_itself_starts_over(task: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    """Killed, or out of disk, before config.json: neither a rerun ("holds other files, not a
+    run") nor --resume ("nothing to resume") took the folder; it needed cleaning by hand."""
+    from metaprep import stages
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("labels.json", "tokenizer.json", "store.json"):
+        (out / name).write_text("[]")
+    (out / ".data.json.1234.tmp").write_text("{")
+    options = {"store": task["store"], "train": task["train"], "dev": task["dev"],
+               "output": out, "method": "sum", "encoder": "pool", "proj_dim": 4,
+               "mlp_hidden": 4, "epochs": 1, "quiet": True}
+    assert stages.train(stages.TrainOptions(**options)).run == out
+    assert Run.open(out).labels == ["neg", "pos"] and not list(out.glob(".*.tmp"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "labels.json").write_text("[]")
+    (other / "notes.txt").write_text("mine")  # not only ours: still refused
+    with pytest.raises(ConfigError, match="holds other files"):
+        stages.train(stages.TrainOptions(**{**options, "output": other}))

@@ -18,7 +18,7 @@ from metaprep.learn.config import RunConfig
 from metaprep.learn.data import LabelMap, load_task
 from metaprep.learn.evaluate import _logits
 from metaprep.learn.rundir import Run
-from metaprep.learn.teacher import distill_loss, teacher_probabilities
+from metaprep.learn.teacher import distill_loss, teacher_identity, teacher_probabilities
 
 
 @pytest.fixture(scope="module")
@@ -54,19 +54,19 @@ def test_teacher_probabilities_are_the_ensembles(ensemble: Path, data: dict[str,
         with Run.open(d) as run:
             want.append(torch.from_numpy(_logits(run.load_model(), task, 256, "cpu"))
                         .softmax(-1).numpy())
-    got = teacher_probabilities(ensemble, task, store_sha256=sha, labels=labels,
-                                tokenizer=tokenizer)
+    got = teacher_probabilities(ensemble, task, store=data["store"], store_sha256=sha,
+                                labels=labels, tokenizer=tokenizer)
     assert got.shape == (80, len(labels))
     np.testing.assert_allclose(got.numpy(), np.mean(want, 0), atol=1e-6)
-    one = teacher_probabilities(members[1], task, store_sha256=sha, labels=labels,
-                                tokenizer=tokenizer)
+    one = teacher_probabilities(members[1], task, store=data["store"], store_sha256=sha,
+                                labels=labels, tokenizer=tokenizer)
     np.testing.assert_allclose(one.numpy(), want[1], atol=1e-6)
     with pytest.raises(ModelError, match="another store"):
-        teacher_probabilities(ensemble, task, store_sha256="0" * 64, labels=labels,
-                              tokenizer=tokenizer)
+        teacher_probabilities(ensemble, task, store=data["store"], store_sha256="0" * 64,
+                              labels=labels, tokenizer=tokenizer)
     with pytest.raises(ModelError, match="labels differ"):
-        teacher_probabilities(ensemble, task, store_sha256=sha, labels=labels[::-1],
-                              tokenizer=tokenizer)
+        teacher_probabilities(ensemble, task, store=data["store"], store_sha256=sha,
+                              labels=labels[::-1], tokenizer=tokenizer)
 
 
 def test_a_run_learns_from_its_teacher(ensemble: Path, data: dict[str, Path],
@@ -270,3 +270,109 @@ def test_an_output_inside_the_teacher_is_refused(ensemble: Path, data: dict[str,
         stages.train(stages.TrainOptions(**data, output=ensemble / "members" / "0",
                                          teacher=ensemble, **SMALL))
     assert sorted(p.name for p in (ensemble / "members" / "0").iterdir()) == before
+
+
+def _scaled(run: Path, out: Path, factor: float) -> Path:
+    """A copy of ``run`` whose weights are all multiplied by ``factor`` (finite, but so large
+    that its logits overflow float32)."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(run, out)
+    state = load_file(str(out / "best.safetensors"))
+    save_file({k: v * factor for k, v in state.items()}, str(out / "best.safetensors"))
+    return out
+
+
+def test_the_teachers_tables_come_from_the_students_store(data: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    """train --teacher T read T's tables from whatever store now sat at the path T recorded
+    (evaluate T refuses that store): they come from the student's store, checked by sha256."""
+    import os
+
+    store = tmp_path / "store.h5"
+    shutil.copyfile(data["store"], store)
+    teacher = stages.train(stages.TrainOptions(**{**data, "store": store},
+                                               output=tmp_path / "t", **SMALL)).run
+    want = stages.train(stages.TrainOptions(**data, output=tmp_path / "a", teacher=teacher,
+                                            **SMALL)).run
+    os.replace(make_store(tmp_path / "other.h5", seed=11), store)  # same words, other vectors
+    got = stages.train(stages.TrainOptions(**data, output=tmp_path / "b", teacher=teacher,
+                                           **SMALL)).run
+    assert (got / "best.safetensors").read_bytes() == (want / "best.safetensors").read_bytes()
+
+
+def test_a_resume_refuses_a_teacher_changed_since_the_run_started(
+        ensemble: Path, data: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--resume went on with a teacher whose weights had changed since the run began."""
+    from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash
+
+    teacher, out = tmp_path / "teacher", tmp_path / "run"
+    shutil.copytree(ensemble, teacher)
+    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "3")  # in epoch 2 (2 steps an epoch)
+    with pytest.raises(SimulatedCrash):
+        stages.train(stages.TrainOptions(**data, output=out, teacher=teacher, **SMALL))
+    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
+    recorded = json.loads((out / "teacher.json").read_text())
+    assert recorded == {"path": str(teacher.resolve()), "sha256": teacher_identity(teacher)}
+    checkpoint = (out / "checkpoint.pt").read_bytes()
+    member = teacher / "members" / "1" / "best.safetensors"
+    weights = member.read_bytes()
+    member.write_bytes((teacher / "members" / "0" / "best.safetensors").read_bytes())
+    with pytest.raises(ModelError, match="the teacher changed since the run started") as err:
+        stages.train(stages.TrainOptions(output=out, resume=True, quiet=True))
+    assert str(teacher) in str(err.value) and "\n" not in str(err.value)
+    assert (out / "checkpoint.pt").read_bytes() == checkpoint
+    (out / "teacher.json").unlink()  # no record to check against: refused too
+    with pytest.raises(ModelError, match="records no teacher"):
+        stages.train(stages.TrainOptions(output=out, resume=True, quiet=True))
+    member.write_bytes(weights)  # the teacher the run started with: it finishes
+    (out / "teacher.json").write_text(json.dumps(recorded))
+    done = stages.train(stages.TrainOptions(output=out, resume=True, quiet=True))
+    assert len(done.metrics["epochs"]) == 2
+
+
+def test_a_teacher_with_nan_probabilities_is_refused_before_training(
+        ensemble: Path, data: dict[str, Path], tmp_path: Path) -> None:
+    """Its NaN probabilities made every epoch train on a NaN loss."""
+    teacher = _scaled(ensemble / "members" / "0", tmp_path / "huge", 1e30)
+    out = tmp_path / "run"
+    with pytest.raises(ModelError, match="NaN or infinite scores") as err:
+        stages.train(stages.TrainOptions(**data, output=out, teacher=teacher, **SMALL))
+    assert str(err.value).startswith(f"{teacher}: ")
+    assert not (out / "best.safetensors").exists() and not (out / "checkpoint.pt").exists()
+
+
+def test_a_teacher_folder_linked_from_elsewhere_is_refused(
+        ensemble: Path, data: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """RUN/teacher a link to an ensemble elsewhere: a resume read it, and trained into it."""
+    from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash
+
+    out, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "1")  # in the teacher's first member
+    with pytest.raises(SimulatedCrash):
+        stages.train(stages.TrainOptions(**data, output=out, teacher_members=2, **SMALL))
+    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
+    shutil.copytree(ensemble, elsewhere)
+    before = sorted((p.relative_to(elsewhere), p.stat().st_mtime_ns)
+                    for p in elsewhere.rglob("*"))
+    shutil.rmtree(out / "teacher")
+    (out / "teacher").symlink_to(elsewhere)
+    with pytest.raises(ModelError, match="teacher is a link or not a folder"):
+        stages.train(stages.TrainOptions(output=out, resume=True, quiet=True))
+    assert sorted((p.relative_to(elsewhere), p.stat().st_mtime_ns)
+                  for p in elsewhere.rglob("*")) == before
+
+
+def test_a_teacher_of_single_sentences_is_refused_for_pairs(ensemble: Path, data: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    """It scored the first sentence of each pair alone (the model ignores a second one)."""
+    from exportkit import write_task
+
+    pairs = {"store": data["store"], "train": write_task(tmp_path / "t.tsv", 40, pair=True),
+             "dev": write_task(tmp_path / "d.tsv", 20, pair=True, seed=2)}
+    with pytest.raises(ModelError, match="not trained on sentence pairs") as err:
+        stages.train(stages.TrainOptions(**pairs, output=tmp_path / "run", teacher=ensemble,
+                                         **SMALL))
+    assert str(err.value).startswith(f"{ensemble}: ")

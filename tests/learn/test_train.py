@@ -201,3 +201,55 @@ def test_frequency_bands_and_plots(tmp_path: Path) -> None:
                {"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.7, "dev_accuracy": 0.65}]
     plot_learning_curves(history, tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("extra", [
+    ["--seed", "-5"], ["--lr", "inf"], ["--min-lr", "nan"], ["--grad-clip", "inf"],
+    ["--pos-weight", "inf"], ["--learned-lr-scale", "inf"], ["--threads", "0"],
+    ["--members", "2", "--seed", "-5"], ["--teacher-members", "2", "--seed", "-5"],
+    ["--members", "2", "--sources", "nope"], ["--members", "2", "--data-encoding", "nope"],
+    ["--members", "2", "--learned-dim", "4", "--learned-init", "a"],
+    ["--teacher-members", "2", "--sources", "nope"]])
+def test_every_option_is_checked_before_anything_is_written(
+        task: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], extra: list[str]) -> None:
+    """--seed -5 was a traceback after the run folder existed; an ensemble wrote ensemble.json
+    before its inputs were read (then "already holds an ensemble" on the corrected rerun)."""
+    out = tmp_path / "r"
+    monkeypatch.setattr(sys, "argv", [
+        "metaprep", "train", "--store", str(task["store"]), "--train", str(task["train"]),
+        "--dev", str(task["dev"]), "--method", "sum", "--encoder", "pool", "--proj-dim", "4",
+        "--mlp-hidden", "4", "--epochs", "1", "-q", *extra, "-o", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.startswith("error: ") and "\n" not in err, err
+    assert not out.exists()
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_its_last_checkpoint(
+        task: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NaN loss was trained on (NaN weights, and a checkpoint of them over the good one)."""
+    import torch.nn.functional as F
+
+    from metaprep.errors import ModelError
+
+    out, real, kept = tmp_path / "r", F.cross_entropy, []
+
+    def poisoned(*args: Any, **kw: Any) -> torch.Tensor:
+        loss = real(*args, **kw)
+        if (out / "checkpoint.pt").exists():  # epoch 2: the loss goes NaN
+            kept.append((out / "checkpoint.pt").read_bytes())
+            return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(F, "cross_entropy", poisoned)
+    with pytest.raises(ModelError, match=r"training diverged at epoch 2, step \d+: the loss or "
+                       "its gradient is nan .*the last checkpoint is kept") as err:
+        run(task, out, tiny(epochs=3))
+    assert str(err.value).startswith(f"{out}: ") and "\n" not in str(err.value)
+    assert (out / "checkpoint.pt").read_bytes() == kept[0]
+    assert json.loads((out / "metrics.json").read_text())["best_epoch"] == 1
+    monkeypatch.setattr(F, "cross_entropy", real)
+    done = run(task, out, RunConfig(), resume=True)  # resumable: it goes on from epoch 1
+    assert len(done["epochs"]) == 3 and done["epochs"][0]["epoch"] == 1
