@@ -93,8 +93,8 @@ def test_predictions_equal_model_predict(spark: Any, model_dir: Path) -> None:
 def test_model_loaded_once_per_python_worker(spark: Any, model_dir: Path,
                                              tmp_path: Path) -> None:
     """The make_predict_fn that predict_udf gives predict_batch_udf, wrapped to log (in the
-    executor) every Model constructed and every batch scored, with the worker's pid: over 8
-    tasks of 4 batches each on 2 executors, each worker builds one Model and reuses it."""
+    executor) every Model constructed and every batch scored, with the worker's pid: over 4
+    tasks of about 8 batches each on 2 executors, each worker builds one Model and reuses it."""
     from pyspark.ml.functions import predict_batch_udf
 
     from metaprep.serve.spark import make_predict_fn, return_type

@@ -1,0 +1,149 @@
+"""serve/ray.py on a local Ray of 2 CPUs with a pool of 2 actors: predictions equal Model's for
+every row, each actor loads the Model once, and an actor killed mid-job loses and duplicates no
+row. Skips, saying why, where ray[data] is missing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from enginekit import engine_texts, ray_init, ray_missing, wait_for
+from exportkit import make_run
+
+from metaprep.serve.runtime import Model
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(ray_missing() is not None, reason=str(ray_missing()))]
+
+BLOCKS = 8
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from metaprep.serve.export import ExportOptions, export_run
+
+    base = tmp_path_factory.mktemp("ray-model")
+    run = make_run(base, max_tokens=40)
+    export_run(run, base / "model", options=ExportOptions(progress=False), log=lambda _: None)
+    return base / "model"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    import ray
+
+    ray_init(2)
+    yield
+    ray.shutdown()
+
+
+def _dataset(texts: list[str | None]) -> Any:
+    import ray.data
+
+    return ray.data.from_items([{"id": i, "text": t} for i, t in enumerate(texts)],
+                               override_num_blocks=BLOCKS)
+
+
+def _check_rows(rows: list[dict[str, Any]], texts: list[str | None], model: Model) -> None:
+    """Every id once, and each row's outputs those of Model.predict on its text."""
+    ids = [int(r["id"]) for r in rows]
+    assert len(ids) == len(texts) and sorted(ids) == list(range(len(texts)))
+    by_id = {int(r["id"]): r for r in rows}
+    kept = [i for i, t in enumerate(texts) if t is not None]
+    for i, (label, probs) in zip(kept, model.predict([texts[i] for i in kept]), strict=True):
+        assert by_id[i]["label"] == label, i
+        np.testing.assert_allclose(by_id[i]["probabilities"], [probs[k] for k in model.labels],
+                                   rtol=1e-6, atol=1e-7)
+        assert by_id[i]["probability"] == pytest.approx(probs[label], rel=1e-6)
+    for i in set(range(len(texts))) - set(kept):
+        assert by_id[i]["label"] is None and np.isnan(by_id[i]["probability"])
+
+
+def _logged_scorer(log: str, stall: bool) -> type:
+    """A Scorer that records (in the actor) each construction and call with the actor's pid;
+    with ``stall``, the first call of the first actor writes a marker and waits to be killed."""
+    from metaprep.serve.ray import Scorer
+
+    class LoggedScorer(Scorer):  # defined here: Ray pickles it by value
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            import uuid
+
+            Path(log, f"load-{os.getpid()}-{uuid.uuid4().hex}").touch()
+            super().__init__(*args, **kwargs)
+
+        def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            import time
+            import uuid
+
+            pid = os.getpid()
+            Path(log, f"call-{pid}-{uuid.uuid4().hex}").touch()
+            if stall and not Path(log, "killed").exists():
+                Path(log, f"stalled-{pid}").touch()
+                end = time.monotonic() + 120
+                while time.monotonic() < end:  # until killed
+                    time.sleep(0.2)
+            return super().__call__(batch)
+
+    return LoggedScorer
+
+
+def test_predictions_equal_model_predict(ray_cluster: None, model_dir: Path,
+                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    """Every row as Model.predict gives it, through an actor pool of 2 whose actors each
+    construct one Scorer (one Model) and score many batches with it."""
+    import metaprep.serve.ray as mray
+
+    monkeypatch.setattr(mray, "Scorer", _logged_scorer(str(tmp_path), stall=False))
+    texts: list[str | None] = [*engine_texts(300), None]
+    ds = mray.predict_dataset(_dataset(texts), model_dir, actors=2, batch_size=16,
+                              outputs=("label", "probability", "probabilities", "embedding"))
+    rows = ds.take_all()
+    model = Model(model_dir, threads=1)
+    _check_rows(rows, texts, model)
+    by_id = {int(r["id"]): r["embedding"] for r in rows}
+    np.testing.assert_allclose([by_id[i] for i in range(10)], model.embed(texts[:10]),  # type: ignore[arg-type]
+                               rtol=1e-5, atol=1e-6)
+    loads = Counter(p.name.split("-")[1] for p in tmp_path.glob("load-*"))
+    calls = Counter(p.name.split("-")[1] for p in tmp_path.glob("call-*"))
+    assert len(loads) == 2 and all(n == 1 for n in loads.values()), loads  # 2 actors, 1 each
+    assert set(calls) <= set(loads) and sum(calls.values()) >= len(texts) // 16
+
+
+def test_actor_killed_mid_job_loses_and_duplicates_no_row(ray_cluster: None, model_dir: Path,
+                                                          tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """An actor stops in its first batch and writes its pid; the test kills it (SIGKILL). Ray
+    Data restarts the actor and runs its batches again: every id once, scored as Model scores
+    it."""
+    import metaprep.serve.ray as mray
+
+    monkeypatch.setattr(mray, "Scorer", _logged_scorer(str(tmp_path), stall=True))
+    texts: list[str | None] = [*engine_texts(300), None]
+    ds = mray.predict_dataset(_dataset(texts), model_dir, actors=2, batch_size=16,
+                              outputs=("label", "probability", "probabilities"))
+    killed: list[int] = []
+
+    def killer() -> None:
+        marker = next(wait_for(tmp_path, "stalled-", timeout=120))
+        Path(tmp_path, "killed").touch()  # the batch's next run goes straight through
+        pid = int(marker.name.split("-")[1])
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    rows = ds.take_all()
+    thread.join(timeout=5)
+    assert killed, "the stalled actor never wrote its marker"
+    loads = Counter(p.name.split("-")[1] for p in tmp_path.glob("load-*"))
+    assert str(killed[0]) in loads and len(loads) >= 3  # the killed actor was replaced
+    _check_rows(rows, texts, Model(model_dir, threads=1))
