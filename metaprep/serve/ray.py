@@ -64,14 +64,19 @@ class Scorer:
 def predict_dataset(ds: Any, model_dir: str | os.PathLike[str], *,
                     columns: Sequence[str] = ("text",),
                     outputs: Sequence[str] = ("label", "probability"), actors: int = 2,
-                    threads: int = 1, batch_size: int = BATCH_SIZE, verify: str = "fast") -> Any:
+                    threads: int = 1, batch_size: int = BATCH_SIZE, verify: str = "fast",
+                    check: bool = True) -> Any:
     """``ds`` (a ray.data.Dataset) with the outputs added as columns, scored by ``actors``
-    actors of ``threads`` CPUs each (lazy, as every Ray Data transform)."""
+    actors of ``threads`` CPUs each (lazy, as every Ray Data transform). ``check``: open the
+    model here first, so that a wrong path or a broken directory fails now: in an actor, Ray
+    would restart it without end (pass False where this process cannot see the path)."""
     import ray.data
 
     check_outputs(outputs)
     if actors < 1 or threads < 1 or batch_size < 1:
         raise ValueError("actors, threads and batch_size must be at least 1")
+    if check:
+        Scorer(os.fspath(model_dir), columns=columns, outputs=outputs, threads=1, verify=verify)
     return ds.map_batches(
         Scorer, fn_constructor_args=(os.fspath(model_dir),),
         fn_constructor_kwargs={"columns": tuple(columns), "outputs": tuple(outputs),

@@ -66,6 +66,12 @@ def _check_rows(rows: list[dict[str, Any]], texts: list[str | None], model: Mode
         assert by_id[i]["label"] is None and np.isnan(by_id[i]["probability"])
 
 
+def _loads(log: Path) -> Counter[str]:
+    """Scorers built per actor pid (not counting the one predict_dataset opens here to check)."""
+    return Counter(pid for p in log.glob("load-*")
+                   if (pid := p.name.split("-")[1]) != str(os.getpid()))
+
+
 def _logged_scorer(log: str, stall: bool) -> type:
     """A Scorer that records (in the actor) each construction and call with the actor's pid;
     with ``stall``, the first call of the first actor writes a marker and waits to be killed."""
@@ -111,7 +117,7 @@ def test_predictions_equal_model_predict(ray_cluster: None, model_dir: Path,
     by_id = {int(r["id"]): r["embedding"] for r in rows}
     np.testing.assert_allclose([by_id[i] for i in range(10)], model.embed(texts[:10]),  # type: ignore[arg-type]
                                rtol=1e-5, atol=1e-6)
-    loads = Counter(p.name.split("-")[1] for p in tmp_path.glob("load-*"))
+    loads = _loads(tmp_path)
     calls = Counter(p.name.split("-")[1] for p in tmp_path.glob("call-*"))
     assert len(loads) == 2 and all(n == 1 for n in loads.values()), loads  # 2 actors, 1 each
     assert set(calls) <= set(loads) and sum(calls.values()) >= len(texts) // 16
@@ -144,6 +150,16 @@ def test_actor_killed_mid_job_loses_and_duplicates_no_row(ray_cluster: None, mod
     rows = ds.take_all()
     thread.join(timeout=5)
     assert killed, "the stalled actor never wrote its marker"
-    loads = Counter(p.name.split("-")[1] for p in tmp_path.glob("load-*"))
+    loads = _loads(tmp_path)
     assert str(killed[0]) in loads and len(loads) >= 3  # the killed actor was replaced
     _check_rows(rows, texts, Model(model_dir, threads=1))
+
+
+def test_a_wrong_model_path_fails_before_the_job(ray_cluster: None, tmp_path: Path) -> None:
+    """An actor that cannot open the model would be restarted without end: the driver opens it
+    first and says what is wrong."""
+    from metaprep.errors import ModelError
+    from metaprep.serve.ray import predict_dataset
+
+    with pytest.raises(ModelError, match="no such model directory"):
+        predict_dataset(_dataset(["a"]), tmp_path / "nothing")
