@@ -120,3 +120,29 @@ def test_engine_modules_import_no_engine_and_nothing_of_training() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_ship_model_zips_the_directory_under_a_name_of_its_files(models: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    """What ship_model hands SparkContext.addArchive (a stand-in here): a zip of every file of
+    the directory at its root, named after the directory and a digest of its files, so a
+    model exported again never shares the name of the copy executors already hold."""
+    import shutil
+    import zipfile
+
+    from metaprep.serve.spark import ship_model
+
+    added: list[str] = []
+    spark = SimpleNamespace(sparkContext=SimpleNamespace(addArchive=added.append))
+    copy = tmp_path / "topics"
+    shutil.copytree(models["single"], copy)
+    first = ship_model(spark, copy)
+    assert first.archive.startswith("topics-") and added[0].endswith(first.archive)
+    with zipfile.ZipFile(added[0]) as zf:
+        assert sorted(zf.namelist()) == sorted(
+            p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file())
+        assert zf.read("labels.json") == (copy / "labels.json").read_bytes()
+    (copy / "labels.json").write_bytes((copy / "labels.json").read_bytes() + b" ")
+    assert ship_model(spark, copy).archive != first.archive
+    with pytest.raises(ModelError, match="not a model directory"):
+        ship_model(spark, tmp_path / "missing")
