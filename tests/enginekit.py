@@ -4,6 +4,7 @@ engines started small, on this machine's loopback address only."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ def engine_texts(n: int = 300, seed: int = 7) -> list[str]:
     return HARD + sentences(n, seed)
 
 
+@functools.cache
 def spark_missing() -> str | None:
     """Why Spark cannot run here (pyspark, pandas, pyarrow or a Java 17+ runtime missing), or
     None."""
@@ -49,6 +51,7 @@ def spark_missing() -> str | None:
     return None
 
 
+@functools.cache
 def ray_missing() -> str | None:
     try:
         import ray.data  # noqa: F401
@@ -72,6 +75,9 @@ def spark_home(base: Path) -> Path:
     return home
 
 
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss4m"
+
+
 def spark_session(master: str, base: Path, **conf: str) -> Any:
     """A SparkSession on ``master`` (``local-cluster[2,1,1024]``: two executors of one core in
     their own JVMs) that listens on the loopback address only; executors run this Python."""
@@ -88,7 +94,10 @@ def spark_session(master: str, base: Path, **conf: str) -> Any:
                .config("spark.pyspark.python", sys.executable)
                .config("spark.pyspark.driver.python", sys.executable)
                .config("spark.executorEnv.PYTHONPATH", os.environ.get("PYTHONPATH", ""))
-               .config("spark.executorEnv.OMP_NUM_THREADS", "1"))
+               .config("spark.executorEnv.OMP_NUM_THREADS", "1")
+               # small JVMs that start fast: the C1 compiler only, one GC thread
+               .config("spark.driver.extraJavaOptions", JVM_OPTIONS)
+               .config("spark.executor.extraJavaOptions", JVM_OPTIONS))
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
