@@ -4,18 +4,21 @@ engines started small, on this machine's loopback address only."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from exportkit import sentences
+from exportkit import make_run, sentences
 
 # what the engines' own processes must not do: reach past this machine, or phone home
 LOOPBACK = "127.0.0.1"
@@ -31,6 +34,17 @@ def engine_texts(n: int = 300, seed: int = 7) -> list[str]:
     return HARD + sentences(n, seed)
 
 
+def engine_model(base: Path, out: Path | None = None) -> Path:
+    """A small exported model (max_tokens 40, so the long texts are cut) at ``out``, by default
+    ``base/model``."""
+    from metaprep.serve.export import ExportOptions, export_run
+
+    out = out or base / "model"
+    run = make_run(base / "run", max_tokens=40)
+    export_run(run, out, options=ExportOptions(progress=False), log=lambda _: None)
+    return out
+
+
 @functools.cache
 def spark_missing() -> str | None:
     """Why Spark cannot run here (pyspark, pandas, pyarrow or a Java 17+ runtime missing), or
@@ -42,8 +56,10 @@ def spark_missing() -> str | None:
             return f"{module} is not installed (pip install 'metaprep[spark]')"
     home = os.environ.get("JAVA_HOME")
     java = str(Path(home, "bin", "java")) if home else shutil.which("java")
-    if not java or not Path(java).exists():
+    if not java:
         return "no Java runtime: java is not on PATH and JAVA_HOME is not set (Spark needs 17+)"
+    if not Path(java).exists():
+        return f"no Java runtime: JAVA_HOME is {home}, where there is no bin/java"
     out = subprocess.run([java, "-version"], capture_output=True, text=True)
     found = re.search(r'version "(\d+)', out.stderr + out.stdout)
     if not found or int(found.group(1)) < 17:
@@ -141,3 +157,23 @@ def wait_for(directory: Path, prefix: str, timeout: float) -> Iterator[Path]:
             return iter(found)
         time.sleep(0.1)
     raise TimeoutError(f"no {prefix}* in {directory} after {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def killing_the_stalled(marks: Path, timeout: float = 120) -> Iterator[list[int]]:
+    """While the block runs, a thread waits for a file ``stalled-PID`` in ``marks``, writes
+    ``marks/killed`` (so the next attempt goes straight through), then kills PID with SIGKILL.
+    Yields the list of the pids killed."""
+    killed: list[int] = []
+
+    def kill() -> None:
+        marker = next(wait_for(marks, "stalled-", timeout))
+        (marks / "killed").touch()
+        pid = int(marker.name.split("-")[1])
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    yield killed
+    thread.join(timeout=5)

@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from enginekit import LOOPBACK, ray_missing, spark_missing
-from exportkit import make_run
+from enginekit import LOOPBACK, engine_model, ray_missing, spark_missing
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "engines.md"
@@ -38,11 +37,8 @@ def test_the_doc_has_one_example_per_engine_and_they_use_the_model_path() -> Non
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from metaprep.serve.export import ExportOptions, export_run
-
     base = tmp_path_factory.mktemp("docs-engines")
-    run = make_run(base / "run")
-    export_run(run, base / MODEL, options=ExportOptions(progress=False), log=lambda _: None)
+    engine_model(base, base / MODEL)
     return base
 
 

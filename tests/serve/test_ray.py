@@ -5,8 +5,6 @@ row. Skips, saying why, where ray[data] is missing."""
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from enginekit import engine_texts, ray_init, ray_missing, wait_for
-from exportkit import make_run
+from enginekit import engine_model, engine_texts, killing_the_stalled, ray_init, ray_missing
 
 from metaprep.serve.runtime import Model
 
@@ -27,12 +24,7 @@ BLOCKS = 8
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from metaprep.serve.export import ExportOptions, export_run
-
-    base = tmp_path_factory.mktemp("ray-model")
-    run = make_run(base, max_tokens=40)
-    export_run(run, base / "model", options=ExportOptions(progress=False), log=lambda _: None)
-    return base / "model"
+    return engine_model(tmp_path_factory.mktemp("ray-model"))
 
 
 @pytest.fixture(scope="module")
@@ -136,19 +128,8 @@ def test_actor_killed_mid_job_loses_and_duplicates_no_row(ray_cluster: None, mod
     texts: list[str | None] = [*engine_texts(300), None]
     ds = mray.predict_dataset(_dataset(texts), model_dir, actors=2, batch_size=16,
                               outputs=("label", "probability", "probabilities"))
-    killed: list[int] = []
-
-    def killer() -> None:
-        marker = next(wait_for(tmp_path, "stalled-", timeout=120))
-        Path(tmp_path, "killed").touch()  # the batch's next run goes straight through
-        pid = int(marker.name.split("-")[1])
-        os.kill(pid, signal.SIGKILL)
-        killed.append(pid)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    rows = ds.take_all()
-    thread.join(timeout=5)
+    with killing_the_stalled(tmp_path) as killed:
+        rows = ds.take_all()
     assert killed, "the stalled actor never wrote its marker"
     loads = _loads(tmp_path)
     assert str(killed[0]) in loads and len(loads) >= 3  # the killed actor was replaced

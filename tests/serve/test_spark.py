@@ -8,8 +8,6 @@ Skips, saying why, where pyspark (with pandas and pyarrow) or a Java 17+ runtime
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from enginekit import engine_texts, spark_missing, spark_session, wait_for, wait_for_executors
-from exportkit import make_run
+from enginekit import (
+    engine_model,
+    engine_texts,
+    killing_the_stalled,
+    spark_missing,
+    spark_session,
+    wait_for_executors,
+)
 
 from metaprep.serve.runtime import Model
 
@@ -30,12 +34,7 @@ PARTITIONS = 4
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from metaprep.serve.export import ExportOptions, export_run
-
-    base = tmp_path_factory.mktemp("spark-model")
-    run = make_run(base, max_tokens=40)
-    export_run(run, base / "model", options=ExportOptions(progress=False), log=lambda _: None)
-    return base / "model"
+    return engine_model(tmp_path_factory.mktemp("spark-model"))
 
 
 @pytest.fixture(scope="module")
@@ -195,20 +194,8 @@ def test_executor_killed_mid_job_loses_and_duplicates_no_row(spark: Any, model_d
                       batch_size=16)
     frame = _frame(spark, texts).withColumn("p", udf("text"))
     scored = frame.mapInPandas(pass_through, frame.schema)
-    killed: list[int] = []
-
-    def killer() -> None:
-        marker = next(wait_for(tmp_path, "stalled-", timeout=120))
-        Path(marks, "killed").touch()  # the task's next attempt goes straight through
-        pid = int(marker.name.split("-")[1])
-        os.kill(pid, signal.SIGKILL)
-        killed.append(pid)
-
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    rows = scored.collect()
-    thread.join(timeout=5)
+    with killing_the_stalled(tmp_path) as killed:
+        rows = scored.collect()
     assert killed, "the stalled task never wrote its marker"
     assert not Path(f"/proc/{killed[0]}/cmdline").exists()  # that executor is gone
     _check_rows(rows, texts, Model(model_dir, threads=1))
