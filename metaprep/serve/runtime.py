@@ -112,6 +112,8 @@ class Model:
         self.tokenizer = Tokenizer(self.dir.tokenizer)
         self.vocab = self.dir.vocab()
         self.stats = RunStats()
+        # guards the statistics, the sessions and the pool: threads may share one Model
+        self._lock = threading.Lock()
         self._sessions: dict[str, Any] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._session("model")  # fail now, not at the first batch, if onnxruntime refuses it
@@ -127,6 +129,10 @@ class Model:
 
     # --- sessions ------------------------------------------------------------------------------
     def _session(self, graph: str) -> Any:
+        with self._lock:  # threads calling embed() first would each build the session
+            return self._sessions.get(graph) or self._new_session(graph)
+
+    def _new_session(self, graph: str) -> Any:
         if graph not in self._sessions:
             import onnxruntime as ort
 
@@ -262,12 +268,17 @@ class Model:
         return got if got is not None else self._encode_in_python(texts)
 
     def _count(self, ids: np.ndarray, lengths: np.ndarray, counts: np.ndarray) -> None:
-        st = self.stats
-        st.texts += len(counts)
-        st.tokens += int(lengths.sum())
-        st.unknown += int(np.count_nonzero(ids == UNK_ID))
-        st.empty += int(np.count_nonzero(counts == 0))
-        st.truncated += int(np.count_nonzero(counts > self.max_tokens))
+        # counted first, then added under the lock: threads sharing the model lost updates
+        tokens, unknown = int(lengths.sum()), int(np.count_nonzero(ids == UNK_ID))
+        empty = int(np.count_nonzero(counts == 0))
+        truncated = int(np.count_nonzero(counts > self.max_tokens))
+        with self._lock:
+            st = self.stats
+            st.texts += len(counts)
+            st.tokens += tokens
+            st.unknown += unknown
+            st.empty += empty
+            st.truncated += truncated
 
     def _sides(self, texts: Sequence[Text], pair: bool) -> list[Sequence[str]]:
         """The texts, or for pairs the first texts and the second texts."""
@@ -294,8 +305,10 @@ class Model:
         # the calling thread is one of the workers, and each takes the next item when it is
         # free: a long batch then holds up one thread, not the items dealt to it in advance
         # (fortunes' 255-text call, 2 threads: 83-88k -> 89-92k texts/s against pool.map)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers - 1, thread_name_prefix="metaprep-batch")
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers - 1,
+                                                thread_name_prefix="metaprep-batch")
         results: list[Any] = [None] * len(items)
         todo, lock = iter(enumerate(items)), threading.Lock()
 
@@ -606,7 +619,8 @@ def predict_stream(model: Model, records: Iterable[tuple[int, Text | None, str |
     """One JSON-ready record per input record, in order: {"record", "line", "label",
     "probabilities"} (multi-label: "labels", the list over their thresholds), or {"record",
     "line", "error"} for a record that could not be read. ``top_k``: "probabilities" holds
-    only the k most probable labels, most probable first (default: every label).
+    only the k most probable labels, most probable first (default: every label), and
+    "labels" at most k labels.
     ``record`` counts records from 1 (a TSV header or a blank JSONL line is none); ``line`` is
     where the record starts in the input."""
     _check_top_k(top_k)
@@ -626,8 +640,8 @@ def predict_stream(model: Model, records: Iterable[tuple[int, Text | None, str |
                 shown = {k: round(float(x), 6) for k, x in zip(model.labels, p, strict=True)}
             else:
                 shown = {model.labels[j]: round(float(p[j]), 6) for j in cols[at - 1]}
-            if model.thresholds is not None:
-                over = _over_threshold(model.labels, p, model.thresholds)[0]
+            if model.thresholds is not None:  # top_k caps the label set too, as in predict()
+                over = _over_threshold(model.labels, p, model.thresholds, top_k)[0]
                 yield {"record": number, "line": no, "labels": over, "probabilities": shown}
             else:
                 yield {"record": number, "line": no, "label": model.labels[int(np.argmax(p))],
