@@ -251,6 +251,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
                     f"member{k}_config_sha256": file_sha256(r.path / CONFIG),
                     f"member{k}_weights_sha256": file_sha256(r.path / BEST)})
         manifest.write(tmp)
+        _check_servable(tmp, out)
         if out.exists():  # --force: swap the new directory in, then drop the old one
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
@@ -271,6 +272,24 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
         path = write_triton(out, Path(opts.triton), opts.triton_name, manifest)
         log(f"Triton model repository entry: {path}")
     return manifest
+
+
+def _check_servable(tmp: Path, out: Path) -> None:
+    """Open the directory as `predict` will, with every check of the runtime and a session for
+    every graph: an export that the runtime would refuse fails here, and nothing is written
+    (`--max-tokens 16` once wrote a model that predict refused)."""
+    from metaprep.errors import ModelError
+    from metaprep.serve.runtime import Model
+
+    try:
+        Model(tmp, threads=1, verify="fast").load_graphs()
+    except ModelError as exc:
+        where = Path(exc.path) if exc.path else tmp
+        if where.is_relative_to(tmp):  # name the output, not the temporary directory
+            where = out / where.relative_to(tmp)
+        raise ExportError(f"the runtime refuses the model directory this export made: "
+                          f"{exc.message}; nothing was written", path=where,
+                          hint="please report this with the run") from exc
 
 
 def _parity_gate(tmp: Path, reference: Any, feeds: list[Any], pair: bool,

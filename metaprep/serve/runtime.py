@@ -128,6 +128,12 @@ class Model:
             self._load_serve_graph()
 
     # --- sessions ------------------------------------------------------------------------------
+    def load_graphs(self) -> None:
+        """Create every graph's session now (the front end's is otherwise made at the first
+        ``embed``): export opens what it wrote this way before it commits the directory."""
+        for graph in self.manifest.graphs:
+            self._session(graph)
+
     def _session(self, graph: str) -> Any:
         with self._lock:  # threads calling embed() first would each build the session
             return self._sessions.get(graph) or self._new_session(graph)
@@ -166,7 +172,7 @@ class Model:
         if ports != (["text"], ["ids", "missed"]):
             raise ModelError(f"text.onnx reads {ports[0]} and gives {ports[1]}, not text -> "
                              "ids, missed", path=path, hint="re-export the model directory")
-        probes = _probes([self.vocab.word(r) for r in range(min(200, len(self.vocab)))])
+        probes = self._probes()
         try:
             got = self._encode_in_graph(probes)
         except Exception as exc:  # onnxruntime's errors are not typed
@@ -188,7 +194,7 @@ class Model:
                 {o.name for o in sess.get_outputs()} != wanted:
             raise ModelError("serve.onnx does not read text and give the model's outputs, ids "
                              "and counts", path=path, hint="re-export the model directory")
-        probes = _probes([self.vocab.word(r) for r in range(min(200, len(self.vocab)))])
+        probes = self._probes()
         ids, lengths, counts = self._encode(probes)
         (want,) = self._session("model").run(["probabilities"],
                                              {"ids": ids, "lengths": lengths})
@@ -202,6 +208,18 @@ class Model:
             raise ModelError("serve.onnx does not give what text.onnx and model.onnx give",
                              path=path, hint="re-export the model directory")
         self._serve = sess
+
+    def _probes(self) -> list[str]:
+        """The probe texts (_probes) that the text graph takes: each at most max_tokens
+        vocabulary words, so none is cut off, and within _graph_run's length."""
+        words = [self.vocab.word(r) for r in range(min(200, len(self.vocab)))]
+        return [p for p in _probes(words, self.max_tokens) if self._fits(p)]
+
+    def _fits(self, text: str) -> bool:
+        """Whether a text graph can take the text exactly: the Python path reads only the
+        first max_tokens + 1 tokens of a longer one (no token is shorter than a character)."""
+        return len(text.lower() if self.tokenizer.config.lowercase else text) <= \
+            32 * (self.max_tokens + 1)
 
     # --- text -> ids ---------------------------------------------------------------------------
     def _tokens(self, texts: Sequence[str]) -> list[list[str]]:
@@ -231,7 +249,7 @@ class Model:
         surrogate (UTF-8 has none)."""
         if self.tokenizer.config.lowercase:
             texts = list(map(str.lower, texts))
-        if max(map(len, texts), default=0) > 32 * (self.max_tokens + 1):
+        if max(map(len, texts), default=0) > 32 * (self.max_tokens + 1):  # as _fits
             return None
         try:
             return list(sess.run(outputs, {"text": np.array(texts, dtype=object)}))
@@ -469,11 +487,13 @@ _PROBES = ["", "   ", "Hello, World!", "naïve café — “quotes” it's co-op
            "ﬁ ﬂ ŉ", "UPPER lower Title MiXeD"]
 
 
-def _probes(words: Sequence[str]) -> list[str]:
+def _probes(words: Sequence[str], max_tokens: int) -> list[str]:
     """Texts the text graph must tokenize exactly as Python: hostile cases, and vocabulary
-    words as written, upper- and title-cased (the case policy's lookups)."""
-    head = " ".join(words)
-    return [*_PROBES, head, head.upper(), head.title()]
+    words as written, upper- and title-cased (the case policy's lookups), max_tokens words a
+    text so that truncation hides none of them (200 words in one text made every model with
+    max_tokens up to 33 fail its own check)."""
+    heads = [" ".join(words[i : i + max_tokens]) for i in range(0, len(words), max_tokens)]
+    return [*_PROBES, *heads, *(h.upper() for h in heads), *(h.title() for h in heads)]
 
 
 def pad_flat(flat: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
