@@ -23,6 +23,8 @@ from metaprep.checksum import file_sha256
 from metaprep.errors import ModelError
 from metaprep.ids import CASE_POLICIES
 from metaprep.serve import onnx_scan
+from metaprep.serve.graphcheck import check_graph
+from metaprep.serve.graphjoin import check_join
 from metaprep.serve.manifest import (
     AccuracyRecord,
     Checks,
@@ -34,6 +36,7 @@ from metaprep.serve.manifest import (
     TaskInfo,
     is_plain_name,
 )
+from metaprep.serve.onnx_read import Graph, read_model
 from metaprep.serve.patterncheck import pattern_problem
 from metaprep.serve.vocabfile import (
     VOCAB_INDEX,
@@ -296,8 +299,15 @@ class ModelDir:
         check_inside(path, manifest.files)
         if verify != "none":
             verify_files(path, manifest, full=verify == "full")
-        for graph in manifest.graphs.values():
-            _check_graph_data(path, graph)
+        parsed = {name: _check_graph(path, name, graph, manifest)
+                  for name, graph in manifest.graphs.items()}
+        if "serve" in parsed:
+            if "text" not in parsed or manifest.task.pair:
+                raise ModelError("a serve graph without a text graph, or for sentence pairs",
+                                 path=path / GRAPH_FILES["serve"],
+                                 hint="re-export the model directory")
+            check_join(parsed["serve"], parsed["text"], parsed["model"], manifest.max_tokens,
+                       path / GRAPH_FILES["serve"])
         labels = _read_json(path / LABELS)
         if labels != list(manifest.task.labels):
             raise ModelError("labels.json does not match the manifest's task.labels",
@@ -335,14 +345,18 @@ class ModelDir:
                                  path=self.path / graph.file, hint="re-export the model")
 
 
-def _check_graph_data(model_dir: Path, graph: GraphInfo) -> None:
+def _check_graph(model_dir: Path, name: str, graph: GraphInfo, manifest: Manifest) -> Graph:
     """The graph's external-data locations are plain names inside the directory, all recorded in
-    the manifest's data_files (which verify_files covers), read from the graph's protobuf."""
+    the manifest's data_files (which verify_files covers), and what it may allocate is bounded
+    (graphcheck), all read from the graph's protobuf before onnxruntime sees it."""
     path = model_dir / graph.file
     try:
-        locations = onnx_scan.external_locations(path.read_bytes())
+        data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read the graph: {exc.strerror or exc}", path=path) from exc
+    try:
+        locations = onnx_scan.external_locations(data)
+        parsed = read_model(data)
     except ValueError as exc:
         raise ModelError(f"not a readable ONNX graph: {exc}", path=path) from exc
     for loc in sorted(set(locations)):
@@ -351,3 +365,42 @@ def _check_graph_data(model_dir: Path, graph: GraphInfo) -> None:
                              f"does not list for it", path=path,
                              hint="refusing to load it; re-export the model directory")
     check_inside(model_dir, set(locations))
+    sizes = {f: (model_dir / f).stat().st_size for f in graph.data_files
+             if (model_dir / f).is_file()}
+    _, shapes = check_graph(parsed, kind=name, max_tokens=manifest.max_tokens,
+                            pair=manifest.task.pair, data_sizes=sizes, path=path)
+    _check_shapes(path, name, shapes, manifest)
+    return parsed
+
+
+# the outputs the runtime reads from each graph (a model graph of pairs has no sentence vector)
+_OUTPUTS = {"model": {"logits", "probabilities"},
+            "front_end": {"token_embeddings", "sentence_embedding"},
+            "text": {"ids", "missed"}, "serve": {"logits", "probabilities", "ids", "counts"}}
+
+
+def _check_shapes(path: Path, name: str, shapes: Mapping[str, tuple[int, ...]],
+                  manifest: Manifest) -> None:
+    """The outputs and their shapes for a batch of two texts of max_tokens tokens, as the graph
+    check worked them out, against the manifest: a graph giving more columns than it declares
+    is refused before it runs."""
+    task, t = manifest.task, manifest.max_tokens
+    listed = set(manifest.graphs[name].outputs)
+    if set(shapes) != listed or not _OUTPUTS[name] <= listed:
+        raise ModelError(f"{path.name} gives {sorted(shapes)}; the manifest lists "
+                         f"{sorted(listed)}, and the runtime reads {sorted(_OUTPUTS[name])}",
+                         path=path, hint="refusing to load it; re-export the model directory")
+    want = {"logits": (2, len(task.labels)), "probabilities": (2, len(task.labels)),
+            "sentence_embedding": (2, task.sentence_dim),
+            "token_embeddings": (2, t, task.meta_dim), "counts": (2,)}
+    for out, shape in shapes.items():
+        if out == "ids":  # every token (text graph), or at most max_tokens (serve graph)
+            ok = len(shape) == 2 and shape[0] == 2 and (name == "text" or 1 <= shape[1] <= t)
+        elif out == "missed":
+            ok = len(shape) == 1
+        else:
+            ok = shape == want.get(out)
+        if not ok:
+            raise ModelError(f"{path.name} would give {out} of shape {list(shape)} for 2 texts "
+                             f"of {t} tokens, not {list(want.get(out, ('...',)))}", path=path,
+                             hint="refusing to load it; re-export the model directory")

@@ -13,7 +13,7 @@ policy (unknown words -> UNK), truncation at the manifest's ``max_tokens`` (coun
 graph (``text.onnx``, serve/textgraph.py) the tokenizer and the lookup run in onnxruntime too,
 giving the same ids as the Python path (which stays for batches the graph cannot take exactly);
 with a serve graph (``serve.onnx``, textgraph.serve_graph) texts go in and the model's outputs
-come out of one run, checked at load against the two graphs run one after the other.
+come out of one run, proven at load to be the two graphs joined (graphjoin).
 An empty text is a defined input: the model reads it as one padding token. Sentence pairs are
 ``(text_a, text_b)`` tuples.
 
@@ -37,9 +37,10 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from metaprep.errors import DataError, ModelError
-from metaprep.ids import MISSED_ID, UNK_ID
+from metaprep.ids import ID_OFFSET, MISSED_ID, UNK_ID
 from metaprep.serve.modeldir import Manifest, ModelDir
 from metaprep.serve.probabilities import Probabilities
+from metaprep.serve.runcheck import checked, checked_ids, one_line, ran
 from metaprep.tokenize import Tokenizer
 
 __all__ = [
@@ -150,10 +151,12 @@ class Model:
             opts.inter_op_num_threads = 1
             opts.add_session_config_entry("session.intra_op.allow_spinning",
                                           "1" if self.spin else "0")
+            opts.log_severity_level = 4  # its errors are ours to report, on one line
             try:
                 sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime's errors are not typed
-                raise ModelError(f"onnxruntime cannot load the graph: {exc}", path=path) from exc
+                raise ModelError(f"onnxruntime cannot load the graph: {one_line(exc)}",
+                                 path=path) from exc
             self.dir.check_outputs(graph, {o.name: o.shape for o in sess.get_outputs()})
             self._sessions[graph] = sess
         return self._sessions[graph]
@@ -175,6 +178,8 @@ class Model:
         probes = self._probes()
         try:
             got = self._encode_in_graph(probes)
+        except ModelError:
+            raise
         except Exception as exc:  # onnxruntime's errors are not typed
             raise ModelError(f"text.onnx fails on the probe texts: {exc}", path=path,
                              hint="re-export the model directory") from exc
@@ -185,29 +190,9 @@ class Model:
         self.text_path = "onnxruntime"
 
     def _load_serve_graph(self) -> None:
-        """The serve graph, checked on the probe texts against the text graph and the model
-        graph run one after the other: the same ids, counts and probabilities."""
-        sess = self._session("serve")
-        path = self.dir.graph_path("serve")
-        wanted = {o.name for o in self._session("model").get_outputs()} | {"ids", "counts"}
-        if [i.name for i in sess.get_inputs()] != ["text"] or \
-                {o.name for o in sess.get_outputs()} != wanted:
-            raise ModelError("serve.onnx does not read text and give the model's outputs, ids "
-                             "and counts", path=path, hint="re-export the model directory")
-        probes = self._probes()
-        ids, lengths, counts = self._encode(probes)
-        (want,) = self._session("model").run(["probabilities"],
-                                             {"ids": ids, "lengths": lengths})
-        try:
-            got = self._graph_run(sess, ["probabilities", "ids", "counts"], probes)
-        except Exception as exc:  # onnxruntime's errors are not typed
-            raise ModelError(f"serve.onnx fails on the probe texts: {exc}", path=path,
-                             hint="re-export the model directory") from exc
-        if got is None or not (np.array_equal(got[1], ids) and np.array_equal(got[2], counts)
-                               and np.allclose(got[0], want, rtol=1e-5, atol=1e-6)):
-            raise ModelError("serve.onnx does not give what text.onnx and model.onnx give",
-                             path=path, hint="re-export the model directory")
-        self._serve = sess
+        """The serve graph: ModelDir.open proved it the join of the text graph and the model
+        graph (graphjoin), so it gives what the two give one after the other."""
+        self._serve = self._session("serve")
 
     def _probes(self) -> list[str]:
         """The probe texts (_probes) that the text graph takes: each at most max_tokens
@@ -242,17 +227,18 @@ class Model:
         ids, _ = pad_flat(self.vocab.encode_array(list(chain.from_iterable(lists))), lengths)
         return ids, lengths, counts
 
-    def _graph_run(self, sess: Any, outputs: list[str] | None, texts: Sequence[str]
+    def _graph_run(self, graph: str, outputs: list[str] | None, texts: Sequence[str]
                    ) -> list[np.ndarray] | None:
-        """``sess`` (a graph that reads text) run on the texts, or None for a batch it cannot
-        take exactly: a text so long that the Python path reads only its first tokens, or a lone
-        surrogate (UTF-8 has none)."""
+        """The ``graph`` that reads text (text or serve) run on the texts, or None for a batch
+        it cannot take exactly: a text so long that the Python path reads only its first
+        tokens, or a lone surrogate (UTF-8 has none)."""
         if self.tokenizer.config.lowercase:
             texts = list(map(str.lower, texts))
         if max(map(len, texts), default=0) > 32 * (self.max_tokens + 1):  # as _fits
             return None
         try:
-            return list(sess.run(outputs, {"text": np.array(texts, dtype=object)}))
+            return ran(self._sessions[graph], outputs, {"text": np.array(texts, dtype=object)},
+                       self.dir.graph_path(graph))
         except UnicodeEncodeError:
             return None
 
@@ -260,18 +246,23 @@ class Model:
                      ) -> tuple[np.ndarray, list[_Encoded]] | None:
         """The serve graph's ``output`` and the ids it read (for the statistics), or None as
         _graph_run gives it."""
-        got = self._graph_run(self._serve, [output, "ids", "counts"], texts)
+        got = self._graph_run("serve", [output, "ids", "counts"], texts)
         if got is None:
             return None
         out, ids, counts = got
+        path = self.dir.graph_path("serve")
+        checked_ids(ids, len(texts), len(self.vocab) + ID_OFFSET, path, counts=counts)
+        out = checked(out, output, len(texts), self._width(output), path)
         return out, [(ids, np.minimum(counts, self.max_tokens), counts)]
 
     def _encode_in_graph(self, texts: Sequence[str]) -> _Encoded | None:
         """The text graph's ids, or None as _graph_run gives it."""
-        got = self._graph_run(self._text, None, texts)
+        got = self._graph_run("text", None, texts)
         if got is None:
             return None
         ids, missed = got
+        checked_ids(ids, len(texts), len(self.vocab) + ID_OFFSET, self.dir.graph_path("text"),
+                    missed=missed)
         if missed.size:  # tokens the map lacks: the case policy's other forms, in Python
             ids[ids == MISSED_ID] = self.vocab.encode_array(missed.tolist())
         # counts as the Python path gives them: one past the limit says "truncated"
@@ -373,8 +364,9 @@ class Model:
                 ids, lengths, counts = self._encode([side[k] for k in rows.tolist()])
                 feed[f"ids{suffix}"], feed[f"lengths{suffix}"] = ids, lengths
                 encoded.append((ids, lengths, counts))
-            (out,) = sess.run([output], feed)
-            return out, encoded
+            (out,) = ran(sess, [output], feed, self.dir.graph_path(graph))
+            return checked(out, output, len(rows), self._width(output),
+                           self.dir.graph_path(graph)), encoded
 
         # a call of fewer than workers x batch_size texts is cut finer, so every thread has some
         step = max(1, min(self.batch_size, -(-n // self.workers)))
@@ -387,10 +379,13 @@ class Model:
             for ids, lengths, counts in encoded:
                 self._count(ids, lengths, counts)
         if result is None:  # no texts
-            width = self.manifest.task.sentence_dim if output == "sentence_embedding" \
-                else len(self.labels)
-            result = np.empty((0, width), dtype=np.float32)
+            result = np.empty((0, self._width(output)), dtype=np.float32)
         return result
+
+    def _width(self, output: str) -> int:
+        """The columns of an output: the sentence vector's width, or one per label."""
+        return self.manifest.task.sentence_dim if output == "sentence_embedding" \
+            else len(self.labels)
 
     def predict_proba(self, texts: Sequence[Text]) -> np.ndarray:
         """(N, C) class probabilities; columns follow ``labels``. Multi-label: a sigmoid
