@@ -193,13 +193,10 @@ def read_manifest(model_dir: str | Path) -> Manifest:
                          hint="create one with `metaprep export-onnx RUN_DIR -o MODEL_DIR`")
     if path.exists() or path.is_symlink():
         check_inside(model_dir, [MANIFEST])  # before anything is read from it
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+    if not path.exists() and not path.is_symlink():
         raise ModelError("no manifest.json: not a model directory", path=model_dir,
-                         hint="create one with `metaprep export-onnx`") from exc
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ModelError(f"unreadable manifest: {exc}", path=path) from exc
+                         hint="create one with `metaprep export-onnx`")
+    data = _read_json(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise ModelError(f"not a {FORMAT_NAME} manifest", path=path)
     return Manifest.from_dict(data, path)
@@ -255,10 +252,25 @@ def write_model_files(model_dir: str | Path, *, tokenizer: TokenizerConfig,
 
 
 def _read_json(path: Path) -> Any:
+    """A JSON file of the directory, strictly: UTF-8, and no key given twice in an object (a
+    reader taking the first and Python the last would see two different files)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ModelError(f"unreadable {path.name}: {exc}", path=path) from exc
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_repeats)
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"unreadable {path.name}: not UTF-8 (byte {exc.start})",
+                         path=path) from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelError(f"unreadable {path.name}: {' '.join(str(exc).split())}",
+                         path=path) from exc
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key[:40]!r} is given twice in one object")
+        out[key] = value
+    return out
 
 
 def _read_tokenizer(path: Path) -> TokenizerConfig:
@@ -267,8 +279,9 @@ def _read_tokenizer(path: Path) -> TokenizerConfig:
         raise ModelError("tokenizer.json must hold an object", path=path)
     try:  # truncation is the manifest's max_tokens, applied by the runtime
         config = TokenizerConfig.from_dict({**data, "max_tokens": None})
-    except (ValueError, TypeError) as exc:
-        raise ModelError(f"bad tokenizer.json: {exc}", path=path) from exc
+    except (ValueError, TypeError, RecursionError, OverflowError) as exc:  # re's, on a pattern
+        raise ModelError(f"bad tokenizer.json: {' '.join(str(exc).split())[:300]}",
+                         path=path) from exc
     if not isinstance(config.lowercase, bool):
         raise ModelError("bad tokenizer.json: lowercase must be true or false", path=path)
     problem = pattern_problem(config.pattern) if config.mode == "regex" else None
