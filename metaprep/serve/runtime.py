@@ -59,6 +59,10 @@ __all__ = [
 ]
 
 Text = str | tuple[str, str]
+# bounds of the options: far above any measured use, below what would exhaust the machine (a
+# million threads, a batch holding a whole stream)
+MAX_THREADS = 1024
+MAX_BATCH = 1 << 16
 INPUT_FORMATS = ("auto", "lines", "tsv", "jsonl")
 # Longest input line read: memory stays bounded on a stream with no line ends (`yes | tr -d
 # '\n'` would otherwise grow one line until the machine runs out). The tokenizer keeps at most
@@ -93,8 +97,10 @@ class Model:
                  batch_size: int = 64, verify: str = "fast", spin: bool = False) -> None:
         if verify not in ("fast", "full", "none"):
             raise ValueError("verify must be fast, full or none")
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        if not _whole(batch_size, MAX_BATCH):
+            raise ValueError(f"batch_size must be a whole number from 1 to {MAX_BATCH}")
+        if threads is not None and not _whole(threads, MAX_THREADS):
+            raise ValueError(f"threads must be None or a whole number from 1 to {MAX_THREADS}")
         self.path = Path(model_dir)
         self.dir = ModelDir.open(self.path, verify=verify)  # every check before onnxruntime
         self.manifest: Manifest = self.dir.manifest
@@ -294,6 +300,10 @@ class Model:
         if isinstance(texts, (str, bytes)):  # a sequence too: a prediction per character
             raise DataError(f"give a list of texts, not one {type(texts).__name__}: "
                             "model.predict([text])")
+        if not isinstance(texts, (Sequence, np.ndarray)) or getattr(texts, "ndim", 1) != 1:
+            # None, a number, a generator, or a set or dict (no order to give the rows back in)
+            raise DataError(f"give a list of texts, not {type(texts).__name__}: "
+                            "model.predict([text, ...])")
         if pair:
             if not all(isinstance(t, tuple) and len(t) == 2 for t in texts):
                 raise DataError("this model reads sentence pairs: give (text_a, text_b)")
@@ -433,6 +443,10 @@ class Model:
             raise ModelError("a sentence-pair model embeds single texts only with its front-end "
                              "graph", path=self.path, hint="re-export with --front-end")
         return self._run(graph, texts, "sentence_embedding", pair=False)
+
+
+def _whole(value: object, most: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= most
 
 
 def _check_top_k(top_k: int | None) -> None:

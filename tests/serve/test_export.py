@@ -402,3 +402,20 @@ def test_export_refuses_a_directory_the_runtime_refuses(tmp_path: Path, monkeypa
                                           "nothing was written"):
         export_run(run, tmp_path / "m", options=QUIET, log=lambda _: None)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".m", "m"))) == []
+
+
+def test_a_pair_model_exports_its_front_end(tmp_path: Path) -> None:
+    """--front-end on a sentence-pair model: its parity check ran the pair classifier on one
+    sentence (a torch traceback); the front end is compared alone, and embed serves it."""
+    run = make_run(tmp_path, method="dme", encoder="pool", pair=True)
+    manifest = export_run(run, tmp_path / "m", options=ExportOptions(front_end=True,
+                                                                     progress=False),
+                          log=lambda _: None)
+    assert manifest.checks.parity["front_end"].max_abs_diff["sentence_embedding"] <= 1e-5
+    model = Model(tmp_path / "m")
+    ids = np.array([[2, 5, 7]])
+    with torch.no_grad():
+        want = Run.open(run).load_model().encode(torch.from_numpy(ids),
+                                                 torch.tensor([3])).sentence.numpy()
+    np.testing.assert_allclose(model.embed([" ".join(WORDS[i - 2] for i in ids[0])]), want,
+                               atol=1e-5)
