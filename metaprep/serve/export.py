@@ -16,6 +16,7 @@ temporary name and renamed.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -91,6 +92,14 @@ class ExportOptions:
         if self.fold and method is not None and method not in FOLDABLE:
             raise ExportError(f"a {method} front end depends on context and cannot be folded",
                               hint="drop --fold (the projections are still baked)")
+        for name, value, most in (("--tolerance", self.tolerance, math.inf),
+                                  ("--rtol", self.rtol, math.inf),
+                                  ("--max-accuracy-drop", self.max_accuracy_drop, 1.0)):
+            # NaN failed every check with a puzzling message; inf passed every graph
+            if not (isinstance(value, (int, float)) and math.isfinite(value)
+                    and 0 <= value <= most):
+                raise ExportError(f"{name} must be a finite number from 0"
+                                  f"{'' if most == math.inf else f' to {most:g}'}, not {value}")
         if self.max_tokens is not None and not 1 <= self.max_tokens <= MAX_TOKENS_LIMIT:
             raise ExportError(f"--max-tokens must be from 1 to {MAX_TOKENS_LIMIT}",
                               hint="the runtime's memory per text grows with it")

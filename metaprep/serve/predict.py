@@ -139,6 +139,10 @@ def predict(opts: PredictOptions, *, warn: Callable[[str], None] | None = None) 
     _check_output("predict", opts)
     model = opts.model()
     columns = opts.columns or (("text_a", "text_b") if model.pair else ("text",))
+    if len(columns) != (2 if model.pair else 1):  # every record would be an error line
+        raise ConfigError(f"this model reads {'sentence pairs' if model.pair else 'single texts'}"
+                          f": give {'two columns' if model.pair else 'one column'}, not "
+                          f"{len(columns)}", path=opts.model_dir)
     say, records, errors = warn or _ignore, 0, 0
     with open_input(opts.input) as (stream, name), _output(opts.output) as out:
         texts = read_texts(stream, name=name, fmt=opts.input_format, columns=columns, warn=say)

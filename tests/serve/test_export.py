@@ -419,3 +419,15 @@ def test_a_pair_model_exports_its_front_end(tmp_path: Path) -> None:
                                                  torch.tensor([3])).sentence.numpy()
     np.testing.assert_allclose(model.embed([" ".join(WORDS[i - 2] for i in ids[0])]), want,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("options", [{"tolerance": float("inf")}, {"tolerance": float("nan")},
+                                     {"tolerance": -1.0}, {"rtol": float("nan")},
+                                     {"max_accuracy_drop": float("nan")},
+                                     {"max_accuracy_drop": 2.0}])
+def test_numbers_of_the_checks_are_finite(options: dict[str, float]) -> None:
+    """--tolerance inf passed every graph (the parity gate off without a word), NaN failed it
+    with a puzzling message, --max-accuracy-drop nan was taken."""
+    name = "--" + next(iter(options)).replace("_", "-")
+    with pytest.raises(ExportError, match=f"{name} must be a finite number from 0"):
+        ExportOptions(progress=False, **options).validate()

@@ -303,3 +303,15 @@ def test_top_k_order_breaks_ties_by_the_lower_index() -> None:
     p = np.array([[0.1, 0.2, 0.5, 0.2], [0.25, 0.25, 0.25, 0.25]], dtype=np.float32)
     assert _top_k_order(p, 3).tolist() == [[2, 1, 3], [0, 1, 2]]
     assert _top_k_order(p, 1).ravel().tolist() == np.argmax(p, axis=1).tolist()
+
+
+def test_columns_must_fit_the_model(model_dir: Path, tmp_path: Path) -> None:
+    """Two columns for a single-text model read every line as a pair: each record an error
+    line and exit 0. Refused before any output now."""
+    texts = tmp_path / "t.txt"
+    texts.write_text("the cat\na dog\n")
+    with pytest.raises(ConfigError, match="this model reads single texts: give one column, "
+                                          "not 2"):
+        predict(PredictOptions(model_dir=model_dir, input=texts, output=tmp_path / "p.jsonl",
+                               columns=("a", "b")))
+    assert not (tmp_path / "p.jsonl").exists()
