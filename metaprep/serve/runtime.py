@@ -220,6 +220,8 @@ class Model:
 
     def encode(self, text: str) -> list[int]:
         """Model ids of one text (truncated at max_tokens; counted in ``stats``)."""
+        if not isinstance(text, str):
+            raise DataError(f"encode takes one text (str), not {type(text).__name__}")
         ids, lengths, counts = self._encode_in_python([text])
         self._count(ids, lengths, counts)
         return ids[0, : lengths[0]].tolist()

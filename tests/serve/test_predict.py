@@ -129,6 +129,9 @@ def test_predict_on_a_bare_str_is_a_clear_error(model_dir: Path) -> None:
         with pytest.raises(DataError, match=f"give a list of texts, not {name}"):
             model.predict_proba(other)  # type: ignore[arg-type]
     assert model.predict_proba(np.array(["the cat", "a dog"])).shape == (2, 2)
+    for other in (None, b"the cat", ["the cat"]):
+        with pytest.raises(DataError, match="encode takes one text"):
+            model.encode(other)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("options", [{"threads": "2"}, {"threads": 0}, {"threads": 10**6},
