@@ -4,8 +4,8 @@ A graph from a stranger can ask onnxruntime for any amount of memory: a ``serve.
 expanded a constant to batch x 2e7 floats took 6.4 GB and 30 s for 64 short lines. So every
 graph is read here (``onnx_read``, no ``onnx`` package) and refused unless
 
-- every node is an op the exporter writes (``_RULES``: the classifier, front-end, text and
-  serve graphs, int8 and float16 variants), with no subgraph, function or sparse tensor;
+- every node is an op the exporter writes (graphrules.RULES: the classifier, front-end, text
+  and serve graphs, int8 and float16 variants), with no subgraph, function or sparse tensor;
 - its inputs are exactly the runtime's feeds (``ids``/``lengths``, ``_b`` for pairs, or
   ``text``), and its outputs the ones the manifest lists;
 - the shape of every tensor follows from the input shapes and the graph's constants: a shape,
@@ -14,14 +14,18 @@ graph is read here (``onnx_read``, no ``onnx`` package) and refused unless
   ``TEXT_CHARS`` characters), the tensors alive at once hold at most ``ROW_BYTES`` plus
   ``TOKEN_BYTES`` per token for each text of a batch, and grow with the batch no faster than
   it does (a batch of B texts: at most B times one text's); a tensor made of constants alone
-  (onnxruntime folds those when the session is created) is at most ``CONST_BYTES`` beyond the
-  graph's own largest tensor.
+  (onnxruntime folds those when the session is created) holds at most ``CONST_BYTES``, or four
+  times the graph's largest initializer (int8 weights dequantized).
+- every initializer holds exactly the bytes its shape needs, inside its data file.
 
 The shapes are worked out by running every node's shape rule on concrete sizes (one text of 1
 token, one of ``max_tokens``, two of ``max_tokens``), with the values of the small integer
-tensors that shapes are made of. The exporter's largest graphs stay far below the bounds
-(tests/serve/test_graphcheck.py measures every kind); a graph beyond them is a ``ModelError``
-naming the graph and the node. Standard library and numpy only: the runtime imports it.
+tensors that shapes are made of; the tensors alive at once are summed in node order, each
+freed after its last reader. The exported graphs of the tests use at most 8 KiB a token (an
+ensemble of two BiLSTMs of 512 units); a single model at the largest proj_dim (16,384) or a
+fused ensemble of 64 members of 256 uses 128 KiB. Export opens what it wrote with the runtime,
+so a model beyond the bounds is refused there. A graph beyond them is a ``ModelError`` naming
+the graph and the node. Standard library and numpy only: the runtime imports it.
 """
 
 from __future__ import annotations
@@ -38,11 +42,12 @@ from metaprep.serve.onnx_read import Graph, Tensor
 __all__ = ["CONST_BYTES", "ROW_BYTES", "TEXT_CHARS", "TOKEN_BYTES", "Bound", "check_graph",
            "text_chars"]
 
-# Per text of a batch: 8 MiB, plus 256 KiB per token (64k float32 values a token; the
-# exporter's graphs of the measured runs use under 2 KiB a token: test_graphcheck).
+# Per text of a batch: 8 MiB, plus 256 KiB per token (64k float32 values a token alive at
+# once). The forged serve.onnx of issue 21 took 80 MB for a text of one token.
 ROW_BYTES = 8 << 20
 TOKEN_BYTES = 256 << 10
 CONST_BYTES = 64 << 20
+_MAX_RANK = 8  # the exporter's tensors have at most 4 dimensions
 TEXT_CHARS = 32  # characters a token may take in a text a text graph reads (text_chars)
 
 
@@ -187,6 +192,11 @@ def _run(graph: Graph, consts: Mapping[str, V], feeds: dict[str, V], text: TextO
             outs = rule(node, ins)
         except Refused as exc:
             raise Refused(f"{where}: {exc}") from exc
+        except (ArithmeticError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            # an input missing, a value of the wrong size: no node the exporter writes does that
+            raise Refused(f"{where}: its inputs do not fit the op ({exc})") from exc
+        if any(len(v.shape) > _MAX_RANK for v in outs):
+            raise Refused(f"{where} makes a tensor of more than {_MAX_RANK} dimensions")
         if len(outs) < len(node.outputs):
             raise Refused(f"{where} has more outputs than its op gives")
         for name, v in zip(node.outputs, outs, strict=False):

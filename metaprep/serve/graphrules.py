@@ -62,7 +62,7 @@ def _ints(v: V | None, what: str) -> list[int]:
 def _broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     try:
         return tuple(np.broadcast_shapes(*shapes))
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: more than 32 dimensions
         raise Refused(f"its inputs' shapes {list(shapes)} do not broadcast") from exc
 
 
@@ -76,7 +76,12 @@ def _value(fn: Callable[..., Any], vals: Sequence[V | None], dtype: int,
             out = np.asarray(fn(*[v.value for v in vals if v is not None]))
     except (ValueError, TypeError, IndexError, ZeroDivisionError):
         return None
-    return out.astype(_NUMPY.get(dtype, np.int64)).reshape(shape)
+    if out.dtype.kind == "f" and not np.isfinite(out).all():  # no shape is made of NaN
+        return None
+    try:
+        return out.astype(_NUMPY.get(dtype, np.int64)).reshape(shape)
+    except (ValueError, TypeError):
+        return None
 
 
 def _data(*vals: V | None) -> bool:
@@ -277,6 +282,8 @@ def _pad(node: Node, ins: list[V | None]) -> list[V]:
 
 def _split(node: Node, ins: list[V | None]) -> list[V]:
     x = _need(ins, 0)
+    if "split" in node.attrs:  # the sizes as an attribute: opsets before 13
+        raise Refused("its split is an attribute, not the input the exporter writes")
     axis = _axis(_attr(node, "axis", 0), len(x.shape))
     n = len(node.outputs)
     sizes = _ints(ins[1], "split") if len(ins) > 1 and ins[1] is not None \

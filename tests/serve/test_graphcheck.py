@@ -15,6 +15,8 @@ import numpy as np
 import onnx
 import pytest
 from exportkit import make_run
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from metaprep.errors import ModelError
@@ -136,14 +138,20 @@ def test_a_serve_graph_allocating_batch_x_2e7_floats_is_refused(model_dir: Path,
     ([helper.make_node("Identity", ["fake"], ["x"])],
      [_stretched(helper.make_tensor("fake", TensorProto.FLOAT, [1], [1.0]), 10**9)],
      "initializer fake holds 1 values or bytes for \\[1000000000\\]"),
-], ids=["expand", "range", "quadratic", "constant", "if", "undefined", "initializer"])
+    # a node of the exporter's ops missing an input (an IndexError), a rank numpy cannot
+    # broadcast (its RuntimeError)
+    ([helper.make_node("Slice", ["ids"], ["x"])], [], "its inputs do not fit the op"),
+    ([helper.make_node("Reshape", ["ids", "rank35"], ["r"]),
+      helper.make_node("Add", ["r", "r"], ["x"])], [], "more than 8 dimensions"),
+], ids=["expand", "range", "quadratic", "constant", "if", "undefined", "initializer",
+        "missing-input", "rank"])
 def test_graphs_that_could_allocate_without_bound_are_refused(
         model_dir: Path, tmp_path: Path, nodes: list[Any], inits: list[Any],
         message: str) -> None:
     consts = [helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]), _i64("flat1", [1]),
               helper.make_tensor("zero", TensorProto.INT64, [], [0]),
               helper.make_tensor("unit", TensorProto.INT64, [], [1]), _i64("a23", [2, 3]),
-              _i64("a01", [0, 1]), _i64("huge", [10**10]),
+              _i64("a01", [0, 1]), _i64("huge", [10**10]), _i64("rank35", [0, 0] + [1] * 33),
               helper.make_tensor("cond", TensorProto.BOOL, [], [True]), *inits]
     d = _forge(model_dir, tmp_path, "model", _feeding("x", nodes, consts))
     with pytest.raises(ModelError, match=f"model.onnx: graph refused: .*{message}") as err:
@@ -243,3 +251,45 @@ def test_huge_finite_weights_are_an_error_not_numbers(model_dir: Path, tmp_path:
     with pytest.raises(ModelError, match="front_end.onnx: the graph gave a NaN or infinite "
                                          "sentence_embedding"):
         front.embed(TEXTS)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_rewired_graphs_give_a_bound_or_a_one_line_error(model_dir: Path,
+                                                         data: st.DataObject) -> None:
+    """Nodes fed other tensors, ops swapped, attributes and small constants changed: the check
+    answers with a bound or one ModelError line, never another exception (a rank over 32 was
+    numpy's RuntimeError, a missing input an IndexError)."""
+    kind = data.draw(st.sampled_from(["model", "serve", "text"]))
+    model = onnx.load(str(model_dir / f"{kind}.onnx"), load_external_data=False)
+    g = model.graph
+    names = [o for n in g.node for o in n.output] + [t.name for t in g.initializer] + \
+        [i.name for i in g.input] + [""]
+    for _ in range(data.draw(st.integers(1, 3))):
+        node = g.node[data.draw(st.integers(0, len(g.node) - 1))]
+        edit = data.draw(st.sampled_from(["input", "op", "attribute", "constant"]))
+        if edit == "input" and node.input:
+            node.input[data.draw(st.integers(0, len(node.input) - 1))] = \
+                data.draw(st.sampled_from(names))
+        elif edit == "op":
+            node.op_type = data.draw(st.sampled_from(["Reshape", "Expand", "Range", "Concat",
+                                                      "Slice", "Unsqueeze", "MatMul", "Pad"]))
+        elif edit == "attribute" and node.attribute:
+            a = node.attribute[data.draw(st.integers(0, len(node.attribute) - 1))]
+            if a.type == onnx.AttributeProto.INT:
+                a.i = data.draw(st.sampled_from([-9, -1, 0, 1, 3, 10**12]))
+        else:
+            small = [t for t in g.initializer if t.data_type == TensorProto.INT64 and
+                     t.data_location == TensorProto.DEFAULT and 0 < np.prod(t.dims) <= 8]
+            if small:
+                t = data.draw(st.sampled_from(small))
+                a = numpy_helper.to_array(t).copy()
+                a.flat[data.draw(st.integers(0, a.size - 1))] = \
+                    data.draw(st.sampled_from([-1, 0, 2, 10**9, -(10**9), 2**62]))
+                t.CopyFrom(numpy_helper.from_array(a, t.name))
+    try:
+        check_graph(read_model(model.SerializeToString()), kind=kind, max_tokens=9,
+                    data_sizes={"model.data": (model_dir / "model.data").stat().st_size})
+    except ModelError as exc:
+        assert "\n" not in str(exc)
