@@ -35,7 +35,7 @@ def ran(sess: Any, outputs: Sequence[str] | None, feed: Mapping[str, Any], path:
     """``sess.run``; an onnxruntime failure is a ModelError naming the graph (a string that
     cannot be UTF-8, a lone surrogate, is left to the caller as UnicodeEncodeError)."""
     try:
-        return list(sess.run(None if outputs is None else list(outputs), dict(feed)))
+        return list(sess.run(outputs, feed))
     except UnicodeEncodeError:
         raise
     except Exception as exc:  # onnxruntime's errors are not typed
@@ -49,7 +49,8 @@ def checked(out: Any, name: str, rows: int, width: int, path: Path) -> np.ndarra
         got = f"{getattr(out, 'dtype', type(out).__name__)} {list(getattr(out, 'shape', ()))}"
         raise ModelError(f"the graph gave {name} as {got} for {rows} text(s), not float32 "
                          f"[{rows}, {width}]", path=path, hint=_HINT)
-    if not np.isfinite(out).all():
+    # the sum first: one pass and no temporary array when all is finite (most batches)
+    if not np.isfinite(out.sum(dtype=np.float64)) and not np.isfinite(out).all():
         raise ModelError(f"the graph gave a NaN or infinite {name} (its weights overflow "
                          "float32)", path=path, hint="the model cannot be served; retrain it")
     return out
@@ -62,12 +63,12 @@ def checked_ids(ids: Any, rows: int, vocab_ids: int, path: Path, *, missed: Any 
     lacks), MISSED_ID once per missed string; ``counts`` (rows,) int64 >= 0."""
     ok = isinstance(ids, np.ndarray) and ids.dtype == np.int64 and ids.ndim == 2 and \
         ids.shape[0] == rows and ids.shape[1] >= (0 if missed is not None else 1)
+    lo = int(ids.min()) if ok and ids.size else 0
     if ok and ids.size:
-        low = MISSED_ID if missed is not None else 0
-        ok = low <= int(ids.min()) and int(ids.max()) < vocab_ids
+        ok = (MISSED_ID if missed is not None else 0) <= lo and int(ids.max()) < vocab_ids
     if ok and missed is not None:
-        ok = isinstance(missed, np.ndarray) and missed.ndim == 1 and \
-            len(missed) == int(np.count_nonzero(ids == MISSED_ID))
+        ok = isinstance(missed, np.ndarray) and missed.ndim == 1 and len(missed) == (
+            int(np.count_nonzero(ids == MISSED_ID)) if lo == MISSED_ID else 0)
     if ok and counts is not None:
         ok = isinstance(counts, np.ndarray) and counts.dtype == np.int64 and \
             counts.shape == (rows,) and (counts >= 0).all()
