@@ -50,7 +50,9 @@ def checked(out: Any, name: str, rows: int, width: int, path: Path) -> np.ndarra
         raise ModelError(f"the graph gave {name} as {got} for {rows} text(s), not float32 "
                          f"[{rows}, {width}]", path=path, hint=_HINT)
     # the sum first: one pass and no temporary array when all is finite (most batches)
-    if not np.isfinite(out.sum(dtype=np.float64)) and not np.isfinite(out).all():
+    with np.errstate(all="ignore"):  # inf + -inf: no warning line beside the error
+        total = out.sum(dtype=np.float64)
+    if not np.isfinite(total) and not np.isfinite(out).all():
         raise ModelError(f"the graph gave a NaN or infinite {name} (its weights overflow "
                          "float32)", path=path, hint="the model cannot be served; retrain it")
     return out
