@@ -151,6 +151,22 @@ def test_predict_writes_labels_and_all_probabilities(cli_run: dict[str, Any]) ->
         assert set(rec["labels"]) == want
 
 
+def test_top_k_caps_the_labels_in_every_output(cli_run: dict[str, Any]) -> None:
+    """--top-k 1 on a multi-label model: one label at most and its probability, in the CLI's
+    stream as in Model.predict (the stream listed every label over its threshold)."""
+    from metaprep.runtime import Model
+
+    test = cli_run["tmp"] / "sp" / "test.tsv"
+    out = _ok(["predict", str(cli_run["tmp"] / "model"), str(test), "--top-k", "1", "-q"])
+    records = [json.loads(line) for line in out.output.splitlines()]
+    texts = [r.split("\t")[0] for r in test.read_text().splitlines()[1:]]
+    picked = Model(cli_run["tmp"] / "model").predict(texts, top_k=1)
+    assert any(len(r["labels"]) > 0 for r in records)
+    for rec, (labels, _) in zip(records, picked, strict=True):
+        assert len(rec["labels"]) <= 1 and len(rec["probabilities"]) == 1
+        assert rec["labels"] == labels
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t["thresholds"]["per_label"].pop(), "one per label"),
     (lambda t: t["thresholds"]["per_label"].__setitem__(0, 1.5), "numbers in \\[0, 1\\]"),

@@ -22,15 +22,15 @@ Examples:
 @click.argument("input_path", metavar="[FILE|-]", default="-")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="OUT.npy (float32 matrix, one row per input record) or OUT.jsonl "
-                   "({\"record\", \"line\", \"embedding\"} per record).")
+                   "({\"record\", \"line\", \"embedding\"} per record, or \"error\").")
 @serve_options
 def command(model_dir: str, input_path: str, output: str, fmt: str, columns: tuple[str, ...],
             batch_size: int, threads: int | None, verify: str, quiet: bool) -> None:
     """Write the sentence vector of every text (the encoder output the classifier reads).
 
     In a .npy file, row i belongs to the i-th input record; a record that could not be read
-    (bad JSON, a missing column) gets a row of NaN and a warning with its line number. The
-    rows are streamed to disk, so memory does not grow with the input.
+    (bad JSON, a missing column) gets a row of NaN (in .jsonl an "error") and a warning with its
+    line number. The rows are streamed to disk, so memory does not grow with the input.
     """
     from metaprep.serve.predict import EmbedOptions, embed
 

@@ -25,7 +25,8 @@ Examples:
               help="Write JSONL here [default: stdout].")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="Write the probabilities of the K most probable labels only, most "
-                   "probable first [default: every label].")
+                   "probable first (multi-label: at most K labels too) [default: every "
+                   "label].")
 @serve_options
 def command(model_dir: str, input_path: str, output: str | None, top_k: int | None, fmt: str,
             columns: tuple[str, ...], batch_size: int, threads: int | None, verify: str,

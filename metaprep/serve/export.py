@@ -16,6 +16,7 @@ temporary name and renamed.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -89,6 +90,14 @@ class ExportOptions:
         if self.fold and method is not None and method not in FOLDABLE:
             raise ExportError(f"a {method} front end depends on context and cannot be folded",
                               hint="drop --fold (the projections are still baked)")
+        for name, value, most in (("--tolerance", self.tolerance, math.inf),
+                                  ("--rtol", self.rtol, math.inf),
+                                  ("--max-accuracy-drop", self.max_accuracy_drop, 1.0)):
+            # NaN failed every check with a puzzling message; inf passed every graph
+            if not (isinstance(value, (int, float)) and math.isfinite(value)
+                    and 0 <= value <= most):
+                raise ExportError(f"{name} must be a finite number from 0"
+                                  f"{'' if most == math.inf else f' to {most:g}'}, not {value}")
         if self.triton is not None:
             check_triton_name(self.triton_name)
 
@@ -249,6 +258,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
                     f"member{k}_config_sha256": file_sha256(r.path / CONFIG),
                     f"member{k}_weights_sha256": file_sha256(r.path / BEST)})
         manifest.write(tmp)
+        _check_servable(tmp, out)
         if opts.triton is not None:  # before the model appears: a failure leaves neither
             entry = write_triton(tmp, Path(opts.triton), opts.triton_name, manifest)
         if out.exists():  # --force: swap the new directory in, then drop the old one
@@ -276,6 +286,24 @@ def _drop(tmp: Path, entry: Path | None) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     if entry is not None:  # written just before the model directory failed to appear
         shutil.rmtree(entry, ignore_errors=True)
+
+
+def _check_servable(tmp: Path, out: Path) -> None:
+    """Open the directory as `predict` will, with every check of the runtime and a session for
+    every graph: an export that the runtime would refuse fails here, and nothing is written
+    (`--max-tokens 16` once wrote a model that predict refused)."""
+    from metaprep.errors import ModelError
+    from metaprep.serve.runtime import Model
+
+    try:
+        Model(tmp, threads=1, verify="fast").load_graphs()
+    except ModelError as exc:
+        where = Path(exc.path) if exc.path else tmp
+        if where.is_relative_to(tmp):  # name the output, not the temporary directory
+            where = out / where.relative_to(tmp)
+        raise ExportError(f"the runtime refuses the model directory this export made: "
+                          f"{exc.message}; nothing was written", path=where,
+                          hint="please report this with the run") from exc
 
 
 def _parity_gate(tmp: Path, reference: Any, feeds: list[Any], pair: bool,

@@ -23,6 +23,8 @@ from metaprep.checksum import file_sha256
 from metaprep.errors import ModelError
 from metaprep.ids import CASE_POLICIES
 from metaprep.serve import onnx_scan
+from metaprep.serve.graphcheck import check_graph
+from metaprep.serve.graphjoin import check_join
 from metaprep.serve.manifest import (
     AccuracyRecord,
     Checks,
@@ -34,6 +36,7 @@ from metaprep.serve.manifest import (
     TaskInfo,
     is_plain_name,
 )
+from metaprep.serve.onnx_read import Graph, read_model
 from metaprep.serve.patterncheck import pattern_problem
 from metaprep.serve.vocabfile import (
     VOCAB_INDEX,
@@ -188,13 +191,10 @@ def read_manifest(model_dir: str | Path) -> Manifest:
                          hint="create one with `metaprep export-onnx RUN_DIR -o MODEL_DIR`")
     if path.exists() or path.is_symlink():
         check_inside(model_dir, [MANIFEST])  # before anything is read from it
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+    if not path.exists() and not path.is_symlink():
         raise ModelError("no manifest.json: not a model directory", path=model_dir,
-                         hint="create one with `metaprep export-onnx`") from exc
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ModelError(f"unreadable manifest: {exc}", path=path) from exc
+                         hint="create one with `metaprep export-onnx`")
+    data = _read_json(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise ModelError(f"not a {FORMAT_NAME} manifest", path=path)
     return Manifest.from_dict(data, path)
@@ -250,10 +250,25 @@ def write_model_files(model_dir: str | Path, *, tokenizer: TokenizerConfig,
 
 
 def _read_json(path: Path) -> Any:
+    """A JSON file of the directory, strictly: UTF-8, and no key given twice in an object (a
+    reader taking the first and Python the last would see two different files)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ModelError(f"unreadable {path.name}: {exc}", path=path) from exc
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_repeats)
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"unreadable {path.name}: not UTF-8 (byte {exc.start})",
+                         path=path) from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelError(f"unreadable {path.name}: {' '.join(str(exc).split())}",
+                         path=path) from exc
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key[:40]!r} is given twice in one object")
+        out[key] = value
+    return out
 
 
 def _read_tokenizer(path: Path) -> TokenizerConfig:
@@ -262,8 +277,9 @@ def _read_tokenizer(path: Path) -> TokenizerConfig:
         raise ModelError("tokenizer.json must hold an object", path=path)
     try:  # truncation is the manifest's max_tokens, applied by the runtime
         config = TokenizerConfig.from_dict({**data, "max_tokens": None})
-    except (ValueError, TypeError) as exc:
-        raise ModelError(f"bad tokenizer.json: {exc}", path=path) from exc
+    except (ValueError, TypeError, RecursionError, OverflowError) as exc:  # re's, on a pattern
+        raise ModelError(f"bad tokenizer.json: {' '.join(str(exc).split())[:300]}",
+                         path=path) from exc
     if not isinstance(config.lowercase, bool):
         raise ModelError("bad tokenizer.json: lowercase must be true or false", path=path)
     problem = pattern_problem(config.pattern) if config.mode == "regex" else None
@@ -294,8 +310,15 @@ class ModelDir:
         check_inside(path, manifest.files)
         if verify != "none":
             verify_files(path, manifest, full=verify == "full")
-        for graph in manifest.graphs.values():
-            _check_graph_data(path, graph)
+        parsed = {name: _check_graph(path, name, graph, manifest)
+                  for name, graph in manifest.graphs.items()}
+        if "serve" in parsed:
+            if "text" not in parsed or manifest.task.pair:
+                raise ModelError("a serve graph without a text graph, or for sentence pairs",
+                                 path=path / GRAPH_FILES["serve"],
+                                 hint="re-export the model directory")
+            check_join(parsed["serve"], parsed["text"], parsed["model"], manifest.max_tokens,
+                       path / GRAPH_FILES["serve"])
         labels = _read_json(path / LABELS)
         if labels != list(manifest.task.labels):
             raise ModelError("labels.json does not match the manifest's task.labels",
@@ -333,14 +356,18 @@ class ModelDir:
                                  path=self.path / graph.file, hint="re-export the model")
 
 
-def _check_graph_data(model_dir: Path, graph: GraphInfo) -> None:
+def _check_graph(model_dir: Path, name: str, graph: GraphInfo, manifest: Manifest) -> Graph:
     """The graph's external-data locations are plain names inside the directory, all recorded in
-    the manifest's data_files (which verify_files covers), read from the graph's protobuf."""
+    the manifest's data_files (which verify_files covers), and what it may allocate is bounded
+    (graphcheck), all read from the graph's protobuf before onnxruntime sees it."""
     path = model_dir / graph.file
     try:
-        locations = onnx_scan.external_locations(path.read_bytes())
+        data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read the graph: {exc.strerror or exc}", path=path) from exc
+    try:
+        locations = onnx_scan.external_locations(data)
+        parsed = read_model(data)
     except ValueError as exc:
         raise ModelError(f"not a readable ONNX graph: {exc}", path=path) from exc
     for loc in sorted(set(locations)):
@@ -349,3 +376,42 @@ def _check_graph_data(model_dir: Path, graph: GraphInfo) -> None:
                              f"does not list for it", path=path,
                              hint="refusing to load it; re-export the model directory")
     check_inside(model_dir, set(locations))
+    sizes = {f: (model_dir / f).stat().st_size for f in graph.data_files
+             if (model_dir / f).is_file()}
+    _, shapes = check_graph(parsed, kind=name, max_tokens=manifest.max_tokens,
+                            pair=manifest.task.pair, data_sizes=sizes, path=path)
+    _check_shapes(path, name, shapes, manifest)
+    return parsed
+
+
+# the outputs the runtime reads from each graph (a model graph of pairs has no sentence vector)
+_OUTPUTS = {"model": {"logits", "probabilities"},
+            "front_end": {"token_embeddings", "sentence_embedding"},
+            "text": {"ids", "missed"}, "serve": {"logits", "probabilities", "ids", "counts"}}
+
+
+def _check_shapes(path: Path, name: str, shapes: Mapping[str, tuple[int, ...]],
+                  manifest: Manifest) -> None:
+    """The outputs and their shapes for a batch of two texts of max_tokens tokens, as the graph
+    check worked them out, against the manifest: a graph giving more columns than it declares
+    is refused before it runs."""
+    task, t = manifest.task, manifest.max_tokens
+    listed = set(manifest.graphs[name].outputs)
+    if set(shapes) != listed or not _OUTPUTS[name] <= listed:
+        raise ModelError(f"{path.name} gives {sorted(shapes)}; the manifest lists "
+                         f"{sorted(listed)}, and the runtime reads {sorted(_OUTPUTS[name])}",
+                         path=path, hint="refusing to load it; re-export the model directory")
+    want = {"logits": (2, len(task.labels)), "probabilities": (2, len(task.labels)),
+            "sentence_embedding": (2, task.sentence_dim),
+            "token_embeddings": (2, t, task.meta_dim), "counts": (2,)}
+    for out, shape in shapes.items():
+        if out == "ids":  # every token (text graph), or at most max_tokens (serve graph)
+            ok = len(shape) == 2 and shape[0] == 2 and (name == "text" or 1 <= shape[1] <= t)
+        elif out == "missed":
+            ok = len(shape) == 1
+        else:
+            ok = shape == want.get(out)
+        if not ok:
+            raise ModelError(f"{path.name} would give {out} of shape {list(shape)} for 2 texts "
+                             f"of {t} tokens, not {list(want.get(out, ('...',)))}", path=path,
+                             hint="refusing to load it; re-export the model directory")

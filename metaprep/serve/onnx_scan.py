@@ -1,5 +1,6 @@
 """The external-data locations an ONNX graph refers to, read from its protobuf bytes without the
-``onnx`` package (the runtime must not need it).
+``onnx`` package (the runtime must not need it), and the protobuf reading that ``onnx_read``
+shares.
 
 A model directory may come from a stranger, and onnxruntime opens whatever file a tensor's
 ``external_data`` ``location`` names, relative to the graph (``../../etc/...`` or an absolute path
@@ -13,9 +14,11 @@ if not, the graph is refused rather than trusted.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["external_locations"]
+__all__ = ["external_locations", "fields", "items", "read_value", "read_varint"]
 
 _LOCATION_KEY = b"\x0a\x08location"  # field 1 (key), length 8, "location"
 _MAX_DEPTH = 64  # nested graphs (If/Loop bodies); deeper is refused, not recursed into
@@ -34,7 +37,7 @@ _SCHEMA: dict[str, dict[int, str]] = {
 }
 
 
-def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+def read_varint(buf: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if pos >= end or shift > 63:
@@ -47,37 +50,48 @@ def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    """(field number, start, end) of each length-delimited field; other wire types skipped."""
+def read_value(buf: bytes | memoryview, pos: int, end: int, wire: int) -> tuple[Any, int]:
+    """A field's value (an int for varint and fixed fields, (start, end) for a length-delimited
+    one) and where the next field starts."""
+    if wire == 0:
+        return read_varint(buf, pos, end)
+    if wire in (1, 5):
+        size = 8 if wire == 1 else 4
+        if pos + size > end:
+            raise ValueError("a field runs past the end of its message")
+        return int.from_bytes(buf[pos : pos + size], "little"), pos + size
+    if wire == 2:
+        length, pos = read_varint(buf, pos, end)
+        if pos + length > end:
+            raise ValueError("a field runs past the end of its message")
+        return (pos, pos + length), pos + length
+    raise ValueError(f"unsupported protobuf wire type {wire}")
+
+
+def items(buf: bytes | memoryview, start: int, end: int) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, value) of each field."""
     pos = start
     while pos < end:
-        key, pos = _varint(buf, pos, end)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            _, pos = _varint(buf, pos, end)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == 2:
-            length, pos = _varint(buf, pos, end)
-            if pos + length > end:
-                raise ValueError("a field runs past the end of its message")
-            yield number, pos, pos + length
-            pos += length
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        if pos > end:
-            raise ValueError("a field runs past the end of its message")
+        key, pos = read_varint(buf, pos, end)
+        value, pos = read_value(buf, pos, end, key & 7)
+        yield key >> 3, key & 7, value
 
 
-def _walk(buf: bytes, kind: str, start: int, end: int, depth: int, out: list[str]) -> None:
+def fields(buf: bytes | memoryview, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(field number, start, end) of each length-delimited field; other wire types skipped."""
+    for number, wire, value in items(buf, start, end):
+        if wire == 2:
+            yield number, value[0], value[1]
+
+
+def _walk(buf: bytes, kind: str, start: int, end: int, depth: int, out: list[str],
+          keys: list[int]) -> None:
     if depth > _MAX_DEPTH:
         raise ValueError("graphs nested too deeply")
     if kind == "entry":
         key = value = None
         canonical = False
-        for number, s, e in _fields(buf, start, end):
+        for number, s, e in fields(buf, start, end):
             if number == 1:
                 key, canonical = buf[s:e], buf[s - 2 : s] == _LOCATION_KEY[:2]
             elif number == 2:
@@ -91,18 +105,27 @@ def _walk(buf: bytes, kind: str, start: int, end: int, depth: int, out: list[str
                 raise ValueError("an external data location is not UTF-8") from exc
         return
     children = _SCHEMA[kind]
-    for number, s, e in _fields(buf, start, end):
+    for number, s, e in fields(buf, start, end):
         child = children.get(number)
-        if child is not None:
-            _walk(buf, child, s, e, depth + 1, out)
+        # a message without the key's bytes holds no location: not walked (a text graph's
+        # million vocabulary strings took seconds to step through); ``keys``: where they are
+        if child is None:
+            continue
+        i = bisect_left(keys, s)
+        if i < len(keys) and keys[i] + len(_LOCATION_KEY) <= e:
+            _walk(buf, child, s, e, depth + 1, out, keys)
 
 
 def external_locations(model: bytes) -> list[str]:
     """Every external-data ``location`` in a serialized ModelProto, in order of appearance.
     ValueError if the bytes do not parse, or hold ``location`` keys the walk did not reach."""
     found: list[str] = []
-    _walk(model, "model", 0, len(model), 0, found)
-    if model.count(_LOCATION_KEY) != len(found):
+    keys, at = [], model.find(_LOCATION_KEY)
+    while at >= 0:  # bytes.find, not a regex: a fast search through a 17 MB graph
+        keys.append(at)
+        at = model.find(_LOCATION_KEY, at + len(_LOCATION_KEY))
+    _walk(model, "model", 0, len(model), 0, found, keys)
+    if len(keys) != len(found):
         raise ValueError("the graph holds external-data entries in places this reader does not "
                          "check")
     return found

@@ -169,13 +169,15 @@ def torch_runner(model: Any) -> Callable[[dict[str, np.ndarray]], dict[str, np.n
         t = {k: torch.from_numpy(v) for k, v in feed.items()}
         with torch.inference_mode():
             enc = model.encode(t["ids"], t["lengths"])
+            out = {"sentence_embedding": enc.sentence.numpy(),
+                   "token_embeddings": enc.meta.numpy()}
+            if model.cfg.pair and "ids_b" not in t:  # one sentence of a pair: the front end
+                return out
             second = (model.encode(t["ids_b"], t["lengths_b"]).sentence if "ids_b" in t
                       else None)  # a pair's first sentence is encoded once, above
             logits = model.head(enc.sentence, second)
             probs = logits.sigmoid() if model.cfg.task == "multilabel" else logits.softmax(-1)
-            return {"logits": logits.numpy(), "probabilities": probs.numpy(),
-                    "sentence_embedding": enc.sentence.numpy(),
-                    "token_embeddings": enc.meta.numpy()}
+            return {"logits": logits.numpy(), "probabilities": probs.numpy(), **out}
 
     return run
 
@@ -189,12 +191,14 @@ def ensemble_runner(runners: list[Callable[[dict[str, np.ndarray]], dict[str, np
 
     def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = [r(feed) for r in runners]
+        joined = {"sentence_embedding": np.concatenate([o["sentence_embedding"] for o in outs], 1),
+                  "token_embeddings": np.concatenate([o["token_embeddings"] for o in outs], 2)}
+        if "probabilities" not in outs[0]:  # one sentence of a pair: the front end
+            return joined
         probs = np.asarray(np.mean([o["probabilities"] for o in outs], axis=0,
                                    dtype=np.float32))
         logits: np.ndarray = np.log(np.maximum(probs, tiny))
-        return {"logits": logits, "probabilities": probs,
-                "sentence_embedding": np.concatenate([o["sentence_embedding"] for o in outs], 1),
-                "token_embeddings": np.concatenate([o["token_embeddings"] for o in outs], 2)}
+        return {"logits": logits, "probabilities": probs, **joined}
 
     return run
 

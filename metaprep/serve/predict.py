@@ -32,6 +32,8 @@ from metaprep.errors import ConfigError, DataError
 from metaprep.outputs import check_paths, path_fields
 from metaprep.serve.runtime import (
     INPUT_FORMATS,
+    MAX_BATCH,
+    MAX_THREADS,
     Model,
     embed_stream,
     predict_stream,
@@ -69,10 +71,10 @@ class _ServeOptions:
                               f"{self.input_format!r}")
         if len(self.columns) > 2:
             raise ConfigError("give one column (a text) or two (a sentence pair)")
-        if self.batch_size < 1:
-            raise ConfigError("the batch size must be at least 1")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError("threads must be at least 1")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise ConfigError(f"the batch size must be from 1 to {MAX_BATCH:,}")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"threads must be from 1 to {MAX_THREADS:,}")
         if self.verify not in ("fast", "full", "none"):
             raise ConfigError(f"verify must be fast, full or none, not {self.verify!r}")
 
@@ -119,7 +121,7 @@ class PredictResult:
 @dataclass(frozen=True)
 class EmbedResult:
     records: int  # rows written
-    errors: int  # records that could not be read (a row of NaN each)
+    errors: int  # records that could not be read (a row of NaN each; in JSONL an "error")
     dim: int  # the width of a vector
     output: Path
     notes: list[str]
@@ -137,6 +139,10 @@ def predict(opts: PredictOptions, *, warn: Callable[[str], None] | None = None) 
     _check_output("predict", opts)
     model = opts.model()
     columns = opts.columns or (("text_a", "text_b") if model.pair else ("text",))
+    if len(columns) != (2 if model.pair else 1):  # every record would be an error line
+        raise ConfigError(f"this model reads {'sentence pairs' if model.pair else 'single texts'}"
+                          f": give {'two columns' if model.pair else 'one column'}, not "
+                          f"{len(columns)}", path=opts.model_dir)
     say, records, errors = warn or _ignore, 0, 0
     with open_input(opts.input) as (stream, name), _output(opts.output) as out:
         texts = read_texts(stream, name=name, fmt=opts.input_format, columns=columns, warn=say)
@@ -153,7 +159,8 @@ def predict(opts: PredictOptions, *, warn: Callable[[str], None] | None = None) 
 
 
 def embed(opts: EmbedOptions, *, warn: Callable[[str], None] | None = None) -> EmbedResult:
-    """The sentence vector of every input record; a record that cannot be read gets NaN."""
+    """The sentence vector of every input record; a record that cannot be read gets a row of
+    NaN in .npy, {"record", "line", "error"} in .jsonl (JSON has no NaN)."""
     opts.validate()
     _check_output("embed", opts)
     model = opts.model()
@@ -169,13 +176,13 @@ def embed(opts: EmbedOptions, *, warn: Callable[[str], None] | None = None) -> E
             if vec is None:
                 errors += 1
                 say(f"{name}:{no}: {problem}")
-                vec = np.full(width, np.nan, dtype=np.float32)
             if rows is not None:
-                rows.add(vec)
-            else:
-                line = {"record": records, "line": no,
-                        "embedding": [round(float(x), 7) for x in vec]}
-                out.write(json.dumps(line) + "\n")
+                rows.add(np.full(width, np.nan, dtype=np.float32) if vec is None else vec)
+            else:  # JSON has no NaN: a record that could not be read says why, as predict does
+                line = {"record": records, "line": no, "error": problem} if vec is None else \
+                    {"record": records, "line": no,
+                     "embedding": [round(float(x), 7) for x in vec]}
+                out.write(json.dumps(line, allow_nan=False) + "\n")
         if rows is not None:
             rows.finish()
     return EmbedResult(records, errors, width, Path(opts.output),

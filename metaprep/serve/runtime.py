@@ -13,7 +13,7 @@ policy (unknown words -> UNK), truncation at the manifest's ``max_tokens`` (coun
 graph (``text.onnx``, serve/textgraph.py) the tokenizer and the lookup run in onnxruntime too,
 giving the same ids as the Python path (which stays for batches the graph cannot take exactly);
 with a serve graph (``serve.onnx``, textgraph.serve_graph) texts go in and the model's outputs
-come out of one run, checked at load against the two graphs run one after the other.
+come out of one run, proven at load to be the two graphs joined (graphjoin).
 An empty text is a defined input: the model reads it as one padding token. Sentence pairs are
 ``(text_a, text_b)`` tuples.
 
@@ -37,9 +37,10 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from metaprep.errors import DataError, ModelError
-from metaprep.ids import MISSED_ID, UNK_ID
+from metaprep.ids import ID_OFFSET, MISSED_ID, UNK_ID
 from metaprep.serve.modeldir import Manifest, ModelDir
 from metaprep.serve.probabilities import Probabilities
+from metaprep.serve.runcheck import checked, checked_ids, one_line, ran
 from metaprep.tokenize import Tokenizer
 
 __all__ = [
@@ -58,6 +59,10 @@ __all__ = [
 ]
 
 Text = str | tuple[str, str]
+# bounds of the options: far above any measured use, below what would exhaust the machine (a
+# million threads, a batch holding a whole stream)
+MAX_THREADS = 1024
+MAX_BATCH = 1 << 16
 INPUT_FORMATS = ("auto", "lines", "tsv", "jsonl")
 # Longest input line read: memory stays bounded on a stream with no line ends (`yes | tr -d
 # '\n'` would otherwise grow one line until the machine runs out). The tokenizer keeps at most
@@ -92,8 +97,10 @@ class Model:
                  batch_size: int = 64, verify: str = "fast", spin: bool = False) -> None:
         if verify not in ("fast", "full", "none"):
             raise ValueError("verify must be fast, full or none")
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        if not _whole(batch_size, MAX_BATCH):
+            raise ValueError(f"batch_size must be a whole number from 1 to {MAX_BATCH}")
+        if threads is not None and not _whole(threads, MAX_THREADS):
+            raise ValueError(f"threads must be None or a whole number from 1 to {MAX_THREADS}")
         self.path = Path(model_dir)
         self.dir = ModelDir.open(self.path, verify=verify)  # every check before onnxruntime
         self.manifest: Manifest = self.dir.manifest
@@ -112,7 +119,11 @@ class Model:
         self.tokenizer = Tokenizer(self.dir.tokenizer)
         self.vocab = self.dir.vocab()
         self.stats = RunStats()
+        # guards the statistics, the sessions and the pool: threads may share one Model
+        self._lock = threading.Lock()
         self._sessions: dict[str, Any] = {}
+        # each graph's file, for the errors of a batch (a Path built per batch cost 10%)
+        self._paths = {g: self.dir.graph_path(g) for g in self.manifest.graphs}
         self._pool: ThreadPoolExecutor | None = None
         self._session("model")  # fail now, not at the first batch, if onnxruntime refuses it
         # where texts become ids: "onnxruntime" (the text graph) or "python"
@@ -126,7 +137,17 @@ class Model:
             self._load_serve_graph()
 
     # --- sessions ------------------------------------------------------------------------------
+    def load_graphs(self) -> None:
+        """Create every graph's session now (the front end's is otherwise made at the first
+        ``embed``): export opens what it wrote this way before it commits the directory."""
+        for graph in self.manifest.graphs:
+            self._session(graph)
+
     def _session(self, graph: str) -> Any:
+        with self._lock:  # threads calling embed() first would each build the session
+            return self._sessions.get(graph) or self._new_session(graph)
+
+    def _new_session(self, graph: str) -> Any:
         if graph not in self._sessions:
             import onnxruntime as ort
 
@@ -138,10 +159,12 @@ class Model:
             opts.inter_op_num_threads = 1
             opts.add_session_config_entry("session.intra_op.allow_spinning",
                                           "1" if self.spin else "0")
+            opts.log_severity_level = 4  # its errors are ours to report, on one line
             try:
                 sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime's errors are not typed
-                raise ModelError(f"onnxruntime cannot load the graph: {exc}", path=path) from exc
+                raise ModelError(f"onnxruntime cannot load the graph: {one_line(exc)}",
+                                 path=path) from exc
             self.dir.check_outputs(graph, {o.name: o.shape for o in sess.get_outputs()})
             self._sessions[graph] = sess
         return self._sessions[graph]
@@ -160,9 +183,11 @@ class Model:
         if ports != (["text"], ["ids", "missed"]):
             raise ModelError(f"text.onnx reads {ports[0]} and gives {ports[1]}, not text -> "
                              "ids, missed", path=path, hint="re-export the model directory")
-        probes = _probes([self.vocab.word(r) for r in range(min(200, len(self.vocab)))])
+        probes = self._probes()
         try:
             got = self._encode_in_graph(probes)
+        except ModelError:
+            raise
         except Exception as exc:  # onnxruntime's errors are not typed
             raise ModelError(f"text.onnx fails on the probe texts: {exc}", path=path,
                              hint="re-export the model directory") from exc
@@ -173,29 +198,21 @@ class Model:
         self.text_path = "onnxruntime"
 
     def _load_serve_graph(self) -> None:
-        """The serve graph, checked on the probe texts against the text graph and the model
-        graph run one after the other: the same ids, counts and probabilities."""
-        sess = self._session("serve")
-        path = self.dir.graph_path("serve")
-        wanted = {o.name for o in self._session("model").get_outputs()} | {"ids", "counts"}
-        if [i.name for i in sess.get_inputs()] != ["text"] or \
-                {o.name for o in sess.get_outputs()} != wanted:
-            raise ModelError("serve.onnx does not read text and give the model's outputs, ids "
-                             "and counts", path=path, hint="re-export the model directory")
-        probes = _probes([self.vocab.word(r) for r in range(min(200, len(self.vocab)))])
-        ids, lengths, counts = self._encode(probes)
-        (want,) = self._session("model").run(["probabilities"],
-                                             {"ids": ids, "lengths": lengths})
-        try:
-            got = self._graph_run(sess, ["probabilities", "ids", "counts"], probes)
-        except Exception as exc:  # onnxruntime's errors are not typed
-            raise ModelError(f"serve.onnx fails on the probe texts: {exc}", path=path,
-                             hint="re-export the model directory") from exc
-        if got is None or not (np.array_equal(got[1], ids) and np.array_equal(got[2], counts)
-                               and np.allclose(got[0], want, rtol=1e-5, atol=1e-6)):
-            raise ModelError("serve.onnx does not give what text.onnx and model.onnx give",
-                             path=path, hint="re-export the model directory")
-        self._serve = sess
+        """The serve graph: ModelDir.open proved it the join of the text graph and the model
+        graph (graphjoin), so it gives what the two give one after the other."""
+        self._serve = self._session("serve")
+
+    def _probes(self) -> list[str]:
+        """The probe texts (_probes) that the text graph takes: each at most max_tokens
+        vocabulary words, so none is cut off, and within _graph_run's length."""
+        words = [self.vocab.word(r) for r in range(min(200, len(self.vocab)))]
+        return [p for p in _probes(words, self.max_tokens) if self._fits(p)]
+
+    def _fits(self, text: str) -> bool:
+        """Whether a text graph can take the text exactly: the Python path reads only the
+        first max_tokens + 1 tokens of a longer one (no token is shorter than a character)."""
+        return len(text.lower() if self.tokenizer.config.lowercase else text) <= \
+            32 * (self.max_tokens + 1)
 
     # --- text -> ids ---------------------------------------------------------------------------
     def _tokens(self, texts: Sequence[str]) -> list[list[str]]:
@@ -205,6 +222,8 @@ class Model:
 
     def encode(self, text: str) -> list[int]:
         """Model ids of one text (truncated at max_tokens; counted in ``stats``)."""
+        if not isinstance(text, str):
+            raise DataError(f"encode takes one text (str), not {type(text).__name__}")
         ids, lengths, counts = self._encode_in_python([text])
         self._count(ids, lengths, counts)
         return ids[0, : lengths[0]].tolist()
@@ -218,17 +237,18 @@ class Model:
         ids, _ = pad_flat(self.vocab.encode_array(list(chain.from_iterable(lists))), lengths)
         return ids, lengths, counts
 
-    def _graph_run(self, sess: Any, outputs: list[str] | None, texts: Sequence[str]
+    def _graph_run(self, graph: str, outputs: list[str] | None, texts: Sequence[str]
                    ) -> list[np.ndarray] | None:
-        """``sess`` (a graph that reads text) run on the texts, or None for a batch it cannot
-        take exactly: a text so long that the Python path reads only its first tokens, or a lone
-        surrogate (UTF-8 has none)."""
+        """The ``graph`` that reads text (text or serve) run on the texts, or None for a batch
+        it cannot take exactly: a text so long that the Python path reads only its first
+        tokens, or a lone surrogate (UTF-8 has none)."""
         if self.tokenizer.config.lowercase:
             texts = list(map(str.lower, texts))
-        if max(map(len, texts), default=0) > 32 * (self.max_tokens + 1):
+        if max(map(len, texts), default=0) > 32 * (self.max_tokens + 1):  # as _fits
             return None
         try:
-            return list(sess.run(outputs, {"text": np.array(texts, dtype=object)}))
+            return ran(self._sessions[graph], outputs, {"text": np.array(texts, dtype=object)},
+                       self._paths[graph])
         except UnicodeEncodeError:
             return None
 
@@ -236,18 +256,23 @@ class Model:
                      ) -> tuple[np.ndarray, list[_Encoded]] | None:
         """The serve graph's ``output`` and the ids it read (for the statistics), or None as
         _graph_run gives it."""
-        got = self._graph_run(self._serve, [output, "ids", "counts"], texts)
+        got = self._graph_run("serve", [output, "ids", "counts"], texts)
         if got is None:
             return None
         out, ids, counts = got
+        path = self._paths["serve"]
+        checked_ids(ids, len(texts), len(self.vocab) + ID_OFFSET, path, counts=counts)
+        out = checked(out, output, len(texts), self._width(output), path)
         return out, [(ids, np.minimum(counts, self.max_tokens), counts)]
 
     def _encode_in_graph(self, texts: Sequence[str]) -> _Encoded | None:
         """The text graph's ids, or None as _graph_run gives it."""
-        got = self._graph_run(self._text, None, texts)
+        got = self._graph_run("text", None, texts)
         if got is None:
             return None
         ids, missed = got
+        checked_ids(ids, len(texts), len(self.vocab) + ID_OFFSET, self._paths["text"],
+                    missed=missed)
         if missed.size:  # tokens the map lacks: the case policy's other forms, in Python
             ids[ids == MISSED_ID] = self.vocab.encode_array(missed.tolist())
         # counts as the Python path gives them: one past the limit says "truncated"
@@ -262,18 +287,27 @@ class Model:
         return got if got is not None else self._encode_in_python(texts)
 
     def _count(self, ids: np.ndarray, lengths: np.ndarray, counts: np.ndarray) -> None:
-        st = self.stats
-        st.texts += len(counts)
-        st.tokens += int(lengths.sum())
-        st.unknown += int(np.count_nonzero(ids == UNK_ID))
-        st.empty += int(np.count_nonzero(counts == 0))
-        st.truncated += int(np.count_nonzero(counts > self.max_tokens))
+        # counted first, then added under the lock: threads sharing the model lost updates
+        tokens, unknown = int(lengths.sum()), int(np.count_nonzero(ids == UNK_ID))
+        empty = int(np.count_nonzero(counts == 0))
+        truncated = int(np.count_nonzero(counts > self.max_tokens))
+        with self._lock:
+            st = self.stats
+            st.texts += len(counts)
+            st.tokens += tokens
+            st.unknown += unknown
+            st.empty += empty
+            st.truncated += truncated
 
     def _sides(self, texts: Sequence[Text], pair: bool) -> list[Sequence[str]]:
         """The texts, or for pairs the first texts and the second texts."""
         if isinstance(texts, (str, bytes)):  # a sequence too: a prediction per character
             raise DataError(f"give a list of texts, not one {type(texts).__name__}: "
                             "model.predict([text])")
+        if not isinstance(texts, (Sequence, np.ndarray)) or getattr(texts, "ndim", 1) != 1:
+            # None, a number, a generator, or a set or dict (no order to give the rows back in)
+            raise DataError(f"give a list of texts, not {type(texts).__name__}: "
+                            "model.predict([text, ...])")
         if pair:
             if not all(isinstance(t, tuple) and len(t) == 2 for t in texts):
                 raise DataError("this model reads sentence pairs: give (text_a, text_b)")
@@ -294,8 +328,10 @@ class Model:
         # the calling thread is one of the workers, and each takes the next item when it is
         # free: a long batch then holds up one thread, not the items dealt to it in advance
         # (fortunes' 255-text call, 2 threads: 83-88k -> 89-92k texts/s against pool.map)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers - 1, thread_name_prefix="metaprep-batch")
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers - 1,
+                                                thread_name_prefix="metaprep-batch")
         results: list[Any] = [None] * len(items)
         todo, lock = iter(enumerate(items)), threading.Lock()
 
@@ -342,8 +378,9 @@ class Model:
                 ids, lengths, counts = self._encode([side[k] for k in rows.tolist()])
                 feed[f"ids{suffix}"], feed[f"lengths{suffix}"] = ids, lengths
                 encoded.append((ids, lengths, counts))
-            (out,) = sess.run([output], feed)
-            return out, encoded
+            (out,) = ran(sess, [output], feed, self._paths[graph])
+            return checked(out, output, len(rows), self._width(output),
+                           self._paths[graph]), encoded
 
         # a call of fewer than workers x batch_size texts is cut finer, so every thread has some
         step = max(1, min(self.batch_size, -(-n // self.workers)))
@@ -356,10 +393,13 @@ class Model:
             for ids, lengths, counts in encoded:
                 self._count(ids, lengths, counts)
         if result is None:  # no texts
-            width = self.manifest.task.sentence_dim if output == "sentence_embedding" \
-                else len(self.labels)
-            result = np.empty((0, width), dtype=np.float32)
+            result = np.empty((0, self._width(output)), dtype=np.float32)
         return result
+
+    def _width(self, output: str) -> int:
+        """The columns of an output: the sentence vector's width, or one per label."""
+        return self.manifest.task.sentence_dim if output == "sentence_embedding" \
+            else len(self.labels)
 
     def predict_proba(self, texts: Sequence[Text]) -> np.ndarray:
         """(N, C) class probabilities; columns follow ``labels``. Multi-label: a sigmoid
@@ -409,6 +449,10 @@ class Model:
         return self._run(graph, texts, "sentence_embedding", pair=False)
 
 
+def _whole(value: object, most: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= most
+
+
 def _check_top_k(top_k: int | None) -> None:
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
                               or top_k < 1):
@@ -456,11 +500,13 @@ _PROBES = ["", "   ", "Hello, World!", "naïve café — “quotes” it's co-op
            "ﬁ ﬂ ŉ", "UPPER lower Title MiXeD"]
 
 
-def _probes(words: Sequence[str]) -> list[str]:
+def _probes(words: Sequence[str], max_tokens: int) -> list[str]:
     """Texts the text graph must tokenize exactly as Python: hostile cases, and vocabulary
-    words as written, upper- and title-cased (the case policy's lookups)."""
-    head = " ".join(words)
-    return [*_PROBES, head, head.upper(), head.title()]
+    words as written, upper- and title-cased (the case policy's lookups), max_tokens words a
+    text so that truncation hides none of them (200 words in one text made every model with
+    max_tokens up to 33 fail its own check)."""
+    heads = [" ".join(words[i : i + max_tokens]) for i in range(0, len(words), max_tokens)]
+    return [*_PROBES, *heads, *(h.upper() for h in heads), *(h.title() for h in heads)]
 
 
 def pad_flat(flat: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -606,7 +652,8 @@ def predict_stream(model: Model, records: Iterable[tuple[int, Text | None, str |
     """One JSON-ready record per input record, in order: {"record", "line", "label",
     "probabilities"} (multi-label: "labels", the list over their thresholds), or {"record",
     "line", "error"} for a record that could not be read. ``top_k``: "probabilities" holds
-    only the k most probable labels, most probable first (default: every label).
+    only the k most probable labels, most probable first (default: every label), and
+    "labels" at most k labels.
     ``record`` counts records from 1 (a TSV header or a blank JSONL line is none); ``line`` is
     where the record starts in the input."""
     _check_top_k(top_k)
@@ -626,8 +673,8 @@ def predict_stream(model: Model, records: Iterable[tuple[int, Text | None, str |
                 shown = {k: round(float(x), 6) for k, x in zip(model.labels, p, strict=True)}
             else:
                 shown = {model.labels[j]: round(float(p[j]), 6) for j in cols[at - 1]}
-            if model.thresholds is not None:
-                over = _over_threshold(model.labels, p, model.thresholds)[0]
+            if model.thresholds is not None:  # top_k caps the label set too, as in predict()
+                over = _over_threshold(model.labels, p, model.thresholds, top_k)[0]
                 yield {"record": number, "line": no, "labels": over, "probabilities": shown}
             else:
                 yield {"record": number, "line": no, "label": model.labels[int(np.argmax(p))],

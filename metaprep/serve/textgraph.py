@@ -23,6 +23,13 @@ from itertools import chain
 from typing import Any
 
 from metaprep.ids import MISSED_ID, PAD_ID, UNK_ID, first_row, token_id
+from metaprep.serve.graphjoin import (
+    JOIN_DROPPED,
+    JOIN_KEPT,
+    JOIN_NODES,
+    JOIN_RENAMES,
+    join_consts,
+)
 from metaprep.tokenize import TokenizerConfig
 
 __all__ = ["PAD_TOKEN", "TEXT_OPSET", "map_is_complete", "re2_pattern", "serve_graph",
@@ -188,50 +195,26 @@ def serve_graph(text: Any, model: Any, max_tokens: int) -> Any:
     when the two graphs cannot be joined."""
     from onnx import TensorProto, helper
 
+    # the nodes and constants of the join are graphjoin's (the runtime checks serve.onnx
+    # against them)
     opsets = {o.domain: o.version for o in text.opset_import}
     if {o.domain: o.version for o in model.opset_import} != {"": opsets.get("")}:
         raise ValueError("the text and model graphs use other opsets")
     if [i.name for i in model.graph.input] != ["ids", "lengths"]:
         raise ValueError("the model graph does not read ids and lengths alone")
-    keep = {"Tokenizer", "LabelEncoder"}  # the missed-token output is not needed: UNK already
-    first = [n for n in text.graph.node if n.op_type in keep]
+    first = [n for n in text.graph.node if n.op_type in JOIN_KEPT]
     defaults = [a.i for n in first for a in n.attribute if a.name == "default_int64"]
     if defaults != [UNK_ID]:  # a map that leaves tokens to Python cannot be joined
         raise ValueError("the text graph's map does not answer every token itself")
     for n in first:  # tokens -> text_tokens, ids -> text_ids
-        n.input[:] = [{"tokens": "text_tokens"}.get(x, x) for x in n.input]
-        n.output[:] = [{"tokens": "text_tokens", "ids": "text_ids"}.get(x, x) for x in n.output]
+        n.input[:] = [JOIN_RENAMES.get(x, x) for x in n.input]
+        n.output[:] = [JOIN_RENAMES.get(x, x) for x in n.output]
     i64 = TensorProto.INT64
-    consts = [helper.make_tensor("text_cap", i64, [], [max_tokens + 1]),
-              helper.make_tensor("text_limit_s", i64, [], [max_tokens]),
-              helper.make_tensor("text_limit", i64, [1], [max_tokens]),
-              helper.make_tensor("text_zero", i64, [], [0]),
-              helper.make_tensor("text_zero1", i64, [1], [0]),
-              helper.make_tensor("text_one", i64, [1], [1]),
-              helper.make_tensor("text_two", i64, [1], [2]),
-              helper.make_tensor("text_axis", i64, [1], [1])]
-    fix = [
-        # counts: every text's tokens (padding is id 0, no token is), at most max_tokens + 1
-        helper.make_node("Equal", ["text_ids", "text_zero"], ["text_pad"]),
-        helper.make_node("Not", ["text_pad"], ["text_real"]),
-        helper.make_node("Cast", ["text_real"], ["text_counted"], to=i64),
-        helper.make_node("ReduceSum", ["text_counted", "text_axis"], ["text_all"], keepdims=0),
-        helper.make_node("Min", ["text_all", "text_cap"], ["counts"]),
-        helper.make_node("Min", ["counts", "text_limit_s"], ["lengths"]),
-        # ids: a zero column appended (a batch of empty texts still has one), then the first
-        # max(1, min(T, max_tokens)) columns
-        helper.make_node("Shape", ["text_ids"], ["text_shape"]),
-        helper.make_node("Slice", ["text_shape", "text_zero1", "text_one"], ["text_b"]),
-        helper.make_node("Concat", ["text_b", "text_one"], ["text_zshape"], axis=0),
-        helper.make_node("ConstantOfShape", ["text_zshape"], ["text_zcol"],
-                         value=helper.make_tensor("v", i64, [1], [0])),
-        helper.make_node("Concat", ["text_ids", "text_zcol"], ["text_padded"], axis=1),
-        helper.make_node("Slice", ["text_shape", "text_one", "text_two"], ["text_t"]),
-        helper.make_node("Min", ["text_t", "text_limit"], ["text_tmin"]),
-        helper.make_node("Max", ["text_tmin", "text_one"], ["text_width"]),
-        helper.make_node("Slice", ["text_padded", "text_zero1", "text_width", "text_one"],
-                         ["ids"]),
-    ]
+    consts = [helper.make_tensor(name, i64, dims, values)
+              for name, dims, values in join_consts(max_tokens)]
+    fix = [helper.make_node(op, ins, outs, **{
+        k: helper.make_tensor(v[1], i64, v[2], v[3]) if isinstance(v, tuple) else v
+        for k, v in attrs.items()}) for op, ins, outs, attrs in JOIN_NODES]
     ours = {x for n in [*first, *fix] for x in [*n.input, *n.output]} | {c.name for c in consts}
     ours -= {"ids", "lengths"}  # what the model graph reads from the part before it
     taken = {x for n in model.graph.node for x in [*n.input, *n.output]}
@@ -245,7 +228,7 @@ def serve_graph(text: Any, model: Any, max_tokens: int) -> Any:
         [*first, *fix, *model.graph.node], "metaprep_serve",
         [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])], outputs,
         initializer=[*consts, *[t for t in text.graph.initializer
-                                if t.name not in ("flat", "missed_id")],
+                                if t.name not in JOIN_DROPPED],
                      *model.graph.initializer])
     joined = helper.make_model(graph, producer_name="metaprep", opset_imports=[
         helper.make_opsetid(d, v) for d, v in opsets.items()])

@@ -168,6 +168,24 @@ def _config(o: TritonOptions, inputs: Sequence[str], labels: int, width: int,
 
 
 # --- the backend side: runs inside Triton's python stub ------------------------------------------
+def _check_config(model: Any, inputs: list[str], outputs: list[dict[str, Any]],
+                  model_dir: Path) -> None:
+    """The model directory (an absolute path: it may have been exported again since `metaprep
+    triton` wrote the config) is still one this config serves: single-label, the same inputs
+    and as many probabilities as labels. A multi-label model would be served argmax labels."""
+    if model.multilabel:
+        raise ModelError("the Triton Python backend serves single-label models only, and this "
+                         "model directory is multi-label now", path=model_dir,
+                         hint="serve the ONNX graph (export-onnx --triton)")
+    want = ["TEXT_A", "TEXT_B"] if model.pair else ["TEXT"]
+    dims = {o["name"]: [int(d) for d in o["dims"]] for o in outputs if o.get("dims")}
+    if inputs != want or dims.get("PROBABILITIES", [len(model.labels)]) != [len(model.labels)]:
+        raise ModelError(f"config.pbtxt reads {inputs} and gives {dims.get('PROBABILITIES')} "
+                         f"probabilities; the model directory reads {want} and has "
+                         f"{len(model.labels)} labels", path=model_dir,
+                         hint="write the Triton model again: metaprep triton")
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -205,6 +223,7 @@ class TritonPythonModel:
                            verify=params.get("verify", "fast"))
         self.inputs = [i["name"] for i in config["input"]]
         self.outputs = {o["name"] for o in config["output"]}
+        _check_config(self.model, self.inputs, config["output"], model_dir)
         self.labels = np.array([s.encode("utf-8") for s in self.model.labels], dtype=np.object_)
 
     def execute(self, requests: list[Any]) -> list[Any]:

@@ -77,9 +77,11 @@ def write_vocab(model_dir: str | Path, words: Sequence[str]) -> list[str]:
     return [VOCAB_TXT, VOCAB_OFFSETS, VOCAB_INDEX]
 
 
+_DAMAGED = "the model directory is damaged; re-export it"
+
+
 def _bad(path: Path, what: str) -> ModelError:
-    return ModelError(f"bad vocabulary file: {what}", path=path,
-                      hint="the model directory is damaged; re-export it")
+    return ModelError(f"bad vocabulary file: {what}", path=path, hint=_DAMAGED)
 
 
 def _is_int64(a: np.ndarray) -> bool:
@@ -95,6 +97,48 @@ def _check_offsets(offsets: np.ndarray, text_bytes: int, path: Path) -> None:
                          f"vocab.txt has {text_bytes} bytes")
     if len(offsets) > 1 and int(np.diff(offsets).min()) < 1:
         raise _bad(path, "offsets are not increasing")
+
+
+def _load_array(path: Path) -> np.ndarray:
+    """A memory-mapped .npy array; whatever numpy raises on damaged bytes (ValueError,
+    tokenize's TokenError on a header, ...) is a ModelError naming the file."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except Exception as exc:  # numpy's errors on a damaged file are not one type
+        raise _bad(path, f"not a readable .npy array ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]})") from exc
+
+
+# vocab.txt is checked in pieces of about this many bytes, each ending at a line end
+_CHUNK = 1 << 20
+
+
+def _check_lines(text: mmap.mmap | bytes, offsets: np.ndarray, path: Path) -> None:
+    """vocab.txt as write_vocab writes it: UTF-8 throughout, each line ending where the
+    offsets say, with no other line break (a word holding a CR or LF cannot be a token)."""
+    raw = np.frombuffer(text, dtype=np.uint8) if len(text) else np.zeros(0, np.uint8)
+    words = len(offsets) - 1
+    if words and not (raw[np.asarray(offsets[1:]) - 1] == 0x0A).all():
+        bad = int(np.flatnonzero(raw[np.asarray(offsets[1:]) - 1] != 0x0A)[0])
+        raise ModelError("bad vocabulary file: the line does not end where vocab.offsets.npy "
+                         "says", path=path, line=bad + 1, hint=_DAMAGED)
+    if int(np.count_nonzero(raw == 0x0A)) != words or np.count_nonzero(raw == 0x0D):
+        cut = np.flatnonzero(raw == 0x0D)
+        line = int(np.count_nonzero(raw[: cut[0]] == 0x0A)) + 1 if len(cut) else None
+        raise ModelError("bad vocabulary file: a word holds a line break", path=path, line=line,
+                         hint=_DAMAGED)
+    start = 0
+    while start < len(raw):  # strict UTF-8, a piece at a time (no copy of a large file)
+        # a piece ends after a line end: no UTF-8 sequence holds that byte
+        end = text.find(b"\n", min(start + _CHUNK, len(raw) - 1)) + 1 or len(raw)
+        try:
+            bytes(text[start:end]).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            at = start + exc.start
+            line = int(np.count_nonzero(raw[:at] == 0x0A)) + 1
+            raise ModelError(f"bad vocabulary file: not UTF-8 (byte {at})", path=path,
+                             line=line, hint=_DAMAGED) from exc
+        start = end
 
 
 def _check_index(table: np.ndarray, words: int, path: Path) -> None:
@@ -119,17 +163,18 @@ class MappedVocab:
         if case_policy not in CASE_POLICIES:
             raise ModelError(f"unknown case policy {case_policy!r}", path=d)
         self.case_policy = case_policy
+        self._offsets = _load_array(d / VOCAB_OFFSETS)
+        self._table = _load_array(d / VOCAB_INDEX)
         try:
-            self._offsets = np.load(d / VOCAB_OFFSETS, mmap_mode="r")
-            self._table = np.load(d / VOCAB_INDEX, mmap_mode="r")
             with open(d / VOCAB_TXT, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 self._text: mmap.mmap | bytes = (
                     mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
                 )
         except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot open the vocabulary: {exc}", path=d) from exc
+            raise _bad(d / VOCAB_TXT, f"cannot open it ({exc})") from exc
         _check_offsets(self._offsets, size, d / VOCAB_OFFSETS)
+        _check_lines(self._text, self._offsets, d / VOCAB_TXT)
         _check_index(self._table, len(self._offsets) - 1, d / VOCAB_INDEX)
         self._mask = len(self._table) - 1
         self._cache = _IdCache(self)

@@ -391,3 +391,66 @@ def test_the_gate_scales_with_the_logits_and_still_fails_a_real_mismatch() -> No
     assert gate_failures(compare(ref, rounding, feeds, ["logits"], rtol=0.0), 1e-5, "model")
     bad = gate_failures(compare(ref, broken, feeds, ["logits"], rtol=1e-5), 1e-5, "model")
     assert bad and "model logits: max abs diff 0.001" in bad[0]
+
+
+@pytest.mark.parametrize("max_tokens", [1, 2, 3, 33])
+def test_every_max_tokens_is_servable(tmp_path: Path, max_tokens: int) -> None:
+    """An export at any max_tokens opens in the runtime with its text and serve graphs and
+    gives the Python path's answers (up to 33, the runtime refused every such export: its probe
+    text of 200 vocabulary words was longer than the text graph takes)."""
+    run = make_run(tmp_path, method="dme", encoder="pool", case_policy="exact",
+                   max_tokens=max_tokens)
+    export_run(run, tmp_path / "m", options=ExportOptions(progress=False), log=lambda _: None)
+    model = Model(tmp_path / "m", threads=1)
+    assert model.text_path == "onnxruntime" and model._serve is not None
+    texts = ["the cat sat on the mat", "", "New York été", " ".join(WORDS)]
+    got = model.predict_proba(texts)
+    model._serve = model._text = None  # the Python path alone
+    np.testing.assert_allclose(got, model.predict_proba(texts), atol=1e-6, rtol=0)
+
+
+def test_export_refuses_a_directory_the_runtime_refuses(tmp_path: Path, monkeypatch:
+                                                        pytest.MonkeyPatch) -> None:
+    """Export opens what it wrote with the runtime before committing it: a refusal is one
+    ExportError naming the file, and nothing appears at the output."""
+    from metaprep.errors import ModelError
+    from metaprep.serve import runtime
+
+    def refuse(self: Any) -> None:
+        raise ModelError("forged", path=self.dir.graph_path("text"))
+
+    monkeypatch.setattr(runtime.Model, "_load_text_graph", refuse)
+    run = make_run(tmp_path, method="dme", encoder="pool")
+    with pytest.raises(ExportError, match=r"m/text.onnx: the runtime refuses .*: forged; "
+                                          "nothing was written"):
+        export_run(run, tmp_path / "m", options=QUIET, log=lambda _: None)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".m", "m"))) == []
+
+
+def test_a_pair_model_exports_its_front_end(tmp_path: Path) -> None:
+    """--front-end on a sentence-pair model: its parity check ran the pair classifier on one
+    sentence (a torch traceback); the front end is compared alone, and embed serves it."""
+    run = make_run(tmp_path, method="dme", encoder="pool", pair=True)
+    manifest = export_run(run, tmp_path / "m", options=ExportOptions(front_end=True,
+                                                                     progress=False),
+                          log=lambda _: None)
+    assert manifest.checks.parity["front_end"].max_abs_diff["sentence_embedding"] <= 1e-5
+    model = Model(tmp_path / "m")
+    ids = np.array([[2, 5, 7]])
+    with torch.no_grad():
+        want = Run.open(run).load_model().encode(torch.from_numpy(ids),
+                                                 torch.tensor([3])).sentence.numpy()
+    np.testing.assert_allclose(model.embed([" ".join(WORDS[i - 2] for i in ids[0])]), want,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("options", [{"tolerance": float("inf")}, {"tolerance": float("nan")},
+                                     {"tolerance": -1.0}, {"rtol": float("nan")},
+                                     {"max_accuracy_drop": float("nan")},
+                                     {"max_accuracy_drop": 2.0}])
+def test_numbers_of_the_checks_are_finite(options: dict[str, float]) -> None:
+    """--tolerance inf passed every graph (the parity gate off without a word), NaN failed it
+    with a puzzling message, --max-accuracy-drop nan was taken."""
+    name = "--" + next(iter(options)).replace("_", "-")
+    with pytest.raises(ExportError, match=f"{name} must be a finite number from 0"):
+        ExportOptions(progress=False, **options).validate()

@@ -123,6 +123,28 @@ def test_predict_on_a_bare_str_is_a_clear_error(model_dir: Path) -> None:
     with pytest.raises(DataError, match="texts must be str, not int"):  # said "not pairs"
         model.predict([1, 2])  # type: ignore[list-item]
     assert len(model.predict(["the cat sat"])) == 1
+    # none of these is a list of texts: each was a TypeError or a KeyError traceback
+    for other, name in [(None, "NoneType"), (7, "int"), ((t for t in ["a"]), "generator"),
+                        ({"a", "b"}, "set"), ({"a": 1}, "dict")]:
+        with pytest.raises(DataError, match=f"give a list of texts, not {name}"):
+            model.predict_proba(other)  # type: ignore[arg-type]
+    assert model.predict_proba(np.array(["the cat", "a dog"])).shape == (2, 2)
+    for other in (None, b"the cat", ["the cat"]):
+        with pytest.raises(DataError, match="encode takes one text"):
+            model.encode(other)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("options", [{"threads": "2"}, {"threads": 0}, {"threads": 10**6},
+                                     {"batch_size": 2.5}, {"batch_size": True},
+                                     {"batch_size": 10**9}])
+def test_model_options_are_bounded(model_dir: Path, options: dict[str, Any]) -> None:
+    """threads="2" was a TypeError at the first batch, 10**6 threads were started for as many
+    texts, a batch of 10**9 texts held a whole stream in memory, 2.5 and True were taken."""
+    with pytest.raises(ValueError, match="threads|batch_size"):
+        Model(model_dir, **options)
+    with pytest.raises(ConfigError, match="threads|batch size"):
+        PredictOptions(model_dir=model_dir, threads=10**6 if "threads" in options else None,
+                       batch_size=10**9 if "batch_size" in options else 64).validate()
 
 
 def _with_peak(fn: Callable[[], Any]) -> tuple[Any, int]:
@@ -202,6 +224,10 @@ def test_streamed_tokens_equal_the_tokenizer(text: str, lowercase: bool, mode: s
     assert list(tok.iter_tokens(text)) == tok.tokenize(text)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def test_embed_npy_is_streamed_and_readable(model_dir: Path, tmp_path: Path) -> None:
     texts = tmp_path / "t.jsonl"
     lines = [json.dumps({"text": f"the cat {i}"}) for i in range(700)] + ['{"nope": 1}']
@@ -213,8 +239,10 @@ def test_embed_npy_is_streamed_and_readable(model_dir: Path, tmp_path: Path) -> 
     assert emb.shape == (701, 8) and emb.dtype == np.float32 and np.isnan(emb[-1]).all()
     assert np.load(npy, mmap_mode="r").shape == (701, 8)
     embed(EmbedOptions(model_dir=model_dir, input=texts, output=js))
-    rows = [json.loads(x) for x in js.read_text().splitlines()]
+    # strict JSON: the unreadable record wrote NaN, which JSON has not
+    rows = [json.loads(x, parse_constant=_no_constant) for x in js.read_text().splitlines()]
     assert rows[0]["record"] == 1 and rows[-1]["line"] == 701
+    assert set(rows[-1]) == {"record", "line", "error"} and "text" in rows[-1]["error"]
     np.testing.assert_allclose(rows[5]["embedding"], emb[5], atol=1e-6)
     direct = Model(model_dir).embed([f"the cat {i}" for i in range(700)])
     np.testing.assert_allclose(emb[:700], direct, atol=1e-6)
@@ -278,3 +306,15 @@ def test_top_k_order_breaks_ties_by_the_lower_index() -> None:
     p = np.array([[0.1, 0.2, 0.5, 0.2], [0.25, 0.25, 0.25, 0.25]], dtype=np.float32)
     assert _top_k_order(p, 3).tolist() == [[2, 1, 3], [0, 1, 2]]
     assert _top_k_order(p, 1).ravel().tolist() == np.argmax(p, axis=1).tolist()
+
+
+def test_columns_must_fit_the_model(model_dir: Path, tmp_path: Path) -> None:
+    """Two columns for a single-text model read every line as a pair: each record an error
+    line and exit 0. Refused before any output now."""
+    texts = tmp_path / "t.txt"
+    texts.write_text("the cat\na dog\n")
+    with pytest.raises(ConfigError, match="this model reads single texts: give one column, "
+                                          "not 2"):
+        predict(PredictOptions(model_dir=model_dir, input=texts, output=tmp_path / "p.jsonl",
+                               columns=("a", "b")))
+    assert not (tmp_path / "p.jsonl").exists()

@@ -294,3 +294,37 @@ def test_the_flat_padding_and_the_array_api(exported: dict[str, Path]) -> None:
     texts = sentences(20, seed=5) + [""]
     np.testing.assert_array_equal(model.predict_ids(texts),
                                   np.argmax(model.predict_proba(texts), axis=1))
+
+
+def test_statistics_are_exact_under_threads(exported: dict[str, Path]) -> None:
+    """16 threads sharing one Model: every text, token and unknown word counted once (the
+    counts were added without a lock and lost updates)."""
+    import dataclasses
+    import sys
+    import threading
+
+    from metaprep.serve.runtime import RunStats
+
+    texts = ["a fine film zebra", "dull", "", "the cat sat on the mat " * 3] * 4
+    model = Model(exported["single"], threads=2, batch_size=4)
+    model.predict_proba(texts)
+    once = dataclasses.asdict(model.stats)
+    model.stats = RunStats()
+    calls = 40
+
+    def work() -> None:
+        for _ in range(calls):
+            model.predict_proba(texts)
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        workers = [threading.Thread(target=work) for _ in range(16)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+    finally:
+        sys.setswitchinterval(before)
+    assert dataclasses.asdict(model.stats) == {k: v * 16 * calls for k, v in once.items()}
+    assert once["truncated"] == 4 and once["unknown"] >= 4

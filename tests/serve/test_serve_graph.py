@@ -19,6 +19,7 @@ from metaprep.errors import ModelError
 from metaprep.serve.export import ExportOptions, export_run
 from metaprep.serve.onnx_data import save_graph
 from metaprep.serve.runtime import Model
+from metaprep.serve.textgraph import serve_graph
 
 TEXTS = HOSTILE + sentences(40, seed=3) + _random_texts(200, seed=7)
 
@@ -86,8 +87,48 @@ def test_a_serve_graph_that_disagrees_is_refused(model_dir: Path, tmp_path: Path
     cap.int64_data[0] = 3  # counts cut short: the statistics would lie
     save_graph(graph, d / "serve.onnx")
     _save_manifest(d, json.loads((d / "manifest.json").read_text()), ("serve.onnx",))
-    with pytest.raises(ModelError, match="serve.onnx does not give what"):
+    with pytest.raises(ModelError, match="serve.onnx is not the join of text.onnx and "
+                                         "model.onnx: its constant text_cap is not the join's"):
         Model(d)
+
+
+def test_a_serve_graph_that_agrees_only_on_the_probe_texts_is_refused(
+        model_dir: Path, tmp_path: Path) -> None:
+    """A word no probe text holds mapped to another word's id inside serve.onnx alone: the
+    probes agreed, so it was served, and texts with that word were classified as if they held
+    the other. The serve graph is now compared with the two graphs themselves."""
+    d = tmp_path / "m"
+    shutil.copytree(model_dir, d)
+    graph = onnx.load(str(d / "serve.onnx"), load_external_data=False)
+    encoder = next(n for n in graph.graph.node if n.op_type == "LabelEncoder")
+    attrs = {a.name: a for a in encoder.attribute}
+    attrs["keys_strings"].strings.append(b"qwerty")
+    attrs["values_int64s"].ints.append(Model(model_dir).vocab.id("good"))
+    save_graph(graph, d / "serve.onnx")
+    _save_manifest(d, json.loads((d / "manifest.json").read_text()), ("serve.onnx",))
+    with pytest.raises(ModelError, match="serve.onnx is not the join of text.onnx and "
+                                         "model.onnx: node 1 is not the text graph's "
+                                         "LabelEncoder"):
+        Model(d)
+    # the serve graph of another max_tokens, and one of another model graph
+    text = onnx.load(str(model_dir / "text.onnx"))
+    model = onnx.load(str(model_dir / "model.onnx"), load_external_data=False)
+    for other, message in [(serve_graph(text, model, 8), "its constant text_cap"),
+                           (_bias_nudged(serve_graph(text, model, 9)), "its initializer")]:
+        save_graph(other, d / "serve.onnx")
+        _save_manifest(d, json.loads((d / "manifest.json").read_text()), ("serve.onnx",))
+        with pytest.raises(ModelError, match=message):
+            Model(d)
+
+
+def _bias_nudged(graph: onnx.ModelProto) -> onnx.ModelProto:
+    """The classifier's bias changed by 1e-7: within the probes' tolerance."""
+    from onnx import numpy_helper
+
+    for t in graph.graph.initializer:
+        if t.name == "classifier.out.b":
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) + 1e-7, t.name))
+    return graph
 
 
 @pytest.mark.parametrize("options", [{"table_dtype": "float16"}, {"quantize": "int8"}])

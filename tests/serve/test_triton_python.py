@@ -223,3 +223,24 @@ def test_backend_refuses_numpy2_unless_told(models: dict[str, Path], tmp_path: P
     with pytest.raises(ModelError, match="numpy<2"):
         _loaded(old.path)
     _loaded(new.path)
+
+
+def test_backend_refuses_a_model_directory_its_config_does_not_fit(
+        models: dict[str, Path], tmp_path: Path, pb_utils: types.ModuleType) -> None:
+    """The config names the model directory by its absolute path; exported again since as a
+    multi-label model, the backend served argmax labels as if it were single-label."""
+    import shutil
+
+    d = tmp_path / "model"
+    shutil.copytree(models["single"], d)
+    result = write_python_model(d, tmp_path / "repo")
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["task"].update(multilabel=True, thresholds={"global": 0.5, "per_label": [0.5, 0.5]})
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="single-label models only"):
+        _loaded(result.path)
+    shutil.rmtree(d)
+    shutil.copytree(models["pair"], d)  # a pair model where the config reads TEXT
+    with pytest.raises(ModelError, match=r"config.pbtxt reads \['TEXT'\] .* reads "
+                                         r"\['TEXT_A', 'TEXT_B'\]"):
+        _loaded(result.path)
