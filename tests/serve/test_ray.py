@@ -64,9 +64,11 @@ def _loads(log: Path) -> Counter[str]:
                    if (pid := p.name.split("-")[1]) != str(os.getpid()))
 
 
-def _logged_scorer(log: str, stall: bool) -> type:
+def _logged_scorer(log: str, stall: bool, wait_for: int = 0) -> type:
     """A Scorer that records (in the actor) each construction and call with the actor's pid;
-    with ``stall``, the first call of the first actor writes a marker and waits to be killed."""
+    with ``stall``, the first call of the first actor writes a marker and waits to be killed;
+    with ``wait_for``, a call waits (up to a minute) until that many actors have started, so
+    a busy machine cannot finish the job on the first actor alone."""
     from metaprep.serve.ray import Scorer
 
     class LoggedScorer(Scorer):  # defined here: Ray pickles it by value
@@ -82,6 +84,9 @@ def _logged_scorer(log: str, stall: bool) -> type:
 
             pid = os.getpid()
             Path(log, f"call-{pid}-{uuid.uuid4().hex}").touch()
+            end = time.monotonic() + 60
+            while len(list(Path(log).glob("load-*"))) < wait_for and time.monotonic() < end:
+                time.sleep(0.1)
             if stall and not Path(log, "killed").exists():
                 Path(log, f"stalled-{pid}").touch()
                 end = time.monotonic() + 120
@@ -99,7 +104,9 @@ def test_predictions_equal_model_predict(ray_cluster: None, model_dir: Path,
     construct one Scorer (one Model) and score many batches with it."""
     import metaprep.serve.ray as mray
 
-    monkeypatch.setattr(mray, "Scorer", _logged_scorer(str(tmp_path), stall=False))
+    # the driver's check opens one Scorer here, then each of the two actors one
+    monkeypatch.setattr(mray, "Scorer", _logged_scorer(str(tmp_path), stall=False,
+                                                       wait_for=3))
     texts: list[str | None] = [*engine_texts(300), None]
     ds = mray.predict_dataset(_dataset(texts), model_dir, actors=2, batch_size=16,
                               outputs=("label", "probability", "probabilities", "embedding"))
