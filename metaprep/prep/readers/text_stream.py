@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from metaprep.errors import FormatError
-from metaprep.prep.readers._engines import NeedExact, polars_schema
 from metaprep.prep.readers._io import LineCursor, Progress
 from metaprep.prep.readers.base import Chunk, ReadOptions, ReadStats
+from metaprep.prep.readers.text_block import NeedExact, polars_schema
 
 __all__ = ["StreamFailed", "StreamedText", "polars_rows", "polars_words"]
 
@@ -113,7 +113,6 @@ class StreamedText:
     path: Path
     dim: int
     has_header: bool
-    engine: str
     options: ReadOptions
     stats: ReadStats
     _data_start: int
@@ -134,12 +133,9 @@ class StreamedText:
         raise NotImplementedError
 
     def _streamable(self) -> bool:
-        """Whether polars may read the file itself: a plain file read whole by the polars
-        engine (gzip, ``limit`` and the other engines take the piece path)."""
-        return (
-            self.engine == "polars" and self.options.limit is None and not self._gzipped
-            and self.dim > 0
-        )
+        """Whether polars may read the file itself: a plain file read whole (gzip and
+        ``limit`` take the piece path)."""
+        return self.options.limit is None and not self._gzipped and self.dim > 0
 
     def _rows_estimate(self) -> float:
         return max(0, self.path.stat().st_size - self._data_start) / self._line_bytes
