@@ -78,10 +78,11 @@ M2V_VENV_PYTHON = WORK.parent / "m2v-venv" / "bin" / "python"
 METAPREP_SYSTEMS: dict[str, list[str]] = {
     "metaprep sum+pool": ["--method", "sum", "--encoder", "pool"],
     "metaprep dme+pool": ["--method", "dme", "--encoder", "pool"],
-    "metaprep concat+bilstm128": ["--method", "concat", "--encoder", "bilstm", "--hidden", "128"],
+    "metaprep concat+bilstm128": ["--method", "concat", "--encoder", "bilstm", "--set",
+                                  "hidden=128"],
     # the learned source (a table over the train split's words, plus hashed word bigrams)
-    "metaprep sum+pool+learned": ["--method", "sum", "--encoder", "pool", "--learned-dim", "64",
-                                  "--learned-lr-scale", "30", "--learned-dropout", "0.5"],
+    "metaprep sum+pool+learned": ["--method", "sum", "--encoder", "pool", "--set", "learned_dim=64",
+                                  "--set", "learned_lr_scale=30", "--set", "learned_dropout=0.5"],
     # the presets, as a user asks for them (their lr is the benchmark's too)
     "metaprep fast": ["--preset", "fast"],
     "metaprep accurate": ["--preset", "accurate"],
@@ -379,7 +380,7 @@ def metaprep_train_export(system: str, seed: int, store: Path, store_key: str,
     record_path.unlink(missing_ok=True)
     train_s = bench_methods.run_metaprep(args, log=work / "logs" / f"train-{name}.log",
                                          threads=1)
-    export = ["export-onnx", str(run), "-o", str(model), "--force", "--no-progress"]
+    export = ["export-onnx", str(run), "-o", str(model), "--force", "-q"]
     note = ""
     try:
         bench_methods.run_metaprep(export, log=work / "logs" / f"export-{name}.log")

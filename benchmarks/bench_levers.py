@@ -55,17 +55,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "dme+center": {"method": "dme", "source_norm": "center"},
     "dme+scale": {"method": "dme", "source_norm": "scale"},
     "dme+layernorm": {"method": "dme", "source_norm": "layernorm"},
-    "dme+features": {"method": "dme", "word_features": True},
-    "dme+srcdrop": {"method": "dme", "source_dropout": 0.2},
-    "dme+relu+drop": {"method": "dme", "mix_relu": True, "mix_dropout": 0.2},
-    "dme+entropy": {"method": "dme", "mix_entropy": 0.05},
+    # word features, source dropout, ReLU + dropout after the mix and an entropy term were
+    # measured here too (results/levers.md) and removed on 2026-12-07: no gain on either task
     "dme+proj50": {"method": "dme", "proj_dim": 50},  # the smallest source (the paper)
     "dme+proj384": {"method": "dme", "proj_dim": 384},  # the largest source (FAME)
     "dme+sigmoid": {"method": "dme", "gating": "sigmoid"},
-    "dme+scale+features+srcdrop": {"method": "dme", "source_norm": "scale",
-                                   "word_features": True, "source_dropout": 0.2},
-    "cdme+scale+features+srcdrop": {"method": "cdme", "source_norm": "scale",
-                                    "word_features": True, "source_dropout": 0.2},
     # the levers that helped on fortunes, together (and the same normalisation for sum)
     "sum+layernorm": {"method": "sum", "source_norm": "layernorm"},
     "dme+layernorm+sigmoid": {"method": "dme", "source_norm": "layernorm", "gating": "sigmoid"},
@@ -104,10 +98,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "learned:sum": {"method": "sum", "source_norm": "none"},
     "learned:concat": {"method": "concat", "source_norm": "none"},
     "learned:dme+layernorm": {"method": "dme"},
-    "learned:dme+layernorm+features": {"method": "dme", "word_features": True},
     "learned:dme+layernorm+sigmoid": {"method": "dme", "gating": "sigmoid"},
-    "learned:dme+layernorm+features+sigmoid": {"method": "dme", "word_features": True,
-                                               "gating": "sigmoid"},
     "learned:cdme+layernorm": {"method": "cdme"},
 }
 # the learned-source rows: the fast preset (pooled encoder, 64-d projections, the learned
@@ -195,9 +186,11 @@ def train_one(task: str, variant: str, seed: int, stores: Mapping[str, Path], wo
             else {**SETTINGS, **VARIANTS[variant]})
     store = stores[opts.pop("store", "full" if learned else "base")]
     start = time.perf_counter()
+    preset = opts.pop("preset", None)
     stages.train(stages.TrainOptions(
         store=store, train=train_file(task, work, whole=learned), dev=REAL / f"{task}.dev.tsv",
-        test=REAL / f"{task}.test.tsv", output=out, seed=seed, threads=1, quiet=True, **opts))
+        test=REAL / f"{task}.test.tsv", output=out, preset=preset, threads=1, quiet=True,
+        config={**opts, "seed": seed}))
     record = {"seconds": time.perf_counter() - start, "commit": _commit(),
               "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "load": os.getloadavg()[0], "options": opts}

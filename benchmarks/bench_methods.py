@@ -103,10 +103,10 @@ def align_store(manifest: Mapping[str, Any], work: Path, *, fresh: bool,
 
 def train_args(settings: Mapping[str, Any]) -> list[str]:
     return [
-        "--encoder", settings["encoder"], "--hidden", str(settings["hidden"]),
+        "--encoder", settings["encoder"], "--set", f"hidden={settings['hidden']}",
         "--epochs", str(settings["epochs"]), "--batch-size", str(settings["batch_size"]),
-        "--lr", str(settings["lr"]), "--lr-decay", str(settings["lr_decay"]),
-        "--patience", str(settings["patience"]), "--quiet",
+        "--lr", str(settings["lr"]), "--set", f"lr_decay={settings['lr_decay']}",
+        "--set", f"patience={settings['patience']}", "--quiet",
     ]
 
 

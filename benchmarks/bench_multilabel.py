@@ -46,10 +46,11 @@ RESULTS = HERE / "results"
 # (the concat systems keep the sources as they are: they were measured so before source_norm
 # existed; the fast preset brings its own settings, lr included)
 METAPREP_SYSTEMS = {
-    "metaprep concat+pool": ["--method", "concat", "--encoder", "pool", "--mlp-hidden", "256",
-                             "--source-norm", "none"],
-    "metaprep concat+bilstm128": ["--method", "concat", "--encoder", "bilstm", "--hidden", "128",
-                                  "--mlp-hidden", "256", "--source-norm", "none"],
+    "metaprep concat+pool": ["--method", "concat", "--encoder", "pool", "--set", "mlp_hidden=256",
+                             "--set", "source_norm=none"],
+    "metaprep concat+bilstm128": ["--method", "concat", "--encoder", "bilstm", "--set",
+                                  "hidden=128",
+                                  "--set", "mlp_hidden=256", "--set", "source_norm=none"],
     "metaprep fast": ["--preset", "fast"],
 }
 LR = 3e-3

@@ -64,8 +64,8 @@ def _student(args: argparse.Namespace, seed: int, weight: float, temperature: fl
     print(f"training {run.name}", file=sys.stderr)
     subprocess.run(["rm", "-rf", str(run)], check=True)
     _metaprep([*_data_args(args), "--preset", "fast", "--seed", str(seed), "--teacher",
-               str(_teacher(args, seed)), "--teacher-weight", str(weight),
-               "--teacher-temperature", str(temperature), "-o", str(run)])
+               str(_teacher(args, seed)), "--set", f"teacher_weight={weight}",
+               "--set", f"teacher_temperature={temperature}", "-o", str(run)])
     got = _test_accuracy(run)
     assert got is not None, run
     return got

@@ -119,3 +119,15 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
                      data=data)
     run.save_best(weights_state_dict(model))
     return run.path
+
+
+def train_options(**kw: Any) -> Any:
+    """TrainOptions from flat keywords, as the tests write them: the stage's own fields, and
+    every other keyword a training option (its ``config``)."""
+    from dataclasses import fields
+
+    from metaprep.stages import TrainOptions
+
+    own = {f.name for f in fields(TrainOptions)}
+    config = {k: v for k, v in kw.items() if k not in own}
+    return TrainOptions(**{k: v for k, v in kw.items() if k in own}, config=config)

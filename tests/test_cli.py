@@ -52,18 +52,17 @@ def _corpus(tmp_path: Path) -> Path:
     return corpus
 
 
-def test_old_spellings_still_work(tmp_path: Path) -> None:
+def test_one_spelling_of_output_and_quiet(tmp_path: Path) -> None:
+    """-o/--output and -q/--quiet on every command; the hidden --out and --no-progress of
+    earlier versions are gone (nothing outside used them)."""
     runner = CliRunner()
-    out = runner.invoke(cli, ["split", str(_corpus(tmp_path)), "--out", str(tmp_path / "d")])
+    out = runner.invoke(cli, ["split", str(_corpus(tmp_path)), "-o", str(tmp_path / "d")])
     assert out.exit_code == 0, out.output
     assert (tmp_path / "d" / "train.tsv").is_file()
-    (tmp_path / "v.txt").write_text("text 0.1 0.2\nt 0.3 0.4\n")
-    out = runner.invoke(cli, ["align", f"v={tmp_path / 'v.txt'}", "--no-progress",
-                              "-o", str(tmp_path / "s.h5")])
-    assert out.exit_code == 0, out.output
-    assert (tmp_path / "s.h5").is_file()
+    old = runner.invoke(cli, ["split", str(_corpus(tmp_path)), "--out", str(tmp_path / "e")])
+    assert old.exit_code == 2 and "No such option '--out'" in old.output
     missing = runner.invoke(cli, ["split", str(_corpus(tmp_path))])
-    assert missing.exit_code == 2 and "-o/--output" in missing.output
+    assert missing.exit_code == 2 and "Missing option '-o' / '--output'" in missing.output
 
 
 def test_run_help_lists_the_stages() -> None:
@@ -99,8 +98,9 @@ def test_a_skipped_stage_shows_no_stale_time(tmp_path: Path) -> None:
 
 
 def test_task_data_with_other_column_names(tmp_path: Path) -> None:
-    """--text-column / --label-column through split, align, train (recorded in the run, so
-    evaluate and resume need nothing more) and evaluate; predict reads the text column too."""
+    """--text-column / --label-column through split, align, evaluate (train: --set
+    text_column=..., recorded in the run, so evaluate and resume need nothing more); predict
+    reads the text column too."""
     import gensim
 
     data = Path(os.path.dirname(gensim.__file__)) / "test" / "test_data"
@@ -119,8 +119,9 @@ def test_task_data_with_other_column_names(tmp_path: Path) -> None:
                                   str(corpus), *cols, "-o", str(tmp_path / "s.h5"), "-q"])
     assert aligned.exit_code == 0, aligned.output
     trained = runner.invoke(cli, ["train", "--store", str(tmp_path / "s.h5"), "--train",
-                                  str(corpus), "--dev", str(corpus), *cols, "--encoder", "pool",
-                                  "--proj-dim", "4", "--mlp-hidden", "4", "--epochs", "1",
+                                  str(corpus), "--dev", str(corpus), "--set", "text_column=review",
+                                  "--set", "label_column=verdict", "--encoder", "pool",
+                                  "--proj-dim", "4", "--set", "mlp_hidden=4", "--epochs", "1",
                                   "-o", str(tmp_path / "run"), "-q"])
     assert trained.exit_code == 0, trained.output
     scored = runner.invoke(cli, ["evaluate", str(tmp_path / "run"), str(corpus), "--json", "-q"])
@@ -134,8 +135,10 @@ def test_predict_and_embed_take_the_same_text_column_flag() -> None:
         assert ["--column", "--text-column"] in opts
 
 
-@pytest.mark.parametrize("args", [["align", "g=a.txt", "-o", "."], ["inspect", "."],
-                                  ["train", "--epochs", "many"], ["train", "--cnn-widths", "3,x"]])
+@pytest.mark.parametrize("args", [
+    ["align", "g=a.txt", "-o", "."], ["inspect", "."], ["train", "--epochs", "many"],
+    ["train", "--set", "cnn_widths=3,x"], ["train", "--set", "hidden"],
+    ["train", "--set", "no_such=1"], ["train", "--set", "epochs=2"]])
 def test_a_value_of_the_wrong_kind_is_one_line(args: list[str], tmp_path: Path) -> None:
     """click's usage error is four lines; a folder given for a file is one, like every error."""
     import subprocess

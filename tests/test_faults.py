@@ -102,7 +102,8 @@ def test_train_and_export_under_a_file_size_limit(tmp_path: Path) -> None:
     train, dev = write_task(tmp_path / "t.tsv", 40), write_task(tmp_path / "d.tsv", 20, seed=2)
     run = tmp_path / "run"
     proc = _metaprep(["train", "--store", str(store), "--train", str(train), "--dev", str(dev),
-                      "--hidden", "8", "--mlp-hidden", "8", "--proj-dim", "8", "--epochs", "1",
+                      "--set", "hidden=8", "--set", "mlp_hidden=8", "--proj-dim", "8", "--epochs",
+                      "1",
                       "-o", str(run), "-q"], fsize=8_000)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "cannot write" in proc.stderr
@@ -168,8 +169,8 @@ def test_a_run_killed_mid_training_resumes(tmp_path: Path) -> None:
     train, dev = write_task(tmp_path / "t.tsv", 200), write_task(tmp_path / "d.tsv", 20, seed=2)
     run = tmp_path / "run"
     args = ["train", "--store", str(store), "--train", str(train), "--dev", str(dev),
-            "--hidden", "8", "--mlp-hidden", "8", "--proj-dim", "8", "--epochs", "3",
-            "--batch-size", "4", "--checkpoint-steps", "5", "-o", str(run), "-q"]
+            "--set", "hidden=8", "--set", "mlp_hidden=8", "--proj-dim", "8", "--epochs", "3",
+            "--batch-size", "4", "--set", "checkpoint_steps=5", "-o", str(run), "-q"]
     rng = random.Random(3)
     for _ in range(2):
         _kill_at_random(args + (["--resume"] if (run / "checkpoint.pt").exists() else []),
@@ -194,7 +195,8 @@ def test_every_file_of_a_run_under_a_file_size_limit(tmp_path: Path, sizes: str,
     train, dev = write_task(tmp_path / "t.tsv", 40), write_task(tmp_path / "d.tsv", 20, seed=2)
     run = tmp_path / "run"
     args = ["train", "--store", str(store), "--train", str(train), "--dev", str(dev), "--method",
-            "sum", "--encoder", "pool", "--proj-dim", sizes, "--mlp-hidden", sizes, "--epochs",
+            "sum", "--encoder", "pool", "--proj-dim", sizes, "--set", f"mlp_hidden={sizes}",
+            "--epochs",
             "1", "--threads", "1", "-o", str(run), "-q"]
     before = None
     if name.endswith(".png"):  # a finished run, whose plot a resume writes again

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from exportkit import LABELS, SMALL, WORDS, make_run, small_task
+from exportkit import LABELS, SMALL, WORDS, make_run, small_task, train_options
 
 from metaprep import stages
 from metaprep.errors import ConfigError
@@ -64,7 +64,7 @@ def test_a_2000_token_text_gets_one_answer_from_evaluate_and_predict(tmp_path: P
 
 def test_train_records_max_tokens_and_export_carries_it(tmp_path: Path) -> None:
     data = small_task(tmp_path)
-    out = stages.train(stages.TrainOptions(**data, output=tmp_path / "run", max_tokens=5,
+    out = stages.train(train_options(**data, output=tmp_path / "run", max_tokens=5,
                                            **SMALL))
     config = json.loads((out.run / "config.json").read_text())
     tokenizer = json.loads((out.run / "tokenizer.json").read_text())
@@ -79,6 +79,6 @@ def test_max_tokens_out_of_range_is_refused_before_anything_is_written(
         tmp_path: Path, value: int) -> None:
     data = small_task(tmp_path)
     with pytest.raises(ConfigError, match="max_tokens"):
-        stages.train(stages.TrainOptions(**data, output=tmp_path / "run", max_tokens=value,
+        stages.train(train_options(**data, output=tmp_path / "run", max_tokens=value,
                                          **SMALL))
     assert not (tmp_path / "run").exists()

@@ -60,8 +60,9 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
          "-o", str(tmp / "store.h5")])
     train = _ok(["train", "--store", str(tmp / "store.h5"), "--train", str(tmp / "sp/train.tsv"),
                  "--dev", str(tmp / "sp/dev.tsv"), "--test", str(tmp / "sp/test.tsv"),
-                 "--encoder", "pool", "--mlp-hidden", "32", "--epochs", "6", "--lr", "0.01",
-                 "--pos-weight", "3", "--select-metric", "macro_f1", "-o", str(tmp / "run")])
+                 "--encoder", "pool", "--set", "mlp_hidden=32", "--epochs", "6", "--lr", "0.01",
+                 "--set", "pos_weight=3", "--set", "select_metric=macro_f1", "-o",
+                 str(tmp / "run")])
     export = _ok(["export-onnx", str(tmp / "run"), "-o", str(tmp / "model"), "-q"])
     evaluate = _ok(["evaluate", str(tmp / "run"), str(tmp / "sp/test.tsv"), "--json", "-q"])
     predict = _ok(["predict", str(tmp / "model"), str(tmp / "sp/test.tsv"), "-q"])

@@ -48,7 +48,7 @@ def test_export_triton_name_never_leaves_the_repository(tmp_path: Path, name: st
     work = tmp_path / "w"
     work.mkdir()
     _refused(["export-onnx", str(run), "-o", str(work / "m"), "--triton", str(work / "repo"),
-              "--triton-name", name, "--no-progress"], "--triton-name")
+              "--triton-name", name, "-q"], "--triton-name")
     assert list(work.iterdir()) == []  # no model, no repository, no lock, nothing beside
 
 

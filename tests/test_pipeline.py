@@ -44,7 +44,7 @@ def test_keys_become_the_stages_own_options(tmp_path: Path) -> None:
         ('[split]\ndata = "{train}/x"\n', "not an earlier stage"),
         ('[train]\nstore = "s.h5"\nepochs = "many"\n', "epochs must be a whole number"),
         ('[train]\nstore = "s.h5"\nlr = true\n', "lr must be a number"),
-        ('[train]\nstore = "s.h5"\nhidden = 1000000000\n', "hidden must be at most 16,384"),
+        ('[train]\nstore = "s.h5"\nhidden = 1000000000\n', "hidden must be from 1 to 16,384"),
         ('[train]\nmask_missing = 1\n', "mask_missing must be true or false"),
         ('[align]\nsources = ["a.txt"]\n', "sources must be a table"),
         ('[pipeline]\nname = "../../x"\n[split]\ndata = "c.txt"\n', "one folder name"),
@@ -163,7 +163,7 @@ def test_a_retrained_run_outside_the_pipeline_reruns_export(tmp_path: Path) -> N
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text("{}")
-    p = _write(tmp_path, f'[export]\nrun_dir = "{run}"\n')
+    p = _write(tmp_path, f'[export]\nrun = "{run}"\n')
     pipe = load_pipeline(p, artifacts=tmp_path / "art")
     from metaprep.pipeline import plan_pipeline
 

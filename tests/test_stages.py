@@ -13,13 +13,14 @@ from pathlib import Path
 import click
 import gensim
 import pytest
+from click.testing import CliRunner
 
 import metaprep as mp
 from metaprep import stages
 from metaprep.cli import cli
 from metaprep.errors import ConfigError
 from metaprep.learn.config import RunConfig
-from metaprep.stages import HYPER, TrainOptions, path_fields
+from metaprep.stages import path_fields
 
 DATA = Path(os.path.dirname(gensim.__file__)) / "test" / "test_data"
 
@@ -35,8 +36,8 @@ def test_notebook_flow_in_a_few_lines(tmp_path: Path) -> None:
     assert [s["name"] for s in store.summary["sources"]] == ["glove", "lee"]
     run = mp.train(mp.TrainOptions(
         store=store.store, train=tmp_path / "data" / "train.tsv", dev=tmp_path / "data/dev.tsv",
-        method="dme", encoder="pool", proj_dim=8, mlp_hidden=8, epochs=1, output=tmp_path / "run",
-        quiet=True))
+        config={"method": "dme", "encoder": "pool", "proj_dim": 8, "mlp_hidden": 8, "epochs": 1},
+        output=tmp_path / "run", quiet=True))
     assert run.run == tmp_path / "run" and 0 <= run.dev_accuracy <= 1
     model = mp.export(mp.ExportOptions(run=run.run, output=tmp_path / "model", quiet=True))
     assert model.files >= 5 and (tmp_path / "model" / "manifest.json").is_file()
@@ -54,26 +55,38 @@ def test_a_missing_required_option_is_a_config_error() -> None:
         mp.align(mp.AlignOptions(sources={"a": "a.txt"}))
 
 
-def test_hyper_parameter_defaults_agree_everywhere() -> None:
-    # TrainOptions leaves them unset (None); RunConfig holds the value; `train --help` shows it
+def test_train_help_shows_about_twenty_flags_in_groups_and_the_rest_through_set() -> None:
+    """The flags are made from RunConfig's declarations: a training option is declared once;
+    those without a flag of their own are listed for --set with their defaults."""
+    from metaprep.learn.config import OPTIONS
+
     command = cli.get_command(click.Context(cli), "train")
     assert command is not None
-    shown = {p.name: p.help for p in command.params if isinstance(p, click.Option)}
+    flags = [p for p in command.params if isinstance(p, click.Option) and p.name != "help"]
+    assert 18 <= len(flags) <= 24, [p.name for p in flags]
+    text = CliRunner().invoke(cli, ["train", "--help"]).output
+    for group in ("Data options", "Model options", "Training options", "Teacher options",
+                  "Output options", "More options (--set KEY=VALUE"):
+        assert group in text
+    for key, f in OPTIONS.items():
+        spec = f.metadata["spec"]
+        if spec.flag:
+            assert "--" + key.replace("_", "-") in text, key
+        else:
+            assert re.search(rf"^  {key} ", text, re.M), key
     defaults = RunConfig()
-    for name in HYPER:
-        assert getattr(TrainOptions(), name) is None
-        match = re.search(r"\[default: (\w[\w.,+-]*)\]", shown[name] or "")
-        assert match, f"train --{name} does not show its default"
-        want = getattr(defaults, name)
-        if isinstance(want, list):  # cnn_widths: comma-separated on the command line
-            assert [int(v) for v in match.group(1).split(",")] == want, name
-            continue
-        got = {"on": True, "off": False, "none": ""}.get(match.group(1), match.group(1))
-        assert type(want)(got) == want, name
+    for key in ("proj_dim", "lr", "hidden", "cnn_widths", "mask_missing"):  # shown defaults
+        want = getattr(defaults, key)
+        if isinstance(want, bool):
+            shown = "on" if want else "off"
+        else:
+            shown = ",".join(map(str, want)) if isinstance(want, list) else str(want)
+        assert f"[default: {shown}]" in " ".join(text.split()), key
 
 
 def test_path_fields_are_declared() -> None:
-    opts = mp.TrainOptions(store="s.h5", train="t.tsv", dev="d.tsv", output="run")
+    opts = mp.TrainOptions(store="s.h5", train="t.tsv", dev="d.tsv", output="run",
+                           config={"proj_dim": 8})
     assert path_fields(opts, "in") == {"store": "s.h5", "train": "t.tsv", "dev": "d.tsv",
                                        "test": None, "teacher": None}
     assert path_fields(opts, "out") == {"output": "run"}

@@ -1,5 +1,5 @@
-"""Options every command spells the same way: ``-o/--output`` and ``-q/--quiet`` (today's older
-spellings ``--out`` and ``--no-progress`` stay as hidden aliases), and NAME=VALUE lists."""
+"""Options every command spells the same way: ``-o/--output`` and ``-q/--quiet``, the task data's
+column names, and NAME=VALUE lists."""
 
 from __future__ import annotations
 
@@ -15,40 +15,14 @@ __all__ = ["assignments", "column_options", "output_option", "quiet_option"]
 
 def output_option(help: str, *, required: bool = False, file_okay: bool = True,
                   dir_okay: bool = True) -> Callable[[Any], Any]:
-    """``-o/--output PATH`` plus the hidden alias ``--out``; the callback gets ``output``."""
+    """``-o/--output PATH``; the callback gets ``output``."""
     kind = click.Path(file_okay=file_okay, dir_okay=dir_okay)
-
-    def decorate(f: Any) -> Any:
-        f = click.option("--out", "output_alias", type=kind, hidden=True)(f)
-        f = click.option("-o", "--output", "output", type=kind, help=help)(f)
-        return _merge(f, "output", "output_alias", required, "-o/--output")
-    return decorate
+    return click.option("-o", "--output", "output", type=kind, required=required, help=help)
 
 
 def quiet_option(help: str = "No progress bars.") -> Callable[[Any], Any]:
-    """``-q/--quiet`` plus the hidden alias ``--no-progress``; the callback gets ``quiet``."""
-    def decorate(f: Any) -> Any:
-        f = click.option("--no-progress", "quiet_alias", is_flag=True, hidden=True)(f)
-        f = click.option("-q", "--quiet", "quiet", is_flag=True, help=help)(f)
-        return _merge(f, "quiet", "quiet_alias", False, "")
-    return decorate
-
-
-def _merge(f: Any, name: str, alias: str, required: bool, flag: str) -> Any:
-    # click has no hidden second spelling of one option: a hidden option feeds the same value
-    callback = f
-
-    def wrapper(*args: Any, **kw: Any) -> Any:
-        extra = kw.pop(alias)
-        kw[name] = kw[name] or extra
-        if required and not kw[name]:
-            raise click.UsageError(f"Missing option '{flag}'.")
-        return callback(*args, **kw)
-
-    wrapper.__name__ = getattr(callback, "__name__", "command")
-    wrapper.__doc__ = callback.__doc__
-    wrapper.__click_params__ = getattr(callback, "__click_params__", [])  # type: ignore[attr-defined]
-    return wrapper
+    """``-q/--quiet``; the callback gets ``quiet``."""
+    return click.option("-q", "--quiet", "quiet", is_flag=True, help=help)
 
 
 def assignments(values: Iterable[str], option: str, *, allow_all: bool = False) -> dict[str, str]:

@@ -1,50 +1,26 @@
 """The run's configuration: everything needed to rebuild the model and repeat the training
-(saved as ``config.json`` in the run directory, see docs/model.md). No torch here: the CLI, the
-pipeline and the run directory read it without loading the model code.
+(saved as ``config.json`` in the run directory, see docs/model.md). Each option is declared once,
+as a field of ``RunConfig`` (learn/options.py says how); the CLI, the pipeline and the presets read
+that declaration. No torch here: the CLI, the pipeline and the run directory read it without
+loading the model code.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from metaprep.errors import ConfigError
+from metaprep.learn.options import option, value_problem
 from metaprep.tokenize import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
 
-__all__ = ["ENCODERS", "FILLED", "LIMITS", "MAX_WEIGHTS", "METHODS", "NORMS", "PRESETS",
-           "RANGES", "SEED_STEP", "RunConfig", "number_problem", "preset_values"]
+__all__ = ["ENCODERS", "MAX_WEIGHTS", "METHODS", "NORMS", "OPTIONS", "PRESETS", "SEED_STEP",
+           "RunConfig", "check_option", "preset_values"]
 
-NORMS = ("none", "center", "scale", "layernorm")  # source_norm (learn/levers.py)
+NORMS = ("none", "center", "scale", "layernorm")  # source_norm (learn/sourcenorm.py)
 METHODS = ("dme", "cdme", "concat", "sum", "single")
 ENCODERS = ("bilstm", "pool", "cnn")
-# keys train fills from the store and the data; a caller's value for them is not an option
-FILLED = ("source_dims", "vocab_size", "num_labels", "pair")
-# Upper bounds, so that a config.json edited by hand (or a typo on the command line) is refused
-# before anything is allocated. Each is far above what any measured run used (the paper's sizes
-# are 256-512; our largest store has 400k words and 57 labels).
-LIMITS = {"proj_dim": 16384, "hidden": 16384, "cnn_filters": 16384, "mlp_hidden": 16384,
-          "context_hidden": 1024, "batch_size": 65536, "epochs": 100_000, "patience": 100_000,
-          "checkpoint_steps": 10**9, "num_labels": 1_000_000, "vocab_size": 2**31 - 3,
-          "learned_dim": 65536, "learned_buckets": 2**31 - 1, "learned_subwords": 2**31 - 1,
-          "members": 64, "teacher_members": 64, "seed": 2**32 - 1,
-          "max_tokens": MAX_TOKENS_LIMIT}
-# The range of every float option (low, high), both ends included but those the two sets below
-# exclude; each must also be finite (a NaN passes no comparison; an infinite lr trains on NaN).
-# The bounds are far beyond any useful value: they keep a typo from training on nonsense.
-RANGES: dict[str, tuple[float, float]] = {
-    "mix_dropout": (0.0, 1.0), "source_dropout": (0.0, 1.0), "learned_dropout": (0.0, 1.0),
-    "mix_entropy": (-1000.0, 1000.0), "learned_weight_decay": (0.0, 1000.0),
-    "learned_lr_scale": (0.0, 1e6), "pos_weight": (0.0, 1e6), "lr": (0.0, 10.0),
-    "lr_decay": (0.0, 1.0), "min_lr": (0.0, 10.0), "grad_clip": (0.0, 1e6),
-    "teacher_weight": (0.0, 1.0), "teacher_temperature": (0.0, 1000.0)}
-_ABOVE_LOW = {"learned_lr_scale", "lr", "lr_decay", "grad_clip", "teacher_temperature"}
-_BELOW_HIGH = {"mix_dropout", "source_dropout", "learned_dropout"}
-_AT_LEAST_1 = ("proj_dim", "context_hidden", "hidden", "cnn_filters", "mlp_hidden",
-               "batch_size", "epochs", "patience", "members", "max_tokens")
-_AT_LEAST_0 = ("checkpoint_steps", "learned_dim", "learned_buckets", "learned_subwords",
-               "seed", "vocab_size", "teacher_members")
 SEED_STEP = 1000  # ensemble member k trains with seed + SEED_STEP k (learn/ensemble.py)
 MAX_SOURCES = 64
 MAX_CNN_WIDTH = 64  # tokens a filter spans: far beyond an n-gram worth a filter
@@ -85,28 +61,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def number_problem(key: str, value: Any) -> str | None:
-    """Why ``value`` is no good for the number option ``key``, or None. The one check of every
-    number a run takes: RunConfig.validate and the train stage's options (so a pipeline's
-    [train] keys too, when its file is loaded) use it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None  # not a number: from_dict and the callers check types
-    if key in RANGES:
-        low, high = RANGES[key]
-        above, below = key in _ABOVE_LOW, key in _BELOW_HIGH
-        if not (math.isfinite(value) and (value > low if above else value >= low)
-                and (value < high if below else value <= high)):
-            span = f"{'(' if above else '['}{low:g}, {high:g}{')' if below else ']'}"
-            return f"must be a finite number in {span}, not {value!r}"
-    elif key in _AT_LEAST_1 and value < 1:
-        return f"must be at least 1, not {value!r}"
-    elif key in _AT_LEAST_0 and value < 0:
-        return f"must be 0 or more, not {value!r}"
-    if key in LIMITS and value > LIMITS[key]:
-        return f"must be at most {LIMITS[key]:,} (not {value:,})"
-    return None
-
-
 def preset_values(name: str | None) -> dict[str, Any]:
     """The option values of preset ``name`` (none: {}); an unknown name is a ConfigError."""
     if name is None:
@@ -116,119 +70,120 @@ def preset_values(name: str | None) -> dict[str, Any]:
     return dict(PRESETS[name])
 
 
-# keys whose default changed after runs were saved without them: such a run was trained with
-# the old value, which a config.json lacking the key therefore means
-PREDATES: dict[str, Any] = {"source_norm": "none", "feature_freq": "rank"}
-
-
 @dataclass
 class RunConfig:
-    """Everything needed to rebuild the model and repeat the run (saved as config.json)."""
+    """Everything needed to rebuild the model and repeat the run (saved as config.json). Each
+    option is declared once, here: its type and default, then its help, group and bounds
+    (learn/options.py); the comment above it says why the default is what it is."""
 
-    # model structure
-    # dme | cdme | concat | sum | single (one source's projection). dme, with the layernorm
-    # source_norm below: the best front end by dev accuracy on both tasks of the ablation
-    # (benchmarks/results/levers.md), level with sum and far ahead of concat with the pooled
-    # encoder, level with concat with the BiLSTM (fortunes)
-    method: str = "dme"
-    sources: list[str] = field(default_factory=list)  # in this order; empty: all the store has
-    source_dims: list[int] = field(default_factory=list)  # filled from the store, checked at load
-    vocab_size: int = 0  # filled from the store (ids: 0 pad, 1 UNK, row + 2)
-    proj_dim: int = 256  # d': the paper's projection size
-    gating: str = "softmax"  # the paper's choice: weights that sum to 1 (sigmoid: each its own)
-    context_hidden: int = 2  # CDME BiLSTM units per direction (2 in the paper: a tiny scorer)
-    # absent sources get weight 0, since a zero vector is no evidence (False: as in the paper,
-    # zero vectors mix in)
-    mask_missing: bool = True
-    use_derived: bool = True  # rows align derived from the word itself (subword, map) are real
-    #                           estimates, so they count as present
-    mix_relu: bool = False  # off as in the paper; its code has a ReLU after the mix as an option
-    mix_dropout: float = 0.0  # dropout on the meta-embeddings; off unless asked, as in the paper
-    # levers of the front end (learn/levers.py; measured in benchmarks/results/levers.md)
-    # none | center | scale | layernorm, before each projection. layernorm: it raised dme by 4.3
-    # (fortunes) and 1.3 (debian) points and sum by 0.6 and 0.8 (benchmarks/results/levers.md)
-    source_norm: str = "layernorm"
-    # the next three did not help by more than the seed spread on both tasks (levers.md): off
-    word_features: bool = False  # FAME-style word features into the dme/cdme scorer
-    # the word features' frequency bin: "train" counts of the train split (saved with the
-    # weights), or "rank" the store row's rank (runs saved before "train" existed: the rank
-    # counts the words of every file align read, dev and test included)
-    feature_freq: str = "train"
-    source_dropout: float = 0.0  # drop whole sources per token in training (dme/cdme/sum)
-    mix_entropy: float = 0.0  # loss += this x the mean entropy of the mixing weights (dme/cdme)
-    # BiLSTM-max as in the paper | pool (max and mean, no recurrence) | cnn (convolutions of
-    # several widths, max over time)
-    encoder: str = "bilstm"
-    hidden: int = 512  # BiLSTM units per direction (InferSent / DME default)
-    # cnn: filters per width, and the widths (tokens each filter spans). Short texts are the
-    # norm (a Debian description has ~8 tokens), so uni- to trigrams rather than Kim's 3-5
-    # (2,3,4 was no better on fortunes). 64 filters against 128, with the fast preset, 3 seeds:
-    # fortunes 76.2 +- 0.6 vs 74.6 +- 0.6 %, Debian 77.6 +- 0.5 vs 77.4 +- 1.0 %, and served
-    # 1.7-2x faster (benchmarks/results/encoders.md)
-    cnn_filters: int = 64
-    cnn_widths: list[int] = field(default_factory=lambda: [1, 2, 3])
-    # the learned source (learn/learned.py): a table trained with the task over the words seen in
-    # the train split, one more source in the mix. 0: off, as before it existed (the paper mixes
-    # frozen sources only); words no pretrained source knows then carry nothing.
-    learned_dim: int = 0
-    # hashed word-bigram rows added to the learned source (fastText's trick); 0: none. A knob of
-    # size: buckets x learned_dim floats are exported (fastText's 2M x 50 makes a 400 MB model).
-    learned_buckets: int = 0
-    # hashed character n-gram rows of the learned source (fastText's subwords: 3-6 characters of
-    # the word in < >, learn/subwords.py); 0: none. A word's vector is then the mean of its row
-    # (if seen in training) and its n-grams' rows, so words unseen in training get one too. Costs
-    # nothing in serving (folded into the word table at export); subwords x learned_dim floats
-    # are trained.
-    learned_subwords: int = 0
-    # the learned rows start from this store source (same dimension) where it has the word, the
-    # rest small random; "random": all small random
-    learned_init: str = "random"
-    learned_dropout: float = 0.0  # dropout on the learned vectors: against memorising rare words
-    learned_weight_decay: float = 0.0  # decoupled (AdamW) decay of the learned tables only
-    # the learned tables' lr is lr x this: Adam moves a row about lr per update, and a rare word's
-    # row gets few updates (fastText trains its tables at lr 0.1-1 by SGD)
-    learned_lr_scale: float = 1.0
-    mlp_hidden: int = 512  # classifier hidden layer, as wide as the encoder (InferSent)
-    num_labels: int = 2  # filled from the training labels (2: the smallest classifier)
-    pair: bool = False  # filled from the data: pairs get features [u, v, |u-v|, u*v]
-    # single: softmax over the labels | multilabel: a sigmoid per label, any number of labels
-    task: str = "single"
-    label_sep: str = ","  # multilabel TSV/CSV: the separator inside the label column
-    # multilabel: weight label j's positives by min(pos_weight, negatives_j / positives_j) in
-    # the loss, so rare labels are not drowned by their negatives; 0: no weights
-    pos_weight: float = 0.0
-    # multilabel: the dev figure that picks the best epoch (single-label: accuracy); micro-F1
-    # counts every (example, label) decision alike, as most multi-label reports do
-    select_metric: str = "micro_f1"
-    # the tokens kept of each text, from its start: training, evaluation, the export's checks
-    # and the runtime all cut there (the model directory's max_tokens), so a long text is read
-    # the same way everywhere
-    max_tokens: int = DEFAULT_MAX_TOKENS
-    # training
-    lr: float = 4e-4  # Adam, as in the paper
-    lr_decay: float = 0.2  # lr *= lr_decay when dev accuracy does not improve (InferSent: /5)
-    min_lr: float = 1e-5  # stop once the lr decays below this: steps that small change nothing
-    patience: int = 3  # epochs without dev improvement before stopping: by then the lr is /125
-    epochs: int = 10  # an upper bound: early stopping usually ends the run before it
-    batch_size: int = 64  # the paper's; small enough for CPU training
-    grad_clip: float = 5.0  # max gradient norm: keeps the LSTMs from an exploding step
-    seed: int = 0  # weights, batch order and dropout all derive from it: reruns are identical
-    checkpoint_steps: int = 0  # also checkpoint every N steps inside an epoch; 0: at epoch ends
-    #                            only, since a checkpoint of a large model costs seconds
-    # an ensemble: this many models of this config, member k with seed seed + 1000 k, one after
-    # another (members/K in the run directory, learn/ensemble.py) and served as one graph that
-    # averages their probabilities; 1: one model (single-label tasks only for more)
-    members: int = 1
-    # distillation (learn/teacher.py): a trained run or ensemble directory on the same store whose
-    # probabilities on the training texts the model learns from too; "": none. The loss is
-    # (1 - teacher_weight) x the labels' cross-entropy + teacher_weight x T^2 x the KL divergence
-    # from the teacher's probabilities, both softened by T = teacher_temperature.
-    teacher: str = ""
-    # with no teacher given: train one first, an ensemble of this many models of this config
-    # (RUN/teacher, learn/ensemble.py), then this run with it as the teacher; 0: none
-    teacher_members: int = 0
-    teacher_weight: float = 0.5
-    teacher_temperature: float = 1.0
+    # --- model structure
+    # dme: the best front end by dev accuracy on both tasks of the ablation, with the layernorm
+    # source_norm below (benchmarks/results/levers.md); level with sum, far ahead of concat with
+    # the pooled encoder
+    method: str = option("dme", "dme, cdme, concat, sum, or single:NAME (one source).",
+                         group="model", flag=True, choices=METHODS)
+    sources: list[str] = option([], "Store sources to use, in this order (comma-separated) "
+                                "[default: all the store has].", group="model")
+    source_dims: list[int] = option([], "", group="model", filled=True)  # from the store
+    vocab_size: int = option(0, "", group="model", filled=True, low=0, high=2**31 - 3)
+    proj_dim: int = option(256, "Size d' of the projected embeddings (the paper's 256).",
+                           group="model", flag=True, low=1, high=16384)
+    # the paper's choice: weights that sum to 1 (sigmoid helped on fortunes, hurt on Debian)
+    gating: str = option("softmax", "dme/cdme: softmax over sources, or a sigmoid gate per "
+                         "source.", group="model", choices=("softmax", "sigmoid"))
+    context_hidden: int = option(2, "cdme: scorer BiLSTM units per direction (2 in the paper).",
+                                 group="model", low=1, high=1024)
+    # a zero vector is no evidence (False: as in the paper, zero vectors mix in)
+    mask_missing: bool = option(True, "Give sources without a word zero weight.", group="model")
+    use_derived: bool = option(True, "Count rows align derived from the word itself (--oov "
+                               "subword or map) as present.", group="model")
+    # layernorm raised dme by 4.3 (fortunes) and 1.3 (Debian) points and sum by 0.6 and 0.8
+    source_norm: str = option("layernorm", "Normalise each source before its projection: "
+                              "none, center, scale (unit mean norm) or layernorm.",
+                              group="model", choices=NORMS)
+    encoder: str = option("bilstm", "bilstm (BiLSTM-max, the paper's), pool (max and mean, no "
+                          "recurrence) or cnn (convolutions, max over time).", group="model",
+                          flag=True, choices=ENCODERS)
+    hidden: int = option(512, "bilstm: units per direction (InferSent's).", group="model",
+                         low=1, high=16384)
+    # 64 filters against 128 (fast preset, 3 seeds): as accurate and 1.7-2x faster to serve;
+    # uni- to trigrams: a Debian description has ~8 tokens (benchmarks/results/encoders.md)
+    cnn_filters: int = option(64, "cnn: filters per width.", group="model", low=1, high=16384)
+    cnn_widths: list[int] = option([1, 2, 3], "cnn: filter widths in tokens, comma-separated.",
+                                   group="model")
+    # the learned source (learn/learned.py): 0 is off, as in the paper (frozen sources only)
+    learned_dim: int = option(0, "Size of the learned source: a table trained with the task "
+                              "over the train split's words, one more source in the mix (0: "
+                              "none).", group="model", low=0, high=65536)
+    # fastText's word-bigram trick; buckets x learned_dim floats are exported
+    learned_buckets: int = option(0, "Hashed word-bigram rows of the learned source (0: none).",
+                                  group="model", low=0, high=2**31 - 1)
+    # +1.3 test points on fortunes over nine seeds, none beyond the spread on Debian, 1.7x the
+    # training time (benchmarks/results/subwords.md): not in the presets
+    learned_subwords: int = option(0, "Hashed character n-gram rows of the learned source "
+                                   "(fastText's subwords), folded away at export (0: none).",
+                                   group="model", low=0, high=2**31 - 1)
+    learned_dropout: float = option(0.0, "Dropout on the learned vectors.", group="model",
+                                    low=0.0, high=1.0, open_high=True)
+    # Adam moves a row about lr per update, and a rare word's row gets few updates
+    learned_lr_scale: float = option(1.0, "The learned tables' lr is lr times this.",
+                                     group="training", low=0.0, high=1e6, open_low=True)
+    mlp_hidden: int = option(512, "Classifier hidden units.", group="model", low=1, high=16384)
+    num_labels: int = option(2, "", group="model", filled=True, low=1, high=1_000_000)
+    pair: bool = option(False, "", group="model", filled=True)  # pairs: [u, v, |u-v|, u*v]
+    # 512: far more than a sentence or a package description; a long document keeps its start
+    max_tokens: int = option(DEFAULT_MAX_TOKENS, "Tokens kept of each text, from its start: "
+                             "training, evaluation and the exported model all cut there.",
+                             group="model", flag=True, low=1, high=MAX_TOKENS_LIMIT)
+    # --- the task
+    task: str = option("single", "single (softmax) or multilabel (a sigmoid per label) "
+                       "[default: detected from the train file, and said so].", group="data",
+                       flag=True, choices=("single", "multilabel"))
+    label_sep: str = option(",", "Multi-label TSV/CSV: the separator inside the label column.",
+                            group="data")
+    # rare labels are otherwise drowned by their negatives
+    pos_weight: float = option(0.0, "Multi-label: weight a label's positives by min(THIS, "
+                               "negatives/positives) in the loss (0: off).", group="training",
+                               low=0.0, high=1e6)
+    # micro-F1 counts every (example, label) decision alike, as most multi-label reports do
+    select_metric: str = option("micro_f1", "Multi-label: the dev figure that picks the best "
+                                "epoch.", group="training",
+                                choices=("micro_f1", "macro_f1", "mean_auc"))
+    # --- training
+    lr: float = option(4e-4, "Adam learning rate (the paper's).", group="training", flag=True,
+                       low=0.0, high=10.0, open_low=True)
+    lr_decay: float = option(0.2, "Multiply the lr by this when dev accuracy does not improve "
+                             "(InferSent's /5).", group="training", low=0.0, high=1.0,
+                             open_low=True)
+    min_lr: float = option(1e-5, "Stop once the lr falls below this.", group="training",
+                           low=0.0, high=10.0)
+    patience: int = option(3, "Stop after this many epochs without dev improvement.",
+                           group="training", low=1, high=100_000)
+    epochs: int = option(10, "Passes over the training data at most (early stopping usually "
+                         "ends sooner).", group="training", flag=True, low=1, high=100_000)
+    batch_size: int = option(64, "Examples per optimizer step (batches are length-bucketed).",
+                             group="training", flag=True, low=1, high=65536)
+    grad_clip: float = option(5.0, "Max gradient norm.", group="training", low=0.0, high=1e6,
+                              open_low=True)
+    seed: int = option(0, "Seeds weights, batch order and dropout: a rerun is bit-identical.",
+                       group="training", flag=True, low=0, high=2**32 - 1)
+    # a checkpoint of a large model costs seconds: epoch ends only, unless asked
+    checkpoint_steps: int = option(0, "Also checkpoint every N steps inside an epoch (0: at "
+                                   "epoch ends only).", group="training", low=0, high=10**9)
+    # --- ensembles and teachers (learn/ensemble.py, learn/teacher.py)
+    members: int = option(1, "Train an ensemble of this many models (seeds seed + 1000 k), "
+                          "served as one model averaging their probabilities.", group="teacher",
+                          flag=True, low=1, high=64)
+    teacher: str = option("", "", group="teacher", filled=True)  # the --teacher run, absolute
+    teacher_members: int = option(0, "Train an ensemble of this many models first, then this "
+                                  "model taught by it (0: no teacher).", group="teacher",
+                                  flag=True, low=0, high=64)
+    # the loss: (1 - w) x the labels' cross-entropy + w x T^2 x KL(teacher_T || model_T)
+    teacher_weight: float = option(0.5, "The teacher's share of the loss (0: labels only, 1: "
+                                   "teacher only).", group="teacher", low=0.0, high=1.0)
+    teacher_temperature: float = option(1.0, "Soften the teacher's and the model's "
+                                        "probabilities by this temperature.", group="teacher",
+                                        low=0.0, high=1000.0, open_low=True)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -237,58 +192,44 @@ class RunConfig:
         def bad(key: str, why: str) -> ConfigError:
             return ConfigError(f"config key {key!r}: {why}", path=path)
 
-        if self.method not in METHODS:
-            raise bad("method", f"must be one of {', '.join(METHODS)}, not {self.method!r}")
-        if self.encoder not in ENCODERS:
-            raise bad("encoder", f"must be one of {', '.join(ENCODERS)}, not {self.encoder!r}")
-        if self.gating not in ("softmax", "sigmoid"):
-            raise bad("gating", f"must be softmax or sigmoid, not {self.gating!r}")
+        for f in fields(self):  # each option as declared: type, choices, bounds, finite
+            why = value_problem(f, getattr(self, f.name))
+            if why:
+                raise bad(f.name, why)
+        # what one field alone cannot say
         if len(self.sources) != len(self.source_dims):
             raise bad("source_dims", "needs one dimension per source")
         if self.method == "single" and len(self.sources) != 1:
             raise bad("sources", "method single uses exactly one source")
         if len(set(self.sources)) != len(self.sources):
             raise bad("sources", "a source is named twice")
-        for f in fields(self):  # every number: finite, in range, below its limit
-            why = number_problem(f.name, getattr(self, f.name))
-            if why:
-                raise bad(f.name, why)
+        if len(self.sources) > MAX_SOURCES:
+            raise bad("sources", f"at most {MAX_SOURCES} sources")
+        if any(not 0 <= d <= MAX_SOURCE_DIM for d in self.source_dims):  # 0: not filled yet
+            raise bad("source_dims", f"each must be from 1 to {MAX_SOURCE_DIM}")
         # each member (and teacher member) trains with its own seed, which must be valid too
+        most = 2**32 - 1
         last = self.seed + SEED_STEP * (max(self.members, self.teacher_members, 1) - 1)
-        if last > LIMITS["seed"]:
-            raise bad("seed", f"must be at most {LIMITS['seed'] - (last - self.seed):,} with "
-                      f"this many members (member seeds go up by {SEED_STEP})")
+        if last > most:
+            raise bad("seed", f"must be at most {most - (last - self.seed):,} with this many "
+                      f"members (member seeds go up by {SEED_STEP})")
         widths = self.cnn_widths
         if not widths or len(widths) > 16 or len(set(widths)) != len(widths) or any(
-                isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= MAX_CNN_WIDTH
-                for w in widths):
+                not 1 <= w <= MAX_CNN_WIDTH for w in widths):
             raise bad("cnn_widths", f"must be 1 to 16 different whole numbers from 1 to "
                       f"{MAX_CNN_WIDTH}, not {widths!r}")
-        if self.feature_freq not in ("train", "rank"):
-            raise bad("feature_freq", f"must be train or rank, not {self.feature_freq!r}")
-        if self.source_norm not in NORMS:
-            raise bad("source_norm", f"must be one of {', '.join(NORMS)}, not "
-                      f"{self.source_norm!r}")
-        init = self.learned_init
-        if init != "random" and self.sources and init not in self.sources:
-            raise bad("learned_init", f"{init!r} is not one of the sources (or random)")
-        if self.task not in ("single", "multilabel"):
-            raise bad("task", f"must be single or multilabel, not {self.task!r}")
         if self.members > 1 and self.task != "single":
             raise bad("members", "an ensemble needs a single-label task (its thresholds would "
                       "need tuning anew); train multi-label models one at a time")
         if (self.teacher or self.teacher_members) and self.task != "single":
             raise bad("teacher", "distillation needs a single-label task")
-        if self.teacher_members < 0 or self.teacher_members == 1:
+        if self.teacher_members == 1:
             raise bad("teacher_members", "must be 0 (none) or an ensemble of 2 or more")
         if self.teacher_members and self.members > 1:
             raise bad("teacher_members", "trains one model from an ensemble; an ensemble of "
                       "taught models is not supported (set members 1 or teacher_members 0)")
         if self.num_labels < (2 if self.task == "single" else 1):
             raise bad("num_labels", "a classifier needs at least 2 labels")
-        if self.select_metric not in ("micro_f1", "macro_f1", "mean_auc"):
-            raise bad("select_metric", "must be micro_f1, macro_f1 or mean_auc, not "
-                      f"{self.select_metric!r}")
         if not self.label_sep or self.label_sep != self.label_sep.strip():
             raise bad("label_sep", "must be a non-empty separator without spaces")
         if self.learned_buckets and not self.learned_dim:
@@ -296,10 +237,6 @@ class RunConfig:
         if self.learned_subwords and not self.learned_dim:
             raise bad("learned_subwords", "character n-grams need the learned source: set "
                       "learned_dim")
-        if len(self.sources) > MAX_SOURCES:
-            raise bad("sources", f"at most {MAX_SOURCES} sources")
-        if any(not 0 <= d <= MAX_SOURCE_DIM for d in self.source_dims):  # 0: not filled yet
-            raise bad("source_dims", f"each must be from 1 to {MAX_SOURCE_DIM}")
         if self.weight_count() > MAX_WEIGHTS:
             raise bad("hidden", f"these sizes make a model of about {self.weight_count():,} "
                       f"trainable weights, more than the {MAX_WEIGHTS:,} metaprep trains")
@@ -320,9 +257,6 @@ class RunConfig:
             front += sum((k + 1) * self.proj_dim for k in dims)
         if self.source_norm == "layernorm":  # a weight and a bias per store source dimension
             front += sum(2 * k for k in self.source_dims)
-        if self.word_features and self.method in ("dme", "cdme"):  # Linear(F -> S)
-            n = len(dims)
-            front += (len(self.source_dims) + 18 + 1) * n  # F = S_store + 8 + 6 + 4 (levers.py)
         if self.method == "dme":
             front += d + 1
         elif self.method == "cdme":
@@ -361,22 +295,37 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, path: str | Path | None = None) -> RunConfig:
-        types = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(data) - set(types))
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ConfigError(
                 f"unknown config key(s): {', '.join(unknown)}", path=path,
                 hint="the run was written by another metaprep version, or edited by hand",
             )
-        for key, value in data.items():
-            kinds: dict[str, type | tuple[type, ...]] = {
-                "str": str, "int": int, "float": (int, float), "bool": bool
-            }
-            want = kinds.get(str(types[key]), list)
-            ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
-            if not ok:
-                raise ConfigError(f"config key {key!r} has the wrong type: {value!r}", path=path)
         try:
-            return cls(**{**PREDATES, **data})
+            return cls(**data)
         except ConfigError as exc:
             raise ConfigError(exc.message, path=path) from exc
+
+
+# The options a user gives (command line, --set, pipelines, presets): every field but those
+# filled from the store and the data.
+OPTIONS: dict[str, Field[Any]] = {f.name: f for f in fields(RunConfig)
+                                  if not f.metadata["spec"].filled}
+
+
+def check_option(key: str, value: Any, *, where: str = "") -> Any:
+    """``value`` for option ``key``, checked as RunConfig checks it (an int where a float is
+    wanted becomes a float); a ConfigError naming the key otherwise."""
+    name = where or f"option {key!r}:"
+    f = OPTIONS.get(key)
+    if f is None:
+        raise ConfigError(f"{name} no such training option",
+                          hint=f"the options are: {', '.join(sorted(OPTIONS))}")
+    if str(f.type) == "float" and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, tuple):
+        value = list(value)
+    why = value_problem(f, value)
+    if why:
+        raise ConfigError(f"{name} {why}")
+    return value

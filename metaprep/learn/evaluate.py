@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from metaprep.errors import ConfigError, DataError, ModelError
-from metaprep.learn.config import LIMITS
+from metaprep.learn.config import OPTIONS
 from metaprep.learn.data import (
     LabelMap,
     TaskData,
@@ -26,7 +26,8 @@ from metaprep.taskdata import Columns
 __all__ = ["classification_metrics", "ensemble_scores", "evaluate_run", "format_report",
            "predict", "predict_sigmoid"]
 
-MAX_BATCH = LIMITS["batch_size"]  # evaluate's batches: as large as training's may be
+# evaluate's batches: as large as training's may be
+MAX_BATCH = int(OPTIONS["batch_size"].metadata["spec"].high)
 MAX_CONFUSION = 100  # labels up to which metrics keep the whole confusion matrix
 TOP_CONFUSIONS = 20  # the most frequent confusions kept in the metrics
 

@@ -80,11 +80,6 @@ class LearnedSource(nn.Module):
         self.seen[ids.flatten()] = True
         self.seen[:2] = False  # padding and UNK are never words
 
-    @torch.no_grad()
-    def init_rows(self, table: torch.Tensor, have: torch.Tensor) -> None:
-        """Start the rows of words ``have`` (V+2,) from a pretrained ``table`` (V+2, d)."""
-        self.words[have] = table[have].float()
-
     def word_rows(self, ids: torch.Tensor) -> torch.Tensor:
         """Row of each id: its own if seen in training, else the shared UNK row."""
         return torch.where(self.seen[ids], ids, torch.full_like(ids, UNK_ID))

@@ -25,17 +25,7 @@ from metaprep.ids import ID_OFFSET, PAD_ID
 from metaprep.learn.config import RunConfig
 from metaprep.learn.encoders import BiLSTMMax, Classifier, ConvMax, MaxMeanPool, run_lstm
 from metaprep.learn.learned import LearnedSource
-from metaprep.learn.levers import (
-    FeatureScorer,
-    SourceNorm,
-    drop_sources,
-    feature_count,
-    frequency_bins,
-    mix_entropy,
-    rank_bins,
-    set_frequency,
-    word_features,
-)
+from metaprep.learn.sourcenorm import SourceNorm
 
 __all__ = [
     "Classifier",
@@ -53,11 +43,6 @@ _MASKED = -1e9  # score given to masked sources: exp() underflows to exactly 0, 
 
 
 # --- modules ------------------------------------------------------------------------------------
-def _counts_loaded(module: nn.Module, _keys: Any) -> None:
-    """After load_state_dict: the frequency columns follow the restored train counts."""
-    module.set_train_counts(module.train_counts.clone())  # type: ignore[operator]
-
-
 class Encoded(NamedTuple):
     meta: torch.Tensor  # (B,T,D) meta-embeddings, zeros at padding
     weights: torch.Tensor | None  # (B,T,S) mixing weights (dme/cdme), zeros at padding
@@ -79,14 +64,11 @@ class MetaEmbedder(nn.Module):
     ``context`` BiLSTM(D -> h) (cdme), ``unk`` (D,), the vector of words no used source has,
     ``learned`` (learn/learned.py) when ``cfg.learned_dim``: source S-1 of the mix, present for
     the words of the train split; its word-bigram vectors are added after the mix, through its
-    projection (concat: into its own columns). Levers (learn/levers.py): ``norm[k]`` before each
-    store source's projection, and with ``word_features`` a ``features`` (V+2, F) buffer built
-    from ``words`` and the train split's ``train_counts``, and ``feature_scorer`` Linear(F -> S).
+    projection (concat: into its own columns). ``norm[k]`` (learn/sourcenorm.py) comes before each
+    store source's projection.
     """
 
     present: torch.Tensor  # (V+2, S) bool buffer
-    features: torch.Tensor  # (V+2, F) float buffer (word_features only)
-    train_counts: torch.Tensor  # (V+2,) int64, saved with the weights (feature_freq "train")
 
     def __init__(
         self, cfg: RunConfig, tables: Sequence[torch.Tensor], present: torch.Tensor,
@@ -105,26 +87,9 @@ class MetaEmbedder(nn.Module):
         self.register_buffer("present", present.bool(), persistent=False)
         self.norm = nn.ModuleList(SourceNorm(cfg.source_norm, t, present[:, k].bool())
                                   for k, t in enumerate(tables))
-        self.entropy: torch.Tensor | None = None  # of the last forward's weights (mix_entropy)
-        if cfg.word_features and cfg.method in ("dme", "cdme"):
-            if words is None or len(words) != cfg.vocab_size:
-                raise ModelError("word features need the store's words")
-            rows = cfg.vocab_size + ID_OFFSET
-            # the train split's word counts are part of the weights (set by start(); restored
-            # with the weights, after which the frequency columns are rewritten)
-            self.register_buffer("train_counts", torch.zeros(rows, dtype=torch.int64),
-                                 persistent=cfg.feature_freq == "train")
-            bins = rank_bins(rows) if cfg.feature_freq == "rank" else None
-            self.register_buffer("features", word_features(words, self.present, bins),
-                                 persistent=False)
-            if cfg.feature_freq == "train":
-                self.register_load_state_dict_post_hook(_counts_loaded)
-            self.feature_scorer = FeatureScorer(feature_count(len(tables)),  # offsets for every
-                                                len(cfg.all_dims))  # source, the learned one too
         dim = cfg.meta_dim
         self.learned = (LearnedSource(cfg.vocab_size + ID_OFFSET, cfg.learned_dim,
                                       cfg.learned_buckets, cfg.learned_dropout,
-                                      sparse=cfg.learned_weight_decay == 0,
                                       subwords=cfg.learned_subwords, words=words,
                                       progress=progress)
                         if cfg.learned_dim else None)
@@ -136,7 +101,6 @@ class MetaEmbedder(nn.Module):
             self.context = nn.LSTM(dim, cfg.context_hidden, batch_first=True, bidirectional=True)
             self.scorer = nn.Linear(2 * cfg.context_hidden, 1)
         self.unk = nn.Parameter(torch.randn(dim) * 0.1)
-        self.dropout = nn.Dropout(cfg.mix_dropout)
 
     @property
     def num_sources(self) -> int:
@@ -155,29 +119,10 @@ class MetaEmbedder(nn.Module):
             return have
         return torch.cat([have, self.learned.presence(ids)[..., None]], -1)
 
-    def set_train_counts(self, counts: torch.Tensor) -> None:
-        """The word features' frequency bins from the train split's counts (V+2,)."""
-        self.train_counts.copy_(counts)
-        if self.features.device.type != "meta":
-            set_frequency(self.features, len(self.cfg.sources), frequency_bins(counts))
-
     def start_learned(self, train_ids: torch.Tensor) -> None:
-        """Before training: the word features count the words of ``train_ids``; the learned
-        source's words are those, and its rows start from the ``learned_init`` source where
-        that source has the word."""
-        cfg, learned = self.cfg, self.learned
-        if hasattr(self, "train_counts") and cfg.feature_freq == "train":
-            self.set_train_counts(torch.bincount(train_ids.flatten(),
-                                                 minlength=cfg.vocab_size + ID_OFFSET))
-        if learned is None:
-            return
-        learned.mark_seen(train_ids)
-        if cfg.learned_init != "random":
-            k = cfg.sources.index(cfg.learned_init)
-            if cfg.source_dims[k] != cfg.learned_dim:
-                raise ModelError(f"learned_init source {cfg.learned_init!r} has dimension "
-                                 f"{cfg.source_dims[k]}, the learned source {cfg.learned_dim}")
-            learned.init_rows(self.table(k), self.present[:, k])
+        """Before training: the learned source's words are those of ``train_ids``."""
+        if self.learned is not None:
+            self.learned.mark_seen(train_ids)
 
     def raw_vectors(self, ids: torch.Tensor) -> list[torch.Tensor]:
         """ids (B,T) -> each source's vectors (B,T,d_k), before projection and masks."""
@@ -204,12 +149,6 @@ class MetaEmbedder(nn.Module):
         x = self.norm[k](rows.float()) if k < len(self.norm) else rows.float()
         return x if self.cfg.method == "concat" else self.proj[k](x)  # type: ignore[no-any-return]
 
-    def score_offsets(self, ids: torch.Tensor) -> torch.Tensor | None:
-        """(B,T) -> the word features' score offset per source (B,T,S), or None."""
-        if not hasattr(self, "feature_scorer"):
-            return None
-        return self.feature_scorer(self.features[ids])  # type: ignore[no-any-return]
-
     def forward(
         self, ids: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -218,8 +157,7 @@ class MetaEmbedder(nn.Module):
         valid = valid_mask(ids, lengths)  # (B,T)
         present = self.presence(ids) & valid[..., None]  # (B,T,S) source k has this word
         known = present.any(-1)  # (B,T) some used source has it; otherwise the UNK vector
-        use = present if cfg.mask_missing else valid[..., None].expand_as(present)
-        use = drop_sources(use, cfg.source_dropout, self.training)  # (B,T,S)
+        use = present if cfg.mask_missing else valid[..., None].expand_as(present)  # (B,T,S)
         rows = [self.source_rows(k, e) for k, e in enumerate(self.raw_vectors(ids))]
         #       S x (B,T,D) (concat: (B,T,d_k))
 
@@ -231,24 +169,18 @@ class MetaEmbedder(nn.Module):
             if cfg.method in ("sum", "single"):
                 meta = (proj * use[..., None]).sum(2)  # (B,T,D)
             else:
-                weights = self._weights(proj, lengths, use, self.score_offsets(ids))  # (B,T,S)
+                weights = self._weights(proj, lengths, use)  # (B,T,S)
                 meta = (weights[..., None] * proj).sum(2)  # (B,T,D)
-                if cfg.mix_entropy and self.training:
-                    self.entropy = mix_entropy(weights, valid.float())
 
         meta = torch.where(known[..., None], meta, self.unk)  # (B,T,D)
-        if cfg.mix_relu:
-            meta = F.relu(meta)
         pairs = self.pair_term(ids, valid)  # after the per-word part: that part still folds
         if pairs is not None:
             meta = meta + pairs
-        meta = self.dropout(meta) * valid[..., None]
+        meta = meta * valid[..., None]
         return meta, weights
 
-    def _weights(
-        self, proj: torch.Tensor, lengths: torch.Tensor, use: torch.Tensor,
-        offsets: torch.Tensor | None,
-    ) -> torch.Tensor:
+    def _weights(self, proj: torch.Tensor, lengths: torch.Tensor, use: torch.Tensor
+                 ) -> torch.Tensor:
         B, T, S, D = proj.shape
         if self.cfg.method == "dme":
             scores = self.scorer(proj).squeeze(-1)  # (B,T,S)
@@ -257,8 +189,6 @@ class MetaEmbedder(nn.Module):
             seqs = proj.permute(0, 2, 1, 3).reshape(B * S, T, D)  # (B*S,T,D), row b*S + s
             ctx = run_lstm(self.context, seqs, lengths.repeat_interleave(S))  # (B*S,T,2h)
             scores = self.scorer(ctx).reshape(B, S, T).transpose(1, 2)  # (B,T,S)
-        if offsets is not None:
-            scores = scores + offsets  # (B,T,S)
         if self.cfg.gating == "sigmoid":
             return torch.sigmoid(scores) * use
         masked = torch.where(use, scores, torch.full_like(scores, _MASKED))
@@ -367,8 +297,7 @@ def build_model(store: Any, cfg: RunConfig, *, progress: bool = True) -> MetaEmb
 def store_words(store: Any, cfg: RunConfig) -> list[str] | None:
     """The store's words when the model needs them (word features, the learned source's
     character n-grams), else None."""
-    need = (cfg.word_features and cfg.method in ("dme", "cdme")) or (
-        cfg.learned_dim and cfg.learned_subwords)
+    need = cfg.learned_dim and cfg.learned_subwords
     return list(store.vocab) if need else None
 
 

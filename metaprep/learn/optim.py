@@ -1,6 +1,5 @@
 """The optimizer of a training run: Adam, as in the paper; with a learned source (learn/learned.py)
-its tables are updated sparsely (``SparseAdam``: only the rows a batch used), or, with
-``learned_weight_decay``, densely by AdamW with the decay on those tables alone.
+its tables are updated sparsely (``SparseAdam``: only the rows a batch used).
 
 ``Split`` looks like one optimizer to the training loop: ``param_groups`` (the lr is set through
 them), ``zero_grad``, ``step``, and one ``state_dict`` of plain tensors and numbers for the
@@ -60,12 +59,8 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> Any:
     if not mine:
         return torch.optim.Adam(rest, lr=cfg.lr)
     scale = cfg.learned_lr_scale  # kept in the group: the loop sets lr x lr_scale
-    if cfg.learned_weight_decay == 0:
-        return Split(torch.optim.Adam(rest, lr=cfg.lr), torch.optim.SparseAdam(
-            [{"params": mine, "lr": cfg.lr * scale, "lr_scale": scale}], lr=cfg.lr))
-    return torch.optim.AdamW([{"params": rest, "weight_decay": 0.0},
-                              {"params": mine, "weight_decay": cfg.learned_weight_decay,
-                               "lr": cfg.lr * scale, "lr_scale": scale}], lr=cfg.lr)
+    return Split(torch.optim.Adam(rest, lr=cfg.lr), torch.optim.SparseAdam(
+        [{"params": mine, "lr": cfg.lr * scale, "lr_scale": scale}], lr=cfg.lr))
 
 
 def clipped_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

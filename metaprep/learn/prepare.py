@@ -20,7 +20,7 @@ import torch
 
 from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError, DataError, ModelError, StoreError
-from metaprep.learn.config import FILLED, RunConfig
+from metaprep.learn.config import OPTIONS, RunConfig
 from metaprep.learn.data import LabelMap, TaskData, TextEncoder, load_labelsets, load_task
 from metaprep.learn.rundir import (
     BEST,
@@ -171,15 +171,10 @@ def _resolve_config(cfg: RunConfig, store: Store) -> RunConfig:
         if name not in store.sources:
             raise StoreError(
                 f"no source named {name!r}; the store has: {', '.join(store.sources)}",
-                path=store.path, hint="check --method single:NAME / --sources",
+                path=store.path, hint="check --method single:NAME / --set sources=...",
             )
     if cfg.method == "single" and len(sources) != 1:
         raise ConfigError("method single needs one source: --method single:NAME")
-    if (cfg.learned_dim and cfg.learned_init in sources
-            and store.dim(cfg.learned_init) != cfg.learned_dim):
-        raise ConfigError(f"learned_init source {cfg.learned_init!r} has dimension "
-                          f"{store.dim(cfg.learned_init)}, learned_dim is {cfg.learned_dim}",
-                          hint="set learned_dim to that dimension, or learned_init to random")
     return replace(
         cfg, sources=sources, source_dims=[store.dim(s) for s in sources],
         vocab_size=store.vocab_size,
@@ -235,7 +230,7 @@ def _check_options(run: Run, given: dict[str, Any]) -> None:
     """Options given to a resume must be the saved ones (sources: empty means all)."""
     saved = run.config.to_dict()
     for key, value in sorted(given.items()):
-        if key in FILLED or (key == "sources" and not value):
+        if (key not in OPTIONS and key != "teacher") or (key == "sources" and not value):
             continue
         if key not in saved:
             raise ConfigError(f"unknown option {key!r}")

@@ -249,8 +249,6 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
         else:
             loss = F.cross_entropy(logits, batch.labels)
             right = logits.argmax(-1) == batch.labels
-        if cfg.mix_entropy and loop.model.front.entropy is not None:
-            loss = loss + cfg.mix_entropy * loop.model.front.entropy
         loop.opt.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(loop.clip, cfg.grad_clip)

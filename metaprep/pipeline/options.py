@@ -29,27 +29,23 @@ class StageSpec:
     run: Callable[[Any], Any]  # the stage function (metaprep.stages)
     output: str  # where the stage writes, inside its directory ("" = the directory itself)
     wiring: Mapping[str, str]  # field -> default template over upstream stage directories
-    aliases: Mapping[str, str]  # older key -> field (the commands' former option names)
 
 
 def stage_specs() -> dict[str, StageSpec]:
     from metaprep import stages
     from metaprep.serve import predict
 
-    old = {"out": "output", "no_progress": "quiet"}
     return {
-        "split": StageSpec(stages.SplitOptions, stages.split, "", {}, old),
-        "align": StageSpec(stages.AlignOptions, stages.align, "store.h5", {}, old),
+        "split": StageSpec(stages.SplitOptions, stages.split, "", {}),
+        "align": StageSpec(stages.AlignOptions, stages.align, "store.h5", {}),
         "train": StageSpec(stages.TrainOptions, stages.train, "run", {
             "store": "{align}/store.h5", "train": "{split}/train.tsv",
-            "dev": "{split}/dev.tsv", "test": "{split}/test.tsv"}, old),
-        "export": StageSpec(stages.ExportOptions, stages.export, "model",
-                            {"run": "{train}/run"}, {**old, "run_dir": "run"}),
+            "dev": "{split}/dev.tsv", "test": "{split}/test.tsv"}),
+        "export": StageSpec(stages.ExportOptions, stages.export, "model", {"run": "{train}/run"}),
         "evaluate": StageSpec(stages.EvaluateOptions, stages.evaluate, "", {
-            "run": "{train}/run", "data": "{split}/test.tsv"}, {**old, "run_dir": "run"}),
+            "run": "{train}/run", "data": "{split}/test.tsv"}),
         "predict": StageSpec(predict.PredictOptions, predict.predict, "predictions.jsonl", {
-            "model_dir": "{export}/model", "input": "{split}/test.tsv"},
-            {**old, "input_path": "input"}),
+            "model_dir": "{export}/model", "input": "{split}/test.tsv"}),
     }
 
 
@@ -172,26 +168,38 @@ def _resolve(value: Any, resolve: Callable[[str], str]) -> Any:
 
 
 # --- the section ----------------------------------------------------------------------------
+def _check_option(key: str, raw: Any, stage: str, file: Path) -> Any:
+    """A training option's value, checked as its declaration says (learn/config.py)."""
+    from metaprep.learn.config import check_option
+
+    try:
+        return check_option(key, raw, where=f"[{stage}] {key}")
+    except ConfigError as exc:
+        raise ConfigError(exc.message, path=file) from exc
+
+
 def build_options(spec: StageSpec, stage: str, table: Mapping[str, Any], *, file: Path,
                   dirs: Mapping[str, Path], present: list[str]) -> Any:
     """The options dataclass for one pipeline section (nothing runs)."""
     hints = typing.get_type_hints(spec.options)
     known = {f.name: f for f in fields(spec.options)}
     values: dict[str, Any] = {}
+    nested: dict[str, Any] = {}  # the train stage's training options (its ``config``)
+    takes = getattr(spec.options, "takes", None)
     for key, raw in table.items():
-        name = spec.aliases.get(key, key)
-        if name not in known:
+        if key not in known and takes is not None and takes(key):
+            nested[key] = _check_option(key, raw, stage, file)
+            continue
+        if key not in known or key == "config":
+            more = sorted(known) + (["any training option (metaprep train --help)"]
+                                    if takes is not None else [])
             raise ConfigError(f"[{stage}] unknown key {key!r}; `{stage}` takes: "
-                              + ", ".join(sorted(known)), path=file)
-        value = _check_type(raw, hints[name], f"[{stage}] {key}", file)
-        most = getattr(spec.options, "BOUNDS", {}).get(name)
-        if most is not None and isinstance(value, int) and value > most:
-            raise ConfigError(f"[{stage}] {key} must be at most {most:,}, not {value:,}",
-                              path=file)
-        if key == "no_progress":  # the old spelling said the opposite of quiet's name
-            value = bool(value)
-        _check_names(known[name].metadata.get("name"), value, f"[{stage}] {key}", file)
-        values[name] = value
+                              + ", ".join(more), path=file)
+        value = _check_type(raw, hints[key], f"[{stage}] {key}", file)
+        _check_names(known[key].metadata.get("name"), value, f"[{stage}] {key}", file)
+        values[key] = value
+    if nested:
+        values["config"] = nested
     for name, template in spec.wiring.items():
         upstream = _PLACEHOLDER.findall(template)
         if name not in values and all(u in present for u in upstream):
@@ -218,5 +226,7 @@ def build_options(spec: StageSpec, stage: str, table: Mapping[str, Any], *, file
             values[name] = Path(value)
     try:
         return spec.options(**values)
+    except ConfigError as exc:  # an option's own check (the train stage checks its options)
+        raise ConfigError(f"[{stage}] {exc.message}", path=file, hint=exc.hint) from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[{stage}] {exc}", path=file) from exc

@@ -100,16 +100,6 @@ def _bake(front: Any, k: int, progress: bool) -> np.ndarray:
     return out
 
 
-def _offsets(front: Any) -> np.ndarray | None:
-    """The word features' score offset per id and source (V+2, S), or None without them."""
-    import torch
-
-    if not hasattr(front, "feature_scorer"):
-        return None
-    with torch.inference_mode():
-        return front.feature_scorer(front.features).numpy()  # type: ignore[no-any-return]
-
-
 def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
                     progress: bool = False) -> GraphSpec:
     """Numpy weights and baked tables of a MetaEmbeddingClassifier (see docs/model.md)."""
@@ -127,7 +117,6 @@ def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
             use=present.astype(np.float32) if cfg.mask_missing
             else np.ones(present.shape, np.float32),
             known=present.any(axis=1), unk=front.unk.detach().numpy(), gating=cfg.gating,
-            relu=cfg.mix_relu, score_offsets=_offsets(front),
         )
         if cfg.method in ("dme", "cdme"):
             fs.scorer_w = front.scorer.weight.detach().numpy().T  # (D or 2h, 1)

@@ -41,7 +41,6 @@ from metaprep.stages.distill import DistillOptions, DistillResult, distill
 from metaprep.stages.evaluate import EvaluateOptions, EvaluateResult, evaluate
 from metaprep.stages.export import ExportOptions, ExportResult, export
 from metaprep.stages.split import SplitOptions, SplitResult, split
-from metaprep.stages.train import HYPER as HYPER
 from metaprep.stages.train import TrainOptions, TrainResult, train
 
 __all__ = [

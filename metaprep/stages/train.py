@@ -4,108 +4,71 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from metaprep.errors import ConfigError
-from metaprep.learn.config import LIMITS as RUN_LIMITS
-from metaprep.learn.config import number_problem
 from metaprep.outputs import claim_outputs
 from metaprep.stages._common import PathLike, TaskColumns, _in, _out, _req, _resolve_task
 from metaprep.taskdata import task_columns
 
-__all__ = ["HYPER", "TEACHER", "TrainOptions", "TrainResult", "train"]
+__all__ = ["TEACHER", "TrainOptions", "TrainResult", "train"]
 
 TEACHER = "teacher"  # the folder of a run that trains its own teacher (teacher_members)
-
-# Hyper-parameters left at None take the run config's defaults (metaprep.learn.config.RunConfig);
-# on --resume, the run's saved config, and a value given that differs from it is an error.
-HYPER = ("proj_dim", "gating", "context_hidden", "mask_missing", "use_derived", "mix_relu",
-         "mix_dropout", "source_norm", "word_features", "source_dropout", "mix_entropy",
-         "encoder", "hidden", "cnn_filters", "cnn_widths", "mlp_hidden", "lr", "lr_decay",
-         "min_lr", "patience", "epochs", "batch_size", "grad_clip", "seed", "checkpoint_steps",
-         "pos_weight", "select_metric", "learned_dim", "learned_buckets", "learned_subwords",
-         "learned_init", "learned_dropout", "learned_weight_decay", "learned_lr_scale", "members",
-         "teacher", "teacher_members", "teacher_weight", "teacher_temperature", "max_tokens")
 
 
 @dataclass(frozen=True)
 class TrainOptions(TaskColumns):
-    # upper bounds of the sizes (RunConfig's), checked by a pipeline when its file is loaded
-    BOUNDS: ClassVar[dict[str, int]] = RUN_LIMITS
+    """The inputs and the control of one training run; the training options themselves (sizes,
+    lr, epochs, ...) are ``config``, keyed as RunConfig declares them (learn/config.py): those
+    not given take the preset's values, else RunConfig's defaults; on ``resume``, the run's
+    saved ones, and a value given that differs from the saved one is an error."""
+
     store: PathLike | None = _in()  # the aligned store (on resume: the run's, by default)
     train: PathLike | None = _in()  # training data (on resume: the run's)
     dev: PathLike | None = _in()  # dev data: lr decay, early stopping, best epoch
     test: PathLike | None = _in()  # scored with the best weights at the end
     output: PathLike | None = _out()  # the run directory [artifacts/runs/<time>-<method>]
-    method: str | None = None  # dme | cdme | concat | sum | single:NAME [dme]
-    sources: tuple[str, ...] = ()  # store sources to use [all]
-    proj_dim: int | None = None  # size d' of the projected embeddings [256]
-    gating: str | None = None  # softmax over sources, or a sigmoid gate per source [softmax]
-    context_hidden: int | None = None  # CDME scorer BiLSTM units per direction [2]
-    mask_missing: bool | None = None  # sources without a word get weight 0 [true]
-    use_derived: bool | None = None  # subword/map OOV rows count as present [true]
-    mix_relu: bool | None = None  # ReLU after the mix [false]
-    mix_dropout: float | None = None  # dropout on the meta-embeddings [0]
-    source_norm: str | None = None  # none | center | scale | layernorm per source [layernorm]
-    word_features: bool | None = None  # word features into the dme/cdme scorer [false]
-    source_dropout: float | None = None  # drop whole sources per token in training [0]
-    mix_entropy: float | None = None  # loss weight of the mixing weights' entropy [0]
-    encoder: str | None = None  # bilstm (BiLSTM-max) | pool (max+mean) | cnn [bilstm]
-    hidden: int | None = None  # encoder BiLSTM units per direction [512]
-    cnn_filters: int | None = None  # cnn encoder: filters per width [64]
-    cnn_widths: tuple[int, ...] | None = None  # cnn encoder: filter widths in tokens [1,2,3]
-    mlp_hidden: int | None = None  # classifier hidden units [512]
-    max_tokens: int | None = None  # tokens kept of each text, here and when served [512]
-    learned_dim: int | None = None  # the learned source's size; 0: no learned source [0]
-    learned_buckets: int | None = None  # hashed word-bigram rows of the learned source [0]
-    learned_subwords: int | None = None  # hashed character n-gram rows of the learned source [0]
-    learned_init: str | None = None  # store source whose rows start the learned ones [random]
-    learned_dropout: float | None = None  # dropout on the learned vectors [0]
-    learned_weight_decay: float | None = None  # AdamW decay of the learned tables [0]
-    learned_lr_scale: float | None = None  # the learned tables' lr is lr x this [1.0]
-    preset: str | None = None  # fast | accurate: a measured recipe; options given here win
-    lr: float | None = None  # Adam learning rate [4e-4]
-    lr_decay: float | None = None  # lr factor when dev accuracy does not improve [0.2]
-    min_lr: float | None = None  # stop once the lr falls below this [1e-5]
-    patience: int | None = None  # epochs without dev improvement before stopping [3]
-    epochs: int | None = None  # [10]
-    batch_size: int | None = None  # [64]
-    grad_clip: float | None = None  # max gradient norm [5.0]
-    seed: int | None = None  # weights, batch order and dropout: reruns are bit-identical [0]
-    checkpoint_steps: int | None = None  # also checkpoint every N steps (0: epoch ends) [0]
-    members: int | None = None  # an ensemble of this many models (seeds seed + 1000 k) [1]
-    teacher: PathLike | None = _in()  # a trained run or ensemble to learn from as well [none]
-    teacher_members: int | None = None  # no --teacher: train an ensemble of N first as one [0]
-    teacher_weight: float | None = None  # the teacher's share of the loss [0.5]
-    teacher_temperature: float | None = None  # softens teacher and student alike [1.0]
-    pos_weight: float | None = None  # multilabel: cap of the rare labels' positive weight [0: off]
-    select_metric: str | None = None  # multilabel: micro_f1 | macro_f1 | mean_auc [micro_f1]
-    task: str | None = None  # single | multilabel [detected from the train file]
-    label_sep: str | None = None  # multilabel TSV/CSV: the separator inside the label column [,]
+    preset: str | None = None  # fast | accurate: a measured recipe; ``config`` wins over it
+    config: Mapping[str, Any] = field(default_factory=dict)  # {"proj_dim": 64, ...}
+    teacher: PathLike | None = _in()  # a trained run or ensemble to learn from as well
     resume: bool = False  # continue the run in ``output`` from its last checkpoint
     data_encoding: str = "utf-8"  # of the data files
     threads: int | None = None  # torch CPU threads [torch's choice]
     quiet: bool = False  # no progress bars
 
     def __post_init__(self) -> None:
-        # every number checked now, by the run config's own rule: before anything is written,
+        # every option checked now, by RunConfig's own declaration: before anything is written,
         # and when a pipeline file is loaded (a resume also compares them with the saved ones)
-        for key in HYPER:
-            why = number_problem(key, getattr(self, key))
-            if why:
-                raise ConfigError(f"config key {key!r}: {why}")
+        from metaprep.learn.config import check_option, preset_values
+
+        checked = {}
+        for key, value in dict(self.config).items():
+            if key == "method" and isinstance(value, str) and ":" in value:  # single:NAME
+                _method(value, ())
+                checked[key] = value
+                continue
+            checked[key] = check_option(key, value, where=f"config key {key!r}:")
+        object.__setattr__(self, "config", checked)
+        preset_values(self.preset)  # an unknown preset is refused now
         if self.threads is not None and not 1 <= self.threads <= 1024:
             raise ConfigError(f"threads must be from 1 to 1,024, not {self.threads}")
 
+    @classmethod
+    def takes(cls, key: str) -> bool:
+        """Whether ``key`` is a training option (a pipeline's [train] key that goes into
+        ``config``)."""
+        from metaprep.learn.config import OPTIONS
+
+        return key in OPTIONS
+
     def given(self) -> dict[str, Any]:
-        """The hyper-parameters set explicitly (not None)."""
-        given = {k: getattr(self, k) for k in HYPER if getattr(self, k) is not None}
-        if "cnn_widths" in given:  # the run config holds a list (as config.json does)
-            given["cnn_widths"] = list(given["cnn_widths"])
-        if "teacher" in given:  # the run config holds the absolute path (a resume finds it)
-            given["teacher"] = str(Path(given["teacher"]).resolve())
+        """The training options set explicitly, as the run config holds them."""
+        given = {k: v for k, v in self.config.items() if k not in ("method", "sources")}
+        if self.teacher is not None:  # the absolute path: a resume finds it again
+            given["teacher"] = str(Path(self.teacher).resolve())
         return given
 
 
@@ -157,7 +120,8 @@ def train(options: TrainOptions) -> TrainResult:
         torch.set_num_threads(o.threads)
     preset = preset_values(o.preset)
     preset_method = preset.pop("method", None)
-    method, chosen = _method(o.method or preset_method, o.sources)
+    method, chosen = _method(o.config.get("method") or preset_method,
+                             tuple(o.config.get("sources", ())))
     if not o.resume:
         for name in ("store", "train", "dev"):
             _req(getattr(o, name), name, "train")
@@ -167,24 +131,24 @@ def train(options: TrainOptions) -> TrainResult:
         if not ((found / CONFIG).is_file() or is_ensemble(found)):
             raise ConfigError("no such teacher: give a trained run or ensemble directory",
                               path=found)
-        if o.teacher_members:
+        if o.config.get("teacher_members"):
             raise ConfigError("--teacher and --teacher-members both name a teacher",
                               hint="give a trained teacher, or the size of one to train")
         given.pop("teacher_members", None)  # a teacher given: none to train (the preset's)
-    if (o.members or 1) > 1 and o.teacher_members is None:
+    if o.config.get("members", 1) > 1 and "teacher_members" not in o.config:
         given.pop("teacher_members", None)  # an ensemble of the preset's models, untaught
-    given.update({k: v for k in ("task", "label_sep") if (v := getattr(o, k)) is not None})
     notes = []
     if not o.resume:
-        task, why = _resolve_task(o.task, _req(o.train, "train", "train"),
-                                 label_sep=o.label_sep or ",", encoding=o.data_encoding,
-                                 columns=task_columns(o))
+        task, why = _resolve_task(o.config.get("task"), _req(o.train, "train", "train"),
+                                 label_sep=o.config.get("label_sep", ","),
+                                 encoding=o.data_encoding, columns=task_columns(o))
         given["task"] = task
         if why:
             notes.append(why)
             if not o.quiet:
                 print(f"note: {why}", file=sys.stderr)
-        if task == "multilabel" and "teacher_members" in preset and o.teacher_members is None:
+        if task == "multilabel" and "teacher_members" in preset and \
+                "teacher_members" not in o.config:
             given.pop("teacher_members", None)  # a teacher is for single-label tasks
             notes.append(f"the {o.preset} preset's teacher is for single-label tasks: this "
                          "multi-label run trains without one")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from exportkit import SMALL, small_task
+from exportkit import SMALL, small_task, train_options
 
 from metaprep import stages
 
@@ -19,5 +19,5 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def trained(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ens") / "ens"
-    stages.train(stages.TrainOptions(**data, output=out, members=2, seed=7, **SMALL))
+    stages.train(train_options(**data, output=out, members=2, seed=7, **SMALL))
     return out

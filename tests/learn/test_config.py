@@ -1,5 +1,7 @@
-"""RunConfig's bounds: sizes a hand-edited config.json can ask for are refused by name before
-anything is allocated, and the weight estimate behind the overall bound counts the real model."""
+"""RunConfig: each option declared once (type, default, bounds, choices, help, group) and checked
+by that declaration wherever a value enters (config.json, TrainOptions, the pipeline, --set);
+sizes a hand-edited config.json can ask for are refused by name before anything is allocated,
+and the weight estimate behind the overall bound counts the real model."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ import torch
 from exportkit import make_run
 
 from metaprep.errors import ConfigError
-from metaprep.learn.config import ENCODERS, LIMITS, MAX_WEIGHTS, METHODS, RANGES, RunConfig
+from metaprep.learn.config import ENCODERS, MAX_WEIGHTS, METHODS, OPTIONS, RunConfig
 from metaprep.learn.model import MetaEmbeddingClassifier
+from metaprep.learn.options import GROUPS, kind_of
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -33,10 +36,31 @@ def test_weight_count_is_the_models_trainable_weights(method: str, encoder: str,
     assert cfg.weight_count() == sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("key", sorted(LIMITS))
+def _spec(key: str):  # noqa: ANN202
+    return OPTIONS[key].metadata["spec"]
+
+
+NUMBERS = sorted(k for k, f in OPTIONS.items() if kind_of(f) in ("int", "float"))
+BOUNDED = sorted(k for k in NUMBERS if _spec(k).high is not None)
+
+
+def test_every_option_is_declared_whole() -> None:
+    """Type, help and group for every option; a number has a lower bound, a name its choices
+    or free text; the declarations are what the pipeline and --set read."""
+    for key, f in OPTIONS.items():
+        spec = _spec(key)
+        assert spec.help and spec.group in GROUPS, key
+        assert kind_of(f) in ("str", "int", "float", "bool", "list[int]", "list[str]"), key
+        if key in NUMBERS:
+            assert spec.low is not None, key
+
+
+@pytest.mark.parametrize("key", BOUNDED)
 def test_each_size_has_an_upper_bound(key: str) -> None:
-    data = {"sources": ["a"], "source_dims": [4], key: LIMITS[key] + 1}
-    with pytest.raises(ConfigError, match=rf"config.json: config key '{key}': must be at most"):
+    high = _spec(key).high
+    value = high + 1 if kind_of(OPTIONS[key]) == "int" else high * 2 + 1
+    data = {"sources": ["a"], "source_dims": [4], key: value}
+    with pytest.raises(ConfigError, match=rf"config.json: config key '{key}': must be"):
         RunConfig.from_dict(data, path="config.json")
 
 
@@ -58,52 +82,68 @@ def test_a_run_killed_before_its_first_epoch_with_huge_sizes_is_one_line(tmp_pat
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"error: {run / 'config.json'}: config key")
-    assert "must be at most" in lines[0]
+    assert "must be from 1 to 16,384" in lines[0]
 
 
 @pytest.mark.parametrize("method", ["dme", "cdme", "sum"])
 @pytest.mark.parametrize("norm", ["none", "layernorm"])
-def test_weight_count_covers_the_levers(method: str, norm: str) -> None:
+def test_weight_count_covers_the_source_norm(method: str, norm: str) -> None:
     cfg = RunConfig(method=method, sources=["a", "b"], source_dims=[7, 5], vocab_size=10,
                     num_labels=3, hidden=6, mlp_hidden=4, proj_dim=5, source_norm=norm,
-                    word_features=True, learned_dim=3)
+                    learned_dim=3)
     model = MetaEmbeddingClassifier(cfg, [torch.zeros(12, d) for d in (7, 5)],
-                                    torch.ones(12, 2, dtype=torch.bool),
-                                    [f"w{i}" for i in range(10)])
+                                    torch.ones(12, 2, dtype=torch.bool))
     assert cfg.weight_count() == sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _beyond(key: str) -> list[float]:
-    low, high = RANGES[key]
-    return [float("nan"), float("inf"), float("-inf"), low - 1.0, high + 1.0]
+    spec, whole = _spec(key), kind_of(OPTIONS[key]) == "int"
+    out = [] if whole else [float("nan"), float("inf"), float("-inf")]
+    out.append(spec.low - 1)
+    if spec.high is not None:
+        out.append(spec.high + 1)
+    if not whole and spec.open_low:
+        out.append(spec.low)
+    return out
 
 
-@pytest.mark.parametrize("key", sorted(RANGES))
-def test_every_float_option_is_finite_and_in_range(key: str) -> None:
-    """--lr inf was accepted (and trained on NaN); a pipeline's [train] keys are checked by the
-    same rule when its file is loaded (the train stage's options)."""
+@pytest.mark.parametrize("key", NUMBERS)
+def test_every_number_option_is_finite_and_in_range(key: str) -> None:
+    """--lr inf was accepted (and trained on NaN); TrainOptions (so a pipeline's [train] keys
+    when its file is loaded) and --set are checked by the same declaration."""
     from metaprep.stages import TrainOptions
 
     for value in _beyond(key):
-        with pytest.raises(ConfigError, match=rf"config key '{key}': must be a finite number"):
+        with pytest.raises(ConfigError, match=rf"config key '{key}': must be"):
             RunConfig.from_dict({key: value}, path="config.json")
-        with pytest.raises(ConfigError, match=rf"^config key '{key}': must be a finite number"):
-            TrainOptions(**{key: value})
-    low, high = RANGES[key]
-    for value in (low + (high - low) / 2, high if key not in ("mix_dropout", "source_dropout",
-                                                                 "learned_dropout") else 0.5):
-        RunConfig(**{key: value})  # inside: fine
+        with pytest.raises(ConfigError, match=rf"^config key '{key}': must be"):
+            TrainOptions(config={key: value})
+    spec = _spec(key)
+    inside = spec.low + 1 if kind_of(OPTIONS[key]) == "int" else spec.low + 0.5
+    inside = 2 if key == "teacher_members" else inside  # an ensemble of 2 or more
+    learned = {"learned_dim": 4} if key.startswith("learned_") else {}
+    RunConfig(**{**learned, key: inside})  # inside: fine
 
 
-@pytest.mark.parametrize(("key", "value"), [("seed", -5), ("seed", 2**32), ("epochs", 0),
-                                            ("checkpoint_steps", -1), ("teacher_members", -2)])
-def test_whole_number_options_are_bounded_both_ways(key: str, value: int) -> None:
+@pytest.mark.parametrize(("key", "value"), [("method", "bme"), ("encoder", 3), ("gating", ""),
+                                            ("cnn_widths", "1,2"), ("mask_missing", 1),
+                                            ("sources", "a,b"), ("epochs", 2.5)])
+def test_a_value_of_the_wrong_kind_is_refused_by_name(key: str, value: object) -> None:
     from metaprep.stages import TrainOptions
 
     with pytest.raises(ConfigError, match=rf"config key '{key}'"):
-        RunConfig(**{key: value})
-    with pytest.raises(ConfigError, match=rf"^config key '{key}': must be"):
-        TrainOptions(**{key: value})
+        RunConfig.from_dict({key: value})
+    with pytest.raises(ConfigError, match=rf"^config key '{key}'"):
+        TrainOptions(config={key: value})
+
+
+def test_options_filled_from_the_store_are_no_options() -> None:
+    from metaprep.stages import TrainOptions
+
+    for key in ("vocab_size", "source_dims", "num_labels", "pair", "teacher", "no_such"):
+        assert key not in OPTIONS
+        with pytest.raises(ConfigError, match="no such training option"):
+            TrainOptions(config={key: 1})
 
 
 def test_every_member_seed_is_a_valid_seed() -> None:

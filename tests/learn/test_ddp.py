@@ -78,7 +78,8 @@ def test_torchrun_cli(tmp_path: Path) -> None:
     cmd = ["torchrun", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
            str(_free_port()), "-m", "metaprep", "train", "--store", str(task["store"]),
            "--train", str(task["train"]), "--dev", str(task["dev"]), "--proj-dim", "8",
-           "--hidden", "8", "--mlp-hidden", "8", "--epochs", "1", "--batch-size", "8", "--quiet",
+           "--set", "hidden=8", "--set", "mlp_hidden=8", "--epochs", "1", "--batch-size", "8",
+           "--quiet",
            "-o", str(tmp_path / "run")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240,
                           cwd=tmp_path, check=False)

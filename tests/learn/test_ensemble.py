@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from exportkit import SMALL, make_run, sentences
+from exportkit import SMALL, make_run, sentences, train_options
 
 from metaprep import stages
 from metaprep.errors import ConfigError, ExportError, ModelError
@@ -96,27 +96,27 @@ def test_resume_trains_only_the_missing_member(trained: Path, tmp_path: Path) ->
     (copy / "members/0/checkpoint.pt").unlink()  # finished, its checkpoint deleted: kept as is
     with pytest.raises(ModelError, match="missing or unfinished"):
         member_dirs(copy)
-    result = stages.train(stages.TrainOptions(output=copy, resume=True, quiet=True, threads=1))
+    result = stages.train(train_options(output=copy, resume=True, quiet=True, threads=1))
     assert (copy / "members/0/best.safetensors").stat().st_mtime_ns == first
     assert (copy / "members/1/best.safetensors").read_bytes() == second  # the same seed again
     before = json.loads((trained / "metrics.json").read_text())
     assert result.metrics["dev"]["accuracy"] == before["dev"]["accuracy"]
     with pytest.raises(ConfigError, match="proj_dim"):
-        stages.train(stages.TrainOptions(output=copy, resume=True, proj_dim=9, quiet=True))
+        stages.train(train_options(output=copy, resume=True, proj_dim=9, quiet=True))
 
 
 def test_refuses_to_start_over_an_ensemble_or_a_folder_of_files(
         trained: Path, data: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="already holds an ensemble"):
-        stages.train(stages.TrainOptions(**data, output=trained, members=2, **SMALL))
+        stages.train(train_options(**data, output=trained, members=2, **SMALL))
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="other files"):
-        stages.train(stages.TrainOptions(**data, output=busy, members=2, **SMALL))
+        stages.train(train_options(**data, output=busy, members=2, **SMALL))
     assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
     with pytest.raises(ConfigError, match="nothing to resume"):
-        stages.train(stages.TrainOptions(output=tmp_path / "none", resume=True, members=2,
+        stages.train(train_options(output=tmp_path / "none", resume=True, members=2,
                                          quiet=True))
 
 
@@ -256,7 +256,7 @@ def test_an_ensemble_is_not_trained_under_torchrun(data: dict[str, Path], tmp_pa
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="without torchrun"):
-        stages.train(stages.TrainOptions(**data, output=tmp_path / "ens", members=2, **SMALL))
+        stages.train(train_options(**data, output=tmp_path / "ens", members=2, **SMALL))
     assert not (tmp_path / "ens").exists()
 
 
@@ -267,7 +267,7 @@ def test_the_cli_trains_and_reports_an_ensemble(data: dict[str, Path], tmp_path:
 
     args = ["train", "--store", str(data["store"]), "--train", str(data["train"]), "--dev",
             str(data["dev"]), "--test", str(data["test"]), "--method", "sum", "--encoder", "pool",
-            "--proj-dim", "5", "--mlp-hidden", "6", "--epochs", "1", "--members", "2",
+            "--proj-dim", "5", "--set", "mlp_hidden=6", "--epochs", "1", "--members", "2",
             "--threads", "1", "-q", "-o", str(tmp_path / "ens")]
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
@@ -298,7 +298,7 @@ def test_a_damaged_ensemble_file_is_one_error(trained: Path, tmp_path: Path, bod
         member_dirs(copy)
     assert "\n" not in str(err.value)
     with pytest.raises(ModelError, match="ensemble.json"):
-        stages.train(stages.TrainOptions(output=copy, resume=True, quiet=True))
+        stages.train(train_options(output=copy, resume=True, quiet=True))
     with pytest.raises(ModelError, match="ensemble.json"):
         export_run(copy, tmp_path / "model", options=ExportOptions(progress=False))
     assert not (tmp_path / "model").exists()
@@ -317,9 +317,9 @@ def test_a_member_linked_in_from_elsewhere_is_refused(trained: Path, data: dict[
     before = sorted((p.name, p.stat().st_mtime_ns) for p in elsewhere.iterdir())
     calls = [lambda: evaluate_run(ens, data["dev"], progress=False),
              lambda: member_dirs(ens),
-             lambda: stages.train(stages.TrainOptions(**data, output=tmp_path / "s",
+             lambda: stages.train(train_options(**data, output=tmp_path / "s",
                                                       teacher=ens, **SMALL)),
-             lambda: stages.train(stages.TrainOptions(output=ens, resume=True, quiet=True))]
+             lambda: stages.train(train_options(output=ens, resume=True, quiet=True))]
     for call in calls:
         with pytest.raises(ModelError, match="1 is a link or not a folder") as err:
             call()
@@ -341,7 +341,7 @@ def test_a_finished_members_damaged_metrics_are_one_error(trained: Path, tmp_pat
     (copy / "members/1/checkpoint.pt").unlink()
     (copy / "members/1/metrics.json").write_text(body)
     with pytest.raises(ModelError, match="lack its dev accuracy") as err:
-        stages.train(stages.TrainOptions(output=copy, resume=True, quiet=True))
+        stages.train(train_options(output=copy, resume=True, quiet=True))
     assert str(err.value).startswith(f"{copy / 'members/1/metrics.json'}: ")
 
 
@@ -354,7 +354,7 @@ def test_a_member_trained_on_other_data_is_refused(trained: Path, data: dict[str
     from metaprep.learn.evaluate import evaluate_run
 
     other = {**data, "train": write_task(tmp_path / "other.tsv", 80, seed=9)}
-    stranger = stages.train(stages.TrainOptions(**other, output=tmp_path / "s", seed=1007,
+    stranger = stages.train(train_options(**other, output=tmp_path / "s", seed=1007,
                                                 **SMALL)).run
     copy = shutil.copytree(trained, tmp_path / "ens")
     shutil.rmtree(copy / "members/1")

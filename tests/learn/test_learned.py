@@ -216,30 +216,12 @@ def test_learned_tables_train_and_the_pretrained_ones_do_not() -> None:
     assert not any(k.startswith("front.table") for k in keys)
 
 
-def test_learned_rows_start_from_a_source_where_it_has_the_word() -> None:
-    torch.manual_seed(0)
-    cfg = RunConfig(method="sum", sources=["a", "b"], source_dims=[4, 3], vocab_size=V,
-                    proj_dim=6, mlp_hidden=6, encoder="pool", learned_dim=3, learned_init="b")
-    tables = [torch.randn(V + 2, 4), torch.randn(V + 2, 3)]
-    present = torch.zeros(V + 2, 2, dtype=torch.bool)
-    present[10:15, 1] = True
-    model = MetaEmbeddingClassifier(cfg, tables, present)
-    before = model.front.learned.words.detach().clone()  # type: ignore[union-attr]
-    model.front.start_learned(torch.arange(2, V + 2))
-    words = model.front.learned.words.detach()  # type: ignore[union-attr]
-    assert torch.equal(words[10:15], tables[1][10:15])
-    assert torch.equal(words[15:], before[15:])
-
-
 @pytest.mark.parametrize(("kw", "match"), [
     ({"learned_buckets": 10}, "set learned_dim"),
     ({"learned_subwords": 10}, "set learned_dim"),
     ({"learned_dim": 4, "learned_subwords": -1}, "learned_subwords"),
     ({"learned_dim": -1}, "learned_dim"),
     ({"learned_dim": 4, "learned_dropout": 1.0}, "learned_dropout"),
-    ({"learned_dim": 4, "learned_weight_decay": -0.1}, "learned_weight_decay"),
-    ({"learned_dim": 4, "learned_init": "nope", "sources": ["a"], "source_dims": [4]},
-     "not one of the sources"),
 ])
 def test_bad_learned_settings_are_config_errors(kw: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -249,8 +231,7 @@ def test_bad_learned_settings_are_config_errors(kw: dict, match: str) -> None:
 def test_a_run_with_the_learned_source_trains_saves_and_reloads(tmp_path: Path) -> None:
     task = make_task(tmp_path)
     cfg = RunConfig(method="dme", encoder="pool", proj_dim=8, mlp_hidden=8, batch_size=8,
-                    lr=0.01, epochs=2, learned_dim=6, learned_buckets=17, learned_init="a",
-                    learned_dropout=0.1, learned_weight_decay=0.01)
+                    lr=0.01, epochs=2, learned_dim=6, learned_buckets=17, learned_dropout=0.1)
     metrics = train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
                     test=task["test"], out=tmp_path / "r", progress=False)
     assert metrics["test_accuracy"] > 0.5
@@ -268,7 +249,7 @@ def test_a_run_with_the_learned_source_trains_saves_and_reloads(tmp_path: Path) 
 def test_a_run_with_subwords_trains_and_reloads_the_same_model(tmp_path: Path) -> None:
     task = make_task(tmp_path)
     cfg = RunConfig(method="sum", encoder="pool", proj_dim=8, mlp_hidden=8, batch_size=8,
-                    lr=0.01, epochs=2, learned_dim=6, learned_subwords=37, learned_init="a")
+                    lr=0.01, epochs=2, learned_dim=6, learned_subwords=37)
     metrics = train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
                     test=task["test"], out=tmp_path / "r", progress=False)
     assert metrics["test_accuracy"] > 0.5
@@ -284,22 +265,13 @@ def test_a_run_with_subwords_trains_and_reloads_the_same_model(tmp_path: Path) -
     assert learned.presence(torch.arange(2, len(VOCAB) + 2)).all()  # every word has n-grams
 
 
-def test_learned_init_with_another_dimension_is_refused(tmp_path: Path) -> None:
-    task = make_task(tmp_path)
-    cfg = RunConfig(method="sum", encoder="pool", learned_dim=5, learned_init="a")
-    with pytest.raises(ConfigError, match="has dimension 6"):
-        train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
-              out=tmp_path / "r", progress=False)
-    assert not (tmp_path / "r" / "config.json").exists()
-
-
-@pytest.mark.parametrize(("decay", "subwords"), [(0.0, 0), (0.01, 0), (0.0, 31)])
+@pytest.mark.parametrize("subwords", [0, 31])
 def test_resume_with_the_learned_source_matches_the_uninterrupted_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decay: float, subwords: int) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subwords: int) -> None:
     task = make_task(tmp_path)
     cfg = RunConfig(method="sum", encoder="pool", proj_dim=8, mlp_hidden=8, batch_size=8,
                     lr=0.01, epochs=2, learned_dim=4, learned_buckets=9,
-                    learned_weight_decay=decay, learned_subwords=subwords)
+                    learned_subwords=subwords)
 
     def go(out: str, **kw: object) -> dict:
         return train(cfg, store=task["store"], train=task["train"], dev=task["dev"],

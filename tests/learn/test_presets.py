@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from exportkit import train_options
 from test_data import make_task
 
 import metaprep as mp
@@ -33,7 +34,7 @@ def test_every_preset_is_a_valid_config() -> None:
 def test_explicit_options_override_the_preset_and_the_config_records_both(
         task: dict[str, Path], tmp_path: Path) -> None:
     fast = PRESETS["fast"]
-    result = mp.train(mp.TrainOptions(
+    result = mp.train(train_options(
         store=task["store"], train=task["train"], dev=task["dev"], test=task["test"],
         output=tmp_path / "run", preset="fast", proj_dim=8, mlp_hidden=8, learned_buckets=64,
         epochs=2, batch_size=8, quiet=True))
@@ -48,7 +49,7 @@ def test_explicit_options_override_the_preset_and_the_config_records_both(
 
 
 def test_an_explicit_method_beats_the_presets(task: dict[str, Path], tmp_path: Path) -> None:
-    result = mp.train(mp.TrainOptions(
+    result = mp.train(train_options(
         store=task["store"], train=task["train"], dev=task["dev"], output=tmp_path / "run",
         preset="accurate", method="dme", encoder="cnn", proj_dim=8, mlp_hidden=8, cnn_filters=4,
         learned_buckets=0, epochs=1, batch_size=8, quiet=True))
@@ -60,7 +61,7 @@ def test_an_explicit_method_beats_the_presets(task: dict[str, Path], tmp_path: P
         assert (saved["method"], saved["encoder"], saved["seed"]) == ("dme", "cnn", 1000 * k)
         assert saved["learned_dim"] == PRESETS["accurate"]["learned_dim"]
     assert len(result.metrics["member_metrics"]) == len(members)
-    single = mp.train(mp.TrainOptions(
+    single = mp.train(train_options(
         store=task["store"], train=task["train"], dev=task["dev"], output=tmp_path / "one",
         preset="accurate", members=1, proj_dim=8, mlp_hidden=8, learned_buckets=0, epochs=1,
         batch_size=8, quiet=True))
@@ -71,7 +72,7 @@ def test_the_cli_and_pipelines_take_a_preset(tmp_path: Path) -> None:
     out = CliRunner().invoke(cli, ["train", "--help"], terminal_width=200)
     assert out.exit_code == 0
     text = " ".join(out.output.split())
-    assert "--preset [fast|accurate]" in text and "fast: method sum" in text
+    assert "--preset [fast|accurate]" in text and "fast: method=sum" in text
     bad = CliRunner().invoke(cli, ["train", "--preset", "quick"])
     assert bad.exit_code == 2 and "quick" in bad.output
     spec = stage_specs()["train"]
@@ -88,19 +89,19 @@ def test_the_fast_preset_with_the_cnn_encoder(task: dict[str, Path], tmp_path: P
     """--preset fast --encoder cnn through the command line: the widths are recorded as given,
     the run resumes with the same options, and the export passes the parity gate."""
     args = ["train", "--store", str(task["store"]), "--train", str(task["train"]), "--dev",
-            str(task["dev"]), "--preset", "fast", "--encoder", "cnn", "--cnn-filters", "5",
-            "--cnn-widths", "1,3", "--proj-dim", "8", "--mlp-hidden", "8", "--epochs", "1",
-            "--learned-buckets", "64", "--learned-subwords", "97",
+            str(task["dev"]), "--preset", "fast", "--encoder", "cnn", "--set", "cnn_filters=5",
+            "--set", "cnn_widths=1,3", "--proj-dim", "8", "--set", "mlp_hidden=8", "--epochs", "1",
+            "--set", "learned_buckets=64", "--set", "learned_subwords=97",
             "--batch-size", "8", "-o", str(tmp_path / "run"), "-q"]
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
     saved = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
     assert (saved["encoder"], saved["cnn_filters"], saved["cnn_widths"]) == ("cnn", 5, [1, 3])
     assert saved["method"] == PRESETS["fast"]["method"] and saved["learned_subwords"] == 97
-    again = CliRunner().invoke(cli, ["train", "--resume", "--cnn-widths", "1,3", "-o",
+    again = CliRunner().invoke(cli, ["train", "--resume", "--set", "cnn_widths=1,3", "-o",
                                      str(tmp_path / "run"), "-q"])
     assert again.exit_code == 0, again.output
-    other = CliRunner().invoke(cli, ["train", "--resume", "--cnn-widths", "1,2", "-o",
+    other = CliRunner().invoke(cli, ["train", "--resume", "--set", "cnn_widths=1,2", "-o",
                                      str(tmp_path / "run"), "-q"])
     assert other.exit_code != 0 and "cnn_widths" in str(other.exception), other.output
     exported = mp.export(mp.ExportOptions(run=tmp_path / "run", output=tmp_path / "model",
@@ -110,10 +111,10 @@ def test_the_fast_preset_with_the_cnn_encoder(task: dict[str, Path], tmp_path: P
     opts = build_options(spec, "train", {"encoder": "cnn", "cnn_widths": [2, 4]},
                          file=tmp_path / "p.toml", dirs={"train": tmp_path / "train"},
                          present=["train"])
-    assert opts.cnn_widths == (2, 4) and opts.given()["cnn_widths"] == [2, 4]
+    assert opts.config["cnn_widths"] == [2, 4] and opts.given()["cnn_widths"] == [2, 4]
     opts = build_options(spec, "train", {"learned_subwords": 5000}, file=tmp_path / "p.toml",
                          dirs={"train": tmp_path / "train"}, present=["train"])
-    assert opts.learned_subwords == 5000
+    assert opts.config["learned_subwords"] == 5000
     with pytest.raises(ConfigError, match="cnn_widths"):
         build_options(spec, "train", {"cnn_widths": ["a"]}, file=tmp_path / "p.toml",
                       dirs={"train": tmp_path / "train"}, present=["train"])

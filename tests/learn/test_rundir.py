@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
+from exportkit import train_options
 from test_data import make_store, make_task, write_tsv
 from test_train import comparable
 
@@ -28,7 +29,8 @@ from metaprep.prep.store import Store
 from metaprep.tokenize import TokenizerConfig
 
 TINY = {"method": "dme", "proj_dim": 8, "hidden": 8, "mlp_hidden": 8, "batch_size": 8,
-        "lr": 0.01, "epochs": 2, "mix_dropout": 0.2}  # 48 examples: 6 steps an epoch
+        "lr": 0.01, "epochs": 2, "learned_dim": 4,
+        "learned_dropout": 0.2}  # 48 examples: 6 steps an epoch
 
 
 def tiny(**kw: Any) -> RunConfig:
@@ -289,10 +291,10 @@ def test_a_config_too_large_to_build_is_one_line(whole: dict[str, Any], tmp_path
     config = json.loads((run / "config.json").read_text())
     config["hidden"] = 10**10  # an LSTM of 10**10 units: refused before torch tries
     (run / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelError, match="'hidden': must be at most 16,384") as e:
+    with pytest.raises(ModelError, match="'hidden': must be from 1 to 16,384") as e:
         Run.open(run).load_model()
     one_line(e, "config.json")
-    with pytest.raises(ModelError, match="'hidden': must be at most 16,384") as e:
+    with pytest.raises(ModelError, match="'hidden': must be from 1 to 16,384") as e:
         train(out=run, resume=True, progress=False)
     one_line(e, "config.json")
     # sizes within the bounds are compared with the weights first, on the meta device
@@ -416,8 +418,9 @@ def test_cli_resume_with_the_run_directory_only(task: dict[str, Path], whole: di
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     args = ["train", "--store", str(task["store"]), "--train", str(task["train"]), "--dev",
             str(task["dev"]), "--test", str(task["test"]), "--method", "dme", "--proj-dim", "8",
-            "--hidden", "8", "--mlp-hidden", "8", "--batch-size", "8", "--lr", "0.01",
-            "--epochs", "2", "--mix-dropout", "0.2", "--quiet", "-o", str(tmp_path / "r")]
+            "--set", "hidden=8", "--set", "mlp_hidden=8", "--batch-size", "8", "--lr", "0.01",
+            "--epochs", "2", "--set", "learned_dim=4", "--set", "learned_dropout=0.2", "--quiet",
+            "-o", str(tmp_path / "r")]
     monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "9")
     assert CliRunner().invoke(cli, args).exit_code != 0
     monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
@@ -483,7 +486,8 @@ def _first_epoch(ckpt: dict[str, Any]) -> None:
 
 
 def _opt_state(ckpt: dict[str, Any]) -> dict[str, Any]:
-    state = ckpt["optimizer"]["state"]
+    opt = ckpt["optimizer"]
+    state = opt.get("dense", opt)["state"]  # Adam's, or the dense half of a learned source's
     return state[next(iter(state))]  # type: ignore[no-any-return]
 
 
@@ -499,7 +503,7 @@ HOSTILE = {  # a checkpoint's counters, history and optimizer state as a strange
     "optimizer shape": lambda c: _opt_state(c).update(exp_avg=torch.zeros(3)),  # RuntimeError
     "optimizer NaN": lambda c: _opt_state(c).update(
         exp_avg_sq=_opt_state(c)["exp_avg_sq"] * float("nan")),  # NaN weights after one step
-    "optimizer settings": lambda c: c["optimizer"]["param_groups"][0].update(eps=0.0),
+    "optimizer settings": lambda c: c["optimizer"]["dense"]["param_groups"][0].update(eps=0.0),
 }
 
 
@@ -532,11 +536,11 @@ def test_a_run_stopped_while_describing_itself_starts_over(task: dict[str, Path]
     options = {"store": task["store"], "train": task["train"], "dev": task["dev"],
                "output": out, "method": "sum", "encoder": "pool", "proj_dim": 4,
                "mlp_hidden": 4, "epochs": 1, "quiet": True}
-    assert stages.train(stages.TrainOptions(**options)).run == out
+    assert stages.train(train_options(**options)).run == out
     assert Run.open(out).labels == ["neg", "pos"] and not list(out.glob(".*.tmp"))
     other = tmp_path / "other"
     other.mkdir()
     (other / "labels.json").write_text("[]")
     (other / "notes.txt").write_text("mine")  # not only ours: still refused
     with pytest.raises(ConfigError, match="holds other files"):
-        stages.train(stages.TrainOptions(**{**options, "output": other}))
+        stages.train(train_options(**{**options, "output": other}))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from exportkit import SMALL, make_store
+from exportkit import SMALL, make_store, train_options
 
 from metaprep import stages
 from metaprep.errors import ConfigError, ModelError
@@ -73,10 +73,10 @@ def test_a_run_learns_from_its_teacher(ensemble: Path, data: dict[str, Path],
                                        tmp_path: Path) -> None:
     """The teacher changes the training (not the same weights as without it), the run records
     it, and a resume finds it again; a weight of 0 trains exactly as without a teacher."""
-    plain = stages.train(stages.TrainOptions(**data, output=tmp_path / "plain", seed=1, **SMALL))
-    taught = stages.train(stages.TrainOptions(**data, output=tmp_path / "taught", seed=1,
+    plain = stages.train(train_options(**data, output=tmp_path / "plain", seed=1, **SMALL))
+    taught = stages.train(train_options(**data, output=tmp_path / "taught", seed=1,
                                               teacher=ensemble, teacher_weight=0.7, **SMALL))
-    zero = stages.train(stages.TrainOptions(**data, output=tmp_path / "zero", seed=1,
+    zero = stages.train(train_options(**data, output=tmp_path / "zero", seed=1,
                                             teacher=ensemble, teacher_weight=0.0, **SMALL))
     saved = json.loads((taught.run / "config.json").read_text())
     assert saved["teacher"] == str(ensemble.resolve()) and saved["teacher_weight"] == 0.7
@@ -87,16 +87,16 @@ def test_a_run_learns_from_its_teacher(ensemble: Path, data: dict[str, Path],
     assert loss(zero.run) == loss(plain.run)
     assert loss(taught.run) != loss(plain.run)
     # resumed with the same options it is the run it was; another teacher is refused
-    again = stages.train(stages.TrainOptions(output=taught.run, resume=True, quiet=True))
+    again = stages.train(train_options(output=taught.run, resume=True, quiet=True))
     assert again.metrics["dev"] == taught.metrics["dev"]
     with pytest.raises(ConfigError, match="teacher"):
-        stages.train(stages.TrainOptions(output=taught.run, resume=True, quiet=True,
+        stages.train(train_options(output=taught.run, resume=True, quiet=True,
                                          teacher=tmp_path / "plain"))
 
 
 def test_bad_teachers_are_refused(data: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such teacher"):
-        stages.train(stages.TrainOptions(**data, output=tmp_path / "a", teacher=tmp_path / "x",
+        stages.train(train_options(**data, output=tmp_path / "a", teacher=tmp_path / "x",
                                          **SMALL))
     with pytest.raises(ConfigError, match="teacher_weight"):
         RunConfig(teacher="t", teacher_weight=1.5)
@@ -106,9 +106,9 @@ def test_bad_teachers_are_refused(data: dict[str, Path], tmp_path: Path) -> None
         RunConfig(teacher="t", task="multilabel", num_labels=3)
     # a teacher on another store: its ids mean other words
     other = {**data, "store": make_store(tmp_path / "other.h5", seed=11)}
-    teacher = stages.train(stages.TrainOptions(**other, output=tmp_path / "t", **SMALL)).run
+    teacher = stages.train(train_options(**other, output=tmp_path / "t", **SMALL)).run
     with pytest.raises(ModelError, match="another store"):
-        stages.train(stages.TrainOptions(**data, output=tmp_path / "b", teacher=teacher,
+        stages.train(train_options(**data, output=tmp_path / "b", teacher=teacher,
                                          **SMALL))
 
 
@@ -117,7 +117,7 @@ def test_a_run_trains_its_own_teacher_first(ensemble: Path, data: dict[str, Path
     """teacher_members: the ensemble in RUN/teacher is the one train --members gives for the
     same options and seed, and the run in RUN is the one --teacher of that ensemble gives."""
     out = tmp_path / "run"
-    got = stages.train(stages.TrainOptions(**data, output=out, seed=7, teacher_members=2,
+    got = stages.train(train_options(**data, output=out, seed=7, teacher_members=2,
                                            **SMALL))
     assert got.run == out
     teacher = out / "teacher"
@@ -127,7 +127,7 @@ def test_a_run_trains_its_own_teacher_first(ensemble: Path, data: dict[str, Path
     saved = json.loads((out / "config.json").read_text())
     assert saved["teacher"] == str(teacher.resolve()) and saved["teacher_members"] == 2
     assert saved["members"] == 1
-    by_hand = stages.train(stages.TrainOptions(**data, output=tmp_path / "by-hand", seed=7,
+    by_hand = stages.train(train_options(**data, output=tmp_path / "by-hand", seed=7,
                                                teacher=teacher, **SMALL))
     assert (by_hand.run / "best.safetensors").read_bytes() == \
         (out / "best.safetensors").read_bytes()
@@ -139,7 +139,7 @@ def test_a_run_trains_its_own_teacher_first(ensemble: Path, data: dict[str, Path
 def test_a_killed_taught_run_resumes(data: dict[str, Path], tmp_path: Path) -> None:
     """The run is described before its teacher trains: killed at any point, --resume alone
     finishes it, and the result is the run that was never killed."""
-    done = stages.train(stages.TrainOptions(**data, output=tmp_path / "done", seed=2,
+    done = stages.train(train_options(**data, output=tmp_path / "done", seed=2,
                                             teacher_members=2, **SMALL)).run
     want = (done / "best.safetensors").read_bytes()
 
@@ -161,7 +161,7 @@ def test_a_killed_taught_run_resumes(data: dict[str, Path], tmp_path: Path) -> N
              killed("inside-teacher", "teacher/members/1", "teacher/metrics.json"),
              killed("before-teacher", "teacher")]
     for run in cases:
-        again = stages.train(stages.TrainOptions(output=run, resume=True, quiet=True))
+        again = stages.train(train_options(output=run, resume=True, quiet=True))
         assert again.run == run
         assert (run / "best.safetensors").read_bytes() == want, run.name
         assert json.loads((run / "teacher" / "ensemble.json").read_text())["members"] == 2
@@ -170,14 +170,14 @@ def test_a_killed_taught_run_resumes(data: dict[str, Path], tmp_path: Path) -> N
 def test_teacher_options_that_cannot_go_together(data: dict[str, Path], ensemble: Path,
                                                  tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="both name a teacher"):
-        stages.train(stages.TrainOptions(**data, output=tmp_path / "a", teacher=ensemble,
+        stages.train(train_options(**data, output=tmp_path / "a", teacher=ensemble,
                                          teacher_members=2, **SMALL))
     with pytest.raises(ConfigError, match="teacher_members"):
         RunConfig(teacher_members=1)
     with pytest.raises(ConfigError, match="teacher_members"):
         RunConfig(teacher_members=2, members=3)
     # a teacher given overrides the preset's own teacher: none is trained
-    run = stages.train(stages.TrainOptions(**data, output=tmp_path / "b", preset="fast",
+    run = stages.train(train_options(**data, output=tmp_path / "b", preset="fast",
                                            teacher=ensemble, epochs=1, threads=1, quiet=True))
     assert not (run.run / "teacher").exists()
     assert json.loads((run.run / "config.json").read_text())["teacher_members"] == 0
@@ -192,14 +192,14 @@ def test_the_fast_preset_trains_its_teacher_where_it_can(data: dict[str, Path],
 
     tiny = {"proj_dim": 5, "mlp_hidden": 6, "learned_buckets": 16, "epochs": 1, "threads": 1,
             "quiet": True}
-    taught = stages.train(stages.TrainOptions(**data, output=tmp_path / "fast", preset="fast",
+    taught = stages.train(train_options(**data, output=tmp_path / "fast", preset="fast",
                                               **tiny))
     k = PRESETS["fast"]["teacher_members"]
     assert json.loads((taught.run / "teacher" / "ensemble.json").read_text())["members"] == k
     saved = json.loads((taught.run / "config.json").read_text())
     assert (saved["teacher_members"], saved["teacher_weight"], saved["teacher_temperature"]) \
         == (k, PRESETS["fast"]["teacher_weight"], PRESETS["fast"]["teacher_temperature"])
-    ens = stages.train(stages.TrainOptions(**data, output=tmp_path / "ens", preset="fast",
+    ens = stages.train(train_options(**data, output=tmp_path / "ens", preset="fast",
                                            members=2, **tiny))
     for member in (ens.run / "members").iterdir():
         assert json.loads((member / "config.json").read_text())["teacher_members"] == 0
@@ -208,7 +208,7 @@ def test_the_fast_preset_trains_its_teacher_where_it_can(data: dict[str, Path],
                                                    ("good bad", "pos,neg"), ("film", "")) * 8)
     for name in ("mtrain", "mdev"):
         (tmp_path / f"{name}.tsv").write_text("text\tlabel\n" + rows)
-    multi = stages.train(stages.TrainOptions(
+    multi = stages.train(train_options(
         store=data["store"], train=tmp_path / "mtrain.tsv", dev=tmp_path / "mdev.tsv",
         output=tmp_path / "multi", preset="fast", task="multilabel", **tiny))
     assert not (multi.run / "teacher").exists()
@@ -224,7 +224,7 @@ def test_the_command_line_reports_the_teacher_and_the_taught_model(
 
     args = ["train", "--store", str(data["store"]), "--train", str(data["train"]), "--dev",
             str(data["dev"]), "--test", str(data["test"]), "--method", "sum", "--encoder",
-            "pool", "--proj-dim", "5", "--mlp-hidden", "6", "--epochs", "1", "--threads", "1",
+            "pool", "--proj-dim", "5", "--set", "mlp_hidden=6", "--epochs", "1", "--threads", "1",
             "--teacher-members", "2", "-o", str(tmp_path / "run"), "-q"]
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
@@ -247,7 +247,7 @@ def test_a_missing_teacher_is_refused_before_anything_is_written(data: dict[str,
                                                                 tmp_path: Path) -> None:
     for teacher in (tmp_path / "nowhere", tmp_path):  # absent; a folder that is no run
         with pytest.raises(ConfigError, match="no such teacher"):
-            stages.train(stages.TrainOptions(**data, output=tmp_path / "out", teacher=teacher,
+            stages.train(train_options(**data, output=tmp_path / "out", teacher=teacher,
                                              **SMALL))
         assert not (tmp_path / "out").exists()
 
@@ -256,18 +256,18 @@ def test_a_fresh_start_over_a_teacher_is_refused(data: dict[str, Path], tmp_path
     """A killed taught run started again without --resume: its teacher may be of other options,
     so train says to resume instead of silently reusing it."""
     out = tmp_path / "run"
-    stages.train(stages.TrainOptions(**data, output=out, teacher_members=2, **SMALL))
+    stages.train(train_options(**data, output=out, teacher_members=2, **SMALL))
     for name in ("best.safetensors", "checkpoint.pt", "metrics.json"):  # killed before its own
         (out / name).unlink()                                           # first checkpoint
     with pytest.raises(ConfigError, match="already holds a teacher"):
-        stages.train(stages.TrainOptions(**data, output=out, teacher_members=2, **SMALL))
-    assert stages.train(stages.TrainOptions(output=out, resume=True, quiet=True)).run == out
+        stages.train(train_options(**data, output=out, teacher_members=2, **SMALL))
+    assert stages.train(train_options(output=out, resume=True, quiet=True)).run == out
 
 
 def test_an_output_inside_the_teacher_is_refused(ensemble: Path, data: dict[str, Path]) -> None:
     before = sorted(p.name for p in (ensemble / "members" / "0").iterdir())
     with pytest.raises(ConfigError, match="inside the input teacher"):
-        stages.train(stages.TrainOptions(**data, output=ensemble / "members" / "0",
+        stages.train(train_options(**data, output=ensemble / "members" / "0",
                                          teacher=ensemble, **SMALL))
     assert sorted(p.name for p in (ensemble / "members" / "0").iterdir()) == before
 
@@ -291,12 +291,12 @@ def test_the_teachers_tables_come_from_the_students_store(data: dict[str, Path],
 
     store = tmp_path / "store.h5"
     shutil.copyfile(data["store"], store)
-    teacher = stages.train(stages.TrainOptions(**{**data, "store": store},
+    teacher = stages.train(train_options(**{**data, "store": store},
                                                output=tmp_path / "t", **SMALL)).run
-    want = stages.train(stages.TrainOptions(**data, output=tmp_path / "a", teacher=teacher,
+    want = stages.train(train_options(**data, output=tmp_path / "a", teacher=teacher,
                                             **SMALL)).run
     os.replace(make_store(tmp_path / "other.h5", seed=11), store)  # same words, other vectors
-    got = stages.train(stages.TrainOptions(**data, output=tmp_path / "b", teacher=teacher,
+    got = stages.train(train_options(**data, output=tmp_path / "b", teacher=teacher,
                                            **SMALL)).run
     assert (got / "best.safetensors").read_bytes() == (want / "best.safetensors").read_bytes()
 
@@ -311,7 +311,7 @@ def test_a_resume_refuses_a_teacher_changed_since_the_run_started(
     shutil.copytree(ensemble, teacher)
     monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "3")  # in epoch 2 (2 steps an epoch)
     with pytest.raises(SimulatedCrash):
-        stages.train(stages.TrainOptions(**data, output=out, teacher=teacher, **SMALL))
+        stages.train(train_options(**data, output=out, teacher=teacher, **SMALL))
     monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
     recorded = json.loads((out / "teacher.json").read_text())
     assert recorded == {"path": str(teacher.resolve()), "sha256": teacher_identity(teacher)}
@@ -320,15 +320,15 @@ def test_a_resume_refuses_a_teacher_changed_since_the_run_started(
     weights = member.read_bytes()
     member.write_bytes((teacher / "members" / "0" / "best.safetensors").read_bytes())
     with pytest.raises(ModelError, match="the teacher changed since the run started") as err:
-        stages.train(stages.TrainOptions(output=out, resume=True, quiet=True))
+        stages.train(train_options(output=out, resume=True, quiet=True))
     assert str(teacher) in str(err.value) and "\n" not in str(err.value)
     assert (out / "checkpoint.pt").read_bytes() == checkpoint
     (out / "teacher.json").unlink()  # no record to check against: refused too
     with pytest.raises(ModelError, match="records no teacher"):
-        stages.train(stages.TrainOptions(output=out, resume=True, quiet=True))
+        stages.train(train_options(output=out, resume=True, quiet=True))
     member.write_bytes(weights)  # the teacher the run started with: it finishes
     (out / "teacher.json").write_text(json.dumps(recorded))
-    done = stages.train(stages.TrainOptions(output=out, resume=True, quiet=True))
+    done = stages.train(train_options(output=out, resume=True, quiet=True))
     assert len(done.metrics["epochs"]) == 2
 
 
@@ -338,7 +338,7 @@ def test_a_teacher_with_nan_probabilities_is_refused_before_training(
     teacher = _scaled(ensemble / "members" / "0", tmp_path / "huge", 1e30)
     out = tmp_path / "run"
     with pytest.raises(ModelError, match="NaN or infinite scores") as err:
-        stages.train(stages.TrainOptions(**data, output=out, teacher=teacher, **SMALL))
+        stages.train(train_options(**data, output=out, teacher=teacher, **SMALL))
     assert str(err.value).startswith(f"{teacher}: ")
     assert not (out / "best.safetensors").exists() and not (out / "checkpoint.pt").exists()
 
@@ -352,7 +352,7 @@ def test_a_teacher_folder_linked_from_elsewhere_is_refused(
     out, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
     monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "1")  # in the teacher's first member
     with pytest.raises(SimulatedCrash):
-        stages.train(stages.TrainOptions(**data, output=out, teacher_members=2, **SMALL))
+        stages.train(train_options(**data, output=out, teacher_members=2, **SMALL))
     monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
     shutil.copytree(ensemble, elsewhere)
     before = sorted((p.relative_to(elsewhere), p.stat().st_mtime_ns)
@@ -360,7 +360,7 @@ def test_a_teacher_folder_linked_from_elsewhere_is_refused(
     shutil.rmtree(out / "teacher")
     (out / "teacher").symlink_to(elsewhere)
     with pytest.raises(ModelError, match="teacher is a link or not a folder"):
-        stages.train(stages.TrainOptions(output=out, resume=True, quiet=True))
+        stages.train(train_options(output=out, resume=True, quiet=True))
     assert sorted((p.relative_to(elsewhere), p.stat().st_mtime_ns)
                   for p in elsewhere.rglob("*")) == before
 
@@ -373,6 +373,6 @@ def test_a_teacher_of_single_sentences_is_refused_for_pairs(ensemble: Path, data
     pairs = {"store": data["store"], "train": write_task(tmp_path / "t.tsv", 40, pair=True),
              "dev": write_task(tmp_path / "d.tsv", 20, pair=True, seed=2)}
     with pytest.raises(ModelError, match="not trained on sentence pairs") as err:
-        stages.train(stages.TrainOptions(**pairs, output=tmp_path / "run", teacher=ensemble,
+        stages.train(train_options(**pairs, output=tmp_path / "run", teacher=ensemble,
                                          **SMALL))
     assert str(err.value).startswith(f"{ensemble}: ")

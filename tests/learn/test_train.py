@@ -75,14 +75,14 @@ def test_training_learns_the_task(task: dict[str, Path], tmp_path: Path) -> None
 
 
 def test_same_seed_gives_bit_identical_runs(task: dict[str, Path], tmp_path: Path) -> None:
-    cfg = tiny("cdme", mix_dropout=0.3, seed=3)
+    cfg = tiny("cdme", learned_dim=4, learned_dropout=0.3, seed=3)
     a = run(task, tmp_path / "a", cfg)
     b = run(task, tmp_path / "b", cfg)
     assert comparable(a) == comparable(b)
     wa, wb = load_file(str(tmp_path / "a" / "best.safetensors")), \
         load_file(str(tmp_path / "b" / "best.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    c = run(task, tmp_path / "c", tiny("cdme", mix_dropout=0.3, seed=4))
+    c = run(task, tmp_path / "c", tiny("cdme", learned_dim=4, learned_dropout=0.3, seed=4))
     assert comparable(c)["epochs"] != comparable(a)["epochs"]
 
 
@@ -91,7 +91,8 @@ def test_resume_after_a_crash_mid_epoch_matches_the_uninterrupted_run(
     task: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     checkpoint_steps: int,
 ) -> None:
-    cfg = tiny("dme", epochs=3, mix_dropout=0.2, checkpoint_steps=checkpoint_steps)
+    cfg = tiny("dme", epochs=3, learned_dim=4, learned_dropout=0.2,
+               checkpoint_steps=checkpoint_steps)
     whole = run(task, tmp_path / "whole", cfg)
     monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "9")  # 6 steps an epoch: dies inside epoch 2
     with pytest.raises(SimulatedCrash):
@@ -164,13 +165,13 @@ def test_cli_train_and_errors(task: dict[str, Path], tmp_path: Path,
                               monkeypatch: pytest.MonkeyPatch,
                               capsys: pytest.CaptureFixture[str]) -> None:
     args = ["train", "--store", str(task["store"]), "--train", str(task["train"]), "--dev",
-            str(task["dev"]), "--proj-dim", "8", "--hidden", "8", "--mlp-hidden", "8",
+            str(task["dev"]), "--proj-dim", "8", "--set", "hidden=8", "--set", "mlp_hidden=8",
             "--epochs", "1", "--quiet"]
     result = CliRunner().invoke(cli, [*args, "--method", "single:b", "-o", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert "best epoch 1: dev accuracy" in result.output
     assert Run.open(tmp_path / "r").load_model().cfg.sources == ["b"]
-    assert "--no-mask-missing" in CliRunner().invoke(cli, ["train", "--help"]).output
+    assert "mask_missing" in CliRunner().invoke(cli, ["train", "--help"]).output
     for extra, message in ((["--method", "single:nope"], "no source named 'nope'"),
                            (["--method", "dme:a"], "only single takes"),
                            (["--method", "dme", "--proj-dim", "0"], "'proj_dim'")):
@@ -204,12 +205,11 @@ def test_frequency_bands_and_plots(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("extra", [
-    ["--seed", "-5"], ["--lr", "inf"], ["--min-lr", "nan"], ["--grad-clip", "inf"],
-    ["--pos-weight", "inf"], ["--learned-lr-scale", "inf"], ["--threads", "0"],
+    ["--seed", "-5"], ["--lr", "inf"], ["--set", "min_lr=nan"], ["--set", "grad_clip=inf"],
+    ["--set", "pos_weight=inf"], ["--set", "learned_lr_scale=inf"], ["--threads", "0"],
     ["--members", "2", "--seed", "-5"], ["--teacher-members", "2", "--seed", "-5"],
-    ["--members", "2", "--sources", "nope"], ["--members", "2", "--data-encoding", "nope"],
-    ["--members", "2", "--learned-dim", "4", "--learned-init", "a"],
-    ["--teacher-members", "2", "--sources", "nope"]])
+    ["--members", "2", "--set", "sources=nope"], ["--members", "2", "--set", "data_encoding=nope"],
+    ["--teacher-members", "2", "--set", "sources=nope"]])
 def test_every_option_is_checked_before_anything_is_written(
         task: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], extra: list[str]) -> None:
@@ -219,7 +219,7 @@ def test_every_option_is_checked_before_anything_is_written(
     monkeypatch.setattr(sys, "argv", [
         "metaprep", "train", "--store", str(task["store"]), "--train", str(task["train"]),
         "--dev", str(task["dev"]), "--method", "sum", "--encoder", "pool", "--proj-dim", "4",
-        "--mlp-hidden", "4", "--epochs", "1", "-q", *extra, "-o", str(out)])
+        "--set", "mlp_hidden=4", "--epochs", "1", "-q", *extra, "-o", str(out)])
     with pytest.raises(SystemExit) as exit_info:
         main()
     err = capsys.readouterr().err.strip()

@@ -131,7 +131,7 @@ def test_a_read_stops_one_byte_past_the_listed_size(model: Path, tmp_path: Path)
 def test_export_triton_links_only_the_listed_graph_files(tmp_path: Path) -> None:
     run = make_run(tmp_path / "r", method="dme", dev=False)
     res = CliRunner().invoke(cli, ["export-onnx", str(run), "-o", str(tmp_path / "m"),
-                                   "--triton", str(tmp_path / "repo"), "--no-progress"])
+                                   "--triton", str(tmp_path / "repo"), "-q"])
     assert res.exit_code == 0, res.output
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     graph = manifest["graphs"]["model"]
