@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import metaprep.serve.runtime as runtime
+import metaprep.runtime.model as runtime
 from metaprep.runtime import Model
 
 

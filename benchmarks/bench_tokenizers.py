@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from metaprep.exporter.textgraph import re2_pattern  # its syntax is Oniguruma's too
 from metaprep.ids import UNK_ID
 from metaprep.runtime import Model
-from metaprep.serve.textgraph import re2_pattern  # its syntax is Oniguruma's too
 
 
 # --- the tokenizers pipeline ---------------------------------------------------------------------

@@ -101,7 +101,7 @@ def _closure(start: str) -> set[str]:
 def test_runtime_wall_in_the_source() -> None:
     """Every import the runtime can reach, in any code path: nothing of prep, learn, the CLI or
     the pipeline, and no third-party package beyond numpy and onnxruntime."""
-    reach = _closure("metaprep.serve.runtime") | _closure("metaprep.runtime")
+    reach = _closure("metaprep.runtime.model") | _closure("metaprep.runtime")
     assert {m for m in reach if m.startswith(("metaprep.prep", "metaprep.learn", "metaprep.cli",
                                               "metaprep.pipeline"))} == set()
     third = {t.split(".")[0] for m in reach for t in GRAPH[m] if t not in OWN}
@@ -110,7 +110,7 @@ def test_runtime_wall_in_the_source() -> None:
 
 
 def test_runtime_wall_at_run_time() -> None:
-    code = ("import sys, metaprep.runtime, metaprep.serve.runtime; "
+    code = ("import sys, metaprep.runtime, metaprep.runtime.model; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('torch', 'gensim', 'h5py', 'click', 'polars') or m.startswith(('metaprep.prep', "
             "'metaprep.learn', 'metaprep.cli', 'metaprep.pipeline'))))")

@@ -294,7 +294,7 @@ def test_a_pipeline_trains_exports_and_scores_an_ensemble(tmp_path: Path) -> Non
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from exportkit import make_run
 
-    from metaprep.serve.export import ExportOptions, export_run
+    from metaprep.exporter.run import ExportOptions, export_run
 
     base = tmp_path_factory.mktemp("pipeline-model")
     run = make_run(base, method="sum", encoder="pool", dev=False)

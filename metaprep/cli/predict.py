@@ -40,7 +40,7 @@ def command(model_dir: str, input_path: str, output: str | None, top_k: int | No
     prediction for an empty text; texts longer than the model's max_tokens are truncated
     (reported once on stderr); bytes that are not UTF-8 are replaced (reported with their line).
     """
-    from metaprep.serve.predict import PredictOptions, predict
+    from metaprep.runtime.predict import PredictOptions, predict
 
     opts = PredictOptions(model_dir=Path(model_dir), input=input_path,
                           output=None if output in (None, "-") else Path(output),

@@ -42,7 +42,7 @@ def command(model: str, output: str, **kw: Any) -> None:
     """Write MODEL_DIR (from `metaprep export-onnx`) as a Triton python-backend model: clients
     send raw text (TEXT, or TEXT_A and TEXT_B for pairs) and get LABEL and PROBABILITIES back,
     computed by metaprep.runtime inside Triton."""
-    from metaprep.serve.triton_python import TritonOptions, write_python_model
+    from metaprep.exporter.triton_python import TritonOptions, write_python_model
 
     result = write_python_model(model, output, TritonOptions(**kw))
     click.echo(f"wrote {result.path}: inputs {', '.join(result.inputs)}; outputs "

@@ -10,7 +10,7 @@ Averaging the probabilities of models that differ only in their seed is the chea
 classifier of this kind can buy: on both frontier tasks three `fast` models averaged beat any one
 of them by more than the seed spread (benchmarks/results/ensembles.md), at three times the serving
 cost. A member is an ordinary run (evaluate, inspect and export it alone); the directory as a whole
-is exported by ``export-onnx`` into one graph (serve/onnx_graph.py). A resume trains the members
+is exported by ``export-onnx`` into one graph (exporter/onnx_graph.py). A resume trains the members
 that are missing or unfinished and leaves finished ones alone.
 """
 

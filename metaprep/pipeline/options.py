@@ -34,7 +34,7 @@ class StageSpec:
 
 def stage_specs() -> dict[str, StageSpec]:
     from metaprep import stages
-    from metaprep.serve import predict
+    from metaprep.runtime import predict
 
     old = {"out": "output", "no_progress": "quiet"}
     return {

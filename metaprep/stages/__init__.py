@@ -9,9 +9,9 @@ and ``metaprep run PIPELINE.toml`` are two thin faces over these same functions.
     distill   DistillOptions   DistillResult    metaprep.learn.distill
     train     TrainOptions     TrainResult      metaprep.learn.train
     evaluate  EvaluateOptions  EvaluateResult   metaprep.learn.evaluate
-    export    ExportOptions    ExportResult     metaprep.serve.export
-    predict   PredictOptions   PredictResult    metaprep.serve.predict
-    embed     EmbedOptions     EmbedResult      metaprep.serve.predict
+    export    ExportOptions    ExportResult     metaprep.exporter.run
+    predict   PredictOptions   PredictResult    metaprep.runtime.predict
+    embed     EmbedOptions     EmbedResult      metaprep.runtime.predict
 
 A field that names a file says so in its metadata: ``{"path": "in"}`` for what a stage reads,
 ``{"path": "out"}`` for what it writes. The pipeline hashes the first and fills the second.
@@ -19,7 +19,7 @@ Importing this package is cheap: each stage imports its heavy libraries when it 
 
 One module per stage holds its options, result and function (``split.py``, ``align.py``,
 ``distill.py``, ``train.py``, ``evaluate.py``, ``export.py``; predict and embed live in
-``metaprep.serve.predict``); ``_common.py`` holds what they share. The package re-exports the
+``metaprep.runtime.predict``); ``_common.py`` holds what they share. The package re-exports the
 functions under the modules' own names, so ``metaprep.stages.train`` is the function: reach a
 module with ``from metaprep.stages.train import ...``.
 

@@ -38,14 +38,14 @@ class ExportResult:
     model: Path
     files: int
     bytes: int
-    manifest: Any  # metaprep.serve.modeldir.Manifest
+    manifest: Any  # metaprep.runtime.modeldir.Manifest
 
 
 def export(options: ExportOptions) -> ExportResult:
     """A trained run -> a model directory that onnxruntime serves alone (docs/model-dir.md)."""
-    from metaprep.serve.export import ExportOptions as GraphOptions
-    from metaprep.serve.export import export_run
-    from metaprep.serve.triton import check_triton_name
+    from metaprep.exporter.run import ExportOptions as GraphOptions
+    from metaprep.exporter.run import export_run
+    from metaprep.exporter.triton import check_triton_name
 
     o = options
     settings = GraphOptions(

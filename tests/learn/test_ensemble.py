@@ -15,11 +15,11 @@ from exportkit import SMALL, make_run, sentences
 
 from metaprep import stages
 from metaprep.errors import ConfigError, ExportError, ModelError
+from metaprep.exporter.run import ExportOptions, export_run
 from metaprep.learn.config import RunConfig
 from metaprep.learn.ensemble import Ensemble, load_members, member_dirs
 from metaprep.learn.rundir import Run
-from metaprep.serve.export import ExportOptions, export_run
-from metaprep.serve.runtime import Model
+from metaprep.runtime.model import Model
 
 
 def _member_probs(dirs: list[Path], texts_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -182,7 +182,7 @@ def test_export_of_every_kind_passes_the_gate(tmp_path: Path, method: str, encod
 
 def test_the_gate_fails_a_broken_member(trained: Path, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import metaprep.serve.export as export
+    import metaprep.exporter.run as export
 
     real, calls = export.spec_from_model, []
 
@@ -217,9 +217,9 @@ def test_the_fused_graph_of_pool_members_is_the_graph_of_each(
     graph gives what the members built one by one give."""
     import onnxruntime as ort
 
-    import metaprep.serve.onnx_graph as og
-    from metaprep.serve.bake import spec_from_model
-    from metaprep.serve.onnx_data import ExternalData
+    import metaprep.exporter.onnx_graph as og
+    from metaprep.exporter.bake import spec_from_model
+    from metaprep.exporter.onnx_data import ExternalData
 
     specs = []
     for k in range(3):

@@ -12,6 +12,7 @@ import numpy as np
 from metaprep.checksum import file_sha256
 from metaprep.errors import StoreError
 from metaprep.names import is_name
+from metaprep.patterncheck import pattern_problem
 from metaprep.prep.store.heapcheck import check_strings, scan_heaps
 from metaprep.prep.store.layout import (
     _CASE_POLICIES,
@@ -24,7 +25,6 @@ from metaprep.prep.store.layout import (
     _read_attrs,
     _vocab_sha256,
 )
-from metaprep.serve.patterncheck import pattern_problem
 from metaprep.tokenize import TokenizerConfig
 
 __all__ = ["CheckedVectors", "Store", "open_store"]
