@@ -144,7 +144,7 @@ def latency_section(bilstm_run: Path, models: dict[str, Path], test: list[str],
     import torch
 
     from metaprep.learn.rundir import Run
-    from metaprep.runtime.model import Model, pad_batch
+    from metaprep.runtime import Model, pad_batch
 
     torch.set_num_threads(threads)
     model = Run.open(bilstm_run).load_model()
@@ -219,7 +219,7 @@ def fasttext_section(pool_model: Path, files: dict[str, str], store: Path, work:
     rt.predict_proba(many)
     ours["sentences_per_s_end_to_end"] = len(many) / (time.perf_counter() - t)
     sess = rt._session("model")
-    from metaprep.runtime.model import pad_batch
+    from metaprep.runtime import pad_batch
 
     enc = sorted((rt.encode(x) for x in many), key=len)
     feeds = [dict(zip(("ids", "lengths"), pad_batch(enc[s : s + 64]), strict=True))
@@ -311,8 +311,9 @@ LOAD_NAIVE = textwrap.dedent("""
 
 def load_section(work: Path, rows: int, dim: int) -> dict[str, Any]:
     """A synthetic model directory with a rows x dim float16 folded table (built once)."""
+    from metaprep.exporter.graphspec import FrontSpec, GraphSpec
     from metaprep.exporter.onnx_data import ExternalData, save_graph
-    from metaprep.exporter.onnx_graph import FrontSpec, GraphSpec, build_graph
+    from metaprep.exporter.onnx_graph import build_graph
     from metaprep.runtime.modeldir import ExportInfo, GraphInfo, Manifest, TaskInfo, write_vocab
 
     out = work / f"synthetic-{rows}x{dim}"

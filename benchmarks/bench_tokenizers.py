@@ -105,7 +105,7 @@ def main() -> None:
     texts = (first * (args.repeat // max(1, len(first)) + 1))[: args.repeat]
 
     def ours() -> None:
-        lists = model._tokens(texts)
+        lists = model.text_ids.tokens(texts)
         model.vocab.encode_array(list(chain.from_iterable(lists)))
 
     def theirs() -> None:

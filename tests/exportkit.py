@@ -119,3 +119,18 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
                      data=data)
     run.save_best(weights_state_dict(model))
     return run.path
+
+
+def export_model(base: Path, **run_kw: Any) -> Path:
+    """A ``make_run`` run at ``base``, exported quietly to ``base / "model"``."""
+    from metaprep.exporter.run import ExportOptions, export_run
+
+    export_run(make_run(base, **run_kw), base / "model", options=ExportOptions(progress=False),
+               log=lambda _: None)
+    return base / "model"
+
+
+def single_and_pair(base: Path) -> dict[str, Path]:
+    """A single-sentence and a sentence-pair model directory (pool encoders: quick to export)."""
+    return {"single": export_model(base / "single", method="dme", encoder="pool"),
+            "pair": export_model(base / "pair", method="sum", encoder="pool", pair=True)}

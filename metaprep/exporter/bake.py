@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from metaprep.errors import ExportError
-from metaprep.exporter.onnx_graph import FrontSpec, GraphSpec, LSTMSpec
+from metaprep.exporter.graphspec import FrontSpec, GraphSpec, LSTMSpec
 
 __all__ = ["lstm_spec", "spec_from_model"]
 

@@ -4,8 +4,10 @@ The graph is written op by op with ``onnx.helper`` (no torch exporter): that kee
 every computation explicitly (the ONNX ``LSTM`` op's ``sequence_lens``, masked max and mean, zero
 steps around the cnn's windows), keeps big tables in memory-mappable external data, and works for
 any batch size and length.
-``serve.bake`` turns a torch model into a :class:`GraphSpec`; this module knows ONNX only
-(``serve.onnx_data`` writes the external data file the graphs share).
+``exporter.bake`` turns a torch model into a :class:`GraphSpec` (graphspec.py); this module
+writes the encoders, the classifier and ensembles, with the front end (onnx_front.py) and the
+op writer (onnx_builder.py); ``exporter.onnx_data`` writes the external data file the graphs
+share.
 
 Graph inputs: ``ids`` (B,T) int64 and ``lengths`` (B,) int64 (pairs add ``ids_b``, ``lengths_b``).
 A length is clamped to [1, T], as the torch model does. Outputs of the classifier graph:
@@ -15,172 +17,27 @@ of the front-end graph: ``token_embeddings`` (B,T,D) and ``sentence_embedding`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
+from metaprep.exporter.graphspec import FrontSpec, GraphSpec, LSTMSpec
+from metaprep.exporter.onnx_builder import Builder, finish, lstm_op
 from metaprep.exporter.onnx_data import ExternalData
-from metaprep.ids import BIGRAM_MULT
+from metaprep.exporter.onnx_front import meta_embeddings
 
-__all__ = [
-    "OPSET",
-    "FrontSpec",
-    "GraphSpec",
-    "LSTMSpec",
-    "build_graph",
-]
-
-OPSET = 17
-_MASKED = -1e9  # same masked score as the torch model: softmax gives exactly 0, never NaN
+__all__ = ["build_graph"]
 
 
-@dataclass
-class LSTMSpec:
-    """One bidirectional LSTM layer in ONNX layout (gates i, o, f, c; forward then reverse)."""
-
-    W: np.ndarray  # (2, 4h, in)
-    R: np.ndarray  # (2, 4h, h)
-    B: np.ndarray  # (2, 8h): input bias then recurrent bias
-
-    @property
-    def hidden(self) -> int:
-        return int(self.R.shape[2])
-
-
-@dataclass
-class FrontSpec:
-    """ids -> meta-embeddings. Either ``folded`` (one (N,D) table: the whole front end per id) or
-    the per-source pieces, with everything that depends on the word alone precomputed."""
-
-    method: str  # dme | cdme | concat | sum | single
-    dim: int  # D
-    folded: np.ndarray | None = None  # (N, D); row 0 (padding) must be all zeros
-    tables: list[np.ndarray] = field(default_factory=list)  # (N, D) projected (raw for concat)
-    use: np.ndarray | None = None  # (N, S) float32: 1 where source k counts for the word
-    known: np.ndarray | None = None  # (N,) bool: some source has the word (else the UNK vector)
-    unk: np.ndarray | None = None  # (D,)
-    gating: str = "softmax"
-    scorer_w: np.ndarray | None = None  # (D or 2h, 1)
-    scorer_b: np.ndarray | None = None  # (1,)
-    context: LSTMSpec | None = None  # cdme
-    relu: bool = False
-    score_offsets: np.ndarray | None = None  # (N, S): word features' score offset per source
-    # the learned source's word bigrams (learn/learned.py), added after the front end
-    pair_table: np.ndarray | None = None  # (buckets, d), or (buckets, D) already mapped
-    pair_map: np.ndarray | None = None  # (d, D) into meta space; None: the last d columns
-
-
-@dataclass
-class GraphSpec:
-    front: FrontSpec
-    encoder: str  # bilstm | pool | cnn
-    encoder_lstm: LSTMSpec | None
-    hidden_w: np.ndarray  # (F, H) (transposed torch weight: x @ W)
-    hidden_b: np.ndarray
-    out_w: np.ndarray  # (H, C)
-    out_b: np.ndarray
-    pair: bool = False
-    table_dtype: str = "float32"  # float32 | float16 (cast to float32 after the gather)
-    multilabel: bool = False  # probabilities: a sigmoid per label instead of a softmax
-    # cnn: per width, the Conv kernel (C, D, w) and bias (C,)
-    encoder_convs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-
-
-class _Builder:
-    """Accumulates nodes and initializers; tables go to the external data file."""
-
-    def __init__(self, data: ExternalData, *, table_dtype: str) -> None:
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.data = data
-        self.table_dtype = np.dtype(table_dtype)
-        self._n = 0
-        self._consts: dict[tuple[Any, ...], str] = {}
-        self._names: set[str] = set()
-        self.prefix = ""  # of the weights' names: an ensemble's members each have their own
-
-    def fresh(self, hint: str) -> str:
-        self._n += 1
-        return f"{hint}_{self._n}"
-
-    def rename(self, src: str, dst: str) -> None:
-        self.nodes.append(helper.make_node("Identity", [src], [dst]))
-
-    def init(self, name: str, array: np.ndarray, *, external: bool = False) -> str:
-        """Add an initializer once: a second sentence (pairs) reuses the first one's."""
-        name = self.prefix + name
-        if name in self._names:
-            return name
-        self._names.add(name)
-        if external:
-            self.inits.append(self.data.tensor(name, array))
-        else:
-            self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
-
-    def const(self, values: Any, dtype: Any = np.int64) -> str:
-        arr = np.asarray(values, dtype=dtype)
-        key = (arr.dtype.str, arr.shape, arr.tobytes())
-        if key not in self._consts:  # shared by every member
-            prefix, self.prefix = self.prefix, ""
-            self._consts[key] = self.init(self.fresh("const"), arr)
-            self.prefix = prefix
-        return self._consts[key]
-
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, n_out: int = 1,
-           **attrs: Any) -> Any:
-        outs = [self.fresh(hint or op_type.lower()) for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
-        return outs[0] if n_out == 1 else outs
-
-    def table(self, name: str, array: np.ndarray) -> str:
-        if self.prefix + name in self._names:
-            return self.prefix + name
-        return self.init(name, array.astype(self.table_dtype, copy=False), external=True)
-
-    def gather_table(self, table: str, ids: str, hint: str) -> str:
-        g = self.op("Gather", [table, ids], hint)
-        return g if self.table_dtype == np.float32 else self.op("Cast", [g], hint, to=1)
-
-
-# --- pieces ----------------------------------------------------------------------------------
-def _lengths(b: _Builder, ids: str, lengths: str) -> tuple[str, str, str]:
-    """-> clamped lengths (B,), step mask (B,T) bool, and T as a (1,) tensor."""
-    t1 = b.op("Shape", [ids], "T", start=1, end=2)  # (1,)
-    clamped = b.op("Min", [b.op("Max", [lengths, b.const([1])]), t1], "len")
-    steps = b.op("Range", [b.const(0), b.op("Squeeze", [t1, b.const([0])]), b.const(1)], "steps")
-    mask = b.op("Less", [b.op("Unsqueeze", [steps, b.const([0])]),
-                         b.op("Unsqueeze", [clamped, b.const([1])])], "stepmask")
-    return clamped, mask, t1
-
-
-def _lstm_op(b: _Builder, x_btd: str, lengths: str, spec: LSTMSpec, name: str) -> str:
-    """(N,T,d) -> the ONNX LSTM's own output (T,2,N,h), zeros after each length; padding is
-    never read."""
-    w = b.init(f"{name}.W", spec.W.astype(np.float32))
-    r = b.init(f"{name}.R", spec.R.astype(np.float32))
-    bias = b.init(f"{name}.B", spec.B.astype(np.float32))
-    x = b.op("Transpose", [x_btd], perm=[1, 0, 2])  # (T,N,d)
-    seq = b.op("Cast", [lengths], "seq_lens", to=TensorProto.INT32)
-    return b.op("LSTM", [x, w, r, bias, seq], "lstm", hidden_size=spec.hidden,
-                direction="bidirectional")  # (T,2,N,h)
-
-
-def _lstm(b: _Builder, x_btd: str, lengths: str, spec: LSTMSpec, name: str) -> str:
-    """(N,T,d) -> (N,T,2h), zeros after each length."""
-    y = b.op("Transpose", [_lstm_op(b, x_btd, lengths, spec, name)], perm=[2, 0, 1, 3])
-    return b.op("Reshape", [y, b.const([0, 0, -1])], "lstm_out")  # (N,T,2h)
-
-
-def _lstm_max(b: _Builder, x_btd: str, lengths: str, stepmask: str, spec: LSTMSpec,
+# --- encoders ------------------------------------------------------------------------------------
+def _lstm_max(b: Builder, x_btd: str, lengths: str, stepmask: str, spec: LSTMSpec,
               name: str) -> str:
     """(N,T,d) -> (N,2h): the max over each sentence's steps of the BiLSTM outputs. The max is
     taken in the LSTM's own (T,2,N,h) layout, with -inf added at the padded steps: no
     transpose or select of the whole output (0.7 ms instead of 1.4 ms at 32 x 30, hidden 512)."""
-    y = _lstm_op(b, x_btd, lengths, spec, name)  # (T,2,N,h)
+    y = lstm_op(b, x_btd, lengths, spec, name)  # (T,2,N,h)
     steps = b.op("Unsqueeze", [b.op("Transpose", [stepmask], perm=[1, 0]), b.const([1, 3])])
     pad = b.op("Where", [steps, b.const(0.0, np.float32), b.const(-np.inf, np.float32)],
                "pad")  # (T,1,N,1): 0 in the sentence, -inf after it
@@ -189,7 +46,7 @@ def _lstm_max(b: _Builder, x_btd: str, lengths: str, stepmask: str, spec: LSTMSp
     return b.op("Reshape", [m, b.const([0, -1])], "sentence")
 
 
-def _conv_max(b: _Builder, meta: str, clamped: str, convs: list[tuple[np.ndarray, np.ndarray]]
+def _conv_max(b: Builder, meta: str, clamped: str, convs: list[tuple[np.ndarray, np.ndarray]]
               ) -> str:
     """(B,T,D) -> (B,K*C): the torch model's wide Conv1d (w-1 zero steps each side), ReLU, and
     the max over the n+w-1 windows touching the text (meta is already 0 at padded steps).
@@ -224,120 +81,9 @@ def _conv_max(b: _Builder, meta: str, clamped: str, convs: list[tuple[np.ndarray
     return out[0] if len(out) == 1 else b.op("Concat", out, "sentence", axis=1)
 
 
-def _front(b: _Builder, f: FrontSpec, ids: str, lengths: str, stepmask: str, t1: str) -> str:
-    if f.folded is not None:
-        # Row 0 of the folded table is the padding row, exactly zero: sending every id past the
-        # length there zeroes the padding without touching the (B,T,D) result again.
-        folded = b.table("front.folded", f.folded)
-        safe = b.op("Where", [stepmask, ids, b.const(0)], "ids_in_length")
-        return b.gather_table(folded, safe, "meta")
-
-    assert f.use is not None and f.known is not None and f.unk is not None
-    use_tab = b.init("front.use", f.use.astype(np.float32), external=True)  # (N,S)
-    known_tab = b.init("front.known", f.known.astype(bool), external=True)  # (N,)
-    unk = b.init("front.unk", f.unk.astype(np.float32))
-    tables = [b.table(f"front.table_{k}", t) for k, t in enumerate(f.tables)]
-    valid = b.op("And", [stepmask, b.op("Not", [b.op("Equal", [ids, b.const(0)])])], "valid")
-    validf = b.op("Unsqueeze", [b.op("Cast", [valid], to=1), b.const([2])], "validf")  # (B,T,1)
-    use = b.op("Mul", [b.op("Gather", [use_tab, ids]), validf], "use")  # (B,T,S)
-    known = b.op("And", [b.op("Gather", [known_tab, ids]), valid], "known")  # (B,T)
-    emb = [b.gather_table(t, ids, f"e{k}") for k, t in enumerate(tables)]  # (B,T,d_k)
-
-    def use_k(k: int) -> str:
-        return b.op("Slice", [use, b.const([k]), b.const([k + 1]), b.const([2])], f"use{k}")
-
-    if f.method in ("concat", "sum", "single"):
-        parts = [b.op("Mul", [e, use_k(k)]) for k, e in enumerate(emb)]
-        if f.method == "concat":
-            meta = b.op("Concat", parts, "meta", axis=2) if len(parts) > 1 else parts[0]
-        else:
-            meta = parts[0] if len(parts) == 1 else b.op("Sum", parts, "meta")
-    else:
-        stacked = b.op("Concat", [b.op("Unsqueeze", [e, b.const([2])]) for e in emb],
-                       "proj", axis=2)  # (B,T,S,D)
-        assert f.scorer_w is not None and f.scorer_b is not None
-        sw = b.init("front.scorer.w", f.scorer_w.astype(np.float32))
-        sb = b.init("front.scorer.b", f.scorer_b.astype(np.float32))
-        if f.method == "dme":
-            scores = b.op("Add", [b.op("MatMul", [stacked, sw]), sb])  # (B,T,S,1)
-            scores = b.op("Squeeze", [scores, b.const([3])], "scores")  # (B,T,S)
-        else:
-            assert f.context is not None
-            scores = _context_scores(b, f, stacked, lengths, t1, sw, sb)
-        if f.score_offsets is not None:
-            off = b.init("front.score_offsets", f.score_offsets.astype(np.float32),
-                         external=True)
-            scores = b.op("Add", [scores, b.op("Gather", [off, ids])], "scores")  # (B,T,S)
-        if f.gating == "sigmoid":
-            w = b.op("Mul", [b.op("Sigmoid", [scores]), use], "weights")
-        else:
-            used = b.op("Greater", [use, b.const(0.0, np.float32)])
-            masked = b.op("Where", [used, scores, b.const(_MASKED, np.float32)])
-            w = b.op("Mul", [b.op("Softmax", [masked], axis=-1), use], "weights")  # (B,T,S)
-        mixed = b.op("Mul", [stacked, b.op("Unsqueeze", [w, b.const([3])])])
-        meta = b.op("ReduceSum", [mixed, b.const([2])], "meta", keepdims=0)  # (B,T,D)
-    meta = b.op("Where", [b.op("Unsqueeze", [known, b.const([2])]), meta, unk], "meta")
-    if f.relu:
-        meta = b.op("Relu", [meta], "meta")
-    return b.op("Mul", [meta, validf], "meta")
-
-
-def _pairs(b: _Builder, f: FrontSpec, ids: str, stepmask: str) -> str:
-    """(B,T,D): the bigram (t, t+1) vector at step t, hashed from the two ids with integer ops
-    as learn/learned.py does; 0 where either token is padding, and at the last step. Those
-    steps read an all-zero row appended to the table: masking the (B,T) ids costs far less
-    than masking and padding the (B,T,D) vectors."""
-    assert f.pair_table is not None
-    buckets, width = f.pair_table.shape
-    table = b.table("front.pairs", np.concatenate(
-        [f.pair_table, np.zeros((1, width), dtype=f.pair_table.dtype)]))
-    valid = b.op("And", [stepmask, b.op("Not", [b.op("Equal", [ids, b.const(0)])])], "valid")
-    first = b.op("Slice", [ids, b.const([0]), b.const([-1]), b.const([1])], "first")  # (B,T-1)
-    second = b.op("Slice", [ids, b.const([1]), b.const([np.iinfo(np.int64).max]),
-                            b.const([1])], "second")
-    rows = b.op("Mod", [b.op("Add", [b.op("Mul", [first, b.const(BIGRAM_MULT)]), second]),
-                        b.const(buckets)], "pair_rows")  # (B,T-1)
-    rows = b.op("Pad", [rows, b.const([0, 0, 0, 1]), b.const(buckets)], "pair_rows")  # (B,T)
-    nxt = b.op("Pad", [b.op("Slice", [valid, b.const([1]), b.const([np.iinfo(np.int64).max]),
-                                      b.const([1])]), b.const([0, 0, 0, 1])], "next_valid")
-    rows = b.op("Where", [b.op("And", [valid, nxt]), rows, b.const(buckets)], "pair_rows")
-    vec = b.gather_table(table, rows, "pair_vec")  # (B,T,d)
-    if f.pair_map is not None:
-        return b.op("MatMul", [vec, b.init("front.pair_map", f.pair_map.astype(np.float32))],
-                    "pairs")
-    left = f.dim - width  # concat's raw rows: the learned source's columns are the last d
-    return vec if not left else b.op("Pad", [vec, b.const([0, 0, left, 0, 0, 0])], "pairs")
-
-
-def _context_scores(b: _Builder, f: FrontSpec, stacked: str, lengths: str, t1: str, sw: str,
-                    sb: str) -> str:
-    """CDME: each source's projected sentence through the context BiLSTM -> scores (B,T,S)."""
-    bts = b.op("Slice", [b.op("Shape", [stacked]), b.const([0]), b.const([3])], "bts")  # [B,T,S]
-    seqs = b.op("Transpose", [stacked], perm=[0, 2, 1, 3])  # (B,S,T,D): row b*S + s below
-    seqs = b.op("Reshape", [seqs, b.op("Concat", [b.const([-1]), t1, b.const([f.dim])], axis=0)],
-                "seqs")  # (B*S,T,D)
-    bs = b.op("Gather", [bts, b.const([0, 2])])  # [B,S]
-    rep = b.op("Expand", [b.op("Unsqueeze", [lengths, b.const([1])]), bs])  # (B,S)
-    rep = b.op("Reshape", [rep, b.const([-1])], "seq_lens")  # (B*S,)
-    assert f.context is not None
-    ctx = _lstm(b, seqs, rep, f.context, "front.context")  # (B*S,T,2h)
-    s = b.op("Add", [b.op("MatMul", [ctx, sw]), sb])  # (B*S,T,1)
-    s = b.op("Reshape", [s, b.op("Gather", [bts, b.const([0, 2, 1])])])  # (B,S,T)
-    return b.op("Transpose", [s], "scores", perm=[0, 2, 1])  # (B,T,S)
-
-
-def _meta(b: _Builder, f: FrontSpec, ids: str, lengths: str) -> tuple[str, str, str]:
-    """-> meta-embeddings (B,T,D) with the bigram vectors added, clamped lengths, step mask."""
-    clamped, stepmask, t1 = _lengths(b, ids, lengths)
-    meta = _front(b, f, ids, clamped, stepmask, t1)
-    if f.pair_table is not None:
-        meta = b.op("Add", [meta, _pairs(b, f, ids, stepmask)], "meta")
-    return meta, clamped, stepmask
-
-
-def _encode(b: _Builder, spec: GraphSpec, ids: str, lengths: str) -> tuple[str, str]:
+def _encode(b: Builder, spec: GraphSpec, ids: str, lengths: str) -> tuple[str, str]:
     """-> (meta (B,T,D), sentence (B,E)) for one input sentence."""
-    meta, clamped, stepmask = _meta(b, spec.front, ids, lengths)
+    meta, clamped, stepmask = meta_embeddings(b, spec.front, ids, lengths)
     if spec.encoder == "bilstm":
         assert spec.encoder_lstm is not None
         sent = _lstm_max(b, meta, clamped, stepmask, spec.encoder_lstm, "encoder.lstm")
@@ -348,7 +94,7 @@ def _encode(b: _Builder, spec: GraphSpec, ids: str, lengths: str) -> tuple[str, 
     return meta, sent
 
 
-def _pool(b: _Builder, meta: str, stepmask: str, clamped: str) -> tuple[str, str]:
+def _pool(b: Builder, meta: str, stepmask: str, clamped: str) -> tuple[str, str]:
     """Max and mean over each text's steps (meta is 0 at pads): (B,D) each. The max reads meta
     plus a (B,T,1) term, log(1) = 0 at steps and log(0) = -inf at pads: that broadcast Add
     costs less than the Where over (B,T,D) it replaced, which had been the costliest node of
@@ -362,7 +108,7 @@ def _pool(b: _Builder, meta: str, stepmask: str, clamped: str) -> tuple[str, str
     return mx, b.op("Div", [total, count], "mean")
 
 
-def _classify(b: _Builder, spec: GraphSpec, u: str, pair_inputs: bool) -> tuple[str, str]:
+def _classify(b: Builder, spec: GraphSpec, u: str, pair_inputs: bool) -> tuple[str, str]:
     """Sentence (B,E) -> (logits before the bias (B,C), the bias), through the pair features
     for sentence pairs."""
     feats = u
@@ -389,7 +135,7 @@ def build_graph(spec: GraphSpec | list[GraphSpec], data: ExternalData, *,
     embeddings the members' side by side."""
     specs = [spec] if isinstance(spec, GraphSpec) else list(spec)
     first = specs[0]
-    b = _Builder(data, table_dtype=first.table_dtype)
+    b = Builder(data, table_dtype=first.table_dtype)
     i64, f32 = TensorProto.INT64, TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info("ids", i64, ["batch", "tokens"]),
               helper.make_tensor_value_info("lengths", i64, ["batch"])]
@@ -397,7 +143,7 @@ def build_graph(spec: GraphSpec | list[GraphSpec], data: ExternalData, *,
         inputs += [helper.make_tensor_value_info("ids_b", i64, ["batch", "tokens_b"]),
                    helper.make_tensor_value_info("lengths_b", i64, ["batch"])]
     if _fusable(specs):
-        return _finish(b, inputs, _fused(b, specs, front_end))
+        return finish(b, inputs, _fused(b, specs, front_end))
     metas, sents, logits = [], [], []
     for k, member in enumerate(specs):
         b.prefix = f"member{k}." if len(specs) > 1 else ""
@@ -439,22 +185,14 @@ def build_graph(spec: GraphSpec | list[GraphSpec], data: ExternalData, *,
             b.rename(u, "sentence_embedding")
             outputs.append(helper.make_tensor_value_info("sentence_embedding", f32,
                                                          ["batch", e]))
-    return _finish(b, inputs, outputs)
+    return finish(b, inputs, outputs)
 
 
-def _mixture_logits(b: _Builder) -> None:
+def _mixture_logits(b: Builder) -> None:
     """An ensemble's ``logits``: the log of its ``probabilities``, floored at the smallest
     normal float32 so that a probability that underflows gives no -inf."""
     floor = b.const(np.finfo(np.float32).tiny, np.float32)
     b.nodes.append(helper.make_node("Log", [b.op("Max", ["probabilities", floor])], ["logits"]))
-
-
-def _finish(b: _Builder, inputs: list[Any], outputs: list[Any]) -> onnx.ModelProto:
-    graph = helper.make_graph(b.nodes, "metaprep", inputs, outputs, b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="metaprep")
-    model.ir_version = 8  # readable by onnxruntime >= 1.14
-    return model
 
 
 def _fusable(specs: list[GraphSpec]) -> bool:
@@ -468,7 +206,7 @@ def _fusable(specs: list[GraphSpec]) -> bool:
             and len({None if x.pair_table is None else x.pair_table.shape[0] for x in f}) == 1)
 
 
-def _fused(b: _Builder, specs: list[GraphSpec], front_end: bool) -> list[Any]:
+def _fused(b: Builder, specs: list[GraphSpec], front_end: bool) -> list[Any]:
     """The members' folded tables side by side (N, K D), gathered and pooled once; then each
     member's classifier as one batched MatMul over a (K, B, 2D) stack. The same numbers as
     building each member apart, in a third of the nodes."""
@@ -480,7 +218,7 @@ def _fused(b: _Builder, specs: list[GraphSpec], front_end: bool) -> list[Any]:
     merged = FrontSpec(method=fronts[0].method, dim=k * d,
                        folded=np.concatenate([f.folded for f in fronts if f.folded is not None],
                                              axis=1), pair_table=pair)
-    meta, clamped, stepmask = _meta(b, merged, "ids", "lengths")  # (B,T,KD)
+    meta, clamped, stepmask = meta_embeddings(b, merged, "ids", "lengths")  # (B,T,KD)
     mx, mean = _pool(b, meta, stepmask, clamped)  # (B,KD) each
     shape = b.const([0, k, d])
     per = b.op("Concat", [b.op("Reshape", [mx, shape]), b.op("Reshape", [mean, shape])],

@@ -2,29 +2,37 @@
 
 Framework-free on purpose: the checks take two callables that map a feed (``ids``, ``lengths``
 [, ``ids_b``, ``lengths_b``] as numpy arrays) to named numpy outputs, one for the reference (torch)
-and one for the candidate (onnxruntime), so the comparison itself has no torch in it.
+and one for the candidate (onnxruntime), so the comparison itself has no torch in it. The gate
+(``parity_gate``) runs the float32 graphs against torch on every feed and fails the export when
+any output is beyond the tolerance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from metaprep.errors import ExportError
-from metaprep.runtime.model import pad_batch
+from metaprep.runtime.modeldir import GRAPH_FILES
+from metaprep.runtime.textpath import pad_batch
+
+if TYPE_CHECKING:
+    from metaprep.exporter.run import ExportOptions
 
 __all__ = [
     "Feed",
     "accuracy_change",
     "accuracy_feeds",
-    "ensemble_runner",
     "compare",
+    "ensemble_runner",
+    "gate_failures",
     "micro_f1",
     "ort_runner",
     "parity_feeds",
+    "parity_gate",
     "torch_runner",
 ]
 
@@ -161,7 +169,7 @@ def accuracy_change(reference: Runner, candidate: Runner, feeds: Sequence[Feed],
     }
 
 
-# --- runners for the checks: torch and onnxruntime behind the same callable -----------------
+# --- runners for the checks: torch and onnxruntime behind the same callable ----------------------
 def torch_runner(model: Any) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     import torch
 
@@ -237,3 +245,41 @@ def accuracy_feeds(examples: Sequence[tuple[list[int], list[int] | None]], gold:
     return feeds, gold[order]
 
 
+# --- the gate ------------------------------------------------------------------------------------
+def gate_failures(parity: dict[str, Any], tol: float, graph: str) -> list[str]:
+    """Failures: logits or probabilities where ``|onnx - torch| > tol + rtol * |torch|`` anywhere
+    (numpy.allclose); embeddings beyond ``tol`` times their scale (>= 1)."""
+    bad = []
+    for out, diff in parity["max_abs_diff"].items():
+        if out in ("logits", "probabilities"):
+            ok = parity["max_excess"][out] <= tol
+            limit = f"{tol:.3g} + {parity['rtol']:.3g} x |torch|"
+        else:
+            bound = tol * max(1.0, parity["max_abs_value"][out])
+            ok, limit = diff <= bound, f"{bound:.3g}"
+        if not ok:
+            bad.append(f"{graph} {out}: max abs diff {diff:.3g} > {limit} "
+                       f"(worst: {parity['worst_case'][out]})")
+    return bad
+
+
+def parity_gate(tmp: Path, reference: Any, feeds: list[Any], pair: bool,
+                 opts: ExportOptions, log: Callable[[str], None]) -> dict[str, Any]:
+    """The float32 graphs against torch on every feed; an ExportError (nothing written) when
+    any output is beyond the tolerance."""
+    outs = ["logits", "probabilities"] + ([] if pair else ["sentence_embedding"])
+    parity = {"model": compare(reference, ort_runner(tmp / GRAPH_FILES["model"]), feeds, outs,
+                               rtol=opts.rtol)}
+    if opts.front_end:
+        single = [(n, {k: v for k, v in f.items() if not k.endswith("_b")}) for n, f in feeds]
+        parity["front_end"] = compare(reference, ort_runner(tmp / GRAPH_FILES["front_end"]),
+                                      single, ["token_embeddings", "sentence_embedding"],
+                                      rtol=opts.rtol)
+    failures = [msg for g, p in parity.items() for msg in gate_failures(p, opts.tolerance, g)]
+    for g, p in parity.items():
+        figures = ", ".join(f"{k} {v:.2e}" for k, v in p["max_abs_diff"].items())
+        log(f"parity {g} (float32, {p['cases']} batches): max abs diff {figures}")
+    if failures:
+        raise ExportError("parity gate failed: " + "; ".join(failures),
+                          hint="nothing was written; please report this with the run")
+    return parity

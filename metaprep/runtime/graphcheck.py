@@ -16,7 +16,8 @@ graph is read here (``onnx_read``, no ``onnx`` package) and refused unless
   it does (a batch of B texts: at most B times one text's); a tensor made of constants alone
   (onnxruntime folds those when the session is created) holds at most ``CONST_BYTES``, or four
   times the graph's largest initializer (int8 weights dequantized).
-- every initializer holds exactly the bytes its shape needs, inside its data file.
+- every initializer holds exactly the bytes its shape needs, inside its data file;
+- its outputs' shapes are the ones the manifest's task says (``check_output_shapes``).
 
 The shapes are worked out by running every node's shape rule on concrete sizes (one text of 1
 token, one of ``max_tokens``, two of ``max_tokens``), with the values of the small integer
@@ -36,20 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metaprep.errors import ModelError
-from metaprep.runtime.graphrules import (
-    INT64,
-    RULES,
-    SIZES,
-    STRING,
-    Refused,
-    TextOps,
-    V,
-    tensor_value,
-)
+from metaprep.runtime.graphrules import RULES, TextOps
+from metaprep.runtime.graphvalues import INT64, SIZES, STRING, Refused, V, tensor_value
+from metaprep.runtime.manifest import TaskInfo
 from metaprep.runtime.onnx_read import Graph, Tensor
 
 __all__ = ["CONST_BYTES", "ROW_BYTES", "TEXT_CHARS", "TOKEN_BYTES", "Bound", "check_graph",
-           "text_chars"]
+           "check_output_shapes", "text_chars"]
 
 # Per text of a batch: 8 MiB, plus 256 KiB per token (64k float32 values a token alive at
 # once). The forged serve.onnx of issue 21 took 80 MB for a text of one token.
@@ -224,3 +218,35 @@ def _run(graph: Graph, consts: Mapping[str, V], feeds: dict[str, V], text: TextO
                 live -= done.bytes
                 last[name] = len(graph.nodes) + 1  # freed once
     return _Run(tensors, peak, peak_at)
+
+
+# the outputs the runtime reads from each graph (a model graph of pairs has no sentence vector)
+_OUTPUTS = {"model": {"logits", "probabilities"},
+            "front_end": {"token_embeddings", "sentence_embedding"},
+            "text": {"ids", "missed"}, "serve": {"logits", "probabilities", "ids", "counts"}}
+
+
+def check_output_shapes(path: Path, name: str, shapes: Mapping[str, tuple[int, ...]],
+                        listed: set[str], task: TaskInfo, max_tokens: int) -> None:
+    """The outputs and their shapes for a batch of two texts of max_tokens tokens, as
+    check_graph worked them out, against the manifest (``listed``: the graph's outputs it
+    lists): a graph giving more columns than it declares is refused before it runs."""
+    t = max_tokens
+    if set(shapes) != listed or not _OUTPUTS[name] <= listed:
+        raise ModelError(f"{path.name} gives {sorted(shapes)}; the manifest lists "
+                         f"{sorted(listed)}, and the runtime reads {sorted(_OUTPUTS[name])}",
+                         path=path, hint="refusing to load it; re-export the model directory")
+    want = {"logits": (2, len(task.labels)), "probabilities": (2, len(task.labels)),
+            "sentence_embedding": (2, task.sentence_dim),
+            "token_embeddings": (2, t, task.meta_dim), "counts": (2,)}
+    for out, shape in shapes.items():
+        if out == "ids":  # every token (text graph), or at most max_tokens (serve graph)
+            ok = len(shape) == 2 and shape[0] == 2 and (name == "text" or 1 <= shape[1] <= t)
+        elif out == "missed":
+            ok = len(shape) == 1
+        else:
+            ok = shape == want.get(out)
+        if not ok:
+            raise ModelError(f"{path.name} would give {out} of shape {list(shape)} for 2 texts "
+                             f"of {t} tokens, not {list(want.get(out, ('...',)))}", path=path,
+                             hint="refusing to load it; re-export the model directory")

@@ -17,7 +17,7 @@ from typing import Any
 
 from metaprep.errors import ModelError
 from metaprep.ids import UNK_ID
-from metaprep.runtime.graphrules import INT64, tensor_value
+from metaprep.runtime.graphvalues import INT64, tensor_value
 from metaprep.runtime.onnx_read import Graph, Node, Tensor
 
 __all__ = ["JOIN_DROPPED", "JOIN_KEPT", "JOIN_NODES", "JOIN_RENAMES", "check_join", "join_consts"]

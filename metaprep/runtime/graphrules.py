@@ -1,103 +1,56 @@
 """The shape rules of ``graphcheck``: for each op the exporter writes, the shapes (and, for the
 small integer tensors that shapes are made of, the values) of its outputs from its inputs',
-on concrete sizes. A shape, range or padding that does not follow from shapes and constants is
-``Refused``. Standard library and numpy only: the runtime imports it.
+on concrete sizes (``RULES``). A shape, range or padding that does not follow from shapes and
+constants is ``Refused``. What a tensor is to the check, and the helpers, are in graphvalues.py.
+Standard library and numpy only: the runtime imports it.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from metaprep.runtime.graphvalues import (
+    BOOL,
+    FLOAT,
+    INT32,
+    INT64,
+    SIZES,
+    SMALL,
+    STRING,
+    UINT8,
+    Refused,
+    V,
+    attribute,
+    axis_index,
+    broadcast,
+    computed,
+    from_data,
+    known_ints,
+    known_value,
+    need,
+    tensor_value,
+)
 from metaprep.runtime.onnx_read import Node, Tensor
 
-__all__ = ["BOOL", "FLOAT", "INT64", "RULES", "SIZES", "STRING", "Refused", "TextOps", "V",
-           "tensor_value"]
-
-# onnx TensorProto data types -> bytes an element holds in memory (a string: std::string's
-# 32 bytes and a pointer's worth of text; the text itself is bounded by the input's size)
-SIZES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 8: 40, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8,
-          16: 2}
-_NUMPY = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32, 7: np.int64,
-          9: np.bool_, 10: np.float16, 11: np.float64}
-FLOAT, UINT8, INT32, INT64, STRING, BOOL = 1, 2, 6, 7, 8, 9
-_SMALL = 64  # values worked out for tensors of at most this many elements (shapes)
-
-
-class Refused(Exception):
-    """A reason to refuse the graph (turned into a ModelError naming the file and node)."""
-
-
-@dataclass
-class V:
-    """A tensor as the check sees it: its shape at this size, its element type, its value when
-    it is a small one made of shapes and constants, and whether it depends on the inputs."""
-
-    shape: tuple[int, ...]
-    dtype: int
-    value: np.ndarray | None = None
-    data: bool = True  # depends on the inputs (else onnxruntime may fold it at load)
-
-    @property
-    def bytes(self) -> int:
-        return math.prod(self.shape) * SIZES.get(self.dtype, 8)
+__all__ = ["RULES", "TextOps"]
 
 
 # --- shape rules ---------------------------------------------------------------------------------
-def _known(v: V | None, what: str) -> np.ndarray:
-    if v is None or v.value is None:
-        raise Refused(f"its {what} comes from the data, not from shapes and constants")
-    return v.value
-
-
-def _ints(v: V | None, what: str) -> list[int]:
-    return [int(x) for x in _known(v, what).reshape(-1)]
-
-
-def _broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...]:
-    try:
-        return tuple(np.broadcast_shapes(*shapes))
-    except (ValueError, RuntimeError) as exc:  # RuntimeError: more than 32 dimensions
-        raise Refused(f"its inputs' shapes {list(shapes)} do not broadcast") from exc
-
-
-def _value(fn: Callable[..., Any], vals: Sequence[V | None], dtype: int,
-           shape: tuple[int, ...]) -> np.ndarray | None:
-    """fn of the inputs' values when every one is known and the result is small."""
-    if math.prod(shape) > _SMALL or any(v is None or v.value is None for v in vals):
-        return None
-    try:
-        with np.errstate(all="ignore"):
-            out = np.asarray(fn(*[v.value for v in vals if v is not None]))
-    except (ValueError, TypeError, IndexError, ZeroDivisionError):
-        return None
-    if out.dtype.kind == "f" and not np.isfinite(out).all():  # no shape is made of NaN
-        return None
-    try:
-        return out.astype(_NUMPY.get(dtype, np.int64)).reshape(shape)
-    except (ValueError, TypeError):
-        return None
-
-
-def _data(*vals: V | None) -> bool:
-    return any(v is not None and v.data for v in vals)
-
-
 def _elementwise(fn: Callable[..., Any] | None, dtype: int | None = None
                  ) -> Callable[[Node, list[V | None]], list[V]]:
     def rule(node: Node, ins: list[V | None]) -> list[V]:
         vals = [v for v in ins if v is not None]
         if not vals or len(vals) != len(ins):
             raise Refused("an input is missing")
-        shape = _broadcast(*(v.shape for v in vals))
+        shape = broadcast(*(v.shape for v in vals))
         out = dtype if dtype is not None else (vals[1] if node.op == "Where" else vals[0]).dtype
-        value = None if fn is None else _value(fn, vals, out, shape)
-        return [V(shape, out, value, _data(*vals))]
+        value = None if fn is None else computed(fn, vals, out, shape)
+        return [V(shape, out, value, from_data(*vals))]
     return rule
 
 
@@ -107,112 +60,84 @@ def _same(dtype: int | None = None) -> Callable[[Node, list[V | None]], list[V]]
         x = ins[0]
         if x is None:
             raise Refused("an input is missing")
-        out = _attr(node, "to", x.dtype) if node.op == "Cast" else dtype or x.dtype
+        out = attribute(node, "to", x.dtype) if node.op == "Cast" else dtype or x.dtype
         if node.op == "Cast" and out not in SIZES:
             raise Refused(f"it casts to type {out}")
-        value = _value(lambda a: a, [x], out, x.shape) if node.op in ("Cast", "Identity") \
-            else _value(np.logical_not, [x], out, x.shape) if node.op == "Not" else None
+        value = computed(lambda a: a, [x], out, x.shape) if node.op in ("Cast", "Identity") \
+            else computed(np.logical_not, [x], out, x.shape) if node.op == "Not" else None
         return [V(x.shape, out, value, x.data)]
     return rule
 
 
-def _attr(node: Node, name: str, default: Any) -> Any:
-    """An attribute's value, of the default's kind (int, a tuple of ints, bytes or a tensor);
-    Refused when it holds another kind (or more ints than the reader decodes)."""
-    a = node.attrs.get(name)
-    if a is None:
-        return default
-    v = a.value
-    kind = type(default)
-    ok = (isinstance(v, int) and not isinstance(v, bool)) if kind is int else \
-        isinstance(v, tuple) and all(isinstance(x, int) for x in v) if kind in (tuple, range) \
-        else isinstance(v, kind) if default is not None else isinstance(v, Tensor)
-    if not ok:
-        raise Refused(f"its attribute {name} is not of the kind the op takes")
-    return v
-
-
-def _axis(axis: int, rank: int) -> int:
-    if not -rank <= axis < max(rank, 1):
-        raise Refused(f"axis {axis} is outside a tensor of rank {rank}")
-    return axis % max(rank, 1)
-
-
 def _shape(node: Node, ins: list[V | None]) -> list[V]:
-    x = _need(ins, 0)
+    x = need(ins, 0)
     rank = len(x.shape)
-    start, end = _attr(node, "start", 0), _attr(node, "end", rank)
+    start, end = attribute(node, "start", 0), attribute(node, "end", rank)
     dims = x.shape[slice(start, end)]
     return [V((len(dims),), INT64, np.array(dims, dtype=np.int64), x.data)]
 
 
-def _need(ins: list[V | None], i: int) -> V:
-    v = ins[i] if i < len(ins) else None
-    if v is None:
-        raise Refused(f"input {i} is missing")
-    return v
-
-
 def _gather(node: Node, ins: list[V | None]) -> list[V]:
-    data, idx = _need(ins, 0), _need(ins, 1)
-    axis = _axis(_attr(node, "axis", 0), len(data.shape))
+    data, idx = need(ins, 0), need(ins, 1)
+    axis = axis_index(attribute(node, "axis", 0), len(data.shape))
     shape = data.shape[:axis] + idx.shape + data.shape[axis + 1 :]
-    value = _value(lambda d, i: np.take(d, i, axis=axis), [data, idx], data.dtype, shape)
-    return [V(shape, data.dtype, value, _data(data, idx))]
+    value = computed(lambda d, i: np.take(d, i, axis=axis), [data, idx], data.dtype, shape)
+    return [V(shape, data.dtype, value, from_data(data, idx))]
 
 
 def _slice(node: Node, ins: list[V | None]) -> list[V]:
-    data = _need(ins, 0)
-    starts, ends = _ints(ins[1], "start"), _ints(ins[2], "end")
-    axes = _ints(ins[3], "axes") if len(ins) > 3 and ins[3] is not None \
+    data = need(ins, 0)
+    starts, ends = known_ints(ins[1], "start"), known_ints(ins[2], "end")
+    axes = known_ints(ins[3], "axes") if len(ins) > 3 and ins[3] is not None \
         else list(range(len(starts)))
-    steps = _ints(ins[4], "steps") if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+    steps = known_ints(ins[4], "steps") if len(ins) > 4 and ins[4] is not None \
+        else [1] * len(starts)
     if not len(starts) == len(ends) == len(axes) == len(steps) or 0 in steps:
         raise Refused("its starts, ends, axes and steps do not agree")
     shape, index = list(data.shape), [slice(None)] * len(data.shape)
     for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
-        a = _axis(a, len(shape))
+        a = axis_index(a, len(shape))
         index[a] = slice(s, e, st)
         shape[a] = len(range(*index[a].indices(shape[a])))
-    value = _value(lambda d: d[tuple(index)], [data], data.dtype, tuple(shape))
+    value = computed(lambda d: d[tuple(index)], [data], data.dtype, tuple(shape))
     return [V(tuple(shape), data.dtype, value, data.data)]
 
 
 def _concat(node: Node, ins: list[V | None]) -> list[V]:
-    vals = [_need(ins, i) for i in range(len(ins))]
+    vals = [need(ins, i) for i in range(len(ins))]
     rank = len(vals[0].shape)
-    axis = _axis(_attr(node, "axis", 0), rank)
+    axis = axis_index(attribute(node, "axis", 0), rank)
     if any(len(v.shape) != rank or v.shape[:axis] + v.shape[axis + 1 :] != vals[0].shape[
             :axis] + vals[0].shape[axis + 1 :] for v in vals):
         raise Refused("its inputs' shapes do not concatenate")
     shape = vals[0].shape[:axis] + (sum(v.shape[axis] for v in vals),) + vals[0].shape[axis + 1 :]
-    value = _value(lambda *a: np.concatenate(a, axis=axis), vals, vals[0].dtype, shape)
-    return [V(shape, vals[0].dtype, value, _data(*vals))]
+    value = computed(lambda *a: np.concatenate(a, axis=axis), vals, vals[0].dtype, shape)
+    return [V(shape, vals[0].dtype, value, from_data(*vals))]
 
 
 def _squeeze(node: Node, ins: list[V | None]) -> list[V]:
-    x = _need(ins, 0)
-    axes = {_axis(a, len(x.shape)) for a in _ints(ins[1], "axes")} if len(ins) > 1 and \
+    x = need(ins, 0)
+    axes = {axis_index(a, len(x.shape)) for a in known_ints(ins[1], "axes")} if len(ins) > 1 and \
         ins[1] is not None else {i for i, d in enumerate(x.shape) if d == 1}
     if any(x.shape[a] != 1 for a in axes):
         raise Refused("it squeezes an axis that is not 1 long")
     shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
-    return [V(shape, x.dtype, _value(lambda a: a, [x], x.dtype, shape), x.data)]
+    return [V(shape, x.dtype, computed(lambda a: a, [x], x.dtype, shape), x.data)]
 
 
 def _unsqueeze(node: Node, ins: list[V | None]) -> list[V]:
-    x = _need(ins, 0)
-    rank = len(x.shape) + len(_ints(ins[1], "axes"))
-    axes = sorted(_axis(a, rank) for a in _ints(ins[1], "axes"))
+    x = need(ins, 0)
+    rank = len(x.shape) + len(known_ints(ins[1], "axes"))
+    axes = sorted(axis_index(a, rank) for a in known_ints(ins[1], "axes"))
     shape = list(x.shape)
     for a in axes:
         shape.insert(a, 1)
-    return [V(tuple(shape), x.dtype, _value(lambda a: a, [x], x.dtype, tuple(shape)), x.data)]
+    return [V(tuple(shape), x.dtype, computed(lambda a: a, [x], x.dtype, tuple(shape)), x.data)]
 
 
 def _reshape(node: Node, ins: list[V | None]) -> list[V]:
-    x, want = _need(ins, 0), _ints(ins[1], "shape")
-    shape = [x.shape[i] if d == 0 and not _attr(node, "allowzero", 0) and i < len(x.shape)
+    x, want = need(ins, 0), known_ints(ins[1], "shape")
+    shape = [x.shape[i] if d == 0 and not attribute(node, "allowzero", 0) and i < len(x.shape)
              else d for i, d in enumerate(want)]
     if shape.count(-1) > 1 or any(d < -1 for d in shape):
         raise Refused(f"it reshapes to {want}")
@@ -224,69 +149,69 @@ def _reshape(node: Node, ins: list[V | None]) -> list[V]:
     if math.prod(shape) != math.prod(x.shape):
         raise Refused(f"it reshapes {list(x.shape)} to {want}")
     out = tuple(shape)
-    return [V(out, x.dtype, _value(lambda a: a, [x], x.dtype, out), x.data)]
+    return [V(out, x.dtype, computed(lambda a: a, [x], x.dtype, out), x.data)]
 
 
 def _transpose(node: Node, ins: list[V | None]) -> list[V]:
-    x = _need(ins, 0)
-    perm = list(_attr(node, "perm", range(len(x.shape) - 1, -1, -1)))
+    x = need(ins, 0)
+    perm = list(attribute(node, "perm", range(len(x.shape) - 1, -1, -1)))
     if sorted(perm) != list(range(len(x.shape))):
         raise Refused(f"its perm {perm} does not fit rank {len(x.shape)}")
     return [V(tuple(x.shape[p] for p in perm), x.dtype, None, x.data)]
 
 
 def _range(node: Node, ins: list[V | None]) -> list[V]:
-    start, limit, delta = (_known(_need(ins, i), w) for i, w in enumerate(
+    start, limit, delta = (known_value(need(ins, i), w) for i, w in enumerate(
         ("start", "limit", "delta")))
     if delta.item() == 0:
         raise Refused("its delta is 0")
     n = max(math.ceil((limit.item() - start.item()) / delta.item()), 0)
-    value = np.arange(start.item(), limit.item(), delta.item()) if n <= _SMALL else None
-    return [V((n,), _need(ins, 0).dtype, value, _data(*ins))]
+    value = np.arange(start.item(), limit.item(), delta.item()) if n <= SMALL else None
+    return [V((n,), need(ins, 0).dtype, value, from_data(*ins))]
 
 
 def _expand(node: Node, ins: list[V | None]) -> list[V]:
-    x, shape = _need(ins, 0), _ints(ins[1], "shape")
-    out = _broadcast(x.shape, tuple(shape))
-    return [V(out, x.dtype, _value(lambda a: np.broadcast_to(a, out), [x], x.dtype, out),
-              _data(*ins))]
+    x, shape = need(ins, 0), known_ints(ins[1], "shape")
+    out = broadcast(x.shape, tuple(shape))
+    return [V(out, x.dtype, computed(lambda a: np.broadcast_to(a, out), [x], x.dtype, out),
+              from_data(*ins))]
 
 
 def _constant_of_shape(node: Node, ins: list[V | None]) -> list[V]:
-    shape = tuple(_ints(ins[0], "shape"))
+    shape = tuple(known_ints(ins[0], "shape"))
     if any(d < 0 for d in shape):
         raise Refused(f"its shape {list(shape)} is negative")
-    fill: Tensor | None = _attr(node, "value", None)
+    fill: Tensor | None = attribute(node, "value", None)
     dtype = FLOAT if fill is None else fill.dtype
     known = None if fill is None else tensor_value(fill)
     value = None
-    if known is not None and known.size == 1 and math.prod(shape) <= _SMALL:
+    if known is not None and known.size == 1 and math.prod(shape) <= SMALL:
         value = np.full(shape, known.reshape(-1)[0])
-    return [V(shape, dtype, value, _data(*ins))]
+    return [V(shape, dtype, value, from_data(*ins))]
 
 
 def _pad(node: Node, ins: list[V | None]) -> list[V]:
-    x, pads = _need(ins, 0), _ints(ins[1], "pads")
-    axes = _ints(ins[3], "axes") if len(ins) > 3 and ins[3] is not None \
+    x, pads = need(ins, 0), known_ints(ins[1], "pads")
+    axes = known_ints(ins[3], "axes") if len(ins) > 3 and ins[3] is not None \
         else list(range(len(x.shape)))
     if len(pads) != 2 * len(axes):
         raise Refused("its pads do not fit its axes")
     shape = list(x.shape)
     for k, a in enumerate(axes):
-        a = _axis(a, len(shape))
+        a = axis_index(a, len(shape))
         shape[a] += pads[k] + pads[k + len(axes)]
         if shape[a] < 0:
             raise Refused("its pads cut more than the tensor holds")
-    return [V(tuple(shape), x.dtype, None, _data(*ins))]
+    return [V(tuple(shape), x.dtype, None, from_data(*ins))]
 
 
 def _split(node: Node, ins: list[V | None]) -> list[V]:
-    x = _need(ins, 0)
+    x = need(ins, 0)
     if "split" in node.attrs:  # the sizes as an attribute: opsets before 13
         raise Refused("its split is an attribute, not the input the exporter writes")
-    axis = _axis(_attr(node, "axis", 0), len(x.shape))
+    axis = axis_index(attribute(node, "axis", 0), len(x.shape))
     n = len(node.outputs)
-    sizes = _ints(ins[1], "split") if len(ins) > 1 and ins[1] is not None \
+    sizes = known_ints(ins[1], "split") if len(ins) > 1 and ins[1] is not None \
         else [-(-x.shape[axis] // n)] * (n - 1) + [x.shape[axis] - -(-x.shape[axis] // n) * (n - 1)]
     if len(sizes) != n or sum(sizes) != x.shape[axis] or min(sizes) < 0:
         raise Refused("its split does not fit the tensor")
@@ -295,44 +220,44 @@ def _split(node: Node, ins: list[V | None]) -> list[V]:
 
 
 def _matmul(node: Node, ins: list[V | None]) -> list[V]:
-    a, b = _need(ins, 0), _need(ins, 1)
+    a, b = need(ins, 0), need(ins, 1)
     if not a.shape or not b.shape:
         raise Refused("it multiplies a scalar")
     sa, sb = a.shape if len(a.shape) > 1 else (1, *a.shape), b.shape if len(b.shape) > 1 \
         else (*b.shape, 1)
     if sa[-1] != sb[-2]:
         raise Refused(f"it multiplies {list(a.shape)} by {list(b.shape)}")
-    shape = _broadcast(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
+    shape = broadcast(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
     if len(a.shape) == 1:
         shape = shape[:-2] + shape[-1:]
     if len(b.shape) == 1:
         shape = shape[:-1]
     dtype = INT32 if node.op == "MatMulInteger" else a.dtype
-    return [V(shape, dtype, None, _data(*ins))]
+    return [V(shape, dtype, None, from_data(*ins))]
 
 
 def _reduce(node: Node, ins: list[V | None]) -> list[V]:
-    x = _need(ins, 0)
-    axes = _ints(ins[1], "axes") if len(ins) > 1 and ins[1] is not None \
-        else list(_attr(node, "axes", ()))  # opset 17's ReduceMax
-    if not axes and _attr(node, "noop_with_empty_axes", 0):
+    x = need(ins, 0)
+    axes = known_ints(ins[1], "axes") if len(ins) > 1 and ins[1] is not None \
+        else list(attribute(node, "axes", ()))  # opset 17's ReduceMax
+    if not axes and attribute(node, "noop_with_empty_axes", 0):
         return [V(x.shape, x.dtype, None, x.data)]
-    picked = {_axis(a, len(x.shape)) for a in axes} or set(range(len(x.shape)))
-    keep = _attr(node, "keepdims", 1)
+    picked = {axis_index(a, len(x.shape)) for a in axes} or set(range(len(x.shape)))
+    keep = attribute(node, "keepdims", 1)
     shape = tuple(1 if i in picked else d for i, d in enumerate(x.shape) if keep or
                   i not in picked)
     value = None
     if node.op == "ReduceSum" and x.value is not None:
-        value = _value(lambda a: a.sum(axis=tuple(sorted(picked)), keepdims=bool(keep)), [x],
+        value = computed(lambda a: a.sum(axis=tuple(sorted(picked)), keepdims=bool(keep)), [x],
                        x.dtype, shape)
     return [V(shape, x.dtype, value, x.data)]
 
 
 def _lstm(node: Node, ins: list[V | None]) -> list[V]:
-    x, w, r = _need(ins, 0), _need(ins, 1), _need(ins, 2)
-    hidden = _attr(node, "hidden_size", 0)
-    dirs = 2 if _attr(node, "direction", b"forward") == b"bidirectional" else 1
-    if len(x.shape) != 3 or _attr(node, "layout", 0) != 0:
+    x, w, r = need(ins, 0), need(ins, 1), need(ins, 2)
+    hidden = attribute(node, "hidden_size", 0)
+    dirs = 2 if attribute(node, "direction", b"forward") == b"bidirectional" else 1
+    if len(x.shape) != 3 or attribute(node, "layout", 0) != 0:
         raise Refused("its input is not (steps, batch, features)")
     quantized = node.op == "DynamicQuantizeLSTM"
     want_w = (dirs, x.shape[2], 4 * hidden) if quantized else (dirs, 4 * hidden, x.shape[2])
@@ -347,20 +272,20 @@ def _lstm(node: Node, ins: list[V | None]) -> list[V]:
 
 
 def _quantize(node: Node, ins: list[V | None]) -> list[V]:
-    x = _need(ins, 0)
+    x = need(ins, 0)
     return [V(x.shape, UINT8, None, x.data), V((), FLOAT, None, x.data),
             V((), UINT8, None, x.data)]
 
 
 def _dequantize(node: Node, ins: list[V | None]) -> list[V]:
-    x = _need(ins, 0)
-    return [V(x.shape, FLOAT, None, _data(*ins))]
+    x = need(ins, 0)
+    return [V(x.shape, FLOAT, None, from_data(*ins))]
 
 
 def _compress(node: Node, ins: list[V | None]) -> list[V]:
-    x, cond = _need(ins, 0), _need(ins, 1)
+    x, cond = need(ins, 0), need(ins, 1)
     if "axis" in node.attrs:
-        axis = _axis(_attr(node, "axis", 0), len(x.shape))
+        axis = axis_index(attribute(node, "axis", 0), len(x.shape))
         shape = x.shape[:axis] + (min(x.shape[axis], math.prod(cond.shape)),) + \
             x.shape[axis + 1 :]
     else:  # flattened: at most every element
@@ -375,19 +300,19 @@ class TextOps:
         self.chars = chars
 
     def tokenizer(self, node: Node, ins: list[V | None]) -> list[V]:
-        x = _need(ins, 0)
+        x = need(ins, 0)
         if x.dtype != STRING or len(x.shape) != 1:
             raise Refused("it does not read a batch of texts")
-        if "separators" in node.attrs or not _attr(node, "tokenexp", b"") \
-                or _attr(node, "mincharnum", 0) < 1:
+        if "separators" in node.attrs or not attribute(node, "tokenexp", b"") \
+                or attribute(node, "mincharnum", 0) < 1:
             raise Refused("it is not a regex tokenizer of tokens of at least one character")
         # each token takes at least one character; the marks add two
-        marks = 2 if _attr(node, "mark", 0) else 0
+        marks = 2 if attribute(node, "mark", 0) else 0
         return [V((x.shape[0], self.chars + marks), STRING, None, True)]
 
     @staticmethod
     def label_encoder(node: Node, ins: list[V | None]) -> list[V]:
-        x = _need(ins, 0)
+        x = need(ins, 0)
         if set(node.attrs) != {"keys_strings", "values_int64s", "default_int64"} or \
                 x.dtype != STRING:
             raise Refused("it is not a map of strings to int64 ids")
@@ -425,18 +350,3 @@ RULES: dict[tuple[str, str], Callable[[Node, list[V | None]], list[V]]] = {
 }
 
 
-def tensor_value(t: Tensor) -> np.ndarray | None:
-    """A stored tensor's numbers, when they are in the graph and few."""
-    kind = _NUMPY.get(t.dtype)
-    if kind is None or t.values is None or math.prod(t.dims) > 4096:
-        return None
-    try:
-        if isinstance(t.values, bytes):
-            arr = np.frombuffer(t.values, dtype=np.dtype(kind).newbyteorder("<"))
-        elif t.dtype == 10:  # float16 kept as its bits in int32_data
-            arr = np.array(t.values, dtype=np.uint16).view(np.float16)
-        else:
-            arr = np.array(t.values, dtype=kind)
-        return arr.reshape(t.dims).astype(kind)
-    except (ValueError, OverflowError):
-        return None

@@ -1,13 +1,15 @@
 """The model directory written by ``metaprep export-onnx`` (documented in docs/model-dir.md).
 
-The only module that knows the directory's layout: file names, the manifest (typed records in
-``metaprep.runtime.manifest``), tokenizer.json, labels.json and the memory-mapped vocabulary
-(``metaprep.runtime.vocabfile``). Export writes through ``Manifest``, ``write_vocab`` and
-``write_model_files``; everybody else reads through ``ModelDir.open``, which trusts nothing it
-was given: every file the manifest names and every external-data location inside the graphs must
-resolve inside the directory, the labels, vocabulary index and tokenizer pattern are checked, and
-each problem is a ``ModelError`` naming the file. Standard library and numpy only, because the
-runtime imports it.
+The only module that knows the directory's layout: file names, the manifest, tokenizer.json,
+labels.json and the memory-mapped vocabulary. ``Manifest`` is here because it ties the graphs
+and the file records to those names; its sections are typed records in manifest.py, the
+vocabulary's format is vocabfile.py, and dirfiles.py checks files whatever their names.
+Export writes through ``Manifest``, ``write_vocab`` and ``write_model_files``; everybody else
+reads through ``ModelDir.open``, which trusts nothing it was given: every file the manifest
+names and every external-data location inside the graphs must resolve inside the directory, the
+labels, vocabulary index and tokenizer pattern are checked, each graph is bounded (graphcheck)
+and each problem is a ``ModelError`` naming the file. Standard library and numpy only, because
+the runtime imports it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from metaprep.errors import ModelError
 from metaprep.ids import CASE_POLICIES
 from metaprep.patterncheck import pattern_problem
 from metaprep.runtime import onnx_scan
-from metaprep.runtime.graphcheck import check_graph
+from metaprep.runtime.dirfiles import check_inside, read_json, verify_files
+from metaprep.runtime.graphcheck import check_graph, check_output_shapes
 from metaprep.runtime.graphjoin import check_join
 from metaprep.runtime.manifest import (
     AccuracyRecord,
@@ -83,14 +86,11 @@ DATA_FILE = "model.data"  # the external tensors of every graph
 GRAPH_FILES = {"model": "model.onnx", "front_end": "front_end.onnx", "text": "text.onnx",
                "serve": "serve.onnx"}
 REQUIRED_FILES = (VOCAB_TXT, VOCAB_OFFSETS, VOCAB_INDEX, TOKENIZER, LABELS)
-# Files larger than this are checked by size only unless a full check is asked for: hashing a
-# multi-GB table on every load would cost seconds, and onnxruntime memory-maps it anyway.
-LARGE_FILE_BYTES = 64 << 20
 _TOP = ["format", "format_version", "metaprep_version", "task", "graphs", "case_policy",
         "max_tokens", "export", "source_run", "checks", "files"]
 
 
-# --- manifest --------------------------------------------------------------------------------
+# --- manifest ------------------------------------------------------------------------------------
 @dataclass
 class Manifest:
     """What manifest.json holds, typed. ``files`` maps a file name to its size and sha256."""
@@ -194,52 +194,13 @@ def read_manifest(model_dir: str | Path) -> Manifest:
     if not path.exists() and not path.is_symlink():
         raise ModelError("no manifest.json: not a model directory", path=model_dir,
                          hint="create one with `metaprep export-onnx`")
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise ModelError(f"not a {FORMAT_NAME} manifest", path=path)
     return Manifest.from_dict(data, path)
 
 
-# --- the files ---------------------------------------------------------------------------------
-def check_inside(model_dir: str | Path, names: Iterable[str]) -> None:
-    """Each name resolves to a file inside the directory (a symlink may not point out of it)."""
-    root = Path(model_dir).resolve()
-    for name in names:
-        if not is_plain_name(name):
-            raise ModelError(f"{name!r} is not a plain file name inside the model directory",
-                             path=model_dir, hint="refusing to read outside the directory")
-        try:
-            target = (root / name).resolve()
-        except (OSError, RuntimeError) as exc:  # a symlink loop
-            raise ModelError(f"{name} cannot be resolved ({exc})", path=model_dir,
-                             hint="re-export the model directory") from exc
-        if target.parent != root and root not in target.parents:
-            raise ModelError(f"{name} points outside the model directory (to {target})",
-                             path=model_dir, hint="refusing to read outside the directory")
-        if target.exists() and not target.is_file():  # a pipe would block the read forever
-            raise ModelError(f"{name} is not a regular file (a folder, pipe or device)",
-                             path=model_dir, hint="re-export the model directory")
-
-
-def verify_files(model_dir: str | Path, manifest: Manifest, *, full: bool = False) -> None:
-    """Check every file the manifest lists: size always, sha256 for small files (all with full)."""
-    check_inside(model_dir, manifest.files)
-    for name, rec in manifest.files.items():
-        p = Path(model_dir) / name
-        if not p.is_file():
-            raise ModelError(f"file {name} listed in the manifest is missing", path=model_dir,
-                             hint="copy the whole model directory")
-        size = p.stat().st_size
-        if size != rec.bytes:
-            raise ModelError(
-                f"{name} has {size} bytes, the manifest says {rec.bytes}", path=p,
-                hint="the model directory was modified or copied incompletely; re-export it",
-            )
-        if (full or size <= LARGE_FILE_BYTES) and file_sha256(p) != rec.sha256:
-            raise ModelError(f"{name} does not match its sha256 in the manifest", path=p,
-                             hint="the model directory was modified; re-export it")
-
-
+# --- what export writes beside the graphs --------------------------------------------------------
 def write_model_files(model_dir: str | Path, *, tokenizer: TokenizerConfig,
                       labels: Sequence[str]) -> list[str]:
     """tokenizer.json and labels.json; returns the file names written."""
@@ -249,30 +210,8 @@ def write_model_files(model_dir: str | Path, *, tokenizer: TokenizerConfig,
     return [TOKENIZER, LABELS]
 
 
-def _read_json(path: Path) -> Any:
-    """A JSON file of the directory, strictly: UTF-8, and no key given twice in an object (a
-    reader taking the first and Python the last would see two different files)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_repeats)
-    except UnicodeDecodeError as exc:
-        raise ModelError(f"unreadable {path.name}: not UTF-8 (byte {exc.start})",
-                         path=path) from exc
-    except (OSError, ValueError, RecursionError) as exc:
-        raise ModelError(f"unreadable {path.name}: {' '.join(str(exc).split())}",
-                         path=path) from exc
-
-
-def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"the key {key[:40]!r} is given twice in one object")
-        out[key] = value
-    return out
-
-
 def _read_tokenizer(path: Path) -> TokenizerConfig:
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ModelError("tokenizer.json must hold an object", path=path)
     try:  # truncation is the manifest's max_tokens, applied by the runtime
@@ -319,7 +258,7 @@ class ModelDir:
                                  hint="re-export the model directory")
             check_join(parsed["serve"], parsed["text"], parsed["model"], manifest.max_tokens,
                        path / GRAPH_FILES["serve"])
-        labels = _read_json(path / LABELS)
+        labels = read_json(path / LABELS)
         if labels != list(manifest.task.labels):
             raise ModelError("labels.json does not match the manifest's task.labels",
                              path=path / LABELS, hint="re-export the model directory")
@@ -380,38 +319,6 @@ def _check_graph(model_dir: Path, name: str, graph: GraphInfo, manifest: Manifes
              if (model_dir / f).is_file()}
     _, shapes = check_graph(parsed, kind=name, max_tokens=manifest.max_tokens,
                             pair=manifest.task.pair, data_sizes=sizes, path=path)
-    _check_shapes(path, name, shapes, manifest)
+    check_output_shapes(path, name, shapes, set(manifest.graphs[name].outputs), manifest.task,
+                        manifest.max_tokens)
     return parsed
-
-
-# the outputs the runtime reads from each graph (a model graph of pairs has no sentence vector)
-_OUTPUTS = {"model": {"logits", "probabilities"},
-            "front_end": {"token_embeddings", "sentence_embedding"},
-            "text": {"ids", "missed"}, "serve": {"logits", "probabilities", "ids", "counts"}}
-
-
-def _check_shapes(path: Path, name: str, shapes: Mapping[str, tuple[int, ...]],
-                  manifest: Manifest) -> None:
-    """The outputs and their shapes for a batch of two texts of max_tokens tokens, as the graph
-    check worked them out, against the manifest: a graph giving more columns than it declares
-    is refused before it runs."""
-    task, t = manifest.task, manifest.max_tokens
-    listed = set(manifest.graphs[name].outputs)
-    if set(shapes) != listed or not _OUTPUTS[name] <= listed:
-        raise ModelError(f"{path.name} gives {sorted(shapes)}; the manifest lists "
-                         f"{sorted(listed)}, and the runtime reads {sorted(_OUTPUTS[name])}",
-                         path=path, hint="refusing to load it; re-export the model directory")
-    want = {"logits": (2, len(task.labels)), "probabilities": (2, len(task.labels)),
-            "sentence_embedding": (2, task.sentence_dim),
-            "token_embeddings": (2, t, task.meta_dim), "counts": (2,)}
-    for out, shape in shapes.items():
-        if out == "ids":  # every token (text graph), or at most max_tokens (serve graph)
-            ok = len(shape) == 2 and shape[0] == 2 and (name == "text" or 1 <= shape[1] <= t)
-        elif out == "missed":
-            ok = len(shape) == 1
-        else:
-            ok = shape == want.get(out)
-        if not ok:
-            raise ModelError(f"{path.name} would give {out} of shape {list(shape)} for 2 texts "
-                             f"of {t} tokens, not {list(want.get(out, ('...',)))}", path=path,
-                             hint="refusing to load it; re-export the model directory")

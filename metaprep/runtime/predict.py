@@ -5,41 +5,27 @@
                                     output=Path("predictions.jsonl")))
 
 The CLI (`metaprep predict`, `metaprep embed`) and the pipeline both call these. Input streams
-record by record; output is written to a temporary name and renamed when complete (stdout and
-devices such as /dev/null are written as they are), so a failure never leaves a half-written file.
-``.npy`` output streams too: rows go to disk as they come and the header, which holds the row
-count, is rewritten at the end. numpy + onnxruntime only, like the runtime.
+record by record (inputs.py) and output is written as it comes, never left half-written
+(sinks.py). ``predict_stream`` and ``embed_stream`` are the same over records in memory.
+numpy + onnxruntime only, like the runtime.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import shutil
-import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
-from metaprep.atomic import atomic_path
 from metaprep.errors import ConfigError, DataError
 from metaprep.outputs import check_paths, path_fields
-from metaprep.runtime.model import (
-    INPUT_FORMATS,
-    MAX_BATCH,
-    MAX_THREADS,
-    Model,
-    embed_stream,
-    predict_stream,
-    read_texts,
-    stats_notes,
-)
+from metaprep.runtime.inputs import INPUT_FORMATS, Text, chunked, read_texts
+from metaprep.runtime.model import MAX_BATCH, MAX_THREADS, Model
+from metaprep.runtime.probabilities import check_top_k, over_threshold, top_k_order
+from metaprep.runtime.sinks import NpyRows, open_input, open_output
 
 __all__ = [
     "EmbedOptions",
@@ -47,8 +33,10 @@ __all__ = [
     "PredictOptions",
     "PredictResult",
     "embed",
-    "open_input",
+    "embed_stream",
     "predict",
+    "predict_stream",
+    "stats_notes",
 ]
 
 _IN, _OUT = {"path": "in"}, {"path": "out"}
@@ -127,7 +115,7 @@ class EmbedResult:
     notes: list[str]
 
 
-# --- the stages --------------------------------------------------------------------------------
+# --- the stages ----------------------------------------------------------------------------------
 def _ignore(message: str) -> None:
     pass
 
@@ -144,7 +132,7 @@ def predict(opts: PredictOptions, *, warn: Callable[[str], None] | None = None) 
                           f": give {'two columns' if model.pair else 'one column'}, not "
                           f"{len(columns)}", path=opts.model_dir)
     say, records, errors = warn or _ignore, 0, 0
-    with open_input(opts.input) as (stream, name), _output(opts.output) as out:
+    with open_input(opts.input) as (stream, name), open_output(opts.output) as out:
         texts = read_texts(stream, name=name, fmt=opts.input_format, columns=columns, warn=say)
         for rec in predict_stream(model, texts, chunk=max(opts.batch_size, 256),
                                   top_k=opts.top_k):
@@ -167,8 +155,8 @@ def embed(opts: EmbedOptions, *, warn: Callable[[str], None] | None = None) -> E
     width = model.manifest.task.sentence_dim
     npy = Path(opts.output).suffix == ".npy"
     say, records, errors = warn or _ignore, 0, 0
-    with open_input(opts.input) as (stream, name), _output(opts.output) as out:
-        rows = _NpyRows(out, width) if npy else None
+    with open_input(opts.input) as (stream, name), open_output(opts.output) as out:
+        rows = NpyRows(out, width) if npy else None
         texts = read_texts(stream, name=name, fmt=opts.input_format,
                            columns=opts.columns or ("text",), warn=say)
         for no, vec, problem in embed_stream(model, texts, chunk=max(opts.batch_size, 256)):
@@ -189,170 +177,62 @@ def embed(opts: EmbedOptions, *, warn: Callable[[str], None] | None = None) -> E
                        [] if opts.quiet else stats_notes(model))
 
 
-# --- input and output --------------------------------------------------------------------------
-@contextmanager
-def open_input(path: str | Path) -> Iterator[tuple[BinaryIO, str]]:
-    """The input as bytes (stdin for "-") and the name warnings use for it."""
-    if str(path) == "-":
-        yield sys.stdin.buffer, "<stdin>"
-        return
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise DataError(f"cannot read input: {exc.strerror or exc}", path=path) from exc
-    with f:
-        yield f, str(path)
+# --- records in memory ---------------------------------------------------------------------------
+def predict_stream(model: Model, records: Iterable[tuple[int, Text | None, str | None]], *,
+                   chunk: int = 1024, top_k: int | None = None) -> Iterator[dict[str, Any]]:
+    """One JSON-ready record per input record, in order: {"record", "line", "label",
+    "probabilities"} (multi-label: "labels", the list over their thresholds), or {"record",
+    "line", "error"} for a record that could not be read. ``top_k``: "probabilities" holds
+    only the k most probable labels, most probable first (default: every label), and
+    "labels" at most k labels.
+    ``record`` counts records from 1 (a TSV header or a blank JSONL line is none); ``line`` is
+    where the record starts in the input."""
+    check_top_k(top_k)
+    number = 0
+    for part in chunked(records, chunk):
+        probs = model.predict_proba([t for _, t, _ in part if t is not None])
+        cols = (top_k_order(probs, top_k) if top_k is not None and top_k < len(model.labels)
+                else None)
+        at = 0
+        for no, text, problem in part:
+            number += 1
+            if text is None:
+                yield {"record": number, "line": no, "error": problem}
+                continue
+            p, at = probs[at], at + 1
+            if cols is None:
+                shown = {k: round(float(x), 6) for k, x in zip(model.labels, p, strict=True)}
+            else:
+                shown = {model.labels[j]: round(float(p[j]), 6) for j in cols[at - 1]}
+            if model.thresholds is not None:  # top_k caps the label set too, as in predict()
+                over = over_threshold(model.labels, p, model.thresholds, top_k)[0]
+                yield {"record": number, "line": no, "labels": over, "probabilities": shown}
+            else:
+                yield {"record": number, "line": no, "label": model.labels[int(np.argmax(p))],
+                       "probabilities": shown}
 
 
-class _Sink:
-    """Bytes (or str, encoded as UTF-8) to ``f`` through a 64 KiB buffer; an OSError (disk full,
-    a closed pipe) becomes one DataError line naming the output."""
-
-    def __init__(self, f: Any, name: str) -> None:
-        self.f, self.name = f, name
-        self._buf: list[bytes] = []
-        self._size = 0
-
-    def _fail(self, exc: OSError) -> DataError:
-        hint = ("the program reading the output stopped" if isinstance(exc, BrokenPipeError)
-                else "check free space and permissions")
-        return DataError(f"cannot write the output: {exc.strerror or exc}", path=self.name,
-                         hint=hint)
-
-    def write(self, data: bytes | str) -> None:
-        b = data.encode("utf-8") if isinstance(data, str) else data
-        self._buf.append(b)
-        self._size += len(b)
-        if self._size >= 1 << 16:
-            self._drain()
-
-    def _drain(self) -> None:
-        data, self._buf, self._size = b"".join(self._buf), [], 0
-        try:
-            self.f.write(data)
-        except OSError as exc:
-            raise self._fail(exc) from exc
-
-    def flush(self) -> None:
-        self._drain()
-        try:
-            self.f.flush()
-        except OSError as exc:
-            raise self._fail(exc) from exc
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        self._drain()
-        return self.f.seek(offset, whence)
+def embed_stream(model: Model, records: Iterable[tuple[int, Text | None, str | None]], *,
+                 chunk: int = 1024) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+    """(line, sentence vector or None, problem) per input record, in order."""
+    for part in chunked(records, chunk):
+        texts = [t for _, t, _ in part if t is not None]
+        if any(not isinstance(t, str) for t in texts):
+            raise DataError("embed reads single texts, one per record")
+        vecs = iter(model.embed(texts))  # type: ignore[arg-type]
+        for no, text, problem in part:
+            yield (no, None, problem) if text is None else (no, next(vecs), None)
 
 
-@contextmanager
-def _output(path: Path | None) -> Iterator[_Sink]:
-    """A sink: stdout (path None), a device or pipe as it is, else a temporary file beside
-    ``path`` renamed over it when the block succeeds."""
-    if path is None:
-        # a notebook's stdout has no byte buffer: give it text
-        stdout = getattr(sys.stdout, "buffer", None) or _TextBytes(sys.stdout)
-        sink = _Sink(stdout, "<stdout>")
-        try:
-            sys.stdout.flush()
-            yield sink
-            sink.flush()
-        except DataError:
-            _silence_stdout()
-            raise
-        return
-    path = Path(path)  # the Python API may be given a str
-    if path.exists() and not path.is_file():  # /dev/null, a FIFO: never replaced, written to
-        with _opened(path, path) as sink:
-            yield sink
-        return
-    with atomic_path(path) as tmp, _opened(tmp, path) as sink:
-        yield sink
-
-
-@contextmanager
-def _opened(target: Path, name: Path) -> Iterator[_Sink]:
-    try:
-        f = open(target, "wb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise DataError(f"cannot write the output: {exc.strerror or exc}", path=name) from exc
-    sink = _Sink(f, str(name))
-    try:
-        yield sink
-        sink.flush()
-    finally:
-        try:
-            f.close()
-        except OSError:
-            pass  # the flush above already reported it
-
-
-class _TextBytes:
-    """A text stream that takes UTF-8 bytes."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-
-    def write(self, data: bytes) -> int:
-        return self.stream.write(data.decode("utf-8"))
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-def _silence_stdout() -> None:
-    """After a failed write to stdout, point it at /dev/null so the interpreter's own flush at
-    exit does not print a second, Python-shaped error."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, io.UnsupportedOperation):
-        pass
-
-
-class _NpyRows:
-    """float32 rows appended to an .npy stream; the header (row count) is rewritten at the end.
-    The header keeps a fixed size so it can be rewritten in place; a stream that cannot seek
-    (a pipe) gets the rows through a temporary file."""
-
-    def __init__(self, out: _Sink, width: int) -> None:
-        self.out, self.width, self.rows = out, width, 0
-        self.seekable = _can_seek(out)
-        self.body: Any = out if self.seekable else tempfile.TemporaryFile()  # noqa: SIM115
-        self.size = len(_npy_header(10**18, width))
-        self.body.write(_npy_header(0, width, self.size))
-
-    def add(self, row: np.ndarray) -> None:
-        self.body.write(np.ascontiguousarray(row, dtype="<f4").tobytes())
-        self.rows += 1
-
-    def finish(self) -> None:
-        header = _npy_header(self.rows, self.width, self.size)
-        if self.seekable:
-            self.out.seek(0)
-            self.out.write(header)
-            return
-        self.body.seek(0)
-        self.out.write(header)
-        self.body.seek(self.size)
-        shutil.copyfileobj(self.body, self.out)
-        self.body.close()
-
-
-def _can_seek(f: Any) -> bool:
-    try:
-        f.seek(0, os.SEEK_CUR)
-        return True
-    except (OSError, ValueError):
-        return False
-
-
-def _npy_header(rows: int, width: int, size: int | None = None) -> bytes:
-    """An .npy v1.0 header for a (rows, width) little-endian float32 array, padded to ``size``
-    bytes (a multiple of 64, as the format asks)."""
-    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {width}), }}"
-    if size is None:
-        size = -(-(10 + len(text) + 1) // 64) * 64
-    body = text.ljust(size - 10 - 1) + "\n"
-    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin-1")
+def stats_notes(model: Model) -> list[str]:
+    """What a user should hear once, at the end: truncation, empty texts, unknown words."""
+    st, notes = model.stats, []
+    if st.truncated:
+        notes.append(f"{st.truncated} text(s) longer than {model.max_tokens} tokens were "
+                     f"truncated to the first {model.max_tokens}")
+    if st.empty:
+        notes.append(f"{st.empty} empty text(s) (no tokens): read as a single padding token")
+    if st.tokens:
+        notes.append(f"{st.unknown} of {st.tokens} tokens ({100 * st.unknown / st.tokens:.1f}%) "
+                     "are in no vocabulary (UNK)")
+    return notes

@@ -5,16 +5,17 @@ label for every row cost more than running the model on a many-label task (57 la
 benchmarks/results/text-path.md), and most callers read the label alone or a few
 probabilities. It is a read-only ``Mapping``: ``p["pos"]``, ``p.items()``, ``max(p, key=p.get)``
 and ``p == {...}`` work as on a dict; ``dict(p)`` (or ``p.to_dict()``) makes a real one, for
-``json.dumps`` for example. Pure numpy: the runtime imports it.
+``json.dumps`` for example. Also the picks made from a row: the k most probable labels, and a
+multi-label model's labels over their thresholds. Pure numpy: the runtime imports it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Probabilities"]
+__all__ = ["Probabilities", "check_top_k", "over_threshold", "top_k_order"]
 
 
 class Probabilities(Mapping[str, float]):
@@ -56,3 +57,27 @@ class Probabilities(Mapping[str, float]):
     def __reduce__(self) -> tuple[type, tuple[dict[str, float]]]:
         # pickled as a plain dict: no numpy row or shared index travels with it
         return dict, (self.to_dict(),)
+
+
+# --- picks from a row ----------------------------------------------------------------------------
+def check_top_k(top_k: int | None) -> None:
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
+                              or top_k < 1):
+        raise ValueError(f"top_k must be a whole number of at least 1, not {top_k!r}")
+
+
+def top_k_order(probs: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) column indexes of each row's k largest values, largest first; ties keep the lower
+    index first, as argmax does (a stable sort: a few dozen labels a row cost little)."""
+    if k == 1:  # argmax alone: a sort of every row cost more than the model (57 labels)
+        return np.argmax(probs, axis=1)[:, None]
+    return np.argsort(-probs, axis=1, kind="stable")[:, :k]
+
+
+def over_threshold(labels: Sequence[str], p: np.ndarray, thresholds: np.ndarray,
+                   top_k: int | None = None) -> tuple[list[str], dict[str, float]]:
+    """A multi-label row's labels that reach their thresholds, most probable first (at most
+    ``top_k``), and their probabilities."""
+    picked = sorted((int(j) for j in np.flatnonzero(p >= thresholds)), key=lambda j: -p[j])
+    picked = picked[:top_k]
+    return [labels[j] for j in picked], {labels[j]: float(p[j]) for j in picked}

@@ -216,7 +216,7 @@ def _break(spec: Any, breakage: str) -> None:
                                                    ("cnn", "cnn_flipped")])
 def test_failed_parity_gate_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            encoder: str, breakage: str) -> None:
-    import metaprep.exporter.run as export
+    import metaprep.exporter.build as export
 
     run = make_run(tmp_path, method="dme", encoder=encoder)
     real = export.spec_from_model
@@ -371,8 +371,7 @@ def test_a_triton_entry_that_cannot_be_written_leaves_no_model(tmp_path: Path,
 def test_the_gate_scales_with_the_logits_and_still_fails_a_real_mismatch() -> None:
     import numpy as np
 
-    from metaprep.exporter.parity import compare
-    from metaprep.exporter.run import gate_failures
+    from metaprep.exporter.parity import compare, gate_failures
 
     big = np.array([[34.0, -7.0, 0.5]], dtype=np.float32)  # logits as large as a real 41-class run
     feeds = [("case", {"ids": np.zeros((1, 1), np.int64)})]

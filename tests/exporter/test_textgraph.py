@@ -90,7 +90,7 @@ def test_the_text_graph_gives_the_python_ids(model_dir: Path, tmp_path: Path, po
         batch = TEXTS[start : start + 16]
         got = model._encode_in_graph(batch)
         assert got is not None
-        _same(got, model._encode_in_python(batch))
+        _same(got, model.text_ids.in_python(batch))
 
 
 def test_predictions_and_stats_match_the_python_path_on_any_thread_count(model_dir: Path) -> None:
@@ -195,7 +195,7 @@ def test_a_model_directory_without_a_text_graph_still_serves(model_dir: Path,
                                      r"\w{2000}"])
 def test_a_pattern_without_an_exact_re2_form_gets_no_text_graph(pattern: str,
                                                                 tmp_path: Path) -> None:
-    from metaprep.exporter.run import _write_text_graph
+    from metaprep.exporter.build import _write_text_graph
 
     with pytest.raises(ValueError):
         re2_pattern("regex", pattern)
@@ -237,7 +237,8 @@ def test_a_text_graph_with_other_ports_or_a_failing_run_is_refused(model_dir: Pa
 
 
 def test_batches_cover_every_text_once_and_keep_padding_in_bounds() -> None:
-    from metaprep.runtime.model import MAX_PADDING, _batches
+    from metaprep.runtime.batching import MAX_PADDING
+    from metaprep.runtime.batching import batches as _batches
 
     rng = np.random.default_rng(0)
     sizes = np.sort(np.concatenate([rng.integers(0, 60, 300), rng.integers(200, 3000, 12)]))
@@ -265,7 +266,7 @@ def test_batches_run_on_the_caller_and_the_pool_in_order(model_dir: Path) -> Non
         time.sleep(0.01 if x == 0 else 0.001)  # one long item: the others go elsewhere
         return 2 * x
 
-    assert model._map(slow_double, list(range(12))) == [2 * x for x in range(12)]
+    assert model._pool.map(slow_double, list(range(12))) == [2 * x for x in range(12)]
     assert threading.get_ident() in seen and len(seen) >= 2
 
     def fails(x: int) -> int:
@@ -274,5 +275,5 @@ def test_batches_run_on_the_caller_and_the_pool_in_order(model_dir: Path) -> Non
         return x
 
     with pytest.raises(ValueError, match="batch 7"):
-        model._map(fails, list(range(12)))
-    assert model._map(fails, [1, 2]) == [1, 2]  # the pool is still usable
+        model._pool.map(fails, list(range(12)))
+    assert model._pool.map(fails, [1, 2]) == [1, 2]  # the pool is still usable

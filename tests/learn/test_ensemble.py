@@ -182,7 +182,7 @@ def test_export_of_every_kind_passes_the_gate(tmp_path: Path, method: str, encod
 
 def test_the_gate_fails_a_broken_member(trained: Path, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import metaprep.exporter.run as export
+    import metaprep.exporter.build as export
 
     real, calls = export.spec_from_model, []
 

@@ -170,7 +170,7 @@ def test_a_line_without_end_is_read_in_bounded_memory(monkeypatch: pytest.Monkey
     line took 1.7 GB); a line is now read up to MAX_LINE_BYTES and the rest dropped."""
     import io
 
-    from metaprep.runtime import model as runtime
+    from metaprep.runtime import inputs as runtime
 
     monkeypatch.setattr(runtime, "MAX_LINE_BYTES", 16)
     notes: list[str] = []
@@ -302,7 +302,7 @@ def test_top_k_keeps_the_most_probable_labels_in_order(model_dir: Path, tmp_path
 
 
 def test_top_k_order_breaks_ties_by_the_lower_index() -> None:
-    from metaprep.runtime.model import _top_k_order
+    from metaprep.runtime.probabilities import top_k_order as _top_k_order
 
     p = np.array([[0.1, 0.2, 0.5, 0.2], [0.25, 0.25, 0.25, 0.25]], dtype=np.float32)
     assert _top_k_order(p, 3).tolist() == [[2, 1, 3], [0, 1, 2]]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from metaprep.cli import cli
 from metaprep.errors import DataError, ModelError
 from metaprep.ids import VocabIndex
-from metaprep.runtime.model import Model, read_texts
+from metaprep.runtime import Model, read_texts
 from metaprep.runtime.modeldir import MappedVocab, write_vocab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def _torch_probs(run: Path, texts: list, max_tokens: int | None = None) -> np.nd
     import torch
 
     from metaprep.learn.rundir import Run
-    from metaprep.runtime.model import pad_batch
+    from metaprep.runtime import pad_batch
 
     with Run.open(run) as source:
         model, cfg, enc = source.load_model(), source.config, source.encoder()
@@ -278,7 +278,7 @@ def test_tokenize_many_is_tokenize_cut_at_the_limit(texts: list[str], limit: int
 
 
 def test_the_flat_padding_and_the_array_api(exported: dict[str, Path]) -> None:
-    from metaprep.runtime.model import pad_batch, pad_flat
+    from metaprep.runtime import pad_batch, pad_flat
 
     rows = [[3, 4, 5], [], [7], [8, 9]]
     flat = np.array([i for r in rows for i in r], dtype=np.int64)
@@ -303,7 +303,7 @@ def test_statistics_are_exact_under_threads(exported: dict[str, Path]) -> None:
     import sys
     import threading
 
-    from metaprep.runtime.model import RunStats
+    from metaprep.runtime import RunStats
 
     texts = ["a fine film zebra", "dull", "", "the cat sat on the mat " * 3] * 4
     model = Model(exported["single"], threads=2, batch_size=4)
