@@ -53,12 +53,13 @@ def make_model(work: Path) -> Path:
     import torch
     from exportkit import make_run
 
-    from metaprep.exporter.run import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     torch.set_num_threads(1)
     run = make_run(work / "src", method="sum", encoder="pool", proj_dim=64, mlp_hidden=256,
                    learned_dim=64, learned_buckets=200_000, source_norm="layernorm", dev=False)
-    export_run(run, work / "model", options=ExportOptions(progress=False), log=lambda _: None)
+    export_run(run, work / "model", options=ExportOptions(quiet=True), log=lambda _: None)
     return work / "model"
 
 

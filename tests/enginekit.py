@@ -37,11 +37,12 @@ def engine_texts(n: int = 300, seed: int = 7) -> list[str]:
 def engine_model(base: Path, out: Path | None = None) -> Path:
     """A small exported model (max_tokens 40, so the long texts are cut) at ``out``, by default
     ``base/model``."""
-    from metaprep.exporter.run import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     out = out or base / "model"
     run = make_run(base / "run", max_tokens=40)
-    export_run(run, out, options=ExportOptions(progress=False), log=lambda _: None)
+    export_run(run, out, options=ExportOptions(quiet=True), log=lambda _: None)
     return out
 
 

@@ -123,9 +123,10 @@ def make_run(tmp: Path, *, method: str = "dme", encoder: str = "bilstm", pair: b
 
 def export_model(base: Path, **run_kw: Any) -> Path:
     """A ``make_run`` run at ``base``, exported quietly to ``base / "model"``."""
-    from metaprep.exporter.run import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
-    export_run(make_run(base, **run_kw), base / "model", options=ExportOptions(progress=False),
+    export_run(make_run(base, **run_kw), base / "model", options=ExportOptions(quiet=True),
                log=lambda _: None)
     return base / "model"
 

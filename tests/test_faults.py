@@ -117,11 +117,12 @@ def test_train_and_export_under_a_file_size_limit(tmp_path: Path) -> None:
 
 def test_triton_copy_under_a_file_size_limit(tmp_path: Path) -> None:
     """The copy's error was a list of (source, destination, error) tuples, naming temp paths."""
-    from metaprep.exporter.run import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     model = tmp_path / "model"
     export_run(make_run(tmp_path / "w", method="dme", encoder="pool"), model,
-               options=ExportOptions(progress=False), log=lambda s: None)
+               options=ExportOptions(quiet=True), log=lambda s: None)
     repo = tmp_path / "repo"
     proc = _metaprep(["triton", str(model), "-o", str(repo), "--copy"], fsize=2_000)
     _one_line_error(proc, repo / "metaprep")

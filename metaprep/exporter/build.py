@@ -43,10 +43,12 @@ from metaprep.runtime.modeldir import (
 )
 
 if TYPE_CHECKING:
-    from metaprep.exporter.run import ExportOptions
     from metaprep.learn.multilabel import Thresholds
+    from metaprep.stages.export import ExportOptions
 
-__all__ = ["DevData", "build"]
+__all__ = ["PARITY_EXAMPLES", "DevData", "build"]
+
+PARITY_EXAMPLES = 512  # dev examples compared one by one with torch (accuracy uses all)
 
 
 @dataclass
@@ -77,10 +79,10 @@ def build(tmp: Path, models: list[Any], cfg: Any, labels: list[str], tok: Any,
     )
 
     fold = opts.fold if opts.fold is not None else cfg.method in FOLDABLE
-    specs = [spec_from_model(m, fold=fold, progress=opts.progress) for m in models]
+    specs = [spec_from_model(m, fold=fold, progress=not opts.quiet) for m in models]
     _write_graphs(specs, tmp, front_end=opts.front_end)
     feeds = parity_feeds(dev.examples if dev else [], num_ids=len(words) + 2, pair=cfg.pair,
-                         limit=opts.parity_examples)
+                         limit=PARITY_EXAMPLES)
     reference = (torch_runner(models[0]) if len(models) == 1
                  else ensemble_runner([torch_runner(m) for m in models]))
     parity = parity_gate(tmp, reference, feeds, cfg.pair, opts, log)

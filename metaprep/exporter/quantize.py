@@ -7,11 +7,15 @@ import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metaprep.errors import ExportError
 from metaprep.exporter.onnx_data import realign_external_data
 from metaprep.runtime.modeldir import DATA_FILE, GRAPH_FILES
+
+if TYPE_CHECKING:
+    from metaprep.exporter.build import DevData
+    from metaprep.stages.export import ExportOptions
 
 __all__ = ["choose_int8", "quantize_model"]
 
@@ -39,7 +43,7 @@ def quantize_model(src: Path, dst: Path, *, tables: bool) -> Path:
     return dst / GRAPH_FILES["model"]
 
 
-def choose_int8(tmp: Path, reference: Any, dev: Any, pair: bool, opts: Any,
+def choose_int8(tmp: Path, reference: Any, dev: DevData | None, pair: bool, opts: ExportOptions,
                  log: Callable[[str], None]) -> list[str]:
     """Quantize MatMul/LSTM weights; also the tables when dev accuracy stays within
     ``max_accuracy_drop`` of the weights-only model (never without dev data to check on)."""

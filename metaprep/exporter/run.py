@@ -12,12 +12,10 @@ built beside it under a temporary name and renamed; the runtime opens it with ev
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,59 +23,15 @@ import numpy as np
 
 from metaprep.errors import ExportError, WriteError
 from metaprep.exporter.build import DevData, build
-from metaprep.exporter.graphspec import FOLDABLE
-from metaprep.exporter.triton import check_triton_name, entry_taken, write_triton
+from metaprep.exporter.triton import entry_taken, write_triton
 from metaprep.runtime.modeldir import Manifest, file_sha256
 
 if TYPE_CHECKING:
     from metaprep.learn.multilabel import Thresholds
     from metaprep.learn.rundir import Run
+    from metaprep.stages.export import ExportOptions
 
-__all__ = ["ExportOptions", "export_run"]
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    fold: bool | None = None  # None: fold whenever the method allows it (all but cdme)
-    front_end: bool = False  # also write front_end.onnx (ids -> token and sentence embeddings)
-    table_dtype: str = "float32"  # float16 halves the tables (cast back after the gather)
-    quantize: str | None = None  # "int8": dynamic quantization of MatMul / LSTM weights
-    max_accuracy_drop: float = 0.005  # int8 tables are kept only within this dev-accuracy drop
-    tolerance: float = 1e-5  # parity gate atol: |onnx - torch| <= tolerance + rtol * |torch|
-    # the gate's rtol: float32 rounding grows with the logits' size (41 classes with logits up to
-    # 34 differed by 1.1e-5 on a valid model); a real mismatch is far above 1e-5 relative
-    rtol: float = 1e-5
-    dev: str | Path | None = None  # labelled data for the checks; None: the run's dev file
-    store: str | Path | None = None  # None: the store recorded in the run
-    verify_store: bool = True  # re-hash the store against the run's record
-    parity_examples: int = 512  # dev examples compared one by one (accuracy uses all)
-    triton: str | Path | None = None  # also write a Triton model repository here
-    triton_name: str = "metaprep"
-    force: bool = False  # replace an existing MODEL_DIR
-    progress: bool = True
-
-    def validate(self, method: str | None = None) -> None:
-        """Option errors; the method-dependent ones only once the run's method is known."""
-        if self.table_dtype not in ("float32", "float16"):
-            raise ExportError(f"--table-dtype must be float32 or float16, not {self.table_dtype}")
-        if self.quantize not in (None, "int8"):
-            raise ExportError(f"--quantize must be int8, not {self.quantize}")
-        if self.quantize and self.table_dtype != "float32":
-            raise ExportError("--quantize int8 and --table-dtype float16 cannot be combined",
-                              hint="pick one of them")
-        if self.fold and method is not None and method not in FOLDABLE:
-            raise ExportError(f"a {method} front end depends on context and cannot be folded",
-                              hint="drop --fold (the projections are still baked)")
-        for name, value, most in (("--tolerance", self.tolerance, math.inf),
-                                  ("--rtol", self.rtol, math.inf),
-                                  ("--max-accuracy-drop", self.max_accuracy_drop, 1.0)):
-            # NaN failed every check with a puzzling message; inf passed every graph
-            if not (isinstance(value, (int, float)) and math.isfinite(value)
-                    and 0 <= value <= most):
-                raise ExportError(f"{name} must be a finite number from 0"
-                                  f"{'' if most == math.inf else f' to {most:g}'}, not {value}")
-        if self.triton is not None:
-            check_triton_name(self.triton_name)
+__all__ = ["export_run"]
 
 
 # --- dev data ------------------------------------------------------------------------------------
@@ -98,12 +52,12 @@ def _dev_data(run: Run, options: ExportOptions, log: Callable[[str], None]) -> D
         from metaprep.learn.data import load_labelsets
 
         data, _ = load_labelsets(path, run.encoder(), labels=LabelMap(run.labels),
-                                 label_sep=run.config.label_sep, progress=options.progress)
+                                 label_sep=run.config.label_sep, progress=not options.quiet)
         assert data.targets is not None  # load_labelsets always fills them
         return DevData(path, [(e.ids, e.ids_b) for e in data.examples], data.targets,
                     _thresholds(run).array(), "micro_f1")
     data, _ = load_task(path, run.encoder(), labels=LabelMap(run.labels),
-                        progress=options.progress)
+                        progress=not options.quiet)
     return DevData(path, [(e.ids, e.ids_b) for e in data.examples],
                 np.array([e.label for e in data.examples], dtype=np.int64))
 
@@ -123,12 +77,11 @@ def _log(message: str) -> None:
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *,
-               options: ExportOptions | None = None,
-               log: Callable[[str], None] = _log) -> Manifest:
+               options: ExportOptions, log: Callable[[str], None] = _log) -> Manifest:
     """Export a run to ``out_dir``; raises ExportError (and leaves nothing) if a check fails."""
     from metaprep.learn.rundir import BEST, CONFIG, Run
 
-    opts = options or ExportOptions()
+    opts = options
     opts.validate()  # before the (possibly long) model load
     run, out = Path(run_dir), Path(out_dir)
     if out.exists() and not opts.force:
@@ -142,7 +95,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
 
     if is_ensemble(run):  # the members' runs, checked to be one config but the seed
         runs, models = load_members(member_dirs(run), store=opts.store,
-                                    verify_store=opts.verify_store, progress=opts.progress)
+                                    verify_store=opts.verify_store, progress=not opts.quiet)
     else:
         runs = [Run.open(run, store=opts.store, verify_store=opts.verify_store)]
         models = []
@@ -150,7 +103,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
         source = runs[0]
         cfg, labels, tok = source.config, source.labels, source.tokenizer
         opts.validate(cfg.method)  # the config is read: still before the model load
-        models = models or [source.load_model(progress=opts.progress)]
+        models = models or [source.load_model(progress=not opts.quiet)]
         words, case_policy = source.store().vocab, source.case_policy
         thresholds = _thresholds(source) if cfg.task == "multilabel" else None
         dev = _dev_data(source, opts, log)

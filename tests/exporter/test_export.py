@@ -14,12 +14,13 @@ from exportkit import WORDS, make_run
 
 from metaprep.cli import cli
 from metaprep.errors import ExportError, WriteError
-from metaprep.exporter.run import ExportOptions, export_run
+from metaprep.exporter.run import export_run
 from metaprep.learn.rundir import Run
 from metaprep.runtime.model import Model
 from metaprep.runtime.modeldir import file_sha256, read_manifest
+from metaprep.stages import ExportOptions
 
-QUIET = ExportOptions(progress=False)
+QUIET = ExportOptions(quiet=True)
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +61,7 @@ def _graph_matches_torch(run: Path, onnx_path: Path) -> tuple[Any, np.ndarray, n
 def test_parity_gate_passes_for_every_method(tmp_path: Path, method: str, encoder: str,
                                              fold: bool | None) -> None:
     run = make_run(tmp_path, method=method, encoder=encoder)
-    manifest = export_run(run, tmp_path / "m", options=ExportOptions(fold=fold, progress=False),
+    manifest = export_run(run, tmp_path / "m", options=ExportOptions(fold=fold, quiet=True),
                           log=lambda _: None)
     assert manifest.export.fold == (fold is None and method != "cdme")
     parity = manifest.checks.parity["model"]
@@ -90,7 +91,7 @@ def test_parity_gate_passes_for_every_method(tmp_path: Path, method: str, encode
 def test_parity_gate_variants_of_the_model(tmp_path: Path, kw: dict) -> None:
     run = make_run(tmp_path, **kw)
     for fold in (None, False):
-        m = export_run(run, tmp_path / f"m{fold}", options=ExportOptions(fold=fold, progress=False),
+        m = export_run(run, tmp_path / f"m{fold}", options=ExportOptions(fold=fold, quiet=True),
                        log=lambda _: None)
         assert m.checks.parity["model"].max_abs_diff["logits"] <= 1e-5
         assert m.graphs["model"].inputs == (("ids", "lengths", "ids_b", "lengths_b")
@@ -100,7 +101,7 @@ def test_parity_gate_variants_of_the_model(tmp_path: Path, kw: dict) -> None:
 def test_model_directory_layout_and_manifest(tmp_path: Path) -> None:
     run = make_run(tmp_path, method="dme", max_tokens=7)
     out = tmp_path / "model"
-    export_run(run, out, options=ExportOptions(front_end=True, progress=False),
+    export_run(run, out, options=ExportOptions(front_end=True, quiet=True),
                log=lambda _: None)
     m = read_manifest(out)
     assert sorted(m.files) == sorted(["model.onnx", "front_end.onnx", "text.onnx", "model.data",
@@ -138,7 +139,7 @@ def test_parity_gate_with_the_learned_source(tmp_path: Path, method: str, encode
     # learned_dim 3 < proj_dim 5: the bigram rows are mapped in the graph; 6: mapped at export
     run = make_run(tmp_path, method=method, encoder=encoder, learned_dim=3 if fold is None else 6,
                    learned_buckets=buckets)
-    manifest = export_run(run, tmp_path / "m", options=ExportOptions(fold=fold, progress=False),
+    manifest = export_run(run, tmp_path / "m", options=ExportOptions(fold=fold, quiet=True),
                           log=lambda _: None)
     assert manifest.export.fold == (fold is None and method != "cdme")
     assert manifest.checks.parity["model"].max_abs_diff["logits"] <= 1e-5
@@ -161,7 +162,7 @@ def test_parity_gate_with_subwords(tmp_path: Path, method: str, encoder: str,
                                    fold: bool | None) -> None:
     run = make_run(tmp_path, method=method, encoder=encoder, learned_dim=3, learned_buckets=13,
                    learned_subwords=29)
-    manifest = export_run(run, tmp_path / "m", options=ExportOptions(fold=fold, progress=False),
+    manifest = export_run(run, tmp_path / "m", options=ExportOptions(fold=fold, quiet=True),
                           log=lambda _: None)
     assert manifest.checks.parity["model"].max_abs_diff["logits"] <= 1e-5
     model, ids, lengths, got = _graph_matches_torch(run, tmp_path / "m" / "model.onnx")
@@ -188,7 +189,7 @@ def test_parity_gate_with_subwords(tmp_path: Path, method: str, encoder: str,
 
 def test_front_end_graph_matches_model_encode(tmp_path: Path) -> None:
     run = make_run(tmp_path, method="cdme")
-    export_run(run, tmp_path / "m", options=ExportOptions(front_end=True, progress=False),
+    export_run(run, tmp_path / "m", options=ExportOptions(front_end=True, quiet=True),
                log=lambda _: None)
     model = Run.open(run).load_model()
     ids = np.array([[3, 4, 5, 0, 0], [7, 0, 9, 10, 11]])
@@ -236,7 +237,7 @@ def test_failed_parity_gate_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
 def test_float16_tables_and_int8_report_accuracy(tmp_path: Path) -> None:
     run = make_run(tmp_path, method="dme")
     m16 = export_run(run, tmp_path / "f16", options=ExportOptions(table_dtype="float16",
-                                                                    progress=False),
+                                                                    quiet=True),
                      log=lambda _: None)
     g = onnx.load(str(tmp_path / "f16" / "model.onnx"), load_external_data=False)
     table = next(t for t in g.graph.initializer if t.name == "front.folded")
@@ -246,7 +247,7 @@ def test_float16_tables_and_int8_report_accuracy(tmp_path: Path) -> None:
     assert acc is not None and acc.examples == 40 and abs(acc.change) <= 0.1
     assert variant is not None and 0 < variant.max_abs_diff["logits"] < 0.05
 
-    m8 = export_run(run, tmp_path / "i8", options=ExportOptions(quantize="int8", progress=False),
+    m8 = export_run(run, tmp_path / "i8", options=ExportOptions(quantize="int8", quiet=True),
                     log=lambda _: None)
     assert {"MatMul", "LSTM"} <= set(m8.export.quantized_ops)
     assert "DynamicQuantizeLSTM" in m8.graphs["model"].ops
@@ -259,7 +260,7 @@ def test_float16_tables_and_int8_report_accuracy(tmp_path: Path) -> None:
     wide = make_run(tmp_path / "wide", method="dme", hidden=32, mlp_hidden=64)
     for name, front_end in (("i8w", False), ("i8wf", True)):
         mw = export_run(wide, tmp_path / name, options=ExportOptions(
-            quantize="int8", front_end=front_end, progress=False), log=lambda _: None)
+            quantize="int8", front_end=front_end, quiet=True), log=lambda _: None)
         g8 = onnx.load(str(tmp_path / name / "model.onnx"), load_external_data=False)
         external = [{e.key: e.value for e in t.external_data} for t in g8.graph.initializer
                     if t.data_location == onnx.TensorProto.EXTERNAL]
@@ -278,7 +279,7 @@ def test_float16_tables_and_int8_report_accuracy(tmp_path: Path) -> None:
     # without dev data the tables stay float32: the int8 graph shares the front end's table
     nodev = make_run(tmp_path / "nodev", method="dme", proj_dim=64, dev=False)
     export_run(nodev, tmp_path / "i8s", options=ExportOptions(
-        quantize="int8", front_end=True, progress=False), log=lambda _: None)
+        quantize="int8", front_end=True, quiet=True), log=lambda _: None)
 
     def table_at(graph: str) -> dict[str, str]:
         g = onnx.load(str(tmp_path / "i8s" / graph), load_external_data=False)
@@ -293,12 +294,12 @@ def test_float16_tables_and_int8_report_accuracy(tmp_path: Path) -> None:
     assert served.embed(["the cat"]).shape == (1, 8) and served.predict(["the cat"])
     # only the ops the graph has: a pool encoder has no LSTM to quantize
     pool = make_run(tmp_path / "pool", method="dme", encoder="pool")
-    mp = export_run(pool, tmp_path / "i8p", options=ExportOptions(quantize="int8", progress=False),
+    mp = export_run(pool, tmp_path / "i8p", options=ExportOptions(quantize="int8", quiet=True),
                     log=lambda _: None)
     assert "LSTM" not in mp.export.quantized_ops and "MatMul" in mp.export.quantized_ops
     # the cnn's taps are one MatMul: quantized with the classifier's
     cnn = make_run(tmp_path / "cnn", method="sum", encoder="cnn")
-    mc = export_run(cnn, tmp_path / "i8c", options=ExportOptions(quantize="int8", progress=False),
+    mc = export_run(cnn, tmp_path / "i8c", options=ExportOptions(quantize="int8", quiet=True),
                     log=lambda _: None)
     assert "MatMul" in mc.export.quantized_ops and "MatMulInteger" in mc.graphs["model"].ops
     assert mc.checks.accuracy is not None and abs(mc.checks.accuracy.change) <= 0.1
@@ -308,11 +309,11 @@ def test_float16_tables_and_int8_report_accuracy(tmp_path: Path) -> None:
 def test_export_refusals(tmp_path: Path) -> None:
     run = make_run(tmp_path, method="cdme")
     with pytest.raises(ExportError, match="cannot be folded"):
-        export_run(run, tmp_path / "m", options=ExportOptions(fold=True, progress=False))
+        export_run(run, tmp_path / "m", options=ExportOptions(fold=True, quiet=True))
     (tmp_path / "m").mkdir()
     with pytest.raises(ExportError, match="already exists"):
         export_run(run, tmp_path / "m", options=QUIET)
-    export_run(run, tmp_path / "m", options=ExportOptions(force=True, progress=False),
+    export_run(run, tmp_path / "m", options=ExportOptions(force=True, quiet=True),
                log=lambda _: None)
     assert (tmp_path / "m" / "manifest.json").exists()
 
@@ -341,7 +342,7 @@ def test_existing_triton_entry_is_refused_before_anything_is_written(tmp_path: P
     for name in ("metaprep", "dangling"):  # a dangling link: "Not a directory" after the export
         with pytest.raises(ExportError, match="Triton model of that name already exists"):
             export_run(run, tmp_path / "m", options=ExportOptions(
-                triton=tmp_path / "repo", triton_name=name, progress=False), log=lambda _: None)
+                triton=tmp_path / "repo", triton_name=name, quiet=True), log=lambda _: None)
         assert not (tmp_path / "m").exists()
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["dangling", "metaprep"]
 
@@ -362,7 +363,7 @@ def test_a_triton_entry_that_cannot_be_written_leaves_no_model(tmp_path: Path,
     run = make_run(tmp_path, method="dme", dev=False)
     with pytest.raises(WriteError, match="cannot write the Triton model .No space left"):
         export_run(run, tmp_path / "m", options=ExportOptions(triton=tmp_path / "repo",
-                                                              progress=False),
+                                                              quiet=True),
                    log=lambda _: None)
     assert not (tmp_path / "m").exists() and list((tmp_path / "repo").iterdir()) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".m.")] == []
@@ -399,7 +400,7 @@ def test_every_max_tokens_is_servable(tmp_path: Path, max_tokens: int) -> None:
     text of 200 vocabulary words was longer than the text graph takes)."""
     run = make_run(tmp_path, method="dme", encoder="pool", case_policy="exact",
                    max_tokens=max_tokens)
-    export_run(run, tmp_path / "m", options=ExportOptions(progress=False), log=lambda _: None)
+    export_run(run, tmp_path / "m", options=ExportOptions(quiet=True), log=lambda _: None)
     model = Model(tmp_path / "m", threads=1)
     assert model.text_path == "onnxruntime" and model._serve is not None
     texts = ["the cat sat on the mat", "", "New York été", " ".join(WORDS)]
@@ -431,7 +432,7 @@ def test_a_pair_model_exports_its_front_end(tmp_path: Path) -> None:
     sentence (a torch traceback); the front end is compared alone, and embed serves it."""
     run = make_run(tmp_path, method="dme", encoder="pool", pair=True)
     manifest = export_run(run, tmp_path / "m", options=ExportOptions(front_end=True,
-                                                                     progress=False),
+                                                                     quiet=True),
                           log=lambda _: None)
     assert manifest.checks.parity["front_end"].max_abs_diff["sentence_embedding"] <= 1e-5
     model = Model(tmp_path / "m")
@@ -452,4 +453,4 @@ def test_numbers_of_the_checks_are_finite(options: dict[str, float]) -> None:
     with a puzzling message, --max-accuracy-drop nan was taken."""
     name = "--" + next(iter(options)).replace("_", "-")
     with pytest.raises(ExportError, match=f"{name} must be a finite number from 0"):
-        ExportOptions(progress=False, **options).validate()
+        ExportOptions(quiet=True, **options).validate()

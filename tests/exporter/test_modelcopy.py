@@ -26,12 +26,13 @@ from metaprep.runtime.modeldir import read_manifest
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
-    from metaprep.exporter.run import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("copy")
     export_run(make_run(base, method="dme", encoder="pool", dev=False), base / "model",
-               options=ExportOptions(progress=False), log=lambda _: None)
+               options=ExportOptions(quiet=True), log=lambda _: None)
     return base / "model"
 
 

@@ -17,9 +17,10 @@ from test_textgraph import HOSTILE, _random_texts, _save_manifest
 
 from metaprep.errors import ModelError
 from metaprep.exporter.onnx_data import save_graph
-from metaprep.exporter.run import ExportOptions, export_run
+from metaprep.exporter.run import export_run
 from metaprep.exporter.textgraph import serve_graph
 from metaprep.runtime.model import Model
+from metaprep.stages import ExportOptions
 
 TEXTS = HOSTILE + sentences(40, seed=3) + _random_texts(200, seed=7)
 
@@ -27,7 +28,7 @@ TEXTS = HOSTILE + sentences(40, seed=3) + _random_texts(200, seed=7)
 def _export(base: Path, **kw: object) -> Path:
     run = make_run(base, method="sum", encoder="pool", learned_dim=4, learned_buckets=97,
                    max_tokens=9, **kw)
-    export_run(run, base / "model", options=ExportOptions(progress=False),
+    export_run(run, base / "model", options=ExportOptions(quiet=True),
                log=lambda _: None)
     return base / "model"
 
@@ -137,7 +138,7 @@ def test_the_shipped_variants_get_one_too(tmp_path: Path, options: dict[str, obj
     run = make_run(tmp_path, method="sum", encoder="pool", learned_dim=4, learned_buckets=97,
                    case_policy="exact", max_tokens=9)
     export_run(run, tmp_path / "model", log=lambda _: None,
-               options=ExportOptions(progress=False, max_accuracy_drop=1.0,
+               options=ExportOptions(quiet=True, max_accuracy_drop=1.0,
                                      **options))  # type: ignore[arg-type]
     one = Model(tmp_path / "model", threads=1)
     assert one._serve is not None

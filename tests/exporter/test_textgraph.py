@@ -39,13 +39,14 @@ def _random_texts(n: int, seed: int) -> list[str]:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
-    from metaprep.exporter.run import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("textgraph")
     run = make_run(base, method="sum", encoder="pool", learned_dim=4, learned_buckets=97,
                    max_tokens=9)
-    export_run(run, base / "model", options=ExportOptions(progress=False),
+    export_run(run, base / "model", options=ExportOptions(quiet=True),
                log=lambda _: None)
     return base / "model"
 

@@ -44,8 +44,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     _skip_without_server()
     import torch
 
-    from metaprep.exporter.run import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
     from metaprep.exporter.triton_local import run_triton
+    from metaprep.stages import ExportOptions
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("triton")
@@ -53,7 +54,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     for name, kw, opts in [("single", {"method": "dme", "max_tokens": 64}, {}),
                            ("pair", {"method": "cdme", "pair": True}, {})]:
         run = make_run(base / name, **kw)
-        export_run(run, base / name / "model", options=ExportOptions(progress=False, **opts),
+        export_run(run, base / name / "model", options=ExportOptions(quiet=True, **opts),
                    log=lambda _: None)
         models[name] = base / name / "model"
     repo = base / "repo"

@@ -24,14 +24,15 @@ PACKAGE = Path(__file__).resolve().parents[2] / "metaprep"
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from metaprep.exporter.run import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     base = tmp_path_factory.mktemp("engines")
     out = {}
     for name, kw, opts in [("single", {}, {}),
                            ("pair", {"method": "cdme", "pair": True}, {})]:
         run = make_run(base / name, **kw)
-        export_run(run, base / name / "model", options=ExportOptions(progress=False, **opts),
+        export_run(run, base / name / "model", options=ExportOptions(quiet=True, **opts),
                    log=lambda _: None)
         out[name] = base / name / "model"
     return out

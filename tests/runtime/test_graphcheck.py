@@ -34,12 +34,13 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model with every graph: classifier, front end, text and serve."""
     import torch
 
-    from metaprep.exporter.run import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("graphcheck")
     run = make_run(base, method="dme", encoder="pool", case_policy="exact")
-    export_run(run, base / "model", options=ExportOptions(front_end=True, progress=False),
+    export_run(run, base / "model", options=ExportOptions(front_end=True, quiet=True),
                log=lambda _: None)
     return base / "model"
 

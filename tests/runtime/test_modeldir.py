@@ -30,12 +30,13 @@ from metaprep.tokenize import DEFAULT_PATTERN
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
-    from metaprep.exporter.run import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("modeldir")
     run = make_run(base, method="dme", proj_dim=8)  # 38 x 8 float32: an external table
-    export_run(run, base / "model", options=ExportOptions(front_end=True, progress=False),
+    export_run(run, base / "model", options=ExportOptions(front_end=True, quiet=True),
                log=lambda _: None)
     return base / "model"
 

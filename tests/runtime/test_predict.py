@@ -33,12 +33,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
-    from metaprep.exporter.run import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("predict")
     run = make_run(base, method="dme", max_tokens=6)
-    export_run(run, base / "model", options=ExportOptions(progress=False),
+    export_run(run, base / "model", options=ExportOptions(quiet=True),
                log=lambda _: None)
     return base / "model"
 

@@ -28,7 +28,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A single-sentence model (with front end, max_tokens 6) and a pair model."""
     import torch
 
-    from metaprep.exporter.run import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("runtime")
@@ -38,7 +39,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ("pair", {"method": "cdme", "pair": True}, {}),
     ]:
         run = make_run(base / name, **kw)
-        export_run(run, base / name / "model", options=ExportOptions(progress=False, **opts),
+        export_run(run, base / name / "model", options=ExportOptions(quiet=True, **opts),
                    log=lambda _: None)
         out[name], out[f"{name}_run"] = base / name / "model", run
     return out

@@ -41,12 +41,13 @@ def _copy_project(dest: Path) -> Path:
 def test_predict_in_a_clean_venv(tmp_path: Path) -> None:
     import torch
 
-    from metaprep.exporter.run import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     torch.set_num_threads(1)
     run = make_run(tmp_path / "work", method="dme", encoder="pool")
     model_dir = tmp_path / "model"
-    export_run(run, model_dir, options=ExportOptions(progress=False), log=lambda _: None)
+    export_run(run, model_dir, options=ExportOptions(quiet=True), log=lambda _: None)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
