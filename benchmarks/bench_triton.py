@@ -93,7 +93,8 @@ def triton_setup(model: Path, work: Path, texts: list[str], args: argparse.Names
     import tritonclient.http as http
 
     from metaprep.exporter.triton_local import run_triton
-    from metaprep.exporter.triton_python import TritonOptions, write_python_model
+    from metaprep.exporter.triton_python import write_python_model
+    from metaprep.stages import TritonOptions
 
     repo = work / f"repo-{name}"
     shutil.rmtree(repo, ignore_errors=True)

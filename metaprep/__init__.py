@@ -39,7 +39,7 @@ _LAZY = {
         "evaluate", "export", "split", "train")},
     **{name: "metaprep.runtime.predict" for name in (
         "EmbedOptions", "EmbedResult", "PredictOptions", "PredictResult", "embed", "predict")},
-    "Model": "metaprep.runtime.model",
+    "Model": "metaprep.runtime",
 }
 
 __all__ = [

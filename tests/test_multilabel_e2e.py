@@ -223,7 +223,8 @@ def test_the_triton_python_backend_refuses_a_multilabel_model(cli_run: dict[str,
                                                                tmp_path: Path) -> None:
     from metaprep.errors import ConfigError
     from metaprep.exporter.triton_python import write_python_model
+    from metaprep.stages import TritonOptions
 
     with pytest.raises(ConfigError, match="single-label models only"):
-        write_python_model(cli_run["tmp"] / "model", tmp_path / "repo")
+        write_python_model(cli_run["tmp"] / "model", tmp_path / "repo", TritonOptions())
     assert not (tmp_path / "repo").exists()

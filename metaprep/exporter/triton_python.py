@@ -18,12 +18,14 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metaprep.errors import ConfigError, ModelError
-from metaprep.names import check_name
 
-__all__ = ["TritonOptions", "TritonResult", "write_python_model"]
+if TYPE_CHECKING:
+    from metaprep.stages.triton import TritonOptions
+
+__all__ = ["TritonResult", "write_python_model"]
 
 _MODEL_PY = '''\
 """Triton python backend entry for a metaprep model, written by `metaprep triton`.
@@ -40,19 +42,6 @@ __all__ = ["TritonPythonModel"]
 
 
 @dataclass(frozen=True)
-class TritonOptions:
-    name: str = "metaprep"  # the model's name in the repository and in request URLs
-    max_batch_size: int = 64  # rows Triton may gather into one execute(): one runtime call
-    instances: int = 1  # stub processes; each holds its own copy of the model in memory
-    threads: int = 0  # onnxruntime threads per instance; 0: cores // instances, at load time
-    queue_delay_us: int = 1000  # how long Triton holds a request to fill a batch
-    dynamic_batching: bool = True  # off: each request is one execute() of its own rows
-    copy: bool = False  # copy the model directory into the repository (else its absolute path)
-    verify: str = "fast"  # the manifest check when Triton loads the model (fast, full, none)
-    numpy2: bool = False  # the serving Triton's python backend is 24.11 or newer (NumPy 2 safe)
-
-
-@dataclass(frozen=True)
 class TritonResult:
     path: Path  # REPO/NAME
     inputs: tuple[str, ...]
@@ -60,25 +49,8 @@ class TritonResult:
     labels: tuple[str, ...]
 
 
-_BOUNDS = [("max_batch_size", 1, 65_536), ("instances", 1, 256), ("threads", 0, 1024),
-           ("queue_delay_us", 0, 60_000_000)]  # a minute
-
-
-def _check(o: TritonOptions) -> None:
-    check_name(o.name, "--name", hint="the model's folder in the repository: --name sentiment")
-    # upper bounds: a typo such as --instances 1000000 would have Triton start a million stub
-    # processes, and values past int32 make a config.pbtxt Triton cannot read
-    for key, low, high in _BOUNDS:
-        value = getattr(o, key)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ConfigError(f"--{key.replace('_', '-')} must be a whole number from {low} to "
-                              f"{high:,}, not {value!r}")
-    if o.verify not in ("fast", "full", "none"):
-        raise ConfigError(f"verify must be fast, full or none, got {o.verify!r}")
-
-
 def write_python_model(model_dir: str | Path, repo: str | Path,
-                       options: TritonOptions | None = None) -> TritonResult:
+                       options: TritonOptions) -> TritonResult:
     """REPO/NAME for Triton's python backend over MODEL_DIR, built beside it and renamed into
     place. The model directory is opened (and verified) first, so a broken one fails here."""
     from metaprep.exporter.modelcopy import copy_model
@@ -86,8 +58,8 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
     from metaprep.outputs import claim
     from metaprep.runtime.model import Model
 
-    o = options or TritonOptions()
-    _check(o)
+    o = options
+    o.validate()
     source = Path(model_dir).resolve()
     model = Model(source, threads=1, verify=o.verify)
     if model.multilabel:  # its LABEL output is one argmax label: wrong for a label set

@@ -34,7 +34,6 @@ class StageSpec:
 
 def stage_specs() -> dict[str, StageSpec]:
     from metaprep import stages
-    from metaprep.runtime import predict
 
     old = {"out": "output", "no_progress": "quiet"}
     return {
@@ -47,7 +46,7 @@ def stage_specs() -> dict[str, StageSpec]:
                             {"run": "{train}/run"}, {**old, "run_dir": "run"}),
         "evaluate": StageSpec(stages.EvaluateOptions, stages.evaluate, "", {
             "run": "{train}/run", "data": "{split}/test.tsv"}, {**old, "run_dir": "run"}),
-        "predict": StageSpec(predict.PredictOptions, predict.predict, "predictions.jsonl", {
+        "predict": StageSpec(stages.PredictOptions, stages.predict, "predictions.jsonl", {
             "model_dir": "{export}/model", "input": "{split}/test.tsv"},
             {**old, "input_path": "input"}),
     }

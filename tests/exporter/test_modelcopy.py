@@ -17,9 +17,10 @@ from exportkit import make_run
 from metaprep.cli import cli
 from metaprep.errors import ModelError
 from metaprep.exporter.modelcopy import copy_files, copy_model
-from metaprep.exporter.triton_python import TritonOptions, write_python_model
+from metaprep.exporter.triton_python import write_python_model
 from metaprep.runtime.model import Model
 from metaprep.runtime.modeldir import read_manifest
+from metaprep.stages import TritonOptions
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ from exportkit import single_and_pair
 
 from metaprep.cli import cli
 from metaprep.errors import ConfigError, ModelError
-from metaprep.exporter.triton_python import TritonOptions, write_python_model
+from metaprep.exporter.triton_python import write_python_model
 from metaprep.runtime.model import Model
+from metaprep.stages import TritonOptions
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def _config(path: Path) -> str:
 
 
 def test_single_model_repository(models: dict[str, Path], tmp_path: Path) -> None:
-    result = write_python_model(models["single"], tmp_path / "repo")
+    result = write_python_model(models["single"], tmp_path / "repo", TritonOptions())
     assert result.path == tmp_path / "repo" / "metaprep"
     assert result.inputs == ("TEXT",)
     assert result.outputs == ("LABEL", "PROBABILITIES", "EMBEDDING")
@@ -57,9 +58,9 @@ def test_pair_model_copied(models: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_refusals(models: dict[str, Path], tmp_path: Path) -> None:
-    write_python_model(models["single"], tmp_path)
+    write_python_model(models["single"], tmp_path, TritonOptions())
     with pytest.raises(ConfigError, match="already exists"):
-        write_python_model(models["single"], tmp_path)
+        write_python_model(models["single"], tmp_path, TritonOptions())
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")  # was "Not a directory", at the end
     with pytest.raises(ConfigError, match="already exists"):
         write_python_model(models["single"], tmp_path, TritonOptions(name="dangling"))

@@ -20,8 +20,9 @@ import pytest
 from exportkit import make_run, sentences
 
 from metaprep.errors import ConfigError
-from metaprep.exporter.triton_python import TritonOptions, write_python_model
+from metaprep.exporter.triton_python import write_python_model
 from metaprep.runtime.model import Model
+from metaprep.stages import TritonOptions
 
 pytestmark = pytest.mark.slow
 http = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")

@@ -15,9 +15,10 @@ import pytest
 from exportkit import single_and_pair
 
 from metaprep.errors import ModelError
-from metaprep.exporter.triton_python import TritonOptions, write_python_model
+from metaprep.exporter.triton_python import write_python_model
 from metaprep.runtime.model import Model
 from metaprep.runtime.triton_backend import TritonPythonModel
+from metaprep.stages import TritonOptions
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,7 @@ def test_backend_answers_like_the_runtime(models: dict[str, Path], tmp_path: Pat
 
 def test_backend_pairs_and_errors(models: dict[str, Path], tmp_path: Path,
                                   pb_utils: types.ModuleType) -> None:
-    result = write_python_model(models["pair"], tmp_path)
+    result = write_python_model(models["pair"], tmp_path, TritonOptions())
     backend = _loaded(result.path)
     pairs = [("the cat", "a dog"), ("", "é")]
     (response,) = backend.execute([_Request({"TEXT_A": [a.encode() for a, _ in pairs],
@@ -145,7 +146,7 @@ def test_backend_refuses_a_model_directory_its_config_does_not_fit(
 
     d = tmp_path / "model"
     shutil.copytree(models["single"], d)
-    result = write_python_model(d, tmp_path / "repo")
+    result = write_python_model(d, tmp_path / "repo", TritonOptions())
     manifest = json.loads((d / "manifest.json").read_text())
     manifest["task"].update(multilabel=True, thresholds={"global": 0.5, "per_label": [0.5, 0.5]})
     (d / "manifest.json").write_text(json.dumps(manifest))
