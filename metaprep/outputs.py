@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -32,7 +31,6 @@ __all__ = [
     "clear_stale",
     "hold",
     "input_paths",
-    "is_model_dir",
     "path_fields",
 ]
 
@@ -242,11 +240,3 @@ def claim_outputs(stage: str, options: Any, outputs: dict[str, Any], *,
         check_paths(stage, outputs, path_fields(options, "in"))
         return nullcontext()
     return claim(stage, outputs, path_fields(options, "in"), folders=folders)
-
-
-def is_model_dir(path: Path) -> bool:
-    try:
-        data = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("format") == "metaprep-model"

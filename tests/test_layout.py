@@ -175,3 +175,31 @@ def test_the_exporter_builds_on_the_runtime_and_reaches_no_face() -> None:
 def test_every_module_is_small() -> None:
     sizes = {m: len(p.read_text(encoding="utf-8").splitlines()) for m, p in MODULES.items()}
     assert {m: n for m, n in sizes.items() if n >= MAX_LINES} == {}
+
+
+def test_the_layouts_files_are_named_by_their_owners_alone() -> None:
+    """A model directory's file names are written in runtime/modeldir.py, a run directory's in
+    learn/rundir.py; everyone else goes through their constants. The modules that read other
+    tools' folders (a BERT folder's config.json and vocab.txt, a matrix's vocab.txt) may name
+    those files."""
+    from metaprep.learn import rundir
+    from metaprep.runtime import modeldir
+
+    names = {v for owner in (modeldir, rundir) for k, v in vars(owner).items()
+             if k.isupper() and isinstance(v, str) and "." in v}
+    names |= set(modeldir.GRAPH_FILES.values())
+    assert {"manifest.json", "model.onnx", "vocab.txt", "config.json", "best.safetensors",
+            "checkpoint.pt"} <= names
+    owners = {"metaprep.runtime.modeldir", "metaprep.learn.rundir"}
+    foreign = {"metaprep.learn.bert", "metaprep.learn.bertfiles", "metaprep.learn.distill",
+               "metaprep.prep.readers.matrix"}
+    found = {}
+    for name, path in MODULES.items():
+        if name in owners | foreign:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        hits = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                       and isinstance(n.value, str) and n.value in names})
+        if hits:
+            found[name] = hits
+    assert found == {}

@@ -99,7 +99,7 @@ def _read_manifest(dfd: int, src: Path) -> bytes:
     with os.fdopen(fd, "rb") as f:
         raw = f.read(MANIFEST_LIMIT + 1)
     if len(raw) > MANIFEST_LIMIT:
-        raise ModelError(f"manifest.json is larger than {MANIFEST_LIMIT:,} bytes", path=src,
+        raise ModelError(f"{MANIFEST} is larger than {MANIFEST_LIMIT:,} bytes", path=src,
                          hint="it was not written by metaprep export-onnx")
     return raw
 

@@ -64,9 +64,11 @@ def _dev_data(run: Run, options: ExportOptions, log: Callable[[str], None]) -> D
 
 def _thresholds(run: Run) -> Thresholds:
     """A multi-label run's tuned thresholds; a run without them cannot be exported."""
+    from metaprep.learn.rundir import THRESHOLDS
+
     found = run.thresholds()
     if found is None:
-        raise ExportError("the multi-label run has no thresholds.json (training did not "
+        raise ExportError(f"the multi-label run has no {THRESHOLDS} (training did not "
                           "finish)", path=run.path, hint="finish the run: train --resume")
     return found
 

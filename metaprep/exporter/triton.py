@@ -23,7 +23,12 @@ from metaprep.names import check_name
 from metaprep.outputs import clear_stale
 from metaprep.runtime.modeldir import Manifest
 
-__all__ = ["check_triton_name", "entry_failure", "entry_taken", "staging", "write_triton"]
+__all__ = ["CONFIG", "VERSION", "check_triton_name", "entry_failure", "entry_taken", "staging",
+           "write_triton"]
+
+# a Triton repository entry's layout: REPO/NAME/CONFIG, and the model's files in REPO/NAME/VERSION
+CONFIG = "config.pbtxt"
+VERSION = "1"
 
 
 def check_triton_name(name: str) -> str:
@@ -84,11 +89,11 @@ def write_triton(model_dir: Path, repo: Path, name: str, manifest: Manifest) -> 
 
 def _fill(tmp: Path, model_dir: Path, name: str, manifest: Manifest) -> None:
     tmp.mkdir()  # never one found in place (a symlink planted at the name leads elsewhere)
-    (tmp / "1").mkdir()
+    (tmp / VERSION).mkdir()
     graph = manifest.graphs["model"]
     # hard links cost nothing for multi-GB tables (copies across file systems); each the listed
     # regular file, never a link, checked against the manifest
-    copy_files(model_dir, tmp / "1", manifest, [graph.file, *graph.data_files], link=True)
+    copy_files(model_dir, tmp / VERSION, manifest, [graph.file, *graph.data_files], link=True)
 
     def tensor(n: str, dims: str, extra: str = "") -> str:
         dtype = "TYPE_INT64" if n.startswith(("ids", "lengths")) else "TYPE_FP32"
@@ -102,7 +107,7 @@ def _fill(tmp: Path, model_dir: Path, name: str, manifest: Manifest) -> None:
     inputs = ",\n".join(tensor(n, dims[n], scalar if n.startswith("lengths") else "")
                         for n in graph.inputs)
     outputs = ",\n".join(tensor(n, dims[n]) for n in graph.outputs)
-    (tmp / "config.pbtxt").write_text(
+    (tmp / CONFIG).write_text(
         f'name: "{name}"\nbackend: "onnxruntime"\nmax_batch_size: 64\n'
         f"input [\n{inputs}\n]\noutput [\n{outputs}\n]\n"
         "dynamic_batching { max_queue_delay_microseconds: 1000 }\n"

@@ -54,7 +54,7 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
     """REPO/NAME for Triton's python backend over MODEL_DIR, built beside it and renamed into
     place. The model directory is opened (and verified) first, so a broken one fails here."""
     from metaprep.exporter.modelcopy import copy_model
-    from metaprep.exporter.triton import entry_failure, entry_taken, staging
+    from metaprep.exporter.triton import CONFIG, VERSION, entry_failure, entry_taken, staging
     from metaprep.outputs import claim
     from metaprep.runtime.model import Model
 
@@ -77,13 +77,13 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
         tmp = staging(Path(repo), o.name)  # beside the repository: Triton loads all inside
         try:
             tmp.mkdir()  # never one found in place: a symlink planted there leads elsewhere
-            (tmp / "1").mkdir()
+            (tmp / VERSION).mkdir()
             where = str(source)
             if o.copy:  # the files the manifest lists, checked; nothing else in the folder
-                copy_model(source, tmp / "1" / "model")
-                where = "1/model"  # relative: resolved against REPO/NAME when Triton loads it
-            (tmp / "1" / "model.py").write_text(_MODEL_PY, encoding="utf-8")
-            (tmp / "config.pbtxt").write_text(
+                copy_model(source, tmp / VERSION / "model")
+                where = f"{VERSION}/model"  # relative: resolved against REPO/NAME at load
+            (tmp / VERSION / "model.py").write_text(_MODEL_PY, encoding="utf-8")
+            (tmp / CONFIG).write_text(
                 _config(o, inputs, len(model.labels), width, where), encoding="utf-8")
             os.replace(tmp, target)
         except OSError as exc:

@@ -47,9 +47,9 @@ if TYPE_CHECKING:
     from metaprep.prep.store import Store
 
 __all__ = [  # the layout's file names, then the API
-    "ANALYSIS", "ATTENTION_PLOT", "BEST", "CHECKPOINT", "CONFIG", "DATA", "LABELS",
-    "LEARNING_CURVES", "METRICS", "SPLITS", "STORE", "THRESHOLDS", "TOKENIZER",
-    "TEACHER_RECORD", "Checkpoint", "DataRecord", "FileRef", "Run", "StoreRef",
+    "ANALYSIS", "ATTENTION_PLOT", "BEST", "CHECKPOINT", "CONFIG", "DATA", "ENSEMBLE", "LABELS",
+    "LEARNING_CURVES", "MEMBERS", "METRICS", "SPLITS", "STORE", "TEACHER", "THRESHOLDS",
+    "TOKENIZER", "TEACHER_RECORD", "Checkpoint", "DataRecord", "FileRef", "Run", "StoreRef",
     "partly_described", "run_state", "write_json",
 ]
 
@@ -67,6 +67,8 @@ LEARNING_CURVES = "learning_curves.png"
 ATTENTION_PLOT = "attention_by_source.png"
 THRESHOLDS = "thresholds.json"  # multi-label runs: per-label thresholds tuned on dev
 ENSEMBLE = "ensemble.json"  # marks a directory of member runs instead (learn/ensemble.py)
+MEMBERS = "members"  # an ensemble's folder of member runs, members/0 ... members/K-1
+TEACHER = "teacher"  # the folder of a run that trains its own teacher (teacher_members)
 TEACHER_RECORD = "teacher.json"  # a taught run: which teacher, by content (learn/teacher.py)
 _WRITTEN = (CONFIG, LABELS, TOKENIZER, STORE, DATA, METRICS, ANALYSIS, BEST, CHECKPOINT,
             LEARNING_CURVES, ATTENTION_PLOT, THRESHOLDS, TEACHER_RECORD)
@@ -136,7 +138,7 @@ class Run:
             raise ModelError("no such run directory", path=run)
         if (run / ENSEMBLE).is_file() and not (run / CONFIG).exists():
             raise ModelError("is an ensemble of runs, not one run", path=run,
-                             hint=f"give one of its members ({run / 'members' / '0'}), or "
+                             hint=f"give one of its members ({run / MEMBERS / '0'}), or "
                              "export the whole: metaprep export-onnx")
         config = _read_config(run / CONFIG)
         ref = StoreRef.from_dict(_read_json(run / STORE), path=run / STORE)

@@ -12,6 +12,7 @@ the runtime imports it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +64,16 @@ class _Differs(Exception):
     pass
 
 
-def check_join(serve: Graph, text: Graph, model: Graph, max_tokens: int, path: Path) -> None:
+def check_join(serve: Graph, text: Graph, model: Graph, max_tokens: int, path: Path,
+               files: Mapping[str, str]) -> None:
     """A ModelError naming ``path`` unless ``serve`` is exactly the join of ``text`` and
-    ``model`` at ``max_tokens``, as textgraph.serve_graph builds it."""
+    ``model`` at ``max_tokens``, as textgraph.serve_graph builds it (``files``: each graph's
+    file name, for the message)."""
     try:
         _compare(serve, text, model, max_tokens)
     except _Differs as exc:
-        raise ModelError(f"serve.onnx is not the join of text.onnx and model.onnx: {exc}",
+        raise ModelError(f"{files['serve']} is not the join of {files['text']} and "
+                         f"{files['model']}: {exc}",
                          path=path, hint="refusing to load it; re-export the model directory"
                          ) from exc
 

@@ -38,7 +38,7 @@ from metaprep.errors import DataError, ModelError
 from metaprep.ids import ID_OFFSET, UNK_ID
 from metaprep.runtime.batching import BatchPool, batches
 from metaprep.runtime.inputs import Text
-from metaprep.runtime.modeldir import Manifest, ModelDir
+from metaprep.runtime.modeldir import TOKENIZER, VOCAB_TXT, Manifest, ModelDir
 from metaprep.runtime.probabilities import (
     Probabilities,
     check_top_k,
@@ -167,7 +167,7 @@ class Model:
         ports = ([i.name for i in self._text.get_inputs()], [o.name for o in
                                                             self._text.get_outputs()])
         if ports != (["text"], ["ids", "missed"]):
-            raise ModelError(f"text.onnx reads {ports[0]} and gives {ports[1]}, not text -> "
+            raise ModelError(f"{path.name} reads {ports[0]} and gives {ports[1]}, not text -> "
                              "ids, missed", path=path, hint="re-export the model directory")
         probes = self.text_ids.probes()
         try:
@@ -175,11 +175,11 @@ class Model:
         except ModelError:
             raise
         except Exception as exc:  # onnxruntime's errors are not typed
-            raise ModelError(f"text.onnx fails on the probe texts: {exc}", path=path,
+            raise ModelError(f"{path.name} fails on the probe texts: {exc}", path=path,
                              hint="re-export the model directory") from exc
         want = self.text_ids.in_python(probes)
         if got is None or not all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)):
-            raise ModelError("text.onnx does not give the ids that tokenizer.json and vocab.txt "
+            raise ModelError(f"{path.name} does not give the ids that {TOKENIZER} and {VOCAB_TXT} "
                              "give", path=path, hint="re-export the model directory")
         self.text_path = "onnxruntime"
 

@@ -25,7 +25,7 @@ from metaprep.checksum import file_sha256
 from metaprep.errors import ModelError
 from metaprep.ids import CASE_POLICIES
 from metaprep.patterncheck import pattern_problem
-from metaprep.runtime import onnx_scan
+from metaprep.runtime import onnx_scan, vocabfile
 from metaprep.runtime.dirfiles import check_inside, read_json, verify_files
 from metaprep.runtime.graphcheck import check_graph, check_output_shapes
 from metaprep.runtime.graphjoin import check_join
@@ -41,14 +41,7 @@ from metaprep.runtime.manifest import (
     is_plain_name,
 )
 from metaprep.runtime.onnx_read import Graph, read_model
-from metaprep.runtime.vocabfile import (
-    VOCAB_INDEX,
-    VOCAB_OFFSETS,
-    VOCAB_TXT,
-    MappedVocab,
-    word_hash,
-    write_vocab,
-)
+from metaprep.runtime.vocabfile import MappedVocab, VocabFiles, word_hash
 from metaprep.tokenize import MAX_TOKENS_LIMIT, TokenizerConfig
 
 __all__ = [
@@ -59,6 +52,9 @@ __all__ = [
     "LABELS",
     "MANIFEST",
     "TOKENIZER",
+    "VOCAB_INDEX",
+    "VOCAB_OFFSETS",
+    "VOCAB_TXT",
     "AccuracyRecord",
     "Checks",
     "ExportInfo",
@@ -70,6 +66,8 @@ __all__ = [
     "ParityRecord",
     "TaskInfo",
     "file_sha256",
+    "is_model_dir",
+    "open_vocab",
     "read_manifest",
     "verify_files",
     "word_hash",
@@ -83,6 +81,9 @@ MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 LABELS = "labels.json"
 DATA_FILE = "model.data"  # the external tensors of every graph
+VOCAB_TXT = "vocab.txt"  # one word per line: row i is id i + 2
+VOCAB_OFFSETS = "vocab.offsets.npy"  # the byte offset of every line
+VOCAB_INDEX = "vocab.index.npy"  # the hash table of the words (vocabfile.py)
 GRAPH_FILES = {"model": "model.onnx", "front_end": "front_end.onnx", "text": "text.onnx",
                "serve": "serve.onnx"}
 REQUIRED_FILES = (VOCAB_TXT, VOCAB_OFFSETS, VOCAB_INDEX, TOKENIZER, LABELS)
@@ -184,6 +185,16 @@ def _short(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def is_model_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds a manifest of this format (export-onnx --force replaces nothing
+    else); no other check."""
+    try:
+        data = json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT_NAME
+
+
 def read_manifest(model_dir: str | Path) -> Manifest:
     path = Path(model_dir) / MANIFEST
     if not Path(model_dir).is_dir():
@@ -201,6 +212,22 @@ def read_manifest(model_dir: str | Path) -> Manifest:
 
 
 # --- what export writes beside the graphs --------------------------------------------------------
+def _vocab_files(model_dir: str | Path) -> VocabFiles:
+    d = Path(model_dir)
+    return VocabFiles(d / VOCAB_TXT, d / VOCAB_OFFSETS, d / VOCAB_INDEX)
+
+
+def write_vocab(model_dir: str | Path, words: Sequence[str]) -> list[str]:
+    """The vocabulary's files (vocabfile.py); returns the file names written."""
+    vocabfile.write_vocab(_vocab_files(model_dir), words)
+    return [VOCAB_TXT, VOCAB_OFFSETS, VOCAB_INDEX]
+
+
+def open_vocab(model_dir: str | Path, *, case_policy: str) -> MappedVocab:
+    """The memory-mapped vocabulary of a model directory, its files checked."""
+    return MappedVocab(_vocab_files(model_dir), case_policy=case_policy)
+
+
 def write_model_files(model_dir: str | Path, *, tokenizer: TokenizerConfig,
                       labels: Sequence[str]) -> list[str]:
     """tokenizer.json and labels.json; returns the file names written."""
@@ -257,7 +284,7 @@ class ModelDir:
                                  path=path / GRAPH_FILES["serve"],
                                  hint="re-export the model directory")
             check_join(parsed["serve"], parsed["text"], parsed["model"], manifest.max_tokens,
-                       path / GRAPH_FILES["serve"])
+                       path / GRAPH_FILES["serve"], GRAPH_FILES)
         labels = read_json(path / LABELS)
         if labels != list(manifest.task.labels):
             raise ModelError("labels.json does not match the manifest's task.labels",
@@ -272,7 +299,7 @@ class ModelDir:
         return self.path / graph.file
 
     def vocab(self) -> MappedVocab:
-        vocab = MappedVocab(self.path, case_policy=self.manifest.case_policy)
+        vocab = open_vocab(self.path, case_policy=self.manifest.case_policy)
         if len(vocab) != self.manifest.task.vocab_size:
             raise ModelError(f"vocab.txt has {len(vocab)} words, the manifest says "
                              f"{self.manifest.task.vocab_size}", path=self.path / VOCAB_TXT)

@@ -8,7 +8,8 @@ and compares the word's bytes. The files may come from a stranger: opening check
 dtypes and value ranges, so a lookup can neither index out of range nor probe forever.
 
 Standard library and numpy only, because the runtime imports it. Reached through
-``metaprep.runtime.modeldir``, the owner of the directory's layout.
+``metaprep.runtime.modeldir``, the owner of the directory's layout, which names the three files
+(``VocabFiles``).
 """
 
 from __future__ import annotations
@@ -18,17 +19,22 @@ import mmap
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from metaprep.errors import ModelError
 from metaprep.ids import CASE_POLICIES, first_row, token_id
 
-__all__ = ["VOCAB_INDEX", "VOCAB_OFFSETS", "VOCAB_TXT", "MappedVocab", "word_hash", "write_vocab"]
+__all__ = ["MappedVocab", "VocabFiles", "word_hash", "write_vocab"]
 
-VOCAB_TXT = "vocab.txt"
-VOCAB_OFFSETS = "vocab.offsets.npy"
-VOCAB_INDEX = "vocab.index.npy"
+
+class VocabFiles(NamedTuple):
+    """The vocabulary's three files, as the model directory names them."""
+
+    words: Path  # one word per line
+    offsets: Path  # the byte offset of every line
+    table: Path  # the hash index
 
 
 def word_hash(word: bytes) -> int:
@@ -57,24 +63,22 @@ def _build_index(words: Sequence[bytes]) -> np.ndarray:
     return table
 
 
-def write_vocab(model_dir: str | Path, words: Sequence[str]) -> list[str]:
-    """Write vocab.txt, its offsets and its hash index; returns the file names written."""
+def write_vocab(files: VocabFiles, words: Sequence[str]) -> None:
+    """Write the words, their line offsets and their hash index."""
     encoded: list[bytes] = []
     for i, w in enumerate(words):
         if "\n" in w or "\r" in w:
             raise ModelError(f"vocabulary word at row {i} contains a line break: {w!r}",
-                             path=model_dir, hint="drop or rename that word in the store")
+                             path=files.words.parent, hint="drop or rename that word in the store")
         encoded.append(w.encode("utf-8"))
-    d = Path(model_dir)
     lengths = np.fromiter((len(b) + 1 for b in encoded), dtype=np.int64, count=len(encoded))
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    with open(d / VOCAB_TXT, "wb") as f:
+    with open(files.words, "wb") as f:
         for b in encoded:
             f.write(b + b"\n")
-    np.save(d / VOCAB_OFFSETS, offsets)
-    np.save(d / VOCAB_INDEX, _build_index(encoded))
-    return [VOCAB_TXT, VOCAB_OFFSETS, VOCAB_INDEX]
+    np.save(files.offsets, offsets)
+    np.save(files.table, _build_index(encoded))
 
 
 _DAMAGED = "the model directory is damaged; re-export it"
@@ -88,13 +92,14 @@ def _is_int64(a: np.ndarray) -> bool:
     return a.dtype.kind == "i" and a.dtype.itemsize == 8
 
 
-def _check_offsets(offsets: np.ndarray, text_bytes: int, path: Path) -> None:
+def _check_offsets(offsets: np.ndarray, text_bytes: int, files: VocabFiles) -> None:
     """Line starts: 1-D int64, from 0, each line at least its newline, ending at the file's end."""
+    path = files.offsets
     if offsets.ndim != 1 or not _is_int64(offsets) or len(offsets) == 0:
         raise _bad(path, f"expected a 1-D int64 array, got {offsets.dtype} {offsets.shape}")
     if int(offsets[0]) != 0 or int(offsets[-1]) != text_bytes:
         raise _bad(path, f"offsets run from {int(offsets[0])} to {int(offsets[-1])}, "
-                         f"vocab.txt has {text_bytes} bytes")
+                         f"{files.words.name} has {text_bytes} bytes")
     if len(offsets) > 1 and int(np.diff(offsets).min()) < 1:
         raise _bad(path, "offsets are not increasing")
 
@@ -109,19 +114,20 @@ def _load_array(path: Path) -> np.ndarray:
                          f"{' '.join(str(exc).split())[:200]})") from exc
 
 
-# vocab.txt is checked in pieces of about this many bytes, each ending at a line end
+# the words' file is checked in pieces of about this many bytes, each ending at a line end
 _CHUNK = 1 << 20
 
 
-def _check_lines(text: mmap.mmap | bytes, offsets: np.ndarray, path: Path) -> None:
-    """vocab.txt as write_vocab writes it: UTF-8 throughout, each line ending where the
+def _check_lines(text: mmap.mmap | bytes, offsets: np.ndarray, files: VocabFiles) -> None:
+    """The words' file as write_vocab writes it: UTF-8 throughout, each line ending where the
     offsets say, with no other line break (a word holding a CR or LF cannot be a token)."""
+    path = files.words
     raw = np.frombuffer(text, dtype=np.uint8) if len(text) else np.zeros(0, np.uint8)
     words = len(offsets) - 1
     if words and not (raw[np.asarray(offsets[1:]) - 1] == 0x0A).all():
         bad = int(np.flatnonzero(raw[np.asarray(offsets[1:]) - 1] != 0x0A)[0])
-        raise ModelError("bad vocabulary file: the line does not end where vocab.offsets.npy "
-                         "says", path=path, line=bad + 1, hint=_DAMAGED)
+        raise ModelError(f"bad vocabulary file: the line does not end where "
+                         f"{files.offsets.name} says", path=path, line=bad + 1, hint=_DAMAGED)
     if int(np.count_nonzero(raw == 0x0A)) != words or np.count_nonzero(raw == 0x0D):
         cut = np.flatnonzero(raw == 0x0D)
         line = int(np.count_nonzero(raw[: cut[0]] == 0x0A)) + 1 if len(cut) else None
@@ -158,24 +164,23 @@ def _check_index(table: np.ndarray, words: int, path: Path) -> None:
 class MappedVocab:
     """Token -> id through the memory-mapped index; same answers as ``vocab.VocabIndex``."""
 
-    def __init__(self, model_dir: str | Path, *, case_policy: str) -> None:
-        d = Path(model_dir)
+    def __init__(self, files: VocabFiles, *, case_policy: str) -> None:
         if case_policy not in CASE_POLICIES:
-            raise ModelError(f"unknown case policy {case_policy!r}", path=d)
+            raise ModelError(f"unknown case policy {case_policy!r}", path=files.words.parent)
         self.case_policy = case_policy
-        self._offsets = _load_array(d / VOCAB_OFFSETS)
-        self._table = _load_array(d / VOCAB_INDEX)
+        self._offsets = _load_array(files.offsets)
+        self._table = _load_array(files.table)
         try:
-            with open(d / VOCAB_TXT, "rb") as f:
+            with open(files.words, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 self._text: mmap.mmap | bytes = (
                     mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
                 )
         except (OSError, ValueError) as exc:
-            raise _bad(d / VOCAB_TXT, f"cannot open it ({exc})") from exc
-        _check_offsets(self._offsets, size, d / VOCAB_OFFSETS)
-        _check_lines(self._text, self._offsets, d / VOCAB_TXT)
-        _check_index(self._table, len(self._offsets) - 1, d / VOCAB_INDEX)
+            raise _bad(files.words, f"cannot open it ({exc})") from exc
+        _check_offsets(self._offsets, size, files)
+        _check_lines(self._text, self._offsets, files)
+        _check_index(self._table, len(self._offsets) - 1, files.table)
         self._mask = len(self._table) - 1
         self._cache = _IdCache(self)
 

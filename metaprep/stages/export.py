@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metaprep.errors import ConfigError, ExportError
-from metaprep.outputs import claim_outputs, is_model_dir
+from metaprep.outputs import claim_outputs
 from metaprep.stages._common import PathLike, _in, _name, _out, _req
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ def export(options: ExportOptions) -> ExportResult:
     """A trained run -> a model directory that onnxruntime serves alone (docs/model-dir.md)."""
     from metaprep.exporter.run import export_run
     from metaprep.exporter.triton import check_triton_name
+    from metaprep.runtime.modeldir import is_model_dir
 
     o = options
     out = Path(_req(o.output, "output", "export"))

@@ -11,13 +11,13 @@ from typing import Any, ClassVar
 from metaprep.errors import ConfigError
 from metaprep.learn.config import LIMITS as RUN_LIMITS
 from metaprep.learn.config import number_problem
+from metaprep.learn.rundir import MEMBERS, TEACHER
 from metaprep.outputs import claim_outputs
 from metaprep.stages._common import PathLike, TaskColumns, _in, _out, _req, _resolve_task
 from metaprep.taskdata import task_columns
 
 __all__ = ["HYPER", "TEACHER", "TrainOptions", "TrainResult", "train"]
 
-TEACHER = "teacher"  # the folder of a run that trains its own teacher (teacher_members)
 
 # Hyper-parameters left at None take the run config's defaults (metaprep.learn.config.RunConfig);
 # on --resume, the run's saved config, and a value given that differs from it is an error.
@@ -330,7 +330,7 @@ def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], 
         store, source or data file is refused before the ensemble's folder is made."""
         from metaprep.learn.prepare import prepare
 
-        prepare(member, out / "members" / "0", inputs, resume=False, overrides=None,
+        prepare(member, out / MEMBERS / "0", inputs, resume=False, overrides=None,
                 write=False, encoding=o.data_encoding, show=False,
                 columns=task_columns(o)).run.close()
 

@@ -18,7 +18,7 @@ from metaprep.cli import cli
 from metaprep.errors import DataError, ModelError
 from metaprep.ids import VocabIndex
 from metaprep.runtime import Model, read_texts
-from metaprep.runtime.modeldir import MappedVocab, write_vocab
+from metaprep.runtime.modeldir import open_vocab, write_vocab
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -153,7 +153,7 @@ def test_mapped_vocab_agrees_with_vocab_index(tmp_path_factory: pytest.TempPathF
     write_vocab(d, words)
     queries = probes + words + [w.upper() for w in words] + [w.lower() for w in words]
     for policy in ("exact", "lower", "fallback"):
-        mapped = MappedVocab(d, case_policy=policy)
+        mapped = open_vocab(d, case_policy=policy)
         assert mapped.encode(queries) == VocabIndex(words, case_policy=policy).encode(queries)
     assert [mapped.word(i) for i in range(len(words))] == words
 
