@@ -41,6 +41,7 @@ from metaprep.runtime.graphrules import RULES, TextOps
 from metaprep.runtime.graphvalues import INT64, SIZES, STRING, Refused, V, tensor_value
 from metaprep.runtime.manifest import TaskInfo
 from metaprep.runtime.onnx_read import Graph, Tensor
+from metaprep.runtime.runcheck import one_line
 
 __all__ = ["CONST_BYTES", "ROW_BYTES", "TEXT_CHARS", "TOKEN_BYTES", "Bound", "check_graph",
            "check_output_shapes", "text_chars"]
@@ -84,8 +85,8 @@ def check_graph(graph: Graph, *, kind: str, max_tokens: int, pair: bool = False,
     external data file the graph may read."""
     try:
         return _check(graph, kind, max_tokens, pair, data_sizes or {})
-    except Refused as exc:
-        raise ModelError(f"graph refused: {exc}", path=path,
+    except Refused as exc:  # it may quote the graph's own strings: one line, whatever they hold
+        raise ModelError(f"graph refused: {one_line(exc)}", path=path,
                          hint="refusing to load it; re-export the model directory") from exc
 
 

@@ -20,6 +20,7 @@ from metaprep.errors import ModelError
 from metaprep.ids import UNK_ID
 from metaprep.runtime.graphvalues import INT64, tensor_value
 from metaprep.runtime.onnx_read import Graph, Node, Tensor
+from metaprep.runtime.runcheck import one_line
 
 __all__ = ["JOIN_DROPPED", "JOIN_KEPT", "JOIN_NODES", "JOIN_RENAMES", "check_join", "join_consts"]
 
@@ -71,9 +72,9 @@ def check_join(serve: Graph, text: Graph, model: Graph, max_tokens: int, path: P
     file name, for the message)."""
     try:
         _compare(serve, text, model, max_tokens)
-    except _Differs as exc:
+    except _Differs as exc:  # it may quote the graph's own strings: one line, whatever they hold
         raise ModelError(f"{files['serve']} is not the join of {files['text']} and "
-                         f"{files['model']}: {exc}",
+                         f"{files['model']}: {one_line(exc)}",
                          path=path, hint="refusing to load it; re-export the model directory"
                          ) from exc
 

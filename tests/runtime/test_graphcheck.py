@@ -294,3 +294,18 @@ def test_rewired_graphs_give_a_bound_or_a_one_line_error(model_dir: Path,
                     data_sizes={"model.data": (model_dir / "model.data").stat().st_size})
     except ModelError as exc:
         assert "\n" not in str(exc)
+
+
+def test_a_name_with_a_line_break_still_gives_a_one_line_error() -> None:
+    """A byte of model.onnx damaged into a line break inside an op's name (found by the fuzz
+    test of test_modeldir.py) made the refusal two lines."""
+    node = helper.make_node("Max\nX", ["ids"], ["max_3"])
+    graph = helper.make_graph([node], "g", [
+        helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "tokens"]),
+        helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("max_3", TensorProto.INT64, ["batch", "tokens"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ModelError, match="node 0 .Max X 'max_3'. is an op metaprep's exporter "
+                                         "never writes") as info:
+        check_graph(read_model(model.SerializeToString()), kind="model", max_tokens=9)
+    assert "\n" not in str(info.value)
