@@ -11,10 +11,10 @@
    costs the text path the same lookups;
 3. prints texts/s for each engine, with the machine's cores and load average:
    * ``one``: ``Model(threads=<cores>).predict_proba`` on all texts in one call;
-   * ``spark``: ``metaprep.serve.spark.predict_udf`` on ``local-cluster[2,1,1024]`` (2 executors
+   * ``spark``: ``metaprep.runtime.spark.predict_udf`` on ``local-cluster[2,1,1024]`` (2 executors
      of 1 core, each its own JVM), the DataFrame cached in 8 partitions, written to Spark's
      ``noop`` sink; the first pass (Python workers start, models load) and a second (warm);
-   * ``ray``: ``metaprep.serve.ray.predict_dataset`` with 2 actors of 1 CPU on ``ray.init
+   * ``ray``: ``metaprep.runtime.ray.predict_dataset`` with 2 actors of 1 CPU on ``ray.init
      (num_cpus=2)``, the Dataset materialized first; actors start and load within the time.
 
 Everything listens on the loopback address only (tests/enginekit.py).
@@ -53,17 +53,18 @@ def make_model(work: Path) -> Path:
     import torch
     from exportkit import make_run
 
-    from metaprep.serve.export import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     torch.set_num_threads(1)
     run = make_run(work / "src", method="sum", encoder="pool", proj_dim=64, mlp_hidden=256,
                    learned_dim=64, learned_buckets=200_000, source_norm="layernorm", dev=False)
-    export_run(run, work / "model", options=ExportOptions(progress=False), log=lambda _: None)
+    export_run(run, work / "model", options=ExportOptions(quiet=True), log=lambda _: None)
     return work / "model"
 
 
 def one_process(model_dir: Path, texts: list[str]) -> float:
-    from metaprep.serve.runtime import Model
+    from metaprep.runtime.model import Model
 
     model = Model(model_dir, threads=os.cpu_count())
     model.predict_proba(texts[:2000])  # warm-up
@@ -76,7 +77,7 @@ def on_spark(model_dir: Path, texts: list[str], work: Path, batch_size: int
              ) -> tuple[float, float]:
     from enginekit import spark_session, wait_for_executors
 
-    from metaprep.serve.spark import predict_udf
+    from metaprep.runtime.spark import predict_udf
 
     spark = spark_session("local-cluster[2,1,1024]", work)
     try:
@@ -101,7 +102,7 @@ def on_ray(model_dir: Path, texts: list[str], batch_size: int) -> float:
     import ray.data
     from enginekit import ray_init
 
-    from metaprep.serve.ray import predict_dataset
+    from metaprep.runtime.ray import predict_dataset
 
     ray_init(2)
     try:

@@ -144,7 +144,7 @@ def latency_section(bilstm_run: Path, models: dict[str, Path], test: list[str],
     import torch
 
     from metaprep.learn.rundir import Run
-    from metaprep.serve.runtime import Model, pad_batch
+    from metaprep.runtime import Model, pad_batch
 
     torch.set_num_threads(threads)
     model = Run.open(bilstm_run).load_model()
@@ -206,7 +206,7 @@ def latency_section(bilstm_run: Path, models: dict[str, Path], test: list[str],
 
 def fasttext_section(pool_model: Path, files: dict[str, str], store: Path, work: Path,
                      threads: int) -> dict[str, Any]:
-    from metaprep.serve.runtime import Model
+    from metaprep.runtime.model import Model
     from metaprep.taskdata import read_examples
 
     rt = Model(pool_model, threads=threads, batch_size=64)
@@ -219,7 +219,7 @@ def fasttext_section(pool_model: Path, files: dict[str, str], store: Path, work:
     rt.predict_proba(many)
     ours["sentences_per_s_end_to_end"] = len(many) / (time.perf_counter() - t)
     sess = rt._session("model")
-    from metaprep.serve.runtime import pad_batch
+    from metaprep.runtime import pad_batch
 
     enc = sorted((rt.encode(x) for x in many), key=len)
     feeds = [dict(zip(("ids", "lengths"), pad_batch(enc[s : s + 64]), strict=True))
@@ -280,7 +280,7 @@ LOAD_OURS = textwrap.dedent("""
         return {l.split(":")[0]: int(l.split()[1]) // 1024 for l in open("/proc/self/status")
                 if l.startswith(("VmRSS", "VmHWM"))}
     t0 = time.perf_counter()
-    from metaprep.serve.runtime import Model
+    from metaprep.runtime.model import Model
     t1 = time.perf_counter()
     m = Model(sys.argv[1], threads=2)
     t2 = time.perf_counter()
@@ -311,9 +311,10 @@ LOAD_NAIVE = textwrap.dedent("""
 
 def load_section(work: Path, rows: int, dim: int) -> dict[str, Any]:
     """A synthetic model directory with a rows x dim float16 folded table (built once)."""
-    from metaprep.serve.modeldir import ExportInfo, GraphInfo, Manifest, TaskInfo, write_vocab
-    from metaprep.serve.onnx_data import ExternalData, save_graph
-    from metaprep.serve.onnx_graph import FrontSpec, GraphSpec, build_graph
+    from metaprep.exporter.graphspec import FrontSpec, GraphSpec
+    from metaprep.exporter.onnx_data import ExternalData, save_graph
+    from metaprep.exporter.onnx_graph import build_graph
+    from metaprep.runtime.modeldir import ExportInfo, GraphInfo, Manifest, TaskInfo, write_vocab
 
     out = work / f"synthetic-{rows}x{dim}"
     if not (out / "manifest.json").exists():

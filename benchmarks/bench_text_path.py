@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import metaprep.serve.runtime as runtime
+import metaprep.runtime.textpath as textpath
 from metaprep.runtime import Model
 
 
@@ -78,9 +78,9 @@ def _profile(model: Any, texts: list[str], passes: int) -> dict[str, float]:
     """Shares of ``predict``'s wall time per stage, one thread (the stages run one after the
     other, so their times add up to the wall time)."""
     spent: dict[str, float] = defaultdict(float)
-    _timed(model, "_tokens", "tokenize (Python)", spent)
+    _timed(model.text_ids, "tokens", "tokenize (Python)", spent)
     _timed(model.vocab, "encode_array", "lookup (Python)", spent)
-    _timed(runtime, "pad_flat", "pad", spent)
+    _timed(textpath, "pad_flat", "pad", spent)
     if getattr(model, "_text", None) is not None:
         _timed(model._text, "run", "onnxruntime: text graph", spent)
     if getattr(model, "_serve", None) is not None:

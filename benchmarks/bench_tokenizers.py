@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from metaprep.exporter.textgraph import re2_pattern  # its syntax is Oniguruma's too
 from metaprep.ids import UNK_ID
 from metaprep.runtime import Model
-from metaprep.serve.textgraph import re2_pattern  # its syntax is Oniguruma's too
 
 
 # --- the tokenizers pipeline ---------------------------------------------------------------------
@@ -105,7 +105,7 @@ def main() -> None:
     texts = (first * (args.repeat // max(1, len(first)) + 1))[: args.repeat]
 
     def ours() -> None:
-        lists = model._tokens(texts)
+        lists = model.text_ids.tokens(texts)
         model.vocab.encode_array(list(chain.from_iterable(lists)))
 
     def theirs() -> None:

@@ -47,12 +47,13 @@ def make_model(work: Path) -> Path:
     import torch
     from exportkit import make_run
 
-    from metaprep.serve.export import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     torch.set_num_threads(1)
     run = make_run(work / "src", method="dme", encoder="bilstm", proj_dim=256, hidden=256,
                    mlp_hidden=256, dev=False)
-    export_run(run, model, options=ExportOptions(progress=False), log=lambda _: None)
+    export_run(run, model, options=ExportOptions(quiet=True), log=lambda _: None)
     return model
 
 
@@ -91,8 +92,9 @@ def triton_setup(model: Path, work: Path, texts: list[str], args: argparse.Names
 
     import tritonclient.http as http
 
-    from metaprep.serve.triton_local import run_triton
-    from metaprep.serve.triton_python import TritonOptions, write_python_model
+    from metaprep.exporter.triton_local import run_triton
+    from metaprep.exporter.triton_python import write_python_model
+    from metaprep.stages import TritonOptions
 
     repo = work / f"repo-{name}"
     shutil.rmtree(repo, ignore_errors=True)

@@ -37,9 +37,9 @@ _LAZY = {
         "AlignOptions", "AlignResult", "EvaluateOptions", "EvaluateResult", "ExportOptions",
         "ExportResult", "SplitOptions", "SplitResult", "TrainOptions", "TrainResult", "align",
         "evaluate", "export", "split", "train")},
-    **{name: "metaprep.serve.predict" for name in (
+    **{name: "metaprep.runtime.predict" for name in (
         "EmbedOptions", "EmbedResult", "PredictOptions", "PredictResult", "embed", "predict")},
-    "Model": "metaprep.serve.runtime",
+    "Model": "metaprep.runtime",
 }
 
 __all__ = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -32,8 +31,6 @@ __all__ = [
     "clear_stale",
     "hold",
     "input_paths",
-    "is_model_dir",
-    "only_replace_a_store",
     "path_fields",
 ]
 
@@ -243,32 +240,3 @@ def claim_outputs(stage: str, options: Any, outputs: dict[str, Any], *,
         check_paths(stage, outputs, path_fields(options, "in"))
         return nullcontext()
     return claim(stage, outputs, path_fields(options, "in"), folders=folders)
-
-
-def only_replace_a_store(path: Path) -> None:
-    """align replaces an existing file only if it is a metaprep store (its own earlier output)."""
-    if not path.exists():
-        return
-    import h5py
-
-    from metaprep.prep.store.heapcheck import damaged_heap
-
-    try:  # a damaged string heap would hang HDF5 (see heapcheck)
-        ours = path.is_file() and damaged_heap(path) is None
-        if ours:
-            with h5py.File(path, "r") as f:
-                ours = f.attrs.get("format") in ("metaprep-store", b"metaprep-store")
-    except OSError:
-        ours = False
-    if not ours:
-        raise ConfigError("exists and is not a metaprep store: align replaces only its own "
-                          "earlier output", path=path, hint="remove it yourself, or write "
-                          "elsewhere")
-
-
-def is_model_dir(path: Path) -> bool:
-    try:
-        data = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("format") == "metaprep-model"

@@ -24,20 +24,18 @@ import csv
 import json
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from metaprep.errors import ConfigError, DataError
-from metaprep.tokenize import Tokenizer
 
 __all__ = [
     "TASK_FORMATS",
     "Columns",
     "Example",
     "check_label",
-    "count_words",
     "detect_task_format",
     "fasttext_records",
     "json_records",
@@ -365,20 +363,6 @@ def read_examples(
     if fmt == "jsonl":
         return _read_jsonl(p, encoding, require_label, c)
     return _read_fasttext(p, encoding, require_label)
-
-
-def count_words(
-    paths: Iterable[str | Path], tokenizer: Tokenizer, *, encoding: str = "utf-8",
-    columns: Columns | None = None,
-) -> Counter[str]:
-    """Token counts over the texts of task data files (labels are not words)."""
-    counts: Counter[str] = Counter()
-    for path in paths:
-        for ex in read_examples(path, encoding=encoding, require_label=False, columns=columns):
-            texts = ex.text if isinstance(ex.text, tuple) else (ex.text,)
-            for t in texts:
-                counts.update(tokenizer(t))
-    return counts
 
 
 def read_word_list(path: str | Path, *, encoding: str = "utf-8") -> list[str]:

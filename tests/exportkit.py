@@ -131,3 +131,19 @@ def train_options(**kw: Any) -> Any:
     own = {f.name for f in fields(TrainOptions)}
     config = {k: v for k, v in kw.items() if k not in own}
     return TrainOptions(**{k: v for k, v in kw.items() if k in own}, config=config)
+
+
+def export_model(base: Path, **run_kw: Any) -> Path:
+    """A ``make_run`` run at ``base``, exported quietly to ``base / "model"``."""
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
+
+    export_run(make_run(base, **run_kw), base / "model", options=ExportOptions(quiet=True),
+               log=lambda _: None)
+    return base / "model"
+
+
+def single_and_pair(base: Path) -> dict[str, Path]:
+    """A single-sentence and a sentence-pair model directory (pool encoders: quick to export)."""
+    return {"single": export_model(base / "single", method="dme", encoder="pool"),
+            "pair": export_model(base / "pair", method="sum", encoder="pool", pair=True)}

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metaprep.serve.textgraph import re2_pattern
+from metaprep.exporter.textgraph import re2_pattern
 from metaprep.tokenize import DEFAULT_PATTERN, Tokenizer, TokenizerConfig
 
 tokenizers = pytest.importorskip("tokenizers")

@@ -23,7 +23,7 @@ def _blocks() -> dict[str, str]:
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
     found = {}
     for code in blocks:
-        engine = "spark" if "metaprep.serve.spark" in code else "ray"
+        engine = "spark" if "metaprep.runtime.spark" in code else "ray"
         assert engine not in found, "one example per engine"
         found[engine] = code
     return found

@@ -118,11 +118,12 @@ def test_train_and_export_under_a_file_size_limit(tmp_path: Path) -> None:
 
 def test_triton_copy_under_a_file_size_limit(tmp_path: Path) -> None:
     """The copy's error was a list of (source, destination, error) tuples, naming temp paths."""
-    from metaprep.serve.export import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     model = tmp_path / "model"
     export_run(make_run(tmp_path / "w", method="dme", encoder="pool"), model,
-               options=ExportOptions(progress=False), log=lambda s: None)
+               options=ExportOptions(quiet=True), log=lambda s: None)
     repo = tmp_path / "repo"
     proc = _metaprep(["triton", str(model), "-o", str(repo), "--copy"], fsize=2_000)
     _one_line_error(proc, repo / "metaprep")
@@ -141,7 +142,7 @@ def _kill_at_random(args: list[str], seconds: float) -> None:
 @pytest.mark.slow
 def test_kill_9_at_random_points_loses_nothing(tmp_path: Path) -> None:
     from metaprep.prep.store import Store
-    from metaprep.serve.runtime import Model
+    from metaprep.runtime.model import Model
 
     rng = random.Random(7)
     store = tmp_path / "s.h5"

@@ -31,7 +31,7 @@ def test_a_2000_token_text_gets_one_answer_from_evaluate_and_predict(tmp_path: P
     from metaprep.learn.data import LabelMap, load_task
     from metaprep.learn.evaluate import predict
     from metaprep.learn.rundir import Run
-    from metaprep.serve.runtime import Model
+    from metaprep.runtime.model import Model
 
     torch.set_num_threads(1)
     run = make_run(tmp_path / "work", method="sum", encoder="pool", max_tokens=400)

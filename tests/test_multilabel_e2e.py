@@ -177,7 +177,7 @@ def test_top_k_caps_the_labels_in_every_output(cli_run: dict[str, Any]) -> None:
 ])
 def test_bad_thresholds_in_the_manifest_are_refused(cli_run: dict[str, Any], tmp_path: Path,
                                                     edit: Any, message: str) -> None:
-    from metaprep.serve.modeldir import read_manifest
+    from metaprep.runtime.modeldir import read_manifest
 
     model = tmp_path / "model"
     shutil.copytree(cli_run["tmp"] / "model", model)
@@ -223,8 +223,9 @@ def test_a_multilabel_pipeline_runs_every_stage(tmp_path: Path) -> None:
 def test_the_triton_python_backend_refuses_a_multilabel_model(cli_run: dict[str, Any],
                                                                tmp_path: Path) -> None:
     from metaprep.errors import ConfigError
-    from metaprep.serve.triton_python import write_python_model
+    from metaprep.exporter.triton_python import write_python_model
+    from metaprep.stages import TritonOptions
 
     with pytest.raises(ConfigError, match="single-label models only"):
-        write_python_model(cli_run["tmp"] / "model", tmp_path / "repo")
+        write_python_model(cli_run["tmp"] / "model", tmp_path / "repo", TritonOptions())
     assert not (tmp_path / "repo").exists()

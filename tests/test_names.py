@@ -64,7 +64,7 @@ def test_triton_name_is_one_folder_name(tmp_path: Path, name: str) -> None:
 
 
 def test_write_triton_checks_the_name_itself(tmp_path: Path) -> None:
-    from metaprep.serve.triton import write_triton
+    from metaprep.exporter.triton import write_triton
 
     with pytest.raises(ConfigError, match="--triton-name '../x'"):
         write_triton(tmp_path, tmp_path / "repo", "../x", None)  # type: ignore[arg-type]

@@ -294,11 +294,12 @@ def test_a_pipeline_trains_exports_and_scores_an_ensemble(tmp_path: Path) -> Non
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from exportkit import make_run
 
-    from metaprep.serve.export import ExportOptions, export_run
+    from metaprep.exporter.run import export_run
+    from metaprep.stages import ExportOptions
 
     base = tmp_path_factory.mktemp("pipeline-model")
     run = make_run(base, method="sum", encoder="pool", dev=False)
-    export_run(run, base / "model", options=ExportOptions(progress=False), log=lambda s: None)
+    export_run(run, base / "model", options=ExportOptions(quiet=True), log=lambda s: None)
     return base / "model"
 
 

@@ -46,6 +46,21 @@ def test_notebook_flow_in_a_few_lines(tmp_path: Path) -> None:
     scores = mp.evaluate(mp.EvaluateOptions(run=run.run, data=tmp_path / "data" / "test.tsv",
                                             quiet=True))
     assert 0 <= scores.metrics["accuracy"] <= 1
+    # the commands that had no stage of their own
+    assert stages.inspect(stages.InspectOptions(store=store.store)).summary == store.summary
+    vectors = stages.export_vectors(stages.ExportVectorsOptions(
+        store=store.store, source="glove", output=tmp_path / "glove.txt", quiet=True))
+    assert (vectors.path, vectors.sources) == (tmp_path / "glove.txt", ["glove"])
+    assert vectors.rows == int((tmp_path / "glove.txt").read_text().split()[0])
+    entry = stages.triton(stages.TritonOptions(model=model.model, output=tmp_path / "repo"))
+    assert entry.path == tmp_path / "repo" / "metaprep" and entry.inputs == ("TEXT",)
+    (tmp_path / "texts.txt").write_text("a gripping film\n\n")
+    got = stages.predict(stages.PredictOptions(model_dir=model.model, input=tmp_path / "texts.txt",
+                                               output=tmp_path / "p.jsonl"))
+    assert (got.records, got.errors) == (2, 0)
+    vecs = stages.embed(stages.EmbedOptions(model_dir=model.model, input=tmp_path / "texts.txt",
+                                            output=tmp_path / "v.npy"))
+    assert (vecs.records, vecs.output) == (2, tmp_path / "v.npy")
 
 
 def test_a_missing_required_option_is_a_config_error() -> None:
@@ -53,6 +68,28 @@ def test_a_missing_required_option_is_a_config_error() -> None:
         mp.train(mp.TrainOptions(train="t.tsv", dev="d.tsv"))
     with pytest.raises(ConfigError, match="output is required"):
         mp.align(mp.AlignOptions(sources={"a": "a.txt"}))
+    with pytest.raises(ConfigError, match="inspect: store is required"):
+        stages.inspect(stages.InspectOptions())
+    with pytest.raises(ConfigError, match="export-vectors: output is required"):
+        stages.export_vectors(stages.ExportVectorsOptions(store="s.h5", source="a"))
+    with pytest.raises(ConfigError, match="triton: model is required"):
+        stages.triton(stages.TritonOptions(output="repo"))
+
+
+def test_every_command_is_a_face_over_one_stage() -> None:
+    """`metaprep <command>` parses, builds the options, calls one stage function and prints
+    (`run` calls the pipeline, which calls the stages)."""
+    import ast
+
+    functions = {n for n in stages.__all__ if n.islower() and n != "path_fields"}
+    for path in sorted(Path(stages.__file__).parents[1].joinpath("cli").glob("[!_]*.py")):
+        if path.stem == "run":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        called = [n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call)
+                  and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name)
+                  and n.func.value.id == "stages" and n.func.attr in functions]
+        assert len(called) == 1, (path.name, called)
 
 
 def test_train_help_shows_about_twenty_flags_in_groups_and_the_rest_through_set() -> None:

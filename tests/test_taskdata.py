@@ -7,10 +7,10 @@ import gensim
 import pytest
 
 from metaprep.errors import ConfigError, DataError
+from metaprep.prep.vocab import count_words
 from metaprep.taskdata import (
     Columns,
     Example,
-    count_words,
     detect_task_format,
     read_examples,
     read_word_list,

@@ -32,13 +32,13 @@ def command(model_dir: str, input_path: str, output: str, fmt: str, columns: tup
     (bad JSON, a missing column) gets a row of NaN (in .jsonl an "error") and a warning with its
     line number. The rows are streamed to disk, so memory does not grow with the input.
     """
-    from metaprep.serve.predict import EmbedOptions, embed
+    from metaprep import stages
 
-    opts = EmbedOptions(model_dir=Path(model_dir), input=input_path, output=Path(output),
-                        input_format=fmt, columns=columns, batch_size=batch_size,
-                        threads=threads, verify=verify, quiet=quiet)
+    opts = stages.EmbedOptions(model_dir=Path(model_dir), input=input_path, output=Path(output),
+                               input_format=fmt, columns=columns, batch_size=batch_size,
+                               threads=threads, verify=verify, quiet=quiet)
     warn = Warner()
-    result = embed(opts, warn=warn)
+    result = stages.embed(opts, warn=warn)
     warn.finish()
     for note in result.notes:
         click.echo(f"note: {note}", err=True)

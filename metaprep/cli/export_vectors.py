@@ -30,12 +30,12 @@ def command(store: str, source: str | None, concat: bool, output: str, binary: b
             only_present: bool, quiet: bool) -> None:
     """Write source NAME of STORE.h5 (or --concat) as word2vec text or --binary, loadable with
     gensim's KeyedVectors.load_word2vec_format (binary=True for --binary)."""
-    from metaprep.prep.exportvec import export_vectors
+    from metaprep import stages
 
-    r = export_vectors(store, output, source=source, concat=concat, binary=binary,
-                       only_present=only_present, progress=not quiet)
-    click.echo(f"wrote {r['rows']:,} vectors of dim {r['dim']} ({'+'.join(r['sources'])}) "
-               f"to {r['path']}")
-    if r["skipped_whitespace"]:
-        click.echo(f"left out {r['skipped_whitespace']:,} word(s) containing whitespace, e.g. "
-                   + ", ".join(repr(w) for w in r["skipped_examples"]), err=True)
+    r = stages.export_vectors(stages.ExportVectorsOptions(
+        store=store, output=output, source=source, concat=concat, binary=binary,
+        only_present=only_present, quiet=quiet))
+    click.echo(f"wrote {r.rows:,} vectors of dim {r.dim} ({'+'.join(r.sources)}) to {r.path}")
+    if r.skipped_whitespace:
+        click.echo(f"left out {r.skipped_whitespace:,} word(s) containing whitespace, e.g. "
+                   + ", ".join(repr(w) for w in r.skipped_examples), err=True)

@@ -23,7 +23,8 @@ def command(store: str, as_json: bool) -> None:
     words present in both of each pair of sources."""
     import json
 
-    from metaprep.prep.inspect import format_summary, inspect_store
+    from metaprep import stages
+    from metaprep.prep.inspect import format_summary
 
-    summary = inspect_store(store)
+    summary = stages.inspect(stages.InspectOptions(store=store)).summary
     click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))

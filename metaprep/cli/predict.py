@@ -40,14 +40,14 @@ def command(model_dir: str, input_path: str, output: str | None, top_k: int | No
     prediction for an empty text; texts longer than the model's max_tokens are truncated
     (reported once on stderr); bytes that are not UTF-8 are replaced (reported with their line).
     """
-    from metaprep.serve.predict import PredictOptions, predict
+    from metaprep import stages
 
-    opts = PredictOptions(model_dir=Path(model_dir), input=input_path,
-                          output=None if output in (None, "-") else Path(output),
-                          input_format=fmt, columns=columns, batch_size=batch_size,
-                          threads=threads, verify=verify, quiet=quiet, top_k=top_k)
+    opts = stages.PredictOptions(model_dir=Path(model_dir), input=input_path,
+                                 output=None if output in (None, "-") else Path(output),
+                                 input_format=fmt, columns=columns, batch_size=batch_size,
+                                 threads=threads, verify=verify, quiet=quiet, top_k=top_k)
     warn = Warner()
-    result = predict(opts, warn=warn)
+    result = stages.predict(opts, warn=warn)
     warn.finish()
     for note in result.notes:
         click.echo(f"note: {note}", err=True)

@@ -68,7 +68,7 @@ def command(train_path: str | None, config: dict[str, Any], settings: dict[str, 
     """Train DME / CDME (or a baseline) plus a sentence encoder and classifier."""
     from metaprep import stages
     from metaprep.learn.ensemble import ensemble_metrics
-    from metaprep.stages.train import TEACHER
+    from metaprep.learn.rundir import TEACHER
 
     result = stages.train(stages.TrainOptions(train=train_path, config=config, **settings, **kw))
     if os.environ.get("RANK", "0") != "0":

@@ -42,8 +42,8 @@ def command(model: str, output: str, **kw: Any) -> None:
     """Write MODEL_DIR (from `metaprep export-onnx`) as a Triton python-backend model: clients
     send raw text (TEXT, or TEXT_A and TEXT_B for pairs) and get LABEL and PROBABILITIES back,
     computed by metaprep.runtime inside Triton."""
-    from metaprep.serve.triton_python import TritonOptions, write_python_model
+    from metaprep import stages
 
-    result = write_python_model(model, output, TritonOptions(**kw))
+    result = stages.triton(stages.TritonOptions(model=model, output=output, **kw))
     click.echo(f"wrote {result.path}: inputs {', '.join(result.inputs)}; outputs "
                f"{', '.join(result.outputs)}; labels {', '.join(result.labels)}", err=True)

@@ -34,7 +34,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _check_external_data(model: Path, data: bytes) -> None:
-    from metaprep.serve.onnx_scan import external_locations
+    from metaprep.runtime.onnx_scan import external_locations
 
     try:
         locations = external_locations(data)

@@ -1,5 +1,5 @@
 """The sentence encoders and the classifier head: meta-embeddings (B,T,D) -> sentence (B,E) ->
-logits (B,C). Torch modules only; each is rebuilt op by op in serve/onnx_graph.py, and each reads
+logits (B,C). Torch modules only; each is rebuilt op by op in exporter/onnx_graph.py, and each reads
 only the valid steps of a padded batch (docs/model.md)."""
 
 from __future__ import annotations

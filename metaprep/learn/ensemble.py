@@ -10,7 +10,7 @@ Averaging the probabilities of models that differ only in their seed is the chea
 classifier of this kind can buy: on both frontier tasks three `fast` models averaged beat any one
 of them by more than the seed spread (benchmarks/results/ensembles.md), at three times the serving
 cost. A member is an ordinary run (evaluate, inspect and export it alone); the directory as a whole
-is exported by ``export-onnx`` into one graph (serve/onnx_graph.py). A resume trains the members
+is exported by ``export-onnx`` into one graph (exporter/onnx_graph.py). A resume trains the members
 that are missing or unfinished and leaves finished ones alone.
 """
 
@@ -27,13 +27,11 @@ from torch import nn
 
 from metaprep.errors import ConfigError, ModelError
 from metaprep.learn.config import SEED_STEP, RunConfig
-from metaprep.learn.rundir import ENSEMBLE, Run
+from metaprep.learn.rundir import CONFIG, ENSEMBLE, MEMBERS, METRICS, Run
 from metaprep.learn.runfiles import _read_json, check_run_file, write_json
 
 __all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "check_subfolder", "ensemble_metrics",
            "is_ensemble", "load_members", "member_dirs", "member_seed", "train_ensemble"]
-
-MEMBERS = "members"
 
 
 def member_seed(seed: int, k: int) -> int:
@@ -85,8 +83,8 @@ def member_dirs(path: str | Path) -> list[Path]:
     count = _read(root / ENSEMBLE)["members"]
     dirs = [_member_dir(root, k) for k in range(count)]
     for d in dirs:
-        check_run_file(d / "config.json")
-        if not (d / "config.json").is_file():
+        check_run_file(d / CONFIG)
+        if not (d / CONFIG).is_file():
             raise ModelError("a member of the ensemble is missing or unfinished", path=d,
                              hint=f"finish training it: metaprep train --resume -o {root}")
     return dirs
@@ -94,7 +92,7 @@ def member_dirs(path: str | Path) -> list[Path]:
 
 def ensemble_metrics(path: str | Path) -> dict[str, Any] | None:
     """An ensemble's metrics.json (None until its members are trained and scored)."""
-    found = Path(path) / "metrics.json"
+    found = Path(path) / METRICS
     if not found.exists():
         return None
     data = _read_json(found)
@@ -139,7 +137,7 @@ def _figures(result: Any, where: Path) -> dict[str, Any]:
         ok = False
     if not ok:
         raise ModelError("the member's metrics lack its dev accuracy, test accuracy or best "
-                         "epoch", path=where / "metrics.json", hint="the file was damaged or "
+                         "epoch", path=where / METRICS, hint="the file was damaged or "
                          f"edited; delete {where} and resume the ensemble to train it again")
     return {"dev": dev, "test": test, "best_epoch": best}
 
@@ -230,7 +228,7 @@ def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
         if progress:
             print(f"member {k + 1} of {cfg.members} (seed {member_seed(cfg.seed, k)}): {where}",
                   file=sys.stderr)
-        started = (where / "config.json").is_file()
+        started = (where / CONFIG).is_file()
         member = None if started else replace(cfg, members=1, seed=member_seed(cfg.seed, k))
         wheres.append(str(where))
         figures.append(_figures(train_one(member, where, inputs), where))
@@ -239,5 +237,5 @@ def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
     metrics["best_dev_accuracy"] = metrics["dev"]["accuracy"]
     if metrics.get("test") is not None:
         metrics["test_accuracy"] = metrics["test"]["accuracy"]
-    write_json(out / "metrics.json", metrics)
+    write_json(out / METRICS, metrics)
     return metrics

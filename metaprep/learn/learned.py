@@ -13,7 +13,7 @@ n-grams is present too. Padding and UNK have no n-grams. All of this depends on 
 :meth:`LearnedSource.table` gives the effective (V+2, d) table, and export folds it like a
 pretrained source's (the exported graph and the runtime do not change). The bigram hash uses
 integer Mul/Add/Mod over the two word ids only, so the exported graph computes it itself
-(serve/onnx_graph.py) and the runtime needs no change.
+(exporter/onnx_graph.py) and the runtime needs no change.
 ``seen`` is a persistent buffer: it is part of the saved weights, as the tables are.
 """
 

@@ -17,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from metaprep.atomic import atomic_path, write_failure
 from metaprep.errors import ModelError, StoreError
 from metaprep.learn.config import RunConfig
 from metaprep.learn.runfiles import (
@@ -36,6 +35,7 @@ from metaprep.learn.runfiles import (
     check_run_file,
     write_json,
 )
+from metaprep.learn.weights import load_checkpoint, load_weights, save_checkpoint, save_weights
 from metaprep.tokenize import TokenizerConfig
 
 if TYPE_CHECKING:
@@ -47,9 +47,9 @@ if TYPE_CHECKING:
     from metaprep.prep.store import Store
 
 __all__ = [  # the layout's file names, then the API
-    "ANALYSIS", "ATTENTION_PLOT", "BEST", "CHECKPOINT", "CONFIG", "DATA", "LABELS",
-    "LEARNING_CURVES", "METRICS", "SPLITS", "STORE", "THRESHOLDS", "TOKENIZER",
-    "TEACHER_RECORD", "Checkpoint", "DataRecord", "FileRef", "Run", "StoreRef",
+    "ANALYSIS", "ATTENTION_PLOT", "BEST", "CHECKPOINT", "CONFIG", "DATA", "ENSEMBLE", "LABELS",
+    "LEARNING_CURVES", "MEMBERS", "METRICS", "SPLITS", "STORE", "TEACHER", "THRESHOLDS",
+    "TOKENIZER", "TEACHER_RECORD", "Checkpoint", "DataRecord", "FileRef", "Run", "StoreRef",
     "partly_described", "run_state", "write_json",
 ]
 
@@ -67,6 +67,8 @@ LEARNING_CURVES = "learning_curves.png"
 ATTENTION_PLOT = "attention_by_source.png"
 THRESHOLDS = "thresholds.json"  # multi-label runs: per-label thresholds tuned on dev
 ENSEMBLE = "ensemble.json"  # marks a directory of member runs instead (learn/ensemble.py)
+MEMBERS = "members"  # an ensemble's folder of member runs, members/0 ... members/K-1
+TEACHER = "teacher"  # the folder of a run that trains its own teacher (teacher_members)
 TEACHER_RECORD = "teacher.json"  # a taught run: which teacher, by content (learn/teacher.py)
 _WRITTEN = (CONFIG, LABELS, TOKENIZER, STORE, DATA, METRICS, ANALYSIS, BEST, CHECKPOINT,
             LEARNING_CURVES, ATTENTION_PLOT, THRESHOLDS, TEACHER_RECORD)
@@ -136,7 +138,7 @@ class Run:
             raise ModelError("no such run directory", path=run)
         if (run / ENSEMBLE).is_file() and not (run / CONFIG).exists():
             raise ModelError("is an ensemble of runs, not one run", path=run,
-                             hint=f"give one of its members ({run / 'members' / '0'}), or "
+                             hint=f"give one of its members ({run / MEMBERS / '0'}), or "
                              "export the whole: metaprep export-onnx")
         config = _read_config(run / CONFIG)
         ref = StoreRef.from_dict(_read_json(run / STORE), path=run / STORE)
@@ -295,70 +297,19 @@ class Run:
                              path=self.path / BEST) from exc
         return model.eval()
 
-    # --- what training writes
+    # --- what training writes (the tensors' files: weights.py)
     def save_best(self, state: dict[str, torch.Tensor]) -> None:
-        from safetensors import SafetensorError
-        from safetensors.torch import save_file
-
-        _check_finite(state, self.path / BEST, _DIVERGED)  # never replace good weights by NaN
-        with atomic_path(self.path / BEST) as tmp:
-            try:
-                save_file(state, str(tmp))
-            except (OSError, RuntimeError, SafetensorError) as exc:  # a full disk, a size limit
-                raise write_failure(self.path / BEST, exc) from exc
+        save_weights(self.path / BEST, state)
 
     def load_best(self) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
-
-        path = self.path / BEST
-        check_run_file(path)
-        if not path.exists():
-            raise ModelError(f"missing {BEST}", path=self.path,
-                             hint="did training finish an epoch?")
-        try:
-            state = load_file(str(path))
-        except Exception as exc:  # safetensors raises its own error type for bad bytes
-            raise ModelError(f"unreadable weights: {_one_line(exc)}", path=path,
-                             hint="the file is damaged; train the run again") from exc
-        _check_finite(state, path, "the file is damaged or edited; train the run again")
-        return state
+        return load_weights(self.path / BEST)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        import torch
-
-        state = {"model": checkpoint.model, "optimizer": checkpoint.optimizer,
-                 "progress": checkpoint.progress, "history": checkpoint.history}
-        _check_finite(checkpoint.model, self.path / CHECKPOINT, _DIVERGED)
-        with atomic_path(self.path / CHECKPOINT) as tmp:
-            try:
-                torch.save(state, tmp)
-            except (OSError, RuntimeError) as exc:
-                raise write_failure(self.path / CHECKPOINT, exc) from exc
+        save_checkpoint(self.path / CHECKPOINT, checkpoint)
 
     def load_checkpoint(self, *, map_location: Any = "cpu") -> Checkpoint:
         """The resume state; only plain tensors and containers are accepted (nothing unpickled)."""
-        import torch
-
-        path = self.path / CHECKPOINT
-        check_run_file(path)
-        if not path.exists():
-            raise ModelError(f"missing {CHECKPOINT}", path=self.path)
-        damaged = "the checkpoint is damaged; start the run again in a new directory"
-        try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as exc:  # empty, truncated, or holding more than tensors and numbers
-            # the loader's own message suggests turning the safety off: neither shown nor chained
-            raise ModelError(f"not a readable checkpoint ({type(exc).__name__})", path=path,
-                             hint=damaged) from None
-        ok = (isinstance(state, dict) and isinstance(state.get("model"), dict)
-              and isinstance(state.get("optimizer"), dict)
-              and isinstance(state.get("progress"), dict)
-              and isinstance(state.get("history"), list))
-        if not ok:
-            raise ModelError("not a metaprep checkpoint (model, optimizer, progress, history)",
-                             path=path, hint=damaged)
-        _check_finite(state["model"], path, damaged)
-        return Checkpoint(state["model"], state["optimizer"], state["progress"], state["history"])
+        return load_checkpoint(self.path / CHECKPOINT, map_location=map_location)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json(self.path / METRICS, metrics)
@@ -415,19 +366,3 @@ class Run:
         if not isinstance(data, dict) or not isinstance(data.get("epochs", []), list):
             raise ModelError("expected an object with a list of epochs", path=path)
         return data
-
-
-_DIVERGED = ("training diverged: nothing was written, the file on disk is the last good one; "
-             "train anew with a lower --lr")
-
-
-def _check_finite(state: dict[str, Any], path: Path, hint: str) -> None:
-    """Weights with a NaN or infinity make every prediction the same class with no error: a
-    damaged or edited file, refused by name."""
-    import torch
-
-    for name, value in state.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
-                not bool(torch.isfinite(value).all()):
-            raise ModelError(f"weight {name} holds a NaN or infinite value", path=path,
-                             hint=hint)

@@ -68,7 +68,7 @@ def _train(out: Path) -> dict[str, Any]:
 
 def _export(out: Path) -> dict[str, Any]:
     from metaprep.errors import ModelError
-    from metaprep.serve.modeldir import read_manifest
+    from metaprep.runtime.modeldir import read_manifest
 
     figures: dict[str, Any] = {"model_mb": round(dir_size(out / "model") / 1e6, 2)}
     try:

@@ -33,7 +33,6 @@ class StageSpec:
 
 def stage_specs() -> dict[str, StageSpec]:
     from metaprep import stages
-    from metaprep.serve import predict
 
     return {
         "split": StageSpec(stages.SplitOptions, stages.split, "", {}),
@@ -44,7 +43,7 @@ def stage_specs() -> dict[str, StageSpec]:
         "export": StageSpec(stages.ExportOptions, stages.export, "model", {"run": "{train}/run"}),
         "evaluate": StageSpec(stages.EvaluateOptions, stages.evaluate, "", {
             "run": "{train}/run", "data": "{split}/test.tsv"}),
-        "predict": StageSpec(predict.PredictOptions, predict.predict, "predictions.jsonl", {
+        "predict": StageSpec(stages.PredictOptions, stages.predict, "predictions.jsonl", {
             "model_dir": "{export}/model", "input": "{split}/test.tsv"}),
     }
 

@@ -50,8 +50,8 @@ from metaprep.prep.readers.base import ReadOptions, Source
 from metaprep.prep.sourcehash import SourceHashes
 from metaprep.prep.store import StoreWriter, store_bytes
 from metaprep.prep.store.writer import NonFiniteRows
-from metaprep.prep.vocab import CaseMatcher, pool_vocab, target_vocab
-from metaprep.taskdata import count_words, looks_like_task_data, read_word_list
+from metaprep.prep.vocab import CaseMatcher, count_words, pool_vocab, target_vocab
+from metaprep.taskdata import looks_like_task_data, read_word_list
 from metaprep.tokenize import Tokenizer
 
 _F16_MAX = float(np.finfo(np.float16).max)

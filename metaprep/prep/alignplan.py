@@ -115,7 +115,7 @@ def per_source(values: Mapping[str, Any], option: str, names: Sequence[str], *,
 def plan_from_options(o: Any) -> tuple[list[SourceSpec], AlignOptions]:
     """SourceSpecs and settings from the align stage's options (``metaprep.stages.AlignOptions``):
     per-source tables checked against the source names."""
-    from metaprep.serve.patterncheck import pattern_problem
+    from metaprep.patterncheck import pattern_problem
     from metaprep.tokenize import DEFAULT_PATTERN
 
     if not o.sources:

@@ -1,14 +1,32 @@
-"""The target vocabulary of an align run, and how its words find source rows under the case
-policy (CaseMatcher)."""
+"""The target vocabulary of an align run (the words listed, and those counted in task data), and
+how its words find source rows under the case policy (CaseMatcher)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 
 from metaprep.ids import CASE_POLICIES, FALLBACK_STEPS, case_variants
 from metaprep.prep.readers.base import LowercaseWanted
+from metaprep.taskdata import Columns, read_examples
+from metaprep.tokenize import Tokenizer
 
-__all__ = ["CaseMatcher", "pool_vocab", "target_vocab"]
+__all__ = ["CaseMatcher", "count_words", "pool_vocab", "target_vocab"]
+
+
+def count_words(
+    paths: Iterable[str | Path], tokenizer: Tokenizer, *, encoding: str = "utf-8",
+    columns: Columns | None = None,
+) -> Counter[str]:
+    """Token counts over the texts of task data files (labels are not words)."""
+    counts: Counter[str] = Counter()
+    for path in paths:
+        for ex in read_examples(path, encoding=encoding, require_label=False, columns=columns):
+            texts = ex.text if isinstance(ex.text, tuple) else (ex.text,)
+            for t in texts:
+                counts.update(tokenizer(t))
+    return counts
 
 
 def target_vocab(

@@ -3,25 +3,31 @@
 Each stage takes one typed options dataclass and returns a typed result. ``metaprep <command>``
 and ``metaprep run PIPELINE.toml`` are two thin faces over these same functions.
 
-    stage     options          result           implementation
-    split     SplitOptions     SplitResult      metaprep.prep.split
-    align     AlignOptions     AlignResult      metaprep.prep.align
-    distill   DistillOptions   DistillResult    metaprep.learn.distill
-    train     TrainOptions     TrainResult      metaprep.learn.train
-    evaluate  EvaluateOptions  EvaluateResult   metaprep.learn.evaluate
-    export    ExportOptions    ExportResult     metaprep.serve.export
-    predict   PredictOptions   PredictResult    metaprep.serve.predict
-    embed     EmbedOptions     EmbedResult      metaprep.serve.predict
+    stage           options               result                implementation
+    split           SplitOptions          SplitResult           metaprep.prep.split
+    align           AlignOptions          AlignResult           metaprep.prep.align
+    inspect         InspectOptions        InspectResult         metaprep.prep.inspect
+    export_vectors  ExportVectorsOptions  ExportVectorsResult   metaprep.prep.exportvec
+    distill         DistillOptions        DistillResult         metaprep.learn.distill
+    train           TrainOptions          TrainResult           metaprep.learn.train
+    evaluate        EvaluateOptions       EvaluateResult        metaprep.learn.evaluate
+    export          ExportOptions         ExportResult          metaprep.exporter.run
+    triton          TritonOptions         TritonResult          metaprep.exporter.triton_python
+    predict         PredictOptions        PredictResult         metaprep.runtime.predict
+    embed           EmbedOptions          EmbedResult           metaprep.runtime.predict
 
 A field that names a file says so in its metadata: ``{"path": "in"}`` for what a stage reads,
 ``{"path": "out"}`` for what it writes. The pipeline hashes the first and fills the second.
 Importing this package is cheap: each stage imports its heavy libraries when it runs.
 
 One module per stage holds its options, result and function (``split.py``, ``align.py``,
-``distill.py``, ``train.py``, ``evaluate.py``, ``export.py``; predict and embed live in
-``metaprep.serve.predict``); ``_common.py`` holds what they share. The package re-exports the
-functions under the modules' own names, so ``metaprep.stages.train`` is the function: reach a
-module with ``from metaprep.stages.train import ...``.
+``inspect.py``, ``export_vectors.py``, ``distill.py``, ``train.py``, ``evaluate.py``,
+``export.py``, ``triton.py``); ``_common.py`` holds what they share. predict and embed are
+defined in ``metaprep.runtime.predict``, so that they run where only the runtime is installed
+(numpy + onnxruntime), and ``TritonResult`` in ``metaprep.exporter.triton_python``, which makes
+it: this package hands them out on first use. The package re-exports the functions under the
+modules' own names, so ``metaprep.stages.train`` is the function: reach a module with
+``from metaprep.stages.train import ...``.
 
     import metaprep as mp
     mp.align(mp.AlignOptions(sources={"glove": "glove.txt"}, vocab=("train.tsv",),
@@ -34,34 +40,85 @@ module with ``from metaprep.stages.train import ...``.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from metaprep.outputs import path_fields
 from metaprep.stages._common import TaskColumns
 from metaprep.stages.align import AlignOptions, AlignResult, align
 from metaprep.stages.distill import DistillOptions, DistillResult, distill
 from metaprep.stages.evaluate import EvaluateOptions, EvaluateResult, evaluate
 from metaprep.stages.export import ExportOptions, ExportResult, export
+from metaprep.stages.export_vectors import (
+    ExportVectorsOptions,
+    ExportVectorsResult,
+    export_vectors,
+)
+from metaprep.stages.inspect import InspectOptions, InspectResult, inspect
 from metaprep.stages.split import SplitOptions, SplitResult, split
 from metaprep.stages.train import TrainOptions, TrainResult, train
+from metaprep.stages.triton import TritonOptions, triton
+
+if TYPE_CHECKING:
+    from metaprep.exporter.triton_python import TritonResult
+    from metaprep.runtime.predict import (
+        EmbedOptions,
+        EmbedResult,
+        PredictOptions,
+        PredictResult,
+        embed,
+        predict,
+    )
 
 __all__ = [
     "AlignOptions",
     "AlignResult",
     "DistillOptions",
     "DistillResult",
+    "EmbedOptions",
+    "EmbedResult",
     "EvaluateOptions",
     "EvaluateResult",
     "ExportOptions",
     "ExportResult",
+    "ExportVectorsOptions",
+    "ExportVectorsResult",
+    "InspectOptions",
+    "InspectResult",
+    "PredictOptions",
+    "PredictResult",
     "SplitOptions",
     "SplitResult",
     "TaskColumns",
     "TrainOptions",
     "TrainResult",
+    "TritonOptions",
+    "TritonResult",
     "align",
     "distill",
+    "embed",
     "evaluate",
     "export",
+    "export_vectors",
+    "inspect",
     "path_fields",
+    "predict",
     "split",
     "train",
+    "triton",
 ]
+
+# name -> the module that defines it, imported when the name is first used
+_LAZY = {
+    **{name: "metaprep.runtime.predict" for name in (
+        "EmbedOptions", "EmbedResult", "PredictOptions", "PredictResult", "embed", "predict")},
+    "TritonResult": "metaprep.exporter.triton_python",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'metaprep.stages' has no attribute {name!r}")

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metaprep.outputs import claim_outputs, only_replace_a_store
+from metaprep.outputs import claim_outputs
 from metaprep.stages._common import PathLike, TaskColumns, _in, _out, _req
 
 __all__ = ["AlignOptions", "AlignResult", "align"]
@@ -49,6 +49,7 @@ def align(options: AlignOptions) -> AlignResult:
     from metaprep.prep.align import align as align_store
     from metaprep.prep.align import plan_from_options
     from metaprep.prep.inspect import inspect_store
+    from metaprep.prep.store import only_replace_a_store
 
     out = Path(_req(options.output, "output", "align"))
     specs, settings = plan_from_options(options)

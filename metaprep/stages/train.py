@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from metaprep.errors import ConfigError
+from metaprep.learn.rundir import MEMBERS, TEACHER
 from metaprep.outputs import claim_outputs
 from metaprep.stages._common import PathLike, TaskColumns, _in, _out, _req, _resolve_task
 from metaprep.taskdata import task_columns
 
 __all__ = ["TEACHER", "TrainOptions", "TrainResult", "train"]
-
-TEACHER = "teacher"  # the folder of a run that trains its own teacher (teacher_members)
 
 
 @dataclass(frozen=True)
@@ -294,7 +293,7 @@ def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], 
         store, source or data file is refused before the ensemble's folder is made."""
         from metaprep.learn.prepare import prepare
 
-        prepare(member, out / "members" / "0", inputs, resume=False, overrides=None,
+        prepare(member, out / MEMBERS / "0", inputs, resume=False, overrides=None,
                 write=False, encoding=o.data_encoding, show=False,
                 columns=task_columns(o)).run.close()
 

@@ -30,6 +30,7 @@ def _worker(rank: int, world: int, port: int, task: dict[str, Path], out: Path,
     torch.set_num_threads(1)
     import metaprep.learn.rundir as rd
     import metaprep.learn.train as tr
+    import metaprep.learn.weights as wt
     from metaprep.learn.config import RunConfig
 
     writes: list[str] = []
@@ -42,7 +43,7 @@ def _worker(rank: int, world: int, port: int, task: dict[str, Path], out: Path,
 
     # every file the run directory gets goes through these
     rd.write_json = recording(rd.write_json, "write_json")
-    rd.atomic_path = recording(rd.atomic_path, "atomic_path")
+    wt.atomic_path = recording(wt.atomic_path, "atomic_path")  # weights and checkpoints
     tr._analyse = recording(tr._analyse, "analyse")
     cfg = RunConfig(method="dme", proj_dim=8, hidden=8, mlp_hidden=8, batch_size=8, lr=0.02,
                     epochs=4, patience=4)

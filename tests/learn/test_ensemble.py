@@ -15,11 +15,12 @@ from exportkit import SMALL, make_run, sentences, train_options
 
 from metaprep import stages
 from metaprep.errors import ConfigError, ExportError, ModelError
+from metaprep.exporter.run import export_run
 from metaprep.learn.config import RunConfig
 from metaprep.learn.ensemble import Ensemble, load_members, member_dirs
 from metaprep.learn.rundir import Run
-from metaprep.serve.export import ExportOptions, export_run
-from metaprep.serve.runtime import Model
+from metaprep.runtime.model import Model
+from metaprep.stages import ExportOptions
 
 
 def _member_probs(dirs: list[Path], texts_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -134,11 +135,11 @@ def test_members_need_a_single_label_task_and_a_positive_count() -> None:
 
 
 def test_export_serves_the_mean_of_the_members(trained: Path, tmp_path: Path) -> None:
-    export_run(trained, tmp_path / "model", options=ExportOptions(progress=False,
+    export_run(trained, tmp_path / "model", options=ExportOptions(quiet=True,
                                                                   front_end=True))
     alone = []
     for k, d in enumerate(member_dirs(trained)):
-        export_run(d, tmp_path / f"m{k}", options=ExportOptions(progress=False))
+        export_run(d, tmp_path / f"m{k}", options=ExportOptions(quiet=True))
         alone.append(Model(tmp_path / f"m{k}"))
     model = Model(tmp_path / "model")
     texts = sentences(50, seed=9) + ["", "zebra qwerty"]
@@ -175,14 +176,14 @@ def test_export_of_every_kind_passes_the_gate(tmp_path: Path, method: str, encod
         path.write_text(json.dumps(record))
     config = json.loads((ens / "members/0/config.json").read_text())
     (ens / "ensemble.json").write_text(json.dumps({"members": 3, "config": config}))
-    manifest = export_run(ens, tmp_path / "model", options=ExportOptions(progress=False))
+    manifest = export_run(ens, tmp_path / "model", options=ExportOptions(quiet=True))
     assert manifest.task.members == 3 and manifest.checks.accuracy is not None
     assert manifest.checks.parity["model"].max_abs_diff["probabilities"] < 1e-5
 
 
 def test_the_gate_fails_a_broken_member(trained: Path, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import metaprep.serve.export as export
+    import metaprep.exporter.build as export
 
     real, calls = export.spec_from_model, []
 
@@ -196,7 +197,7 @@ def test_the_gate_fails_a_broken_member(trained: Path, tmp_path: Path,
 
     monkeypatch.setattr(export, "spec_from_model", broken)
     with pytest.raises(ExportError, match="parity gate failed"):
-        export_run(trained, tmp_path / "model", options=ExportOptions(progress=False))
+        export_run(trained, tmp_path / "model", options=ExportOptions(quiet=True))
     assert not (tmp_path / "model").exists()
 
 
@@ -208,7 +209,7 @@ def test_members_that_differ_are_refused(trained: Path, tmp_path: Path) -> None:
     config["learned_dropout"] = 0.25
     path.write_text(json.dumps(config))
     with pytest.raises(ModelError, match="learned_dropout"):
-        export_run(copy, tmp_path / "model", options=ExportOptions(progress=False))
+        export_run(copy, tmp_path / "model", options=ExportOptions(quiet=True))
 
 
 def test_the_fused_graph_of_pool_members_is_the_graph_of_each(
@@ -217,9 +218,9 @@ def test_the_fused_graph_of_pool_members_is_the_graph_of_each(
     graph gives what the members built one by one give."""
     import onnxruntime as ort
 
-    import metaprep.serve.onnx_graph as og
-    from metaprep.serve.bake import spec_from_model
-    from metaprep.serve.onnx_data import ExternalData
+    import metaprep.exporter.onnx_graph as og
+    from metaprep.exporter.bake import spec_from_model
+    from metaprep.exporter.onnx_data import ExternalData
 
     specs = []
     for k in range(3):
@@ -300,7 +301,7 @@ def test_a_damaged_ensemble_file_is_one_error(trained: Path, tmp_path: Path, bod
     with pytest.raises(ModelError, match="ensemble.json"):
         stages.train(train_options(output=copy, resume=True, quiet=True))
     with pytest.raises(ModelError, match="ensemble.json"):
-        export_run(copy, tmp_path / "model", options=ExportOptions(progress=False))
+        export_run(copy, tmp_path / "model", options=ExportOptions(quiet=True))
     assert not (tmp_path / "model").exists()
 
 

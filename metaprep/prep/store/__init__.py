@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from metaprep.checksum import file_sha256
 from metaprep.prep.store.layout import FORMAT_NAME, FORMAT_VERSION
-from metaprep.prep.store.reader import CheckedVectors, Store, open_store
+from metaprep.prep.store.reader import CheckedVectors, Store, only_replace_a_store, open_store
 from metaprep.prep.store.writer import RowSink, StoreWriter, store_bytes
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Store",
     "StoreWriter",
     "file_sha256",
+    "only_replace_a_store",
     "open_store",
     "store_bytes",
 ]

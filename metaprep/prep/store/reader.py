@@ -10,9 +10,10 @@ import h5py
 import numpy as np
 
 from metaprep.checksum import file_sha256
-from metaprep.errors import StoreError
+from metaprep.errors import ConfigError, StoreError
 from metaprep.names import is_name
-from metaprep.prep.store.heapcheck import check_strings, scan_heaps
+from metaprep.patterncheck import pattern_problem
+from metaprep.prep.store.heapcheck import check_strings, damaged_heap, scan_heaps
 from metaprep.prep.store.layout import (
     _CASE_POLICIES,
     _CHECK_AT_OPEN_BYTES,
@@ -24,10 +25,9 @@ from metaprep.prep.store.layout import (
     _read_attrs,
     _vocab_sha256,
 )
-from metaprep.serve.patterncheck import pattern_problem
 from metaprep.tokenize import TokenizerConfig
 
-__all__ = ["CheckedVectors", "Store", "open_store"]
+__all__ = ["CheckedVectors", "Store", "only_replace_a_store", "open_store"]
 
 
 class Store:
@@ -272,3 +272,20 @@ class CheckedVectors:
 
 def open_store(path: str | Path) -> Store:
     return Store(path)
+
+
+def only_replace_a_store(path: Path) -> None:
+    """align replaces an existing file only if it is a metaprep store (its own earlier output)."""
+    if not path.exists():
+        return
+    try:  # a damaged string heap would hang HDF5 (see heapcheck)
+        ours = path.is_file() and damaged_heap(path) is None
+        if ours:
+            with h5py.File(path, "r") as f:
+                ours = f.attrs.get("format") in (FORMAT_NAME, FORMAT_NAME.encode())
+    except OSError:
+        ours = False
+    if not ours:
+        raise ConfigError("exists and is not a metaprep store: align replaces only its own "
+                          "earlier output", path=path, hint="remove it yourself, or write "
+                          "elsewhere")

@@ -1,0 +1,104 @@
+"""The tensors of a run directory on disk: the best weights (safetensors) and the resume
+checkpoint (``torch.save``, read back with ``weights_only=True``: nothing is unpickled).
+
+rundir.py names the files and hands their paths here. Every write is a temporary file renamed
+into place; weights holding a NaN or an infinity are never written (training diverged: the file
+on disk stays the last good one) and never read (a damaged or edited file). Each problem is a
+one-line ModelError naming the file. torch and safetensors are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from metaprep.atomic import atomic_path, write_failure
+from metaprep.errors import ModelError
+from metaprep.learn.runfiles import Checkpoint, _one_line, check_run_file
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["load_checkpoint", "load_weights", "save_checkpoint", "save_weights"]
+
+
+def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    _check_finite(state, path, _DIVERGED)  # never replace good weights by NaN
+    with atomic_path(path) as tmp:
+        try:
+            save_file(state, str(tmp))
+        except (OSError, RuntimeError, SafetensorError) as exc:  # a full disk, a size limit
+            raise write_failure(path, exc) from exc
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    check_run_file(path)
+    if not path.exists():
+        raise ModelError(f"missing {path.name}", path=path.parent,
+                         hint="did training finish an epoch?")
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error type for bad bytes
+        raise ModelError(f"unreadable weights: {_one_line(exc)}", path=path,
+                         hint="the file is damaged; train the run again") from exc
+    _check_finite(state, path, "the file is damaged or edited; train the run again")
+    return state
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    import torch
+
+    state = {"model": checkpoint.model, "optimizer": checkpoint.optimizer,
+             "progress": checkpoint.progress, "history": checkpoint.history}
+    _check_finite(checkpoint.model, path, _DIVERGED)
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(state, tmp)
+        except (OSError, RuntimeError) as exc:
+            raise write_failure(path, exc) from exc
+
+
+def load_checkpoint(path: Path, *, map_location: Any = "cpu") -> Checkpoint:
+    """The resume state; only plain tensors and containers are accepted (nothing unpickled)."""
+    import torch
+
+    check_run_file(path)
+    if not path.exists():
+        raise ModelError(f"missing {path.name}", path=path.parent)
+    damaged = "the checkpoint is damaged; start the run again in a new directory"
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # empty, truncated, or holding more than tensors and numbers
+        # the loader's own message suggests turning the safety off: neither shown nor chained
+        raise ModelError(f"not a readable checkpoint ({type(exc).__name__})", path=path,
+                         hint=damaged) from None
+    ok = (isinstance(state, dict) and isinstance(state.get("model"), dict)
+          and isinstance(state.get("optimizer"), dict)
+          and isinstance(state.get("progress"), dict)
+          and isinstance(state.get("history"), list))
+    if not ok:
+        raise ModelError("not a metaprep checkpoint (model, optimizer, progress, history)",
+                         path=path, hint=damaged)
+    _check_finite(state["model"], path, damaged)
+    return Checkpoint(state["model"], state["optimizer"], state["progress"], state["history"])
+
+
+_DIVERGED = ("training diverged: nothing was written, the file on disk is the last good one; "
+             "train anew with a lower --lr")
+
+
+def _check_finite(state: dict[str, Any], path: Path, hint: str) -> None:
+    """Weights with a NaN or infinity make every prediction the same class with no error: a
+    damaged or edited file, refused by name."""
+    import torch
+
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
+                not bool(torch.isfinite(value).all()):
+            raise ModelError(f"weight {name} holds a NaN or infinite value", path=path,
+                             hint=hint)
