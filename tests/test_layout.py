@@ -191,7 +191,7 @@ def test_the_layouts_files_are_named_by_their_owners_alone() -> None:
     assert {"manifest.json", "model.onnx", "vocab.txt", "config.json", "best.safetensors",
             "checkpoint.pt"} <= names
     owners = {"metaprep.runtime.modeldir", "metaprep.learn.rundir"}
-    foreign = {"metaprep.learn.bert", "metaprep.learn.bertfiles", "metaprep.learn.distill",
+    foreign = {"metaprep.learn.bert", "metaprep.learn.bertfiles", "metaprep.learn.staticsource",
                "metaprep.prep.readers.matrix"}
     found = {}
     for name, path in MODULES.items():

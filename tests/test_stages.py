@@ -136,7 +136,7 @@ def test_the_stage_package_exports_its_names_not_its_modules() -> None:
     assert stages.__all__ == sorted(stages.__all__)
     for name in stages.__all__:
         assert not isinstance(getattr(stages, name), types.ModuleType), name
-    for name in ("split", "align", "distill", "train", "evaluate", "export"):
+    for name in ("split", "align", "static_source", "train", "evaluate", "export"):
         assert getattr(stages, name).__module__ == f"metaprep.stages.{name}"
 
 

@@ -8,7 +8,7 @@ and ``metaprep run PIPELINE.toml`` are two thin faces over these same functions.
     align           AlignOptions          AlignResult           metaprep.prep.align
     inspect         InspectOptions        InspectResult         metaprep.prep.inspect
     export_vectors  ExportVectorsOptions  ExportVectorsResult   metaprep.prep.exportvec
-    distill         DistillOptions        DistillResult         metaprep.learn.distill
+    static_source   StaticSourceOptions   StaticSourceResult    metaprep.learn.staticsource
     train           TrainOptions          TrainResult           metaprep.learn.train
     evaluate        EvaluateOptions       EvaluateResult        metaprep.learn.evaluate
     export          ExportOptions         ExportResult          metaprep.exporter.run
@@ -21,7 +21,7 @@ A field that names a file says so in its metadata: ``{"path": "in"}`` for what a
 Importing this package is cheap: each stage imports its heavy libraries when it runs.
 
 One module per stage holds its options, result and function (``split.py``, ``align.py``,
-``inspect.py``, ``export_vectors.py``, ``distill.py``, ``train.py``, ``evaluate.py``,
+``inspect.py``, ``export_vectors.py``, ``static_source.py``, ``train.py``, ``evaluate.py``,
 ``export.py``, ``triton.py``); ``_common.py`` holds what they share. predict and embed are
 defined in ``metaprep.runtime.predict``, so that they run where only the runtime is installed
 (numpy + onnxruntime), and ``TritonResult`` in ``metaprep.exporter.triton_python``, which makes
@@ -46,7 +46,6 @@ from typing import TYPE_CHECKING, Any
 from metaprep.outputs import path_fields
 from metaprep.stages._common import TaskColumns
 from metaprep.stages.align import AlignOptions, AlignResult, align
-from metaprep.stages.distill import DistillOptions, DistillResult, distill
 from metaprep.stages.evaluate import EvaluateOptions, EvaluateResult, evaluate
 from metaprep.stages.export import ExportOptions, ExportResult, export
 from metaprep.stages.export_vectors import (
@@ -56,6 +55,7 @@ from metaprep.stages.export_vectors import (
 )
 from metaprep.stages.inspect import InspectOptions, InspectResult, inspect
 from metaprep.stages.split import SplitOptions, SplitResult, split
+from metaprep.stages.static_source import StaticSourceOptions, StaticSourceResult, static_source
 from metaprep.stages.train import TrainOptions, TrainResult, train
 from metaprep.stages.triton import TritonOptions, triton
 
@@ -73,8 +73,6 @@ if TYPE_CHECKING:
 __all__ = [
     "AlignOptions",
     "AlignResult",
-    "DistillOptions",
-    "DistillResult",
     "EmbedOptions",
     "EmbedResult",
     "EvaluateOptions",
@@ -89,13 +87,14 @@ __all__ = [
     "PredictResult",
     "SplitOptions",
     "SplitResult",
+    "StaticSourceOptions",
+    "StaticSourceResult",
     "TaskColumns",
     "TrainOptions",
     "TrainResult",
     "TritonOptions",
     "TritonResult",
     "align",
-    "distill",
     "embed",
     "evaluate",
     "export",
@@ -104,6 +103,7 @@ __all__ = [
     "path_fields",
     "predict",
     "split",
+    "static_source",
     "train",
     "triton",
 ]

@@ -1,4 +1,4 @@
-"""The distill stage: a sentence-transformer -> a static embedding file `align` reads."""
+"""The static-source stage: a sentence-transformer -> a static embedding file `align` reads."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ from metaprep.errors import ConfigError
 from metaprep.outputs import claim_outputs
 from metaprep.stages._common import PathLike, _in, _out, _req
 
-__all__ = ["DistillOptions", "DistillResult", "distill"]
+__all__ = ["StaticSourceOptions", "StaticSourceResult", "static_source"]
 
 MAX_THREADS = 256  # torch segfaults when asked for 100,000 (each thread is a stack)
 
 
 @dataclass(frozen=True)
-class DistillOptions:
+class StaticSourceOptions:
     model: PathLike | None = _in()  # a BERT folder (config.json + model.safetensors) or .onnx
     output: PathLike | None = _out()  # the word2vec binary file to write (+ OUTPUT.json)
-    words: PathLike | None = _in()  # a word list to distil instead of the tokenizer's vocabulary
+    words: PathLike | None = _in()  # a word list to encode instead of the tokenizer's vocabulary
     vocab_file: PathLike | None = _in()  # the WordPiece vocab.txt [the model folder's]
     pca_dims: int | None = 256  # PCA to this many dimensions (None: keep all)
     zipf: bool = True  # scale rows by log(2 + rank): frequent entries count less
@@ -29,28 +29,29 @@ class DistillOptions:
 
 
 @dataclass(frozen=True)
-class DistillResult:
+class StaticSourceResult:
     output: Path
     provenance: dict[str, Any]  # what OUTPUT.json holds: model, sha256, dims, PCA, date
 
 
-def distill(options: DistillOptions) -> DistillResult:
+def static_source(options: StaticSourceOptions) -> StaticSourceResult:
     """A sentence-transformer -> a static embedding file `align` reads (model2vec's recipe)."""
     import torch
 
-    from metaprep.learn.distill import distill_model
+    from metaprep.learn.staticsource import write_static_source
 
     o = options
-    out = Path(_req(o.output, "output", "distill"))
+    out = Path(_req(o.output, "output", "static-source"))
     if o.threads is not None:
         if isinstance(o.threads, bool) or not isinstance(o.threads, int) or \
                 not 1 <= o.threads <= MAX_THREADS:
             raise ConfigError(f"--threads must be a whole number from 1 to {MAX_THREADS}, not "
                               f"{o.threads!r}")
         torch.set_num_threads(o.threads)
-    with claim_outputs("distill", o, {"output": out,
-                                      "provenance": out.with_name(out.name + ".json")}):
-        record = distill_model(_req(o.model, "model", "distill"), out, words=o.words,
-                               vocab_file=o.vocab_file, pca_dims=o.pca_dims, zipf=o.zipf,
-                               batch_size=o.batch_size, progress=not o.quiet)
-    return DistillResult(out, record)
+    with claim_outputs("static-source", o, {"output": out,
+                                            "provenance": out.with_name(out.name + ".json")}):
+        record = write_static_source(_req(o.model, "model", "static-source"), out,
+                                     words=o.words, vocab_file=o.vocab_file,
+                                     pca_dims=o.pca_dims, zipf=o.zipf,
+                                     batch_size=o.batch_size, progress=not o.quiet)
+    return StaticSourceResult(out, record)
