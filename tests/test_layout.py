@@ -203,3 +203,22 @@ def test_the_layouts_files_are_named_by_their_owners_alone() -> None:
         if hits:
             found[name] = hits
     assert found == {}
+
+
+def test_no_module_is_shadowed_by_a_function() -> None:
+    """``metaprep.stages.train`` is a function, so no ``stages/train.py`` may exist beside it: in
+    every package, no function it hands out (lazy names included) bears a submodule's name."""
+    import importlib
+    import inspect
+
+    packages = [name for name, path in MODULES.items() if path.name == "__init__.py"]
+    shadowed = []
+    for package in packages:
+        module = importlib.import_module(package)
+        names = set(vars(module)) | set(getattr(module, "__all__", ())) | \
+            set(getattr(module, "_LAZY", {}))
+        for name in names:
+            if f"{package}.{name}" in MODULES and \
+                    inspect.isroutine(getattr(module, name, None)):
+                shadowed.append(f"{package}.{name}")
+    assert shadowed == []
