@@ -59,7 +59,7 @@ def train(
     cfg: RunConfig | None = None,
     *,
     store: str | Path | None = None,
-    train: str | Path | None = None,
+    train_data: str | Path | None = None,
     dev: str | Path | None = None,
     test: str | Path | None = None,
     out: str | Path | None = None,
@@ -71,7 +71,7 @@ def train(
 ) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) a run in ``out``; returns the metrics.json content.
 
-    A new run needs ``store``, ``train`` and ``dev``; ``cfg`` gives the method and options, and
+    A new run needs ``store``, ``train_data`` and ``dev``; ``cfg`` gives the method and options, and
     sources (default: all), dims, vocabulary size, number of labels and pair-ness are filled from
     the store and the data. A resume needs only ``out``: the saved config, store and data files
     are used, and any of them given must be the same (files by sha256). The options given to a
@@ -83,7 +83,7 @@ def train(
     rank, world, device = _distributed()
     cfg = cfg or RunConfig()
     out = Path(out) if out is not None else default_run_dir(cfg.method)
-    inputs = {"store": store, "train": train, "dev": dev, "test": test}
+    inputs = {"store": store, "train": train_data, "dev": dev, "test": test}
     loop = _setup(cfg, out, inputs, resume=resume, overrides=overrides, encoding=encoding,
                   show=progress and rank == 0, rank=rank, world=world, device=device,
                   columns=columns)

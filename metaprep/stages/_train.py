@@ -185,7 +185,7 @@ def train(options: TrainOptions) -> TrainResult:
     if out is not None:
         _check_new_or_own(out, o.resume)
     with claim_outputs("train", o, {"output": out}, folders=True):
-        metrics = train_run(cfg, store=o.store, train=o.train, dev=o.dev, test=o.test,
+        metrics = train_run(cfg, store=o.store, train_data=o.train, dev=o.dev, test=o.test,
                             out=out, resume=o.resume, progress=not o.quiet,
                             encoding=o.data_encoding, overrides=given,
                             columns=task_columns(o))
@@ -272,7 +272,7 @@ def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], 
                 done = run.metrics
             if done is not None:
                 return done
-        return train_run(member, store=inputs["store"], train=inputs["train"],
+        return train_run(member, store=inputs["store"], train_data=inputs["train"],
                          dev=inputs["dev"], test=inputs["test"], out=where, resume=member is None,
                          progress=not o.quiet, encoding=o.data_encoding,
                          overrides={} if member is None else None, columns=task_columns(o))

@@ -232,7 +232,7 @@ def test_a_run_with_the_learned_source_trains_saves_and_reloads(tmp_path: Path) 
     task = make_task(tmp_path)
     cfg = RunConfig(method="dme", encoder="pool", proj_dim=8, mlp_hidden=8, batch_size=8,
                     lr=0.01, epochs=2, learned_dim=6, learned_buckets=17, learned_dropout=0.1)
-    metrics = train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+    metrics = train(cfg, store=task["store"], train_data=task["train"], dev=task["dev"],
                     test=task["test"], out=tmp_path / "r", progress=False)
     assert metrics["test_accuracy"] > 0.5
     best = load_file(str(tmp_path / "r" / "best.safetensors"))
@@ -250,7 +250,7 @@ def test_a_run_with_subwords_trains_and_reloads_the_same_model(tmp_path: Path) -
     task = make_task(tmp_path)
     cfg = RunConfig(method="sum", encoder="pool", proj_dim=8, mlp_hidden=8, batch_size=8,
                     lr=0.01, epochs=2, learned_dim=6, learned_subwords=37)
-    metrics = train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+    metrics = train(cfg, store=task["store"], train_data=task["train"], dev=task["dev"],
                     test=task["test"], out=tmp_path / "r", progress=False)
     assert metrics["test_accuracy"] > 0.5
     best = load_file(str(tmp_path / "r" / "best.safetensors"))
@@ -274,7 +274,7 @@ def test_resume_with_the_learned_source_matches_the_uninterrupted_run(
                     learned_subwords=subwords)
 
     def go(out: str, **kw: object) -> dict:
-        return train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+        return train(cfg, store=task["store"], train_data=task["train"], dev=task["dev"],
                      out=tmp_path / out, progress=False, **kw)  # type: ignore[arg-type]
 
     whole = go("whole")

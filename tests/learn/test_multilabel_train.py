@@ -52,7 +52,7 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _train(task: dict[str, Path], out: Path, **kw: Any) -> dict[str, Any]:
-    return train(RunConfig(**{**TINY, **kw}), store=task["store"], train=task["train"],
+    return train(RunConfig(**{**TINY, **kw}), store=task["store"], train_data=task["train"],
                  dev=task["dev"], test=task["test"], out=out, progress=False)
 
 

@@ -46,7 +46,7 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def whole(task: dict[str, Path]) -> dict[str, Any]:
     """An uninterrupted run (with a test file): what every resumed run must reproduce."""
     out = task["store"].parent / "whole"
-    metrics = train(tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+    metrics = train(tiny(), store=task["store"], train_data=task["train"], dev=task["dev"],
                     test=task["test"], out=out, progress=False)
     return {"run": out, "metrics": metrics}
 
@@ -56,7 +56,7 @@ def crashed(task: dict[str, Path], out: Path, steps: int, monkeypatch: pytest.Mo
     """A run killed after ``steps`` optimizer steps."""
     monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, str(steps))
     with pytest.raises(SimulatedCrash):
-        train(cfg or tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+        train(cfg or tiny(), store=task["store"], train_data=task["train"], dev=task["dev"],
               test=task["test"], out=out, progress=False)
     monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
     return out
@@ -340,7 +340,7 @@ def test_resume_refuses_what_differs_from_the_run(task: dict[str, Path], tmp_pat
     # the same files given explicitly, by another path, are fine
     copy = shutil.copy(task["train"], tmp_path / "train-copy.tsv")
     metrics = train(out=out, resume=True, progress=False, overrides={"hidden": 8, "sources": []},
-                    train=copy, store=task["store"])
+                    train_data=copy, store=task["store"])
     assert len(metrics["epochs"]) == 2
 
 
@@ -368,11 +368,11 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over(
     if resume:  # from scratch, with the saved config
         metrics = train(out=out, resume=True, progress=False)
     else:  # a new run over it
-        metrics = train(tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+        metrics = train(tiny(), store=task["store"], train_data=task["train"], dev=task["dev"],
                         test=task["test"], out=out, progress=False)
     same_as_whole(metrics, out, whole)
     with pytest.raises(ConfigError, match="already holds a run"):  # now it has weights
-        train(tiny(), store=task["store"], train=task["train"], dev=task["dev"], out=out,
+        train(tiny(), store=task["store"], train_data=task["train"], dev=task["dev"], out=out,
               progress=False)
 
 
@@ -390,7 +390,7 @@ def test_a_run_stopped_between_its_first_best_weights_and_checkpoint_starts_over
     if resume:
         metrics = train(out=out, resume=True, progress=False)
     else:
-        metrics = train(tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+        metrics = train(tiny(), store=task["store"], train_data=task["train"], dev=task["dev"],
                         test=task["test"], out=out, progress=False)
     same_as_whole(metrics, out, whole)
 
@@ -405,7 +405,7 @@ def test_nothing_to_resume_and_missing_inputs(task: dict[str, Path], whole: dict
     with pytest.raises(ConfigError, match="best weights but no checkpoint"):
         train(out=weights_only, resume=True, progress=False)
     with pytest.raises(ConfigError, match="already holds a run"):
-        train(tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+        train(tiny(), store=task["store"], train_data=task["train"], dev=task["dev"],
               out=weights_only, progress=False)
     with pytest.raises(ConfigError, match="a new run needs --train, --dev") as e:
         train(tiny(), store=task["store"], out=tmp_path / "new", progress=False)
