@@ -222,3 +222,19 @@ def test_no_module_is_shadowed_by_a_function() -> None:
                     inspect.isroutine(getattr(module, name, None)):
                 shadowed.append(f"{package}.{name}")
     assert shadowed == []
+
+
+def test_torchrun_variables_are_read_in_one_module() -> None:
+    """RANK, WORLD_SIZE and LOCAL_RANK are read by metaprep/distributed.py alone; every other
+    module asks it (``world()``)."""
+    variables = {"RANK", "WORLD_SIZE", "LOCAL_RANK"}
+    found = {}
+    for name, path in MODULES.items():
+        if name == "metaprep.distributed":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        hits = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                       and n.value in variables})
+        if hits:
+            found[name] = hits
+    assert found == {}

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from metaprep import distributed
 from metaprep.errors import ModelError
 from metaprep.learn.config import RunConfig
 from metaprep.learn.data import TaskData, bucket_batches, collate, shard_batches, token_counts
@@ -133,8 +134,8 @@ def _distributed() -> tuple[int, int, torch.device]:
     """(rank, world size, device); joins the process group when torchrun started us."""
     import torch.distributed as dist
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    launch = distributed.world()
+    world, local = launch.size, launch.local_rank
     cuda = torch.cuda.is_available()
     device = torch.device(f"cuda:{local}" if cuda else "cpu")
     if world > 1 and not dist.is_initialized():

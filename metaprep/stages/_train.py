@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metaprep.distributed import world
 from metaprep.errors import ConfigError
 from metaprep.learn.rundir import MEMBERS, TEACHER
 from metaprep.outputs import claim_outputs
@@ -162,7 +162,7 @@ def train(options: TrainOptions) -> TrainResult:
     out = Path(o.output) if o.output is not None else None
     if (cfg.teacher_members and not o.resume) or (o.resume and out is not None
                                                   and _taught(out)):
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if world().distributed:
             raise ConfigError("a run that trains its own teacher trains it one member after "
                               "another in one process", hint="run it without torchrun, or "
                               "train the teacher first and give it with --teacher")
@@ -175,7 +175,7 @@ def train(options: TrainOptions) -> TrainResult:
             metrics = _train_taught(None if o.resume else cfg, o, out, given)
         return TrainResult(out, metrics, notes)
     if (cfg.members > 1 and not o.resume) or (o.resume and out is not None and is_ensemble(out)):
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if world().distributed:
             raise ConfigError("an ensemble trains its members one after another in one "
                               "process", hint="run it without torchrun")
         out = out or default_run_dir(cfg.method)
