@@ -12,7 +12,6 @@ bit-identical and a resumed run repeats exactly what the uninterrupted run would
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +39,7 @@ from metaprep.learn.rundir import ATTENTION_PLOT, CHECKPOINT, LEARNING_CURVES, C
 from metaprep.learn.teacher import distill_loss, teacher_rows, the_teacher
 from metaprep.taskdata import Columns
 
-__all__ = ["FAIL_AFTER_STEPS_ENV", "SimulatedCrash", "default_run_dir", "train"]
-
-# Testing hook: raise SimulatedCrash after this many optimizer steps (a kill mid-epoch).
-FAIL_AFTER_STEPS_ENV = "METAPREP_FAIL_AFTER_STEPS"
-
-
-class SimulatedCrash(RuntimeError):
-    """Raised by the FAIL_AFTER_STEPS_ENV hook, to test resuming."""
+__all__ = ["after_step", "default_run_dir", "train"]
 
 
 def default_run_dir(method: str) -> Path:
@@ -88,9 +80,8 @@ def train(
     loop = _setup(cfg, out, inputs, resume=resume, overrides=overrides, encoding=encoding,
                   show=progress and rank == 0, rank=rank, world=world, device=device,
                   columns=columns)
-    fail_after = int(os.environ.get(FAIL_AFTER_STEPS_ENV, "0"))
     while loop.state["epoch"] < loop.cfg.epochs and not loop.state["stopped"]:
-        elapsed = _train_epoch(loop, fail_after)
+        elapsed = _train_epoch(loop)
         _end_epoch(loop, elapsed)
     return _finish(loop)
 
@@ -219,7 +210,7 @@ def _evaluate(model: torch.nn.Module, data: TaskData, labels: list[str],
 
 
 # --- epochs -------------------------------------------------------------------------------------
-def _train_epoch(loop: _Loop, fail_after: int) -> float:
+def _train_epoch(loop: _Loop) -> float:
     """The rest of the current epoch (from ``state["batch"]`` on); returns its seconds."""
     from tqdm import tqdm
 
@@ -264,13 +255,18 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
         rate = state["seen"] / max(1e-9, time.perf_counter() - t0)
         bar.set_postfix(loss=f"{state['loss_sum'] / state['seen']:.4f}", sent_s=f"{rate:.0f}")
         bar.update()
-        mid = cfg.checkpoint_steps and state["step"] % cfg.checkpoint_steps == 0
-        if loop.main and mid and i + 1 < len(batches):
-            loop.checkpoint()
-        if fail_after and state["step"] >= fail_after:
-            raise SimulatedCrash(f"{FAIL_AFTER_STEPS_ENV}={fail_after} reached")
+        after_step(loop, last=i + 1 == len(batches))
     bar.close()
     return time.perf_counter() - t0
+
+
+def after_step(loop: _Loop, *, last: bool) -> None:
+    """Called after every optimizer step: the mid-epoch checkpoint when one is due (not after an
+    epoch's last step: _end_epoch writes that one). The resume tests wrap it to stop a run
+    there, as a kill would."""
+    every = loop.cfg.checkpoint_steps
+    if loop.main and every and loop.state["step"] % every == 0 and not last:
+        loop.checkpoint()
 
 
 def _diverged(loop: _Loop, loss: float) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
+from crashkit import SimulatedCrash, crash_after
 from safetensors.torch import load_file
 from test_data import VOCAB, make_store, make_task, write_tsv
 
@@ -15,7 +16,7 @@ from metaprep.cli import cli, main
 from metaprep.errors import ConfigError, DataError, StoreError
 from metaprep.learn.config import RunConfig
 from metaprep.learn.rundir import Run
-from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash, train
+from metaprep.learn.train import train
 
 TINY = {"proj_dim": 8, "hidden": 8, "mlp_hidden": 8, "batch_size": 8, "lr": 0.01}
 
@@ -88,19 +89,17 @@ def test_same_seed_gives_bit_identical_runs(task: dict[str, Path], tmp_path: Pat
 
 @pytest.mark.parametrize("checkpoint_steps", [0, 2])
 def test_resume_after_a_crash_mid_epoch_matches_the_uninterrupted_run(
-    task: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    task: dict[str, Path], tmp_path: Path,
     checkpoint_steps: int,
 ) -> None:
     cfg = tiny("dme", epochs=3, learned_dim=4, learned_dropout=0.2,
                checkpoint_steps=checkpoint_steps)
     whole = run(task, tmp_path / "whole", cfg)
-    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "9")  # 6 steps an epoch: dies inside epoch 2
-    with pytest.raises(SimulatedCrash):
+    with crash_after(9), pytest.raises(SimulatedCrash):  # 6 steps an epoch: inside epoch 2
         run(task, tmp_path / "broken", cfg)
     ckpt = torch.load(tmp_path / "broken" / "checkpoint.pt", weights_only=True)
     assert ckpt["progress"]["epoch"] == 1
     assert ckpt["progress"]["batch"] == (2 if checkpoint_steps else 0)
-    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
     resumed = run(task, tmp_path / "broken", RunConfig(), resume=True)
     assert comparable(resumed) == comparable(whole)
     wa = load_file(str(tmp_path / "whole" / "best.safetensors"))
