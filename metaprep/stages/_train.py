@@ -12,7 +12,14 @@ from metaprep.distributed import world
 from metaprep.errors import ConfigError
 from metaprep.learn.rundir import MEMBERS, TEACHER
 from metaprep.outputs import claim_outputs
-from metaprep.stages._common import PathLike, TaskColumns, _in, _out, _req, _resolve_task
+from metaprep.stages._common import (
+    PathLike,
+    TaskColumns,
+    input_field,
+    output_field,
+    required,
+    resolve_task,
+)
 from metaprep.taskdata import task_columns
 
 __all__ = ["TEACHER", "TrainOptions", "TrainResult", "train"]
@@ -25,14 +32,14 @@ class TrainOptions(TaskColumns):
     not given take the preset's values, else RunConfig's defaults; on ``resume``, the run's
     saved ones, and a value given that differs from the saved one is an error."""
 
-    store: PathLike | None = _in()  # the aligned store (on resume: the run's, by default)
-    train: PathLike | None = _in()  # training data (on resume: the run's)
-    dev: PathLike | None = _in()  # dev data: lr decay, early stopping, best epoch
-    test: PathLike | None = _in()  # scored with the best weights at the end
-    output: PathLike | None = _out()  # the run directory [artifacts/runs/<time>-<method>]
+    store: PathLike | None = input_field()  # the aligned store (on resume: the run's, by default)
+    train: PathLike | None = input_field()  # training data (on resume: the run's)
+    dev: PathLike | None = input_field()  # dev data: lr decay, early stopping, best epoch
+    test: PathLike | None = input_field()  # scored with the best weights at the end
+    output: PathLike | None = output_field()  # the run directory [artifacts/runs/<time>-<method>]
     preset: str | None = None  # fast | accurate: a measured recipe; ``config`` wins over it
     config: Mapping[str, Any] = field(default_factory=dict)  # {"proj_dim": 64, ...}
-    teacher: PathLike | None = _in()  # a trained run or ensemble to learn from as well
+    teacher: PathLike | None = input_field()  # a trained run or ensemble to learn from as well
     resume: bool = False  # continue the run in ``output`` from its last checkpoint
     data_encoding: str = "utf-8"  # of the data files
     threads: int | None = None  # torch CPU threads [torch's choice]
@@ -123,7 +130,7 @@ def train(options: TrainOptions) -> TrainResult:
                              tuple(o.config.get("sources", ())))
     if not o.resume:
         for name in ("store", "train", "dev"):
-            _req(getattr(o, name), name, "train")
+            required(getattr(o, name), name, "train")
     given = {**preset, **o.given()}  # explicit options win; a resume checks these
     if o.teacher is not None:
         found = Path(o.teacher)
@@ -138,7 +145,7 @@ def train(options: TrainOptions) -> TrainResult:
         given.pop("teacher_members", None)  # an ensemble of the preset's models, untaught
     notes = []
     if not o.resume:
-        task, why = _resolve_task(o.config.get("task"), _req(o.train, "train", "train"),
+        task, why = resolve_task(o.config.get("task"), required(o.train, "train", "train"),
                                  label_sep=o.config.get("label_sep", ","),
                                  encoding=o.data_encoding, columns=task_columns(o))
         given["task"] = task

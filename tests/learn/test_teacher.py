@@ -17,7 +17,7 @@ from metaprep import stages
 from metaprep.errors import ConfigError, ModelError
 from metaprep.learn.config import RunConfig
 from metaprep.learn.data import LabelMap, load_task
-from metaprep.learn.evaluate import _logits
+from metaprep.learn.evaluate import model_logits
 from metaprep.learn.rundir import Run
 from metaprep.learn.teacher import distill_loss, teacher_identity, teacher_probabilities
 
@@ -53,7 +53,7 @@ def test_teacher_probabilities_are_the_ensembles(ensemble: Path, data: dict[str,
     want = []
     for d in members:
         with Run.open(d) as run:
-            want.append(torch.from_numpy(_logits(run.load_model(), task, 256, "cpu"))
+            want.append(torch.from_numpy(model_logits(run.load_model(), task, 256, "cpu"))
                         .softmax(-1).numpy())
     got = teacher_probabilities(ensemble, task, store=data["store"], store_sha256=sha,
                                 labels=labels, tokenizer=tokenizer)
