@@ -162,7 +162,7 @@ def main() -> None:
                 if out.exists():
                     shutil.rmtree(out)
                 t0 = time.perf_counter()
-                m = train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+                m = train(cfg, store=task["store"], train_data=task["train"], dev=task["dev"],
                           test=task["test"], out=out, progress=False)
                 wall = time.perf_counter() - t0
             rec = {

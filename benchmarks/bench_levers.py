@@ -5,10 +5,10 @@ real tasks (fortunes topics, Debian sections), several seeds, from the same run.
     python benchmarks/bench_levers.py report      # tables, JSON and plot from the finished runs
 
 Each task's store is aligned once (GloVe 6B 50d + the MiniLM WordPiece input table over the
-task's words, lower case; with ``--distilled FILE`` a second store of GloVe + the distilled
-MiniLM table from ``metaprep distill``), then every variant x seed is trained in-process through
-``metaprep.stages.train`` with the pooled encoder (max+mean; the BiLSTM costs too much CPU for
-this many runs on 2 shared cores) and early stopping. Finished runs are reused (their
+task's words, lower case; with ``--distilled FILE`` a second store of GloVe + the static
+MiniLM table from ``metaprep static-source``), then every variant x seed is trained in-process
+through ``metaprep.stages.train`` with the pooled encoder (max+mean; the BiLSTM costs too much
+CPU for this many runs on 2 shared cores) and early stopping. Finished runs are reused (their
 ``metrics.json``); ``--shard i/n`` lets n processes share the list. ``--distilled-words DIR`` adds
 stores of GloVe + DIR/TASK.bin, distilled from each task's own words. ``report`` writes
 ``benchmarks/results/levers.{md,json,png}``: test accuracy mean +- sample std over the seeds,
@@ -84,7 +84,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bilstm:dme+layernorm+sigmoid": {"method": "dme", "source_norm": "layernorm",
                                      "gating": "sigmoid", "encoder": "bilstm", "hidden": 128,
                                      "epochs": 15, "patience": 3},
-    # the distilled MiniLM table (metaprep distill) in place of the raw input table
+    # the static MiniLM table (metaprep static-source) in place of the raw input table
     "single:distil": {"method": "single:distil", "store": "distil"},
     "sum(glove+distil)": {"method": "sum", "store": "distil"},
     "dme(glove+distil)": {"method": "dme", "store": "distil"},
@@ -108,7 +108,7 @@ LEARNED_EPOCHS = {"fortunes": 15, "debian": 6}
 NAIVE = ("concat", "sum")
 NOTES = """Notes. `name@30ep` rows (30 epochs, patience 3) are bit-identical to their 8-epoch
 rows: runs end when the lr decays below min_lr, not at the epoch cap. `bilstm:` rows use the default
-BiLSTM-max encoder (hidden 128, 15 epochs). `distil` is `metaprep distill` of all-MiniLM-L6-v2
+BiLSTM-max encoder (hidden 128, 15 epochs). `distil` is `metaprep static-source` of all-MiniLM-L6-v2
 over its tokenizer vocabulary (256 PCA dims, Zipf weights), the same words as the raw `minilm`
 input table; `distil(words)` distils each task's own store words (made with an earlier word
 cutter, the `tokenizers` library's BERT pre-tokenizer, at commit 01e74ca). `learned:` rows add the
@@ -344,7 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tasks", default="fortunes,debian")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--variants", default="", help="comma-separated subset [all]")
-    ap.add_argument("--distilled", type=Path, help="the distilled table (metaprep distill)")
+    ap.add_argument("--distilled", type=Path,
+                    help="the static MiniLM table (metaprep static-source)")
     ap.add_argument("--distilled-words", type=Path,
                     help="a folder of TASK.bin tables distilled from each task's words")
     ap.add_argument("--shard", default="0/1", help="i/n: this process trains every n-th run")

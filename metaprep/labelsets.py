@@ -24,12 +24,12 @@ from typing import Any, NamedTuple
 from metaprep.errors import ConfigError, DataError
 from metaprep.taskdata import (
     Columns,
-    _json_type,
-    _lines,
     check_label,
     detect_task_format,
     fasttext_records,
     json_records,
+    json_type_name,
+    numbered_lines,
     read_examples,
 )
 
@@ -108,7 +108,7 @@ def _json_labels(value: Any, key: str, path: Path, no: int, sep: str) -> tuple[s
             x = str(x)
         if not isinstance(x, str):
             raise DataError(f"{key!r} must be a list of strings, not one holding "
-                            f"{_json_type(x)}", path=path, line=no)
+                            f"{json_type_name(x)}", path=path, line=no)
         out.append(x)
     return _unique(out, path, no, sep)
 
@@ -133,7 +133,7 @@ def detect_task(path: str | Path, *, label_sep: str = ",", encoding: str = "utf-
 def _detect(p: Path, label_sep: str, encoding: str, c: Columns) -> tuple[str, str]:
     layout = _layout(p, None, encoding, c)
     if layout == "jsonl":
-        for no, text in _lines(p, encoding):
+        for no, text in numbered_lines(p, encoding):
             if text.strip():
                 try:
                     obj = json.loads(text)

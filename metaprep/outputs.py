@@ -21,6 +21,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from metaprep.distributed import world
 from metaprep.errors import ConfigError
 
 __all__ = [
@@ -236,7 +237,7 @@ def claim_outputs(stage: str, options: Any, outputs: dict[str, Any], *,
                   folders: bool = False) -> Any:
     """``claim`` for a stage: its inputs are the options' ``{"path": "in"}`` fields, and
     ``outputs`` the paths it really writes (split's three files, not the folder they go in)."""
-    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 writes
+    if not world().main:  # under torchrun only rank 0 writes
         check_paths(stage, outputs, path_fields(options, "in"))
         return nullcontext()
     return claim(stage, outputs, path_fields(options, "in"), folders=folders)

@@ -32,14 +32,16 @@ from typing import Any, NamedTuple
 from metaprep.errors import ConfigError, DataError
 
 __all__ = [
-    "TASK_FORMATS",
     "Columns",
     "Example",
+    "TASK_FORMATS",
     "check_label",
     "detect_task_format",
     "fasttext_records",
     "json_records",
+    "json_type_name",
     "looks_like_task_data",
+    "numbered_lines",
     "read_examples",
     "read_word_list",
     "task_columns",
@@ -91,7 +93,7 @@ class Example(NamedTuple):
 MAX_LINE_BYTES = 1 << 20
 
 
-def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
+def numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     """(line number, decoded line) pairs; a decoding error names the line."""
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below
@@ -131,7 +133,7 @@ def check_label(label: str, path: Path, line: int) -> str:
 
 
 def _first_line(path: Path, encoding: str) -> str | None:
-    for _, text in _lines(path, encoding):
+    for _, text in numbered_lines(path, encoding):
         if text.strip():
             return text
     return None
@@ -186,7 +188,7 @@ def _columns(
 def _read_delimited(
     path: Path, fmt: str, encoding: str, require_label: bool, c: Columns
 ) -> Iterator[Example]:
-    lines = _lines(path, encoding)
+    lines = numbered_lines(path, encoding)
     current = [0]
 
     def texts() -> Iterator[str]:
@@ -254,7 +256,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _json_type(value: object) -> str:
+def json_type_name(value: object) -> str:
     return {type(None): "null", bool: "a boolean", int: "a number", float: "a number",
             list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
@@ -262,7 +264,7 @@ def _json_type(value: object) -> str:
 def json_records(path: Path, encoding: str, require_label: bool, c: Columns
                  ) -> Iterator[tuple[int, dict[str, Any], str | tuple[str, str]]]:
     """(line, object, text or pair) of each non-blank JSONL line, the texts checked."""
-    for no, text in _lines(path, encoding):
+    for no, text in numbered_lines(path, encoding):
         if not text.strip():
             continue
         try:
@@ -279,7 +281,7 @@ def json_records(path: Path, encoding: str, require_label: bool, c: Columns
         values = [obj[k] for k in keys]
         for k, v in zip(keys, values, strict=True):
             if not isinstance(v, str):
-                raise DataError(f"{k!r} must be a string, not {_json_type(v)}",
+                raise DataError(f"{k!r} must be a string, not {json_type_name(v)}",
                                 path=path, line=no)
         yield no, obj, values[0] if len(values) == 1 else (values[0], values[1])
 
@@ -299,14 +301,14 @@ def _json_label(obj: dict[str, Any], key: str, require: bool, path: Path, no: in
         return check_label(label, path, no) if require else label
     if isinstance(label, int) and not isinstance(label, bool):
         return str(label)
-    what = "empty" if isinstance(label, str) else _json_type(label)
+    what = "empty" if isinstance(label, str) else json_type_name(label)
     raise DataError(f"{key!r} must be a non-empty string or an integer, not {what}",
                     path=path, line=no, hint="give every example a label")
 
 
 def fasttext_records(path: Path, encoding: str) -> Iterator[tuple[int, list[str], str]]:
     """(line, labels, text) of each non-blank fastText line: its ``__label__`` prefixes read."""
-    for no, text in _lines(path, encoding):
+    for no, text in numbered_lines(path, encoding):
         parts = text.split()
         if not parts:
             continue
@@ -372,7 +374,7 @@ def read_word_list(path: str | Path, *, encoding: str = "utf-8") -> list[str]:
         raise DataError("no such word list", path=p)
     seen: set[str] = set()
     words: list[str] = []
-    for no, text in _lines(p, encoding):
+    for no, text in numbered_lines(p, encoding):
         word = text.strip()
         if not word:
             continue

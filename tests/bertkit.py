@@ -1,4 +1,4 @@
-"""Tiny BERT folders and ONNX graphs for the distill tests, built in milliseconds, with hooks
+"""Tiny BERT folders and ONNX graphs for the static-source tests, built in milliseconds, with hooks
 to damage any config key or tensor."""
 
 from __future__ import annotations

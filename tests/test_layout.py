@@ -191,7 +191,7 @@ def test_the_layouts_files_are_named_by_their_owners_alone() -> None:
     assert {"manifest.json", "model.onnx", "vocab.txt", "config.json", "best.safetensors",
             "checkpoint.pt"} <= names
     owners = {"metaprep.runtime.modeldir", "metaprep.learn.rundir"}
-    foreign = {"metaprep.learn.bert", "metaprep.learn.bertfiles", "metaprep.learn.distill",
+    foreign = {"metaprep.learn.bert", "metaprep.learn.bertfiles", "metaprep.learn.staticsource",
                "metaprep.prep.readers.matrix"}
     found = {}
     for name, path in MODULES.items():
@@ -203,3 +203,89 @@ def test_the_layouts_files_are_named_by_their_owners_alone() -> None:
         if hits:
             found[name] = hits
     assert found == {}
+
+
+def test_no_module_is_shadowed_by_a_function() -> None:
+    """``metaprep.stages.train`` is a function, so no ``stages/train.py`` may exist beside it: in
+    every package, no function it hands out (lazy names included) bears a submodule's name."""
+    import importlib
+    import inspect
+
+    packages = [name for name, path in MODULES.items() if path.name == "__init__.py"]
+    shadowed = []
+    for package in packages:
+        module = importlib.import_module(package)
+        names = set(vars(module)) | set(getattr(module, "__all__", ())) | \
+            set(getattr(module, "_LAZY", {}))
+        for name in names:
+            if f"{package}.{name}" in MODULES and \
+                    inspect.isroutine(getattr(module, name, None)):
+                shadowed.append(f"{package}.{name}")
+    assert shadowed == []
+
+
+def test_torchrun_variables_are_read_in_one_module() -> None:
+    """RANK, WORLD_SIZE and LOCAL_RANK are read by metaprep/distributed.py alone; every other
+    module asks it (``world()``)."""
+    variables = {"RANK", "WORLD_SIZE", "LOCAL_RANK"}
+    found = {}
+    for name, path in MODULES.items():
+        if name == "metaprep.distributed":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        hits = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                       and n.value in variables})
+        if hits:
+            found[name] = hits
+    assert found == {}
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.endswith("__")
+
+
+def _outside(importer: str, module: str) -> bool:
+    """Whether ``module`` is private (or inside a private one) to a package ``importer`` is not
+    in."""
+    parts = module.split(".")
+    for i, part in enumerate(parts):
+        if _private(part):
+            owner = ".".join(parts[:i])
+            return importer != owner and not importer.startswith(owner + ".")
+    return False
+
+
+def test_no_module_takes_a_private_name_from_another() -> None:
+    """A name with a leading underscore stays in its module: ``from metaprep.x import _y`` and
+    ``x._y`` are refused, and a private module (``stages/_common.py``) serves its own package
+    alone. What modules share is public and in their ``__all__``. Tests may reach private names
+    (they check and patch the internals)."""
+    found = []
+    for name, path in MODULES.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        modules: dict[str, str] = {}  # local name -> the metaprep module it is bound to
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules.update({a.asname: a.name for a in node.names
+                                if a.asname and a.name in MODULES})
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            for a in node.names:
+                target = f"{base}.{a.name}"
+                if target in MODULES:
+                    modules[a.asname or a.name] = target
+                elif base in MODULES and base != name and _private(a.name):
+                    found.append(f"{name}: from {base} import {a.name}")
+                module = target if target in MODULES else base
+                if _outside(name, module):
+                    found.append(f"{name}: imports the private module {module}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and _private(node.attr) and \
+                    isinstance(node.value, ast.Name) and node.value.id in modules:
+                found.append(f"{name}: {modules[node.value.id]}.{node.attr}")
+    assert found == []

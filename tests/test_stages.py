@@ -132,12 +132,12 @@ def test_path_fields_are_declared() -> None:
 
 
 def test_the_stage_package_exports_its_names_not_its_modules() -> None:
-    # each stage module shares its function's name; the package must hand out the function
+    # each stage lives in a private module named after it; the package hands out the function
     assert stages.__all__ == sorted(stages.__all__)
     for name in stages.__all__:
         assert not isinstance(getattr(stages, name), types.ModuleType), name
-    for name in ("split", "align", "distill", "train", "evaluate", "export"):
-        assert getattr(stages, name).__module__ == f"metaprep.stages.{name}"
+    for name in ("split", "align", "static_source", "train", "evaluate", "export"):
+        assert getattr(stages, name).__module__ == f"metaprep.stages._{name}"
 
 
 def test_importing_the_stages_loads_nothing_heavy() -> None:

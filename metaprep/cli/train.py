@@ -6,7 +6,6 @@ those marked ``flag`` get their own, the rest are reached with ``--set KEY=VALUE
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import click
@@ -67,11 +66,12 @@ def command(train_path: str | None, config: dict[str, Any], settings: dict[str, 
             **kw: Any) -> None:
     """Train DME / CDME (or a baseline) plus a sentence encoder and classifier."""
     from metaprep import stages
+    from metaprep.distributed import world
     from metaprep.learn.ensemble import ensemble_metrics
     from metaprep.learn.rundir import TEACHER
 
     result = stages.train(stages.TrainOptions(train=train_path, config=config, **settings, **kw))
-    if os.environ.get("RANK", "0") != "0":
+    if not world().main:
         return  # under torchrun, rank 0 reports
     m = result.metrics
     click.echo(f"run: {result.run}")

@@ -44,7 +44,7 @@ from metaprep.runtime.modeldir import (
 
 if TYPE_CHECKING:
     from metaprep.learn.multilabel import Thresholds
-    from metaprep.stages.export import ExportOptions
+    from metaprep.stages import ExportOptions
 
 __all__ = ["PARITY_EXAMPLES", "DevData", "build"]
 

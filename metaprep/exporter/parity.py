@@ -20,7 +20,7 @@ from metaprep.runtime.modeldir import GRAPH_FILES
 from metaprep.runtime.textpath import pad_batch
 
 if TYPE_CHECKING:
-    from metaprep.stages.export import ExportOptions
+    from metaprep.stages import ExportOptions
 
 __all__ = [
     "Feed",

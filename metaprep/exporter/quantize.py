@@ -15,7 +15,7 @@ from metaprep.runtime.modeldir import DATA_FILE, GRAPH_FILES
 
 if TYPE_CHECKING:
     from metaprep.exporter.build import DevData
-    from metaprep.stages.export import ExportOptions
+    from metaprep.stages import ExportOptions
 
 __all__ = ["choose_int8", "quantize_model"]
 

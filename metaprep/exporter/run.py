@@ -29,7 +29,7 @@ from metaprep.runtime.modeldir import Manifest, file_sha256
 if TYPE_CHECKING:
     from metaprep.learn.multilabel import Thresholds
     from metaprep.learn.rundir import Run
-    from metaprep.stages.export import ExportOptions
+    from metaprep.stages import ExportOptions
 
 __all__ = ["export_run"]
 

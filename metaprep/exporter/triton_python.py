@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from metaprep.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
-    from metaprep.stages.triton import TritonOptions
+    from metaprep.stages import TritonOptions
 
 __all__ = ["TritonResult", "write_python_model"]
 

@@ -1,5 +1,5 @@
 """A BERT encoder forward pass written with torch from a checkpoint's plain tensors, for
-`metaprep distill` (no transformers library: ids in, token states out).
+`metaprep static-source` (no transformers library: ids in, token states out).
 
 Reads a sentence-transformers / Hugging Face folder: ``config.json`` (``model_type`` bert) and
 ``model.safetensors`` with the usual BERT names (``embeddings.*``, ``encoder.layer.N.*``, an

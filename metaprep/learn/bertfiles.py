@@ -1,4 +1,4 @@
-"""The files of a BERT folder, checked before `metaprep distill` runs a single forward pass.
+"""The files of a BERT folder, checked before `metaprep static-source` runs a single forward pass.
 
 A model folder may come from anyone, so nothing in it is taken on trust:
 
@@ -98,7 +98,7 @@ def _regular(path: Path, what: str, error: type[MetaprepError]) -> os.stat_resul
     try:
         st = os.stat(path)  # follows links: a Hugging Face cache links every file to a blob
     except FileNotFoundError as exc:
-        raise error(f"no {what} here", path=path, hint=f"distill reads {SUPPORTED}") from exc
+        raise error(f"no {what} here", path=path, hint=f"static-source reads {SUPPORTED}") from exc
     except OSError as exc:  # a link loop, no permission
         raise error(f"cannot read the {what} ({exc.strerror or exc})", path=path) from exc
     if not stat.S_ISREG(st.st_mode):
@@ -131,17 +131,18 @@ def read_config(path: Path) -> BertConfig:
         config = json.loads(data.decode("utf-8"))  # NaN / Infinity fail the range checks
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ModelError(f"cannot read config.json ({exc})", path=path,
-                         hint=f"distill reads {SUPPORTED}") from exc
+                         hint=f"static-source reads {SUPPORTED}") from exc
     if not isinstance(config, dict):
         raise ModelError(f"config.json holds a JSON {type(config).__name__}, not an object",
-                         path=path, hint=f"distill reads {SUPPORTED}")
+                         path=path, hint=f"static-source reads {SUPPORTED}")
     if config.get("model_type") != "bert":
         raise ModelError(f"model_type {config.get('model_type')!r} is not supported",
-                         path=path, hint=f"distill reads {SUPPORTED}")
+                         path=path, hint=f"static-source reads {SUPPORTED}")
 
     def bad(key: str, why: str) -> ModelError:
         return ModelError(f"config key {key!r} {why}", path=path,
-                          hint="the folder's config.json does not describe a BERT distill reads")
+                          hint="the folder's config.json does not describe a BERT "
+                               "static-source reads")
 
     sizes: dict[str, int] = {}
     for key, (low, high, default) in _INTS.items():
@@ -174,7 +175,7 @@ def _prefix(keys: list[str], path: Path) -> str:
     found = sorted({k[: -len(_EMBEDDINGS)] for k in keys if k.endswith(_EMBEDDINGS)})
     if not found:
         raise ModelError(f"tensor {_EMBEDDINGS} is missing (under any prefix): not a BERT",
-                         path=path, hint=f"distill reads {SUPPORTED}")
+                         path=path, hint=f"static-source reads {SUPPORTED}")
     if len(found) > 1:
         raise ModelError(f"the file holds {len(found)} word embedding tables "
                          f"({', '.join(p + _EMBEDDINGS for p in found[:3])}): which is the "
@@ -225,7 +226,7 @@ def read_weights(path: Path, cfg: BertConfig, config_path: Path) -> dict[str, to
                 out[name] = t
     except (OSError, SafetensorError) as exc:
         raise ModelError(f"cannot read the weights ({exc})", path=path,
-                         hint=f"distill reads {SUPPORTED}") from exc
+                         hint=f"static-source reads {SUPPORTED}") from exc
     return out
 
 

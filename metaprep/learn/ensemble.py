@@ -28,7 +28,7 @@ from torch import nn
 from metaprep.errors import ConfigError, ModelError
 from metaprep.learn.config import SEED_STEP, RunConfig
 from metaprep.learn.rundir import CONFIG, ENSEMBLE, MEMBERS, METRICS, Run
-from metaprep.learn.runfiles import _read_json, check_run_file, write_json
+from metaprep.learn.runfiles import check_run_file, read_json, write_json
 
 __all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "check_subfolder", "ensemble_metrics",
            "is_ensemble", "load_members", "member_dirs", "member_seed", "train_ensemble"]
@@ -46,7 +46,7 @@ def is_ensemble(path: str | Path) -> bool:
 def _read(path: Path) -> dict[str, Any]:
     """ensemble.json, checked: "members" 2-64, "config" an object, "inputs" (if present) an
     object of paths or nulls; a damaged file is a ModelError."""
-    data = _read_json(path)
+    data = read_json(path)
     count = data.get("members") if isinstance(data, dict) else None
     if isinstance(count, bool) or not isinstance(count, int) or not 2 <= count <= 64:
         raise ModelError(f"members must be a whole number from 2 to 64, not {count!r}",
@@ -95,7 +95,7 @@ def ensemble_metrics(path: str | Path) -> dict[str, Any] | None:
     found = Path(path) / METRICS
     if not found.exists():
         return None
-    data = _read_json(found)
+    data = read_json(found)
     if not isinstance(data, dict):
         raise ModelError("expected a JSON object", path=found)
     return data

@@ -23,8 +23,15 @@ from metaprep.learn.multilabel import format_multilabel, multilabel_metrics
 from metaprep.learn.rundir import Run
 from metaprep.taskdata import Columns
 
-__all__ = ["classification_metrics", "ensemble_scores", "evaluate_run", "format_report",
-           "predict", "predict_sigmoid"]
+__all__ = [
+    "classification_metrics",
+    "ensemble_scores",
+    "evaluate_run",
+    "format_report",
+    "model_logits",
+    "predict",
+    "predict_sigmoid",
+]
 
 # evaluate's batches: as large as training's may be
 MAX_BATCH = int(OPTIONS["batch_size"].metadata["spec"].high)
@@ -33,8 +40,8 @@ TOP_CONFUSIONS = 20  # the most frequent confusions kept in the metrics
 
 
 @torch.no_grad()
-def _logits(model: torch.nn.Module, data: TaskData, batch_size: int, device: str, *,
-            run: str | Path | None = None) -> np.ndarray:
+def model_logits(model: torch.nn.Module, data: TaskData, batch_size: int, device: str, *,
+                 run: str | Path | None = None) -> np.ndarray:
     """(N, C) float32 logits, in file order (batched by length). A NaN or infinite one is a
     ModelError naming ``run`` (the model scored) and the line: weights that overflow float32
     would otherwise predict one class for everything and be scored as if they worked."""
@@ -63,7 +70,7 @@ def predict(
     run: str | Path | None = None
 ) -> np.ndarray:
     """Predicted class id for every example, in file order (``run``: named in errors)."""
-    return _logits(model, data, batch_size, device, run=run).argmax(-1).astype(np.int64)
+    return model_logits(model, data, batch_size, device, run=run).argmax(-1).astype(np.int64)
 
 
 def predict_sigmoid(
@@ -71,7 +78,7 @@ def predict_sigmoid(
     run: str | Path | None = None
 ) -> np.ndarray:
     """(N, C) sigmoid probabilities per label (multi-label runs), in file order."""
-    logits = torch.from_numpy(_logits(model, data, batch_size, device, run=run))
+    logits = torch.from_numpy(model_logits(model, data, batch_size, device, run=run))
     return torch.sigmoid(logits).numpy()
 
 

@@ -15,7 +15,13 @@ import torch
 
 from metaprep.learn.config import RunConfig
 
-__all__ = ["Split", "clipped_parameters", "make_optimizer", "state_problem"]
+__all__ = [
+    "Split",
+    "clipped_parameters",
+    "make_optimizer",
+    "optimizer_settings",
+    "state_problem",
+]
 
 
 class Split:
@@ -75,16 +81,16 @@ def _is_sparse(model: torch.nn.Module) -> bool:
     return bool(learned is not None and learned.sparse)
 
 
-def _settings(opt: Any) -> list[dict[str, Any]]:
+def optimizer_settings(opt: Any) -> list[dict[str, Any]]:
     return [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in opt.param_groups]
 
 
 def state_problem(opt: Any, fresh: list[dict[str, Any]]) -> str | None:
     """What is wrong with a loaded optimizer state (a checkpoint may come from anyone), or None:
-    its settings must be ``fresh``'s (``_settings`` of the optimizer the config makes: the lr is
-    the loop's), and every per-weight tensor of the weight's shape and finite (a wrong shape
-    fails at the first step, a NaN moment trains on NaN)."""
-    if _settings(opt) != fresh:
+    its settings must be ``fresh``'s (``optimizer_settings`` of the optimizer the config makes:
+    the lr is the loop's), and every per-weight tensor of the weight's shape and finite (a wrong
+    shape fails at the first step, a NaN moment trains on NaN)."""
+    if optimizer_settings(opt) != fresh:
         return "its optimizer settings are not the ones the config makes"
     for one in (opt.dense, opt.sparse) if isinstance(opt, Split) else (opt,):
         for param, state in one.state.items():

@@ -81,10 +81,10 @@ def restore(run: Run, model: torch.nn.Module, opt: Any, *, map_location: Any,
             progress: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Load the checkpoint into ``model`` and ``opt``: (progress counters, epoch history), each
     checked against ``progress`` (the fresh counters: their keys and types) and the config."""
-    from metaprep.learn.optim import _settings, state_problem
+    from metaprep.learn.optim import optimizer_settings, state_problem
 
     ckpt = run.load_checkpoint(map_location=map_location)
-    fresh = _settings(opt)
+    fresh = optimizer_settings(opt)
     try:
         why = _progress_problem(ckpt.progress, progress, run.config) or _history_problem(
             ckpt.history, ckpt.progress["epoch"])

@@ -20,19 +20,19 @@ from typing import TYPE_CHECKING, Any, Literal
 from metaprep.errors import ModelError, StoreError
 from metaprep.learn.config import RunConfig
 from metaprep.learn.runfiles import (
-    _SHA256,
+    SHA256_HEX,
     SPLITS,
     Checkpoint,
     DataRecord,
     FileRef,
     StoreRef,
-    _fields,
-    _one_line,
-    _read_config,
-    _read_json,
-    _read_labels,
-    _read_tokenizer,
     check_run_file,
+    checked_fields,
+    one_line,
+    read_config,
+    read_json,
+    read_labels,
+    read_tokenizer,
     write_json,
 )
 from metaprep.learn.weights import load_checkpoint, load_weights, save_checkpoint, save_weights
@@ -140,21 +140,21 @@ class Run:
             raise ModelError("is an ensemble of runs, not one run", path=run,
                              hint=f"give one of its members ({run / MEMBERS / '0'}), or "
                              "export the whole: metaprep export-onnx")
-        config = _read_config(run / CONFIG)
-        ref = StoreRef.from_dict(_read_json(run / STORE), path=run / STORE)
+        config = read_config(run / CONFIG)
+        ref = StoreRef.from_dict(read_json(run / STORE), path=run / STORE)
         if ref.vocab_size != config.vocab_size:
             raise ModelError(f"records a store of {ref.vocab_size} words, config.json "
                              f"{config.vocab_size}", path=run / STORE,
                              hint="the run was edited by hand")
-        tokenizer = _read_tokenizer(run / TOKENIZER)
+        tokenizer = read_tokenizer(run / TOKENIZER)
         if tokenizer.max_tokens != config.max_tokens:
             raise ModelError(f"cuts texts at {tokenizer.max_tokens} tokens, config.json at "
                              f"{config.max_tokens}", path=run / TOKENIZER,
                              hint="the run was edited by hand, or written by an older metaprep: "
                                   "train it again")
-        return cls(run, config=config, labels=_read_labels(run / LABELS, config.num_labels),
+        return cls(run, config=config, labels=read_labels(run / LABELS, config.num_labels),
                    tokenizer=tokenizer, store_ref=ref,
-                   data=DataRecord.from_dict(_read_json(run / DATA), path=run / DATA),
+                   data=DataRecord.from_dict(read_json(run / DATA), path=run / DATA),
                    store=store, verify_store=verify_store)
 
     @classmethod
@@ -250,7 +250,7 @@ class Run:
             return MetaEmbeddingClassifier(self.config, frozen, present, words,
                                            progress=progress)
         except (RuntimeError, MemoryError) as exc:
-            raise ModelError(f"cannot build the model config.json describes: {_one_line(exc)}",
+            raise ModelError(f"cannot build the model config.json describes: {one_line(exc)}",
                              path=self.path / CONFIG,
                              hint="the sizes are too large, or config.json was edited") from exc
 
@@ -293,7 +293,7 @@ class Run:
         try:
             model.load_state_dict(state, strict=True)
         except (RuntimeError, ValueError) as exc:
-            raise ModelError(f"weights do not fit the config: {_one_line(exc)}",
+            raise ModelError(f"weights do not fit the config: {one_line(exc)}",
                              path=self.path / BEST) from exc
         return model.eval()
 
@@ -325,7 +325,7 @@ class Run:
         path = self.path / THRESHOLDS
         if self.config.task != "multilabel" or not path.exists():
             return None
-        data = _read_json(path)
+        data = read_json(path)
 
         def ok(v: Any) -> bool:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
@@ -348,8 +348,8 @@ class Run:
         check_run_file(path)
         if not path.exists():
             return None
-        record = _fields(_read_json(path), {"path": str, "sha256": str}, path)
-        if not _SHA256.fullmatch(record["sha256"]):
+        record = checked_fields(read_json(path), {"path": str, "sha256": str}, path)
+        if not SHA256_HEX.fullmatch(record["sha256"]):
             raise ModelError("sha256 is not 64 lowercase hex digits", path=path)
         return record
 
@@ -362,7 +362,7 @@ class Run:
         path = self.path / METRICS
         if not path.exists():
             return None
-        data = _read_json(path)
+        data = read_json(path)
         if not isinstance(data, dict) or not isinstance(data.get("epochs", []), list):
             raise ModelError("expected an object with a list of epochs", path=path)
         return data

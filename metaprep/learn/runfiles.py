@@ -23,11 +23,25 @@ if TYPE_CHECKING:
 
     from metaprep.prep.store import Store
 
-__all__ = ["Checkpoint", "DataRecord", "FileRef", "SPLITS", "StoreRef", "check_run_file",
-           "write_json"]
+__all__ = [
+    "Checkpoint",
+    "DataRecord",
+    "FileRef",
+    "SHA256_HEX",
+    "SPLITS",
+    "StoreRef",
+    "check_run_file",
+    "checked_fields",
+    "one_line",
+    "read_config",
+    "read_json",
+    "read_labels",
+    "read_tokenizer",
+    "write_json",
+]
 
 SPLITS = ("train", "dev", "test")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 # --- JSON ---------------------------------------------------------------------------------------
@@ -54,7 +68,7 @@ def check_run_file(path: Path) -> None:
                          path=path, hint="the run directory was damaged")
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     check_run_file(path)
     if not path.exists():
         raise ModelError(f"missing {path.name}", path=path.parent, hint="is this a run directory?")
@@ -65,8 +79,8 @@ def _read_json(path: Path) -> Any:
                          hint="the file was damaged or edited by hand") from exc
 
 
-def _fields(data: Any, want: dict[str, type | tuple[type, ...]], path: Path,
-            optional: tuple[str, ...] = ()) -> dict[str, Any]:
+def checked_fields(data: Any, want: dict[str, type | tuple[type, ...]], path: Path,
+                   optional: tuple[str, ...] = ()) -> dict[str, Any]:
     """``data`` as an object with exactly these keys (``optional`` ones may be absent), each of its
     type (a bool is not an int)."""
     if not isinstance(data, dict):
@@ -103,8 +117,9 @@ class StoreRef:
 
     @classmethod
     def from_dict(cls, data: Any, *, path: Path) -> StoreRef:
-        d = _fields(data, {"path": str, "sha256": str, "vocab_size": int, "case_policy": str}, path)
-        if not _SHA256.fullmatch(d["sha256"]):
+        d = checked_fields(data, {"path": str, "sha256": str, "vocab_size": int,
+                                  "case_policy": str}, path)
+        if not SHA256_HEX.fullmatch(d["sha256"]):
             raise ModelError("sha256 is not 64 lowercase hex digits", path=path)
         if d["case_policy"] not in CASE_POLICIES:
             raise ModelError(f"unknown case policy {d['case_policy']!r}", path=path)
@@ -148,11 +163,11 @@ class DataRecord:
 
     @classmethod
     def from_dict(cls, data: Any, *, path: Path) -> DataRecord:
-        d = _fields(data, {**{s: (dict, type(None)) for s in SPLITS}, "columns": dict}, path,
-                    optional=(*SPLITS, "columns"))
+        d = checked_fields(data, {**{s: (dict, type(None)) for s in SPLITS}, "columns": dict}, path,
+                           optional=(*SPLITS, "columns"))
         refs: dict[str, Any] = {}
         if "columns" in d:
-            names = _fields(d.pop("columns"), {k: str for k in ("text", "label", "text_a",
+            names = checked_fields(d.pop("columns"), {k: str for k in ("text", "label", "text_a",
                                                                  "text_b")}, path)
             try:
                 refs["columns"] = Columns(**names)
@@ -160,8 +175,8 @@ class DataRecord:
                 raise ModelError(f"columns: {exc.message}", path=path) from exc
         for split, entry in d.items():
             if entry is not None:
-                e = _fields(entry, {"path": str, "sha256": str}, path)
-                if not _SHA256.fullmatch(e["sha256"]):
+                e = checked_fields(entry, {"path": str, "sha256": str}, path)
+                if not SHA256_HEX.fullmatch(e["sha256"]):
                     raise ModelError(f"{split}: sha256 is not 64 lowercase hex digits", path=path)
                 refs[split] = FileRef(**e)
         return cls(**refs)
@@ -177,8 +192,8 @@ class Checkpoint:
     history: list[dict[str, Any]]  # one record per finished epoch
 
 
-def _read_config(path: Path) -> RunConfig:
-    data = _read_json(path)
+def read_config(path: Path) -> RunConfig:
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ModelError(f"expected a JSON object, found {type(data).__name__}", path=path)
     try:
@@ -187,8 +202,8 @@ def _read_config(path: Path) -> RunConfig:
         raise ModelError(exc.message, path=path, hint=exc.hint) from exc
 
 
-def _read_labels(path: Path, count: int) -> list[str]:
-    labels = _read_json(path)
+def read_labels(path: Path, count: int) -> list[str]:
+    labels = read_json(path)
     if (not isinstance(labels, list) or len(labels) != count
             or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels)):
         raise ModelError(f"expected a list of {count} distinct label strings (config.json "
@@ -196,8 +211,8 @@ def _read_labels(path: Path, count: int) -> list[str]:
     return labels
 
 
-def _read_tokenizer(path: Path) -> TokenizerConfig:
-    data = _read_json(path)
+def read_tokenizer(path: Path) -> TokenizerConfig:
+    data = read_json(path)
     try:
         if not isinstance(data, dict):
             raise TypeError(f"expected a JSON object, found {type(data).__name__}")
@@ -206,6 +221,6 @@ def _read_tokenizer(path: Path) -> TokenizerConfig:
         raise ModelError(f"bad tokenizer config: {exc}", path=path) from exc
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
+def one_line(exc: BaseException, limit: int = 300) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

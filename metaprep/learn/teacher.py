@@ -102,7 +102,7 @@ def teacher_probabilities(path: str | Path, data: TaskData, *, store: str | Path
     tables are read from it, never from the store path the teacher recorded (which may hold
     another store by now)."""
     from metaprep.learn.ensemble import Ensemble, load_members
-    from metaprep.learn.evaluate import _logits
+    from metaprep.learn.evaluate import model_logits
 
     root, dirs = _teacher_dirs(path)
     with Run.open(dirs[0], store=store, verify_store=False) as first:  # checked before loading
@@ -129,7 +129,7 @@ def teacher_probabilities(path: str | Path, data: TaskData, *, store: str | Path
     try:
         teacher = models[0] if len(models) == 1 else Ensemble(models)
         # the log of the probabilities (one model: its logits); a softmax gives them back
-        logits = torch.from_numpy(_logits(teacher, data, 256, "cpu", run=root))
+        logits = torch.from_numpy(model_logits(teacher, data, 256, "cpu", run=root))
         return logits.float().softmax(-1)
     finally:
         for run in runs:

@@ -12,7 +12,6 @@ bit-identical and a resumed run repeats exactly what the uninterrupted run would
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from metaprep import distributed
 from metaprep.errors import ModelError
 from metaprep.learn.config import RunConfig
 from metaprep.learn.data import TaskData, bucket_batches, collate, shard_batches, token_counts
@@ -39,14 +39,7 @@ from metaprep.learn.rundir import ATTENTION_PLOT, CHECKPOINT, LEARNING_CURVES, C
 from metaprep.learn.teacher import distill_loss, teacher_rows, the_teacher
 from metaprep.taskdata import Columns
 
-__all__ = ["FAIL_AFTER_STEPS_ENV", "SimulatedCrash", "default_run_dir", "train"]
-
-# Testing hook: raise SimulatedCrash after this many optimizer steps (a kill mid-epoch).
-FAIL_AFTER_STEPS_ENV = "METAPREP_FAIL_AFTER_STEPS"
-
-
-class SimulatedCrash(RuntimeError):
-    """Raised by the FAIL_AFTER_STEPS_ENV hook, to test resuming."""
+__all__ = ["after_step", "default_run_dir", "train"]
 
 
 def default_run_dir(method: str) -> Path:
@@ -59,7 +52,7 @@ def train(
     cfg: RunConfig | None = None,
     *,
     store: str | Path | None = None,
-    train: str | Path | None = None,
+    train_data: str | Path | None = None,
     dev: str | Path | None = None,
     test: str | Path | None = None,
     out: str | Path | None = None,
@@ -71,7 +64,7 @@ def train(
 ) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) a run in ``out``; returns the metrics.json content.
 
-    A new run needs ``store``, ``train`` and ``dev``; ``cfg`` gives the method and options, and
+    A new run needs ``store``, ``train_data`` and ``dev``; ``cfg`` gives the method and options, and
     sources (default: all), dims, vocabulary size, number of labels and pair-ness are filled from
     the store and the data. A resume needs only ``out``: the saved config, store and data files
     are used, and any of them given must be the same (files by sha256). The options given to a
@@ -83,13 +76,12 @@ def train(
     rank, world, device = _distributed()
     cfg = cfg or RunConfig()
     out = Path(out) if out is not None else default_run_dir(cfg.method)
-    inputs = {"store": store, "train": train, "dev": dev, "test": test}
+    inputs = {"store": store, "train": train_data, "dev": dev, "test": test}
     loop = _setup(cfg, out, inputs, resume=resume, overrides=overrides, encoding=encoding,
                   show=progress and rank == 0, rank=rank, world=world, device=device,
                   columns=columns)
-    fail_after = int(os.environ.get(FAIL_AFTER_STEPS_ENV, "0"))
     while loop.state["epoch"] < loop.cfg.epochs and not loop.state["stopped"]:
-        elapsed = _train_epoch(loop, fail_after)
+        elapsed = _train_epoch(loop)
         _end_epoch(loop, elapsed)
     return _finish(loop)
 
@@ -133,8 +125,8 @@ def _distributed() -> tuple[int, int, torch.device]:
     """(rank, world size, device); joins the process group when torchrun started us."""
     import torch.distributed as dist
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    launch = distributed.world()
+    world, local = launch.size, launch.local_rank
     cuda = torch.cuda.is_available()
     device = torch.device(f"cuda:{local}" if cuda else "cpu")
     if world > 1 and not dist.is_initialized():
@@ -218,7 +210,7 @@ def _evaluate(model: torch.nn.Module, data: TaskData, labels: list[str],
 
 
 # --- epochs -------------------------------------------------------------------------------------
-def _train_epoch(loop: _Loop, fail_after: int) -> float:
+def _train_epoch(loop: _Loop) -> float:
     """The rest of the current epoch (from ``state["batch"]`` on); returns its seconds."""
     from tqdm import tqdm
 
@@ -263,13 +255,18 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
         rate = state["seen"] / max(1e-9, time.perf_counter() - t0)
         bar.set_postfix(loss=f"{state['loss_sum'] / state['seen']:.4f}", sent_s=f"{rate:.0f}")
         bar.update()
-        mid = cfg.checkpoint_steps and state["step"] % cfg.checkpoint_steps == 0
-        if loop.main and mid and i + 1 < len(batches):
-            loop.checkpoint()
-        if fail_after and state["step"] >= fail_after:
-            raise SimulatedCrash(f"{FAIL_AFTER_STEPS_ENV}={fail_after} reached")
+        after_step(loop, last=i + 1 == len(batches))
     bar.close()
     return time.perf_counter() - t0
+
+
+def after_step(loop: _Loop, *, last: bool) -> None:
+    """Called after every optimizer step: the mid-epoch checkpoint when one is due (not after an
+    epoch's last step: _end_epoch writes that one). The resume tests wrap it to stop a run
+    there, as a kill would."""
+    every = loop.cfg.checkpoint_steps
+    if loop.main and every and loop.state["step"] % every == 0 and not last:
+        loop.checkpoint()
 
 
 def _diverged(loop: _Loop, loss: float) -> None:

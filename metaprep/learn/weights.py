@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from metaprep.atomic import atomic_path, write_failure
 from metaprep.errors import ModelError
-from metaprep.learn.runfiles import Checkpoint, _one_line, check_run_file
+from metaprep.learn.runfiles import Checkpoint, check_run_file, one_line
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +44,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error type for bad bytes
-        raise ModelError(f"unreadable weights: {_one_line(exc)}", path=path,
+        raise ModelError(f"unreadable weights: {one_line(exc)}", path=path,
                          hint="the file is damaged; train the run again") from exc
     _check_finite(state, path, "the file is damaged or edited; train the run again")
     return state

@@ -8,7 +8,7 @@ and ``metaprep run PIPELINE.toml`` are two thin faces over these same functions.
     align           AlignOptions          AlignResult           metaprep.prep.align
     inspect         InspectOptions        InspectResult         metaprep.prep.inspect
     export_vectors  ExportVectorsOptions  ExportVectorsResult   metaprep.prep.exportvec
-    distill         DistillOptions        DistillResult         metaprep.learn.distill
+    static_source   StaticSourceOptions   StaticSourceResult    metaprep.learn.staticsource
     train           TrainOptions          TrainResult           metaprep.learn.train
     evaluate        EvaluateOptions       EvaluateResult        metaprep.learn.evaluate
     export          ExportOptions         ExportResult          metaprep.exporter.run
@@ -20,14 +20,15 @@ A field that names a file says so in its metadata: ``{"path": "in"}`` for what a
 ``{"path": "out"}`` for what it writes. The pipeline hashes the first and fills the second.
 Importing this package is cheap: each stage imports its heavy libraries when it runs.
 
-One module per stage holds its options, result and function (``split.py``, ``align.py``,
-``inspect.py``, ``export_vectors.py``, ``distill.py``, ``train.py``, ``evaluate.py``,
-``export.py``, ``triton.py``); ``_common.py`` holds what they share. predict and embed are
-defined in ``metaprep.runtime.predict``, so that they run where only the runtime is installed
-(numpy + onnxruntime), and ``TritonResult`` in ``metaprep.exporter.triton_python``, which makes
-it: this package hands them out on first use. The package re-exports the functions under the
-modules' own names, so ``metaprep.stages.train`` is the function: reach a module with
-``from metaprep.stages.train import ...``.
+One private module per stage holds its options, result and function (``_split.py``,
+``_align.py``, ``_inspect.py``, ``_export_vectors.py``, ``_static_source.py``, ``_train.py``,
+``_evaluate.py``, ``_export.py``, ``_triton.py``); ``_common.py`` holds what they share.
+predict and embed are defined in ``metaprep.runtime.predict``, so that they run where only the
+runtime is installed (numpy + onnxruntime), and ``TritonResult`` in
+``metaprep.exporter.triton_python``, which makes it: this package hands them out on first use.
+The modules' names start with an underscore so that none is shadowed by its function
+(``metaprep.stages.train`` is the function, and only the function): import every name from the
+package, ``from metaprep.stages import TrainOptions``.
 
     import metaprep as mp
     mp.align(mp.AlignOptions(sources={"glove": "glove.txt"}, vocab=("train.tsv",),
@@ -44,20 +45,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from metaprep.outputs import path_fields
+from metaprep.stages._align import AlignOptions, AlignResult, align
 from metaprep.stages._common import TaskColumns
-from metaprep.stages.align import AlignOptions, AlignResult, align
-from metaprep.stages.distill import DistillOptions, DistillResult, distill
-from metaprep.stages.evaluate import EvaluateOptions, EvaluateResult, evaluate
-from metaprep.stages.export import ExportOptions, ExportResult, export
-from metaprep.stages.export_vectors import (
+from metaprep.stages._evaluate import EvaluateOptions, EvaluateResult, evaluate
+from metaprep.stages._export import ExportOptions, ExportResult, export
+from metaprep.stages._export_vectors import (
     ExportVectorsOptions,
     ExportVectorsResult,
     export_vectors,
 )
-from metaprep.stages.inspect import InspectOptions, InspectResult, inspect
-from metaprep.stages.split import SplitOptions, SplitResult, split
-from metaprep.stages.train import TrainOptions, TrainResult, train
-from metaprep.stages.triton import TritonOptions, triton
+from metaprep.stages._inspect import InspectOptions, InspectResult, inspect
+from metaprep.stages._split import SplitOptions, SplitResult, split
+from metaprep.stages._static_source import StaticSourceOptions, StaticSourceResult, static_source
+from metaprep.stages._train import TrainOptions, TrainResult, train
+from metaprep.stages._triton import TritonOptions, triton
 
 if TYPE_CHECKING:
     from metaprep.exporter.triton_python import TritonResult
@@ -73,8 +74,6 @@ if TYPE_CHECKING:
 __all__ = [
     "AlignOptions",
     "AlignResult",
-    "DistillOptions",
-    "DistillResult",
     "EmbedOptions",
     "EmbedResult",
     "EvaluateOptions",
@@ -89,13 +88,14 @@ __all__ = [
     "PredictResult",
     "SplitOptions",
     "SplitResult",
+    "StaticSourceOptions",
+    "StaticSourceResult",
     "TaskColumns",
     "TrainOptions",
     "TrainResult",
     "TritonOptions",
     "TritonResult",
     "align",
-    "distill",
     "embed",
     "evaluate",
     "export",
@@ -104,6 +104,7 @@ __all__ = [
     "path_fields",
     "predict",
     "split",
+    "static_source",
     "train",
     "triton",
 ]

@@ -9,32 +9,40 @@ from typing import Any
 
 from metaprep.errors import ConfigError
 
-__all__ = ["PathLike", "TaskColumns"]
+__all__ = [
+    "PathLike",
+    "TaskColumns",
+    "input_field",
+    "name_field",
+    "output_field",
+    "required",
+    "resolve_task",
+]
 
 PathLike = str | Path
 
 
-def _in(default: Any = None, *, named: bool = False) -> Any:
+def input_field(default: Any = None, *, named: bool = False) -> Any:
     """A field naming input file(s): hashed by the pipeline, never an output's target
-    (``named``: a table whose keys become names, checked as ``_name`` values are)."""
+    (``named``: a table whose keys become names, checked as ``name_field`` values are)."""
     meta = {"path": "in", **({"name": "keys"} if named else {})}
     if isinstance(default, (dict, tuple)):  # a fresh copy for every options object
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
-def _out(default: Any = None) -> Any:
+def output_field(default: Any = None) -> Any:
     """A field naming what the stage writes: filled with the stage directory by the pipeline."""
     return field(default=default, metadata={"path": "out"})
 
 
-def _name(default: str) -> Any:
+def name_field(default: str) -> Any:
     """A field whose value becomes one folder name (metaprep.names): a pipeline checks it when
     the file is loaded, the stage before it writes."""
     return field(default=default, metadata={"name": "value"})
 
 
-def _req(value: Any, name: str, stage: str) -> Any:
+def required(value: Any, name: str, stage: str) -> Any:
     if value is None or value == "" or value == {}:
         raise ConfigError(f"metaprep {stage}: {name} is required")
     return value
@@ -50,7 +58,7 @@ class TaskColumns:
     text_b_column: str = "text_b"  # a pair's second text
 
 
-def _resolve_task(task: str | None, data: PathLike, *, label_sep: str, encoding: str,
+def resolve_task(task: str | None, data: PathLike, *, label_sep: str, encoding: str,
                  columns: Any) -> tuple[str, str]:
     """(task, note): the given task, or the one the data shows (the note says why)."""
     from metaprep.labelsets import TASKS, check_label_sep, detect_task

@@ -1,6 +1,6 @@
-"""A BERT folder is checked before distill runs a forward pass: every config key the pass uses,
-every tensor it reads and the vocabulary, each damaged in turn, is a one-line ModelError naming
-the file and the key or tensor."""
+"""A BERT folder is checked before static-source runs a forward pass: every config key the pass
+uses, every tensor it reads and the vocabulary, each damaged in turn, is a one-line ModelError
+naming the file and the key or tensor."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from metaprep.errors import ModelError
 from metaprep.learn import bertfiles
 from metaprep.learn.bert import load_bert
 from metaprep.learn.bertfiles import BertConfig, tensor_shapes
-from metaprep.learn.distill import distill_model
+from metaprep.learn.staticsource import write_static_source
 
 # --- config.json ------------------------------------------------------------------------------
 # Every value here is wrong for every key: the wrong type, out of range, or not finite.
@@ -88,11 +88,11 @@ def test_a_pipe_or_device_is_not_read(tmp_path: Path, name: str) -> None:
     (model / name).unlink()
     os.mkfifo(model / name)  # opening it would wait for a writer forever
     with pytest.raises(ModelError, match="not a regular file"):
-        distill_model(model, tmp_path / "o.bin", progress=False)
+        write_static_source(model, tmp_path / "o.bin", progress=False)
     (model / name).unlink()
     (model / name).symlink_to("/dev/zero")  # reading it would fill memory
     with pytest.raises(ModelError, match="not a regular file"):
-        distill_model(model, tmp_path / "o.bin", progress=False)
+        write_static_source(model, tmp_path / "o.bin", progress=False)
     assert not (tmp_path / "o.bin").exists()
 
 
@@ -187,7 +187,7 @@ def test_vocabulary_ids_past_the_table(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"the vocabulary has 18 tokens but model.safetensors's "
                                          r"word embedding table has 16 rows: ids from 16 on "
                                          r"\('extra' first\)") as info:
-        distill_model(model, tmp_path / "o.bin", progress=False)
+        write_static_source(model, tmp_path / "o.bin", progress=False)
     assert info.value.path == str(model / "vocab.txt")
 
 
@@ -196,7 +196,7 @@ def test_a_line_separator_inside_a_token_does_not_shift_the_ids(tmp_path: Path) 
     vocab = [t + "\u2028x" if t == "[unused0]" else t for t in VOCAB]
     model = tiny_bert(tmp_path / "m", vocab=vocab)
     out = tmp_path / "o.bin"
-    distill_model(model, out, pca_dims=None, zipf=False, progress=False)
+    write_static_source(model, out, pca_dims=None, zipf=False, progress=False)
     bert = load_bert(model)
     cat = bert(torch.tensor([[2, VOCAB.index("cat"), 3]]), torch.ones(1, 3, dtype=torch.long))
     np.testing.assert_allclose(read_w2v_binary(out)["cat"], cat[0].mean(0).numpy(), atol=1e-5)
@@ -211,7 +211,7 @@ def test_a_bad_vocabulary(tmp_path: Path, text: bytes, message: str) -> None:
     model = tiny_bert(tmp_path / "m")
     (model / "vocab.txt").write_bytes(text)
     with pytest.raises(ModelError, match=message):
-        distill_model(model, tmp_path / "o.bin", progress=False)
+        write_static_source(model, tmp_path / "o.bin", progress=False)
 
 
 def test_a_huge_vocabulary_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -219,7 +219,7 @@ def test_a_huge_vocabulary_is_not_read(tmp_path: Path, monkeypatch: pytest.Monke
     model = tiny_bert(tmp_path / "m")
     with pytest.raises(ModelError, match="vocab.txt: the vocabulary is 80 bytes, more than "
                                          "the 50 allowed"):
-        distill_model(model, tmp_path / "o.bin", progress=False)
+        write_static_source(model, tmp_path / "o.bin", progress=False)
 
 
 def test_the_checked_activations_are_the_ones_the_forward_pass_has() -> None:

@@ -47,7 +47,7 @@ def _worker(rank: int, world: int, port: int, task: dict[str, Path], out: Path,
     tr._analyse = recording(tr._analyse, "analyse")
     cfg = RunConfig(method="dme", proj_dim=8, hidden=8, mlp_hidden=8, batch_size=8, lr=0.02,
                     epochs=4, patience=4)
-    metrics = tr.train(cfg, store=task["store"], train=task["train"], dev=task["dev"], out=out,
+    metrics = tr.train(cfg, store=task["store"], train_data=task["train"], dev=task["dev"], out=out,
                        progress=False)
     (log_dir / f"rank{rank}.json").write_text(json.dumps({"writes": writes, "metrics": metrics}))
 

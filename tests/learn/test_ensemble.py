@@ -26,14 +26,14 @@ from metaprep.stages import ExportOptions
 def _member_probs(dirs: list[Path], texts_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Each member's softmax on the data, computed member by member, and the gold ids."""
     from metaprep.learn.data import LabelMap, load_task
-    from metaprep.learn.evaluate import _logits
+    from metaprep.learn.evaluate import model_logits
 
     probs = []
     for d in dirs:
         with Run.open(d) as run:
             task, _ = load_task(texts_path, run.encoder(), labels=LabelMap(run.labels),
                                 progress=False)
-            logits = _logits(run.load_model(), task, 256, "cpu")
+            logits = model_logits(run.load_model(), task, 256, "cpu")
         probs.append(torch.from_numpy(logits).softmax(-1).numpy())
     gold = np.array([e.label for e in task.examples])
     return np.stack(probs), gold

@@ -33,7 +33,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ev")
     task = make_task(root)
     cfg = RunConfig(method="dme", proj_dim=8, hidden=8, mlp_hidden=8, batch_size=8, epochs=2)
-    train(cfg, store=task["store"], train=task["train"], dev=task["dev"], test=task["test"],
+    train(cfg, store=task["store"], train_data=task["train"], dev=task["dev"], test=task["test"],
           out=root / "run", progress=False)
     return {**task, "run": root / "run"}
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from crashkit import SimulatedCrash, crash_after
 from safetensors.torch import load_file
 from test_data import VOCAB, make_task
 from test_model import batch  # the same padded batch, its words in 2..V+1 (V = 30 there too)
@@ -20,7 +21,7 @@ from metaprep.learn.learned import bigram_rows
 from metaprep.learn.model import MetaEmbeddingClassifier
 from metaprep.learn.rundir import Run
 from metaprep.learn.subwords import fnv1a, subword_rows
-from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash, train
+from metaprep.learn.train import train
 
 V = 30
 DIMS = [5, 3]
@@ -232,7 +233,7 @@ def test_a_run_with_the_learned_source_trains_saves_and_reloads(tmp_path: Path) 
     task = make_task(tmp_path)
     cfg = RunConfig(method="dme", encoder="pool", proj_dim=8, mlp_hidden=8, batch_size=8,
                     lr=0.01, epochs=2, learned_dim=6, learned_buckets=17, learned_dropout=0.1)
-    metrics = train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+    metrics = train(cfg, store=task["store"], train_data=task["train"], dev=task["dev"],
                     test=task["test"], out=tmp_path / "r", progress=False)
     assert metrics["test_accuracy"] > 0.5
     best = load_file(str(tmp_path / "r" / "best.safetensors"))
@@ -250,7 +251,7 @@ def test_a_run_with_subwords_trains_and_reloads_the_same_model(tmp_path: Path) -
     task = make_task(tmp_path)
     cfg = RunConfig(method="sum", encoder="pool", proj_dim=8, mlp_hidden=8, batch_size=8,
                     lr=0.01, epochs=2, learned_dim=6, learned_subwords=37)
-    metrics = train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+    metrics = train(cfg, store=task["store"], train_data=task["train"], dev=task["dev"],
                     test=task["test"], out=tmp_path / "r", progress=False)
     assert metrics["test_accuracy"] > 0.5
     best = load_file(str(tmp_path / "r" / "best.safetensors"))
@@ -267,21 +268,19 @@ def test_a_run_with_subwords_trains_and_reloads_the_same_model(tmp_path: Path) -
 
 @pytest.mark.parametrize("subwords", [0, 31])
 def test_resume_with_the_learned_source_matches_the_uninterrupted_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subwords: int) -> None:
+        tmp_path: Path, subwords: int) -> None:
     task = make_task(tmp_path)
     cfg = RunConfig(method="sum", encoder="pool", proj_dim=8, mlp_hidden=8, batch_size=8,
                     lr=0.01, epochs=2, learned_dim=4, learned_buckets=9,
                     learned_subwords=subwords)
 
     def go(out: str, **kw: object) -> dict:
-        return train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+        return train(cfg, store=task["store"], train_data=task["train"], dev=task["dev"],
                      out=tmp_path / out, progress=False, **kw)  # type: ignore[arg-type]
 
     whole = go("whole")
-    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "8")  # 6 steps an epoch: dies inside epoch 2
-    with pytest.raises(SimulatedCrash):
+    with crash_after(8), pytest.raises(SimulatedCrash):  # 6 steps an epoch: inside epoch 2
         go("broken")
-    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
     resumed = go("broken", resume=True)
     assert resumed["dev"] == whole["dev"]
     wa = load_file(str(tmp_path / "whole" / "best.safetensors"))

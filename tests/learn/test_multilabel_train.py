@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from crashkit import SimulatedCrash, crash_after
 from test_data import NEG, NEUTRAL, POS, make_store
 from test_train import comparable
 
@@ -15,7 +16,7 @@ from metaprep.errors import ConfigError, DataError
 from metaprep.learn.config import RunConfig
 from metaprep.learn.evaluate import evaluate_run
 from metaprep.learn.rundir import Run
-from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash, train
+from metaprep.learn.train import train
 
 TINY = {"proj_dim": 8, "hidden": 8, "mlp_hidden": 8, "batch_size": 8, "lr": 0.01, "epochs": 3,
         "encoder": "pool", "task": "multilabel",
@@ -52,17 +53,15 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _train(task: dict[str, Path], out: Path, **kw: Any) -> dict[str, Any]:
-    return train(RunConfig(**{**TINY, **kw}), store=task["store"], train=task["train"],
+    return train(RunConfig(**{**TINY, **kw}), store=task["store"], train_data=task["train"],
                  dev=task["dev"], test=task["test"], out=out, progress=False)
 
 
 def test_a_killed_multilabel_run_resumes_to_the_same_result(
-        task: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        task: dict[str, Path], tmp_path: Path) -> None:
     whole = _train(task, tmp_path / "whole", pos_weight=2.0)
-    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "11")
-    with pytest.raises(SimulatedCrash):
+    with crash_after(11), pytest.raises(SimulatedCrash):
         _train(task, tmp_path / "r", pos_weight=2.0)
-    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
     resumed = train(None, out=tmp_path / "r", resume=True, progress=False)
     assert comparable(resumed) == comparable(whole)
     a, b = Run.open(tmp_path / "whole"), Run.open(tmp_path / "r")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
+from crashkit import SimulatedCrash, crash_after
 from exportkit import train_options
 from test_data import make_store, make_task, write_tsv
 from test_train import comparable
@@ -24,7 +25,7 @@ from metaprep.errors import ConfigError, DataError, ModelError, StoreError
 from metaprep.learn import rundir
 from metaprep.learn.config import RunConfig
 from metaprep.learn.rundir import Checkpoint, DataRecord, FileRef, Run, StoreRef, run_state
-from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash, train
+from metaprep.learn.train import train
 from metaprep.prep.store import Store
 from metaprep.tokenize import TokenizerConfig
 
@@ -46,19 +47,17 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def whole(task: dict[str, Path]) -> dict[str, Any]:
     """An uninterrupted run (with a test file): what every resumed run must reproduce."""
     out = task["store"].parent / "whole"
-    metrics = train(tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+    metrics = train(tiny(), store=task["store"], train_data=task["train"], dev=task["dev"],
                     test=task["test"], out=out, progress=False)
     return {"run": out, "metrics": metrics}
 
 
-def crashed(task: dict[str, Path], out: Path, steps: int, monkeypatch: pytest.MonkeyPatch,
+def crashed(task: dict[str, Path], out: Path, steps: int,
             cfg: RunConfig | None = None) -> Path:
     """A run killed after ``steps`` optimizer steps."""
-    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, str(steps))
-    with pytest.raises(SimulatedCrash):
-        train(cfg or tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+    with crash_after(steps), pytest.raises(SimulatedCrash):
+        train(cfg or tiny(), store=task["store"], train_data=task["train"], dev=task["dev"],
               test=task["test"], out=out, progress=False)
-    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
     return out
 
 
@@ -309,16 +308,14 @@ def test_a_config_too_large_to_build_is_one_line(whole: dict[str, Any], tmp_path
 
 # --- resuming -----------------------------------------------------------------------------------
 def test_resume_needs_nothing_but_the_run_directory(task: dict[str, Path], whole: dict[str, Any],
-                                                    tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    out = crashed(task, tmp_path / "r", 9, monkeypatch)  # dies inside epoch 2
+                                                    tmp_path: Path) -> None:
+    out = crashed(task, tmp_path / "r", 9)  # dies inside epoch 2
     assert run_state(out) == "checkpointed"
     same_as_whole(train(out=out, resume=True, progress=False), out, whole)
 
 
-def test_resume_refuses_what_differs_from_the_run(task: dict[str, Path], tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    out = crashed(task, tmp_path / "r", 3, monkeypatch, tiny(checkpoint_steps=2))
+def test_resume_refuses_what_differs_from_the_run(task: dict[str, Path], tmp_path: Path) -> None:
+    out = crashed(task, tmp_path / "r", 3, tiny(checkpoint_steps=2))
 
     def resume(cfg: RunConfig | None = None, **kw: Any) -> None:
         train(cfg, out=out, resume=True, progress=False, **kw)
@@ -340,14 +337,13 @@ def test_resume_refuses_what_differs_from_the_run(task: dict[str, Path], tmp_pat
     # the same files given explicitly, by another path, are fine
     copy = shutil.copy(task["train"], tmp_path / "train-copy.tsv")
     metrics = train(out=out, resume=True, progress=False, overrides={"hidden": 8, "sources": []},
-                    train=copy, store=task["store"])
+                    train_data=copy, store=task["store"])
     assert len(metrics["epochs"]) == 2
 
 
-def test_resume_refuses_a_changed_recorded_file(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_refuses_a_changed_recorded_file(tmp_path: Path) -> None:
     task = make_task(tmp_path)
-    out = crashed(task, tmp_path / "r", 7, monkeypatch)
+    out = crashed(task, tmp_path / "r", 7)
     task["test"].write_text(task["test"].read_text() + "great film\tpos\n")
     with pytest.raises(DataError, match="changed since the run started") as e:
         train(out=out, resume=True, progress=False)
@@ -360,19 +356,18 @@ def test_resume_refuses_a_changed_recorded_file(tmp_path: Path,
 
 @pytest.mark.parametrize("resume", [False, True])
 def test_a_run_killed_before_its_first_checkpoint_starts_over(
-    task: dict[str, Path], whole: dict[str, Any], tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, resume: bool,
+    task: dict[str, Path], whole: dict[str, Any], tmp_path: Path, resume: bool,
 ) -> None:
-    out = crashed(task, tmp_path / "r", 2, monkeypatch)  # 2 of 6 steps: no checkpoint yet
+    out = crashed(task, tmp_path / "r", 2)  # 2 of 6 steps: no checkpoint yet
     assert run_state(out) == "started" and not (out / rundir.CHECKPOINT).exists()
     if resume:  # from scratch, with the saved config
         metrics = train(out=out, resume=True, progress=False)
     else:  # a new run over it
-        metrics = train(tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+        metrics = train(tiny(), store=task["store"], train_data=task["train"], dev=task["dev"],
                         test=task["test"], out=out, progress=False)
     same_as_whole(metrics, out, whole)
     with pytest.raises(ConfigError, match="already holds a run"):  # now it has weights
-        train(tiny(), store=task["store"], train=task["train"], dev=task["dev"], out=out,
+        train(tiny(), store=task["store"], train_data=task["train"], dev=task["dev"], out=out,
               progress=False)
 
 
@@ -390,7 +385,7 @@ def test_a_run_stopped_between_its_first_best_weights_and_checkpoint_starts_over
     if resume:
         metrics = train(out=out, resume=True, progress=False)
     else:
-        metrics = train(tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+        metrics = train(tiny(), store=task["store"], train_data=task["train"], dev=task["dev"],
                         test=task["test"], out=out, progress=False)
     same_as_whole(metrics, out, whole)
 
@@ -405,7 +400,7 @@ def test_nothing_to_resume_and_missing_inputs(task: dict[str, Path], whole: dict
     with pytest.raises(ConfigError, match="best weights but no checkpoint"):
         train(out=weights_only, resume=True, progress=False)
     with pytest.raises(ConfigError, match="already holds a run"):
-        train(tiny(), store=task["store"], train=task["train"], dev=task["dev"],
+        train(tiny(), store=task["store"], train_data=task["train"], dev=task["dev"],
               out=weights_only, progress=False)
     with pytest.raises(ConfigError, match="a new run needs --train, --dev") as e:
         train(tiny(), store=task["store"], out=tmp_path / "new", progress=False)
@@ -421,9 +416,8 @@ def test_cli_resume_with_the_run_directory_only(task: dict[str, Path], whole: di
             "--set", "hidden=8", "--set", "mlp_hidden=8", "--batch-size", "8", "--lr", "0.01",
             "--epochs", "2", "--set", "learned_dim=4", "--set", "learned_dropout=0.2", "--quiet",
             "-o", str(tmp_path / "r")]
-    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "9")
-    assert CliRunner().invoke(cli, args).exit_code != 0
-    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
+    with crash_after(9):
+        assert isinstance(CliRunner().invoke(cli, args).exception, SimulatedCrash)
     # a default written out (--epochs 2 is the saved value) is fine; a differing one is not
     resume = ["metaprep", "train", "-o", str(tmp_path / "r"), "--resume", "--quiet", "--epochs",
               "2"]

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from crashkit import SimulatedCrash, crash_after
 from exportkit import SMALL, make_store, train_options
 
 from metaprep import stages
 from metaprep.errors import ConfigError, ModelError
 from metaprep.learn.config import RunConfig
 from metaprep.learn.data import LabelMap, load_task
-from metaprep.learn.evaluate import _logits
+from metaprep.learn.evaluate import model_logits
 from metaprep.learn.rundir import Run
 from metaprep.learn.teacher import distill_loss, teacher_identity, teacher_probabilities
 
@@ -52,7 +53,7 @@ def test_teacher_probabilities_are_the_ensembles(ensemble: Path, data: dict[str,
     want = []
     for d in members:
         with Run.open(d) as run:
-            want.append(torch.from_numpy(_logits(run.load_model(), task, 256, "cpu"))
+            want.append(torch.from_numpy(model_logits(run.load_model(), task, 256, "cpu"))
                         .softmax(-1).numpy())
     got = teacher_probabilities(ensemble, task, store=data["store"], store_sha256=sha,
                                 labels=labels, tokenizer=tokenizer)
@@ -302,17 +303,12 @@ def test_the_teachers_tables_come_from_the_students_store(data: dict[str, Path],
 
 
 def test_a_resume_refuses_a_teacher_changed_since_the_run_started(
-        ensemble: Path, data: dict[str, Path], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        ensemble: Path, data: dict[str, Path], tmp_path: Path) -> None:
     """--resume went on with a teacher whose weights had changed since the run began."""
-    from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash
-
     teacher, out = tmp_path / "teacher", tmp_path / "run"
     shutil.copytree(ensemble, teacher)
-    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "3")  # in epoch 2 (2 steps an epoch)
-    with pytest.raises(SimulatedCrash):
+    with crash_after(3), pytest.raises(SimulatedCrash):  # in epoch 2 (2 steps an epoch)
         stages.train(train_options(**data, output=out, teacher=teacher, **SMALL))
-    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
     recorded = json.loads((out / "teacher.json").read_text())
     assert recorded == {"path": str(teacher.resolve()), "sha256": teacher_identity(teacher)}
     checkpoint = (out / "checkpoint.pt").read_bytes()
@@ -344,16 +340,11 @@ def test_a_teacher_with_nan_probabilities_is_refused_before_training(
 
 
 def test_a_teacher_folder_linked_from_elsewhere_is_refused(
-        ensemble: Path, data: dict[str, Path], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        ensemble: Path, data: dict[str, Path], tmp_path: Path) -> None:
     """RUN/teacher a link to an ensemble elsewhere: a resume read it, and trained into it."""
-    from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash
-
     out, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
-    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "1")  # in the teacher's first member
-    with pytest.raises(SimulatedCrash):
+    with crash_after(1), pytest.raises(SimulatedCrash):  # in the teacher's first member
         stages.train(train_options(**data, output=out, teacher_members=2, **SMALL))
-    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
     shutil.copytree(ensemble, elsewhere)
     before = sorted((p.relative_to(elsewhere), p.stat().st_mtime_ns)
                     for p in elsewhere.rglob("*"))

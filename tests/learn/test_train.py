@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
+from crashkit import SimulatedCrash, crash_after
 from safetensors.torch import load_file
 from test_data import VOCAB, make_store, make_task, write_tsv
 
@@ -15,7 +16,7 @@ from metaprep.cli import cli, main
 from metaprep.errors import ConfigError, DataError, StoreError
 from metaprep.learn.config import RunConfig
 from metaprep.learn.rundir import Run
-from metaprep.learn.train import FAIL_AFTER_STEPS_ENV, SimulatedCrash, train
+from metaprep.learn.train import train
 
 TINY = {"proj_dim": 8, "hidden": 8, "mlp_hidden": 8, "batch_size": 8, "lr": 0.01}
 
@@ -25,7 +26,7 @@ def tiny(method: str = "dme", **kw: Any) -> RunConfig:
 
 
 def run(task: dict[str, Path], out: Path, cfg: RunConfig, **kw: Any) -> dict[str, Any]:
-    return train(cfg, store=task["store"], train=task["train"], dev=task["dev"],
+    return train(cfg, store=task["store"], train_data=task["train"], dev=task["dev"],
                  test=task["test"], out=out, progress=False, **kw)
 
 
@@ -88,19 +89,17 @@ def test_same_seed_gives_bit_identical_runs(task: dict[str, Path], tmp_path: Pat
 
 @pytest.mark.parametrize("checkpoint_steps", [0, 2])
 def test_resume_after_a_crash_mid_epoch_matches_the_uninterrupted_run(
-    task: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    task: dict[str, Path], tmp_path: Path,
     checkpoint_steps: int,
 ) -> None:
     cfg = tiny("dme", epochs=3, learned_dim=4, learned_dropout=0.2,
                checkpoint_steps=checkpoint_steps)
     whole = run(task, tmp_path / "whole", cfg)
-    monkeypatch.setenv(FAIL_AFTER_STEPS_ENV, "9")  # 6 steps an epoch: dies inside epoch 2
-    with pytest.raises(SimulatedCrash):
+    with crash_after(9), pytest.raises(SimulatedCrash):  # 6 steps an epoch: inside epoch 2
         run(task, tmp_path / "broken", cfg)
     ckpt = torch.load(tmp_path / "broken" / "checkpoint.pt", weights_only=True)
     assert ckpt["progress"]["epoch"] == 1
     assert ckpt["progress"]["batch"] == (2 if checkpoint_steps else 0)
-    monkeypatch.delenv(FAIL_AFTER_STEPS_ENV)
     resumed = run(task, tmp_path / "broken", RunConfig(), resume=True)
     assert comparable(resumed) == comparable(whole)
     wa = load_file(str(tmp_path / "whole" / "best.safetensors"))
@@ -112,14 +111,14 @@ def test_resume_refuses_another_store(task: dict[str, Path], tmp_path: Path) -> 
     run(task, tmp_path / "r", tiny(epochs=1))
     other = make_store(tmp_path / "other.h5", seed=9)
     with pytest.raises(StoreError, match="not the store the run was started with"):
-        train(RunConfig(), store=other, train=task["train"], dev=task["dev"], out=tmp_path / "r",
-              resume=True, progress=False)
+        train(RunConfig(), store=other, train_data=task["train"], dev=task["dev"],
+              out=tmp_path / "r", resume=True, progress=False)
     from metaprep.prep.store import StoreWriter
 
     with StoreWriter(tmp_path / "small.h5", VOCAB[:5]) as w:
         w.add_source("a", 6)
     with pytest.raises(StoreError, match="vocabulary of 5 words does not match"):
-        train(RunConfig(), store=tmp_path / "small.h5", train=task["train"], dev=task["dev"],
+        train(RunConfig(), store=tmp_path / "small.h5", train_data=task["train"], dev=task["dev"],
               out=tmp_path / "r", resume=True, progress=False)
     with pytest.raises(ConfigError, match="already holds a run"):
         run(task, tmp_path / "r", tiny())
@@ -130,16 +129,16 @@ def test_resume_refuses_another_store(task: dict[str, Path], tmp_path: Path) -> 
 def test_bad_inputs_are_typed_errors(task: dict[str, Path], tmp_path: Path) -> None:
     bad_dev = write_tsv(tmp_path / "dev.tsv", [("good film", "pos"), ("bad", "so-so")])
     with pytest.raises(DataError, match=r"dev\.tsv:3: label 'so-so'"):
-        train(tiny(), store=task["store"], train=task["train"], dev=bad_dev,
+        train(tiny(), store=task["store"], train_data=task["train"], dev=bad_dev,
               out=tmp_path / "r", progress=False)
     with pytest.raises(StoreError, match="no source named 'glove'"):
         run(task, tmp_path / "r2", tiny("single", sources=["glove"], source_dims=[0]))
     assert not (tmp_path / "r2").exists()  # nothing written before the inputs check out
     with pytest.raises(DataError, match=r"missing\.tsv: no such task data file"):
-        train(tiny(), store=task["store"], train=tmp_path / "missing.tsv", dev=task["dev"],
+        train(tiny(), store=task["store"], train_data=tmp_path / "missing.tsv", dev=task["dev"],
               out=tmp_path / "r3", progress=False)
     with pytest.raises(StoreError, match="no such store"):
-        train(tiny(), store=tmp_path / "nope.h5", train=task["train"], dev=task["dev"],
+        train(tiny(), store=tmp_path / "nope.h5", train_data=task["train"], dev=task["dev"],
               out=tmp_path / "r4", progress=False)
     assert not (tmp_path / "r").exists() and not (tmp_path / "r3").exists()
 
@@ -155,8 +154,8 @@ def test_baseline_without_weights_and_pairs(task: dict[str, Path], tmp_path: Pat
             {"text_a": "great", "text_b": "poor music", "label": "diff"}] * 4
     pairs = tmp_path / "p.jsonl"
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    metrics = train(tiny("dme"), store=task["store"], train=pairs, dev=pairs, out=tmp_path / "p",
-                    progress=False)
+    metrics = train(tiny("dme"), store=task["store"], train_data=pairs, dev=pairs,
+                    out=tmp_path / "p", progress=False)
     assert metrics["dev"]["n"] == 16
     assert Run.open(tmp_path / "p").load_model().cfg.pair
 

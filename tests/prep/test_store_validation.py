@@ -112,7 +112,7 @@ def test_large_store_checks_values_block_by_block(
     path = _store(tmp_path)
     with h5py.File(path, "r+") as f:
         f["sources/a/vectors"][3, 2] = np.nan
-    monkeypatch.setattr(store_module, "_CHECK_AT_OPEN_BYTES", 0)  # as if it were big
+    monkeypatch.setattr(store_module, "CHECK_AT_OPEN_BYTES", 0)  # as if it were big
     with Store(path) as s:
         assert s.vectors("a")[0:3].shape == (3, 4)  # clean rows read fine
         assert s.read_vectors("a", np.array([2, 0])).shape == (2, 4)

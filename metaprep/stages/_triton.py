@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from metaprep.errors import ConfigError
 from metaprep.names import check_name
-from metaprep.stages._common import PathLike, _in, _name, _out, _req
+from metaprep.stages._common import PathLike, input_field, name_field, output_field, required
 
 if TYPE_CHECKING:
     from metaprep.exporter.triton_python import TritonResult
@@ -22,9 +22,9 @@ _BOUNDS = [("max_batch_size", 1, 65_536), ("instances", 1, 256), ("threads", 0, 
 
 @dataclass(frozen=True)
 class TritonOptions:
-    model: PathLike | None = _in()  # the model directory `export-onnx` wrote
-    output: PathLike | None = _out()  # the Triton model repository (created if missing)
-    name: str = _name("metaprep")  # the model's name in the repository and in request URLs
+    model: PathLike | None = input_field()  # the model directory `export-onnx` wrote
+    output: PathLike | None = output_field()  # the Triton model repository (created if missing)
+    name: str = name_field("metaprep")  # the model's name in the repository and in request URLs
     max_batch_size: int = 64  # rows Triton may gather into one execute(): one runtime call
     instances: int = 1  # stub processes; each holds its own copy of the model in memory
     threads: int = 0  # onnxruntime threads per instance; 0: cores // instances, at load time
@@ -52,5 +52,5 @@ def triton(options: TritonOptions) -> TritonResult:
     opened with every check first, so a broken one fails here, not in the server."""
     from metaprep.exporter.triton_python import write_python_model
 
-    return write_python_model(_req(options.model, "model", "triton"),
-                              _req(options.output, "output", "triton"), options)
+    return write_python_model(required(options.model, "model", "triton"),
+                              required(options.output, "output", "triton"), options)

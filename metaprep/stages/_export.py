@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from metaprep.errors import ConfigError, ExportError
 from metaprep.outputs import claim_outputs
-from metaprep.stages._common import PathLike, _in, _name, _out, _req
+from metaprep.stages._common import PathLike, input_field, name_field, output_field, required
 
 if TYPE_CHECKING:
     from metaprep.runtime.modeldir import Manifest
@@ -22,22 +22,22 @@ class ExportOptions:
     """What ``export`` (and ``metaprep export-onnx``, and a pipeline's ``[export]``) takes; the
     exporter reads these options as they are."""
 
-    run: PathLike | None = _in()  # the run directory to export
-    output: PathLike | None = _out()  # the model directory to create
+    run: PathLike | None = input_field()  # the run directory to export
+    output: PathLike | None = output_field()  # the model directory to create
     front_end: bool = False  # also front_end.onnx: ids -> token and sentence embeddings
     fold: bool | None = None  # fold the front end into one table [whenever the method allows]
     table_dtype: str = "float32"  # float16 halves the tables (cast after the gather)
     quantize: str | None = None  # int8: dynamic quantization of MatMul/LSTM weights
     max_accuracy_drop: float = 0.005  # int8 tables are kept only within this dev-accuracy drop
-    dev: PathLike | None = _in()  # labelled data for the checks [the run's dev file]
-    store: PathLike | None = _in()  # the run's store, if it moved [the recorded path]
+    dev: PathLike | None = input_field()  # labelled data for the checks [the run's dev file]
+    store: PathLike | None = input_field()  # the run's store, if it moved [the recorded path]
     verify_store: bool = True  # re-hash the store against the run's record
     tolerance: float = 1e-5  # parity gate: |onnx - torch| <= tolerance + rtol * |torch|
     # the gate's relative part: float32 rounding grows with the logits' size (41 classes with
     # logits up to 34 differed by 1.1e-5 on a valid model); a real mismatch is far above 1e-5
     rtol: float = 1e-5
-    triton: PathLike | None = _out()  # also write a Triton model repository entry here
-    triton_name: str = _name("metaprep")  # the model's name (its folder) in the Triton repository
+    triton: PathLike | None = output_field()  # also write a Triton model repository entry here
+    triton_name: str = name_field("metaprep")  # the model's name (folder) in the Triton repository
     force: bool = False  # replace an existing model directory written by metaprep
     quiet: bool = False  # no progress bars
 
@@ -83,7 +83,7 @@ def export(options: ExportOptions) -> ExportResult:
     from metaprep.runtime.modeldir import is_model_dir
 
     o = options
-    out = Path(_req(o.output, "output", "export"))
+    out = Path(required(o.output, "output", "export"))
     # the Triton entry, REPO/NAME, is what is written (and locked): its name is checked first
     entry = None if o.triton is None else Path(o.triton) / check_triton_name(o.triton_name)
     with claim_outputs("export", o, {"output": out, "triton": entry}):
@@ -91,6 +91,6 @@ def export(options: ExportOptions) -> ExportResult:
             raise ConfigError("is not a metaprep model directory: --force replaces only a model "
                               "directory that export-onnx wrote", path=out,
                               hint="remove it yourself, or write elsewhere")
-        manifest = export_run(_req(o.run, "run", "export"), out, options=o)
+        manifest = export_run(required(o.run, "run", "export"), out, options=o)
     size = sum(f.bytes for f in manifest.files.values())
     return ExportResult(out, len(manifest.files), size, manifest)

