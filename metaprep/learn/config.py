@@ -152,6 +152,14 @@ class RunConfig:
     # --- training
     lr: float = option(4e-4, "Adam learning rate (the paper's).", group="training", flag=True,
                        low=0.0, high=10.0, open_low=True)
+    # linear: the lr falls to 0 over the epochs, as fastText's does; with larger batches it
+    # reached plateau's accuracy in half the epochs (benchmarks/results/training-pace.md)
+    lr_schedule: str = option("plateau", "plateau (multiply the lr by lr_decay when dev does not "
+                              "improve) or linear (down to 0 over the epochs).",
+                              group="training", choices=("plateau", "linear"))
+    label_smoothing: float = option(0.0, "Single-label: move this much of each target's "
+                                    "probability to the other labels.", group="training",
+                                    low=0.0, high=0.5)
     lr_decay: float = option(0.2, "Multiply the lr by this when dev accuracy does not improve "
                              "(InferSent's /5).", group="training", low=0.0, high=1.0,
                              open_low=True)

@@ -236,6 +236,9 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
                unit="batch", disable=not loop.show, leave=False)
     for i in range(state["batch"], len(batches)):
         batch = collate(train_data, batches[i]).to(loop.device)
+        if cfg.lr_schedule == "linear":  # down to 0 over the whole run, as fastText does
+            total = cfg.epochs * len(batches)
+            _set_lr(loop.opt, cfg.lr * max(0.0, 1.0 - state["step"] / total))
         torch.manual_seed(cfg.seed * 1_000_003 + loop.rank * 7919 + state["step"])  # dropout
         logits = loop.net(batch.ids, batch.lengths, batch.ids_b, batch.lengths_b)  # (B,C)
         if loop.cfg.task == "multilabel":  # labels (B,C) 0/1: a sigmoid per label
@@ -247,7 +250,7 @@ def _train_epoch(loop: _Loop, fail_after: int) -> float:
                                 weight=cfg.teacher_weight, temperature=cfg.teacher_temperature)
             right = logits.argmax(-1) == batch.labels
         else:
-            loss = F.cross_entropy(logits, batch.labels)
+            loss = F.cross_entropy(logits, batch.labels, label_smoothing=cfg.label_smoothing)
             right = logits.argmax(-1) == batch.labels
         loop.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -311,8 +314,9 @@ def _end_epoch(loop: _Loop, elapsed: float) -> None:
             loop.run.save_best(weights_state_dict(loop.model))
     else:
         state["bad_epochs"] += 1
-        state["lr"] *= cfg.lr_decay
-        _set_lr(loop.opt, state["lr"])
+        if cfg.lr_schedule == "plateau":
+            state["lr"] *= cfg.lr_decay
+            _set_lr(loop.opt, state["lr"])
     state["stopped"] = state["bad_epochs"] >= cfg.patience or state["lr"] < cfg.min_lr
     state.update(epoch=epoch + 1, batch=0, loss_sum=0.0, correct=0, seen=0)
     if loop.main:
