@@ -59,6 +59,9 @@ def _recipe(name: str) -> str:
                                   file_okay=False))
 @in_group("output", click.option("--resume", is_flag=True, help="Continue the run in -o from "
           "its last checkpoint (its saved config and data are used)."))
+@in_group("output", click.option("--keep-checkpoints", is_flag=True, help="Keep a finished "
+          "run's checkpoints (optimizer state and last weights, about 3x the model; removed "
+          "by default: evaluate and export need only the best weights)."))
 @in_group("output", quiet_option())
 @training_options
 @set_option

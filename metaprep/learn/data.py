@@ -126,6 +126,20 @@ class TaskData:
             [max(len(e.ids), len(e.ids_b or ())) for e in self.examples], dtype=np.int64
         )
 
+    def flat(self, side: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(ids of every example end to end, start of each example (N+1,)) of sentence
+        ``side`` (0, or 1 for a pair's second): made once, so a batch is two numpy gathers."""
+        cache = self.__dict__.setdefault("_flat", {})
+        if side not in cache:
+            seqs = [e.ids if side == 0 else (e.ids_b or []) for e in self.examples]
+            sizes = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+            starts = np.zeros(len(seqs) + 1, dtype=np.int64)
+            np.cumsum(sizes, out=starts[1:])
+            flat = np.fromiter((i for s in seqs for i in s), dtype=np.int64,
+                               count=int(starts[-1]))
+            cache[side] = (flat, starts)
+        return cache[side]  # type: ignore[no-any-return]
+
 
 def load_task(
     path: str | Path,
@@ -288,12 +302,24 @@ def _pad(seqs: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, lengths
 
 
+def _gather(data: TaskData, index: np.ndarray, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (B,T) and lengths (B,) of ``index``'s sentences, from the flat arrays."""
+    flat, starts = data.flat(side)
+    first, lengths = starts[index], starts[index + 1] - starts[index]
+    steps = np.arange(max(1, int(lengths.max(initial=0))))
+    inside = steps[None, :] < lengths[:, None]  # (B,T)
+    ids = np.where(inside, flat[np.minimum(first[:, None] + steps, len(flat) - 1)], PAD_ID) \
+        if len(flat) else np.zeros(inside.shape, dtype=np.int64)
+    return torch.from_numpy(ids), torch.from_numpy(lengths)
+
+
 def collate(data: TaskData, index: np.ndarray) -> Batch:
-    examples = [data.examples[i] for i in index]
-    ids, lengths = _pad([e.ids for e in examples])
+    index = np.asarray(index, dtype=np.int64)
+    ids, lengths = _gather(data, index, 0)
     ids_b = lengths_b = None
     if data.pair:
-        ids_b, lengths_b = _pad([e.ids_b or [] for e in examples])
+        ids_b, lengths_b = _gather(data, index, 1)
+    examples = [data.examples[i] for i in index]
     if data.targets is not None:
         labels = torch.from_numpy(data.targets[index])
     else:

@@ -38,6 +38,22 @@ def bigram_rows(ids: torch.Tensor, buckets: int) -> torch.Tensor:
     return (ids[:, :-1] * BIGRAM_MULT + ids[:, 1:]) % buckets
 
 
+class FastDropout(nn.Module):
+    """Dropout whose mask is ``rand < keep`` rather than a Bernoulli draw: the same
+    distribution, about a third of the time on CPU (Bernoulli sampling was an eighth of a
+    training step of the fast preset)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand(x.shape, dtype=x.dtype, device=x.device) >= self.p
+        return x * keep * (1.0 / (1.0 - self.p))
+
+
 class LearnedSource(nn.Module):
     """Parameters: ``words`` (V+2, d), ``bigrams`` (buckets, d) if buckets, ``subwords``
     (subwords, d) if subwords. Buffers: ``seen`` (V+2,) bool, the words of the train split (set
@@ -58,7 +74,7 @@ class LearnedSource(nn.Module):
         # zero bigram rows: a pair starts as a no-op and only what the data supports moves it
         self.bigrams = nn.Parameter(torch.zeros(buckets, dim)) if buckets else None
         self.register_buffer("seen", torch.zeros(rows, dtype=torch.bool))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         # n-gram rows start small random, as fastText's do; the word rows keep their start
         self.subwords = nn.Parameter(torch.randn(subwords, dim) * INIT_SD) if subwords else None
         if subwords:

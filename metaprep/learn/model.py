@@ -158,17 +158,16 @@ class MetaEmbedder(nn.Module):
         present = self.presence(ids) & valid[..., None]  # (B,T,S) source k has this word
         known = present.any(-1)  # (B,T) some used source has it; otherwise the UNK vector
         use = present if cfg.mask_missing else valid[..., None].expand_as(present)  # (B,T,S)
-        rows = [self.source_rows(k, e) for k, e in enumerate(self.raw_vectors(ids))]
-        #       S x (B,T,D) (concat: (B,T,d_k))
-
         weights: torch.Tensor | None = None
-        if cfg.method == "concat":
-            meta = torch.cat([e * use[..., k : k + 1] for k, e in enumerate(rows)], -1)  # (B,T,D)
+        if cfg.method in ("sum", "single"):
+            meta = self._sum(ids, valid, use)  # (B,T,D)
         else:
-            proj = torch.stack(rows, 2)  # (B,T,S,D)
-            if cfg.method in ("sum", "single"):
-                meta = (proj * use[..., None]).sum(2)  # (B,T,D)
+            rows = [self.source_rows(k, e) for k, e in enumerate(self.raw_vectors(ids))]
+            #       S x (B,T,D) (concat: (B,T,d_k))
+            if cfg.method == "concat":
+                meta = torch.cat([e * use[..., k : k + 1] for k, e in enumerate(rows)], -1)
             else:
+                proj = torch.stack(rows, 2)  # (B,T,S,D)
                 weights = self._weights(proj, lengths, use)  # (B,T,S)
                 meta = (weights[..., None] * proj).sum(2)  # (B,T,D)
 
@@ -178,6 +177,27 @@ class MetaEmbedder(nn.Module):
             meta = meta + pairs
         meta = meta * valid[..., None]
         return meta, weights
+
+    def _sum(self, ids: torch.Tensor, valid: torch.Tensor, use: torch.Tensor) -> torch.Tensor:
+        """The sum of the used sources' projections (B,T,D). The store sources depend on the word
+        alone, so they are computed once per distinct word of the batch (U rows, far fewer than
+        B x T tokens) and then spread; the learned source, whose dropout differs per token, is
+        computed per token."""
+        store = len(self.cfg.sources)
+        # past a text's length its ids are padding, whatever they hold: a batch's rows are then
+        # the same however it is padded
+        real = torch.where(valid, ids, torch.full_like(ids, PAD_ID))
+        uniq, inverse = torch.unique(real, return_inverse=True)  # (U,), (B,T)
+        have = self.present[uniq]  # (U,S_store)
+        if not self.cfg.mask_missing:
+            have = torch.ones_like(have)
+        total = sum(self.source_rows(k, F.embedding(uniq, self.table(k)).float())
+                    * have[:, k : k + 1] for k in range(store))  # (U,D)
+        meta = total[inverse]  # type: ignore[index]  # (B,T,D)
+        if self.learned is not None:
+            mine = self.source_rows(store, self.learned(ids))  # (B,T,D)
+            meta = meta + mine * use[..., store : store + 1]
+        return meta  # type: ignore[no-any-return]
 
     def _weights(self, proj: torch.Tensor, lengths: torch.Tensor, use: torch.Tensor
                  ) -> torch.Tensor:

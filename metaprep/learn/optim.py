@@ -52,6 +52,40 @@ class Split:
         self.sparse.load_state_dict(state["sparse"])
 
 
+class RowAdam(torch.optim.SparseAdam):
+    """SparseAdam's update, bit for bit, through row gathers and scatters instead of sparse
+    tensor arithmetic (its sparse_mask and sparse adds took about a quarter of a training step
+    of the fast preset). Same state, same checkpoint."""
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, eps = float(group["lr"]), group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                grad = p.grad.coalesce()  # the update is not linear: each row once
+                rows, values = grad._indices()[0], grad._values()
+                if values.numel() == 0:
+                    continue
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                old_m, old_v = m.index_select(0, rows), v.index_select(0, rows)
+                new_m = values.sub(old_m).mul_(1 - beta1).add_(old_m)  # as SparseAdam adds
+                new_v = values.pow(2).sub_(old_v).mul_(1 - beta2).add_(old_v)
+                m.index_copy_(0, rows, new_m)
+                v.index_copy_(0, rows, new_v)
+                t = state["step"]
+                size = lr * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+                p.index_add_(0, rows, -size * new_m.div_(new_v.sqrt_().add_(eps)))
+
+
 def _learned(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     learned = getattr(getattr(model, "front", None), "learned", None)
     return list(learned.parameters()) if learned is not None else []
@@ -63,9 +97,9 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> Any:
     ids = {id(p) for p in mine}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
     if not mine:
-        return torch.optim.Adam(rest, lr=cfg.lr)
+        return torch.optim.Adam(rest, lr=cfg.lr, foreach=True)
     scale = cfg.learned_lr_scale  # kept in the group: the loop sets lr x lr_scale
-    return Split(torch.optim.Adam(rest, lr=cfg.lr), torch.optim.SparseAdam(
+    return Split(torch.optim.Adam(rest, lr=cfg.lr, foreach=True), RowAdam(
         [{"params": mine, "lr": cfg.lr * scale, "lr_scale": scale}], lr=cfg.lr))
 
 

@@ -27,6 +27,7 @@ from metaprep.learn.rundir import (
     CHECKPOINT,
     CONFIG,
     DATA,
+    METRICS,
     SPLITS,
     DataRecord,
     FileRef,
@@ -37,7 +38,7 @@ from metaprep.learn.rundir import (
 from metaprep.prep.store import Store
 from metaprep.taskdata import Columns
 
-__all__ = ["Data", "Prepared", "prepare", "restore"]
+__all__ = ["Data", "Prepared", "finished", "prepare", "restore"]
 
 Data = tuple[TaskData, TaskData, "TaskData | None"]  # train, dev, test
 
@@ -60,9 +61,6 @@ def prepare(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     if resume and status == "empty":
         raise ConfigError("nothing to resume: no run here", path=out,
                           hint="start the run without --resume")
-    if resume and status == "weights-only":  # finished, its checkpoint deleted
-        raise ConfigError("nothing to resume: best weights but no checkpoint", path=out,
-                          hint="start a new run in another directory")
     if not resume and status in ("checkpointed", "weights-only"):
         raise ConfigError("already holds a run", path=out,
                           hint="pass --resume to continue it, or choose another -o")
@@ -75,6 +73,22 @@ def prepare(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     if status == "started" and write:  # starting over: drop weights no checkpoint followed
         (out / BEST).unlink(missing_ok=True)
     return Prepared(run, data, from_checkpoint=status == "checkpointed")
+
+
+def finished(out: Path, cfg: RunConfig, inputs: dict[str, Any],
+             overrides: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A resume of a finished run (best weights and final metrics, its checkpoint removed):
+    the options and store given checked against the run's, then its recorded metrics; None
+    when ``out`` holds no finished run."""
+    if run_state(out) != "weights-only":
+        return None
+    with Run.open(out, store=inputs["store"]) as run:
+        _check_options(run, overrides if overrides is not None else _non_default(cfg))
+        metrics = run.metrics
+    if not isinstance(metrics, dict) or "dev" not in metrics:
+        raise ModelError("a finished run whose metrics lack their final scores",
+                         path=out / METRICS, hint="train the run again in a new directory")
+    return metrics
 
 
 def restore(run: Run, model: torch.nn.Module, opt: Any, *, map_location: Any,

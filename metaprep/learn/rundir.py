@@ -307,6 +307,11 @@ class Run:
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         save_checkpoint(self.path / CHECKPOINT, checkpoint)
 
+    def drop_checkpoint(self) -> None:
+        """A finished run: the optimizer state and the last weights go (the best stay); a
+        resume then says the run is finished."""
+        (self.path / CHECKPOINT).unlink(missing_ok=True)
+
     def load_checkpoint(self, *, map_location: Any = "cpu") -> Checkpoint:
         """The resume state; only plain tensors and containers are accepted (nothing unpickled)."""
         return load_checkpoint(self.path / CHECKPOINT, map_location=map_location)

@@ -34,7 +34,7 @@ from metaprep.learn.multilabel import (
     tune_thresholds,
 )
 from metaprep.learn.optim import clipped_parameters, make_optimizer
-from metaprep.learn.prepare import Data, prepare, restore
+from metaprep.learn.prepare import Data, finished, prepare, restore
 from metaprep.learn.rundir import ATTENTION_PLOT, CHECKPOINT, LEARNING_CURVES, Checkpoint, Run
 from metaprep.learn.teacher import distill_loss, teacher_rows, the_teacher
 from metaprep.taskdata import Columns
@@ -60,6 +60,7 @@ def train(
     encoding: str = "utf-8",
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
+    keep_checkpoint: bool = True,
     columns: Columns | None = None,
 ) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) a run in ``out``; returns the metrics.json content.
@@ -72,18 +73,22 @@ def train(
     ``cfg`` that differ from the defaults; one that differs from the saved config is an error.
 
     A run killed before its first checkpoint holds nothing to lose: a new run starts over it, and
-    a resume starts it from scratch with its saved config."""
+    a resume starts it from scratch with its saved config. Without ``keep_checkpoint``
+    a finished run's checkpoint (optimizer state, last weights: about 3x the model) is removed
+    (what `metaprep train` does unless told otherwise)."""
     rank, world, device = _distributed()
     cfg = cfg or RunConfig()
     out = Path(out) if out is not None else default_run_dir(cfg.method)
     inputs = {"store": store, "train": train_data, "dev": dev, "test": test}
+    if resume and (done := finished(out, cfg, inputs, overrides)) is not None:
+        return done  # a finished run: nothing left to train
     loop = _setup(cfg, out, inputs, resume=resume, overrides=overrides, encoding=encoding,
                   show=progress and rank == 0, rank=rank, world=world, device=device,
                   columns=columns)
     while loop.state["epoch"] < loop.cfg.epochs and not loop.state["stopped"]:
         elapsed = _train_epoch(loop)
         _end_epoch(loop, elapsed)
-    return _finish(loop)
+    return _finish(loop, keep_checkpoint)
 
 
 @dataclass
@@ -141,7 +146,7 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     ready = prepare(cfg, out, inputs, resume=resume, overrides=overrides, write=rank == 0,
                     encoding=encoding, show=show, columns=columns)
     run = ready.run
-    cfg = run.config
+    cfg = run.config.for_examples(len(ready.data[0].examples))  # batch_size 0: picked here
     with run:  # the store is needed for the tables only
         torch.manual_seed(cfg.seed)
         model = run.build_model(progress=show)
@@ -228,6 +233,9 @@ def _train_epoch(loop: _Loop) -> float:
                unit="batch", disable=not loop.show, leave=False)
     for i in range(state["batch"], len(batches)):
         batch = collate(train_data, batches[i]).to(loop.device)
+        if cfg.lr_schedule == "linear":  # down to 0 over the whole run, as fastText's
+            state["lr"] = cfg.lr * max(0.0, 1.0 - state["step"] / (cfg.epochs * len(batches)))
+            _set_lr(loop.opt, state["lr"])
         torch.manual_seed(cfg.seed * 1_000_003 + loop.rank * 7919 + state["step"])  # dropout
         logits = loop.net(batch.ids, batch.lengths, batch.ids_b, batch.lengths_b)  # (B,C)
         if loop.cfg.task == "multilabel":  # labels (B,C) 0/1: a sigmoid per label
@@ -239,7 +247,7 @@ def _train_epoch(loop: _Loop) -> float:
                                 weight=cfg.teacher_weight, temperature=cfg.teacher_temperature)
             right = logits.argmax(-1) == batch.labels
         else:
-            loss = F.cross_entropy(logits, batch.labels)
+            loss = F.cross_entropy(logits, batch.labels, label_smoothing=cfg.label_smoothing)
             right = logits.argmax(-1) == batch.labels
         loop.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -308,8 +316,9 @@ def _end_epoch(loop: _Loop, elapsed: float) -> None:
             loop.run.save_best(weights_state_dict(loop.model))
     else:
         state["bad_epochs"] += 1
-        state["lr"] *= cfg.lr_decay
-        _set_lr(loop.opt, state["lr"])
+        if cfg.lr_schedule == "plateau":
+            state["lr"] *= cfg.lr_decay
+            _set_lr(loop.opt, state["lr"])
     state["stopped"] = state["bad_epochs"] >= cfg.patience or state["lr"] < cfg.min_lr
     state.update(epoch=epoch + 1, batch=0, loss_sum=0.0, correct=0, seen=0)
     if loop.main:
@@ -325,7 +334,7 @@ def _end_epoch(loop: _Loop, elapsed: float) -> None:
 
 
 # --- final: best weights, dev/test metrics, attention analysis ----------------------------------
-def _finish(loop: _Loop) -> dict[str, Any]:
+def _finish(loop: _Loop, keep_checkpoint: bool) -> dict[str, Any]:
     import torch.distributed as dist
 
     if loop.world > 1:
@@ -342,6 +351,7 @@ def _finish(loop: _Loop) -> dict[str, Any]:
     metrics = {
         "run_dir": str(run.path), "epochs": loop.history, "best_epoch": state["best_epoch"],
         "stopped_early": state["stopped"] and state["epoch"] < loop.cfg.epochs,
+        "batch_size": loop.cfg.batch_size, "lr": loop.cfg.lr,  # batch_size 0: as picked
         "dev": _evaluate(loop.model, dev_data, labels, loop.device, thresholds, run=run.path),
         "test": None if test_data is None
         else _evaluate(loop.model, test_data, labels, loop.device, thresholds, run=run.path),
@@ -352,6 +362,8 @@ def _finish(loop: _Loop) -> dict[str, Any]:
     if loop.main:
         run.write_metrics(metrics)
         _analyse(run, loop.model, dev_data, train_data, loop.history)
+        if not keep_checkpoint:  # after metrics.json: the run reads as finished, not started
+            run.drop_checkpoint()
     if loop.world > 1:
         dist.barrier()
         dist.destroy_process_group()

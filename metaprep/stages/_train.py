@@ -41,6 +41,7 @@ class TrainOptions(TaskColumns):
     config: Mapping[str, Any] = field(default_factory=dict)  # {"proj_dim": 64, ...}
     teacher: PathLike | None = input_field()  # a trained run or ensemble to learn from as well
     resume: bool = False  # continue the run in ``output`` from its last checkpoint
+    keep_checkpoints: bool = False  # keep a finished run's checkpoints (optimizer state)
     data_encoding: str = "utf-8"  # of the data files
     threads: int | None = None  # torch CPU threads [torch's choice]
     quiet: bool = False  # no progress bars
@@ -140,9 +141,6 @@ def train(options: TrainOptions) -> TrainResult:
         if o.config.get("teacher_members"):
             raise ConfigError("--teacher and --teacher-members both name a teacher",
                               hint="give a trained teacher, or the size of one to train")
-        given.pop("teacher_members", None)  # a teacher given: none to train (the preset's)
-    if o.config.get("members", 1) > 1 and "teacher_members" not in o.config:
-        given.pop("teacher_members", None)  # an ensemble of the preset's models, untaught
     notes = []
     if not o.resume:
         task, why = resolve_task(o.config.get("task"), required(o.train, "train", "train"),
@@ -153,13 +151,6 @@ def train(options: TrainOptions) -> TrainResult:
             notes.append(why)
             if not o.quiet:
                 print(f"note: {why}", file=sys.stderr)
-        if task == "multilabel" and "teacher_members" in preset and \
-                "teacher_members" not in o.config:
-            given.pop("teacher_members", None)  # a teacher is for single-label tasks
-            notes.append(f"the {o.preset} preset's teacher is for single-label tasks: this "
-                         "multi-label run trains without one")
-            if not o.quiet:
-                print(f"note: {notes[-1]}", file=sys.stderr)
     cfg = RunConfig(method=method or RunConfig.method, sources=chosen,
                     source_dims=[0] * len(chosen), **given)
     if method is not None:
@@ -195,7 +186,7 @@ def train(options: TrainOptions) -> TrainResult:
         metrics = train_run(cfg, store=o.store, train_data=o.train, dev=o.dev, test=o.test,
                             out=out, resume=o.resume, progress=not o.quiet,
                             encoding=o.data_encoding, overrides=given,
-                            columns=task_columns(o))
+                            columns=task_columns(o), keep_checkpoint=o.keep_checkpoints)
     return TrainResult(Path(metrics["run_dir"]), metrics, notes)
 
 
@@ -261,7 +252,8 @@ def _train_taught(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any]
     if not o.quiet:
         print(f"the model, taught by the ensemble in {teacher}: {out}", file=sys.stderr)
     return train_run(None, out=out, resume=True, progress=not o.quiet,
-                     encoding=o.data_encoding, overrides=given, columns=task_columns(o))
+                     encoding=o.data_encoding, overrides=given, columns=task_columns(o),
+                     keep_checkpoint=o.keep_checkpoints)
 
 
 def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], *,
@@ -282,7 +274,8 @@ def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], 
         return train_run(member, store=inputs["store"], train_data=inputs["train"],
                          dev=inputs["dev"], test=inputs["test"], out=where, resume=member is None,
                          progress=not o.quiet, encoding=o.data_encoding,
-                         overrides={} if member is None else None, columns=task_columns(o))
+                         overrides={} if member is None else None, columns=task_columns(o),
+                         keep_checkpoint=o.keep_checkpoints)
 
     def score(dirs: list[Path]) -> dict[str, Any]:
         """The members' averaged probabilities on the dev and test files they recorded."""

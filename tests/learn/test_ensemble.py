@@ -94,7 +94,7 @@ def test_resume_trains_only_the_missing_member(trained: Path, tmp_path: Path) ->
     first = (copy / "members/0/best.safetensors").stat().st_mtime_ns
     second = (copy / "members/1/best.safetensors").read_bytes()
     shutil.rmtree(copy / "members/1")
-    (copy / "members/0/checkpoint.pt").unlink()  # finished, its checkpoint deleted: kept as is
+    assert not (copy / "members/0/checkpoint.pt").exists()  # finished: kept as it is
     with pytest.raises(ModelError, match="missing or unfinished"):
         member_dirs(copy)
     result = stages.train(train_options(output=copy, resume=True, quiet=True, threads=1))
@@ -339,7 +339,7 @@ def test_a_finished_members_damaged_metrics_are_one_error(trained: Path, tmp_pat
                                                           body: str) -> None:
     """A finished member (no checkpoint) is taken by its metrics.json: a KeyError traceback."""
     copy = shutil.copytree(trained, tmp_path / "ens")
-    (copy / "members/1/checkpoint.pt").unlink()
+    (copy / "members/1/checkpoint.pt").unlink(missing_ok=True)
     (copy / "members/1/metrics.json").write_text(body)
     with pytest.raises(ModelError, match="lack its dev accuracy") as err:
         stages.train(train_options(output=copy, resume=True, quiet=True))

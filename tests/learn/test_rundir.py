@@ -397,7 +397,14 @@ def test_nothing_to_resume_and_missing_inputs(task: dict[str, Path], whole: dict
     weights_only = shutil.copytree(whole["run"], tmp_path / "w")
     (weights_only / "checkpoint.pt").unlink()  # finished (it has metrics.json), then deleted
     assert run_state(weights_only) == "weights-only"
-    with pytest.raises(ConfigError, match="best weights but no checkpoint"):
+    # a resume of a finished run trains nothing: its recorded metrics, the options checked
+    done = train(out=weights_only, resume=True, progress=False)
+    assert done == json.loads((weights_only / "metrics.json").read_text())
+    assert run_state(weights_only) == "weights-only"
+    with pytest.raises(ConfigError, match="proj_dim"):
+        train(tiny(proj_dim=3), out=weights_only, resume=True, progress=False)
+    (weights_only / "metrics.json").write_text('{"epochs": []}')  # killed mid-write, or edited
+    with pytest.raises(ModelError, match="lack their final scores"):
         train(out=weights_only, resume=True, progress=False)
     with pytest.raises(ConfigError, match="already holds a run"):
         train(tiny(), store=task["store"], train_data=task["train"], dev=task["dev"],
