@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--check", action="store_true", help="exit 1 with a diff if a block drifted")
     mode.add_argument("--write", action="store_true", help="rewrite the blocks that drifted")
     parser.add_argument("--slow", action="store_true", help="the slow blocks too")
-    parser.add_argument("--only", metavar="GROUP", action="append", help="these groups only")
+    parser.add_argument("--only", metavar="GROUP", action="append",
+                        help="these groups only, slow or not")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = parser.parse_args(argv)
 
@@ -300,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = text.splitlines()
     try:
         blocks = parse(text, args.readme.name)
-        chosen = [b for b in blocks if (args.slow or not b.slow)
-                  and (not args.only or b.group in args.only)]
+        chosen = [b for b in blocks
+                  if (b.group in args.only if args.only else args.slow or not b.slow)]
         new = rerun(chosen)
     except ReadmeError as exc:
         print(f"readme_outputs: {exc}", file=sys.stderr)
