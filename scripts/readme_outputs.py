@@ -248,15 +248,25 @@ def environment() -> dict[str, str]:
     return env
 
 
+def terminal_lines(text: str) -> list[str]:
+    """The lines a terminal would show for TEXT: a progress bar redraws its line after each \\r
+    and is cleared at the end, so only what follows the last \\r stays, and a cleared line goes."""
+    lines = []
+    for line in text.split("\n"):
+        shown = line.rsplit("\r", 1)[-1].rstrip()
+        if shown or "\r" not in line:
+            lines.append(shown)
+    return lines
+
+
 def run_command(command: str, cwd: Path, replace: dict[str, str] | None = None) -> str:
     """What COMMAND prints, run by bash in CWD (after REPLACE); ReadmeError if it fails."""
     for old, new in (replace or {}).items():
         command = command.replace(old, new)
     done = subprocess.run(["bash", "-c", command], cwd=cwd, env=environment(), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3600)
-    # a progress bar redraws with \r: keep what the terminal shows last
-    lines = [line.rsplit("\r", 1)[-1].rstrip() for line in done.stdout.splitlines()]
-    output = "\n".join(lines).replace(str(cwd.resolve()), ".").replace(str(cwd), ".").strip("\n")
+    output = "\n".join(terminal_lines(done.stdout))
+    output = output.replace(str(cwd.resolve()), ".").replace(str(cwd), ".").strip("\n")
     if done.returncode != 0:
         raise ReadmeError(f"`{command}` exited {done.returncode} in the {cwd.name} scratch "
                           f"directory:\n{output}")

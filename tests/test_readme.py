@@ -88,6 +88,11 @@ def test_commands_span_continuations_and_open_quotes() -> None:
     assert ro.render(steps) == body
 
 
+def test_progress_bars_leave_what_a_terminal_shows() -> None:
+    text = "a\nbar 1/3\rbar 2/3\rbar 3/3\r        \rwrote x\n\nbar 1/2\rbar 2/2\r     \r\nb\n"
+    assert ro.terminal_lines(text) == ["a", "wrote x", "", "b", ""]
+
+
 def test_every_console_block_needs_a_marker() -> None:
     text = "# x\n\n<!-- readme-outputs: tour -->\n```console\n$ echo a\na\n```\n\n" \
            "```console\n$ echo b\nb\n```\n"
