@@ -27,6 +27,7 @@ from torch import nn
 
 from metaprep.errors import ConfigError, ModelError
 from metaprep.learn.config import SEED_STEP, RunConfig
+from metaprep.learn.pace import RunPace
 from metaprep.learn.rundir import CONFIG, ENSEMBLE, MEMBERS, METRICS, Run
 from metaprep.learn.runfiles import check_run_file, read_json, write_json
 
@@ -186,7 +187,8 @@ def load_members(dirs: list[Path], *, store: str | Path | None = None,
 
 def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
                    overrides: dict[str, Any], train_one: Any, score: Any,
-                   progress: bool, check: Any = None) -> dict[str, Any]:
+                   progress: bool, check: Any = None, pace: RunPace | None = None
+                   ) -> dict[str, Any]:
     """Train (``cfg``) or resume (None) the members into ``out``/members/k with ``train_one(
     member_cfg or None, dir, inputs)`` -> that run's metrics, then score their average
     (``score(member dirs)`` -> {"dev": metrics, "test": metrics or None}) and write
@@ -223,6 +225,8 @@ def train_ensemble(cfg: RunConfig | None, out: Path, *, inputs: dict[str, Any],
                             "inputs": {k: None if v is None else str(Path(v).resolve())
                                        for k, v in inputs.items()}})
     wheres, figures = [], []
+    if pace is not None:  # the members are models of the whole run (a taught run's too)
+        pace.total = max(pace.total, pace.done + cfg.members)
     for k in range(cfg.members):
         where = _member_dir(out, k)
         if progress:

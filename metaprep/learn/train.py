@@ -13,7 +13,7 @@ bit-identical and a resumed run repeats exactly what the uninterrupted run would
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from metaprep.learn.multilabel import (
     tune_thresholds,
 )
 from metaprep.learn.optim import clipped_parameters, make_optimizer
+from metaprep.learn.pace import RunPace
 from metaprep.learn.prepare import Data, finished, prepare, restore
 from metaprep.learn.rundir import ATTENTION_PLOT, CHECKPOINT, LEARNING_CURVES, Checkpoint, Run
 from metaprep.learn.teacher import distill_loss, teacher_rows, the_teacher
@@ -61,6 +62,7 @@ def train(
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
     keep_checkpoint: bool = True,
+    pace: RunPace | None = None,
     columns: Columns | None = None,
 ) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) a run in ``out``; returns the metrics.json content.
@@ -80,15 +82,20 @@ def train(
     cfg = cfg or RunConfig()
     out = Path(out) if out is not None else default_run_dir(cfg.method)
     inputs = {"store": store, "train": train_data, "dev": dev, "test": test}
+    pace = pace or RunPace()
     if resume and (done := finished(out, cfg, inputs, overrides)) is not None:
+        pace.end_model(trained=False)
         return done  # a finished run: nothing left to train
     loop = _setup(cfg, out, inputs, resume=resume, overrides=overrides, encoding=encoding,
                   show=progress and rank == 0, rank=rank, world=world, device=device,
-                  columns=columns)
+                  columns=columns, pace=pace)
+    pace.start_model(loop.state["epoch"])
     while loop.state["epoch"] < loop.cfg.epochs and not loop.state["stopped"]:
         elapsed = _train_epoch(loop)
         _end_epoch(loop, elapsed)
-    return _finish(loop, keep_checkpoint)
+    metrics = _finish(loop, keep_checkpoint)
+    pace.end_model()
+    return metrics
 
 
 @dataclass
@@ -110,6 +117,7 @@ class _Loop:
     clip: list[torch.nn.Parameter]  # the weights whose gradient norm is clipped
     pos_weight: torch.Tensor | None = None  # multi-label: (C,) weights of the positives
     teacher: torch.Tensor | None = None  # (N, C) the teacher's probabilities of the train texts
+    pace: RunPace = field(default_factory=RunPace)  # where the whole run is (learn/pace.py)
 
     @property
     def main(self) -> bool:
@@ -142,7 +150,8 @@ def _distributed() -> tuple[int, int, torch.device]:
 
 def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
            overrides: dict[str, Any] | None, encoding: str, show: bool, rank: int, world: int,
-           device: torch.device, columns: Columns | None = None) -> _Loop:
+           device: torch.device, columns: Columns | None = None,
+           pace: RunPace | None = None) -> _Loop:
     ready = prepare(cfg, out, inputs, resume=resume, overrides=overrides, write=rank == 0,
                     encoding=encoding, show=show, columns=columns)
     run = ready.run
@@ -164,7 +173,7 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
                               write=rank == 0, progress=show).to(device)
     return _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
                  show, state, history, clipped_parameters(model),
-                 _pos_weight(cfg, ready.data[0], device), teacher)
+                 _pos_weight(cfg, ready.data[0], device), teacher, pace or RunPace())
 
 
 def _train_ids(data: TaskData) -> torch.Tensor:
@@ -327,9 +336,10 @@ def _end_epoch(loop: _Loop, elapsed: float) -> None:
     if loop.show:
         shown = (f"dev acc {record['dev_accuracy']:.4f}" if cfg.task == "single"
                  else f"dev {cfg.select_metric} {score:.4f}")
+        where, left = loop.pace.epoch_line(epoch + 1, cfg.epochs)
         tqdm.write(
-            f"epoch {epoch + 1}: loss {record['train_loss']:.4f} {shown} lr {record['lr']:.2g} "
-            f"({record['sentences_per_second']:.0f} sent/s)"
+            f"{where}: loss {record['train_loss']:.4f} {shown} lr {record['lr']:.2g} "
+            f"({record['sentences_per_second']:.0f} sent/s){'; ' + left if left else ''}"
         )
 
 

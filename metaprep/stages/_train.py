@@ -10,6 +10,7 @@ from typing import Any
 
 from metaprep.distributed import world
 from metaprep.errors import ConfigError
+from metaprep.learn.pace import RunPace
 from metaprep.learn.rundir import MEMBERS, TEACHER
 from metaprep.outputs import claim_outputs
 from metaprep.stages._common import (
@@ -242,23 +243,28 @@ def _train_taught(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any]
     if not o.quiet:
         print(f"the teacher first: an ensemble of {saved.teacher_members} models in {teacher}, "
               "then the model taught by it (--teacher-members 0: no teacher)", file=sys.stderr)
+    # the whole run: the teacher's members, then the model
+    pace = RunPace(total=saved.teacher_members + 1,
+                   labels=dict.fromkeys(range(saved.teacher_members), "teacher"))
     if is_ensemble(teacher):
-        _train_members(None, o, teacher, {}, inputs=recorded)
+        _train_members(None, o, teacher, {}, inputs=recorded, pace=pace)
     else:
         _train_members(replace(saved, members=saved.teacher_members, teacher_members=0,
                                teacher="", teacher_weight=RunConfig.teacher_weight,
                                teacher_temperature=RunConfig.teacher_temperature),
-                       o, teacher, {}, inputs=recorded)
+                       o, teacher, {}, inputs=recorded, pace=pace)
     if not o.quiet:
         print(f"the model, taught by the ensemble in {teacher}: {out}", file=sys.stderr)
     return train_run(None, out=out, resume=True, progress=not o.quiet,
                      encoding=o.data_encoding, overrides=given, columns=task_columns(o),
-                     keep_checkpoint=o.keep_checkpoints)
+                     keep_checkpoint=o.keep_checkpoints, pace=pace)
 
 
 def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], *,
-                   inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+                   inputs: dict[str, Any] | None = None, pace: RunPace | None = None
+                   ) -> dict[str, Any]:
     """An ensemble (learn/ensemble.py): its members trained, or resumed, one after another."""
+    pace = pace or RunPace()
     from metaprep.learn.data import LabelMap, load_task
     from metaprep.learn.ensemble import train_ensemble
     from metaprep.learn.evaluate import ensemble_scores
@@ -270,12 +276,13 @@ def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], 
             with Run.open(where, verify_store=False) as run:
                 done = run.metrics
             if done is not None:
+                pace.end_model(trained=False)
                 return done
         return train_run(member, store=inputs["store"], train_data=inputs["train"],
                          dev=inputs["dev"], test=inputs["test"], out=where, resume=member is None,
                          progress=not o.quiet, encoding=o.data_encoding,
                          overrides={} if member is None else None, columns=task_columns(o),
-                         keep_checkpoint=o.keep_checkpoints)
+                         keep_checkpoint=o.keep_checkpoints, pace=pace)
 
     def score(dirs: list[Path]) -> dict[str, Any]:
         """The members' averaged probabilities on the dev and test files they recorded."""
@@ -301,4 +308,5 @@ def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], 
         inputs = {k: getattr(o, k) for k in ("store", "train", "dev", "test")}
     resumed = {k: v for k, v in given.items() if k not in ("task", "label_sep")}
     return train_ensemble(cfg, out, inputs=inputs, overrides=resumed if cfg is None else {},
-                          train_one=one, score=score, progress=not o.quiet, check=check)
+                          train_one=one, score=score, progress=not o.quiet, check=check,
+                          pace=pace)

@@ -146,3 +146,42 @@ def test_a_finished_run_keeps_what_it_needs_unless_told(tmp_path: Path) -> None:
     assert again.metrics["dev"] == taught.metrics["dev"]  # finished: nothing trained
     stages.export(stages.ExportOptions(run=taught.run, output=tmp_path / "m", quiet=True))
     assert (tmp_path / "m" / "manifest.json").is_file()
+
+
+def test_the_run_pace_says_where_the_whole_run_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from metaprep.learn import pace as pace_module
+    from metaprep.learn.pace import RunPace, duration
+
+    clock = iter([0.0, 10.0, 20.0, 30.0, 40.0, 100.0, 110.0])
+    monkeypatch.setattr(pace_module.time, "perf_counter", lambda: next(clock))
+    pace = RunPace(total=3, labels={0: "teacher", 1: "teacher"})
+    pace.start_model(0)  # t 0
+    assert pace.epoch_line(1, 4) == ("model 1 of 3 (teacher), epoch 1/4",  # t 10: 10 s/epoch
+                                     "at most 30 s left in this model, about 2 min in all")
+    assert pace.epoch_line(2, 4)[0] == "model 1 of 3 (teacher), epoch 2/4"  # t 20
+    pace.end_model()  # t 30: the first model took 30 s
+    pace.start_model(0)  # t 40
+    assert pace.epoch_line(4, 4) == ("model 2 of 3 (teacher), epoch 4/4",  # t 100
+                                     "about 30 s in all")  # the last model, as long as the first
+    pace.end_model()  # t 110
+    assert pace.epoch_line.__self__.done == 2  # type: ignore[attr-defined]
+    assert RunPace().epoch_line.__self__.total == 1  # type: ignore[attr-defined]
+    assert [duration(s) for s in (0.2, 41, 200, 9000)] == ["1 s", "41 s", "3 min", "2.5 h"]
+
+
+def test_a_taught_run_reports_its_models_as_one_run(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from exportkit import train_options
+
+    from metaprep import stages
+
+    task = make_task(tmp_path)
+    stages.train(train_options(**task, output=tmp_path / "t", teacher_members=2, method="sum",
+                               encoder="pool", proj_dim=5, mlp_hidden=6, epochs=2, batch_size=8,
+                               threads=1))
+    got = capsys.readouterr()
+    err = got.out + got.err  # the epoch lines go through tqdm.write
+    for where in ("model 1 of 3 (teacher), epoch 1/2", "model 2 of 3 (teacher), epoch 2/2",
+                  "model 3 of 3, epoch 1/2"):
+        assert where in err, err
+    assert "in all" in err and "left in this model" in err
