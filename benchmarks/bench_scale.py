@@ -47,8 +47,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from procwatch import Measured, run_measured  # noqa: E402
+from profsummary import peak_allocations, top_frames  # noqa: E402
 from scale_inputs import Inputs, inputs  # noqa: E402
-from spysummary import top_frames  # noqa: E402
 
 ROOT = HERE.parent
 STAGES = ("align-task", "align-union", "train", "export", "serve", "train-full", "union-model")
@@ -102,7 +102,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, data: Inputs,
                  saved: Callable[[list[dict[str, object]]], None]) -> None:
         self.args, self.data, self.saved = args, data, saved
-        self.work = args.data / f"work-scale{args.scale:g}"
+        self.work = args.data / (f"work-scale{args.scale:g}" + (f"-{args.tag}" if args.tag else ""))
         self.work.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict[str, object]] = []
         self.env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep
@@ -117,6 +117,13 @@ class Bench:
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         self.say(f"{name}: {' '.join(cmd[2:])}")
         log = self.work / "logs" / f"{name}.log"
+        mem = None
+        if name in self.args.memray and cmd[1:3] == ["-m", "metaprep"]:
+            mem = self.work / "profiles" / f"{name}.memray"
+            mem.parent.mkdir(parents=True, exist_ok=True)
+            cmd = [cmd[0], "-m", "memray", "run", "--aggregate", "-q", "-f", "-o", str(mem),
+                   *cmd[1:]]
+            note = "; ".join(x for x in (note, "under memray: times not comparable") if x)
         spy = None
         if self.args.profile and name in self.args.profile_stages:
             spy = self.work / "profiles" / f"{name}.txt"
@@ -131,13 +138,16 @@ class Bench:
             "peak_anon_gb": round(m.peak_anon / 1e9, 2), "peak_rss_gb": round(m.peak_rss / 1e9, 2),
             "peak_file_gb": round(m.peak_file / 1e9, 2), "hwm_gb": round(m.hwm / 1e9, 2),
             "maxrss_gb": round(m.maxrss / 1e9, 2), "disk_gb": round(disk / 1e9, 3),
-            "output": str(output) if output else "", "note": note, "cmd": cmd[2:],
+            "output": str(output) if output else "", "note": note,
+            "cmd": cmd[cmd.index("metaprep") + 1:] if "metaprep" in cmd else cmd[2:],
             "log": str(log), "samples": m.samples,
             "timeline": m.timeline[:: max(1, len(m.timeline) // 200)],
         }
         if spy is not None and spy.exists():
             row["profile"] = str(spy)
             row["top_frames"] = top_frames(spy, n=12)
+        if mem is not None and mem.exists() and m.exit_code == 0:
+            row["memray"] = peak_allocations(mem, n=12)
         if not m.ok:
             row["log_tail"] = log.read_text(errors="replace")[-1500:]
             self.say(f"  FAILED (exit {m.exit_code}{', ' + m.stopped if m.stopped else ''}); "
@@ -281,6 +291,14 @@ def write_results(args: argparse.Namespace, data: Inputs, rows: list[dict[str, o
                      "stack; self = innermost):", "", "| frame | total | self |", "|---|---:|---:|"]
             head += [f"| `{f}` | {t:.0%} | {s:.0%} |" for f, t, s in r["top_frames"]]  # type: ignore[union-attr]
             head.append("")
+        mem = r.get("memray")
+        if isinstance(mem, dict):
+            head += [f"memray, `{r['stage']}`: peak {mem['peak_bytes'] / 1e9:.2f} GB of heap; "
+                     "live at the peak, by innermost metaprep frame:", "",
+                     "| site | GB | allocations | stack (innermost first) |", "|---|---:|---:|---|"]
+            head += [f"| `{site}` | {size / 1e9:.3f} | {count:,} | {stack} |"
+                     for site, size, count, stack in mem["sites"]]
+            head.append("")
     args.results.mkdir(parents=True, exist_ok=True)
     stem = args.results / ("scale" if args.tag is None else f"scale-{args.tag}")
     stem.with_suffix(".md").write_text("\n".join(head))
@@ -301,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=HERE / "data" / "scale",
                     help="inputs and outputs (big: keep outside any repository at scale 1)")
     ap.add_argument("--results", type=Path, default=HERE / "results")
-    ap.add_argument("--tag", help="results go to scale-TAG.{md,json}")
+    ap.add_argument("--tag", help="results go to scale-TAG.{md,json}, outputs to their own folder")
     ap.add_argument("--stages", default="align-task,align-union,train,export,serve",
                     help=f"comma-separated, of: {', '.join(STAGES)}")
     ap.add_argument("--epochs", type=int, default=0, help="cap training (0: the preset's)")
@@ -322,12 +340,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-stages", default="align-task,align-union,train,export,"
                     "union-train,union-export")
     ap.add_argument("--profile-rate", type=int, default=20, help="py-spy samples per second")
+    ap.add_argument("--memray", default="", help="stages run under memray (a separate run: "
+                    "it slows them), their allocations at the peak in the results")
     args = ap.parse_args(argv)
     args.stages = [s for s in args.stages.split(",") if s]
     bad = [s for s in args.stages if s not in STAGES]
     if bad:
         ap.error(f"unknown stage(s) {', '.join(bad)}; known: {', '.join(STAGES)}")
     args.profile_stages = args.profile_stages.split(",")
+    args.memray = [s for s in args.memray.split(",") if s]
     before = _machine()
     t0 = time.monotonic()
     say: Callable[[str], None] = lambda m: print(m, flush=True)  # noqa: E731
