@@ -42,6 +42,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -147,6 +148,7 @@ class Bench:
             row["profile"] = str(spy)
             row["top_frames"] = top_frames(spy, n=12)
         if mem is not None and mem.exists() and m.exit_code == 0:
+            row["memray_file"] = str(mem)
             row["memray"] = peak_allocations(mem, n=12)
         if not m.ok:
             row["log_tail"] = log.read_text(errors="replace")[-1500:]
@@ -269,45 +271,68 @@ def _table(rows: list[dict[str, object]]) -> list[str]:
 def write_results(args: argparse.Namespace, data: Inputs, rows: list[dict[str, object]],
                   before: dict[str, object], gen_s: float, *, quiet: bool = False) -> None:
     now = dt.datetime.now(dt.UTC)
-    after = os.getloadavg()
-    files = data.manifest.get("files", {})
-    head = [f"# bench_scale.py, --scale {args.scale:g}", "",
-            f"{now:%Y-%m-%d %H:%M} UTC, commit {_commit()}, {before['nproc']} cores "
-            f"({before['cpu']}), {before['mem_total_gb']} GB RAM, load average "
-            f"{before['loadavg'][0]:.1f} before, {after[0]:.1f} after; "
-            f"`python benchmarks/bench_scale.py {' '.join(sys.argv[1:])}`", "",
+    meta = {"date": now.isoformat(timespec="seconds"), "commit": _commit(), "machine": before,
+            "loadavg_after": os.getloadavg(), "argv": sys.argv[1:], "scale": args.scale,
+            "inputs": data.manifest, "generate_s": gen_s, "stages": rows}
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = args.results / ("scale" if args.tag is None else f"scale-{args.tag}")
+    stem.with_suffix(".json").write_text(json.dumps(meta, indent=1, default=str))
+    text = _markdown(stem, meta)
+    if not quiet:
+        print(text)
+
+
+def _markdown(stem: Path, meta: dict[str, Any]) -> str:
+    m, inputs = meta["machine"], meta["inputs"]
+    head = [f"# bench_scale.py, --scale {meta['scale']:g}", "",
+            f"{meta['date'][:16].replace('T', ' ')} UTC, commit {meta['commit']}, {m['nproc']} "
+            f"cores ({m['cpu']}), {m['mem_total_gb']} GB RAM, load average "
+            f"{m['loadavg'][0]:.1f} before, {meta['loadavg_after'][0]:.1f} after; "
+            f"`python benchmarks/bench_scale.py {' '.join(meta['argv'])}`", "",
             "Inputs (synthetic; generated in "
-            f"{sum(v for v in data.manifest.get('seconds', {}).values()):.0f} s, cached):", "",
+            f"{sum(v for v in inputs.get('seconds', {}).values()):.0f} s, cached):", "",
             "| source | rows x dim | format | GB |", "|---|---|---|---:|"]
-    for name, f in files.items():  # type: ignore[union-attr]
+    for name, f in inputs.get("files", {}).items():
         head.append(f"| {name} | {f['rows']:,} x {f['dim']} | {f['fmt']} | "
                     f"{f['bytes'] / 1e9:.2f} |")
-    c = data.manifest["counts"]
-    head += ["", f"Task: {c['train']:,} train / {c['dev']:,} dev / "  # type: ignore[index]
-             f"{c['test']:,} test texts, 2 labels.", "", *_table(rows), ""]
-    for r in rows:
+    c = inputs["counts"]
+    head += ["", f"Task: {c['train']:,} train / {c['dev']:,} dev / {c['test']:,} test texts, "
+             "2 labels.", "", *_table(meta["stages"]), ""]
+    for r in meta["stages"]:
         if r.get("top_frames"):
-            head += [f"py-spy, `{r['stage']}` (share of samples in which the frame is on the "
-                     "stack; self = innermost):", "", "| frame | total | self |", "|---|---:|---:|"]
-            head += [f"| `{f}` | {t:.0%} | {s:.0%} |" for f, t, s in r["top_frames"]]  # type: ignore[union-attr]
+            head += [f"py-spy, `{r['stage']}` (share of the samples of all Python threads, idle "
+                     "ones left out, in which the frame is on the stack; self = innermost):", "",
+                     "| frame | total | self |", "|---|---:|---:|"]
+            head += [f"| `{f}` | {t:.0%} | {s:.0%} |" for f, t, s in r["top_frames"]]
             head.append("")
         mem = r.get("memray")
         if isinstance(mem, dict):
-            head += [f"memray, `{r['stage']}`: peak {mem['peak_bytes'] / 1e9:.2f} GB of heap; "
+            head += [f"memray, `{r['stage']}`: peak {mem['peak_bytes'] / 1e9:.2f} GB tracked, of "
+                     f"which {mem.get('mapped_bytes', 0) / 1e9:.2f} GB files mapped whole; "
                      "live at the peak, by innermost metaprep frame:", "",
                      "| site | GB | allocations | stack (innermost first) |", "|---|---:|---:|---|"]
             head += [f"| `{site}` | {size / 1e9:.3f} | {count:,} | {stack} |"
                      for site, size, count, stack in mem["sites"]]
             head.append("")
-    args.results.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(head)
+    stem.with_suffix(".md").write_text(text)
+    return text
+
+
+def render(args: argparse.Namespace) -> int:
+    """Rewrite the .md of an earlier run from its .json, the profiles summarised again."""
     stem = args.results / ("scale" if args.tag is None else f"scale-{args.tag}")
-    stem.with_suffix(".md").write_text("\n".join(head))
-    meta = {"date": now.isoformat(timespec="seconds"), "commit": _commit(), "machine": before,
-            "loadavg_after": after, "argv": sys.argv[1:], "scale": args.scale,
-            "inputs": data.manifest, "generate_s": gen_s, "stages": rows}
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    for r in meta["stages"]:
+        if r.get("profile") and Path(r["profile"]).exists():
+            r["top_frames"] = top_frames(Path(r["profile"]), n=12)
+        mem = r.get("memray_file") or (str(Path(r["log"]).parent.parent / "profiles"
+                                           / f"{r['stage']}.memray") if r.get("log") else "")
+        if mem and Path(mem).exists() and r.get("exit") == 0:
+            r["memray_file"], r["memray"] = mem, peak_allocations(Path(mem), n=12)
     stem.with_suffix(".json").write_text(json.dumps(meta, indent=1, default=str))
-    if not quiet:
-        print("\n".join(head))
+    _markdown(stem, meta)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-stages", default="align-task,align-union,train,export,"
                     "union-train,union-export")
     ap.add_argument("--profile-rate", type=int, default=20, help="py-spy samples per second")
+    ap.add_argument("--render", action="store_true", help="only rewrite the results .md from "
+                    "the .json (profiles summarised again)")
     ap.add_argument("--memray", default="", help="stages run under memray (a separate run: "
                     "it slows them), their allocations at the peak in the results")
     args = ap.parse_args(argv)
@@ -349,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown stage(s) {', '.join(bad)}; known: {', '.join(STAGES)}")
     args.profile_stages = args.profile_stages.split(",")
     args.memray = [s for s in args.memray.split(",") if s]
+    if args.render:
+        return render(args)
     before = _machine()
     t0 = time.monotonic()
     say: Callable[[str], None] = lambda m: print(m, flush=True)  # noqa: E731

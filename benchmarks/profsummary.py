@@ -10,7 +10,11 @@ call), merged into one list of ``(frame, total, self)``.
 peak, grouped by the innermost metaprep frame of each allocation's stack (else the innermost
 frame), with an example of the full stack. Without ``--trace-python-allocators`` small Python
 objects are seen as the 256 KiB pymalloc arenas they live in, charged to the stack that
-needed a new arena: right in aggregate, not object by object.
+needed a new arena: right in aggregate, not object by object. memray counts mappings as
+allocations too: a file mapped whole (mmap.mmap of an embedding file: page cache, not
+anonymous memory) is listed apart, told by its size (one mapping of 16 MiB or more; pymalloc's
+arenas are 1 MiB). Allocations with no Python frame come from native threads (polars' readers,
+onnxruntime's and torch's pools).
 """
 
 from __future__ import annotations
@@ -73,16 +77,21 @@ def peak_allocations(path: Path, n: int = 12) -> dict[str, object]:
 
     reader = memray.FileReader(str(path))
     sites: dict[str, list[object]] = {}
+    mapped = 0
     for rec in reader.get_high_watermark_allocation_records(merge_threads=True):
         stack = rec.stack_trace()  # innermost first: (function, file, line)
         frames = [f"{fn} ({_short_path(file)}:{line})" for fn, file, line in stack]
         ours = [f for f in frames if "(metaprep/" in f]
-        site = ours[0] if ours else (frames[0] if frames else "<unknown>")
+        site = ours[0] if ours else (frames[0] if frames else "<native thread, no Python frame>")
+        whole_file = rec.size >= (16 << 20) * max(1, rec.n_allocations)
+        if rec.allocator == memray.AllocatorType.MMAP and whole_file:
+            mapped += rec.size
+            site = f"file mapping: {site}"
         entry = sites.setdefault(site, [0, 0, " <- ".join(frames[:6])])
         entry[0] += rec.size  # type: ignore[operator]
         entry[1] += rec.n_allocations  # type: ignore[operator]
     top = sorted(sites.items(), key=lambda kv: -kv[1][0])[:n]  # type: ignore[operator]
-    return {"peak_bytes": reader.metadata.peak_memory,
+    return {"peak_bytes": reader.metadata.peak_memory, "mapped_bytes": mapped,
             "sites": [(site, v[0], v[1], v[2]) for site, v in top]}
 
 
