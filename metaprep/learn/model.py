@@ -322,6 +322,7 @@ def store_words(store: Any, cfg: RunConfig) -> list[str] | None:
 
 
 def weights_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The trainable state (everything but the frozen tables), unwrapping DDP."""
+    """The trainable state (everything but the frozen tables), unwrapping DDP: views of the live
+    tensors (no copy), for writing at once."""
     inner = getattr(model, "module", model)
-    return {k: v.detach().clone().contiguous() for k, v in inner.state_dict().items()}
+    return {k: v.detach().contiguous() for k, v in inner.state_dict().items()}

@@ -98,7 +98,11 @@ def _check_finite(state: dict[str, Any], path: Path, hint: str) -> None:
     import torch
 
     for name, value in state.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
-                not bool(torch.isfinite(value).all()):
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel()):
+            continue
+        # a NaN or an infinity shows in the minimum or the maximum: one pass, no mask (an
+        # isfinite mask over a 200k-row table cost 25x as much, at every epoch's end)
+        low, high = torch.aminmax(value.detach())
+        if not bool(torch.isfinite(low) & torch.isfinite(high)):
             raise ModelError(f"weight {name} holds a NaN or infinite value", path=path,
                              hint=hint)
