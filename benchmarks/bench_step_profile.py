@@ -66,28 +66,33 @@ class Clock:
 
     def __init__(self, steps: int) -> None:
         self.want = steps
-        self.stack: list[list[Any]] = []  # [name, start, time of the children]
+        self.stack: list[list[Any]] = []  # [name, start, CPU start, children's wall, CPU]
         self.current: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)  # this thread's CPU time per part
         self.steps: list[dict[str, float]] = []
+        self.steps_cpu: list[dict[str, float]] = []
         self.shapes: list[tuple[int, int, int]] = []  # per step: batch, padded T, real tokens
         self.start: float | None = None  # of the step under way
+        self.start_cpu = 0.0
         self.began: float | None = None  # the first step's start
         self.fired: set[str] = set()
         self.once: dict[str, float] = {}
 
     def enter(self, name: str) -> None:
         if self.start is None:
-            self.start = time.perf_counter()
+            self.start, self.start_cpu = time.perf_counter(), time.thread_time()
             self.began = self.began or self.start
-        self.stack.append([name, time.perf_counter(), 0.0])
+        self.stack.append([name, time.perf_counter(), time.thread_time(), 0.0, 0.0])
 
     def exit(self) -> None:
-        name, start, children = self.stack.pop()
-        took = time.perf_counter() - start
+        name, start, start_cpu, children, children_cpu = self.stack.pop()
+        took, took_cpu = time.perf_counter() - start, time.thread_time() - start_cpu
         self.current[name] += took - children
+        self.cpu[name] += took_cpu - children_cpu
         self.fired.add(name)
         if self.stack:
-            self.stack[-1][2] += took
+            self.stack[-1][3] += took
+            self.stack[-1][4] += took_cpu
 
     def timed(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
@@ -99,10 +104,12 @@ class Clock:
         return run
 
     def end_step(self) -> None:
-        now = time.perf_counter()
+        now, now_cpu = time.perf_counter(), time.thread_time()
         total = now - (self.start if self.start is not None else now)
         self.steps.append({"total": total, **self.current})
-        self.current, self.start = defaultdict(float), now
+        self.steps_cpu.append({"total": now_cpu - self.start_cpu, **self.cpu})
+        self.current, self.cpu = defaultdict(float), defaultdict(float)
+        self.start, self.start_cpu = now, now_cpu
         if len(self.steps) >= self.want:
             raise _Enough
 
@@ -215,7 +222,8 @@ class Instrumented:
                 try:
                     return fn(*args, **kwargs)
                 finally:
-                    clock.start, clock.current = None, defaultdict(float)
+                    clock.start, clock.current, clock.cpu = (None, defaultdict(float),
+                                                             defaultdict(float))
             return run
 
         def stand_in(_fn: Any) -> Any:  # random probabilities: the loss costs the same
@@ -292,7 +300,7 @@ def profile(cfg: Any, *, store: Path, train: Path, dev: Path, steps: int, warmup
         raise RuntimeError(f"the run ended after {len(clock.steps)} timed steps, not "
                            f"{warmup + steps}: its epochs were fewer (ask fewer --steps), or "
                            "its optimizer step was not found (the loop changed)")
-    measured = clock.steps[warmup:]
+    measured, measured_cpu = clock.steps[warmup:], clock.steps_cpu[warmup:]
     shapes = clock.shapes[warmup : warmup + steps]
     found = sorted({k for s in measured for k in s} - {"total"})
     gathers = [k for k in found if k.startswith("gather: ")]
@@ -301,17 +309,22 @@ def profile(cfg: Any, *, store: Path, train: Path, dev: Path, steps: int, warmup
     names += [k for k in found if k not in names]
     rows = []
     totals = [s["total"] for s in measured]
-    others = [s["total"] - sum(v for k, v in s.items() if k != "total") for s in measured]
+    def rest(steps: list[dict[str, float]]) -> list[float]:
+        return [s["total"] - sum(v for k, v in s.items() if k != "total") for s in steps]
+
     mean_total = statistics.fmean(totals)
     for name in [*names, OTHER]:
-        vals = others if name == OTHER else [s.get(name, 0.0) for s in measured]
+        vals = rest(measured) if name == OTHER else [s.get(name, 0.0) for s in measured]
+        cpu = rest(measured_cpu) if name == OTHER else [s.get(name, 0.0) for s in measured_cpu]
         rows.append({"part": name, "median_ms": 1000 * statistics.median(vals),
                      "mean_ms": 1000 * statistics.fmean(vals),
-                     "share": statistics.fmean(vals) / mean_total})
+                     "share": statistics.fmean(vals) / mean_total,
+                     "cpu_median_ms": 1000 * statistics.median(cpu)})
     batch = statistics.fmean(b for b, _, _ in shapes) if shapes else 0.0
     return {
         "steps": steps, "warmup": warmup, "rows": rows,
         "step_ms_median": 1000 * statistics.median(totals), "step_ms_mean": 1000 * mean_total,
+        "step_cpu_ms_median": 1000 * statistics.median(s["total"] for s in measured_cpu),
         "texts_per_s": batch / statistics.median(totals) if batch else None,
         "batch": {"texts": batch,
                   "padded_tokens": statistics.fmean(b * t for b, t, _ in shapes) if shapes else 0,
@@ -345,15 +358,19 @@ def report(result: dict[str, Any]) -> str:
         + (f"{result['texts_per_s']:,.0f} texts/s at the median step." if result["texts_per_s"]
            else ""),
         "",
-        "| part | median ms | mean ms | share of the mean step |",
-        "|---|---:|---:|---:|",
+        "| part | median ms | mean ms | share of the mean step | median CPU ms |",
+        "|---|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         lines.append(f"| {r['part']} | {r['median_ms']:.3f} | {r['mean_ms']:.3f} | "
-                     f"{100 * r['share']:.1f} % |")
-    lines.append(f"| **step (wall)** | {result['step_ms_median']:.3f} | "
-                 f"{result['step_ms_mean']:.3f} | 100 % |")
+                     f"{100 * r['share']:.1f} % | {r['cpu_median_ms']:.3f} |")
+    lines.append(f"| **step** | {result['step_ms_median']:.3f} | "
+                 f"{result['step_ms_mean']:.3f} | 100 % | {result['step_cpu_ms_median']:.3f} |")
     lines.append("")
+    lines.append(f"- setup before the first step (reading the data, the tables, the model): "
+                 f"{result['setup_s']:.1f} s.")
+    lines.append("- CPU ms: this thread's CPU time (with one torch thread, the work itself, "
+                 "whatever else runs on the machine); wall ms waits for the cores too.")
     for k, v in result["once_ms"].items():
         lines.append(f"- {k}: {v:.1f} ms, not in any step.")
     if result["not_found"]:

@@ -45,6 +45,8 @@ def test_a_taught_run_with_a_learned_source_is_taken_apart(tmp_path: Path) -> No
     for step in result["per_step"]:  # the exclusive parts never exceed their step
         assert sum(v for k, v in step.items() if k != "total") <= step["total"] + 1e-3
     assert sum(r["share"] for r in result["rows"]) == pytest.approx(1.0, abs=1e-6)
+    assert result["step_cpu_ms_median"] > 0 and all(
+        r["cpu_median_ms"] > 0 for r in result["rows"] if r["part"] != profile.OTHER)
     assert result["batch"]["texts"] == 16 and "batch plan (per epoch)" in result["once_ms"]
     text = Path(f"{out}.md").read_text(encoding="utf-8")
     assert "| optimizer: sparse |" in text and "random stand-in" in text
