@@ -116,10 +116,10 @@ class Clock:
 
 # --- instrumenting the installed training loop -------------------------------------------------
 def _optimizer(clock: Clock, opt: Any) -> Any:
-    """Time the optimizer's inner optimizers apart (dense, sparse, ...); its step ends a step."""
-    import torch
-
-    inner = {k: v for k, v in vars(opt).items() if isinstance(v, torch.optim.Optimizer)}
+    """Time the optimizer's inner optimizers apart (dense, sparse, ...: any attribute with a
+    ``step`` and ``param_groups``, a home-made one too); its own step ends a step."""
+    inner = {k: v for k, v in vars(opt).items()
+             if callable(getattr(v, "step", None)) and hasattr(v, "param_groups")}
     for key, sub in inner.items():
         sub.step = clock.timed(f"optimizer: {key}", sub.step)
     step = opt.step if inner else clock.timed("optimizer", opt.step)

@@ -61,3 +61,34 @@ def test_set_values_are_read_as_the_cli_reads_them() -> None:
         profile.run_config(None, ["no_such=1"])
     with pytest.raises(ConfigError, match="proj_dim"):
         profile.run_config(None, ["proj_dim=big"])
+
+
+def test_inner_optimizers_are_timed_apart_and_the_outer_step_ends_a_step() -> None:
+    import torch
+
+    class HomeMade:  # a row-wise optimizer that is no torch.optim.Optimizer
+        param_groups: list[dict[str, float]] = [{"lr": 1.0}]
+
+        def step(self) -> None:
+            pass
+
+    class Pair:
+        def __init__(self) -> None:
+            self.dense = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))])
+            self.sparse = HomeMade()
+
+        def step(self) -> None:
+            self.dense.step()
+            self.sparse.step()
+
+        def zero_grad(self) -> None:
+            pass
+
+    clock = profile.Clock(steps=2)
+    opt = profile._optimizer(clock, Pair())
+    opt.zero_grad()
+    opt.step()
+    assert len(clock.steps) == 1
+    assert {"optimizer: dense", "optimizer: sparse", "zero_grad"} <= set(clock.steps[0])
+    with pytest.raises(profile._Enough):  # the steps asked for are done
+        opt.step()
