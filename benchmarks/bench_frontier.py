@@ -875,6 +875,9 @@ def carry_earlier(result: dict[str, Any], earlier: Mapping[str, Any]) -> None:
         for key in ("runs", "speed"):
             if row["system"] in earlier.get(key, {}):
                 result[key][row["system"]] = earlier[key][row["system"]]
+    if result.get("align_s") is None and earlier.get("align_s") is not None:
+        # no metaprep system ran now: the carried metaprep rows' store and jobs are the earlier
+        result["align_s"], result["jobs"] = earlier["align_s"], earlier.get("jobs")
 
 
 def tally(values: Iterable[Any]) -> str:

@@ -90,7 +90,12 @@ def test_earlier_rows_are_carried_marked_and_never_replace_this_runs() -> None:
                          "note": "earlier run (2026-11-30 at abc; speed not from this run)"}],
                "runs": {"tfidf+linear": [{"seed": 0}]},
                "speed": {"tfidf+linear": {"sentences_per_s": 7}}}
-    frontier.carry_earlier(now, earlier)
+    ran = {**now, "rows": list(now["rows"]), "runs": dict(now["runs"]),
+           "speed": dict(now["speed"]), "align_s": 3.0, "jobs": 2}
+    frontier.carry_earlier(ran, {**earlier, "align_s": 9.0, "jobs": 1})
+    assert ran["align_s"] == 3.0 and ran["jobs"] == 2  # metaprep ran now: its own store
+    frontier.carry_earlier(now, {**earlier, "align_s": 9.0, "jobs": 1})
+    assert now["align_s"] == 9.0 and now["jobs"] == 1  # the carried metaprep rows' store
     rows = {r["system"]: r for r in now["rows"]}
     assert rows["metaprep fast"]["accuracy_mean"] == 80.0  # this run's row stays
     assert rows["tfidf+linear"]["note"] == ("earlier run (2026-12-02 at f1afbad; speed not from "
