@@ -1,10 +1,11 @@
 """The production frontier: accuracy against end-to-end serving speed, metaprep vs the usual fast
 text classifiers, on the real tasks, in one run.
 
-    python benchmarks/bench_frontier.py [--tasks fortunes,debian] [--seeds 0,1,2] [--threads 2]
+    python benchmarks/bench_frontier.py [--tasks fortunes,debian,debian-long] [--seeds 0,1,2]
     python benchmarks/bench_frontier.py --quick          # smoke test: 1 seed, 1 epoch, subsets
 
-For each task (``benchmarks/realdata.py``: fortunes topics, Debian package sections) and seed:
+For each task (``benchmarks/realdata.py``: fortunes topics, Debian package sections from the
+short descriptions, and ``debian-long``: from the long descriptions, 100+ words each) and seed:
 
 * metaprep, through its command line as a user runs it: ``metaprep align`` GloVe 6B 50d + the
   MiniLM input table over the task's words (as ``pipelines/glove-minilm.toml``), ``metaprep
@@ -33,7 +34,16 @@ all), taken in 5 rounds in which every system, way and batch size is timed in tu
 slow spell of the machine does not fall on one system only; the best batch size is reported.
 Speed and size are
 measured on the seed-0 model, after all training has finished (nothing of ours runs alongside).
-Model size is the bytes on disk a server needs (model directory, ``.bin``, pickle).
+Model size is the bytes on disk a server needs (model directory, ``.bin``, pickle); for metaprep
+also the run directory's size after training (run dir, seed 0; the fast preset's includes the
+teacher ensemble it trains).
+
+Training cost, for every system: ``train (s)``, the wall time of its training, mean over the
+seeds (what it counts, per system, is listed under each table: metaprep's is the whole `metaprep
+train` command, the baselines' include their search over epochs or classifiers), and ``train
+texts/s``: the task's training texts divided by that time, the training data a system gets
+through per second of wall time, whatever its epochs (fastText's and metaprep's epochs and
+each fastText candidate's seconds are in the JSON). `metaprep align`'s time is given apart.
 
 ``--systems`` picks a subset; with ``--keep-earlier`` the rows of the systems not rerun are carried
 from the results already written, each marked with its own date and commit (its accuracy holds,
@@ -92,10 +102,11 @@ METAPREP_SYSTEMS: dict[str, list[str]] = {
     "metaprep fast+cnn": ["--preset", "fast", "--encoder", "cnn", "--teacher-members", "0"],
 }
 SYSTEMS = (*METAPREP_SYSTEMS, "fasttext", "fasttext+glove", "tfidf+linear", "model2vec+logreg")
-TASKS = ("fortunes", "debian")
+TASKS = ("fortunes", "debian", "debian-long")
 # metaprep epochs per task (early stopping on dev keeps the best epoch). One epoch of concat +
-# BiLSTM-128 on debian's 47.6k training texts took 29 s on one thread (ad-hoc, under load).
-EPOCHS = {"fortunes": 15, "debian": 6}
+# BiLSTM-128 on debian's 47.6k training texts took 29 s on one thread (ad-hoc, under load);
+# debian-long has 3.2k training texts (as fortunes: few texts, more epochs), ~146 words each
+EPOCHS = {"fortunes": 15, "debian": 6, "debian-long": 15}
 LR = 1e-3  # as bench_methods.py; metaprep's default 4e-4 is meant for much larger data
 FASTTEXT_EPOCHS = (5, 20, 50)  # picked on dev
 QUICK_SIZES = {"train": 1500, "dev": 300, "test": 300}
@@ -199,6 +210,31 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def align_seconds(work: Path, measured: float) -> float:
+    """The seconds ``metaprep align`` took to build the task's store: ``measured`` when it was
+    built now (kept beside it), else the figure kept when it was built (0 if none was)."""
+    kept = work / "store.seconds"
+    if measured > 0:
+        kept.write_text(f"{measured:.1f}\n", encoding="utf-8")
+        return measured
+    with contextlib.suppress(OSError, ValueError):
+        return float(kept.read_text(encoding="utf-8"))
+    return 0.0
+
+
+def epochs_run(run: Path) -> int | None:
+    """Epochs the models of a metaprep run trained, added up: its own metrics.json, an
+    ensemble's members', a taught run's teacher's (an ensemble's own metrics.json is skipped:
+    it sums none)."""
+    total = 0
+    for path in sorted(run.rglob("metrics.json")):
+        if (path.parent / "ensemble.json").is_file():
+            continue
+        with contextlib.suppress(OSError, json.JSONDecodeError, TypeError):
+            total += len(json.loads(path.read_text(encoding="utf-8")).get("epochs") or [])
+    return total or None
+
+
 def read_task(path: str | Path) -> tuple[list[str], list[str]]:
     import realdata
 
@@ -215,6 +251,7 @@ class SystemResult:
     runs: list[dict[str, Any]] = field(default_factory=list)  # per seed: accuracy, macro_f1, ...
     speed: dict[str, Any] | None = None  # seed 0 model: sentences_per_s, batch_size, by_batch
     size_bytes: int | None = None
+    run_bytes: int | None = None  # metaprep: the seed-0 run directory after training
     note: str = ""
     skipped: str = ""
 
@@ -227,6 +264,10 @@ class SystemResult:
             out.update(accuracy_mean=round(acc[0], 2), accuracy_sd=round(acc[1], 2),
                        macro_f1_mean=round(f1[0], 2), macro_f1_sd=round(f1[1], 2),
                        train_s_mean=round(statistics.fmean(r["train_s"] for r in self.runs), 1))
+            rates = [r["train_texts"] / r["train_s"] for r in self.runs
+                     if r.get("train_texts") and r["train_s"] > 0]
+            if rates:  # the training texts per second of training wall time (module docstring)
+                out["train_texts_per_s"] = round(statistics.fmean(rates), 1)
         if self.speed:
             out.update(sentences_per_s=round(self.speed["sentences_per_s"]),
                        batch_size=self.speed["batch_size"])
@@ -234,15 +275,18 @@ class SystemResult:
                 out["python_threads"] = self.speed["python_threads"]
         if self.size_bytes is not None:
             out["size_mb"] = round(self.size_bytes / 1e6, 2)
+        if self.run_bytes is not None:
+            out["run_dir_mb"] = round(self.run_bytes / 1e6, 2)
         return out
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| system | accuracy (%) | macro-F1 (%) | sentences/s (batch) | size (MB) | "
-             "train (s) |", "|---|---:|---:|---:|---:|---:|"]
+             "run dir (MB) | train (s) | train texts/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r.get("skipped"):
-            lines.append(f"| {r['system']} | skipped: {r['skipped']} | | | | |")
+            lines.append(f"| {r['system']} | skipped: {r['skipped']} | | | | | | |")
             continue
         if "accuracy_mean" not in r:
             continue
@@ -250,9 +294,11 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
         speed = (f"{r['sentences_per_s']:,} ({r['batch_size']}{threads})"
                  if "sentences_per_s" in r else "-")
         size = f"{r['size_mb']:.1f}" if "size_mb" in r else "-"
+        run_dir = f"{r['run_dir_mb']:.1f}" if "run_dir_mb" in r else "-"
+        rate = f"{r['train_texts_per_s']:,.0f}" if "train_texts_per_s" in r else "-"
         lines.append(f"| {r['system']} | {r['accuracy_mean']:.1f} +- {r['accuracy_sd']:.1f} | "
                      f"{r['macro_f1_mean']:.1f} +- {r['macro_f1_sd']:.1f} | {speed} | {size} | "
-                     f"{r['train_s_mean']:.0f} |")
+                     f"{run_dir} | {r['train_s_mean']:.0f} | {rate} |")
     return "\n".join(lines) + "\n"
 
 
@@ -375,7 +421,7 @@ def metaprep_train_export(system: str, seed: int, store: Path, store_key: str,
         record = json.loads(record_path.read_text(encoding="utf-8"))
         if {k: record.get(k) for k in wanted} == wanted:
             sys.stderr.write(f"reusing {model}\n")
-            return dict(record)
+            return {**record, "reused": True}
     shutil.rmtree(run, ignore_errors=True)  # a run of other settings: train refuses to mix
     record_path.unlink(missing_ok=True)
     train_s = bench_methods.run_metaprep(args, log=work / "logs" / f"train-{name}.log",
@@ -392,7 +438,7 @@ def metaprep_train_export(system: str, seed: int, store: Path, store_key: str,
                                    log=work / "logs" / f"export-{name}.log")
         note = "exported with --tolerance 1e-4 (failed the 1e-5 parity gate)"
     record = {**wanted, "run": str(run), "model": str(model), "train_s": round(train_s, 1),
-              "export_note": note}
+              "export_note": note, "trained": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     record_path.parent.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
@@ -481,15 +527,19 @@ def fit_fasttext(data: Mapping[str, tuple[list[str], list[str]]], seed: int, thr
 
     train = _fasttext_file(*data["train"], work / "fasttext.train.txt")
     best: tuple[float, Any, int] | None = None
+    seconds: dict[str, float] = {}  # each candidate's training alone
     for ep in epochs:
         kw: dict[str, Any] = {"pretrainedVectors": str(vec)} if vec else {}
+        t = time.perf_counter()
         model = fasttext.train_supervised(input=str(train), epoch=ep, lr=0.5, wordNgrams=2,
                                           dim=50, thread=threads, verbose=0, seed=seed, **kw)
+        seconds[str(ep)] = round(time.perf_counter() - t, 2)
         dev = accuracy(data["dev"][1], FastTextPredictor(model).predict(data["dev"][0]))
         if best is None or dev > best[0]:
             best = (dev, model, ep)
     assert best is not None
-    return FastTextPredictor(best[1]), {"dev_accuracy": best[0], "epochs": best[2]}
+    return FastTextPredictor(best[1]), {"dev_accuracy": best[0], "epochs": best[2],
+                                        "train_s_by_epochs": seconds}
 
 
 # --- TF-IDF + linear -------------------------------------------------------------------------
@@ -650,9 +700,11 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
 
     # 1. metaprep: align once, then train + export every (system, seed), --jobs at once
     mp = [s for s in args.systems if s in METAPREP_SYSTEMS]
+    align_s = 0.0
     if mp:
         store, key, align_s = bench_methods.align_store(
             {**manifest, "task": {"files": files}}, work, fresh=args.fresh)
+        align_s = align_seconds(work, align_s)
         sys.stderr.write(f"{task}: store {store} ({align_s:.0f} s)\n")
         jobs = sorted(((s, seed) for seed in args.seeds for s in mp),
                       key=lambda j: j[0] != "metaprep accurate")  # teachers first
@@ -682,19 +734,29 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
             pred = MetaprepPredictor(rec["model"], args.threads)
             got = pred.predict(test)
             train_s = rec["train_s"]
+            run_bytes = dir_bytes(Path(rec["run"]))
             if system == "metaprep fast" and seed in teachers:  # it trains its teacher too
                 train_s += by_job[("metaprep accurate", seed)]["train_s"]
+                run_bytes += dir_bytes(teachers[seed])  # what RUN/teacher would hold
                 results[system].note = ("taught by the accurate run of its seed (the ensemble "
-                                        "the preset trains itself); train (s) counts both")
+                                        "the preset trains itself); train (s) and run dir "
+                                        "count both")
+            if rec.get("reused") and "reused" not in results[system].note:
+                results[system].note = "; ".join(filter(None, [
+                    results[system].note, f"trained by an earlier run of this script "
+                    f"({str(rec.get('trained', '?'))[:10]}): its train (s) is from then"]))
             results[system].runs.append({"seed": seed, "accuracy": accuracy(gold, got),
                                          "macro_f1": macro_f1(gold, got),
-                                         "train_s": round(train_s, 1), "run": rec["run"]})
+                                         "train_s": round(train_s, 1), "run": rec["run"],
+                                         "train_texts": len(data["train"][0]),
+                                         "epochs_run": epochs_run(Path(rec["run"]))})
             if rec["export_note"] and rec["export_note"] not in results[system].note:
                 results[system].note = "; ".join(filter(None, [results[system].note,
                                                                rec["export_note"]]))
             if seed == args.seeds[0]:
                 predictors[system] = pred
                 results[system].size_bytes = dir_bytes(Path(rec["model"]))
+                results[system].run_bytes = run_bytes
 
     # 2. the in-process baselines
     ft_epochs = (5,) if args.quick else FASTTEXT_EPOCHS
@@ -720,7 +782,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
             got = pred.predict(test)
             results[system].runs.append({"seed": seed, "accuracy": accuracy(gold, got),
                                          "macro_f1": macro_f1(gold, got), "train_s": train_s,
-                                         **info})
+                                         "train_texts": len(data["train"][0]), **info})
             if seed == args.seeds[0]:
                 predictors[system] = pred
                 path = work / f"{system.replace('+', '-')}.model"
@@ -775,6 +837,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
             res.runs.append({"seed": seed, "accuracy": accuracy(gold, out["pred"]),
                              "macro_f1": macro_f1(gold, out["pred"]),
                              "train_s": out["train_s"], "dev_accuracy": out["dev_accuracy"],
+                             "train_texts": len(data["train"][0]),
                              "C": out["C"]})
             if "speed" in out:
                 res.speed, res.size_bytes = out["speed"], out["size_bytes"]
@@ -787,7 +850,8 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": commit(), "machine_before": machine_before, "machine_after": machine_line(),
         "threads": args.threads, "batch_sizes": list(args.batch_sizes), "seeds": args.seeds,
-        "metaprep_epochs": epochs, "metaprep_lr": LR,
+        "metaprep_epochs": epochs, "metaprep_lr": LR, "jobs": args.jobs,
+        "align_s": round(align_s, 1) if mp else None,
         "sizes": {s: len(d[0]) for s, d in data.items()},
         "labels": len(set(data["train"][1])), "rows": rows,
         "runs": {s: results[s].runs for s in args.systems},
@@ -811,6 +875,9 @@ def carry_earlier(result: dict[str, Any], earlier: Mapping[str, Any]) -> None:
         for key in ("runs", "speed"):
             if row["system"] in earlier.get(key, {}):
                 result[key][row["system"]] = earlier[key][row["system"]]
+    if result.get("align_s") is None and earlier.get("align_s") is not None:
+        # no metaprep system ran now: the carried metaprep rows' store and jobs are the earlier
+        result["align_s"], result["jobs"] = earlier["align_s"], earlier.get("jobs")
 
 
 def tally(values: Iterable[Any]) -> str:
@@ -842,8 +909,39 @@ def report(result: Mapping[str, Any]) -> str:
         "",
     ]
     notes = [f"- {r['system']}: {r['note']}" for r in result["rows"] if r.get("note")]
+    systems = {r["system"] for r in result["rows"] if not r.get("skipped")}
+    counts = [f"- {name}: {what}" for name, what in train_counts(result).items()
+              if any(s == name or (name == "metaprep" and s.startswith("metaprep "))
+                     for s in systems)]
     return "\n".join(head) + markdown_table(result["rows"]) + (
-        "\n" + "\n".join(notes) + "\n" if notes else "")
+        "\n" + "\n".join(notes) + "\n" if notes else "") + (
+        "\nWhat train (s) counts, per system (train texts/s: the training texts over it; "
+        "run dir: the seed-0 metaprep run directory after training, next to the exported "
+        "model's size):\n" + "\n".join(counts) + "\n" if counts else "")
+
+
+def train_counts(result: Mapping[str, Any]) -> dict[str, str]:
+    """What each system's train (s) is the wall time of (report's notes)."""
+    align = result.get("align_s")
+    jobs = result.get("jobs", 2)
+    return {
+        "metaprep": "the `metaprep train` command, process start to exit: reading and "
+        "tokenizing the data, loading the store's tables, every epoch with its dev scoring, "
+        "the test scoring and the analysis plots; one torch thread, "
+        f"{jobs} trainings at once on the machine; not `metaprep align`, which builds the "
+        "store once per task for every metaprep system"
+        + (f" ({align:.0f} s here)" if align else "") + ", nor the export",
+        "fasttext": "the epoch search: writing the training file, then one training per "
+        "epoch count tried and its dev scoring (each training alone: train_s_by_epochs in the "
+        "JSON)",
+        "fasttext+glove": "as fasttext; each training reads the whole GloVe .vec (400k "
+        "words) itself; writing that .vec, once, is not counted",
+        "tfidf+linear": "fitting the TF-IDF features and both classifiers, and their dev "
+        "scoring",
+        "model2vec+logreg": "encoding train and dev and fitting the logistic regressions "
+        "of the C grid (measured when first fitted, then kept); the distillation from MiniLM, "
+        "done once, is not counted",
+    }
 
 
 def plot(results: Sequence[Mapping[str, Any]], path: Path) -> None:

@@ -3,6 +3,7 @@
     python benchmarks/realdata.py [--out benchmarks/data/real] [--fortunes-deb fortunes_*.deb]
     python benchmarks/realdata.py --debian-packages          # after `apt-get update`
     python benchmarks/realdata.py --packages-file PATH       # a Packages index (.lz4/.gz/.xz)
+    python benchmarks/realdata.py --debian-long [--long-train-cap 1000]  # long descriptions
 
 Without a Debian flag the fortunes task is built; with one, the Debian task is (add
 ``--fortunes`` or a ``--fortunes-*`` option to build both). The manifest keeps the entries of a
@@ -17,6 +18,8 @@ Writes into ``--out`` (idempotent: rerunning gives the same files):
   package (header ``text<TAB>label``, no quoting: tabs and newlines in text become spaces).
 * ``debian.{train,dev,test}.tsv``: Debian package short descriptions labelled by archive section
   (same format); see "The Debian task" below.
+* ``debian-long.{train,dev,test}.tsv``: long package descriptions (100+ words) labelled by
+  section; see "The long Debian task" below.
 * ``manifest.json``: source paths, the cleaning parameters, class counts per split.
 
 The MiniLM WordPiece table is used in place (no copy): the script prints the ``metaprep align``
@@ -48,6 +51,24 @@ The Debian task (``--debian-packages`` / ``--packages-file``), from the binary P
 4. sections with fewer than ``min_count`` (20) texts left are dropped: a 80/10/10 split of fewer
    leaves one or two test texts, too few to score a class;
 5. stratified 80/10/10 split per section with its own seeded generator (as for fortunes; no cap).
+
+The long Debian task (``--debian-long``), from the same Packages indices and the English
+``Translation-en`` indices beside them (apt fetches them with ``-o Acquire::Languages=en``),
+which hold the long descriptions the Packages index only names by ``Description-md5``:
+
+1. text = the long description (the ``Description-en`` lines after the synopsis, joined by
+   package name and Description-md5; an index with full descriptions needs no Translation
+   file), Debian's `` .`` paragraph lines turned into spaces, whitespace collapsed; label = the
+   section (area prefix stripped); a package named twice counts once (its first stanza);
+2. texts under ``min_words`` (100) words are dropped;
+3. duplicates are dropped as in the short task;
+4. near-duplicates: texts from one source package or opening with the same 30 words
+   (``libfoo1`` / ``libfoo-dev`` / ``libfoo-doc`` share their first paragraph) form a group,
+   of which one text is kept (the one whose package name hashes lowest); with a random split,
+   four test texts in ten would otherwise open like a training text;
+5. sections under ``min_count`` (20) texts dropped, stratified seeded 80/10/10 split;
+   ``--long-train-cap K`` also writes ``debian-long-trainK.*``: the same dev and test, and the
+   first ~K training texts, each section keeping its share.
 """
 
 from __future__ import annotations
@@ -56,6 +77,7 @@ import argparse
 import contextlib
 import glob
 import gzip
+import hashlib
 import importlib.util
 import json
 import lzma
@@ -79,11 +101,19 @@ __all__ = [
     "CATEGORIES",
     "DEBIAN_INSTALL",
     "DebianConfig",
+    "DebianLongConfig",
     "Package",
+    "TRANSLATION_INSTALL",
+    "cap_train",
+    "debian_long_task",
     "debian_task",
     "find_packages_files",
+    "find_translation_files",
+    "long_description",
+    "prepare_debian_long",
     "read_packages",
     "read_packages_text",
+    "read_translations",
     "GLOVE_INSTALL",
     "MINILM_INSTALL",
     "MINILM_TENSOR",
@@ -120,6 +150,10 @@ FORTUNES_INSTALL = (
 )
 DEBIAN_INSTALL = ("apt-get update (it fills /var/lib/apt/lists/), or pass --packages-file with a "
                   "Packages index from a Debian mirror (dists/<suite>/main/binary-amd64/)")
+TRANSLATION_INSTALL = ("apt-get update -o Acquire::Languages=en (container images often turn "
+                       "translations off; it fills /var/lib/apt/lists/*_i18n_Translation-en*), "
+                       "or pass --translation-file with a Translation-en index from a Debian "
+                       "mirror (dists/<suite>/main/i18n/)")
 APT_LISTS = "/var/lib/apt/lists"
 FORTUNES_SUBDIR = Path("usr/share/games/fortunes")
 SPLITS = ("train", "dev", "test")
@@ -372,6 +406,9 @@ class Package:
     section: str  # without its area prefix
     area: str  # "main", or the prefix the section had ("contrib", "non-free", ...)
     tags: tuple[str, ...]  # debtags (Tag:), e.g. ("role::program", "use::gameplaying")
+    description_md5: str = ""  # Description-md5: the key of its long description in Translation-en
+    source: str = ""  # the source package (Source:, without a version; the name when absent)
+    long_description: str = ""  # the paragraphs after the first line, if the index holds them
 
 
 @dataclass(frozen=True)
@@ -413,8 +450,12 @@ def _stanzas(text: str) -> Iterator[tuple[int, dict[str, str]]]:
 def read_packages_text(text: str) -> list[Package]:
     """Parse the text of a Packages index. Stanzas without Package, Description or Section are
     skipped (binary indices always have them; a hand-made file may not)."""
+    return _packages(_stanzas(text))
+
+
+def _packages(stanzas: Iterable[tuple[int, dict[str, str]]]) -> list[Package]:
     out: list[Package] = []
-    for _, f in _stanzas(text):
+    for _, f in stanzas:
         name, desc, section = f.get("Package"), f.get("Description"), f.get("Section")
         if not name or not desc or not section:
             continue
@@ -422,8 +463,24 @@ def read_packages_text(text: str) -> list[Package]:
         tags = tuple(t.strip() for t in f.get("Tag", "").replace("\n", " ").split(",")
                      if t.strip())
         out.append(Package(name=name, description=desc.split("\n", 1)[0].strip(),
-                           section=sec, area=area or "main", tags=tags))
+                           section=sec, area=area or "main", tags=tags,
+                           description_md5=f.get("Description-md5", ""),
+                           source=(f.get("Source") or name).split()[0],
+                           long_description=long_description(desc)))
     return out
+
+
+def long_description(value: str) -> str:
+    """The extended description of a ``Description``/``Description-en`` value (as
+    :func:`_stanzas` joins it): the lines after the first (the synopsis), Debian's ``.``
+    lines turned into paragraph breaks (``\\n\\n``), whitespace collapsed within a paragraph."""
+    paragraphs: list[list[str]] = [[]]
+    for line in value.split("\n")[1:]:
+        if line.strip() == ".":
+            paragraphs.append([])
+        else:
+            paragraphs[-1].append(line)
+    return "\n\n".join(" ".join(" ".join(p).split()) for p in paragraphs if "".join(p).strip())
 
 
 def _decompress(path: Path) -> bytes:
@@ -450,20 +507,30 @@ def _decompress(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def read_packages(path: str | Path) -> list[Package]:
-    """The packages of one Packages index file (plain, .gz, .xz or .lz4)."""
-    path = Path(path)
+def _read_index(path: Path, kind: str, hint: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """The stanzas of an apt index file (plain, .gz, .xz or .lz4); errors name the file (a
+    missing or undecodable file fails here, a malformed stanza when it is reached)."""
     if not path.is_file():
-        raise DataError("no such Packages file", path=path, hint=DEBIAN_INSTALL)
+        raise DataError(f"no such {kind} file", path=path, hint=hint)
     data = _decompress(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FormatError(f"not UTF-8 ({exc.reason})", path=path, offset=exc.start) from exc
+    return _stanzas_of(text, path, kind)
+
+
+def _stanzas_of(text: str, path: Path, kind: str) -> Iterator[tuple[int, dict[str, str]]]:
     try:
-        return read_packages_text(text)
+        yield from _stanzas(text)
     except FormatError as exc:
-        raise FormatError(str(exc), path=path, hint="is this a Debian Packages index?") from exc
+        raise FormatError(str(exc), path=path, hint=f"is this a Debian {kind} index?") from exc
+
+
+def read_packages(path: str | Path) -> list[Package]:
+    """The packages of one Packages index file (plain, .gz, .xz or .lz4)."""
+    path = Path(path)
+    return _packages(_read_index(path, "Packages", DEBIAN_INSTALL))
 
 
 def find_packages_files(lists_dir: str | Path = APT_LISTS) -> list[Path]:
@@ -481,33 +548,57 @@ def debian_task(
 ) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """``{section: descriptions}`` after de-duplication and the minimum count, and the counts
     dropped per reason."""
-    seen_names: set[str] = set()
-    unique: list[Package] = []
-    for p in packages:
-        if p.name not in seen_names:
-            seen_names.add(p.name)
-            unique.append(p)
-    unique.sort(key=lambda p: p.name)
-    sections_of: dict[str, set[str]] = {}
-    for p in unique:
-        sections_of.setdefault(" ".join(p.description.split()).lower(), set()).add(p.section)
-    by_section: dict[str, list[str]] = {}
-    kept_keys: set[tuple[str, str]] = set()
-    stats = {"packages": len(unique), "empty": 0, "duplicate": 0, "cross_section": 0,
-             "small_section": 0}
+    unique = _unique_by_name(packages)
+    stats: dict[str, Any] = {"packages": len(unique), "empty": 0}
+    rows: list[tuple[Package, str]] = []
     for p in unique:
         text = " ".join(p.description.split())
-        key = text.lower()
         if not text:
             stats["empty"] += 1
-        elif len(sections_of[key]) > 1:
+        else:
+            rows.append((p, text))
+    rows = _drop_duplicates(rows, stats)
+    return _min_count([(p.section, text) for p, text in rows], config.min_count, stats)
+
+
+def _unique_by_name(packages: Iterable[Package]) -> list[Package]:
+    """The first stanza of each package name (file order), sorted by name."""
+    unique: dict[str, Package] = {}
+    for p in packages:
+        unique.setdefault(p.name, p)
+    return sorted(unique.values(), key=lambda p: p.name)
+
+
+def _drop_duplicates(rows: Sequence[tuple[Package, str]],
+                     stats: dict[str, Any]) -> list[tuple[Package, str]]:
+    """Drop texts found (case-insensitive) in two sections, and later copies within a section;
+    counts them in ``stats["cross_section"]`` and ``stats["duplicate"]``."""
+    sections_of: dict[str, set[str]] = {}
+    for p, text in rows:
+        sections_of.setdefault(text.lower(), set()).add(p.section)
+    kept: list[tuple[Package, str]] = []
+    kept_keys: set[tuple[str, str]] = set()
+    stats.update(duplicate=0, cross_section=0)
+    for p, text in rows:
+        key = text.lower()
+        if len(sections_of[key]) > 1:
             stats["cross_section"] += 1
         elif (p.section, key) in kept_keys:
             stats["duplicate"] += 1
         else:
             kept_keys.add((p.section, key))
-            by_section.setdefault(p.section, []).append(text)
-    small = {s: len(t) for s, t in by_section.items() if len(t) < config.min_count}
+            kept.append((p, text))
+    return kept
+
+
+def _min_count(rows: Iterable[tuple[str, str]], min_count: int,
+               stats: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """``{section: texts}`` of the sections with at least ``min_count`` texts; the rest counted
+    in ``stats``."""
+    by_section: dict[str, list[str]] = {}
+    for section, text in rows:
+        by_section.setdefault(section, []).append(text)
+    small = {s: len(t) for s, t in by_section.items() if len(t) < min_count}
     stats["small_section"] = sum(small.values())
     stats["small_sections"] = dict(sorted(small.items()))
     kept = {s: t for s, t in sorted(by_section.items()) if s not in small}
@@ -585,6 +676,161 @@ def prepare_debtags(out: Path, packages_files: Sequence[str | Path] | None = Non
             os.replace(Path(tmp) / f"{name}.tsv", files[name])
     return {"files": files, "packages_files": [str(p) for p in paths], "config": asdict(config),
             "cleaning": stats, "sizes": sizes, "notes": notes}
+
+
+# --- Debian long descriptions ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DebianLongConfig:
+    min_words: int = 100  # shorter long descriptions are dropped: at 100 the median is ~125 words
+    opening_words: int = 30  # texts opening with the same words are near-duplicates (one group)
+    min_count: int = 20  # sections with fewer texts left are dropped (as in the short task)
+    fractions: tuple[float, float, float] = (0.80, 0.10, 0.10)  # train / dev / test
+    seed: int = 0
+    train_cap: int | None = None  # also write a task whose train split keeps this many texts
+
+
+def read_translations(path: str | Path) -> dict[tuple[str, str], str]:
+    """``{(package, Description-md5): long description}`` of one Translation-en index (plain,
+    .gz, .xz or .lz4); the long description as :func:`long_description` gives it."""
+    out: dict[tuple[str, str], str] = {}
+    for _, f in _read_index(Path(path), "Translation", TRANSLATION_INSTALL):
+        name, md5, desc = f.get("Package"), f.get("Description-md5"), f.get("Description-en")
+        if name and md5 and desc:
+            out[(name, md5)] = long_description(desc)
+    return out
+
+
+def find_translation_files(lists_dir: str | Path = APT_LISTS) -> list[Path]:
+    """The English Translation indices apt downloaded (``*_i18n_Translation-en[.lz4|...]``),
+    sorted by name; none is not an error here (an index with full descriptions needs none)."""
+    return sorted(Path(p) for p in glob.glob(str(Path(lists_dir) / "*_i18n_Translation-en*"))
+                  if Path(p).suffix in ("", ".lz4", ".gz", ".xz") and Path(p).is_file())
+
+
+def _near_duplicate_groups(rows: Sequence[tuple[Package, str]],
+                           opening_words: int) -> list[list[tuple[Package, str]]]:
+    """Rows linked by a common source package or the same first ``opening_words`` words
+    (case-insensitive), transitively, in the order of each group's first row."""
+    parent = list(range(len(rows)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, str], int] = {}
+    for i, (p, text) in enumerate(rows):
+        opening = " ".join(text.lower().split()[:opening_words])
+        for key in (("source", p.source or p.name), ("opening", opening)):
+            parent[root(i)] = root(first.setdefault(key, i))
+    groups: dict[int, list[tuple[Package, str]]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(root(i), []).append(row)
+    return list(groups.values())
+
+
+def debian_long_task(
+    packages: Iterable[Package], translations: Mapping[tuple[str, str], str],
+    config: DebianLongConfig = DebianLongConfig(),
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """``{section: long descriptions}`` and the counts dropped per reason.
+
+    A package's text is its long description from ``translations`` (keyed by name and
+    Description-md5), else the one its Packages stanza holds; paragraph breaks become spaces.
+    Texts under ``min_words`` words go, then exact duplicates (as in :func:`debian_task`), then
+    near-duplicates: of each group of texts from one source package or with the same opening
+    (``libfoo1``, ``libfoo-dev``, ``libfoo-doc``; 90 LibreOffice translations) one is kept, the
+    one whose name hashes lowest (fixed, and favouring no section), so that no test text is a
+    copy of a training text with a sentence changed. Then sections under ``min_count`` go."""
+    unique = _unique_by_name(packages)
+    stats: dict[str, Any] = {"packages": len(unique), "no_long_description": 0, "too_short": 0}
+    rows: list[tuple[Package, str]] = []
+    for p in unique:
+        text = " ".join((translations.get((p.name, p.description_md5)) or
+                         p.long_description).split())
+        if not text:
+            stats["no_long_description"] += 1
+        elif len(text.split()) < config.min_words:
+            stats["too_short"] += 1
+        else:
+            rows.append((p, text))
+    rows = _drop_duplicates(rows, stats)
+    groups = _near_duplicate_groups(rows, config.opening_words)
+    kept = sorted((min(g, key=lambda r: hashlib.sha1(r[0].name.encode()).hexdigest())
+                   for g in groups), key=lambda r: r[0].name)
+    stats["near_duplicate"] = len(rows) - len(kept)
+    return _min_count([(p.section, text) for p, text in kept], config.min_count, stats)
+
+
+def cap_train(train: Sequence[tuple[str, str]], cap: int) -> list[tuple[str, str]]:
+    """The first texts of each label in ``train`` (already shuffled), about ``cap`` in all,
+    each label keeping its share (at least one text)."""
+    sizes: dict[str, int] = {}
+    for _, label in train:
+        sizes[label] = sizes.get(label, 0) + 1
+    quota = {lab: max(1, round(cap * n / len(train))) for lab, n in sizes.items()}
+    out: list[tuple[str, str]] = []
+    for text, label in train:
+        if quota[label] > 0:
+            quota[label] -= 1
+            out.append((text, label))
+    return out
+
+
+def _lengths(splits: Mapping[str, Sequence[tuple[str, str]]]) -> dict[str, dict[str, float]]:
+    """Words per text (whitespace tokens) per split and over all: quantiles and mean."""
+    out: dict[str, dict[str, float]] = {}
+    for name, rows in [*splits.items(), ("all", [r for s in SPLITS for r in splits[s]])]:
+        n = np.array([len(text.split()) for text, _ in rows])
+        if not len(n):
+            out[name] = {"texts": 0}
+            continue
+        out[name] = {"texts": len(n), "min": int(n.min()), "p10": float(np.percentile(n, 10)),
+                     "median": float(np.median(n)), "mean": round(float(n.mean()), 1),
+                     "p90": float(np.percentile(n, 90)), "max": int(n.max())}
+    return out
+
+
+def prepare_debian_long(
+    out: Path, packages_files: Sequence[str | Path] | None = None,
+    translation_files: Sequence[str | Path] | None = None,
+    config: DebianLongConfig = DebianLongConfig(),
+) -> dict[str, Any]:
+    """Write ``debian-long.{train,dev,test}.tsv`` (and, with ``config.train_cap`` K,
+    ``debian-long-trainK.*``: the same dev and test, train cut to about K texts); return the
+    manifest entries by task name. Default inputs: the indices apt downloaded."""
+    paths = [Path(p) for p in packages_files] if packages_files else find_packages_files()
+    tpaths = ([Path(p) for p in translation_files] if translation_files
+              else find_translation_files())
+    translations: dict[tuple[str, str], str] = {}
+    for path in tpaths:
+        translations.update(read_translations(path))
+    packages = [p for path in paths for p in read_packages(path)]
+    by_section, stats = debian_long_task(packages, translations, config)
+    if stats["no_long_description"] == stats["packages"]:
+        raise DataError("no package has a long description", path=tpaths[0] if tpaths else
+                        Path(APT_LISTS), hint=TRANSLATION_INSTALL)
+    if len(by_section) < 2:
+        raise DataError(f"only {len(by_section)} section(s) with >= {config.min_count} texts "
+                        f"of >= {config.min_words} words", path=paths[0],
+                        hint="is this a full Packages index? (or lower --long-min-words)")
+    splits = split_task(by_section, TaskConfig(categories=tuple(by_section), cap=None,
+                                               fractions=config.fractions, seed=config.seed))
+    common = {"packages_files": [str(p) for p in paths],
+              "translation_files": [str(p) for p in tpaths], "config": asdict(config),
+              "cleaning": stats}
+    entries = {"debian-long": {"files": _write_splits(out, "debian-long", splits), **common,
+                               "counts": _counts(splits, by_section),
+                               "words": _lengths(splits)}}
+    if config.train_cap:
+        capped = {**splits, "train": cap_train(splits["train"], config.train_cap)}
+        name = f"debian-long-train{config.train_cap}"
+        entries[name] = {"files": _write_splits(out, name, capped), **common,
+                         "counts": _counts(capped, by_section), "words": _lengths(capped)}
+    return entries
 
 
 # --- pretrained tables -----------------------------------------------------------------------
@@ -691,15 +937,18 @@ def prepare(
     tasks: Sequence[str] = ("fortunes",),
     packages_files: Sequence[str | Path] | None = None,
     debian_config: DebianConfig = DebianConfig(),
+    translation_files: Sequence[str | Path] | None = None,
+    long_config: DebianLongConfig = DebianLongConfig(),
 ) -> dict[str, Any]:
     """Write everything into ``out`` and return the manifest (also written as manifest.json).
 
-    ``tasks``: any of "fortunes", "debian". Each task's entry is under ``manifest["tasks"]``;
-    the fortunes entry is also ``manifest["task"]`` (what the older scripts read). Entries of
-    tasks not built this time are kept from an existing manifest.json."""
+    ``tasks``: any of "fortunes", "debian", "debtags", "debian-long". Each task's entry is
+    under ``manifest["tasks"]``; the fortunes entry is also ``manifest["task"]`` (what the older
+    scripts read). Entries of tasks not built this time are kept from an existing
+    manifest.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    unknown = set(tasks) - {"fortunes", "debian", "debtags"}
+    unknown = set(tasks) - {"fortunes", "debian", "debtags", "debian-long"}
     if unknown:
         raise ValueError(f"unknown task(s): {', '.join(sorted(unknown))}")
     glove_npy, glove_vocab = export_glove(out)
@@ -721,6 +970,8 @@ def prepare(
         built["debian"] = prepare_debian(out, packages_files, debian_config)
     if "debtags" in tasks:
         built["debtags"] = prepare_debtags(out, packages_files)
+    if "debian-long" in tasks:
+        built.update(prepare_debian_long(out, packages_files, translation_files, long_config))
     manifest: dict[str, Any] = {
         "glove": {"matrix": str(glove_npy), "vocab": str(glove_vocab)},
         "minilm": {"table": str(minilm_table), "tensor": minilm_tensor,
@@ -774,16 +1025,40 @@ def _print_summary(manifest: Mapping[str, Any], tasks: Sequence[str] = ("fortune
               f"{c['labels']} tags ({c['no_label']:,} texts with none of them); "
               + ", ".join(f"{k} {v:,}" for k, v in task["sizes"].items()))
         print("task files: " + ", ".join(task["files"][s] for s in SPLITS) + "\n")
+    if "debian-long" in tasks:
+        _print_long(manifest)
     print("metaprep align sources:")
     print(f"  glove={glove['matrix']} --vocab-file glove={glove['vocab']}")
     print(f"  minilm={minilm['table']} --tensor minilm={minilm['tensor']} "
           f"--vocab-file minilm={minilm['vocab']}")
 
 
+def _print_long(manifest: Mapping[str, Any]) -> None:
+    task = manifest["tasks"]["debian-long"]
+    c, cfg = task["cleaning"], task["config"]
+    print(f"debian-long: {c['packages']:,} packages -> {c['kept']:,} texts (dropped: "
+          f"{c['no_long_description']:,} without a long description, {c['too_short']:,} under "
+          f"{cfg['min_words']} words, {c['duplicate']:,} duplicates in a section, "
+          f"{c['cross_section']:,} in two sections, {c['near_duplicate']:,} near-duplicates "
+          f"(same source or opening), {c['small_section']:,} in {len(c['small_sections'])} "
+          f"sections under {cfg['min_count']} texts)")
+    _print_counts(task["counts"], {})
+    names = ["debian-long"] + ([f"debian-long-train{cfg['train_cap']}"]
+                               if cfg["train_cap"] else [])
+    for name in names:
+        entry = manifest["tasks"][name]
+        for split, w in entry["words"].items():
+            if w["texts"]:
+                print(f"  {name} {split}: {w['texts']:,} texts, words per text: min {w['min']}, "
+                      f"p10 {w['p10']:g}, median {w['median']:g}, mean {w['mean']:g}, "
+                      f"p90 {w['p90']:g}, max {w['max']:,}")
+        print("task files: " + ", ".join(entry["files"][s] for s in SPLITS) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Prepare GloVe 6B 50d, the MiniLM WordPiece table, the fortunes topic task "
-        "and the Debian package-section task for the benchmarks.")
+        "and the Debian package-section tasks (short and long descriptions) for the benchmarks.")
     parser.add_argument("--out", default="benchmarks/data/real", help="output directory")
     parser.add_argument("--fortunes", action="store_true",
                         help="build the fortunes task (the default without a Debian flag)")
@@ -804,19 +1079,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="build the multi-label debtags task (package description -> its "
                         "role/use/implemented-in/interface/works-with tags) from the same indices")
     parser.add_argument("--min-count", type=int, default=DebianConfig.min_count,
-                        help="debian: drop sections with fewer texts")
+                        help="debian, debian-long: drop sections with fewer texts")
+    parser.add_argument("--debian-long", action="store_true",
+                        help="build the long-text task (a package's long description -> its "
+                        "section) from the Packages and Translation-en indices in "
+                        f"{APT_LISTS} (apt-get update -o Acquire::Languages=en first)")
+    parser.add_argument("--translation-file", action="append", default=[], metavar="PATH",
+                        help="debian-long: a Translation-en index (plain, .lz4, .gz or .xz; "
+                        "repeatable; implies --debian-long)")
+    parser.add_argument("--long-min-words", type=int, default=DebianLongConfig.min_words,
+                        help="debian-long: drop texts with fewer words")
+    parser.add_argument("--long-train-cap", type=int, default=0, metavar="K",
+                        help="debian-long: also write debian-long-trainK.{train,dev,test}.tsv, "
+                        "the same dev and test with about K training texts (stratified)")
     args = parser.parse_args(argv)
-    debian = args.debian_packages or bool(args.packages_file)
-    fortunes = (not (debian or args.debtags) or args.fortunes or args.fortunes_dir is not None
-                or args.fortunes_deb is not None)
+    debian_long = args.debian_long or bool(args.translation_file)
+    # --packages-file names the input of --debian-long too, so alone it means the short task
+    debian = args.debian_packages or (bool(args.packages_file) and not debian_long)
+    fortunes = (not (debian or args.debtags or debian_long) or args.fortunes
+                or args.fortunes_dir is not None or args.fortunes_deb is not None)
     tasks = [t for t, on in (("fortunes", fortunes), ("debian", debian),
-                             ("debtags", args.debtags)) if on]
+                             ("debtags", args.debtags), ("debian-long", debian_long)) if on]
     config = TaskConfig(cap=args.cap or None, max_words=args.max_words, seed=args.seed)
     try:
         manifest = prepare(args.out, fortunes_dir=args.fortunes_dir,
                            fortunes_deb=args.fortunes_deb, config=config, tasks=tasks,
                            packages_files=args.packages_file or None,
-                           debian_config=DebianConfig(min_count=args.min_count, seed=args.seed))
+                           debian_config=DebianConfig(min_count=args.min_count, seed=args.seed),
+                           translation_files=args.translation_file or None,
+                           long_config=DebianLongConfig(
+                               min_words=args.long_min_words, min_count=args.min_count,
+                               seed=args.seed, train_cap=args.long_train_cap or None))
     except MetaprepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -58,16 +58,25 @@ def test_time_passes_and_best_speed() -> None:
 
 def test_rows_and_markdown() -> None:
     res = frontier.SystemResult("fasttext", note="picked on dev: 20 x2")
-    res.runs = [{"seed": 0, "accuracy": 0.70, "macro_f1": 0.60, "train_s": 2.0},
-                {"seed": 1, "accuracy": 0.80, "macro_f1": 0.70, "train_s": 4.0}]
+    res.runs = [{"seed": 0, "accuracy": 0.70, "macro_f1": 0.60, "train_s": 2.0,
+                 "train_texts": 1000},
+                {"seed": 1, "accuracy": 0.80, "macro_f1": 0.70, "train_s": 4.0,
+                 "train_texts": 1000}]
     res.speed = {"sentences_per_s": 12345.6, "batch_size": 256}
     res.size_bytes = 2_500_000
     row = res.row()
     assert row["accuracy_mean"] == 75.0 and row["accuracy_sd"] == pytest.approx(7.07, abs=0.01)
+    assert row["train_texts_per_s"] == 375.0  # (1000/2 + 1000/4) / 2: the seeds' mean rate
+    mine = frontier.SystemResult("metaprep fast", runs=[{**res.runs[0], "train_s": 8.0}],
+                                 size_bytes=1_000_000, run_bytes=3_400_000).row()
     skipped = frontier.SystemResult("model2vec+logreg", skipped="not installed").row()
-    table = frontier.markdown_table([row, skipped])
-    assert "| fasttext | 75.0 +- 7.1 | 65.0 +- 7.1 | 12,346 (256) | 2.5 | 3 |" in table
-    assert "| model2vec+logreg | skipped: not installed |" in table
+    old = {"system": "tfidf+linear", "accuracy_mean": 79.0, "accuracy_sd": 0.0,
+           "macro_f1_mean": 70.0, "macro_f1_sd": 0.0, "train_s_mean": 170.0}  # an earlier row
+    table = frontier.markdown_table([row, mine, skipped, old])
+    assert "| fasttext | 75.0 +- 7.1 | 65.0 +- 7.1 | 12,346 (256) | 2.5 | - | 3 | 375 |" in table
+    assert "| metaprep fast | 70.0 +- 0.0 | 60.0 +- 0.0 | - | 1.0 | 3.4 | 8 | 125 |" in table
+    assert "| model2vec+logreg | skipped: not installed | | | | | | |" in table
+    assert "| tfidf+linear | 79.0 +- 0.0 | 70.0 +- 0.0 | - | - | - | 170 | - |" in table
     assert frontier.tally([20, 20, 5]) == "20 x2, 5"
 
 
@@ -81,7 +90,12 @@ def test_earlier_rows_are_carried_marked_and_never_replace_this_runs() -> None:
                          "note": "earlier run (2026-11-30 at abc; speed not from this run)"}],
                "runs": {"tfidf+linear": [{"seed": 0}]},
                "speed": {"tfidf+linear": {"sentences_per_s": 7}}}
-    frontier.carry_earlier(now, earlier)
+    ran = {**now, "rows": list(now["rows"]), "runs": dict(now["runs"]),
+           "speed": dict(now["speed"]), "align_s": 3.0, "jobs": 2}
+    frontier.carry_earlier(ran, {**earlier, "align_s": 9.0, "jobs": 1})
+    assert ran["align_s"] == 3.0 and ran["jobs"] == 2  # metaprep ran now: its own store
+    frontier.carry_earlier(now, {**earlier, "align_s": 9.0, "jobs": 1})
+    assert now["align_s"] == 9.0 and now["jobs"] == 1  # the carried metaprep rows' store
     rows = {r["system"]: r for r in now["rows"]}
     assert rows["metaprep fast"]["accuracy_mean"] == 80.0  # this run's row stays
     assert rows["tfidf+linear"]["note"] == ("earlier run (2026-12-02 at f1afbad; speed not from "
@@ -124,3 +138,62 @@ def test_interleaved_rates_time_every_call_in_every_round() -> None:
     # each round: a warm-up call and one timed pass of each, forward, backward, forward
     assert order == ["a"] * 2 + ["b"] * 2 + ["c"] * 2 + ["c"] * 2 + ["b"] * 2 + ["a"] * 2 \
         + ["a"] * 2 + ["b"] * 2 + ["c"] * 2
+
+
+def test_every_task_is_known_and_the_report_says_what_train_time_counts() -> None:
+    assert frontier.TASKS == ("fortunes", "debian", "debian-long")
+    assert set(frontier.EPOCHS) == set(frontier.TASKS)
+    result = {"task": "debian-long", "quick": True, "date": "2026-12-07T00:00:00+00:00",
+              "finished": "2026-12-07T00:10:00+00:00", "commit": "abc", "machine_before": "m",
+              "machine_after": "m", "threads": 2, "seeds": [0], "metaprep_epochs": 1,
+              "metaprep_lr": 1e-3, "jobs": 2, "align_s": 12.0, "labels": 37,
+              "sizes": {"train": 1500, "dev": 300, "test": 300},
+              "rows": [{"system": "metaprep fast", "accuracy_mean": 1.0, "accuracy_sd": 0.0,
+                        "macro_f1_mean": 1.0, "macro_f1_sd": 0.0, "train_s_mean": 1.0},
+                       {"system": "fasttext", "skipped": "fasttext not installed"}]}
+    text = frontier.report(result)
+    assert "- metaprep: the `metaprep train` command" in text and "(12 s here)" in text
+    assert "- fasttext:" not in text  # skipped: nothing to explain
+    for system in frontier.SYSTEMS:  # every system is explained
+        key = "metaprep" if system.startswith("metaprep ") else system
+        assert key in frontier.train_counts(result)
+
+
+def test_align_seconds_are_kept_with_the_store_and_epochs_counted_over_members(
+        tmp_path: Path) -> None:
+    import json
+
+    assert frontier.align_seconds(tmp_path, 0.0) == 0.0  # none measured yet
+    assert frontier.align_seconds(tmp_path, 41.5) == 41.5
+    assert frontier.align_seconds(tmp_path, 0.0) == 41.5  # a reused store: its build's time
+    run = tmp_path / "run"
+    for sub, epochs in (("", 3), ("teacher/members/0", 2), ("teacher/members/1", 4)):
+        (run / sub).mkdir(parents=True, exist_ok=True)
+        (run / sub / "metrics.json").write_text(json.dumps({"epochs": [{}] * epochs}))
+    (run / "teacher" / "ensemble.json").write_text("{}")
+    (run / "teacher" / "metrics.json").write_text(json.dumps({"epochs": [{}] * 9}))  # skipped
+    assert frontier.epochs_run(run) == 9
+    assert frontier.epochs_run(tmp_path / "nothing") is None
+
+
+def test_quick_task_data_keeps_the_long_task_s_labels(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """--quick cuts each split to its first rows; dev and test keep train's labels only."""
+    import json
+
+    import realdata
+
+    files = {}
+    for split, n in (("train", 40), ("dev", 20), ("test", 20)):
+        rows = [(f"text {i} " + "word " * 120, "ab"[i % 2] if split == "train" or i < 15
+                 else "c") for i in range(n)]
+        files[split] = str(tmp_path / f"debian-long.{split}.tsv")
+        realdata.write_tsv(files[split], rows)
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"tasks": {"debian-long": {"files": files}}}))
+    monkeypatch.setattr(frontier, "WORK", tmp_path / "work")
+    monkeypatch.setattr(frontier, "QUICK_SIZES", {"train": 10, "dev": 30, "test": 30})
+    _, quick = frontier.task_data("debian-long", tmp_path, quick=True)
+    assert len(frontier.read_task(quick["train"])[0]) == 10
+    assert set(frontier.read_task(quick["dev"])[1]) == {"a", "b"}
+    assert len(frontier.read_task(quick["test"])[0]) == 15

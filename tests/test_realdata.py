@@ -384,3 +384,221 @@ def test_debtags_task_keeps_supported_facet_tags_and_unlabelled_packages() -> No
                     ("only other facets", ())]
     assert stats == {"packages": 6, "untagged": 1, "empty": 0, "duplicate": 1, "kept": 4,
                      "labels": 2, "rare_tags_dropped": 1, "no_label": 1}
+
+
+# --- the long Debian task --------------------------------------------------------------------
+
+_LONG_PACKAGES = """\
+Package: 0ad
+Source: 0ad-src (0.26-3)
+Description: Real-time strategy game of ancient warfare
+Description-md5: aaa
+Section: games
+
+Package: foo-doc
+Description: documentation for foo
+ Foo's manual, in HTML.
+ .
+ Read it with a browser.
+Section: contrib/doc
+
+Package: bare
+Description: a package with no long description anywhere
+Description-md5: ccc
+Section: misc
+"""
+
+_TRANSLATION = """\
+Package: 0ad
+Description-md5: aaa
+Description-en: Real-time strategy game of ancient warfare
+ 0 A.D. is a   real-time strategy
+ game of ancient warfare.
+ .
+ It runs on Linux.
+
+Package: 0ad
+Description-md5: old
+Description-en: the description of another version
+ Not this one: its md5 is not the one the Packages index names.
+
+Package: foo-doc
+Description-md5: bbb
+Description-en: documentation for foo
+ The translated text; the Packages stanza names no md5, so its own text is used.
+"""
+
+
+def test_long_description_paragraphs() -> None:
+    value = "Synopsis\nline one\nline   two\n.\nsecond  para\n.\n.\n  verbatim\tline"
+    assert realdata.long_description(value) == "line one line two\n\nsecond para\n\nverbatim line"
+    assert realdata.long_description("only a synopsis") == ""
+
+
+def test_read_packages_keeps_md5_source_and_long_text(tmp_path: Path) -> None:
+    p = tmp_path / "Packages"
+    p.write_text(_LONG_PACKAGES, encoding="utf-8")
+    ad, doc, bare = realdata.read_packages(p)
+    assert (ad.description_md5, ad.source, ad.long_description) == ("aaa", "0ad-src", "")
+    assert (doc.description_md5, doc.source) == ("", "foo-doc")  # no Source: the name
+    assert doc.long_description == "Foo's manual, in HTML.\n\nRead it with a browser."
+    assert doc.description == "documentation for foo" and doc.section == "doc"
+
+
+def test_read_translations_keys_by_name_and_md5(tmp_path: Path) -> None:
+    import gzip
+
+    t = tmp_path / "x_i18n_Translation-en.gz"
+    t.write_bytes(gzip.compress(_TRANSLATION.encode()))
+    translations = realdata.read_translations(t)
+    assert translations[("0ad", "aaa")] == ("0 A.D. is a real-time strategy game of ancient "
+                                           "warfare.\n\nIt runs on Linux.")
+    assert set(translations) == {("0ad", "aaa"), ("0ad", "old"), ("foo-doc", "bbb")}
+    assert realdata.find_translation_files(tmp_path) == [t]
+    bad = tmp_path / "bad"
+    bad.write_text("Package: a\n\tcontinued\nno colon\n", encoding="utf-8")
+    with pytest.raises(FormatError) as info:
+        realdata.read_translations(bad)
+    assert str(bad) in str(info.value) and "Translation" in str(info.value)
+    with pytest.raises(DataError, match="Acquire::Languages=en"):
+        realdata.read_translations(tmp_path / "missing")
+
+
+def test_debian_long_task_joins_by_name_and_md5(tmp_path: Path) -> None:
+    p = tmp_path / "Packages"
+    p.write_text(_LONG_PACKAGES, encoding="utf-8")
+    t = tmp_path / "Translation-en"
+    t.write_text(_TRANSLATION, encoding="utf-8")
+    config = realdata.DebianLongConfig(min_words=1, min_count=1)
+    kept, stats = realdata.debian_long_task(realdata.read_packages(p),
+                                            realdata.read_translations(t), config)
+    # paragraph breaks become spaces; foo-doc's text comes from its own stanza
+    assert kept == {"games": ["0 A.D. is a real-time strategy game of ancient warfare. It runs "
+                              "on Linux."],
+                    "doc": ["Foo's manual, in HTML. Read it with a browser."]}
+    assert stats["no_long_description"] == 1 and stats["kept"] == 2
+
+
+def _lp(name: str, text: str, section: str, source: str = "") -> object:
+    return realdata.Package(name=name, description="synopsis", section=section, area="main",
+                            tags=(), source=source or name, long_description=text)
+
+
+def _words(tag: str, n: int) -> str:
+    return " ".join(f"{tag}{i}" for i in range(n))
+
+
+def test_debian_long_task_length_filter_duplicates_and_near_duplicates() -> None:
+    pkgs = [
+        _lp("short", _words("s", 4), "utils"),  # under min_words
+        _lp("exact", _words("e", 5), "utils"),  # exactly min_words: kept
+        _lp("dup-a", _words("d", 6), "utils"),
+        _lp("dup-b", _words("D", 0) + _words("d", 6).upper(), "utils"),  # same text, same section
+        _lp("two-a", _words("t", 6), "utils"),
+        _lp("two-b", _words("t", 6), "net"),  # in two sections: dropped from both
+        # one source package: one group, whatever the texts
+        _lp("libfoo1", "Foo frobs widgets fast. " + _words("run", 5), "libs", "foo"),
+        _lp("libfoo-dev", "Headers of foo: " + _words("dev", 5), "libdevel", "foo"),
+        # two sources, the same three opening words: one group
+        _lp("qux-a", "Qux is great " + _words("a", 5), "utils"),
+        _lp("qux-b", "QUX IS  GREAT " + _words("b", 5), "net"),
+        # linked through a chain: x and y share a source, y and z an opening
+        _lp("x", "X opens here " + _words("x", 5), "net", "s1"),
+        _lp("y", "Y opens here " + _words("y", 5), "net", "s1"),
+        _lp("z", "Y OPENS HERE " + _words("z", 5), "utils", "s2"),
+        _lp("exact", "a later stanza of the same name is ignored " * 2, "misc"),
+    ]
+    config = realdata.DebianLongConfig(min_words=5, opening_words=3, min_count=1)
+    kept, stats = realdata.debian_long_task(pkgs, {}, config)
+    assert stats == {"packages": 13, "no_long_description": 0, "too_short": 1, "duplicate": 1,
+                     "cross_section": 2, "near_duplicate": 4, "kept": 5, "small_section": 0,
+                     "small_sections": {}}
+    texts = [t for ts in kept.values() for t in ts]
+    assert _words("e", 5) in texts and _words("d", 6) in texts
+    for group in (("Foo frobs", "Headers of foo"), ("Qux is", "QUX IS"),
+                  ("X opens", "Y opens", "Y OPENS")):
+        assert sum(t.startswith(group) for t in texts) == 1
+    # the kept member of a group does not depend on the input order
+    assert realdata.debian_long_task(pkgs[::-1][1:] + pkgs[-1:], {}, config)[0] == kept
+    kept2, stats2 = realdata.debian_long_task(pkgs, {}, realdata.DebianLongConfig(
+        min_words=5, opening_words=3, min_count=2))
+    assert kept2 == {s: v for s, v in kept.items() if len(v) >= 2}
+    assert stats2["small_section"] == sum(len(v) for v in kept.values() if len(v) < 2) > 0
+
+
+def _long_packages(n_sections: int = 3, per: int = 50) -> str:
+    stanzas = [f"Package: p{s}-{i}\nDescription: synopsis\n {_words(f'w{s}x{i}y', 8)}\n .\n "
+               f"{_words('same', 4)}\nSection: sec{s}\n"
+               for s in range(n_sections) for i in range(per + 10 * s)]
+    stanzas.append(f"Package: tiny\nDescription: too few\n {_words('tiny', 12)}\nSection: tiny\n")
+    stanzas.append("Package: brief\nDescription: too short\n a b c\nSection: sec0\n")
+    return "\n".join(stanzas)
+
+
+def test_prepare_debian_long_split_cap_and_determinism(tmp_path: Path) -> None:
+    src = tmp_path / "Packages"
+    src.write_text(_long_packages(), encoding="utf-8")
+    out = tmp_path / "out"
+    config = realdata.DebianLongConfig(min_words=10, train_cap=18)
+    entries = realdata.prepare_debian_long(out, [src], [], config)
+    assert set(entries) == {"debian-long", "debian-long-train18"}
+    entry = entries["debian-long"]
+    assert entry["counts"]["train"] == {"sec0": 40, "sec1": 48, "sec2": 56}
+    assert entry["counts"]["test"] == {"sec0": 5, "sec1": 6, "sec2": 7}
+    assert entry["cleaning"]["too_short"] == 1
+    assert entry["cleaning"]["small_sections"] == {"tiny": 1}
+    assert entry["words"]["all"]["texts"] == 180 and entry["words"]["all"]["median"] == 12
+    files = {s: Path(p) for s, p in entry["files"].items()}
+    assert files["train"].name == "debian-long.train.tsv"
+    rows = {s: realdata.read_tsv(p) for s, p in files.items()}
+    texts = [t for r in rows.values() for t, _ in r]
+    assert len(set(texts)) == len(texts) == 180  # disjoint and complete
+    capped = entries["debian-long-train18"]
+    assert capped["counts"]["train"] == {"sec0": 5, "sec1": 6, "sec2": 7}
+    cap_rows = realdata.read_tsv(capped["files"]["train"])
+    assert set(cap_rows) <= set(rows["train"])
+    for s in ("dev", "test"):  # the same dev and test as the full task
+        assert Path(capped["files"][s]).read_bytes() == files[s].read_bytes()
+    first = {s: p.read_bytes() for s, p in files.items()}
+    assert realdata.prepare_debian_long(out, [src], [], config) == entries  # idempotent
+    assert {s: p.read_bytes() for s, p in files.items()} == first
+    other = realdata.prepare_debian_long(tmp_path / "o2", [src], [],
+                                         realdata.DebianLongConfig(min_words=10, seed=1))
+    assert Path(other["debian-long"]["files"]["test"]).read_bytes() != first["test"]
+    assert set(other) == {"debian-long"}
+
+
+def test_cap_train_keeps_each_label_share() -> None:
+    train = [(f"t{i}", "big") for i in range(90)] + [(f"u{i}", "small") for i in range(10)]
+    capped = realdata.cap_train(train, 10)
+    assert Counter(lab for _, lab in capped) == {"big": 9, "small": 1}
+    assert capped == [r for r in train if r in capped]  # the first ones, order kept
+    assert Counter(lab for _, lab in realdata.cap_train(train, 5)) == {"big": 4, "small": 1}
+    assert realdata.cap_train(train, 1000) == train
+
+
+def test_main_debian_long_only_and_without_translations(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "real"
+    monkeypatch.setattr(realdata, "export_glove", lambda o: (o / "g.npy", o / "g.txt"))
+    monkeypatch.setattr(realdata, "minilm_paths", lambda: (Path("m"), "t", Path("v")))
+    src = tmp_path / "Packages"
+    src.write_text(_long_packages(), encoding="utf-8")
+    trans = tmp_path / "Translation-en"
+    trans.write_text(_TRANSLATION, encoding="utf-8")
+    assert realdata.main(["--out", str(out), "--packages-file", str(src), "--translation-file",
+                          str(trans), "--long-min-words", "10", "--long-train-cap", "30"]) == 0
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    # --packages-file is the input of the long task here, not a request for the short one
+    assert set(manifest["tasks"]) == {"debian-long", "debian-long-train30"}
+    assert manifest["tasks"]["debian-long"]["config"]["min_words"] == 10
+    assert not (out / "debian.train.tsv").exists()
+    assert "median 12" in capsys.readouterr().out
+    short = tmp_path / "Short"
+    short.write_text(_big_packages(), encoding="utf-8")  # short descriptions only
+    assert realdata.main(["--out", str(out), "--debian-long", "--packages-file", str(short),
+                          "--translation-file", str(trans)]) == 2
+    assert "Acquire::Languages=en" in capsys.readouterr().err
