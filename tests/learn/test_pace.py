@@ -84,8 +84,8 @@ def test_fast_dropout_drops_the_share_asked_and_keeps_the_mean() -> None:
     assert torch.equal(drop.eval()(torch.ones(5)), torch.ones(5))
 
 
-@pytest.mark.parametrize(("n", "batch"), [(47_663, 256), (10_080, 64), (1_000, 32),
-                                          (10, 32), (5_000_000, 256)])
+@pytest.mark.parametrize(("n", "batch"), [(47_663, 256), (25_000, 128), (10_080, 64),
+                                          (1_000, 64), (10, 64), (5_000_000, 256)])
 def test_batch_size_zero_is_picked_from_the_training_set_and_scales_the_lr(n: int, batch: int
                                                                         ) -> None:
     cfg = RunConfig(batch_size=0, lr=1e-3).for_examples(n)
@@ -109,10 +109,10 @@ def test_linear_schedule_with_an_auto_batch_trains_and_records_what_it_used(tmp_
                     patience=10)
     m = train(cfg, store=task["store"], train_data=task["train"], dev=task["dev"],
               out=tmp_path / "r", progress=False)
-    assert m["batch_size"] == 32 and m["lr"] == pytest.approx(0.05)  # 96 texts: the smallest
+    assert m["batch_size"] == 64 and m["lr"] == pytest.approx(0.1)  # 96 texts: the smallest
     lrs = [e["lr"] for e in m["epochs"]]  # the lr of each epoch's last step
     steps = m["epochs"][-1]["steps"]
-    assert lrs == pytest.approx([0.05 * (1 - (s - 1) / steps)
+    assert lrs == pytest.approx([0.1 * (1 - (s - 1) / steps)
                                  for s in (e["steps"] for e in m["epochs"])])
     assert m["dev"]["accuracy"] > 0.8
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
