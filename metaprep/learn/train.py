@@ -347,10 +347,8 @@ def _end_epoch(loop: _Loop, elapsed: float) -> None:
 def _finish(loop: _Loop, keep_checkpoint: bool) -> dict[str, Any]:
     import torch.distributed as dist
 
-    if loop.world > 1:
-        dist.barrier()  # rank 0 has written the best weights
     run, state, (train_data, dev_data, test_data) = loop.run, loop.state, loop.data
-    loop.model.load_state_dict(run.load_best())
+    loop.model.load_state_dict(_best_weights(loop))
     labels = run.labels
     thresholds = None
     if dev_data.targets is not None:  # tuned on dev once, with the best weights; kept with the run
@@ -378,6 +376,15 @@ def _finish(loop: _Loop, keep_checkpoint: bool) -> dict[str, Any]:
         dist.barrier()
         dist.destroy_process_group()
     return metrics
+
+
+def _best_weights(loop: _Loop) -> dict[str, torch.Tensor]:
+    """The best weights, read by rank 0 and sent to the others: no other rank reads a new
+    run's directory, so other machines need not share it (docs/multi-node.md)."""
+    box: list[Any] = [loop.run.load_best() if loop.main else None]
+    if loop.world > 1:
+        torch.distributed.broadcast_object_list(box, src=0, device=loop.device)
+    return dict(box[0])
 
 
 def _analyse(run: Run, model: MetaEmbeddingClassifier, dev: TaskData, train: TaskData,
