@@ -36,9 +36,16 @@ import numpy as np
 
 from metaprep.errors import DataError, ModelError
 from metaprep.ids import ID_OFFSET, UNK_ID
-from metaprep.runtime.batching import BatchPool, batches
+from metaprep.runtime.batching import BatchPool, batches, text_sides
 from metaprep.runtime.inputs import Text
-from metaprep.runtime.modeldir import TOKENIZER, VOCAB_TXT, Manifest, ModelDir
+from metaprep.runtime.modeldir import (
+    DEFERRABLE,
+    TOKENIZER,
+    VOCAB_TXT,
+    Manifest,
+    ModelDir,
+    graph_bytes,
+)
 from metaprep.runtime.probabilities import (
     Probabilities,
     check_top_k,
@@ -49,12 +56,15 @@ from metaprep.runtime.runcheck import checked, checked_ids, one_line, ran
 from metaprep.runtime.textpath import Encoded, TextPath
 from metaprep.tokenize import Tokenizer
 
-__all__ = ["MAX_BATCH", "MAX_THREADS", "Model", "RunStats"]
+__all__ = ["MAX_BATCH", "MAX_THREADS", "WAIT_GRAPH_BYTES", "Model", "RunStats"]
 
 # bounds of the options: far above any measured use, below what would exhaust the machine (a
 # million threads, a batch holding a whole stream)
 MAX_THREADS = 1024
 MAX_BATCH = 1 << 16
+# a text graph above this is checked and loaded on a thread by default: onnxruntime took 4.2 s
+# to load a 3.5M-word one (48 MB), about 0.1 s a MB
+WAIT_GRAPH_BYTES = 4 << 20
 
 
 @dataclass
@@ -76,18 +86,29 @@ class Model:
     multi-GB tables once) or "none". ``spin``:
     let onnxruntime's worker threads busy-wait between batches (off: on a machine whose cores
     are shared, the spinning threads took the CPU from the text path; see
-    benchmarks/results/text-path.md)."""
+    benchmarks/results/text-path.md). ``wait``: whether the text and serve graphs are checked
+    and loaded before the constructor returns (True), or on a thread while texts take the
+    Python path, which gives the same ids (False); None (default): wait for a text graph up to
+    WAIT_GRAPH_BYTES. A graph that fails its checks there refuses every call after it
+    (``load_graphs`` waits for it and raises the same)."""
 
     def __init__(self, model_dir: str | Path, *, threads: int | None = None,
-                 batch_size: int = 64, verify: str = "fast", spin: bool = False) -> None:
+                 batch_size: int = 64, verify: str = "fast", spin: bool = False,
+                 wait: bool | None = None) -> None:
         if verify not in ("fast", "full", "none"):
             raise ValueError("verify must be fast, full or none")
+        if wait not in (None, True, False):
+            raise ValueError("wait must be None, True or False")
         if not _whole(batch_size, MAX_BATCH):
             raise ValueError(f"batch_size must be a whole number from 1 to {MAX_BATCH}")
         if threads is not None and not _whole(threads, MAX_THREADS):
             raise ValueError(f"threads must be None or a whole number from 1 to {MAX_THREADS}")
         self.path = Path(model_dir)
-        self.dir = ModelDir.open(self.path, verify=verify)  # every check before onnxruntime
+        if wait is None:
+            wait = graph_bytes(self.path, "text") <= WAIT_GRAPH_BYTES
+        later = () if wait else DEFERRABLE
+        # every check before onnxruntime; the deferred graphs' in _load_later
+        self.dir = ModelDir.open(self.path, verify=verify, defer=later)
         self.manifest: Manifest = self.dir.manifest
         self.labels: list[str] = list(self.dir.labels)
         self.pair: bool = self.manifest.task.pair
@@ -105,9 +126,11 @@ class Model:
         self.vocab = self.dir.vocab()
         self.text_ids = TextPath(self.tokenizer, self.vocab, self.max_tokens)  # texts -> ids
         self.stats = RunStats()
-        # guards the statistics and the sessions: threads may share one Model
+        # guards the statistics: threads may share one Model
         self._lock = threading.Lock()
         self._sessions: dict[str, Any] = {}
+        # one per graph: a session being made on the loading thread holds up no other
+        self._session_locks = {g: threading.Lock() for g in self.manifest.graphs}
         # each graph's file, for the errors of a batch (a Path built per batch cost 10%)
         self._paths = {g: self.dir.graph_path(g) for g in self.manifest.graphs}
         self._pool = BatchPool(self.workers)
@@ -117,20 +140,59 @@ class Model:
         self.text_note = ""
         self._text: Any = None
         self._serve: Any = None  # texts -> outputs in one graph (textgraph.serve_graph)
-        if "text" in self.manifest.graphs:
-            self._load_text_graph()
-        if "serve" in self.manifest.graphs and self._text is not None:
-            self._load_serve_graph()
+        self._refused: ModelError | None = None  # a deferred graph failed its checks
+        self._loader: threading.Thread | None = None
+        if self.dir.deferred:
+            self.text_note = "text graph loading"
+            self._loader = threading.Thread(target=self._load_later, daemon=True,
+                                            name="metaprep-text-graph")
+            self._loader.start()
+        else:
+            self._load_text_graphs()
 
     # --- sessions ------------------------------------------------------------------------------
     def load_graphs(self) -> None:
         """Create every graph's session now (the front end's is otherwise made at the first
-        ``embed``): export opens what it wrote this way before it commits the directory."""
+        ``embed``), after the text and serve graphs' checks and loading if they run on a
+        thread (a ModelError if they failed): export opens what it wrote this way before it
+        commits the directory."""
+        if self._loader is not None:
+            self._loader.join()
+        self._check_refused()
         for graph in self.manifest.graphs:
             self._session(graph)
 
+    def _check_refused(self) -> None:
+        if self._refused is not None:
+            raise self._refused
+
+    def _load_text_graphs(self) -> None:
+        if "text" in self.manifest.graphs:
+            self._load_text_graph()
+        if "serve" in self.manifest.graphs and self._text is not None:
+            # proven the join of the text and model graphs (graphjoin): gives what they give
+            self._serve = self._session("serve")
+
+    def _load_later(self) -> None:
+        """On the loading thread: the deferred graphs' checks, then their sessions and probes.
+        Until it ends texts take the Python path; a failed check refuses the model."""
+        try:
+            self.dir.check_deferred()
+            self._load_text_graphs()
+            if self._text is not None:
+                self.text_note = ""
+        except ModelError as exc:
+            self.text_note = f"text graph refused: {exc}"
+            self._refused = exc
+        except Exception as exc:  # noqa: BLE001 - a thread's error would otherwise vanish
+            self._refused = ModelError(f"loading the text graph failed: {one_line(exc)}",
+                                       path=self.path)
+
     def _session(self, graph: str) -> Any:
-        with self._lock:  # threads calling embed() first would each build the session
+        got = self._sessions.get(graph)
+        if got is not None:
+            return got
+        with self._session_locks[graph]:  # threads calling embed() first would each build it
             return self._sessions.get(graph) or self._new_session(graph)
 
     def _new_session(self, graph: str) -> Any:
@@ -159,40 +221,21 @@ class Model:
         """Tokenize in onnxruntime when the model has a text graph that loads and gives exactly
         the Python path's ids on the probes; else the Python path, with ``text_note`` saying why."""
         try:
-            self._text = self._session("text")
+            text = self._session("text")
         except ModelError as exc:  # e.g. an onnxruntime build without the contrib ops
             self.text_note = f"text graph not used: {exc}"
             return
-        path = self.dir.graph_path("text")
-        ports = ([i.name for i in self._text.get_inputs()], [o.name for o in
-                                                            self._text.get_outputs()])
-        if ports != (["text"], ["ids", "missed"]):
-            raise ModelError(f"{path.name} reads {ports[0]} and gives {ports[1]}, not text -> "
-                             "ids, missed", path=path, hint="re-export the model directory")
-        probes = self.text_ids.probes()
-        try:
-            got = self._encode_in_graph(probes)
-        except ModelError:
-            raise
-        except Exception as exc:  # onnxruntime's errors are not typed
-            raise ModelError(f"{path.name} fails on the probe texts: {exc}", path=path,
-                             hint="re-export the model directory") from exc
-        want = self.text_ids.in_python(probes)
-        if got is None or not all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)):
-            raise ModelError(f"{path.name} does not give the ids that {TOKENIZER} and {VOCAB_TXT} "
-                             "give", path=path, hint="re-export the model directory")
+        self.text_ids.check_graph(text, self._encode_in_graph, self.dir.graph_path("text"),
+                                  f"{TOKENIZER} and {VOCAB_TXT}")
+        self._text = text  # only now: batches on other threads may already run
         self.text_path = "onnxruntime"
-
-    def _load_serve_graph(self) -> None:
-        """The serve graph: ModelDir.open proved it the join of the text graph and the model
-        graph (graphjoin), so it gives what the two give one after the other."""
-        self._serve = self._session("serve")
 
     # --- text -> ids ---------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
         """Model ids of one text (truncated at max_tokens; counted in ``stats``)."""
         if not isinstance(text, str):
             raise DataError(f"encode takes one text (str), not {type(text).__name__}")
+        self._check_refused()
         ids, lengths, counts = self.text_ids.in_python([text])
         self._count(ids, lengths, counts)
         return ids[0, : lengths[0]].tolist()
@@ -250,31 +293,11 @@ class Model:
             st.empty += empty
             st.truncated += truncated
 
-    def _sides(self, texts: Sequence[Text], pair: bool) -> list[Sequence[str]]:
-        """The texts, or for pairs the first texts and the second texts."""
-        if isinstance(texts, (str, bytes)):  # a sequence too: a prediction per character
-            raise DataError(f"give a list of texts, not one {type(texts).__name__}: "
-                            "model.predict([text])")
-        if not isinstance(texts, (Sequence, np.ndarray)) or getattr(texts, "ndim", 1) != 1:
-            # None, a number, a generator, or a set or dict (no order to give the rows back in)
-            raise DataError(f"give a list of texts, not {type(texts).__name__}: "
-                            "model.predict([text, ...])")
-        if pair:
-            if not all(isinstance(t, tuple) and len(t) == 2 for t in texts):
-                raise DataError("this model reads sentence pairs: give (text_a, text_b)")
-            if not all(isinstance(t[0], str) and isinstance(t[1], str) for t in texts):  # type: ignore[index]
-                raise DataError("a sentence pair is two texts (str)")
-            return [[t[0] for t in texts], [t[1] for t in texts]]  # type: ignore[index]
-        if set(map(type, texts)) - {str} and not all(isinstance(t, str) for t in texts):
-            other = next(t for t in texts if not isinstance(t, str))
-            raise DataError("this model reads single texts (str), not pairs" if isinstance(
-                other, tuple) else f"texts must be str, not {type(other).__name__}")
-        return [texts]  # type: ignore[list-item]
-
     # --- batches -------------------------------------------------------------------------------
     def _run(self, graph: str, texts: Sequence[Text], output: str, *, pair: bool) -> np.ndarray:
+        self._check_refused()
         sess = self._session(graph)
-        sides = self._sides(texts, pair)
+        sides = text_sides(texts, pair)
         n = len(texts)
         # texts of like length share a batch (little padding): characters stand for tokens
         size = np.fromiter(map(len, sides[0]), dtype=np.int64, count=n)
