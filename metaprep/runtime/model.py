@@ -13,14 +13,13 @@ policy (unknown words -> UNK), truncation at the manifest's ``max_tokens`` (coun
 graph (``text.onnx``) the tokenizer and the lookup run in onnxruntime too, giving the same ids
 as the Python path (which stays for batches the graph cannot take exactly); with a serve graph
 (``serve.onnx``) texts go in and the model's outputs come out of one run, proven at load to be
-the two graphs joined (graphjoin).
-An empty text is a defined input: the model reads it as one padding token. Sentence pairs are
-``(text_a, text_b)`` tuples.
+the two graphs joined (graphjoin). A large text graph is checked and loaded on a thread
+(``ready``), the Python path serving meanwhile. An empty text is read as one padding token.
+Sentence pairs are ``(text_a, text_b)`` tuples.
 
 This module holds the sessions, the graphs' loading and the public calls; texts -> ids is
 textpath.py, the batches and threads batching.py, reading input files inputs.py. Imports: the
-standard library, numpy, onnxruntime and metaprep's pure modules. A test checks that using this
-module loads no torch, gensim or h5py.
+standard library, numpy, onnxruntime and metaprep's pure modules (tested: no torch, gensim, h5py).
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ from metaprep.runtime.probabilities import (
     over_threshold,
     top_k_order,
 )
-from metaprep.runtime.runcheck import checked, checked_ids, one_line, ran
+from metaprep.runtime.runcheck import checked, checked_ids, new_session, one_line, ran
 from metaprep.runtime.textpath import Encoded, TextPath
 from metaprep.tokenize import Tokenizer
 
@@ -89,8 +88,7 @@ class Model:
     benchmarks/results/text-path.md). ``wait``: whether the text and serve graphs are checked
     and loaded before the constructor returns (True), or on a thread while texts take the
     Python path, which gives the same ids (False); None (default): wait for a text graph up to
-    WAIT_GRAPH_BYTES. A graph that fails its checks there refuses every call after it
-    (``load_graphs`` waits for it and raises the same)."""
+    WAIT_GRAPH_BYTES. A graph that fails its checks there refuses every call after it."""
 
     def __init__(self, model_dir: str | Path, *, threads: int | None = None,
                  batch_size: int = 64, verify: str = "fast", spin: bool = False,
@@ -106,9 +104,8 @@ class Model:
         self.path = Path(model_dir)
         if wait is None:
             wait = graph_bytes(self.path, "text") <= WAIT_GRAPH_BYTES
-        later = () if wait else DEFERRABLE
         # every check before onnxruntime; the deferred graphs' in _load_later
-        self.dir = ModelDir.open(self.path, verify=verify, defer=later)
+        self.dir = ModelDir.open(self.path, verify=verify, defer=() if wait else DEFERRABLE)
         self.manifest: Manifest = self.dir.manifest
         self.labels: list[str] = list(self.dir.labels)
         self.pair: bool = self.manifest.task.pair
@@ -142,36 +139,41 @@ class Model:
         self._serve: Any = None  # texts -> outputs in one graph (textgraph.serve_graph)
         self._refused: ModelError | None = None  # a deferred graph failed its checks
         self._loader: threading.Thread | None = None
-        if self.dir.deferred:
-            self.text_note = "text graph loading"
-            self._loader = threading.Thread(target=self._load_later, daemon=True,
-                                            name="metaprep-text-graph")
-            self._loader.start()
-        else:
+        if not self.dir.deferred:
             self._load_text_graphs()
+            return
+        self.text_note = "text graph loading"
+        self._loader = threading.Thread(target=self._load_later, daemon=True)
+        self._loader.start()
 
     # --- sessions ------------------------------------------------------------------------------
     def load_graphs(self) -> None:
         """Create every graph's session now (the front end's is otherwise made at the first
-        ``embed``), after the text and serve graphs' checks and loading if they run on a
-        thread (a ModelError if they failed): export opens what it wrote this way before it
-        commits the directory."""
-        if self._loader is not None:
-            self._loader.join()
-        self._check_refused()
+        ``embed``; the text graph's beside a serve graph only then), after ``ready``: export
+        opens what it wrote this way before it commits the directory."""
+        self.ready()
         for graph in self.manifest.graphs:
             self._session(graph)
 
-    def _check_refused(self) -> None:
+    def ready(self, timeout: float | None = None) -> bool:
+        """Whether texts go through onnxruntime (a text or serve graph) yet, after waiting up to
+        ``timeout`` seconds (None: as long as it takes) for the thread that checks and loads
+        those graphs; their refusal if they failed a check (every call raises it then)."""
+        if self._loader is not None:
+            self._loader.join(timeout)
         if self._refused is not None:
             raise self._refused
+        return self.text_path == "onnxruntime"
 
     def _load_text_graphs(self) -> None:
-        if "text" in self.manifest.graphs:
-            self._load_text_graph()
-        if "serve" in self.manifest.graphs and self._text is not None:
-            # proven the join of the text and model graphs (graphjoin): gives what they give
-            self._serve = self._session("serve")
+        """The serve graph if there is one, else the text graph; the text graph beside the
+        serve graph only for a front end (embed): each holds the whole vocabulary's map (a
+        3.5M-word one took 4 s and 0.7 GB to load)."""
+        graphs = self.manifest.graphs
+        if "serve" in graphs:
+            self._load_text_graph("serve")
+        if "text" in graphs and (self._serve is None or "front_end" in graphs):
+            self._load_text_graph("text")
 
     def _load_later(self) -> None:
         """On the loading thread: the deferred graphs' checks, then their sessions and probes.
@@ -179,14 +181,13 @@ class Model:
         try:
             self.dir.check_deferred()
             self._load_text_graphs()
-            if self._text is not None:
+            if self.text_path == "onnxruntime":
                 self.text_note = ""
         except ModelError as exc:
             self.text_note = f"text graph refused: {exc}"
             self._refused = exc
         except Exception as exc:  # noqa: BLE001 - a thread's error would otherwise vanish
-            self._refused = ModelError(f"loading the text graph failed: {one_line(exc)}",
-                                       path=self.path)
+            self._refused = ModelError(f"loading the text graph failed: {one_line(exc)}")
 
     def _session(self, graph: str) -> Any:
         got = self._sessions.get(graph)
@@ -197,37 +198,29 @@ class Model:
 
     def _new_session(self, graph: str) -> Any:
         if graph not in self._sessions:
-            import onnxruntime as ort
-
-            path = self.dir.graph_path(graph)
-            opts = ort.SessionOptions()
-            # one thread per batch; batches run on ``workers`` threads at once (BatchPool): the text
-            # path between two runs then overlaps another batch's run instead of idling cores
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-            opts.add_session_config_entry("session.intra_op.allow_spinning",
-                                          "1" if self.spin else "0")
-            opts.log_severity_level = 4  # its errors are ours to report, on one line
-            try:
-                sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # onnxruntime's errors are not typed
-                raise ModelError(f"onnxruntime cannot load the graph: {one_line(exc)}",
-                                 path=path) from exc
+            sess = new_session(self.dir.graph_path(graph), spin=self.spin)
             self.dir.check_outputs(graph, {o.name: o.shape for o in sess.get_outputs()})
             self._sessions[graph] = sess
         return self._sessions[graph]
 
-    def _load_text_graph(self) -> None:
-        """Tokenize in onnxruntime when the model has a text graph that loads and gives exactly
-        the Python path's ids on the probes; else the Python path, with ``text_note`` saying why."""
+    def _load_text_graph(self, graph: str) -> None:
+        """Tokenize in onnxruntime when the model has a text (or serve) graph that loads and
+        gives exactly the Python path's ids on the probes; else the Python path, with
+        ``text_note`` saying why. The serve graph is proven the join of the text and model
+        graphs (graphjoin): it gives what they give one after the other."""
         try:
-            text = self._session("text")
+            session = self._session(graph)
         except ModelError as exc:  # e.g. an onnxruntime build without the contrib ops
             self.text_note = f"text graph not used: {exc}"
             return
-        self.text_ids.check_graph(text, self._encode_in_graph, self.dir.graph_path("text"),
-                                  f"{TOKENIZER} and {VOCAB_TXT}")
-        self._text = text  # only now: batches on other threads may already run
+        path = self.dir.graph_path(graph)
+        encode = self._encode_in_graph if graph == "text" else self._encode_in_serve
+        self.text_ids.check_graph(session, encode, path, f"{TOKENIZER} and {VOCAB_TXT}",
+                                  outputs=["ids", "missed"] if graph == "text" else None)
+        if graph == "text":  # only now: batches on other threads may already run
+            self._text = session
+        else:
+            self._serve = session
         self.text_path = "onnxruntime"
 
     # --- text -> ids ---------------------------------------------------------------------------
@@ -235,7 +228,7 @@ class Model:
         """Model ids of one text (truncated at max_tokens; counted in ``stats``)."""
         if not isinstance(text, str):
             raise DataError(f"encode takes one text (str), not {type(text).__name__}")
-        self._check_refused()
+        self.ready(timeout=0)  # a deferred graph that failed its checks refuses the call
         ids, lengths, counts = self.text_ids.in_python([text])
         self._count(ids, lengths, counts)
         return ids[0, : lengths[0]].tolist()
@@ -275,6 +268,15 @@ class Model:
         ids, missed = got
         return self.text_ids.from_graph(ids, missed, len(texts), self._paths["text"])
 
+    def _encode_in_serve(self, texts: Sequence[str]) -> Encoded | None:
+        """The serve graph's ids (cut at max_tokens), lengths and token counts."""
+        got = self._graph_run("serve", ["ids", "counts"], texts)
+        if got is None:
+            return None
+        empty = np.zeros(0, dtype=object)  # no token missed: ModelDir proved its map complete
+        return (*self.text_ids.from_graph(got[0], empty, len(texts), self._paths["serve"])[:2],
+                got[1])
+
     def _encode(self, texts: Sequence[str]) -> Encoded:
         """(ids (B, T>=1) right-padded with 0, lengths, token counts up to max_tokens + 1)"""
         got = self._encode_in_graph(texts) if self._text is not None else None
@@ -295,7 +297,7 @@ class Model:
 
     # --- batches -------------------------------------------------------------------------------
     def _run(self, graph: str, texts: Sequence[Text], output: str, *, pair: bool) -> np.ndarray:
-        self._check_refused()
+        self.ready(timeout=0)  # a deferred graph that failed its checks refuses the call
         sess = self._session(graph)
         sides = text_sides(texts, pair)
         n = len(texts)

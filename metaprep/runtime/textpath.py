@@ -81,12 +81,13 @@ class TextPath:
         return np.ascontiguousarray(ids), np.minimum(counts, self.max_tokens), counts
 
     def check_graph(self, session: Any, encode: Callable[[Sequence[str]], Encoded | None],
-                    path: Path, files: str) -> None:
-        """A ModelError naming ``path`` unless the text graph's ``session`` reads text and gives
-        ids and missed tokens, and ``encode`` (texts through it) gives exactly the Python
-        path's ids on the probe texts (``files``: what the Python path reads, for the message)."""
+                    path: Path, files: str, *, outputs: list[str] | None) -> None:
+        """A ModelError naming ``path`` unless the ``session`` of a graph that reads text reads
+        text and gives ``outputs`` (None: not checked here), and ``encode`` (texts through it)
+        gives exactly the Python path's ids on the probe texts (``files``: what the Python path
+        reads, for the message)."""
         ports = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
-        if ports != (["text"], ["ids", "missed"]):
+        if ports[0] != ["text"] or outputs is not None and ports[1] != outputs:
             raise ModelError(f"{path.name} reads {ports[0]} and gives {ports[1]}, not text -> "
                              "ids, missed", path=path, hint="re-export the model directory")
         probes = self.probes()

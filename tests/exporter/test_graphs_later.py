@@ -1,6 +1,7 @@
 """A model whose text graph is large opens at once and checks and loads the text and serve graphs
 on a thread (a 3.5M-word text graph took 4 s to load in onnxruntime): until then texts take the
-Python path, with the same predictions and counts; a deferred graph that fails a check refuses
+Python path, with the same predictions and counts (then the serve graph alone, without a second
+copy of the map in a text graph session); a deferred graph that fails a check refuses
 every call after it, as it would have refused the open."""
 
 from __future__ import annotations
@@ -60,9 +61,12 @@ def test_the_model_serves_the_same_before_and_after_its_graphs_load(
     assert later.text_path == "python" and later.text_note == "text graph loading"
     np.testing.assert_array_equal(later.predict_proba(TEXTS), now.predict_proba(TEXTS))
     assert later.stats == now.stats and later.text_path == "python"
+    assert not later.ready(timeout=0.01)
     release.set()
-    later.load_graphs()  # waits for the thread
+    assert later.ready()  # waits for the thread
     assert later.text_path == "onnxruntime" and later._serve is not None and not later.text_note
+    # the serve graph holds the vocabulary's map: the text graph's session would be a 2nd copy
+    assert later._text is None and "text" not in later._sessions
     np.testing.assert_array_equal(later.predict_proba(TEXTS), now.predict_proba(TEXTS))
 
 
@@ -72,8 +76,7 @@ def test_a_large_text_graph_is_loaded_on_a_thread_by_default(
     monkeypatch.setattr(model_module, "WAIT_GRAPH_BYTES", 100)
     model = Model(model_dir)
     assert model.dir.deferred == ("text", "serve")
-    model.load_graphs()
-    assert model.text_path == "onnxruntime"
+    assert model.ready() and model.text_path == "onnxruntime"
 
 
 def _forge_text_graph(src: Path, dst: Path) -> None:
@@ -103,6 +106,8 @@ def test_a_deferred_graph_that_fails_its_probes_refuses_every_later_call(
     with pytest.raises(ModelError, match="text.onnx does not give the ids"):
         Model(d, wait=True)
     model = Model(d, wait=False)  # opens: the graph is checked on the thread
+    with pytest.raises(ModelError, match="text.onnx does not give the ids"):
+        model.ready()
     with pytest.raises(ModelError, match="text.onnx does not give the ids"):
         model.load_graphs()
     assert model.text_path == "python" and "text graph refused" in model.text_note
