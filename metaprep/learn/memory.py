@@ -1,0 +1,101 @@
+"""What a stage will hold in memory, said before it starts: train and export estimate their
+largest parts from the store's shape and the run's config, print one line when the total passes
+the memory goal, and refuse with a hint when it passes what the machine has free.
+
+The figures are the parts that grow with the vocabulary: train's frozen tables (store dtype)
+and its trainable weights held four times (weights, gradients, Adam's two moments); export's
+torch model, its baked (V+2, D) float32 table and the vocabulary's map. On a 3.5M-word store
+(one source of 300 dims in float16, the fast preset, 1 epoch) train was estimated at 5.5 GB
+and measured at 5.0 GB of anonymous memory, export at 4.3 GB and 5.1 GB (GB = 2^30 bytes).
+No torch here: the estimate comes before the model is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from metaprep.errors import ConfigError
+from metaprep.ids import ID_OFFSET
+from metaprep.learn.config import RunConfig
+
+__all__ = ["MEMORY_GOAL", "Estimate", "available_bytes", "check_memory", "export_estimate",
+           "train_estimate"]
+
+# the anonymous memory a stage aims to stay under (issue 23: a competition entrant's inputs on
+# one machine)
+MEMORY_GOAL = 4 << 30
+# bytes of the exported vocabulary a word, while export builds its text graph (the map's
+# strings in the ONNX protobuf and in the runtime's check): 0.7 GB for 3.5M words, measured
+_MAP_BYTES_A_WORD = 200
+_HINT = ("a smaller vocabulary (align --vocab with the task's files), float16 tables "
+         "(align --dtype float16), fewer sources (--set sources=...) or a smaller learned "
+         "source (--set learned_dim=0)")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """About how many bytes a stage holds, by part (the largest ones only)."""
+
+    stage: str
+    parts: tuple[tuple[str, int], ...]
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.parts)
+
+    def line(self) -> str:
+        parts = ", ".join(f"{what} {_gb(n)}" for what, n in self.parts if n)
+        return f"{self.stage} holds about {_gb(self.total)} of memory ({parts})"
+
+
+def _gb(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GB" if n >= 100 << 20 else f"{n / (1 << 20):.1f} MB"
+
+
+def _tables(vocab_size: int, dims: Sequence[int], itemsizes: Sequence[int]) -> int:
+    return sum((vocab_size + ID_OFFSET) * d * b for d, b in zip(dims, itemsizes, strict=True))
+
+
+def train_estimate(cfg: RunConfig, itemsizes: Sequence[int]) -> Estimate:
+    """Training's tables (``itemsizes``: the store's bytes a number, per source) and its
+    trainable weights with their gradients and Adam's two moments."""
+    tables = _tables(cfg.vocab_size, cfg.source_dims, itemsizes)
+    weights = 4 * 4 * cfg.weight_count()
+    return Estimate("train", (("frozen tables", tables),
+                              ("weights, gradients and optimizer state", weights)))
+
+
+def export_estimate(cfg: RunConfig, itemsizes: Sequence[int], *, members: int = 1) -> Estimate:
+    """Export's torch model (tables and weights; an ensemble's ``members`` models), the baked
+    float32 table it writes and the vocabulary's map of its text graph."""
+    v = cfg.vocab_size
+    model = members * (_tables(v, cfg.source_dims, itemsizes) + 4 * cfg.weight_count())
+    baked = members * (v + ID_OFFSET) * cfg.meta_dim * 4
+    return Estimate("export", (("the trained model", model), ("baked tables", baked),
+                               ("vocabulary map", v * _MAP_BYTES_A_WORD)))
+
+
+def available_bytes() -> int | None:
+    """The memory the machine has free (Linux's MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_memory(estimate: Estimate, *, path: str | Path | None,
+                 log: Callable[[str], None] | None) -> None:
+    """Refuse (ConfigError) when the estimate passes the free memory; ``log`` a note when it
+    passes MEMORY_GOAL. Called before the stage loads anything large."""
+    free = available_bytes()
+    if free is not None and estimate.total > free:
+        raise ConfigError(f"{estimate.line()}: more than the {_gb(free)} this machine has free",
+                          path=path, hint=f"free memory, or use {_HINT}")
+    if estimate.total > MEMORY_GOAL and log is not None:
+        log(f"note: {estimate.line()}, above the {_gb(MEMORY_GOAL)} goal; to lower it: {_HINT}")
