@@ -29,9 +29,10 @@ MEMORY_GOAL = 4 << 30
 # bytes of the exported vocabulary a word, while export builds its text graph (the map's
 # strings in the ONNX protobuf and in the runtime's check): 0.7 GB for 3.5M words, measured
 _MAP_BYTES_A_WORD = 200
-_HINT = ("a smaller vocabulary (align --vocab with the task's files), float16 tables "
-         "(align --dtype float16), fewer sources (--set sources=...) or a smaller learned "
-         "source (--set learned_dim=0)")
+_HINTS = {"vocab": "a smaller vocabulary (align --vocab with the task's files)",
+          "float16": "float16 tables (align --dtype float16)",
+          "sources": "fewer sources (--set sources=...)",
+          "learned": "a smaller learned source (--set learned_dim=0)"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Estimate:
 
     stage: str
     parts: tuple[tuple[str, int], ...]
+    hints: tuple[str, ...] = tuple(_HINTS)  # what would lower it (keys of _HINTS)
 
     @property
     def total(self) -> int:
@@ -48,6 +50,10 @@ class Estimate:
     def line(self) -> str:
         parts = ", ".join(f"{what} {_gb(n)}" for what, n in self.parts if n)
         return f"{self.stage} holds about {_gb(self.total)} of memory ({parts})"
+
+    def hint(self) -> str:
+        found = [_HINTS[h] for h in self.hints]
+        return ", ".join(found[:-1]) + f" or {found[-1]}" if len(found) > 1 else "".join(found)
 
 
 def _gb(n: int) -> str:
@@ -58,13 +64,20 @@ def _tables(vocab_size: int, dims: Sequence[int], itemsizes: Sequence[int]) -> i
     return sum((vocab_size + ID_OFFSET) * d * b for d, b in zip(dims, itemsizes, strict=True))
 
 
+def _hints(cfg: RunConfig, itemsizes: Sequence[int]) -> tuple[str, ...]:
+    return ("vocab", *(["float16"] if max(itemsizes, default=2) > 2 else []),
+            *(["sources"] if len(itemsizes) > 1 else []),
+            *(["learned"] if cfg.learned_dim else []))
+
+
 def train_estimate(cfg: RunConfig, itemsizes: Sequence[int]) -> Estimate:
     """Training's tables (``itemsizes``: the store's bytes a number, per source) and its
     trainable weights with their gradients and Adam's two moments."""
     tables = _tables(cfg.vocab_size, cfg.source_dims, itemsizes)
     weights = 4 * 4 * cfg.weight_count()
     return Estimate("train", (("frozen tables", tables),
-                              ("weights, gradients and optimizer state", weights)))
+                              ("weights, gradients and optimizer state", weights)),
+                    _hints(cfg, itemsizes))
 
 
 def export_estimate(cfg: RunConfig, itemsizes: Sequence[int], *, members: int = 1) -> Estimate:
@@ -74,7 +87,8 @@ def export_estimate(cfg: RunConfig, itemsizes: Sequence[int], *, members: int = 
     model = members * (_tables(v, cfg.source_dims, itemsizes) + 4 * cfg.weight_count())
     baked = members * (v + ID_OFFSET) * cfg.meta_dim * 4
     return Estimate("export", (("the trained model", model), ("baked tables", baked),
-                               ("vocabulary map", v * _MAP_BYTES_A_WORD)))
+                               ("vocabulary map", v * _MAP_BYTES_A_WORD)),
+                    _hints(cfg, itemsizes))
 
 
 def available_bytes() -> int | None:
@@ -96,6 +110,7 @@ def check_memory(estimate: Estimate, *, path: str | Path | None,
     free = available_bytes()
     if free is not None and estimate.total > free:
         raise ConfigError(f"{estimate.line()}: more than the {_gb(free)} this machine has free",
-                          path=path, hint=f"free memory, or use {_HINT}")
+                          path=path, hint=f"free memory, or use {estimate.hint()}")
     if estimate.total > MEMORY_GOAL and log is not None:
-        log(f"note: {estimate.line()}, above the {_gb(MEMORY_GOAL)} goal; to lower it: {_HINT}")
+        log(f"note: {estimate.line()}, above the {_gb(MEMORY_GOAL)} goal; to lower it: "
+            f"{estimate.hint()}")

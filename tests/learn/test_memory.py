@@ -37,6 +37,11 @@ def test_the_estimates_add_up_the_tables_and_weights() -> None:
     assert dict(one.parts)["the trained model"] == tables + 4 * cfg.weight_count()
     assert dict(one.parts)["baked tables"] == (1000 + ID_OFFSET) * cfg.meta_dim * 4
     assert dict(two.parts)["the trained model"] == 2 * dict(one.parts)["the trained model"]
+    assert "float16" in got.hint() and "learned_dim" in got.hint()  # a float32 source
+    f16 = train_estimate(RunConfig(**{**cfg.__dict__, "learned_dim": 0, "learned_buckets": 0}),
+                         [2, 2])
+    assert "float16" not in f16.hint() and "learned_dim" not in f16.hint()
+    assert "--set sources" in f16.hint() and "align --vocab" in f16.hint()
     # a bigger vocabulary costs more in every part that grows with it
     big = export_estimate(RunConfig(**{**cfg.__dict__, "vocab_size": 10_000}), [2, 4])
     assert all(b > a for (_, a), (_, b) in zip(one.parts, big.parts, strict=True))
