@@ -2,12 +2,16 @@
 largest parts from the store's shape and the run's config, print one line when the total passes
 the memory goal, and refuse with a hint when it passes what the machine has free.
 
-The figures are the parts that grow with the vocabulary: train's frozen tables (store dtype)
-and its trainable weights held four times (weights, gradients, Adam's two moments); export's
-torch model, its baked (V+2, D) float32 table and the vocabulary's map. On a 3.5M-word store
-(one source of 300 dims in float16, the fast preset, 1 epoch) train was estimated at 5.5 GB
-and measured at 5.0 GB of anonymous memory, export at 4.3 GB and 5.1 GB (GB = 2^30 bytes).
-No torch here: the estimate comes before the model is built.
+The figures are the parts that grow with the vocabulary or the data: train's frozen tables
+(store dtype), its trainable weights held four times (weights, gradients, Adam's two moments)
+and the task data, which training holds whole (learn/data.py's TaskData); export's torch
+model, its baked (V+2, D) float32 table and the vocabulary's map. Against peak anonymous memory
+(GB = 1e9 bytes; benchmarks/bench_scale.py, synthetic Kaggle-size inputs): train on the
+540k-word task store (4 float32 sources, 1.3M examples) estimated 4.2, measured 4.7; train on
+the 3.5M-word union store (1 float16 source, 50k examples) estimated 6.0, measured 5.6 through
+the epoch and 7.9 after it (at the end of the epoch: evaluation and saving, not yet split up);
+export of that run estimated 4.6, measured 5.1. They are floors, not bounds. No torch here:
+the estimate comes before the model.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ __all__ = ["MEMORY_GOAL", "Estimate", "available_bytes", "check_memory", "export
 
 # the anonymous memory a stage aims to stay under (issue 23: a competition entrant's inputs on
 # one machine)
-MEMORY_GOAL = 4 << 30
+MEMORY_GOAL = 4_000_000_000
+# bytes of encoded task data (per-example id lists) a byte of the task files: 30 MB for 2.6 MB
+# (50,000 examples), 117 MB for 10.2 MB (200,000) of the synthetic Kaggle-like task, measured
+_DATA_BYTES_A_FILE_BYTE = 12
 # bytes of the exported vocabulary a word, while export builds its text graph (the map's
 # strings in the ONNX protobuf and in the runtime's check): 0.7 GB for 3.5M words, measured
 _MAP_BYTES_A_WORD = 200
@@ -57,7 +64,7 @@ class Estimate:
 
 
 def _gb(n: int) -> str:
-    return f"{n / (1 << 30):.1f} GB" if n >= 100 << 20 else f"{n / (1 << 20):.1f} MB"
+    return f"{n / 1e9:.1f} GB" if n >= 100_000_000 else f"{n / 1e6:.1f} MB"
 
 
 def _tables(vocab_size: int, dims: Sequence[int], itemsizes: Sequence[int]) -> int:
@@ -70,13 +77,16 @@ def _hints(cfg: RunConfig, itemsizes: Sequence[int]) -> tuple[str, ...]:
             *(["learned"] if cfg.learned_dim else []))
 
 
-def train_estimate(cfg: RunConfig, itemsizes: Sequence[int]) -> Estimate:
-    """Training's tables (``itemsizes``: the store's bytes a number, per source) and its
-    trainable weights with their gradients and Adam's two moments."""
+def train_estimate(cfg: RunConfig, itemsizes: Sequence[int], *, data_bytes: int = 0
+                   ) -> Estimate:
+    """Training's tables (``itemsizes``: the store's bytes a number, per source), its
+    trainable weights with their gradients and Adam's two moments, and the task data read
+    into memory (``data_bytes``: the size of the train, dev and test files)."""
     tables = _tables(cfg.vocab_size, cfg.source_dims, itemsizes)
     weights = 4 * 4 * cfg.weight_count()
     return Estimate("train", (("frozen tables", tables),
-                              ("weights, gradients and optimizer state", weights)),
+                              ("weights, gradients and optimizer state", weights),
+                              ("task data", _DATA_BYTES_A_FILE_BYTE * data_bytes)),
                     _hints(cfg, itemsizes))
 
 

@@ -162,7 +162,9 @@ def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, en
         files = {k: FileRef.of(inputs[k]) for k in SPLITS if inputs[k] is not None}
         cfg = _resolve_config(cfg, st)
         # before anything large is read: a note above the memory goal, a refusal above free RAM
-        check_memory(train_estimate(cfg, [st.vectors(s).dtype.itemsize for s in cfg.sources]),
+        sizes = sum(Path(inputs[k]).stat().st_size for k in files)
+        check_memory(train_estimate(cfg, [st.vectors(s).dtype.itemsize for s in cfg.sources],
+                                    data_bytes=sizes),
                      path=st.path, log=_note if show and write else None)
         encoder = TextEncoder.from_store(st, max_tokens=cfg.max_tokens)
         labels, data = _read_data({k: Path(inputs[k]) for k in files}, encoder, None,

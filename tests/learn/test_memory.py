@@ -30,8 +30,11 @@ def test_the_estimates_add_up_the_tables_and_weights() -> None:
     tables = (1000 + ID_OFFSET) * (300 * 2 + 50 * 4)  # float16 and float32 sources
     got = train_estimate(cfg, [2, 4])
     assert dict(got.parts) == {"frozen tables": tables,
-                               "weights, gradients and optimizer state": 16 * cfg.weight_count()}
+                               "weights, gradients and optimizer state": 16 * cfg.weight_count(),
+                               "task data": 0}
     assert got.total == tables + 16 * cfg.weight_count()
+    with_data = train_estimate(cfg, [2, 4], data_bytes=1000)
+    assert dict(with_data.parts)["task data"] > 1000  # the encoded examples outweigh the text
     two = export_estimate(cfg, [2, 4], members=2)
     one = export_estimate(cfg, [2, 4])
     assert dict(one.parts)["the trained model"] == tables + 4 * cfg.weight_count()
@@ -49,14 +52,14 @@ def test_the_estimates_add_up_the_tables_and_weights() -> None:
 
 def test_check_memory_notes_above_the_goal_and_refuses_above_free_memory(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    est = Estimate("train", (("frozen tables", 3 << 30), ("weights", 2 << 30)))
+    est = Estimate("train", (("frozen tables", 3 * 10**9), ("weights", 2 * 10**9)))
     lines: list[str] = []
-    monkeypatch.setattr(memory, "available_bytes", lambda: 8 << 30)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 8 * 10**9)
     check_memory(est, path="store.h5", log=lines.append)
     assert lines == [lines[0]] and lines[0].startswith(
         "note: train holds about 5.0 GB of memory (frozen tables 3.0 GB, weights 2.0 GB), "
         "above the 4.0 GB goal")
-    monkeypatch.setattr(memory, "available_bytes", lambda: 4 << 30)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 4 * 10**9)
     with pytest.raises(ConfigError, match="more than the 4.0 GB this machine has free") as err:
         check_memory(est, path="store.h5", log=lines.append)
     assert err.value.path is not None and err.value.hint and "learned_dim" in err.value.hint
