@@ -19,8 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from metaprep.errors import ExportError, WriteError
 from metaprep.exporter.build import DevData, build
 from metaprep.exporter.triton import entry_taken, write_triton
@@ -60,7 +58,7 @@ def _dev_data(run: Run, options: ExportOptions, log: Callable[[str], None]) -> D
     data, _ = load_task(path, run.encoder(), labels=LabelMap(run.labels),
                         progress=not options.quiet)
     return DevData(path, [(e.ids, e.ids_b) for e in data.examples],
-                np.array([e.label for e in data.examples], dtype=np.int64))
+                data.examples.labels)
 
 
 def _thresholds(run: Run) -> Thresholds:

@@ -7,7 +7,8 @@ The figures are the parts that grow with the vocabulary or the data: train's fro
 and the task data, which training holds whole (learn/data.py's TaskData); export's torch
 model, its baked (V+2, D) float32 table and the vocabulary's map. Against peak anonymous memory
 (GB = 1e9 bytes; benchmarks/bench_scale.py, synthetic Kaggle-size inputs): train on the
-540k-word task store (4 float32 sources, 1.3M examples) estimated 4.2, measured 4.7; train on
+540k-word task store (4 float32 sources, 1.3M examples) estimated 4.2, measured 4.7 (both
+with the task data as per-example lists, before rows.py; 3.9 now estimated); train on
 the 3.5M-word union store (1 float16 source, 50k examples) estimated 6.0, measured 5.6 through
 the epoch and 7.9 after it (at the end of the epoch: evaluation and saving, not yet split up);
 export of that run estimated 4.6, measured 5.1. They are floors, not bounds. No torch here:
@@ -30,9 +31,10 @@ __all__ = ["MEMORY_GOAL", "Estimate", "available_bytes", "check_memory", "export
 # the anonymous memory a stage aims to stay under (issue 23: a competition entrant's inputs on
 # one machine)
 MEMORY_GOAL = 4_000_000_000
-# bytes of encoded task data (per-example id lists) a byte of the task files: 30 MB for 2.6 MB
-# (50,000 examples), 117 MB for 10.2 MB (200,000) of the synthetic Kaggle-like task, measured
-_DATA_BYTES_A_FILE_BYTE = 12
+# bytes of task data a byte of the task files while they are read (the texts, then their ids in
+# flat arrays, learn/rows.py): a peak of 75 MB, 22 MB held after, for the 10.2 MB of 200,000
+# examples of the synthetic Kaggle-like task (lists of ids per example held 117 MB)
+_DATA_BYTES_A_FILE_BYTE = 8
 # bytes of the exported vocabulary a word, while export builds its text graph (the map's
 # strings in the ONNX protobuf and in the runtime's check): 0.7 GB for 3.5M words, measured
 _MAP_BYTES_A_WORD = 200
