@@ -96,6 +96,7 @@ def build(tmp: Path, models: list[Any], cfg: Any, labels: list[str], tok: Any,
         for spec in specs:
             spec.table_dtype = "float16"
         _write_graphs(specs, tmp, front_end=opts.front_end)
+    del specs  # the baked tables are on disk: 0.9 GB at 3.5M words, not held by the checks
     if opts.quantize == "int8":
         # the op types the quantizer was asked for that the graph has (a pool encoder has no LSTM)
         quantized = [op for op in choose_int8(tmp, reference, dev, cfg.pair, opts, log)

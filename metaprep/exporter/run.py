@@ -19,11 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from metaprep.errors import ExportError, WriteError
 from metaprep.exporter.build import DevData, build
 from metaprep.exporter.triton import entry_taken, write_triton
+from metaprep.learn.memory import check_memory, export_estimate
 from metaprep.runtime.modeldir import Manifest, file_sha256
 
 if TYPE_CHECKING:
@@ -59,7 +58,7 @@ def _dev_data(run: Run, options: ExportOptions, log: Callable[[str], None]) -> D
     data, _ = load_task(path, run.encoder(), labels=LabelMap(run.labels),
                         progress=not options.quiet)
     return DevData(path, [(e.ids, e.ids_b) for e in data.examples],
-                np.array([e.label for e in data.examples], dtype=np.int64))
+                data.examples.labels)
 
 
 def _thresholds(run: Run) -> Thresholds:
@@ -105,6 +104,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
         source = runs[0]
         cfg, labels, tok = source.config, source.labels, source.tokenizer
         opts.validate(cfg.method)  # the config is read: still before the model load
+        store = source.store()
+        check_memory(export_estimate(cfg, [store.vectors(s).dtype.itemsize for s in cfg.sources],
+                                     members=len(runs)), path=run, log=log)
         models = models or [source.load_model(progress=not opts.quiet)]
         words, case_policy = source.store().vocab, source.case_policy
         thresholds = _thresholds(source) if cfg.task == "multilabel" else None
@@ -121,6 +123,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *,
     try:
         manifest = build(tmp, models, cfg, labels, tok, words, case_policy, dev, opts, log,
                           thresholds)
+        # the torch models (a 3.5M-word one held 3 GB) are done with: not held while the
+        # runtime opens the directory below
+        models.clear()
+        del dev
         manifest.source_run = {
             "path": str(run.resolve()),
             "config_sha256": file_sha256(runs[0].path / CONFIG),

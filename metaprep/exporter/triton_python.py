@@ -61,7 +61,7 @@ def write_python_model(model_dir: str | Path, repo: str | Path,
     o = options
     o.validate()
     source = Path(model_dir).resolve()
-    model = Model(source, threads=1, verify=o.verify)
+    model = Model(source, threads=1, verify=o.verify, wait=True)  # every graph checked now
     if model.multilabel:  # its LABEL output is one argmax label: wrong for a label set
         raise ConfigError("the Triton Python backend serves single-label models only",
                           path=source, hint="serve the ONNX graph (export-onnx --triton): "

@@ -17,6 +17,7 @@ import torch
 
 from metaprep.errors import DataError, StoreError
 from metaprep.ids import PAD_ID, VocabIndex
+from metaprep.learn.rows import Example, ExampleRows, RowsBuilder
 from metaprep.taskdata import Columns
 from metaprep.tokenize import Tokenizer, TokenizerConfig
 
@@ -103,42 +104,33 @@ class TextEncoder:
         return self.vocab.encode(self.tokenizer(text))
 
 
-class Example(NamedTuple):
-    ids: list[int]
-    ids_b: list[int] | None  # second sentence of a pair
-    label: int
-    line: int  # where it came from, for messages
-
-
 @dataclass
 class TaskData:
     path: Path
-    examples: list[Example]
+    # held in flat arrays (rows.py); a list of Examples given is packed into them
+    examples: ExampleRows
     pair: bool
     targets: np.ndarray | None = None  # multi-label: (N, C) float32 0/1 (labels are then -1)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.examples, ExampleRows):
+            self.examples = ExampleRows.of(self.examples)
 
     def __len__(self) -> int:
         return len(self.examples)
 
     def lengths(self) -> np.ndarray:
         """Per example, the longer sentence's length (what the batch is padded to)."""
-        return np.array(
-            [max(len(e.ids), len(e.ids_b or ())) for e in self.examples], dtype=np.int64
-        )
+        rows = self.examples
+        return rows.lengths(0) if len(rows.sides) == 1 else np.maximum(rows.lengths(0),
+                                                                        rows.lengths(1))
 
     def flat(self, side: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """(ids of every example end to end, start of each example (N+1,)) of sentence
-        ``side`` (0, or 1 for a pair's second): made once, so a batch is two numpy gathers."""
-        cache = self.__dict__.setdefault("_flat", {})
-        if side not in cache:
-            seqs = [e.ids if side == 0 else (e.ids_b or []) for e in self.examples]
-            sizes = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
-            starts = np.zeros(len(seqs) + 1, dtype=np.int64)
-            np.cumsum(sizes, out=starts[1:])
-            flat = np.fromiter((i for s in seqs for i in s), dtype=np.int64,
-                               count=int(starts[-1]))
-            cache[side] = (flat, starts)
-        return cache[side]  # type: ignore[no-any-return]
+        """(ids of every example end to end (int32), start of each example (N+1,)) of sentence
+        ``side`` (0, or 1 for a pair's second): a batch is two numpy gathers."""
+        if side < len(self.examples.sides):
+            return self.examples.sides[side]
+        return np.zeros(0, np.int32), np.zeros(len(self) + 1, np.int64)
 
 
 def load_task(
@@ -170,7 +162,7 @@ def load_task(
                 hint="a classifier needs at least two classes",
             )
     _check_cells(path, len(raw), len(labels))
-    examples = []
+    examples = RowsBuilder()
     for text, label, line in raw:
         if isinstance(text, tuple) != pair:
             raise DataError(
@@ -186,8 +178,8 @@ def load_task(
                                 hint="remove the line or give it some text")
             encoded.append(ids)
         label_id = labels.encode(str(label), path=path, line=line)
-        examples.append(Example(encoded[0], encoded[1] if pair else None, label_id, line))
-    return TaskData(path, examples, pair), labels
+        examples.append(encoded[0], encoded[1] if pair else None, label_id, line)
+    return TaskData(path, examples.build(), pair), labels
 
 
 def load_labelsets(
@@ -219,7 +211,7 @@ def load_labelsets(
     pair = isinstance(raw[0].text, tuple)
     _check_cells(path, len(raw), len(labels))
     targets = np.zeros((len(raw), len(labels)), dtype=np.float32)
-    examples = []
+    examples = RowsBuilder()
     for i, ex in enumerate(raw):
         if isinstance(ex.text, tuple) != pair:
             raise DataError("mixes single sentences and sentence pairs", path=path,
@@ -233,17 +225,16 @@ def load_labelsets(
             encoded.append(ids)
         for label in ex.labels:
             targets[i, labels.encode(label, path=path, line=ex.line)] = 1.0
-        examples.append(Example(encoded[0], encoded[1] if pair else None, -1, ex.line))
-    return TaskData(path, examples, pair, targets), labels
+        examples.append(encoded[0], encoded[1] if pair else None, -1, ex.line)
+    return TaskData(path, examples.build(), pair, targets), labels
 
 
 def token_counts(data: TaskData) -> Counter[int]:
     """How often each id occurs in the data (both sentences of pairs)."""
     counts: Counter[int] = Counter()
-    for e in data.examples:
-        counts.update(e.ids)
-        if e.ids_b is not None:
-            counts.update(e.ids_b)
+    for flat, _ in data.examples.sides:
+        ids, n = np.unique(flat, return_counts=True)
+        counts.update(dict(zip(ids.tolist(), n.tolist(), strict=True)))
     return counts
 
 
@@ -310,7 +301,7 @@ def _gather(data: TaskData, index: np.ndarray, side: int) -> tuple[torch.Tensor,
     inside = steps[None, :] < lengths[:, None]  # (B,T)
     ids = np.where(inside, flat[np.minimum(first[:, None] + steps, len(flat) - 1)], PAD_ID) \
         if len(flat) else np.zeros(inside.shape, dtype=np.int64)
-    return torch.from_numpy(ids), torch.from_numpy(lengths)
+    return torch.from_numpy(ids.astype(np.int64, copy=False)), torch.from_numpy(lengths)
 
 
 def collate(data: TaskData, index: np.ndarray) -> Batch:
@@ -319,9 +310,8 @@ def collate(data: TaskData, index: np.ndarray) -> Batch:
     ids_b = lengths_b = None
     if data.pair:
         ids_b, lengths_b = _gather(data, index, 1)
-    examples = [data.examples[i] for i in index]
     if data.targets is not None:
         labels = torch.from_numpy(data.targets[index])
     else:
-        labels = torch.tensor([e.label for e in examples], dtype=torch.int64)
+        labels = torch.from_numpy(data.examples.labels[index])
     return Batch(ids, lengths, ids_b, lengths_b, labels)

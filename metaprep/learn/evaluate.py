@@ -167,7 +167,7 @@ def evaluate_run(
         metrics = multilabel_metrics(data.targets, probs, labels, run.thresholds())
     else:
         pred = predict(model, data, batch_size=batch_size, run=run_dir)
-        gold = np.array([e.label for e in data.examples], dtype=np.int64)
+        gold = data.examples.labels
         metrics = classification_metrics(gold, pred, labels)
     metrics["data"] = str(data_path)
     metrics["run"] = str(run_dir)
@@ -213,7 +213,7 @@ def ensemble_scores(dirs: list[Path], splits: dict[str, Any], *,
             if data is None:
                 out[name] = None
                 continue
-            gold = np.array([e.label for e in data.examples], dtype=np.int64)
+            gold = data.examples.labels
             pred = predict(ensemble, data, run=dirs[0].parent.parent)
             out[name] = classification_metrics(gold, pred, labels)
         return out

@@ -12,6 +12,7 @@ first checkpoint holds nothing to lose: a new run starts over it, a resume start
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from metaprep.checksum import file_sha256
 from metaprep.errors import ConfigError, DataError, ModelError, StoreError
 from metaprep.learn.config import OPTIONS, RunConfig
 from metaprep.learn.data import LabelMap, TaskData, TextEncoder, load_labelsets, load_task
+from metaprep.learn.memory import check_memory, train_estimate
 from metaprep.learn.rundir import (
     BEST,
     CHECKPOINT,
@@ -159,6 +161,11 @@ def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, en
     try:
         files = {k: FileRef.of(inputs[k]) for k in SPLITS if inputs[k] is not None}
         cfg = _resolve_config(cfg, st)
+        # before anything large is read: a note above the memory goal, a refusal above free RAM
+        sizes = sum(Path(inputs[k]).stat().st_size for k in files)
+        check_memory(train_estimate(cfg, [st.vectors(s).dtype.itemsize for s in cfg.sources],
+                                    data_bytes=sizes),
+                     path=st.path, log=_note if show and write else None)
         encoder = TextEncoder.from_store(st, max_tokens=cfg.max_tokens)
         labels, data = _read_data({k: Path(inputs[k]) for k in files}, encoder, None,
                                   encoding=encoding, show=show, columns=columns, cfg=cfg)
@@ -174,6 +181,10 @@ def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, en
     if write:
         run.write_description()
     return run, data
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _resolve_config(cfg: RunConfig, store: Store) -> RunConfig:

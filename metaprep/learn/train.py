@@ -178,9 +178,8 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
 
 def _train_ids(data: TaskData) -> torch.Tensor:
     """Every word id of the training texts (both sentences of pairs)."""
-    ids = [np.asarray(e.ids, dtype=np.int64) for e in data.examples]
-    ids += [np.asarray(e.ids_b, dtype=np.int64) for e in data.examples if e.ids_b]
-    return torch.from_numpy(np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64))
+    return torch.from_numpy(np.concatenate([flat for flat, _ in data.examples.sides])
+                            .astype(np.int64))
 
 
 def _pos_weight(cfg: RunConfig, data: TaskData, device: torch.device) -> torch.Tensor | None:
@@ -219,7 +218,7 @@ def _evaluate(model: torch.nn.Module, data: TaskData, labels: list[str],
         t = thresholds or tune_thresholds(data.targets, probs)
         return multilabel_metrics(data.targets, probs, labels, t)
     pred = predict(model, data, device=str(device), run=run)
-    gold = np.array([e.label for e in data.examples], dtype=np.int64)
+    gold = data.examples.labels
     return classification_metrics(gold, pred, labels)
 
 

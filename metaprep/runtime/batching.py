@@ -8,13 +8,16 @@ onnxruntime thread. Standard library and numpy only.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_PADDING", "BatchPool", "batches"]
+from metaprep.errors import DataError
+from metaprep.runtime.inputs import Text
+
+__all__ = ["MAX_PADDING", "BatchPool", "batches", "text_sides"]
 
 # the most padding a batch may hold, as a share of its cells: texts of a long-tailed length
 # spread (fortunes: 2 to 500+ tokens) would otherwise pad the short ones of a batch to the
@@ -76,3 +79,26 @@ class BatchPool:
         for h in helpers:
             h.result()  # a helper's error, as the caller's would be
         return results
+
+
+def text_sides(texts: Sequence[Text], pair: bool) -> list[Sequence[str]]:
+    """A call's texts checked: the texts, or for pairs the first texts and the second
+    texts."""
+    if isinstance(texts, (str, bytes)):  # a sequence too: a prediction per character
+        raise DataError(f"give a list of texts, not one {type(texts).__name__}: "
+                        "model.predict([text])")
+    if not isinstance(texts, (Sequence, np.ndarray)) or getattr(texts, "ndim", 1) != 1:
+        # None, a number, a generator, or a set or dict (no order to give the rows back in)
+        raise DataError(f"give a list of texts, not {type(texts).__name__}: "
+                        "model.predict([text, ...])")
+    if pair:
+        if not all(isinstance(t, tuple) and len(t) == 2 for t in texts):
+            raise DataError("this model reads sentence pairs: give (text_a, text_b)")
+        if not all(isinstance(t[0], str) and isinstance(t[1], str) for t in texts):  # type: ignore[index]
+            raise DataError("a sentence pair is two texts (str)")
+        return [[t[0] for t in texts], [t[1] for t in texts]]  # type: ignore[index]
+    if set(map(type, texts)) - {str} and not all(isinstance(t, str) for t in texts):
+        other = next(t for t in texts if not isinstance(t, str))
+        raise DataError("this model reads single texts (str), not pairs" if isinstance(
+            other, tuple) else f"texts must be str, not {type(other).__name__}")
+    return [texts]  # type: ignore[list-item]

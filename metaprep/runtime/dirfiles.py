@@ -7,7 +7,7 @@ them. Standard library only: the runtime imports it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ from metaprep.runtime.manifest import is_plain_name
 if TYPE_CHECKING:
     from metaprep.runtime.modeldir import Manifest
 
-__all__ = ["LARGE_FILE_BYTES", "check_inside", "read_json", "verify_files"]
+__all__ = ["LARGE_FILE_BYTES", "check_inside", "read_json", "verify_files", "verify_hashes"]
 
 # Files larger than this are checked by size only unless a full check is asked for: hashing a
 # multi-GB table on every load would cost seconds, and onnxruntime memory-maps it anyway.
@@ -45,8 +45,10 @@ def check_inside(model_dir: str | Path, names: Iterable[str]) -> None:
                              path=model_dir, hint="re-export the model directory")
 
 
-def verify_files(model_dir: str | Path, manifest: Manifest, *, full: bool = False) -> None:
-    """Check every file the manifest lists: size always, sha256 for small files (all with full)."""
+def verify_files(model_dir: str | Path, manifest: Manifest, *, full: bool = False,
+                 later: Collection[str] = ()) -> None:
+    """Check every file the manifest lists: size always, sha256 for small files (all with full)
+    but those named in ``later``, which ``verify_hashes`` checks before they are read."""
     check_inside(model_dir, manifest.files)
     for name, rec in manifest.files.items():
         p = Path(model_dir) / name
@@ -59,7 +61,17 @@ def verify_files(model_dir: str | Path, manifest: Manifest, *, full: bool = Fals
                 f"{name} has {size} bytes, the manifest says {rec.bytes}", path=p,
                 hint="the model directory was modified or copied incompletely; re-export it",
             )
-        if (full or size <= LARGE_FILE_BYTES) and file_sha256(p) != rec.sha256:
+    verify_hashes(model_dir, manifest, [n for n in manifest.files if n not in later], full=full)
+
+
+def verify_hashes(model_dir: str | Path, manifest: Manifest, names: Iterable[str], *,
+                  full: bool = False) -> None:
+    """sha256 of the named files (checked by verify_files for size) against the manifest:
+    files up to LARGE_FILE_BYTES, or all with full."""
+    for name in names:
+        p = Path(model_dir) / name
+        rec = manifest.files[name]
+        if (full or rec.bytes <= LARGE_FILE_BYTES) and file_sha256(p) != rec.sha256:
             raise ModelError(f"{name} does not match its sha256 in the manifest", path=p,
                              hint="the model directory was modified; re-export it")
 

@@ -6,7 +6,7 @@ one graph. The runtime used to run it on a few probe texts against the two graph
 that agreed on those texts was served. Here it is compared with the two graphs themselves:
 every node and initializer of the model graph byte for byte, the text graph's two nodes byte
 for byte but for their renamed tensors, the join's own nodes and constants value for value,
-and the inputs, outputs, opsets and IR version, with nothing else in the graph. Pure Python:
+and the inputs, outputs, opsets and IR version, with nothing else in the graph. Python and numpy:
 the runtime imports it.
 """
 
@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from metaprep.errors import ModelError
 from metaprep.ids import UNK_ID
@@ -86,11 +88,11 @@ def _compare(serve: Graph, text: Graph, model: Graph, max_tokens: int) -> None:
         raise _Differs("the IR version differs")
     if serve.value_info or serve.functions or serve.training or serve.sparse:
         raise _Differs("it holds more than the two graphs")
-    if [v.raw for v in serve.inputs] != [v.raw for v in text.inputs]:
+    if not _same_raws([v.raw for v in serve.inputs], [v.raw for v in text.inputs]):
         raise _Differs("its input is not the text graph's")
     outs = serve.outputs
     n = len(model.outputs)
-    if [v.raw for v in outs[:n]] != [v.raw for v in model.outputs] or \
+    if not _same_raws([v.raw for v in outs[:n]], [v.raw for v in model.outputs]) or \
             [(o.name, o.dtype, o.dims) for o in outs[n:]] != [
                 ("ids", INT64, ("batch", "tokens")), ("counts", INT64, ("batch",))]:
         raise _Differs("its outputs are not the model's, ids and counts")
@@ -104,8 +106,9 @@ def _compare(serve: Graph, text: Graph, model: Graph, max_tokens: int) -> None:
     for k, (got, want) in enumerate(zip(nodes, first, strict=False)):
         if (got.op, got.domain, got.inputs, got.outputs) != (
                 want.op, want.domain, _renamed(want.inputs), _renamed(want.outputs)) or \
-                {a: v.raw for a, v in got.attrs.items()} != \
-                {a: v.raw for a, v in want.attrs.items()}:
+                sorted(got.attrs) != sorted(want.attrs) or \
+                not _same_raws([got.attrs[a].raw for a in sorted(got.attrs)],
+                               [want.attrs[a].raw for a in sorted(got.attrs)]):
             raise _Differs(f"node {k} is not the text graph's {want.op}")
     at = len(first)
     for k, (op, ins, outs_, attrs) in enumerate(JOIN_NODES):
@@ -113,7 +116,7 @@ def _compare(serve: Graph, text: Graph, model: Graph, max_tokens: int) -> None:
             raise _Differs(f"node {at + k} is not the join's {op}")
     at += len(JOIN_NODES)
     for k, want in enumerate(model.nodes):
-        if nodes[at + k].raw != want.raw:
+        if not _same_raws([nodes[at + k].raw], [want.raw]):
             raise _Differs(f"node {at + k} is not the model graph's {want.op}")
     inits = serve.initializers
     consts = join_consts(max_tokens)
@@ -124,8 +127,16 @@ def _compare(serve: Graph, text: Graph, model: Graph, max_tokens: int) -> None:
         if not _same_tensor(t, name, dims, values):
             raise _Differs(f"its constant {t.name} is not the join's {name}")
     for t, same in zip(inits[len(consts) :], [*kept, *model.initializers], strict=True):
-        if t.raw != same.raw:
+        if not _same_raws([t.raw], [same.raw]):
             raise _Differs(f"its initializer {t.name} is not the graphs' {same.name}")
+
+
+def _same_raws(got: list[memoryview], want: list[memoryview]) -> bool:
+    """Byte-equal messages; numpy compares a 45 MB vocabulary map in 30 ms, where comparing
+    the memoryviews took 0.35 s."""
+    return len(got) == len(want) and all(
+        len(a) == len(b) and np.array_equal(np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8))
+        for a, b in zip(got, want, strict=True))
 
 
 def _renamed(names: tuple[str, ...]) -> tuple[str, ...]:

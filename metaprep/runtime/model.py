@@ -13,14 +13,13 @@ policy (unknown words -> UNK), truncation at the manifest's ``max_tokens`` (coun
 graph (``text.onnx``) the tokenizer and the lookup run in onnxruntime too, giving the same ids
 as the Python path (which stays for batches the graph cannot take exactly); with a serve graph
 (``serve.onnx``) texts go in and the model's outputs come out of one run, proven at load to be
-the two graphs joined (graphjoin).
-An empty text is a defined input: the model reads it as one padding token. Sentence pairs are
-``(text_a, text_b)`` tuples.
+the two graphs joined (graphjoin). A large text graph is checked and loaded on a thread
+(``ready``), the Python path serving meanwhile. An empty text is read as one padding token.
+Sentence pairs are ``(text_a, text_b)`` tuples.
 
 This module holds the sessions, the graphs' loading and the public calls; texts -> ids is
 textpath.py, the batches and threads batching.py, reading input files inputs.py. Imports: the
-standard library, numpy, onnxruntime and metaprep's pure modules. A test checks that using this
-module loads no torch, gensim or h5py.
+standard library, numpy, onnxruntime and metaprep's pure modules (tested: no torch, gensim, h5py).
 """
 
 from __future__ import annotations
@@ -36,25 +35,35 @@ import numpy as np
 
 from metaprep.errors import DataError, ModelError
 from metaprep.ids import ID_OFFSET, UNK_ID
-from metaprep.runtime.batching import BatchPool, batches
+from metaprep.runtime.batching import BatchPool, batches, text_sides
 from metaprep.runtime.inputs import Text
-from metaprep.runtime.modeldir import TOKENIZER, VOCAB_TXT, Manifest, ModelDir
+from metaprep.runtime.modeldir import (
+    DEFERRABLE,
+    TOKENIZER,
+    VOCAB_TXT,
+    Manifest,
+    ModelDir,
+    graph_bytes,
+)
 from metaprep.runtime.probabilities import (
     Probabilities,
     check_top_k,
     over_threshold,
     top_k_order,
 )
-from metaprep.runtime.runcheck import checked, checked_ids, one_line, ran
+from metaprep.runtime.runcheck import checked, checked_ids, new_session, one_line, ran
 from metaprep.runtime.textpath import Encoded, TextPath
 from metaprep.tokenize import Tokenizer
 
-__all__ = ["MAX_BATCH", "MAX_THREADS", "Model", "RunStats"]
+__all__ = ["MAX_BATCH", "MAX_THREADS", "WAIT_GRAPH_BYTES", "Model", "RunStats"]
 
 # bounds of the options: far above any measured use, below what would exhaust the machine (a
 # million threads, a batch holding a whole stream)
 MAX_THREADS = 1024
 MAX_BATCH = 1 << 16
+# a text graph above this is checked and loaded on a thread by default: onnxruntime took 4.2 s
+# to load a 3.5M-word one (48 MB), about 0.1 s a MB
+WAIT_GRAPH_BYTES = 4 << 20
 
 
 @dataclass
@@ -76,18 +85,27 @@ class Model:
     multi-GB tables once) or "none". ``spin``:
     let onnxruntime's worker threads busy-wait between batches (off: on a machine whose cores
     are shared, the spinning threads took the CPU from the text path; see
-    benchmarks/results/text-path.md)."""
+    benchmarks/results/text-path.md). ``wait``: whether the text and serve graphs are checked
+    and loaded before the constructor returns (True), or on a thread while texts take the
+    Python path, which gives the same ids (False); None (default): wait for a text graph up to
+    WAIT_GRAPH_BYTES. A graph that fails its checks there refuses every call after it."""
 
     def __init__(self, model_dir: str | Path, *, threads: int | None = None,
-                 batch_size: int = 64, verify: str = "fast", spin: bool = False) -> None:
+                 batch_size: int = 64, verify: str = "fast", spin: bool = False,
+                 wait: bool | None = None) -> None:
         if verify not in ("fast", "full", "none"):
             raise ValueError("verify must be fast, full or none")
+        if wait not in (None, True, False):
+            raise ValueError("wait must be None, True or False")
         if not _whole(batch_size, MAX_BATCH):
             raise ValueError(f"batch_size must be a whole number from 1 to {MAX_BATCH}")
         if threads is not None and not _whole(threads, MAX_THREADS):
             raise ValueError(f"threads must be None or a whole number from 1 to {MAX_THREADS}")
         self.path = Path(model_dir)
-        self.dir = ModelDir.open(self.path, verify=verify)  # every check before onnxruntime
+        if wait is None:
+            wait = graph_bytes(self.path, "text") <= WAIT_GRAPH_BYTES
+        # every check before onnxruntime; the deferred graphs' in _load_later
+        self.dir = ModelDir.open(self.path, verify=verify, defer=() if wait else DEFERRABLE)
         self.manifest: Manifest = self.dir.manifest
         self.labels: list[str] = list(self.dir.labels)
         self.pair: bool = self.manifest.task.pair
@@ -105,9 +123,11 @@ class Model:
         self.vocab = self.dir.vocab()
         self.text_ids = TextPath(self.tokenizer, self.vocab, self.max_tokens)  # texts -> ids
         self.stats = RunStats()
-        # guards the statistics and the sessions: threads may share one Model
+        # guards the statistics: threads may share one Model
         self._lock = threading.Lock()
         self._sessions: dict[str, Any] = {}
+        # one per graph: a session being made on the loading thread holds up no other
+        self._session_locks = {g: threading.Lock() for g in self.manifest.graphs}
         # each graph's file, for the errors of a batch (a Path built per batch cost 10%)
         self._paths = {g: self.dir.graph_path(g) for g in self.manifest.graphs}
         self._pool = BatchPool(self.workers)
@@ -117,82 +137,98 @@ class Model:
         self.text_note = ""
         self._text: Any = None
         self._serve: Any = None  # texts -> outputs in one graph (textgraph.serve_graph)
-        if "text" in self.manifest.graphs:
-            self._load_text_graph()
-        if "serve" in self.manifest.graphs and self._text is not None:
-            self._load_serve_graph()
+        self._refused: ModelError | None = None  # a deferred graph failed its checks
+        self._loader: threading.Thread | None = None
+        if not self.dir.deferred:
+            self._load_text_graphs()
+            return
+        self.text_note = "text graph loading"
+        self._loader = threading.Thread(target=self._load_later, daemon=True)
+        self._loader.start()
 
     # --- sessions ------------------------------------------------------------------------------
     def load_graphs(self) -> None:
         """Create every graph's session now (the front end's is otherwise made at the first
-        ``embed``): export opens what it wrote this way before it commits the directory."""
+        ``embed``; the text graph's beside a serve graph only then), after ``ready``: export
+        opens what it wrote this way before it commits the directory."""
+        self.ready()
         for graph in self.manifest.graphs:
             self._session(graph)
 
+    def ready(self, timeout: float | None = None) -> bool:
+        """Whether texts go through onnxruntime (a text or serve graph) yet, after waiting up to
+        ``timeout`` seconds (None: as long as it takes) for the thread that checks and loads
+        those graphs; their refusal if they failed a check (every call raises it then)."""
+        if self._loader is not None:
+            self._loader.join(timeout)
+        if self._refused is not None:
+            raise self._refused
+        return self.text_path == "onnxruntime"
+
+    def _load_text_graphs(self) -> None:
+        """The serve graph if there is one, else the text graph; the text graph beside the
+        serve graph only for a front end (embed): each holds the whole vocabulary's map (a
+        3.5M-word one took 4 s and 0.7 GB to load)."""
+        graphs = self.manifest.graphs
+        if "serve" in graphs:
+            self._load_text_graph("serve")
+        if "text" in graphs and (self._serve is None or "front_end" in graphs):
+            self._load_text_graph("text")
+
+    def _load_later(self) -> None:
+        """On the loading thread: the deferred graphs' checks, then their sessions and probes.
+        Until it ends texts take the Python path; a failed check refuses the model."""
+        try:
+            self.dir.check_deferred()
+            self._load_text_graphs()
+            if self.text_path == "onnxruntime":
+                self.text_note = ""
+        except ModelError as exc:
+            self.text_note = f"text graph refused: {exc}"
+            self._refused = exc
+        except Exception as exc:  # noqa: BLE001 - a thread's error would otherwise vanish
+            self._refused = ModelError(f"loading the text graph failed: {one_line(exc)}")
+
     def _session(self, graph: str) -> Any:
-        with self._lock:  # threads calling embed() first would each build the session
+        got = self._sessions.get(graph)
+        if got is not None:
+            return got
+        with self._session_locks[graph]:  # threads calling embed() first would each build it
             return self._sessions.get(graph) or self._new_session(graph)
 
     def _new_session(self, graph: str) -> Any:
         if graph not in self._sessions:
-            import onnxruntime as ort
-
-            path = self.dir.graph_path(graph)
-            opts = ort.SessionOptions()
-            # one thread per batch; batches run on ``workers`` threads at once (BatchPool): the text
-            # path between two runs then overlaps another batch's run instead of idling cores
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-            opts.add_session_config_entry("session.intra_op.allow_spinning",
-                                          "1" if self.spin else "0")
-            opts.log_severity_level = 4  # its errors are ours to report, on one line
-            try:
-                sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # onnxruntime's errors are not typed
-                raise ModelError(f"onnxruntime cannot load the graph: {one_line(exc)}",
-                                 path=path) from exc
+            sess = new_session(self.dir.graph_path(graph), spin=self.spin)
             self.dir.check_outputs(graph, {o.name: o.shape for o in sess.get_outputs()})
             self._sessions[graph] = sess
         return self._sessions[graph]
 
-    def _load_text_graph(self) -> None:
-        """Tokenize in onnxruntime when the model has a text graph that loads and gives exactly
-        the Python path's ids on the probes; else the Python path, with ``text_note`` saying why."""
+    def _load_text_graph(self, graph: str) -> None:
+        """Tokenize in onnxruntime when the model has a text (or serve) graph that loads and
+        gives exactly the Python path's ids on the probes; else the Python path, with
+        ``text_note`` saying why. The serve graph is proven the join of the text and model
+        graphs (graphjoin): it gives what they give one after the other."""
         try:
-            self._text = self._session("text")
+            session = self._session(graph)
         except ModelError as exc:  # e.g. an onnxruntime build without the contrib ops
             self.text_note = f"text graph not used: {exc}"
             return
-        path = self.dir.graph_path("text")
-        ports = ([i.name for i in self._text.get_inputs()], [o.name for o in
-                                                            self._text.get_outputs()])
-        if ports != (["text"], ["ids", "missed"]):
-            raise ModelError(f"{path.name} reads {ports[0]} and gives {ports[1]}, not text -> "
-                             "ids, missed", path=path, hint="re-export the model directory")
-        probes = self.text_ids.probes()
-        try:
-            got = self._encode_in_graph(probes)
-        except ModelError:
-            raise
-        except Exception as exc:  # onnxruntime's errors are not typed
-            raise ModelError(f"{path.name} fails on the probe texts: {exc}", path=path,
-                             hint="re-export the model directory") from exc
-        want = self.text_ids.in_python(probes)
-        if got is None or not all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)):
-            raise ModelError(f"{path.name} does not give the ids that {TOKENIZER} and {VOCAB_TXT} "
-                             "give", path=path, hint="re-export the model directory")
+        path = self.dir.graph_path(graph)
+        encode = self._encode_in_graph if graph == "text" else self._encode_in_serve
+        self.text_ids.check_graph(session, encode, path, f"{TOKENIZER} and {VOCAB_TXT}",
+                                  outputs=["ids", "missed"] if graph == "text" else None)
+        if graph == "text":  # only now: batches on other threads may already run
+            self._text = session
+        else:
+            self._serve = session
         self.text_path = "onnxruntime"
-
-    def _load_serve_graph(self) -> None:
-        """The serve graph: ModelDir.open proved it the join of the text graph and the model
-        graph (graphjoin), so it gives what the two give one after the other."""
-        self._serve = self._session("serve")
 
     # --- text -> ids ---------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
         """Model ids of one text (truncated at max_tokens; counted in ``stats``)."""
         if not isinstance(text, str):
             raise DataError(f"encode takes one text (str), not {type(text).__name__}")
+        self.ready(timeout=0)  # a deferred graph that failed its checks refuses the call
         ids, lengths, counts = self.text_ids.in_python([text])
         self._count(ids, lengths, counts)
         return ids[0, : lengths[0]].tolist()
@@ -232,6 +268,15 @@ class Model:
         ids, missed = got
         return self.text_ids.from_graph(ids, missed, len(texts), self._paths["text"])
 
+    def _encode_in_serve(self, texts: Sequence[str]) -> Encoded | None:
+        """The serve graph's ids (cut at max_tokens), lengths and token counts."""
+        got = self._graph_run("serve", ["ids", "counts"], texts)
+        if got is None:
+            return None
+        empty = np.zeros(0, dtype=object)  # no token missed: ModelDir proved its map complete
+        return (*self.text_ids.from_graph(got[0], empty, len(texts), self._paths["serve"])[:2],
+                got[1])
+
     def _encode(self, texts: Sequence[str]) -> Encoded:
         """(ids (B, T>=1) right-padded with 0, lengths, token counts up to max_tokens + 1)"""
         got = self._encode_in_graph(texts) if self._text is not None else None
@@ -250,31 +295,11 @@ class Model:
             st.empty += empty
             st.truncated += truncated
 
-    def _sides(self, texts: Sequence[Text], pair: bool) -> list[Sequence[str]]:
-        """The texts, or for pairs the first texts and the second texts."""
-        if isinstance(texts, (str, bytes)):  # a sequence too: a prediction per character
-            raise DataError(f"give a list of texts, not one {type(texts).__name__}: "
-                            "model.predict([text])")
-        if not isinstance(texts, (Sequence, np.ndarray)) or getattr(texts, "ndim", 1) != 1:
-            # None, a number, a generator, or a set or dict (no order to give the rows back in)
-            raise DataError(f"give a list of texts, not {type(texts).__name__}: "
-                            "model.predict([text, ...])")
-        if pair:
-            if not all(isinstance(t, tuple) and len(t) == 2 for t in texts):
-                raise DataError("this model reads sentence pairs: give (text_a, text_b)")
-            if not all(isinstance(t[0], str) and isinstance(t[1], str) for t in texts):  # type: ignore[index]
-                raise DataError("a sentence pair is two texts (str)")
-            return [[t[0] for t in texts], [t[1] for t in texts]]  # type: ignore[index]
-        if set(map(type, texts)) - {str} and not all(isinstance(t, str) for t in texts):
-            other = next(t for t in texts if not isinstance(t, str))
-            raise DataError("this model reads single texts (str), not pairs" if isinstance(
-                other, tuple) else f"texts must be str, not {type(other).__name__}")
-        return [texts]  # type: ignore[list-item]
-
     # --- batches -------------------------------------------------------------------------------
     def _run(self, graph: str, texts: Sequence[Text], output: str, *, pair: bool) -> np.ndarray:
+        self.ready(timeout=0)  # a deferred graph that failed its checks refuses the call
         sess = self._session(graph)
-        sides = self._sides(texts, pair)
+        sides = text_sides(texts, pair)
         n = len(texts)
         # texts of like length share a batch (little padding): characters stand for tokens
         size = np.fromiter(map(len, sides[0]), dtype=np.int64, count=n)

@@ -26,7 +26,7 @@ from metaprep.errors import ModelError
 from metaprep.ids import CASE_POLICIES
 from metaprep.patterncheck import pattern_problem
 from metaprep.runtime import onnx_scan, vocabfile
-from metaprep.runtime.dirfiles import check_inside, read_json, verify_files
+from metaprep.runtime.dirfiles import check_inside, read_json, verify_files, verify_hashes
 from metaprep.runtime.graphcheck import check_graph, check_output_shapes
 from metaprep.runtime.graphjoin import check_join
 from metaprep.runtime.manifest import (
@@ -46,6 +46,7 @@ from metaprep.tokenize import MAX_TOKENS_LIMIT, TokenizerConfig
 
 __all__ = [
     "DATA_FILE",
+    "DEFERRABLE",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "GRAPH_FILES",
@@ -66,6 +67,7 @@ __all__ = [
     "ParityRecord",
     "TaskInfo",
     "file_sha256",
+    "graph_bytes",
     "is_model_dir",
     "open_vocab",
     "read_manifest",
@@ -86,6 +88,7 @@ VOCAB_OFFSETS = "vocab.offsets.npy"  # the byte offset of every line
 VOCAB_INDEX = "vocab.index.npy"  # the hash table of the words (vocabfile.py)
 GRAPH_FILES = {"model": "model.onnx", "front_end": "front_end.onnx", "text": "text.onnx",
                "serve": "serve.onnx"}
+DEFERRABLE = ("text", "serve")  # graphs a model may check and load after it opened (model.py)
 REQUIRED_FILES = (VOCAB_TXT, VOCAB_OFFSETS, VOCAB_INDEX, TOKENIZER, LABELS)
 _TOP = ["format", "format_version", "metaprep_version", "task", "graphs", "case_policy",
         "max_tokens", "export", "source_run", "checks", "files"]
@@ -195,6 +198,15 @@ def is_model_dir(path: str | Path) -> bool:
     return isinstance(data, dict) and data.get("format") == FORMAT_NAME
 
 
+def graph_bytes(model_dir: str | Path, name: str) -> int:
+    """The size of a graph's file (0 if there is none), before anything is checked: a model
+    decides by it whether to load the graph on a thread."""
+    try:
+        return (Path(model_dir) / GRAPH_FILES[name]).stat().st_size
+    except OSError:
+        return 0
+
+
 def read_manifest(model_dir: str | Path) -> Manifest:
     path = Path(model_dir) / MANIFEST
     if not Path(model_dir).is_dir():
@@ -258,38 +270,71 @@ def _read_tokenizer(path: Path) -> TokenizerConfig:
 # --- the directory, opened once ------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelDir:
-    """A checked model directory: the typed manifest, the tokenizer config and the labels."""
+    """A checked model directory: the typed manifest, the tokenizer config and the labels.
+    ``deferred``: the graphs whose checks ``check_deferred`` runs (none unless asked)."""
 
     path: Path
     manifest: Manifest
     tokenizer: TokenizerConfig
     labels: tuple[str, ...]
+    verify: str = "fast"
+    deferred: tuple[str, ...] = ()
+    _parsed: dict[str, Graph] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def open(cls, model_dir: str | Path, *, verify: str = "fast") -> ModelDir:
+    def open(cls, model_dir: str | Path, *, verify: str = "fast",
+             defer: Iterable[str] = ()) -> ModelDir:
         """``verify``: "fast" (sizes, sha256 up to 64 MiB), "full" or "none" (the checks that
-        keep a stranger's directory from reading outside itself run always)."""
+        keep a stranger's directory from reading outside itself run always). ``defer``: text
+        or serve, graphs whose sha256 and graph checks wait for ``check_deferred`` (a 3M-word
+        text graph took 0.3 s to hash and check, and each is read only after that call)."""
         if verify not in ("fast", "full", "none"):
             raise ValueError("verify must be fast, full or none")
         path = Path(model_dir)
         manifest = read_manifest(path)
         check_inside(path, manifest.files)
+        deferred = tuple(n for n in manifest.graphs if n in set(defer) and n in DEFERRABLE)
+        later = {f for n in deferred for f in (manifest.graphs[n].file,
+                                               *manifest.graphs[n].data_files)}
+        later -= {f for n, g in manifest.graphs.items() if n not in deferred
+                  for f in g.data_files}  # a data file read now is hashed now
         if verify != "none":
-            verify_files(path, manifest, full=verify == "full")
+            verify_files(path, manifest, full=verify == "full", later=later)
         parsed = {name: _check_graph(path, name, graph, manifest)
-                  for name, graph in manifest.graphs.items()}
-        if "serve" in parsed:
-            if "text" not in parsed or manifest.task.pair:
-                raise ModelError("a serve graph without a text graph, or for sentence pairs",
-                                 path=path / GRAPH_FILES["serve"],
-                                 hint="re-export the model directory")
-            check_join(parsed["serve"], parsed["text"], parsed["model"], manifest.max_tokens,
-                       path / GRAPH_FILES["serve"], GRAPH_FILES)
+                  for name, graph in manifest.graphs.items() if name not in deferred}
         labels = read_json(path / LABELS)
         if labels != list(manifest.task.labels):
             raise ModelError("labels.json does not match the manifest's task.labels",
                              path=path / LABELS, hint="re-export the model directory")
-        return cls(path, manifest, _read_tokenizer(path / TOKENIZER), manifest.task.labels)
+        opened = cls(path, manifest, _read_tokenizer(path / TOKENIZER), manifest.task.labels,
+                     verify, deferred, parsed)
+        if not deferred:
+            opened._check_serve()
+        return opened
+
+    def check_deferred(self) -> None:
+        """The deferred graphs' sha256 (per ``verify``) and graph checks, and the serve graph's
+        join: what ``open`` does for the others. Call it before reading any of them."""
+        if self.verify != "none":
+            m = self.manifest
+            names = {f for n in self.deferred for f in (m.graphs[n].file, *m.graphs[n].data_files)}
+            verify_hashes(self.path, m, sorted(names), full=self.verify == "full")
+        for name in self.deferred:
+            self._parsed[name] = _check_graph(self.path, name, self.manifest.graphs[name],
+                                              self.manifest)
+        self._check_serve()
+
+    def _check_serve(self) -> None:
+        parsed, path = self._parsed, self.path
+        if "serve" in parsed:
+            if "text" not in parsed or self.manifest.task.pair:
+                raise ModelError("a serve graph without a text graph, or for sentence pairs",
+                                 path=path / GRAPH_FILES["serve"],
+                                 hint="re-export the model directory")
+            check_join(parsed["serve"], parsed["text"], parsed["model"], self.manifest.max_tokens,
+                       path / GRAPH_FILES["serve"], GRAPH_FILES)
+        for name in ("text", "serve"):  # their parse holds the whole file: no longer needed
+            parsed.pop(name, None)
 
     def graph_path(self, name: str) -> Path:
         graph = self.manifest.graphs.get(name)

@@ -5,7 +5,8 @@ onnxruntime really returned for each batch: the rows and columns the manifest gi
 ``model.onnx`` whose output has more columns than it declares gave a traceback), float32,
 and finite (huge finite weights give NaN or infinite logits, which must never be served or
 reported as numbers); the text graph's ids inside the vocabulary. An onnxruntime failure is a
-one-line ``ModelError`` naming the graph, never a traceback. numpy only: the runtime imports it.
+one-line ``ModelError`` naming the graph, never a traceback; sessions are made here too.
+numpy (and onnxruntime, to make a session) only: the runtime imports it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,28 @@ import numpy as np
 from metaprep.errors import ModelError
 from metaprep.ids import MISSED_ID
 
-__all__ = ["checked", "checked_ids", "one_line", "ran"]
+__all__ = ["checked", "checked_ids", "new_session", "one_line", "ran"]
 
 _HINT = "the graph cannot be served; re-export the model directory"
+
+
+def new_session(path: Path, *, spin: bool) -> Any:
+    """An onnxruntime session of the graph at ``path``, on one thread; a ModelError naming it
+    if onnxruntime refuses it."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # one thread per batch; batches run on a Model's ``workers`` threads at once (BatchPool): the
+    # text path between two runs then overlaps another batch's run instead of idling cores
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    opts.log_severity_level = 4  # its errors are ours to report, on one line
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's errors are not typed
+        raise ModelError(f"onnxruntime cannot load the graph: {one_line(exc)}",
+                         path=path) from exc
 
 
 def one_line(exc: BaseException, limit: int = 400) -> str:

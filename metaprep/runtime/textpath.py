@@ -11,12 +11,14 @@ Standard library and numpy only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from metaprep.errors import ModelError
 from metaprep.ids import ID_OFFSET, MISSED_ID
 from metaprep.runtime.runcheck import checked_ids
 from metaprep.runtime.vocabfile import MappedVocab
@@ -77,6 +79,29 @@ class TextPath:
         width = max(1, min(ids.shape[1], self.max_tokens))  # every text empty: one padding id
         ids = ids[:, :width] if ids.shape[1] >= width else np.zeros((rows, 1), np.int64)
         return np.ascontiguousarray(ids), np.minimum(counts, self.max_tokens), counts
+
+    def check_graph(self, session: Any, encode: Callable[[Sequence[str]], Encoded | None],
+                    path: Path, files: str, *, outputs: list[str] | None) -> None:
+        """A ModelError naming ``path`` unless the ``session`` of a graph that reads text reads
+        text and gives ``outputs`` (None: not checked here), and ``encode`` (texts through it)
+        gives exactly the Python path's ids on the probe texts (``files``: what the Python path
+        reads, for the message)."""
+        ports = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+        if ports[0] != ["text"] or outputs is not None and ports[1] != outputs:
+            raise ModelError(f"{path.name} reads {ports[0]} and gives {ports[1]}, not text -> "
+                             "ids, missed", path=path, hint="re-export the model directory")
+        probes = self.probes()
+        try:
+            got = encode(probes)
+        except ModelError:
+            raise
+        except Exception as exc:  # onnxruntime's errors are not typed
+            raise ModelError(f"{path.name} fails on the probe texts: {exc}", path=path,
+                             hint="re-export the model directory") from exc
+        want = self.in_python(probes)
+        if got is None or not all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)):
+            raise ModelError(f"{path.name} does not give the ids that {files} give", path=path,
+                             hint="re-export the model directory")
 
     def probes(self) -> list[str]:
         """The probe texts (probe_texts) that a text graph takes: each at most max_tokens

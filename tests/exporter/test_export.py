@@ -416,7 +416,7 @@ def test_export_refuses_a_directory_the_runtime_refuses(tmp_path: Path, monkeypa
     from metaprep.errors import ModelError
     from metaprep.runtime import model as runtime
 
-    def refuse(self: Any) -> None:
+    def refuse(self: Any, *_: Any) -> None:
         raise ModelError("forged", path=self.dir.graph_path("text"))
 
     monkeypatch.setattr(runtime.Model, "_load_text_graph", refuse)

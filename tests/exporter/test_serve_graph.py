@@ -41,6 +41,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _two_graphs(model_dir: Path, **kw: object) -> Model:
     model = Model(model_dir, **kw)  # type: ignore[arg-type]
     model._serve = None  # the text graph, then the model graph
+    model._load_text_graph("text")
     return model
 
 
