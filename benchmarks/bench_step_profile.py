@@ -292,7 +292,7 @@ def profile(cfg: Any, *, store: Path, train: Path, dev: Path, steps: int, warmup
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, Instrumented(clock, cfg.sources, taught):
         try:
-            train_run(cfg, store=store, train=train, dev=dev, out=Path(tmp) / "run",
+            train_run(cfg, store=store, train_data=train, dev=dev, out=Path(tmp) / "run",
                       progress=False)
         except _Enough:
             pass

@@ -118,14 +118,21 @@ def test_a_preset_that_sets_its_epochs_keeps_them_unless_told_otherwise() -> Non
 
 def test_the_fast_runs_share_the_accurate_runs_as_teachers(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only while `fast` would train exactly the `accurate` ensemble of its seed."""
+    """Only while `fast` would train exactly the `accurate` ensemble of its seed (today's
+    `fast` trains no teacher: nothing is shared)."""
     from metaprep.learn import config
 
     both = ["metaprep fast", "metaprep accurate"]
+    assert frontier.shared_teachers(both, [0, 2], Path("w")) == {}
+    accurate = config.PRESETS["accurate"]
+    taught = {k: v for k, v in accurate.items() if k != "members"}
+    taught.update(teacher_members=accurate["members"], teacher_weight=1.0,
+                  teacher_temperature=2.0)
+    monkeypatch.setattr(config, "PRESETS", {**config.PRESETS, "fast": taught})
     got = frontier.shared_teachers(both, [0, 2], Path("w"))
     assert got == {0: Path("w/runs/accurate-seed0"), 2: Path("w/runs/accurate-seed2")}
     assert frontier.shared_teachers(["metaprep fast"], [0], Path("w")) == {}
-    other = {**config.PRESETS, "accurate": {**config.PRESETS["accurate"], "proj_dim": 32}}
+    other = {**config.PRESETS, "accurate": {**accurate, "proj_dim": 32}}
     monkeypatch.setattr(config, "PRESETS", other)
     assert frontier.shared_teachers(both, [0], Path("w")) == {}
 
