@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # LayerNorm (folded into the tables at export: no cost in serving) keeps the learned source
     # from swamping the pretrained ones on a small task (benchmarks/results/learned-sweep.md,
     # learned-mix.md); dropout 0.7 on the learned vectors. Trained at fastText's pace
-    # (benchmarks/results/training-pace.md, Debian, 3 seeds, test %, CPU seconds): 8 epochs
+    # (Debian, 3 seeds, test %, CPU seconds; benchmarks/results/frontier-debian.md): 8 epochs
     # with the lr falling linearly to 0, batches picked from the data's size (256 on Debian) and
     # label smoothing 0.1 reached 78.6 +- 0.3 in 60 CPU-s, against 78.5 +- 0.3 for the earlier
     # recipe (15 epochs at batch 64 taught by a 3-model ensemble: 4 models, ~10x the time). A
@@ -155,7 +155,7 @@ class RunConfig:
     lr: float = option(4e-4, "Adam learning rate (the paper's).", group="training", flag=True,
                        low=0.0, high=10.0, open_low=True)
     # linear: the lr falls to 0 over the epochs, as fastText's does; with larger batches it
-    # reached plateau's accuracy in half the epochs (benchmarks/results/training-pace.md)
+    # reached plateau's accuracy in half the epochs (benchmarks/results/frontier-debian.md)
     lr_schedule: str = option("plateau", "plateau (multiply the lr by lr_decay when dev does not "
                               "improve) or linear (down to 0 over the epochs).",
                               group="training", choices=("plateau", "linear"))
@@ -173,7 +173,7 @@ class RunConfig:
                          "ends sooner).", group="training", flag=True, low=1, high=100_000)
     # 0 (auto): larger batches with the lr scaled alike train in fewer steps; about N/200
     # matched the measured best on 48k texts (256); below 64, smaller batches measured no
-    # better on 1.2k texts (32: 75.7 +- 1.4 against 76.6 +- 1.2 at 64; training-pace.md)
+    # better on 1.2k texts (32: 75.7 +- 1.4 against 76.6 +- 1.2 at 64, 3 and 9 seeds)
     batch_size: int = option(64, "Examples per optimizer step (batches are length-bucketed); 0: "
                              "picked from the training set's size N (a power of 2 near N/200, "
                              "64 to 256), lr then being the rate at 64 and scaled alike.",
