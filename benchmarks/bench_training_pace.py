@@ -48,7 +48,11 @@ def one_run(code: Path | None, args: list[str], task: str, seed: int, out: Path)
            "--quiet", "-o", str(out), *args]
     before = os.times()
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # run from a neutral folder: `python -m` puts the working directory first on sys.path,
+    # where this checkout's metaprep would shadow the old code
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False,
+                          cwd=out.parent)
     wall = time.perf_counter() - start
     after = os.times()
     if done.returncode != 0:
