@@ -18,7 +18,7 @@ DOC = ROOT / "docs" / "multi-node.md"
 sys.path.insert(0, str(ROOT / "tests" / "learn"))
 from test_data import make_task  # noqa: E402
 from test_ddp import _free_port  # noqa: E402
-from test_multinode import cannot_start  # noqa: E402
+from test_multinode import cannot_start, finish_nodes  # noqa: E402
 
 
 def _examples() -> list[tuple[list[str], str]]:
@@ -50,13 +50,7 @@ def test_commands_run_as_written(tmp_path: Path) -> None:
         cmd = [sys.executable, "-m", "torch.distributed.run", *args]  # what `torchrun` runs
         nodes = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for _ in range(2)]
-        try:
-            ends = [n.communicate(timeout=300) for n in nodes]
-        finally:
-            for n in nodes:
-                n.kill()
-        for n, (_, err) in zip(nodes, ends, strict=True):
-            assert n.returncode == 0, err[-3000:]
+        ends = finish_nodes(nodes)
         outs = sorted(out for out, _ in ends)
         assert outs[0] == ""  # the other node prints nothing
         assert _shape(outs[1]) == _shape(want)

@@ -150,8 +150,7 @@ def _distributed() -> tuple[int, int, torch.device]:
 
 def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
            overrides: dict[str, Any] | None, encoding: str, show: bool, rank: int, world: int,
-           device: torch.device, columns: Columns | None = None,
-           pace: RunPace | None = None) -> _Loop:
+           device: torch.device, pace: RunPace, columns: Columns | None = None) -> _Loop:
     ready = prepare(cfg, out, inputs, resume=resume, overrides=overrides, write=rank == 0,
                     encoding=encoding, show=show, columns=columns)
     run = ready.run
@@ -173,7 +172,7 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
                               write=rank == 0, progress=show).to(device)
     return _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
                  show, state, history, clipped_parameters(model),
-                 _pos_weight(cfg, ready.data[0], device), teacher, pace or RunPace())
+                 _pos_weight(cfg, ready.data[0], device), teacher, pace)
 
 
 def _train_ids(data: TaskData) -> torch.Tensor:

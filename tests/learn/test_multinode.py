@@ -76,6 +76,19 @@ def _dev_probabilities(run_dir: Path, dev: Path) -> np.ndarray:
     return torch.softmax(torch.from_numpy(model_logits(model, data, 64, "cpu")), -1).numpy()
 
 
+def finish_nodes(nodes: list[subprocess.Popen[str]]) -> list[tuple[str, str]]:
+    """Each node's (stdout, stderr) once all have ended, each having exited 0; none left
+    running whatever happens."""
+    try:
+        ends = [n.communicate(timeout=300) for n in nodes]
+    finally:
+        for n in nodes:
+            n.kill()
+    for n, (_, err) in zip(nodes, ends, strict=True):
+        assert n.returncode == 0, err[-3000:]
+    return ends
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(cannot_start() is not None, reason=str(cannot_start()))
 def test_two_nodes_equal_one_process_and_only_node0_writes(
@@ -85,13 +98,7 @@ def test_two_nodes_equal_one_process_and_only_node0_writes(
     # each node its own disk: node 1's run directory must stay unwritten
     outs = [tmp_path / f"node{k}" / "run" for k in range(2)]
     nodes = [_node(k, port, task, outs[k]) for k in (1, 0)]
-    try:
-        ends = [n.communicate(timeout=300) for n in nodes]
-    finally:
-        for n in nodes:
-            n.kill()
-    for n, (_, err) in zip(nodes, ends, strict=True):
-        assert n.returncode == 0, err[-3000:]
+    ends = finish_nodes(nodes)
     (out1, _), (out0, _) = ends
     assert out1 == "" and "best epoch" in out0  # rank 0 (node 0) reports
     assert not outs[1].parent.exists()
