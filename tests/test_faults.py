@@ -103,8 +103,7 @@ def test_train_and_export_under_a_file_size_limit(tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = _metaprep(["train", "--store", str(store), "--train", str(train), "--dev", str(dev),
                       "--set", "hidden=8", "--set", "mlp_hidden=8", "--proj-dim", "8", "--epochs",
-                      "1",
-                      "-o", str(run), "-q"], fsize=8_000)
+                      "1", "--keep-checkpoints", "-o", str(run), "-q"], fsize=8_000)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "cannot write" in proc.stderr
     assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
@@ -191,8 +190,8 @@ def test_every_file_of_a_run_under_a_file_size_limit(tmp_path: Path, sizes: str,
                                                      name: str) -> None:
     """The best weights (a safetensors traceback), the checkpoint and the plots (a message
     naming no file): one line naming the file, no temp left, and the run resumable once there
-    is room (a run that failed on its plots still holds its checkpoint: the resume finishes
-    it)."""
+    is room (a short run that failed at its end holds no checkpoint: the resume starts it
+    over)."""
     store = make_store(tmp_path / "store.h5")
     train, dev = write_task(tmp_path / "t.tsv", 40), write_task(tmp_path / "d.tsv", 20, seed=2)
     run = tmp_path / "run"
@@ -202,6 +201,8 @@ def test_every_file_of_a_run_under_a_file_size_limit(tmp_path: Path, sizes: str,
             "1", "--threads", "1", "-o", str(run), "-q"]
     if name == "checkpoint.pt":  # a finished run drops it: kept here to be looked at
         args.append("--keep-checkpoints")
+    if name.endswith(".png"):  # drawn when asked
+        args.append("--plots")
     proc = _metaprep(args, fsize=fsize)
     _one_line_error(proc, run / name)
     assert f"cannot write {name} (" in proc.stderr

@@ -60,8 +60,10 @@ def _recipe(name: str) -> str:
 @in_group("output", click.option("--resume", is_flag=True, help="Continue the run in -o from "
           "its last checkpoint (its saved config and data are used)."))
 @in_group("output", click.option("--keep-checkpoints", is_flag=True, help="Keep a finished "
-          "run's checkpoints (optimizer state and last weights, about 3x the model; removed "
+          "run's checkpoints (optimizer state, last and best weights, about 4x the model; removed "
           "by default: evaluate and export need only the best weights)."))
+@in_group("output", click.option("--plots", is_flag=True, help="Also draw the learning curves "
+          "and the attention by source as PNGs in the run directory (about a second more)."))
 @in_group("output", quiet_option())
 @training_options
 @set_option

@@ -185,6 +185,12 @@ class RunConfig:
     # a checkpoint of a large model costs seconds: epoch ends only, unless asked
     checkpoint_steps: int = option(0, "Also checkpoint every N steps inside an epoch (0: at "
                                    "epoch ends only).", group="training", low=0, high=10**9)
+    # a small model's checkpoint cost more than its epoch (fortunes: 0.25 s against 0.2 s); a
+    # minute of training is little to lose to a kill
+    checkpoint_seconds: float = option(60.0, "Checkpoint at an epoch's end only when this many "
+                                       "seconds passed since the last checkpoint (0: every "
+                                       "epoch); a kill loses at most about that much training.",
+                                       group="training", low=0.0, high=1e9)
     # --- ensembles and teachers (learn/ensemble.py, learn/teacher.py)
     members: int = option(1, "Train an ensemble of this many models (seeds seed + 1000 k), "
                           "served as one model averaging their probabilities.", group="teacher",

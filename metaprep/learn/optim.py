@@ -1,5 +1,6 @@
 """The optimizer of a training run: Adam, as in the paper; with a learned source (learn/learned.py)
-its tables are updated sparsely (``SparseAdam``: only the rows a batch used).
+its tables are updated sparsely (SparseAdam's update: only the rows a batch used). Both are
+learn/adam.py's, not torch.optim's (whose first use imports torch's compiler stack).
 
 ``Split`` looks like one optimizer to the training loop: ``param_groups`` (the lr is set through
 them), ``zero_grad``, ``step``, and one ``state_dict`` of plain tensors and numbers for the
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 
+from metaprep.learn.adam import Adam, RowAdam
 from metaprep.learn.config import RunConfig
 
 __all__ = [
@@ -27,7 +29,7 @@ __all__ = [
 class Split:
     """A dense and a sparse optimizer stepped together."""
 
-    def __init__(self, dense: torch.optim.Optimizer, sparse: torch.optim.Optimizer) -> None:
+    def __init__(self, dense: Adam, sparse: RowAdam) -> None:
         self.dense, self.sparse = dense, sparse
 
     @property
@@ -52,40 +54,6 @@ class Split:
         self.sparse.load_state_dict(state["sparse"])
 
 
-class RowAdam(torch.optim.SparseAdam):
-    """SparseAdam's update, bit for bit, through row gathers and scatters instead of sparse
-    tensor arithmetic (its sparse_mask and sparse adds took about a quarter of a training step
-    of the fast preset). Same state, same checkpoint."""
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            lr, eps = float(group["lr"]), group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                grad = p.grad.coalesce()  # the update is not linear: each row once
-                rows, values = grad._indices()[0], grad._values()
-                if values.numel() == 0:
-                    continue
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                old_m, old_v = m.index_select(0, rows), v.index_select(0, rows)
-                new_m = values.sub(old_m).mul_(1 - beta1).add_(old_m)  # as SparseAdam adds
-                new_v = values.pow(2).sub_(old_v).mul_(1 - beta2).add_(old_v)
-                m.index_copy_(0, rows, new_m)
-                v.index_copy_(0, rows, new_v)
-                t = state["step"]
-                size = lr * math.sqrt(1 - beta2**t) / (1 - beta1**t)
-                p.index_add_(0, rows, -size * new_m.div_(new_v.sqrt_().add_(eps)))
-
-
 def _learned(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     learned = getattr(getattr(model, "front", None), "learned", None)
     return list(learned.parameters()) if learned is not None else []
@@ -97,9 +65,9 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> Any:
     ids = {id(p) for p in mine}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
     if not mine:
-        return torch.optim.Adam(rest, lr=cfg.lr, foreach=True)
+        return Adam(rest, lr=cfg.lr)
     scale = cfg.learned_lr_scale  # kept in the group: the loop sets lr x lr_scale
-    return Split(torch.optim.Adam(rest, lr=cfg.lr, foreach=True), RowAdam(
+    return Split(Adam(rest, lr=cfg.lr), RowAdam(
         [{"params": mine, "lr": cfg.lr * scale, "lr_scale": scale}], lr=cfg.lr))
 
 

@@ -94,9 +94,12 @@ def finished(out: Path, cfg: RunConfig, inputs: dict[str, Any],
 
 
 def restore(run: Run, model: torch.nn.Module, opt: Any, *, map_location: Any,
-            progress: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Load the checkpoint into ``model`` and ``opt``: (progress counters, epoch history), each
-    checked against ``progress`` (the fresh counters: their keys and types) and the config."""
+            progress: dict[str, Any]
+            ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor] | None]:
+    """Load the checkpoint into ``model`` and ``opt``: (progress counters, epoch history, best
+    weights so far), each checked against ``progress`` (the fresh counters: their keys and
+    types), the config and the model. Checkpoints written before the best weights went into
+    them have theirs in best.safetensors."""
     from metaprep.learn.optim import optimizer_settings, state_problem
 
     ckpt = run.load_checkpoint(map_location=map_location)
@@ -111,11 +114,27 @@ def restore(run: Run, model: torch.nn.Module, opt: Any, *, map_location: Any,
         why = state_problem(opt, fresh)
         if why:
             raise ValueError(why)
+        best = ckpt.best
+        if best is None and ckpt.progress["best_epoch"] > 0:
+            best = run.load_best()
+        why = _best_problem(best, model, ckpt.progress["best_epoch"])
+        if why:
+            raise ValueError(why)
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         why = " ".join(str(exc).split())[:300]  # torch's message spans lines
         raise ModelError(f"the checkpoint does not fit the run: {why}", path=run.path / CHECKPOINT,
                          hint="config.json was edited, or the checkpoint is damaged") from exc
-    return dict(ckpt.progress), list(ckpt.history)
+    return dict(ckpt.progress), list(ckpt.history), best
+
+
+def _best_problem(best: dict[str, torch.Tensor] | None, model: torch.nn.Module,
+                  best_epoch: int) -> str | None:
+    """Best weights that would not load into ``model`` at the end, or none after a best epoch."""
+    if best is None:
+        return "no best weights for its best epoch" if best_epoch > 0 else None
+    want = {k: (v.shape, v.dtype) for k, v in model.state_dict().items()}
+    got = {k: (v.shape, v.dtype) if isinstance(v, torch.Tensor) else v for k, v in best.items()}
+    return None if got == want else "its best weights do not fit the model"
 
 
 def _progress_problem(got: dict[str, Any], fresh: dict[str, Any], cfg: RunConfig) -> str | None:

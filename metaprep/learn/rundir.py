@@ -81,9 +81,10 @@ def run_state(path: str | Path) -> RunState:
     its first checkpoint: safe to start over), ``checkpointed`` (resumable), or ``weights-only``
     (best weights and metrics without a checkpoint: finished, its checkpoint deleted).
 
-    An epoch ends by writing the best weights, then the checkpoint, then metrics.json: best
-    weights with neither of the others are what a run killed (or out of disk) between the two
-    writes of its first epoch left, so that run counts as started."""
+    A checkpoint holds the best weights so far; best.safetensors is written once, after the
+    final metrics.json (learn/train.py): best weights with metrics and no checkpoint are a
+    finished run. Older runs wrote best weights before each checkpoint; one killed between the
+    two writes of its first epoch has best weights without metrics: it counts as started."""
     run = Path(path)
     if not (run / CONFIG).exists():
         return "empty"

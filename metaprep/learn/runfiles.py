@@ -190,6 +190,7 @@ class Checkpoint:
     optimizer: dict[str, Any]
     progress: dict[str, Any]  # the loop's counters (learn/train.py)
     history: list[dict[str, Any]]  # one record per finished epoch
+    best: dict[str, torch.Tensor] | None = None  # the best epoch's weights (older files: none)
 
 
 def read_config(path: Path) -> RunConfig:

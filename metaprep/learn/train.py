@@ -5,6 +5,11 @@ described in docs/model.md.
     train() = _setup (learn/prepare.py: a new run, or the saved one) -> per epoch _train_epoch
               and _end_epoch (dev, lr, best weights, checkpoint) -> _finish (test, analysis)
 
+The best weights are kept in memory and written into each checkpoint, and as best.safetensors
+once, at the end: on a small task writing files took longer than the epochs. A checkpoint is
+written at an epoch's end once ``checkpoint_seconds`` have passed since the last (a kill loses
+at most about that much training).
+
 Reproducibility: weights come from ``torch.manual_seed(seed)``, the batches of epoch ``e`` from
 (seed, e) alone, and dropout is reseeded from (seed, rank, step) before every step, so a rerun is
 bit-identical and a resumed run repeats exactly what the uninterrupted run would have done.
@@ -13,6 +18,7 @@ bit-identical and a resumed run repeats exactly what the uninterrupted run would
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +70,7 @@ def train(
     keep_checkpoint: bool = True,
     pace: RunPace | None = None,
     columns: Columns | None = None,
+    plots: bool = False,
 ) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) a run in ``out``; returns the metrics.json content.
 
@@ -76,8 +83,9 @@ def train(
 
     A run killed before its first checkpoint holds nothing to lose: a new run starts over it, and
     a resume starts it from scratch with its saved config. Without ``keep_checkpoint``
-    a finished run's checkpoint (optimizer state, last weights: about 3x the model) is removed
-    (what `metaprep train` does unless told otherwise)."""
+    a finished run's checkpoint (optimizer state, last and best weights: about 4x the model) is
+    removed (what `metaprep train` does unless told otherwise). ``plots`` draws the learning
+    curves and the attention by source as PNGs (matplotlib: about a second)."""
     rank, world, device = _distributed()
     cfg = cfg or RunConfig()
     out = Path(out) if out is not None else default_run_dir(cfg.method)
@@ -93,7 +101,7 @@ def train(
     while loop.state["epoch"] < loop.cfg.epochs and not loop.state["stopped"]:
         elapsed = _train_epoch(loop)
         _end_epoch(loop, elapsed)
-    metrics = _finish(loop, keep_checkpoint)
+    metrics = _finish(loop, keep_checkpoint, plots)
     pace.end_model()
     return metrics
 
@@ -118,6 +126,8 @@ class _Loop:
     pos_weight: torch.Tensor | None = None  # multi-label: (C,) weights of the positives
     teacher: torch.Tensor | None = None  # (N, C) the teacher's probabilities of the train texts
     pace: RunPace = field(default_factory=RunPace)  # where the whole run is (learn/pace.py)
+    best: dict[str, torch.Tensor] | None = None  # rank 0: the best epoch's weights (a copy)
+    saved_at: float = field(default_factory=lambda: time.monotonic())  # the last checkpoint
 
     @property
     def main(self) -> bool:
@@ -125,7 +135,11 @@ class _Loop:
 
     def checkpoint(self) -> None:
         self.run.save_checkpoint(Checkpoint(weights_state_dict(self.model), self.opt.state_dict(),
-                                            self.state, self.history))
+                                            self.state, self.history, self.best))
+        self.saved_at = time.monotonic()
+
+    def checkpoint_due(self) -> bool:
+        return time.monotonic() - self.saved_at >= self.cfg.checkpoint_seconds
 
 
 def _fresh_state(cfg: RunConfig) -> dict[str, Any]:
@@ -163,8 +177,9 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     opt = make_optimizer(model, cfg)
     state = _fresh_state(cfg)
     history: list[dict[str, Any]] = []
+    best = None
     if ready.from_checkpoint:
-        state, history = restore(run, model, opt, map_location=device, progress=state)
+        state, history, best = restore(run, model, opt, map_location=device, progress=state)
         _set_lr(opt, state["lr"])  # the loop's lr is the truth (the optimizer's is checked)
     teacher = None
     if cfg.teacher:  # checked to be the teacher the run started with (learn/teacher.py)
@@ -172,7 +187,7 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
                               write=rank == 0, progress=show).to(device)
     return _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
                  show, state, history, clipped_parameters(model),
-                 _pos_weight(cfg, ready.data[0], device), teacher, pace)
+                 _pos_weight(cfg, ready.data[0], device), teacher, pace, best)
 
 
 def _train_ids(data: TaskData) -> torch.Tensor:
@@ -199,7 +214,10 @@ def _wrap_ddp(model: MetaEmbeddingClassifier, world: int) -> torch.nn.Module:
     DDP._set_params_and_buffers_to_ignore_for_model(
         model, [name for name, _ in model.named_buffers()]
     )
-    return DDP(model, broadcast_buffers=False)
+    with warnings.catch_warnings():  # torch 2.13 deprecates it, but its replacement still
+        # syncs the buffers once at start: the frozen tables, the very thing to keep local
+        warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated", FutureWarning)
+        return DDP(model, broadcast_buffers=False)
 
 
 def _set_lr(opt: Any, lr: float) -> None:
@@ -319,8 +337,8 @@ def _end_epoch(loop: _Loop, elapsed: float) -> None:
     loop.history.append(record)
     if score > state["best"]:
         state.update(best=score, best_epoch=epoch + 1, bad_epochs=0)
-        if loop.main:
-            loop.run.save_best(weights_state_dict(loop.model))
+        if loop.main:  # written with the next checkpoint, and at the end
+            loop.best = {k: v.clone() for k, v in weights_state_dict(loop.model).items()}
     else:
         state["bad_epochs"] += 1
         if cfg.lr_schedule == "plateau":
@@ -328,8 +346,10 @@ def _end_epoch(loop: _Loop, elapsed: float) -> None:
             _set_lr(loop.opt, state["lr"])
     state["stopped"] = state["bad_epochs"] >= cfg.patience or state["lr"] < cfg.min_lr
     state.update(epoch=epoch + 1, batch=0, loss_sum=0.0, correct=0, seen=0)
+    last = state["stopped"] or state["epoch"] >= cfg.epochs  # _finish has the last word
     if loop.main:
-        loop.checkpoint()
+        if not last and loop.checkpoint_due():
+            loop.checkpoint()
         loop.run.write_metrics({"epochs": loop.history, "best_epoch": state["best_epoch"]})
     if loop.show:
         shown = (f"dev acc {record['dev_accuracy']:.4f}" if cfg.task == "single"
@@ -342,10 +362,12 @@ def _end_epoch(loop: _Loop, elapsed: float) -> None:
 
 
 # --- final: best weights, dev/test metrics, attention analysis ----------------------------------
-def _finish(loop: _Loop, keep_checkpoint: bool) -> dict[str, Any]:
+def _finish(loop: _Loop, keep_checkpoint: bool, plots: bool) -> dict[str, Any]:
     import torch.distributed as dist
 
     run, state, (train_data, dev_data, test_data) = loop.run, loop.state, loop.data
+    if loop.main and keep_checkpoint:  # the last epoch's state, asked to be kept
+        loop.checkpoint()
     loop.model.load_state_dict(_best_weights(loop))
     labels = run.labels
     thresholds = None
@@ -367,8 +389,11 @@ def _finish(loop: _Loop, keep_checkpoint: bool) -> dict[str, Any]:
         metrics["test_accuracy"] = metrics["test"]["accuracy"]
     if loop.main:
         run.write_metrics(metrics)
-        _analyse(run, loop.model, dev_data, train_data, loop.history)
-        if not keep_checkpoint:  # after metrics.json: the run reads as finished, not started
+        _analyse(run, loop.model, dev_data, train_data, loop.history, plots)
+        # the best weights after the final metrics: with no checkpoint, best weights on disk
+        # mean a finished run (learn/rundir.py run_state)
+        run.save_best(weights_state_dict(loop.model))
+        if not keep_checkpoint:
             run.drop_checkpoint()
     if loop.world > 1:
         dist.barrier()
@@ -377,19 +402,27 @@ def _finish(loop: _Loop, keep_checkpoint: bool) -> dict[str, Any]:
 
 
 def _best_weights(loop: _Loop) -> dict[str, torch.Tensor]:
-    """The best weights, read by rank 0 and sent to the others: no other rank reads a new
-    run's directory, so other machines need not share it (docs/multi-node.md)."""
-    box: list[Any] = [loop.run.load_best() if loop.main else None]
+    """The best weights, rank 0's, sent to the others: no other rank reads a new run's
+    directory, so other machines need not share it (docs/multi-node.md)."""
+    box: list[Any] = [None]
+    if loop.main:
+        if loop.best is None:  # resumed from a checkpoint before its best epoch had weights
+            raise ModelError("the run has no best weights to finish with", path=loop.run.path,
+                             hint="the checkpoint is damaged; train the run again")
+        box = [loop.best]
     if loop.world > 1:
         torch.distributed.broadcast_object_list(box, src=0, device=loop.device)
     return dict(box[0])
 
 
 def _analyse(run: Run, model: MetaEmbeddingClassifier, dev: TaskData, train: TaskData,
-             history: list[dict[str, Any]]) -> None:
-    from metaprep.learn.analysis import attention_analysis, plot_attention, plot_learning_curves
+             history: list[dict[str, Any]], plots: bool) -> None:
+    from metaprep.learn.analysis import attention_analysis
 
     report = attention_analysis(model, dev, token_counts(train))
     run.write_analysis(report)
-    plot_learning_curves(history, run.path / LEARNING_CURVES)
-    plot_attention(report, run.path / ATTENTION_PLOT)
+    if plots:  # matplotlib costs about a second: as long as training a small task
+        from metaprep.learn.analysis import plot_attention, plot_learning_curves
+
+        plot_learning_curves(history, run.path / LEARNING_CURVES)
+        plot_attention(report, run.path / ATTENTION_PLOT)

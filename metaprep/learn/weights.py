@@ -55,6 +55,8 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
 
     state = {"model": checkpoint.model, "optimizer": checkpoint.optimizer,
              "progress": checkpoint.progress, "history": checkpoint.history}
+    if checkpoint.best is not None:
+        state["best"] = checkpoint.best
     _check_finite(checkpoint.model, path, _DIVERGED)
     with atomic_path(path) as tmp:
         try:
@@ -80,12 +82,15 @@ def load_checkpoint(path: Path, *, map_location: Any = "cpu") -> Checkpoint:
     ok = (isinstance(state, dict) and isinstance(state.get("model"), dict)
           and isinstance(state.get("optimizer"), dict)
           and isinstance(state.get("progress"), dict)
-          and isinstance(state.get("history"), list))
+          and isinstance(state.get("history"), list)
+          and isinstance(state.get("best", {}), dict))
     if not ok:
         raise ModelError("not a metaprep checkpoint (model, optimizer, progress, history)",
                          path=path, hint=damaged)
     _check_finite(state["model"], path, damaged)
-    return Checkpoint(state["model"], state["optimizer"], state["progress"], state["history"])
+    _check_finite(state.get("best", {}), path, damaged)
+    return Checkpoint(state["model"], state["optimizer"], state["progress"], state["history"],
+                      state.get("best"))
 
 
 _DIVERGED = ("training diverged: nothing was written, the file on disk is the last good one; "

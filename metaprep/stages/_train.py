@@ -43,6 +43,7 @@ class TrainOptions(TaskColumns):
     teacher: PathLike | None = input_field()  # a trained run or ensemble to learn from as well
     resume: bool = False  # continue the run in ``output`` from its last checkpoint
     keep_checkpoints: bool = False  # keep a finished run's checkpoints (optimizer state)
+    plots: bool = False  # draw learning_curves.png and attention_by_source.png (matplotlib)
     data_encoding: str = "utf-8"  # of the data files
     threads: int | None = None  # torch CPU threads [torch's choice]
     quiet: bool = False  # no progress bars
@@ -187,7 +188,8 @@ def train(options: TrainOptions) -> TrainResult:
         metrics = train_run(cfg, store=o.store, train_data=o.train, dev=o.dev, test=o.test,
                             out=out, resume=o.resume, progress=not o.quiet,
                             encoding=o.data_encoding, overrides=given,
-                            columns=task_columns(o), keep_checkpoint=o.keep_checkpoints)
+                            columns=task_columns(o), keep_checkpoint=o.keep_checkpoints,
+                            plots=o.plots)
     return TrainResult(Path(metrics["run_dir"]), metrics, notes)
 
 
@@ -257,7 +259,7 @@ def _train_taught(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any]
         print(f"the model, taught by the ensemble in {teacher}: {out}", file=sys.stderr)
     return train_run(None, out=out, resume=True, progress=not o.quiet,
                      encoding=o.data_encoding, overrides=given, columns=task_columns(o),
-                     keep_checkpoint=o.keep_checkpoints, pace=pace)
+                     keep_checkpoint=o.keep_checkpoints, plots=o.plots, pace=pace)
 
 
 def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], *,
@@ -282,7 +284,8 @@ def _train_members(cfg: Any, o: TrainOptions, out: Path, given: dict[str, Any], 
                          dev=inputs["dev"], test=inputs["test"], out=where, resume=member is None,
                          progress=not o.quiet, encoding=o.data_encoding,
                          overrides={} if member is None else None, columns=task_columns(o),
-                         keep_checkpoint=o.keep_checkpoints, pace=pace)
+                         keep_checkpoint=o.keep_checkpoints, plots=o.plots,
+                         pace=pace)
 
     def score(dirs: list[Path]) -> dict[str, Any]:
         """The members' averaged probabilities on the dev and test files they recorded."""

@@ -67,9 +67,8 @@ def test_two_processes_train_and_only_rank0_writes(tmp_path: Path) -> None:
     assert m0["dev"] == m1["dev"]
     assert m0["epochs"][-1]["train_loss"] < m0["epochs"][0]["train_loss"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["analysis.json", "attention_by_source.png", "best.safetensors", "checkpoint.pt",
-         "config.json", "data.json", "labels.json", "learning_curves.png", "metrics.json",
-         "store.json", "tokenizer.json"])
+        ["analysis.json", "best.safetensors", "checkpoint.pt", "config.json", "data.json",
+         "labels.json", "metrics.json", "store.json", "tokenizer.json"])
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")

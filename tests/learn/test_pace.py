@@ -19,7 +19,6 @@ from metaprep.ids import PAD_ID
 from metaprep.learn.config import PRESETS, RunConfig
 from metaprep.learn.data import Example, TaskData, collate
 from metaprep.learn.learned import FastDropout
-from metaprep.learn.optim import RowAdam
 from metaprep.learn.train import train
 
 
@@ -58,21 +57,6 @@ def test_the_sum_per_distinct_word_is_the_sum_per_token(mask_missing: bool) -> N
         pairs = front.pair_term(ids, valid)
         want = (want + (pairs if pairs is not None else 0)) * valid[..., None]
     assert torch.allclose(meta, want, atol=1e-5)
-
-
-def test_row_adam_is_sparse_adam_bit_for_bit() -> None:
-    torch.manual_seed(0)
-    table = torch.randn(40, 6)
-    a, b = torch.nn.Parameter(table.clone()), torch.nn.Parameter(table.clone())
-    ours, theirs = RowAdam([a], lr=0.05), torch.optim.SparseAdam([b], lr=0.05)
-    for step in range(6):
-        rows = torch.randint(0, 40, (25,), generator=torch.Generator().manual_seed(step))
-        for p, opt in ((a, ours), (b, theirs)):
-            opt.zero_grad()
-            torch.nn.functional.embedding(rows, p, sparse=True).pow(2).sum().backward()
-            opt.step()
-        assert torch.equal(a.data, b.data)
-    assert set(ours.state[a]) == set(theirs.state[b])  # the same checkpoint
 
 
 def test_fast_dropout_drops_the_share_asked_and_keeps_the_mean() -> None:

@@ -31,7 +31,8 @@ from metaprep.tokenize import TokenizerConfig
 
 TINY = {"method": "dme", "proj_dim": 8, "hidden": 8, "mlp_hidden": 8, "batch_size": 8,
         "lr": 0.01, "epochs": 2, "learned_dim": 4,
-        "learned_dropout": 0.2}  # 48 examples: 6 steps an epoch
+        "learned_dropout": 0.2,  # 48 examples: 6 steps an epoch
+        "checkpoint_seconds": 0}  # a checkpoint at every epoch's end: resumes to test
 
 
 def tiny(**kw: Any) -> RunConfig:

@@ -296,7 +296,8 @@ def test_a_resume_refuses_a_teacher_changed_since_the_run_started(
     teacher, out = tmp_path / "teacher", tmp_path / "run"
     shutil.copytree(ensemble, teacher)
     with crash_after(3), pytest.raises(SimulatedCrash):  # in epoch 2 (2 steps an epoch)
-        stages.train(train_options(**data, output=out, teacher=teacher, **SMALL))
+        stages.train(train_options(**data, output=out, teacher=teacher, checkpoint_seconds=0,
+                                   **SMALL))
     recorded = json.loads((out / "teacher.json").read_text())
     assert recorded == {"path": str(teacher.resolve()), "sha256": teacher_identity(teacher)}
     checkpoint = (out / "checkpoint.pt").read_bytes()

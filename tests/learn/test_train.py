@@ -44,7 +44,7 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_run_directory_is_complete_and_reloads(task: dict[str, Path], tmp_path: Path) -> None:
-    metrics = run(task, tmp_path / "r", tiny("cdme", epochs=3))
+    metrics = run(task, tmp_path / "r", tiny("cdme", epochs=3), plots=True)
     r = tmp_path / "r"
     for name in ("config.json", "labels.json", "tokenizer.json", "store.json", "data.json",
                  "best.safetensors", "checkpoint.pt", "metrics.json", "analysis.json",
@@ -93,7 +93,7 @@ def test_resume_after_a_crash_mid_epoch_matches_the_uninterrupted_run(
     checkpoint_steps: int,
 ) -> None:
     cfg = tiny("dme", epochs=3, learned_dim=4, learned_dropout=0.2,
-               checkpoint_steps=checkpoint_steps)
+               checkpoint_steps=checkpoint_steps, checkpoint_seconds=0)
     whole = run(task, tmp_path / "whole", cfg)
     with crash_after(9), pytest.raises(SimulatedCrash):  # 6 steps an epoch: inside epoch 2
         run(task, tmp_path / "broken", cfg)
@@ -245,7 +245,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_its_last_checkpoint(
     monkeypatch.setattr(F, "cross_entropy", poisoned)
     with pytest.raises(ModelError, match=r"training diverged at epoch 2, step \d+: the loss or "
                        "its gradient is nan .*the last checkpoint is kept") as err:
-        run(task, out, tiny(epochs=3))
+        run(task, out, tiny(epochs=3, checkpoint_seconds=0))
     assert str(err.value).startswith(f"{out}: ") and "\n" not in str(err.value)
     assert (out / "checkpoint.pt").read_bytes() == kept[0]
     assert json.loads((out / "metrics.json").read_text())["best_epoch"] == 1
