@@ -39,19 +39,25 @@ def bigram_rows(ids: torch.Tensor, buckets: int) -> torch.Tensor:
 
 
 class FastDropout(nn.Module):
-    """Dropout whose mask is ``rand < keep`` rather than a Bernoulli draw: the same
-    distribution, about a third of the time on CPU (Bernoulli sampling was an eighth of a
-    training step of the fast preset)."""
+    """Dropout whose mask is one random byte an element below ``keep``/256 rather than a
+    Bernoulli draw: the kept share is 1 - p rounded to 1/256 (the output is rescaled by the
+    share kept, so its mean is kept exactly), at a fifth of the time on CPU (Bernoulli sampling
+    was an eighth of a training step of the fast preset; a float draw an element half the
+    rest)."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
         self.p = p
+        self.keep = min(256, max(1, round(256 * (1.0 - p))))  # of 256
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = torch.rand(x.shape, dtype=x.dtype, device=x.device) >= self.p
-        return x * keep * (1.0 / (1.0 - self.p))
+        n = x.numel()
+        # four uniform bytes from each 32-bit draw
+        draws = torch.randint(-2**31, 2**31, ((n + 3) // 4,), dtype=torch.int32, device=x.device)
+        keep = draws.view(torch.uint8)[:n].view(x.shape) < self.keep
+        return x.mul(keep).mul_(256.0 / self.keep)
 
 
 class LearnedSource(nn.Module):

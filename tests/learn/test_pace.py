@@ -59,12 +59,18 @@ def test_the_sum_per_distinct_word_is_the_sum_per_token(mask_missing: bool) -> N
     assert torch.allclose(meta, want, atol=1e-5)
 
 
-def test_fast_dropout_drops_the_share_asked_and_keeps_the_mean() -> None:
-    drop = FastDropout(0.7)
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.7, 0.99])
+def test_fast_dropout_drops_the_share_asked_and_keeps_the_mean(p: float) -> None:
+    drop = FastDropout(p)
     torch.manual_seed(0)
-    y = drop(torch.ones(200_000))
-    assert abs(float((y == 0).float().mean()) - 0.7) < 0.01
+    y = drop(torch.ones(400_001, 3))  # not a whole number of 4-byte draws
+    assert abs(float((y == 0).float().mean()) - p) < 0.004
     assert abs(float(y.mean()) - 1.0) < 0.02
+    assert torch.unique(y).tolist() == [0.0, torch.tensor(256 / drop.keep).item()]
+    first = drop(torch.ones(10, 7))
+    torch.manual_seed(0)
+    drop(torch.ones(400_001, 3))
+    assert torch.equal(drop(torch.ones(10, 7)), first)  # seeded: the same masks
     assert torch.equal(drop.eval()(torch.ones(5)), torch.ones(5))
 
 
