@@ -37,7 +37,8 @@ AUTO_BATCH = (64, 256)  # batch_size 0: the range it is picked from
 # saved config records the resolved values.
 PRESETS: dict[str, dict[str, Any]] = {
     # serving speed first: one model, a sum of small projections and the pooled encoder, plus
-    # the learned source with word bigrams (the words no pretrained source has); a per-source
+    # the learned source with word bigrams (the words no pretrained source has) when the train
+    # split has 100k tokens or more (below, it cost accuracy: learned_min_tokens); a per-source
     # LayerNorm (folded into the tables at export: no cost in serving) keeps the learned source
     # from swamping the pretrained ones on a small task (benchmarks/results/learned-sweep.md,
     # learned-mix.md); dropout 0.7 on the learned vectors. Trained at fastText's pace
@@ -49,7 +50,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"method": "sum", "encoder": "pool", "proj_dim": 64, "mlp_hidden": 256,
              "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
              "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 8,
-             "lr_schedule": "linear", "batch_size": 0, "label_smoothing": 0.1},
+             "lr_schedule": "linear", "batch_size": 0, "label_smoothing": 0.1,
+             "learned_min_tokens": 100_000},
     # accuracy first: an ensemble of three such models (learn/ensemble.py), their probabilities
     # averaged. With the earlier 15-epoch recipe, 3 ensembles of 3 against the 9 models alone
     # (test %, 2026-12-02, benchmarks/results/ensembles.md): Debian 79.2 +- 0.3 against
@@ -59,7 +61,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
                  "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 8,
                  "lr_schedule": "linear", "batch_size": 0, "label_smoothing": 0.1,
-                 "members": 3},
+                 "learned_min_tokens": 100_000, "members": 3},
 }
 
 
@@ -130,6 +132,14 @@ class RunConfig:
     # Adam moves a row about lr per update, and a rare word's row gets few updates
     learned_lr_scale: float = option(1.0, "The learned tables' lr is lr times this.",
                                      group="training", low=0.0, high=1e6, open_low=True)
+    # the learned source learns from the train split alone; 3 seeds each, test %, `fast` with
+    # it and without: fortunes (25.6k train tokens) 76.3 +- 0.2 with, 79.1 +- 2.0 without;
+    # debian-long (465k) 59.8 +- 1.9 with, 55.9 +- 1.1 without; Debian (316k) 78.6 +- 0.3 with
+    # (benchmarks/results/learned-tokens.md)
+    learned_min_tokens: int = option(0, "Leave the learned source out when the train split has "
+                                     "fewer tokens than this (0: always keep it); config.json "
+                                     "records what was used.", group="model", low=0,
+                                     high=2**62)
     mlp_hidden: int = option(512, "Classifier hidden units.", group="model", low=1, high=16384)
     num_labels: int = option(2, "", group="model", filled=True, low=1, high=1_000_000)
     pair: bool = option(False, "", group="model", filled=True)  # pairs: [u, v, |u-v|, u*v]
@@ -208,6 +218,13 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+
+    def for_tokens(self, tokens: int) -> RunConfig:
+        """This config without the learned source when the train split has fewer than
+        ``learned_min_tokens`` tokens (a new run's config is resolved so before it is saved)."""
+        if not self.learned_dim or tokens >= self.learned_min_tokens:
+            return self
+        return replace(self, learned_dim=0, learned_buckets=0, learned_subwords=0)
 
     def for_examples(self, n: int) -> RunConfig:
         """This config with batch_size 0 (auto) resolved for ``n`` training examples: the

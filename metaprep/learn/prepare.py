@@ -189,6 +189,13 @@ def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, en
         labels, data = _read_data({k: Path(inputs[k]) for k in files}, encoder, None,
                                   encoding=encoding, show=show, columns=columns, cfg=cfg)
         cfg = replace(cfg, num_labels=len(labels), pair=data[0].pair)
+        tokens = sum(len(flat) for flat, _ in data[0].examples.sides)
+        if cfg.for_tokens(tokens) != cfg:
+            cfg = cfg.for_tokens(tokens)
+            if show and write:
+                _note(f"the learned source is left out: the train split has {tokens:,} tokens, "
+                      f"fewer than learned_min_tokens ({cfg.learned_min_tokens:,}; "
+                      "--set learned_min_tokens=0 keeps it)")
         # other ranks never write or check the store record: they skip hashing the store
         sha = st.sha256() if write else ""
         ref = StoreRef(str(st.path.resolve()), sha, st.vocab_size, st.case_policy)

@@ -109,6 +109,39 @@ def test_linear_schedule_with_an_auto_batch_trains_and_records_what_it_used(tmp_
     assert saved["batch_size"] == 0  # the option as given: a resume picks the same again
 
 
+def test_the_learned_source_is_left_out_below_its_token_count() -> None:
+    cfg = RunConfig(learned_dim=16, learned_buckets=100, learned_subwords=10,
+                    learned_min_tokens=1_000)
+    assert cfg.for_tokens(1_000) is cfg
+    small = cfg.for_tokens(999)
+    assert (small.learned_dim, small.learned_buckets, small.learned_subwords) == (0, 0, 0)
+    small.validate()
+    assert RunConfig(learned_dim=16).for_tokens(0).learned_dim == 16  # 0: always kept
+
+
+def test_a_run_on_too_little_text_saves_the_config_it_trained(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]
+                                                                ) -> None:
+    """config.json says what was trained (no learned source), so evaluate and export rebuild
+    the same model; the run says why."""
+    from exportkit import train_options
+
+    from metaprep import stages
+
+    task = make_task(tmp_path)
+    small = {"method": "sum", "encoder": "pool", "proj_dim": 5, "mlp_hidden": 6, "epochs": 1,
+             "batch_size": 8, "threads": 1, "learned_dim": 4, "learned_buckets": 50}
+    done = stages.train(train_options(**task, output=tmp_path / "r", learned_min_tokens=10**6,
+                                      **small))
+    saved = json.loads((done.run / "config.json").read_text())
+    assert (saved["learned_dim"], saved["learned_buckets"]) == (0, 0)
+    assert "the learned source is left out: the train split has" in capsys.readouterr().err
+    stages.export(stages.ExportOptions(run=done.run, output=tmp_path / "m", quiet=True))
+    kept = stages.train(train_options(**task, output=tmp_path / "k", learned_min_tokens=10,
+                                      quiet=True, **small))
+    assert json.loads((kept.run / "config.json").read_text())["learned_dim"] == 4
+
+
 def test_the_fast_preset_trains_one_model_at_the_fast_pace() -> None:
     fast = PRESETS["fast"]
     assert fast["lr_schedule"] == "linear" and fast["batch_size"] == 0
