@@ -12,7 +12,7 @@ convolution, masked max/mean) so it can be rebuilt in ONNX.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -291,10 +291,10 @@ def load_tables(
         dtype = np.float16 if ds.dtype == np.float16 else np.float32
         shape = (cfg.vocab_size + ID_OFFSET, dim)
 
-        def fill(table: np.ndarray, ds: Any = ds, name: str = name) -> None:
-            _copy_rows(ds, table, name, cfg.vocab_size, progress=progress)
+        def blocks(ds: Any = ds, name: str = name, dim: int = dim) -> Iterator[np.ndarray]:
+            return _store_rows(ds, name, dim, cfg.vocab_size, progress=progress)
 
-        table = (scratch or Scratch(None)).array(shape, dtype, fill)
+        table = (scratch or Scratch(None)).array(shape, dtype, blocks)
         tables.append(torch.from_numpy(table))
         have = store.present(name)
         if cfg.use_derived:
@@ -303,17 +303,18 @@ def load_tables(
     return tables, present
 
 
-def _copy_rows(ds: Any, table: np.ndarray, name: str, rows: int, *, progress: bool) -> None:
-    """The store's rows into ``table`` after its padding and UNK rows (left zero), in blocks."""
+def _store_rows(ds: Any, name: str, dim: int, rows: int, *, progress: bool
+                ) -> Iterator[np.ndarray]:
+    """A table's rows in blocks: padding and UNK (zeros), then the store's, ~64 MiB a read."""
     from tqdm import tqdm
 
-    table[:ID_OFFSET] = 0
-    step = max(1, (64 << 20) // (table.shape[1] * 4))  # ~64 MiB per read
+    yield np.zeros((ID_OFFSET, dim), dtype=ds.dtype)
+    step = max(1, (64 << 20) // (dim * 4))
     with tqdm(total=rows, desc=f"loading {name}", unit="row", disable=not progress,
               leave=False) as bar:
         for start in range(0, rows, step):
             block = np.asarray(ds[start : start + step])
-            table[start + ID_OFFSET : start + ID_OFFSET + len(block)] = block
+            yield block
             bar.update(len(block))
 
 

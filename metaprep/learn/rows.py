@@ -95,18 +95,30 @@ class _Column:
     def _spill(self) -> None:
         if self.file is None:
             return
-        self.file.write(self.buf.tobytes())
+        try:
+            self.file.write(self.buf.tobytes())
+        except OSError:  # a full disk, a file-size limit: held in memory from here on
+            self._to_memory()
+            return
         self.written += len(self.buf)
         self.buf = array(self.buf.typecode)
 
+    def _to_memory(self) -> None:
+        done: np.ndarray = np.fromfile(self.path, dtype=self.dtype, count=self.written) \
+            if self.path is not None and self.written else np.zeros(0, self.dtype)
+        self.buf = array(self.buf.typecode, done.tobytes()) + self.buf
+        self.discard()
+        self.file = self.path = None
+        self.written = 0
+
     def finish(self, relabel: np.ndarray | None = None) -> np.ndarray:
         """The whole array (``relabel``: each value v replaced by relabel[v])."""
+        self._spill()  # the rest written (or, that failing, everything back in memory)
         if self.file is None or self.path is None:
             out: np.ndarray = np.frombuffer(self.buf, dtype=self.dtype).copy() if len(self.buf) \
                 else np.zeros(0, self.dtype)
             return out if relabel is None else relabel[out]
         try:
-            self._spill()
             self.file.close()
             n = self.written
             if n and relabel is not None:  # rewritten in place, block by block

@@ -6,7 +6,7 @@ rebuilds them, and no file another process could have edited is ever read. Their
 cache (file-backed, dropped under pressure), not the process's anonymous memory. numpy only.
 
     with Scratch.beside(*rundir.scratch_folder(run_dir, os.getpid())) as scratch:
-        table = scratch.array(shape, dtype, fill)  # fill(writable view) writes it once
+        table = scratch.array(shape, dtype, blocks)  # blocks() yields its rows in order
 
 Mapped copy-on-write (MAP_PRIVATE): torch takes them as ordinary writable tensors, and a page
 written by mistake becomes private to the process instead of changing the file.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,23 +47,32 @@ class Scratch:
             return cls(None)
 
     def array(self, shape: tuple[int, ...], dtype: Any,
-              fill: Callable[[np.ndarray], None]) -> np.ndarray:
-        """An array written by ``fill`` into a file, then mapped read-mostly, the file unlinked
-        (in memory without a folder)."""
-        if self.folder is None:
-            held = np.zeros(shape, dtype=dtype)
-            fill(held)
-            return held
-        path = self.folder / f"{self._count}.npy"
-        self._count += 1
-        try:
-            out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-            fill(out)
-            out.flush()
-            del out
-            return mapped(path, shape, dtype)
-        finally:
-            path.unlink(missing_ok=True)
+              blocks: Callable[[], Iterable[np.ndarray]]) -> np.ndarray:
+        """The array whose consecutive row blocks ``blocks()`` yields, written to a file with
+        plain writes (a full disk is an OSError, never a fault on a mapped page), then mapped
+        and the file unlinked. Held in memory without a folder, or when the write fails (a
+        full disk, a file-size limit): the stage goes on, only with more memory."""
+        if self.folder is not None:
+            path = self.folder / f"{self._count}.npy"
+            self._count += 1
+            try:
+                with open(path, "wb") as f:
+                    np.lib.format.write_array_header_2_0(f, {
+                        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                        "fortran_order": False, "shape": tuple(shape)})
+                    for block in blocks():
+                        f.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
+                return mapped(path, shape, dtype)
+            except OSError:
+                pass
+            finally:
+                path.unlink(missing_ok=True)
+        held = np.empty(shape, dtype=dtype)
+        row = 0
+        for block in blocks():
+            held[row : row + len(block)] = block
+            row += len(block)
+        return held
 
     def close(self) -> None:
         if self.folder is not None:

@@ -121,7 +121,7 @@ def test_stale_folders_of_dead_processes_go(tmp_path: Path) -> None:
 def test_a_place_that_cannot_be_written_keeps_arrays_in_memory(tmp_path: Path) -> None:
     with Scratch.beside(*scratch_folder(tmp_path / "no" / "such" / "run", 1)) as scratch:
         assert scratch.folder is None
-        held = scratch.array((2, 3), np.float32, lambda a: a.fill(1.5))
+        held = scratch.array((2, 3), np.float32, lambda: [np.full((2, 3), 1.5)])
     assert not isinstance(held, np.memmap) and (held == 1.5).all()
 
 
@@ -135,3 +135,34 @@ def test_a_mapped_file_of_another_shape_or_type_is_refused(tmp_path: Path) -> No
     np.save(tmp_path / "o.npy", np.array([{"x": 1}], dtype=object))
     with pytest.raises(ValueError, match="Python objects"):  # never unpickled
         mapped(tmp_path / "o.npy", (1,), object)
+
+
+def test_a_failed_write_keeps_arrays_in_memory(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk or a file-size limit: the stage goes on with the arrays in memory."""
+    import builtins
+
+    real = builtins.open
+
+    def full(path: Path, mode: str = "r", *a: object, **k: object) -> object:
+        f = real(path, mode, *a, **k)  # type: ignore[call-overload]
+        if "w" in mode:
+            def write(_: bytes) -> int:
+                raise OSError(28, "No space left on device")
+            f.write = write
+        return f
+
+    monkeypatch.setattr(builtins, "open", full)
+    monkeypatch.setattr(rows_module._Column, "_SPILL", 3)
+    with _beside(tmp_path / "run") as scratch:
+        table = scratch.array((4, 2), np.float16, lambda: [np.ones((1, 2)), np.zeros((3, 2))])
+        assert scratch.folder is not None and list(scratch.folder.iterdir()) == []
+        rows = RowsBuilder(scratch.folder)
+        for k in range(10):
+            rows.append([k + 2, k + 3], None, k % 2, k)
+        built = rows.build(np.array([1, 0]))
+        assert list(scratch.folder.iterdir()) == []
+    assert not isinstance(table, np.memmap) and table.tolist()[0] == [1, 1] and table[1:].sum() == 0
+    assert not isinstance(built.labels, np.memmap)
+    assert [e.ids for e in built] == [[k + 2, k + 3] for k in range(10)]
+    assert built.labels.tolist() == [1, 0] * 5
