@@ -8,12 +8,14 @@ held four times (weights, gradients, Adam's two moments) and what remains of the
 (V+2, D) float32 table and the vocabulary's map. The frozen tables (store dtype) are said apart:
 they are mapped from a file beside the run (page cache, which the kernel can drop and read
 again), not counted against the goal or the free memory. Against peak anonymous memory (GB =
-1e9 bytes; benchmarks/bench_scale.py, synthetic Kaggle-size inputs): before the tables and
-examples were mapped, train on the 3.5M-word union store (1 float16 source, 50k examples)
-estimated 6.0 and measured 5.6 through the epoch, 7.9 after it; export of that run estimated
-4.6, measured 5.7. With them mapped, on a tenth of that store (351k words): train 0.94 -> 0.74,
-export 0.94 -> 0.90 (its peak is the parity check: the torch model beside onnxruntime's
-session). They are floors, not bounds. No torch here: the estimate comes before the model.
+1e9 bytes; benchmarks/bench_scale.py, synthetic Kaggle-size inputs, results/scale-big23.md and
+scale-mem23.md), train on the 3.5M-word union store (1 float16 source, 50k examples): estimated
+6.0, measured 7.9, before the tables, examples and best weights were mapped; now estimated 3.8,
+measured 3.25 (the learned source's 0.9 GB table and Adam's two 0.95 GB moments of it are most
+of it). Export of that run: estimated 4.6, measured 5.7 before; now estimated 2.6, measured
+3.1 (its peak is the parity check: the torch model beside onnxruntime's session of the 0.95 GB
+model). They are floors, not bounds (export's is below what it measured). No torch here: the
+estimate comes before the model.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ __all__ = ["MEMORY_GOAL", "Estimate", "available_bytes", "check_memory", "export
 # one machine)
 MEMORY_GOAL = 4_000_000_000
 # bytes of task data a byte of the task files: the examples are read one at a time and their ids
-# memory-mapped (learn/rows.py, learn/scratch.py); what stays grows with the examples (batch
-# order, lengths, one score per example and label). PLACEHOLDER
+# memory-mapped (learn/rows.py, learn/scratch.py); what stays grows with the examples (each
+# epoch's batch order, lengths). Training on 25k, 300k and 1M Kaggle-like examples (51 bytes of
+# file each) peaked at 0.716, 0.758 and 0.778 GB: 64 bytes an example over the range, 29 from
+# 300k to 1M (before: 0.926, 1.005 and 1.087 GB, 165 bytes an example; results/train-memory.md)
 _DATA_BYTES_A_FILE_BYTE = 1
 # bytes of the exported vocabulary a word, while export builds its text graph (the map's
 # strings in the ONNX protobuf and in the runtime's check): 0.7 GB for 3.5M words, measured
