@@ -15,6 +15,8 @@ from typing import NamedTuple, overload
 
 import numpy as np
 
+from metaprep.learn.scratch import drop
+
 __all__ = ["Example", "ExampleRows", "RowsBuilder"]
 
 
@@ -136,7 +138,7 @@ class _Column:
         if self.file is not None:
             self.file.close()
         if self.path is not None:
-            self.path.unlink(missing_ok=True)
+            drop(self.path)
 
 
 class RowsBuilder:

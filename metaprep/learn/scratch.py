@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Scratch", "mapped"]
+__all__ = ["Scratch", "drop", "mapped"]
 
 
 class Scratch:
@@ -66,7 +66,7 @@ class Scratch:
             except OSError:
                 pass
             finally:
-                path.unlink(missing_ok=True)
+                drop(path)
         held = np.empty(shape, dtype=dtype)
         row = 0
         for block in blocks():
@@ -96,6 +96,15 @@ def mapped(path: Path, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         raise ValueError(f"{path} holds {array.dtype}{array.shape}, not "
                          f"{np.dtype(dtype)}{tuple(shape)}")
     return array  # type: ignore[no-any-return]
+
+
+def drop(path: Path) -> None:
+    """Unlink a file of ours; where a mapped file cannot be removed (Windows) it stays for its
+    folder's removal."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _remove_stale(parent: Path, prefix: str) -> None:
