@@ -141,45 +141,60 @@ def load_task(
     encoding: str = "utf-8",
     progress: bool = True,
     columns: Columns | None = None,
+    folder: Path | None = None,
 ) -> tuple[TaskData, LabelMap]:
-    """Read and encode a task file. Without ``labels`` the map is built from this file (train);
-    with it, an unknown label is a DataError naming the line."""
+    """Read and encode a task file, one example at a time (no text is held). Without
+    ``labels`` the map is built from this file (train); with it, an unknown label is a
+    DataError naming the line. With ``folder`` (a scratch folder, learn/scratch.py) the
+    encoded examples are memory-mapped from files written there (rows.RowsBuilder)."""
     from tqdm import tqdm
 
     from metaprep.taskdata import read_examples
 
     path = Path(path)
-    raw = list(tqdm(read_examples(path, encoding=encoding, columns=columns),
-                    desc=f"reading {path.name}", unit=" ex", disable=not progress, leave=False))
-    if not raw:
-        raise DataError("no examples", path=path, hint="the file is empty or has only a header")
-    pair = isinstance(raw[0][0], tuple)
-    if labels is None:
-        labels = LabelMap.from_labels(str(label) for _, label, _ in raw)
-        if len(labels) < 2:
-            raise DataError(
-                f"only one label ({labels.labels[0]!r}) in the training data", path=path,
-                hint="a classifier needs at least two classes",
-            )
-    _check_cells(path, len(raw), len(labels))
-    examples = RowsBuilder()
-    for text, label, line in raw:
-        if isinstance(text, tuple) != pair:
-            raise DataError(
-                "mixes single sentences and sentence pairs", path=path, line=line,
-                hint="use either text,label or text_a,text_b,label throughout",
-            )
-        texts = text if isinstance(text, tuple) else (text,)
-        encoded = []
-        for t in texts:
-            ids = encoder.encode(t)
-            if not ids:
-                raise DataError("empty text (no tokens)", path=path, line=line,
-                                hint="remove the line or give it some text")
-            encoded.append(ids)
-        label_id = labels.encode(str(label), path=path, line=line)
-        examples.append(encoded[0], encoded[1] if pair else None, label_id, line)
-    return TaskData(path, examples.build(), pair), labels
+    found: dict[str, int] = {}  # train: labels in order of first use, sorted at the end
+    examples = RowsBuilder(folder)
+    try:
+        pair: bool | None = None
+        for text, label, line in tqdm(read_examples(path, encoding=encoding, columns=columns),
+                                      desc=f"reading {path.name}", unit=" ex",
+                                      disable=not progress, leave=False):
+            if pair is None:
+                pair = isinstance(text, tuple)
+            if isinstance(text, tuple) != pair:
+                raise DataError(
+                    "mixes single sentences and sentence pairs", path=path, line=line,
+                    hint="use either text,label or text_a,text_b,label throughout",
+                )
+            encoded = []
+            for t in text if isinstance(text, tuple) else (text,):
+                ids = encoder.encode(t)
+                if not ids:
+                    raise DataError("empty text (no tokens)", path=path, line=line,
+                                    hint="remove the line or give it some text")
+                encoded.append(ids)
+            if labels is not None:
+                label_id = labels.encode(str(label), path=path, line=line)
+            elif (label_id := found.setdefault(str(label), len(found))) == len(found) - 1:
+                _check_cells(path, len(examples) + 1, len(found))  # a new label: so far
+            examples.append(encoded[0], encoded[1] if pair else None, label_id, line)
+        if pair is None:
+            raise DataError("no examples", path=path,
+                            hint="the file is empty or has only a header")
+        relabel = None
+        if labels is None:
+            labels = LabelMap.from_labels(found)
+            if len(labels) < 2:
+                raise DataError(
+                    f"only one label ({labels.labels[0]!r}) in the training data", path=path,
+                    hint="a classifier needs at least two classes",
+                )
+            relabel = np.array([labels.index[k] for k in found], dtype=np.int64)
+        _check_cells(path, len(examples), len(labels))
+    except BaseException:
+        examples.discard()
+        raise
+    return TaskData(path, examples.build(relabel), pair), labels
 
 
 def load_labelsets(

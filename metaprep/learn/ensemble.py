@@ -17,6 +17,7 @@ that are missing or unfinished and leaves finished ones alone.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from torch import nn
 from metaprep.errors import ConfigError, ModelError
 from metaprep.learn.config import SEED_STEP, RunConfig
 from metaprep.learn.pace import RunPace
-from metaprep.learn.rundir import CONFIG, ENSEMBLE, MEMBERS, METRICS, Run
+from metaprep.learn.rundir import CONFIG, ENSEMBLE, MEMBERS, METRICS, Run, scratch_folder
 from metaprep.learn.runfiles import check_run_file, read_json, write_json
 
 __all__ = ["ENSEMBLE", "MEMBERS", "Ensemble", "check_subfolder", "ensemble_metrics",
@@ -157,6 +158,7 @@ def load_members(dirs: list[Path], *, store: str | Path | None = None,
     """Open the member runs and load their models; the members must be one config but the
     seed, over one store (whose frozen tables they then share: one copy in memory)."""
     from metaprep.learn.model import load_tables
+    from metaprep.learn.scratch import Scratch
 
     runs: list[Run] = []
     models: list[Any] = []
@@ -176,7 +178,9 @@ def load_members(dirs: list[Path], *, store: str | Path | None = None,
                                      path=d, hint="members must be one config but the seed, "
                                      "trained on one store and one train file")
             if tables is None:
-                tables = load_tables(first.store(), first.config, progress=progress)
+                with Scratch.beside(*scratch_folder(first.path, os.getpid())) as scratch:
+                    tables = load_tables(first.store(), first.config, progress=progress,
+                                         scratch=scratch)
             models.append(run.load_model(progress=progress, tables=tables))
     except BaseException:
         for run in runs:

@@ -12,7 +12,7 @@ convolution, masked max/mean) so it can be rebuilt in ONNX.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -25,6 +25,7 @@ from metaprep.ids import ID_OFFSET, PAD_ID
 from metaprep.learn.config import RunConfig
 from metaprep.learn.encoders import BiLSTMMax, Classifier, ConvMax, MaxMeanPool, run_lstm
 from metaprep.learn.learned import LearnedSource
+from metaprep.learn.scratch import Scratch
 from metaprep.learn.sourcenorm import SourceNorm
 
 __all__ = [
@@ -267,12 +268,12 @@ class MetaEmbeddingClassifier(nn.Module):
 
 # --- building from a store ----------------------------------------------------------------------
 def load_tables(
-    store: Any, cfg: RunConfig, *, progress: bool = True
+    store: Any, cfg: RunConfig, *, progress: bool = True, scratch: Scratch | None = None
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Read the used sources from an open Store into (V+2, d_k) tables and the (V+2, S) mask.
-    float16 sources stay float16 in memory (cast after the gather)."""
-    from tqdm import tqdm
-
+    float16 sources stay float16 (cast after the gather). With ``scratch`` (learn/scratch.py) each
+    table is written to a file there and memory-mapped (learn/scratch.py): a
+    multi-million-word table is then page cache, not the process's memory."""
     if store.vocab_size != cfg.vocab_size:
         raise StoreError(
             f"the store has {store.vocab_size} words but the run expects {cfg.vocab_size}",
@@ -281,25 +282,20 @@ def load_tables(
     tables: list[torch.Tensor] = []
     present = torch.zeros(cfg.vocab_size + ID_OFFSET, len(cfg.sources), dtype=torch.bool)
     for k, (name, dim) in enumerate(zip(cfg.sources, cfg.source_dims, strict=True)):
-        if store.dim(name) != dim:  # store.dim names the store's sources when name is not one
+        if store.dim(name) != dim:  # store.dim names the store's sources if name is not one
             raise StoreError(
                 f"source {name!r} has dimension {store.dim(name)}, the run expects {dim}",
                 path=store.path,
             )
         ds = store.vectors(name)
-        dtype = torch.float16 if ds.dtype == np.float16 else torch.float32
-        table = torch.zeros(cfg.vocab_size + ID_OFFSET, dim, dtype=dtype)
-        step = max(1, (64 << 20) // (dim * 4))  # ~64 MiB per read
-        bar = tqdm(total=cfg.vocab_size, desc=f"loading {name}", unit="row",
-                   disable=not progress, leave=False)
-        for start in range(0, cfg.vocab_size, step):
-            block = np.asarray(ds[start : start + step])
-            table[start + ID_OFFSET : start + ID_OFFSET + len(block)] = torch.from_numpy(
-                block.astype(np.float16 if dtype == torch.float16 else np.float32, copy=False)
-            )
-            bar.update(len(block))
-        bar.close()
-        tables.append(table)
+        dtype = np.float16 if ds.dtype == np.float16 else np.float32
+        shape = (cfg.vocab_size + ID_OFFSET, dim)
+
+        def blocks(ds: Any = ds, name: str = name, dim: int = dim) -> Iterator[np.ndarray]:
+            return _store_rows(ds, name, dim, cfg.vocab_size, progress=progress)
+
+        table = (scratch or Scratch(None)).array(shape, dtype, blocks)
+        tables.append(torch.from_numpy(table))
         have = store.present(name)
         if cfg.use_derived:
             have = have | store.derived(name)
@@ -307,9 +303,26 @@ def load_tables(
     return tables, present
 
 
-def build_model(store: Any, cfg: RunConfig, *, progress: bool = True) -> MetaEmbeddingClassifier:
-    """A freshly initialised model (seed it first) whose frozen tables come from the store."""
-    tables, present = load_tables(store, cfg, progress=progress)
+def _store_rows(ds: Any, name: str, dim: int, rows: int, *, progress: bool
+                ) -> Iterator[np.ndarray]:
+    """A table's rows in blocks: padding and UNK (zeros), then the store's, ~64 MiB a read."""
+    from tqdm import tqdm
+
+    yield np.zeros((ID_OFFSET, dim), dtype=ds.dtype)
+    step = max(1, (64 << 20) // (dim * 4))
+    with tqdm(total=rows, desc=f"loading {name}", unit="row", disable=not progress,
+              leave=False) as bar:
+        for start in range(0, rows, step):
+            block = np.asarray(ds[start : start + step])
+            yield block
+            bar.update(len(block))
+
+
+def build_model(store: Any, cfg: RunConfig, *, progress: bool = True,
+                scratch: Scratch | None = None) -> MetaEmbeddingClassifier:
+    """A freshly initialised model (seed it first) whose frozen tables come from the store
+    (mapped from files in ``scratch``, see load_tables)."""
+    tables, present = load_tables(store, cfg, progress=progress, scratch=scratch)
     return MetaEmbeddingClassifier(cfg, tables, present, store_words(store, cfg),
                                    progress=progress)
 

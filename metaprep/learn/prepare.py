@@ -12,6 +12,7 @@ first checkpoint holds nothing to lose: a new run starts over it, a resume start
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ from metaprep.learn.rundir import (
     Run,
     StoreRef,
     run_state,
+    scratch_folder,
 )
 from metaprep.prep.store import Store
 from metaprep.taskdata import Columns
@@ -187,7 +189,8 @@ def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, en
                      path=st.path, log=_note if show and write else None)
         encoder = TextEncoder.from_store(st, max_tokens=cfg.max_tokens)
         labels, data = _read_data({k: Path(inputs[k]) for k in files}, encoder, None,
-                                  encoding=encoding, show=show, columns=columns, cfg=cfg)
+                                  encoding=encoding, show=show, columns=columns, cfg=cfg,
+                                  out=out)
         cfg = replace(cfg, num_labels=len(labels), pair=data[0].pair)
         tokens = sum(len(flat) for flat, _ in data[0].examples.sides)
         if cfg.for_tokens(tokens) != cfg:
@@ -234,15 +237,29 @@ def _resolve_config(cfg: RunConfig, store: Store) -> RunConfig:
 
 def _read_data(paths: dict[str, Path], encoder: TextEncoder, labels: LabelMap | None, *,
                encoding: str, show: bool, columns: Columns,
-               cfg: RunConfig) -> tuple[LabelMap, Data]:
-    """Train, dev and (if given) test, encoded; without ``labels`` they come from train."""
+               cfg: RunConfig, out: Path) -> tuple[LabelMap, Data]:
+    """Train, dev and (if given) test, encoded; without ``labels`` they come from train. The
+    encoded examples are memory-mapped from files beside the run directory ``out``
+    (learn/scratch.py; in memory where none can be written there), so training's memory does
+    not grow with the number of examples."""
+    from metaprep.learn.scratch import Scratch
+
+    scratch = Scratch.beside(*scratch_folder(out, os.getpid()))
+    folder = scratch.folder
+
     def read(split: str, labels: LabelMap | None) -> tuple[TaskData, LabelMap]:
         if cfg.task == "multilabel":
             return load_labelsets(paths[split], encoder, labels=labels, label_sep=cfg.label_sep,
                                   encoding=encoding, progress=show, columns=columns)
         return load_task(paths[split], encoder, labels=labels, encoding=encoding, progress=show,
-                         columns=columns)
+                         columns=columns, folder=folder)
 
+    with scratch:
+        return _read_splits(read, paths, labels)
+
+
+def _read_splits(read: Any, paths: dict[str, Path], labels: LabelMap | None
+                 ) -> tuple[LabelMap, Data]:
     train_data, labels = read("train", labels)
     dev_data = read("dev", labels)[0]
     test_data = read("test", labels)[0] if "test" in paths else None
@@ -263,7 +280,7 @@ def _reopen(out: Path, given: dict[str, Any], inputs: dict[str, Any], *, encodin
         paths = _data_paths(run, {k: inputs[k] for k in SPLITS})
         # the column names the run was started with
         _, data = _read_data(paths, run.encoder(), LabelMap(run.labels), encoding=encoding,
-                             show=show, columns=run.data.columns, cfg=run.config)
+                             show=show, columns=run.data.columns, cfg=run.config, out=out)
     except BaseException:
         run.close()
         raise

@@ -13,6 +13,7 @@ No torch at import: the pipeline reads metrics through this module.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -50,7 +51,7 @@ __all__ = [  # the layout's file names, then the API
     "ANALYSIS", "ATTENTION_PLOT", "BEST", "CHECKPOINT", "CONFIG", "DATA", "ENSEMBLE", "LABELS",
     "LEARNING_CURVES", "MEMBERS", "METRICS", "SPLITS", "STORE", "TEACHER", "THRESHOLDS",
     "TOKENIZER", "TEACHER_RECORD", "Checkpoint", "DataRecord", "FileRef", "Run", "StoreRef",
-    "partly_described", "run_state", "write_json",
+    "partly_described", "run_state", "scratch_folder", "write_json",
 ]
 
 # --- the layout ---------------------------------------------------------------------------------
@@ -72,6 +73,15 @@ TEACHER = "teacher"  # the folder of a run that trains its own teacher (teacher_
 TEACHER_RECORD = "teacher.json"  # a taught run: which teacher, by content (learn/teacher.py)
 _WRITTEN = (CONFIG, LABELS, TOKENIZER, STORE, DATA, METRICS, ANALYSIS, BEST, CHECKPOINT,
             LEARNING_CURVES, ATTENTION_PLOT, THRESHOLDS, TEACHER_RECORD)
+
+
+
+def scratch_folder(path: str | Path, pid: int) -> tuple[str, Path]:
+    """(name prefix, parent) of process ``pid``'s scratch folder beside the run directory
+    ``path``: files mapped then unlinked at once (learn/scratch.py), none left behind."""
+    run = Path(path).absolute()
+    return f".{run.name}.scratch-{pid}-", run.parent
+
 
 RunState = Literal["empty", "started", "checkpointed", "weights-only"]
 
@@ -243,8 +253,13 @@ class Run:
         ensemble's members share them); once the run has weights, the config's shapes are
         checked against them before anything is allocated."""
         from metaprep.learn.model import MetaEmbeddingClassifier, load_tables, store_words
+        from metaprep.learn.scratch import Scratch
 
-        frozen, present = tables or load_tables(self.store(), self.config, progress=progress)
+        if tables is None:  # mapped from files beside the run (learn/scratch.py)
+            with Scratch.beside(*scratch_folder(self.path, os.getpid())) as scratch:
+                tables = load_tables(self.store(), self.config, progress=progress,
+                                     scratch=scratch)
+        frozen, present = tables
         words = store_words(self.store(), self.config)
         self._check_fits_best(frozen, present, words)
         try:  # an edited config.json can ask for a model too large to allocate

@@ -24,13 +24,8 @@ class SourceNorm(nn.Module):
         d = table.shape[1]
         shift = torch.zeros(d, device=table.device)
         scale = torch.ones((), device=table.device)
-        if kind in ("center", "scale"):
-            rows = table[have].float() if table.device.type != "meta" else table.float()
-            count = max(1, int(rows.shape[0])) if table.device.type != "meta" else 1
-            shift = rows.sum(0) / count  # (d,)
-            if kind == "scale":  # unit mean norm: sources of any scale meet as equals
-                scale = (rows - shift).norm(dim=-1).sum() / count
-                scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        if kind in ("center", "scale") and table.device.type != "meta":
+            shift, scale = _moments(table, have, kind == "scale")
         self.register_buffer("shift", shift, persistent=False)
         self.register_buffer("scale", scale, persistent=False)
         if kind == "layernorm":
@@ -42,3 +37,25 @@ class SourceNorm(nn.Module):
         if self.kind == "none":
             return x
         return (x - self.shift) / self.scale
+
+
+def _moments(table: torch.Tensor, have: torch.Tensor, scaled: bool,
+             block: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean row of the rows the source has, and their mean distance from it (1 unless
+    ``scaled``), read in blocks: a float32 copy of a multi-million-word table is gigabytes."""
+    d = table.shape[1]
+    count = max(1, int(have.sum()))
+    total = torch.zeros(d, dtype=torch.float64, device=table.device)
+    for start in range(0, table.shape[0], block):
+        rows = table[start : start + block][have[start : start + block]].double()
+        total += rows.sum(0)
+    shift = (total / count).float()  # (d,)
+    scale = torch.ones((), device=table.device)
+    if scaled:  # unit mean norm: sources of any scale meet as equals
+        norms = torch.zeros((), dtype=torch.float64, device=table.device)
+        for start in range(0, table.shape[0], block):
+            rows = table[start : start + block][have[start : start + block]].float()
+            norms += (rows - shift).norm(dim=-1).double().sum()
+        scale = (norms / count).float()
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return shift, scale

@@ -75,6 +75,18 @@ def test_source_norm_centres_and_scales_on_present_rows() -> None:
     assert torch.equal(SourceNorm("none", table, have)(table), table)
 
 
+def test_the_statistics_of_a_table_read_in_blocks_are_the_whole_tables() -> None:
+    """A multi-million-word table is read in blocks (no float32 copy of it): past one block,
+    a float16 table's mean and scale are those of its rows taken at once."""
+    table = (torch.randn(70_000, 3) * 4 + 2).half()
+    have = torch.rand(70_000) > 0.3
+    norm = SourceNorm("scale", table, have)
+    rows = table[have].double()
+    assert torch.allclose(norm.shift.double(), rows.mean(0), atol=1e-5)
+    assert math.isclose(norm.scale.item(), (rows - rows.mean(0)).norm(dim=-1).mean().item(),
+                        rel_tol=1e-5)
+
+
 def test_an_unknown_norm_is_refused_by_name() -> None:
     with pytest.raises(ConfigError, match="source_norm"):
         RunConfig(source_norm="l2")
