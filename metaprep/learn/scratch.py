@@ -74,6 +74,30 @@ class Scratch:
             row += len(block)
         return held
 
+    def shared(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A writable array of zeros whose writes go to its (unlinked) file: page cache the
+        kernel may write back, not the process's anonymous memory. Its disk blocks are
+        allocated first, so a full disk fails here, never on a mapped page. In memory without a
+        folder, or when that fails."""
+        if self.folder is not None and 0 not in shape:
+            path = self.folder / f"{self._count}.npy"
+            self._count += 1
+            try:
+                size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+                with open(path, "wb") as f:
+                    np.lib.format.write_array_header_2_0(f, {
+                        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                        "fortran_order": False, "shape": tuple(shape)})
+                    _allocate(f, size)
+                array = np.load(path, mmap_mode="r+", allow_pickle=False)
+                if array.shape == tuple(shape) and array.dtype == np.dtype(dtype):
+                    return array  # type: ignore[no-any-return]
+            except OSError:
+                pass
+            finally:
+                drop(path)
+        return np.zeros(shape, dtype=dtype)
+
     def close(self) -> None:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -96,6 +120,17 @@ def mapped(path: Path, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         raise ValueError(f"{path} holds {array.dtype}{array.shape}, not "
                          f"{np.dtype(dtype)}{tuple(shape)}")
     return array  # type: ignore[no-any-return]
+
+
+def _allocate(f: Any, size: int) -> None:
+    """``size`` zero bytes after the file's current end, their blocks allocated."""
+    if hasattr(os, "posix_fallocate"):
+        f.flush()
+        os.posix_fallocate(f.fileno(), f.tell(), size)
+        return
+    block = bytes(min(size, 1 << 22))
+    while size > 0:
+        size -= f.write(block[:size])
 
 
 def drop(path: Path) -> None:

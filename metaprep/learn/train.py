@@ -5,8 +5,10 @@ described in docs/model.md.
     train() = _setup (learn/prepare.py: a new run, or the saved one) -> per epoch _train_epoch
               and _end_epoch (dev, lr, best weights, checkpoint) -> _finish (test, analysis)
 
-The best weights are kept in memory and written into each checkpoint, and as best.safetensors
-once, at the end: on a small task writing files took longer than the epochs. A checkpoint is
+The best weights are kept in a buffer mapped from a file beside the run (learn/scratch.py: page
+cache, not the process's memory; a 3.5M-word model's are 0.95 GB) and written into each
+checkpoint, and as best.safetensors once, at the end: on a small task writing files took longer
+than the epochs. A checkpoint is
 written at an epoch's end once ``checkpoint_seconds`` have passed since the last (a kill loses
 at most about that much training).
 
@@ -17,6 +19,7 @@ bit-identical and a resumed run repeats exactly what the uninterrupted run would
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -42,7 +45,15 @@ from metaprep.learn.multilabel import (
 from metaprep.learn.optim import clipped_parameters, make_optimizer
 from metaprep.learn.pace import RunPace
 from metaprep.learn.prepare import Data, finished, prepare, restore
-from metaprep.learn.rundir import ATTENTION_PLOT, CHECKPOINT, LEARNING_CURVES, Checkpoint, Run
+from metaprep.learn.rundir import (
+    ATTENTION_PLOT,
+    CHECKPOINT,
+    LEARNING_CURVES,
+    Checkpoint,
+    Run,
+    scratch_folder,
+)
+from metaprep.learn.scratch import Scratch
 from metaprep.learn.teacher import distill_loss, teacher_rows, the_teacher
 from metaprep.taskdata import Columns
 
@@ -126,7 +137,7 @@ class _Loop:
     pos_weight: torch.Tensor | None = None  # multi-label: (C,) weights of the positives
     teacher: torch.Tensor | None = None  # (N, C) the teacher's probabilities of the train texts
     pace: RunPace = field(default_factory=RunPace)  # where the whole run is (learn/pace.py)
-    best: dict[str, torch.Tensor] | None = None  # rank 0: the best epoch's weights (a copy)
+    best: dict[str, torch.Tensor] | None = None  # rank 0: the best epoch's weights (keep_best)
     saved_at: float = field(default_factory=lambda: time.monotonic())  # the last checkpoint
 
     @property
@@ -137,6 +148,17 @@ class _Loop:
         self.run.save_checkpoint(Checkpoint(weights_state_dict(self.model), self.opt.state_dict(),
                                             self.state, self.history, self.best))
         self.saved_at = time.monotonic()
+
+    def keep_best(self, state: dict[str, torch.Tensor]) -> None:
+        """A copy of ``state`` as the best weights, in buffers mapped from files beside the run
+        (made at the first call; in memory where none can be written there)."""
+        if self.best is None:
+            with Scratch.beside(*scratch_folder(self.run.path, os.getpid())) as scratch:
+                self.best = {k: torch.from_numpy(scratch.shared(tuple(v.shape),
+                                                                v.detach().numpy().dtype))
+                             for k, v in state.items()}
+        for k, v in state.items():
+            self.best[k].copy_(v)
 
     def checkpoint_due(self) -> bool:
         return time.monotonic() - self.saved_at >= self.cfg.checkpoint_seconds
@@ -185,15 +207,18 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     if cfg.teacher:  # checked to be the teacher the run started with (learn/teacher.py)
         teacher = the_teacher(run, ready.data[0], resumed=ready.from_checkpoint,
                               write=rank == 0, progress=show).to(device)
-    return _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
+    loop = _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
                  show, state, history, clipped_parameters(model),
-                 _pos_weight(cfg, ready.data[0], device), teacher, pace, best)
+                 _pos_weight(cfg, ready.data[0], device), teacher, pace)
+    if best is not None and loop.main:
+        loop.keep_best(best)
+    return loop
 
 
 def _train_ids(data: TaskData) -> torch.Tensor:
-    """Every word id of the training texts (both sentences of pairs)."""
-    return torch.from_numpy(np.concatenate([flat for flat, _ in data.examples.sides])
-                            .astype(np.int64))
+    """Every distinct word id of the training texts (both sentences of pairs)."""
+    distinct = [np.unique(flat) for flat, _ in data.examples.sides]
+    return torch.from_numpy(np.unique(np.concatenate(distinct)).astype(np.int64))
 
 
 def _pos_weight(cfg: RunConfig, data: TaskData, device: torch.device) -> torch.Tensor | None:
@@ -347,7 +372,7 @@ def _end_epoch(loop: _Loop, elapsed: float) -> None:
     if score > state["best"]:
         state.update(best=score, best_epoch=epoch + 1, bad_epochs=0)
         if loop.main:  # written with the next checkpoint, and at the end
-            loop.best = {k: v.clone() for k, v in weights_state_dict(loop.model).items()}
+            loop.keep_best(weights_state_dict(loop.model))
     else:
         state["bad_epochs"] += 1
         if cfg.lr_schedule == "plateau":

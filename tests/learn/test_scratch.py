@@ -166,3 +166,51 @@ def test_a_failed_write_keeps_arrays_in_memory(tmp_path: Path,
     assert not isinstance(built.labels, np.memmap)
     assert [e.ids for e in built] == [[k + 2, k + 3] for k in range(10)]
     assert built.labels.tolist() == [1, 0] * 5
+
+
+def test_a_shared_buffer_writes_to_its_unlinked_file(tmp_path: Path) -> None:
+    """The training loop's best weights: writable, file-backed (a shared mapping: page cache,
+    not anonymous memory), nothing left beside the run; in memory when the place is
+    read-only."""
+    run = tmp_path / "run"
+    with _beside(run) as scratch:
+        best = torch.from_numpy(scratch.shared((1000, 16), np.float32))
+        flags = scratch.shared((7,), np.bool_)
+    best.copy_(torch.ones(1000, 16))
+    flags[2] = True
+    name = _mapping_of(best.data_ptr())
+    assert name is not None and name.endswith("(deleted)") and float(best.sum()) == 16_000
+    line = next(x for x in Path("/proc/self/maps").read_text().splitlines() if name in x)
+    assert line.split()[1].endswith("s")  # shared: its writes go to the file
+    assert flags.tolist() == [False, False, True, False, False, False, False]
+    assert _leftovers(run) == []
+    with Scratch.beside(*scratch_folder(tmp_path / "no" / "such" / "run", 1)) as nowhere:
+        held = nowhere.shared((3, 2), np.float32)
+    assert not isinstance(held, np.memmap) and held.sum() == 0
+
+
+def test_the_best_weights_of_a_run_are_held_in_a_mapped_buffer(tmp_path: Path) -> None:
+    """The training loop keeps its best epoch's weights file-backed, and the run's final
+    weights are theirs."""
+    from safetensors.torch import load_file
+    from test_data import make_task
+
+    from metaprep.learn import train as learn_train
+
+    task = make_task(tmp_path)
+    seen: list[str | None] = []
+    real = learn_train._finish
+
+    def finish(loop: object, *args: object) -> object:
+        best = loop.best  # type: ignore[attr-defined]
+        seen.extend(_mapping_of(v.data_ptr()) for v in best.values() if v.numel())
+        return real(loop, *args)  # type: ignore[arg-type]
+
+    cfg = RunConfig(method="sum", encoder="pool", proj_dim=8, mlp_hidden=8, epochs=2,
+                    batch_size=8, learned_dim=4)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(learn_train, "_finish", finish)
+        learn_train.train(cfg, store=task["store"], train_data=task["train"], dev=task["dev"],
+                          out=tmp_path / "r", progress=False)
+    assert seen and all(s is not None and s.endswith("(deleted)") for s in seen)
+    assert load_file(str(tmp_path / "r" / "best.safetensors"))
