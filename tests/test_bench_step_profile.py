@@ -30,6 +30,7 @@ def test_a_taught_run_with_a_learned_source_is_taken_apart(tmp_path: Path) -> No
                          "--dev", str(data["dev"]), "--preset", "fast",
                          "--set", "proj_dim=5", "--set", "mlp_hidden=6",
                          "--set", "learned_dim=4", "--set", "learned_buckets=16",
+                         "--set", "learned_min_tokens=0",
                          "--set", "batch_size=16", "--set", "teacher_members=2",
                          "--steps", "7", "--warmup", "2",
                          "--output", str(out)]) == 0

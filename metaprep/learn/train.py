@@ -19,10 +19,7 @@ bit-identical and a resumed run repeats exactly what the uninterrupted run would
 
 from __future__ import annotations
 
-import os
 import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metaprep import distributed
 from metaprep.errors import ModelError
 from metaprep.learn.config import RunConfig
 from metaprep.learn.data import TaskData, bucket_batches, collate, shard_batches, token_counts
 from metaprep.learn.evaluate import classification_metrics, predict, predict_sigmoid
+from metaprep.learn.loop import Loop, fresh_state, join_world, set_lr, wrap_ddp
 from metaprep.learn.model import MetaEmbeddingClassifier, weights_state_dict
 from metaprep.learn.multilabel import (
     Thresholds,
@@ -44,16 +41,13 @@ from metaprep.learn.multilabel import (
 )
 from metaprep.learn.optim import clipped_parameters, make_optimizer
 from metaprep.learn.pace import RunPace
-from metaprep.learn.prepare import Data, finished, prepare, restore
+from metaprep.learn.prepare import finished, prepare, restore
 from metaprep.learn.rundir import (
     ATTENTION_PLOT,
     CHECKPOINT,
     LEARNING_CURVES,
-    Checkpoint,
     Run,
-    scratch_folder,
 )
-from metaprep.learn.scratch import Scratch
 from metaprep.learn.teacher import distill_loss, teacher_rows, the_teacher
 from metaprep.taskdata import Columns
 
@@ -97,7 +91,7 @@ def train(
     a finished run's checkpoint (optimizer state, last and best weights: about 4x the model) is
     removed (what `metaprep train` does unless told otherwise). ``plots`` draws the learning
     curves and the attention by source as PNGs (matplotlib: about a second)."""
-    rank, world, device = _distributed()
+    rank, world, device = join_world()
     cfg = cfg or RunConfig()
     out = Path(out) if out is not None else default_run_dir(cfg.method)
     inputs = {"store": store, "train": train_data, "dev": dev, "test": test}
@@ -117,76 +111,9 @@ def train(
     return metrics
 
 
-@dataclass
-class _Loop:
-    """What the epochs share, set up once."""
-
-    cfg: RunConfig
-    run: Run
-    data: Data  # train, dev, test
-    model: MetaEmbeddingClassifier
-    net: torch.nn.Module  # the model, or its DDP wrapper
-    opt: Any  # torch.optim.Optimizer, or learn.optim.Split (dense + sparse)
-    device: torch.device
-    rank: int
-    world: int
-    show: bool  # progress bars and a line per epoch (rank 0 only)
-    state: dict[str, Any]  # the counters a checkpoint saves (_fresh_state)
-    history: list[dict[str, Any]]  # one record per finished epoch
-    clip: list[torch.nn.Parameter]  # the weights whose gradient norm is clipped
-    pos_weight: torch.Tensor | None = None  # multi-label: (C,) weights of the positives
-    teacher: torch.Tensor | None = None  # (N, C) the teacher's probabilities of the train texts
-    pace: RunPace = field(default_factory=RunPace)  # where the whole run is (learn/pace.py)
-    best: dict[str, torch.Tensor] | None = None  # rank 0: the best epoch's weights (keep_best)
-    saved_at: float = field(default_factory=lambda: time.monotonic())  # the last checkpoint
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0  # the only rank that writes
-
-    def checkpoint(self) -> None:
-        self.run.save_checkpoint(Checkpoint(weights_state_dict(self.model), self.opt.state_dict(),
-                                            self.state, self.history, self.best))
-        self.saved_at = time.monotonic()
-
-    def keep_best(self, state: dict[str, torch.Tensor]) -> None:
-        """A copy of ``state`` as the best weights, in buffers mapped from files beside the run
-        (made at the first call; in memory where none can be written there)."""
-        if self.best is None:
-            with Scratch.beside(*scratch_folder(self.run.path, os.getpid())) as scratch:
-                self.best = {k: torch.from_numpy(scratch.shared(tuple(v.shape),
-                                                                v.detach().numpy().dtype))
-                             for k, v in state.items()}
-        for k, v in state.items():
-            self.best[k].copy_(v)
-
-    def checkpoint_due(self) -> bool:
-        return time.monotonic() - self.saved_at >= self.cfg.checkpoint_seconds
-
-
-def _fresh_state(cfg: RunConfig) -> dict[str, Any]:
-    return {"epoch": 0, "batch": 0, "step": 0, "lr": cfg.lr, "best": -1.0, "best_epoch": -1,
-            "bad_epochs": 0, "stopped": False, "loss_sum": 0.0, "correct": 0, "seen": 0}
-
-
-# --- setup --------------------------------------------------------------------------------------
-def _distributed() -> tuple[int, int, torch.device]:
-    """(rank, world size, device); joins the process group when torchrun started us."""
-    import torch.distributed as dist
-
-    launch = distributed.world()
-    world, local = launch.size, launch.local_rank
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local}" if cuda else "cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    rank = dist.get_rank() if world > 1 else 0
-    return rank, world, device
-
-
 def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
            overrides: dict[str, Any] | None, encoding: str, show: bool, rank: int, world: int,
-           device: torch.device, pace: RunPace, columns: Columns | None = None) -> _Loop:
+           device: torch.device, pace: RunPace, columns: Columns | None = None) -> Loop:
     ready = prepare(cfg, out, inputs, resume=resume, overrides=overrides, write=rank == 0,
                     encoding=encoding, show=show, columns=columns)
     run = ready.run
@@ -197,17 +124,17 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     model.front.start_learned(_train_ids(ready.data[0]))  # a checkpoint then restores its own
     model = model.to(device)
     opt = make_optimizer(model, cfg)
-    state = _fresh_state(cfg)
+    state = fresh_state(cfg)
     history: list[dict[str, Any]] = []
     best = None
     if ready.from_checkpoint:
         state, history, best = restore(run, model, opt, map_location=device, progress=state)
-        _set_lr(opt, state["lr"])  # the loop's lr is the truth (the optimizer's is checked)
+        set_lr(opt, state["lr"])  # the loop's lr is the truth (the optimizer's is checked)
     teacher = None
     if cfg.teacher:  # checked to be the teacher the run started with (learn/teacher.py)
         teacher = the_teacher(run, ready.data[0], resumed=ready.from_checkpoint,
                               write=rank == 0, progress=show).to(device)
-    loop = _Loop(cfg, run, ready.data, model, _wrap_ddp(model, world), opt, device, rank, world,
+    loop = Loop(cfg, run, ready.data, model, wrap_ddp(model, world), opt, device, rank, world,
                  show, state, history, clipped_parameters(model),
                  _pos_weight(cfg, ready.data[0], device), teacher, pace)
     if best is not None and loop.main:
@@ -230,26 +157,6 @@ def _pos_weight(cfg: RunConfig, data: TaskData, device: torch.device) -> torch.T
     return torch.from_numpy(np.minimum(cfg.pos_weight, ratio).astype(np.float32)).to(device)
 
 
-def _wrap_ddp(model: MetaEmbeddingClassifier, world: int) -> torch.nn.Module:
-    if world <= 1:
-        return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    # the frozen tables are identical on every rank: never broadcast them
-    DDP._set_params_and_buffers_to_ignore_for_model(
-        model, [name for name, _ in model.named_buffers()]
-    )
-    with warnings.catch_warnings():  # torch 2.13 deprecates it, but its replacement still
-        # syncs the buffers once at start: the frozen tables, the very thing to keep local
-        warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated", FutureWarning)
-        return DDP(model, broadcast_buffers=False)
-
-
-def _set_lr(opt: Any, lr: float) -> None:
-    for group in opt.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
-
-
 def _evaluate(model: torch.nn.Module, data: TaskData, labels: list[str],
               device: torch.device, thresholds: Thresholds | None = None, *,
               run: Path | None = None) -> dict[str, Any]:
@@ -265,7 +172,7 @@ def _evaluate(model: torch.nn.Module, data: TaskData, labels: list[str],
 
 
 # --- epochs -------------------------------------------------------------------------------------
-def _train_epoch(loop: _Loop) -> float:
+def _train_epoch(loop: Loop) -> float:
     """The rest of the current epoch (from ``state["batch"]`` on); returns its seconds."""
     from tqdm import tqdm
 
@@ -285,7 +192,7 @@ def _train_epoch(loop: _Loop) -> float:
         batch = collate(train_data, batches[i]).to(loop.device)
         if cfg.lr_schedule == "linear":  # down to 0 over the whole run, as fastText's
             state["lr"] = cfg.lr * max(0.0, 1.0 - state["step"] / (cfg.epochs * len(batches)))
-            _set_lr(loop.opt, state["lr"])
+            set_lr(loop.opt, state["lr"])
         _seed_dropout(loop, cfg.seed * 1_000_003 + loop.rank * 7919 + state["step"])
         logits = loop.net(batch.ids, batch.lengths, batch.ids_b, batch.lengths_b)  # (B,C)
         if loop.cfg.task == "multilabel":  # labels (B,C) 0/1: a sigmoid per label
@@ -318,7 +225,7 @@ def _train_epoch(loop: _Loop) -> float:
     return time.perf_counter() - t0
 
 
-def _seed_dropout(loop: _Loop, seed: int) -> None:
+def _seed_dropout(loop: Loop, seed: int) -> None:
     """The generator dropout draws from, reseeded: the device's alone (torch.manual_seed also
     queues a seed for every CUDA device, taking a stack trace each time: 0.2 ms a step)."""
     if loop.device.type == "cuda":
@@ -327,7 +234,7 @@ def _seed_dropout(loop: _Loop, seed: int) -> None:
         torch.default_generator.manual_seed(seed)
 
 
-def after_step(loop: _Loop, *, last: bool) -> None:
+def after_step(loop: Loop, *, last: bool) -> None:
     """Called after every optimizer step: the mid-epoch checkpoint when one is due (not after an
     epoch's last step: _end_epoch writes that one). The resume tests wrap it to stop a run
     there, as a kill would."""
@@ -336,7 +243,7 @@ def after_step(loop: _Loop, *, last: bool) -> None:
         loop.checkpoint()
 
 
-def _diverged(loop: _Loop, loss: float) -> None:
+def _diverged(loop: Loop, loss: float) -> None:
     """Stop before a step on a NaN or infinite loss or gradient: the last checkpoint stays as
     it was (every rank sees the same averaged gradient, so all stop at the same step)."""
     state = loop.state
@@ -348,7 +255,7 @@ def _diverged(loop: _Loop, loss: float) -> None:
                      hint="train anew with a lower --lr or --grad-clip, or check the teacher")
 
 
-def _end_epoch(loop: _Loop, elapsed: float) -> None:
+def _end_epoch(loop: Loop, elapsed: float) -> None:
     """Dev accuracy, best weights, lr decay, early stopping (the same decision on every rank),
     then the checkpoint and the metrics so far."""
     from tqdm import tqdm
@@ -377,7 +284,7 @@ def _end_epoch(loop: _Loop, elapsed: float) -> None:
         state["bad_epochs"] += 1
         if cfg.lr_schedule == "plateau":
             state["lr"] *= cfg.lr_decay
-            _set_lr(loop.opt, state["lr"])
+            set_lr(loop.opt, state["lr"])
     state["stopped"] = state["bad_epochs"] >= cfg.patience or state["lr"] < cfg.min_lr
     state.update(epoch=epoch + 1, batch=0, loss_sum=0.0, correct=0, seen=0)
     last = state["stopped"] or state["epoch"] >= cfg.epochs  # _finish has the last word
@@ -396,7 +303,7 @@ def _end_epoch(loop: _Loop, elapsed: float) -> None:
 
 
 # --- final: best weights, dev/test metrics, attention analysis ----------------------------------
-def _finish(loop: _Loop, keep_checkpoint: bool, plots: bool) -> dict[str, Any]:
+def _finish(loop: Loop, keep_checkpoint: bool, plots: bool) -> dict[str, Any]:
     import torch.distributed as dist
 
     run, state, (train_data, dev_data, test_data) = loop.run, loop.state, loop.data
@@ -435,7 +342,7 @@ def _finish(loop: _Loop, keep_checkpoint: bool, plots: bool) -> dict[str, Any]:
     return metrics
 
 
-def _best_weights(loop: _Loop) -> dict[str, torch.Tensor]:
+def _best_weights(loop: Loop) -> dict[str, torch.Tensor]:
     """The best weights, rank 0's, sent to the others: no other rank reads a new run's
     directory, so other machines need not share it (docs/multi-node.md)."""
     box: list[Any] = [None]

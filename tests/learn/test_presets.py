@@ -37,7 +37,7 @@ def test_explicit_options_override_the_preset_and_the_config_records_both(
     result = mp.train(train_options(
         store=task["store"], train=task["train"], dev=task["dev"], test=task["test"],
         output=tmp_path / "run", preset="fast", proj_dim=8, mlp_hidden=8, learned_buckets=64,
-        epochs=2, batch_size=8, quiet=True))
+        epochs=2, batch_size=8, quiet=True, learned_min_tokens=0))  # a tiny task: keep it
     saved = json.loads((result.run / "config.json").read_text(encoding="utf-8"))
     assert (saved["proj_dim"], saved["mlp_hidden"], saved["learned_buckets"]) == (8, 8, 64)
     for key in ("method", "encoder", "learned_dim", "lr"):
@@ -52,7 +52,7 @@ def test_an_explicit_method_beats_the_presets(task: dict[str, Path], tmp_path: P
     result = mp.train(train_options(
         store=task["store"], train=task["train"], dev=task["dev"], output=tmp_path / "run",
         preset="accurate", method="dme", encoder="cnn", proj_dim=8, mlp_hidden=8, cnn_filters=4,
-        learned_buckets=0, epochs=1, batch_size=8, quiet=True))
+        learned_buckets=0, epochs=1, batch_size=8, quiet=True, learned_min_tokens=0))
     # accurate is an ensemble: its members are runs of the preset's values and the ones given
     members = sorted((result.run / "members").iterdir())
     assert [m.name for m in members] == [str(k) for k in range(PRESETS["accurate"]["members"])]
@@ -92,6 +92,7 @@ def test_the_fast_preset_with_the_cnn_encoder(task: dict[str, Path], tmp_path: P
             str(task["dev"]), "--preset", "fast", "--encoder", "cnn", "--set", "cnn_filters=5",
             "--set", "cnn_widths=1,3", "--proj-dim", "8", "--set", "mlp_hidden=8", "--epochs", "1",
             "--set", "learned_buckets=64", "--set", "learned_subwords=97",
+            "--set", "learned_min_tokens=0",  # a tiny task: the learned source kept
             "--batch-size", "8", "-o", str(tmp_path / "run"), "-q"]
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
