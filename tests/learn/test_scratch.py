@@ -25,7 +25,7 @@ from metaprep.prep.store import Store, StoreWriter
 from metaprep.tokenize import TokenizerConfig
 
 
-def _mapping_of(address: int) -> str | None:
+def mapping_of(address: int) -> str | None:
     """The file (as /proc/self/maps names it) mapped at ``address``; None if anonymous."""
     for line in Path("/proc/self/maps").read_text().splitlines():
         parts = line.split(maxsplit=5)
@@ -61,9 +61,9 @@ def test_tables_are_mapped_from_an_unlinked_file(tmp_path: Path) -> None:
         (held,), _ = load_tables(st, cfg, progress=False)
     assert mine.dtype == torch.float16 and torch.equal(mine, held)
     assert torch.equal(mine[2:], torch.from_numpy(vectors)) and not mine[:2].any()
-    where = _mapping_of(mine.data_ptr())
+    where = mapping_of(mine.data_ptr())
     assert where is not None and ".run.scratch-" in where and where.endswith("(deleted)")
-    assert "scratch" not in str(_mapping_of(held.data_ptr()))
+    assert "scratch" not in str(mapping_of(held.data_ptr()))
     assert _leftovers(run) == []
 
 
@@ -178,7 +178,7 @@ def test_a_shared_buffer_writes_to_its_unlinked_file(tmp_path: Path) -> None:
         flags = scratch.shared((7,), np.bool_)
     best.copy_(torch.ones(1000, 16))
     flags[2] = True
-    name = _mapping_of(best.data_ptr())
+    name = mapping_of(best.data_ptr())
     assert name is not None and name.endswith("(deleted)") and float(best.sum()) == 16_000
     line = next(x for x in Path("/proc/self/maps").read_text().splitlines() if name in x)
     assert line.split()[1].endswith("s")  # shared: its writes go to the file
@@ -203,7 +203,7 @@ def test_the_best_weights_of_a_run_are_held_in_a_mapped_buffer(tmp_path: Path) -
 
     def finish(loop: object, *args: object) -> object:
         best = loop.best  # type: ignore[attr-defined]
-        seen.extend(_mapping_of(v.data_ptr()) for v in best.values() if v.numel())
+        seen.extend(mapping_of(v.data_ptr()) for v in best.values() if v.numel())
         return real(loop, *args)  # type: ignore[arg-type]
 
     cfg = RunConfig(method="sum", encoder="pool", proj_dim=8, mlp_hidden=8, epochs=2,

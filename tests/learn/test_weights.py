@@ -9,18 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from test_scratch import mapping_of
 
 from metaprep.errors import ModelError
 from metaprep.learn.weights import load_weights, save_weights
-
-
-def _mapping_of(address: int) -> str | None:
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        parts = line.split(maxsplit=5)
-        lo, hi = (int(x, 16) for x in parts[0].split("-"))
-        if lo <= address < hi:
-            return parts[5] if len(parts) > 5 else None
-    return None
 
 
 def _state() -> dict[str, torch.Tensor]:
@@ -40,7 +32,7 @@ def test_weights_come_back_mapped_from_the_file(tmp_path: Path) -> None:
     assert got.keys() == theirs.keys()
     for k, v in theirs.items():
         assert got[k].dtype == v.dtype and torch.equal(got[k], v)
-    assert str(_mapping_of(got["words"].data_ptr())).endswith("best.safetensors")
+    assert str(mapping_of(got["words"].data_ptr())).endswith("best.safetensors")
     got["words"][0, 0] = 99.0  # copy-on-write: the file keeps its numbers
     assert load_weights(path)["words"][0, 0] != 99.0
 
