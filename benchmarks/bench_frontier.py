@@ -927,7 +927,7 @@ def train_counts(result: Mapping[str, Any]) -> dict[str, str]:
     return {
         "metaprep": "the `metaprep train` command, process start to exit: reading and "
         "tokenizing the data, loading the store's tables, every epoch with its dev scoring, "
-        "the test scoring and the analysis plots; one torch thread, "
+        "the test scoring and the attention analysis; one torch thread, "
         f"{jobs} trainings at once on the machine; not `metaprep align`, which builds the "
         "store once per task for every metaprep system"
         + (f" ({align:.0f} s here)" if align else "") + ", nor the export",
