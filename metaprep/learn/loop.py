@@ -60,9 +60,8 @@ class Loop:
         (made at the first call; in memory where none can be written there)."""
         if self.best is None:
             with Scratch.beside(*scratch_folder(self.run.path, os.getpid())) as scratch:
-                self.best = {k: torch.from_numpy(scratch.shared(tuple(v.shape),
-                                                                v.detach().numpy().dtype))
-                             for k, v in state.items()}
+                self.best = {k: torch.from_numpy(scratch.shared(tuple(v.shape), _numpy(v.dtype)))
+                             for k, v in state.items()}  # on the CPU, whatever the device
         for k, v in state.items():
             self.best[k].copy_(v)
 
@@ -108,3 +107,7 @@ def wrap_ddp(model: MetaEmbeddingClassifier, world: int) -> torch.nn.Module:
 def set_lr(opt: Any, lr: float) -> None:
     for group in opt.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def _numpy(dtype: torch.dtype) -> Any:
+    return torch.empty(0, dtype=dtype).numpy().dtype
