@@ -138,8 +138,8 @@ class RunConfig:
                                      group="training", low=0.0, high=1e6, open_low=True)
     # the learned source learns from the train split alone; 3 seeds each, test %, `fast` with
     # it and without: fortunes (25.6k train tokens) 76.3 +- 0.2 with, 79.1 +- 2.0 without;
-    # debian-long (465k) 59.8 +- 1.9 with, 55.9 +- 1.1 without; Debian (316k) 78.6 +- 0.3 with
-    # (benchmarks/results/learned-tokens.md)
+    # debian-long (465k) 59.8 +- 1.8 with, 55.9 +- 1.1 without; Debian (316k) 78.5 +- 0.1 with,
+    # 70.4 +- 0.3 without (benchmarks/results/learned-tokens.md)
     learned_min_tokens: int = option(0, "Leave the learned source out when the train split has "
                                      "fewer tokens than this (0: always keep it); config.json "
                                      "records what was used.", group="model", low=0,

@@ -32,7 +32,7 @@ class Loop:
     data: Data  # train, dev, test
     model: MetaEmbeddingClassifier
     net: torch.nn.Module  # the model, or its DDP wrapper
-    opt: Any  # torch.optim.Optimizer, or learn.optim.Split (dense + sparse)
+    opt: Any  # learn.adam.Adam, or learn.optim.Split (dense + sparse)
     device: torch.device
     rank: int
     world: int

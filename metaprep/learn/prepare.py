@@ -193,8 +193,9 @@ def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, en
                                   out=out)
         cfg = replace(cfg, num_labels=len(labels), pair=data[0].pair)
         tokens = sum(len(flat) for flat, _ in data[0].examples.sides)
-        if cfg.for_tokens(tokens) != cfg:
-            cfg = cfg.for_tokens(tokens)
+        resolved = cfg.for_tokens(tokens)
+        if resolved != cfg:
+            cfg = resolved
             if show and write:
                 _note(f"the learned source is left out: the train split has {tokens:,} tokens, "
                       f"fewer than learned_min_tokens ({cfg.learned_min_tokens:,}; "

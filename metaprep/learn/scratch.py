@@ -53,13 +53,10 @@ class Scratch:
         and the file unlinked. Held in memory without a folder, or when the write fails (a
         full disk, a file-size limit): the stage goes on, only with more memory."""
         if self.folder is not None:
-            path = self.folder / f"{self._count}.npy"
-            self._count += 1
+            path = self._next()
             try:
                 with open(path, "wb") as f:
-                    np.lib.format.write_array_header_2_0(f, {
-                        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                        "fortran_order": False, "shape": tuple(shape)})
+                    _header(f, shape, dtype)
                     for block in blocks():
                         f.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
                 return mapped(path, shape, dtype)
@@ -80,15 +77,11 @@ class Scratch:
         allocated first, so a full disk fails here, never on a mapped page. In memory without a
         folder, or when that fails."""
         if self.folder is not None and 0 not in shape:
-            path = self.folder / f"{self._count}.npy"
-            self._count += 1
+            path = self._next()
             try:
-                size = int(np.prod(shape)) * np.dtype(dtype).itemsize
                 with open(path, "wb") as f:
-                    np.lib.format.write_array_header_2_0(f, {
-                        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                        "fortran_order": False, "shape": tuple(shape)})
-                    _allocate(f, size)
+                    _header(f, shape, dtype)
+                    _allocate(f, int(np.prod(shape)) * np.dtype(dtype).itemsize)
                 array = np.load(path, mmap_mode="r+", allow_pickle=False)
                 if array.shape == tuple(shape) and array.dtype == np.dtype(dtype):
                     return array  # type: ignore[no-any-return]
@@ -97,6 +90,12 @@ class Scratch:
             finally:
                 drop(path)
         return np.zeros(shape, dtype=dtype)
+
+    def _next(self) -> Path:
+        """A new file name in the folder."""
+        assert self.folder is not None
+        self._count += 1
+        return self.folder / f"{self._count - 1}.npy"
 
     def close(self) -> None:
         if self.folder is not None:
@@ -120,6 +119,13 @@ def mapped(path: Path, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         raise ValueError(f"{path} holds {array.dtype}{array.shape}, not "
                          f"{np.dtype(dtype)}{tuple(shape)}")
     return array  # type: ignore[no-any-return]
+
+
+def _header(f: Any, shape: tuple[int, ...], dtype: Any) -> None:
+    """A .npy header: what ``mapped`` and np.load check the file against."""
+    np.lib.format.write_array_header_2_0(f, {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+        "shape": tuple(shape)})
 
 
 def _allocate(f: Any, size: int) -> None:

@@ -8,9 +8,8 @@ described in docs/model.md.
 The best weights are kept in a buffer mapped from a file beside the run (learn/scratch.py: page
 cache, not the process's memory; a 3.5M-word model's are 0.95 GB) and written into each
 checkpoint, and as best.safetensors once, at the end: on a small task writing files took longer
-than the epochs. A checkpoint is
-written at an epoch's end once ``checkpoint_seconds`` have passed since the last (a kill loses
-at most about that much training).
+than the epochs. A checkpoint is written at an epoch's end once ``checkpoint_seconds`` have
+passed since the last (a kill loses at most about that much training).
 
 Reproducibility: weights come from ``torch.manual_seed(seed)``, the batches of epoch ``e`` from
 (seed, e) alone, and dropout is reseeded from (seed, rank, step) before every step, so a rerun is
@@ -236,7 +235,7 @@ def _seed_dropout(loop: Loop, seed: int) -> None:
 
 def after_step(loop: Loop, *, last: bool) -> None:
     """Called after every optimizer step: the mid-epoch checkpoint when one is due (not after an
-    epoch's last step: _end_epoch writes that one). The resume tests wrap it to stop a run
+    epoch's last step: _end_epoch decides that one). The resume tests wrap it to stop a run
     there, as a kill would."""
     every = loop.cfg.checkpoint_steps
     if loop.main and every and loop.state["step"] % every == 0 and not last:

@@ -214,3 +214,21 @@ def test_the_best_weights_of_a_run_are_held_in_a_mapped_buffer(tmp_path: Path) -
                           out=tmp_path / "r", progress=False)
     assert seen and all(s is not None and s.endswith("(deleted)") for s in seen)
     assert load_file(str(tmp_path / "r" / "best.safetensors"))
+
+
+def test_a_shared_buffer_on_a_full_disk_is_held_in_memory(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its blocks are allocated before it is mapped: a full disk fails there (never as a fault
+    on a mapped page later), and the buffer is held in memory, no file left."""
+    from metaprep.learn import scratch as scratch_module
+
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(scratch_module.os, "posix_fallocate", full, raising=False)
+    run = tmp_path / "run"
+    with _beside(run) as scratch:
+        held = scratch.shared((64, 4), np.float32)
+        assert scratch.folder is not None and list(scratch.folder.iterdir()) == []
+    assert not isinstance(held, np.memmap) and held.shape == (64, 4) and held.sum() == 0
+    assert _leftovers(run) == []
