@@ -63,7 +63,9 @@ _DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4",
 def _mapped_weights(path: Path) -> dict[str, torch.Tensor] | None:
     """A safetensors file (8-byte header length, JSON header, data) as tensors over a
     copy-on-write map of it; None when anything about it is unusual (a dtype numpy lacks, an
-    offset out of place, an unaligned tensor), for safetensors to read or refuse."""
+    offset out of place, an unaligned tensor, two tensors sharing bytes), for safetensors to
+    read or refuse."""
+    import itertools
     import json
 
     import numpy as np
@@ -82,6 +84,7 @@ def _mapped_weights(path: Path) -> dict[str, torch.Tensor] | None:
     if not isinstance(header, dict):
         return None
     state: dict[str, torch.Tensor] = {}
+    spans: list[tuple[int, int]] = []
     for name, spec in header.items():
         if name == "__metadata__":
             continue
@@ -95,6 +98,7 @@ def _mapped_weights(path: Path) -> dict[str, torch.Tensor] | None:
         if min(shape, default=0) < 0 or not 0 <= begin <= end <= size - 8 - n \
                 or end - begin != count * dtype.itemsize:
             return None
+        spans.append((begin, end))
         if count == 0 or whole is None:
             state[name] = torch.from_numpy(np.zeros(shape, dtype))
             continue
@@ -104,6 +108,9 @@ def _mapped_weights(path: Path) -> dict[str, torch.Tensor] | None:
         if dtype == np.bool_ and raw.max() > 1:  # a bool is one byte, 0 or 1
             return None
         state[name] = torch.from_numpy(raw.view(dtype).reshape(shape))
+    spans.sort()
+    if any(b < a_end for (_, a_end), (b, _) in itertools.pairwise(spans)):
+        return None  # an edited header aliasing two tensors: safetensors' reader refuses it
     return state
 
 

@@ -50,3 +50,21 @@ def test_unusual_files_go_to_safetensors_and_damaged_ones_are_refused(tmp_path: 
     path.write_bytes(b"\xff" * 8 + b"{}")  # a header length past the file
     with pytest.raises(ModelError, match="unreadable weights"):
         load_weights(path)
+
+
+def test_tensors_sharing_bytes_are_refused(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "best.safetensors"
+    save_file({"a": torch.ones(4), "b": torch.zeros(4)}, str(path))
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    header["b"]["data_offsets"] = header["a"]["data_offsets"]  # b read from a's bytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    assert len(text) <= n  # the data stays where it was
+    text = text.ljust(n)
+    path.write_bytes(raw[:8] + text + raw[8 + n :])
+    with pytest.raises(ModelError, match="unreadable weights") as err:
+        load_weights(path)
+    assert str(err.value.path) == str(path)
