@@ -105,6 +105,13 @@ def restore(run: Run, model: torch.nn.Module, opt: Any, *, map_location: Any,
     from metaprep.learn.optim import optimizer_settings, state_problem
 
     ckpt = run.load_checkpoint(map_location=map_location)
+    ckpt.progress.setdefault("world", 1)  # checkpoints before the count was kept
+    if ckpt.progress["world"] != progress["world"]:
+        raise ModelError(f"the run was checkpointed by {ckpt.progress['world']} training "
+                         f"process(es), this resume has {progress['world']}: each epoch's "
+                         "batches are split between them", path=run.path / CHECKPOINT,
+                         hint=f"resume with {ckpt.progress['world']} process(es) (torchrun "
+                              "--nnodes and --nproc-per-node as before)")
     fresh = optimizer_settings(opt)
     try:
         why = _progress_problem(ckpt.progress, progress, run.config) or _history_problem(

@@ -123,7 +123,7 @@ def _setup(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, resume: bool,
     model.front.start_learned(_train_ids(ready.data[0]))  # a checkpoint then restores its own
     model = model.to(device)
     opt = make_optimizer(model, cfg)
-    state = fresh_state(cfg)
+    state = fresh_state(cfg, world)
     history: list[dict[str, Any]] = []
     best = None
     if ready.from_checkpoint:

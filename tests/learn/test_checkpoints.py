@@ -138,6 +138,25 @@ def test_best_weights_of_another_shape_in_a_checkpoint_are_refused(
     assert "checkpoint.pt" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_resume_needs_as_many_processes_as_the_checkpoint_had(
+        task: dict[str, Path], whole: dict[str, Any], tmp_path: Path) -> None:
+    """Each epoch's batches are split between the training processes: a checkpoint of two
+    processes is not resumed by one (one line naming it); a checkpoint older than the count
+    was one process's."""
+    out = tmp_path / "r"
+    with crash_after(15), pytest.raises(SimulatedCrash):
+        run(task, out, RunConfig(**{**TINY, "checkpoint_seconds": 0}))
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["progress"]["world"] == 1
+    torch.save({**ckpt, "progress": {**ckpt["progress"], "world": 2}}, out / "checkpoint.pt")
+    with pytest.raises(ModelError, match="checkpointed by 2 training process") as err:
+        run(task, out, None, resume=True)
+    assert "checkpoint.pt" in str(err.value) and "\n" not in str(err.value)
+    del ckpt["progress"]["world"]
+    torch.save(ckpt, out / "checkpoint.pt")
+    assert comparable(run(task, out, None, resume=True)) == comparable(whole)
+
+
 def test_plots_are_drawn_when_asked(task: dict[str, Path], tmp_path: Path) -> None:
     run(task, tmp_path / "a", RunConfig(**{**TINY, "epochs": 1}))
     assert not list((tmp_path / "a").glob("*.png"))
