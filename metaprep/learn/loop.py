@@ -72,8 +72,9 @@ class Loop:
 def fresh_state(cfg: RunConfig, world: int = 1) -> dict[str, Any]:
     """The loop's counters before the first step; ``world``: the processes training (each
     epoch's batches are split between them, so a resume needs as many)."""
-    return {"world": world, "epoch": 0, "batch": 0, "step": 0, "lr": cfg.lr, "best": -1.0, "best_epoch": -1,
-            "bad_epochs": 0, "stopped": False, "loss_sum": 0.0, "correct": 0, "seen": 0}
+    return {"world": world, "epoch": 0, "batch": 0, "step": 0, "lr": cfg.lr, "best": -1.0,
+            "best_epoch": -1, "bad_epochs": 0, "stopped": False, "loss_sum": 0.0, "correct": 0,
+            "seen": 0}
 
 
 # --- setup --------------------------------------------------------------------------------------
