@@ -14,7 +14,11 @@ checked on two. Built from PyPI's public JSON API:
    cache folder, so a rerun is offline and writes identical files;
 3. label: the top-level ``X`` of the project's ``Topic :: X :: ...`` classifiers when there is
    exactly one distinct ``X`` (several: ambiguous, dropped; ``Other/Nonlisted Topic``: says
-   nothing, dropped), as a slug (``Scientific/Engineering`` -> ``scientific-engineering``);
+   nothing, dropped), as a slug (``Scientific/Engineering`` -> ``scientific-engineering``).
+   One exception: ``Software Development`` beside exactly one other topic is ignored, since
+   templates add "Software Development :: Libraries :: Python Modules" to projects of any topic.
+   Only 36 % of projects have a topic, 24 % exactly one; the exception takes the texts kept from
+   25,000 projects from 3,060 to 4,213 (``generic_topic=None``: the strict rule);
 4. text: ``info.description`` (Markdown, reStructuredText or plain) with the markup taken out by
    :func:`clean_description` (code blocks, HTML, images and badges, URLs, tables, directives,
    headings' markup, shell and doctest lines) and the project's name removed (names often say
@@ -25,8 +29,9 @@ checked on two. Built from PyPI's public JSON API:
    near-duplicates (the same first 30 words: project families share a README), labels under
    ``min_count`` (20) texts, a stratified seeded 80/10/10 split;
 6. a cap per label, the same for all, the largest that keeps every label at most ``max_share``
-   (25 %) of the task, as fortunes' cap does: ``Software Development`` alone is otherwise about
-   a third of the texts (the first build's counts), and a model could score well by learning it.
+   (25 %) of the task, as fortunes' cap does: ``Scientific/Engineering`` (1,472 texts) and
+   ``Software Development`` (1,120) are otherwise 61 % of the 4,213, and a model could score
+   well on those two alone. At 25 % the cap is 810 a label and the task 3,241 texts.
 """
 
 from __future__ import annotations
@@ -70,7 +75,12 @@ class PypiConfig:
     opening_words: int = 30  # texts opening with the same words are near-duplicates
     min_count: int = 20  # labels with fewer texts are dropped
     max_share: float = 0.25  # no label above this share of the task (a cap per label)
-    min_stopword_share: float = 0.2  # English prose runs ~0.4; code, other languages ~0
+    # a topic that, beside exactly one other, is ignored: projects made from a template carry
+    # "Software Development :: Libraries :: Python Modules" whatever they are about (None: keep
+    # the strict rule, one top-level topic only; it yields 3,060 texts before the cap, not 4,213)
+    generic_topic: str | None = "Software Development"
+    # English READMEs measure 0.06-0.5 (median 0.29) of these words, other languages under 0.06
+    min_stopword_share: float = 0.07
     fractions: tuple[float, float, float] = (0.80, 0.10, 0.10)  # train / dev / test
 
 
@@ -156,12 +166,16 @@ def stopword_share(text: str) -> float:
     return sum(w.strip(".,;:!?()\"") in STOPWORDS for w in words) / len(words) if words else 0.0
 
 
-def label_of(classifiers: Iterable[str]) -> tuple[str, str]:
-    """``(label, "")``, or ``("", why not)``: "no_topic", "several_topics" or "other_topic"."""
+def label_of(classifiers: Iterable[str],
+             generic: str | None = "Software Development") -> tuple[str, str]:
+    """``(label, "")``, or ``("", why not)``: "no_topic", "several_topics" or "other_topic".
+    ``generic`` beside one other top-level topic is ignored (the other one is the label)."""
     tops = {c.split("::")[1].strip() for c in classifiers
             if c.startswith("Topic ::") and len(c.split("::")) > 1}
     if not tops:
         return "", "no_topic"
+    if len(tops) == 2 and generic in tops:
+        tops.discard(generic)
     if len(tops) > 1:
         return "", "several_topics"
     top = tops.pop()
@@ -176,7 +190,7 @@ def project_row(data: Mapping[str, Any] | None,
     if not data:
         return "", "", "", "missing"
     info = data.get("info") or {}
-    label, why = label_of(info.get("classifiers") or [])
+    label, why = label_of(info.get("classifiers") or [], config.generic_topic)
     if why:
         return "", "", "", why
     name = str(info.get("name") or "")

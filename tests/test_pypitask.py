@@ -101,13 +101,21 @@ def test_clean_removes_the_name_in_any_spelling() -> None:
     (["Topic :: Scientific/Engineering :: Astronomy", "Topic :: Scientific/Engineering",
       "License :: OSI Approved"], ("scientific-engineering", "")),
     (["Topic :: Software Development :: Libraries"], ("software-development", "")),
-    (["Topic :: Internet", "Topic :: Software Development"], ("", "several_topics")),
+    (["Topic :: Internet", "Topic :: Software Development :: Libraries"], ("internet", "")),
+    (["Topic :: Internet", "Topic :: System", "Topic :: Software Development"],
+     ("", "several_topics")),
+    (["Topic :: Internet", "Topic :: System"], ("", "several_topics")),
     (["Topic :: Other/Nonlisted Topic"], ("", "other_topic")),
     (["Intended Audience :: Developers"], ("", "no_topic")),
     ([], ("", "no_topic")),
 ])
 def test_label_of(classifiers: list[str], expected: tuple[str, str]) -> None:
     assert pypitask.label_of(classifiers) == expected
+
+
+def test_label_of_strict() -> None:
+    both = ["Topic :: Internet", "Topic :: Software Development :: Libraries"]
+    assert pypitask.label_of(both, None) == ("", "several_topics")
 
 
 def _project(name: str, topic: str | None, description: str,
