@@ -342,7 +342,7 @@ def prepare_pypi_long(out: Path, cache: Path,
     stats["before_cap"] = {lab: len(t) for lab, t in by_label.items()}
     return {"files": realdata._write_splits(out, "pypi-long", splits),
             "source": f"{INDEX_URL} + {PROJECT_URL}", "cache": str(cache),
-            "config": asdict(config), "cleaning": stats, "fetch_seconds": round(seconds, 1),
+            "config": asdict(config), "cleaning": stats, "seconds": round(seconds, 1),
             "counts": realdata._counts(splits, by_label), "words": realdata._lengths(splits)}
 
 
@@ -351,7 +351,8 @@ def print_summary(entry: Mapping[str, Any]) -> None:
     c, cfg = entry["cleaning"], entry["config"]
     kept = sum(n for split in entry["counts"].values() for n in split.values())
     duplicates = c["duplicate"] + c["cross_section"]
-    print(f"pypi-long: {c['projects']:,} projects fetched in {entry['fetch_seconds']:g} s -> "
+    print(f"pypi-long: {c['projects']:,} projects read in {entry['seconds']:g} s (from PyPI or "
+          f"the cache) -> "
           f"{kept:,} texts (dropped: {c['missing']:,} missing, {c['no_topic']:,} without a topic, "
           f"{c['several_topics']:,} with several, {c['other_topic']:,} 'Other', "
           f"{c['no_description']:,} without a description, {c['not_english']:,} not English, "
