@@ -4,6 +4,7 @@
     python benchmarks/realdata.py --debian-packages          # after `apt-get update`
     python benchmarks/realdata.py --packages-file PATH       # a Packages index (.lz4/.gz/.xz)
     python benchmarks/realdata.py --debian-long [--long-train-cap 1000]  # long descriptions
+    python benchmarks/realdata.py --pypi-long     # PyPI READMEs -> topic (benchmarks/pypitask.py)
 
 Without a Debian flag the fortunes task is built; with one, the Debian task is (add
 ``--fortunes`` or a ``--fortunes-*`` option to build both). The manifest keeps the entries of a
@@ -939,16 +940,17 @@ def prepare(
     debian_config: DebianConfig = DebianConfig(),
     translation_files: Sequence[str | Path] | None = None,
     long_config: DebianLongConfig = DebianLongConfig(),
+    pypi_cache: str | Path = "benchmarks/data/pypi-cache",
 ) -> dict[str, Any]:
     """Write everything into ``out`` and return the manifest (also written as manifest.json).
 
-    ``tasks``: any of "fortunes", "debian", "debtags", "debian-long". Each task's entry is
-    under ``manifest["tasks"]``; the fortunes entry is also ``manifest["task"]`` (what the older
-    scripts read). Entries of tasks not built this time are kept from an existing
+    ``tasks``: any of "fortunes", "debian", "debtags", "debian-long", "pypi-long". Each task's
+    entry is under ``manifest["tasks"]``; the fortunes entry is also ``manifest["task"]`` (what
+    the older scripts read). Entries of tasks not built this time are kept from an existing
     manifest.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    unknown = set(tasks) - {"fortunes", "debian", "debtags", "debian-long"}
+    unknown = set(tasks) - {"fortunes", "debian", "debtags", "debian-long", "pypi-long"}
     if unknown:
         raise ValueError(f"unknown task(s): {', '.join(sorted(unknown))}")
     glove_npy, glove_vocab = export_glove(out)
@@ -972,6 +974,11 @@ def prepare(
         built["debtags"] = prepare_debtags(out, packages_files)
     if "debian-long" in tasks:
         built.update(prepare_debian_long(out, packages_files, translation_files, long_config))
+    if "pypi-long" in tasks:
+        sys.modules.setdefault("realdata", sys.modules[__name__])  # run as a script: no 2nd copy
+        import pypitask
+
+        built["pypi-long"] = pypitask.prepare_pypi_long(out, Path(pypi_cache))
     manifest: dict[str, Any] = {
         "glove": {"matrix": str(glove_npy), "vocab": str(glove_vocab)},
         "minilm": {"table": str(minilm_table), "tensor": minilm_tensor,
@@ -1027,6 +1034,10 @@ def _print_summary(manifest: Mapping[str, Any], tasks: Sequence[str] = ("fortune
         print("task files: " + ", ".join(task["files"][s] for s in SPLITS) + "\n")
     if "debian-long" in tasks:
         _print_long(manifest)
+    if "pypi-long" in tasks:
+        import pypitask
+
+        pypitask.print_summary(manifest["tasks"]["pypi-long"])
     print("metaprep align sources:")
     print(f"  glove={glove['matrix']} --vocab-file glove={glove['vocab']}")
     print(f"  minilm={minilm['table']} --tensor minilm={minilm['tensor']} "
@@ -1092,14 +1103,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--long-train-cap", type=int, default=0, metavar="K",
                         help="debian-long: also write debian-long-trainK.{train,dev,test}.tsv, "
                         "the same dev and test with about K training texts (stratified)")
+    parser.add_argument("--pypi-long", action="store_true",
+                        help="build the long-text task (a PyPI project's description -> its "
+                        "trove topic) from pypi.org, cached in --pypi-cache (a rerun is offline)")
+    parser.add_argument("--pypi-cache", default="benchmarks/data/pypi-cache",
+                        help="pypi-long: the folder caching PyPI's answers")
     args = parser.parse_args(argv)
     debian_long = args.debian_long or bool(args.translation_file)
     # --packages-file names the input of --debian-long too, so alone it means the short task
     debian = args.debian_packages or (bool(args.packages_file) and not debian_long)
-    fortunes = (not (debian or args.debtags or debian_long) or args.fortunes
+    fortunes = (not (debian or args.debtags or debian_long or args.pypi_long) or args.fortunes
                 or args.fortunes_dir is not None or args.fortunes_deb is not None)
     tasks = [t for t, on in (("fortunes", fortunes), ("debian", debian),
-                             ("debtags", args.debtags), ("debian-long", debian_long)) if on]
+                             ("debtags", args.debtags), ("debian-long", debian_long),
+                             ("pypi-long", args.pypi_long)) if on]
     config = TaskConfig(cap=args.cap or None, max_words=args.max_words, seed=args.seed)
     try:
         manifest = prepare(args.out, fortunes_dir=args.fortunes_dir,
@@ -1109,7 +1126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            translation_files=args.translation_file or None,
                            long_config=DebianLongConfig(
                                min_words=args.long_min_words, min_count=args.min_count,
-                               seed=args.seed, train_cap=args.long_train_cap or None))
+                               seed=args.seed, train_cap=args.long_train_cap or None),
+                           pypi_cache=args.pypi_cache)
     except MetaprepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
