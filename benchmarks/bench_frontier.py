@@ -1,11 +1,13 @@
 """The production frontier: accuracy against end-to-end serving speed, metaprep vs the usual fast
 text classifiers, on the real tasks, in one run.
 
-    python benchmarks/bench_frontier.py [--tasks fortunes,debian,debian-long] [--seeds 0,1,2]
+    python benchmarks/bench_frontier.py [--tasks fortunes,debian,debian-long,pypi-long]
+        [--seeds 0,1,2]
     python benchmarks/bench_frontier.py --quick          # smoke test: 1 seed, 1 epoch, subsets
 
 For each task (``benchmarks/realdata.py``: fortunes topics, Debian package sections from the
-short descriptions, and ``debian-long``: from the long descriptions, 100+ words each) and seed:
+short descriptions, ``debian-long``: from the long descriptions, 100+ words each, and
+``pypi-long``: PyPI project descriptions labelled by trove topic, median 351 words) and seed:
 
 * metaprep, through its command line as a user runs it: ``metaprep align`` GloVe 6B 50d + the
   MiniLM input table over the task's words (as ``pipelines/glove-minilm.toml``), ``metaprep
@@ -102,11 +104,11 @@ METAPREP_SYSTEMS: dict[str, list[str]] = {
     "metaprep fast+cnn": ["--preset", "fast", "--encoder", "cnn", "--teacher-members", "0"],
 }
 SYSTEMS = (*METAPREP_SYSTEMS, "fasttext", "fasttext+glove", "tfidf+linear", "model2vec+logreg")
-TASKS = ("fortunes", "debian", "debian-long")
+TASKS = ("fortunes", "debian", "debian-long", "pypi-long")
 # metaprep epochs per task (early stopping on dev keeps the best epoch). One epoch of concat +
 # BiLSTM-128 on debian's 47.6k training texts took 29 s on one thread (ad-hoc, under load);
 # debian-long has 3.2k training texts (as fortunes: few texts, more epochs), ~146 words each
-EPOCHS = {"fortunes": 15, "debian": 6, "debian-long": 15}
+EPOCHS = {"fortunes": 15, "debian": 6, "debian-long": 15, "pypi-long": 15}
 LR = 1e-3  # as bench_methods.py; metaprep's default 4e-4 is meant for much larger data
 FASTTEXT_EPOCHS = (5, 20, 50)  # picked on dev
 QUICK_SIZES = {"train": 1500, "dev": 300, "test": 300}
