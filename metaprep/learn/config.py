@@ -16,12 +16,13 @@ from metaprep.errors import ConfigError
 from metaprep.learn.options import option, value_problem
 from metaprep.tokenize import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
 
-__all__ = ["ENCODERS", "MAX_WEIGHTS", "METHODS", "NORMS", "OPTIONS", "PRESETS", "SEED_STEP",
-           "RunConfig", "check_option", "preset_values"]
+__all__ = ["COMBINERS", "ENCODERS", "MAX_WEIGHTS", "METHODS", "NORMS", "OPTIONS", "PRESETS",
+           "SEED_STEP", "RunConfig", "check_option", "preset_values"]
 
 NORMS = ("none", "center", "scale", "layernorm")  # source_norm (learn/sourcenorm.py)
 METHODS = ("dme", "cdme", "concat", "sum", "single")
 ENCODERS = ("bilstm", "pool", "cnn")
+COMBINERS = ("mean", "sqrtn")  # the pool encoder's sum of word vectors, over n or sqrt(n)
 SEED_STEP = 1000  # ensemble member k trains with seed + SEED_STEP k (learn/ensemble.py)
 MAX_SOURCES = 64
 MAX_CNN_WIDTH = 64  # tokens a filter spans: far beyond an n-gram worth a filter
@@ -112,6 +113,11 @@ class RunConfig:
     encoder: str = option("bilstm", "bilstm (BiLSTM-max, the paper's), pool (max and mean, no "
                           "recurrence) or cnn (convolutions, max over time).", group="model",
                           flag=True, choices=ENCODERS)
+    # mean for runs written before the option (their config.json lacks it): the presets pick
+    pool_combiner: str = option("mean", "pool: the second half of the sentence vector is the "
+                                "sum of the word vectors over n words (mean) or over sqrt(n) "
+                                "(sqrtn: longer texts give larger sums).", group="model",
+                                choices=COMBINERS)
     hidden: int = option(512, "bilstm: units per direction (InferSent's).", group="model",
                          low=1, high=16384)
     # 64 filters against 128 (fast preset, 3 seeds): as accurate and 1.7-2x faster to serve;

@@ -233,7 +233,7 @@ class MetaEmbeddingClassifier(nn.Module):
         elif cfg.encoder == "cnn":
             self.encoder = ConvMax(cfg.meta_dim, cfg.cnn_filters, cfg.cnn_widths)
         else:
-            self.encoder = MaxMeanPool(cfg.meta_dim)
+            self.encoder = MaxMeanPool(cfg.meta_dim, cfg.pool_combiner)
         features = self.encoder.out_dim * (4 if cfg.pair else 1)
         self.classifier = Classifier(features, cfg.mlp_hidden, cfg.num_labels)
 
