@@ -138,4 +138,5 @@ def spec_from_model(model: Any, *, fold: bool, table_dtype: str = "float32",
         multilabel=cfg.task == "multilabel",
         encoder_convs=[(c.weight.detach().numpy(), c.bias.detach().numpy())
                        for c in model.encoder.convs] if cfg.encoder == "cnn" else [],
+        pool_combiner=cfg.pool_combiner,
     )

@@ -62,3 +62,4 @@ class GraphSpec:
     multilabel: bool = False  # probabilities: a sigmoid per label instead of a softmax
     # cnn: per width, the Conv kernel (C, D, w) and bias (C,)
     encoder_convs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    pool_combiner: str = "mean"  # pool: the sum over n words (mean) or over sqrt(n) (sqrtn)

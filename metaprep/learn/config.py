@@ -16,12 +16,18 @@ from metaprep.errors import ConfigError
 from metaprep.learn.options import option, value_problem
 from metaprep.tokenize import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
 
-__all__ = ["ENCODERS", "MAX_WEIGHTS", "METHODS", "NORMS", "OPTIONS", "PRESETS", "SEED_STEP",
-           "RunConfig", "check_option", "preset_values"]
+__all__ = ["COMBINERS", "ENCODERS", "MAX_WEIGHTS", "METHODS", "NORMS", "OPTIONS", "PRESETS",
+           "SEED_STEP", "RunConfig", "check_option", "preset_values"]
 
 NORMS = ("none", "center", "scale", "layernorm")  # source_norm (learn/sourcenorm.py)
 METHODS = ("dme", "cdme", "concat", "sum", "single")
 ENCODERS = ("bilstm", "pool", "cnn")
+COMBINERS = ("mean", "sqrtn", "auto")  # the pool encoder's sum of word vectors: over n, sqrt(n)
+# auto: sqrtn from this median train text length (tokens) on. `fast`, 3 seeds, test %
+# (benchmarks/results/long-docs.md): sqrtn against mean was +2.7 on debian-long (median 127
+# words; 5 seeds), +6.7 on pypi-long (358), +2.4 and +2.1 on both cut to their first 50 words,
+# level cut to 25 (-0.2), -2.2 on fortunes (16; 5 seeds), +0.2 on Debian (7)
+SQRTN_MIN_MEDIAN = 40
 SEED_STEP = 1000  # ensemble member k trains with seed + SEED_STEP k (learn/ensemble.py)
 MAX_SOURCES = 64
 MAX_CNN_WIDTH = 64  # tokens a filter spans: far beyond an n-gram worth a filter
@@ -51,11 +57,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (debian-long) 60.3 +- 1.7 against 59.5 +- 1.6 over 5 seeds (seeds 0-2: 61.0 +- 1.3
     # against 59.4 +- 1.5), fortunes 76.9 +- 2.1 against 75.9 +- 1.4 (5 seeds), Debian
     # 78.5 +- 0.2 against 78.5 +- 0.1 (3 seeds): ahead within the seed spread, never behind.
+    # pool_combiner auto: on texts of 40+ tokens (median) the pooled sum is divided by sqrt(n),
+    # not n (SQRTN_MIN_MEDIAN above): +2.7 points on debian-long, +6.7 on pypi-long.
     "fast": {"method": "sum", "encoder": "pool", "proj_dim": 64, "mlp_hidden": 256,
              "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
              "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 8,
              "lr_schedule": "linear", "batch_size": 0, "label_smoothing": 0.3,
-             "learned_min_tokens": 100_000},
+             "learned_min_tokens": 100_000, "pool_combiner": "auto"},
     # accuracy first: an ensemble of three such models (learn/ensemble.py), their probabilities
     # averaged. With the earlier 15-epoch recipe, 3 ensembles of 3 against the 9 models alone
     # (test %, 2026-12-02, benchmarks/results/ensembles.md): Debian 79.2 +- 0.3 against
@@ -65,7 +73,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
                  "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 8,
                  "lr_schedule": "linear", "batch_size": 0, "label_smoothing": 0.1,
-                 "learned_min_tokens": 100_000, "members": 3},
+                 "learned_min_tokens": 100_000, "pool_combiner": "auto", "members": 3},
 }
 
 
@@ -112,6 +120,12 @@ class RunConfig:
     encoder: str = option("bilstm", "bilstm (BiLSTM-max, the paper's), pool (max and mean, no "
                           "recurrence) or cnn (convolutions, max over time).", group="model",
                           flag=True, choices=ENCODERS)
+    # mean for runs written before the option (their config.json lacks it): the presets pick
+    pool_combiner: str = option("mean", "pool: the second half of the sentence vector is the "
+                                "sum of the word vectors over n words (mean), over sqrt(n) "
+                                "(sqrtn), or auto: sqrtn when the train split's median text "
+                                f"has {SQRTN_MIN_MEDIAN} tokens or more, else mean.",
+                                group="model", choices=COMBINERS)
     hidden: int = option(512, "bilstm: units per direction (InferSent's).", group="model",
                          low=1, high=16384)
     # 64 filters against 128 (fast preset, 3 seeds): as accurate and 1.7-2x faster to serve;
@@ -229,6 +243,13 @@ class RunConfig:
         if not self.learned_dim or tokens >= self.learned_min_tokens:
             return self
         return replace(self, learned_dim=0, learned_buckets=0, learned_subwords=0)
+
+    def for_lengths(self, median: float) -> RunConfig:
+        """This config with pool_combiner auto resolved for a train split whose median text has
+        ``median`` tokens (a new run's config is resolved so before it is saved)."""
+        if self.pool_combiner != "auto":
+            return self
+        return replace(self, pool_combiner="sqrtn" if median >= SQRTN_MIN_MEDIAN else "mean")
 
     def for_examples(self, n: int) -> RunConfig:
         """This config with batch_size 0 (auto) resolved for ``n`` training examples: the

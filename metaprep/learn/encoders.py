@@ -39,17 +39,21 @@ class BiLSTMMax(nn.Module):
 
 
 class MaxMeanPool(nn.Module):
-    """meta (B,T,D) -> (B,2D): [max, mean] over valid steps, no recurrence."""
+    """meta (B,T,D) -> (B,2D): [max, sum / n] over the n valid steps, no recurrence; with
+    ``combiner`` sqrtn, [max, sum / sqrt(n)]."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, combiner: str = "mean") -> None:
         super().__init__()
         self.out_dim = 2 * dim
+        self.combiner = combiner
 
     def forward(
         self, meta: torch.Tensor, lengths: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:
         mx = meta.masked_fill(~valid[..., None], float("-inf")).max(1).values  # (B,D)
         count = valid.sum(1, keepdim=True).clamp(min=1).to(meta.dtype)  # (B,1)
+        if self.combiner == "sqrtn":
+            count = count.sqrt()
         mean = (meta * valid[..., None]).sum(1) / count  # (B,D)
         return torch.cat([mx, mean], -1)
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metaprep.errors import ModelError, StoreError
+from metaprep.errors import ConfigError, ModelError, StoreError
 from metaprep.ids import ID_OFFSET, PAD_ID
 from metaprep.learn.config import RunConfig
 from metaprep.learn.encoders import BiLSTMMax, Classifier, ConvMax, MaxMeanPool, run_lstm
@@ -232,8 +232,12 @@ class MetaEmbeddingClassifier(nn.Module):
             self.encoder = BiLSTMMax(cfg.meta_dim, cfg.hidden)
         elif cfg.encoder == "cnn":
             self.encoder = ConvMax(cfg.meta_dim, cfg.cnn_filters, cfg.cnn_widths)
+        elif cfg.pool_combiner == "auto":  # a new run resolves it (learn/prepare.py)
+            raise ConfigError("pool_combiner auto is picked from the train split when a run "
+                              "starts; a model needs mean or sqrtn",
+                              hint="the run's config.json was edited: put back its value")
         else:
-            self.encoder = MaxMeanPool(cfg.meta_dim)
+            self.encoder = MaxMeanPool(cfg.meta_dim, cfg.pool_combiner)
         features = self.encoder.out_dim * (4 if cfg.pair else 1)
         self.classifier = Classifier(features, cfg.mlp_hidden, cfg.num_labels)
 

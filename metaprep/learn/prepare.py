@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from metaprep.checksum import file_sha256
@@ -207,6 +208,13 @@ def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, en
                 _note(f"the learned source is left out: the train split has {tokens:,} tokens, "
                       f"fewer than learned_min_tokens ({cfg.learned_min_tokens:,}; "
                       "--set learned_min_tokens=0 keeps it)")
+        median = float(np.median(data[0].lengths())) if len(data[0]) else 0.0
+        resolved = cfg.for_lengths(median)
+        if resolved.pool_combiner == "sqrtn" != cfg.pool_combiner and show and write \
+                and cfg.encoder == "pool":
+            _note(f"long texts (median {median:.0f} tokens): the pool encoder divides each "
+                  "sum by sqrt(n), not n (pool_combiner sqrtn)")
+        cfg = resolved
         # other ranks never write or check the store record: they skip hashing the store
         sha = st.sha256() if write else ""
         ref = StoreRef(str(st.path.resolve()), sha, st.vocab_size, st.case_policy)
@@ -303,14 +311,19 @@ def _non_default(cfg: RunConfig) -> dict[str, Any]:
 
 
 def _check_options(run: Run, given: dict[str, Any]) -> None:
-    """Options given to a resume must be the saved ones (sources: empty means all)."""
+    """Options given to a resume must be the saved ones (sources: empty means all), or the
+    ones the run resolved from its train split (a preset's pool_combiner auto, its learned
+    source left out below learned_min_tokens)."""
     saved = run.config.to_dict()
+    left_out = saved["learned_dim"] == 0 and saved["learned_min_tokens"] > 0
     for key, value in sorted(given.items()):
         if (key not in OPTIONS and key != "teacher") or (key == "sources" and not value):
             continue
         if key not in saved:
             raise ConfigError(f"unknown option {key!r}")
-        if value != saved[key]:
+        resolved = ((key == "pool_combiner" and value == "auto")
+                    or (left_out and key.startswith("learned_") and saved[key] == 0))
+        if value != saved[key] and not resolved:
             raise ConfigError(
                 f"{key} is {value!r} here but {saved[key]!r} in the run being resumed",
                 path=run.path / CONFIG,

@@ -87,6 +87,9 @@ def test_parity_gate_passes_for_every_method(tmp_path: Path, method: str, encode
     {"method": "dme", "learned_dim": 3, "learned_buckets": 13},
     {"method": "sum", "source_norm": "center"},
     {"method": "concat", "source_norm": "scale"},
+    {"method": "sum", "encoder": "pool", "pool_combiner": "sqrtn", "learned_dim": 3,
+     "learned_buckets": 13},
+    {"method": "dme", "pair": True, "encoder": "pool", "pool_combiner": "sqrtn"},
 ])
 def test_parity_gate_variants_of_the_model(tmp_path: Path, kw: dict) -> None:
     run = make_run(tmp_path, **kw)

@@ -3,6 +3,7 @@ scored and served as the average of their probabilities."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -212,10 +213,12 @@ def test_members_that_differ_are_refused(trained: Path, tmp_path: Path) -> None:
         export_run(copy, tmp_path / "model", options=ExportOptions(quiet=True))
 
 
+@pytest.mark.parametrize("combiner", ["mean", "sqrtn"])
 def test_the_fused_graph_of_pool_members_is_the_graph_of_each(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, combiner: str) -> None:
     """Folded pool members (the accurate preset) share one table, Gather and pooling; the
-    graph gives what the members built one by one give."""
+    graph gives what the members built one by one give. Members that pool differently are
+    built apart."""
     import onnxruntime as ort
 
     import metaprep.exporter.onnx_graph as og
@@ -225,9 +228,11 @@ def test_the_fused_graph_of_pool_members_is_the_graph_of_each(
     specs = []
     for k in range(3):
         with Run.open(make_run(tmp_path / f"r{k}", method="sum", encoder="pool", seed=k,
-                               **LEARNED)) as run:
+                               pool_combiner=combiner, **LEARNED)) as run:
             specs.append(spec_from_model(run.load_model(), fold=True))
     assert og._fusable(specs) and not og._fusable(specs[:1])
+    other = "mean" if combiner == "sqrtn" else "sqrtn"
+    assert not og._fusable([*specs[:2], dataclasses.replace(specs[2], pool_combiner=other)])
     assert specs[0].front.pair_table is not None and specs[0].front.pair_map is None
     rng = np.random.default_rng(0)
     ids = rng.integers(0, specs[0].front.folded.shape[0], size=(7, 9))
