@@ -148,7 +148,7 @@ def test_interleaved_rates_time_every_call_in_every_round() -> None:
 
 
 def test_every_task_is_known_and_the_report_says_what_train_time_counts() -> None:
-    assert frontier.TASKS == ("fortunes", "debian", "debian-long")
+    assert frontier.TASKS == ("fortunes", "debian", "debian-long", "pypi-long")
     assert set(frontier.EPOCHS) == set(frontier.TASKS)
     result = {"task": "debian-long", "quick": True, "date": "2026-12-07T00:00:00+00:00",
               "finished": "2026-12-07T00:10:00+00:00", "commit": "abc", "machine_before": "m",

@@ -23,10 +23,8 @@ NORMS = ("none", "center", "scale", "layernorm")  # source_norm (learn/sourcenor
 METHODS = ("dme", "cdme", "concat", "sum", "single")
 ENCODERS = ("bilstm", "pool", "cnn")
 COMBINERS = ("mean", "sqrtn", "auto")  # the pool encoder's sum of word vectors: over n, sqrt(n)
-# auto: sqrtn from this median train text length (tokens) on. `fast`, 3 seeds, test %
-# (benchmarks/results/long-docs.md): sqrtn against mean was +2.7 on debian-long (median 127
-# words; 5 seeds), +6.7 on pypi-long (358), +2.4 and +2.1 on both cut to their first 50 words,
-# level cut to 25 (-0.2), -2.2 on fortunes (16; 5 seeds), +0.2 on Debian (7)
+# auto: sqrtn from this median train text length (tokens) on; sqrtn against mean: -0.2 on texts
+# cut to 25 words, +2.1 to +6.7 from 50 on, -2.2 on fortunes (benchmarks/results/long-docs.md)
 SQRTN_MIN_MEDIAN = 40
 SEED_STEP = 1000  # ensemble member k trains with seed + SEED_STEP k (learn/ensemble.py)
 MAX_SOURCES = 64
@@ -57,8 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (debian-long) 60.3 +- 1.7 against 59.5 +- 1.6 over 5 seeds (seeds 0-2: 61.0 +- 1.3
     # against 59.4 +- 1.5), fortunes 76.9 +- 2.1 against 75.9 +- 1.4 (5 seeds), Debian
     # 78.5 +- 0.2 against 78.5 +- 0.1 (3 seeds): ahead within the seed spread, never behind.
-    # pool_combiner auto: on texts of 40+ tokens (median) the pooled sum is divided by sqrt(n),
-    # not n (SQRTN_MIN_MEDIAN above): +2.7 points on debian-long, +6.7 on pypi-long.
+    # pool_combiner auto: sqrt(n) pooling on long texts, +2.7 on debian-long, +6.7 on pypi-long
     "fast": {"method": "sum", "encoder": "pool", "proj_dim": 64, "mlp_hidden": 256,
              "learned_dim": 64, "learned_buckets": 200_000, "learned_lr_scale": 30.0,
              "learned_dropout": 0.7, "lr": 1e-3, "source_norm": "layernorm", "epochs": 8,
@@ -121,11 +118,10 @@ class RunConfig:
                           "recurrence) or cnn (convolutions, max over time).", group="model",
                           flag=True, choices=ENCODERS)
     # mean for runs written before the option (their config.json lacks it): the presets pick
-    pool_combiner: str = option("mean", "pool: the second half of the sentence vector is the "
-                                "sum of the word vectors over n words (mean), over sqrt(n) "
-                                "(sqrtn), or auto: sqrtn when the train split's median text "
-                                f"has {SQRTN_MIN_MEDIAN} tokens or more, else mean.",
-                                group="model", choices=COMBINERS)
+    pool_combiner: str = option("mean", "pool: divide the summed word vectors by n (mean), by "
+                                "sqrt(n) (sqrtn), or auto: sqrtn when the train split's median "
+                                f"text has {SQRTN_MIN_MEDIAN}+ tokens.", group="model",
+                                choices=COMBINERS)
     hidden: int = option(512, "bilstm: units per direction (InferSent's).", group="model",
                          low=1, high=16384)
     # 64 filters against 128 (fast preset, 3 seeds): as accurate and 1.7-2x faster to serve;
@@ -245,8 +241,8 @@ class RunConfig:
         return replace(self, learned_dim=0, learned_buckets=0, learned_subwords=0)
 
     def for_lengths(self, median: float) -> RunConfig:
-        """This config with pool_combiner auto resolved for a train split whose median text has
-        ``median`` tokens (a new run's config is resolved so before it is saved)."""
+        """This config with pool_combiner auto resolved for a median train text of ``median``
+        tokens (a new run's config is resolved so before it is saved)."""
         if self.pool_combiner != "auto":
             return self
         return replace(self, pool_combiner="sqrtn" if median >= SQRTN_MIN_MEDIAN else "mean")
