@@ -98,11 +98,11 @@ def _encode(b: Builder, spec: GraphSpec, ids: str, lengths: str) -> tuple[str, s
 def _pool(b: Builder, meta: str, stepmask: str, clamped: str, combiner: str
           ) -> tuple[str, str]:
     """Max and mean (sqrtn: the sum over sqrt(n)) over each text's steps (meta is 0 at pads):
-    (B,D) each. The max reads meta
-    plus a (B,T,1) term, log(1) = 0 at steps and log(0) = -inf at pads: that broadcast Add
-    costs less than the Where over (B,T,D) it replaced, which had been the costliest node of
-    the graph (profiled on fortunes, one padded batch: 4.8 ms -> 4.1 ms a run). A Sum of the
-    bigram vectors and this term in one node was no faster than two Adds."""
+    (B,D) each. The max reads meta plus a (B,T,1) term, log(1) = 0 at steps and log(0) = -inf
+    at pads: that broadcast Add costs less than the Where over (B,T,D) it replaced, which had
+    been the costliest node of the graph (profiled on fortunes, one padded batch: 4.8 ms ->
+    4.1 ms a run). A Sum of the bigram vectors and this term in one node was no faster than two
+    Adds."""
     step3 = b.op("Unsqueeze", [b.op("Cast", [stepmask], to=1), b.const([2])], "step3")
     pad = b.op("Log", [step3], "pad_bias")  # (B,T,1)
     mx = b.op("ReduceMax", [b.op("Add", [meta, pad])], "max", axes=[1], keepdims=0)

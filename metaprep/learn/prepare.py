@@ -208,13 +208,12 @@ def _start(cfg: RunConfig, out: Path, inputs: dict[str, Any], *, write: bool, en
                 _note(f"the learned source is left out: the train split has {tokens:,} tokens, "
                       f"fewer than learned_min_tokens ({cfg.learned_min_tokens:,}; "
                       "--set learned_min_tokens=0 keeps it)")
-        median = float(np.median(data[0].lengths())) if len(data[0]) else 0.0
-        resolved = cfg.for_lengths(median)
-        if resolved.pool_combiner == "sqrtn" != cfg.pool_combiner and show and write \
-                and cfg.encoder == "pool":
-            _note(f"long texts (median {median:.0f} tokens): the pool encoder divides each "
-                  "sum by sqrt(n), not n (pool_combiner sqrtn)")
-        cfg = resolved
+        if cfg.pool_combiner == "auto":
+            median = float(np.median(data[0].lengths())) if len(data[0]) else 0.0
+            cfg = cfg.for_lengths(median)
+            if cfg.pool_combiner == "sqrtn" and cfg.encoder == "pool" and show and write:
+                _note(f"long texts (median {median:.0f} tokens): the pool encoder divides each "
+                      "sum by sqrt(n), not n (pool_combiner sqrtn)")
         # other ranks never write or check the store record: they skip hashing the store
         sha = st.sha256() if write else ""
         ref = StoreRef(str(st.path.resolve()), sha, st.vocab_size, st.case_policy)
