@@ -283,7 +283,11 @@ def read_names(body: bytes) -> list[str]:
 def _cached(path: Path, fetch: Any) -> bytes | None:
     """The cached body at ``path`` (b"" for a cached 404), fetching and caching it if absent."""
     if path.is_file():
-        return gzip.decompress(path.read_bytes())
+        try:
+            return gzip.decompress(path.read_bytes())
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+            raise FormatError(f"not a gzip file: {exc}", path=path,
+                              hint="delete it to fetch it again") from exc
     body = fetch()
     path.parent.mkdir(parents=True, exist_ok=True)
     with realdata._atomic_path(path) as tmp:

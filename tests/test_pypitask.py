@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from metaprep.errors import FormatError
+
 _BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -237,3 +239,19 @@ def test_read_names_json_and_html() -> None:
     assert pypitask.read_names(body) == ["a", "b"]
     assert pypitask.read_names(b'<html><a href="/simple/z/">z</a>\n<a href="y/">y</a>') == [
         "y", "z"]
+
+
+def test_a_damaged_cache_file_is_one_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "projects" / "ab" / "abc.json.gz"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not gzip")
+
+    def fetch() -> bytes:
+        raise AssertionError("a cached answer is never fetched again")
+
+    with pytest.raises(FormatError, match="not a gzip file") as err:
+        pypitask._cached(path, fetch)
+    assert str(err.value.path) == str(path) and "\n" not in str(err.value)
+    path.write_bytes(gzip.compress(b'{"info": {}}')[:-4])  # cut short
+    with pytest.raises(FormatError, match="not a gzip file"):
+        pypitask._cached(path, fetch)
